@@ -1,0 +1,204 @@
+import type { Route, RouteTable } from '../src/route-table.js';
+import { fnv1a32, serverNamesHashSizes } from './hash.js';
+import { headerVariable, nginxComment, nginxQuoted, nginxWord } from './syntax.js';
+
+// Renders the documented nginx.conf (see the README, "nginx.conf"). Lines are not
+// indented, exactly as in the documented examples, so the seed's examples compare
+// byte for byte. Everything taken from the route table goes through nginxWord or
+// nginxComment.
+
+export interface RenderOptions {
+  port: number;
+  /** "*" for nginx's default (every IPv4 address), else one IP address. */
+  listenAddress: string;
+  apiKeyHeader: string;
+  /** Set when the router runs nginx itself; absent, the documented config is printed. */
+  runtime?: NginxRuntime;
+}
+
+/**
+ * Where a managed nginx keeps its files. The documented config relies on the paths
+ * compiled into nginx and on nginx becoming a daemon; a managed nginx runs in the
+ * foreground as our child, and several routers side by side must not share files.
+ */
+export interface NginxRuntime {
+  pidFile: string;
+  errorLog: string;
+  accessLog: string;
+  tempDir: string;
+}
+
+interface Upstream {
+  name: string;
+  route: Route;
+}
+
+/** The argument of `listen`: the port alone for "*", as documented. */
+export function listenOn(options: Pick<RenderOptions, 'port' | 'listenAddress'>): string {
+  const { port, listenAddress: address } = options;
+  if (address === '*') return String(port);
+  return nginxWord(address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);
+}
+
+const DEFAULT_SERVER = (options: RenderOptions): string[] => [
+  '# Default server that will just close the connection as if there was no server available',
+  'server {',
+  `listen ${listenOn(options)} default_server;`,
+  'return 444;',
+  '}',
+];
+
+function runtimeMain(runtime: NginxRuntime): string[] {
+  return [
+    '# Run by k8s-router: nginx stays in the foreground as its child and keeps its files here',
+    'daemon off;',
+    `pid ${nginxWord(runtime.pidFile)};`,
+    `error_log ${nginxWord(runtime.errorLog)};`,
+  ];
+}
+
+function runtimeHttp(runtime: NginxRuntime): string[] {
+  const temp = (name: string): string => nginxWord(`${runtime.tempDir}/${name}`);
+  return [
+    `access_log ${nginxWord(runtime.accessLog)};`,
+    `client_body_temp_path ${temp('client_body')};`,
+    `proxy_temp_path ${temp('proxy')};`,
+    `fastcgi_temp_path ${temp('fastcgi')};`,
+    `uwsgi_temp_path ${temp('uwsgi')};`,
+    `scgi_temp_path ${temp('scgi')};`,
+  ];
+}
+
+function emptyConfig(options: RenderOptions): string[] {
+  const { runtime } = options;
+  return [
+    ...(runtime ? runtimeMain(runtime) : []),
+    '# A very simple nginx configuration file that forces nginx to start as a daemon.',
+    'events {}',
+    'http {',
+    ...(runtime ? runtimeHttp(runtime) : []),
+    ...DEFAULT_SERVER(options),
+    '}',
+    ...(runtime ? [] : ['daemon on;']),
+  ];
+}
+
+function preamble(hashMaxSize: number, hashBucketSize: number, runtime: NginxRuntime | undefined): string[] {
+  return [
+    ...(runtime ? runtimeMain(runtime) : []),
+    'events {',
+    'worker_connections 1024;',
+    '}',
+    'http {',
+    ...(runtime ? runtimeHttp(runtime) : []),
+    '# http://nginx.org/en/docs/http/ngx_http_core_module.html',
+    'types_hash_max_size 2048;',
+    `server_names_hash_max_size ${hashMaxSize};`,
+    `server_names_hash_bucket_size ${hashBucketSize};`,
+    '# Force HTTP 1.1 for upstream requests',
+    'proxy_http_version 1.1;',
+    "# When nginx proxies to an upstream, the default value used for 'Connection' is 'close'. We use this variable to do",
+    '# the same thing so that whenever a \'Connection\' header is in the request, the variable reflects the provided value',
+    "# otherwise, it defaults to 'close'. This is opposed to just using \"proxy_set_header Connection $http_connection\"",
+    "# which would remove the 'Connection' header from the upstream request whenever the request does not contain a",
+    "# 'Connection' header, which is a deviation from the nginx norm.",
+    'map $http_connection $p_connection {',
+    'default $http_connection;',
+    "'' close;",
+    '}',
+    '# Pass through the appropriate headers',
+    'proxy_set_header Connection $p_connection;',
+    'proxy_set_header Host $host;',
+    'proxy_set_header Upgrade $http_upgrade;',
+  ];
+}
+
+/** IP:PORT as nginx wants it: IPv6 in brackets, port 80 left out. */
+export function target(ip: string, port: number): string {
+  const host = ip.includes(':') ? `[${ip}]` : ip;
+  return port === 80 ? host : `${host}:${port}`;
+}
+
+function podComment(pod: string, namespace: string): string {
+  return nginxComment(`# Pod ${pod} (namespace: ${namespace})`);
+}
+
+/**
+ * Upstream names: "upstream" + FNV-1a of host+path, as documented. FNV collisions are
+ * easy to make on purpose, and two upstreams of one name stop nginx from loading the
+ * config, so a later route (in host, path order) whose name is taken gets a suffix.
+ */
+export function upstreamNames(routes: readonly Route[]): Map<Route, string> {
+  const names = new Map<Route, string>();
+  const taken = new Set<string>();
+  for (const route of routes) {
+    if (route.backends.length < 2) continue;
+    const base = `upstream${fnv1a32(route.host + route.path)}`;
+    let name = base;
+    for (let n = 2; taken.has(name); n++) name = `${base}_${n}`;
+    taken.add(name);
+    names.set(route, name);
+  }
+  return names;
+}
+
+function upstreamBlock({ name, route }: Upstream): string[] {
+  return [
+    nginxComment(`# Upstream for ${route.path} traffic on ${route.host}`),
+    `upstream ${name} {`,
+    ...route.backends.flatMap((b) => [podComment(b.pod, b.namespace), `server ${nginxWord(target(b.ip, b.port))};`]),
+    '}',
+  ];
+}
+
+function locationBlock(route: Route, upstream: string | undefined, options: RenderOptions): string[] {
+  const lines = [`location ${nginxWord(route.path)} {`];
+  if (route.apiKey !== null) {
+    lines.push(
+      nginxComment(`# API key required by Secret of namespace ${route.namespace}`),
+      `if (${headerVariable(options.apiKeyHeader)} != ${nginxQuoted(route.apiKey)}) {`,
+      'return 403;',
+      '}',
+    );
+  }
+  const only = route.backends[0];
+  if (upstream !== undefined) {
+    lines.push(`# Upstream ${upstream}`, `proxy_pass http://${upstream};`);
+  } else if (only !== undefined) {
+    lines.push(podComment(only.pod, only.namespace), `proxy_pass http://${nginxWord(target(only.ip, only.port))};`);
+  }
+  lines.push('}');
+  return lines;
+}
+
+function serverBlock(host: string, routes: Route[], upstreams: Map<Route, string>, options: RenderOptions): string[] {
+  const lines = ['server {', `listen ${listenOn(options)};`, `server_name ${nginxWord(host)};`];
+  if (!routes.some((r) => r.path === '/')) {
+    lines.push('# No pod serves / on this host: answer 404 rather than the nginx welcome page', 'location / {', 'return 404;', '}');
+  }
+  for (const route of routes) lines.push(...locationBlock(route, upstreams.get(route), options));
+  lines.push('}');
+  return lines;
+}
+
+/** The nginx.conf for a route table. Deterministic: the table is already sorted. */
+export function renderNginxConf(table: RouteTable, options: RenderOptions): string {
+  if (table.routes.length === 0) return `${emptyConfig(options).join('\n')}\n`;
+
+  const byHost = new Map<string, Route[]>();
+  for (const route of table.routes) {
+    const list = byHost.get(route.host);
+    if (list === undefined) byHost.set(route.host, [route]);
+    else list.push(route);
+  }
+  const hashSizes = serverNamesHashSizes([...byHost.keys()]);
+  const upstreams = upstreamNames(table.routes);
+  const lines = [
+    ...preamble(hashSizes.maxSize, hashSizes.bucketSize, options.runtime),
+    ...[...upstreams].flatMap(([route, name]) => upstreamBlock({ name, route })),
+    ...[...byHost].flatMap(([host, routes]) => serverBlock(host, routes, upstreams, options)),
+    ...DEFAULT_SERVER(options),
+    '}',
+  ];
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,146 @@
+// Parsing of the hosts and paths annotations. Anyone who can create a pod writes these
+// values, and they end up in nginx.conf, so the grammar is deliberately narrow: whatever
+// is accepted here is plain text to nginx (see nginx/syntax.ts for the second line of
+// defence).
+
+export interface RejectedEntry {
+  value: string;
+  code: string;
+  reason: string;
+}
+
+export interface PathEntry {
+  port: number;
+  path: string;
+}
+
+export const MAX_PATH_LENGTH = 1024;
+
+const HOST_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const IPV4_OCTET = /^(0|[1-9][0-9]{0,2})$/;
+
+/** Entries of an annotation value: split on any whitespace, empty ones ignored. */
+export function splitEntries(value: string): string[] {
+  return value.split(/\s+/).filter((e) => e.length > 0);
+}
+
+function ipv4Problem(host: string): string | null {
+  const parts = host.split('.');
+  if (parts.length !== 4) return 'is neither a DNS hostname nor an IPv4 address (numeric last label)';
+  for (const p of parts) {
+    if (!IPV4_OCTET.test(p) || Number(p) > 255) return 'is not a valid IPv4 address (octets are 0 to 255, no leading zeros)';
+  }
+  return null;
+}
+
+/** Why a (lower-cased) host is unusable, or null when it is an RFC 1123 hostname or IPv4 address. */
+export function hostProblem(host: string): string | null {
+  if (host.length > 253) return 'is longer than 253 characters';
+  const labels = host.split('.');
+  const last = labels[labels.length - 1] ?? '';
+  if (/^[0-9]+$/.test(last)) return ipv4Problem(host);
+  for (const label of labels) {
+    if (label.length === 0) return 'has an empty label (leading, trailing or doubled ".")';
+    if (label.length > 63) return `has a label longer than 63 characters`;
+    if (!HOST_LABEL.test(label)) {
+      return 'is not a DNS hostname: labels are letters, digits and "-", and do not start or end with "-"';
+    }
+  }
+  return null;
+}
+
+/** Hosts from the hosts annotation: lower-cased, de-duplicated, in first-seen order. */
+export function parseHosts(value: string): { hosts: string[]; rejected: RejectedEntry[] } {
+  const hosts: string[] = [];
+  const rejected: RejectedEntry[] = [];
+  for (const entry of splitEntries(value)) {
+    const host = entry.toLowerCase();
+    const problem = hostProblem(host);
+    if (problem !== null) {
+      rejected.push({ value: entry, code: 'BAD_HOST', reason: `host ${JSON.stringify(entry)} ${problem}` });
+    } else if (!hosts.includes(host)) {
+      hosts.push(host);
+    }
+  }
+  return { hosts, rejected };
+}
+
+// RFC 3986 path characters without the ones that mean something to nginx or to us:
+// "%" (we match decoded URIs, see SPEC 5), ";" "$" "'" and the sub-delims nginx would
+// read as syntax are refused; so are "{", "}", quotes, "\", controls and non-ASCII,
+// which RFC 3986 does not allow anyway.
+const PATH_CHARS = /^[A-Za-z0-9\-._~!&()*+,=:@/]+$/;
+
+/** Why a path is unusable, or null. */
+export function pathProblem(path: string): string | null {
+  if (!path.startsWith('/')) return 'does not start with "/"';
+  if (path.length > MAX_PATH_LENGTH) return `is longer than ${MAX_PATH_LENGTH} characters`;
+  if (!PATH_CHARS.test(path)) {
+    const bad = [...path].find((c) => !PATH_CHARS.test(c)) ?? '';
+    const shown = /^[\x21-\x7e]$/.test(bad) ? `"${bad}"` : `U+${(bad.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
+    return `contains ${shown}: only letters, digits and - . _ ~ ! & ( ) * + , = : @ / are allowed`;
+  }
+  // nginx merges slashes and resolves dot segments before it matches a location, so a
+  // location holding them could never match a request.
+  if (path.includes('//')) return 'contains "//", which never matches (nginx merges slashes)';
+  const segments = path.split('/').slice(1);
+  if (segments.some((s) => s === '.' || s === '..')) {
+    return 'contains a "." or ".." segment, which never matches (nginx resolves them)';
+  }
+  return null;
+}
+
+/**
+ * PORT:PATH entries from the paths annotation. A port must be one the pod declares as a
+ * containerPort. The same path twice keeps the first entry; a later one for another port
+ * is rejected, since one route goes to one port of a pod.
+ */
+export function parsePaths(
+  value: string,
+  declaredPorts: ReadonlySet<number>,
+): { paths: PathEntry[]; rejected: RejectedEntry[] } {
+  const paths: PathEntry[] = [];
+  const rejected: RejectedEntry[] = [];
+  for (const entry of splitEntries(value)) {
+    const colon = entry.indexOf(':');
+    if (colon < 0) {
+      rejected.push({ value: entry, code: 'BAD_PATH', reason: `entry ${JSON.stringify(entry)} is not PORT:PATH` });
+      continue;
+    }
+    const portText = entry.slice(0, colon);
+    const path = entry.slice(colon + 1);
+    if (!/^[1-9][0-9]{0,4}$/.test(portText) || Number(portText) > 65535) {
+      rejected.push({
+        value: entry,
+        code: 'BAD_PORT',
+        reason: `port ${JSON.stringify(portText)} is not a number from 1 to 65535`,
+      });
+      continue;
+    }
+    const port = Number(portText);
+    if (!declaredPorts.has(port)) {
+      rejected.push({
+        value: entry,
+        code: 'PORT_NOT_DECLARED',
+        reason: `port ${port} is not a containerPort of the pod`,
+      });
+      continue;
+    }
+    const problem = pathProblem(path);
+    if (problem !== null) {
+      rejected.push({ value: entry, code: 'BAD_PATH', reason: `path ${JSON.stringify(path)} ${problem}` });
+      continue;
+    }
+    const earlier = paths.find((p) => p.path === path);
+    if (earlier === undefined) {
+      paths.push({ port, path });
+    } else if (earlier.port !== port) {
+      rejected.push({
+        value: entry,
+        code: 'DUPLICATE_PATH',
+        reason: `path ${JSON.stringify(path)} is already routed to port ${earlier.port} of this pod`,
+      });
+    }
+  }
+  return { paths, rejected };
+}

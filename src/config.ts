@@ -1,0 +1,221 @@
+import { isIP } from 'node:net';
+import { qualifiedNameProblem, dnsSubdomainProblem } from './kube-names.js';
+import { parseLabelSelector, SelectorSyntaxError, type LabelSelector } from './label-selector.js';
+
+// Every setting is an environment variable with a CLI flag that overrides it. The table
+// below is the single description of them: the CLI builds its options from it, the
+// README lists it (a test checks that), and validation names the variable or flag that
+// carried a bad value.
+
+export interface RouterConfig {
+  labelSelector: LabelSelector;
+  hostsAnnotation: string;
+  pathsAnnotation: string;
+  apiKeySecret: { name: string; field: string };
+  apiKeyHeader: string;
+  port: number;
+  listenAddress: string;
+  requireReady: boolean;
+}
+
+export type SettingKey = keyof RouterConfig;
+
+export interface Setting<K extends SettingKey = SettingKey> {
+  key: K;
+  env: string;
+  flag: string;
+  metavar: string;
+  default: string;
+  description: string;
+  /** Turns the raw text into the value, or throws InvalidValue with what is wrong. */
+  parse(raw: string): RouterConfig[K];
+}
+
+/** Thrown by a setting's parser; only the problem, the caller knows which setting. */
+export class InvalidValue extends Error {}
+
+/** A setting with a bad value; `message` is the one line the CLI prints. */
+export class ConfigError extends Error {
+  constructor(
+    readonly code: string,
+    readonly source: string,
+    readonly value: string,
+    readonly problem: string,
+  ) {
+    super(`invalid ${source}=${JSON.stringify(value)}: ${problem} [${code}]`);
+    this.name = 'ConfigError';
+  }
+}
+
+function annotationName(raw: string): string {
+  const problem = qualifiedNameProblem(raw);
+  if (problem !== null) throw new InvalidValue(`not a Kubernetes qualified name: ${problem}`);
+  return raw;
+}
+
+export function parsePort(raw: string): number {
+  if (!/^[0-9]+$/.test(raw)) throw new InvalidValue('not a number: must be an integer from 1 to 65535');
+  const port = Number(raw);
+  if (port < 1 || port > 65535) throw new InvalidValue('out of range: must be an integer from 1 to 65535');
+  return port;
+}
+
+function secretLocation(raw: string): { name: string; field: string } {
+  const parts = raw.split(':');
+  if (parts.length !== 2) throw new InvalidValue('must be SECRET_NAME:DATA_FIELD with exactly one ":"');
+  const [name = '', field = ''] = parts;
+  const nameProblem = dnsSubdomainProblem(name);
+  if (nameProblem !== null) throw new InvalidValue(`secret name ${nameProblem}`);
+  // Secret data keys: alphanumerics, "-", "_" and "." (apimachinery IsConfigMapKey).
+  if (!/^[-._A-Za-z0-9]+$/.test(field) || field.length > 253) {
+    throw new InvalidValue('data field must be 1 to 253 characters of alphanumerics, "-", "_" or "."');
+  }
+  return { name, field };
+}
+
+function headerName(raw: string): string {
+  // nginx reads the header through $http_<name>, with "-" turned into "_"; it ignores
+  // request headers that contain "_" by default, so such a header could never match.
+  if (!/^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$/.test(raw)) {
+    throw new InvalidValue('must be letters and digits in words joined by single "-" (no "_": nginx ignores such headers)');
+  }
+  return raw;
+}
+
+function selector(raw: string): LabelSelector {
+  try {
+    return parseLabelSelector(raw);
+  } catch (err) {
+    if (err instanceof SelectorSyntaxError) throw new InvalidValue(`not a label selector: ${err.message}`);
+    throw err;
+  }
+}
+
+/** "*" (every IPv4 address, as nginx's own default) or one IPv4 or IPv6 address. */
+function listenAddress(raw: string): string {
+  if (raw === '*' || isIP(raw) !== 0) return raw;
+  throw new InvalidValue('must be "*" (all IPv4 addresses) or an IPv4 or IPv6 address');
+}
+
+function bool(raw: string): boolean {
+  if (raw === 'true') return true;
+  if (raw === 'false') return false;
+  throw new InvalidValue('must be "true" or "false"');
+}
+
+function setting<K extends SettingKey>(s: Setting<K>): Setting<K> {
+  return s;
+}
+
+export const SETTINGS: readonly Setting[] = [
+  setting({
+    key: 'labelSelector',
+    env: 'ROUTABLE_LABEL_SELECTOR',
+    flag: '--label-selector',
+    metavar: 'SELECTOR',
+    default: 'routable=true',
+    description: 'label selector of the pods to route (=, ==, !=, in, notin, exists, !key)',
+    parse: selector,
+  }),
+  setting({
+    key: 'hostsAnnotation',
+    env: 'HOSTS_ANNOTATION',
+    flag: '--hosts-annotation',
+    metavar: 'NAME',
+    default: 'routingHosts',
+    description: 'pod annotation holding the whitespace-separated hosts',
+    parse: annotationName,
+  }),
+  setting({
+    key: 'pathsAnnotation',
+    env: 'PATHS_ANNOTATION',
+    flag: '--paths-annotation',
+    metavar: 'NAME',
+    default: 'routingPaths',
+    description: 'pod annotation holding the whitespace-separated PORT:PATH entries',
+    parse: annotationName,
+  }),
+  setting({
+    key: 'apiKeySecret',
+    env: 'API_KEY_SECRET_LOCATION',
+    flag: '--api-key-secret-location',
+    metavar: 'NAME:FIELD',
+    default: 'routing:api-key',
+    description: 'SECRET_NAME:DATA_FIELD of the per-namespace API key',
+    parse: secretLocation,
+  }),
+  setting({
+    key: 'apiKeyHeader',
+    env: 'API_KEY_HEADER',
+    flag: '--api-key-header',
+    metavar: 'HEADER',
+    default: 'X-ROUTING-API-KEY',
+    description: 'request header that carries the API key',
+    parse: headerName,
+  }),
+  setting({
+    key: 'port',
+    env: 'PORT',
+    flag: '--port',
+    metavar: 'PORT',
+    default: '80',
+    description: 'port the data plane listens on',
+    parse: parsePort,
+  }),
+  setting({
+    key: 'listenAddress',
+    env: 'LISTEN_ADDRESS',
+    flag: '--listen-address',
+    metavar: 'ADDRESS',
+    default: '*',
+    description: 'address the data plane listens on: "*" for all IPv4 addresses, or one IP address',
+    parse: listenAddress,
+  }),
+  setting({
+    key: 'requireReady',
+    env: 'REQUIRE_READY',
+    flag: '--require-ready',
+    metavar: 'BOOL',
+    default: 'true',
+    description: 'route only pods whose Ready condition is True',
+    parse: bool,
+  }),
+];
+
+export function settingCode(s: Setting): string {
+  return `KR_INVALID_${s.env}`;
+}
+
+/**
+ * Builds the configuration: a flag wins over its variable, which wins over the default.
+ * An empty variable counts as unset, as shells and manifests often leave them so.
+ * Throws ConfigError for the first bad value, naming where it came from.
+ */
+export function loadConfig(
+  env: Readonly<Record<string, string | undefined>>,
+  flags: Readonly<Partial<Record<SettingKey, string>>> = {},
+): RouterConfig {
+  const config: Partial<Record<SettingKey, unknown>> = {};
+  for (const s of SETTINGS) {
+    const fromFlag = flags[s.key];
+    const fromEnv = env[s.env];
+    const [source, raw] =
+      fromFlag !== undefined
+        ? [s.flag, fromFlag]
+        : fromEnv !== undefined && fromEnv !== ''
+          ? [s.env, fromEnv]
+          : [`${s.env} (default)`, s.default];
+    try {
+      config[s.key] = s.parse(raw);
+    } catch (err) {
+      if (err instanceof InvalidValue) throw new ConfigError(settingCode(s), source, raw, err.message);
+      throw err;
+    }
+  }
+  return config as RouterConfig;
+}
+
+/** The configuration with every default, for tests and tools. */
+export function defaultConfig(overrides: Readonly<Partial<Record<SettingKey, string>>> = {}): RouterConfig {
+  return loadConfig({}, overrides);
+}

@@ -1,0 +1,284 @@
+import { isIP } from 'node:net';
+import { parseHosts, parsePaths } from './annotations.js';
+import type { RouterConfig } from './config.js';
+import { dnsLabelProblem, dnsSubdomainProblem } from './kube-names.js';
+import type { Pod, Secret } from './kube-objects.js';
+import { objectKey } from './kube-objects.js';
+import { matchesLabels } from './label-selector.js';
+
+// The route table is a pure function of (config, pods, secrets): the same objects give
+// the same table, byte for byte, whatever order they arrive in. Every pod, host or path
+// that does not become a route leaves a rejection saying why.
+
+export interface Backend {
+  pod: string;
+  namespace: string;
+  ip: string;
+  port: number;
+}
+
+export interface Route {
+  host: string;
+  path: string;
+  /** The namespace that owns this host+path; its pods are the backends. */
+  namespace: string;
+  /** The base64 text a request must carry in the API-key header, or null when open. */
+  apiKey: string | null;
+  /** In pod-name order, which is the round-robin order. */
+  backends: Backend[];
+}
+
+export interface Rejection {
+  namespace: string;
+  pod: string;
+  field: string;
+  value: string;
+  code: RejectionCode;
+  reason: string;
+}
+
+export type RejectionCode =
+  | 'NOT_SELECTED'
+  | 'BAD_NAME'
+  | 'TERMINATING'
+  | 'NOT_RUNNING'
+  | 'NO_IP'
+  | 'BAD_IP'
+  | 'NOT_READY'
+  | 'MISSING_ANNOTATION'
+  | 'BAD_HOST'
+  | 'NO_HOSTS'
+  | 'BAD_PORT'
+  | 'PORT_NOT_DECLARED'
+  | 'BAD_PATH'
+  | 'DUPLICATE_PATH'
+  | 'NO_PATHS'
+  | 'ROUTE_CLAIMED'
+  | 'BAD_API_KEY';
+
+export interface RouteTable {
+  routes: Route[];
+  rejections: Rejection[];
+}
+
+interface Candidate extends Backend {
+  host: string;
+  path: string;
+  created: number;
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * One object per namespace/name. Sources never repeat one, but a hand-written manifest
+ * may; keeping the greatest serialization keeps the result independent of input order.
+ */
+function uniqueByKey<T extends { metadata?: { name?: string; namespace?: string } }>(objects: Iterable<T>): T[] {
+  const chosen = new Map<string, { obj: T; json: string }>();
+  for (const obj of objects) {
+    const key = objectKey(obj);
+    const json = JSON.stringify(obj);
+    const seen = chosen.get(key);
+    if (seen === undefined || json > seen.json) chosen.set(key, { obj, json });
+  }
+  return [...chosen.values()].map((c) => c.obj);
+}
+
+function declaredPorts(pod: Pod): Set<number> {
+  const ports = new Set<number>();
+  for (const c of pod.spec?.containers ?? []) {
+    for (const p of c.ports ?? []) {
+      if (typeof p.containerPort === 'number') ports.add(p.containerPort);
+    }
+  }
+  return ports;
+}
+
+function describeLabels(labels: Record<string, string> | undefined): string {
+  return Object.entries(labels ?? {})
+    .sort(([a], [b]) => compareText(a, b))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+}
+
+/** Reasons the pod as a whole cannot be routed (its state, not its annotations). */
+function podStateRejections(config: RouterConfig, pod: Pod, namespace: string, name: string): Rejection[] {
+  const out: Rejection[] = [];
+  const reject = (field: string, value: string, code: RejectionCode, reason: string): void => {
+    out.push({ namespace, pod: name, field, value, code, reason });
+  };
+  if (!matchesLabels(config.labelSelector, pod.metadata?.labels)) {
+    reject('metadata.labels', describeLabels(pod.metadata?.labels), 'NOT_SELECTED', `labels do not match the selector "${config.labelSelector.text}"`);
+    return out;
+  }
+  const nsProblem = dnsLabelProblem(namespace);
+  if (nsProblem !== null) reject('metadata.namespace', namespace, 'BAD_NAME', `namespace name ${nsProblem}`);
+  const nameProblem = dnsSubdomainProblem(name);
+  if (nameProblem !== null) reject('metadata.name', name, 'BAD_NAME', `pod name ${nameProblem}`);
+  if (out.length > 0) return out;
+
+  if (pod.metadata?.deletionTimestamp) {
+    reject('metadata.deletionTimestamp', pod.metadata.deletionTimestamp, 'TERMINATING', 'pod is terminating');
+  }
+  const phase = pod.status?.phase ?? '';
+  if (phase !== 'Running') reject('status.phase', phase, 'NOT_RUNNING', `pod is not running (phase ${JSON.stringify(phase)})`);
+  const ip = pod.status?.podIP ?? '';
+  if (ip === '') reject('status.podIP', '', 'NO_IP', 'pod has no IP address yet');
+  else if (isIP(ip) === 0) reject('status.podIP', ip, 'BAD_IP', `pod IP ${JSON.stringify(ip)} is not an IPv4 or IPv6 address`);
+  if (config.requireReady) {
+    const ready = pod.status?.conditions?.find((c) => c.type === 'Ready')?.status ?? 'missing';
+    if (ready !== 'True') {
+      reject('status.conditions', `Ready=${ready}`, 'NOT_READY', `pod is not ready (Ready condition is ${ready})`);
+    }
+  }
+  return out;
+}
+
+/** The routes a single pod asks for, and what it asked for that cannot be had. */
+function podCandidates(config: RouterConfig, pod: Pod): { candidates: Candidate[]; rejections: Rejection[] } {
+  const namespace = pod.metadata?.namespace ?? '';
+  const name = pod.metadata?.name ?? '';
+  const rejections = podStateRejections(config, pod, namespace, name);
+  if (rejections.length > 0) return { candidates: [], rejections };
+
+  const reject = (field: string, value: string, code: RejectionCode, reason: string): void => {
+    rejections.push({ namespace, pod: name, field, value, code, reason });
+  };
+  const annotations = pod.metadata?.annotations ?? {};
+  const hostsField = `metadata.annotations.${config.hostsAnnotation}`;
+  const pathsField = `metadata.annotations.${config.pathsAnnotation}`;
+  const hostsText = annotations[config.hostsAnnotation];
+  const pathsText = annotations[config.pathsAnnotation];
+  if (hostsText === undefined) reject(hostsField, '', 'MISSING_ANNOTATION', `annotation ${config.hostsAnnotation} is missing`);
+  if (pathsText === undefined) reject(pathsField, '', 'MISSING_ANNOTATION', `annotation ${config.pathsAnnotation} is missing`);
+  if (hostsText === undefined || pathsText === undefined) return { candidates: [], rejections };
+
+  const { hosts, rejected: badHosts } = parseHosts(hostsText);
+  for (const r of badHosts) reject(hostsField, r.value, r.code as RejectionCode, r.reason);
+  const { paths, rejected: badPaths } = parsePaths(pathsText, declaredPorts(pod));
+  for (const r of badPaths) reject(pathsField, r.value, r.code as RejectionCode, r.reason);
+  if (hosts.length === 0) reject(hostsField, hostsText, 'NO_HOSTS', 'no valid host in the annotation');
+  if (paths.length === 0) reject(pathsField, pathsText, 'NO_PATHS', 'no valid PORT:PATH entry in the annotation');
+  if (hosts.length === 0 || paths.length === 0) return { candidates: [], rejections };
+
+  const parsedCreated = Date.parse(pod.metadata?.creationTimestamp ?? '');
+  const created = Number.isNaN(parsedCreated) ? Number.POSITIVE_INFINITY : parsedCreated;
+  const ip = pod.status?.podIP as string;
+  const candidates: Candidate[] = [];
+  for (const host of hosts) {
+    for (const { port, path } of paths) {
+      candidates.push({ host, path, pod: name, namespace, ip, port, created });
+    }
+  }
+  return { candidates, rejections };
+}
+
+type ApiKey = { state: 'open' } | { state: 'key'; key: string } | { state: 'invalid'; reason: string };
+
+/** The API key each namespace's Secret asks for. */
+function apiKeysByNamespace(config: RouterConfig, secrets: Iterable<Secret>): Map<string, ApiKey> {
+  const keys = new Map<string, ApiKey>();
+  const { name, field } = config.apiKeySecret;
+  for (const secret of uniqueByKey(secrets)) {
+    if (secret.metadata?.name !== name) continue;
+    const value = secret.data?.[field];
+    if (value === undefined) continue;
+    const namespace = secret.metadata.namespace ?? '';
+    // The API server always hands out base64. A hand-written manifest may not; fail
+    // closed rather than open, and never echo the value.
+    if (value === '') {
+      keys.set(namespace, { state: 'invalid', reason: `field ${field} of Secret ${name} is empty` });
+    } else if (!BASE64.test(value)) {
+      keys.set(namespace, { state: 'invalid', reason: `field ${field} of Secret ${name} is not base64` });
+    } else {
+      keys.set(namespace, { state: 'key', key: value });
+    }
+  }
+  return keys;
+}
+
+export function buildRouteTable(config: RouterConfig, pods: Iterable<Pod>, secrets: Iterable<Secret>): RouteTable {
+  const rejections: Rejection[] = [];
+  const byRoute = new Map<string, Candidate[]>();
+  for (const pod of uniqueByKey(pods)) {
+    const result = podCandidates(config, pod);
+    rejections.push(...result.rejections);
+    for (const c of result.candidates) {
+      const key = `${c.host}\n${c.path}`;
+      const list = byRoute.get(key);
+      if (list === undefined) byRoute.set(key, [c]);
+      else list.push(c);
+    }
+  }
+
+  const apiKeys = apiKeysByNamespace(config, secrets);
+  const routes: Route[] = [];
+  for (const candidates of byRoute.values()) {
+    const { host, path } = candidates[0] as Candidate;
+    // The namespace whose oldest pod on this route was created first owns it, so a
+    // tenant cannot take over (or unlock) a route another tenant already serves.
+    const oldest = new Map<string, number>();
+    for (const c of candidates) oldest.set(c.namespace, Math.min(oldest.get(c.namespace) ?? Infinity, c.created));
+    const [owner] = [...oldest.entries()].sort(([nsA, a], [nsB, b]) => a - b || compareText(nsA, nsB))[0] as [string, number];
+    const routeText = `${host}${path}`;
+    for (const c of candidates) {
+      if (c.namespace === owner) continue;
+      rejections.push({
+        namespace: c.namespace,
+        pod: c.pod,
+        field: 'route',
+        value: routeText,
+        code: 'ROUTE_CLAIMED',
+        reason: `host ${host} path ${path} is owned by namespace ${owner}, whose pods there are older`,
+      });
+    }
+    const owned = candidates.filter((c) => c.namespace === owner);
+    const apiKey = apiKeys.get(owner) ?? { state: 'open' };
+    if (apiKey.state === 'invalid') {
+      for (const c of owned) {
+        rejections.push({
+          namespace: c.namespace,
+          pod: c.pod,
+          field: 'route',
+          value: routeText,
+          code: 'BAD_API_KEY',
+          reason: `${apiKey.reason}; the namespace's routes are withheld rather than left open`,
+        });
+      }
+      continue;
+    }
+    routes.push({
+      host,
+      path,
+      namespace: owner,
+      apiKey: apiKey.state === 'key' ? apiKey.key : null,
+      backends: owned
+        .map(({ pod, namespace, ip, port }) => ({ pod, namespace, ip, port }))
+        .sort((a, b) => compareText(a.pod, b.pod)),
+    });
+  }
+
+  routes.sort((a, b) => compareText(a.host, b.host) || compareText(a.path, b.path));
+  rejections.sort(
+    (a, b) =>
+      compareText(a.namespace, b.namespace) ||
+      compareText(a.pod, b.pod) ||
+      compareText(a.field, b.field) ||
+      compareText(a.value, b.value) ||
+      compareText(a.code, b.code) ||
+      compareText(a.reason, b.reason),
+  );
+  return { routes, rejections };
+}
+
+/** The table with API keys hidden, for logs, the CLI and admin output. */
+export function redactTable(table: RouteTable): RouteTable {
+  return {
+    routes: table.routes.map((r) => ({ ...r, apiKey: r.apiKey === null ? null : '<redacted>' })),
+    rejections: table.rejections,
+  };
+}
