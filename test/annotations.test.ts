@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parseHosts, parsePaths, pathProblem } from '../src/annotations.js';
+
+describe('hosts annotation', () => {
+  it('splits on any whitespace, lower-cases and de-duplicates', () => {
+    const { hosts, rejected } = parseHosts('  Test.K8s.Local\t192.168.0.1\n\ntest.k8s.local  api.example.com ');
+    assert.deepEqual(hosts, ['test.k8s.local', '192.168.0.1', 'api.example.com']);
+    assert.deepEqual(rejected, []);
+  });
+
+  it('accepts a 63-character label and a 253-character name', () => {
+    const label63 = 'a'.repeat(63);
+    const name253 = [label63, label63, label63, 'a'.repeat(61)].join('.');
+    assert.equal(name253.length, 253);
+    assert.deepEqual(parseHosts(`${label63}.example.com ${name253}`).rejected, []);
+  });
+
+  for (const [host, reason] of [
+    ['exa_mple.com', /not a DNS hostname/],
+    ['-example.com', /not a DNS hostname/],
+    ['example-.com', /not a DNS hostname/],
+    ['example..com', /empty label/],
+    ['.example.com', /empty label/],
+    ['example.com.', /empty label/],
+    [`${'a'.repeat(64)}.com`, /longer than 63/],
+    [`${'a.'.repeat(127)}com`, /longer than 253/],
+    ['256.1.1.1', /not a valid IPv4/],
+    ['01.2.3.4', /not a valid IPv4/],
+    ['1.2.3', /neither a DNS hostname nor an IPv4/],
+    ['*.example.com', /not a DNS hostname/],
+    ['example.com;', /not a DNS hostname/],
+    ['exämple.com', /not a DNS hostname/],
+    ['example.com:8080', /not a DNS hostname/],
+  ] as const) {
+    it(`rejects ${JSON.stringify(host)} and keeps the others`, () => {
+      const { hosts, rejected } = parseHosts(`ok.example.com ${host}`);
+      assert.deepEqual(hosts, ['ok.example.com']);
+      assert.equal(rejected.length, 1);
+      assert.equal(rejected[0]?.value, host);
+      assert.equal(rejected[0]?.code, 'BAD_HOST');
+      assert.match(rejected[0]?.reason ?? '', reason);
+    });
+  }
+});
+
+describe('paths annotation', () => {
+  const ports = new Set([80, 3000]);
+
+  it('parses PORT:PATH entries split on any whitespace', () => {
+    assert.deepEqual(parsePaths('80:/ \n 3000:/nodejs  3000:/api/v1/', ports), {
+      paths: [
+        { port: 80, path: '/' },
+        { port: 3000, path: '/nodejs' },
+        { port: 3000, path: '/api/v1/' },
+      ],
+      rejected: [],
+    });
+  });
+
+  it('splits PORT from PATH at the first colon only', () => {
+    assert.deepEqual(parsePaths('3000:/a:b', ports).paths, [{ port: 3000, path: '/a:b' }]);
+  });
+
+  it('counts the same entry twice once, and rejects the same path on another port', () => {
+    const { paths, rejected } = parsePaths('80:/x 80:/x 3000:/x', ports);
+    assert.deepEqual(paths, [{ port: 80, path: '/x' }]);
+    assert.deepEqual(
+      rejected.map((r) => [r.value, r.code]),
+      [['3000:/x', 'DUPLICATE_PATH']],
+    );
+  });
+
+  for (const [entry, code, reason] of [
+    ['/nodejs', 'BAD_PATH', /not PORT:PATH/],
+    ['http:/x', 'BAD_PORT', /not a number/],
+    ['0:/x', 'BAD_PORT', /not a number from 1 to 65535/],
+    ['65536:/x', 'BAD_PORT', /not a number from 1 to 65535/],
+    ['080:/x', 'BAD_PORT', /not a number/],
+    ['8080:/x', 'PORT_NOT_DECLARED', /port 8080 is not a containerPort/],
+    ['80:x', 'BAD_PATH', /does not start with "\/"/],
+    ['80:/a;b', 'BAD_PATH', /contains ";"/],
+    ['80:/a{b}', 'BAD_PATH', /contains "\{"/],
+    ['80:/a"b', 'BAD_PATH', /contains """/],
+    ["80:/a'b", 'BAD_PATH', /contains "'"/],
+    ['80:/a\\b', 'BAD_PATH', /contains "\\"/],
+    ['80:/$host', 'BAD_PATH', /contains "\$"/],
+    ['80:/a%20b', 'BAD_PATH', /contains "%"/],
+    ['80:/a#b', 'BAD_PATH', /contains "#"/],
+    ['80:/a?b', 'BAD_PATH', /contains "\?"/],
+    ['80:/caf\u00e9', 'BAD_PATH', /contains U\+00E9/],
+    ['80:/a\u0000b', 'BAD_PATH', /contains U\+0000/],
+    ['80:/a//b', 'BAD_PATH', /merges slashes/],
+    ['80:/a/../b', 'BAD_PATH', /dot segment|"\." or "\.\." segment/],
+    ['80:/a/.', 'BAD_PATH', /"\." or "\.\." segment/],
+    [`80:/${'a'.repeat(1024)}`, 'BAD_PATH', /longer than 1024/],
+  ] as const) {
+    it(`rejects ${JSON.stringify(entry.slice(0, 40))} (${code})`, () => {
+      const { paths, rejected } = parsePaths(`80:/ok ${entry}`, ports);
+      assert.deepEqual(paths, [{ port: 80, path: '/ok' }]);
+      assert.equal(rejected.length, 1);
+      assert.equal(rejected[0]?.code, code);
+      assert.equal(rejected[0]?.value, entry);
+      assert.match(rejected[0]?.reason ?? '', reason);
+    });
+  }
+
+  it('allows every RFC 3986 path character it does not have to refuse', () => {
+    assert.equal(pathProblem("/A-z0-9._~!&()*+,=:@/x/"), null);
+    assert.equal(pathProblem("/a/.well-known/..x/...") , null, 'dots inside a segment are plain characters');
+  });
+});

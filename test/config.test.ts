@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, defaultConfig, loadConfig, SETTINGS } from '../src/config.js';
+
+describe('configuration', () => {
+  it('has the seed defaults', () => {
+    const config = loadConfig({});
+    assert.equal(config.labelSelector.text, 'routable=true');
+    assert.equal(config.hostsAnnotation, 'routingHosts');
+    assert.equal(config.pathsAnnotation, 'routingPaths');
+    assert.deepEqual(config.apiKeySecret, { name: 'routing', field: 'api-key' });
+    assert.equal(config.apiKeyHeader, 'X-ROUTING-API-KEY');
+    assert.equal(config.port, 80);
+    assert.equal(config.listenAddress, '*');
+    assert.equal(config.requireReady, true);
+  });
+
+  it('reads environment variables, and flags override them', () => {
+    const env = { PORT: '8080', HOSTS_ANNOTATION: 'publicHosts', API_KEY_SECRET_LOCATION: 'routing:public-api-key' };
+    const fromEnv = loadConfig(env);
+    assert.equal(fromEnv.port, 8080);
+    assert.equal(fromEnv.hostsAnnotation, 'publicHosts');
+    assert.deepEqual(fromEnv.apiKeySecret, { name: 'routing', field: 'public-api-key' });
+    assert.equal(loadConfig(env, { port: '81' }).port, 81);
+  });
+
+  it('treats an empty variable as unset', () => {
+    assert.equal(loadConfig({ PORT: '' }).port, 80);
+  });
+
+  it('names the variable, the value and the problem in one line, with a stable code', () => {
+    assert.throws(
+      () => loadConfig({ PORT: '99999' }),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.code === 'KR_INVALID_PORT' &&
+        err.message === 'invalid PORT="99999": out of range: must be an integer from 1 to 65535 [KR_INVALID_PORT]',
+    );
+  });
+
+  it('names the flag when the bad value came from a flag', () => {
+    assert.throws(() => loadConfig({}, { port: 'http' }), /^ConfigError: invalid --port="http": not a number/);
+  });
+
+  for (const [env, value, problem] of [
+    ['PORT', '0', /out of range/],
+    ['PORT', '-1', /not a number/],
+    ['PORT', '80.5', /not a number/],
+    ['ROUTABLE_LABEL_SELECTOR', 'routable in (true', /not a label selector/],
+    ['HOSTS_ANNOTATION', 'routing hosts', /not a Kubernetes qualified name/],
+    ['PATHS_ANNOTATION', 'example.com/', /qualified name/],
+    ['API_KEY_SECRET_LOCATION', 'routing', /exactly one ":"/],
+    ['API_KEY_SECRET_LOCATION', 'routing:api:key', /exactly one ":"/],
+    ['API_KEY_SECRET_LOCATION', 'Routing:api-key', /secret name/],
+    ['API_KEY_SECRET_LOCATION', 'routing:', /data field/],
+    ['API_KEY_HEADER', 'X_ROUTING_KEY', /no "_"/],
+    ['API_KEY_HEADER', 'X-Key: 1', /letters and digits/],
+    ['LISTEN_ADDRESS', 'localhost', /an IPv4 or IPv6 address/],
+    ['REQUIRE_READY', 'yes', /"true" or "false"/],
+  ] as const) {
+    it(`refuses ${env}=${JSON.stringify(value)}`, () => {
+      assert.throws(
+        () => loadConfig({ [env]: value }),
+        (err: unknown) =>
+          err instanceof ConfigError && err.code === `KR_INVALID_${env}` && err.source === env && problem.test(err.message),
+      );
+    });
+  }
+
+  it('accepts the full selector syntax, IPv6 listen addresses and prefixed annotation names', () => {
+    const config = defaultConfig({
+      labelSelector: 'routable==true,env in (a,b),!canary',
+      listenAddress: '::1',
+      hostsAnnotation: 'router.example.com/hosts',
+    });
+    assert.equal(config.labelSelector.requirements.length, 3);
+    assert.equal(config.listenAddress, '::1');
+    assert.equal(config.hostsAnnotation, 'router.example.com/hosts');
+  });
+
+  it('gives every setting a distinct variable and flag', () => {
+    assert.equal(new Set(SETTINGS.map((s) => s.env)).size, SETTINGS.length);
+    assert.equal(new Set(SETTINGS.map((s) => s.flag)).size, SETTINGS.length);
+    for (const s of SETTINGS) assert.doesNotThrow(() => s.parse(s.default), `default of ${s.env} must be valid`);
+  });
+});

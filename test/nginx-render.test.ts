@@ -1,0 +1,222 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { defaultConfig, type RouterConfig } from '../src/config.js';
+import type { Pod, Secret } from '../src/kube-objects.js';
+import { parseManifest } from '../src/manifest.js';
+import { buildRouteTable, type RouteTable } from '../src/route-table.js';
+import { fnv1a32, serverNamesHashSizes } from '../nginx/hash.js';
+import { renderNginxConf, upstreamNames } from '../nginx/render.js';
+import { lineDiff } from './support/line-diff.js';
+import { nginxTest } from './support/nginx-check.js';
+import { apiKeySecret, pod } from './support/objects.js';
+
+// Every config this file renders is also handed to a real `nginx -t` (see the last test).
+const rendered = new Map<string, string>();
+const dir = mkdtempSync(join(tmpdir(), 'k8s-router-render-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function render(table: RouteTable, config: RouterConfig = defaultConfig(), label = `config ${rendered.size + 1}`): string {
+  const text = renderNginxConf(table, config);
+  rendered.set(label, text);
+  return text;
+}
+
+function renderObjects(pods: Pod[], secrets: Secret[] = [], config = defaultConfig()): string {
+  return render(buildRouteTable(config, pods, secrets), config);
+}
+
+const golden = (name: string): string => readFileSync(new URL(`golden/${name}`, import.meta.url), 'utf8');
+
+function renderManifest(example: string): string {
+  const { pods, secrets } = parseManifest(readFileSync(new URL(`../examples/${example}`, import.meta.url), 'utf8'), example);
+  return render(buildRouteTable(defaultConfig(), pods, secrets), defaultConfig(), example);
+}
+
+describe('nginx.conf rendering', () => {
+  describe('the documented examples of the seed', () => {
+    it('renders the empty config byte for byte', () => {
+      const conf = renderManifest('seed-empty.yaml');
+      assert.equal(conf, golden('empty.conf'));
+      assert.equal(conf, golden('seed/empty.conf'));
+    });
+
+    it('renders the one-pod example, departing only where the spec asks', () => {
+      const conf = renderManifest('seed-demo-one-pod.yaml');
+      assert.equal(conf, golden('one-pod.conf'));
+      assert.deepEqual(lineDiff(golden('seed/one-pod.conf'), conf), {
+        removed: ['# Pod nodejs-k8s-env-eq7mh'],
+        added: [
+          '# No pod serves / on this host: answer 404 rather than the nginx welcome page',
+          'location / {',
+          'return 404;',
+          '}',
+          '# Pod nodejs-k8s-env-eq7mh (namespace: default)',
+        ],
+      });
+    });
+
+    it('renders the three-pod example through upstream1866206336, pods in name order', () => {
+      const conf = renderManifest('seed-demo-three-pods.yaml');
+      assert.equal(conf, golden('three-pods.conf'));
+      assert.match(conf, /^upstream upstream1866206336 \{$/m);
+      const { removed, added } = lineDiff(golden('seed/three-pods.conf'), conf);
+      assert.deepEqual(removed.sort(), [
+        '# Pod nodejs-k8s-env-eq7mh',
+        '# Pod nodejs-k8s-env-oq9xn',
+        '# Pod nodejs-k8s-env-yr1my',
+        'server 10.244.69.8:3000;',
+      ]);
+      assert.deepEqual(added.sort(), [
+        '# No pod serves / on this host: answer 404 rather than the nginx welcome page',
+        '# Pod nodejs-k8s-env-eq7mh (namespace: default)',
+        '# Pod nodejs-k8s-env-oq9xn (namespace: default)',
+        '# Pod nodejs-k8s-env-yr1my (namespace: default)',
+        'location / {',
+        'return 404;',
+        'server 10.244.69.8:3000;',
+        '}',
+      ]);
+    });
+
+    it('names upstreams with the 32-bit FNV-1a hash of host + path', () => {
+      assert.equal(fnv1a32('test.k8s.local/nodejs'), 1866206336);
+      assert.equal(fnv1a32(''), 0x811c9dc5);
+    });
+  });
+
+  it('checks the API key of the namespace in each of its locations', () => {
+    const conf = renderObjects([pod('web', { namespace: 'my-namespace', ip: '10.0.0.9', hosts: 'test.k8s.local', paths: '80:/' })], [
+      apiKeySecret('my-namespace', 'supersecret'),
+    ]);
+    assert.ok(
+      conf.includes(
+        [
+          'location / {',
+          '# API key required by Secret of namespace my-namespace',
+          'if ($http_x_routing_api_key != "c3VwZXJzZWNyZXQ=") {',
+          'return 403;',
+          '}',
+          '# Pod web (namespace: my-namespace)',
+          'proxy_pass http://10.0.0.9;',
+          '}',
+        ].join('\n'),
+      ),
+      conf,
+    );
+  });
+
+  it('reads the API key from the header the configuration names', () => {
+    const config = defaultConfig({ apiKeyHeader: 'X-Tenant-Key' });
+    const conf = renderObjects([pod('web', { namespace: 'ns', hosts: 'h.example.com', paths: '80:/' })], [apiKeySecret('ns', 'k')], config);
+    assert.match(conf, /^if \(\$http_x_tenant_key != "aw=="\) \{$/m);
+  });
+
+  it('adds the 404 location only to hosts that route no /', () => {
+    const conf = renderObjects([
+      pod('root', { hosts: 'with-root.example.com', paths: '80:/ 80:/x' }),
+      pod('sub', { hosts: 'without-root.example.com', paths: '80:/x' }),
+    ]);
+    const servers = conf.split('\nserver {\n').slice(1);
+    assert.equal(servers.length, 3);
+    assert.equal(servers[0]?.includes('return 404;'), false);
+    assert.equal(servers[1]?.includes('location / {\nreturn 404;\n}'), true);
+  });
+
+  it('writes IPv6 pods in brackets and leaves out port 80', () => {
+    const conf = renderObjects([
+      pod('a', { ip: 'fd00::1', hosts: 'v6.example.com', paths: '80:/ 3000:/api' }),
+      pod('b', { ip: 'fd00::2', hosts: 'v6.example.com', paths: '3000:/api' }),
+    ]);
+    assert.match(conf, /^proxy_pass http:\/\/\[fd00::1\];$/m);
+    assert.match(conf, /^server \[fd00::1\]:3000;$/m);
+    assert.match(conf, /^server \[fd00::2\]:3000;$/m);
+  });
+
+  it('listens on the configured port and address', () => {
+    const conf = renderObjects([pod('a', { hosts: 'h.example.com', paths: '80:/' })], [], defaultConfig({ port: '8081', listenAddress: '127.0.0.1' }));
+    assert.match(conf, /^listen 127\.0\.0\.1:8081;$/m);
+    assert.match(conf, /^listen 127\.0\.0\.1:8081 default_server;$/m);
+    const v6 = render(buildRouteTable(defaultConfig(), [], []), defaultConfig({ port: '8081', listenAddress: '::1' }));
+    assert.match(v6, /^listen \[::1\]:8081 default_server;$/m);
+  });
+
+  it('quotes a path nginx could misread, as a second line of defence', () => {
+    const conf = renderObjects([pod('a', { hosts: 'h.example.com', paths: '80:/list(1)' })]);
+    assert.match(conf, /^location "\/list\(1\)" \{$/m);
+  });
+
+  it('gives colliding upstream names a suffix, so a crafted host cannot break the config', () => {
+    assert.equal(fnv1a32('h84337.example.com/'), fnv1a32('h1340180.example.com/'));
+    const pods = ['h84337.example.com', 'h1340180.example.com'].flatMap((host) => [
+      pod(`${host}-1`, { hosts: host, paths: '80:/', ip: '10.0.0.1' }),
+      pod(`${host}-2`, { hosts: host, paths: '80:/', ip: '10.0.0.2' }),
+    ]);
+    const table = buildRouteTable(defaultConfig(), pods, []);
+    assert.deepEqual([...upstreamNames(table.routes).values()], ['upstream2942376858', 'upstream2942376858_2']);
+    const conf = render(table);
+    assert.match(conf, /^upstream upstream2942376858 \{$/m);
+    assert.match(conf, /^upstream upstream2942376858_2 \{$/m);
+  });
+
+  describe('server names hash', () => {
+    it('keeps the documented 512/64 when they fit', () => {
+      assert.deepEqual(serverNamesHashSizes(['test.k8s.local']), { maxSize: 512, bucketSize: 64 });
+    });
+
+    it('grows the bucket for long host names', () => {
+      const long = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`;
+      const sizes = serverNamesHashSizes([long]);
+      assert.ok(sizes.bucketSize >= 2 * (8 + 256) + 8, `bucket ${sizes.bucketSize} holds two 253-character names`);
+      renderObjects([pod('a', { hosts: `${long} short.example.com`, paths: '80:/' })]);
+    });
+
+    it('grows the table for many host names', () => {
+      const hosts = Array.from({ length: 3000 }, (_, i) => `service-${i}.tenant-${i % 17}.example.com`);
+      const sizes = serverNamesHashSizes(hosts);
+      assert.ok(sizes.maxSize > 512, `max size ${sizes.maxSize} for 3000 names`);
+      renderObjects([pod('a', { hosts: hosts.join(' '), paths: '80:/' })]);
+    });
+  });
+
+  it('renders the same bytes whatever order the objects arrive in', () => {
+    const pods = [
+      pod('b', { namespace: 'x', ip: '10.0.0.2', hosts: 'one.example.com two.example.com', paths: '80:/ 3000:/api' }),
+      pod('a', { namespace: 'x', ip: '10.0.0.1', hosts: 'two.example.com', paths: '3000:/api' }),
+      pod('c', { namespace: 'y', ip: '10.0.0.3', hosts: 'three.example.com', paths: '80:/' }),
+    ];
+    const secrets = [apiKeySecret('x', 'kx'), apiKeySecret('y', 'ky')];
+    const expected = renderObjects(pods, secrets);
+    fc.assert(
+      fc.property(fc.shuffledSubarray(pods, { minLength: 3 }), fc.shuffledSubarray(secrets, { minLength: 2 }), (p, s) => {
+        assert.equal(renderNginxConf(buildRouteTable(defaultConfig(), p, s), defaultConfig()), expected);
+      }),
+    );
+  });
+
+  it('renders a config for a managed nginx with its own files and in the foreground', () => {
+    const config = defaultConfig({ port: '18080', listenAddress: '127.0.0.1' });
+    const runtime = { pidFile: `${dir}/nginx.pid`, errorLog: `${dir}/error.log`, accessLog: `${dir}/access.log`, tempDir: dir };
+    for (const table of [buildRouteTable(config, [], []), buildRouteTable(config, [pod('a', { hosts: 'h.example.com', paths: '80:/' })], [])]) {
+      const conf = renderNginxConf(table, { ...config, runtime });
+      rendered.set(`managed ${table.routes.length}`, conf);
+      assert.match(conf, /^daemon off;$/m);
+      assert.doesNotMatch(conf, /^daemon on;$/m);
+      assert.ok(conf.includes(`\npid ${dir}/nginx.pid;\n`));
+      assert.ok(conf.includes(`\nerror_log ${dir}/error.log;\n`));
+      assert.ok(conf.includes(`\nclient_body_temp_path ${dir}/client_body;\n`));
+    }
+  });
+
+  // Runs last: tests in a file run in order, so every config rendered above is here.
+  it('renders only configs that a real nginx -t accepts', async () => {
+    assert.ok(rendered.size >= 12, `expected the file to render at least 12 configs, saw ${rendered.size}`);
+    for (const [label, conf] of rendered) {
+      const verdict = await nginxTest(conf);
+      assert.ok(verdict.ok, `nginx -t refused ${label}:\n${verdict.output}\n---\n${conf}`);
+    }
+  });
+});
