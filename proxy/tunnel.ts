@@ -1,0 +1,158 @@
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
+import { rawErrorResponse } from './error-page.js';
+import { failureStatus, type Failure, type ForwardTarget } from './forward.js';
+import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import type { PodProxy } from './http-proxy.js';
+import type { ProxyLogger } from './logger.js';
+import { UnsendableHead, type UpstreamRequest } from './upstream-head.js';
+
+// Upgrade requests (WebSocket): the same peer choice and retries as any request, then,
+// once the pod switches protocols, bytes copied both ways until either side closes or
+// stays idle for the upstream timeout (nginx's proxy_read_timeout applies to tunnels too).
+// The request goes through http-proxy-3, which also pipes the tunnel (http-proxy.ts).
+
+export interface TunnelSettings {
+  pods: PodProxy;
+  timeoutMs: number;
+  logger: ProxyLogger;
+  /** Lets the server close tunnels still open when it stops. */
+  track(sockets: Duplex[]): void;
+}
+
+function statusLine(res: IncomingMessage): string {
+  return `HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}\r\n`;
+}
+
+function headerLines(flat: readonly string[]): string {
+  let text = '';
+  for (let i = 0; i + 1 < flat.length; i += 2) text += `${flat[i]}: ${flat[i + 1]}\r\n`;
+  return text;
+}
+
+/** The 101's own headers (Upgrade, Connection, Sec-WebSocket-*) are the handshake; keep them. */
+function switchingHeaders(raw: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    if (name === 'date' || name === 'server' || name.startsWith('x-accel-')) continue;
+    out.push(raw[i] as string, raw[i + 1] as string);
+  }
+  return out;
+}
+
+export function forwardUpgrade(req: IncomingMessage, client: Duplex, head: Buffer, target: ForwardTarget, settings: TunnelSettings): void {
+  const method = req.method ?? 'GET';
+  const request: UpstreamRequest = {
+    method,
+    uri: target.uri,
+    headers: upstreamRequestHeaders(req.rawHeaders, target.host),
+    // What follows an upgrade request is the tunnel's, not a body to frame.
+    hasBody: false,
+  };
+  const selection = target.group.begin();
+  let current: ClientRequest | null = null;
+  let finished = false;
+
+  const clientGone = (): void => {
+    finished = true;
+    current?.destroy();
+  };
+  client.on('error', clientGone);
+  client.on('close', clientGone);
+
+  const giveUp = (failure: Failure): void => {
+    finished = true;
+    if (!client.destroyed) client.end(rawErrorResponse(failureStatus(failure)));
+  };
+
+  // The bytes that came with the request go back into the client socket on the first
+  // try and stay there, unread, until a pod switches protocols.
+  let unsentHead = head;
+  const tryNext = (): void => {
+    if (finished) return;
+    const peer = selection.next();
+    if (peer === null) giveUp('error');
+    else {
+      attempt(peer.index, peer.backend.ip, peer.backend.port, unsentHead);
+      unsentHead = Buffer.alloc(0);
+    }
+  };
+
+  const attempt = (index: number, ip: string, port: number, firstBytes: Buffer): void => {
+    let connected = false;
+    let answered = false;
+    let over = false;
+
+    const release = settings.pods.ws(req, client, firstBytes, { ip, port }, request, {
+      onRequest(preq) {
+        current = preq;
+        preq.on('socket', (socket: Socket) => {
+          if (!socket.connecting) connected = true;
+          else socket.once('connect', () => (connected = true));
+        });
+        preq.setTimeout(settings.timeoutMs, () => preq.destroy(Object.assign(new Error('upstream timed out'), { timedOut: true })));
+      },
+
+      onUpgrade(pres, upstream) {
+        answered = true;
+        selection.succeeded(index);
+        if (finished || client.destroyed) {
+          upstream.destroy();
+          return;
+        }
+        settings.track([client, upstream]);
+        upstream.on('error', () => client.destroy());
+        upstream.on('close', () => client.destroy());
+        client.on('close', () => upstream.destroy());
+        client.write(`${statusLine(pres)}${headerLines(switchingHeaders(pres.rawHeaders))}\r\n`);
+      },
+
+      onTunnelOpen(upstream) {
+        if (upstream.destroyed) return;
+        // nginx's proxy_read_timeout applies to an idle tunnel.
+        upstream.setTimeout(settings.timeoutMs, () => {
+          upstream.destroy();
+          client.destroy();
+        });
+      },
+
+      onResponse(pres) {
+        // The pod did not switch protocols: pass its answer on and close, as the client
+        // cannot reuse a connection it asked to upgrade.
+        answered = true;
+        selection.succeeded(index);
+        if (finished || client.destroyed) {
+          pres.destroy();
+          return;
+        }
+        const kept = clientResponseHeaders(pres.rawHeaders);
+        client.write(`${statusLine(pres)}${headerLines(kept)}Connection: close\r\n\r\n`);
+        pres.on('error', () => client.destroy());
+        pres.on('close', () => {
+          if (!pres.complete) client.destroy();
+        });
+        pres.pipe(client);
+      },
+
+      onError(err) {
+        if (answered || finished || over) return;
+        over = true;
+        release();
+        if (err instanceof UnsendableHead) {
+          // The client's request, not the pod, is at fault: no other pod would take it either.
+          settings.logger.warn({ code: err.code, reason: err.message }, 'request cannot be sent upstream');
+          giveUp('error');
+          return;
+        }
+        const failure: Failure = (err as { timedOut?: boolean }).timedOut === true ? 'timeout' : 'error';
+        settings.logger.warn({ pod: target.group.backends[index]?.pod, ip, port, failure, code: err.code }, 'upstream failed (upgrade)');
+        if (selection.failed(index, method, connected) === 'stop') giveUp(failure);
+        else tryNext();
+      },
+    });
+  };
+
+  tryNext();
+}

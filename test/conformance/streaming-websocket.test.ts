@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, before, test } from 'node:test';
+import WebSocket from 'ws';
+import { startPod, STREAM_FIRST_CHUNK, STREAM_REST, type TestPod } from '../support/pods.js';
+import { API_KEY_HEADER, Differential, describeDifference, tableOf } from './harness.js';
+
+// WebSocket echo and response streaming through both data planes: the same pods answer
+// the same messages, and the first chunk of a streamed response reaches the client
+// while the pod is still holding the rest back.
+
+const KEY = 'd3Mta2V5';
+let diff: Differential;
+let pods: TestPod[] = [];
+let streamer: TestPod;
+let table: ReturnType<typeof tableOf>;
+
+before(async () => {
+  pods = [await startPod('ws-0', '127.0.0.71'), await startPod('ws-1', '127.0.0.72')];
+  streamer = await startPod('stream-0', '127.0.0.73', { behaviour: 'stream' });
+  table = tableOf([
+    { host: 'ws.test', path: '/', pods },
+    { host: 'ws.test', path: '/locked', pods, apiKey: KEY },
+    { host: 'ws.test', path: '/stream', pods: [streamer] },
+  ]);
+  diff = await Differential.start(table);
+});
+
+after(async () => {
+  await diff?.close();
+  await Promise.all([...pods, streamer].map((p) => p.close()));
+});
+
+/** One WebSocket conversation: the echo of each message, or the refusal status. */
+function converse(port: number, path: string, messages: string[], headers: Record<string, string> = {}): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { headers: { Host: 'ws.test', ...headers } });
+    const replies: string[] = [];
+    const timer = setTimeout(() => {
+      ws.terminate();
+      reject(new Error(`no echo within 5 s; got ${JSON.stringify(replies)}`));
+    }, 5_000);
+    ws.on('unexpected-response', (_req, res) => {
+      clearTimeout(timer);
+      res.resume();
+      ws.terminate();
+      resolve([`refused ${res.statusCode}`]);
+    });
+    ws.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    ws.on('open', () => {
+      for (const m of messages) ws.send(m);
+    });
+    ws.on('message', (data) => {
+      replies.push(String(data));
+      if (replies.length === messages.length) {
+        clearTimeout(timer);
+        ws.close();
+        resolve(replies);
+      }
+    });
+  });
+}
+
+test('WebSocket: echo through both, round robin per connection, API key checked on the upgrade', async () => {
+  const conversations = async (port: number): Promise<string[][]> => [
+    await converse(port, '/chat', ['hello', 'again']),
+    await converse(port, '/chat?room=1', ['second']),
+    await converse(port, '/locked', ['no key']),
+    await converse(port, '/locked', ['with key'], { [API_KEY_HEADER]: KEY }),
+  ];
+  await diff.nginx.apply(table);
+  const nginx = await conversations(diff.nginx.port);
+  const proxy = await diff.freshProxy(table);
+  try {
+    const viaProxy = await conversations(proxy.port);
+    assert.deepStrictEqual(viaProxy, nginx, describeDifference('websocket', nginx, viaProxy));
+    assert.deepStrictEqual(nginx, [['ws-0:hello', 'ws-0:again'], ['ws-1:second'], ['refused 403'], ['ws-0:with key']]);
+  } finally {
+    await proxy.close();
+  }
+});
+
+/** Reads a streamed response; records whether the first chunk came while the pod held the rest. */
+function readStream(port: number): Promise<{ firstChunk: string; podWasHolding: boolean; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/stream', headers: { Host: 'ws.test' }, agent: false }, (res) => {
+      let body = '';
+      let firstChunk: string | null = null;
+      let podWasHolding = false;
+      res.setEncoding('latin1');
+      res.on('data', (chunk: string) => {
+        body += chunk;
+        if (firstChunk === null) {
+          firstChunk = chunk;
+          podWasHolding = streamer.streamsWaiting === 1;
+          streamer.releaseStreams();
+        }
+      });
+      res.on('end', () => resolve({ firstChunk: firstChunk ?? '', podWasHolding, body }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+}
+
+test('streaming: the first chunk reaches the client before the pod finishes, through both', async () => {
+  await diff.nginx.apply(table);
+  const nginx = await readStream(diff.nginx.port);
+  const proxy = await diff.freshProxy(table);
+  try {
+    const viaProxy = await readStream(proxy.port);
+    assert.deepStrictEqual(viaProxy, nginx, describeDifference('streaming', nginx, viaProxy));
+    assert.deepStrictEqual(viaProxy, { firstChunk: STREAM_FIRST_CHUNK, podWasHolding: true, body: STREAM_FIRST_CHUNK + STREAM_REST });
+  } finally {
+    await proxy.close();
+  }
+});
