@@ -26,7 +26,22 @@ export interface NginxRuntime {
   errorLog: string;
   accessLog: string;
   tempDir: string;
+  /**
+   * A server on 127.0.0.1 only that answers `configVersion`, so the manager can read back
+   * which config the workers serve and know when a reload took effect.
+   */
+  status?: NginxStatusServer;
 }
+
+export interface NginxStatusServer {
+  /** Must differ from the routing port: this server is never a candidate for routed traffic. */
+  port: number;
+  /** Letters, digits, ".", "_" and "-" only. */
+  configVersion: string;
+}
+
+/** Where the status server answers with the config version. */
+export const CONFIG_VERSION_PATH = '/k8s-router/config-version';
 
 interface Upstream {
   name: string;
@@ -57,7 +72,32 @@ function runtimeMain(runtime: NginxRuntime): string[] {
   ];
 }
 
-function runtimeHttp(runtime: NginxRuntime): string[] {
+function statusServer(status: NginxStatusServer, options: RenderOptions): string[] {
+  const { port, configVersion } = status;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`status port ${port} is not a port number`);
+  // Sharing the routing port would put this server in the routing listen group, where it
+  // would answer requests that carry no Host header.
+  if (port === options.port) throw new RangeError(`status port ${port} must differ from the routing port`);
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(configVersion)) throw new RangeError(`config version ${JSON.stringify(configVersion)} is not a plain word`);
+  return [
+    '# Loopback-only status server: k8s-router reads the config version back to confirm a reload',
+    'server {',
+    `listen 127.0.0.1:${port};`,
+    'access_log off;',
+    `location = ${CONFIG_VERSION_PATH} {`,
+    'default_type text/plain;',
+    // The worker's pid tells the manager which nginx answered: a worker orphaned by a
+    // killed master serves the same version, but is no child of the master it started.
+    `return 200 "${configVersion} $pid";`,
+    '}',
+    'location / {',
+    'return 404;',
+    '}',
+    '}',
+  ];
+}
+
+function runtimeHttp(runtime: NginxRuntime, options: RenderOptions): string[] {
   const temp = (name: string): string => nginxWord(`${runtime.tempDir}/${name}`);
   return [
     `access_log ${nginxWord(runtime.accessLog)};`,
@@ -66,6 +106,7 @@ function runtimeHttp(runtime: NginxRuntime): string[] {
     `fastcgi_temp_path ${temp('fastcgi')};`,
     `uwsgi_temp_path ${temp('uwsgi')};`,
     `scgi_temp_path ${temp('scgi')};`,
+    ...(runtime.status ? statusServer(runtime.status, options) : []),
   ];
 }
 
@@ -76,21 +117,22 @@ function emptyConfig(options: RenderOptions): string[] {
     '# A very simple nginx configuration file that forces nginx to start as a daemon.',
     'events {}',
     'http {',
-    ...(runtime ? runtimeHttp(runtime) : []),
+    ...(runtime ? runtimeHttp(runtime, options) : []),
     ...DEFAULT_SERVER(options),
     '}',
     ...(runtime ? [] : ['daemon on;']),
   ];
 }
 
-function preamble(hashMaxSize: number, hashBucketSize: number, runtime: NginxRuntime | undefined): string[] {
+function preamble(hashMaxSize: number, hashBucketSize: number, options: RenderOptions): string[] {
+  const { runtime } = options;
   return [
     ...(runtime ? runtimeMain(runtime) : []),
     'events {',
     'worker_connections 1024;',
     '}',
     'http {',
-    ...(runtime ? runtimeHttp(runtime) : []),
+    ...(runtime ? runtimeHttp(runtime, options) : []),
     '# http://nginx.org/en/docs/http/ngx_http_core_module.html',
     'types_hash_max_size 2048;',
     `server_names_hash_max_size ${hashMaxSize};`,
@@ -194,7 +236,7 @@ export function renderNginxConf(table: RouteTable, options: RenderOptions): stri
   const hashSizes = serverNamesHashSizes([...byHost.keys()]);
   const upstreams = upstreamNames(table.routes);
   const lines = [
-    ...preamble(hashSizes.maxSize, hashSizes.bucketSize, options.runtime),
+    ...preamble(hashSizes.maxSize, hashSizes.bucketSize, options),
     ...[...upstreams].flatMap(([route, name]) => upstreamBlock({ name, route })),
     ...[...byHost].flatMap(([host, routes]) => serverBlock(host, routes, upstreams, options)),
     ...DEFAULT_SERVER(options),

@@ -1,0 +1,91 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+// What the nginx master's workers are doing, read from /proc (Linux). After a graceful
+// reload the old workers keep accepting until the master tells them to quit, about
+// 100 ms after the new workers start; a worker that quits retitles itself "worker
+// process is shutting down" as it closes its listening sockets. Waiting for that title
+// means no new connection can still reach the old config.
+
+/** A process, identified by pid and start time so that a reused pid is not mistaken for it. */
+export interface ProcessIdentity {
+  pid: number;
+  startTime: string;
+}
+
+interface ProcStat {
+  ppid: number;
+  startTime: string;
+}
+
+async function readStat(pid: number): Promise<ProcStat | null> {
+  try {
+    const text = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // The command name is in parentheses and may contain anything: fields start after the last ")".
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return { ppid: Number(fields[1]), startTime: fields[19] ?? '' };
+  } catch {
+    return null;
+  }
+}
+
+/** The parent of `pid`, or null when it is gone. */
+export async function parentOf(pid: number): Promise<number | null> {
+  return (await readStat(pid))?.ppid ?? null;
+}
+
+/** The children of `pid`, or [] where /proc cannot tell. */
+export async function childrenOf(pid: number): Promise<ProcessIdentity[]> {
+  let pids: number[];
+  try {
+    const listed = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8');
+    pids = listed.split(' ').filter(Boolean).map(Number);
+  } catch {
+    // Kernels without CONFIG_PROC_CHILDREN: look for the parent in every process.
+    const entries = await readdir('/proc').catch(() => [] as string[]);
+    pids = [];
+    for (const entry of entries) {
+      if (!/^[0-9]+$/.test(entry)) continue;
+      const stat = await readStat(Number(entry));
+      if (stat?.ppid === pid) pids.push(Number(entry));
+    }
+  }
+  const children: ProcessIdentity[] = [];
+  for (const child of pids) {
+    const stat = await readStat(child);
+    if (stat !== null) children.push({ pid: child, startTime: stat.startTime });
+  }
+  return children;
+}
+
+/** The process title, or null when the process is gone (or its pid now names another process). */
+export async function processTitle(process: ProcessIdentity): Promise<string | null> {
+  const stat = await readStat(process.pid);
+  if (stat === null || stat.startTime !== process.startTime) return null;
+  try {
+    return (await readFile(`/proc/${process.pid}/cmdline`, 'utf8')).replace(/\0+$/, '').replace(/\0/g, ' ');
+  } catch {
+    return null;
+  }
+}
+
+/** True once the worker no longer accepts connections: gone, or shutting down. */
+async function retired(worker: ProcessIdentity): Promise<boolean> {
+  const title = await processTitle(worker);
+  return title === null || title.includes('shutting down') || !title.includes('worker process');
+}
+
+/**
+ * Waits until none of `workers` accepts connections any more; resolves with those that
+ * still did when `timeoutMs` ran out.
+ */
+export async function waitForRetirement(workers: ProcessIdentity[], timeoutMs: number, pollMs = 10): Promise<ProcessIdentity[]> {
+  const deadline = Date.now() + timeoutMs;
+  let active = workers;
+  for (;;) {
+    const checks = await Promise.all(active.map(async (w) => ((await retired(w)) ? null : w)));
+    active = checks.filter((w): w is ProcessIdentity => w !== null);
+    if (active.length === 0 || Date.now() >= deadline) return active;
+    await sleep(pollMs);
+  }
+}

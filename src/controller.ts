@@ -1,0 +1,220 @@
+import type { Logger } from 'pino';
+import type { RouterConfig } from './config.js';
+import type { DataPlane } from './data-plane.js';
+import { buildRouteTable, redactTable, type Rejection, type Route, type RouteTable } from './route-table.js';
+import type { ObjectSource } from './source.js';
+
+// The controller turns a stream of object changes into as few table applies as it can
+// while keeping each change's delay bounded: after a change it waits for a quiet period
+// (holdOffMs), but never longer than maxDelayMs after the first change not yet applied.
+// It then rebuilds the whole table from a snapshot (so a coalesced or missed event can
+// never leave a stale route) and hands it to every data plane that does not have it yet.
+
+export interface ControllerOptions {
+  config: RouterConfig;
+  source: ObjectSource;
+  dataPlanes: DataPlane[];
+  /** Quiet period after a change before the table is rebuilt. */
+  holdOffMs?: number;
+  /** Longest wait after the first unapplied change, however busy the source is. */
+  maxDelayMs?: number;
+  logger?: Logger;
+}
+
+export interface ControllerStats {
+  /** Change notifications from the source. */
+  changes: number;
+  tablesBuilt: number;
+  /** Snapshots or builds that threw: nothing applied, the next change tries again. */
+  buildFailures: number;
+  /** Rounds in which a table went to at least one data plane. */
+  applies: number;
+  /** Data-plane applies that rejected or threw. */
+  applyFailures: number;
+  /** Tables built that every data plane already served. */
+  skippedUnchanged: number;
+}
+
+export interface Controller {
+  /** Starts the source and applies the initial table; rejects if the source cannot load at all. */
+  start(): Promise<void>;
+  /** Stops the source and waits for an apply in progress. The data planes stay up: their owner closes them. */
+  stop(): Promise<void>;
+  stats(): ControllerStats;
+  /** Resolves once no change waits to be applied and no apply is in progress. */
+  idle(): Promise<void>;
+  /** The last table built, API keys included (for the admin server to redact). */
+  currentTable(): RouteTable | null;
+}
+
+function describeRoute(route: Route): string {
+  const backends = route.backends.map((b) => `${b.namespace}/${b.pod}@${b.ip}:${b.port}`).join(', ');
+  const key = route.apiKey === null ? '' : ', API key required';
+  return `${route.host}${route.path} (namespace ${route.namespace}${key}) -> ${backends}`;
+}
+
+function describeRejection(r: Rejection): string {
+  return `${r.namespace}/${r.pod} ${r.field}=${JSON.stringify(r.value)}: ${r.reason} [${r.code}]`;
+}
+
+function added(now: string[], before: string[]): string[] {
+  const old = new Set(before);
+  return now.filter((item) => !old.has(item));
+}
+
+/** The differences worth a log line, described from the redacted table only. */
+function tableChanges(before: RouteTable | null, now: RouteTable): Record<string, unknown> {
+  const routes = (t: RouteTable | null): string[] => (t === null ? [] : redactTable(t).routes.map(describeRoute));
+  const rejections = (t: RouteTable | null): string[] => (t === null ? [] : t.rejections.map(describeRejection));
+  return {
+    routesAdded: added(routes(now), routes(before)),
+    routesRemoved: added(routes(before), routes(now)),
+    rejectionsAdded: added(rejections(now), rejections(before)),
+    rejectionsResolved: added(rejections(before), rejections(now)).length,
+    routes: now.routes.length,
+    rejections: now.rejections.length,
+  };
+}
+
+/** Error text from a data plane may quote the config it refused: hide the keys in it. */
+function redactKeys(text: string, table: RouteTable): string {
+  let out = text;
+  for (const route of table.routes) {
+    if (route.apiKey !== null && route.apiKey !== '') out = out.split(route.apiKey).join('<redacted>');
+  }
+  return out;
+}
+
+export function createController(options: ControllerOptions): Controller {
+  const { config, source, dataPlanes, logger } = options;
+  const holdOffMs = options.holdOffMs ?? 100;
+  const maxDelayMs = options.maxDelayMs ?? 250;
+  const stats: ControllerStats = { changes: 0, tablesBuilt: 0, buildFailures: 0, applies: 0, applyFailures: 0, skippedUnchanged: 0 };
+
+  let timer: NodeJS.Timeout | null = null;
+  /** When the oldest change not yet in a snapshot arrived. */
+  let firstPendingAt: number | null = null;
+  let flushing: Promise<void> | null = null;
+  let flushAgain = false;
+  let stopped = false;
+  let lastBuilt: { table: RouteTable; json: string } | null = null;
+  /** The table each data plane last accepted, as JSON: the table is deterministic. */
+  const served = new Map<DataPlane, string>();
+  let idleWaiters: Array<() => void> = [];
+
+  function notifyIdleIfSo(): void {
+    if (timer !== null || flushing !== null) return;
+    const waiters = idleWaiters;
+    idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  function onChange(): void {
+    if (stopped) return;
+    stats.changes++;
+    const now = Date.now();
+    firstPendingAt ??= now;
+    if (timer !== null) clearTimeout(timer);
+    const wait = Math.max(0, Math.min(holdOffMs, firstPendingAt + maxDelayMs - now));
+    timer = setTimeout(startFlush, wait);
+  }
+
+  function startFlush(): void {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+    if (stopped) return notifyIdleIfSo();
+    if (flushing !== null) {
+      // Picked up as soon as the apply in progress ends, with a fresh snapshot.
+      flushAgain = true;
+      return;
+    }
+    flushAgain = false;
+    // The snapshot flush() takes right away includes every change so far.
+    firstPendingAt = null;
+    flushing = flush().finally(() => {
+      flushing = null;
+      if (flushAgain && !stopped) startFlush();
+      else notifyIdleIfSo();
+    });
+  }
+
+  function build(): RouteTable | null {
+    try {
+      const { pods, secrets } = source.snapshot();
+      const table = buildRouteTable(config, pods, secrets);
+      stats.tablesBuilt++;
+      return table;
+    } catch (err) {
+      stats.buildFailures++;
+      logger?.error({ err: (err as Error).message }, 'cannot build the route table; keeping the routes served now');
+      return null;
+    }
+  }
+
+  async function flush(): Promise<void> {
+    const table = build();
+    if (table === null) return;
+    const json = JSON.stringify(table);
+    if (lastBuilt?.json !== json) {
+      logger?.info(tableChanges(lastBuilt?.table ?? null, table), 'route table changed');
+      lastBuilt = { table, json };
+    }
+    const behind = dataPlanes.filter((plane) => served.get(plane) !== json);
+    if (behind.length === 0) {
+      stats.skippedUnchanged++;
+      logger?.debug('route table unchanged: nothing to apply');
+      return;
+    }
+    stats.applies++;
+    const started = Date.now();
+    // A data plane that throws instead of rejecting is treated the same way.
+    const results = await Promise.allSettled(behind.map(async (plane) => plane.apply(table)));
+    if (results.every((r) => r.status === 'fulfilled')) {
+      logger?.info({ routes: table.routes.length, ms: Date.now() - started }, 'route table served');
+    }
+    results.forEach((result, i) => {
+      const plane = behind[i] as DataPlane;
+      if (result.status === 'fulfilled') {
+        served.set(plane, json);
+        return;
+      }
+      // Not recorded as served: the next change applies it again.
+      stats.applyFailures++;
+      const message = result.reason instanceof Error ? result.reason.message : String(result.reason);
+      logger?.error(
+        { dataPlane: dataPlanes.indexOf(plane), err: redactKeys(message, table) },
+        'data plane refused the route table and keeps its previous routes',
+      );
+    });
+  }
+
+  return {
+    async start() {
+      stopped = false;
+      await source.start(onChange);
+      // The initial objects are loaded: serve them now rather than after a hold-off
+      // (after the flush a change during loading may have started).
+      if (flushing !== null) await flushing;
+      startFlush();
+      await flushing;
+    },
+    async stop() {
+      stopped = true;
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+      try {
+        await source.stop();
+      } catch (err) {
+        logger?.error({ err: (err as Error).message }, 'the object source did not stop cleanly');
+      }
+      while (flushing !== null) await flushing;
+      notifyIdleIfSo();
+    },
+    stats: () => ({ ...stats }),
+    idle() {
+      if (timer === null && flushing === null) return Promise.resolve();
+      return new Promise((resolve) => idleWaiters.push(resolve));
+    },
+    currentTable: () => lastBuilt?.table ?? null,
+  };
+}
