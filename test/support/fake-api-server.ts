@@ -1,0 +1,434 @@
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { stringify as toYaml } from 'yaml';
+import {
+  BadRequest,
+  FakeStore,
+  eventForChange,
+  parseFieldSelector,
+  parseLabelSelectorParam,
+  type Change,
+  type Kind,
+  type KubeObject,
+  type ObjectFilter,
+} from './fake-api-store.js';
+import { testCertificates } from './tls.js';
+
+// A fake Kubernetes API server for Pods and Secrets, faithful to the parts the client and
+// the router use: TLS with a CA the kubeconfig trusts, a bearer token, lists that carry a
+// resourceVersion, watches as chunked newline-delimited JSON whose headers are flushed at
+// once, replay from a resourceVersion, 410 Gone after compaction, bookmarks,
+// timeoutSeconds, server-side label and field selectors, and faults on demand.
+
+export type { Kind, KubeObject } from './fake-api-store.js';
+
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  /** The query string exactly as sent (still percent-encoded). */
+  rawQuery: string;
+  query: Record<string, string>;
+  watch: boolean;
+  /** The HTTP status answered (200 for a watch, even one that then reports 410 in the stream). */
+  status?: number;
+  /** The code of an ERROR event sent in a watch stream. */
+  watchErrorCode?: number;
+}
+
+export interface FakeApiServerOptions {
+  /** How often a watch that asked for bookmarks gets one. Default 1000 ms. */
+  bookmarkIntervalMs?: number;
+  /** The bearer token the server requires. */
+  token?: string;
+  /**
+   * Keep a watch open after sending ERROR 410 instead of ending it. The real API server
+   * ends it; this exists to prove a client does not wait for the end.
+   */
+  holdOpenAfterGone?: boolean;
+}
+
+export type StallMode = false | 'after-headers' | 'before-headers';
+
+interface Fault {
+  code: number;
+  remaining: number; // Infinity until cleared
+  requests: 'list' | 'watch' | 'all';
+}
+
+interface Watcher {
+  filter: ObjectFilter;
+  res: ServerResponse;
+  /** False for streams that must stay silent (stalled, or held open after 410). */
+  live: boolean;
+  close(): void;
+}
+
+const RESOURCES: Record<string, Kind> = { pods: 'Pod', secrets: 'Secret' };
+
+/** `/api/v1/pods`, `/api/v1/namespaces/NS/secrets`, ... → what they select. */
+function parseResourcePath(path: string): { kind: Kind; namespace?: string } | undefined {
+  const all = /^\/api\/v1\/(pods|secrets)$/.exec(path);
+  if (all) return { kind: RESOURCES[all[1] as string] as Kind };
+  const ns = /^\/api\/v1\/namespaces\/([a-z0-9-]+)\/(pods|secrets)$/.exec(path);
+  if (ns) return { kind: RESOURCES[ns[2] as string] as Kind, namespace: ns[1] as string };
+  return undefined;
+}
+
+function statusBody(code: number, reason: string, message: string): string {
+  return JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code });
+}
+
+const REASONS: Record<number, string> = {
+  400: 'BadRequest',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'NotFound',
+  410: 'Expired',
+  429: 'TooManyRequests',
+  500: 'InternalError',
+  503: 'ServiceUnavailable',
+};
+
+function isTrue(v: string | null): boolean {
+  return v === 'true' || v === '1';
+}
+
+/** List items come without kind/apiVersion, as from the real API server. */
+function asListItem(obj: KubeObject): KubeObject {
+  const { kind: _kind, apiVersion: _apiVersion, ...rest } = obj;
+  return rest;
+}
+
+export class FakeApiServer {
+  readonly store = new FakeStore();
+  readonly requests: RecordedRequest[] = [];
+  private readonly server: Server;
+  private readonly sockets = new Set<Socket>();
+  private readonly watchers = new Set<Watcher>();
+  private readonly pendingWatches = new Set<ServerResponse>();
+  private faults: Fault[] = [];
+  private stall: StallMode = false;
+  private boundPort = 0;
+  private tmpDir: string | undefined;
+  private readonly bookmarkIntervalMs: number;
+  readonly token: string;
+  private readonly holdOpenAfterGone: boolean;
+
+  private constructor(options: FakeApiServerOptions) {
+    this.bookmarkIntervalMs = options.bookmarkIntervalMs ?? 1000;
+    this.token = options.token ?? 'fake-token-for-tests';
+    this.holdOpenAfterGone = options.holdOpenAfterGone ?? false;
+    const tls = testCertificates();
+    this.server = createServer({ key: tls.serverKey, cert: tls.serverCert }, (req, res) => this.handle(req, res));
+    this.server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+    });
+    this.store.subscribe((change) => this.broadcast(change));
+  }
+
+  /** Starts a server on 127.0.0.1, on a free port unless one is given. */
+  static async start(options: FakeApiServerOptions = {}): Promise<FakeApiServer> {
+    const server = new FakeApiServer(options);
+    await server.listen(0);
+    return server;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get url(): string {
+    return `https://127.0.0.1:${this.boundPort}`;
+  }
+
+  get listening(): boolean {
+    return this.server.listening;
+  }
+
+  // ---- objects -------------------------------------------------------------------------
+
+  /** Creates or replaces an object (namespace defaults to "default"); returns it as stored. */
+  upsert<T extends KubeObject>(obj: T): T {
+    return this.store.upsert(obj);
+  }
+
+  remove(kind: Kind, namespace: string, name: string): boolean {
+    return this.store.remove(kind, namespace, name);
+  }
+
+  get resourceVersion(): string {
+    return String(this.store.resourceVersion);
+  }
+
+  /** Forgets history before `resourceVersion` (default: now), as etcd compaction does. */
+  compact(resourceVersion?: number): void {
+    this.store.compact(resourceVersion);
+  }
+
+  // ---- faults --------------------------------------------------------------------------
+
+  /** Answers the next `count` matching requests (default: all until cleared) with `code`. */
+  failRequests(code: number, options: { count?: number; requests?: 'list' | 'watch' | 'all' } = {}): void {
+    this.faults.push({ code, remaining: options.count ?? Infinity, requests: options.requests ?? 'all' });
+  }
+
+  clearFaults(): void {
+    this.faults = [];
+  }
+
+  /**
+   * New watches hang: 'after-headers' answers 200 and then sends nothing, ever;
+   * 'before-headers' never even answers. Existing streams are untouched.
+   */
+  stallWatches(mode: StallMode): void {
+    this.stall = mode;
+  }
+
+  /** Ends every open watch by destroying its connection, as a load balancer reset would. */
+  dropStreams(): void {
+    for (const w of [...this.watchers]) {
+      w.close();
+      w.res.socket?.destroy();
+    }
+    for (const res of [...this.pendingWatches]) res.socket?.destroy();
+    this.pendingWatches.clear();
+  }
+
+  /** Watches currently streaming (stalled ones included). */
+  get openWatchCount(): number {
+    return this.watchers.size + this.pendingWatches.size;
+  }
+
+  // ---- lifecycle -----------------------------------------------------------------------
+
+  /** The API server goes away: the port closes and every connection is cut. */
+  async stop(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.dropStreams();
+    for (const s of this.sockets) s.destroy();
+    await closed;
+  }
+
+  /** Comes back on the same port with the same objects and history. */
+  async restart(): Promise<void> {
+    await this.listen(this.boundPort);
+  }
+
+  /** Stops for good and removes the kubeconfig file, if one was written. */
+  async close(): Promise<void> {
+    if (this.server.listening) await this.stop();
+    if (this.tmpDir !== undefined) rmSync(this.tmpDir, { recursive: true, force: true });
+    this.tmpDir = undefined;
+  }
+
+  private listen(port: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, '127.0.0.1', () => {
+        this.server.off('error', reject);
+        const address = this.server.address();
+        if (address !== null && typeof address === 'object') this.boundPort = address.port;
+        resolve();
+      });
+    });
+  }
+
+  // ---- kubeconfig ----------------------------------------------------------------------
+
+  /** A kubeconfig document trusting the test CA and carrying the server's token. */
+  kubeConfigYaml(): string {
+    return toYaml({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [
+        {
+          name: 'fake',
+          cluster: { server: this.url, 'certificate-authority-data': Buffer.from(testCertificates().caCert).toString('base64') },
+        },
+      ],
+      users: [{ name: 'tester', user: { token: this.token } }],
+      contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'tester' } }],
+      'current-context': 'fake',
+    });
+  }
+
+  /** Writes the kubeconfig to a temporary file (removed by close()) and returns its path. */
+  kubeConfigFile(): string {
+    this.tmpDir ??= mkdtempSync(join(tmpdir(), 'fake-kube-config-'));
+    const file = join(this.tmpDir, 'kubeconfig');
+    writeFileSync(file, this.kubeConfigYaml(), { mode: 0o600 });
+    return file;
+  }
+
+  /** A KubeConfig loaded from that file, as the router would load it. */
+  kubeConfig(): KubeConfig {
+    const kc = new KubeConfig();
+    kc.loadFromFile(this.kubeConfigFile());
+    return kc;
+  }
+
+  // ---- assertions helpers --------------------------------------------------------------
+
+  requestsTo(path: string, kind: 'list' | 'watch'): RecordedRequest[] {
+    return this.requests.filter((r) => r.path === path && r.watch === (kind === 'watch'));
+  }
+
+  // ---- HTTP ----------------------------------------------------------------------------
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'https://fake');
+    const watch = isTrue(url.searchParams.get('watch'));
+    const record: RecordedRequest = {
+      method: req.method ?? 'GET',
+      path: url.pathname,
+      rawQuery: url.search.replace(/^\?/, ''),
+      query: Object.fromEntries(url.searchParams),
+      watch,
+    };
+    this.requests.push(record);
+    const answer = (code: number, message: string): void => {
+      record.status = code;
+      res.writeHead(code, { 'Content-Type': 'application/json' });
+      res.end(statusBody(code, REASONS[code] ?? 'Unknown', message));
+    };
+
+    if (req.headers.authorization !== `Bearer ${this.token}`) return answer(401, 'Unauthorized');
+    const target = parseResourcePath(url.pathname);
+    if (target === undefined || req.method !== 'GET') return answer(404, 'the server could not find the requested resource');
+
+    const fault = this.takeFault(watch);
+    if (fault !== undefined) {
+      return answer(fault, fault === 403
+        ? `${url.pathname.split('/').pop()} is forbidden: User "system:serviceaccount:router:router" cannot ${watch ? 'watch' : 'list'} resource`
+        : 'fault injected by the test');
+    }
+
+    let filter: ObjectFilter;
+    try {
+      filter = {
+        kind: target.kind,
+        ...(target.namespace !== undefined ? { namespace: target.namespace } : {}),
+        ...(() => {
+          const labels = parseLabelSelectorParam(url.searchParams.get('labelSelector'));
+          return labels ? { labels } : {};
+        })(),
+        fields: parseFieldSelector(url.searchParams.get('fieldSelector')),
+      };
+    } catch (err) {
+      if (err instanceof BadRequest) return answer(400, err.message);
+      throw err;
+    }
+
+    if (watch) this.startWatch(url.searchParams, filter, record, res);
+    else this.answerList(filter, record, res);
+  }
+
+  private takeFault(watch: boolean): number | undefined {
+    const fault = this.faults.find((f) => f.requests === 'all' || (f.requests === 'watch') === watch);
+    if (fault === undefined) return undefined;
+    fault.remaining -= 1;
+    if (fault.remaining <= 0) this.faults = this.faults.filter((f) => f !== fault);
+    return fault.code;
+  }
+
+  private answerList(filter: ObjectFilter, record: RecordedRequest, res: ServerResponse): void {
+    record.status = 200;
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(
+      JSON.stringify({
+        kind: `${filter.kind}List`,
+        apiVersion: 'v1',
+        metadata: { resourceVersion: this.resourceVersion },
+        items: this.store.list(filter).map(asListItem),
+      }),
+    );
+  }
+
+  private startWatch(params: URLSearchParams, filter: ObjectFilter, record: RecordedRequest, res: ServerResponse): void {
+    if (this.stall === 'before-headers') {
+      this.pendingWatches.add(res);
+      res.on('close', () => this.pendingWatches.delete(res));
+      return;
+    }
+    record.status = 200;
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+    res.flushHeaders(); // the client's watch() resolves only once it has the headers
+
+    const timers: NodeJS.Timeout[] = [];
+    const watcher: Watcher = {
+      filter,
+      res,
+      live: false,
+      close: () => {
+        timers.forEach(clearTimeout);
+        timers.forEach(clearInterval);
+        this.watchers.delete(watcher);
+      },
+    };
+    res.on('close', () => watcher.close());
+
+    if (this.stall === 'after-headers') {
+      // Registered (not live) so that dropStreams() can cut it.
+      this.watchers.add(watcher);
+      return;
+    }
+
+    const send = (event: object): void => {
+      res.write(`${JSON.stringify(event)}\n`);
+    };
+    const from = params.get('resourceVersion');
+    if (from === null || from === '' || from === '0') {
+      // "Any version": the current state as synthetic ADDED events, then changes.
+      for (const obj of this.store.list(filter)) send({ type: 'ADDED', object: obj });
+    } else {
+      const changes = this.store.changesSince(Number(from));
+      if (changes === 'gone') {
+        record.watchErrorCode = 410;
+        send({
+          type: 'ERROR',
+          object: JSON.parse(statusBody(410, 'Expired', `too old resource version: ${from} (${this.store.oldestWatchableVersion})`)),
+        });
+        if (this.holdOpenAfterGone) this.watchers.add(watcher);
+        else res.end();
+        return;
+      }
+      for (const change of changes) {
+        const event = eventForChange(filter, change);
+        if (event) send(event);
+      }
+    }
+    watcher.live = true;
+    this.watchers.add(watcher);
+
+    if (isTrue(params.get('allowWatchBookmarks'))) {
+      timers.push(
+        setInterval(() => {
+          send({ type: 'BOOKMARK', object: { kind: filter.kind, apiVersion: 'v1', metadata: { resourceVersion: this.resourceVersion } } });
+        }, this.bookmarkIntervalMs),
+      );
+    }
+    const timeoutSeconds = Number(params.get('timeoutSeconds') ?? '0');
+    if (timeoutSeconds > 0) {
+      timers.push(
+        setTimeout(() => {
+          watcher.close();
+          res.end();
+        }, timeoutSeconds * 1000),
+      );
+    }
+  }
+
+  private broadcast(change: Change): void {
+    for (const w of this.watchers) {
+      if (!w.live) continue;
+      const event = eventForChange(w.filter, change);
+      if (event) w.res.write(`${JSON.stringify(event)}\n`);
+    }
+  }
+}

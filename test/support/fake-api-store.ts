@@ -1,0 +1,192 @@
+import { matchesLabels, parseLabelSelector, type LabelSelector } from '../../src/label-selector.js';
+import type { ObjectMeta } from '../../src/kube-objects.js';
+
+// The state behind the fake API server: objects, one resourceVersion counter shared by all
+// kinds (as etcd's revision is), the history of changes that watches replay from a given
+// resourceVersion, and the selector semantics of the real API server. No I/O here.
+
+export type Kind = 'Pod' | 'Secret';
+
+/** Any Pod or Secret; fields beyond these are stored and served untouched. */
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: ObjectMeta;
+}
+
+export interface Change {
+  resourceVersion: number;
+  kind: Kind;
+  /** The object before the change; absent when it was created. */
+  before?: KubeObject;
+  /** The object after the change; absent when it was deleted. */
+  after?: KubeObject;
+}
+
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+
+export interface FieldRequirement {
+  field: 'metadata.name' | 'metadata.namespace';
+  equal: boolean;
+  value: string;
+}
+
+/** What one list or watch request selects. */
+export interface ObjectFilter {
+  kind: Kind;
+  namespace?: string;
+  labels?: LabelSelector;
+  fields: FieldRequirement[];
+}
+
+export class BadRequest extends Error {}
+
+const SUPPORTED_FIELDS = new Set(['metadata.name', 'metadata.namespace']);
+
+/** Parses `a=b,c!=d` as the API server does for the fields every kind supports. */
+export function parseFieldSelector(text: string | null | undefined): FieldRequirement[] {
+  if (text === null || text === undefined || text.trim() === '') return [];
+  return text.split(',').map((part) => {
+    const m = /^\s*([^=!\s]+)\s*(==|=|!=)\s*(.*?)\s*$/.exec(part);
+    if (m === null) throw new BadRequest(`invalid field selector: "${part}"`);
+    const [, field, op, value] = m as unknown as [string, string, string, string];
+    if (!SUPPORTED_FIELDS.has(field)) throw new BadRequest(`field label not supported: ${field}`);
+    return { field: field as FieldRequirement['field'], equal: op !== '!=', value };
+  });
+}
+
+export function parseLabelSelectorParam(text: string | null | undefined): LabelSelector | undefined {
+  if (text === null || text === undefined || text.trim() === '') return undefined;
+  try {
+    return parseLabelSelector(text);
+  } catch (err) {
+    throw new BadRequest(`unable to parse requirement: ${(err as Error).message}`);
+  }
+}
+
+export function matchesFilter(filter: ObjectFilter, obj: KubeObject): boolean {
+  const meta = obj.metadata ?? {};
+  if (filter.namespace !== undefined && meta.namespace !== filter.namespace) return false;
+  if (filter.labels !== undefined && !matchesLabels(filter.labels, meta.labels)) return false;
+  return filter.fields.every((r) => {
+    const actual = r.field === 'metadata.name' ? meta.name : meta.namespace;
+    return (actual === r.value) === r.equal;
+  });
+}
+
+/**
+ * The event a watcher with this filter sees for a change, if any. Like the real API
+ * server, an object that stops matching is reported DELETED and one that starts matching
+ * ADDED, so a client never keeps an object it was not asked for.
+ */
+export function eventForChange(filter: ObjectFilter, change: Change): { type: WatchEventType; object: KubeObject } | undefined {
+  if (change.kind !== filter.kind) return undefined;
+  const wasIn = change.before !== undefined && matchesFilter(filter, change.before);
+  if (change.after === undefined) {
+    if (!wasIn || change.before === undefined) return undefined;
+    return { type: 'DELETED', object: withResourceVersion(change.before, change.resourceVersion) };
+  }
+  const isIn = matchesFilter(filter, change.after);
+  if (isIn) return { type: wasIn ? 'MODIFIED' : 'ADDED', object: change.after };
+  if (wasIn) return { type: 'DELETED', object: change.after };
+  return undefined;
+}
+
+function withResourceVersion(obj: KubeObject, rv: number): KubeObject {
+  return { ...obj, metadata: { ...obj.metadata, resourceVersion: String(rv) } };
+}
+
+function keyOf(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
+const API_VERSION = 'v1';
+
+export class FakeStore {
+  private revision = 100; // a real cluster never starts at 0; tests must not depend on it
+  private nextUid = 1;
+  private oldestWatchable = 0;
+  private readonly objects: Record<Kind, Map<string, KubeObject>> = { Pod: new Map(), Secret: new Map() };
+  private history: Change[] = [];
+  private readonly listeners = new Set<(change: Change) => void>();
+
+  get resourceVersion(): number {
+    return this.revision;
+  }
+
+  /** Creates or replaces an object, stamping it as the API server would. */
+  upsert<T extends KubeObject>(input: T): T {
+    const kind = input.kind;
+    if (kind !== 'Pod' && kind !== 'Secret') throw new Error(`fake API server stores Pods and Secrets, not ${String(kind)}`);
+    const name = input.metadata?.name;
+    const namespace = input.metadata?.namespace ?? 'default';
+    if (!name) throw new Error('object needs metadata.name');
+    const key = keyOf(namespace, name);
+    const before = this.objects[kind].get(key);
+    const rv = ++this.revision;
+    const after: T = structuredClone({
+      ...input,
+      apiVersion: API_VERSION,
+      kind,
+      metadata: {
+        ...input.metadata,
+        name,
+        namespace,
+        uid: before?.metadata?.uid ?? input.metadata?.uid ?? `00000000-0000-4000-8000-${String(this.nextUid++).padStart(12, '0')}`,
+        creationTimestamp: before?.metadata?.creationTimestamp ?? input.metadata?.creationTimestamp ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+        resourceVersion: String(rv),
+      },
+    });
+    this.objects[kind].set(key, after);
+    this.record({ resourceVersion: rv, kind, ...(before ? { before } : {}), after });
+    return structuredClone(after);
+  }
+
+  /** Deletes an object; false when there was none. */
+  remove(kind: Kind, namespace: string, name: string): boolean {
+    const key = keyOf(namespace, name);
+    const before = this.objects[kind].get(key);
+    if (before === undefined) return false;
+    this.objects[kind].delete(key);
+    this.record({ resourceVersion: ++this.revision, kind, before });
+    return true;
+  }
+
+  get(kind: Kind, namespace: string, name: string): KubeObject | undefined {
+    const obj = this.objects[kind].get(keyOf(namespace, name));
+    return obj === undefined ? undefined : structuredClone(obj);
+  }
+
+  list(filter: ObjectFilter): KubeObject[] {
+    return [...this.objects[filter.kind].values()]
+      .filter((o) => matchesFilter(filter, o))
+      .sort((a, b) => keyOf(a.metadata?.namespace ?? '', a.metadata?.name ?? '').localeCompare(keyOf(b.metadata?.namespace ?? '', b.metadata?.name ?? '')))
+      .map((o) => structuredClone(o));
+  }
+
+  /** The changes after `resourceVersion`, or 'gone' when history that old was compacted. */
+  changesSince(resourceVersion: number): Change[] | 'gone' {
+    if (resourceVersion < this.oldestWatchable) return 'gone';
+    return this.history.filter((c) => c.resourceVersion > resourceVersion);
+  }
+
+  /** Forgets history up to `before` (default: now): watching from older versions gets 410 Gone. */
+  compact(before = this.revision): void {
+    this.oldestWatchable = Math.max(this.oldestWatchable, before);
+    this.history = this.history.filter((c) => c.resourceVersion > before);
+  }
+
+  get oldestWatchableVersion(): number {
+    return this.oldestWatchable;
+  }
+
+  subscribe(listener: (change: Change) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private record(change: Change): void {
+    this.history.push(change);
+    for (const listener of [...this.listeners]) listener(change);
+  }
+}
