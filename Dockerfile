@@ -10,7 +10,7 @@ RUN npm ci && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends nginx \
+ && apt-get install -y --no-install-recommends nginx tini \
  && rm -rf /var/lib/apt/lists/* \
  && rm -f /etc/nginx/sites-enabled/default
 WORKDIR /app
@@ -19,7 +19,8 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 ENV NODE_ENV=production
 EXPOSE 80
-ENTRYPOINT ["node", "/app/dist/src/cli.js"]
-# `render` and `routes` need a manifest mounted into the container; the in-cluster
-# `run` command comes with the Kubernetes watch.
-CMD ["--help"]
+# tini as PID 1 reaps nginx workers orphaned by a crashed nginx master and forwards signals.
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/dist/src/cli.js"]
+# In a cluster pod, `run` watches the API server and manages nginx (BACKEND=auto picks
+# nginx when the service-account token is mounted).
+CMD ["run"]

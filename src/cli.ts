@@ -3,7 +3,9 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, loadConfig, SETTINGS, type RouterConfig, type SettingKey } from './config.js';
 import { ManifestError, parseManifest, type ManifestObjects } from './manifest.js';
+import { createLogger } from './logger.js';
 import { buildRouteTable, redactTable } from './route-table.js';
+import { startRouter, StartError } from './run.js';
 import { renderNginxConf } from '../nginx/render.js';
 
 // Exit statuses: 0 success, 1 a runtime failure (unreadable manifest, ...), 2 bad usage
@@ -23,8 +25,9 @@ function packageVersion(): string {
   return 'unknown';
 }
 
-function withSettings(command: Command): Command {
+function withSettings(command: Command, scope: 'all' | 'run' = 'all'): Command {
   for (const s of SETTINGS) {
+    if (s.scope === 'run' && scope !== 'run') continue;
     command.addOption(new Option(`${s.flag} <${s.metavar}>`, `${s.description} (env ${s.env}, default "${s.default}")`));
   }
   return command;
@@ -89,6 +92,44 @@ export function buildProgram(): Command {
     process.stdout.write(`${JSON.stringify(table, null, 2)}\n`);
   });
 
+  withSettings(
+    program
+      .command('run')
+      .description(
+        'serve traffic: follow the cluster (or a manifest) and keep the data plane up to date; in a cluster pod the ' +
+          'backend is nginx, elsewhere the in-process proxy (mock mode)',
+      )
+      .option('--manifest <FILE>', 'follow the Pods and Secrets of this file instead of a cluster')
+      .addHelpText(
+        'after',
+        [
+          '',
+          'The cluster is the in-cluster service account when its token is mounted, else KUBECONFIG, else ~/.kube/config.',
+          'Logs are JSON lines on standard error. SIGINT or SIGTERM stops the router and its nginx.',
+          '',
+          'Examples:',
+          '  k8s-router run --manifest examples/demo.yaml --port 8080',
+          '  k8s-router run --backend nginx --manifest examples/demo.yaml --port 8080 --listen-address 127.0.0.1',
+          '  KUBECONFIG=~/.kube/config k8s-router run --port 8080 --print-nginx-config true',
+        ].join('\n'),
+      ),
+    'run',
+  ).action(async (options: Record<string, unknown>) => {
+    const config = configFrom(options);
+    const logger = createLogger(config.logLevel);
+    const router = await startRouter(config, {
+      ...(typeof options.manifest === 'string' ? { manifest: options.manifest } : {}),
+      logger,
+      print: (text) => process.stdout.write(text),
+    });
+    const signal = await new Promise<NodeJS.Signals>((resolve) => {
+      process.once('SIGINT', () => resolve('SIGINT'));
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+    });
+    logger.info({ signal }, 'stopping');
+    await router.stop();
+  });
+
   for (const command of [program, ...program.commands]) command.exitOverride();
   return program;
 }
@@ -106,7 +147,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`k8s-router: ${err.message}\n`);
       return EXIT_USAGE;
     }
-    if (err instanceof ManifestError) {
+    if (err instanceof ManifestError || err instanceof StartError) {
       process.stderr.write(`k8s-router: ${err.message} [${err.code}]\n`);
       return EXIT_FAILURE;
     }

@@ -16,12 +16,27 @@ export interface RouterConfig {
   port: number;
   listenAddress: string;
   requireReady: boolean;
+  backend: Backend;
+  holdOffMs: number;
+  maxDelayMs: number;
+  nginxBinary: string;
+  nginxPrefix: string;
+  nginxConfig: string;
+  nginxStatusPort: number | 'auto';
+  logLevel: LogLevel;
+  printNginxConfig: boolean;
 }
+
+export type Backend = 'auto' | 'nginx' | 'proxy';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export type SettingKey = keyof RouterConfig;
 
 export interface Setting<K extends SettingKey = SettingKey> {
   key: K;
+  /** Commands that use it: every command, or only `run`. */
+  scope: 'all' | 'run';
   env: string;
   flag: string;
   metavar: string;
@@ -103,8 +118,40 @@ function bool(raw: string): boolean {
   throw new InvalidValue('must be "true" or "false"');
 }
 
-function setting<K extends SettingKey>(s: Setting<K>): Setting<K> {
-  return s;
+function backend(raw: string): Backend {
+  if (raw === 'auto' || raw === 'nginx' || raw === 'proxy') return raw;
+  throw new InvalidValue('must be "auto", "nginx" or "proxy"');
+}
+
+function milliseconds(raw: string): number {
+  if (!/^[0-9]+$/.test(raw)) throw new InvalidValue('not a number: must be a whole number of milliseconds');
+  const ms = Number(raw);
+  if (ms > 60_000) throw new InvalidValue('out of range: must be at most 60000 milliseconds');
+  return ms;
+}
+
+function filePath(raw: string): string {
+  if (raw.length === 0 || /[\x00-\x1f\x7f]/.test(raw)) throw new InvalidValue('must be a path without control characters');
+  return raw;
+}
+
+function autoOrPath(raw: string): string {
+  if (raw !== 'auto' && !raw.startsWith('/')) throw new InvalidValue('must be "auto" or an absolute path');
+  return filePath(raw);
+}
+
+function autoOrPort(raw: string): number | 'auto' {
+  return raw === 'auto' ? 'auto' : parsePort(raw);
+}
+
+function logLevel(raw: string): LogLevel {
+  const level = LOG_LEVELS.find((l) => l === raw);
+  if (level === undefined) throw new InvalidValue(`must be one of ${LOG_LEVELS.join(', ')}`);
+  return level;
+}
+
+function setting<K extends SettingKey>(s: Omit<Setting<K>, 'scope'> & { scope?: Setting<K>['scope'] }): Setting<K> {
+  return { scope: 'all', ...s };
 }
 
 export const SETTINGS: readonly Setting[] = [
@@ -178,6 +225,96 @@ export const SETTINGS: readonly Setting[] = [
     metavar: 'BOOL',
     default: 'true',
     description: 'route only pods whose Ready condition is True',
+    parse: bool,
+  }),
+  setting({
+    key: 'backend',
+    scope: 'run',
+    env: 'BACKEND',
+    flag: '--backend',
+    metavar: 'NAME',
+    default: 'auto',
+    description: 'data plane: nginx, proxy (in-process), or auto (nginx in a cluster pod, proxy elsewhere)',
+    parse: backend,
+  }),
+  setting({
+    key: 'holdOffMs',
+    scope: 'run',
+    env: 'HOLD_OFF_MS',
+    flag: '--hold-off-ms',
+    metavar: 'MS',
+    default: '100',
+    description: 'quiet period after a change before the routes are rebuilt, so bursts cause one update',
+    parse: milliseconds,
+  }),
+  setting({
+    key: 'maxDelayMs',
+    scope: 'run',
+    env: 'MAX_DELAY_MS',
+    flag: '--max-delay-ms',
+    metavar: 'MS',
+    default: '250',
+    description: 'longest wait from a change to its rebuild, however long a burst lasts',
+    parse: milliseconds,
+  }),
+  setting({
+    key: 'nginxBinary',
+    scope: 'run',
+    env: 'NGINX_BINARY',
+    flag: '--nginx-binary',
+    metavar: 'PATH',
+    default: 'nginx',
+    description: 'nginx executable: a path, or a name looked up in PATH and /usr/sbin',
+    parse: filePath,
+  }),
+  setting({
+    key: 'nginxPrefix',
+    scope: 'run',
+    env: 'NGINX_PREFIX',
+    flag: '--nginx-prefix',
+    metavar: 'DIR',
+    default: 'auto',
+    description: 'directory for the nginx pid, logs and temporary files; auto: <tmpdir>/k8s-router-<PORT>',
+    parse: autoOrPath,
+  }),
+  setting({
+    key: 'nginxConfig',
+    scope: 'run',
+    env: 'NGINX_CONFIG',
+    flag: '--nginx-config',
+    metavar: 'FILE',
+    default: 'auto',
+    description: 'where the router writes nginx.conf; auto: nginx.conf in the prefix',
+    parse: autoOrPath,
+  }),
+  setting({
+    key: 'nginxStatusPort',
+    scope: 'run',
+    env: 'NGINX_STATUS_PORT',
+    flag: '--nginx-status-port',
+    metavar: 'PORT',
+    default: 'auto',
+    description: 'loopback port where nginx tells the router which config it serves; auto: a free port',
+    parse: autoOrPort,
+  }),
+  setting({
+    key: 'logLevel',
+    scope: 'run',
+    env: 'LOG_LEVEL',
+    flag: '--log-level',
+    metavar: 'LEVEL',
+    default: 'info',
+    description: `log level: ${LOG_LEVELS.join(', ')}`,
+    parse: logLevel,
+  }),
+  setting({
+    key: 'printNginxConfig',
+    scope: 'run',
+    env: 'PRINT_NGINX_CONFIG',
+    flag: '--print-nginx-config',
+    metavar: 'BOOL',
+    default: 'false',
+    description: 'print the nginx.conf for every new route table to standard output',
     parse: bool,
   }),
 ];

@@ -1,0 +1,20 @@
+import type { DataPlane } from '../src/data-plane.js';
+import type { RouteTable } from '../src/route-table.js';
+import { renderNginxConf, type RenderOptions } from './render.js';
+
+/**
+ * A data plane that only shows the nginx.conf each table would get, for mock mode:
+ * the documented config, as `render` prints it.
+ */
+export function createConfigPreview(options: RenderOptions, write: (text: string) => void): DataPlane {
+  let last: string | null = null;
+  return {
+    async apply(table: RouteTable) {
+      const conf = renderNginxConf(table, options);
+      if (conf === last) return;
+      last = conf;
+      write(conf);
+    },
+    async close() {},
+  };
+}

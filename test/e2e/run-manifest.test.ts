@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { pickFreeLoopbackPort } from '../../nginx/status.js';
+import { sendRaw, type RawOutcome } from '../conformance/raw-http.js';
+import { manifestText, podFor } from '../support/manifests.js';
+import { apiKeySecret } from '../support/objects.js';
+import { startPods, type TestPod } from '../support/pods.js';
+import { startRouterProcess, type RouterProcess } from '../support/router-process.js';
+
+// `k8s-router run --manifest FILE` on each backend: real pods on 127.0.0.x, real
+// requests, and edits to the file while the router runs.
+
+const podOf = (outcome: RawOutcome): string | undefined =>
+  outcome.kind === 'response' ? outcome.headers.find(([k]) => k.toLowerCase() === 'x-pod')?.[1] : undefined;
+const statusOf = (outcome: RawOutcome): number | 'dropped' => (outcome.kind === 'response' ? outcome.status : 'dropped');
+
+for (const backend of ['proxy', 'nginx'] as const) {
+  describe(`k8s-router run --backend ${backend} --manifest`, () => {
+    let dir: string;
+    let manifest: string;
+    let pods: TestPod[];
+    let router: RouterProcess;
+    let port: number;
+
+    /** Replaces the manifest the way editors and `kubectl get -o yaml > file` do. */
+    const writeManifest = async (text: string): Promise<void> => {
+      const temp = `${manifest}.tmp`;
+      await writeFile(temp, text);
+      await rename(temp, manifest);
+    };
+    /** Writes the manifest and waits until the router says the new table is served. */
+    const applyManifest = async (text: string): Promise<void> => {
+      const mark = router.logs.length;
+      await writeManifest(text);
+      await router.waitForLog((l) => l.msg === 'route table served', 'the new table to be served', 10_000, mark);
+    };
+    const get = (host: string, path = '/', headers: [string, string][] = []): Promise<RawOutcome> =>
+      sendRaw(port, { method: 'GET', target: path, headers: [['Host', host], ...headers] }, 5_000);
+
+    before(async () => {
+      dir = await mkdtemp(join(tmpdir(), `k8s-router-e2e-${backend}-`));
+      manifest = join(dir, 'cluster.yaml');
+      pods = await startPods(`web-${backend}`, 3, backend === 'proxy' ? 41 : 51);
+      port = await pickFreeLoopbackPort();
+      await writeManifest(manifestText([podFor(pods[0] as TestPod, { namespace: 'shop', hosts: 'shop.test', paths: ['/'] })]));
+      router = await startRouterProcess(['--backend', backend, '--manifest', manifest], {
+        PORT: String(port),
+        LISTEN_ADDRESS: '127.0.0.1',
+        NGINX_PREFIX: join(dir, 'nginx'),
+        HOLD_OFF_MS: '20',
+        MAX_DELAY_MS: '100',
+      });
+    });
+
+    after(async () => {
+      const exit = await router?.stop();
+      await Promise.all((pods ?? []).map((p) => p.close()));
+      await rm(dir, { recursive: true, force: true });
+      assert.equal(exit, 0, 'the router exits 0 on SIGTERM');
+    });
+
+    it('routes the manifest pod, and drops requests for unknown hosts', async () => {
+      const answer = await get('shop.test', '/cart');
+      assert.equal(statusOf(answer), 200);
+      assert.equal(podOf(answer), pods[0]?.name);
+      assert.equal(pods[0]?.received.at(-1)?.uri, '/cart');
+      assert.equal(statusOf(await get('unknown.test')), 'dropped');
+    });
+
+    it('follows the file: a second replica shares the route round-robin in pod-name order', async () => {
+      await applyManifest(
+        manifestText(pods.slice(0, 2).map((p) => podFor(p, { namespace: 'shop', hosts: 'shop.test', paths: ['/'] }))),
+      );
+      const answered = [];
+      for (let i = 0; i < 4; i++) answered.push(podOf(await get('shop.test')));
+      const names = pods.slice(0, 2).map((p) => p.name);
+      assert.deepEqual(new Set(answered), new Set(names));
+      assert.notEqual(answered[0], answered[1], 'consecutive requests go to different pods');
+      assert.equal(answered[0], answered[2]);
+    });
+
+    it('locks the namespace routes when its Secret appears, with the base64 text as the key', async () => {
+      await applyManifest(
+        manifestText([
+          podFor(pods[0] as TestPod, { namespace: 'shop', hosts: 'shop.test', paths: ['/'] }),
+          apiKeySecret('shop', 'supersecret'),
+        ]),
+      );
+      assert.equal(statusOf(await get('shop.test')), 403);
+      const keyed = await get('shop.test', '/', [['X-ROUTING-API-KEY', 'c3VwZXJzZWNyZXQ=']]);
+      assert.equal(statusOf(keyed), 200);
+      assert.equal(statusOf(await get('shop.test', '/', [['X-ROUTING-API-KEY', 'supersecret']])), 403);
+    });
+
+    it('keeps serving the last good objects while the file is broken, and logs why', async () => {
+      await writeManifest('kind: List\nitems: [unclosed\n');
+      await router.waitForLog((l) => l.msg === 'manifest unusable, still serving its last good objects', 'the broken file to be reported');
+      assert.equal(statusOf(await get('shop.test', '/', [['X-ROUTING-API-KEY', 'c3VwZXJzZWNyZXQ=']])), 200);
+    });
+
+    it('stops routing a pod whose label is removed, and says why', async () => {
+      await applyManifest(
+        manifestText([podFor(pods[0] as TestPod, { namespace: 'shop', hosts: 'shop.test', paths: ['/'], labels: { app: 'web' } })]),
+      );
+      assert.equal(statusOf(await get('shop.test')), 'dropped');
+      const line = await router.waitForLog(
+        (l) => Array.isArray(l.rejectionsAdded) && l.rejectionsAdded.some((r) => String(r).includes('NOT_SELECTED')),
+        'the rejection to be logged',
+      );
+      assert.ok(!JSON.stringify(line).includes('c3VwZXJzZWNyZXQ='), 'no API key in the logs');
+      assert.ok(!router.logs.some((l) => JSON.stringify(l).includes('c3VwZXJzZWNyZXQ=')), 'no API key in any log line');
+    });
+  });
+}

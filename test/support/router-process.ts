@@ -1,0 +1,99 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+// `k8s-router run` as a real child process, the way users run it: started from the
+// sources through tsx, watched through its JSON log lines, stopped by pid with SIGTERM.
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+export interface RouterProcess {
+  readonly pid: number;
+  /** Parsed JSON log lines so far (standard error). */
+  readonly logs: Array<Record<string, unknown>>;
+  /** Everything printed on standard output so far. */
+  stdout(): string;
+  /**
+   * Resolves with the first log line that satisfies `match`, among those from index
+   * `since` on (default: every line, already seen or to come).
+   */
+  waitForLog(match: (line: Record<string, unknown>) => boolean, what: string, timeoutMs?: number, since?: number): Promise<Record<string, unknown>>;
+  /** SIGTERM, then the exit code (or the signal that ended it). */
+  stop(): Promise<number | NodeJS.Signals>;
+}
+
+export async function startRouterProcess(args: string[], env: Record<string, string> = {}): Promise<RouterProcess> {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'run', ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', LOG_LEVEL: 'debug', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Array<Record<string, unknown>> = [];
+  const waiters = new Set<() => void>();
+  let out = '';
+  let errText = '';
+  let exit: Promise<number | NodeJS.Signals>;
+  exit = new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  child.stdout?.on('data', (chunk: Buffer) => {
+    out += chunk.toString('utf8');
+  });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    errText += chunk.toString('utf8');
+    let newline: number;
+    while ((newline = errText.indexOf('\n')) >= 0) {
+      const line = errText.slice(0, newline);
+      errText = errText.slice(newline + 1);
+      try {
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        logs.push({ text: line });
+      }
+    }
+    for (const wake of waiters) wake();
+  });
+
+  const waitForLog: RouterProcess['waitForLog'] = (match, what, timeoutMs = 15_000, since = 0) =>
+    new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        const found = logs.slice(since).find(match);
+        if (found === undefined) return false;
+        cleanup();
+        resolve(found);
+        return true;
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; logs:\n${logs.map((l) => JSON.stringify(l)).join('\n')}`));
+      }, timeoutMs);
+      const onExit = (): void => {
+        cleanup();
+        reject(new Error(`router exited while waiting for ${what}; logs:\n${logs.map((l) => JSON.stringify(l)).join('\n')}`));
+      };
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        waiters.delete(wake);
+        child.off('exit', onExit);
+      };
+      const wake = (): void => void check();
+      if (check()) return;
+      waiters.add(wake);
+      child.once('exit', onExit);
+    });
+
+  const router: RouterProcess = {
+    pid: child.pid ?? -1,
+    logs,
+    stdout: () => out,
+    waitForLog,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      try {
+        return await exit;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+  await waitForLog((l) => l.msg === 'k8s-router is serving', 'the router to serve');
+  return router;
+}
