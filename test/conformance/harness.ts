@@ -1,6 +1,13 @@
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
 import type { Route, RouteTable } from '../../src/route-table.js';
+import { createNginxDataPlane, type NginxDataPlane } from '../../nginx/process.js';
+import { renderNginxConf } from '../../nginx/render.js';
+import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import { startProxy, type ProxyDataPlane } from '../../proxy/server.js';
-import { startNginx, type NginxRunner, type NginxRunnerOptions } from '../support/nginx-runner.js';
+import { NGINX_BINARY } from '../support/nginx-check.js';
 import type { ReceivedRequest, TestPod } from '../support/pods.js';
 import { sendRaw, type RawOutcome, type RawRequest } from './raw-http.js';
 
@@ -84,30 +91,107 @@ export interface DataPlaneUnderTest {
   close(): Promise<void>;
 }
 
-export interface Pair {
-  nginx: NginxRunner;
-  proxy: ProxyDataPlane;
-}
-
 export interface PairOptions {
   /** Upstream timeout on both sides, in seconds (nginx takes whole seconds here). */
   upstreamTimeoutSeconds?: number;
 }
 
-export async function startPair(table: RouteTable, options: PairOptions = {}): Promise<Pair> {
-  const nginxOptions: NginxRunnerOptions = { apiKeyHeader: API_KEY_HEADER };
-  if (options.upstreamTimeoutSeconds !== undefined) {
-    const s = options.upstreamTimeoutSeconds;
-    nginxOptions.httpDirectives = [`proxy_connect_timeout ${s}s;`, `proxy_send_timeout ${s}s;`, `proxy_read_timeout ${s}s;`];
-  }
-  const nginx = await startNginx(table, nginxOptions);
+/**
+ * The product's nginx data plane (createNginxDataPlane: nginx -t, atomic install,
+ * foreground master, SIGHUP reloads confirmed through the status server) on 127.0.0.1
+ * and a free port, in a throw-away prefix removed on close.
+ */
+export interface NginxUnderTest {
+  readonly port: number;
+  readonly plane: NginxDataPlane;
+  /** The product's apply: an unchanged config leaves nginx alone. */
+  apply(table: RouteTable): Promise<void>;
+  /**
+   * Applies `table` from fresh upstream state (round-robin positions, failure marks):
+   * a comment that differs each time makes the config new, so nginx always reloads.
+   */
+  applyFresh(table: RouteTable): Promise<void>;
+  errorLog(): Promise<string>;
+  close(): Promise<void>;
+}
+
+const RETIREMENT_WARNING = 'old nginx workers still accept connections';
+
+export async function startNginx(table: RouteTable, options: PairOptions = {}): Promise<NginxUnderTest> {
+  const prefix = await mkdtemp(join(tmpdir(), 'k8s-router-conformance-'));
+  // nginx's workers run as nobody and must reach the temp dir under the prefix.
+  await chmod(prefix, 0o755);
+  const port = await pickFreeLoopbackPort();
+  let statusPort = await pickFreeLoopbackPort();
+  while (statusPort === port) statusPort = await pickFreeLoopbackPort();
+  const s = options.upstreamTimeoutSeconds;
+  // Short upstream timeouts, so that a timeout compares without waiting 60 s; the renderer is not changed.
+  const httpDirectives = s === undefined ? [] : [`proxy_connect_timeout ${s}s;`, `proxy_send_timeout ${s}s;`, `proxy_read_timeout ${s}s;`];
+  let generation = 0;
+  // What the manager logs at warn and above: an apply after which old workers still accept fails here.
+  const warnings: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+  const plane = createNginxDataPlane({
+    nginxBinary: NGINX_BINARY,
+    prefix,
+    statusPort,
+    logger,
+    render: (t, runtime) => {
+      const text = renderNginxConf(t, { port, listenAddress: '127.0.0.1', apiKeyHeader: API_KEY_HEADER, runtime });
+      const withDirectives = httpDirectives.length === 0 ? text : text.replace(/^http \{\n/m, (open) => `${open}${httpDirectives.join('\n')}\n`);
+      return `${withDirectives}# conformance: fresh state ${generation}\n`;
+    },
+  });
+  const apply = async (t: RouteTable): Promise<void> => {
+    const seen = warnings.length;
+    await plane.apply(t);
+    const stale = warnings.slice(seen).find((line) => line.includes(RETIREMENT_WARNING));
+    if (stale !== undefined) throw new Error(`nginx reloaded, but old workers still accept connections: ${stale}`);
+  };
+  const close = async (): Promise<void> => {
+    try {
+      await plane.close();
+    } finally {
+      await rm(prefix, { recursive: true, force: true });
+    }
+  };
   try {
-    const proxy = await startProxy({
-      port: 0,
-      host: '127.0.0.1',
-      apiKeyHeader: API_KEY_HEADER,
-      ...(options.upstreamTimeoutSeconds !== undefined ? { upstreamTimeoutMs: options.upstreamTimeoutSeconds * 1000 } : {}),
-    });
+    await apply(table);
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return {
+    port,
+    plane,
+    apply,
+    applyFresh(t) {
+      generation++;
+      return apply(t);
+    },
+    errorLog: () => readFile(plane.files.errorLog, 'utf8').catch(() => ''),
+    close,
+  };
+}
+
+function startProxyFor(options: PairOptions): Promise<ProxyDataPlane> {
+  return startProxy({
+    port: 0,
+    host: '127.0.0.1',
+    apiKeyHeader: API_KEY_HEADER,
+    ...(options.upstreamTimeoutSeconds !== undefined ? { upstreamTimeoutMs: options.upstreamTimeoutSeconds * 1000 } : {}),
+  });
+}
+
+export interface Pair {
+  nginx: NginxUnderTest;
+  proxy: ProxyDataPlane;
+}
+
+export async function startPair(table: RouteTable, options: PairOptions = {}): Promise<Pair> {
+  const nginx = await startNginx(table, options);
+  try {
+    const proxy = await startProxyFor(options);
     await proxy.apply(table);
     return { nginx, proxy };
   } catch (err) {
@@ -137,39 +221,29 @@ export function describeDifference(label: string, nginx: unknown, proxy: unknown
 }
 
 /**
- * nginx started once; each comparison reloads it (fresh upstream state: round-robin
+ * nginx started once; each comparison has it reload (fresh upstream state: round-robin
  * positions and failure marks) and starts a fresh proxy, so a request sequence starts
  * from the same state on both sides.
  */
 export class Differential {
   private constructor(
-    readonly nginx: NginxRunner,
+    readonly nginx: NginxUnderTest,
     private readonly options: PairOptions,
   ) {}
 
   static async start(table: RouteTable, options: PairOptions = {}): Promise<Differential> {
-    const nginxOptions: NginxRunnerOptions = { apiKeyHeader: API_KEY_HEADER };
-    if (options.upstreamTimeoutSeconds !== undefined) {
-      const s = options.upstreamTimeoutSeconds;
-      nginxOptions.httpDirectives = [`proxy_connect_timeout ${s}s;`, `proxy_send_timeout ${s}s;`, `proxy_read_timeout ${s}s;`];
-    }
-    return new Differential(await startNginx(table, nginxOptions), options);
+    return new Differential(await startNginx(table, options), options);
   }
 
   async freshProxy(table: RouteTable): Promise<ProxyDataPlane> {
-    const proxy = await startProxy({
-      port: 0,
-      host: '127.0.0.1',
-      apiKeyHeader: API_KEY_HEADER,
-      ...(this.options.upstreamTimeoutSeconds !== undefined ? { upstreamTimeoutMs: this.options.upstreamTimeoutSeconds * 1000 } : {}),
-    });
+    const proxy = await startProxyFor(this.options);
     await proxy.apply(table);
     return proxy;
   }
 
   /** The observations of `requests`, in order, through each data plane from a fresh state. */
   async run(table: RouteTable, requests: readonly (RawRequest | Buffer)[]): Promise<{ nginx: Observation[]; proxy: Observation[] }> {
-    await this.nginx.apply(table);
+    await this.nginx.applyFresh(table);
     const nginx = await runSequence(this.nginx.port, requests);
     const proxyPlane = await this.freshProxy(table);
     try {

@@ -71,7 +71,7 @@ test('WebSocket: echo through both, round robin per connection, API key checked 
     await converse(port, '/locked', ['no key']),
     await converse(port, '/locked', ['with key'], { [API_KEY_HEADER]: KEY }),
   ];
-  await diff.nginx.apply(table);
+  await diff.nginx.applyFresh(table);
   const nginx = await conversations(diff.nginx.port);
   const proxy = await diff.freshProxy(table);
   try {
@@ -107,7 +107,7 @@ function readStream(port: number): Promise<{ firstChunk: string; podWasHolding: 
 }
 
 test('streaming: the first chunk reaches the client before the pod finishes, through both', async () => {
-  await diff.nginx.apply(table);
+  await diff.nginx.applyFresh(table);
   const nginx = await readStream(diff.nginx.port);
   const proxy = await diff.freshProxy(table);
   try {
