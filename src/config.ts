@@ -19,6 +19,7 @@ export interface RouterConfig {
   backend: Backend;
   holdOffMs: number;
   maxDelayMs: number;
+  watchBackoffMaxMs: number;
   nginxBinary: string;
   nginxPrefix: string;
   nginxConfig: string;
@@ -256,6 +257,20 @@ export const SETTINGS: readonly Setting[] = [
     default: '250',
     description: 'longest wait from a change to its rebuild, however long a burst lasts',
     parse: milliseconds,
+  }),
+  setting({
+    key: 'watchBackoffMaxMs',
+    scope: 'run',
+    env: 'WATCH_BACKOFF_MAX_MS',
+    flag: '--watch-backoff-max-ms',
+    metavar: 'MS',
+    default: '30000',
+    description: 'longest wait between attempts to reach the API server after failures (the wait starts at 500 ms and doubles)',
+    parse: (raw) => {
+      const ms = milliseconds(raw);
+      if (ms < 100) throw new InvalidValue('out of range: must be at least 100 milliseconds');
+      return ms;
+    },
   }),
   setting({
     key: 'nginxBinary',

@@ -67,6 +67,7 @@ function objectSource(config: RouterConfig, options: RunOptions): ObjectSource {
     labelSelector: config.labelSelector.text,
     secretName: config.apiKeySecret.name,
     logger: options.logger,
+    backoff: { initialMs: Math.min(500, config.watchBackoffMaxMs), maxMs: config.watchBackoffMaxMs },
   });
 }
 
