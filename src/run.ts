@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { findNginxBinary } from '../nginx/binary.js';
+import { unsafeDirectoryProblem } from '../nginx/files.js';
 import { createConfigPreview } from '../nginx/preview.js';
 import { createNginxDataPlane } from '../nginx/process.js';
 import { renderNginxConf } from '../nginx/render.js';
@@ -75,7 +76,9 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Dat
   const binary = findNginxBinary(config.nginxBinary);
   if (binary === null) throw settingError('nginxBinary', config.nginxBinary, 'no executable nginx there (looked in PATH, /usr/sbin and /usr/local/sbin)');
   const prefix = config.nginxPrefix === 'auto' ? join(tmpdir(), `k8s-router-${config.port}`) : config.nginxPrefix;
-  await mkdir(prefix, { recursive: true });
+  await mkdir(prefix, { recursive: true, mode: 0o755 });
+  const problem = await unsafeDirectoryProblem(prefix);
+  if (problem !== null) throw settingError('nginxPrefix', prefix, `the directory ${problem}; it will hold API keys`);
   return createNginxDataPlane({
     nginxBinary: binary,
     prefix,
