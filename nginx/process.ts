@@ -6,6 +6,7 @@ import type { DataPlane } from '../src/data-plane.js';
 import type { RouteTable } from '../src/route-table.js';
 import { checkNginxConfig, firstLines } from './check.js';
 import { replaceFile, writeFileAtomic, writeSynced } from './files.js';
+import { retireStaleMaster, staleMasterPid } from './stale.js';
 import { spawnNginxMaster, type MasterExit, type NginxMaster, type StopTimeouts } from './master.js';
 import type { NginxRuntime } from './render.js';
 import { pickFreeLoopbackPort, waitForConfigVersion } from './status.js';
@@ -241,6 +242,11 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
 
   /** Starts nginx on the installed config and waits until it serves `version`. */
   async function start(version: string, port: number): Promise<void> {
+    const stale = await staleMasterPid(files.pid, prefix);
+    if (stale !== null) {
+      logger?.warn({ pid: stale, prefix }, 'stopping the nginx an earlier run of the router left running on this prefix');
+      await retireStaleMaster(stale, stopTimeouts);
+    }
     const logOffset = await fileSize(files.errorLog);
     const m = spawnNginxMaster({
       nginxBinary,

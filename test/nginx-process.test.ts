@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { Agent, createServer, request, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { defaultConfig, type RouterConfig } from '../src/config.js';
 import { buildRouteTable, type RouteTable } from '../src/route-table.js';
-import { createNginxDataPlane, NginxApplyError, type NginxDataPlane, type NginxDataPlaneOptions } from '../nginx/process.js';
+import { spawnNginxMaster } from '../nginx/master.js';
+import { createNginxDataPlane, NginxApplyError, resolveFiles, type NginxDataPlane, type NginxDataPlaneOptions } from '../nginx/process.js';
 import { CONFIG_VERSION_PATH, renderNginxConf } from '../nginx/render.js';
 import { pickFreeLoopbackPort, readConfigVersion } from '../nginx/status.js';
 import { childrenOf, parentOf, processTitle, waitForRetirement } from '../nginx/workers.js';
@@ -345,6 +346,28 @@ describe('nginx process manager', { timeout: 120_000 }, () => {
     assert.equal(result.reloads, 6);
     assert.deepEqual(result.failures, []);
     assert.deepEqual([...result.bodies].sort(), ['pod-a', 'pod-b']);
+  });
+
+  it('retires the nginx a router killed outright left running on its prefix, then serves', async () => {
+    const a = await startPod('pod-a', '127.0.0.2');
+    const b = await startPod('pod-b', '127.0.0.3');
+    const { nginx, config, port, prefix } = await startManager();
+    // What a router killed outright leaves behind: its nginx, in its own process group,
+    // still serving the last config from this prefix and holding the port.
+    const files = resolveFiles(prefix);
+    await mkdir(files.tempDir, { recursive: true });
+    await mkdir(dirname(files.errorLog), { recursive: true });
+    const runtime = { pidFile: files.pid, errorLog: files.errorLog, accessLog: files.accessLog, tempDir: files.tempDir };
+    await writeFile(files.conf, renderNginxConf(tableFor(config, [a]), { ...config, runtime }));
+    const leftover = spawnNginxMaster({ nginxBinary: NGINX_BINARY, prefix, confPath: files.conf, errorLog: files.errorLog });
+    cleanups.push(async () => {
+      await leftover.stop({ gracefulMs: 2_000, fastMs: 1_000 });
+    });
+    await eventually('the leftover nginx to serve', async () => (await get(port).catch(() => null))?.body === 'pod-a');
+
+    await nginx.apply(tableFor(config, [b]));
+    assert.deepEqual(await get(port), { status: 200, body: 'pod-b' });
+    assert.equal(isAlive(leftover.pid as number), false, 'the leftover master is gone');
   });
 
   it('serves the config version on loopback only, never as a routed host', async () => {
