@@ -12,7 +12,7 @@ export function fnv1a32(text: string): number {
 
 const POINTER = 8; // sizeof(void *) on the 64-bit builds we support
 const CACHE_LINE = 64;
-const MASK64 = (1n << 64n) - 1n;
+const TWO_32 = 2 ** 32;
 
 function align(n: number, to: number): number {
   return Math.ceil(n / to) * to;
@@ -23,11 +23,30 @@ function elementSize(name: string): number {
   return POINTER + align(name.length + 2, POINTER);
 }
 
-/** ngx_hash_key over the lower-cased name, in nginx's unsigned 64-bit arithmetic. */
-function nginxHashKey(name: string): bigint {
-  let key = 0n;
-  for (const byte of Buffer.from(name.toLowerCase(), 'latin1')) key = (key * 31n + BigInt(byte)) & MASK64;
-  return key;
+/**
+ * ngx_hash_key over the lower-cased name, in nginx's unsigned 64-bit arithmetic, as its
+ * high and low 32-bit halves (plain numbers: BigInt made sizing many names far too slow).
+ */
+function nginxHashKey(name: string): [number, number] {
+  let hi = 0;
+  let lo = 0;
+  for (const byte of Buffer.from(name.toLowerCase(), 'latin1')) {
+    // key = key * 31 + byte (mod 2^64), carried from the low half into the high half.
+    const low = lo * 31 + byte;
+    lo = low % TWO_32;
+    hi = (hi * 31 + Math.floor(low / TWO_32)) % TWO_32;
+  }
+  return [hi, lo];
+}
+
+/** (hi * 2^32 + lo) mod size; exact while size * size stays below 2^53 (size < 2^26). */
+function bucketOf([hi, lo]: [number, number], size: number): number {
+  return (((hi % size) * (TWO_32 % size)) % size + (lo % size)) % size;
+}
+
+/** The bucket nginx puts `name` in, in a server names hash of `size` buckets. */
+export function nginxHashBucket(name: string, size: number): number {
+  return bucketOf(nginxHashKey(name), size);
 }
 
 export interface ServerNamesHashSizes {
@@ -37,36 +56,49 @@ export interface ServerNamesHashSizes {
 
 export const DEFAULT_SERVER_NAMES_HASH: ServerNamesHashSizes = { maxSize: 512, bucketSize: 64 };
 
+/** Above this many names, buckets grow and the table is sized for nginx's shortcut. */
+const MANY_NAMES = 512;
+
 /**
  * server_names_hash_max_size and _bucket_size that let nginx build its hash of these
  * names. The seed used fixed 512/64, which breaks nginx for a long name or for many
  * names; we keep those values whenever they work, so small configs match the seed.
  *
- * The bucket holds at least two of the longest names. The max size is found by running
- * the same search nginx runs in ngx_hash_init (first table size where no bucket
- * overflows), so nginx is sure to find that size too.
+ * A bucket holds at least two of the longest names. nginx looks for the smallest table
+ * in which no bucket overflows by trying sizes one by one, on every reload; we run the
+ * same test, so nginx is sure to find a size. For many names that search is quadratic,
+ * so there buckets hold about eight average names and max_size is chosen above 10000
+ * and below 100 per name, where nginx starts its search at max_size - 1000: the table
+ * is then about twice the number of names, found at once by us and by nginx.
  */
 export function serverNamesHashSizes(names: readonly string[]): ServerNamesHashSizes {
   if (names.length === 0) return DEFAULT_SERVER_NAMES_HASH;
-  const longest = Math.max(...names.map(elementSize));
+  const sizes = names.map(elementSize);
+  const longest = Math.max(...sizes);
+  const average = sizes.reduce((a, b) => a + b, 0) / sizes.length;
+  const many = names.length > MANY_NAMES;
+  const wanted = Math.max(2 * longest, many ? 8 * average : 0) + POINTER;
   let bucketSize = DEFAULT_SERVER_NAMES_HASH.bucketSize;
-  while (bucketSize < 2 * longest + POINTER) bucketSize *= 2;
+  while (bucketSize < wanted) bucketSize *= 2;
   bucketSize = align(bucketSize, CACHE_LINE);
 
   const keys = names.map(nginxHashKey);
-  const sizes = names.map(elementSize);
   const capacity = bucketSize - POINTER;
-  let size = Math.max(1, Math.floor(names.length / Math.floor(capacity / (2 * POINTER))));
-  for (;; size++) {
-    const used = new Map<number, number>();
-    const big = BigInt(size);
-    const fits = keys.every((key, i) => {
-      const bucket = Number(key % big);
-      const total = (used.get(bucket) ?? 0) + (sizes[i] as number);
-      used.set(bucket, total);
-      return total <= capacity;
-    });
-    if (fits) break;
-  }
+  let used = new Float64Array(Math.max(64, names.length));
+  /** ngx_hash_init's test: no bucket of a table of this size overflows. */
+  const fits = (size: number): boolean => {
+    if (size > used.length) used = new Float64Array(2 * size);
+    used.fill(0, 0, size);
+    for (let i = 0; i < keys.length; i++) {
+      const bucket = bucketOf(keys[i] as [number, number], size);
+      const total = (used[bucket] as number) + (sizes[i] as number);
+      if (total > capacity) return false;
+      used[bucket] = total;
+    }
+    return true;
+  };
+
+  let size = many ? Math.max(10_001, 2 * names.length) : Math.max(1, Math.floor(names.length / Math.floor(capacity / (2 * POINTER))));
+  while (!fits(size)) size++;
   return { maxSize: Math.max(DEFAULT_SERVER_NAMES_HASH.maxSize, size), bucketSize };
 }

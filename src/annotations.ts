@@ -51,18 +51,18 @@ export function hostProblem(host: string): string | null {
 
 /** Hosts from the hosts annotation: lower-cased, de-duplicated, in first-seen order. */
 export function parseHosts(value: string): { hosts: string[]; rejected: RejectedEntry[] } {
-  const hosts: string[] = [];
+  const hosts = new Set<string>();
   const rejected: RejectedEntry[] = [];
   for (const entry of splitEntries(value)) {
     const host = entry.toLowerCase();
     const problem = hostProblem(host);
     if (problem !== null) {
       rejected.push({ value: entry, code: 'BAD_HOST', reason: `host ${JSON.stringify(entry)} ${problem}` });
-    } else if (!hosts.includes(host)) {
-      hosts.push(host);
+    } else {
+      hosts.add(host);
     }
   }
-  return { hosts, rejected };
+  return { hosts: [...hosts], rejected };
 }
 
 // RFC 3986 path characters without the ones that mean something to nginx or to us:
@@ -100,6 +100,7 @@ export function parsePaths(
   declaredPorts: ReadonlySet<number>,
 ): { paths: PathEntry[]; rejected: RejectedEntry[] } {
   const paths: PathEntry[] = [];
+  const byPath = new Map<string, PathEntry>();
   const rejected: RejectedEntry[] = [];
   for (const entry of splitEntries(value)) {
     const colon = entry.indexOf(':');
@@ -131,9 +132,11 @@ export function parsePaths(
       rejected.push({ value: entry, code: 'BAD_PATH', reason: `path ${JSON.stringify(path)} ${problem}` });
       continue;
     }
-    const earlier = paths.find((p) => p.path === path);
+    const earlier = byPath.get(path);
     if (earlier === undefined) {
-      paths.push({ port, path });
+      const entry = { port, path };
+      paths.push(entry);
+      byPath.set(path, entry);
     } else if (earlier.port !== port) {
       rejected.push({
         value: entry,

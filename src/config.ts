@@ -16,6 +16,8 @@ export interface RouterConfig {
   port: number;
   listenAddress: string;
   requireReady: boolean;
+  maxHostsPerPod: number;
+  maxPathsPerPod: number;
   backend: Backend;
   holdOffMs: number;
   maxDelayMs: number;
@@ -111,6 +113,13 @@ function selector(raw: string): LabelSelector {
 function listenAddress(raw: string): string {
   if (raw === '*' || isIP(raw) !== 0) return raw;
   throw new InvalidValue('must be "*" (all IPv4 addresses) or an IPv4 or IPv6 address');
+}
+
+function entryLimit(raw: string): number {
+  if (!/^[0-9]+$/.test(raw)) throw new InvalidValue('not a number: must be a whole number from 1 to 10000');
+  const n = Number(raw);
+  if (n < 1 || n > 10_000) throw new InvalidValue('out of range: must be from 1 to 10000');
+  return n;
 }
 
 function bool(raw: string): boolean {
@@ -227,6 +236,24 @@ export const SETTINGS: readonly Setting[] = [
     default: 'true',
     description: 'route only pods whose Ready condition is True',
     parse: bool,
+  }),
+  setting({
+    key: 'maxHostsPerPod',
+    env: 'MAX_HOSTS_PER_POD',
+    flag: '--max-hosts-per-pod',
+    metavar: 'N',
+    default: '100',
+    description: 'hosts one pod may route; more are dropped with a reason (routes are hosts x paths)',
+    parse: entryLimit,
+  }),
+  setting({
+    key: 'maxPathsPerPod',
+    env: 'MAX_PATHS_PER_POD',
+    flag: '--max-paths-per-pod',
+    metavar: 'N',
+    default: '100',
+    description: 'paths one pod may route; more are dropped with a reason',
+    parse: entryLimit,
   }),
   setting({
     key: 'backend',

@@ -53,6 +53,8 @@ export type RejectionCode =
   | 'BAD_PATH'
   | 'DUPLICATE_PATH'
   | 'NO_PATHS'
+  | 'TOO_MANY_HOSTS'
+  | 'TOO_MANY_PATHS'
   | 'ROUTE_CLAIMED'
   | 'BAD_API_KEY';
 
@@ -157,10 +159,20 @@ function podCandidates(config: RouterConfig, pod: Pod): { candidates: Candidate[
   if (pathsText === undefined) reject(pathsField, '', 'MISSING_ANNOTATION', `annotation ${config.pathsAnnotation} is missing`);
   if (hostsText === undefined || pathsText === undefined) return { candidates: [], rejections };
 
-  const { hosts, rejected: badHosts } = parseHosts(hostsText);
+  const { hosts: validHosts, rejected: badHosts } = parseHosts(hostsText);
   for (const r of badHosts) reject(hostsField, r.value, r.code as RejectionCode, r.reason);
-  const { paths, rejected: badPaths } = parsePaths(pathsText, declaredPorts(pod));
+  const { paths: validPaths, rejected: badPaths } = parsePaths(pathsText, declaredPorts(pod));
   for (const r of badPaths) reject(pathsField, r.value, r.code as RejectionCode, r.reason);
+  // Routes are hosts x paths: without a cap, one pod's annotations could ask for billions.
+  const hosts = validHosts.slice(0, config.maxHostsPerPod);
+  const paths = validPaths.slice(0, config.maxPathsPerPod);
+  if (validHosts.length > hosts.length) {
+    reject(hostsField, `${validHosts.length} hosts`, 'TOO_MANY_HOSTS', `only the first ${hosts.length} valid hosts are routed (MAX_HOSTS_PER_POD); ${validHosts.length - hosts.length} dropped, the first being ${validHosts[hosts.length]}`);
+  }
+  if (validPaths.length > paths.length) {
+    const first = validPaths[paths.length] as { port: number; path: string };
+    reject(pathsField, `${validPaths.length} paths`, 'TOO_MANY_PATHS', `only the first ${paths.length} valid paths are routed (MAX_PATHS_PER_POD); ${validPaths.length - paths.length} dropped, the first being ${first.port}:${first.path}`);
+  }
   if (hosts.length === 0) reject(hostsField, hostsText, 'NO_HOSTS', 'no valid host in the annotation');
   if (paths.length === 0) reject(pathsField, pathsText, 'NO_PATHS', 'no valid PORT:PATH entry in the annotation');
   if (hosts.length === 0 || paths.length === 0) return { candidates: [], rejections };

@@ -8,7 +8,7 @@ import { defaultConfig, type RouterConfig } from '../src/config.js';
 import type { Pod, Secret } from '../src/kube-objects.js';
 import { parseManifest } from '../src/manifest.js';
 import { buildRouteTable, type RouteTable } from '../src/route-table.js';
-import { fnv1a32, serverNamesHashSizes } from '../nginx/hash.js';
+import { fnv1a32, nginxHashBucket, serverNamesHashSizes } from '../nginx/hash.js';
 import { renderNginxConf, upstreamNames } from '../nginx/render.js';
 import { lineDiff } from './support/line-diff.js';
 import { nginxTest } from './support/nginx-check.js';
@@ -163,6 +163,20 @@ describe('nginx.conf rendering', () => {
   });
 
   describe('server names hash', () => {
+    it("places names in the buckets nginx's ngx_hash_key does (key * 31 + byte, unsigned 64-bit)", () => {
+      const reference = (name: string, size: number): number => {
+        let key = 0n;
+        for (const byte of Buffer.from(name.toLowerCase(), 'latin1')) key = (key * 31n + BigInt(byte)) & ((1n << 64n) - 1n);
+        return Number(key % BigInt(size));
+      };
+      fc.assert(
+        fc.property(fc.stringMatching(/^[a-z0-9.-]{1,253}$/), fc.integer({ min: 1, max: 2 ** 26 }), (name, size) => {
+          assert.equal(nginxHashBucket(name, size), reference(name, size));
+        }),
+        { numRuns: 2000 },
+      );
+    });
+
     it('keeps the documented 512/64 when they fit', () => {
       assert.deepEqual(serverNamesHashSizes(['test.k8s.local']), { maxSize: 512, bucketSize: 64 });
     });
@@ -174,11 +188,22 @@ describe('nginx.conf rendering', () => {
       renderObjects([pod('a', { hosts: `${long} short.example.com`, paths: '80:/' })]);
     });
 
-    it('grows the table for many host names', () => {
-      const hosts = Array.from({ length: 3000 }, (_, i) => `service-${i}.tenant-${i % 17}.example.com`);
+    it('grows the table for many host names, sized so that nginx finds it at once', () => {
+      const hosts = Array.from({ length: 20_000 }, (_, i) => `service-${i}.tenant-${i % 17}.example.com`);
       const sizes = serverNamesHashSizes(hosts);
-      assert.ok(sizes.maxSize > 512, `max size ${sizes.maxSize} for 3000 names`);
-      renderObjects([pod('a', { hosts: hosts.join(' '), paths: '80:/' })]);
+      // Above 10000 and below 100 per name, nginx starts its search at max_size - 1000.
+      assert.ok(sizes.maxSize > 10_000 && sizes.maxSize / hosts.length < 100, `max size ${sizes.maxSize} for 20000 names`);
+      // 200 pods of 100 hosts each: MAX_HOSTS_PER_POD caps a single pod at 100.
+      const pods = Array.from({ length: 200 }, (_, p) => pod(`p${p}`, { hosts: hosts.slice(p * 100, p * 100 + 100).join(' '), paths: '80:/' }));
+      const conf = renderObjects(pods);
+      assert.equal(conf.match(/^server_name /gm)?.length, 20_000);
+      assert.match(conf, new RegExp(`^server_names_hash_max_size ${sizes.maxSize};$`, 'm'));
+    });
+
+    it('sizes a few hundred names with the search nginx itself runs', () => {
+      const hosts = Array.from({ length: 400 }, (_, i) => `svc-${i}.example.com`);
+      assert.ok(serverNamesHashSizes(hosts).maxSize >= 512);
+      renderObjects(Array.from({ length: 4 }, (_, p) => pod(`q${p}`, { hosts: hosts.slice(p * 100, p * 100 + 100).join(' '), paths: '80:/' })));
     });
   });
 
@@ -216,7 +241,10 @@ describe('nginx.conf rendering', () => {
     assert.ok(rendered.size >= 12, `expected the file to render at least 12 configs, saw ${rendered.size}`);
     for (const [label, conf] of rendered) {
       const verdict = await nginxTest(conf);
-      assert.ok(verdict.ok, `nginx -t refused ${label}:\n${verdict.output}\n---\n${conf}`);
+      assert.ok(verdict.ok, `nginx -t refused ${label}:\n${verdict.output}\n---\n${conf.slice(0, 4000)}`);
+      // A warning such as "could not build optimal server_names_hash" would mean our
+      // sizing disagrees with nginx's own hash of the names.
+      assert.doesNotMatch(verdict.output, /\[warn\]/, `nginx -t warned about ${label}`);
     }
   });
 });

@@ -284,3 +284,29 @@ describe('route table', () => {
     });
   });
 });
+
+describe('route table limits', () => {
+  it('routes at most MAX_HOSTS_PER_POD hosts and MAX_PATHS_PER_POD paths of a pod, and says what it dropped', () => {
+    const limited = defaultConfig({ maxHostsPerPod: '2', maxPathsPerPod: '3' });
+    const greedy = pod('greedy', { hosts: 'a.test b.test c.test d.test', paths: '80:/1 80:/2 80:/3 80:/4 80:/5' });
+    const table = buildRouteTable(limited, [greedy], []);
+    assert.equal(table.routes.length, 2 * 3);
+    assert.deepEqual([...new Set(table.routes.map((r) => r.host))], ['a.test', 'b.test']);
+    assert.deepEqual([...new Set(table.routes.map((r) => r.path))], ['/1', '/2', '/3']);
+    assert.deepEqual(
+      table.rejections.map((r) => [r.code, r.value, r.reason]),
+      [
+        ['TOO_MANY_HOSTS', '4 hosts', 'only the first 2 valid hosts are routed (MAX_HOSTS_PER_POD); 2 dropped, the first being c.test'],
+        ['TOO_MANY_PATHS', '5 paths', 'only the first 3 valid paths are routed (MAX_PATHS_PER_POD); 2 dropped, the first being 80:/4'],
+      ],
+    );
+  });
+
+  it('keeps a pod that asks for a billion routes to the default 100 x 100', () => {
+    const hosts = Array.from({ length: 30_000 }, (_, i) => `h${i}`).join(' ');
+    const paths = Array.from({ length: 30_000 }, (_, i) => `80:/p${i}`).join(' ');
+    const table = buildRouteTable(config, [pod('greedy', { hosts, paths })], []);
+    assert.equal(table.routes.length, 100 * 100);
+    assert.deepEqual(table.rejections.map((r) => r.code), ['TOO_MANY_HOSTS', 'TOO_MANY_PATHS']);
+  });
+});

@@ -141,7 +141,7 @@ export async function checkCase({ pods, secrets }: Case, config = defaultConfig(
     return { ok: false, problem: `structure differs\nexpected:\n${expected.join('\n')}\nactual:\n${actual.join('\n')}\n---\n${conf}` };
   }
   const verdict = await nginxTest(conf);
-  if (!verdict.ok) return { ok: false, problem: `nginx -t refused it: ${verdict.output}\n---\n${conf}` };
+  if (!verdict.ok || /\[warn\]/.test(verdict.output)) return { ok: false, problem: `nginx -t refused it or warned: ${verdict.output}\n---\n${conf}` };
   return { ok: true };
 }
 
