@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createManifestSource, type ManifestSource } from '../src/manifest-source.js';
+import { eventually } from './support/eventually.js';
 
 const podYaml = (name: string): string => `kind: Pod\nmetadata: {name: ${name}, namespace: demo}\n`;
 const podNames = (source: ManifestSource): string[] => source.snapshot().pods.map((p) => p.metadata?.name ?? '');
@@ -76,12 +77,12 @@ describe('manifest source', () => {
     await source.start(seen.onChange);
     try {
       await writeFile(file, 'kind: Pod\nmetadata: {name: [broken\n');
-      await waitFor(() => source.lastError() !== null);
+      await eventually(() => source.lastError() !== null, 'the broken file to be reported');
       assert.match(source.lastError() ?? '', /^manifest .*broken\.yaml: /);
       assert.deepEqual(podNames(source), ['good']);
 
       await unlink(file);
-      await waitFor(() => /no such file/.test(source.lastError() ?? ''));
+      await eventually(() => /no such file/.test(source.lastError() ?? ''), 'the missing file to be reported');
       assert.deepEqual(podNames(source), ['good']);
 
       await writeFile(file, podYaml('back'));
@@ -110,7 +111,7 @@ describe('manifest source', () => {
       await new Promise((r) => setTimeout(r, 200)); // several settle windows: time to (wrongly) report
       assert.equal(calls, 0);
       await writeFile(file, podYaml('changed'));
-      await waitFor(() => calls > 0);
+      await eventually(() => calls > 0, 'the change to be reported');
       assert.equal(calls, 1);
       assert.deepEqual(podNames(source), ['changed']);
     } finally {
@@ -118,11 +119,3 @@ describe('manifest source', () => {
     }
   });
 });
-
-async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met within the bound');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

@@ -12,6 +12,7 @@ import { createNginxDataPlane, NginxApplyError, resolveFiles, type NginxDataPlan
 import { CONFIG_VERSION_PATH, renderNginxConf } from '../nginx/render.js';
 import { pickFreeLoopbackPort, readConfigVersion } from '../nginx/status.js';
 import { childrenOf, parentOf, processTitle, waitForRetirement } from '../nginx/workers.js';
+import { eventually } from './support/eventually.js';
 import { NGINX_BINARY } from './support/nginx-check.js';
 import { pod } from './support/objects.js';
 
@@ -142,13 +143,6 @@ function isAlive(pid: number): boolean {
   }
 }
 
-async function eventually(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
-    await sleep(20);
-  }
-}
 
 describe('nginx process manager', { timeout: 120_000 }, () => {
   after(async () => {
@@ -277,13 +271,13 @@ describe('nginx process manager', { timeout: 120_000 }, () => {
 
     // Killed outright, the master leaves its workers behind, still listening on its ports.
     process.kill(killed, 'SIGKILL');
-    await eventually('nginx was restarted', () => nginx.lastOutcome().restarts === 1);
+    await eventually(() => nginx.lastOutcome().restarts === 1, 'nginx to be restarted', 10_000);
     const outcome = nginx.lastOutcome();
     assert.equal(outcome.unexpectedExits, 1);
     assert.ok(outcome.pid !== null && outcome.pid !== killed && isAlive(outcome.pid));
     assert.equal(isAlive(killed), false);
     // They were told to quit (no init may reap them here, so "gone" includes zombies).
-    await eventually('the orphaned workers exited', async () => (await waitForRetirement(orphans, 0)).length === 0);
+    await eventually(async () => (await waitForRetirement(orphans, 0)).length === 0, 'the orphaned workers to exit', 10_000);
     for (const orphan of orphans) assert.ok(!/worker process$/.test((await processTitle(orphan)) ?? ''), `worker ${orphan.pid} still runs`);
     const answer = await readConfigVersion(statusPortOf(await readFile(nginx.files.conf, 'utf8')));
     assert.equal(await parentOf(answer?.workerPid ?? 0), outcome.pid);
@@ -363,7 +357,7 @@ describe('nginx process manager', { timeout: 120_000 }, () => {
     cleanups.push(async () => {
       await leftover.stop({ gracefulMs: 2_000, fastMs: 1_000 });
     });
-    await eventually('the leftover nginx to serve', async () => (await get(port).catch(() => null))?.body === 'pod-a');
+    await eventually(async () => (await get(port).catch(() => null))?.body === 'pod-a', 'the leftover nginx to serve', 10_000);
 
     await nginx.apply(tableFor(config, [b]));
     assert.deepEqual(await get(port), { status: 200, body: 'pod-b' });
