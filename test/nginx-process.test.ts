@@ -4,7 +4,6 @@ import { Agent, createServer, request, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { defaultConfig, type RouterConfig } from '../src/config.js';
 import { buildRouteTable, type RouteTable } from '../src/route-table.js';
 import { spawnNginxMaster } from '../nginx/master.js';
