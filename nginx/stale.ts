@@ -1,19 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { StopTimeouts } from './master.js';
+import { commandLine } from './workers.js';
 
 // nginx runs in a process group of its own, so a router killed outright (OOM, SIGKILL)
 // leaves its nginx serving and holding the port; the restarted router could then never
 // start nginx. Before starting, the manager retires such a leftover, and only one that is
 // provably ours: the master named in our pid file, running with our prefix.
-
-async function commandLine(pid: number): Promise<string | null> {
-  try {
-    return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replace(/\0+$/, '').replace(/\0/g, ' ');
-  } catch {
-    return null;
-  }
-}
 
 /** The pid of an nginx master left running on `prefix` by an earlier run, or null. */
 export async function staleMasterPid(pidFile: string, prefix: string): Promise<number | null> {

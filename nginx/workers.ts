@@ -58,15 +58,20 @@ export async function childrenOf(pid: number): Promise<ProcessIdentity[]> {
   return children;
 }
 
+/** The command line (the title nginx gives itself), or null when the process is gone. */
+export async function commandLine(pid: number): Promise<string | null> {
+  try {
+    return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replace(/\0+$/, '').replace(/\0/g, ' ');
+  } catch {
+    return null;
+  }
+}
+
 /** The process title, or null when the process is gone (or its pid now names another process). */
 export async function processTitle(process: ProcessIdentity): Promise<string | null> {
   const stat = await readStat(process.pid);
   if (stat === null || stat.startTime !== process.startTime) return null;
-  try {
-    return (await readFile(`/proc/${process.pid}/cmdline`, 'utf8')).replace(/\0+$/, '').replace(/\0/g, ' ');
-  } catch {
-    return null;
-  }
+  return commandLine(process.pid);
 }
 
 /** True once the worker no longer accepts connections: gone, or shutting down. */

@@ -76,18 +76,18 @@ function compareText(a: string, b: string): number {
 }
 
 /**
- * One object per namespace/name. Sources never repeat one, but a hand-written manifest
- * may; keeping the greatest serialization keeps the result independent of input order.
+ * One object per namespace/name. Sources never repeat one, but a caller may; keeping the
+ * greatest serialization keeps the result independent of input order. Objects are
+ * serialized only when their key collides, not on every rebuild.
  */
 function uniqueByKey<T extends { metadata?: { name?: string; namespace?: string } }>(objects: Iterable<T>): T[] {
-  const chosen = new Map<string, { obj: T; json: string }>();
+  const chosen = new Map<string, T>();
   for (const obj of objects) {
     const key = objectKey(obj);
-    const json = JSON.stringify(obj);
     const seen = chosen.get(key);
-    if (seen === undefined || json > seen.json) chosen.set(key, { obj, json });
+    if (seen === undefined || JSON.stringify(obj) > JSON.stringify(seen)) chosen.set(key, obj);
   }
-  return [...chosen.values()].map((c) => c.obj);
+  return [...chosen.values()];
 }
 
 function declaredPorts(pod: Pod): Set<number> {

@@ -40,6 +40,13 @@ describe('route table', () => {
     );
   });
 
+  it('picks the same one of two objects with one namespace/name, whatever their order', () => {
+    const first = pod('web', { ip: '10.0.0.1', hosts: 'h', paths: '80:/' });
+    const second = pod('web', { ip: '10.0.0.2', hosts: 'h', paths: '80:/' });
+    assert.deepEqual(buildRouteTable(config, [first, second], []), buildRouteTable(config, [second, first], []));
+    assert.equal(buildRouteTable(config, [first, second], []).routes[0]?.backends.length, 1);
+  });
+
   it('routes IPv6 pods', () => {
     assert.deepEqual(routesOf([pod('v6', { ip: 'fd00::7', hosts: 'h', paths: '3000:/' })]), ['h/ -> v6@fd00::7:3000']);
   });
