@@ -1,5 +1,5 @@
-import type { DataPlane } from '../src/data-plane.js';
-import type { RouteTable } from '../src/route-table.js';
+import type { DataPlane } from '../src/core/data-plane.js';
+import type { RouteTable } from '../src/core/route-table.js';
 import { renderNginxConf, type RenderOptions } from './render.js';
 
 /**

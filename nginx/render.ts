@@ -1,4 +1,4 @@
-import type { Route, RouteTable } from '../src/route-table.js';
+import type { Route, RouteTable } from '../src/core/route-table.js';
 import { fnv1a32, serverNamesHashSizes } from './hash.js';
 import { headerVariable, nginxComment, nginxQuoted, nginxWord } from './syntax.js';
 

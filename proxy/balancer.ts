@@ -1,4 +1,4 @@
-import type { Backend, Route } from '../src/route-table.js';
+import type { Backend, Route } from '../src/core/route-table.js';
 
 // Peer choice as nginx's round-robin upstream makes it with the defaults the rendered
 // config relies on (weight=1, max_fails=1, fail_timeout=10s), so that the same request

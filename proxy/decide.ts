@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import type { Route } from '../src/route-table.js';
+import type { Route } from '../src/core/route-table.js';
 import { normalizeHost } from './host.js';
 import type { RouteMatcher } from './matcher.js';
 import { normalizePath, splitTarget } from './uri.js';

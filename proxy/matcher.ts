@@ -1,4 +1,4 @@
-import type { Route, RouteTable } from '../src/route-table.js';
+import type { Route, RouteTable } from '../src/core/route-table.js';
 
 // Route lookup as nginx does it with one `server` per host and one prefix `location` per
 // route path: the longest prefix of the normalized path wins, compared byte for byte and

@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError, loadConfig, SETTINGS, type RouterConfig, type SettingKey } from './config.js';
-import { ManifestError, parseManifest, type ManifestObjects } from './manifest.js';
-import { createLogger } from './logger.js';
-import { buildRouteTable, redactTable } from './route-table.js';
-import { startRouter, StartError } from './run.js';
+import { ConfigError, loadConfig, SETTINGS, type RouterConfig, type SettingKey } from './core/config.js';
+import { ManifestError, parseManifest, type ManifestObjects } from './core/manifest.js';
+import { createLogger } from './commands/logger.js';
+import { buildRouteTable, redactTable } from './core/route-table.js';
+import { startRouter, StartError } from './commands/run.js';
 import { renderNginxConf } from '../nginx/render.js';
 
 // Exit statuses: 0 success, 1 a runtime failure (unreadable manifest, ...), 2 bad usage

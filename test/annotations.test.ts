@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseHosts, parsePaths, pathProblem } from '../src/annotations.js';
+import { parseHosts, parsePaths, pathProblem } from '../src/core/annotations.js';
 
 describe('hosts annotation', () => {
   it('splits on any whitespace, lower-cases and de-duplicates', () => {

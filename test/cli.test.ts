@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { SETTINGS } from '../src/config.js';
+import { SETTINGS } from '../src/core/config.js';
 import { runCli } from './support/run-cli.js';
 
 const golden = (name: string): string => readFileSync(new URL(`golden/${name}`, import.meta.url), 'utf8');

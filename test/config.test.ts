@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, defaultConfig, loadConfig, SETTINGS } from '../src/config.js';
+import { ConfigError, defaultConfig, loadConfig, SETTINGS } from '../src/core/config.js';
 
 describe('configuration', () => {
   it('has the seed defaults', () => {

@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { afterEach, describe, it, mock } from 'node:test';
 import { pino } from 'pino';
-import { defaultConfig } from '../src/config.js';
-import { createController, type Controller, type ControllerOptions } from '../src/controller.js';
-import type { DataPlane } from '../src/data-plane.js';
-import type { Pod, Secret } from '../src/kube-objects.js';
-import { objectKey } from '../src/kube-objects.js';
-import type { RouteTable } from '../src/route-table.js';
-import type { ObjectSource } from '../src/source.js';
+import { defaultConfig } from '../src/core/config.js';
+import { createController, type Controller, type ControllerOptions } from '../src/control/controller.js';
+import type { DataPlane } from '../src/core/data-plane.js';
+import type { Pod, Secret } from '../src/core/kube-objects.js';
+import { objectKey } from '../src/core/kube-objects.js';
+import type { RouteTable } from '../src/core/route-table.js';
+import type { ObjectSource } from '../src/sources/source.js';
 import { apiKeySecret, pod } from './support/objects.js';
 
 // The controller against an in-memory source and data planes that record what they get.

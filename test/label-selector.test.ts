@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { matchesLabels, parseLabelSelector, SelectorSyntaxError } from '../src/label-selector.js';
+import { matchesLabels, parseLabelSelector, SelectorSyntaxError } from '../src/core/label-selector.js';
 
 const matches = (selector: string, labels: Record<string, string>): boolean =>
   matchesLabels(parseLabelSelector(selector), labels);

@@ -3,7 +3,7 @@ import { mkdtemp, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createManifestSource, type ManifestSource } from '../src/manifest-source.js';
+import { createManifestSource, type ManifestSource } from '../src/sources/manifest-source.js';
 import { eventually } from './support/eventually.js';
 
 const podYaml = (name: string): string => `kind: Pod\nmetadata: {name: ${name}, namespace: demo}\n`;

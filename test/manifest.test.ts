@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ManifestError, parseManifest } from '../src/manifest.js';
+import { ManifestError, parseManifest } from '../src/core/manifest.js';
 
 const names = (objects: Array<{ metadata?: { namespace?: string; name?: string } }>) =>
   objects.map((o) => `${o.metadata?.namespace}/${o.metadata?.name}`);

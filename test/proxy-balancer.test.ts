@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Balancers, PeerGroup } from '../proxy/balancer.js';
-import type { Backend, Route } from '../src/route-table.js';
+import type { Backend, Route } from '../src/core/route-table.js';
 
 const backends = (n: number): Backend[] => Array.from({ length: n }, (_, i) => ({ pod: `p${i}`, namespace: 'ns', ip: `10.0.0.${i + 1}`, port: 80 }));
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RouteMatcher } from '../proxy/matcher.js';
-import type { Route } from '../src/route-table.js';
+import type { Route } from '../src/core/route-table.js';
 
 const route = (host: string, path: string): Route => ({
   host,

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { SETTINGS } from '../src/config.js';
+import { SETTINGS } from '../src/core/config.js';
 
 // The README is the user's manual: it must say what the code does.
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
-const routeTableSource = readFileSync(new URL('../src/route-table.ts', import.meta.url), 'utf8');
+const routeTableSource = readFileSync(new URL('../src/core/route-table.ts', import.meta.url), 'utf8');
 
 describe('README', () => {
   it('lists every setting with its flag and default in the settings table', () => {

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { defaultConfig } from '../src/config.js';
-import type { Pod, Secret } from '../src/kube-objects.js';
-import { buildRouteTable, redactTable, type Rejection } from '../src/route-table.js';
+import { defaultConfig } from '../src/core/config.js';
+import type { Pod, Secret } from '../src/core/kube-objects.js';
+import { buildRouteTable, redactTable, type Rejection } from '../src/core/route-table.js';
 import { apiKeySecret, pod } from './support/objects.js';
 
 const config = defaultConfig();

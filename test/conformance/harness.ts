@@ -2,7 +2,7 @@ import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import type { Route, RouteTable } from '../../src/route-table.js';
+import type { Route, RouteTable } from '../../src/core/route-table.js';
 import { createNginxDataPlane, type NginxDataPlane } from '../../nginx/process.js';
 import { renderNginxConf } from '../../nginx/render.js';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';

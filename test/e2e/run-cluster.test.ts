@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
-import type { Pod } from '../../src/kube-objects.js';
+import type { Pod } from '../../src/core/kube-objects.js';
 import { sendRaw, type RawOutcome } from '../conformance/raw-http.js';
 import { delay, eventually } from '../support/eventually.js';
 import { FakeApiServer } from '../support/fake-api-server.js';

@@ -1,5 +1,5 @@
-import { matchesLabels, parseLabelSelector, type LabelSelector } from '../../src/label-selector.js';
-import type { ObjectMeta } from '../../src/kube-objects.js';
+import { matchesLabels, parseLabelSelector, type LabelSelector } from '../../src/core/label-selector.js';
+import type { ObjectMeta } from '../../src/core/kube-objects.js';
 
 // The state behind the fake API server: objects, one resourceVersion counter shared by all
 // kinds (as etcd's revision is), the history of changes that watches replay from a given

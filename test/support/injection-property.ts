@@ -1,7 +1,7 @@
 import fc from 'fast-check';
-import { defaultConfig, type RouterConfig } from '../../src/config.js';
-import type { Pod, Secret } from '../../src/kube-objects.js';
-import { buildRouteTable, type RouteTable } from '../../src/route-table.js';
+import { defaultConfig, type RouterConfig } from '../../src/core/config.js';
+import type { Pod, Secret } from '../../src/core/kube-objects.js';
+import { buildRouteTable, type RouteTable } from '../../src/core/route-table.js';
 import { serverNamesHashSizes } from '../../nginx/hash.js';
 import { renderNginxConf, target, upstreamNames } from '../../nginx/render.js';
 import { nginxTest } from './nginx-check.js';

@@ -1,5 +1,5 @@
 import { stringify } from 'yaml';
-import type { Pod, Secret } from '../../src/kube-objects.js';
+import type { Pod, Secret } from '../../src/core/kube-objects.js';
 import { pod as podObject, type PodSpec } from './objects.js';
 import type { TestPod } from './pods.js';
 

@@ -1,4 +1,4 @@
-import type { Pod, Secret } from '../../src/kube-objects.js';
+import type { Pod, Secret } from '../../src/core/kube-objects.js';
 
 // Builders for the Pods and Secrets tests feed the router: a routable, running, ready
 // pod unless told otherwise, so each test states only what it is about.

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 // `k8s-router run` as a real child process, the way users run it: started from the
 // sources through tsx, watched through its JSON log lines, stopped by pid with SIGTERM.
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 export interface RouterProcess {
   readonly pid: number;

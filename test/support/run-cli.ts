@@ -7,7 +7,7 @@ export interface CliResult {
   stderr: string;
 }
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** Runs `k8s-router ARGS` from the sources (through tsx) with only the given environment. */
 export function runCli(args: string[], env: Record<string, string> = {}, entry = ['--import', 'tsx', 'src/cli.ts']): Promise<CliResult> {

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
-import type { RouterConfig } from './config.js';
-import type { DataPlane } from './data-plane.js';
-import { buildRouteTable, redactTable, type Rejection, type Route, type RouteTable } from './route-table.js';
-import type { ObjectSource } from './source.js';
+import type { RouterConfig } from '../core/config.js';
+import type { DataPlane } from '../core/data-plane.js';
+import { buildRouteTable, redactTable, type Rejection, type Route, type RouteTable } from '../core/route-table.js';
+import type { ObjectSource } from '../sources/source.js';
 
 // The controller turns a stream of object changes into as few table applies as it can
 // while keeping each change's delay bounded: after a change it waits for a quiet period

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { objectKey, type ObjectMeta } from './kube-objects.js';
+import { objectKey, type ObjectMeta } from '../core/kube-objects.js';
 import {
   ApiStatusError,
   describeError,

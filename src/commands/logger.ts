@@ -1,5 +1,5 @@
 import pino, { type Logger } from 'pino';
-import type { LogLevel } from './config.js';
+import type { LogLevel } from '../core/config.js';
 
 /**
  * JSON lines on standard error: standard output is kept for what a command prints

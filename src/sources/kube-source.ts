@@ -1,6 +1,6 @@
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { objectKey, type Pod, type Secret } from './kube-objects.js';
+import { objectKey, type Pod, type Secret } from '../core/kube-objects.js';
 import { CollectionWatch, type BackoffPolicy, type CollectionStatus } from './kube-watch.js';
 import type { ObjectSource } from './source.js';
 

@@ -2,8 +2,8 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import type { Pod, Secret } from './kube-objects.js';
-import { ManifestError, parseManifest, type ManifestObjects } from './manifest.js';
+import type { Pod, Secret } from '../core/kube-objects.js';
+import { ManifestError, parseManifest, type ManifestObjects } from '../core/manifest.js';
 import type { ObjectSource } from './source.js';
 
 // A manifest file as a source of Pods and Secrets, followed as it is edited. Editors and

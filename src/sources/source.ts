@@ -1,4 +1,4 @@
-import type { Pod, Secret } from './kube-objects.js';
+import type { Pod, Secret } from '../core/kube-objects.js';
 
 /**
  * Where Pods and Secrets come from: the Kubernetes watch or a manifest file. A source

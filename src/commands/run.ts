@@ -3,19 +3,19 @@ import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { findNginxBinary } from '../nginx/binary.js';
-import { unsafeDirectoryProblem } from '../nginx/files.js';
-import { createConfigPreview } from '../nginx/preview.js';
-import { createNginxDataPlane } from '../nginx/process.js';
-import { renderNginxConf } from '../nginx/render.js';
-import { startProxy } from '../proxy/server.js';
-import { ConfigError, SETTINGS, settingCode, type RouterConfig } from './config.js';
-import { createController, type Controller } from './controller.js';
-import type { DataPlane } from './data-plane.js';
-import { SERVICE_ACCOUNT_TOKEN } from './kube-client.js';
-import { createKubeSource, loadKubeConfig } from './kube-source.js';
-import { createManifestSource } from './manifest-source.js';
-import type { ObjectSource } from './source.js';
+import { findNginxBinary } from '../../nginx/binary.js';
+import { unsafeDirectoryProblem } from '../../nginx/files.js';
+import { createConfigPreview } from '../../nginx/preview.js';
+import { createNginxDataPlane } from '../../nginx/process.js';
+import { renderNginxConf } from '../../nginx/render.js';
+import { startProxy } from '../../proxy/server.js';
+import { ConfigError, SETTINGS, settingCode, type RouterConfig } from '../core/config.js';
+import { createController, type Controller } from '../control/controller.js';
+import type { DataPlane } from '../core/data-plane.js';
+import { SERVICE_ACCOUNT_TOKEN } from '../sources/kube-client.js';
+import { createKubeSource, loadKubeConfig } from '../sources/kube-source.js';
+import { createManifestSource } from '../sources/manifest-source.js';
+import type { ObjectSource } from '../sources/source.js';
 
 // `k8s-router run`: a source of objects, the controller, and the data plane, wired
 // together. Everything here is an edge: files, processes, sockets.
