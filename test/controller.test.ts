@@ -159,6 +159,32 @@ describe('controller', () => {
     assert.equal(plane.applied.length, 1);
   });
 
+  it('publishes each new table once, with a version, before the data planes apply it', async () => {
+    const { source, plane, controller } = setup();
+    const seen: Array<{ version: number; hosts: string[]; applied: number; pods: number }> = [];
+    controller.subscribe((update) => {
+      seen.push({ version: update.version, hosts: update.table.routes.map((r) => r.host), applied: plane.applied.length, pods: update.pods.length });
+    });
+    const throwing = controller.subscribe(() => {
+      throw new Error('a subscriber that fails');
+    });
+    source.put(routable(1));
+    await controller.start();
+    source.touch(); // no change: nothing new to publish
+    await controller.idle();
+    throwing();
+    source.put(routable(2));
+    await controller.idle();
+    assert.deepEqual(seen, [
+      { version: 1, hosts: ['h1.example.com'], applied: 0, pods: 1 },
+      { version: 2, hosts: ['h1.example.com', 'h2.example.com'], applied: 1, pods: 2 },
+    ]);
+    assert.equal(controller.latest()?.version, 2);
+    assert.equal(plane.applied.length, 2, 'a failing subscriber does not stop the apply');
+    const stats = controller.stats();
+    assert.ok(stats.lastBuildMs !== null && stats.lastBuildMs >= 0 && stats.buildMsTotal >= stats.lastBuildMs, JSON.stringify(stats));
+  });
+
   describe('with a fake clock', () => {
     it('waits for the hold-off after a single change, and no longer', async () => {
       const { source, plane, controller } = setup({ holdOffMs: 100, maxDelayMs: 250 });

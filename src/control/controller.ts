@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { RouterConfig } from '../core/config.js';
+import type { Pod } from '../core/kube-objects.js';
 import type { DataPlane } from '../core/data-plane.js';
 import { buildRouteTable, redactTable, type Rejection, type Route, type RouteTable } from '../core/route-table.js';
 import type { ObjectSource } from '../sources/source.js';
@@ -33,7 +34,25 @@ export interface ControllerStats {
   applyFailures: number;
   /** Tables built that every data plane already served. */
   skippedUnchanged: number;
+  /** Time spent building tables, in total and for the last one. */
+  buildMsTotal: number;
+  lastBuildMs: number | null;
 }
+
+/** A table that differs from the one before, as published to subscribers. */
+export interface TableUpdate {
+  /** 1 for the first table, then one more for each table that differs from the one before. */
+  version: number;
+  /** API keys included: subscribers redact what they show. */
+  table: RouteTable;
+  /** When it was built (ms since the epoch) and how long that took. */
+  builtAt: number;
+  buildMs: number;
+  /** The pods it was built from (for their uids, say). */
+  pods: readonly Pod[];
+}
+
+export type TableListener = (update: TableUpdate) => void;
 
 export interface Controller {
   /** Starts the source and applies the initial table; rejects if the source cannot load at all. */
@@ -45,6 +64,15 @@ export interface Controller {
   idle(): Promise<void>;
   /** The last table built, API keys included (for the admin server to redact). */
   currentTable(): RouteTable | null;
+  /** The last table published, with its version; null before the first. */
+  latest(): TableUpdate | null;
+  /**
+   * Calls `listener` with every new table as soon as it is built, before the data planes
+   * apply it. Listeners run on the routing path: they must return at once (queue work,
+   * never await it); one that throws is logged and does not stop the others. Returns a
+   * function that unsubscribes.
+   */
+  subscribe(listener: TableListener): () => void;
 }
 
 function describeRoute(route: Route): string {
@@ -89,7 +117,18 @@ export function createController(options: ControllerOptions): Controller {
   const { config, source, dataPlanes, logger } = options;
   const holdOffMs = options.holdOffMs ?? 100;
   const maxDelayMs = options.maxDelayMs ?? 250;
-  const stats: ControllerStats = { changes: 0, tablesBuilt: 0, buildFailures: 0, applies: 0, applyFailures: 0, skippedUnchanged: 0 };
+  const stats: ControllerStats = {
+    changes: 0,
+    tablesBuilt: 0,
+    buildFailures: 0,
+    applies: 0,
+    applyFailures: 0,
+    skippedUnchanged: 0,
+    buildMsTotal: 0,
+    lastBuildMs: null,
+  };
+  const listeners = new Set<TableListener>();
+  let latest: TableUpdate | null = null;
 
   let timer: NodeJS.Timeout | null = null;
   /** When the oldest change not yet in a snapshot arrived. */
@@ -138,12 +177,16 @@ export function createController(options: ControllerOptions): Controller {
     });
   }
 
-  function build(): RouteTable | null {
+  function build(): { table: RouteTable; pods: Pod[]; builtAt: number; buildMs: number } | null {
     try {
+      const started = performance.now();
       const { pods, secrets } = source.snapshot();
       const table = buildRouteTable(config, pods, secrets);
+      const buildMs = performance.now() - started;
       stats.tablesBuilt++;
-      return table;
+      stats.buildMsTotal += buildMs;
+      stats.lastBuildMs = buildMs;
+      return { table, pods, builtAt: Date.now(), buildMs };
     } catch (err) {
       stats.buildFailures++;
       logger?.error({ err: (err as Error).message }, 'cannot build the route table; keeping the routes served now');
@@ -151,13 +194,26 @@ export function createController(options: ControllerOptions): Controller {
     }
   }
 
+  function publish(update: TableUpdate): void {
+    latest = update;
+    for (const listener of listeners) {
+      try {
+        listener(update);
+      } catch (err) {
+        logger?.error({ err: (err as Error).message }, 'a route table subscriber failed');
+      }
+    }
+  }
+
   async function flush(): Promise<void> {
-    const table = build();
-    if (table === null) return;
+    const built = build();
+    if (built === null) return;
+    const { table } = built;
     const json = JSON.stringify(table);
     if (lastBuilt?.json !== json) {
       logger?.info(tableChanges(lastBuilt?.table ?? null, table), 'route table changed');
       lastBuilt = { table, json };
+      publish({ version: (latest?.version ?? 0) + 1, table, builtAt: built.builtAt, buildMs: built.buildMs, pods: built.pods });
     }
     const behind = dataPlanes.filter((plane) => served.get(plane) !== json);
     if (behind.length === 0) {
@@ -216,5 +272,10 @@ export function createController(options: ControllerOptions): Controller {
       return new Promise((resolve) => idleWaiters.push(resolve));
     },
     currentTable: () => lastBuilt?.table ?? null,
+    latest: () => latest,
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
   };
 }

@@ -72,6 +72,7 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
     restarts: 0,
     relists: 0,
     objects: 0,
+    events: { ADDED: 0, MODIFIED: 0, DELETED: 0, BOOKMARK: 0, ERROR: 0 },
   };
 
   return {

@@ -45,6 +45,16 @@ export interface CollectionStatus {
   /** Full lists after the first one (after 410 Gone). */
   relists: number;
   objects: number;
+  /** Watch events received, by type (for the metrics). */
+  events: WatchEventCounts;
+}
+
+export interface WatchEventCounts {
+  ADDED: number;
+  MODIFIED: number;
+  DELETED: number;
+  BOOKMARK: number;
+  ERROR: number;
 }
 
 export interface CollectionWatchOptions {
@@ -91,6 +101,7 @@ export class CollectionWatch<T extends Meta> {
   private restarts = 0;
   private degraded = false;
   private relists = 0;
+  private readonly events: WatchEventCounts = { ADDED: 0, MODIFIED: 0, DELETED: 0, BOOKMARK: 0, ERROR: 0 };
   private readonly stopper = new AbortController();
   private endCurrentWatch: (() => void) | undefined;
   private loop: Promise<void> | undefined;
@@ -136,6 +147,7 @@ export class CollectionWatch<T extends Meta> {
       restarts: this.restarts,
       relists: this.relists,
       objects: this.objects.size,
+      events: { ...this.events },
     };
   }
 
@@ -278,6 +290,7 @@ export class CollectionWatch<T extends Meta> {
   /** Applies one watch event; returns how the watch ends when the event ends it. */
   private apply(event: WatchEvent): Ending | undefined {
     const { type, object } = event;
+    if (Object.hasOwn(this.events, type)) this.events[type as keyof WatchEventCounts]++;
     if (type === 'ERROR') {
       const status = object as { code?: number; message?: string } | null;
       const code = typeof status?.code === 'number' ? status.code : 500;
