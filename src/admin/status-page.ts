@@ -16,7 +16,7 @@ h1 { font-size: 1.4rem; margin: 0 0 .4rem; }
 h2 { font-size: 1.1rem; margin: 1.6rem 0 .5rem; border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; }
 h3 { font-size: 1rem; margin: 1rem 0 .3rem; font-family: ui-monospace, monospace; }
 table { border-collapse: collapse; width: 100%; background: #fff; }
-th, td { text-align: left; vertical-align: top; padding: .3rem .5rem; border: 1px solid #d0d7de; }
+th, td { text-align: left; vertical-align: top; padding: .3rem .5rem; border: 1px solid #d0d7de; overflow-wrap: anywhere; }
 th { background: #f0f3f6; font-weight: 600; }
 code, .mono { font-family: ui-monospace, monospace; font-size: 13px; }
 ul.pods { margin: 0; padding-left: 1.1rem; }
@@ -145,6 +145,7 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
           ', last reload ' + when(p.nginx.lastReloadAt));
         if (p.nginx.error) details.push('last error ' + p.nginx.error.code + ': ' + p.nginx.error.message);
       }
+      if (!p.nginx) details.push(p.name === 'proxy' ? 'serves in the router process' : 'prints the config nginx would get');
       if (p.lastError) details.push('refused the last table ' + when(p.lastError.at) + ': ' + p.lastError.message);
       return el('tr', {}, [
         el('td', { 'class': 'mono' }, [p.name]),

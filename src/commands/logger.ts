@@ -33,7 +33,7 @@ export function createLogger(level: LogLevel, options: LoggerOptions = {}): Logg
     sync: true,
     colorize: isTTY,
     translateTime: 'SYS:HH:MM:ss.l',
-    ignore: 'pid,hostname,name',
+    ignore: 'name',
     singleLine: true,
   });
   return pino(settings, stream);

@@ -21,8 +21,9 @@ export interface RouterProcess {
   stop(): Promise<number | NodeJS.Signals>;
 }
 
-export async function startRouterProcess(args: string[], env: Record<string, string> = {}): Promise<RouterProcess> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'run', ...args], {
+/** `command` is `run` unless told otherwise (`demo` starts the same way). */
+export async function startRouterProcess(args: string[], env: Record<string, string> = {}, command = 'run'): Promise<RouterProcess> {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', command, ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', LOG_LEVEL: 'debug', ADMIN_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -94,6 +95,7 @@ export async function startRouterProcess(args: string[], env: Record<string, str
       }
     },
   };
-  await waitForLog((l) => l.msg === 'k8s-router is serving', 'the router to serve');
+  // JSON lines, or with LOG_FORMAT=pretty text lines.
+  await waitForLog((l) => l.msg === 'k8s-router is serving' || String(l.text ?? '').includes(' k8s-router is serving '), 'the router to serve');
   return router;
 }

@@ -19,10 +19,14 @@ const namespace = process.env.POD_NAMESPACE ?? 'default';
 const address = process.env.LISTEN_ADDRESS ?? '0.0.0.0';
 const ports = (process.env.PORTS ?? '8080').split(',').filter(Boolean).map(Number);
 
+/** Tells the demo (over IPC), which then stops us if we failed, or the terminal. */
 function report(message) {
-  if (process.send) process.send(message);
-  else if (message.type === 'error') console.error(`${pod}: cannot listen on ${message.address}:${message.port}: ${message.code}`);
-  else console.error(`${pod} (${namespace}) listens on ${address}:${ports.join(',')}`);
+  if (process.send) return process.send(message);
+  if (message.type === 'error') {
+    console.error(`${pod}: cannot listen on ${message.address}:${message.port}: ${message.code}`);
+    process.exit(1);
+  }
+  console.error(`${pod} (${namespace}) listens on ${address}:${ports.join(',')}`);
 }
 
 function describe(req, port) {
@@ -38,6 +42,8 @@ function serve(port) {
     });
   });
   const sockets = new WebSocketServer({ server });
+  // It repeats the server's errors; a failure to listen is reported below.
+  sockets.on('error', () => {});
   sockets.on('connection', (socket, req) => {
     socket.send(JSON.stringify({ pod, namespace, port, uri: req.url, websocket: 'connected, echoing' }));
     socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary }));
@@ -54,10 +60,5 @@ process.on('SIGINT', () => process.exit(0));
 
 Promise.all(ports.map(serve)).then(
   () => report({ type: 'listening', pid: process.pid }),
-  (err) => {
-    report({ type: 'error', code: err.code ?? 'ERROR', message: err.message, address, port: err.port });
-    process.exitCode = 1;
-    if (process.connected) process.disconnect();
-    process.exit(1);
-  },
+  (err) => report({ type: 'error', code: err.code ?? 'ERROR', message: err.message, address, port: err.port }),
 );
