@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const SOURCE_DIRS = ['src', 'proxy', 'nginx'];
-const SOURCE_FILES = ['package.json', 'tsconfig.json', 'tsconfig.build.json'];
+const SOURCE_FILES = ['tsconfig.json', 'tsconfig.build.json'];
 
 function mtime(path) {
   try {

@@ -56,6 +56,7 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
     let commands: string[];
 
     before(async () => {
+      assert.equal((await runShell('curl --version')).code, 0, 'this test pastes the curl commands the demo prints: install curl (Debian: apt-get install -y curl)');
       dir = await mkdtemp(join(tmpdir(), 'k8s-router-demo-'));
       manifest = await demoManifestCopy(dir, 101);
       demo = await startDemo(dir, manifest);
@@ -183,6 +184,22 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
       const nginxPid = status.dataPlanes[0]?.nginx?.pid;
       assert.equal(typeof nginxPid, 'number', 'the status names the nginx master');
       await stopAndCheckNothingLeft(demo, [nginxPid as number]);
+    });
+  });
+
+  describe('killed outright', () => {
+    let dir: string;
+
+    after(() => rm(dir, { recursive: true, force: true }));
+
+    it('leaves no pod behind: each exits when its channel to the demo closes', async () => {
+      dir = await mkdtemp(join(tmpdir(), 'k8s-router-demo-kill-'));
+      const demo = await startDemo(dir, await demoManifestCopy(dir, 107));
+      const pids = demoPodPids(demo);
+      assert.equal(pids.length, 6);
+      process.kill(demo.pid, 'SIGKILL');
+      assert.equal(await demo.stop(), 'SIGKILL');
+      await eventually(() => pids.every((pid) => !isAlive(pid)), `the pods (${pids.join(', ')}) to exit`, 10_000);
     });
   });
 

@@ -54,9 +54,14 @@ function serve(port) {
   });
 }
 
-if (process.send) process.on('disconnect', () => process.exit(0));
 process.on('SIGTERM', () => process.exit(0));
-process.on('SIGINT', () => process.exit(0));
+if (process.send) {
+  process.on('disconnect', () => process.exit(0));
+  // Ctrl-C in the demo's terminal reaches us too; the demo stops us in its own time.
+  process.on('SIGINT', () => {});
+} else {
+  process.on('SIGINT', () => process.exit(0));
+}
 
 Promise.all(ports.map(serve)).then(
   () => report({ type: 'listening', pid: process.pid }),
