@@ -36,6 +36,13 @@ describe('README', () => {
     assert.ok(existsSync(new URL('../examples/demo/demo.yaml', import.meta.url)));
   });
 
+  it('lists every metric the admin server registers', () => {
+    const metricsSource = readFileSync(new URL('../src/admin/metrics.ts', import.meta.url), 'utf8');
+    const names = [...metricsSource.matchAll(/'(k8s_router_[a-z_]+)'/g)].map((m) => m[1]);
+    assert.ok(names.length >= 25);
+    for (const name of names) assert.match(readme, new RegExp(`^\\| \`${name}\` \\| (counter|gauge) \\|`, 'm'), `README lists ${name}`);
+  });
+
   it('names only example files that exist', () => {
     for (const [, file] of readme.matchAll(/((?:examples|scripts)\/[\w./-]+[\w-])/g)) {
       assert.ok(existsSync(new URL(`../${file}`, import.meta.url)), `${file} exists`);
