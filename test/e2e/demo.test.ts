@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
-import { adminPortOf, demoManifestCopy, demoPodItem, demoPodPids, isAlive, printedCommands, runShell } from '../support/demo.js';
+import { adminPortOf, DEMO_START_TIMEOUT_MS, demoManifestCopy, demoPodItem, demoPodPids, isAlive, printedCommands, runShell } from '../support/demo.js';
 import { eventually } from '../support/eventually.js';
 import { runCli } from '../support/run-cli.js';
 import { startRouterProcess, type RouterProcess } from '../support/router-process.js';
@@ -29,6 +29,7 @@ async function startDemo(dir: string, manifest: string, extraArgs: string[] = []
     ['--manifest', manifest, '--port', String(port), '--admin-port', '0', '--hold-off-ms', '20', '--nginx-prefix', join(dir, 'nginx'), ...extraArgs],
     env,
     'demo',
+    DEMO_START_TIMEOUT_MS,
   );
   await eventually(() => demo.stdout().includes('Ctrl-C stops'), 'the demo to print its commands', 10_000);
   return demo;

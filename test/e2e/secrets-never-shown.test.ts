@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import { sendRaw, type RawOutcome } from '../conformance/raw-http.js';
-import { adminPortOf, demoManifestCopy, runShell } from '../support/demo.js';
+import { adminPortOf, DEMO_START_TIMEOUT_MS, demoManifestCopy, runShell } from '../support/demo.js';
 import { eventually } from '../support/eventually.js';
 import { FakeApiServer } from '../support/fake-api-server.js';
 import { manifestText, podFor } from '../support/manifests.js';
@@ -72,6 +72,7 @@ describe('no Secret value in any log line or admin answer', { concurrency: 1 }, 
         ['--manifest', manifest, '--port', String(port), '--admin-port', String(adminPort), '--hold-off-ms', '20'],
         { LOG_FORMAT: 'pretty', LOG_LEVEL: 'debug' },
         'demo',
+        DEMO_START_TIMEOUT_MS,
       );
       await eventually(() => demo.stdout().includes('Ctrl-C stops'), 'the demo to print its commands', 10_000);
     });

@@ -10,8 +10,8 @@ import type { RouterProcess } from './router-process.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const DEMO_MANIFEST = join(ROOT, 'examples', 'demo', 'demo.yaml');
-/** The demo's Secret value, and the header value clients send (its base64 text). */
-export const DEMO_SECRET = 'demo-secret';
+/** The demo starts six pod processes, then the router: on a busy machine that takes a while. */
+export const DEMO_START_TIMEOUT_MS = 60_000;
 
 /**
  * Writes the demo manifest to `dir`, its pods moved from 127.0.0.x to 127.0.`subnet`.x,
