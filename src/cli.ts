@@ -128,7 +128,9 @@ export function buildProgram(): Command {
         [
           '',
           'The cluster is the in-cluster service account when its token is mounted, else KUBECONFIG, else ~/.kube/config.',
-          'Logs are JSON lines on standard error. SIGINT or SIGTERM stops the router and its nginx.',
+          'Logs go to standard error: JSON lines, or readable lines on a terminal (LOG_FORMAT). SIGINT or SIGTERM stops',
+          'the router and its nginx. The admin server (/healthz, /readyz, /metrics, /routes, /status, /nginx.conf and a',
+          'status page at /) listens on ADMIN_ADDRESS:ADMIN_PORT, 127.0.0.1:9180 by default.',
           '',
           'Examples:',
           '  k8s-router run --manifest examples/demo/demo.yaml --port 8080',
