@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
+import type { Logger } from 'pino';
 import { ConfigError, loadConfig, SETTINGS, type RouterConfig, type SettingKey } from './core/config.js';
 import { ManifestError, parseManifest, type ManifestObjects } from './core/manifest.js';
 import { createLogger } from './commands/logger.js';
 import { buildRouteTable, redactTable } from './core/route-table.js';
 import { startRouter, StartError } from './commands/run.js';
+import { DEMO_DEFAULTS, startDemo, withDemoDefaults } from './commands/demo.js';
 import { renderNginxConf } from '../nginx/render.js';
 
 // Exit statuses: 0 success, 1 a runtime failure (unreadable manifest, ...), 2 bad usage
@@ -25,13 +27,15 @@ function packageVersion(): string {
   return 'unknown';
 }
 
-function withSettings(command: Command, scope: 'all' | 'run' = 'all'): Command {
+function withSettings(command: Command, scope: 'all' | 'run' = 'all', defaults: Readonly<Record<string, string>> = {}): Command {
   for (const s of SETTINGS) {
     if (s.scope === 'run' && scope !== 'run') continue;
-    command.addOption(new Option(`${s.flag} <${s.metavar}>`, `${s.description} (env ${s.env}, default "${s.default}")`));
+    command.addOption(new Option(`${s.flag} <${s.metavar}>`, `${s.description} (env ${s.env}, default "${defaults[s.env] ?? s.default}")`));
   }
   return command;
 }
+
+
 
 /** Flags as given on the command line, by setting; commander names them in camelCase. */
 function settingFlags(options: Record<string, unknown>): Partial<Record<SettingKey, string>> {
@@ -44,8 +48,27 @@ function settingFlags(options: Record<string, unknown>): Partial<Record<SettingK
   return flags;
 }
 
-function configFrom(options: Record<string, unknown>): RouterConfig {
-  return loadConfig(process.env, settingFlags(options));
+function configFrom(options: Record<string, unknown>, env: Readonly<Record<string, string | undefined>> = process.env): RouterConfig {
+  return loadConfig(env, settingFlags(options));
+}
+
+type Start = (config: RouterConfig, options: { manifest?: string; logger: Logger; print: (text: string) => void }) => Promise<{ stop(): Promise<void> }>;
+
+/** `run` and `demo`: start, serve until SIGINT or SIGTERM, then stop everything started. */
+async function serveUntilSignal(options: Record<string, unknown>, env: Readonly<Record<string, string | undefined>>, start: Start): Promise<void> {
+  const config = configFrom(options, env);
+  const logger = createLogger(config.logLevel, { format: config.logFormat });
+  const running = await start(config, {
+    ...(typeof options.manifest === 'string' ? { manifest: options.manifest } : {}),
+    logger,
+    print: (text) => process.stdout.write(text),
+  });
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  logger.info({ signal }, 'stopping');
+  await running.stop();
 }
 
 function readManifest(file: string): ManifestObjects {
@@ -71,7 +94,7 @@ export function buildProgram(): Command {
       .command('render')
       .description('print the nginx.conf for the Pods and Secrets of a manifest')
       .requiredOption('--manifest <FILE>', 'YAML or JSON file of Pods and Secrets (a v1 List or several documents)')
-      .addHelpText('after', '\nExample:\n  k8s-router render --manifest examples/demo.yaml --port 8080'),
+      .addHelpText('after', '\nExample:\n  k8s-router render --manifest examples/demo/demo.yaml --port 8080'),
   ).action((options: Record<string, unknown>) => {
     const config = configFrom(options);
     const { pods, secrets } = readManifest(options.manifest as string);
@@ -84,7 +107,7 @@ export function buildProgram(): Command {
       .command('routes')
       .description('print, as JSON, the routes and the reasons anything was not routed (API keys redacted)')
       .requiredOption('--manifest <FILE>', 'YAML or JSON file of Pods and Secrets (a v1 List or several documents)')
-      .addHelpText('after', '\nExample:\n  k8s-router routes --manifest examples/demo.yaml'),
+      .addHelpText('after', '\nExample:\n  k8s-router routes --manifest examples/demo/demo.yaml'),
   ).action((options: Record<string, unknown>) => {
     const config = configFrom(options);
     const { pods, secrets } = readManifest(options.manifest as string);
@@ -105,30 +128,43 @@ export function buildProgram(): Command {
         [
           '',
           'The cluster is the in-cluster service account when its token is mounted, else KUBECONFIG, else ~/.kube/config.',
-          'Logs are JSON lines on standard error. SIGINT or SIGTERM stops the router and its nginx.',
+          'Logs go to standard error: JSON lines, or readable lines on a terminal (LOG_FORMAT). SIGINT or SIGTERM stops',
+          'the router and its nginx. The admin server (/healthz, /readyz, /metrics, /routes, /status, /nginx.conf and a',
+          'status page at /) listens on ADMIN_ADDRESS:ADMIN_PORT, 127.0.0.1:9180 by default.',
           '',
           'Examples:',
-          '  k8s-router run --manifest examples/demo.yaml --port 8080',
-          '  k8s-router run --backend nginx --manifest examples/demo.yaml --port 8080 --listen-address 127.0.0.1',
+          '  k8s-router run --manifest examples/demo/demo.yaml --port 8080',
+          '  k8s-router run --backend nginx --manifest examples/demo/demo.yaml --port 8080 --listen-address 127.0.0.1',
           '  KUBECONFIG=~/.kube/config k8s-router run --port 8080 --print-nginx-config true',
         ].join('\n'),
       ),
     'run',
-  ).action(async (options: Record<string, unknown>) => {
-    const config = configFrom(options);
-    const logger = createLogger(config.logLevel);
-    const router = await startRouter(config, {
-      ...(typeof options.manifest === 'string' ? { manifest: options.manifest } : {}),
-      logger,
-      print: (text) => process.stdout.write(text),
-    });
-    const signal = await new Promise<NodeJS.Signals>((resolve) => {
-      process.once('SIGINT', () => resolve('SIGINT'));
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-    });
-    logger.info({ signal }, 'stopping');
-    await router.stop();
-  });
+  ).action((options: Record<string, unknown>) => serveUntilSignal(options, process.env, startRouter));
+
+  withSettings(
+    program
+      .command('demo')
+      .description(
+        'run the demo on this machine: demo pods on 127.0.0.x, the router following the demo manifest on port 8080, ' +
+          'and commands to try (what `npm start` runs)',
+      )
+      .option('--manifest <FILE>', 'follow this manifest instead of examples/demo/demo.yaml (a copy of it, say)')
+      .addHelpText(
+        'after',
+        [
+          '',
+          'Every Running pod of the manifest with a 127.x.x.x IP gets a process of the demo app (examples/demo/app/)',
+          'listening on its container ports; edits of the manifest apply live, to the routes and to the pods.',
+          'The status page is on the admin port. SIGINT or SIGTERM stops the router and every pod it started.',
+          '',
+          'Examples:',
+          '  k8s-router demo',
+          '  k8s-router demo --backend nginx --port 18080 --admin-port 19180',
+        ].join('\n'),
+      ),
+    'run',
+    DEMO_DEFAULTS,
+  ).action((options: Record<string, unknown>) => serveUntilSignal(options, withDemoDefaults(process.env), startDemo));
 
   for (const command of [program, ...program.commands]) command.exitOverride();
   return program;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { DEMO_DEFAULTS } from '../src/commands/demo.js';
 import { SETTINGS } from '../src/core/config.js';
 import { runCli } from './support/run-cli.js';
 
@@ -23,7 +24,7 @@ describe('k8s-router CLI', () => {
   });
 
   it('routes prints routes and rejections as JSON, with API keys redacted', async () => {
-    const result = await runCli(['routes', '--manifest', 'examples/demo.yaml']);
+    const result = await runCli(['routes', '--manifest', 'examples/demo/demo.yaml']);
     assert.equal(result.code, 0, result.stderr);
     const table = JSON.parse(result.stdout) as { routes: Array<{ apiKey: string | null }>; rejections: Array<Record<string, string>> };
     assert.ok(table.routes.length > 0);
@@ -68,12 +69,14 @@ describe('k8s-router CLI', () => {
   });
 
   it('documents every setting, with its variable and default, in --help of each command that uses it', async () => {
-    for (const command of ['render', 'routes', 'run']) {
+    for (const command of ['render', 'routes', 'run', 'demo']) {
       const help = await runCli([command, '--help']);
       assert.equal(help.code, 0);
-      for (const s of SETTINGS.filter((setting) => setting.scope === 'all' || command === 'run')) {
+      const defaults: Record<string, string> = command === 'demo' ? DEMO_DEFAULTS : {};
+      for (const s of SETTINGS.filter((setting) => setting.scope === 'all' || command === 'run' || command === 'demo')) {
         assert.ok(help.stdout.includes(s.flag), `${command} --help lists ${s.flag}`);
-        assert.ok(help.stdout.includes(`env ${s.env}, default "${s.default}"`), `${command} --help gives ${s.env} and its default`);
+        const value = defaults[s.env] ?? s.default;
+        assert.ok(help.stdout.includes(`env ${s.env}, default "${value}"`), `${command} --help gives ${s.env} and its default ${value}`);
       }
     }
   });

@@ -24,6 +24,16 @@ describe('configuration', () => {
     assert.equal(loadConfig(env, { port: '81' }).port, 81);
   });
 
+  it('has an admin server on 127.0.0.1:9180 that can be moved or turned off, and picks the log format itself', () => {
+    const config = loadConfig({});
+    assert.equal(config.adminPort, 9180);
+    assert.equal(config.adminAddress, '127.0.0.1');
+    assert.equal(config.logFormat, 'auto');
+    assert.equal(loadConfig({ ADMIN_PORT: 'off' }).adminPort, 'off');
+    assert.equal(loadConfig({ ADMIN_PORT: '0' }).adminPort, 0);
+    assert.equal(loadConfig({}, { adminAddress: '::1' }).adminAddress, '::1');
+  });
+
   it('treats an empty variable as unset', () => {
     assert.equal(loadConfig({ PORT: '' }).port, 80);
   });
@@ -57,6 +67,10 @@ describe('configuration', () => {
     ['API_KEY_HEADER', 'X-Key: 1', /letters and digits/],
     ['LISTEN_ADDRESS', 'localhost', /an IPv4 or IPv6 address/],
     ['REQUIRE_READY', 'yes', /"true" or "false"/],
+    ['ADMIN_PORT', 'none', /not a number: must be an integer from 1 to 65535, 0 \(any free port\) or "off"/],
+    ['ADMIN_PORT', '70000', /out of range/],
+    ['ADMIN_ADDRESS', 'localhost', /an IPv4 or IPv6 address/],
+    ['LOG_FORMAT', 'text', /"auto", "json" or "pretty"/],
   ] as const) {
     it(`refuses ${env}=${JSON.stringify(value)}`, () => {
       assert.throws(

@@ -27,12 +27,24 @@ describe('README', () => {
   it('shows a newcomer exactly two commands, each doing its own set-up', () => {
     const quickStart = readme.slice(readme.indexOf('## Quick start'), readme.indexOf('## Routing pods'));
     const commands = [...quickStart.matchAll(/```sh\n([^\n]+)\n```/g)].map((m) => m[1]);
-    assert.deepEqual(commands, ['npm ci && npx k8s-router render --manifest examples/demo.yaml', 'npm ci && npm test']);
-    assert.ok(existsSync(new URL('../examples/demo.yaml', import.meta.url)));
+    assert.deepEqual(commands, ['npm start', 'npm test']);
+    // Each installs and builds what it needs first, and `npm start` is the demo.
+    const { scripts } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: Record<string, string> };
+    assert.match(scripts.prestart ?? '', /^node scripts\/setup\.mjs$/);
+    assert.match(scripts.pretest ?? '', /^node scripts\/setup\.mjs && /);
+    assert.match(scripts.start ?? '', / demo$/);
+    assert.ok(existsSync(new URL('../examples/demo/demo.yaml', import.meta.url)));
+  });
+
+  it('lists every metric the admin server registers', () => {
+    const metricsSource = readFileSync(new URL('../src/admin/metrics.ts', import.meta.url), 'utf8');
+    const names = [...metricsSource.matchAll(/'(k8s_router_[a-z_]+)'/g)].map((m) => m[1]);
+    assert.ok(names.length >= 25);
+    for (const name of names) assert.match(readme, new RegExp(`^\\| \`${name}\` \\| (counter|gauge) \\|`, 'm'), `README lists ${name}`);
   });
 
   it('names only example files that exist', () => {
-    for (const [, file] of readme.matchAll(/(examples\/[\w.-]+)/g)) {
+    for (const [, file] of readme.matchAll(/((?:examples|scripts)\/[\w./-]+[\w-])/g)) {
       assert.ok(existsSync(new URL(`../${file}`, import.meta.url)), `${file} exists`);
     }
   });

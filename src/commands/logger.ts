@@ -1,10 +1,40 @@
 import pino, { type Logger } from 'pino';
-import type { LogLevel } from '../core/config.js';
+import pretty from 'pino-pretty';
+import type { LogFormat, LogLevel } from '../core/config.js';
+
+export interface LoggerOptions {
+  format?: LogFormat;
+  /** Whether standard error is a terminal, which `auto` turns into readable lines. */
+  isTTY?: boolean;
+  /** Standard error by default. */
+  destination?: NodeJS.WritableStream | number;
+}
+
+/** Which format `auto` means here: readable lines for a person at a terminal, JSON for a collector. */
+export function resolveLogFormat(format: LogFormat, isTTY: boolean): 'json' | 'pretty' {
+  return format === 'auto' ? (isTTY ? 'pretty' : 'json') : format;
+}
 
 /**
- * JSON lines on standard error: standard output is kept for what a command prints
- * (`render`, `routes`, and nginx.conf with PRINT_NGINX_CONFIG).
+ * Logs on standard error: standard output is kept for what a command prints (`render`,
+ * `routes`, nginx.conf with PRINT_NGINX_CONFIG, the demo's commands). Both formats write
+ * synchronously in this thread (no worker-thread transport), so a line is out before the
+ * process exits and the order of lines is the order of events.
  */
-export function createLogger(level: LogLevel): Logger {
-  return pino({ level, base: { name: 'k8s-router' } }, pino.destination({ fd: 2, sync: true }));
+export function createLogger(level: LogLevel, options: LoggerOptions = {}): Logger {
+  const isTTY = options.isTTY ?? process.stderr.isTTY === true;
+  const destination = options.destination ?? 2;
+  const settings = { level, base: { name: 'k8s-router' } };
+  if (resolveLogFormat(options.format ?? 'json', isTTY) === 'json') {
+    return pino(settings, typeof destination === 'number' ? pino.destination({ fd: destination, sync: true }) : destination);
+  }
+  const stream = pretty({
+    destination,
+    sync: true,
+    colorize: isTTY,
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'name',
+    singleLine: true,
+  });
+  return pino(settings, stream);
 }

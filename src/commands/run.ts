@@ -9,6 +9,8 @@ import { createConfigPreview } from '../../nginx/preview.js';
 import { createNginxDataPlane } from '../../nginx/process.js';
 import { renderNginxConf } from '../../nginx/render.js';
 import { startProxy } from '../../proxy/server.js';
+import { trackApplies, type PlaneKind } from '../admin/apply-tracker.js';
+import { startAdminServer, type AdminServer } from '../admin/server.js';
 import { ConfigError, SETTINGS, settingCode, type RouterConfig } from '../core/config.js';
 import { createController, type Controller } from '../control/controller.js';
 import type { DataPlane } from '../core/data-plane.js';
@@ -35,6 +37,8 @@ export interface RunningRouter {
   /** The port the data plane listens on. */
   port: number;
   controller: Controller;
+  /** The admin server, unless ADMIN_PORT is off. */
+  admin: AdminServer | null;
   stop(): Promise<void>;
 }
 
@@ -47,6 +51,18 @@ export class StartError extends Error {
     super(message);
     this.name = 'StartError';
   }
+}
+
+/** EADDRINUSE and friends, in words. */
+export function listenProblem(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'EADDRINUSE'
+    ? 'the port is in use'
+    : code === 'EACCES'
+      ? 'permission denied (ports below 1024 need root)'
+      : code === 'EADDRNOTAVAIL'
+        ? 'no such address on this machine'
+        : (err as Error).message;
 }
 
 function settingError(key: keyof RouterConfig, value: string, problem: string): ConfigError {
@@ -93,9 +109,16 @@ async function proxyDataPlane(config: RouterConfig, logger: Logger): Promise<Dat
   try {
     return await startProxy({ port: config.port, host: config.listenAddress, apiKeyHeader: config.apiKeyHeader, logger });
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied (ports below 1024 need root)' : (err as Error).message;
-    throw new StartError('KR_LISTEN_FAILED', `cannot listen on ${config.listenAddress}:${config.port}: ${why}`);
+    throw new StartError('KR_LISTEN_FAILED', `cannot listen on ${config.listenAddress}:${config.port}: ${listenProblem(err)}`);
+  }
+}
+
+async function adminServer(config: RouterConfig, view: Parameters<typeof startAdminServer>[0], logger: Logger): Promise<AdminServer | null> {
+  if (config.adminPort === 'off') return null;
+  try {
+    return await startAdminServer(view, { port: config.adminPort, host: config.adminAddress, logger });
+  } catch (err) {
+    throw new StartError('KR_LISTEN_FAILED', `cannot listen on ${config.adminAddress}:${config.adminPort} (admin server, ADMIN_PORT): ${listenProblem(err)}`);
   }
 }
 
@@ -107,6 +130,7 @@ export async function startRouter(config: RouterConfig, options: RunOptions): Pr
   // Settings and sources are checked before anything listens or starts.
   const source = objectSource(config, options);
   const dataPlanes: DataPlane[] = [];
+  const kinds: PlaneKind[] = [backend];
   let port = config.port;
   if (backend === 'nginx') {
     dataPlanes.push(await nginxDataPlane(config, logger));
@@ -115,19 +139,35 @@ export async function startRouter(config: RouterConfig, options: RunOptions): Pr
     port = proxy.port;
     dataPlanes.push(proxy);
   }
-  if (config.printNginxConfig) dataPlanes.push(createConfigPreview(config, options.print));
+  if (config.printNginxConfig) {
+    dataPlanes.push(createConfigPreview(config, options.print));
+    kinds.push('nginx-preview');
+  }
 
+  // The controller applies tables through trackers, which the admin server reads.
+  const planes = dataPlanes.map((plane, i) => trackApplies(kinds[i] as PlaneKind, plane, () => controller.latest()?.version ?? null));
   const controller = createController({
     config,
     source,
-    dataPlanes,
+    dataPlanes: planes.map((p) => p.tracked),
     holdOffMs: config.holdOffMs,
     maxDelayMs: config.maxDelayMs,
     logger,
   });
+  const closePlanes = (): Promise<unknown> => Promise.all(dataPlanes.map((dp) => dp.close()));
+  let admin: AdminServer | null;
+  try {
+    // Up before the first list, so probes get answers (503 until the table serves).
+    admin = await adminServer(config, { config, backend, port, controller, source, manifest: options.manifest ?? null, planes }, logger);
+  } catch (err) {
+    await closePlanes();
+    throw err;
+  }
   const closeAll = async (): Promise<void> => {
+    admin?.markStopping();
     await controller.stop();
-    await Promise.all(dataPlanes.map((dp) => dp.close()));
+    await closePlanes();
+    await admin?.close();
   };
   try {
     await controller.start();
@@ -135,6 +175,6 @@ export async function startRouter(config: RouterConfig, options: RunOptions): Pr
     await closeAll();
     throw err;
   }
-  logger.info({ backend, port, source: options.manifest ?? 'cluster' }, 'k8s-router is serving');
-  return { backend, port, controller, stop: closeAll };
+  logger.info({ backend, port, source: options.manifest ?? 'cluster', adminPort: admin?.port ?? 'off' }, 'k8s-router is serving');
+  return { backend, port, controller, admin, stop: closeAll };
 }

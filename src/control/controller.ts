@@ -105,7 +105,7 @@ function tableChanges(before: RouteTable | null, now: RouteTable): Record<string
 }
 
 /** Error text from a data plane may quote the config it refused: hide the keys in it. */
-function redactKeys(text: string, table: RouteTable): string {
+export function redactKeys(text: string, table: RouteTable): string {
   let out = text;
   for (const route of table.routes) {
     if (route.apiKey !== null && route.apiKey !== '') out = out.split(route.apiKey).join('<redacted>');

@@ -28,9 +28,13 @@ export interface RouterConfig {
   nginxStatusPort: number | 'auto';
   logLevel: LogLevel;
   printNginxConfig: boolean;
+  adminPort: number | 'off';
+  adminAddress: string;
+  logFormat: LogFormat;
 }
 
 export type Backend = 'auto' | 'nginx' | 'proxy';
+export type LogFormat = 'auto' | 'json' | 'pretty';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -158,6 +162,27 @@ function logLevel(raw: string): LogLevel {
   const level = LOG_LEVELS.find((l) => l === raw);
   if (level === undefined) throw new InvalidValue(`must be one of ${LOG_LEVELS.join(', ')}`);
   return level;
+}
+
+/** A port, 0 for any free one, or "off". */
+function adminPort(raw: string): number | 'off' {
+  if (raw === 'off') return 'off';
+  if (raw === '0') return 0;
+  try {
+    return parsePort(raw);
+  } catch (err) {
+    throw new InvalidValue(`${(err as Error).message}, 0 (any free port) or "off"`);
+  }
+}
+
+function ipAddress(raw: string): string {
+  if (isIP(raw) === 0) throw new InvalidValue('must be an IPv4 or IPv6 address');
+  return raw;
+}
+
+function logFormat(raw: string): LogFormat {
+  if (raw === 'auto' || raw === 'json' || raw === 'pretty') return raw;
+  throw new InvalidValue('must be "auto", "json" or "pretty"');
 }
 
 function setting<K extends SettingKey>(s: Omit<Setting<K>, 'scope'> & { scope?: Setting<K>['scope'] }): Setting<K> {
@@ -358,6 +383,36 @@ export const SETTINGS: readonly Setting[] = [
     default: 'false',
     description: 'print the nginx.conf for every new route table to standard output',
     parse: bool,
+  }),
+  setting({
+    key: 'adminPort',
+    scope: 'run',
+    env: 'ADMIN_PORT',
+    flag: '--admin-port',
+    metavar: 'PORT',
+    default: '9180',
+    description: 'port of the admin server (health, readiness, metrics, status page); 0: any free port; off: no admin server',
+    parse: adminPort,
+  }),
+  setting({
+    key: 'adminAddress',
+    scope: 'run',
+    env: 'ADMIN_ADDRESS',
+    flag: '--admin-address',
+    metavar: 'ADDRESS',
+    default: '127.0.0.1',
+    description: 'IP address the admin server listens on',
+    parse: ipAddress,
+  }),
+  setting({
+    key: 'logFormat',
+    scope: 'run',
+    env: 'LOG_FORMAT',
+    flag: '--log-format',
+    metavar: 'FORMAT',
+    default: 'auto',
+    description: 'json (one JSON object a line), pretty (readable lines), or auto (pretty when standard error is a terminal)',
+    parse: logFormat,
   }),
 ];
 

@@ -21,10 +21,14 @@ export interface RouterProcess {
   stop(): Promise<number | NodeJS.Signals>;
 }
 
-export async function startRouterProcess(args: string[], env: Record<string, string> = {}): Promise<RouterProcess> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'run', ...args], {
+/**
+ * `command` is `run` unless told otherwise (`demo` starts the same way, with its pods
+ * first, so it is given longer to start on a busy machine).
+ */
+export async function startRouterProcess(args: string[], env: Record<string, string> = {}, command = 'run', startTimeoutMs = 15_000): Promise<RouterProcess> {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', command, ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', LOG_LEVEL: 'debug', ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', LOG_LEVEL: 'debug', ADMIN_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Array<Record<string, unknown>> = [];
@@ -94,6 +98,13 @@ export async function startRouterProcess(args: string[], env: Record<string, str
       }
     },
   };
-  await waitForLog((l) => l.msg === 'k8s-router is serving', 'the router to serve');
+  try {
+    // JSON lines, or with LOG_FORMAT=pretty text lines.
+    await waitForLog((l) => l.msg === 'k8s-router is serving' || String(l.text ?? '').includes(' k8s-router is serving '), 'the router to serve', startTimeoutMs);
+  } catch (err) {
+    // The caller gets no handle to stop it with: stop it here, or it outlives the test.
+    await router.stop();
+    throw err;
+  }
   return router;
 }

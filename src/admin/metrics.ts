@@ -1,0 +1,178 @@
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { NginxOutcome } from '../../nginx/process.js';
+import { nginxOutcomeOf, proxyStatsOf, type ProxyStatsLike } from './apply-tracker.js';
+import { decideReadiness, planeReports } from './readiness.js';
+import type { KubeSourceStatus } from '../sources/kube-source.js';
+import type { CollectionStatus } from '../sources/kube-watch.js';
+import { sourceState, type AdminView } from './view.js';
+
+// Prometheus metrics. The components keep plain counters; every metric here reads them
+// when it is scraped (`collect`), so nothing is added to the routing path or the proxy's
+// request path, and no label takes a host or pod name (their number is unbounded).
+
+const seconds = (ms: number | null | undefined): number => (ms ?? 0) / 1000;
+
+type Read<T> = () => T;
+
+/** A counter whose total is kept elsewhere: set to that total at each scrape. */
+function mirroredCounter(registry: Registry, name: string, help: string, read: Read<number>): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+}
+
+function mirroredGauge(registry: Registry, name: string, help: string, read: Read<number>): void {
+  new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.set(read());
+    },
+  });
+}
+
+/** A labelled counter or gauge mirrored from a list of (labels, value) read at scrape time. */
+function mirroredFamily<L extends string>(
+  registry: Registry,
+  type: 'counter' | 'gauge',
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+  read: Read<Array<[Record<L, string>, number]>>,
+): void {
+  const options = { name, help, labelNames, registers: [registry] };
+  if (type === 'gauge') {
+    new Gauge({
+      ...options,
+      collect() {
+        this.reset();
+        for (const [labels, value] of read()) this.set(labels, value);
+      },
+    });
+  } else {
+    new Counter({
+      ...options,
+      collect() {
+        this.reset();
+        for (const [labels, value] of read()) this.inc(labels, value);
+      },
+    });
+  }
+}
+
+function controllerMetrics(registry: Registry, view: AdminView, isStopping: () => boolean): void {
+  const stats = (): ReturnType<AdminView['controller']['stats']> => view.controller.stats();
+  const table = (): ReturnType<AdminView['controller']['currentTable']> => view.controller.currentTable();
+  mirroredFamily(registry, 'gauge', 'k8s_router_info', 'Always 1: the data-plane backend and the source of Pods and Secrets', ['backend', 'source'], () => [
+    [{ backend: view.backend, source: view.manifest === null ? 'cluster' : 'manifest' }, 1],
+  ]);
+  mirroredGauge(registry, 'k8s_router_ready', 'Whether /readyz answers 200 (1) or 503 (0)', () =>
+    decideReadiness(planeReports(view.planes), isStopping()).ready ? 1 : 0,
+  );
+  mirroredGauge(registry, 'k8s_router_routes', 'Routes (host and path pairs) in the current route table', () => table()?.routes.length ?? 0);
+  mirroredGauge(registry, 'k8s_router_route_backends', 'Pod backends summed over the routes of the current table', () =>
+    (table()?.routes ?? []).reduce((sum, r) => sum + r.backends.length, 0),
+  );
+  mirroredFamily(registry, 'gauge', 'k8s_router_rejections', 'Rejections (pods, hosts or paths not routed) in the current table, by code', ['code'], () => {
+    const byCode = new Map<string, number>();
+    for (const r of table()?.rejections ?? []) byCode.set(r.code, (byCode.get(r.code) ?? 0) + 1);
+    return [...byCode].map(([code, n]) => [{ code }, n]);
+  });
+  mirroredGauge(registry, 'k8s_router_table_version', 'Version of the current route table: 1 for the first, one more for each that differs', () =>
+    view.controller.latest()?.version ?? 0,
+  );
+  mirroredGauge(registry, 'k8s_router_table_last_change_timestamp_seconds', 'When the current route table was built (Unix time)', () =>
+    seconds(view.controller.latest()?.builtAt),
+  );
+  mirroredCounter(registry, 'k8s_router_source_changes_total', 'Change notifications from the source of Pods and Secrets', () => stats().changes);
+  mirroredCounter(registry, 'k8s_router_table_builds_total', 'Route tables built (changed or not)', () => stats().tablesBuilt);
+  mirroredCounter(registry, 'k8s_router_table_build_seconds_total', 'Time spent building route tables', () => seconds(stats().buildMsTotal));
+  mirroredGauge(registry, 'k8s_router_table_last_build_seconds', 'How long the last route table took to build', () => seconds(stats().lastBuildMs));
+  mirroredCounter(registry, 'k8s_router_table_build_failures_total', 'Route table builds that failed (the routes served were kept)', () => stats().buildFailures);
+  mirroredCounter(registry, 'k8s_router_table_applies_total', 'Rounds in which a route table went to at least one data plane', () => stats().applies);
+  mirroredCounter(registry, 'k8s_router_table_apply_failures_total', 'Applies a data plane refused (it kept its previous table)', () => stats().applyFailures);
+}
+
+function sourceMetrics(registry: Registry, view: AdminView): void {
+  const initial = sourceState(view);
+  if (initial.kind === 'manifest') {
+    mirroredGauge(registry, 'k8s_router_manifest_readable', 'Whether the last read of the manifest file succeeded (1) or its last good objects are kept (0)', () => {
+      const now = sourceState(view);
+      return now.kind === 'manifest' && now.ok ? 1 : 0;
+    });
+    return;
+  }
+  const watches = (): KubeSourceStatus => {
+    const now = sourceState(view);
+    return now.kind === 'cluster' ? now : initial;
+  };
+  const perResource = (read: (w: CollectionStatus) => number) => (): Array<[{ resource: string }, number]> => {
+    const w = watches();
+    return [
+      [{ resource: 'pods' }, read(w.pods)],
+      [{ resource: 'secrets' }, read(w.secrets)],
+    ];
+  };
+  mirroredFamily(registry, 'counter', 'k8s_router_watch_events_total', 'Watch events received from the API server, by resource and event type', ['resource', 'type'], () => {
+    const w = watches();
+    return (['pods', 'secrets'] as const).flatMap((resource) =>
+      Object.entries(w[resource].events).map(([type, n]): [{ resource: string; type: string }, number] => [{ resource, type }, n]),
+    );
+  });
+  mirroredFamily(registry, 'counter', 'k8s_router_watch_restarts_total', 'Watches restarted after the first one (ended, failed or stalled), by resource', ['resource'], perResource((w) => w.restarts));
+  mirroredFamily(registry, 'counter', 'k8s_router_watch_relists_total', 'Full lists after the first one (after 410 Gone), by resource', ['resource'], perResource((w) => w.relists));
+  mirroredFamily(registry, 'gauge', 'k8s_router_watch_connected', 'Whether a watch stream is open (1) or not (0), by resource', ['resource'], perResource((w) => (w.connected ? 1 : 0)));
+  mirroredFamily(registry, 'gauge', 'k8s_router_watch_objects', 'Objects the router holds, by resource', ['resource'], perResource((w) => w.objects));
+}
+
+function nginxMetrics(registry: Registry, view: AdminView): void {
+  const tracked = view.planes.find((p) => nginxOutcomeOf(p.plane) !== null);
+  if (tracked === undefined) return;
+  const outcome = (): NginxOutcome => nginxOutcomeOf(tracked.plane) as NginxOutcome;
+  mirroredGauge(registry, 'k8s_router_nginx_up', 'Whether the nginx master process runs (1) or not (0)', () => (outcome().pid === null ? 0 : 1));
+  mirroredCounter(registry, 'k8s_router_nginx_reloads_total', 'Graceful reloads of nginx that loaded a new config', () => outcome().reloads);
+  mirroredCounter(registry, 'k8s_router_nginx_reload_failures_total', 'New configs nginx did not get to serve (refused by nginx -t, or not loaded)', () => outcome().failures);
+  mirroredGauge(registry, 'k8s_router_nginx_last_reload_success', 'Whether the last apply of a route table to nginx succeeded (1) or not (0; also before the first)', () =>
+    outcome().ok === true ? 1 : 0,
+  );
+  mirroredGauge(registry, 'k8s_router_nginx_last_reload_timestamp_seconds', 'When the last reload or start of nginx for a new config ended, successful or not (Unix time; 0 before the first)', () =>
+    seconds(tracked.state().lastReloadAt),
+  );
+  mirroredGauge(registry, 'k8s_router_nginx_last_apply_seconds', 'How long the last successful apply took, from render to nginx confirming it serves the config', () =>
+    seconds(outcome().lastApplyMs),
+  );
+  mirroredCounter(registry, 'k8s_router_nginx_unexpected_exits_total', 'Times nginx exited without being asked to', () => outcome().unexpectedExits);
+  mirroredCounter(registry, 'k8s_router_nginx_restarts_total', 'Restarts of nginx after such an exit', () => outcome().restarts);
+}
+
+function proxyMetrics(registry: Registry, view: AdminView): void {
+  const tracked = view.planes.find((p) => proxyStatsOf(p.plane) !== null);
+  if (tracked === undefined) return;
+  const stats = (): ProxyStatsLike => proxyStatsOf(tracked.plane) as ProxyStatsLike;
+  mirroredFamily(registry, 'counter', 'k8s_router_proxy_requests_total', 'Requests answered by the in-process proxy, by status class', ['class'], () => {
+    const { requests } = stats();
+    return (['1xx', '2xx', '3xx', '4xx', '5xx'] as const).map((c) => [{ class: c }, requests[c]]);
+  });
+  mirroredCounter(registry, 'k8s_router_proxy_dropped_connections_total', 'Connections the in-process proxy closed without an answer (unknown host, as nginx return 444)', () =>
+    stats().requests.dropped,
+  );
+  mirroredCounter(registry, 'k8s_router_proxy_upstream_failures_total', 'Connections or requests to pods that failed (refused, reset, timed out)', () => stats().upstreamFailures);
+}
+
+/** A registry of its own (not prom-client's global one) with the process defaults and the router's metrics. */
+export function createMetrics(view: AdminView, isStopping: () => boolean): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  controllerMetrics(registry, view, isStopping);
+  sourceMetrics(registry, view);
+  nginxMetrics(registry, view);
+  proxyMetrics(registry, view);
+  return registry;
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Run before `npm test`: the suite checks configs with a real nginx and runs it on
+# loopback, drives the status page in a headless Chromium, and pastes the demo's curl
+# commands. Installs what is missing from Debian when we are root and may; otherwise
+# says how. Without nginx the suite cannot run at all; without Chromium or curl only the
+# test that needs it fails (saying why).
+set -euo pipefail
+missing=()
+if [ -z "${NGINX_BINARY:-}" ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  missing+=(nginx)
+fi
+if [ -z "${CHROMIUM_BINARY:-}" ] && [ ! -x /usr/bin/chromium ]; then
+  missing+=(chromium)
+fi
+if ! command -v curl >/dev/null 2>&1; then
+  missing+=(curl)
+fi
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "${missing[*]} missing: installing with apt-get" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+  exit 0
+fi
+for tool in "${missing[@]}"; do
+  case "$tool" in
+    nginx) echo "The tests need nginx: install it (Debian: sudo apt-get install -y nginx) or set NGINX_BINARY." >&2 ;;
+    curl) echo "The demo test pastes the curl commands the demo prints: install curl (Debian: sudo apt-get install -y curl); that test fails until then." >&2 ;;
+    chromium) echo "The status page test needs Chromium: install it (Debian: sudo apt-get install -y chromium) or set CHROMIUM_BINARY; that test fails until then." >&2 ;;
+  esac
+done
+[[ " ${missing[*]} " == *" nginx "* ]] && exit 1
+exit 0
