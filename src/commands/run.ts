@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { findNginxBinary } from '../../nginx/binary.js';
 import { unsafeDirectoryProblem } from '../../nginx/files.js';
@@ -12,6 +13,8 @@ import { startProxy } from '../../proxy/server.js';
 import { ConfigError, SETTINGS, settingCode, type RouterConfig } from '../core/config.js';
 import { createController, type Controller } from '../control/controller.js';
 import type { DataPlane } from '../core/data-plane.js';
+import type { EventSink } from '../events/event-sink.js';
+import { eventSinkFor } from '../events/events-for-router.js';
 import { SERVICE_ACCOUNT_TOKEN } from '../sources/kube-client.js';
 import { createKubeSource, loadKubeConfig } from '../sources/kube-source.js';
 import { createManifestSource } from '../sources/manifest-source.js';
@@ -35,6 +38,8 @@ export interface RunningRouter {
   /** The port the data plane listens on. */
   port: number;
   controller: Controller;
+  /** Kubernetes Events for rejected pods (off, with the reason in its stats, without a cluster). */
+  events: EventSink;
   stop(): Promise<void>;
 }
 
@@ -55,21 +60,23 @@ function settingError(key: keyof RouterConfig, value: string, problem: string): 
   return new ConfigError(settingCode(s), s.env, value, problem);
 }
 
-function objectSource(config: RouterConfig, options: RunOptions): ObjectSource {
-  if (options.manifest !== undefined) return createManifestSource({ file: options.manifest, logger: options.logger });
+/** The source, and the cluster's configuration when it is a cluster (for the events sink). */
+function objectSource(config: RouterConfig, options: RunOptions): { source: ObjectSource; kubeConfig: KubeConfig | null } {
+  if (options.manifest !== undefined) return { source: createManifestSource({ file: options.manifest, logger: options.logger }), kubeConfig: null };
   let kubeConfig;
   try {
     kubeConfig = loadKubeConfig(options.serviceAccountToken === undefined ? {} : { serviceAccountToken: options.serviceAccountToken });
   } catch (err) {
     throw new StartError('KR_NO_CLUSTER', `${(err as Error).message}; give a cluster with KUBECONFIG, or objects with --manifest FILE`);
   }
-  return createKubeSource({
+  const source = createKubeSource({
     kubeConfig,
     labelSelector: config.labelSelector.text,
     secretName: config.apiKeySecret.name,
     logger: options.logger,
     backoff: { initialMs: Math.min(500, config.watchBackoffMaxMs), maxMs: config.watchBackoffMaxMs },
   });
+  return { source, kubeConfig };
 }
 
 async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<DataPlane> {
@@ -105,7 +112,7 @@ export async function startRouter(config: RouterConfig, options: RunOptions): Pr
   const backend = config.backend === 'auto' ? (inCluster ? 'nginx' : 'proxy') : config.backend;
 
   // Settings and sources are checked before anything listens or starts.
-  const source = objectSource(config, options);
+  const { source, kubeConfig } = objectSource(config, options);
   const dataPlanes: DataPlane[] = [];
   let port = config.port;
   if (backend === 'nginx') {
@@ -125,9 +132,12 @@ export async function startRouter(config: RouterConfig, options: RunOptions): Pr
     maxDelayMs: config.maxDelayMs,
     logger,
   });
+  // Subscribed before the start, so that the first table's rejections are reported too.
+  const events = eventSinkFor(config, kubeConfig, logger);
+  controller.subscribe(events.listener);
   const closeAll = async (): Promise<void> => {
     await controller.stop();
-    await Promise.all(dataPlanes.map((dp) => dp.close()));
+    await Promise.all([events.stop(), ...dataPlanes.map((dp) => dp.close())]);
   };
   try {
     await controller.start();
@@ -136,5 +146,5 @@ export async function startRouter(config: RouterConfig, options: RunOptions): Pr
     throw err;
   }
   logger.info({ backend, port, source: options.manifest ?? 'cluster' }, 'k8s-router is serving');
-  return { backend, port, controller, stop: closeAll };
+  return { backend, port, controller, events, stop: closeAll };
 }
