@@ -109,6 +109,16 @@ describe('which rejections get an Event', () => {
     assert.deepEqual(reportedCodes(pods, [], publicRouter), ['half MISSING_ANNOTATION']);
   });
 
+  it('reuses the names it is given for known rejections instead of computing them again', () => {
+    const pods = [pod('typo', { hosts: 'h.test', paths: '80:/ 9:/nope', uid: 'u1' })];
+    const table = buildRouteTable(config, pods, []);
+    const [first] = reportableRejections(table, pods);
+    assert.ok(first);
+    assert.equal(first.name, eventName('typo', 'u1', first.rejection));
+    const [again] = reportableRejections(table, pods, new Map([[first.identity, 'remembered.0123456789abcdef']]));
+    assert.equal(again?.name, 'remembered.0123456789abcdef');
+  });
+
   it('a BAD_API_KEY Event says the Secret is broken without its value, and no Event holds a working key', () => {
     const broken: Secret = { kind: 'Secret', metadata: { name: 'routing', namespace: 'locked' }, data: { 'api-key': 'c2VjcmV0!not-base64' } };
     const pods = [

@@ -101,6 +101,8 @@ export function createEventSink(options: EventSinkOptions): EventSink {
   let reconcileScheduled = false;
   /** When each current rejection was first seen: the Event's eventTime. */
   const firstSeen = new Map<string, number>();
+  /** The Event names of the current rejections, by identity, so that each is computed once. */
+  let names = new Map<string, string>();
   /** Current rejections already reported (or refused for good): not written again while they last. */
   const done = new Set<string>();
   /** Due now, in arrival order. */
@@ -140,7 +142,12 @@ export function createEventSink(options: EventSinkOptions): EventSink {
     if (stopped || latest === null) return;
     const now = Date.now();
     const current = new Map<string, RejectionReport>();
-    for (const report of reportableRejections(latest.table, latest.pods)) current.set(report.name, report);
+    const nextNames = new Map<string, string>();
+    for (const report of reportableRejections(latest.table, latest.pods, names)) {
+      current.set(report.name, report);
+      nextNames.set(report.identity, report.name);
+    }
+    names = nextNames;
 
     for (const name of firstSeen.keys()) if (!current.has(name)) firstSeen.delete(name);
     for (const name of done) if (!current.has(name)) done.delete(name);

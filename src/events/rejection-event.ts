@@ -33,6 +33,8 @@ export const POD_STATE_CODES: ReadonlySet<RejectionCode> = new Set<RejectionCode
 export interface RejectionReport {
   /** The Event's name, deterministic in (pod uid, code, field, value): also the report's identity. */
   name: string;
+  /** (pod uid, code, field, value) as one string: what the name is derived from. */
+  identity: string;
   uid: string;
   rejection: Rejection;
 }
@@ -59,10 +61,7 @@ export interface RouteRejectedEvent {
  * answers 409 AlreadyExists to the others (two routers in one pod, or on every node).
  */
 export function eventName(podName: string, uid: string, rejection: Rejection): string {
-  const digest = createHash('sha256')
-    .update([uid, rejection.code, rejection.field, rejection.value].join('\0'))
-    .digest('hex')
-    .slice(0, DIGEST_HEX);
+  const digest = createHash('sha256').update(identityOf(uid, rejection)).digest('hex').slice(0, DIGEST_HEX);
   const prefix = podName
     .toLowerCase()
     .replace(/[^a-z0-9-]/g, '-')
@@ -71,8 +70,16 @@ export function eventName(podName: string, uid: string, rejection: Rejection): s
   return `${prefix === '' ? 'pod' : prefix}.${digest}`;
 }
 
-/** The rejections of a table that deserve an Event, each with its pod's uid. */
-export function reportableRejections(table: RouteTable, pods: readonly Pod[]): RejectionReport[] {
+function identityOf(uid: string, rejection: Rejection): string {
+  return [uid, rejection.code, rejection.field, rejection.value].join('\0');
+}
+
+/**
+ * The rejections of a table that deserve an Event, each with its pod's uid. `known` maps
+ * identities to the names computed for an earlier table: a digest per rejection on every
+ * table would cost tens of milliseconds for 10,000 rejections.
+ */
+export function reportableRejections(table: RouteTable, pods: readonly Pod[], known: ReadonlyMap<string, string> = new Map()): RejectionReport[] {
   const uids = new Map<string, string>();
   for (const pod of pods) {
     const uid = pod.metadata?.uid;
@@ -92,7 +99,8 @@ export function reportableRejections(table: RouteTable, pods: readonly Pod[]): R
     // Without a uid (a manifest object) there is no pod in an API server to attach it to.
     const uid = uids.get(key);
     if (uid === undefined) continue;
-    reports.push({ name: eventName(rejection.pod, uid, rejection), uid, rejection });
+    const identity = identityOf(uid, rejection);
+    reports.push({ name: known.get(identity) ?? eventName(rejection.pod, uid, rejection), identity, uid, rejection });
   }
   return reports;
 }
@@ -123,7 +131,7 @@ export function eventNote(rejection: Rejection): string {
 }
 
 /** The Event for a report, first observed at `observedAt` (ms since the epoch). */
-export function rejectionEvent(report: RejectionReport, reportingInstance: string, observedAt: number): RouteRejectedEvent {
+export function rejectionEvent(report: Pick<RejectionReport, 'name' | 'uid' | 'rejection'>, reportingInstance: string, observedAt: number): RouteRejectedEvent {
   const { rejection } = report;
   return {
     apiVersion: 'events.k8s.io/v1',
