@@ -122,7 +122,8 @@ describe('events sink', () => {
 
   it('forgets a rejection that resolved before it was written, and counts it as dropped', async () => {
     const api = new FakeEventsApi();
-    const sink = startSink(api, { qps: 1, burst: 1 });
+    // One write at once, the next only 20 s later: the others wait their turn.
+    const sink = startSink(api, { qps: 0.05, burst: 1 });
     sink.listener(updateFor([typo('a'), typo('b'), typo('c'), typo('d')]));
     await eventually(() => api.calls.length === 1, 'the first write');
     sink.listener(updateFor([]));
@@ -169,13 +170,13 @@ describe('events sink', () => {
 
   it('waits EVENTS_STATE_DELAY_MS before reporting a pod that is not ready, and never reports one that got ready', async () => {
     const api = new FakeEventsApi();
-    const sink = startSink(api, { stateDelayMs: 400 });
+    const sink = startSink(api, { stateDelayMs: 1_500 });
     const unready = (name: string): Pod => apiPod(name, { namespace: 'shop', hosts: 'h.test', paths: '80:/', ready: false });
     sink.listener(updateFor([unready('slow'), unready('quick')]));
     await delay(100);
     assert.equal(api.calls.length, 0, 'not yet');
     sink.listener(updateFor([unready('slow'), apiPod('quick', { namespace: 'shop', hosts: 'h.test', paths: '80:/' })]));
-    await eventually(() => api.calls.length === 1, 'the Event of the pod that stayed unready', 5_000);
+    await eventually(() => api.calls.length === 1, 'the Event of the pod that stayed unready', 10_000);
     await delay(500);
     assert.deepEqual(api.calls.map((c) => c.event.note), ['NOT_READY: Ready=False: pod is not ready (Ready condition is False)']);
     assert.equal(sink.stats().dropped, 0, 'a start-up that ended in time is not a dropped Event');

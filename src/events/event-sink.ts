@@ -155,7 +155,8 @@ export function createEventSink(options: EventSinkOptions): EventSink {
       for (const [name, item] of queue) {
         if (current.has(name)) continue;
         queue.delete(name);
-        if (item.notBefore <= now) counts.dropped++;
+        // Not counted: a pod state that ended before its delay (a start-up, not a loss).
+        if (item.attempts > 0 || item.notBefore <= now) counts.dropped++;
       }
     }
 
