@@ -105,6 +105,21 @@ describe('paths annotation', () => {
     });
   }
 
+  it('takes any valid port from a pod that declares no container ports', () => {
+    const { paths, rejected } = parsePaths('8080:/queue 9:/nope 70000:/x', new Set());
+    assert.deepEqual(paths, [
+      { port: 8080, path: '/queue' },
+      { port: 9, path: '/nope' },
+    ]);
+    assert.deepEqual(rejected.map((r) => [r.value, r.code]), [['70000:/x', 'BAD_PORT']]);
+  });
+
+  it('keeps the containerPort check as a typo guard where the pod declares ports', () => {
+    const { paths, rejected } = parsePaths('8080:/queue 8008:/typo', new Set([8080]));
+    assert.deepEqual(paths, [{ port: 8080, path: '/queue' }]);
+    assert.deepEqual(rejected.map((r) => [r.value, r.code, r.reason]), [['8008:/typo', 'PORT_NOT_DECLARED', 'port 8008 is not a containerPort of the pod']]);
+  });
+
   it('allows every RFC 3986 path character it does not have to refuse', () => {
     assert.equal(pathProblem("/A-z0-9._~!&()*+,=:@/x/"), null);
     assert.equal(pathProblem("/a/.well-known/..x/...") , null, 'dots inside a segment are plain characters');

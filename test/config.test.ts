@@ -98,3 +98,32 @@ describe('configuration', () => {
     for (const s of SETTINGS) assert.doesNotThrow(() => s.parse(s.default), `default of ${s.env} must be valid`);
   });
 });
+
+describe('events settings', () => {
+  it('defaults to Events on, 5 writes a second in bursts of 10, pod states reported after a minute, the host name as identity', () => {
+    const config = loadConfig({});
+    assert.deepEqual(
+      [config.events, config.eventsQps, config.eventsBurst, config.eventsStateDelayMs, config.podName],
+      [true, 5, 10, 60_000, 'auto'],
+    );
+    assert.equal(loadConfig({ EVENTS_QPS: '0.5', POD_NAME: 'k8s-router-x7k2p' }).eventsQps, 0.5);
+  });
+
+  for (const [env, value, problem] of [
+    ['EVENTS', 'off', /"true" or "false"/],
+    ['EVENTS_QPS', 'fast', /not a number/],
+    ['EVENTS_QPS', '0', /out of range/],
+    ['EVENTS_QPS', '1e3', /not a number/],
+    ['EVENTS_BURST', '0', /out of range: must be from 1 to 1000/],
+    ['EVENTS_BURST', '2.5', /not a number/],
+    ['EVENTS_STATE_DELAY_MS', '3600001', /at most 3600000/],
+    ['POD_NAME', 'Router_0', /must be "auto" or a pod name/],
+  ] as const) {
+    it(`refuses ${env}=${JSON.stringify(value)}`, () => {
+      assert.throws(
+        () => loadConfig({ [env]: value }),
+        (err: unknown) => err instanceof ConfigError && err.code === `KR_INVALID_${env}` && problem.test(err.message),
+      );
+    });
+  }
+});

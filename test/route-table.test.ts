@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { defaultConfig } from '../src/core/config.js';
 import type { Pod, Secret } from '../src/core/kube-objects.js';
-import { buildRouteTable, redactTable, type Rejection } from '../src/core/route-table.js';
+import { buildRouteTable, redactTable, type Rejection, type RouteTable } from '../src/core/route-table.js';
 import { apiKeySecret, pod } from './support/objects.js';
 
 const config = defaultConfig();
@@ -102,6 +103,15 @@ describe('route table', () => {
         ['metadata.annotations.routingPaths', '80:/a;b', 'BAD_PATH'],
       ],
     );
+  });
+
+  it('routes a real `kubectl get pods -o json` pod that declares no container ports', () => {
+    // A minikube pod as kubectl prints it: agnhost listening on 8080 without a ports list.
+    const fromKubectl = JSON.parse(readFileSync(new URL('./fixtures/minikube-pod-no-ports.json', import.meta.url), 'utf8')) as Pod;
+    assert.equal(fromKubectl.spec?.containers?.[0]?.ports, undefined, 'the fixture declares no ports');
+    const table = buildRouteTable(config, [fromKubectl], []);
+    assert.deepEqual(table.rejections, []);
+    assert.deepEqual(routesOf([fromKubectl]), ['queue.k8s.local/queue -> queue-worker-6d5f9c7b8d-x7k2p@10.244.0.12:8080']);
   });
 
   it('routes nothing for a pod without a valid host or path, and says so', () => {
@@ -209,6 +219,8 @@ describe('route table', () => {
       created: fc.integer({ min: 0, max: 5 }).map((d) => `2024-01-0${d + 1}T00:00:00Z`),
       phase: fc.constantFrom('Running', 'Running', 'Running', 'Pending'),
       ready: fc.boolean(),
+      // Most pods declare ports 80 and 3000; some declare none, as many real pods do.
+      ports: fc.constantFrom<number[]>([80, 3000], [80, 3000], []),
     });
     const objectsArb = fc
       .tuple(
@@ -219,6 +231,14 @@ describe('route table', () => {
         pods: specs.map((s) => pod(s.name, s)),
         secrets: keyed.map((ns) => apiKeySecret(ns, `key-of-${ns}`)),
       }));
+
+    /** Each pod with its namespace, its name and the rejections about it. */
+    const eachPod = (table: RouteTable, pods: Pod[]) =>
+      pods.map((p) => {
+        const ns = p.metadata?.namespace ?? '';
+        const name = p.metadata?.name ?? '';
+        return { p, ns, name, own: table.rejections.filter((r) => r.namespace === ns && r.pod === name) };
+      });
 
     it('does not depend on the order of the input objects', () => {
       fc.assert(
@@ -242,10 +262,7 @@ describe('route table', () => {
       fc.assert(
         fc.property(objectsArb, ({ pods, secrets }) => {
           const table = buildRouteTable(config, pods, secrets);
-          for (const p of pods) {
-            const ns = p.metadata?.namespace ?? '';
-            const name = p.metadata?.name ?? '';
-            const own = table.rejections.filter((r) => r.namespace === ns && r.pod === name);
+          for (const { p, ns, name, own } of eachPod(table, pods)) {
             const routed = table.routes.filter((r) => r.backends.some((b) => b.pod === name && b.namespace === ns));
             if (routed.length === 0) {
               assert.ok(own.length > 0, `${ns}/${name} is not routed and has no rejection`);
@@ -271,6 +288,26 @@ describe('route table', () => {
               const lost = hostEntries.some((h) => claimed(`${h.toLowerCase()}${path}`));
               assert.ok(!(kept && dropped), `path entry ${entry} of ${ns}/${name} is both routed and rejected`);
               assert.ok(kept || dropped || lost, `path entry ${entry} of ${ns}/${name} is neither routed nor rejected`);
+            }
+          }
+        }),
+        { numRuns: 300 },
+      );
+    });
+
+    it('refuses a port as PORT_NOT_DECLARED exactly when the pod declares ports and not that one', () => {
+      fc.assert(
+        fc.property(objectsArb, ({ pods, secrets }) => {
+          const table = buildRouteTable(config, pods, secrets);
+          for (const { p, ns, name, own } of eachPod(table, pods)) {
+            const declared = (p.spec?.containers ?? []).flatMap((c) => (c.ports ?? []).map((port) => port.containerPort));
+            // Annotations are read only for running, ready pods.
+            if (own.some((r) => r.field.startsWith('status.'))) continue;
+            for (const entry of (p.metadata?.annotations?.routingPaths ?? '').split(/\s+/).filter(Boolean)) {
+              const port = Number(entry.slice(0, entry.indexOf(':')));
+              const undeclared = own.some((r) => r.code === 'PORT_NOT_DECLARED' && r.value === entry);
+              const expected = /^[1-9][0-9]*:/.test(entry) && declared.length > 0 && !declared.includes(port);
+              assert.equal(undeclared, expected, `${entry} of ${ns}/${name} (declared: ${declared.join(',') || 'none'})`);
             }
           }
         }),

@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { EventSinkStats } from '../events/event-sink.js';
 import type { NginxOutcome } from '../../nginx/process.js';
 import { nginxOutcomeOf, proxyStatsOf, type ProxyStatsLike } from './apply-tracker.js';
 import { decideReadiness, planeReports } from './readiness.js';
@@ -166,6 +167,21 @@ function proxyMetrics(registry: Registry, view: AdminView): void {
   mirroredCounter(registry, 'k8s_router_proxy_upstream_failures_total', 'Connections or requests to pods that failed (refused, reset, timed out)', () => stats().upstreamFailures);
 }
 
+function eventMetrics(registry: Registry, view: AdminView): void {
+  const sink = view.events;
+  if (sink === undefined || !sink.stats().enabled) return;
+  const stats = (): EventSinkStats => sink.stats();
+  mirroredCounter(registry, 'k8s_router_events_written_total', 'RouteRejected Events created on pods', () => stats().written);
+  mirroredCounter(registry, 'k8s_router_events_already_reported_total', 'Event creates answered 409: the Event was there already (another router or an earlier run)', () =>
+    stats().alreadyReported,
+  );
+  mirroredFamily(registry, 'counter', 'k8s_router_events_failed_total', 'Event writes that failed, by cause', ['cause'], () =>
+    Object.entries(stats().failed).map(([cause, n]): [{ cause: string }, number] => [{ cause }, n]),
+  );
+  mirroredCounter(registry, 'k8s_router_events_dropped_total', 'Rejections whose Event was not written because they resolved first', () => stats().dropped);
+  mirroredGauge(registry, 'k8s_router_events_queued', 'Event writes waiting (due, delayed or backing off)', () => stats().queued);
+}
+
 /** A registry of its own (not prom-client's global one) with the process defaults and the router's metrics. */
 export function createMetrics(view: AdminView, isStopping: () => boolean): Registry {
   const registry = new Registry();
@@ -174,5 +190,6 @@ export function createMetrics(view: AdminView, isStopping: () => boolean): Regis
   sourceMetrics(registry, view);
   nginxMetrics(registry, view);
   proxyMetrics(registry, view);
+  eventMetrics(registry, view);
   return registry;
 }

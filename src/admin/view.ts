@@ -1,4 +1,5 @@
 import type { Controller } from '../control/controller.js';
+import type { EventSink } from '../events/event-sink.js';
 import type { RouterConfig } from '../core/config.js';
 import type { KubeSourceStatus } from '../sources/kube-source.js';
 import type { ObjectSource } from '../sources/source.js';
@@ -17,6 +18,8 @@ export interface AdminView {
   /** The manifest file followed, or null when the source is the cluster. */
   manifest: string | null;
   planes: readonly TrackedPlane[];
+  /** The Kubernetes Events sink (its stats say when and why it is off). */
+  events?: Pick<EventSink, 'stats'>;
 }
 
 export type SourceState =

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { findNginxBinary } from '../../nginx/binary.js';
 import { unsafeDirectoryProblem } from '../../nginx/files.js';
@@ -14,6 +15,8 @@ import { startAdminServer, type AdminServer } from '../admin/server.js';
 import { ConfigError, SETTINGS, settingCode, type RouterConfig } from '../core/config.js';
 import { createController, type Controller } from '../control/controller.js';
 import type { DataPlane } from '../core/data-plane.js';
+import type { EventSink } from '../events/event-sink.js';
+import { eventSinkFor } from '../events/events-for-router.js';
 import { SERVICE_ACCOUNT_TOKEN } from '../sources/kube-client.js';
 import { createKubeSource, loadKubeConfig } from '../sources/kube-source.js';
 import { createManifestSource } from '../sources/manifest-source.js';
@@ -39,6 +42,8 @@ export interface RunningRouter {
   controller: Controller;
   /** The admin server, unless ADMIN_PORT is off. */
   admin: AdminServer | null;
+  /** Kubernetes Events for rejected pods (off, with the reason in its stats, without a cluster). */
+  events: EventSink;
   stop(): Promise<void>;
 }
 
@@ -71,21 +76,23 @@ function settingError(key: keyof RouterConfig, value: string, problem: string): 
   return new ConfigError(settingCode(s), s.env, value, problem);
 }
 
-function objectSource(config: RouterConfig, options: RunOptions): ObjectSource {
-  if (options.manifest !== undefined) return createManifestSource({ file: options.manifest, logger: options.logger });
+/** The source, and the cluster's configuration when it is a cluster (for the events sink). */
+function objectSource(config: RouterConfig, options: RunOptions): { source: ObjectSource; kubeConfig: KubeConfig | null } {
+  if (options.manifest !== undefined) return { source: createManifestSource({ file: options.manifest, logger: options.logger }), kubeConfig: null };
   let kubeConfig;
   try {
     kubeConfig = loadKubeConfig(options.serviceAccountToken === undefined ? {} : { serviceAccountToken: options.serviceAccountToken });
   } catch (err) {
     throw new StartError('KR_NO_CLUSTER', `${(err as Error).message}; give a cluster with KUBECONFIG, or objects with --manifest FILE`);
   }
-  return createKubeSource({
+  const source = createKubeSource({
     kubeConfig,
     labelSelector: config.labelSelector.text,
     secretName: config.apiKeySecret.name,
     logger: options.logger,
     backoff: { initialMs: Math.min(500, config.watchBackoffMaxMs), maxMs: config.watchBackoffMaxMs },
   });
+  return { source, kubeConfig };
 }
 
 async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<DataPlane> {
@@ -128,7 +135,7 @@ export async function startRouter(config: RouterConfig, options: RunOptions): Pr
   const backend = config.backend === 'auto' ? (inCluster ? 'nginx' : 'proxy') : config.backend;
 
   // Settings and sources are checked before anything listens or starts.
-  const source = objectSource(config, options);
+  const { source, kubeConfig } = objectSource(config, options);
   const dataPlanes: DataPlane[] = [];
   const kinds: PlaneKind[] = [backend];
   let port = config.port;
@@ -154,19 +161,22 @@ export async function startRouter(config: RouterConfig, options: RunOptions): Pr
     maxDelayMs: config.maxDelayMs,
     logger,
   });
+  // Subscribed before the start, so that the first table's rejections are reported too.
+  const events = eventSinkFor(config, kubeConfig, logger);
+  controller.subscribe(events.listener);
   const closePlanes = (): Promise<unknown> => Promise.all(dataPlanes.map((dp) => dp.close()));
   let admin: AdminServer | null;
   try {
     // Up before the first list, so probes get answers (503 until the table serves).
-    admin = await adminServer(config, { config, backend, port, controller, source, manifest: options.manifest ?? null, planes }, logger);
+    admin = await adminServer(config, { config, backend, port, controller, source, manifest: options.manifest ?? null, planes, events }, logger);
   } catch (err) {
-    await closePlanes();
+    await Promise.all([events.stop(), closePlanes()]);
     throw err;
   }
   const closeAll = async (): Promise<void> => {
     admin?.markStopping();
     await controller.stop();
-    await closePlanes();
+    await Promise.all([events.stop(), closePlanes()]);
     await admin?.close();
   };
   try {
@@ -176,5 +186,5 @@ export async function startRouter(config: RouterConfig, options: RunOptions): Pr
     throw err;
   }
   logger.info({ backend, port, source: options.manifest ?? 'cluster', adminPort: admin?.port ?? 'off' }, 'k8s-router is serving');
-  return { backend, port, controller, admin, stop: closeAll };
+  return { backend, port, controller, admin, events, stop: closeAll };
 }

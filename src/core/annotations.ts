@@ -91,9 +91,11 @@ export function pathProblem(path: string): string | null {
 }
 
 /**
- * PORT:PATH entries from the paths annotation. A port must be one the pod declares as a
- * containerPort. The same path twice keeps the first entry; a later one for another port
- * is rejected, since one route goes to one port of a pod.
+ * PORT:PATH entries from the paths annotation. Where the pod declares container ports, a
+ * port must be one of them (a typo guard); a pod that declares none may name any port,
+ * since Kubernetes treats containerPort as informational and many real pods declare none.
+ * The same path twice keeps the first entry; a later one for another port is rejected,
+ * since one route goes to one port of a pod.
  */
 export function parsePaths(
   value: string,
@@ -119,7 +121,7 @@ export function parsePaths(
       continue;
     }
     const port = Number(portText);
-    if (!declaredPorts.has(port)) {
+    if (declaredPorts.size > 0 && !declaredPorts.has(port)) {
       rejected.push({
         value: entry,
         code: 'PORT_NOT_DECLARED',

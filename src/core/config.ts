@@ -31,6 +31,11 @@ export interface RouterConfig {
   adminPort: number | 'off';
   adminAddress: string;
   logFormat: LogFormat;
+  events: boolean;
+  eventsQps: number;
+  eventsBurst: number;
+  eventsStateDelayMs: number;
+  podName: string;
 }
 
 export type Backend = 'auto' | 'nginx' | 'proxy';
@@ -119,12 +124,17 @@ function listenAddress(raw: string): string {
   throw new InvalidValue('must be "*" (all IPv4 addresses) or an IPv4 or IPv6 address');
 }
 
-function entryLimit(raw: string): number {
-  if (!/^[0-9]+$/.test(raw)) throw new InvalidValue('not a number: must be a whole number from 1 to 10000');
-  const n = Number(raw);
-  if (n < 1 || n > 10_000) throw new InvalidValue('out of range: must be from 1 to 10000');
-  return n;
+/** A parser of whole numbers from 1 to `max`. */
+function countUpTo(max: number): (raw: string) => number {
+  return (raw) => {
+    if (!/^[0-9]+$/.test(raw)) throw new InvalidValue(`not a number: must be a whole number from 1 to ${max}`);
+    const n = Number(raw);
+    if (n < 1 || n > max) throw new InvalidValue(`out of range: must be from 1 to ${max}`);
+    return n;
+  };
 }
+
+const entryLimit = countUpTo(10_000);
 
 function bool(raw: string): boolean {
   if (raw === 'true') return true;
@@ -137,12 +147,17 @@ function backend(raw: string): Backend {
   throw new InvalidValue('must be "auto", "nginx" or "proxy"');
 }
 
-function milliseconds(raw: string): number {
-  if (!/^[0-9]+$/.test(raw)) throw new InvalidValue('not a number: must be a whole number of milliseconds');
-  const ms = Number(raw);
-  if (ms > 60_000) throw new InvalidValue('out of range: must be at most 60000 milliseconds');
-  return ms;
+/** A parser of whole numbers of milliseconds up to `max`. */
+function millisecondsUpTo(max: number): (raw: string) => number {
+  return (raw) => {
+    if (!/^[0-9]+$/.test(raw)) throw new InvalidValue('not a number: must be a whole number of milliseconds');
+    const ms = Number(raw);
+    if (ms > max) throw new InvalidValue(`out of range: must be at most ${max} milliseconds`);
+    return ms;
+  };
 }
+
+const milliseconds = millisecondsUpTo(60_000);
 
 function filePath(raw: string): string {
   if (raw.length === 0 || /[\x00-\x1f\x7f]/.test(raw)) throw new InvalidValue('must be a path without control characters');
@@ -183,6 +198,22 @@ function ipAddress(raw: string): string {
 function logFormat(raw: string): LogFormat {
   if (raw === 'auto' || raw === 'json' || raw === 'pretty') return raw;
   throw new InvalidValue('must be "auto", "json" or "pretty"');
+}
+
+function eventsPerSecond(raw: string): number {
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(raw)) throw new InvalidValue('not a number: must be a number of writes per second, such as 5 or 0.5');
+  const qps = Number(raw);
+  if (qps < 0.01 || qps > 1000) throw new InvalidValue('out of range: must be from 0.01 to 1000');
+  return qps;
+}
+
+
+/** "auto" (the host name) or a pod name, as the downward API gives it. */
+function podName(raw: string): string {
+  if (raw === 'auto') return raw;
+  const problem = dnsSubdomainProblem(raw);
+  if (problem !== null) throw new InvalidValue(`must be "auto" or a pod name: ${problem}`);
+  return raw;
 }
 
 function setting<K extends SettingKey>(s: Omit<Setting<K>, 'scope'> & { scope?: Setting<K>['scope'] }): Setting<K> {
@@ -413,6 +444,56 @@ export const SETTINGS: readonly Setting[] = [
     default: 'auto',
     description: 'json (one JSON object a line), pretty (readable lines), or auto (pretty when standard error is a terminal)',
     parse: logFormat,
+  }),
+  setting({
+    key: 'events',
+    scope: 'run',
+    env: 'EVENTS',
+    flag: '--events',
+    metavar: 'BOOL',
+    default: 'true',
+    description: 'write a Kubernetes Event (Warning, RouteRejected) on each pod that is not routed, saying why (cluster source only)',
+    parse: bool,
+  }),
+  setting({
+    key: 'eventsQps',
+    scope: 'run',
+    env: 'EVENTS_QPS',
+    flag: '--events-qps',
+    metavar: 'N',
+    default: '5',
+    description: 'Event writes per second, at most (on average)',
+    parse: eventsPerSecond,
+  }),
+  setting({
+    key: 'eventsBurst',
+    scope: 'run',
+    env: 'EVENTS_BURST',
+    flag: '--events-burst',
+    metavar: 'N',
+    default: '10',
+    description: 'Event writes allowed at once after a quiet spell, above EVENTS_QPS',
+    parse: countUpTo(1000),
+  }),
+  setting({
+    key: 'eventsStateDelayMs',
+    scope: 'run',
+    env: 'EVENTS_STATE_DELAY_MS',
+    flag: '--events-state-delay-ms',
+    metavar: 'MS',
+    default: '60000',
+    description: 'a pod that is not running, not ready or has no IP gets its Event only after it stayed so this long (start-ups and rollouts leave none)',
+    parse: millisecondsUpTo(3_600_000),
+  }),
+  setting({
+    key: 'podName',
+    scope: 'run',
+    env: 'POD_NAME',
+    flag: '--pod-name',
+    metavar: 'NAME',
+    default: 'auto',
+    description: "the router's name in its Events (reportingInstance): its pod name from the downward API; auto: the host name",
+    parse: podName,
   }),
 ];
 

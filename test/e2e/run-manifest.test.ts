@@ -70,6 +70,12 @@ for (const backend of ['proxy', 'nginx'] as const) {
       assert.equal(statusOf(await get('unknown.test')), 'dropped');
     });
 
+    it('says once that Kubernetes Events are off: a manifest has no API server to write them to', () => {
+      const off = router.logs.filter((l) => l.msg === 'Kubernetes Events for rejected pods are off');
+      assert.equal(off.length, 1);
+      assert.match(String(off[0]?.reason), /manifest file/);
+    });
+
     it('follows the file: a second replica shares the route round-robin in pod-name order', async () => {
       await applyManifest(
         manifestText(pods.slice(0, 2).map((p) => podFor(p, { namespace: 'shop', hosts: 'shop.test', paths: ['/'] }))),

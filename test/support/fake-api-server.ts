@@ -8,6 +8,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { stringify as toYaml } from 'yaml';
 import {
   BadRequest,
+  FakeEventStore,
   FakeStore,
   eventForChange,
   parseFieldSelector,
@@ -16,6 +17,7 @@ import {
   type Kind,
   type KubeObject,
   type ObjectFilter,
+  type StoredEvent,
 } from './fake-api-store.js';
 import { testCertificates } from './tls.js';
 
@@ -39,6 +41,19 @@ export interface RecordedRequest {
   /** The code of an ERROR event sent in a watch stream. */
   watchErrorCode?: number;
 }
+
+/** An Event write as the fake API server saw it. */
+export interface EventWrite {
+  /** When it arrived (ms since the epoch). */
+  at: number;
+  namespace: string;
+  name: string;
+  /** The status answered, or 'stalled' for a write never answered. */
+  status: number | 'stalled';
+  body?: Record<string, unknown>;
+}
+
+const EVENTS_PATH_PREFIX = '/apis/events.k8s.io/';
 
 export interface FakeApiServerOptions {
   /** How often a watch that asked for bookmarks gets one. Default 1000 ms. */
@@ -299,6 +314,7 @@ export class FakeApiServer {
     };
 
     if (req.headers.authorization !== `Bearer ${this.token}`) return answer(401, 'Unauthorized');
+    if (url.pathname.startsWith(EVENTS_PATH_PREFIX)) return this.handleEventWrite(req, url.pathname, record, res);
     const target = parseResourcePath(url.pathname);
     if (target === undefined || req.method !== 'GET') return answer(404, 'the server could not find the requested resource');
 
@@ -430,5 +446,85 @@ export class FakeApiServer {
       const event = eventForChange(w.filter, change);
       if (event) w.res.write(`${JSON.stringify(event)}\n`);
     }
+  }
+
+  // ---- Events (events.k8s.io/v1) ---------------------------------------------------------
+  // Creates of Events, recorded with the time they arrived; refusals (403 or any status) for
+  // chosen namespaces, failures on demand, and writes that are never answered.
+
+  readonly eventStore = new FakeEventStore();
+  /** Every Event write that reached the server, in arrival order. */
+  readonly eventWrites: EventWrite[] = [];
+  private readonly refusedEventNamespaces = new Map<string, number>();
+  private eventFault: { code: number; remaining: number } | null = null;
+  private eventsStalled = false;
+
+  /** The Events stored (created and not expired). */
+  get events(): StoredEvent[] {
+    return this.eventStore.list();
+  }
+
+  /** Event writes in `namespace` get `code` (403 Forbidden by default) until allowed again. */
+  refuseEvents(namespace: string, code = 403): void {
+    this.refusedEventNamespaces.set(namespace, code);
+  }
+
+  allowEvents(namespace: string): void {
+    this.refusedEventNamespaces.delete(namespace);
+  }
+
+  /** The next `count` Event writes (default: all until cleared with count 0) get `code`. */
+  failEvents(code: number, count = Infinity): void {
+    this.eventFault = count > 0 ? { code, remaining: count } : null;
+  }
+
+  /** While on, Event writes are read and never answered (the client must give up by itself). */
+  stallEvents(on: boolean): void {
+    this.eventsStalled = on;
+  }
+
+  private handleEventWrite(req: IncomingMessage, path: string, record: RecordedRequest, res: ServerResponse): void {
+    const match = /^\/apis\/events\.k8s\.io\/v1\/namespaces\/([a-z0-9-]+)\/events$/.exec(path);
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const write: EventWrite = { at: Date.now(), namespace: match?.[1] ?? '', name: '', status: 0 };
+      this.eventWrites.push(write);
+      const answer = (code: number, reason: string, message: string, body?: string): void => {
+        record.status = code;
+        write.status = code;
+        res.writeHead(code, { 'Content-Type': 'application/json' });
+        res.end(body ?? statusBody(code, reason, message));
+      };
+      if (match === null || req.method !== 'POST') return answer(404, 'NotFound', 'the server could not find the requested resource');
+      const namespace = match[1] as string;
+      let body: Record<string, unknown>;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+      } catch {
+        return answer(400, 'BadRequest', 'the body is not JSON');
+      }
+      write.name = String((body.metadata as { name?: unknown } | undefined)?.name ?? '');
+      write.body = body;
+      if (this.eventsStalled) {
+        write.status = 'stalled';
+        return;
+      }
+      const refused = this.refusedEventNamespaces.get(namespace);
+      if (refused !== undefined) {
+        return answer(refused, REASONS[refused] ?? 'Unknown', refused === 403
+          ? `events.events.k8s.io is forbidden: User "system:serviceaccount:router:router" cannot create resource "events" in API group "events.k8s.io" in the namespace "${namespace}"`
+          : 'fault injected by the test');
+      }
+      if (this.eventFault !== null) {
+        const { code } = this.eventFault;
+        if (--this.eventFault.remaining <= 0) this.eventFault = null;
+        return answer(code, REASONS[code] ?? 'Unknown', 'fault injected by the test');
+      }
+      const result = this.eventStore.create(namespace, body);
+      if (result.status === 201) return answer(201, '', '', JSON.stringify(result.event.body));
+      const reason = result.status === 409 ? 'AlreadyExists' : result.status === 422 ? 'Invalid' : 'BadRequest';
+      return answer(result.status, reason, result.message);
+    });
   }
 }

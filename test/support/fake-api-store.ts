@@ -1,5 +1,6 @@
 import { matchesLabels, parseLabelSelector, type LabelSelector } from '../../src/core/label-selector.js';
 import type { ObjectMeta } from '../../src/core/kube-objects.js';
+import { dnsSubdomainProblem, qualifiedNameProblem } from '../../src/core/kube-names.js';
 
 // The state behind the fake API server: objects, one resourceVersion counter shared by all
 // kinds (as etcd's revision is), the history of changes that watches replay from a given
@@ -188,5 +189,81 @@ export class FakeStore {
   private record(change: Change): void {
     this.history.push(change);
     for (const listener of [...this.listeners]) listener(change);
+  }
+}
+
+// ---- Events (events.k8s.io/v1) ---------------------------------------------------------
+// Event writes, kept apart from Pods and Secrets: they are never listed or watched by the
+// router, only created. Validation is the API server's for an events.k8s.io/v1 create
+// (the strict one), so an Event the fake accepts is one a real cluster would accept.
+
+export interface StoredEvent {
+  namespace: string;
+  name: string;
+  /** The body as the client sent it. */
+  body: Record<string, unknown>;
+  createdAt: number;
+}
+
+export type EventCreateResult = { status: 201; event: StoredEvent } | { status: 409 | 400 | 422; message: string };
+
+const MICRO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|[+-]\d{2}:\d{2})$/;
+
+function text(value: unknown): string {
+  return typeof value === 'string' ? value : '';
+}
+
+/** What the API server's validation of an events.k8s.io/v1 create says is wrong (empty: nothing). */
+export function eventProblems(namespace: string, body: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  const metadata = (body.metadata ?? {}) as Record<string, unknown>;
+  const regarding = (body.regarding ?? {}) as Record<string, unknown>;
+  const nameProblem = dnsSubdomainProblem(text(metadata.name));
+  if (nameProblem !== null) problems.push(`metadata.name: ${nameProblem}`);
+  if (regarding.namespace !== undefined && regarding.namespace !== namespace) problems.push('regarding.namespace: does not match event.namespace');
+  const required = ['reportingController', 'reportingInstance', 'action', 'reason'] as const;
+  for (const field of required) if (text(body[field]) === '') problems.push(`${field}: Required value`);
+  const controllerProblem = qualifiedNameProblem(text(body.reportingController));
+  if (text(body.reportingController) !== '' && controllerProblem !== null) problems.push(`reportingController: ${controllerProblem}`);
+  for (const [field, max] of [['reportingInstance', 128], ['action', 128], ['reason', 128], ['note', 1024]] as const) {
+    if (Buffer.byteLength(text(body[field]), 'utf8') > max) problems.push(`${field}: can have at most ${max} characters`);
+  }
+  if (body.type !== 'Normal' && body.type !== 'Warning') problems.push(`type: has invalid value: ${String(body.type)}`);
+  for (const field of ['deprecatedFirstTimestamp', 'deprecatedLastTimestamp', 'deprecatedCount', 'deprecatedSource']) {
+    if (body[field] !== undefined) problems.push(`${field}: needs to be unset`);
+  }
+  return problems;
+}
+
+export class FakeEventStore {
+  private readonly events = new Map<string, StoredEvent>();
+
+  /** Creates an Event as the API server would, or says why not (409 when the name is taken). */
+  create(namespace: string, body: Record<string, unknown>): EventCreateResult {
+    const metadata = (body.metadata ?? {}) as Record<string, unknown>;
+    if (metadata.namespace !== undefined && metadata.namespace !== namespace) {
+      return { status: 400, message: 'the namespace of the provided object does not match the namespace sent on the request' };
+    }
+    // MicroTime fails to decode before validation runs: a 400, as from the real server.
+    if (!MICRO_TIME.test(text(body.eventTime))) {
+      return { status: 400, message: `unable to parse eventTime ${JSON.stringify(body.eventTime)} as MicroTime (RFC 3339 with six fractional digits)` };
+    }
+    const problems = eventProblems(namespace, body);
+    if (problems.length > 0) return { status: 422, message: `Event.events.k8s.io is invalid: ${problems.join(', ')}` };
+    const name = text(metadata.name);
+    const key = keyOf(namespace, name);
+    if (this.events.has(key)) return { status: 409, message: `events.events.k8s.io "${name}" already exists` };
+    const event: StoredEvent = { namespace, name, body: structuredClone(body), createdAt: Date.now() };
+    this.events.set(key, event);
+    return { status: 201, event };
+  }
+
+  list(): StoredEvent[] {
+    return [...this.events.values()].map((e) => structuredClone(e));
+  }
+
+  /** Forgets an Event, as the API server does when its time to live is over. */
+  expire(namespace: string, name: string): boolean {
+    return this.events.delete(keyOf(namespace, name));
   }
 }

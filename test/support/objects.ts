@@ -15,6 +15,8 @@ export interface PodSpec {
   annotations?: Record<string, string>;
   created?: string;
   deleting?: boolean;
+  /** As the API server stamps it; manifest objects have none. */
+  uid?: string;
 }
 
 export function pod(name: string, spec: PodSpec = {}): Pod {
@@ -28,6 +30,7 @@ export function pod(name: string, spec: PodSpec = {}): Pod {
       name,
       namespace: spec.namespace ?? 'default',
       creationTimestamp: spec.created ?? '2024-01-01T00:00:00Z',
+      ...(spec.uid === undefined ? {} : { uid: spec.uid }),
       labels: spec.labels ?? { routable: 'true' },
       annotations,
       ...(spec.deleting ? { deletionTimestamp: '2024-01-02T00:00:00Z' } : {}),
