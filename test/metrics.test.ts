@@ -5,6 +5,7 @@ import { createMetrics } from '../src/admin/metrics.js';
 import type { AdminView } from '../src/admin/view.js';
 import type { ControllerStats } from '../src/control/controller.js';
 import { defaultConfig } from '../src/core/config.js';
+import type { EventSinkStats } from '../src/events/event-sink.js';
 import type { CollectionStatus } from '../src/sources/kube-watch.js';
 
 // The metrics read the components' own counters when scraped. Here the components are
@@ -23,7 +24,19 @@ const watch = (events: Partial<CollectionStatus['events']>, extra: Partial<Colle
   ...extra,
 });
 
-function view(): AdminView {
+const eventStats = (enabled: boolean): EventSinkStats => ({
+  enabled,
+  off: enabled ? null : 'the source is a manifest file',
+  written: 11,
+  alreadyReported: 3,
+  failed: { forbidden: 2, unauthorized: 0, invalid: 0, namespace_gone: 0, throttled: 1, server_error: 0, timeout: 0, unreachable: 0, other: 0 },
+  dropped: 5,
+  queued: 7,
+  overflow: 0,
+  inFlight: 1,
+});
+
+function view(eventsEnabled = true): AdminView {
   const stats: ControllerStats = { changes: 9, tablesBuilt: 4, buildFailures: 1, applies: 3, applyFailures: 1, skippedUnchanged: 0, buildMsTotal: 250, lastBuildMs: 20 };
   const nginx = {
     apply: async () => {},
@@ -45,11 +58,12 @@ function view(): AdminView {
     } as AdminView['source'],
     manifest: null,
     planes: [trackApplies('nginx', nginx, () => null), trackApplies('proxy', proxy, () => null)],
+    events: { stats: () => eventStats(eventsEnabled) },
   };
 }
 
-async function samples(): Promise<Map<string, number>> {
-  const text = await createMetrics(view(), () => false).metrics();
+async function samples(eventsEnabled = true): Promise<Map<string, number>> {
+  const text = await createMetrics(view(eventsEnabled), () => false).metrics();
   return new Map(
     text
       .split('\n')
@@ -101,5 +115,17 @@ describe('metrics', () => {
     );
     assert.equal(m.get('k8s_router_proxy_dropped_connections_total'), 4);
     assert.equal(m.get('k8s_router_proxy_upstream_failures_total'), 6);
+  });
+
+  it('read the events sink: written, already there, failed by cause, dropped, queued; none when it is off', async () => {
+    const m = await samples();
+    assert.equal(m.get('k8s_router_events_written_total'), 11);
+    assert.equal(m.get('k8s_router_events_already_reported_total'), 3);
+    assert.equal(m.get('k8s_router_events_failed_total{cause="forbidden"}'), 2);
+    assert.equal(m.get('k8s_router_events_failed_total{cause="throttled"}'), 1);
+    assert.equal(m.get('k8s_router_events_dropped_total'), 5);
+    assert.equal(m.get('k8s_router_events_queued'), 7);
+    const off = await samples(false);
+    assert.deepEqual([...off.keys()].filter((k) => k.startsWith('k8s_router_events_')), []);
   });
 });
