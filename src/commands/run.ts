@@ -85,13 +85,21 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Dat
     render: (table, runtime) => renderNginxConf(table, { ...config, runtime }),
     files: config.nginxConfig === 'auto' ? {} : { conf: config.nginxConfig },
     ...(config.nginxStatusPort === 'auto' ? {} : { statusPort: config.nginxStatusPort }),
+    // SIGQUIT, nginx's graceful stop, gets the shutdown grace; then SIGTERM, then SIGKILL.
+    stopTimeouts: { gracefulMs: config.shutdownGraceMs },
     logger,
   });
 }
 
 async function proxyDataPlane(config: RouterConfig, logger: Logger): Promise<DataPlane & { port: number }> {
   try {
-    return await startProxy({ port: config.port, host: config.listenAddress, apiKeyHeader: config.apiKeyHeader, logger });
+    return await startProxy({
+      port: config.port,
+      host: config.listenAddress,
+      apiKeyHeader: config.apiKeyHeader,
+      closeGraceMs: config.shutdownGraceMs,
+      logger,
+    });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied (ports below 1024 need root)' : (err as Error).message;
@@ -125,6 +133,7 @@ export async function startRouter(config: RouterConfig, options: RunOptions): Pr
     maxDelayMs: config.maxDelayMs,
     logger,
   });
+  /** Drains: no new table, no new connection; what is in flight gets SHUTDOWN_GRACE_MS. */
   const closeAll = async (): Promise<void> => {
     await controller.stop();
     await Promise.all(dataPlanes.map((dp) => dp.close()));

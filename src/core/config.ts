@@ -28,6 +28,7 @@ export interface RouterConfig {
   nginxStatusPort: number | 'auto';
   logLevel: LogLevel;
   printNginxConfig: boolean;
+  shutdownGraceMs: number;
 }
 
 export type Backend = 'auto' | 'nginx' | 'proxy';
@@ -137,6 +138,13 @@ function milliseconds(raw: string): number {
   if (!/^[0-9]+$/.test(raw)) throw new InvalidValue('not a number: must be a whole number of milliseconds');
   const ms = Number(raw);
   if (ms > 60_000) throw new InvalidValue('out of range: must be at most 60000 milliseconds');
+  return ms;
+}
+
+function graceMilliseconds(raw: string): number {
+  if (!/^[0-9]+$/.test(raw)) throw new InvalidValue('not a number: must be a whole number of milliseconds');
+  const ms = Number(raw);
+  if (ms > 3_600_000) throw new InvalidValue('out of range: must be at most 3600000 milliseconds (one hour)');
   return ms;
 }
 
@@ -358,6 +366,16 @@ export const SETTINGS: readonly Setting[] = [
     default: 'false',
     description: 'print the nginx.conf for every new route table to standard output',
     parse: bool,
+  }),
+  setting({
+    key: 'shutdownGraceMs',
+    scope: 'run',
+    env: 'SHUTDOWN_GRACE_MS',
+    flag: '--shutdown-grace-ms',
+    metavar: 'MS',
+    default: '25000',
+    description: "on SIGTERM, how long requests and WebSockets in flight may take to finish; keep it below the pod's terminationGracePeriodSeconds",
+    parse: graceMilliseconds,
   }),
 ];
 

@@ -19,6 +19,10 @@ export interface RouterProcess {
   waitForLog(match: (line: Record<string, unknown>) => boolean, what: string, timeoutMs?: number, since?: number): Promise<Record<string, unknown>>;
   /** SIGTERM, then the exit code (or the signal that ended it). */
   stop(): Promise<number | NodeJS.Signals>;
+  /** Sends `signal` to the router process (not to its nginx). */
+  kill(signal: NodeJS.Signals): void;
+  /** The exit code (or the signal that ended it), once it exited. */
+  readonly exited: Promise<number | NodeJS.Signals>;
 }
 
 export async function startRouterProcess(args: string[], env: Record<string, string> = {}): Promise<RouterProcess> {
@@ -31,8 +35,7 @@ export async function startRouterProcess(args: string[], env: Record<string, str
   const waiters = new Set<() => void>();
   let out = '';
   let errText = '';
-  let exit: Promise<number | NodeJS.Signals>;
-  exit = new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  const exit: Promise<number | NodeJS.Signals> = new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   child.stdout?.on('data', (chunk: Buffer) => {
     out += chunk.toString('utf8');
   });
@@ -84,6 +87,10 @@ export async function startRouterProcess(args: string[], env: Record<string, str
     logs,
     stdout: () => out,
     waitForLog,
+    exited: exit,
+    kill(signal) {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
