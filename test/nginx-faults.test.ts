@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { after, afterEach, describe, it } from 'node:test';
 import { readConfigVersion } from '../nginx/status.js';
-import { childrenOf, commandLine, parentOf, processTitle, type ProcessIdentity } from '../nginx/workers.js';
+import { childrenOf, parentOf, processTitle, type ProcessIdentity } from '../nginx/workers.js';
 import { eventually } from './support/eventually.js';
 import { renderNginxConf } from '../nginx/render.js';
 import { Cleanups, get, isAlive, startManager, startNamedPod, statusPortOf, tableFor } from './support/nginx-manager.js';
-import { createNginxWrapper, type NginxWrapper } from './support/nginx-wrapper.js';
+import { createNginxWrapper, nginxMasters, type NginxWrapper } from './support/nginx-wrapper.js';
 
 // nginx misbehaving under the manager: masters killed outright, also while they are being
 // restarted, and configs nginx refuses. A wrapper binary makes each fault happen exactly
@@ -19,17 +19,6 @@ async function wrapper(): Promise<NginxWrapper> {
   const w = await createNginxWrapper();
   cleanups.add(() => w.remove());
   return w;
-}
-
-/** Pids of the nginx masters running on `prefix` with a config path ending in `suffix`. */
-async function mastersOn(prefix: string, suffix: string): Promise<number[]> {
-  const found: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^[0-9]+$/.test(entry)) continue;
-    const title = await commandLine(Number(entry));
-    if (title?.startsWith('nginx: master process ') && title.includes(` -p ${prefix} `) && title.includes(`${suffix} `)) found.push(Number(entry));
-  }
-  return found;
 }
 
 /** True while `process` is an nginx worker that still accepts connections. */
@@ -60,7 +49,7 @@ describe('nginx faults', { timeout: 120_000 }, () => {
     for (let i = 0; i < 2; i++) {
       const hidden = await eventually(
         async () => {
-          for (const pid of await mastersOn(prefix, '.hidden')) {
+          for (const pid of await nginxMasters(prefix, '.hidden')) {
             if (killed.includes(pid)) continue;
             const workers = await childrenOf(pid);
             if (workers.length > 0) return { pid, workers };

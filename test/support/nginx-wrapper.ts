@@ -1,6 +1,7 @@
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { commandLine } from '../../nginx/workers.js';
 import { NGINX_BINARY } from './nginx-check.js';
 
 // A stand-in for the nginx binary (NGINX_BINARY / the manager's nginxBinary) that runs the
@@ -69,4 +70,15 @@ export async function createNginxWrapper(nginx = NGINX_BINARY): Promise<NginxWra
     checks: () => counter('checks'),
     remove: () => rm(dir, { recursive: true, force: true }),
   };
+}
+
+/** Pids of the nginx masters running on `prefix`, with a config path ending in `suffix` if given. */
+export async function nginxMasters(prefix: string, suffix = ''): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    const title = await commandLine(Number(entry));
+    if (title?.startsWith('nginx: master process ') && title.includes(` -p ${prefix} `) && title.includes(`${suffix} `)) found.push(Number(entry));
+  }
+  return found;
 }
