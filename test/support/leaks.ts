@@ -5,6 +5,7 @@ import WebSocket from 'ws';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import { delay } from './eventually.js';
 import { FakeApiServer } from './fake-api-server.js';
+import { connectInspector, inspectorUrl, type Inspector } from './inspector.js';
 import { podFor } from './manifests.js';
 import { pod as podObject } from './objects.js';
 import { startPods, type TestPod } from './pods.js';
@@ -35,14 +36,19 @@ export interface Usage {
   rssKiB: number;
 }
 
+/** The router's own figures: as found, and after a full garbage collection. */
+export interface RouterUsage extends Usage {
+  afterGc: Usage & { heapUsedKiB: number };
+}
+
 export interface LeakReport {
   backend: 'proxy' | 'nginx';
   connections: number;
   changes: number;
   seconds: number;
   failedConnections: number;
-  afterWarmUp: Usage;
-  atEnd: Usage;
+  afterWarmUp: RouterUsage;
+  atEnd: RouterUsage;
   /** nginx processes (master and workers) at the same moments, for information. */
   nginx: { afterWarmUp: Usage; atEnd: Usage } | null;
   tableChanges: number;
@@ -126,6 +132,14 @@ async function churn(api: FakeApiServer, count: number, from: number): Promise<v
   }
 }
 
+/** The router's figures now, and again after a full garbage collection (V8 collects lazily; a leak survives it). */
+async function routerUsage(pid: number, inspector: Inspector): Promise<RouterUsage> {
+  const found = await usageOf(pid);
+  await inspector.collectGarbage();
+  const heap = await inspector.heapUsage();
+  return { ...found, afterGc: { ...(await usageOf(pid)), heapUsedKiB: Math.round(heap.usedSize / 1024) } };
+}
+
 /** Waits until the router has been quiet for a moment, so samples are not taken mid-change. */
 async function settle(router: RouterProcess): Promise<void> {
   let seen = router.logs.length;
@@ -144,6 +158,7 @@ export async function runLeaks(options: LeakOptions): Promise<LeakReport> {
   const api = await FakeApiServer.start();
   let pods: TestPod[] = [];
   let router: RouterProcess | undefined;
+  let inspector: Inspector | undefined;
   try {
     pods = await startPods(`leaks-${backend}`, 2, firstIp);
     for (const p of pods) api.upsert(podFor(p, { namespace: NAMESPACE, hosts: HOST, paths: ['/'] }));
@@ -154,12 +169,15 @@ export async function runLeaks(options: LeakOptions): Promise<LeakReport> {
       NGINX_PREFIX: prefix,
       KUBECONFIG: api.kubeConfigFile(),
       LOG_LEVEL: 'info',
-    });
+    }, ['--inspect=127.0.0.1:0']);
     const r = router;
+    const url = inspectorUrl(r.logs);
+    if (url === null) throw new Error('the router did not print its inspector URL');
+    inspector = await connectInspector(url);
     let failedConnections = await cycles(port, options.warmUp, concurrency);
     await churn(api, options.warmUp, 0);
     await settle(r);
-    const afterWarmUp = await usageOf(r.pid);
+    const afterWarmUp = await routerUsage(r.pid, inspector);
     const nginxAfterWarmUp = backend === 'nginx' ? await nginxUsage(prefix) : null;
     const logsBefore = r.logs.length;
 
@@ -168,7 +186,7 @@ export async function runLeaks(options: LeakOptions): Promise<LeakReport> {
     failedConnections += failed;
     const seconds = (Date.now() - startedAt) / 1000;
     await settle(r);
-    const atEnd = await usageOf(r.pid);
+    const atEnd = await routerUsage(r.pid, inspector);
     const nginxAtEnd = backend === 'nginx' ? await nginxUsage(prefix) : null;
     const logs = r.logs.slice(logsBefore);
     return {
@@ -184,6 +202,7 @@ export async function runLeaks(options: LeakOptions): Promise<LeakReport> {
       reloads: logs.filter((l) => l.msg === 'nginx serves the new config').length,
     };
   } finally {
+    inspector?.close();
     const exit = router?.stop();
     await Promise.all(pods.map((p) => p.close()));
     await api.close();

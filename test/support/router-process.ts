@@ -25,8 +25,9 @@ export interface RouterProcess {
   readonly exited: Promise<number | NodeJS.Signals>;
 }
 
-export async function startRouterProcess(args: string[], env: Record<string, string> = {}): Promise<RouterProcess> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'run', ...args], {
+/** `nodeArgs` go to node itself (e.g. --inspect=127.0.0.1:0). */
+export async function startRouterProcess(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<RouterProcess> {
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/cli.ts', 'run', ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', LOG_LEVEL: 'debug', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
