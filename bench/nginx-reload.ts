@@ -77,25 +77,24 @@ function cpuMsOf(pid: number): number {
 }
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
-async function main(): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'k8s-router-bench-reload-'));
-  await chmod(dir, 0o755);
-  const port = await pickFreeLoopbackPort();
-  const config = defaultConfig({ port: String(port), listenAddress: '127.0.0.1' });
-  const tables: RouteTable[] = [false, true].map((extra) => buildRouteTable(config, podsFor(ROUTES, extra), []));
+type Reload = ApplyTimings & { liveMs: number; wallMs: number; masterCpuMs: number };
+const KEYS: Array<keyof Reload> = ['renderMs', 'writeMs', 'checkMs', 'loadMs', 'liveMs', 'retireMs', 'totalMs', 'masterCpuMs'];
+
+/** Starts nginx on the first table and reloads it RELOADS times; with or without `nginx -t` first. */
+async function reloadSeries(dir: string, tables: RouteTable[], config: ReturnType<typeof defaultConfig>, checkBeforeLoad: boolean): Promise<{ startMs: number; reloads: Reload[] }> {
   const nginx = createNginxDataPlane({
     nginxBinary: NGINX_BINARY,
-    prefix: join(dir, 'nginx'),
+    prefix: join(dir, checkBeforeLoad ? 'nginx-checked' : 'nginx-unchecked'),
     render: (table, runtime) => renderNginxConf(table, { ...config, runtime }),
+    checkBeforeLoad,
     confirmTimeoutMs: 120_000,
     stopTimeouts: { gracefulMs: 5_000, fastMs: 2_000 },
   });
-  const reloads: Array<ApplyTimings & { liveMs: number; wallMs: number; masterCpuMs: number }> = [];
+  const reloads: Reload[] = [];
   try {
     let started = performance.now();
     await nginx.apply(tables[0] as RouteTable);
     const startMs = performance.now() - started;
-    process.stderr.write(`started on ${ROUTES} routes in ${Math.round(startMs)} ms\n`);
     for (let i = 1; i <= RELOADS; i++) {
       const master = nginx.lastOutcome().pid as number;
       const cpuBefore = cpuMsOf(master);
@@ -105,8 +104,25 @@ async function main(): Promise<void> {
       const masterCpuMs = cpuMsOf(master) - cpuBefore;
       const t = nginx.lastOutcome().lastApplyTimings as ApplyTimings;
       reloads.push({ ...t, liveMs: t.renderMs + t.writeMs + t.checkMs + t.loadMs, wallMs, masterCpuMs });
-      process.stderr.write(`reload ${i}: ${JSON.stringify(reloads.at(-1), (_, v: unknown) => (typeof v === 'number' ? Math.round(v) : v))}\n`);
+      process.stderr.write(`${checkBeforeLoad ? 'with' : 'without'} nginx -t, reload ${i}: ${JSON.stringify(reloads.at(-1), (_, v: unknown) => (typeof v === 'number' ? Math.round(v) : v))}\n`);
     }
+    return { startMs, reloads };
+  } finally {
+    await nginx.close();
+  }
+}
+
+const medians = (reloads: Reload[]): Record<string, number> => Object.fromEntries(KEYS.map((k) => [k, Math.round(median(reloads.map((r) => r[k])))]));
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'k8s-router-bench-reload-'));
+  await chmod(dir, 0o755);
+  const port = await pickFreeLoopbackPort();
+  const config = defaultConfig({ port: String(port), listenAddress: '127.0.0.1' });
+  const tables: RouteTable[] = [false, true].map((extra) => buildRouteTable(config, podsFor(ROUTES, extra), []));
+  try {
+    const checked = await reloadSeries(dir, tables, config, true);
+    const unchecked = await reloadSeries(dir, tables, config, false);
     const text = renderNginxConf(tables[0] as RouteTable, { ...config, runtime: { pidFile: join(dir, 'check.pid'), errorLog: join(dir, 'check.log'), accessLog: join(dir, 'access.log'), tempDir: dir } });
     const whole = await timeCheck(dir, 'whole.conf', text);
     // The same servers without upstream blocks: each location answers itself.
@@ -114,16 +130,18 @@ async function main(): Promise<void> {
       .replace(/^# Upstream for [^\n]*\nupstream [^\n]* \{\n(?:[^\n]*\n)*?\}\n/gm, '')
       .replace(/^# Upstream (upstream[0-9_]+)\nproxy_pass http:\/\/\1;$/gm, 'return 200;');
     const bare = await timeCheck(dir, 'no-upstreams.conf', noUpstreams);
-
-    const keys: Array<keyof (typeof reloads)[number]> = ['renderMs', 'writeMs', 'checkMs', 'loadMs', 'liveMs', 'retireMs', 'totalMs', 'masterCpuMs'];
-    const medians = Object.fromEntries(keys.map((k) => [k, Math.round(median(reloads.map((r) => r[k])))]));
-    const results = { routes: ROUTES, reloads: reloads.length, startMs: Math.round(startMs), medians, each: reloads, nginxCheck: { whole, withoutUpstreams: bare } };
+    const rows = { 'with nginx -t (NGINX_TEST_CONFIG=true, the default)': checked, 'without (NGINX_TEST_CONFIG=false)': unchecked };
+    const results = { routes: ROUTES, reloadsPerMode: RELOADS, modes: Object.fromEntries(Object.entries(rows).map(([name, r]) => [name, { startMs: Math.round(r.startMs), medians: medians(r.reloads), each: r.reloads }])), nginxCheck: { whole, withoutUpstreams: bare } };
     const markdown = [
-      `${ROUTES.toLocaleString('en-US')} routes (one host, one path and two pods each: one server block and one upstream per route), ${reloads.length} reloads, medians in ms:`,
+      `${ROUTES.toLocaleString('en-US')} routes (one host, one path and two pods each: one server block and one upstream per route), ${RELOADS} reloads per mode, medians in ms. ` +
+        '"live" is when new connections get the new config (render + write + nginx -t + load); "total" also waits for the old workers to stop accepting.',
       '',
-      '| render | write | nginx -t | load (SIGHUP → new worker answers) | **live** | retire old workers | total apply | CPU of the nginx master during the reload |',
-      '|---|---|---|---|---|---|---|---|',
-      `| ${keys.map((k) => (k === 'liveMs' ? `**${medians[k]}**` : medians[k])).join(' | ')} |`,
+      '| mode | render | write | nginx -t | load (SIGHUP → a new worker answers) | **live** | retire old workers | total apply | CPU of the nginx master during the reload |',
+      '|---|---|---|---|---|---|---|---|---|',
+      ...Object.entries(rows).map(([name, r]) => {
+        const m = medians(r.reloads);
+        return `| ${name} | ${KEYS.map((k) => (k === 'liveMs' ? `**${m[k]}**` : m[k])).join(' | ')} |`;
+      }),
       '',
       `A bare \`nginx -t\` of the same config: ${Math.round(whole.wallMs)} ms wall, ${Math.round(whole.cpuMs)} ms CPU; ` +
         `with the upstream blocks taken out (locations answer themselves): ${Math.round(bare.wallMs)} ms wall, ${Math.round(bare.cpuMs)} ms CPU.`,
@@ -134,11 +152,13 @@ async function main(): Promise<void> {
       command: invocation('bench/nginx-reload.ts'),
       results,
       markdown,
-      charts: [{ title: `nginx reload at ${ROUTES.toLocaleString('en-US')} routes, median ms by phase`, unit: 'ms', bars: keys.map((k) => ({ label: k.replace(/Ms$/, ''), value: medians[k] as number })) }],
+      charts: Object.entries(rows).map(([name, r]) => {
+        const m = medians(r.reloads);
+        return { title: `Reload at ${ROUTES.toLocaleString('en-US')} routes, ${name}: median ms by phase`, unit: 'ms', bars: KEYS.map((k) => ({ label: k.replace(/Ms$/, ''), value: m[k] as number })) };
+      }),
     });
     process.stdout.write(`${markdown}\n\n${written.join('\n')}\n`);
   } finally {
-    await nginx.close();
     await rm(dir, { recursive: true, force: true });
   }
 }

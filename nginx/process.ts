@@ -55,6 +55,11 @@ export interface NginxDataPlaneOptions {
    * doubling up to `maxMs`; a newer table replaces it.
    */
   retryBackoffMs?: { initialMs?: number; maxMs?: number };
+  /**
+   * Whether each new config goes through `nginx -t` before nginx loads it (the default).
+   * Without, nginx parses a new config once instead of twice: its own load is the check.
+   */
+  checkBeforeLoad?: boolean;
   /** How long nginx may take to start or reload before the attempt counts as failed. */
   confirmTimeoutMs?: number;
   stopTimeouts?: Partial<StopTimeouts>;
@@ -198,6 +203,7 @@ const VERSION_PLACEHOLDER = `v${randomBytes(12).toString('hex')}`;
 
 export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataPlane {
   const { nginxBinary, prefix, render, logger } = options;
+  const checkBeforeLoad = options.checkBeforeLoad ?? true;
   const files = resolveFiles(prefix, options.files);
   const confirmTimeoutMs = options.confirmTimeoutMs ?? 10_000;
   const stopTimeouts: StopTimeouts = { gracefulMs: 10_000, fastMs: 3_000, ...options.stopTimeouts };
@@ -298,17 +304,23 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
     return { text: draft.slice(0, at) + version + draft.slice(at + VERSION_PLACEHOLDER.length), version };
   }
 
-  /** Checks `text` with `nginx -t` next to the live config, then puts it in its place. */
+  /**
+   * Checks `text` with `nginx -t` next to the live config, then puts it in its place.
+   * Without the check, the reload (or start) that follows is the check: nginx keeps its
+   * previous config when it cannot load a new one, and the caller puts the previous file back.
+   */
   async function install(text: string, timings: ApplyTimings): Promise<void> {
     const candidate = `${files.conf}.candidate-${process.pid}-${++candidateSeq}`;
     try {
       let t = performance.now();
       await writeSynced(candidate, text);
       timings.writeMs = performance.now() - t;
-      t = performance.now();
-      const verdict = await checkNginxConfig({ nginxBinary, prefix, confPath: candidate });
-      timings.checkMs = performance.now() - t;
-      if (!verdict.ok) throw new NginxApplyError('CONFIG_REFUSED', `nginx refused the config: ${firstLines(verdict.output)}`);
+      if (checkBeforeLoad) {
+        t = performance.now();
+        const verdict = await checkNginxConfig({ nginxBinary, prefix, confPath: candidate });
+        timings.checkMs = performance.now() - t;
+        if (!verdict.ok) throw new NginxApplyError('CONFIG_REFUSED', `nginx refused the config: ${firstLines(verdict.output)}`);
+      }
       await replaceFile(candidate, files.conf);
     } finally {
       await rm(candidate, { force: true });
@@ -490,6 +502,8 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
   async function restartNow(): Promise<void> {
     if (closed || running() || live === null || statusPort === null) return;
     try {
+      // What a restart loads is the last good config, whatever an interrupted apply left.
+      if (!checkBeforeLoad) await writeFileAtomic(files.conf, live.text);
       await start(live.version, statusPort);
       liveConfirmed = true;
       outcome.restarts++;

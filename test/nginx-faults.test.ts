@@ -113,16 +113,15 @@ describe('nginx faults', { timeout: 120_000 }, () => {
     assert.deepEqual(await get(port), { status: 200, body: 'pod-a' }, 'the previous config keeps serving');
 
     // Nobody calls apply again: the timer does, ever less often.
-    const checkTimes: number[] = [];
-    let checks = await nginxWrapper.checks();
-    const giveUpAt = Date.now() + 15_000;
-    while (checkTimes.length < 5) {
-      assert.ok(Date.now() < giveUpAt, `only ${checkTimes.length} checks in 15 s: the refused table is not tried again on a timer`);
-      const now = await nginxWrapper.checks();
-      if (now > checks) checkTimes.push(Date.now());
-      checks = now;
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    const checksBefore = (await nginxWrapper.checkTimes()).length;
+    const checkTimes = await eventually(
+      async () => {
+        const times = (await nginxWrapper.checkTimes()).slice(checksBefore);
+        return times.length >= 5 && times.slice(0, 5);
+      },
+      'five more nginx -t runs without a new apply (the refused table tried again on a timer)',
+      15_000,
+    );
     const gaps = checkTimes.slice(1).map((time, i) => time - (checkTimes[i] as number));
     t.diagnostic(`retries ${checkTimes.length}, gaps between checks ${gaps.join(', ')} ms`);
     // Try n+1 waits 100 x 2^n ms, at most 400 ms (a busy machine only makes gaps longer).
@@ -142,6 +141,42 @@ describe('nginx faults', { timeout: 120_000 }, () => {
     assert.equal(outcome.lastError?.code, 'CONFIG_REFUSED', 'the last error stays for diagnosis');
     assert.ok((outcome.lastLoadedAt ?? 0) >= allowedAt);
     for (let i = 0; i < 5; i++) assert.deepEqual(await get(port), { status: 200, body: 'pod-b' });
+  });
+
+  it('without nginx -t the reload is the check: a config nginx cannot load is never served, the last good file is put back, and the table is retried', async () => {
+    const a = await startNamedPod(cleanups, 'pod-a', '127.0.0.2');
+    const b = await startNamedPod(cleanups, 'pod-b', '127.0.0.3');
+    const nginxWrapper = await wrapper();
+    let broken = false;
+    const { nginx, config, port } = await startManager(
+      cleanups,
+      { nginxBinary: nginxWrapper.path, checkBeforeLoad: false, retryBackoffMs: { initialMs: 100, maxMs: 200 } },
+      (config) => (table, runtime) => {
+        const text = renderNginxConf(table, { ...config, runtime });
+        return broken ? text.replace('http {', 'http {\nno_such_directive on;') : text;
+      },
+    );
+    await nginx.apply(tableFor(config, [a]));
+    await nginx.apply(tableFor(config, [b]));
+    assert.deepEqual(await get(port), { status: 200, body: 'pod-b' });
+    assert.equal(await nginxWrapper.checks(), 0, 'no nginx -t ran');
+    const liveConf = await readFile(nginx.files.conf, 'utf8');
+
+    broken = true;
+    await assert.rejects(nginx.apply(tableFor(config, [a])), (err: unknown) => {
+      assert.match(String(err), /RELOAD_FAILED|did not load/);
+      assert.match(String(err), /unknown directive "no_such_directive"/);
+      return true;
+    });
+    for (let i = 0; i < 5; i++) assert.deepEqual(await get(port), { status: 200, body: 'pod-b' }, 'the previous config keeps serving');
+    assert.equal(await readFile(nginx.files.conf, 'utf8'), liveConf, 'the last good config is back on disk');
+    const failures = nginx.lastOutcome().failures;
+    await eventually(() => nginx.lastOutcome().failures >= failures + 2, 'the table to be tried again', 5_000);
+
+    broken = false;
+    await eventually(() => nginx.lastOutcome().ok === true, 'the retry to succeed once the config loads', 5_000);
+    assert.deepEqual(await get(port), { status: 200, body: 'pod-a' });
+    assert.equal(nginx.lastOutcome().restarts, 0, 'nginx never went down');
   });
 
   it('drops the retry of a refused table when a newer table is served', async () => {

@@ -87,6 +87,7 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Dat
     ...(config.nginxStatusPort === 'auto' ? {} : { statusPort: config.nginxStatusPort }),
     // SIGQUIT, nginx's graceful stop, gets the shutdown grace; then SIGTERM, then SIGKILL.
     stopTimeouts: { gracefulMs: config.shutdownGraceMs },
+    checkBeforeLoad: config.nginxTestConfig,
     logger,
   });
 }

@@ -26,6 +26,7 @@ export interface RouterConfig {
   nginxPrefix: string;
   nginxConfig: string;
   nginxStatusPort: number | 'auto';
+  nginxTestConfig: boolean;
   logLevel: LogLevel;
   printNginxConfig: boolean;
   shutdownGraceMs: number;
@@ -346,6 +347,16 @@ export const SETTINGS: readonly Setting[] = [
     default: 'auto',
     description: 'loopback port where nginx tells the router which config it serves; auto: a free port',
     parse: autoOrPort,
+  }),
+  setting({
+    key: 'nginxTestConfig',
+    scope: 'run',
+    env: 'NGINX_TEST_CONFIG',
+    flag: '--nginx-test-config',
+    metavar: 'BOOL',
+    default: 'true',
+    description: 'check each new config with nginx -t before nginx loads it; false lets the reload be the check (one parse instead of two)',
+    parse: bool,
   }),
   setting({
     key: 'logLevel',

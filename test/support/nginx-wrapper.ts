@@ -26,6 +26,8 @@ export interface NginxWrapper {
   starts(): Promise<number>;
   /** How many `nginx -t` checks ran. */
   checks(): Promise<number>;
+  /** When each `nginx -t` started, in ms since the epoch. */
+  checkTimes(): Promise<number[]>;
   remove(): Promise<void>;
 }
 
@@ -37,6 +39,7 @@ state=${JSON.stringify(state)}
 count() { n=$(cat "$state/$1" 2>/dev/null || echo 0); echo $((n + 1)) > "$state/$1"; }
 if [ "$1" = "-t" ]; then
   count checks
+  date +%s%3N >> "$state/check-times"
   if [ -f "$state/refuse" ]; then cat "$state/refuse" >&2; exit 1; fi
   exec ${JSON.stringify(nginx)} "$@"
 fi
@@ -68,6 +71,7 @@ export async function createNginxWrapper(nginx = NGINX_BINARY): Promise<NginxWra
     hideNextStarts: (count) => writeFile(join(state, 'hide'), String(count)),
     starts: () => counter('starts'),
     checks: () => counter('checks'),
+    checkTimes: async () => (await readFile(join(state, 'check-times'), 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number),
     remove: () => rm(dir, { recursive: true, force: true }),
   };
 }
