@@ -1,120 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { describe, it, type TestContext } from 'node:test';
-import { pickFreeLoopbackPort } from '../../nginx/status.js';
+import { describe, it } from 'node:test';
 import { childrenOf, groupMembers, identify, type ProcessIdentity } from '../../nginx/workers.js';
 import { delay, eventually } from '../support/eventually.js';
-import { LoadClient } from '../support/load-client.js';
-import { manifestText, podFor } from '../support/manifests.js';
-import { createNginxWrapper, nginxMasters, type NginxWrapper } from '../support/nginx-wrapper.js';
-import { startPods, type TestPod } from '../support/pods.js';
-import { startRouterProcess, type RouterProcess } from '../support/router-process.js';
+import { nginxMasters } from '../support/nginx-wrapper.js';
+import { answeredBy, outage, probe, routeTo, serving, startRouter } from '../support/nginx-router.js';
 
 // `k8s-router run --backend nginx` while nginx fails under it, and while the router itself
 // is killed outright. Requests go on throughout, counted by the client.
-
-interface Setup {
-  dir: string;
-  prefix: string;
-  manifest: string;
-  port: number;
-  pods: TestPod[];
-  wrapper: NginxWrapper;
-}
-
-async function setUp(name: string, firstIp: number, t: TestContext): Promise<Setup> {
-  const dir = await mkdtemp(join(tmpdir(), `k8s-router-nginx-faults-${name}-`));
-  const pods = await startPods(`${name}`, 2, firstIp);
-  const wrapper = await createNginxWrapper();
-  const setup = { dir, prefix: join(dir, 'nginx'), manifest: join(dir, 'cluster.yaml'), port: await pickFreeLoopbackPort(), pods, wrapper };
-  t.after(async () => {
-    await Promise.all(pods.map((p) => p.close()));
-    await wrapper.remove();
-    await rm(dir, { recursive: true, force: true });
-  });
-  return setup;
-}
-
-/** Serves `host` from test pod `i` alone. */
-async function routeTo(setup: Setup, host: string, i: number): Promise<void> {
-  const pod = setup.pods[i] as TestPod;
-  await writeFile(`${setup.manifest}.tmp`, manifestText([podFor(pod, { namespace: 'faults', hosts: host, paths: ['/'] })]));
-  await rename(`${setup.manifest}.tmp`, setup.manifest);
-}
-
-function startRouter(setup: Setup, t: TestContext, env: Record<string, string> = {}): Promise<RouterProcess> {
-  return startRouterProcess(['--backend', 'nginx', '--manifest', setup.manifest], {
-    PORT: String(setup.port),
-    LISTEN_ADDRESS: '127.0.0.1',
-    NGINX_PREFIX: setup.prefix,
-    NGINX_BINARY: setup.wrapper.path,
-    HOLD_OFF_MS: '20',
-    MAX_DELAY_MS: '100',
-    SHUTDOWN_GRACE_MS: '3000',
-    ...env,
-  }).then((router) => {
-    t.after(() => router.kill('SIGKILL'));
-    return router;
-  });
-}
-
-interface Probe {
-  at: number;
-  pod: string | null;
-}
-
-/** One request on a new connection every ~10 ms until stopped: who answered, when. */
-function probe(port: number, host: string): { stop(): Promise<Probe[]> } {
-  let running = true;
-  const client = new LoadClient({ port, host }, { keepAlive: false, idPrefix: 'probe', timeoutMs: 5_000 });
-  const probes: Probe[] = [];
-  const loop = (async () => {
-    while (running) {
-      const { outcome, doneAt } = await client.send();
-      probes.push({ at: doneAt, pod: outcome.kind === 'response' && outcome.status === 200 ? (outcome.pod ?? null) : null });
-      await delay(10);
-    }
-  })();
-  return {
-    async stop() {
-      running = false;
-      await loop;
-      return probes;
-    },
-  };
-}
-
-/** The longest run of failed probes, in ms, and how many failed. */
-function outage(probes: Probe[]): { failed: number; longestMs: number } {
-  let longestMs = 0;
-  let since: number | null = null;
-  for (const p of probes) {
-    if (p.pod === null) since ??= p.at;
-    else if (since !== null) {
-      longestMs = Math.max(longestMs, p.at - since);
-      since = null;
-    }
-  }
-  return { failed: probes.filter((p) => p.pod === null).length, longestMs };
-}
-
-/** A router on nginx serving `NAME.test` from test pod 0, and its nginx master. */
-async function serving(name: string, firstIp: number, t: TestContext): Promise<{ setup: Setup; host: string; router: RouterProcess; master: number }> {
-  const setup = await setUp(name, firstIp, t);
-  const host = `${name}.test`;
-  await routeTo(setup, host, 0);
-  const router = await startRouter(setup, t);
-  const [master] = await nginxMasters(setup.prefix);
-  assert.ok(master !== undefined, 'nginx runs');
-  return { setup, host, router, master };
-}
-
-const answeredBy = async (port: number, host: string): Promise<string | null> => {
-  const { outcome } = await new LoadClient({ port, host }, { keepAlive: false, idPrefix: 'check' }).send();
-  return outcome.kind === 'response' && outcome.status === 200 ? (outcome.pod ?? null) : null;
-};
 
 describe('nginx faults under a running router', { concurrency: 3, timeout: 120_000 }, () => {
   it('nginx killed, and each replacement killed before it is confirmed: serving goes on, new tables are served, SIGTERM exits 0 and leaves no nginx', async (t) => {
