@@ -94,7 +94,7 @@ describe('nginx faults under a running router', { concurrency: 3, timeout: 120_0
     assert.deepEqual(await nginxMasters(setup.prefix), [master]);
 
     const restartAt = Date.now();
-    const second = await startRouter(setup, t);
+    const second = await startRouter(setup);
     await eventually(async () => (await answeredBy(setup.port, host)) === setup.pods[1]?.name, 'the new router to serve the new table', 10_000);
     const servedMs = Date.now() - restartAt;
     const during = await probes.stop();

@@ -7,6 +7,7 @@ import { describe, it, type TestContext } from 'node:test';
 import WebSocket from 'ws';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import { groupMembers } from '../../nginx/workers.js';
+import { endNginxOn } from '../support/nginx-wrapper.js';
 import { delay } from '../support/eventually.js';
 import { runLoad, summarize, type RequestRecord } from '../support/load-client.js';
 import { manifestText, podFor } from '../support/manifests.js';
@@ -49,6 +50,8 @@ async function start(backend: 'proxy' | 'nginx', firstIp: number, graceMs: numbe
 
 async function cleanUp(setup: Setup): Promise<void> {
   setup.router.kill('SIGKILL');
+  await setup.router.exited;
+  await endNginxOn(join(setup.dir, 'nginx'));
   await Promise.all(setup.pods.map((p) => p.close()));
   await rm(setup.dir, { recursive: true, force: true });
 }

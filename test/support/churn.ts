@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import { delay } from './eventually.js';
 import { FakeApiServer } from './fake-api-server.js';
+import { endNginxOn } from './nginx-wrapper.js';
 import { LoadClient, runLoad, summarize, type LoadSummary } from './load-client.js';
 import { podFor } from './manifests.js';
 import { startPod, type TestPod } from './pods.js';
@@ -210,7 +211,9 @@ export async function runChurn(options: ChurnOptions): Promise<ChurnReport> {
     await Promise.all(draining);
     await Promise.all(everyPod.map((p) => p.close()));
     await api.close();
+    const code = await exit;
+    if (code !== 0) await endNginxOn(join(dir, 'nginx'));
     await rm(dir, { recursive: true, force: true });
-    if (exit !== undefined && (await exit) !== 0) throw new Error(`the router exited with ${await exit}`);
+    if (code !== undefined && code !== 0) throw new Error(`the router exited with ${code}`);
   }
 }

@@ -5,6 +5,7 @@ import WebSocket from 'ws';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import { delay } from './eventually.js';
 import { FakeApiServer } from './fake-api-server.js';
+import { endNginxOn } from './nginx-wrapper.js';
 import { connectInspector, inspectorUrl, type Inspector } from './inspector.js';
 import { podFor } from './manifests.js';
 import { pod as podObject } from './objects.js';
@@ -206,7 +207,9 @@ export async function runLeaks(options: LeakOptions): Promise<LeakReport> {
     const exit = router?.stop();
     await Promise.all(pods.map((p) => p.close()));
     await api.close();
+    const code = await exit;
+    if (code !== 0) await endNginxOn(prefix);
     await rm(dir, { recursive: true, force: true });
-    if (exit !== undefined && (await exit) !== 0) throw new Error(`the router exited with ${await exit}`);
+    if (code !== undefined && code !== 0) throw new Error(`the router exited with ${code}`);
   }
 }

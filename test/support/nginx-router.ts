@@ -7,7 +7,7 @@ import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import { delay } from './eventually.js';
 import { LoadClient } from './load-client.js';
 import { manifestText, podFor } from './manifests.js';
-import { createNginxWrapper, nginxMasters, type NginxWrapper } from './nginx-wrapper.js';
+import { createNginxWrapper, endNginxOn, nginxMasters, type NginxWrapper } from './nginx-wrapper.js';
 import { startPods, type TestPod } from './pods.js';
 import { startRouterProcess, type RouterProcess } from './router-process.js';
 
@@ -22,14 +22,20 @@ export interface Setup {
   port: number;
   pods: TestPod[];
   wrapper: NginxWrapper;
+  /** Every router started on it, ended (with their nginx) when the test ends. */
+  routers: RouterProcess[];
 }
 
 export async function setUp(name: string, firstIp: number, t: TestContext): Promise<Setup> {
   const dir = await mkdtemp(join(tmpdir(), `k8s-router-nginx-faults-${name}-`));
   const pods = await startPods(`${name}`, 2, firstIp);
   const wrapper = await createNginxWrapper();
-  const setup = { dir, prefix: join(dir, 'nginx'), manifest: join(dir, 'cluster.yaml'), port: await pickFreeLoopbackPort(), pods, wrapper };
+  const setup: Setup = { dir, prefix: join(dir, 'nginx'), manifest: join(dir, 'cluster.yaml'), port: await pickFreeLoopbackPort(), pods, wrapper, routers: [] };
   t.after(async () => {
+    for (const router of setup.routers) router.kill('SIGKILL');
+    await Promise.all(setup.routers.map((r) => r.exited));
+    // A router killed outright leaves its nginx (and a test that failed half-way, perhaps workers).
+    await endNginxOn(setup.prefix);
     await Promise.all(pods.map((p) => p.close()));
     await wrapper.remove();
     await rm(dir, { recursive: true, force: true });
@@ -44,7 +50,7 @@ export async function routeTo(setup: Setup, host: string, i: number): Promise<vo
   await rename(`${setup.manifest}.tmp`, setup.manifest);
 }
 
-export function startRouter(setup: Setup, t: TestContext, env: Record<string, string> = {}): Promise<RouterProcess> {
+export function startRouter(setup: Setup, env: Record<string, string> = {}): Promise<RouterProcess> {
   return startRouterProcess(['--backend', 'nginx', '--manifest', setup.manifest], {
     PORT: String(setup.port),
     LISTEN_ADDRESS: '127.0.0.1',
@@ -55,7 +61,7 @@ export function startRouter(setup: Setup, t: TestContext, env: Record<string, st
     SHUTDOWN_GRACE_MS: '3000',
     ...env,
   }).then((router) => {
-    t.after(() => router.kill('SIGKILL'));
+    setup.routers.push(router);
     return router;
   });
 }
@@ -105,7 +111,7 @@ export async function serving(name: string, firstIp: number, t: TestContext): Pr
   const setup = await setUp(name, firstIp, t);
   const host = `${name}.test`;
   await routeTo(setup, host, 0);
-  const router = await startRouter(setup, t);
+  const router = await startRouter(setup);
   const [master] = await nginxMasters(setup.prefix);
   assert.ok(master !== undefined, 'nginx runs');
   return { setup, host, router, master };

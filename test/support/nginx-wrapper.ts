@@ -1,4 +1,4 @@
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commandLine } from '../../nginx/workers.js';
@@ -85,4 +85,29 @@ export async function nginxMasters(prefix: string, suffix = ''): Promise<number[
     if (title?.startsWith('nginx: master process ') && title.includes(` -p ${prefix} `) && title.includes(`${suffix} `)) found.push(Number(entry));
   }
   return found;
+}
+
+/**
+ * Kills every nginx process working for `prefix` (a test's own temp directory): masters
+ * started with it, and workers holding files under it (a master's workers outlive it when
+ * it is killed). For teardowns: a router killed outright leaves its nginx running, by design.
+ */
+export async function endNginxOn(prefix: string): Promise<number[]> {
+  const ended: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    const pid = Number(entry);
+    const title = await commandLine(pid);
+    if (!title?.startsWith('nginx: ')) continue;
+    const files = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+    const links = await Promise.all(files.map((fd) => readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')));
+    if (!`${title} `.includes(` -p ${prefix} `) && !links.some((l) => l.startsWith(`${prefix}/`))) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+      ended.push(pid);
+    } catch {
+      // gone already
+    }
+  }
+  return ended;
 }

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { endNginxOn } from './nginx-wrapper.js';
 
 // `k8s-router run` as a real child process, the way users run it: started from the
 // sources through tsx, watched through its JSON log lines, stopped by pid with SIGTERM.
@@ -102,6 +103,14 @@ export async function startRouterProcess(args: string[], env: Record<string, str
       }
     },
   };
-  await waitForLog((l) => l.msg === 'k8s-router is serving', 'the router to serve');
+  try {
+    await waitForLog((l) => l.msg === 'k8s-router is serving', 'the router to serve');
+  } catch (err) {
+    // Left running, it would keep the test process alive for good (and hold its ports).
+    router.kill('SIGKILL');
+    await exit;
+    if (env.NGINX_PREFIX !== undefined) await endNginxOn(env.NGINX_PREFIX);
+    throw err;
+  }
   return router;
 }
