@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import type { Socket } from 'node:net';
+import { groupMembers, type ProcessIdentity } from './workers.js';
 
 // One nginx master process run in the foreground as our child. It is started in a
 // process group of its own: its workers share that group, so that workers orphaned by a
@@ -11,6 +13,11 @@ export interface MasterExit {
   signal: NodeJS.Signals | null;
   /** Set when nginx could not be started at all (e.g. no such binary). */
   error?: Error;
+  /**
+   * Processes of its group still running when it was gone: the workers of a master killed
+   * outright, which keep its listening sockets and serve its config until someone ends them.
+   */
+  leftBehind: ProcessIdentity[];
 }
 
 export interface MasterOptions {
@@ -41,7 +48,7 @@ export interface NginxMaster {
   /** The last few kilobytes nginx wrote to stdout and stderr. */
   output(): string;
   signal(signal: NodeJS.Signals): void;
-  /** Signals the master and every worker it started, including orphaned ones. */
+  /** Signals the master and every worker it started while the master lives. */
   signalGroup(signal: NodeJS.Signals): void;
   stop(timeouts: StopTimeouts): Promise<MasterExit>;
 }
@@ -65,18 +72,27 @@ export function spawnNginxMaster(options: MasterOptions): NginxMaster {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let exit: MasterExit | null = null;
+  /** Set as soon as the master is reaped: from then on its pid may name another process. */
+  let reaped = false;
   let stopRequested = false;
   let tail = '';
 
   const exited = new Promise<MasterExit>((resolve) => {
     child.once('exit', (code, signal) => {
-      exit ??= { code, signal };
-      resolve(exit);
+      reaped = true;
+      // Workers left behind still hold our end of its stdout and stderr: those pipes must
+      // not keep the router running.
+      for (const stream of [child.stdout, child.stderr]) (stream as Socket | null)?.unref();
+      // Its children were handed to init when it died, and can no longer fork: the list is complete.
+      void groupMembers(child.pid as number).then((leftBehind) => {
+        exit ??= { code, signal, leftBehind };
+        resolve(exit);
+      });
     });
     child.on('error', (error) => {
       // Only a failed spawn ends the child here; a failed kill() of a live child does not.
       if (child.pid !== undefined) return;
-      exit ??= { code: null, signal: null, error };
+      exit ??= { code: null, signal: null, error, leftBehind: [] };
       resolve(exit);
     });
   });
@@ -93,13 +109,14 @@ export function spawnNginxMaster(options: MasterOptions): NginxMaster {
   }
 
   const signalMaster = (signal: NodeJS.Signals): void => {
-    if (exit === null && child.pid !== undefined) child.kill(signal);
+    if (!reaped && exit === null && child.pid !== undefined) child.kill(signal);
   };
 
   const signalGroup = (signal: NodeJS.Signals): void => {
-    if (child.pid === undefined) return;
+    // Once the master is reaped its pid may be reused, so its group is only signalled
+    // while it lives; the workers it leaves behind are named in its exit.
+    if (child.pid === undefined || reaped) return;
     try {
-      // The group's id is our child's pid; it cannot be reused while a member is alive.
       process.kill(-child.pid, signal);
     } catch {
       // ESRCH: nobody left in the group.
@@ -117,7 +134,7 @@ export function spawnNginxMaster(options: MasterOptions): NginxMaster {
     signalGroup,
     async stop({ gracefulMs, fastMs }) {
       stopRequested = true;
-      if (exit !== null) return exit;
+      if (reaped) return exited;
       signalMaster('SIGQUIT');
       if (await within(exited, gracefulMs)) return exited;
       signalMaster('SIGTERM');

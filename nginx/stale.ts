@@ -1,7 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { StopTimeouts } from './master.js';
-import { commandLine } from './workers.js';
+import { commandLine, groupMembers, identify, type ProcessIdentity } from './workers.js';
 
 // nginx runs in a process group of its own, so a router killed outright (OOM, SIGKILL)
 // leaves its nginx serving and holding the port; the restarted router could then never
@@ -23,36 +21,10 @@ export async function staleMasterPid(pidFile: string, prefix: string): Promise<n
   return pid;
 }
 
-function gone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch {
-    return true;
-  }
-}
-
-async function waitGone(pid: number, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (!gone(pid)) {
-    if (Date.now() >= deadline) return false;
-    await sleep(20);
-  }
-  return true;
-}
-
-/** Stops the master and its workers (its process group): gracefully, then faster, then outright. */
-export async function retireStaleMaster(pid: number, timeouts: StopTimeouts): Promise<void> {
-  for (const [signal, ms] of [
-    ['SIGQUIT', timeouts.gracefulMs],
-    ['SIGTERM', timeouts.fastMs],
-    ['SIGKILL', timeouts.fastMs],
-  ] as const) {
-    try {
-      process.kill(-pid, signal);
-    } catch {
-      return; // the group is gone already
-    }
-    if (await waitGone(pid, ms)) return;
-  }
+/** That master and its workers (its process group, which it leads), or [] when there is none. */
+export async function staleNginx(pidFile: string, prefix: string): Promise<ProcessIdentity[]> {
+  const pid = await staleMasterPid(pidFile, prefix);
+  if (pid === null) return [];
+  const master = await identify(pid);
+  return master === null ? [] : [master, ...(await groupMembers(pid))];
 }

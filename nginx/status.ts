@@ -6,6 +6,8 @@ import { CONFIG_VERSION_PATH } from './render.js';
 // Reads the config version a managed nginx serves from its loopback status server. Each
 // read uses a fresh connection: a kept-alive one could stay with an old worker.
 
+const MAX_POLL_MS = 100;
+
 export interface StatusAnswer {
   version: string;
   /** The pid of the nginx worker that answered. */
@@ -40,6 +42,7 @@ export interface WaitForVersionOptions {
   timeoutMs: number;
   /** Whether the worker that answered is one of ours (another nginx may hold the port). */
   isOurWorker: (pid: number) => Promise<boolean>;
+  /** The shortest wait between two reads; it grows to a tenth of the time waited so far, at most 100 ms. */
   pollMs?: number;
   /** Stops waiting early, e.g. when nginx exited or logged that it failed: a reason, or null to go on. */
   gaveUp?: () => string | null | Promise<string | null>;
@@ -51,7 +54,8 @@ export interface WaitForVersionOptions {
  */
 export async function waitForConfigVersion(port: number, version: string, options: WaitForVersionOptions): Promise<void> {
   const { timeoutMs, isOurWorker, pollMs = 10, gaveUp = () => null } = options;
-  const deadline = Date.now() + timeoutMs;
+  const startedAt = Date.now();
+  const deadline = startedAt + timeoutMs;
   let seen = 'nothing';
   for (;;) {
     const reason = await gaveUp();
@@ -63,7 +67,9 @@ export async function waitForConfigVersion(port: number, version: string, option
       seen = `${answer.version} from ${ours ? '' : 'foreign '}worker ${answer.workerPid}`;
     }
     if (Date.now() >= deadline) break;
-    await sleep(pollMs);
+    // A big config takes nginx seconds to load: reading every 10 ms all along would take
+    // CPU from it for nothing, while a small one is seen within a few ms.
+    await sleep(Math.min(MAX_POLL_MS, Math.max(pollMs, (Date.now() - startedAt) / 10)));
   }
   throw new Error(`nginx did not serve config ${version} within ${timeoutMs} ms (status port answers ${seen})`);
 }

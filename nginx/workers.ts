@@ -14,7 +14,11 @@ export interface ProcessIdentity {
 }
 
 interface ProcStat {
+  /** R, S, D, T, Z (zombie: dead, waiting to be reaped), ... */
+  state: string;
   ppid: number;
+  /** The process group. */
+  pgrp: number;
   startTime: string;
 }
 
@@ -23,9 +27,52 @@ async function readStat(pid: number): Promise<ProcStat | null> {
     const text = await readFile(`/proc/${pid}/stat`, 'utf8');
     // The command name is in parentheses and may contain anything: fields start after the last ")".
     const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return { ppid: Number(fields[1]), startTime: fields[19] ?? '' };
+    return { state: fields[0] ?? '', ppid: Number(fields[1]), pgrp: Number(fields[2]), startTime: fields[19] ?? '' };
   } catch {
     return null;
+  }
+}
+
+async function numericEntries(dir: string): Promise<number[]> {
+  const entries = await readdir(dir).catch(() => [] as string[]);
+  return entries.filter((entry) => /^[0-9]+$/.test(entry)).map(Number);
+}
+
+/**
+ * The live members of process group `pgid`, other than its leader: the workers a master
+ * started, which stay in its group after it died (reparented to init, or to nobody we
+ * know). While one of them lives, no other process can be given the group's id.
+ */
+export async function groupMembers(pgid: number): Promise<ProcessIdentity[]> {
+  const members: ProcessIdentity[] = [];
+  for (const pid of await numericEntries('/proc')) {
+    if (pid === pgid) continue;
+    const stat = await readStat(pid);
+    if (stat !== null && stat.pgrp === pgid && stat.state !== 'Z') members.push({ pid, startTime: stat.startTime });
+  }
+  return members;
+}
+
+/** The identity of a running process, or null when it is gone. */
+export async function identify(pid: number): Promise<ProcessIdentity | null> {
+  const stat = await readStat(pid);
+  return stat === null || stat.state === 'Z' ? null : { pid, startTime: stat.startTime };
+}
+
+/** Whether `process` still runs (not a zombie, and its pid not given to another process since). */
+export async function stillRuns(process: ProcessIdentity): Promise<boolean> {
+  const stat = await readStat(process.pid);
+  return stat !== null && stat.startTime === process.startTime && stat.state !== 'Z';
+}
+
+/** Signals `target` only if its pid still names the same process; false when it is gone. */
+export async function signalProcess(target: ProcessIdentity, signal: NodeJS.Signals): Promise<boolean> {
+  if (!(await stillRuns(target))) return false;
+  try {
+    process.kill(target.pid, signal);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -42,12 +89,9 @@ export async function childrenOf(pid: number): Promise<ProcessIdentity[]> {
     pids = listed.split(' ').filter(Boolean).map(Number);
   } catch {
     // Kernels without CONFIG_PROC_CHILDREN: look for the parent in every process.
-    const entries = await readdir('/proc').catch(() => [] as string[]);
     pids = [];
-    for (const entry of entries) {
-      if (!/^[0-9]+$/.test(entry)) continue;
-      const stat = await readStat(Number(entry));
-      if (stat?.ppid === pid) pids.push(Number(entry));
+    for (const candidate of await numericEntries('/proc')) {
+      if ((await readStat(candidate))?.ppid === pid) pids.push(candidate);
     }
   }
   const children: ProcessIdentity[] = [];
@@ -69,8 +113,7 @@ export async function commandLine(pid: number): Promise<string | null> {
 
 /** The process title, or null when the process is gone (or its pid now names another process). */
 export async function processTitle(process: ProcessIdentity): Promise<string | null> {
-  const stat = await readStat(process.pid);
-  if (stat === null || stat.startTime !== process.startTime) return null;
+  if (!(await stillRuns(process))) return null;
   return commandLine(process.pid);
 }
 

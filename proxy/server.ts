@@ -27,6 +27,8 @@ export interface ProxyOptions {
   failTimeoutMs?: number;
   /** nginx's client_max_body_size, 1 MiB by default. */
   maxBodyBytes?: number;
+  /** How long close() lets requests and WebSockets in flight finish before cutting them; 5 s by default. */
+  closeGraceMs?: number;
   logger?: ProxyLogger;
 }
 
@@ -42,8 +44,10 @@ interface Routing {
 }
 
 const DEFAULTS = { upstreamTimeoutMs: 60_000, failTimeoutMs: 10_000, maxBodyBytes: 1024 * 1024 };
-/** How long close() lets requests in flight finish before cutting them. */
+/** How long close() lets requests in flight finish before cutting them, unless told otherwise. */
 const CLOSE_GRACE_MS = 5_000;
+/** While closing, how often connections that finished their request are closed. */
+const DRAIN_SWEEP_MS = 50;
 
 function respond(res: ServerResponse, decision: Extract<Decision, { action: 'respond' }>, localPort: number | undefined): void {
   const extra: Record<string, string> = {};
@@ -175,15 +179,26 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
       };
     },
     async close(): Promise<void> {
+      // Draining, as nginx's graceful stop does: the listener closes at once (new
+      // connections are refused), a request that arrives on a kept-alive connection is
+      // answered with "Connection: close", a connection is closed as soon as it has no
+      // request in flight, and WebSockets may go on until the grace ends.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const lastRequest = (_req: IncomingMessage, res: ServerResponse): void => {
+        res.shouldKeepAlive = false;
+      };
+      for (const event of ['request', 'checkContinue', 'checkExpectation'] as const) server.prependListener(event, lastRequest);
       server.closeIdleConnections();
+      const sweep = setInterval(() => server.closeIdleConnections(), DRAIN_SWEEP_MS);
       const grace = setTimeout(() => {
         server.closeAllConnections();
         for (const s of tunnels) s.destroy();
-      }, CLOSE_GRACE_MS);
+      }, options.closeGraceMs ?? CLOSE_GRACE_MS);
       grace.unref();
+      sweep.unref();
       await closed;
       clearTimeout(grace);
+      clearInterval(sweep);
       for (const s of tunnels) s.destroy();
       pods.close();
     },

@@ -14,6 +14,8 @@ import { renderNginxConf } from '../nginx/render.js';
 // or a bad setting, which is caught before the router does anything.
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
+/** After `run` stopped, how long the process may take to exit by itself. */
+const EXIT_WAIT_MS = 2_000;
 
 function packageVersion(): string {
   for (const path of ['../package.json', '../../package.json']) {
@@ -63,12 +65,27 @@ async function serveUntilSignal(options: Record<string, unknown>, env: Readonly<
     logger,
     print: (text) => process.stdout.write(text),
   });
+  let stopping = false;
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
+    // Listeners stay: a second signal must not kill the router mid-drain (its nginx,
+    // in a process group of its own, would be left running).
+    const onSignal = (name: NodeJS.Signals): void => {
+      if (stopping) logger.warn({ signal: name }, 'already stopping: requests in flight get SHUTDOWN_GRACE_MS');
+      stopping = true;
+      resolve(name);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
   });
-  logger.info({ signal }, 'stopping');
+  const started = Date.now();
+  logger.info({ signal, graceMs: config.shutdownGraceMs }, 'stopping: no new connections; requests and WebSockets in flight may finish');
   await running.stop();
+  logger.info({ ms: Date.now() - started }, 'stopped');
+  // Everything is closed; a handle someone forgot must not keep the process (and the pod) alive.
+  setTimeout(() => {
+    logger.warn({ handles: process.getActiveResourcesInfo() }, 'exiting although handles are still open');
+    process.exit(process.exitCode ?? 0);
+  }, EXIT_WAIT_MS).unref();
 }
 
 function readManifest(file: string): ManifestObjects {
@@ -128,9 +145,10 @@ export function buildProgram(): Command {
         [
           '',
           'The cluster is the in-cluster service account when its token is mounted, else KUBECONFIG, else ~/.kube/config.',
-          'Logs go to standard error: JSON lines, or readable lines on a terminal (LOG_FORMAT). SIGINT or SIGTERM stops',
-          'the router and its nginx. The admin server (/healthz, /readyz, /metrics, /routes, /status, /nginx.conf and a',
-          'status page at /) listens on ADMIN_ADDRESS:ADMIN_PORT, 127.0.0.1:9180 by default.',
+          'Logs go to standard error: JSON lines, or readable lines on a terminal (LOG_FORMAT). SIGINT or SIGTERM drains:',
+          'new connections are refused, requests and WebSockets in flight get SHUTDOWN_GRACE_MS to finish, nginx stops',
+          'gracefully (SIGQUIT), and the router exits 0. The admin server (/healthz, /readyz, /metrics, /routes, /status,',
+          '/nginx.conf and a status page at /) listens on ADMIN_ADDRESS:ADMIN_PORT, 127.0.0.1:9180 by default.',
           '',
           'Examples:',
           '  k8s-router run --manifest examples/demo/demo.yaml --port 8080',

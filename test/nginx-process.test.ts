@@ -1,152 +1,34 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { Agent, createServer, request, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { Agent, request } from 'node:http';
+import { dirname } from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
-import { defaultConfig, type RouterConfig } from '../src/core/config.js';
+import { defaultConfig } from '../src/core/config.js';
 import { buildRouteTable, type RouteTable } from '../src/core/route-table.js';
 import { spawnNginxMaster } from '../nginx/master.js';
-import { createNginxDataPlane, NginxApplyError, resolveFiles, type NginxDataPlane, type NginxDataPlaneOptions } from '../nginx/process.js';
+import { NginxApplyError, resolveFiles } from '../nginx/process.js';
 import { CONFIG_VERSION_PATH, renderNginxConf } from '../nginx/render.js';
-import { pickFreeLoopbackPort, readConfigVersion } from '../nginx/status.js';
+import { readConfigVersion } from '../nginx/status.js';
 import { childrenOf, parentOf, processTitle, waitForRetirement } from '../nginx/workers.js';
 import { eventually } from './support/eventually.js';
 import { NGINX_BINARY } from './support/nginx-check.js';
+import { Cleanups, get, isAlive, startManager as startManagerIn, startNamedPod, statusPortOf, tableFor, type Render } from './support/nginx-manager.js';
+import type { NginxDataPlaneOptions } from '../nginx/process.js';
+import type { RouterConfig } from '../src/core/config.js';
 import { pod } from './support/objects.js';
 
 // A real nginx on loopback high ports, run by the manager in a temp prefix, proxying to
 // tiny Node servers on 127.0.0.x that stand in for pods and answer with their name.
 
-const HOST = 'app.test';
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
-interface FakePod {
-  name: string;
-  ip: string;
-  port: number;
-  server: Server;
-}
-
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-async function startPod(name: string, ip: string): Promise<FakePod> {
-  const server = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => res.end(name));
-  });
-  await new Promise<void>((resolve) => server.listen(0, ip, resolve));
-  const address = server.address();
-  assert.ok(typeof address === 'object' && address !== null);
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  );
-  return { name, ip, port: address.port, server };
-}
-
-function tableFor(config: RouterConfig, pods: FakePod[]): RouteTable {
-  const objects = pods.map((p) => pod(p.name, { ip: p.ip, hosts: HOST, paths: `${p.port}:/`, ports: [p.port] }));
-  return buildRouteTable(config, objects, []);
-}
-
-interface Router {
-  nginx: NginxDataPlane;
-  config: RouterConfig;
-  port: number;
-  prefix: string;
-}
-
-type Render = NginxDataPlaneOptions['render'];
-
-/** `renderWith` makes the render function once the routing port is known; the real renderer by default. */
-async function startManager(overrides: Partial<NginxDataPlaneOptions> = {}, renderWith?: (config: RouterConfig) => Render): Promise<Router> {
-  const prefix = await mkdtemp(join(tmpdir(), 'k8s-router-nginx-process-'));
-  // nginx's workers run as nobody and must reach their temp directories under the prefix.
-  await chmod(prefix, 0o755);
-  const port = await pickFreeLoopbackPort();
-  const config = defaultConfig({ port: String(port), listenAddress: '127.0.0.1' });
-  const nginx = createNginxDataPlane({
-    nginxBinary: NGINX_BINARY,
-    prefix,
-    render: renderWith ? renderWith(config) : (table, runtime) => renderNginxConf(table, { ...config, runtime }),
-    stopTimeouts: { gracefulMs: 5_000, fastMs: 2_000 },
-    ...overrides,
-  });
-  cleanups.push(async () => {
-    await nginx.close();
-    await rm(prefix, { recursive: true, force: true });
-  });
-  return { nginx, config, port, prefix };
-}
-
-interface Reply {
-  status: number;
-  body: string;
-  /** Set when the request went out on a kept-alive connection the server had closed, and was sent again. */
-  retried?: boolean;
-}
-
-class ClosedIdleConnection extends Error {}
-
-function getOnce(port: number, options: { host?: string; path?: string; agent?: Agent }): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: '127.0.0.1', port, path: options.path ?? '/', headers: { host: options.host ?? HOST }, agent: options.agent ?? false, timeout: 5_000 },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (body += chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        res.on('error', reject);
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('request timed out')));
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      // A server may close an idle kept-alive connection just as the next request is sent
-      // on it (nginx does so for every idle connection when old workers shut down after a
-      // reload). The request was never accepted; RFC 9112 9.3.1 lets a client send an
-      // idempotent one again. Any other failure is a lost request.
-      const neverAccepted = req.reusedSocket && err.code === 'ECONNRESET';
-      reject(neverAccepted ? new ClosedIdleConnection(err.message) : err);
-    });
-    req.end();
-  });
-}
-
-/** GET; sends again (once) only a request that a closed idle kept-alive connection never took. */
-async function get(port: number, options: { host?: string; path?: string; agent?: Agent } = {}): Promise<Reply> {
-  try {
-    return await getOnce(port, options);
-  } catch (err) {
-    if (!(err instanceof ClosedIdleConnection)) throw err;
-    return { ...(await getOnce(port, { ...options, agent: undefined })), retried: true };
-  }
-}
-
-function statusPortOf(conf: string): number {
-  return Number(/^listen 127\.0\.0\.1:([0-9]+);$/m.exec(conf)?.[1]);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
+const startPod = (name: string, ip: string) => startNamedPod(cleanups, name, ip);
+const startManager = (overrides: Partial<NginxDataPlaneOptions> = {}, renderWith?: (config: RouterConfig) => Render) =>
+  startManagerIn(cleanups, overrides, renderWith);
 
 describe('nginx process manager', { timeout: 120_000 }, () => {
-  after(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
+  after(() => cleanups.run());
 
   it('starts nginx and serves the table', async () => {
     const a = await startPod('pod-a', '127.0.0.2');
@@ -333,7 +215,7 @@ describe('nginx process manager', { timeout: 120_000 }, () => {
 
   it('loses no request while reloading: concurrent keep-alive requests', async (t) => {
     const agent = new Agent({ keepAlive: true, maxSockets: 8 });
-    cleanups.push(async () => agent.destroy());
+    cleanups.add(async () => agent.destroy());
     const result = await loadDuringReloads(agent, 400);
     t.diagnostic(`${result.sent} requests, ${result.failures.length} failed, ${result.retried} re-sent after nginx closed an idle kept-alive connection`);
     assert.equal(result.reloads, 6);
@@ -353,7 +235,7 @@ describe('nginx process manager', { timeout: 120_000 }, () => {
     const runtime = { pidFile: files.pid, errorLog: files.errorLog, accessLog: files.accessLog, tempDir: files.tempDir };
     await writeFile(files.conf, renderNginxConf(tableFor(config, [a]), { ...config, runtime }));
     const leftover = spawnNginxMaster({ nginxBinary: NGINX_BINARY, prefix, confPath: files.conf, errorLog: files.errorLog });
-    cleanups.push(async () => {
+    cleanups.add(async () => {
       await leftover.stop({ gracefulMs: 2_000, fastMs: 1_000 });
     });
     await eventually(async () => (await get(port).catch(() => null))?.body === 'pod-a', 'the leftover nginx to serve', 10_000);

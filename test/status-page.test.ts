@@ -36,7 +36,7 @@ describe('status page in headless Chromium', { concurrency: 1 }, () => {
     dir = await mkdtemp(join(tmpdir(), 'k8s-router-status-page-'));
     const hostile = demoPodItem({ name: 'hostile-0', namespace: 'mallory', ip: '127.0.106.41', port: 3000, hosts: `${HOSTILE_HOST} mallory.k8s.local`, paths: `3000:/ 3000:${HOSTILE_PATH}` });
     manifest = await demoManifestCopy(dir, 106, (text) => `${text}${hostile}`);
-    demo = await startRouterProcess(['--manifest', manifest, '--port', String(await pickFreeLoopbackPort()), '--admin-port', '0', '--hold-off-ms', '20'], {}, 'demo', DEMO_START_TIMEOUT_MS);
+    demo = await startRouterProcess(['--manifest', manifest, '--port', String(await pickFreeLoopbackPort()), '--admin-port', '0', '--hold-off-ms', '20'], {}, { command: 'demo', startTimeoutMs: DEMO_START_TIMEOUT_MS });
     server = await chromium.launchServer({
       executablePath: CHROMIUM,
       headless: true,

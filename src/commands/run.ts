@@ -108,13 +108,22 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Dat
     render: (table, runtime) => renderNginxConf(table, { ...config, runtime }),
     files: config.nginxConfig === 'auto' ? {} : { conf: config.nginxConfig },
     ...(config.nginxStatusPort === 'auto' ? {} : { statusPort: config.nginxStatusPort }),
+    // SIGQUIT, nginx's graceful stop, gets the shutdown grace; then SIGTERM, then SIGKILL.
+    stopTimeouts: { gracefulMs: config.shutdownGraceMs },
+    checkBeforeLoad: config.nginxTestConfig,
     logger,
   });
 }
 
 async function proxyDataPlane(config: RouterConfig, logger: Logger): Promise<DataPlane & { port: number }> {
   try {
-    return await startProxy({ port: config.port, host: config.listenAddress, apiKeyHeader: config.apiKeyHeader, logger });
+    return await startProxy({
+      port: config.port,
+      host: config.listenAddress,
+      apiKeyHeader: config.apiKeyHeader,
+      closeGraceMs: config.shutdownGraceMs,
+      logger,
+    });
   } catch (err) {
     throw new StartError('KR_LISTEN_FAILED', `cannot listen on ${config.listenAddress}:${config.port}: ${listenProblem(err)}`);
   }
@@ -173,6 +182,7 @@ export async function startRouter(config: RouterConfig, options: RunOptions): Pr
     await Promise.all([events.stop(), closePlanes()]);
     throw err;
   }
+  /** Drains: no new table, no new connection; what is in flight gets SHUTDOWN_GRACE_MS. */
   const closeAll = async (): Promise<void> => {
     admin?.markStopping();
     await controller.stop();

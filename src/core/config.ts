@@ -26,6 +26,7 @@ export interface RouterConfig {
   nginxPrefix: string;
   nginxConfig: string;
   nginxStatusPort: number | 'auto';
+  nginxTestConfig: boolean;
   logLevel: LogLevel;
   printNginxConfig: boolean;
   adminPort: number | 'off';
@@ -36,6 +37,7 @@ export interface RouterConfig {
   eventsBurst: number;
   eventsStateDelayMs: number;
   podName: string;
+  shutdownGraceMs: number;
 }
 
 export type Backend = 'auto' | 'nginx' | 'proxy';
@@ -396,6 +398,16 @@ export const SETTINGS: readonly Setting[] = [
     parse: autoOrPort,
   }),
   setting({
+    key: 'nginxTestConfig',
+    scope: 'run',
+    env: 'NGINX_TEST_CONFIG',
+    flag: '--nginx-test-config',
+    metavar: 'BOOL',
+    default: 'true',
+    description: 'check each new config with nginx -t before nginx loads it; false lets the reload be the check (one parse instead of two)',
+    parse: bool,
+  }),
+  setting({
     key: 'logLevel',
     scope: 'run',
     env: 'LOG_LEVEL',
@@ -494,6 +506,16 @@ export const SETTINGS: readonly Setting[] = [
     default: 'auto',
     description: "the router's name in its Events (reportingInstance): its pod name from the downward API; auto: the host name",
     parse: podName,
+  }),
+  setting({
+    key: 'shutdownGraceMs',
+    scope: 'run',
+    env: 'SHUTDOWN_GRACE_MS',
+    flag: '--shutdown-grace-ms',
+    metavar: 'MS',
+    default: '25000',
+    description: "on SIGTERM, how long requests and WebSockets in flight may take to finish; keep it below the pod's terminationGracePeriodSeconds",
+    parse: millisecondsUpTo(3_600_000),
   }),
 ];
 

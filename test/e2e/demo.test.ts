@@ -28,8 +28,7 @@ async function startDemo(dir: string, manifest: string, extraArgs: string[] = []
   const demo = await startRouterProcess(
     ['--manifest', manifest, '--port', String(port), '--admin-port', '0', '--hold-off-ms', '20', '--nginx-prefix', join(dir, 'nginx'), ...extraArgs],
     env,
-    'demo',
-    DEMO_START_TIMEOUT_MS,
+    { command: 'demo', startTimeoutMs: DEMO_START_TIMEOUT_MS },
   );
   await eventually(() => demo.stdout().includes('Ctrl-C stops'), 'the demo to print its commands', 10_000);
   return demo;

@@ -71,8 +71,7 @@ describe('no Secret value in any log line or admin answer', { concurrency: 1 }, 
       demo = await startRouterProcess(
         ['--manifest', manifest, '--port', String(port), '--admin-port', String(adminPort), '--hold-off-ms', '20'],
         { LOG_FORMAT: 'pretty', LOG_LEVEL: 'debug' },
-        'demo',
-        DEMO_START_TIMEOUT_MS,
+        { command: 'demo', startTimeoutMs: DEMO_START_TIMEOUT_MS },
       );
       await eventually(() => demo.stdout().includes('Ctrl-C stops'), 'the demo to print its commands', 10_000);
     });

@@ -49,6 +49,11 @@ export interface TestPod {
   /** Whether a 'stream' response is still waiting for release. */
   readonly streamsWaiting: number;
   close(): Promise<void>;
+  /**
+   * Stops as a terminating pod does: refuses new connections, closes idle ones, lets the
+   * requests in flight finish, then closes.
+   */
+  drain(): Promise<void>;
 }
 
 export const STREAM_FIRST_CHUNK = 'first chunk\n';
@@ -87,6 +92,7 @@ export async function startPod(name: string, ip: string, options: { behaviour?: 
       return waitingStreams.size;
     },
     close: async () => {},
+    drain: async () => {},
   };
 
   const answer = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -177,6 +183,13 @@ export async function startPod(name: string, ip: string, options: { behaviour?: 
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const s of sockets) s.destroy();
     await closed;
+  };
+  pod.drain = async () => {
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    const sweep = setInterval(() => server.closeIdleConnections(), 50);
+    await closed;
+    clearInterval(sweep);
+    wss.close();
   };
   return pod;
 }

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { endNginxOn } from './nginx-wrapper.js';
 
 // `k8s-router run` as a real child process, the way users run it: started from the
 // sources through tsx, watched through its JSON log lines, stopped by pid with SIGTERM.
@@ -19,14 +20,24 @@ export interface RouterProcess {
   waitForLog(match: (line: Record<string, unknown>) => boolean, what: string, timeoutMs?: number, since?: number): Promise<Record<string, unknown>>;
   /** SIGTERM, then the exit code (or the signal that ended it). */
   stop(): Promise<number | NodeJS.Signals>;
+  /** Sends `signal` to the router process (not to its nginx). */
+  kill(signal: NodeJS.Signals): void;
+  /** The exit code (or the signal that ended it), once it exited. */
+  readonly exited: Promise<number | NodeJS.Signals>;
 }
 
-/**
- * `command` is `run` unless told otherwise (`demo` starts the same way, with its pods
- * first, so it is given longer to start on a busy machine).
- */
-export async function startRouterProcess(args: string[], env: Record<string, string> = {}, command = 'run', startTimeoutMs = 15_000): Promise<RouterProcess> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', command, ...args], {
+export interface RouterProcessOptions {
+  /** `run` unless told otherwise (`demo` starts the same way, with its pods first). */
+  command?: string;
+  /** How long it may take to log that it serves (a demo on a busy machine needs longer). */
+  startTimeoutMs?: number;
+  /** Arguments for node itself (e.g. --inspect=127.0.0.1:0). */
+  nodeArgs?: string[];
+}
+
+export async function startRouterProcess(args: string[], env: Record<string, string> = {}, options: RouterProcessOptions = {}): Promise<RouterProcess> {
+  const { command = 'run', startTimeoutMs = 15_000, nodeArgs = [] } = options;
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/cli.ts', command, ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', LOG_LEVEL: 'debug', ADMIN_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -35,8 +46,7 @@ export async function startRouterProcess(args: string[], env: Record<string, str
   const waiters = new Set<() => void>();
   let out = '';
   let errText = '';
-  let exit: Promise<number | NodeJS.Signals>;
-  exit = new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  const exit: Promise<number | NodeJS.Signals> = new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   child.stdout?.on('data', (chunk: Buffer) => {
     out += chunk.toString('utf8');
   });
@@ -88,6 +98,10 @@ export async function startRouterProcess(args: string[], env: Record<string, str
     logs,
     stdout: () => out,
     waitForLog,
+    exited: exit,
+    kill(signal) {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
@@ -102,8 +116,10 @@ export async function startRouterProcess(args: string[], env: Record<string, str
     // JSON lines, or with LOG_FORMAT=pretty text lines.
     await waitForLog((l) => l.msg === 'k8s-router is serving' || String(l.text ?? '').includes(' k8s-router is serving '), 'the router to serve', startTimeoutMs);
   } catch (err) {
-    // The caller gets no handle to stop it with: stop it here, or it outlives the test.
-    await router.stop();
+    // Left running, it would keep the test process alive for good (and hold its ports).
+    router.kill('SIGKILL');
+    await exit;
+    if (env.NGINX_PREFIX !== undefined) await endNginxOn(env.NGINX_PREFIX);
     throw err;
   }
   return router;

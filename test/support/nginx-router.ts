@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import { pickFreeLoopbackPort } from '../../nginx/status.js';
+import { delay } from './eventually.js';
+import { LoadClient } from './load-client.js';
+import { manifestText, podFor } from './manifests.js';
+import { createNginxWrapper, endNginxOn, nginxMasters, type NginxWrapper } from './nginx-wrapper.js';
+import { startPods, type TestPod } from './pods.js';
+import { startRouterProcess, type RouterProcess } from './router-process.js';
+
+// `k8s-router run --backend nginx --manifest` for fault tests: the nginx binary is the
+// test wrapper (support/nginx-wrapper.ts), the manifest routes one host to one test pod,
+// and a probe sends requests throughout and says who answered.
+
+export interface Setup {
+  dir: string;
+  prefix: string;
+  manifest: string;
+  port: number;
+  pods: TestPod[];
+  wrapper: NginxWrapper;
+  /** Every router started on it, ended (with their nginx) when the test ends. */
+  routers: RouterProcess[];
+}
+
+export async function setUp(name: string, firstIp: number, t: TestContext): Promise<Setup> {
+  const dir = await mkdtemp(join(tmpdir(), `k8s-router-nginx-faults-${name}-`));
+  const pods = await startPods(`${name}`, 2, firstIp);
+  const wrapper = await createNginxWrapper();
+  const setup: Setup = { dir, prefix: join(dir, 'nginx'), manifest: join(dir, 'cluster.yaml'), port: await pickFreeLoopbackPort(), pods, wrapper, routers: [] };
+  t.after(async () => {
+    for (const router of setup.routers) router.kill('SIGKILL');
+    await Promise.all(setup.routers.map((r) => r.exited));
+    // A router killed outright leaves its nginx (and a test that failed half-way, perhaps workers).
+    await endNginxOn(setup.prefix);
+    await Promise.all(pods.map((p) => p.close()));
+    await wrapper.remove();
+    await rm(dir, { recursive: true, force: true });
+  });
+  return setup;
+}
+
+/** Serves `host` from test pod `i` alone. */
+export async function routeTo(setup: Setup, host: string, i: number): Promise<void> {
+  const pod = setup.pods[i] as TestPod;
+  await writeFile(`${setup.manifest}.tmp`, manifestText([podFor(pod, { namespace: 'faults', hosts: host, paths: ['/'] })]));
+  await rename(`${setup.manifest}.tmp`, setup.manifest);
+}
+
+export function startRouter(setup: Setup, env: Record<string, string> = {}): Promise<RouterProcess> {
+  return startRouterProcess(['--backend', 'nginx', '--manifest', setup.manifest], {
+    PORT: String(setup.port),
+    LISTEN_ADDRESS: '127.0.0.1',
+    NGINX_PREFIX: setup.prefix,
+    NGINX_BINARY: setup.wrapper.path,
+    HOLD_OFF_MS: '20',
+    MAX_DELAY_MS: '100',
+    SHUTDOWN_GRACE_MS: '3000',
+    ...env,
+  }).then((router) => {
+    setup.routers.push(router);
+    return router;
+  });
+}
+
+export interface Probe {
+  at: number;
+  pod: string | null;
+}
+
+/** One request on a new connection every ~10 ms until stopped: who answered, when. */
+export function probe(port: number, host: string): { stop(): Promise<Probe[]> } {
+  let running = true;
+  const client = new LoadClient({ port, host }, { keepAlive: false, idPrefix: 'probe', timeoutMs: 5_000 });
+  const probes: Probe[] = [];
+  const loop = (async () => {
+    while (running) {
+      const { outcome, doneAt } = await client.send();
+      probes.push({ at: doneAt, pod: outcome.kind === 'response' && outcome.status === 200 ? (outcome.pod ?? null) : null });
+      await delay(10);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return probes;
+    },
+  };
+}
+
+/** The longest run of failed probes, in ms, and how many failed. */
+export function outage(probes: Probe[]): { failed: number; longestMs: number } {
+  let longestMs = 0;
+  let since: number | null = null;
+  for (const p of probes) {
+    if (p.pod === null) since ??= p.at;
+    else if (since !== null) {
+      longestMs = Math.max(longestMs, p.at - since);
+      since = null;
+    }
+  }
+  return { failed: probes.filter((p) => p.pod === null).length, longestMs };
+}
+
+/** A router on nginx serving `NAME.test` from test pod 0, and its nginx master. */
+export async function serving(name: string, firstIp: number, t: TestContext): Promise<{ setup: Setup; host: string; router: RouterProcess; master: number }> {
+  const setup = await setUp(name, firstIp, t);
+  const host = `${name}.test`;
+  await routeTo(setup, host, 0);
+  const router = await startRouter(setup);
+  const [master] = await nginxMasters(setup.prefix);
+  assert.ok(master !== undefined, 'nginx runs');
+  return { setup, host, router, master };
+}
+
+export const answeredBy = async (port: number, host: string): Promise<string | null> => {
+  const { outcome } = await new LoadClient({ port, host }, { keepAlive: false, idPrefix: 'check' }).send();
+  return outcome.kind === 'response' && outcome.status === 200 ? (outcome.pod ?? null) : null;
+};
+
