@@ -59,6 +59,13 @@ export function proxyStatsOf(plane: DataPlane): ProxyStatsLike | null {
  */
 export function trackApplies(name: PlaneKind, plane: DataPlane, currentVersion: () => number | null): TrackedPlane {
   const state: PlaneState = { name, servedVersion: null, servedAt: null, lastError: null, lastReloadAt: null };
+  /** The version of the table last refused: nginx tries it again on its own timer. */
+  let refusedVersion: number | null = null;
+  /** nginx took the refused table on a retry of its own, after the apply the controller awaited had failed. */
+  const caughtUpOnItsOwn = (): boolean => {
+    const outcome = nginxOutcomeOf(plane);
+    return state.lastError !== null && outcome !== null && outcome.ok === true && !outcome.behind && (outcome.since ?? 0) >= state.lastError.at;
+  };
   const tracked: DataPlane = {
     async apply(table: RouteTable) {
       const version = currentVersion();
@@ -71,6 +78,7 @@ export function trackApplies(name: PlaneKind, plane: DataPlane, currentVersion: 
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         state.lastError = { message: redactKeys(message, table), at: Date.now() };
+        refusedVersion = version;
         throw err;
       } finally {
         const unchangedAfter = nginxOutcomeOf(plane)?.unchanged;
@@ -79,5 +87,13 @@ export function trackApplies(name: PlaneKind, plane: DataPlane, currentVersion: 
     },
     close: () => plane.close(),
   };
-  return { name, plane, tracked, state: () => ({ ...state, lastError: state.lastError && { ...state.lastError } }) };
+  const current = (): PlaneState => {
+    if (caughtUpOnItsOwn()) {
+      state.servedVersion = refusedVersion;
+      state.servedAt = nginxOutcomeOf(plane)?.since ?? Date.now();
+      state.lastError = null;
+    }
+    return { ...state, lastError: state.lastError && { ...state.lastError } };
+  };
+  return { name, plane, tracked, state: current };
 }
