@@ -1,18 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { pickFreeLoopbackPort } from '../../nginx/status.js';
-import { defaultConfig, type RouterConfig } from '../../src/core/config.js';
 import type { Pod, Secret } from '../../src/core/kube-objects.js';
 import { delay, eventually } from '../support/eventually.js';
+import type { FakeApiServer } from '../support/fake-api-server.js';
 import { lineDiff } from '../support/line-diff.js';
-import { FakeApiServer } from '../support/fake-api-server.js';
 import { apiKeySecret, pod } from '../support/objects.js';
-import { configForServerObjects, lastPrintedConfig, printedConfigs } from '../support/printed-configs.js';
-import { startRouterProcess, type RouterProcess } from '../support/router-process.js';
+import { lastPrintedConfig, printedConfigs, startPrintingRouter, type PrintingRouter } from '../support/printed-configs.js';
+import type { RouterProcess } from '../support/router-process.js';
 
 // The property behind "watches end all the time": whatever the API server does to the
 // router's watches while objects change (streams dropped, history compacted, 500s, stalls),
@@ -161,39 +156,24 @@ function lastServedAfterLastChange(router: RouterProcess): boolean {
 describe('k8s-router run against a faulty API server', { concurrency: 2 }, () => {
   for (const backend of ['proxy', 'nginx'] as const) {
     describe(`--backend ${backend}`, () => {
+    let printing: PrintingRouter;
     let api: FakeApiServer;
     let router: RouterProcess;
-    let port: number;
-    let dir: string;
 
     before(async () => {
       // Frequent bookmarks make a reconnected watch count as healthy quickly, so the router's
       // backoff starts from its first step again at the next fault, as after a real incident.
-      api = await FakeApiServer.start({ bookmarkIntervalMs: 100 });
-      port = await pickFreeLoopbackPort();
-      dir = await mkdtemp(join(tmpdir(), `k8s-router-property-${backend}-`));
-      router = await startRouterProcess(['--backend', backend, '--print-nginx-config', 'true'], {
-        PORT: String(port),
-        LISTEN_ADDRESS: '127.0.0.1',
-        NGINX_PREFIX: join(dir, 'nginx'),
-        HOLD_OFF_MS: '20',
-        MAX_DELAY_MS: '100',
-        KUBECONFIG: api.kubeConfigFile(),
-        LOG_LEVEL: 'info',
-      });
+      printing = await startPrintingRouter(backend, {}, { bookmarkIntervalMs: 100 });
+      ({ api, router } = printing);
     });
 
     after(async () => {
-      const exit = await router?.stop();
-      await api?.close();
-      await rm(dir, { recursive: true, force: true });
+      const exit = await printing?.close();
       assert.equal(exit, 0, 'the router exits 0 on SIGTERM');
     });
 
-    const config = (): RouterConfig => defaultConfig({ port: String(port), listenAddress: '127.0.0.1' });
-
     /** The config the router should print for the objects the API server holds now. */
-    const expectedConfig = (): string => configForServerObjects(api, config());
+    const expectedConfig = (): string => printing.expected();
 
     /** Whether both of the router's watches were answered and are streaming again since request `since`. */
     function watchingAgain(since: number): boolean {

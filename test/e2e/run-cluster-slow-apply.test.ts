@@ -3,14 +3,12 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { pickFreeLoopbackPort } from '../../nginx/status.js';
-import { defaultConfig, type RouterConfig } from '../../src/core/config.js';
 import { delay, eventually } from '../support/eventually.js';
-import { FakeApiServer } from '../support/fake-api-server.js';
+import type { FakeApiServer } from '../support/fake-api-server.js';
 import { NGINX_BINARY } from '../support/nginx-check.js';
 import { apiKeySecret, pod } from '../support/objects.js';
-import { configForServerObjects, lastPrintedConfig, printedConfigs } from '../support/printed-configs.js';
-import { startRouterProcess, type RouterProcess } from '../support/router-process.js';
+import { lastPrintedConfig, printedConfigs, startPrintingRouter, type PrintingRouter } from '../support/printed-configs.js';
+import type { RouterProcess } from '../support/router-process.js';
 
 // Why the fault property once failed on a loaded machine (seed 1471247977, path "5"): its
 // steps, replayed with a data plane made slow on purpose (`nginx -t` takes 2 s, as a
@@ -31,39 +29,26 @@ import { startRouterProcess, type RouterProcess } from '../support/router-proces
 const NGINX_CHECK_SECONDS = 2;
 
 describe('k8s-router run with a data plane slower than the changes', () => {
+  let dir: string;
+  let printing: PrintingRouter;
   let api: FakeApiServer;
   let router: RouterProcess;
-  let dir: string;
-  let port: number;
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'k8s-router-slow-apply-'));
+    dir = await mkdtemp(join(tmpdir(), 'k8s-router-slow-nginx-'));
     const slowNginx = join(dir, 'slow-nginx');
     await writeFile(slowNginx, `#!/bin/sh\nfor a in "$@"; do [ "$a" = "-t" ] && sleep ${NGINX_CHECK_SECONDS}; done\nexec ${NGINX_BINARY} "$@"\n`);
     await chmod(slowNginx, 0o755);
-    api = await FakeApiServer.start({ bookmarkIntervalMs: 100 });
-    port = await pickFreeLoopbackPort();
-    router = await startRouterProcess(['--backend', 'nginx', '--print-nginx-config', 'true'], {
-      PORT: String(port),
-      LISTEN_ADDRESS: '127.0.0.1',
-      NGINX_PREFIX: join(dir, 'nginx'),
-      NGINX_BINARY: slowNginx,
-      HOLD_OFF_MS: '20',
-      MAX_DELAY_MS: '100',
-      WATCH_BACKOFF_MAX_MS: '1000',
-      KUBECONFIG: api.kubeConfigFile(),
-      LOG_LEVEL: 'info',
-    });
+    printing = await startPrintingRouter('nginx', { NGINX_BINARY: slowNginx, WATCH_BACKOFF_MAX_MS: '1000' }, { bookmarkIntervalMs: 100 });
+    ({ api, router } = printing);
   });
 
   after(async () => {
-    const exit = await router?.stop();
-    await api?.close();
+    const exit = await printing?.close();
     await rm(dir, { recursive: true, force: true });
     assert.equal(exit, 0, 'the router exits 0 on SIGTERM');
   });
 
-  const config = (): RouterConfig => defaultConfig({ port: String(port), listenAddress: '127.0.0.1' });
   const servedSince = (logIndex: number): boolean => router.logs.slice(logIndex).some((l) => l.msg === 'route table served');
 
   it('prints the tables in the order it learned of the changes, and ends on the final one', async () => {
@@ -73,7 +58,7 @@ describe('k8s-router run with a data plane slower than the changes', () => {
     const zLogs = router.logs.length;
     await eventually(() => lastPrintedConfig(router.stdout())?.includes('z.test') && servedSince(zLogs), 'the first pod to be served', 15_000);
     api.remove('Pod', 'ns-z', 'z');
-    const empty = configForServerObjects(api, config());
+    const empty = printing.expected();
     await eventually(() => lastPrintedConfig(router.stdout()) === empty, 'the empty table to be printed', 5_000);
     const stepsFrom = router.stdout().length;
 
@@ -87,7 +72,7 @@ describe('k8s-router run with a data plane slower than the changes', () => {
     api.dropStreams();
     api.remove('Pod', 'ns-a', 'p1');
 
-    const final = configForServerObjects(api, config());
+    const final = printing.expected();
     assert.equal(final, empty, 'the final objects give the config printed before the steps');
     assert.equal(lastPrintedConfig(router.stdout()), final, 'so the last printed config "matches" already');
 

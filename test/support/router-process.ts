@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 // `k8s-router run` as a real child process, the way users run it: started from the
 // sources through tsx, watched through its JSON log lines, stopped by pid with SIGTERM.
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+// K8S_ROUTER_ROOT runs the router of another checkout (say, an older commit) against these tests' fakes.
+const ROOT = process.env.K8S_ROUTER_ROOT ?? fileURLToPath(new URL('../..', import.meta.url));
 
 export interface RouterProcess {
   readonly pid: number;
@@ -19,6 +20,8 @@ export interface RouterProcess {
   waitForLog(match: (line: Record<string, unknown>) => boolean, what: string, timeoutMs?: number, since?: number): Promise<Record<string, unknown>>;
   /** SIGTERM, then the exit code (or the signal that ended it). */
   stop(): Promise<number | NodeJS.Signals>;
+  /** Whether the process has exited (by itself, or stopped). */
+  exited(): boolean;
 }
 
 export async function startRouterProcess(args: string[], env: Record<string, string> = {}): Promise<RouterProcess> {
@@ -84,6 +87,7 @@ export async function startRouterProcess(args: string[], env: Record<string, str
     logs,
     stdout: () => out,
     waitForLog,
+    exited: () => child.exitCode !== null || child.signalCode !== null,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
