@@ -105,6 +105,7 @@ export function buildProgram(): Command {
         [
           '',
           'The cluster is the in-cluster service account when its token is mounted, else KUBECONFIG, else ~/.kube/config.',
+          'Pods and Secrets are listed in pages of 500 and only the fields the routes need are kept of each.',
           'Logs are JSON lines on standard error. SIGINT or SIGTERM stops the router and its nginx.',
           '',
           'Examples:',
