@@ -420,6 +420,18 @@ test('the pages of a list share one connection', async (t) => {
   assert.equal(server.connectionsAccepted, 4);
 });
 
+test('a list cut off in the middle of a page fails and is listed again, whole', async (t) => {
+  const h = await startSource(t, {
+    seed: (s) => {
+      for (let i = 0; i < 50; i++) s.upsert(clusterPod(i));
+      s.cutLists(1);
+    },
+  });
+  assert.equal(h.podKeys().length, 50);
+  assert.equal(h.server.listRequests().filter((r) => r.path === '/api/v1/pods').length, 2, 'the cut list, then a whole one');
+  assert.match(h.source.status().pods.lastError ?? '', /list failed/);
+});
+
 test('the annotations and Secret field kept are the ones configured', async (t) => {
   const h = await startSource(t, {
     source: { keep: { podAnnotations: ['example.com/hosts'], secretField: 'token' } },

@@ -193,6 +193,7 @@ export class FakeApiServer {
   clearFaults(): void {
     this.faults = [];
     this.goneWatchesLeft = 0;
+    this.cutListsLeft = 0;
     this.shortWatchesOn = false;
   }
 
@@ -315,7 +316,15 @@ export class FakeApiServer {
   /** Called after each list answer, for tests that act between pages. */
   listPageHook: ((page: { items: number; continued: boolean; more: boolean }) => void) | undefined;
   private continueGeneration = 0;
+  private cutListsLeft = 0;
+  private cutListsKind: Kind = 'Pod';
   private oldestValidContinue = 0;
+
+  /** The next `count` lists of `kind` stop halfway through their items: the connection is cut. */
+  cutLists(count = 1, kind: Kind = 'Pod'): void {
+    this.cutListsLeft = count;
+    this.cutListsKind = kind;
+  }
 
   /** Every continue token handed out so far is refused with 410 from now on. */
   expireContinueTokens(): void {
@@ -475,13 +484,20 @@ export class FakeApiServer {
     res.writeHead(200, { 'Content-Type': 'application/json' });
     // In pieces of about 64 KiB: one JSON.stringify of 50,000 pods would hold it all twice.
     let piece = `{"kind":"${filter.kind}List","apiVersion":"v1","metadata":${JSON.stringify(metadata)},"items":[`;
-    page.items.forEach((item, i) => {
+    const cutAt = this.cutListsLeft > 0 && filter.kind === this.cutListsKind ? Math.floor(page.items.length / 2) : -1;
+    if (cutAt >= 0) this.cutListsLeft -= 1;
+    for (const [i, item] of page.items.entries()) {
+      if (i === cutAt) {
+        res.write(piece);
+        res.socket?.destroy();
+        return;
+      }
       piece += `${i === 0 ? '' : ','}${this.listItemJson(item)}`;
       if (piece.length > 65_536) {
         res.write(piece);
         piece = '';
       }
-    });
+    }
     res.end(`${piece}]}`);
     this.listPageHook?.({ items: page.items.length, continued: plan.after !== undefined, more });
   }
