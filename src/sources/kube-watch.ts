@@ -189,7 +189,8 @@ export class CollectionWatch<T extends Meta> {
       if (early > 0) await wait(early);
       if (this.stopped) break;
       lastAttemptAt = performance.now();
-      if (this.resourceVersion === undefined) {
+      const listed = this.resourceVersion === undefined;
+      if (listed) {
         try {
           await this.relist();
         } catch (err) {
@@ -223,9 +224,9 @@ export class CollectionWatch<T extends Meta> {
           this.options.logger?.info({ collection: this.options.collection }, 'watch expired (410 Gone), listing again');
           this.resourceVersion = undefined;
           this.relists += 1;
-          // At once after a watch that worked; a server that answers every watch with 410
-          // (a lagging watch cache) must not get a full list each time.
-          if (!outcome.healthy) await backOff();
+          // At once, unless the version was fresh from a list: a server that answers every
+          // watch with 410 (a lagging watch cache) must not get a full list each time.
+          if (listed && !outcome.healthy) await backOff();
           break;
         case 'ended':
           // Routine (timeoutSeconds) unless it ended at once, which must not become a busy loop.
