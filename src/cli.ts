@@ -149,6 +149,7 @@ export function buildProgram(): Command {
           'new connections are refused, requests and WebSockets in flight get SHUTDOWN_GRACE_MS to finish, nginx stops',
           'gracefully (SIGQUIT), and the router exits 0. The admin server (/healthz, /readyz, /metrics, /routes, /status,',
           '/nginx.conf and a status page at /) listens on ADMIN_ADDRESS:ADMIN_PORT, 127.0.0.1:9180 by default.',
+          'Pods and Secrets are listed in pages of 500 and only the fields the routes need are kept of each.',
           '',
           'Examples:',
           '  k8s-router run --manifest examples/demo/demo.yaml --port 8080',

@@ -276,6 +276,26 @@ describe('controller', () => {
     assert.equal(controller.stats().skippedUnchanged, 1);
   });
 
+  it('after a failed apply, applies again even a table equal to the one served before: the plane may hold the failed one', async () => {
+    // An nginx reload that timed out may still have loaded the new config. If the objects then
+    // go back to what they were, the previous table must be applied again, not skipped.
+    const { source, plane, controller } = setup({ holdOffMs: 5, maxDelayMs: 10 });
+    source.put(routable(1));
+    await controller.start();
+    plane.failWith = () => {
+      throw new Error('nginx did not confirm the reload');
+    };
+    source.put(routable(2));
+    await controller.idle();
+    plane.failWith = null;
+    source.remove(routable(2));
+    await controller.idle();
+    assert.deepEqual(
+      plane.applied.map((_, i) => plane.hosts(i)),
+      [['h1.example.com'], ['h1.example.com', 'h2.example.com'], ['h1.example.com']],
+    );
+  });
+
   it('survives a data plane that throws and a source whose snapshot throws', async () => {
     const source = new FakeSource();
     const throwing = new ThrowingPlane();

@@ -345,3 +345,123 @@ test('stop and restart on the same port keep the objects and their versions', as
     assert.deepEqual(list.items.map((p) => p.metadata?.name), ['kept']);
   });
 });
+
+// ---- lists in pages and at resource versions ---------------------------------------------
+
+const podNames = (list: { items: Array<{ metadata?: { namespace?: string; name?: string } }> }): string[] =>
+  list.items.map((p) => `${p.metadata?.namespace}/${p.metadata?.name}`);
+
+test('limit and continue page through one consistent state, in namespace/name order, whatever changes between pages', async () => {
+  await withServer(async (server, kc) => {
+    for (const name of ['e', 'a', 'g', 'c', 'b', 'f', 'd']) server.upsert(pod(name));
+    const api = kc.makeApiClient(CoreV1Api);
+    const first = await api.listPodForAllNamespaces({ limit: 3 });
+    assert.deepEqual(podNames(first), ['default/a', 'default/b', 'default/c']);
+    const version = first.metadata?.resourceVersion;
+    assert.equal(version, server.resourceVersion);
+    assert.ok(first.metadata?._continue, 'a continue token while more items follow');
+
+    // Changes after the first page do not show in the pages that follow.
+    server.remove('Pod', 'default', 'e');
+    server.upsert(pod('d', { ip: '10.9.9.9' }));
+    server.upsert(pod('dd'));
+    const second = await api.listPodForAllNamespaces({ limit: 3, _continue: first.metadata?._continue as string });
+    assert.deepEqual(podNames(second), ['default/d', 'default/e', 'default/f']);
+    assert.equal(second.items[0]?.status?.podIP, '10.0.0.1', 'd as it was at the first page');
+    assert.equal(second.metadata?.resourceVersion, version);
+    const last = await api.listPodForAllNamespaces({ limit: 3, _continue: second.metadata?._continue as string });
+    assert.deepEqual(podNames(last), ['default/g']);
+    assert.equal(last.metadata?._continue, undefined, 'no token on the last page');
+
+    const fresh = await api.listPodForAllNamespaces({ limit: 100 });
+    assert.deepEqual(podNames(fresh), ['default/a', 'default/b', 'default/c', 'default/d', 'default/dd', 'default/f', 'default/g']);
+    assert.deepEqual(
+      server.listRequests({ limited: true }).map((r) => r.items),
+      [3, 3, 1, 7],
+    );
+  });
+});
+
+test('pages are filled by the label selector, and the token ends where no selected object follows', async () => {
+  await withServer(async (server, kc) => {
+    for (let i = 0; i < 6; i++) server.upsert(pod(`p${i}`, { labels: { routable: i % 2 === 0 ? 'true' : 'false' } }));
+    const api = kc.makeApiClient(CoreV1Api);
+    const first = await api.listPodForAllNamespaces({ labelSelector: 'routable=true', limit: 2 });
+    assert.deepEqual(podNames(first), ['default/p0', 'default/p2']);
+    const second = await api.listPodForAllNamespaces({ labelSelector: 'routable=true', limit: 2, _continue: first.metadata?._continue as string });
+    assert.deepEqual(podNames(second), ['default/p4']);
+    assert.equal(second.metadata?._continue, undefined);
+  });
+});
+
+test('a continue token expires with 410 on demand and once the history behind it is compacted', async () => {
+  await withServer(async (server, kc) => {
+    for (const name of ['a', 'b', 'c']) server.upsert(pod(name));
+    const api = kc.makeApiClient(CoreV1Api);
+    const first = await api.listPodForAllNamespaces({ limit: 1 });
+    const token = first.metadata?._continue as string;
+    server.expireContinueTokens();
+    await assert.rejects(api.listPodForAllNamespaces({ limit: 1, _continue: token }), (err: { code?: number; body?: string }) => err.code === 410 && /continue parameter is too old/.test(err.body ?? ''));
+    const again = await api.listPodForAllNamespaces({ limit: 1 });
+    const next = await api.listPodForAllNamespaces({ limit: 1, _continue: again.metadata?._continue as string });
+    assert.deepEqual(podNames(next), ['default/b'], 'a token handed out after the expiry works');
+
+    server.upsert(pod('d'));
+    server.compact();
+    await assert.rejects(api.listPodForAllNamespaces({ limit: 1, _continue: next.metadata?._continue as string }), (err: { code?: number }) => err.code === 410);
+  });
+});
+
+test('resourceVersion on a list: unset and "0" give the latest state, an exact version that state until compacted, bad combinations 400', async () => {
+  await withServer(async (server, kc) => {
+    server.upsert(pod('a'));
+    const then = server.resourceVersion;
+    server.upsert(pod('a', { ip: '10.0.0.2' }));
+    server.upsert(pod('b'));
+    const api = kc.makeApiClient(CoreV1Api);
+    const ipsOf = (list: { items: Array<{ status?: { podIP?: string } }> }) => list.items.map((p) => p.status?.podIP);
+
+    for (const resourceVersion of [undefined, '0']) {
+      const list = await api.listPodForAllNamespaces(resourceVersion === undefined ? {} : { resourceVersion });
+      assert.deepEqual(ipsOf(list), ['10.0.0.2', '10.0.0.1'], `resourceVersion ${String(resourceVersion)}`);
+      assert.equal(list.metadata?.resourceVersion, server.resourceVersion);
+    }
+    // Not older than: without a limit, or asked for, the latest state will do.
+    for (const request of [{ resourceVersion: then }, { resourceVersion: then, resourceVersionMatch: 'NotOlderThan' }]) {
+      assert.deepEqual(ipsOf(await api.listPodForAllNamespaces(request)), ['10.0.0.2', '10.0.0.1'], JSON.stringify(request));
+    }
+    // Exact: with a limit, or asked for.
+    for (const request of [{ resourceVersion: then, limit: 10 }, { resourceVersion: then, resourceVersionMatch: 'Exact' }]) {
+      const list = await api.listPodForAllNamespaces(request);
+      assert.deepEqual(podNames(list), ['default/a'], JSON.stringify(request));
+      assert.deepEqual(ipsOf(list), ['10.0.0.1']);
+      assert.equal(list.metadata?.resourceVersion, then);
+    }
+    const rejectsWith = (code: number, request: Parameters<CoreV1Api['listPodForAllNamespaces']>[0]) =>
+      assert.rejects(api.listPodForAllNamespaces(request), (err: { code?: number }) => err.code === code, JSON.stringify(request));
+    await rejectsWith(504, { resourceVersion: String(Number(server.resourceVersion) + 10) });
+    await rejectsWith(400, { resourceVersionMatch: 'Exact' });
+    await rejectsWith(400, { resourceVersion: '0', resourceVersionMatch: 'Exact' });
+    await rejectsWith(400, { resourceVersion: then, resourceVersionMatch: 'Newest' });
+    const paged = await api.listPodForAllNamespaces({ limit: 1 });
+    await rejectsWith(400, { limit: 1, _continue: paged.metadata?._continue as string, resourceVersion: then });
+    server.compact();
+    await rejectsWith(410, { resourceVersion: then, resourceVersionMatch: 'Exact' });
+  });
+});
+
+test('goneWatches answers watches with ERROR 410 at once, the list still answers', async () => {
+  await withServer(async (server, kc) => {
+    server.upsert(pod('a'));
+    server.goneWatches(1);
+    const gone = watchWithClient(kc, '/api/v1/pods', { resourceVersion: server.resourceVersion });
+    assert.equal(await gone.ended, null);
+    assert.deepEqual(gone.events.map((e) => [e.type, e.object.code]), [['ERROR', 410]]);
+    const ok = watchWithClient(kc, '/api/v1/pods', { resourceVersion: server.resourceVersion });
+    await ok.answered;
+    server.upsert(pod('b'));
+    await eventually(() => ok.events.length >= 1, 'an event on the next watch');
+    (await ok.answered).abort();
+    assert.equal((await kc.makeApiClient(CoreV1Api).listPodForAllNamespaces()).items.length, 2);
+  });
+});

@@ -9,6 +9,8 @@ import { objectKey } from '../src/core/kube-objects.js';
 import { FakeApiServer, type FakeApiServerOptions } from './support/fake-api-server.js';
 import { delay, eventually } from './support/eventually.js';
 import { apiKeySecret, pod } from './support/objects.js';
+import { clusterPod } from './support/realistic-pods.js';
+import type { Pod, Secret } from '../src/core/kube-objects.js';
 
 // The Kubernetes source against the fake API server, through the real client. Timeouts
 // and backoffs are scaled down (quiet timeout 1 s, backoff 50..500 ms) so that every
@@ -85,8 +87,10 @@ test('the initial list has pods by label in all namespaces and secrets by name, 
   const [webA] = h.source.snapshot().pods;
   assert.equal(Object.getPrototypeOf(webA), Object.prototype, 'a plain object, not a client model class');
   assert.equal(webA?.metadata?.creationTimestamp, '2024-03-04T05:06:07Z', 'the timestamp string exactly as the server sent it');
-  assert.deepEqual(webA, h.server.store.get('Pod', 'a', 'web'));
-  h.server.upsert(pod('web', { namespace: 'b', ip: '10.0.0.7' }));
+  // These test pods hold only fields the router reads (an empty annotations map aside).
+  const { annotations: _none, ...storedMeta } = h.server.store.get('Pod', 'a', 'web')?.metadata ?? {};
+  assert.deepEqual(webA, { ...h.server.store.get('Pod', 'a', 'web'), metadata: storedMeta });
+  h.server.upsert(pod('web', { namespace: 'b', ip: '10.0.0.7', annotations: { routingHosts: 'b.test' } }));
   await eventually(() => h.source.snapshot().pods[1]?.status?.podIP === '10.0.0.7', 'the modified pod');
   assert.deepEqual(h.source.snapshot().pods[1], h.server.store.get('Pod', 'b', 'web'), 'the same shape from a watch event');
   assert.deepEqual(h.podKeys(), ['a/web', 'b/web'], 'same name in two namespaces: two pods');
@@ -347,4 +351,159 @@ test('loadKubeConfig: in-cluster when the token exists, else KUBECONFIG, else ~/
   }
 
   assert.throws(() => loadKubeConfig({ env: {}, serviceAccountToken: noToken, home: join(dir, 'nowhere') }), /no Kubernetes configuration/);
+});
+
+// ---- big clusters: pages, slim objects, and a bounded request rate -----------------------
+
+test('lists come in pages of 500, and each object keeps only what the route table reads, from a list or a watch', async (t) => {
+  const h = await startSource(t, {
+    seed: (s) => {
+      for (let i = 0; i < 2_500; i++) s.upsert(clusterPod(i));
+      s.upsert(pod('unrouted', { labels: { routable: 'false' } }));
+      s.upsert({ ...apiKeySecret('team-1', 'k'), metadata: { name: 'routing', namespace: 'team-1', labels: { a: 'b' }, annotations: { note: 'x' } }, data: { 'api-key': 'aw==', other: 'c2VjcmV0' }, type: 'Opaque' } as Secret);
+    },
+  });
+  assert.equal(h.podKeys().length, 2_500);
+  const pages = podLists(h.server);
+  assert.deepEqual(pages.map((r) => [r.query.limit, r.items]), [['500', 500], ['500', 500], ['500', 500], ['500', 500], ['500', 500]]);
+  assert.deepEqual(pages.map((r) => r.query.continue !== undefined), [false, true, true, true, true]);
+  assert.ok(pages.every((r) => r.query.resourceVersion === undefined), 'the most recent state, never "any" (0) which may be older than what a watch showed');
+  assert.equal(h.source.status().pods.listPages, 5);
+
+  const server = h.server.store.get('Pod', 'team-0', clusterPod(0).metadata?.name as string) as Pod;
+  const kept = h.source.snapshot().pods.find((p) => p.metadata?.uid === server.metadata?.uid);
+  assert.deepEqual(kept, {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: server.metadata?.name,
+      namespace: 'team-0',
+      uid: server.metadata?.uid,
+      resourceVersion: server.metadata?.resourceVersion,
+      creationTimestamp: '2024-05-01T10:00:00Z',
+      labels: server.metadata?.labels,
+      annotations: { routingHosts: 'app-0.big.test', routingPaths: '8080:/' },
+    },
+    spec: { containers: [{ name: 'app', ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }, { name: 'metrics', containerPort: 9090, protocol: 'TCP' }] }] },
+    status: { phase: 'Running', podIP: server.status?.podIP, conditions: [{ type: 'Ready', status: 'True' }] },
+  });
+  assert.ok(JSON.stringify(server).length > 4 * JSON.stringify(kept).length, 'the server sends far more than is kept');
+  for (const absent of ['managedFields', 'volumes', 'containerStatuses', 'ownerReferences', 'env']) {
+    assert.ok(JSON.stringify(server).includes(`"${absent}"`) && !JSON.stringify(kept).includes(`"${absent}"`), absent);
+  }
+  assert.deepEqual(h.source.snapshot().secrets[0], {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'routing', namespace: 'team-1', uid: h.server.store.get('Secret', 'team-1', 'routing')?.metadata?.uid, resourceVersion: h.server.store.get('Secret', 'team-1', 'routing')?.metadata?.resourceVersion, creationTimestamp: h.server.store.get('Secret', 'team-1', 'routing')?.metadata?.creationTimestamp },
+    data: { 'api-key': 'aw==' },
+  });
+
+  // From a watch event: cut down the same way, the deletion timestamp kept.
+  const terminating = clusterPod(7);
+  terminating.metadata = { ...terminating.metadata, deletionTimestamp: '2024-05-02T00:00:00Z' };
+  h.server.upsert(terminating);
+  const byWatch = await eventually(() => h.source.snapshot().pods.find((p) => p.metadata?.name === terminating.metadata?.name && p.metadata?.deletionTimestamp), 'the watch event');
+  assert.deepEqual(Object.keys(byWatch.metadata ?? {}).sort(), ['annotations', 'creationTimestamp', 'deletionTimestamp', 'labels', 'name', 'namespace', 'resourceVersion', 'uid']);
+  assert.ok(!JSON.stringify(byWatch).includes('managedFields') && !JSON.stringify(byWatch).includes('volumes'));
+});
+
+test('the pages of a list share one connection', async (t) => {
+  const server = await FakeApiServer.start();
+  t.after(() => server.close());
+  for (let i = 0; i < 1_200; i++) server.upsert(clusterPod(i));
+  const source = createKubeSource({ kubeConfig: server.kubeConfig(), labelSelector: 'routable=true', secretName: 'routing', listPageSize: 100 });
+  t.after(() => source.stop());
+  await source.start(() => {});
+  assert.equal(podLists(server).length, 12);
+  // 12 pages of pods, 1 of secrets, 2 watches: 4 connections, not 15.
+  await eventually(() => server.openWatchCount === 2, 'both watches');
+  assert.equal(server.connectionsAccepted, 4);
+});
+
+test('a list cut off in the middle of a page fails and is listed again, whole', async (t) => {
+  const h = await startSource(t, {
+    seed: (s) => {
+      for (let i = 0; i < 50; i++) s.upsert(clusterPod(i));
+      s.cutLists(1);
+    },
+  });
+  assert.equal(h.podKeys().length, 50);
+  assert.equal(h.server.listRequests().filter((r) => r.path === '/api/v1/pods').length, 2, 'the cut list, then a whole one');
+  assert.match(h.source.status().pods.lastError ?? '', /list failed/);
+});
+
+test('the annotations and Secret field kept are the ones configured', async (t) => {
+  const h = await startSource(t, {
+    source: { keep: { podAnnotations: ['example.com/hosts'], secretField: 'token' } },
+    seed: (s) => {
+      s.upsert(pod('p', { annotations: { 'example.com/hosts': 'a.test', routingHosts: 'b.test' } }));
+      s.upsert({ ...apiKeySecret('default', 'k'), data: { token: 'dA==', 'api-key': 'aw==' } } as Secret);
+    },
+  });
+  assert.deepEqual(h.source.snapshot().pods[0]?.metadata?.annotations, { 'example.com/hosts': 'a.test' });
+  assert.deepEqual(h.source.snapshot().secrets[0]?.data, { token: 'dA==' });
+});
+
+test('a continue token that expires midway starts the list over: the set is the state of the new list', async (t) => {
+  const seedPods = (s: FakeApiServer) => {
+    for (let i = 0; i < 2_500; i++) s.upsert(clusterPod(i));
+  };
+  const server = await FakeApiServer.start({ bookmarkIntervalMs: 100 });
+  t.after(() => server.close());
+  seedPods(server);
+  const removed = clusterPod(2_000).metadata as { namespace: string; name: string };
+  server.listPageHook = (page) => {
+    // After the second page of the first pod list: tokens expire, and the cluster changes.
+    if (page.continued && server.listRequests().filter((r) => r.path === '/api/v1/pods').length === 2) {
+      server.expireContinueTokens();
+      server.remove('Pod', removed.namespace, removed.name);
+      server.upsert(clusterPod(2_500));
+    }
+  };
+  const source = createKubeSource({ kubeConfig: server.kubeConfig(), labelSelector: 'routable=true', secretName: 'routing', backoff: { initialMs: 50, maxMs: 500 } });
+  t.after(() => source.stop());
+  await source.start(() => {});
+  const pages = podLists(server);
+  assert.deepEqual(
+    pages.map((r) => [r.query.continue === undefined ? 'first' : 'continued', r.status]),
+    [['first', 200], ['continued', 200], ['continued', 410], ['first', 200], ['continued', 200], ['continued', 200], ['continued', 200], ['continued', 200]],
+  );
+  const keys = source.snapshot().pods.map(objectKey);
+  assert.equal(keys.length, 2_500);
+  assert.ok(!keys.includes(`${removed.namespace}/${removed.name}`), 'the pod deleted during the first list is gone');
+  assert.ok(keys.includes(objectKey(clusterPod(2_500))), 'the pod added during the first list is there');
+  assert.equal(source.status().pods.listRestarts, 1);
+  assert.equal(source.status().pods.relists, 0, 'one list, started over; not a relist');
+});
+
+test('when every watch is answered 410 at once, it backs off between lists instead of listing in a loop', async (t) => {
+  const h = await startSource(t, { source: { backoff: { initialMs: 100, maxMs: 800 } }, seed: (s) => s.upsert(pod('a')) });
+  h.server.goneWatches();
+  h.server.dropStreams();
+  const listsBefore = podLists(h.server).length;
+  await delay(2_000);
+  // Waits of 50..100, 100..200, 200..400, 400..800 ms, then 400..800 ms: at most 7 lists in 2 s.
+  const lists = podLists(h.server).length - listsBefore;
+  assert.ok(lists >= 2 && lists <= 7, `${lists} lists in 2 s`);
+  h.server.clearFaults();
+  h.server.upsert(pod('b'));
+  await eventually(() => h.podKeys().includes('default/b'), 'the change once watches work again', 5_000);
+});
+
+test('watches that end cleanly right after their first event are restarted no closer than half the initial backoff', async (t) => {
+  const h = await startSource(t, { server: { bookmarkIntervalMs: 10 }, source: { backoff: { initialMs: 400, maxMs: 800 } }, seed: (s) => s.upsert(pod('a')) });
+  h.server.shortWatches(true);
+  h.server.dropStreams();
+  const from = podWatches(h.server).length;
+  await delay(2_000);
+  const starts = podWatches(h.server).slice(from).map((r) => r.at);
+  // Each of these watches delivered a bookmark, so it counts as working and resets the
+  // backoff: only the spacing of attempts (200 ms here) keeps the rate down.
+  assert.ok(starts.length >= 3 && starts.length <= 11, `${starts.length} pod watches in 2 s`);
+  // Arrival times at the server vary by the client's connection set-up (tens of ms).
+  const gaps = starts.slice(1).map((at, i) => at - (starts[i] as number));
+  assert.ok(gaps.every((g) => g >= 150), `gaps between watch starts: ${gaps.join(', ')} ms`);
+  h.server.clearFaults();
+  h.server.upsert(pod('b'));
+  await eventually(() => h.podKeys().includes('default/b'), 'the change once watches stay open');
 });

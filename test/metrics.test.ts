@@ -19,6 +19,8 @@ const watch = (events: Partial<CollectionStatus['events']>, extra: Partial<Colle
   resourceVersion: '7',
   restarts: 0,
   relists: 0,
+  listPages: 1,
+  listRestarts: 0,
   objects: 0,
   events: { ADDED: 0, MODIFIED: 0, DELETED: 0, BOOKMARK: 0, ERROR: 0, ...events },
   ...extra,

@@ -89,6 +89,7 @@ function objectSource(config: RouterConfig, options: RunOptions): { source: Obje
     kubeConfig,
     labelSelector: config.labelSelector.text,
     secretName: config.apiKeySecret.name,
+    keep: { podAnnotations: [config.hostsAnnotation, config.pathsAnnotation], secretField: config.apiKeySecret.field },
     logger: options.logger,
     backoff: { initialMs: Math.min(500, config.watchBackoffMaxMs), maxMs: config.watchBackoffMaxMs },
   });

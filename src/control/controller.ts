@@ -234,7 +234,10 @@ export function createController(options: ControllerOptions): Controller {
         served.set(plane, json);
         return;
       }
-      // Not recorded as served: the next change applies it again.
+      // What the plane serves is no longer known (an nginx reload that timed out may have
+      // loaded the table after all): the next table goes to it even if it equals the one
+      // it served before.
+      served.delete(plane);
       stats.applyFailures++;
       const message = result.reason instanceof Error ? result.reason.message : String(result.reason);
       logger?.error(

@@ -2,6 +2,7 @@ import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { objectKey, type Pod, type Secret } from '../core/kube-objects.js';
 import { CollectionWatch, type BackoffPolicy, type CollectionStatus } from './kube-watch.js';
+import { slimPod, slimSecret, type KeptFields } from './slim-objects.js';
 import type { ObjectSource } from './source.js';
 
 export { loadKubeConfig } from './kube-client.js';
@@ -24,8 +25,15 @@ export interface KubeSourceOptions {
   backoff?: BackoffPolicy;
   /** Server-side lifetime of each watch request; default a random 5 to 10 minutes. */
   watchTimeoutSeconds?: number;
-  /** Give up on a list request after this long. Default 60 s. */
+  /** Give up on a list (all its pages) after this long. Default 60 s. */
   listTimeoutMs?: number;
+  /** Objects per list page (limit/continue). Default 500. */
+  listPageSize?: number;
+  /**
+   * The pod annotations and the Secret data field the route table reads; everything else
+   * of each object is dropped as it arrives. Default: routingHosts, routingPaths, api-key.
+   */
+  keep?: KeptFields;
 }
 
 export interface KubeSourceStatus {
@@ -43,6 +51,8 @@ const DEFAULTS = {
   quietWatchTimeoutMs: 150_000, // above the API server's bookmark period (about a minute)
   backoff: { initialMs: 500, maxMs: 30_000 },
   listTimeoutMs: 60_000,
+  listPageSize: 500,
+  keep: { podAnnotations: ['routingHosts', 'routingPaths'], secretField: 'api-key' },
 };
 
 /** Spreads watch ends over time so that many watches do not all reconnect together. */
@@ -71,6 +81,8 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
     resourceVersion: null,
     restarts: 0,
     relists: 0,
+    listPages: 0,
+    listRestarts: 0,
     objects: 0,
     events: { ADDED: 0, MODIFIED: 0, DELETED: 0, BOOKMARK: 0, ERROR: 0 },
   };
@@ -92,15 +104,23 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
         quietWatchTimeoutMs: options.quietWatchTimeoutMs ?? DEFAULTS.quietWatchTimeoutMs,
         watchTimeoutSeconds: () => options.watchTimeoutSeconds ?? randomWatchTimeoutSeconds(),
         listTimeoutMs: options.listTimeoutMs ?? DEFAULTS.listTimeoutMs,
+        listPageSize: options.listPageSize ?? DEFAULTS.listPageSize,
         backoff: options.backoff ?? DEFAULTS.backoff,
         onChange: changed,
         ...(options.logger ? { logger: options.logger.child({ source: 'kubernetes' }) } : {}),
       };
-      pods = new CollectionWatch<Pod>({ ...common, collection: 'pods', selectors: { labelSelector: options.labelSelector } });
+      const kept = options.keep ?? DEFAULTS.keep;
+      pods = new CollectionWatch<Pod>({
+        ...common,
+        collection: 'pods',
+        selectors: { labelSelector: options.labelSelector },
+        keep: (raw) => slimPod(raw, kept),
+      });
       secrets = new CollectionWatch<Secret>({
         ...common,
         collection: 'secrets',
         selectors: { fieldSelector: `metadata.name=${options.secretName}` },
+        keep: (raw) => slimSecret(raw, kept),
       });
       await Promise.all([pods.start(), secrets.start()]);
       loaded = true;

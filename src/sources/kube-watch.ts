@@ -16,7 +16,14 @@ import {
 // what @kubernetes/client-node's Watch does not do by itself: it gives up on any error,
 // never notices a stream gone quiet, and after a 410 ERROR waits for the stream to end.
 // The loop here restarts on every failure with backoff, resumes from the last
-// resourceVersion it saw (bookmarks included), and relists at once on 410 Gone.
+// resourceVersion it saw (bookmarks included), and relists at once on 410 Gone after a
+// watch that worked. Lists come in pages; every object is cut down to what the router
+// reads (keep) as it arrives.
+//
+// The request rate has a bound whatever the API server does: attempts (a list if needed,
+// then a watch) start at least half the initial backoff apart, and only a watch that worked
+// (it delivered something or lasted HEALTHY_WATCH_MS) lets the next attempt start without
+// the backoff, which otherwise doubles up to its maximum.
 
 export interface BackoffPolicy {
   initialMs: number;
@@ -44,6 +51,10 @@ export interface CollectionStatus {
   restarts: number;
   /** Full lists after the first one (after 410 Gone). */
   relists: number;
+  /** List requests answered, one per page. */
+  listPages: number;
+  /** Lists started over because their continue token expired midway (410). */
+  listRestarts: number;
   objects: number;
   /** Watch events received, by type (for the metrics). */
   events: WatchEventCounts;
@@ -57,7 +68,7 @@ export interface WatchEventCounts {
   ERROR: number;
 }
 
-export interface CollectionWatchOptions {
+export interface CollectionWatchOptions<T> {
   kubeConfig: KubeConfig;
   api: CoreV1Api;
   collection: Collection;
@@ -67,7 +78,11 @@ export interface CollectionWatchOptions {
   /** The server-side timeoutSeconds of each watch request. */
   watchTimeoutSeconds: () => number;
   listTimeoutMs: number;
+  /** Objects per list page. */
+  listPageSize: number;
   backoff: BackoffPolicy;
+  /** What is kept of each object received (list item or watch event). */
+  keep: (raw: unknown) => T;
   logger?: Logger;
   /** Called after every change of the set once the first list is in. */
   onChange: () => void;
@@ -101,13 +116,15 @@ export class CollectionWatch<T extends Meta> {
   private restarts = 0;
   private degraded = false;
   private relists = 0;
+  private listPages = 0;
+  private listRestarts = 0;
   private readonly events: WatchEventCounts = { ADDED: 0, MODIFIED: 0, DELETED: 0, BOOKMARK: 0, ERROR: 0 };
   private readonly stopper = new AbortController();
   private endCurrentWatch: (() => void) | undefined;
   private loop: Promise<void> | undefined;
   private readonly path: string;
 
-  constructor(private readonly options: CollectionWatchOptions) {
+  constructor(private readonly options: CollectionWatchOptions<T>) {
     this.path = `/api/v1/${options.collection}`;
   }
 
@@ -146,6 +163,8 @@ export class CollectionWatch<T extends Meta> {
       resourceVersion: this.resourceVersion ?? null,
       restarts: this.restarts,
       relists: this.relists,
+      listPages: this.listPages,
+      listRestarts: this.listRestarts,
       objects: this.objects.size,
       events: { ...this.events },
     };
@@ -154,15 +173,24 @@ export class CollectionWatch<T extends Meta> {
   private async run(onLoaded: () => void): Promise<void> {
     let failures = 0;
     let watches = 0;
+    let lastAttemptAt = -Infinity;
+    const wait = (ms: number): Promise<unknown> => sleep(ms, undefined, { signal: this.stopper.signal }).catch(() => undefined);
     const backOff = async (): Promise<void> => {
       failures += 1;
       const delay = backoffDelayMs(failures, this.options.backoff);
       this.options.logger?.debug({ collection: this.options.collection, delayMs: delay, failures }, 'backing off');
-      await sleep(delay, undefined, { signal: this.stopper.signal }).catch(() => undefined);
+      await wait(delay);
     };
+    const minAttemptGapMs = this.options.backoff.initialMs / 2;
 
     while (!this.stopped) {
-      if (this.resourceVersion === undefined) {
+      // Even a server that ends every watch at once, cleanly, is not hammered.
+      const early = lastAttemptAt + minAttemptGapMs - performance.now();
+      if (early > 0) await wait(early);
+      if (this.stopped) break;
+      lastAttemptAt = performance.now();
+      const listed = this.resourceVersion === undefined;
+      if (listed) {
         try {
           await this.relist();
         } catch (err) {
@@ -172,7 +200,8 @@ export class CollectionWatch<T extends Meta> {
           continue;
         }
         if (this.stopped) break;
-        failures = 0;
+        // The backoff is not reset here: only a watch that works shows the server is fine
+        // again (a server may answer lists and refuse every watch).
         if (!this.loaded) {
           this.loaded = true;
           onLoaded();
@@ -195,6 +224,9 @@ export class CollectionWatch<T extends Meta> {
           this.options.logger?.info({ collection: this.options.collection }, 'watch expired (410 Gone), listing again');
           this.resourceVersion = undefined;
           this.relists += 1;
+          // At once, unless the version was fresh from a list: a server that answers every
+          // watch with 410 (a lagging watch cache) must not get a full list each time.
+          if (listed && !outcome.healthy) await backOff();
           break;
         case 'ended':
           // Routine (timeoutSeconds) unless it ended at once, which must not become a busy loop.
@@ -216,7 +248,13 @@ export class CollectionWatch<T extends Meta> {
   /** Lists everything again and replaces the set: objects deleted meanwhile disappear. */
   private async relist(): Promise<void> {
     const signal = AbortSignal.any([this.stopper.signal, AbortSignal.timeout(this.options.listTimeoutMs)]);
-    const list = await listAllNamespaces<T>(this.options.api, this.options.collection, this.options.selectors, signal);
+    const list = await listAllNamespaces<T>(this.options.api, this.options.collection, this.options.selectors, {
+      signal,
+      pageSize: this.options.listPageSize,
+      keep: this.options.keep,
+    });
+    this.listPages += list.pages;
+    this.listRestarts += list.restarts;
     if (this.stopped) return;
     const next = new Map<string, T>();
     for (const item of list.items) {
@@ -266,7 +304,9 @@ export class CollectionWatch<T extends Meta> {
         },
         (event) => {
           if (settled) return;
-          sawEvent = true;
+          // An ERROR is not a sign of a working stream: a server answering every watch with
+          // one must meet the backoff.
+          if (event.type !== 'ERROR') sawEvent = true;
           armQuietTimer();
           const outcome = this.apply(event);
           if (outcome !== undefined) settle(outcome);
@@ -304,8 +344,8 @@ export class CollectionWatch<T extends Meta> {
       return undefined;
     }
     if (type !== 'ADDED' && type !== 'MODIFIED' && type !== 'DELETED') return undefined;
-    const obj = object as T;
-    if (!obj?.metadata?.name) return undefined;
+    if (!(object as Meta | null)?.metadata?.name) return undefined;
+    const obj = this.options.keep(object);
     if (type === 'DELETED') this.objects.delete(objectKey(obj));
     else this.objects.set(objectKey(obj), obj);
     if (rv !== undefined) this.resourceVersion = rv;

@@ -1,25 +1,23 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { pickFreeLoopbackPort } from '../../nginx/status.js';
-import { renderNginxConf } from '../../nginx/render.js';
-import { defaultConfig, type RouterConfig } from '../../src/core/config.js';
 import type { Pod, Secret } from '../../src/core/kube-objects.js';
-import { buildRouteTable } from '../../src/core/route-table.js';
 import { delay, eventually } from '../support/eventually.js';
-import { FakeApiServer } from '../support/fake-api-server.js';
+import type { FakeApiServer } from '../support/fake-api-server.js';
+import { lineDiff } from '../support/line-diff.js';
 import { apiKeySecret, pod } from '../support/objects.js';
-import { startRouterProcess, type RouterProcess } from '../support/router-process.js';
+import { lastPrintedConfig, printedConfigs, startPrintingRouter, type PrintingRouter } from '../support/printed-configs.js';
+import type { RouterProcess } from '../support/router-process.js';
 
 // The property behind "watches end all the time": whatever the API server does to the
 // router's watches while objects change (streams dropped, history compacted, 500s, stalls),
 // once the objects stop changing the router serves exactly the table built from them.
 // The router prints the nginx.conf of every new table (--print-nginx-config), so the last
-// one printed is compared to the config rendered here from the API server's final objects.
-// No traffic is sent: pod IPs are 10.0.0.x.
+// one printed is compared to the config rendered here from the API server's final objects,
+// a fence included (see fence()). No traffic is sent: pod IPs are 10.0.0.x. A failure names
+// the check that failed and shows the steps, the expected config, every config printed
+// since the first step (as a diff against the expected one) and the router's log; replay it
+// with K8S_ROUTER_PROPERTY_SEED and K8S_ROUTER_PROPERTY_PATH.
 
 const CONVERGE_MS = 5_000;
 const NAMESPACES = ['ns-a', 'ns-b'] as const;
@@ -74,10 +72,80 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 2, arbitrary: fc.constantFrom<Fault>('drop', 'compact-and-drop', '500-burst', 'stall').map((f): Step => ({ kind: 'fault', fault: f })) },
 );
 
-/** The last nginx.conf in the router's output; each one starts with one of these lines. */
-function lastPrintedConfig(stdout: string): string | undefined {
-  return stdout.split(/(?=^(?:events \{$|# A very simple nginx configuration file))/m).at(-1);
+/**
+ * Replays one failing case: K8S_ROUTER_PROPERTY_SEED=1471247977 K8S_ROUTER_PROPERTY_PATH=5
+ * (fast-check prints both when the property fails).
+ */
+const replay: { seed?: number; path?: string; numRuns?: number } = process.env.K8S_ROUTER_PROPERTY_SEED
+  ? {
+      seed: Number(process.env.K8S_ROUTER_PROPERTY_SEED),
+      // With a path, only that case runs; without one, the seed's whole sequence.
+      ...(process.env.K8S_ROUTER_PROPERTY_PATH ? { path: process.env.K8S_ROUTER_PROPERTY_PATH, numRuns: 1 } : {}),
+    }
+  : {};
+
+function describeStep(step: Step): string {
+  switch (step.kind) {
+    case 'upsert-pod': {
+      const { metadata, status } = step.pod;
+      const ready = status?.conditions?.find((c) => c.type === 'Ready')?.status;
+      return `upsert-pod ${metadata?.namespace}/${metadata?.name} labels=${JSON.stringify(metadata?.labels)} ${status?.phase} ready=${ready} ip=${status?.podIP} annotations=${JSON.stringify(metadata?.annotations)}`;
+    }
+    case 'upsert-secret':
+      return `upsert-secret ${step.secret.metadata?.namespace}/${step.secret.metadata?.name} data=${JSON.stringify(step.secret.data)}`;
+    case 'delete-pod':
+    case 'delete-secret':
+      return `${step.kind} ${step.namespace}/${step.name}`;
+    case 'fault':
+      return `fault ${step.fault}`;
+  }
 }
+
+function describeConfigAgainst(expected: string, actual: string | undefined): string {
+  if (actual === undefined) return '(nothing printed)';
+  if (actual === expected) return '= the expected config';
+  const { removed, added } = lineDiff(expected, actual);
+  return [...removed.map((l) => `- ${l}`), ...added.map((l) => `+ ${l}`)].join('\n');
+}
+
+/** What the router did while one case ran, for the failure message. */
+interface Observed {
+  steps: Step[];
+  /** The number of the fence that followed the steps. */
+  fence: number;
+  expected: string;
+  /** Every config printed since the first step, in order. */
+  printed: string[];
+  logs: Array<Record<string, unknown>>;
+  startedAt: number;
+}
+
+/** Names the check that failed and shows what the router printed and logged meanwhile. */
+class PropertyFailure extends Error {
+  constructor(check: string, seen: Observed) {
+    const logLine = (l: Record<string, unknown>): string => {
+      const { level: _level, time, pid: _pid, hostname: _hostname, ...rest } = l;
+      const at = typeof time === 'number' ? `+${time - seen.startedAt} ms ` : '';
+      return `${at}${JSON.stringify(rest)}`;
+    };
+    super(
+      [
+        `failed: ${check} (${Date.now() - seen.startedAt} ms after the first step)`,
+        'steps:',
+        ...seen.steps.map((s, i) => `  ${i + 1}. ${describeStep(s)}`),
+        `  then the fence: pod ns-fence/fence for fence-${seen.fence}.test, Secret ns-fence/routing with key fence-${seen.fence}`,
+        'expected config (built from the API server\'s final objects):',
+        seen.expected,
+        `configs printed since the first step (${seen.printed.length}), each against the expected one:`,
+        ...seen.printed.map((c, i) => `--- printed #${i + 1}:\n${describeConfigAgainst(seen.expected, c)}`),
+        'router log since the first step:',
+        ...seen.logs.map(logLine),
+      ].join('\n'),
+    );
+    this.name = 'PropertyFailure';
+  }
+}
+
 
 /** Whether the last table the router built was served by every data plane, as its logs say. */
 function lastServedAfterLastChange(router: RouterProcess): boolean {
@@ -88,43 +156,24 @@ function lastServedAfterLastChange(router: RouterProcess): boolean {
 describe('k8s-router run against a faulty API server', { concurrency: 2 }, () => {
   for (const backend of ['proxy', 'nginx'] as const) {
     describe(`--backend ${backend}`, () => {
+    let printing: PrintingRouter;
     let api: FakeApiServer;
     let router: RouterProcess;
-    let port: number;
-    let dir: string;
 
     before(async () => {
       // Frequent bookmarks make a reconnected watch count as healthy quickly, so the router's
       // backoff starts from its first step again at the next fault, as after a real incident.
-      api = await FakeApiServer.start({ bookmarkIntervalMs: 100 });
-      port = await pickFreeLoopbackPort();
-      dir = await mkdtemp(join(tmpdir(), `k8s-router-property-${backend}-`));
-      router = await startRouterProcess(['--backend', backend, '--print-nginx-config', 'true'], {
-        PORT: String(port),
-        LISTEN_ADDRESS: '127.0.0.1',
-        NGINX_PREFIX: join(dir, 'nginx'),
-        HOLD_OFF_MS: '20',
-        MAX_DELAY_MS: '100',
-        KUBECONFIG: api.kubeConfigFile(),
-        LOG_LEVEL: 'info',
-      });
+      printing = await startPrintingRouter(backend, {}, { bookmarkIntervalMs: 100 });
+      ({ api, router } = printing);
     });
 
     after(async () => {
-      const exit = await router?.stop();
-      await api?.close();
-      await rm(dir, { recursive: true, force: true });
+      const exit = await printing?.close();
       assert.equal(exit, 0, 'the router exits 0 on SIGTERM');
     });
 
-    const config = (): RouterConfig => defaultConfig({ port: String(port), listenAddress: '127.0.0.1' });
-
     /** The config the router should print for the objects the API server holds now. */
-    function expectedConfig(): string {
-      const pods = api.store.list({ kind: 'Pod', fields: [] }) as Pod[];
-      const secrets = api.store.list({ kind: 'Secret', fields: [] }) as Secret[];
-      return renderNginxConf(buildRouteTable(config(), pods, secrets), config());
-    }
+    const expectedConfig = (): string => printing.expected();
 
     /** Whether both of the router's watches were answered and are streaming again since request `since`. */
     function watchingAgain(since: number): boolean {
@@ -199,23 +248,52 @@ describe('k8s-router run against a faulty API server', { concurrency: 2 }, () =>
       await eventually(() => lastPrintedConfig(router.stdout()) === expectedConfig(), 'the router to serve no routes', CONVERGE_MS);
     }
 
+    /** Every config printed from stdout offset `from` on, in order. */
+    const printedSince = (from: number): string[] => printedConfigs(router.stdout().slice(from));
+
+    let fences = 0;
+    /**
+     * After the steps, a change of its own in each collection: a pod with a host and a Secret
+     * with a key that no earlier case used. A printed config with both was built from a
+     * snapshot taken after every step (each watch delivers changes in order, a list shows
+     * them all), so it cannot be an older config that happens to equal the final one (see
+     * run-cluster-slow-apply.test.ts for how that once passed for convergence).
+     */
+    function fence(): void {
+      fences += 1;
+      api.upsert(pod('fence', { namespace: 'ns-fence', ip: '10.0.0.99', hosts: `fence-${fences}.test`, paths: '80:/', ports: [80] }));
+      api.upsert(apiKeySecret('ns-fence', `fence-${fences}`));
+    }
+
     it('after any changes interleaved with watch faults, the router serves the table of the final objects within 5 s', async () => {
       await fc.assert(
         fc.asyncProperty(fc.array(stepArb, { minLength: 2, maxLength: 10 }), async (steps) => {
           await reset();
+          const stepsFrom = router.stdout().length;
+          const logsFrom = router.logs.length;
+          const startedAt = Date.now();
+          if (replay.seed !== undefined) console.log(`replaying:\n${steps.map(describeStep).join('\n')}`);
           for (const step of steps) await play(step);
+          fence();
           const expected = expectedConfig();
-          await eventually(() => lastPrintedConfig(router.stdout()) === expected, 'the last printed config to match the final objects', CONVERGE_MS).catch(
-            () => assert.equal(lastPrintedConfig(router.stdout()), expected, 'the last printed config matches the final objects'),
+          const check = async (what: string, ok: () => boolean | Promise<boolean>): Promise<void> => {
+            if (await ok()) return;
+            throw new PropertyFailure(what, { steps, fence: fences, expected, printed: printedSince(stepsFrom), logs: router.logs.slice(logsFrom), startedAt });
+          };
+          await check('the last printed config matches the final objects (fence included) within 5 s', () =>
+            eventually(() => lastPrintedConfig(router.stdout()) === expected, 'a match', CONVERGE_MS).then(() => true, () => false),
           );
           // Not a passing state on the way: after a further hold-off and maximum delay, still the same.
           await delay(300);
-          assert.equal(lastPrintedConfig(router.stdout()), expected, 'and stays so');
+          await check('the printed config stays the final one', () => lastPrintedConfig(router.stdout()) === expected);
           // Printed is not served: the data plane (nginx: written, checked, reloaded and
           // confirmed) must have taken the last table too.
-          await eventually(() => lastServedAfterLastChange(router), 'the data plane to serve the last table', CONVERGE_MS);
+          await check('the data plane serves the last table within 5 s', () =>
+            eventually(() => lastServedAfterLastChange(router), 'served', CONVERGE_MS).then(() => true, () => false),
+          );
         }),
-        { numRuns: 20, endOnFailure: true },
+        // The report then carries the PropertyFailure message, not only the counterexample.
+        { numRuns: 20, endOnFailure: true, includeErrorInReport: true, ...replay },
       );
     });
     });

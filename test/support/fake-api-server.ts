@@ -40,6 +40,10 @@ export interface RecordedRequest {
   status?: number;
   /** The code of an ERROR event sent in a watch stream. */
   watchErrorCode?: number;
+  /** When it arrived (ms since the epoch), to count requests per second. */
+  at: number;
+  /** For a list answered 200: how many items it carried. */
+  items?: number;
 }
 
 /** An Event write as the fake API server saw it. */
@@ -78,6 +82,8 @@ interface Fault {
 interface Watcher {
   filter: ObjectFilter;
   res: ServerResponse;
+  /** Writes one event to the stream. */
+  send(event: object): void;
   /** False for streams that must stay silent (stalled, or held open after 410). */
   live: boolean;
   close(): void;
@@ -107,6 +113,7 @@ const REASONS: Record<number, string> = {
   429: 'TooManyRequests',
   500: 'InternalError',
   503: 'ServiceUnavailable',
+  504: 'Timeout',
 };
 
 function isTrue(v: string | null): boolean {
@@ -127,6 +134,10 @@ export class FakeApiServer {
   private readonly watchers = new Set<Watcher>();
   private readonly pendingWatches = new Set<ServerResponse>();
   private faults: Fault[] = [];
+  /** TCP connections accepted so far (each a TLS handshake). */
+  connectionsAccepted = 0;
+  private goneWatchesLeft = 0;
+  private shortWatchesOn = false;
   private stall: StallMode = false;
   private boundPort = 0;
   private tmpDir: string | undefined;
@@ -141,6 +152,7 @@ export class FakeApiServer {
     const tls = testCertificates();
     this.server = createServer({ key: tls.serverKey, cert: tls.serverCert }, (req, res) => this.handle(req, res));
     this.server.on('connection', (socket: Socket) => {
+      this.connectionsAccepted += 1;
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
     });
@@ -195,6 +207,25 @@ export class FakeApiServer {
 
   clearFaults(): void {
     this.faults = [];
+    this.goneWatchesLeft = 0;
+    this.cutListsLeft = 0;
+    this.shortWatchesOn = false;
+  }
+
+  /**
+   * New watches end cleanly right after the first event they send (a bookmark at the
+   * latest), as a proxy that closes streams after a little traffic would, until turned off.
+   */
+  shortWatches(on: boolean): void {
+    this.shortWatchesOn = on;
+  }
+
+  /**
+   * The next `count` watches (default: all until cleared) are answered 200 and then ERROR
+   * 410 at once, as an API server whose watch cache is behind the version asked for may do.
+   */
+  goneWatches(count = Infinity): void {
+    this.goneWatchesLeft = count;
   }
 
   /**
@@ -288,6 +319,93 @@ export class FakeApiServer {
     return kc;
   }
 
+  // ---- lists: pages and resource versions --------------------------------------------------
+  // As the real API server answers GET on a collection (API concepts, "Semantics for get and
+  // list" and "Retrieving large results sets in chunks"): resourceVersion unset is the most
+  // recent state; "0" is any state (the most recent here); another value with a limit, or with
+  // resourceVersionMatch=Exact, is that exact state (410 once compacted); without a limit, or
+  // with resourceVersionMatch=NotOlderThan, a state at least that new. A continue token
+  // carries the revision and the last key of its page: every page of one list comes from the
+  // same state. Tokens expire when the history behind them is compacted, or on demand.
+
+  /** Called after each list answer, for tests that act between pages. */
+  listPageHook: ((page: { items: number; continued: boolean; more: boolean }) => void) | undefined;
+  private continueGeneration = 0;
+  private cutListsLeft = 0;
+  private cutListsKind: Kind = 'Pod';
+  private oldestValidContinue = 0;
+
+  /** The next `count` lists of `kind` stop halfway through their items: the connection is cut. */
+  cutLists(count = 1, kind: Kind = 'Pod'): void {
+    this.cutListsLeft = count;
+    this.cutListsKind = kind;
+  }
+
+  /** Every continue token handed out so far is refused with 410 from now on. */
+  expireContinueTokens(): void {
+    this.oldestValidContinue = this.continueGeneration + 1;
+  }
+
+  /** List requests (pages included) answered so far, optionally only those that asked for a limit. */
+  listRequests(options: { limited?: boolean } = {}): RecordedRequest[] {
+    return this.requests.filter((r) => !r.watch && parseResourcePath(r.path) !== undefined && (!options.limited || r.query.limit !== undefined));
+  }
+
+  /** Stored objects never change (an update stores a new one), so their list JSON is kept. */
+  private readonly listItemJsonCache = new WeakMap<KubeObject, string>();
+
+  private listItemJson(obj: KubeObject): string {
+    let json = this.listItemJsonCache.get(obj);
+    if (json === undefined) {
+      json = JSON.stringify(asListItem(obj));
+      this.listItemJsonCache.set(obj, json);
+    }
+    return json;
+  }
+
+  private continueToken(revision: number, lastKey: string): string {
+    this.continueGeneration += 1;
+    return Buffer.from(JSON.stringify({ rv: revision, after: lastKey, gen: this.continueGeneration })).toString('base64url');
+  }
+
+  /** What a list request asks for, or the error the real API server would answer. */
+  private planList(params: URLSearchParams): { revision?: number; after?: string; limit?: number } | { error: number; message: string } {
+    const limitText = params.get('limit');
+    const limit = limitText === null || limitText === '' ? undefined : Number(limitText);
+    if (limit !== undefined && !(Number.isInteger(limit) && limit >= 0)) return { error: 400, message: `invalid limit: ${limitText}` };
+    const paging = limit !== undefined && limit > 0 ? { limit } : {};
+    const rv = params.get('resourceVersion') ?? '';
+    const match = params.get('resourceVersionMatch') ?? '';
+    const token = params.get('continue') ?? '';
+    if (token !== '') {
+      if (rv !== '' && rv !== '0') return { error: 400, message: 'specifying resource version is not allowed when using continue' };
+      if (match !== '') return { error: 400, message: 'resourceVersionMatch is forbidden when continue is provided' };
+      let decoded: { rv?: unknown; after?: unknown; gen?: unknown };
+      try {
+        decoded = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as typeof decoded;
+      } catch {
+        return { error: 400, message: 'continue key is not valid: incorrect encoded start resourceVersion' };
+      }
+      if (typeof decoded.rv !== 'number' || typeof decoded.after !== 'string' || typeof decoded.gen !== 'number') {
+        return { error: 400, message: 'continue key is not valid' };
+      }
+      // An expired token: the store answers 'gone' for a revision before the oldest one kept.
+      const revision = decoded.gen < this.oldestValidContinue ? -1 : decoded.rv;
+      return { revision, after: decoded.after, ...paging };
+    }
+    if (match !== '' && match !== 'Exact' && match !== 'NotOlderThan') {
+      return { error: 400, message: `resourceVersionMatch: Unsupported value: "${match}"` };
+    }
+    if (match !== '' && rv === '') return { error: 400, message: 'resourceVersionMatch is forbidden unless resourceVersion is provided' };
+    if (match === 'Exact' && rv === '0') return { error: 400, message: 'resourceVersionMatch "exact" is forbidden for resourceVersion "0"' };
+    if (rv === '' || rv === '0') return paging;
+    const revision = Number(rv);
+    if (!Number.isInteger(revision) || revision < 0) return { error: 400, message: `invalid resource version: ${rv}` };
+    if (revision > this.store.resourceVersion) return { error: 504, message: `Too large resource version: ${revision}, current: ${this.store.resourceVersion}` };
+    const exact = match === 'Exact' || (match === '' && limit !== undefined && limit > 0);
+    return exact ? { revision, ...paging } : paging;
+  }
+
   // ---- assertions helpers --------------------------------------------------------------
 
   requestsTo(path: string, kind: 'list' | 'watch'): RecordedRequest[] {
@@ -305,6 +423,7 @@ export class FakeApiServer {
       rawQuery: url.search.replace(/^\?/, ''),
       query: Object.fromEntries(url.searchParams),
       watch,
+      at: Date.now(),
     };
     this.requests.push(record);
     const answer = (code: number, message: string): void => {
@@ -342,7 +461,7 @@ export class FakeApiServer {
     }
 
     if (watch) this.startWatch(url.searchParams, filter, record, res);
-    else this.answerList(filter, record, res);
+    else this.answerList(filter, record, res, url.searchParams);
   }
 
   private takeFault(watch: boolean): number | undefined {
@@ -353,17 +472,50 @@ export class FakeApiServer {
     return fault.code;
   }
 
-  private answerList(filter: ObjectFilter, record: RecordedRequest, res: ServerResponse): void {
+  private answerList(filter: ObjectFilter, record: RecordedRequest, res: ServerResponse, params: URLSearchParams): void {
+    const answer = (code: number, reason: string, message: string): void => {
+      record.status = code;
+      res.writeHead(code, { 'Content-Type': 'application/json' });
+      res.end(statusBody(code, reason, message));
+    };
+    const plan = this.planList(params);
+    if ('error' in plan) return answer(plan.error, REASONS[plan.error] ?? 'Unknown', plan.message);
+    const page = this.store.listPage(filter, plan);
+    if (page === 'gone') {
+      return answer(
+        410,
+        'Expired',
+        plan.after === undefined
+          ? `too old resource version: ${plan.revision} (${this.store.oldestWatchableVersion})`
+          : 'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.',
+      );
+    }
+    const more = page.more && page.lastKey !== undefined;
+    const metadata = {
+      resourceVersion: String(page.revision),
+      ...(more ? { continue: this.continueToken(page.revision, page.lastKey as string) } : {}),
+    };
     record.status = 200;
+    record.items = page.items.length;
     res.writeHead(200, { 'Content-Type': 'application/json' });
-    res.end(
-      JSON.stringify({
-        kind: `${filter.kind}List`,
-        apiVersion: 'v1',
-        metadata: { resourceVersion: this.resourceVersion },
-        items: this.store.list(filter).map(asListItem),
-      }),
-    );
+    // In pieces of about 64 KiB: one JSON.stringify of 50,000 pods would hold it all twice.
+    let piece = `{"kind":"${filter.kind}List","apiVersion":"v1","metadata":${JSON.stringify(metadata)},"items":[`;
+    const cutAt = this.cutListsLeft > 0 && filter.kind === this.cutListsKind ? Math.floor(page.items.length / 2) : -1;
+    if (cutAt >= 0) this.cutListsLeft -= 1;
+    for (const [i, item] of page.items.entries()) {
+      if (i === cutAt) {
+        res.write(piece);
+        res.socket?.destroy();
+        return;
+      }
+      piece += `${i === 0 ? '' : ','}${this.listItemJson(item)}`;
+      if (piece.length > 65_536) {
+        res.write(piece);
+        piece = '';
+      }
+    }
+    res.end(`${piece}]}`);
+    this.listPageHook?.({ items: page.items.length, continued: plan.after !== undefined, more });
   }
 
   private startWatch(params: URLSearchParams, filter: ObjectFilter, record: RecordedRequest, res: ServerResponse): void {
@@ -381,6 +533,7 @@ export class FakeApiServer {
       filter,
       res,
       live: false,
+      send: (event) => send(event),
       close: () => {
         timers.forEach(clearTimeout);
         timers.forEach(clearInterval);
@@ -395,10 +548,23 @@ export class FakeApiServer {
       return;
     }
 
+    const endAfterFirstEvent = this.shortWatchesOn;
     const send = (event: object): void => {
+      if (res.writableEnded) return;
       res.write(`${JSON.stringify(event)}\n`);
+      if (endAfterFirstEvent) {
+        watcher.close();
+        res.end();
+      }
     };
     const from = params.get('resourceVersion');
+    if (this.goneWatchesLeft > 0) {
+      this.goneWatchesLeft -= 1;
+      record.watchErrorCode = 410;
+      send({ type: 'ERROR', object: JSON.parse(statusBody(410, 'Expired', `too old resource version: ${from ?? ''}`)) });
+      if (!res.writableEnded) res.end();
+      return;
+    }
     if (from === null || from === '' || from === '0') {
       // "Any version": the current state as synthetic ADDED events, then changes.
       for (const obj of this.store.list(filter)) send({ type: 'ADDED', object: obj });
@@ -411,7 +577,7 @@ export class FakeApiServer {
           object: JSON.parse(statusBody(410, 'Expired', `too old resource version: ${from} (${this.store.oldestWatchableVersion})`)),
         });
         if (this.holdOpenAfterGone) this.watchers.add(watcher);
-        else res.end();
+        else if (!res.writableEnded) res.end();
         return;
       }
       for (const change of changes) {
@@ -444,7 +610,7 @@ export class FakeApiServer {
     for (const w of this.watchers) {
       if (!w.live) continue;
       const event = eventForChange(w.filter, change);
-      if (event) w.res.write(`${JSON.stringify(event)}\n`);
+      if (event) w.send(event);
     }
   }
 

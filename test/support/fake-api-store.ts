@@ -97,6 +97,23 @@ function withResourceVersion(obj: KubeObject, rv: number): KubeObject {
   return { ...obj, metadata: { ...obj.metadata, resourceVersion: String(rv) } };
 }
 
+/** etcd orders keys by their bytes; for these ASCII keys, by UTF-16 code units alike. */
+function compareBytewise(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The index of the first key greater than `key` in sorted `keys`. */
+function upperBound(keys: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((keys[mid] as string) <= key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 function keyOf(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }
@@ -158,11 +175,11 @@ export class FakeStore {
     return obj === undefined ? undefined : structuredClone(obj);
   }
 
+  /** The objects the filter selects, in the API server's order (namespace/name, bytewise), as copies. */
   list(filter: ObjectFilter): KubeObject[] {
-    return [...this.objects[filter.kind].values()]
-      .filter((o) => matchesFilter(filter, o))
-      .sort((a, b) => keyOf(a.metadata?.namespace ?? '', a.metadata?.name ?? '').localeCompare(keyOf(b.metadata?.namespace ?? '', b.metadata?.name ?? '')))
-      .map((o) => structuredClone(o));
+    const page = this.listPage(filter, {});
+    if (page === 'gone') throw new Error('the current revision is always available');
+    return page.items.map((o) => structuredClone(o));
   }
 
   /** The changes after `resourceVersion`, or 'gone' when history that old was compacted. */
@@ -187,9 +204,84 @@ export class FakeStore {
   }
 
   private record(change: Change): void {
+    if (change.before === undefined || change.after === undefined) this.sortedKeys[change.kind] = null; // a key came or went
     this.history.push(change);
     for (const listener of [...this.listeners]) listener(change);
   }
+
+  // ---- lists at a revision, in pages ------------------------------------------------------
+  // What paginated lists need: the objects as they were at a revision (reconstructed from the
+  // history, so only revisions not compacted away can be served, as with etcd) and a stable
+  // order to page through (the order of etcd keys: namespace/name, compared bytewise).
+
+  private readonly sortedKeys: Record<Kind, string[] | null> = { Pod: null, Secret: null };
+
+  private currentKeys(kind: Kind): string[] {
+    let keys = this.sortedKeys[kind];
+    if (keys === null) {
+      keys = [...this.objects[kind].keys()].sort(compareBytewise);
+      this.sortedKeys[kind] = keys;
+    }
+    return keys;
+  }
+
+  /**
+   * The objects of `kind` as they were at `revision` (default: now), keys in order, or
+   * 'gone' when the history needed to go back that far was compacted.
+   */
+  stateAt(kind: Kind, revision = this.revision): { keys: string[]; get(key: string): KubeObject | undefined } | 'gone' {
+    const current = this.objects[kind];
+    if (revision >= this.revision) return { keys: this.currentKeys(kind), get: (key) => current.get(key) };
+    if (revision < this.oldestWatchable) return 'gone';
+    // Undo the changes made after `revision`, newest first, so the oldest one's `before` wins.
+    const undone = new Map<string, KubeObject | undefined>();
+    for (let i = this.history.length - 1; i >= 0; i--) {
+      const change = this.history[i] as Change;
+      if (change.resourceVersion <= revision) break;
+      if (change.kind !== kind) continue;
+      const obj = change.after ?? change.before;
+      const key = keyOf(obj?.metadata?.namespace ?? '', obj?.metadata?.name ?? '');
+      undone.set(key, change.before);
+    }
+    if (undone.size === 0) return { keys: this.currentKeys(kind), get: (key) => current.get(key) };
+    const keys = [...new Set([...this.currentKeys(kind), ...undone.keys()])]
+      .filter((key) => (undone.has(key) ? undone.get(key) !== undefined : true))
+      .sort(compareBytewise);
+    return { keys, get: (key) => (undone.has(key) ? undone.get(key) : current.get(key)) };
+  }
+
+  /**
+   * Up to `limit` objects the filter selects at `revision`, after the key `after`, in key
+   * order; `more` says whether any selected object follows. The stored objects themselves
+   * (callers serialize them at once): copying 50,000 pods would make the fake the bottleneck.
+   */
+  listPage(
+    filter: ObjectFilter,
+    options: { revision?: number; after?: string; limit?: number },
+  ): { items: KubeObject[]; revision: number; lastKey?: string; more: boolean } | 'gone' {
+    const revision = options.revision ?? this.revision;
+    const state = this.stateAt(filter.kind, revision);
+    if (state === 'gone') return 'gone';
+    const limit = options.limit ?? Infinity;
+    let i = options.after === undefined ? 0 : upperBound(state.keys, options.after);
+    const items: KubeObject[] = [];
+    let lastKey: string | undefined;
+    for (; i < state.keys.length && items.length < limit; i++) {
+      const key = state.keys[i] as string;
+      const obj = state.get(key);
+      if (obj !== undefined && matchesFilter(filter, obj)) {
+        items.push(obj);
+        lastKey = key;
+      }
+    }
+    let more = false;
+    for (; i < state.keys.length && !more; i++) {
+      const obj = state.get(state.keys[i] as string);
+      more = obj !== undefined && matchesFilter(filter, obj);
+    }
+    return { items, revision, ...(lastKey !== undefined ? { lastKey } : {}), more };
+  }
+
 }
 
 // ---- Events (events.k8s.io/v1) ---------------------------------------------------------

@@ -5,7 +5,8 @@ import { endNginxOn } from './nginx-wrapper.js';
 // `k8s-router run` as a real child process, the way users run it: started from the
 // sources through tsx, watched through its JSON log lines, stopped by pid with SIGTERM.
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+// K8S_ROUTER_ROOT runs the router of another checkout (say, an older commit) against these tests' fakes.
+const ROOT = process.env.K8S_ROUTER_ROOT ?? fileURLToPath(new URL('../..', import.meta.url));
 
 export interface RouterProcess {
   readonly pid: number;
@@ -24,6 +25,8 @@ export interface RouterProcess {
   kill(signal: NodeJS.Signals): void;
   /** The exit code (or the signal that ended it), once it exited. */
   readonly exited: Promise<number | NodeJS.Signals>;
+  /** Whether the process has exited (by itself, or stopped). */
+  hasExited(): boolean;
 }
 
 export interface RouterProcessOptions {
@@ -102,6 +105,7 @@ export async function startRouterProcess(args: string[], env: Record<string, str
     kill(signal) {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
+    hasExited: () => child.exitCode !== null || child.signalCode !== null,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
