@@ -54,34 +54,54 @@ function configFrom(options: Record<string, unknown>, env: Readonly<Record<strin
   return loadConfig(env, settingFlags(options));
 }
 
-type Start = (config: RouterConfig, options: { manifest?: string; logger: Logger; print: (text: string) => void }) => Promise<{ stop(): Promise<void> }>;
+type Start = (
+  config: RouterConfig,
+  options: { manifest?: string; logger: Logger; print: (text: string) => void; signal: AbortSignal },
+) => Promise<{ stop(): Promise<void> }>;
 
 /** `run` and `demo`: start, serve until SIGINT or SIGTERM, then stop everything started. */
 async function serveUntilSignal(options: Record<string, unknown>, env: Readonly<Record<string, string | undefined>>, start: Start): Promise<void> {
   const config = configFrom(options, env);
   const logger = createLogger(config.logLevel, { format: config.logFormat });
-  const running = await start(config, {
-    ...(typeof options.manifest === 'string' ? { manifest: options.manifest } : {}),
-    logger,
-    print: (text) => process.stdout.write(text),
-  });
-  let stopping = false;
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    // Listeners stay: a second signal must not kill the router mid-drain (its nginx,
-    // in a process group of its own, would be left running).
-    const onSignal = (name: NodeJS.Signals): void => {
-      if (stopping) logger.warn({ signal: name }, 'already stopping: requests in flight get SHUTDOWN_GRACE_MS');
-      stopping = true;
-      resolve(name);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
+  // Listening from the start: a signal while the router starts must stop it (and its
+  // nginx, in a process group of its own), not kill it. The listeners stay: a second
+  // signal must not kill the router mid-drain either.
+  const starting = new AbortController();
+  let signalled: (name: NodeJS.Signals) => void = () => {};
+  const received = new Promise<NodeJS.Signals>((resolve) => (signalled = resolve));
+  let signal: NodeJS.Signals | null = null;
+  const onSignal = (name: NodeJS.Signals): void => {
+    if (signal !== null) logger.warn({ signal: name }, 'already stopping: requests in flight get SHUTDOWN_GRACE_MS');
+    signal ??= name;
+    starting.abort();
+    signalled(name);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  let running: { stop(): Promise<void> };
+  try {
+    running = await start(config, {
+      ...(typeof options.manifest === 'string' ? { manifest: options.manifest } : {}),
+      logger,
+      print: (text) => process.stdout.write(text),
+      signal: starting.signal,
+    });
+  } catch (err) {
+    if (signal === null) throw err;
+    logger.info({ signal }, 'stopped before serving');
+    exitSoon(logger);
+    return;
+  }
+  await received;
   const started = Date.now();
   logger.info({ signal, graceMs: config.shutdownGraceMs }, 'stopping: no new connections; requests and WebSockets in flight may finish');
   await running.stop();
   logger.info({ ms: Date.now() - started }, 'stopped');
-  // Everything is closed; a handle someone forgot must not keep the process (and the pod) alive.
+  exitSoon(logger);
+}
+
+/** Everything is closed; a handle someone forgot must not keep the process (and the pod) alive. */
+function exitSoon(logger: Logger): void {
   setTimeout(() => {
     logger.warn({ handles: process.getActiveResourcesInfo() }, 'exiting although handles are still open');
     process.exit(process.exitCode ?? 0);

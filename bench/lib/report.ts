@@ -3,7 +3,7 @@
 // (a bar chart). Each carries the machine, the versions and the exact command, because a
 // figure without them cannot be compared with anything.
 
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release } from 'node:os';
 import { join } from 'node:path';
@@ -23,15 +23,11 @@ export interface Machine {
 }
 
 function firstLine(command: string, args: string[]): string | null {
-  try {
-    // nginx -v and wrk -v print their version on standard error.
-    const out = execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return out.split('\n')[0]?.trim() || null;
-  } catch (err) {
-    const e = err as { stderr?: string; stdout?: string };
-    const text = `${e.stdout ?? ''}${e.stderr ?? ''}`.split('\n')[0]?.trim();
-    return text || null;
-  }
+  // nginx -v and wrk -v print their version on standard error (wrk exits 1 doing so).
+  const run = spawnSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (run.error !== undefined) return null;
+  const text = `${run.stdout ?? ''}${run.stderr ?? ''}`.split('\n')[0]?.trim();
+  return text || null;
 }
 
 export function describeMachine(): Machine {
@@ -42,7 +38,8 @@ export function describeMachine(): Machine {
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     kernel: release(),
     node: process.version,
-    nginx: firstLine('nginx', ['-v']),
+    // Debian puts nginx in /usr/sbin, which a non-login PATH may lack.
+    nginx: firstLine('nginx', ['-v']) ?? firstLine('/usr/sbin/nginx', ['-v']),
     wrk: firstLine('wrk', ['-v']),
     commit: firstLine('git', ['rev-parse', '--short', 'HEAD']),
   };

@@ -112,6 +112,8 @@ export interface DemoOptions {
   logger: Logger;
   /** Where the commands (and PRINT_NGINX_CONFIG) are written. */
   print: (text: string) => void;
+  /** Aborted by a signal that arrives while the demo starts. */
+  signal?: AbortSignal;
 }
 
 export interface RunningDemo {
@@ -148,7 +150,7 @@ export async function startDemo(config: RouterConfig, options: DemoOptions): Pro
     const failures = await pods.sync(specs());
     const first = failures[0];
     if (first !== undefined) throw podFailureError(first);
-    router = await startRouter(config, { manifest, logger, print: options.print });
+    router = await startRouter(config, { manifest, logger, print: options.print, ...(options.signal ? { signal: options.signal } : {}) });
   } catch (err) {
     await stopPods();
     throw err;

@@ -33,6 +33,8 @@ export interface RunOptions {
   print: (text: string) => void;
   /** Overrides for tests: where the service account token would be. */
   serviceAccountToken?: string;
+  /** Aborted by a signal that arrives while the router starts: it stops instead of serving. */
+  signal?: AbortSignal;
 }
 
 export interface RunningRouter {
@@ -184,17 +186,26 @@ export async function startRouter(config: RouterConfig, options: RunOptions): Pr
     throw err;
   }
   /** Drains: no new table, no new connection; what is in flight gets SHUTDOWN_GRACE_MS. */
-  const closeAll = async (): Promise<void> => {
-    admin?.markStopping();
-    await controller.stop();
-    await Promise.all([events.stop(), closePlanes()]);
-    await admin?.close();
-  };
+  let closing: Promise<void> | null = null;
+  const closeAll = (): Promise<void> =>
+    (closing ??= (async () => {
+      admin?.markStopping();
+      await controller.stop();
+      await Promise.all([events.stop(), closePlanes()]);
+      await admin?.close();
+    })());
+  // A signal while the first list is still coming (an API server that does not answer,
+  // say) stops the source, which ends the start below.
+  const abort = (): void => void closeAll();
+  options.signal?.addEventListener('abort', abort, { once: true });
   try {
+    if (options.signal?.aborted === true) throw new StartError('KR_STOPPED', 'stopped by a signal before serving');
     await controller.start();
   } catch (err) {
     await closeAll();
     throw err;
+  } finally {
+    options.signal?.removeEventListener('abort', abort);
   }
   logger.info({ backend, port, source: options.manifest ?? 'cluster', adminPort: admin?.port ?? 'off' }, 'k8s-router is serving');
   return { backend, port, controller, admin, events, stop: closeAll };
