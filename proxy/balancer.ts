@@ -1,4 +1,5 @@
 import type { Backend, Route } from '../src/core/route-table.js';
+import { runNow } from '../src/core/time-slices.js';
 
 // Peer choice as nginx's round-robin upstream makes it with the defaults the rendered
 // config relies on (weight=1, max_fails=1, fail_timeout=10s), so that the same request
@@ -131,12 +132,23 @@ function backendsKey(backends: readonly Backend[]): string {
   return JSON.stringify(backends.map((b) => [b.pod, b.namespace, b.ip, b.port]));
 }
 
+interface GroupEntry {
+  /** The route the group was made or last kept for: the same object needs no comparison. */
+  route: Route;
+  /** backendsKey of its backends, worked out when first compared. */
+  key: string | null;
+  group: PeerGroup;
+}
+
+/** How many routes between two points where a build may pause. */
+const STEP = 1024;
+
 /**
  * The groups of a route table. A route whose pods did not change keeps its group across
  * a table swap, so its round-robin position and failure marks survive.
  */
 export class Balancers {
-  private constructor(private readonly groups: Map<string, { key: string; group: PeerGroup }>) {}
+  private constructor(private readonly groups: Map<string, GroupEntry>) {}
 
   static empty(): Balancers {
     return new Balancers(new Map());
@@ -144,12 +156,30 @@ export class Balancers {
 
   /** The groups for `routes`, reusing this instance's where the pods are the same. */
   next(routes: readonly Route[], options: BalancerOptions): Balancers {
-    const groups = new Map<string, { key: string; group: PeerGroup }>();
-    for (const route of routes) {
+    return runNow(this.building(routes, options));
+  }
+
+  /** What next() does, as steps a caller may pause between: big tables take a while. */
+  *building(routes: readonly Route[], options: BalancerOptions): Generator<void, Balancers, void> {
+    const groups = new Map<string, GroupEntry>();
+    for (let i = 0; i < routes.length; i++) {
+      if (i % STEP === STEP - 1) yield;
+      const route = routes[i] as Route;
       const id = `${route.host}\n${route.path}`;
-      const key = backendsKey(route.backends);
       const old = this.groups.get(id);
-      groups.set(id, old !== undefined && old.key === key ? old : { key, group: new PeerGroup(route.backends, options) });
+      if (old !== undefined && old.route === route) {
+        groups.set(id, old);
+        continue;
+      }
+      if (old !== undefined) {
+        old.key ??= backendsKey(old.route.backends);
+        const key = backendsKey(route.backends);
+        if (old.key === key) {
+          groups.set(id, { route, key, group: old.group });
+          continue;
+        }
+      }
+      groups.set(id, { route, key: null, group: new PeerGroup(route.backends, options) });
     }
     return new Balancers(groups);
   }

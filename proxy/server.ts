@@ -4,6 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { DataPlane } from '../src/core/data-plane.js';
 import type { RouteTable } from '../src/core/route-table.js';
+import { runInSlices } from '../src/core/time-slices.js';
 import { Balancers } from './balancer.js';
 import { decide, type Decision } from './decide.js';
 import { rawErrorResponse, redirectLocation } from './error-page.js';
@@ -42,6 +43,8 @@ interface Routing {
 }
 
 const DEFAULTS = { upstreamTimeoutMs: 60_000, failTimeoutMs: 10_000, maxBodyBytes: 1024 * 1024 };
+/** Longest stretch an apply builds its matcher and balancers before letting requests run. */
+const APPLY_SLICE_MS = 10;
 /** How long close() lets requests in flight finish before cutting them. */
 const CLOSE_GRACE_MS = 5_000;
 
@@ -65,6 +68,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
   const tunnels = new Set<Duplex>();
 
   let routing: Routing = { matcher: new RouteMatcher({ routes: [], rejections: [] }), balancers: Balancers.empty() };
+  let applying: Promise<void> = Promise.resolve();
 
   const headOf = (req: IncomingMessage) => ({
     method: req.method ?? 'GET',
@@ -168,11 +172,16 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
 
   return {
     port,
-    async apply(table: RouteTable): Promise<void> {
-      routing = {
-        matcher: new RouteMatcher(table),
-        balancers: routing.balancers.next(table.routes, balancerOptions),
-      };
+    apply(table: RouteTable): Promise<void> {
+      // One at a time, each built from the routing before it; built in slices, so that a
+      // table of 200,000 routes does not hold up the requests served meanwhile.
+      const built = applying.then(async () => {
+        const matcher = await runInSlices(RouteMatcher.building(table, routing.matcher), APPLY_SLICE_MS);
+        const balancers = await runInSlices(routing.balancers.building(table.routes, balancerOptions), APPLY_SLICE_MS);
+        routing = { matcher: matcher.value, balancers: balancers.value };
+      });
+      applying = built.catch(() => undefined);
+      return built;
     },
     async close(): Promise<void> {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -1,0 +1,274 @@
+import type { RouterConfig } from './config.js';
+import type { Pod, Secret } from './kube-objects.js';
+import { objectKey } from './kube-objects.js';
+import {
+  apiKeysByNamespace,
+  compareRejections,
+  compareRoutes,
+  podCandidates,
+  resolveRoute,
+  routeKey,
+  routingFacts,
+  sameRoute,
+  type ApiKey,
+  type Candidate,
+  type Rejection,
+  type Route,
+  type RouteTable,
+} from './route-table.js';
+import { patchSorted } from './sorted-changes.js';
+import { runNow, type Steps } from './time-slices.js';
+
+// The route table kept up to date from one snapshot to the next, doing work in proportion
+// to what changed: a pod whose routing facts did not change costs a lookup, a route whose
+// claimants did not change is not resolved again, and the sorted routes and rejections
+// are patched rather than sorted. The result is what buildRouteTable gives for the same
+// snapshot, byte for byte (test/incremental-table.test.ts drives both through random
+// changes). Unchanged routes and rejections keep their identity from one table to the
+// next, and a snapshot that changes nothing gives back the very same table object, so
+// consumers can tell what changed by comparing references.
+//
+// Sources hand out objects they never modify afterwards (a change is a new object); a
+// pod object seen before is therefore not looked at again.
+
+interface PodEntry {
+  /** The object last seen under this key. */
+  pod: Pod;
+  /** JSON of its routing facts: a new object with the same facts changes nothing. */
+  facts: string;
+  candidates: Candidate[];
+  /** Sorted. */
+  rejections: Rejection[];
+  /** The update that last saw it. */
+  seen: number;
+}
+
+interface RouteSlot {
+  key: string;
+  candidates: Candidate[];
+  route: Route | null;
+  /** Sorted. */
+  rejections: Rejection[];
+}
+
+const OPEN: ApiKey = { state: 'open' };
+/** How many items between two points where the work may pause. */
+const STEP = 256;
+
+function sameRejections(a: readonly Rejection[], b: readonly Rejection[]): boolean {
+  return a.length === b.length && a.every((x, i) => compareRejections(x, b[i] as Rejection) === 0);
+}
+
+function sameApiKey(a: ApiKey, b: ApiKey): boolean {
+  if (a.state !== b.state) return false;
+  if (a.state === 'key' && b.state === 'key') return a.key === b.key;
+  if (a.state === 'invalid' && b.state === 'invalid') return a.reason === b.reason;
+  return true;
+}
+
+/** The keys whose values differ between two maps (absent counts as open). */
+function changedNamespaces(before: ReadonlyMap<string, ApiKey>, after: ReadonlyMap<string, ApiKey>): Set<string> {
+  const changed = new Set<string>();
+  for (const [ns, key] of after) if (!sameApiKey(before.get(ns) ?? OPEN, key)) changed.add(ns);
+  for (const [ns, key] of before) if (!after.has(ns) && !sameApiKey(key, OPEN)) changed.add(ns);
+  return changed;
+}
+
+export class IncrementalRouteTable {
+  private readonly pods = new Map<string, PodEntry>();
+  /** The entry of each pod object last seen: an unchanged pod costs one lookup, no key. */
+  private readonly byObject = new Map<Pod, PodEntry>();
+  private readonly slots = new Map<string, RouteSlot>();
+  private secrets: readonly Secret[] = [];
+  private apiKeys: Map<string, ApiKey> = new Map();
+  private table: RouteTable | null = null;
+  private generation = 0;
+
+  constructor(private readonly config: RouterConfig) {}
+
+  /** The table for this snapshot, at once. */
+  update(pods: readonly Pod[], secrets: readonly Secret[]): RouteTable {
+    return runNow(this.updating(pods, secrets));
+  }
+
+  /**
+   * The same as update(), as steps a caller may pause between (see time-slices.ts). The
+   * snapshot must not change until the steps end, and no other update may run meanwhile.
+   */
+  *updating(pods: readonly Pod[], secrets: readonly Secret[]): Steps<RouteTable> {
+    try {
+      return yield* this.steps(pods, secrets);
+    } catch (err) {
+      // Half-applied changes would poison every later table: start over next time.
+      this.reset();
+      throw err;
+    }
+  }
+
+  /** The last table, or null before the first update. */
+  current(): RouteTable | null {
+    return this.table;
+  }
+
+  private reset(): void {
+    this.pods.clear();
+    this.byObject.clear();
+    this.slots.clear();
+    this.secrets = [];
+    this.apiKeys = new Map();
+    this.table = null;
+  }
+
+  private *steps(pods: readonly Pod[], secrets: readonly Secret[]): Steps<RouteTable> {
+    const generation = ++this.generation;
+    const dirty = new Set<RouteSlot>();
+    const rejectionsRemoved: Rejection[] = [];
+    // A set: a key twice in one snapshot may add a pod's rejections and take them back.
+    const rejectionsAdded = new Set<Rejection>();
+    const swapRejections = (before: Rejection[], after: Rejection[]): void => {
+      for (const r of before) if (!rejectionsAdded.delete(r)) rejectionsRemoved.push(r);
+      for (const r of after) rejectionsAdded.add(r);
+    };
+
+    const claim = (c: Candidate): void => {
+      const key = routeKey(c.host, c.path);
+      let slot = this.slots.get(key);
+      if (slot === undefined) {
+        slot = { key, candidates: [], route: null, rejections: [] };
+        this.slots.set(key, slot);
+      }
+      slot.candidates.push(c);
+      dirty.add(slot);
+    };
+    const unclaim = (c: Candidate): void => {
+      const slot = this.slots.get(routeKey(c.host, c.path)) as RouteSlot;
+      slot.candidates.splice(slot.candidates.indexOf(c), 1);
+      dirty.add(slot);
+    };
+    const replace = (entry: PodEntry, candidates: Candidate[], rejections: Rejection[]): void => {
+      for (const c of entry.candidates) unclaim(c);
+      for (const c of candidates) claim(c);
+      entry.candidates = candidates;
+      if (!sameRejections(entry.rejections, rejections)) {
+        swapRejections(entry.rejections, rejections);
+        entry.rejections = rejections;
+      }
+    };
+
+    // Secrets: the API key of each namespace. The kube source hands them out in a stable
+    // order, so an unchanged set is recognised item by item.
+    const secretsSame = secrets.length === this.secrets.length && secrets.every((s, i) => s === this.secrets[i]);
+    let keysChanged = new Set<string>();
+    if (!secretsSame) {
+      const apiKeys = apiKeysByNamespace(this.config, secrets);
+      keysChanged = changedNamespaces(this.apiKeys, apiKeys);
+      this.apiKeys = apiKeys;
+      this.secrets = [...secrets];
+    }
+
+    // Pods: only those whose routing facts changed are routed again.
+    let unique = 0;
+    for (let i = 0; i < pods.length; i++) {
+      if (i % STEP === STEP - 1) yield;
+      const pod = pods[i] as Pod;
+      const known = this.byObject.get(pod);
+      if (known !== undefined) {
+        // The same object as before; seen twice in this snapshot, it is still one pod.
+        if (known.seen !== generation) {
+          known.seen = generation;
+          unique++;
+        }
+        continue;
+      }
+      const key = objectKey(pod);
+      let entry = this.pods.get(key);
+      if (entry === undefined) {
+        entry = { pod, facts: '', candidates: [], rejections: [], seen: generation };
+        this.pods.set(key, entry);
+        unique++;
+      } else if (entry.seen === generation) {
+        // The same key twice in one snapshot: keep the greater serialization, as
+        // buildRouteTable does, so the result does not depend on their order.
+        if (entry.pod === pod || JSON.stringify(pod) <= JSON.stringify(entry.pod)) continue;
+      } else {
+        entry.seen = generation;
+        unique++;
+        if (entry.pod === pod) continue;
+      }
+      this.byObject.delete(entry.pod);
+      this.byObject.set(pod, entry);
+      entry.pod = pod;
+      const facts = routingFacts(this.config, pod);
+      const text = JSON.stringify(facts);
+      if (text === entry.facts) continue;
+      entry.facts = text;
+      const result = podCandidates(this.config, facts);
+      replace(entry, result.candidates, result.rejections.sort(compareRejections));
+    }
+    if (unique !== this.pods.size) {
+      let i = 0;
+      for (const [key, entry] of this.pods) {
+        if (++i % STEP === 0) yield;
+        if (entry.seen === generation) continue;
+        replace(entry, [], []);
+        this.pods.delete(key);
+        this.byObject.delete(entry.pod);
+      }
+    }
+
+    // A namespace whose API key changed: every route it claims is resolved again.
+    if (keysChanged.size > 0) {
+      let i = 0;
+      for (const slot of this.slots.values()) {
+        if (++i % STEP === 0) yield;
+        if (slot.candidates.some((c) => keysChanged.has(c.namespace))) dirty.add(slot);
+      }
+    }
+
+    // Routes whose claimants changed.
+    const routesRemoved: Route[] = [];
+    const routesAdded: Route[] = [];
+    let n = 0;
+    for (const slot of dirty) {
+      if (++n % STEP === 0) yield;
+      let route: Route | null = null;
+      let rejections: Rejection[] = [];
+      if (slot.candidates.length === 0) {
+        this.slots.delete(slot.key);
+      } else {
+        const result = resolveRoute(slot.candidates, this.apiKeys);
+        route = result.route;
+        rejections = result.rejections.sort(compareRejections);
+      }
+      const before = slot.route;
+      if (before !== null && route !== null && sameRoute(before, route)) route = before;
+      if (route !== before) {
+        if (before !== null) routesRemoved.push(before);
+        if (route !== null) routesAdded.push(route);
+        slot.route = route;
+      }
+      if (!sameRejections(slot.rejections, rejections)) {
+        swapRejections(slot.rejections, rejections);
+        slot.rejections = rejections;
+      }
+    }
+    yield;
+
+    const previous = this.table;
+    const routesSame = routesRemoved.length + routesAdded.length === 0;
+    const rejectionsSame = rejectionsRemoved.length + rejectionsAdded.size === 0;
+    if (previous !== null && routesSame && rejectionsSame) return previous;
+    const routes =
+      previous === null ? routesAdded.sort(compareRoutes) : routesSame ? previous.routes : patchSorted(previous.routes, routesRemoved, routesAdded, compareRoutes);
+    yield;
+    const added = [...rejectionsAdded];
+    const rejections =
+      previous === null
+        ? added.sort(compareRejections)
+        : rejectionsSame
+          ? previous.rejections
+          : patchSorted(previous.rejections, rejectionsRemoved, added, compareRejections);
+    this.table = { routes, rejections };
+    return this.table;
+  }
+}

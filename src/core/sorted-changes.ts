@@ -1,0 +1,109 @@
+// Sorted arrays changed by a few items at a time, as the route table's routes and
+// rejections are: an edit costs a copy of the array (a memmove) and a binary search per
+// item, never a sort of everything.
+
+export type Compare<T> = (a: T, b: T) => number;
+
+/** The first index whose item is not below `item`. */
+export function lowerBound<T>(sorted: readonly T[], item: T, compare: Compare<T>): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compare(sorted[mid] as T, item) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Above this many edits, filtering and merging beats one splice per edit. */
+const SPLICE_LIMIT = 64;
+
+/**
+ * A new sorted array: `sorted` without the items of `removed` (found by identity, each
+ * must be there) and with those of `added`. `sorted` itself is left as it was.
+ */
+export function patchSorted<T>(sorted: readonly T[], removed: readonly T[], added: readonly T[], compare: Compare<T>): T[] {
+  if (removed.length + added.length <= SPLICE_LIMIT) {
+    const out = sorted.slice();
+    for (const item of removed) {
+      let i = lowerBound(out, item, compare);
+      while (i < out.length && out[i] !== item) i++;
+      if (i === out.length) throw new Error('patchSorted: a removed item is not in the array');
+      out.splice(i, 1);
+    }
+    for (const item of added) out.splice(lowerBound(out, item, compare), 0, item);
+    return out;
+  }
+  const gone = new Set(removed);
+  const kept = gone.size === 0 ? sorted : sorted.filter((item) => !gone.has(item));
+  if (kept.length !== sorted.length - gone.size) throw new Error('patchSorted: a removed item is not in the array');
+  const incoming = [...added].sort(compare);
+  const out = new Array<T>(kept.length + incoming.length);
+  let i = 0;
+  let j = 0;
+  let k = 0;
+  // Stable: an added item equal to a kept one goes after it, as splicing would put it before;
+  // equal items are interchangeable wherever this is used, so either order is the same table.
+  while (i < kept.length && j < incoming.length) {
+    out[k++] = compare(incoming[j] as T, kept[i] as T) < 0 ? (incoming[j++] as T) : (kept[i++] as T);
+  }
+  while (i < kept.length) out[k++] = kept[i++] as T;
+  while (j < incoming.length) out[k++] = incoming[j++] as T;
+  return out;
+}
+
+export interface SortedChanges<T> {
+  /** Items of `before` that `after` lacks. */
+  removed: T[];
+  /** Items of `after` that `before` lacks. */
+  added: T[];
+  /** Pairs (before, after) of distinct objects that are equal. */
+  renewed: Array<[T, T]>;
+}
+
+/**
+ * What changed between two sorted arrays. Identical items cost one comparison; items at
+ * the same place in the order that are not identical are equal when `same` says so.
+ */
+export function sortedChanges<T>(
+  before: readonly T[],
+  after: readonly T[],
+  compare: Compare<T>,
+  same: (a: T, b: T) => boolean = () => true,
+): SortedChanges<T> {
+  const removed: T[] = [];
+  const added: T[] = [];
+  const renewed: Array<[T, T]> = [];
+  let i = 0;
+  let j = 0;
+  while (i < before.length && j < after.length) {
+    const a = before[i] as T;
+    const b = after[j] as T;
+    if (a === b) {
+      i++;
+      j++;
+      continue;
+    }
+    const order = compare(a, b);
+    if (order < 0) {
+      removed.push(a);
+      i++;
+    } else if (order > 0) {
+      added.push(b);
+      j++;
+    } else {
+      if (same(a, b)) {
+        renewed.push([a, b]);
+      } else {
+        removed.push(a);
+        added.push(b);
+      }
+      i++;
+      j++;
+    }
+  }
+  for (; i < before.length; i++) removed.push(before[i] as T);
+  for (; j < after.length; j++) added.push(after[j] as T);
+  return { removed, added, renewed };
+}
