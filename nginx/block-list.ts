@@ -76,6 +76,15 @@ export class BlockList<K> {
     if (chunk.keys.length === 0) this.chunks.splice(at, 1);
   }
 
+  /** Replaces everything with these blocks, whose keys must be in order. */
+  fill(keys: readonly K[], texts: readonly string[]): void {
+    this.chunks.length = 0;
+    for (let i = 0; i < keys.length; i += CHUNK) {
+      this.chunks.push({ keys: keys.slice(i, i + CHUNK), texts: texts.slice(i, i + CHUNK), joined: null });
+    }
+    this.count = keys.length;
+  }
+
   clear(): void {
     this.chunks.length = 0;
     this.count = 0;

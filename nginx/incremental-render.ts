@@ -75,6 +75,10 @@ export class IncrementalNginxRenderer {
   }
 
   private update(routes: readonly Route[], options: RenderOptions): void {
+    if (this.routes.length === 0) {
+      this.fill(routes, options);
+      return;
+    }
     const changes = sortedChanges(this.routes, routes, compareRoutes, sameRoute);
     const dirtyHosts = new Set<string>();
     const dirtyBases = new Set<string>();
@@ -137,6 +141,40 @@ export class IncrementalNginxRenderer {
       this.servers.set(host, serverText(host, routes.slice(from, to), this.upstreamNames, options));
     }
     if (hostsChanged && this.hostFacts.size > 0) this.hashSizes = hashSizesOf([...this.hostFacts.values()]);
+    this.routes = routes;
+  }
+
+  /** Everything from nothing: one walk in table order, where names are given in that order. */
+  private fill(routes: readonly Route[], options: RenderOptions): void {
+    this.forget(this.optionsKey);
+    const upstreamKeys: Route[] = [];
+    const upstreamTexts: string[] = [];
+    const hosts: string[] = [];
+    const serverTexts: string[] = [];
+    for (let i = 0; i < routes.length; ) {
+      const host = (routes[i] as Route).host;
+      let end = i;
+      for (; end < routes.length && (routes[end] as Route).host === host; end++) {
+        const route = routes[end] as Route;
+        if (!hasUpstream(route)) continue;
+        const base = upstreamBaseName(route);
+        const group = this.byBaseName.get(base) ?? [];
+        this.byBaseName.set(base, group);
+        group.push(route);
+        const name = group.length === 1 ? base : `${base}_${group.length}`;
+        this.upstreamNames.set(route, name);
+        upstreamKeys.push(route);
+        upstreamTexts.push(upstreamText(route, name, options));
+      }
+      if (this.hostFacts.has(host)) throw new Error(`the routes of host ${host} are not together: the table is not sorted`);
+      this.hostFacts.set(host, serverNameFacts(host));
+      hosts.push(host);
+      serverTexts.push(serverText(host, routes.slice(i, end), this.upstreamNames, options));
+      i = end;
+    }
+    this.upstreams.fill(upstreamKeys, upstreamTexts);
+    this.servers.fill(hosts, serverTexts);
+    if (hosts.length > 0) this.hashSizes = hashSizesOf([...this.hostFacts.values()]);
     this.routes = routes;
   }
 }

@@ -44,7 +44,7 @@ interface Routing {
 
 const DEFAULTS = { upstreamTimeoutMs: 60_000, failTimeoutMs: 10_000, maxBodyBytes: 1024 * 1024 };
 /** Longest stretch an apply builds its matcher and balancers before letting requests run. */
-const APPLY_SLICE_MS = 10;
+const APPLY_SLICE_MS = 5;
 /** How long close() lets requests in flight finish before cutting them. */
 const CLOSE_GRACE_MS = 5_000;
 

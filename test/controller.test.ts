@@ -360,6 +360,26 @@ describe('controller', () => {
     assert.equal(controller.stats().changes, 0);
   });
 
+  it('describes at most 100 routes and rejections per log line and counts the rest, and no change a description cannot show', async () => {
+    const { logger, lines } = capturedLogger();
+    const { source, controller } = setup({ logger, holdOffMs: 1, maxDelayMs: 5 });
+    source.put(apiKeySecret('default', 'first key'));
+    await controller.start();
+    for (let i = 0; i < 250; i++) source.put(routable(i), pod(`idle-${i}`, { ready: false, hosts: `idle${i}.example.com`, paths: '80:/' }));
+    await controller.idle();
+    // Another key: every route changes, but what a log line says of them does not.
+    source.put(apiKeySecret('default', 'second key'));
+    await controller.idle();
+    const changes = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'route table changed');
+    assert.equal(changes.length, 3);
+    const big = changes[1] as { routesAdded: string[]; rejectionsAdded: string[]; truncated: Record<string, number>; routes: number };
+    assert.equal(big.routesAdded.length, 100);
+    assert.equal(big.rejectionsAdded.length, 100);
+    assert.deepEqual(big.truncated, { routesAdded: 250, rejectionsAdded: 250 });
+    assert.equal(big.routes, 250);
+    assert.deepEqual([changes[2]?.routesAdded, changes[2]?.routesRemoved, changes[2]?.truncated], [[], [], undefined]);
+  });
+
   it('logs routes added and removed and rejections with their reasons, never an API key', async () => {
     const { logger, lines } = capturedLogger();
     const { source, plane, controller } = setup({ logger, holdOffMs: 5, maxDelayMs: 10 });

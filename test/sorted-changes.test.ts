@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { patchSorted, sortedChanges } from '../src/core/sorted-changes.js';
+import { patchSorted, sortedChanges, sortingInSteps } from '../src/core/sorted-changes.js';
 import { BlockList } from '../nginx/block-list.js';
 
 // The sorted-array helpers behind the incremental table and renderer, against plain
@@ -31,6 +31,20 @@ describe('sorted changes', () => {
     );
   });
 
+  it('sorts as a stable sort does, in steps, also past the size of one run', () => {
+    let seed = 7;
+    const random = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (const size of [0, 1, 4095, 4096, 4097, 20_000]) {
+      const input = Array.from({ length: size }, (_, i) => ({ key: Math.floor(random() * 500), label: String(i) }));
+      const steps = sortingInSteps(input, (a, b) => a.key - b.key);
+      let pauses = 0;
+      let step = steps.next();
+      for (; !step.done; step = steps.next()) pauses++;
+      assert.deepEqual(step.value, [...input].sort((a, b) => a.key - b.key), `size ${size}`);
+      if (size >= 20_000) assert.ok(pauses >= 5, `${pauses} pauses for ${size} items`);
+    }
+  });
+
   it('patchSorted refuses to remove what is not there', () => {
     assert.throws(() => patchSorted([{ key: 1, label: 'x' }], [{ key: 1, label: 'x' }], [], byKey), /not in the array/);
   });
@@ -53,11 +67,14 @@ describe('sorted changes', () => {
     );
   });
 
-  it('a block list joins its blocks in key order through any sequence of sets and deletes', () => {
+  it('a block list joins its blocks in key order through any sequence of fills, sets and deletes', () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 3000 }), fc.string({ maxLength: 3 })), { maxLength: 2500 }), (ops) => {
+      fc.property(fc.uniqueArray(fc.integer({ min: 0, max: 3000 }), { maxLength: 1200 }), fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 3000 }), fc.string({ maxLength: 3 })), { maxLength: 2500 }), (start, ops) => {
         const list = new BlockList<number>((a, b) => a - b);
-        const reference = new Map<number, string>();
+        // Filled at once first (as a first render does), then edited.
+        const initial = [...start].sort((a, b) => a - b);
+        list.fill(initial, initial.map(String));
+        const reference = new Map<number, string>(initial.map((k) => [k, String(k)]));
         const joined = (): string => [...reference.keys()].sort((a, b) => a - b).map((k) => reference.get(k)).join('\n');
         ops.forEach(([put, key, text], n) => {
           // Now and then, so that kept chunk texts must follow later edits.

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release } from 'node:os';
 import { join } from 'node:path';
+import { findNginxBinary } from '../../nginx/binary.js';
 
 export const RESULTS_DIR = new URL('../results/', import.meta.url).pathname;
 
@@ -42,7 +43,8 @@ export function describeMachine(): Machine {
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     kernel: release(),
     node: process.version,
-    nginx: firstLine('nginx', ['-v']),
+    // Debian keeps nginx in /usr/sbin, which is not on every PATH.
+    nginx: firstLine(findNginxBinary('nginx') ?? 'nginx', ['-v']),
     wrk: firstLine('wrk', ['-v']),
     commit: firstLine('git', ['rev-parse', '--short', 'HEAD']),
   };

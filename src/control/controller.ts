@@ -27,7 +27,10 @@ export interface ControllerOptions {
   holdOffMs?: number;
   /** Longest wait after the first unapplied change, however busy the source is. */
   maxDelayMs?: number;
-  /** Longest stretch a rebuild holds the event loop before letting it run; default 10 ms. */
+  /**
+   * Longest stretch a rebuild holds the event loop before letting it run; default 5 ms.
+   * A proxied request needs a few turns of the loop, so its delay is a few slices.
+   */
   buildSliceMs?: number;
   logger?: Logger;
 }
@@ -97,26 +100,60 @@ function describeRejection(r: Rejection): string {
   return `${r.namespace}/${r.pod} ${r.field}=${JSON.stringify(r.value)}: ${r.reason} [${r.code}]`;
 }
 
-function added(now: string[], before: string[]): string[] {
-  const old = new Set(before);
-  return now.filter((item) => !old.has(item));
+/** At most this many routes or rejections are described in one log line; the rest are counted. */
+const LOGGED_PER_LIST = 100;
+
+function describeRoutes(routes: readonly Route[]): string[] {
+  return redactTable({ routes: [...routes], rejections: [] }).routes.map(describeRoute);
+}
+
+/** A route as describeRoute sees it: whether it needs a key, not which. */
+function describedPart(route: Route): Route {
+  return route.apiKey === null ? route : { ...route, apiKey: '' };
+}
+
+/**
+ * The routes removed and added, without the pairs that differ only in what a description
+ * leaves out (the key itself): those would log the same text twice. Both lists are in
+ * table order.
+ */
+function visibleRouteChanges(removed: Route[], added: Route[]): { removed: Route[]; added: Route[] } {
+  const gone = new Set<Route>();
+  const come = new Set<Route>();
+  let i = 0;
+  let j = 0;
+  while (i < removed.length && j < added.length) {
+    const a = removed[i] as Route;
+    const b = added[j] as Route;
+    const order = compareRoutes(a, b);
+    if (order === 0 && sameRoute(describedPart(a), describedPart(b))) {
+      gone.add(a);
+      come.add(b);
+    }
+    if (order <= 0) i++;
+    if (order >= 0) j++;
+  }
+  return { removed: removed.filter((r) => !gone.has(r)), added: added.filter((r) => !come.has(r)) };
 }
 
 /**
  * The differences worth a log line, described from the redacted table only. Only the
- * routes and rejections that differ are described: unchanged ones are the same objects.
+ * routes and rejections that differ are looked at (unchanged ones are the same objects),
+ * and at most LOGGED_PER_LIST of each are described: a first list of 50,000 pods is a
+ * count, not a 20 MB line.
  */
 function tableChanges(before: RouteTable | null, now: RouteTable): Record<string, unknown> {
-  const routes = sortedChanges(before?.routes ?? [], now.routes, compareRoutes, sameRoute);
   const rejections = sortedChanges(before?.rejections ?? [], now.rejections, compareRejections);
-  const describeRoutes = (list: Route[]): string[] => redactTable({ routes: list, rejections: [] }).routes.map(describeRoute);
-  // A route can change in what its description leaves out (the key itself): not worth a line.
-  const routesAdded = describeRoutes(routes.added);
-  const routesRemoved = describeRoutes(routes.removed);
+  const routes = sortedChanges(before?.routes ?? [], now.routes, compareRoutes, sameRoute);
+  const visible = visibleRouteChanges(routes.removed, routes.added);
+  const counts = { routesAdded: visible.added.length, routesRemoved: visible.removed.length, rejectionsAdded: rejections.added.length };
+  const truncated = Object.fromEntries(Object.entries(counts).filter(([, n]) => n > LOGGED_PER_LIST));
   return {
-    routesAdded: added(routesAdded, routesRemoved),
-    routesRemoved: added(routesRemoved, routesAdded),
-    rejectionsAdded: rejections.added.map(describeRejection),
+    routesAdded: describeRoutes(visible.added.slice(0, LOGGED_PER_LIST)),
+    routesRemoved: describeRoutes(visible.removed.slice(0, LOGGED_PER_LIST)),
+    rejectionsAdded: rejections.added.slice(0, LOGGED_PER_LIST).map(describeRejection),
+    // How many there were in all, for the lists cut short.
+    ...(Object.keys(truncated).length > 0 ? { truncated } : {}),
     rejectionsResolved: rejections.removed.length,
     routes: now.routes.length,
     rejections: now.rejections.length,
@@ -136,7 +173,7 @@ export function createController(options: ControllerOptions): Controller {
   const { config, source, dataPlanes, logger } = options;
   const holdOffMs = options.holdOffMs ?? 100;
   const maxDelayMs = options.maxDelayMs ?? 250;
-  const buildSliceMs = options.buildSliceMs ?? 10;
+  const buildSliceMs = options.buildSliceMs ?? 5;
   const builder = new IncrementalRouteTable(config);
   const stats: ControllerStats = {
     changes: 0,

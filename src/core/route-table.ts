@@ -273,6 +273,15 @@ export function apiKeysByNamespace(config: RouterConfig, secrets: Iterable<Secre
 export function resolveRoute(candidates: readonly Candidate[], apiKeys: ReadonlyMap<string, ApiKey>): { route: Route | null; rejections: Rejection[] } {
   const rejections: Rejection[] = [];
   const { host, path } = candidates[0] as Candidate;
+  if (candidates.length === 1) {
+    // Most routes have one pod: no owner to settle, nothing to sort.
+    const { pod, namespace, ip, port } = candidates[0] as Candidate;
+    const apiKey = apiKeys.get(namespace) ?? { state: 'open' };
+    if (apiKey.state !== 'invalid') {
+      const route = { host, path, namespace, apiKey: apiKey.state === 'key' ? apiKey.key : null, backends: [{ pod, namespace, ip, port }] };
+      return { route, rejections };
+    }
+  }
   // The namespace whose oldest pod on this route was created first owns it, so a
   // tenant cannot take over (or unlock) a route another tenant already serves. That is
   // the namespace of the candidate first by (created, namespace); Infinity (no valid

@@ -1,6 +1,9 @@
 // Sorted arrays changed by a few items at a time, as the route table's routes and
 // rejections are: an edit costs a copy of the array (a memmove) and a binary search per
-// item, never a sort of everything.
+// item, never a sort of everything; and when everything changes, the sort and merge run
+// in steps a caller may pause between (see time-slices.ts).
+
+import { runNow, type Steps } from './time-slices.js';
 
 export type Compare<T> = (a: T, b: T) => number;
 
@@ -18,12 +21,59 @@ export function lowerBound<T>(sorted: readonly T[], item: T, compare: Compare<T>
 
 /** Above this many edits, filtering and merging beats one splice per edit. */
 const SPLICE_LIMIT = 64;
+/** Items sorted or merged between two points where the work may pause. */
+const STEP = 4096;
+
+/** Merges two sorted runs into `out` from `k` on; on ties `left` goes first. */
+function* merging<T>(left: readonly T[], right: readonly T[], out: T[], k: number, compare: Compare<T>): Steps<void> {
+  let i = 0;
+  let j = 0;
+  while (i < left.length && j < right.length) {
+    if ((i + j) % STEP === STEP - 1) yield;
+    out[k++] = compare(right[j] as T, left[i] as T) < 0 ? (right[j++] as T) : (left[i++] as T);
+  }
+  while (i < left.length) out[k++] = left[i++] as T;
+  while (j < right.length) out[k++] = right[j++] as T;
+}
+
+/**
+ * `items` sorted (a new array; stable), in steps: runs of STEP items sorted at once, then
+ * merged pairwise, so that sorting 200,000 routes never holds the event loop for long.
+ */
+export function* sortingInSteps<T>(items: readonly T[], compare: Compare<T>): Steps<T[]> {
+  let runs: T[][] = [];
+  for (let i = 0; i < items.length; i += STEP) {
+    runs.push(items.slice(i, i + STEP).sort(compare));
+    yield;
+  }
+  while (runs.length > 1) {
+    const next: T[][] = [];
+    for (let r = 0; r < runs.length; r += 2) {
+      const left = runs[r] as T[];
+      const right = runs[r + 1];
+      if (right === undefined) {
+        next.push(left);
+        continue;
+      }
+      const out = new Array<T>(left.length + right.length);
+      yield* merging(left, right, out, 0, compare);
+      next.push(out);
+    }
+    runs = next;
+  }
+  return runs[0] ?? [];
+}
 
 /**
  * A new sorted array: `sorted` without the items of `removed` (found by identity, each
  * must be there) and with those of `added`. `sorted` itself is left as it was.
  */
 export function patchSorted<T>(sorted: readonly T[], removed: readonly T[], added: readonly T[], compare: Compare<T>): T[] {
+  return runNow(patchingSorted(sorted, removed, added, compare));
+}
+
+/** patchSorted, in steps a caller may pause between. */
+export function* patchingSorted<T>(sorted: readonly T[], removed: readonly T[], added: readonly T[], compare: Compare<T>): Steps<T[]> {
   if (removed.length + added.length <= SPLICE_LIMIT) {
     const out = sorted.slice();
     for (const item of removed) {
@@ -36,20 +86,18 @@ export function patchSorted<T>(sorted: readonly T[], removed: readonly T[], adde
     return out;
   }
   const gone = new Set(removed);
-  const kept = gone.size === 0 ? sorted : sorted.filter((item) => !gone.has(item));
-  if (kept.length !== sorted.length - gone.size) throw new Error('patchSorted: a removed item is not in the array');
-  const incoming = [...added].sort(compare);
-  const out = new Array<T>(kept.length + incoming.length);
-  let i = 0;
-  let j = 0;
-  let k = 0;
-  // Stable: an added item equal to a kept one goes after it, as splicing would put it before;
-  // equal items are interchangeable wherever this is used, so either order is the same table.
-  while (i < kept.length && j < incoming.length) {
-    out[k++] = compare(incoming[j] as T, kept[i] as T) < 0 ? (incoming[j++] as T) : (kept[i++] as T);
+  const kept: T[] = [];
+  for (let i = 0; i < sorted.length; i++) {
+    if (i % STEP === STEP - 1) yield;
+    const item = sorted[i] as T;
+    if (!gone.has(item)) kept.push(item);
   }
-  while (i < kept.length) out[k++] = kept[i++] as T;
-  while (j < incoming.length) out[k++] = incoming[j++] as T;
+  if (kept.length !== sorted.length - gone.size) throw new Error('patchSorted: a removed item is not in the array');
+  const incoming = yield* sortingInSteps(added, compare);
+  // An added item equal to a kept one goes after it, where splicing would put it before;
+  // equal items are interchangeable wherever this is used, so either order is the same table.
+  const out = new Array<T>(kept.length + incoming.length);
+  yield* merging(kept, incoming, out, 0, compare);
   return out;
 }
 
