@@ -1,4 +1,4 @@
-import type { Backend, Route } from '../src/core/route-table.js';
+import { compareRoutes, type Backend, type Route } from '../src/core/route-table.js';
 import { runNow } from '../src/core/time-slices.js';
 
 // Peer choice as nginx's round-robin upstream makes it with the defaults the rendered
@@ -128,6 +128,47 @@ export class PeerSelection {
   }
 }
 
+function groupId(route: Route): string {
+  return `${route.host}\n${route.path}`;
+}
+
+/**
+ * The routes of `before` that `after` lacks and the other way round, by identity, or null
+ * when more than IN_PLACE_LIMIT changed. A walk in table order (host, path): identical
+ * routes cost a comparison of references. Out of order, a route may show up on both
+ * sides; its group is then taken out and put back as it was (entries are worked out
+ * before any is removed), so any order gives the right groups.
+ */
+function changedRoutes(before: readonly Route[], after: readonly Route[]): { removed: Route[]; added: Route[] } | null {
+  if (Math.abs(before.length - after.length) > IN_PLACE_LIMIT) return null;
+  const removed: Route[] = [];
+  const added: Route[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < before.length && j < after.length) {
+    const a = before[i] as Route;
+    const b = after[j] as Route;
+    if (a === b) {
+      i++;
+      j++;
+      continue;
+    }
+    const order = compareRoutes(a, b);
+    if (order <= 0) {
+      removed.push(a);
+      i++;
+    }
+    if (order >= 0) {
+      added.push(b);
+      j++;
+    }
+    if (removed.length + added.length > 2 * IN_PLACE_LIMIT) return null;
+  }
+  for (; i < before.length; i++) removed.push(before[i] as Route);
+  for (; j < after.length; j++) added.push(after[j] as Route);
+  return removed.length + added.length > 2 * IN_PLACE_LIMIT ? null : { removed, added };
+}
+
 function backendsKey(backends: readonly Backend[]): string {
   return JSON.stringify(backends.map((b) => [b.pod, b.namespace, b.ip, b.port]));
 }
@@ -142,16 +183,32 @@ interface GroupEntry {
 
 /** How many routes between two points where a build may pause. */
 const STEP = 1024;
+/** Up to this many changed routes, groups are updated in place rather than all copied. */
+const IN_PLACE_LIMIT = 2048;
 
 /**
  * The groups of a route table. A route whose pods did not change keeps its group across
  * a table swap, so its round-robin position and failure marks survive.
+ *
+ * A table that differs from the last in a few routes (the incremental route table keeps
+ * the others' objects) updates the groups in place, at the end of next() or building():
+ * after that, only the instance returned may be asked for groups. The proxy asks for a
+ * group only while it starts a request, in the same turn of the event loop as it reads
+ * its current routing, so an update that happens just before the swap is never seen half
+ * done.
  */
 export class Balancers {
-  private constructor(private readonly groups: Map<string, GroupEntry>) {}
+  /** Set once the groups were updated in place for the instance next() returned. */
+  private superseded = false;
+
+  private constructor(
+    private readonly groups: Map<string, GroupEntry>,
+    /** The routes the groups are for, in the order given. */
+    private readonly routes: readonly Route[],
+  ) {}
 
   static empty(): Balancers {
-    return new Balancers(new Map());
+    return new Balancers(new Map(), []);
   }
 
   /** The groups for `routes`, reusing this instance's where the pods are the same. */
@@ -161,31 +218,37 @@ export class Balancers {
 
   /** What next() does, as steps a caller may pause between: big tables take a while. */
   *building(routes: readonly Route[], options: BalancerOptions): Generator<void, Balancers, void> {
+    if (this.superseded) throw new Error('these balancers were updated in place: build from the ones that replaced them');
+    const changes = changedRoutes(this.routes, routes);
+    if (changes !== null) {
+      this.superseded = true;
+      // Worked out before anything changes, then applied in one go.
+      const entries = changes.added.map((route) => [groupId(route), this.entryFor(route, options)] as const);
+      for (const route of changes.removed) this.groups.delete(groupId(route));
+      for (const [id, entry] of entries) this.groups.set(id, entry);
+      return new Balancers(this.groups, routes);
+    }
     const groups = new Map<string, GroupEntry>();
     for (let i = 0; i < routes.length; i++) {
       if (i % STEP === STEP - 1) yield;
       const route = routes[i] as Route;
-      const id = `${route.host}\n${route.path}`;
-      const old = this.groups.get(id);
-      if (old !== undefined && old.route === route) {
-        groups.set(id, old);
-        continue;
-      }
-      if (old !== undefined) {
-        old.key ??= backendsKey(old.route.backends);
-        const key = backendsKey(route.backends);
-        if (old.key === key) {
-          groups.set(id, { route, key, group: old.group });
-          continue;
-        }
-      }
-      groups.set(id, { route, key: null, group: new PeerGroup(route.backends, options) });
+      groups.set(groupId(route), this.entryFor(route, options));
     }
-    return new Balancers(groups);
+    return new Balancers(groups, routes);
+  }
+
+  /** The group of `route`: this instance's when its pods are the same, else a new one. */
+  private entryFor(route: Route, options: BalancerOptions): GroupEntry {
+    const old = this.groups.get(groupId(route));
+    if (old === undefined) return { route, key: null, group: new PeerGroup(route.backends, options) };
+    if (old.route === route) return old;
+    old.key ??= backendsKey(old.route.backends);
+    const key = backendsKey(route.backends);
+    return old.key === key ? { route, key, group: old.group } : { route, key: null, group: new PeerGroup(route.backends, options) };
   }
 
   groupFor(route: Route): PeerGroup {
-    const entry = this.groups.get(`${route.host}\n${route.path}`);
+    const entry = this.groups.get(groupId(route));
     if (entry === undefined) throw new Error(`no balancer for ${route.host}${route.path}`);
     return entry.group;
   }

@@ -3,7 +3,7 @@
 // (a bar chart). Each carries the machine, the versions and the exact command, because a
 // figure without them cannot be compared with anything.
 
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release } from 'node:os';
 import { join } from 'node:path';
@@ -24,15 +24,10 @@ export interface Machine {
 }
 
 function firstLine(command: string, args: string[]): string | null {
-  try {
-    // nginx -v and wrk -v print their version on standard error.
-    const out = execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return out.split('\n')[0]?.trim() || null;
-  } catch (err) {
-    const e = err as { stderr?: string; stdout?: string };
-    const text = `${e.stdout ?? ''}${e.stderr ?? ''}`.split('\n')[0]?.trim();
-    return text || null;
-  }
+  // nginx -v prints its version on standard error, wrk -v on standard output (and exits 1).
+  const run = spawnSync(command, args, { encoding: 'utf8' });
+  if (run.error !== undefined) return null;
+  return `${run.stdout}${run.stderr}`.split('\n')[0]?.trim() || null;
 }
 
 export function describeMachine(): Machine {
