@@ -1,4 +1,5 @@
 import { compareRoutes, type Backend, type Route } from '../src/core/route-table.js';
+import { sortedChanges } from '../src/core/sorted-changes.js';
 import { runNow } from '../src/core/time-slices.js';
 
 // Peer choice as nginx's round-robin upstream makes it with the defaults the rendered
@@ -141,31 +142,7 @@ function groupId(route: Route): string {
  */
 function changedRoutes(before: readonly Route[], after: readonly Route[]): { removed: Route[]; added: Route[] } | null {
   if (Math.abs(before.length - after.length) > IN_PLACE_LIMIT) return null;
-  const removed: Route[] = [];
-  const added: Route[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < before.length && j < after.length) {
-    const a = before[i] as Route;
-    const b = after[j] as Route;
-    if (a === b) {
-      i++;
-      j++;
-      continue;
-    }
-    const order = compareRoutes(a, b);
-    if (order <= 0) {
-      removed.push(a);
-      i++;
-    }
-    if (order >= 0) {
-      added.push(b);
-      j++;
-    }
-    if (removed.length + added.length > 2 * IN_PLACE_LIMIT) return null;
-  }
-  for (; i < before.length; i++) removed.push(before[i] as Route);
-  for (; j < after.length; j++) added.push(after[j] as Route);
+  const { removed, added } = sortedChanges(before, after, compareRoutes, () => false);
   return removed.length + added.length > 2 * IN_PLACE_LIMIT ? null : { removed, added };
 }
 
