@@ -67,7 +67,8 @@ async function compile(dir: string): Promise<string> {
 }
 
 interface Child {
-  lines: AsyncIterableIterator<string>;
+  /** The first line that starts with `prefix`, without it. */
+  line(prefix: string): Promise<string>;
   send(line: string): void;
   result: Promise<unknown>;
   exited: Promise<void>;
@@ -76,7 +77,6 @@ interface Child {
 function startTask(entry: string, taskArgs: string[]): Child {
   const child = spawn(process.execPath, [entry, ...taskArgs], { stdio: ['pipe', 'pipe', 'inherit'] });
   const reader = createInterface({ input: child.stdout });
-  const lines = reader[Symbol.asyncIterator]();
   let resolveResult: (value: unknown) => void = () => undefined;
   let rejectResult: (err: Error) => void = () => undefined;
   const result = new Promise<unknown>((resolve, reject) => {
@@ -94,7 +94,17 @@ function startTask(entry: string, taskArgs: string[]): Child {
       resolve();
     });
   });
-  return { lines, send: (line) => child.stdin.write(`${line}\n`), result, exited };
+  const line = (prefix: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const onLine = (text: string): void => {
+        if (!text.startsWith(prefix)) return;
+        reader.off('line', onLine);
+        resolve(text.slice(prefix.length));
+      };
+      reader.on('line', onLine);
+      void exited.then(() => reject(new Error(`task ${taskArgs.join(' ')} ended without a line ${prefix}`)));
+    });
+  return { line, send: (text) => child.stdin.write(`${text}\n`), result, exited };
 }
 
 async function runTask<T>(entry: string, taskArgs: string[]): Promise<T> {
@@ -136,15 +146,7 @@ async function measureStall(entry: string, pods: number, scenarios: string[]): P
   const podPort = (pod.address() as AddressInfo).port;
   const child = startTask(entry, ['stall', '--pods', String(pods), '--pod-port', String(podPort), '--scenarios', scenarios.join(';')]);
   log(`stall --pods ${pods} (${scenarios.join(', ')})`);
-  let ready: Ready | null = null;
-  for await (const line of child.lines) {
-    if (line.startsWith('READY ')) {
-      ready = JSON.parse(line.slice(6)) as Ready;
-      break;
-    }
-  }
-  if (ready === null) throw new Error('the stall task never became ready');
-  const target = ready;
+  const target = JSON.parse(await child.line('READY ')) as Ready;
 
   // Steady requests, CONCURRENCY at a time on kept-alive connections; each answer's time.
   const answeredAt: number[] = [];
@@ -221,10 +223,20 @@ function buildTable(builds: BuildResult[]): string {
 
 function changesTable(build: BuildResult): string {
   const rows = build.changes.map((c) => {
-    const total = c.tableMs.map((t, i) => t + (c.renderMs[i] as number));
-    return `| ${c.kind} | ${c.tableMs.length} | ${ms(median(c.tableMs))} / ${ms(Math.max(...c.tableMs))} | ${ms(median(c.renderMs))} / ${ms(Math.max(...c.renderMs))} | **${ms(median(total))}** / ${ms(Math.max(...total))} |`;
+    const total = changeTotals(c);
+    const cell = (values: number[]): string => `${ms(median(values))} / ${ms(Math.max(...values))}`;
+    return `| ${c.kind} | ${c.tableMs.length} | ${cell(c.tableMs)} | ${cell(c.renderMs)} | ${cell(c.readMs)} | **${ms(median(total))}** / ${ms(Math.max(...total))} |`;
   });
-  return ['| change | times | table ms median / max | render ms median / max | table + render ms median / max |', '|---|---|---|---|---|', ...rows].join('\n');
+  return [
+    '| change | times | table ms median / max | render ms median / max | first read of the text ms median / max | all three ms median / max |',
+    '|---|---|---|---|---|---|',
+    ...rows,
+  ].join('\n');
+}
+
+/** Table, render and the first read of the rendered text, per change. */
+function changeTotals(c: BuildResult['changes'][number]): number[] {
+  return c.tableMs.map((t, i) => t + (c.renderMs[i] as number) + (c.readMs[i] as number));
 }
 
 function parseTable(parses: ParseResult[]): string {
@@ -264,11 +276,11 @@ const lowMedHigh = (values: number[]): string => `${ms(Math.min(...values))} / $
 
 function stallTable(summaries: StallSummary[]): string {
   return [
-    '| pods | scenario | runs | answers per run (median) | failed requests | longest gap between answers ms, least / median / most | event-loop delay max ms, least / median / most | rebuilds per run | controller busy ms per run, median (of which the source\'s snapshot) | pauses per run |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| pods | scenario | runs | answers per run (median) | failed requests | longest gap between answers ms, least / median / most | event-loop delay max ms, least / median / most | longest GC pause ms, least / median / most | rebuilds per run | controller busy ms per run, median (of which the source\'s snapshot) | pauses per run |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
     ...summaries.map(({ pods, scenario, runs }) => {
       const m = (pick: (r: StallRow) => number): number => median(runs.map(pick));
-      return `| ${count(pods)} | ${scenario} | ${runs.length} | ${m((r) => r.answered)} | ${runs.reduce((n, r) => n + r.failed, 0)} | **${lowMedHigh(runs.map((r) => r.longestGapMs))}** | ${lowMedHigh(runs.map((r) => r.loopDelayMaxMs))} | ${m((r) => r.rebuilds)} | ${ms(m((r) => r.buildMs))} (${ms(m((r) => r.snapshotMs))}) | ${m((r) => r.buildPauses)} |`;
+      return `| ${count(pods)} | ${scenario} | ${runs.length} | ${m((r) => r.answered)} | ${runs.reduce((n, r) => n + r.failed, 0)} | **${lowMedHigh(runs.map((r) => r.longestGapMs))}** | ${lowMedHigh(runs.map((r) => r.loopDelayMaxMs))} | ${lowMedHigh(runs.map((r) => r.gcMaxMs))} | ${m((r) => r.rebuilds)} | ${ms(m((r) => r.buildMs))} (${ms(m((r) => r.snapshotMs))}) | ${m((r) => r.buildPauses)} |`;
     }),
   ].join('\n');
 }
@@ -284,8 +296,8 @@ function targetsOf(builds: BuildResult[], parses: ParseResult[], nginx: NginxRes
     targets.push({ target: 'RSS, 10,000 pods', goal: '< 150 MB', measured: `${b10.peakRssMiB.toFixed(0)} MB peak`, met: b10.peakRssMiB < 150 });
     const changes = b10.changes.filter((c) => c.kind !== 'nothing changes');
     if (changes.length > 0) {
-      const totals = changes.flatMap((c) => c.tableMs.map((t, i) => t + (c.renderMs[i] as number)));
-      targets.push({ target: 'one changed pod among 10,000: table + render', goal: '< 10 ms', measured: `${ms(median(totals))} ms median, ${ms(Math.max(...totals))} ms max`, met: median(totals) < 10 });
+      const totals = changes.flatMap(changeTotals);
+      targets.push({ target: 'one changed pod among 10,000: table + render (+ first read of the text)', goal: '< 10 ms', measured: `${ms(median(totals))} ms median, ${ms(Math.max(...totals))} ms max`, met: median(totals) < 10 });
     }
   }
   const b50 = at(50_000);
@@ -367,7 +379,14 @@ async function main(): Promise<void> {
       buildTable(builds),
       '',
       ...(b10 !== undefined && b10.changes.length > 0
-        ? ['## One changed pod among 10,000', '', 'Each change applied to the builder and renderer of the first build, one after the other.', '', changesTable(b10), '']
+        ? [
+            '## One changed pod among 10,000',
+            '',
+            'Each change applied to the builder and renderer of the first build, one after the other. The renderer hands out its text as a rope of kept blocks; the first read (here, as nginx\'s manager hashes it) copies it flat, about 7.5 MB.',
+            '',
+            changesTable(b10),
+            '',
+          ]
         : []),
       '## Manifest parsing',
       '',

@@ -1,6 +1,6 @@
 import { compareRoutes, type Backend, type Route } from '../src/core/route-table.js';
 import { sortedChanges } from '../src/core/sorted-changes.js';
-import { runNow } from '../src/core/time-slices.js';
+import { runNow, type Steps } from '../src/core/time-slices.js';
 
 // Peer choice as nginx's round-robin upstream makes it with the defaults the rendered
 // config relies on (weight=1, max_fails=1, fail_timeout=10s), so that the same request
@@ -168,11 +168,10 @@ const IN_PLACE_LIMIT = 2048;
  * a table swap, so its round-robin position and failure marks survive.
  *
  * A table that differs from the last in a few routes (the incremental route table keeps
- * the others' objects) updates the groups in place, at the end of next() or building():
- * after that, only the instance returned may be asked for groups. The proxy asks for a
- * group only while it starts a request, in the same turn of the event loop as it reads
- * its current routing, so an update that happens just before the swap is never seen half
- * done.
+ * the others' objects) updates the groups in place when next() or preparing()'s switch
+ * runs: after that, only the instance returned may be asked for groups. The proxy asks
+ * for a group only while it starts a request, in the same turn of the event loop as it
+ * reads its current routing, and switches matcher and balancers together.
  */
 export class Balancers {
   /** Set once the groups were updated in place for the instance next() returned. */
@@ -190,20 +189,26 @@ export class Balancers {
 
   /** The groups for `routes`, reusing this instance's where the pods are the same. */
   next(routes: readonly Route[], options: BalancerOptions): Balancers {
-    return runNow(this.building(routes, options));
+    return runNow(this.preparing(routes, options))();
   }
 
-  /** What next() does, as steps a caller may pause between: big tables take a while. */
-  *building(routes: readonly Route[], options: BalancerOptions): Generator<void, Balancers, void> {
+  /**
+   * next() in two parts: steps a caller may pause between, which change nothing (requests
+   * keep getting this instance's groups), then the function that switches to the new
+   * routes at once and returns their balancers.
+   */
+  *preparing(routes: readonly Route[], options: BalancerOptions): Steps<() => Balancers> {
     if (this.superseded) throw new Error('these balancers were updated in place: build from the ones that replaced them');
     const changes = changedRoutes(this.routes, routes);
     if (changes !== null) {
-      this.superseded = true;
-      // Worked out before anything changes, then applied in one go.
       const entries = changes.added.map((route) => [groupId(route), this.entryFor(route, options)] as const);
-      for (const route of changes.removed) this.groups.delete(groupId(route));
-      for (const [id, entry] of entries) this.groups.set(id, entry);
-      return new Balancers(this.groups, routes);
+      return () => {
+        if (this.superseded) throw new Error('these balancers were updated in place already');
+        this.superseded = true;
+        for (const route of changes.removed) this.groups.delete(groupId(route));
+        for (const [id, entry] of entries) this.groups.set(id, entry);
+        return new Balancers(this.groups, routes);
+      };
     }
     const groups = new Map<string, GroupEntry>();
     for (let i = 0; i < routes.length; i++) {
@@ -211,7 +216,7 @@ export class Balancers {
       const route = routes[i] as Route;
       groups.set(groupId(route), this.entryFor(route, options));
     }
-    return new Balancers(groups, routes);
+    return () => new Balancers(groups, routes);
   }
 
   /** The group of `route`: this instance's when its pods are the same, else a new one. */

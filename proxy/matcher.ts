@@ -1,5 +1,6 @@
-import type { Route, RouteTable } from '../src/core/route-table.js';
-import { runNow } from '../src/core/time-slices.js';
+import { compareRoutes, type Route, type RouteTable } from '../src/core/route-table.js';
+import { sortedChanges } from '../src/core/sorted-changes.js';
+import { runNow, type Steps } from '../src/core/time-slices.js';
 
 // Route lookup as nginx does it with one `server` per host and one prefix `location` per
 // route path: the longest prefix of the normalized path wins, compared byte for byte and
@@ -45,7 +46,7 @@ function sameRoutes(kept: readonly Route[], routes: readonly Route[], from: numb
  * objects it had (the incremental route table keeps unchanged routes), yielding now and
  * then so that a caller may pause.
  */
-function* hostEntries(routes: readonly Route[], previous: ReadonlyMap<string, HostRoutes> | undefined): Generator<void, Map<string, HostRoutes>, void> {
+function* hostEntries(routes: readonly Route[], previous: ReadonlyMap<string, HostRoutes> | undefined): Steps<Map<string, HostRoutes>> {
   const hosts = new Map<string, HostRoutes>();
   let i = 0;
   let next = STEP;
@@ -70,18 +71,71 @@ function* hostEntries(routes: readonly Route[], previous: ReadonlyMap<string, Ho
   return hosts;
 }
 
-export class RouteMatcher {
-  private readonly hosts: Map<string, HostRoutes>;
+/** Up to this many changed routes, a matcher is updated in place rather than built anew. */
+const IN_PLACE_LIMIT = 2048;
+const NO_ROUTES: RouteTable = { routes: [], rejections: [] };
 
-  /** The matcher for `table`, reusing what `previous` built for hosts whose routes did not change. */
-  constructor(table: RouteTable, previous?: RouteMatcher) {
-    this.hosts = runNow(hostEntries(table.routes, previous?.hosts));
+/**
+ * Matches requests to the routes of a table. A new table is usually the last one with a
+ * few routes changed (the incremental route table keeps the others' objects): next() and
+ * preparing() then update the hosts that changed, in place, and the matcher they started
+ * from must not be used any more; more changes build a new one, reusing the entries of
+ * hosts whose routes did not change.
+ */
+export class RouteMatcher {
+  private hosts: Map<string, HostRoutes>;
+  private routes: readonly Route[];
+  private superseded = false;
+
+  constructor(table: RouteTable) {
+    this.hosts = runNow(hostEntries(table.routes, undefined));
+    this.routes = table.routes;
   }
 
-  /** What the constructor does, as steps a caller may pause between: big tables take a while. */
-  static *building(table: RouteTable, previous?: RouteMatcher): Generator<void, RouteMatcher, void> {
-    const hosts = yield* hostEntries(table.routes, previous?.hosts);
-    return Object.assign(Object.create(RouteMatcher.prototype) as RouteMatcher, { hosts });
+  private static of(hosts: Map<string, HostRoutes>, routes: readonly Route[]): RouteMatcher {
+    const matcher = new RouteMatcher(NO_ROUTES);
+    matcher.hosts = hosts;
+    matcher.routes = routes;
+    return matcher;
+  }
+
+  /** The matcher for `table`, made from this one; use only the one returned afterwards. */
+  next(table: RouteTable): RouteMatcher {
+    return runNow(this.preparing(table))();
+  }
+
+  /**
+   * next() in two parts: steps a caller may pause between, which change nothing (requests
+   * keep being matched by this matcher), then the function that switches to the new table
+   * at once and returns its matcher.
+   */
+  *preparing(table: RouteTable): Steps<() => RouteMatcher> {
+    if (this.superseded) throw new Error('this matcher was updated in place: make the next from the one that replaced it');
+    const { removed, added } = sortedChanges(this.routes, table.routes, compareRoutes, () => false);
+    if (removed.length + added.length > IN_PLACE_LIMIT) {
+      const hosts = yield* hostEntries(table.routes, this.hosts);
+      return () => RouteMatcher.of(hosts, table.routes);
+    }
+    // The hosts that changed, with their routes in table order (in any order of the table).
+    const changed = new Map<string, Route[]>();
+    for (const route of [...removed, ...added]) changed.set(route.host, []);
+    if (changed.size > 0) {
+      for (let i = 0; i < table.routes.length; i++) {
+        if (i % STEP === STEP - 1) yield;
+        const route = table.routes[i] as Route;
+        changed.get(route.host)?.push(route);
+      }
+    }
+    const entries = [...changed].map(([host, routes]) => [host, routes.length === 0 ? null : newEntry(routes)] as const);
+    return () => {
+      if (this.superseded) throw new Error('this matcher was updated in place already');
+      this.superseded = true;
+      for (const [host, entry] of entries) {
+        if (entry === null) this.hosts.delete(host);
+        else this.hosts.set(host, entry);
+      }
+      return RouteMatcher.of(this.hosts, table.routes);
+    };
   }
 
   /** `host` as normalizeHost returns it, `path` as normalizePath returns it. */

@@ -4,8 +4,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { DataPlane } from '../src/core/data-plane.js';
 import type { RouteTable } from '../src/core/route-table.js';
-import { runInSlices } from '../src/core/time-slices.js';
-import { Balancers } from './balancer.js';
+import { runInSlices, type Steps } from '../src/core/time-slices.js';
+import { Balancers, type BalancerOptions } from './balancer.js';
 import { decide, type Decision } from './decide.js';
 import { rawErrorResponse, redirectLocation } from './error-page.js';
 import { forwardRequest, sendErrorPage } from './forward.js';
@@ -40,6 +40,17 @@ export interface ProxyDataPlane extends DataPlane {
 interface Routing {
   matcher: RouteMatcher;
   balancers: Balancers;
+}
+
+/**
+ * The routing for a new table, prepared in steps while requests keep the current one; the
+ * matcher and the balancers then switch in the same step (a small change updates them in
+ * place), so no request sees one without the other.
+ */
+function* nextRouting(current: Routing, table: RouteTable, options: BalancerOptions): Steps<Routing> {
+  const matcher = yield* current.matcher.preparing(table);
+  const balancers = yield* current.balancers.preparing(table.routes, options);
+  return { matcher: matcher(), balancers: balancers() };
 }
 
 const DEFAULTS = { upstreamTimeoutMs: 60_000, failTimeoutMs: 10_000, maxBodyBytes: 1024 * 1024 };
@@ -173,12 +184,10 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
   return {
     port,
     apply(table: RouteTable): Promise<void> {
-      // One at a time, each built from the routing before it; built in slices, so that a
-      // table of 200,000 routes does not hold up the requests served meanwhile.
+      // One at a time, each made from the routing before it, in slices so that a table of
+      // 200,000 routes does not hold up the requests served meanwhile.
       const built = applying.then(async () => {
-        const matcher = await runInSlices(RouteMatcher.building(table, routing.matcher), APPLY_SLICE_MS);
-        const balancers = await runInSlices(routing.balancers.building(table.routes, balancerOptions), APPLY_SLICE_MS);
-        routing = { matcher: matcher.value, balancers: balancers.value };
+        routing = (await runInSlices(nextRouting(routing, table, balancerOptions), APPLY_SLICE_MS)).value;
       });
       applying = built.catch(() => undefined);
       return built;

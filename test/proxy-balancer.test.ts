@@ -105,11 +105,14 @@ test('a route that is the very object of the table before keeps its group, and o
   assert.equal(second.groupFor(kept), first.groupFor(kept));
   assert.deepEqual(firstPicks(second.groupFor(kept), 1), ['p2']);
   assert.deepEqual(firstPicks(second.groupFor(route('/changed', 4)), 1), ['p0']);
-  // Built in steps (as the proxy does for big tables), the result is the same.
-  const steps = second.building([kept, route('/changed', 4)], options);
+  // Prepared in steps (as the proxy does), nothing changes until the switch.
+  const steps = second.preparing([kept], options);
   let step = steps.next();
   while (!step.done) step = steps.next();
-  assert.equal(step.value.groupFor(kept), first.groupFor(kept));
+  assert.deepEqual(second.groupFor(route('/changed', 4)).backends, backends(4));
+  const third = step.value();
+  assert.equal(third.groupFor(kept), first.groupFor(kept));
+  assert.throws(() => third.groupFor(route('/changed', 4)), /no balancer/);
 });
 
 test('a table differing in a few routes updates the groups in place with the same result as building them anew', () => {

@@ -12,7 +12,7 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance, PerformanceObserver } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -87,7 +87,8 @@ export interface BuildResult {
   warmRenderMs: number[];
   referenceTableMs: number[];
   referenceRenderMs: number[];
-  changes: Array<{ kind: ChangeKind; tableMs: number[]; renderMs: number[] }>;
+  /** renderMs: the renderer's own work; readMs: the first read of its text (flattening the rope). */
+  changes: Array<{ kind: ChangeKind; tableMs: number[]; renderMs: number[]; readMs: number[] }>;
 }
 
 async function buildTask(pods: number, changes: boolean, repeats: number): Promise<BuildResult> {
@@ -134,6 +135,7 @@ async function buildTask(pods: number, changes: boolean, repeats: number): Promi
     for (const kind of kinds) {
       const tableMs: number[] = [];
       const renderMs: number[] = [];
+      const readMs: number[] = [];
       for (let n = 0; n < 30; n++) {
         const at = (n * 7919 + 13) % current.length;
         const next = current.slice();
@@ -141,9 +143,11 @@ async function buildTask(pods: number, changes: boolean, repeats: number): Promi
         current = next;
         const [t, ms] = timed(() => builder.update(current, secrets));
         tableMs.push(ms);
-        renderMs.push(timed(() => flatten(renderer.render(t, config)))[1]);
+        const [conf, renderOnlyMs] = timed(() => renderer.render(t, config));
+        renderMs.push(renderOnlyMs);
+        readMs.push(timed(() => flatten(conf))[1]);
       }
-      changeResults.push({ kind, tableMs, renderMs });
+      changeResults.push({ kind, tableMs, renderMs, readMs });
     }
   }
 
@@ -320,6 +324,9 @@ export interface StallWindow {
   buildMs: number;
   snapshotMs: number;
   buildPauses: number;
+  /** Garbage-collection pauses in the window: the longest, and all together. */
+  gcMaxMs: number;
+  gcTotalMs: number;
 }
 
 const epochNow = (): number => performance.timeOrigin + performance.now();
@@ -344,6 +351,12 @@ async function stallTask(pods: number, podPort: number, scenarios: string[]): Pr
   await sleep(500);
 
   const windows: StallWindow[] = [];
+  // GC pauses stop the loop too, and no slicing shortens them: counted apart.
+  const pauses: Array<{ at: number; ms: number }> = [];
+  const gc = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) pauses.push({ at: performance.timeOrigin + entry.startTime, ms: entry.duration });
+  });
+  gc.observe({ entryTypes: ['gc'] });
   const measure = async (scenario: string, act: () => Promise<void>): Promise<void> => {
     await sleep(300);
     const before = controller.stats();
@@ -355,6 +368,8 @@ async function stallTask(pods: number, podPort: number, scenarios: string[]): Pr
     await controller.idle();
     const endedAt = epochNow();
     histogram.disable();
+    await sleep(50); // GC entries arrive asynchronously
+    const during = pauses.filter((p) => p.at >= startedAt && p.at <= endedAt).map((p) => p.ms);
     const after = controller.stats();
     windows.push({
       scenario,
@@ -366,6 +381,8 @@ async function stallTask(pods: number, podPort: number, scenarios: string[]): Pr
       buildMs: after.buildMsTotal - before.buildMsTotal,
       snapshotMs: source.snapshotMs - snapshotBefore,
       buildPauses: after.buildPauses - before.buildPauses,
+      gcMaxMs: Math.max(0, ...during),
+      gcTotalMs: during.reduce((a, b) => a + b, 0),
     });
   };
   /** Replaces the pods, then gives the loop a moment so that making them is not counted. */
@@ -414,6 +431,7 @@ async function stallTask(pods: number, podPort: number, scenarios: string[]): Pr
       throw new Error(`no scenario ${scenario}`);
     }
   }
+  gc.disconnect();
   const routes = controller.currentTable()?.routes.length ?? 0;
   process.stdout.write(`RESULT ${JSON.stringify({ pods, routes, windows })}\n`);
   // Serving until the load has stopped, so that its last requests are answered.

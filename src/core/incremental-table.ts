@@ -16,7 +16,7 @@ import {
   type Route,
   type RouteTable,
 } from './route-table.js';
-import { patchingSorted } from './sorted-changes.js';
+import { patchingSorted, sortingInSteps } from './sorted-changes.js';
 import { runNow, type Steps } from './time-slices.js';
 
 // The route table kept up to date from one snapshot to the next, doing work in proportion
@@ -58,6 +58,15 @@ function sorted(rejections: Rejection[]): readonly Rejection[] {
 }
 /** How many items between two points where the work may pause. */
 const STEP = 256;
+
+/**
+ * Slots by key, host + "\n" + path: the order of their routes (compareRoutes), since no
+ * character of a valid host or path sorts before "\n", so a host that is a prefix of
+ * another sorts first either way.
+ */
+function compareKeys(a: RouteSlot, b: RouteSlot): number {
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}
 
 function sameRejections(a: readonly Rejection[], b: readonly Rejection[]): boolean {
   if (a === b) return true;
@@ -126,6 +135,8 @@ export class IncrementalRouteTable {
 
   private *steps(pods: readonly Pod[], secrets: readonly Secret[]): Steps<RouteTable> {
     const generation = ++this.generation;
+    // On a first build every slot is new: no need to track which changed.
+    const everything = this.table === null;
     const dirty = new Set<RouteSlot>();
     const rejectionsRemoved: Rejection[] = [];
     // A set: a key twice in one snapshot may add a pod's rejections and take them back.
@@ -145,7 +156,7 @@ export class IncrementalRouteTable {
       } else {
         slot.candidates.push(c);
       }
-      dirty.add(slot);
+      if (!everything) dirty.add(slot);
     };
     const unclaim = (c: Candidate): void => {
       const slot = this.slots.get(routeKey(c.host, c.path)) as RouteSlot;
@@ -234,9 +245,10 @@ export class IncrementalRouteTable {
 
     // Routes whose claimants changed.
     const routesRemoved: Route[] = [];
-    const routesAdded: Route[] = [];
+    // Slots, not routes: sorting by their keys gives the routes' order (compareKeys), several times faster.
+    const routesAdded: RouteSlot[] = [];
     let n = 0;
-    for (const slot of dirty) {
+    for (const slot of everything ? this.slots.values() : dirty) {
       if (++n % STEP === 0) yield;
       let route: Route | null = null;
       let rejections = NONE;
@@ -251,7 +263,7 @@ export class IncrementalRouteTable {
       if (before !== null && route !== null && sameRoute(before, route)) route = before;
       if (route !== before) {
         if (before !== null) routesRemoved.push(before);
-        if (route !== null) routesAdded.push(route);
+        if (route !== null) routesAdded.push(slot);
         slot.route = route;
       }
       if (!sameRejections(slot.rejections, rejections)) {
@@ -265,8 +277,11 @@ export class IncrementalRouteTable {
     const routesSame = routesRemoved.length + routesAdded.length === 0;
     const rejectionsSame = rejectionsRemoved.length + rejectionsAdded.size === 0;
     if (previous !== null && routesSame && rejectionsSame) return previous;
-    const routes =
-      previous !== null && routesSame ? previous.routes : yield* patchingSorted(previous?.routes ?? [], routesRemoved, routesAdded, compareRoutes);
+    let routes = previous?.routes ?? [];
+    if (!routesSame) {
+      const added = (yield* sortingInSteps(routesAdded, compareKeys)).map((slot) => slot.route as Route);
+      routes = yield* patchingSorted(routes, routesRemoved, added, compareRoutes, { addedSorted: true });
+    }
     const rejections =
       previous !== null && rejectionsSame
         ? previous.rejections

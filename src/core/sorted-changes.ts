@@ -72,8 +72,14 @@ export function patchSorted<T>(sorted: readonly T[], removed: readonly T[], adde
   return runNow(patchingSorted(sorted, removed, added, compare));
 }
 
-/** patchSorted, in steps a caller may pause between. */
-export function* patchingSorted<T>(sorted: readonly T[], removed: readonly T[], added: readonly T[], compare: Compare<T>): Steps<T[]> {
+/** patchSorted, in steps a caller may pause between; `added` may come sorted already. */
+export function* patchingSorted<T>(
+  sorted: readonly T[],
+  removed: readonly T[],
+  added: readonly T[],
+  compare: Compare<T>,
+  options: { addedSorted?: boolean } = {},
+): Steps<T[]> {
   if (removed.length + added.length <= SPLICE_LIMIT) {
     const out = sorted.slice();
     for (const item of removed) {
@@ -93,7 +99,7 @@ export function* patchingSorted<T>(sorted: readonly T[], removed: readonly T[], 
     if (!gone.has(item)) kept.push(item);
   }
   if (kept.length !== sorted.length - gone.size) throw new Error('patchSorted: a removed item is not in the array');
-  const incoming = yield* sortingInSteps(added, compare);
+  const incoming = options.addedSorted === true ? added : yield* sortingInSteps(added, compare);
   // An added item equal to a kept one goes after it, where splicing would put it before;
   // equal items are interchangeable wherever this is used, so either order is the same table.
   const out = new Array<T>(kept.length + incoming.length);
