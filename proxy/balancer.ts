@@ -1,5 +1,5 @@
 import { compareRoutes, type Backend, type Route } from '../src/core/route-table.js';
-import { sortedChanges } from '../src/core/sorted-changes.js';
+import { changesUpTo } from '../src/core/sorted-changes.js';
 import { runNow, type Steps } from '../src/core/time-slices.js';
 
 // Peer choice as nginx's round-robin upstream makes it with the defaults the rendered
@@ -133,19 +133,6 @@ function groupId(route: Route): string {
   return `${route.host}\n${route.path}`;
 }
 
-/**
- * The routes of `before` that `after` lacks and the other way round, by identity, or null
- * when more than IN_PLACE_LIMIT changed. A walk in table order (host, path): identical
- * routes cost a comparison of references. Out of order, a route may show up on both
- * sides; its group is then taken out and put back as it was (entries are worked out
- * before any is removed), so any order gives the right groups.
- */
-function changedRoutes(before: readonly Route[], after: readonly Route[]): { removed: Route[]; added: Route[] } | null {
-  if (Math.abs(before.length - after.length) > IN_PLACE_LIMIT) return null;
-  const { removed, added } = sortedChanges(before, after, compareRoutes, () => false);
-  return removed.length + added.length > 2 * IN_PLACE_LIMIT ? null : { removed, added };
-}
-
 function backendsKey(backends: readonly Backend[]): string {
   return JSON.stringify(backends.map((b) => [b.pod, b.namespace, b.ip, b.port]));
 }
@@ -159,8 +146,14 @@ interface GroupEntry {
 }
 
 /** How many routes between two points where a build may pause. */
-const STEP = 1024;
-/** Up to this many changed routes, groups are updated in place rather than all copied. */
+const STEP = 256;
+/**
+ * Up to this many changed routes, groups are updated in place rather than all copied. The
+ * changes are found by a walk in table order where identical routes cost a comparison of
+ * references; out of order, a route may show up as removed and added, and its group is
+ * then taken out and put back as it was (entries are worked out before any is removed),
+ * so any order gives the right groups.
+ */
 const IN_PLACE_LIMIT = 2048;
 
 /**
@@ -199,7 +192,7 @@ export class Balancers {
    */
   *preparing(routes: readonly Route[], options: BalancerOptions): Steps<() => Balancers> {
     if (this.superseded) throw new Error('these balancers were updated in place: build from the ones that replaced them');
-    const changes = changedRoutes(this.routes, routes);
+    const changes = yield* changesUpTo(this.routes, routes, compareRoutes, () => false, 2 * IN_PLACE_LIMIT);
     if (changes !== null) {
       const entries = changes.added.map((route) => [groupId(route), this.entryFor(route, options)] as const);
       return () => {

@@ -1,5 +1,5 @@
 import { compareRoutes, type Route, type RouteTable } from '../src/core/route-table.js';
-import { sortedChanges } from '../src/core/sorted-changes.js';
+import { changesUpTo } from '../src/core/sorted-changes.js';
 import { runNow, type Steps } from '../src/core/time-slices.js';
 
 // Route lookup as nginx does it with one `server` per host and one prefix `location` per
@@ -27,7 +27,7 @@ interface HostRoutes {
 }
 
 /** How many routes between two points where a build may pause. */
-const STEP = 1024;
+const STEP = 256;
 
 function newEntry(routes: Route[]): HostRoutes {
   const byPath = new Map<string, Route>();
@@ -111,11 +111,12 @@ export class RouteMatcher {
    */
   *preparing(table: RouteTable): Steps<() => RouteMatcher> {
     if (this.superseded) throw new Error('this matcher was updated in place: make the next from the one that replaced it');
-    const { removed, added } = sortedChanges(this.routes, table.routes, compareRoutes, () => false);
-    if (removed.length + added.length > IN_PLACE_LIMIT) {
+    const changes = yield* changesUpTo(this.routes, table.routes, compareRoutes, () => false, IN_PLACE_LIMIT);
+    if (changes === null) {
       const hosts = yield* hostEntries(table.routes, this.hosts);
       return () => RouteMatcher.of(hosts, table.routes);
     }
+    const { removed, added } = changes;
     // The hosts that changed, with their routes in table order (in any order of the table).
     const changed = new Map<string, Route[]>();
     for (const route of [...removed, ...added]) changed.set(route.host, []);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { patchSorted, sortedChanges, sortingInSteps } from '../src/core/sorted-changes.js';
+import { changesUpTo, patchSorted, sortedChanges, sortingInSteps } from '../src/core/sorted-changes.js';
 import { BlockList } from '../nginx/block-list.js';
 
 // The sorted-array helpers behind the incremental table and renderer, against plain
@@ -65,6 +65,19 @@ describe('sorted changes', () => {
         assert.deepEqual(renewed, before.flatMap((i) => { const j = inAfter.get(i.key); return j !== undefined && j !== i && same(i, j) ? [[i, j]] : []; }));
       }),
     );
+  });
+
+  it('changesUpTo gives up once more than its limit changed, and otherwise what sortedChanges gives', () => {
+    const before = Array.from({ length: 10_000 }, (_, key) => ({ key, label: 'x' }));
+    const after = before.map((item) => (item.key % 10 === 0 ? { ...item } : item));
+    const run = <T>(steps: Generator<void, T, void>): T => {
+      let step = steps.next();
+      while (!step.done) step = steps.next();
+      return step.value;
+    };
+    assert.equal(run(changesUpTo(before, after, byKey, () => false, 1_999)), null);
+    assert.deepEqual(run(changesUpTo(before, after, byKey, () => false, 2_000)), sortedChanges(before, after, byKey, () => false));
+    assert.equal(run(changesUpTo(before, before.slice(0, 5_000), byKey, () => false, 4_999)), null);
   });
 
   it('a block list joins its blocks in key order through any sequence of fills, sets and deletes', () => {

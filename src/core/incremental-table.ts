@@ -57,7 +57,7 @@ function sorted(rejections: Rejection[]): readonly Rejection[] {
   return rejections.length === 0 ? NONE : rejections.sort(compareRejections);
 }
 /** How many items between two points where the work may pause. */
-const STEP = 256;
+const STEP = 64;
 
 /**
  * Slots by key, host + "\n" + path: the order of their routes (compareRoutes), since no

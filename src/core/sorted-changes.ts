@@ -91,7 +91,11 @@ export function* patchingSorted<T>(
     for (const item of added) out.splice(lowerBound(out, item, compare), 0, item);
     return out;
   }
-  const gone = new Set(removed);
+  const gone = new Set<T>();
+  for (let i = 0; i < removed.length; i++) {
+    if (i % STEP === STEP - 1) yield;
+    gone.add(removed[i] as T);
+  }
   const kept: T[] = [];
   for (let i = 0; i < sorted.length; i++) {
     if (i % STEP === STEP - 1) yield;
@@ -126,12 +130,38 @@ export function sortedChanges<T>(
   compare: Compare<T>,
   same: (a: T, b: T) => boolean = () => true,
 ): SortedChanges<T> {
+  return runNow(changesInSteps(before, after, compare, same));
+}
+
+/** sortedChanges, in steps a caller may pause between (200,000 routes take a while). */
+export function* changesInSteps<T>(
+  before: readonly T[],
+  after: readonly T[],
+  compare: Compare<T>,
+  same: (a: T, b: T) => boolean = () => true,
+): Steps<SortedChanges<T>> {
+  return (yield* changesUpTo(before, after, compare, same, Infinity)) as SortedChanges<T>;
+}
+
+/** changesInSteps, or null as soon as more than `limit` items were removed or added. */
+export function* changesUpTo<T>(
+  before: readonly T[],
+  after: readonly T[],
+  compare: Compare<T>,
+  same: (a: T, b: T) => boolean,
+  limit: number,
+): Steps<SortedChanges<T> | null> {
+  if (Math.abs(before.length - after.length) > limit) return null;
   const removed: T[] = [];
   const added: T[] = [];
   const renewed: Array<[T, T]> = [];
   let i = 0;
   let j = 0;
   while (i < before.length && j < after.length) {
+    if ((i + j) % STEP === STEP - 1) {
+      if (removed.length + added.length > limit) return null;
+      yield;
+    }
     const a = before[i] as T;
     const b = after[j] as T;
     if (a === b) {
@@ -159,5 +189,5 @@ export function sortedChanges<T>(
   }
   for (; i < before.length; i++) removed.push(before[i] as T);
   for (; j < after.length; j++) added.push(after[j] as T);
-  return { removed, added, renewed };
+  return removed.length + added.length > limit ? null : { removed, added, renewed };
 }
