@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { changesUpTo, patchSorted, sortedChanges, sortingInSteps } from '../src/core/sorted-changes.js';
+import { changesInSteps, changesUpTo, patchSorted, sortedChanges, sortingInSteps } from '../src/core/sorted-changes.js';
 import { BlockList } from '../nginx/block-list.js';
 
 // The sorted-array helpers behind the incremental table and renderer, against plain
@@ -78,6 +78,12 @@ describe('sorted changes', () => {
     assert.equal(run(changesUpTo(before, after, byKey, () => false, 1_999)), null);
     assert.deepEqual(run(changesUpTo(before, after, byKey, () => false, 2_000)), sortedChanges(before, after, byKey, () => false));
     assert.equal(run(changesUpTo(before, before.slice(0, 5_000), byKey, () => false, 4_999)), null);
+    // Two tables that differ in every item (a relist that changed every pod) still pause.
+    const renewed = before.map((item) => ({ ...item }));
+    const steps = changesInSteps(before, renewed, byKey, () => false);
+    let pauses = 0;
+    while (!steps.next().done) pauses++;
+    assert.ok(pauses >= 2, `${pauses} pauses comparing 10,000 changed items`);
   });
 
   it('a block list joins its blocks in key order through any sequence of fills, sets and deletes', () => {

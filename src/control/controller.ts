@@ -123,8 +123,8 @@ function* visibleRouteChanges(removed: Route[], added: Route[]): Steps<{ removed
   const come = new Set<Route>();
   let i = 0;
   let j = 0;
-  while (i < removed.length && j < added.length) {
-    if ((i + j) % 4096 === 4095) yield;
+  for (let n = 1; i < removed.length && j < added.length; n++) {
+    if (n % 4096 === 0) yield;
     const a = removed[i] as Route;
     const b = added[j] as Route;
     const order = compareRoutes(a, b);

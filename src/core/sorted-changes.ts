@@ -157,8 +157,9 @@ export function* changesUpTo<T>(
   const renewed: Array<[T, T]> = [];
   let i = 0;
   let j = 0;
-  while (i < before.length && j < after.length) {
-    if ((i + j) % STEP === STEP - 1) {
+  // Counted apart: i + j moves by two when both advance, and could step over any mark.
+  for (let n = 1; i < before.length && j < after.length; n++) {
+    if (n % STEP === 0) {
       if (removed.length + added.length > limit) return null;
       yield;
     }
