@@ -1,6 +1,9 @@
 // Event-to-routed latency and reload coalescing of `k8s-router run` following a cluster.
 //
-//   node --import tsx bench/event-latency.ts [--events N] [--burst N]
+//   node --import tsx bench/event-latency.ts [--quick] [--events N] [--burst N]
+//
+// --quick: 6 events per row and a burst of 200, instead of 50 and 1,000, with the default
+// batching window only and no paced burst.
 //
 // For each backend it starts the fake Kubernetes API server (test/support), one real pod
 // on 127.0.0.x and the router as a child process, with the default HOLD_OFF_MS and
@@ -14,11 +17,11 @@
 //    rebuilds the controller logs ("route table changed"), the nginx reloads ("nginx serves
 //    the new config", `reloads`), and the time until the burst's last pod is served.
 //
-// Prints a Markdown report on standard output. These are measurements, not pass/fail checks.
+// Records the results through bench/lib/report.ts (bench/results/event-latency.*). These are
+// measurements, not pass/fail checks.
 
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -29,6 +32,7 @@ import { FakeApiServer } from '../test/support/fake-api-server.js';
 import { podFor } from '../test/support/manifests.js';
 import { startPod, type TestPod } from '../test/support/pods.js';
 import { startRouterProcess, type RouterProcess } from '../test/support/router-process.js';
+import { invocation, writeReport } from './lib/report.js';
 
 type BackendName = 'proxy' | 'nginx';
 
@@ -39,12 +43,13 @@ interface Timing {
 
 const { values: args } = parseArgs({
   options: {
-    events: { type: 'string', default: '50' },
-    burst: { type: 'string', default: '1000' },
+    quick: { type: 'boolean', default: false },
+    events: { type: 'string' },
+    burst: { type: 'string' },
   },
 });
-const EVENTS = Number(args.events);
-const BURST = Number(args.burst);
+const EVENTS = Number(args.events ?? (args.quick ? 6 : 50));
+const BURST = Number(args.burst ?? (args.quick ? 200 : 1000));
 const DEFAULT_TIMING: Timing = { holdOffMs: 100, maxDelayMs: 250 };
 /** The floor without batching, to show how much of the latency the batching window is. */
 const NO_BATCHING: Timing = { holdOffMs: 0, maxDelayMs: 0 };
@@ -204,31 +209,20 @@ function lastReloads(logs: Array<Record<string, unknown>>): number {
   return 0;
 }
 
-function machine(): string {
-  const cpu = cpus();
-  let nginx: string;
-  try {
-    // `nginx -v` writes to standard error.
-    nginx = execFileSync('sh', ['-c', 'PATH="$PATH:/usr/sbin:/usr/local/sbin" nginx -v 2>&1'], { encoding: 'utf8' }).trim();
-  } catch {
-    nginx = 'nginx not found';
-  }
-  return `${cpu.length} cores (${cpu[0]?.model ?? 'unknown CPU'}), Node ${process.version}, ${nginx}`;
-}
-
 const fmt = (ms: number): string => ms.toFixed(1);
 
 async function main(): Promise<void> {
   const rows: LatencyResult[] = [];
   const ips: Record<BackendName, string> = { proxy: '127.0.0.201', nginx: '127.0.0.202' };
-  for (const timing of [DEFAULT_TIMING, NO_BATCHING]) {
+  // --quick: the default batching window only, and only the burst as fast as possible.
+  for (const timing of args.quick ? [DEFAULT_TIMING] : [DEFAULT_TIMING, NO_BATCHING]) {
     for (const backend of ['proxy', 'nginx'] as const) {
       process.stderr.write(`latency: ${backend}, HOLD_OFF_MS=${timing.holdOffMs} MAX_DELAY_MS=${timing.maxDelayMs}\n`);
       rows.push(await measureLatency(backend, timing, ips[backend]));
     }
   }
   const bursts: BurstResult[] = [];
-  for (const paceMs of [0, 2]) {
+  for (const paceMs of args.quick ? [0] : [0, 2]) {
     for (const backend of ['proxy', 'nginx'] as const) {
       process.stderr.write(`burst: ${backend}, one upsert every ${paceMs} ms\n`);
       bursts.push(await measureBurst(backend, ips[backend], paceMs));
@@ -236,13 +230,18 @@ async function main(): Promise<void> {
   }
 
   const out: string[] = [];
-  out.push('# Event-to-routed latency and reloads per burst');
+  const fastBurst = bursts.filter((b) => b.paceMs === 0);
+  const targets = fastBurst.map((b) => ({
+    target: `${b.backend}: ${b.events} pod events as fast as they come`,
+    goal: '1 rebuild (SPEC 7: a burst causes one reload, not N)',
+    measured: `${b.tableChanges} rebuild(s)${b.nginxReloads === null ? '' : `, ${b.nginxReloads} reload(s)`}`,
+    met: b.tableChanges === 1 && (b.nginxReloads === null || b.nginxReloads === 1),
+  }));
+  out.push('## Targets');
   out.push('');
-  out.push(`Command: \`node --import tsx bench/event-latency.ts${process.argv.slice(2).length ? ` ${process.argv.slice(2).join(' ')}` : ''}\``);
-  out.push('');
-  out.push(`Date: ${new Date().toISOString()}`);
-  out.push('');
-  out.push(`Machine: ${machine()}`);
+  out.push('| target | goal | measured | met |');
+  out.push('|---|---|---|---|');
+  for (const t of targets) out.push(`| ${t.target} | ${t.goal} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`);
   out.push('');
   out.push('## 1. Event-to-routed latency');
   out.push('');
@@ -263,8 +262,8 @@ async function main(): Promise<void> {
   out.push('## 2. A burst of pod events');
   out.push('');
   out.push(
-    `${BURST} pod upserts (each a new pod with its own host), default HOLD_OFF_MS/MAX_DELAY_MS (100/250): first as fast as the fake server takes them, ` +
-      'then paced at one upsert every 2 ms (a burst longer than MAX_DELAY_MS, so the maximum delay cuts it into several rebuilds). ' +
+    `${BURST} pod upserts (each a new pod with its own host), default HOLD_OFF_MS/MAX_DELAY_MS (100/250): as fast as the fake server takes them` +
+      (args.quick ? '. ' : ', then paced at one upsert every 2 ms (a burst longer than MAX_DELAY_MS, so the maximum delay cuts it into several rebuilds). ') +
       'Counted from the router logs from the first upsert until 2 s after the last pod was served.',
   );
   out.push('');
@@ -276,7 +275,27 @@ async function main(): Promise<void> {
     );
   }
   out.push('');
-  process.stdout.write(`${out.join('\n')}\n`);
+  const summary = (r: LatencyResult): { backend: BackendName; timing: Timing; medianMs: number; p99Ms: number } => ({
+    backend: r.backend,
+    timing: r.timing,
+    medianMs: percentile(r.samples, 50),
+    p99Ms: percentile(r.samples, 99),
+  });
+  writeReport({
+    name: 'event-latency',
+    title: 'Event-to-routed latency and reloads per burst',
+    command: invocation('bench/event-latency.ts'),
+    results: { quick: args.quick, events: EVENTS, burst: BURST, targets, latency: rows.map((r) => ({ ...summary(r), samples: r.samples })), bursts },
+    markdown: out.join('\n'),
+    charts: [
+      {
+        title: 'Event-to-routed latency, median (ms)',
+        unit: 'ms',
+        bars: rows.map((r) => ({ label: `${r.backend}, HOLD_OFF_MS ${r.timing.holdOffMs} / MAX_DELAY_MS ${r.timing.maxDelayMs}`, value: summary(r).medianMs })),
+      },
+    ],
+  });
+  process.stderr.write('event-latency: wrote bench/results/event-latency.{json,md,svg}\n');
 }
 
 await main();

@@ -3,6 +3,18 @@
 /** 32-bit FNV-1a of the UTF-8 bytes of `text`, as the seed named its upstreams. */
 export function fnv1a32(text: string): number {
   let hash = 0x811c9dc5;
+  // Hosts and paths are ASCII, where UTF-8 bytes are the char codes: no Buffer per name.
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0x80) return fnv1a32Utf8(text);
+    hash ^= code;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash >>> 0;
+}
+
+function fnv1a32Utf8(text: string): number {
+  let hash = 0x811c9dc5;
   for (const byte of Buffer.from(text, 'utf8')) {
     hash ^= byte;
     hash = Math.imul(hash, 0x01000193) >>> 0;
@@ -30,11 +42,16 @@ function elementSize(name: string): number {
 function nginxHashKey(name: string): [number, number] {
   let hi = 0;
   let lo = 0;
-  for (const byte of Buffer.from(name.toLowerCase(), 'latin1')) {
-    // key = key * 31 + byte (mod 2^64), carried from the low half into the high half.
+  const lower = name.toLowerCase();
+  for (let i = 0; i < lower.length; i++) {
+    // Latin-1 encoding keeps the low byte of each char code.
+    const byte = lower.charCodeAt(i) & 0xff;
+    // key = key * 31 + byte (mod 2^64), carried from the low half into the high half;
+    // lo * 31 + byte stays below 2^37, exact in a double, and >>> 0 takes it mod 2^32.
     const low = lo * 31 + byte;
-    lo = low % TWO_32;
-    hi = (hi * 31 + Math.floor(low / TWO_32)) % TWO_32;
+    const carry = (low - (low >>> 0)) / TWO_32;
+    lo = low >>> 0;
+    hi = (Math.imul(hi, 31) + carry) >>> 0;
   }
   return [hi, lo];
 }
@@ -72,8 +89,23 @@ const MANY_NAMES = 512;
  * is then about twice the number of names, found at once by us and by nginx.
  */
 export function serverNamesHashSizes(names: readonly string[]): ServerNamesHashSizes {
+  return hashSizesOf(names.map(serverNameFacts));
+}
+
+/** What sizing needs of one name; nginx/incremental-render.ts keeps these per host. */
+export interface ServerNameFacts {
+  size: number;
+  key: [number, number];
+}
+
+export function serverNameFacts(name: string): ServerNameFacts {
+  return { size: elementSize(name), key: nginxHashKey(name) };
+}
+
+/** serverNamesHashSizes of the names these facts are of. */
+export function hashSizesOf(names: readonly ServerNameFacts[]): ServerNamesHashSizes {
   if (names.length === 0) return DEFAULT_SERVER_NAMES_HASH;
-  const sizes = names.map(elementSize);
+  const sizes = names.map((n) => n.size);
   const longest = Math.max(...sizes);
   const average = sizes.reduce((a, b) => a + b, 0) / sizes.length;
   const many = names.length > MANY_NAMES;
@@ -82,7 +114,7 @@ export function serverNamesHashSizes(names: readonly string[]): ServerNamesHashS
   while (bucketSize < wanted) bucketSize *= 2;
   bucketSize = align(bucketSize, CACHE_LINE);
 
-  const keys = names.map(nginxHashKey);
+  const keys = names.map((n) => n.key);
   const capacity = bucketSize - POINTER;
   let used = new Float64Array(Math.max(64, names.length));
   /** ngx_hash_init's test: no bucket of a table of this size overflows. */

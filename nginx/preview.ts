@@ -1,6 +1,7 @@
 import type { DataPlane } from '../src/core/data-plane.js';
 import type { RouteTable } from '../src/core/route-table.js';
-import { renderNginxConf, type RenderOptions } from './render.js';
+import { IncrementalNginxRenderer } from './incremental-render.js';
+import type { RenderOptions } from './render.js';
 
 /**
  * A data plane that only shows the nginx.conf each table would get, for mock mode:
@@ -8,9 +9,10 @@ import { renderNginxConf, type RenderOptions } from './render.js';
  */
 export function createConfigPreview(options: RenderOptions, write: (text: string) => void): DataPlane {
   let last: string | null = null;
+  const renderer = new IncrementalNginxRenderer();
   return {
     async apply(table: RouteTable) {
-      const conf = renderNginxConf(table, options);
+      const conf = renderer.render(table, options);
       if (conf === last) return;
       last = conf;
       write(conf);

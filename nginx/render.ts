@@ -1,5 +1,5 @@
 import type { Route, RouteTable } from '../src/core/route-table.js';
-import { fnv1a32, serverNamesHashSizes } from './hash.js';
+import { fnv1a32, serverNamesHashSizes, type ServerNamesHashSizes } from './hash.js';
 import { headerVariable, nginxComment, nginxQuoted, nginxWord } from './syntax.js';
 
 // Renders the documented nginx.conf (see the README, "nginx.conf"). Lines are not
@@ -174,14 +174,27 @@ export function upstreamNames(routes: readonly Route[]): Map<Route, string> {
   const names = new Map<Route, string>();
   const taken = new Set<string>();
   for (const route of routes) {
-    if (route.backends.length < 2) continue;
-    const base = `upstream${fnv1a32(route.host + route.path)}`;
+    if (!hasUpstream(route)) continue;
+    const base = upstreamBaseName(route);
     let name = base;
     for (let n = 2; taken.has(name); n++) name = `${base}_${n}`;
     taken.add(name);
     names.set(route, name);
   }
   return names;
+}
+
+/** Whether a route goes through an `upstream` block (several pods) rather than to its pod directly. */
+export function hasUpstream(route: Route): boolean {
+  return route.backends.length >= 2;
+}
+
+/**
+ * The name of a route's upstream before collisions: as names are given in route order,
+ * the n-th route (n > 1) of one base name gets `_n` (see upstreamNames).
+ */
+export function upstreamBaseName(route: Route): string {
+  return `upstream${fnv1a32(route.host + route.path)}`;
 }
 
 function upstreamBlock({ name, route }: Upstream): string[] {
@@ -225,7 +238,7 @@ function serverBlock(host: string, routes: Route[], upstreams: Map<Route, string
 
 /** The nginx.conf for a route table. Deterministic: the table is already sorted. */
 export function renderNginxConf(table: RouteTable, options: RenderOptions): string {
-  if (table.routes.length === 0) return `${emptyConfig(options).join('\n')}\n`;
+  if (table.routes.length === 0) return emptyConfText(options);
 
   const byHost = new Map<string, Route[]>();
   for (const route of table.routes) {
@@ -235,12 +248,41 @@ export function renderNginxConf(table: RouteTable, options: RenderOptions): stri
   }
   const hashSizes = serverNamesHashSizes([...byHost.keys()]);
   const upstreams = upstreamNames(table.routes);
-  const lines = [
-    ...preamble(hashSizes.maxSize, hashSizes.bucketSize, options),
-    ...[...upstreams].flatMap(([route, name]) => upstreamBlock({ name, route })),
-    ...[...byHost].flatMap(([host, routes]) => serverBlock(host, routes, upstreams, options)),
-    ...DEFAULT_SERVER(options),
-    '}',
-  ];
-  return `${lines.join('\n')}\n`;
+  return assembleConf(
+    headText(hashSizes, options),
+    [
+      ...[...upstreams].map(([route, name]) => upstreamText(route, name, options)),
+      ...[...byHost].map(([host, routes]) => serverText(host, routes, upstreams, options)),
+    ].join('\n'),
+    options,
+  );
+}
+
+// The parts of a config with routes, as text, for nginx/incremental-render.ts to keep
+// and reuse: a block's text depends only on its arguments.
+
+/** The config of a table without routes. */
+export function emptyConfText(options: RenderOptions): string {
+  return `${emptyConfig(options).join('\n')}\n`;
+}
+
+/** Everything before the first upstream or server block. */
+export function headText(hashSizes: ServerNamesHashSizes, options: RenderOptions): string {
+  return preamble(hashSizes.maxSize, hashSizes.bucketSize, options).join('\n');
+}
+
+/** The upstream block of a route. */
+export function upstreamText(route: Route, name: string, _options: RenderOptions): string {
+  return upstreamBlock({ name, route }).join('\n');
+}
+
+/** The server block of a host, given its routes in table order and the upstream names. */
+export function serverText(host: string, routes: Route[], upstreams: Map<Route, string>, options: RenderOptions): string {
+  return serverBlock(host, routes, upstreams, options).join('\n');
+}
+
+/** The config from its head and its upstream and server blocks joined by newlines. */
+export function assembleConf(head: string, blocks: string, options: RenderOptions): string {
+  // Concatenated, not joined: a join would copy the megabytes of blocks once more.
+  return `${head}\n${blocks}\n${[...DEFAULT_SERVER(options), '}'].join('\n')}\n`;
 }

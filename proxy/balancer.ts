@@ -1,4 +1,6 @@
-import type { Backend, Route } from '../src/core/route-table.js';
+import { compareRoutes, type Backend, type Route } from '../src/core/route-table.js';
+import { changesUpTo } from '../src/core/sorted-changes.js';
+import { runNow, type Steps } from '../src/core/time-slices.js';
 
 // Peer choice as nginx's round-robin upstream makes it with the defaults the rendered
 // config relies on (weight=1, max_fails=1, fail_timeout=10s), so that the same request
@@ -127,35 +129,101 @@ export class PeerSelection {
   }
 }
 
+function groupId(route: Route): string {
+  return `${route.host}\n${route.path}`;
+}
+
 function backendsKey(backends: readonly Backend[]): string {
   return JSON.stringify(backends.map((b) => [b.pod, b.namespace, b.ip, b.port]));
 }
 
+interface GroupEntry {
+  /** The route the group was made or last kept for: the same object needs no comparison. */
+  route: Route;
+  /** backendsKey of its backends, worked out when first compared. */
+  key: string | null;
+  group: PeerGroup;
+}
+
+/** How many routes between two points where a build may pause. */
+const STEP = 256;
+/**
+ * Up to this many changed routes, groups are updated in place rather than all copied. The
+ * changes are found by a walk in table order where identical routes cost a comparison of
+ * references; out of order, a route may show up as removed and added, and its group is
+ * then taken out and put back as it was (entries are worked out before any is removed),
+ * so any order gives the right groups.
+ */
+const IN_PLACE_LIMIT = 2048;
+
 /**
  * The groups of a route table. A route whose pods did not change keeps its group across
  * a table swap, so its round-robin position and failure marks survive.
+ *
+ * A table that differs from the last in a few routes (the incremental route table keeps
+ * the others' objects) updates the groups in place when next() or preparing()'s switch
+ * runs: after that, only the instance returned may be asked for groups. The proxy asks
+ * for a group only while it starts a request, in the same turn of the event loop as it
+ * reads its current routing, and switches matcher and balancers together.
  */
 export class Balancers {
-  private constructor(private readonly groups: Map<string, { key: string; group: PeerGroup }>) {}
+  /** Set once the groups were updated in place for the instance next() returned. */
+  private superseded = false;
+
+  private constructor(
+    private readonly groups: Map<string, GroupEntry>,
+    /** The routes the groups are for, in the order given. */
+    private readonly routes: readonly Route[],
+  ) {}
 
   static empty(): Balancers {
-    return new Balancers(new Map());
+    return new Balancers(new Map(), []);
   }
 
   /** The groups for `routes`, reusing this instance's where the pods are the same. */
   next(routes: readonly Route[], options: BalancerOptions): Balancers {
-    const groups = new Map<string, { key: string; group: PeerGroup }>();
-    for (const route of routes) {
-      const id = `${route.host}\n${route.path}`;
-      const key = backendsKey(route.backends);
-      const old = this.groups.get(id);
-      groups.set(id, old !== undefined && old.key === key ? old : { key, group: new PeerGroup(route.backends, options) });
+    return runNow(this.preparing(routes, options))();
+  }
+
+  /**
+   * next() in two parts: steps a caller may pause between, which change nothing (requests
+   * keep getting this instance's groups), then the function that switches to the new
+   * routes at once and returns their balancers.
+   */
+  *preparing(routes: readonly Route[], options: BalancerOptions): Steps<() => Balancers> {
+    if (this.superseded) throw new Error('these balancers were updated in place: build from the ones that replaced them');
+    const changes = yield* changesUpTo(this.routes, routes, compareRoutes, () => false, 2 * IN_PLACE_LIMIT);
+    if (changes !== null) {
+      const entries = changes.added.map((route) => [groupId(route), this.entryFor(route, options)] as const);
+      return () => {
+        if (this.superseded) throw new Error('these balancers were updated in place already');
+        this.superseded = true;
+        for (const route of changes.removed) this.groups.delete(groupId(route));
+        for (const [id, entry] of entries) this.groups.set(id, entry);
+        return new Balancers(this.groups, routes);
+      };
     }
-    return new Balancers(groups);
+    const groups = new Map<string, GroupEntry>();
+    for (let i = 0; i < routes.length; i++) {
+      if (i % STEP === STEP - 1) yield;
+      const route = routes[i] as Route;
+      groups.set(groupId(route), this.entryFor(route, options));
+    }
+    return () => new Balancers(groups, routes);
+  }
+
+  /** The group of `route`: this instance's when its pods are the same, else a new one. */
+  private entryFor(route: Route, options: BalancerOptions): GroupEntry {
+    const old = this.groups.get(groupId(route));
+    if (old === undefined) return { route, key: null, group: new PeerGroup(route.backends, options) };
+    if (old.route === route) return old;
+    old.key ??= backendsKey(old.route.backends);
+    const key = backendsKey(route.backends);
+    return old.key === key ? { route, key, group: old.group } : { route, key: null, group: new PeerGroup(route.backends, options) };
   }
 
   groupFor(route: Route): PeerGroup {
-    const entry = this.groups.get(`${route.host}\n${route.path}`);
+    const entry = this.groups.get(groupId(route));
     if (entry === undefined) throw new Error(`no balancer for ${route.host}${route.path}`);
     return entry.group;
   }

@@ -4,7 +4,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { DataPlane } from '../src/core/data-plane.js';
 import type { RouteTable } from '../src/core/route-table.js';
-import { Balancers } from './balancer.js';
+import { runInSlices, type Steps } from '../src/core/time-slices.js';
+import { Balancers, type BalancerOptions } from './balancer.js';
 import { decide, type Decision } from './decide.js';
 import { rawErrorResponse, redirectLocation } from './error-page.js';
 import { forwardRequest, sendErrorPage } from './forward.js';
@@ -43,7 +44,20 @@ interface Routing {
   balancers: Balancers;
 }
 
+/**
+ * The routing for a new table, prepared in steps while requests keep the current one; the
+ * matcher and the balancers then switch in the same step (a small change updates them in
+ * place), so no request sees one without the other.
+ */
+function* nextRouting(current: Routing, table: RouteTable, options: BalancerOptions): Steps<Routing> {
+  const matcher = yield* current.matcher.preparing(table);
+  const balancers = yield* current.balancers.preparing(table.routes, options);
+  return { matcher: matcher(), balancers: balancers() };
+}
+
 const DEFAULTS = { upstreamTimeoutMs: 60_000, failTimeoutMs: 10_000, maxBodyBytes: 1024 * 1024 };
+/** Longest stretch an apply builds its matcher and balancers before letting requests run. */
+const APPLY_SLICE_MS = 5;
 /** How long close() lets requests in flight finish before cutting them, unless told otherwise. */
 const CLOSE_GRACE_MS = 5_000;
 /** While closing, how often connections that finished their request are closed. */
@@ -69,6 +83,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
   const tunnels = new Set<Duplex>();
 
   let routing: Routing = { matcher: new RouteMatcher({ routes: [], rejections: [] }), balancers: Balancers.empty() };
+  let applying: Promise<void> = Promise.resolve();
 
   const headOf = (req: IncomingMessage) => ({
     method: req.method ?? 'GET',
@@ -172,11 +187,14 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
 
   return {
     port,
-    async apply(table: RouteTable): Promise<void> {
-      routing = {
-        matcher: new RouteMatcher(table),
-        balancers: routing.balancers.next(table.routes, balancerOptions),
-      };
+    apply(table: RouteTable): Promise<void> {
+      // One at a time, each made from the routing before it, in slices so that a table of
+      // 200,000 routes does not hold up the requests served meanwhile.
+      const built = applying.then(async () => {
+        routing = (await runInSlices(nextRouting(routing, table, balancerOptions), APPLY_SLICE_MS)).value;
+      });
+      applying = built.catch(() => undefined);
+      return built;
     },
     async close(): Promise<void> {
       // Draining, as nginx's graceful stop does: the listener closes at once (new

@@ -108,6 +108,12 @@ function capturedLogger() {
   return { logger: pino({ level: 'debug' }, stream), lines };
 }
 
+/**
+ * With the clock faked, a build must not pause (a pause lets the test tick the fake clock
+ * on, which would move the apply times these tests check).
+ */
+const FAKE_CLOCK_SLICE = Number.POSITIVE_INFINITY;
+
 /** Lets promise callbacks run; setImmediate is never faked here. */
 const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -141,6 +147,36 @@ describe('controller', () => {
     assert.equal(stats.applies, 2);
     assert.equal(plane.applied.length, 2);
     assert.equal(plane.applied[1]?.table.routes.length, 1000);
+  });
+
+  it('builds a big table in slices, letting the event loop run in between', async () => {
+    const { source, plane, controller } = setup({ buildSliceMs: 1 });
+    for (let i = 0; i < 20_000; i++) source.put(routable(i));
+    let turns = 0;
+    let spinning = true;
+    const spin = (): void => {
+      turns++;
+      if (spinning) setImmediate(spin);
+    };
+    setImmediate(spin);
+    await controller.start();
+    spinning = false;
+    const { buildPauses } = controller.stats();
+    assert.ok(buildPauses > 0, `the build of 20,000 pods never paused (${JSON.stringify(controller.stats())})`);
+    assert.ok(turns >= buildPauses, `the event loop turned ${turns} times during ${buildPauses} pauses`);
+    assert.equal(plane.applied[0]?.table.routes.length, 20_000);
+  });
+
+  it('applies the very table it built when one pod changes among many, with the others unchanged', async () => {
+    const { source, plane, controller } = setup({ holdOffMs: 1, maxDelayMs: 5 });
+    for (let i = 0; i < 500; i++) source.put(routable(i));
+    await controller.start();
+    source.put(routable(7, '10.9.9.9'));
+    await controller.idle();
+    const [first, second] = plane.applied.map((a) => a.table);
+    assert.equal(second?.routes.find((r) => r.host === 'h7.example.com')?.backends[0]?.ip, '10.9.9.9');
+    // Routes that did not change are the same objects: the data planes reuse what they built for them.
+    assert.equal(second?.routes.filter((r, i) => r === first?.routes[i]).length, 499);
   });
 
   it('does not apply a table equal to the one applied', async () => {
@@ -187,7 +223,7 @@ describe('controller', () => {
 
   describe('with a fake clock', () => {
     it('waits for the hold-off after a single change, and no longer', async () => {
-      const { source, plane, controller } = setup({ holdOffMs: 100, maxDelayMs: 250 });
+      const { source, plane, controller } = setup({ holdOffMs: 100, maxDelayMs: 250, buildSliceMs: FAKE_CLOCK_SLICE });
       mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
       await controller.start();
       source.put(routable(1));
@@ -199,7 +235,7 @@ describe('controller', () => {
     });
 
     it('coalesces a burst spread over 200 ms into one apply at the max delay', async () => {
-      const { source, plane, controller } = setup({ holdOffMs: 100, maxDelayMs: 250 });
+      const { source, plane, controller } = setup({ holdOffMs: 100, maxDelayMs: 250, buildSliceMs: FAKE_CLOCK_SLICE });
       mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
       await controller.start();
       let n = 0;
@@ -221,7 +257,7 @@ describe('controller', () => {
     });
 
     it('applies every change within the max delay while changes never stop', async () => {
-      const { source, plane, controller } = setup({ holdOffMs: 100, maxDelayMs: 250 });
+      const { source, plane, controller } = setup({ holdOffMs: 100, maxDelayMs: 250, buildSliceMs: FAKE_CLOCK_SLICE });
       mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
       await controller.start();
       const changedAt = new Map<string, number>();
@@ -342,6 +378,26 @@ describe('controller', () => {
     await controller.idle();
     assert.equal(plane.applied.length, 1);
     assert.equal(controller.stats().changes, 0);
+  });
+
+  it('describes at most 100 routes and rejections per log line and counts the rest, and no change a description cannot show', async () => {
+    const { logger, lines } = capturedLogger();
+    const { source, controller } = setup({ logger, holdOffMs: 1, maxDelayMs: 5 });
+    source.put(apiKeySecret('default', 'first key'));
+    await controller.start();
+    for (let i = 0; i < 250; i++) source.put(routable(i), pod(`idle-${i}`, { ready: false, hosts: `idle${i}.example.com`, paths: '80:/' }));
+    await controller.idle();
+    // Another key: every route changes, but what a log line says of them does not.
+    source.put(apiKeySecret('default', 'second key'));
+    await controller.idle();
+    const changes = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'route table changed');
+    assert.equal(changes.length, 3);
+    const big = changes[1] as { routesAdded: string[]; rejectionsAdded: string[]; truncated: Record<string, number>; routes: number };
+    assert.equal(big.routesAdded.length, 100);
+    assert.equal(big.rejectionsAdded.length, 100);
+    assert.deepEqual(big.truncated, { routesAdded: 250, rejectionsAdded: 250 });
+    assert.equal(big.routes, 250);
+    assert.deepEqual([changes[2]?.routesAdded, changes[2]?.routesRemoved, changes[2]?.truncated], [[], [], undefined]);
   });
 
   it('logs routes added and removed and rejections with their reasons, never an API key', async () => {

@@ -39,7 +39,7 @@ const eventStats = (enabled: boolean): EventSinkStats => ({
 });
 
 function view(eventsEnabled = true): AdminView {
-  const stats: ControllerStats = { changes: 9, tablesBuilt: 4, buildFailures: 1, applies: 3, applyFailures: 1, skippedUnchanged: 0, buildMsTotal: 250, lastBuildMs: 20 };
+  const stats: ControllerStats = { changes: 9, tablesBuilt: 4, buildFailures: 1, applies: 3, applyFailures: 1, skippedUnchanged: 0, buildMsTotal: 250, lastBuildMs: 20, buildPauses: 6 };
   const nginx = {
     apply: async () => {},
     close: async () => {},
@@ -82,6 +82,7 @@ describe('metrics', () => {
     assert.equal(m.get('k8s_router_table_build_seconds_total'), 0.25);
     assert.equal(m.get('k8s_router_table_last_build_seconds'), 0.02);
     assert.equal(m.get('k8s_router_table_build_failures_total'), 1);
+    assert.equal(m.get('k8s_router_table_build_pauses_total'), 6);
     assert.equal(m.get('k8s_router_table_apply_failures_total'), 1);
   });
 

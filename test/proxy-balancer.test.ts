@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { Balancers, PeerGroup } from '../proxy/balancer.js';
 import type { Backend, Route } from '../src/core/route-table.js';
 
@@ -91,4 +92,71 @@ test('positions survive a table swap for routes whose pods did not change', () =
   const second = first.next([route('/a', 3), route('/b', 2)], options);
   assert.deepEqual(firstPicks(second.groupFor(route('/a', 3)), 1), ['p1']);
   assert.deepEqual(firstPicks(second.groupFor(route('/b', 2)), 1), ['p0']);
+});
+
+test('a route that is the very object of the table before keeps its group, and one whose pods changed starts afresh', () => {
+  const route = (path: string, n: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, backends: backends(n) });
+  const options = { failTimeoutMs: 10_000 };
+  const kept = route('/kept', 3);
+  const first = Balancers.empty().next([kept, route('/changed', 3)], options);
+  firstPicks(first.groupFor(kept), 2);
+  firstPicks(first.groupFor(route('/changed', 3)), 2);
+  const second = first.next([kept, route('/changed', 4)], options);
+  assert.equal(second.groupFor(kept), first.groupFor(kept));
+  assert.deepEqual(firstPicks(second.groupFor(kept), 1), ['p2']);
+  assert.deepEqual(firstPicks(second.groupFor(route('/changed', 4)), 1), ['p0']);
+  // Prepared in steps (as the proxy does), nothing changes until the switch.
+  const steps = second.preparing([kept], options);
+  let step = steps.next();
+  while (!step.done) step = steps.next();
+  assert.deepEqual(second.groupFor(route('/changed', 4)).backends, backends(4));
+  const third = step.value();
+  assert.equal(third.groupFor(kept), first.groupFor(kept));
+  assert.throws(() => third.groupFor(route('/changed', 4)), /no balancer/);
+});
+
+test('a table differing in a few routes updates the groups in place with the same result as building them anew', () => {
+  const options = { failTimeoutMs: 10_000 };
+  const paths = ['/a', '/b', '/c', '/d', '/e', '/f'];
+  const make = (path: string, pods: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, backends: backends(pods) });
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.subarray(paths), fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 6, maxLength: 6 }), fc.boolean(), fc.boolean()), { minLength: 1, maxLength: 8 }),
+      (steps) => {
+        let balancers = Balancers.empty();
+        let before: Route[] = [];
+        let groups = new Map<string, PeerGroup>();
+        for (const [chosen, sizes, keepObjects, reverse] of steps) {
+          // Route objects of the table before are kept where nothing changed, when asked to.
+          let routes = chosen.map((path, i) => {
+            const old = before.find((r) => r.path === path);
+            const fresh = make(path, sizes[i] as number);
+            return keepObjects && old !== undefined && old.backends.length === fresh.backends.length ? old : fresh;
+          });
+          if (reverse) routes = [...routes].reverse();
+          balancers = balancers.next(routes, options);
+          const next = new Map<string, PeerGroup>();
+          for (const route of routes) {
+            const group = balancers.groupFor(route);
+            assert.deepEqual(group.backends, route.backends);
+            // The same pods as before on the same path: the same group, its state kept.
+            const old = before.find((r) => r.path === route.path);
+            if (old !== undefined && old.backends.length === route.backends.length) assert.equal(group, groups.get(route.path));
+            else assert.notEqual(group, groups.get(route.path));
+            next.set(route.path, group);
+          }
+          for (const path of paths.filter((p) => !chosen.includes(p))) assert.throws(() => balancers.groupFor(make(path, 1)), /no balancer/);
+          before = routes;
+          groups = next;
+        }
+      },
+    ),
+  );
+});
+
+test('balancers updated in place refuse to be built from again', () => {
+  const route: Route = { host: 'h', path: '/', namespace: 'ns', apiKey: null, backends: backends(2) };
+  const first = Balancers.empty().next([route], { failTimeoutMs: 10_000 });
+  first.next([route], { failTimeoutMs: 10_000 });
+  assert.throws(() => first.next([route], { failTimeoutMs: 10_000 }), /updated in place/);
 });

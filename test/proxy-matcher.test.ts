@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { RouteMatcher } from '../proxy/matcher.js';
 import type { Route } from '../src/core/route-table.js';
 
@@ -42,4 +43,58 @@ test('unknown host and known host without a matching path', () => {
   assert.equal(pathOf('c.test', '/'), 'unknownHost');
   assert.equal(pathOf('b.test', '/'), 'notFound');
   assert.equal(pathOf('b.test', '/onlyx'), '/only');
+});
+
+test('a matcher built from the one before answers as one built from scratch, whatever changed', () => {
+  const hosts = ['a.test', 'b.test', 'c.test'];
+  const paths = ['/', '/x', '/x/', '/x/y', '/z'];
+  const arbitraryTable = fc
+    .uniqueArray(fc.tuple(fc.constantFrom(...hosts), fc.constantFrom(...paths)), { selector: ([h, p]) => `${h} ${p}`, maxLength: 12 })
+    .chain((pairs) => fc.constantFrom(pairs, [...pairs].sort(), [...pairs].sort().reverse()))
+    .map((pairs) => pairs.map(([h, p]) => route(h, p)));
+  fc.assert(
+    fc.property(fc.array(fc.tuple(arbitraryTable, fc.boolean()), { minLength: 1, maxLength: 6 }), (tables) => {
+      let previous: RouteMatcher | undefined;
+      let routes: Route[] = [];
+      for (const [fresh, keep] of tables) {
+        // Keep the route objects of the table before where host and path are the same, as the route table does.
+        routes = fresh.map((r) => (keep ? (routes.find((o) => o.host === r.host && o.path === r.path) ?? r) : r));
+        const table = { routes, rejections: [] };
+        const reused = previous === undefined ? new RouteMatcher(table) : previous.next(table);
+        const scratch = new RouteMatcher(table);
+        for (const host of [...hosts, 'd.test']) {
+          for (const path of ['/', '/x', '/x/', '/x/y', '/x/yz', '/z', '/q']) assert.deepEqual(reused.match(host, path), scratch.match(host, path), `${host}${path}`);
+        }
+        previous = reused;
+      }
+    }),
+  );
+});
+
+test('a matcher being prepared for a new table keeps matching the old one until it switches, and is not used after', () => {
+  const before = new RouteMatcher({ routes: [route('a.test', '/'), route('b.test', '/')], rejections: [] });
+  const steps = before.preparing({ routes: [route('a.test', '/'), route('c.test', '/')], rejections: [] });
+  let step = steps.next();
+  while (!step.done) step = steps.next();
+  assert.equal(before.match('b.test', '/').kind, 'route');
+  assert.equal(before.match('c.test', '/').kind, 'unknownHost');
+  const after = step.value();
+  assert.equal(after.match('b.test', '/').kind, 'unknownHost');
+  assert.equal(after.match('c.test', '/').kind, 'route');
+  assert.throws(() => before.next({ routes: [], rejections: [] }), /updated in place/);
+});
+
+test('a table with thousands of changed routes gives a new matcher that answers as one built from scratch', () => {
+  const table = (n: number, path: string, changed: (i: number) => boolean, old?: Route[]): Route[] =>
+    Array.from({ length: n }, (_, i) => (old !== undefined && !changed(i) ? (old[i] as Route) : route(`h${String(i).padStart(5, '0')}.test`, i % 3 === 0 ? '/' : path)));
+  const first = table(5_000, '/x', () => true);
+  const second = table(5_000, '/y', (i) => i % 2 === 0, first);
+  const reused = new RouteMatcher({ routes: first, rejections: [] }).next({ routes: second, rejections: [] });
+  const scratch = new RouteMatcher({ routes: second, rejections: [] });
+  for (let i = 0; i < 5_000; i += 7) {
+    for (const path of ['/', '/x', '/y', '/xy']) {
+      const host = `h${String(i).padStart(5, '0')}.test`;
+      assert.deepEqual(reused.match(host, path), scratch.match(host, path));
+    }
+  }
 });

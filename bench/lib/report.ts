@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release } from 'node:os';
 import { join } from 'node:path';
+import { findNginxBinary } from '../../nginx/binary.js';
 
 export const RESULTS_DIR = new URL('../results/', import.meta.url).pathname;
 
@@ -38,8 +39,8 @@ export function describeMachine(): Machine {
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     kernel: release(),
     node: process.version,
-    // Debian puts nginx in /usr/sbin, which a non-login PATH may lack.
-    nginx: firstLine('nginx', ['-v']) ?? firstLine('/usr/sbin/nginx', ['-v']),
+    // Debian keeps nginx in /usr/sbin, which is not on every PATH.
+    nginx: firstLine(findNginxBinary('nginx') ?? 'nginx', ['-v']),
     wrk: firstLine('wrk', ['-v']),
     commit: firstLine('git', ['rev-parse', '--short', 'HEAD']),
   };

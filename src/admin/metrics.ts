@@ -96,6 +96,9 @@ function controllerMetrics(registry: Registry, view: AdminView, isStopping: () =
   mirroredCounter(registry, 'k8s_router_table_builds_total', 'Route tables built (changed or not)', () => stats().tablesBuilt);
   mirroredCounter(registry, 'k8s_router_table_build_seconds_total', 'Time spent building route tables', () => seconds(stats().buildMsTotal));
   mirroredGauge(registry, 'k8s_router_table_last_build_seconds', 'How long the last route table took to build', () => seconds(stats().lastBuildMs));
+  mirroredCounter(registry, 'k8s_router_table_build_pauses_total', 'Times a rebuild paused to let requests and events run (it builds in slices of a few milliseconds)', () =>
+    stats().buildPauses,
+  );
   mirroredCounter(registry, 'k8s_router_table_build_failures_total', 'Route table builds that failed (the routes served were kept)', () => stats().buildFailures);
   mirroredCounter(registry, 'k8s_router_table_applies_total', 'Rounds in which a route table went to at least one data plane', () => stats().applies);
   mirroredCounter(registry, 'k8s_router_table_apply_failures_total', 'Applies a data plane refused (it kept its previous table)', () => stats().applyFailures);

@@ -2,14 +2,22 @@ import type { Logger } from 'pino';
 import type { RouterConfig } from '../core/config.js';
 import type { Pod } from '../core/kube-objects.js';
 import type { DataPlane } from '../core/data-plane.js';
-import { buildRouteTable, redactTable, type Rejection, type Route, type RouteTable } from '../core/route-table.js';
+import { IncrementalRouteTable } from '../core/incremental-table.js';
+import { compareRejections, compareRoutes, redactTable, sameRoute, type Rejection, type Route, type RouteTable } from '../core/route-table.js';
+import { changesInSteps } from '../core/sorted-changes.js';
+import { runInSlices, type Steps } from '../core/time-slices.js';
 import type { ObjectSource } from '../sources/source.js';
 
 // The controller turns a stream of object changes into as few table applies as it can
 // while keeping each change's delay bounded: after a change it waits for a quiet period
 // (holdOffMs), but never longer than maxDelayMs after the first change not yet applied.
-// It then rebuilds the whole table from a snapshot (so a coalesced or missed event can
-// never leave a stale route) and hands it to every data plane that does not have it yet.
+// It then brings the table up to date with a whole snapshot (so a coalesced or missed
+// event can never leave a stale route) and hands it to every data plane that does not
+// have it yet. The table is kept incrementally (core/incremental-table.ts): a snapshot
+// costs in proportion to what changed, unchanged routes keep their objects, and an
+// unchanged table is the same object, so telling what changed costs no serialization.
+// A big rebuild runs in slices of buildSliceMs, letting the event loop (which the
+// in-process proxy serves requests from) run in between.
 
 export interface ControllerOptions {
   config: RouterConfig;
@@ -19,6 +27,11 @@ export interface ControllerOptions {
   holdOffMs?: number;
   /** Longest wait after the first unapplied change, however busy the source is. */
   maxDelayMs?: number;
+  /**
+   * Longest stretch a rebuild holds the event loop before letting it run; default 5 ms.
+   * A proxied request needs a few turns of the loop, so its delay is a few slices.
+   */
+  buildSliceMs?: number;
   logger?: Logger;
 }
 
@@ -34,9 +47,11 @@ export interface ControllerStats {
   applyFailures: number;
   /** Tables built that every data plane already served. */
   skippedUnchanged: number;
-  /** Time spent building tables, in total and for the last one. */
+  /** Time spent building tables, in total and for the last one (pauses left out). */
   buildMsTotal: number;
   lastBuildMs: number | null;
+  /** Times a rebuild paused to let the event loop run. */
+  buildPauses: number;
 }
 
 /** A table that differs from the one before, as published to subscribers. */
@@ -85,20 +100,65 @@ function describeRejection(r: Rejection): string {
   return `${r.namespace}/${r.pod} ${r.field}=${JSON.stringify(r.value)}: ${r.reason} [${r.code}]`;
 }
 
-function added(now: string[], before: string[]): string[] {
-  const old = new Set(before);
-  return now.filter((item) => !old.has(item));
+/** At most this many routes or rejections are described in one log line; the rest are counted. */
+const LOGGED_PER_LIST = 100;
+
+function describeRoutes(routes: readonly Route[]): string[] {
+  return redactTable({ routes: [...routes], rejections: [] }).routes.map(describeRoute);
 }
 
-/** The differences worth a log line, described from the redacted table only. */
-function tableChanges(before: RouteTable | null, now: RouteTable): Record<string, unknown> {
-  const routes = (t: RouteTable | null): string[] => (t === null ? [] : redactTable(t).routes.map(describeRoute));
-  const rejections = (t: RouteTable | null): string[] => (t === null ? [] : t.rejections.map(describeRejection));
+/** Whether two routes read the same in a log line: whether a key is needed, not which. */
+function sameDescription(a: Route, b: Route): boolean {
+  if ((a.apiKey === null) !== (b.apiKey === null)) return false;
+  return sameRoute(a, a.apiKey === b.apiKey ? b : { ...b, apiKey: a.apiKey });
+}
+
+/**
+ * The routes removed and added, without the pairs that differ only in what a description
+ * leaves out (the key itself): those would log the same text twice. Both lists are in
+ * table order.
+ */
+function* visibleRouteChanges(removed: Route[], added: Route[]): Steps<{ removed: Route[]; added: Route[] }> {
+  const gone = new Set<Route>();
+  const come = new Set<Route>();
+  let i = 0;
+  let j = 0;
+  for (let n = 1; i < removed.length && j < added.length; n++) {
+    if (n % 4096 === 0) yield;
+    const a = removed[i] as Route;
+    const b = added[j] as Route;
+    const order = compareRoutes(a, b);
+    if (order === 0 && sameDescription(a, b)) {
+      gone.add(a);
+      come.add(b);
+    }
+    if (order <= 0) i++;
+    if (order >= 0) j++;
+  }
+  if (gone.size === 0) return { removed, added };
+  return { removed: removed.filter((r) => !gone.has(r)), added: added.filter((r) => !come.has(r)) };
+}
+
+/**
+ * The differences worth a log line, described from the redacted table only. Only the
+ * routes and rejections that differ are looked at (unchanged ones are the same objects),
+ * and at most LOGGED_PER_LIST of each are described: a first list of 50,000 pods is a
+ * count, not a 20 MB line. In steps, like the build: a relist of 50,000 changed pods
+ * compares 400,000 routes.
+ */
+function* tableChanges(before: RouteTable | null, now: RouteTable): Steps<Record<string, unknown>> {
+  const rejections = yield* changesInSteps(before?.rejections ?? [], now.rejections, compareRejections);
+  const routes = yield* changesInSteps(before?.routes ?? [], now.routes, compareRoutes, sameRoute);
+  const visible = yield* visibleRouteChanges(routes.removed, routes.added);
+  const counts = { routesAdded: visible.added.length, routesRemoved: visible.removed.length, rejectionsAdded: rejections.added.length };
+  const truncated = Object.fromEntries(Object.entries(counts).filter(([, n]) => n > LOGGED_PER_LIST));
   return {
-    routesAdded: added(routes(now), routes(before)),
-    routesRemoved: added(routes(before), routes(now)),
-    rejectionsAdded: added(rejections(now), rejections(before)),
-    rejectionsResolved: added(rejections(before), rejections(now)).length,
+    routesAdded: describeRoutes(visible.added.slice(0, LOGGED_PER_LIST)),
+    routesRemoved: describeRoutes(visible.removed.slice(0, LOGGED_PER_LIST)),
+    rejectionsAdded: rejections.added.slice(0, LOGGED_PER_LIST).map(describeRejection),
+    // How many there were in all, for the lists cut short.
+    ...(Object.keys(truncated).length > 0 ? { truncated } : {}),
+    rejectionsResolved: rejections.removed.length,
     routes: now.routes.length,
     rejections: now.rejections.length,
   };
@@ -117,6 +177,8 @@ export function createController(options: ControllerOptions): Controller {
   const { config, source, dataPlanes, logger } = options;
   const holdOffMs = options.holdOffMs ?? 100;
   const maxDelayMs = options.maxDelayMs ?? 250;
+  const buildSliceMs = options.buildSliceMs ?? 5;
+  const builder = new IncrementalRouteTable(config);
   const stats: ControllerStats = {
     changes: 0,
     tablesBuilt: 0,
@@ -126,6 +188,7 @@ export function createController(options: ControllerOptions): Controller {
     skippedUnchanged: 0,
     buildMsTotal: 0,
     lastBuildMs: null,
+    buildPauses: 0,
   };
   const listeners = new Set<TableListener>();
   let latest: TableUpdate | null = null;
@@ -136,9 +199,9 @@ export function createController(options: ControllerOptions): Controller {
   let flushing: Promise<void> | null = null;
   let flushAgain = false;
   let stopped = false;
-  let lastBuilt: { table: RouteTable; json: string } | null = null;
-  /** The table each data plane last accepted, as JSON: the table is deterministic. */
-  const served = new Map<DataPlane, string>();
+  let lastBuilt: RouteTable | null = null;
+  /** The table each data plane last accepted: an unchanged table is the same object. */
+  const served = new Map<DataPlane, RouteTable>();
   let idleWaiters: Array<() => void> = [];
 
   function notifyIdleIfSo(): void {
@@ -177,12 +240,15 @@ export function createController(options: ControllerOptions): Controller {
     });
   }
 
-  function build(): { table: RouteTable; pods: Pod[]; builtAt: number; buildMs: number } | null {
+  async function build(): Promise<{ table: RouteTable; pods: Pod[]; builtAt: number; buildMs: number } | null> {
     try {
       const started = performance.now();
       const { pods, secrets } = source.snapshot();
-      const table = buildRouteTable(config, pods, secrets);
-      const buildMs = performance.now() - started;
+      const snapshotMs = performance.now() - started;
+      const run = await runInSlices(builder.updating(pods, secrets), buildSliceMs);
+      const table = run.value;
+      const buildMs = snapshotMs + run.busyMs;
+      stats.buildPauses += run.pauses;
       stats.tablesBuilt++;
       stats.buildMsTotal += buildMs;
       stats.lastBuildMs = buildMs;
@@ -206,16 +272,15 @@ export function createController(options: ControllerOptions): Controller {
   }
 
   async function flush(): Promise<void> {
-    const built = build();
+    const built = await build();
     if (built === null) return;
     const { table } = built;
-    const json = JSON.stringify(table);
-    if (lastBuilt?.json !== json) {
-      logger?.info(tableChanges(lastBuilt?.table ?? null, table), 'route table changed');
-      lastBuilt = { table, json };
+    if (lastBuilt !== table) {
+      if (logger !== undefined) logger.info((await runInSlices(tableChanges(lastBuilt, table), buildSliceMs)).value, 'route table changed');
+      lastBuilt = table;
       publish({ version: (latest?.version ?? 0) + 1, table, builtAt: built.builtAt, buildMs: built.buildMs, pods: built.pods });
     }
-    const behind = dataPlanes.filter((plane) => served.get(plane) !== json);
+    const behind = dataPlanes.filter((plane) => served.get(plane) !== table);
     if (behind.length === 0) {
       stats.skippedUnchanged++;
       logger?.debug('route table unchanged: nothing to apply');
@@ -231,7 +296,7 @@ export function createController(options: ControllerOptions): Controller {
     results.forEach((result, i) => {
       const plane = behind[i] as DataPlane;
       if (result.status === 'fulfilled') {
-        served.set(plane, json);
+        served.set(plane, table);
         return;
       }
       // What the plane serves is no longer known (an nginx reload that timed out may have
@@ -274,7 +339,7 @@ export function createController(options: ControllerOptions): Controller {
       if (timer === null && flushing === null) return Promise.resolve();
       return new Promise((resolve) => idleWaiters.push(resolve));
     },
-    currentTable: () => lastBuilt?.table ?? null,
+    currentTable: () => lastBuilt,
     latest: () => latest,
     subscribe(listener) {
       listeners.add(listener);

@@ -63,7 +63,8 @@ export interface RouteTable {
   rejections: Rejection[];
 }
 
-interface Candidate extends Backend {
+/** A pod's claim on one host and path, before ownership and API keys are settled. */
+export interface Candidate extends Backend {
   host: string;
   path: string;
   created: number;
@@ -73,6 +74,23 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
 
 function compareText(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The order of a table's routes: by host, then path. */
+export function compareRoutes(a: Route, b: Route): number {
+  return compareText(a.host, b.host) || compareText(a.path, b.path);
+}
+
+/** The order of a table's rejections: by namespace, pod, field, value, code, then reason. */
+export function compareRejections(a: Rejection, b: Rejection): number {
+  return (
+    compareText(a.namespace, b.namespace) ||
+    compareText(a.pod, b.pod) ||
+    compareText(a.field, b.field) ||
+    compareText(a.value, b.value) ||
+    compareText(a.code, b.code) ||
+    compareText(a.reason, b.reason)
+  );
 }
 
 /**
@@ -140,8 +158,41 @@ function podStateRejections(config: RouterConfig, pod: Pod, namespace: string, n
   return out;
 }
 
+/**
+ * The parts of a pod its routes depend on, as a Pod: podCandidates is only ever given
+ * these, so a field it reads must be copied here or it is missing in every test. Two pods
+ * with the same facts route alike, which lets the incremental builder skip a pod whose
+ * change (a status update, a new resourceVersion) does not concern routing.
+ */
+export function routingFacts(config: RouterConfig, pod: Pod): Pod {
+  const metadata = pod.metadata ?? {};
+  const annotations = metadata.annotations ?? {};
+  const status = pod.status ?? {};
+  const picked: Record<string, string> = {};
+  for (const name of [config.hostsAnnotation, config.pathsAnnotation]) {
+    const value = annotations[name];
+    if (value !== undefined) picked[name] = value;
+  }
+  return {
+    metadata: {
+      name: metadata.name,
+      namespace: metadata.namespace,
+      creationTimestamp: metadata.creationTimestamp,
+      deletionTimestamp: metadata.deletionTimestamp,
+      labels: metadata.labels,
+      annotations: picked,
+    },
+    spec: { containers: (pod.spec?.containers ?? []).map((c) => ({ ports: (c.ports ?? []).map((p) => ({ containerPort: p.containerPort })) })) },
+    status: {
+      phase: status.phase,
+      podIP: status.podIP,
+      conditions: (status.conditions ?? []).filter((c) => c.type === 'Ready').map((c) => ({ type: c.type, status: c.status })),
+    },
+  };
+}
+
 /** The routes a single pod asks for, and what it asked for that cannot be had. */
-function podCandidates(config: RouterConfig, pod: Pod): { candidates: Candidate[]; rejections: Rejection[] } {
+export function podCandidates(config: RouterConfig, pod: Pod): { candidates: Candidate[]; rejections: Rejection[] } {
   const namespace = pod.metadata?.namespace ?? '';
   const name = pod.metadata?.name ?? '';
   const rejections = podStateRejections(config, pod, namespace, name);
@@ -189,10 +240,10 @@ function podCandidates(config: RouterConfig, pod: Pod): { candidates: Candidate[
   return { candidates, rejections };
 }
 
-type ApiKey = { state: 'open' } | { state: 'key'; key: string } | { state: 'invalid'; reason: string };
+export type ApiKey = { state: 'open' } | { state: 'key'; key: string } | { state: 'invalid'; reason: string };
 
 /** The API key each namespace's Secret asks for. */
-function apiKeysByNamespace(config: RouterConfig, secrets: Iterable<Secret>): Map<string, ApiKey> {
+export function apiKeysByNamespace(config: RouterConfig, secrets: Iterable<Secret>): Map<string, ApiKey> {
   const keys = new Map<string, ApiKey>();
   const { name, field } = config.apiKeySecret;
   for (const secret of uniqueByKey(secrets)) {
@@ -213,14 +264,99 @@ function apiKeysByNamespace(config: RouterConfig, secrets: Iterable<Secret>): Ma
   return keys;
 }
 
+/**
+ * The route of one host and path from every pod that claims it: the owning namespace's
+ * pods, or none when that namespace's API key is unusable; the other claimants are
+ * rejected. The result does not depend on the order of the candidates (the rejections
+ * are sorted with the table's).
+ */
+export function resolveRoute(candidates: readonly Candidate[], apiKeys: ReadonlyMap<string, ApiKey>): { route: Route | null; rejections: Rejection[] } {
+  const rejections: Rejection[] = [];
+  const { host, path } = candidates[0] as Candidate;
+  if (candidates.length === 1) {
+    // Most routes have one pod: no owner to settle, nothing to sort.
+    const { pod, namespace, ip, port } = candidates[0] as Candidate;
+    const apiKey = apiKeys.get(namespace) ?? { state: 'open' };
+    if (apiKey.state !== 'invalid') {
+      const route = { host, path, namespace, apiKey: apiKey.state === 'key' ? apiKey.key : null, backends: [{ pod, namespace, ip, port }] };
+      return { route, rejections };
+    }
+  }
+  // The namespace whose oldest pod on this route was created first owns it, so a
+  // tenant cannot take over (or unlock) a route another tenant already serves. That is
+  // the namespace of the candidate first by (created, namespace); Infinity (no valid
+  // creationTimestamp) sorts last and equals itself.
+  let first = candidates[0] as Candidate;
+  for (const c of candidates) {
+    if (c.created < first.created || (c.created === first.created && compareText(c.namespace, first.namespace) < 0)) first = c;
+  }
+  const owner = first.namespace;
+  const routeText = `${host}${path}`;
+  for (const c of candidates) {
+    if (c.namespace === owner) continue;
+    rejections.push({
+      namespace: c.namespace,
+      pod: c.pod,
+      field: 'route',
+      value: routeText,
+      code: 'ROUTE_CLAIMED',
+      reason: `host ${host} path ${path} is owned by namespace ${owner}, whose pods there are older`,
+    });
+  }
+  const owned = candidates.filter((c) => c.namespace === owner);
+  const apiKey = apiKeys.get(owner) ?? { state: 'open' };
+  if (apiKey.state === 'invalid') {
+    for (const c of owned) {
+      rejections.push({
+        namespace: c.namespace,
+        pod: c.pod,
+        field: 'route',
+        value: routeText,
+        code: 'BAD_API_KEY',
+        reason: `${apiKey.reason}; the namespace's routes are withheld rather than left open`,
+      });
+    }
+    return { route: null, rejections };
+  }
+  const route: Route = {
+    host,
+    path,
+    namespace: owner,
+    apiKey: apiKey.state === 'key' ? apiKey.key : null,
+    backends: owned
+      .map(({ pod, namespace, ip, port }) => ({ pod, namespace, ip, port }))
+      .sort((a, b) => compareText(a.pod, b.pod)),
+  };
+  return { route, rejections };
+}
+
+/** Whether two routes are the same in every field. */
+export function sameRoute(a: Route, b: Route): boolean {
+  if (a.host !== b.host || a.path !== b.path || a.namespace !== b.namespace || a.apiKey !== b.apiKey) return false;
+  if (a.backends.length !== b.backends.length) return false;
+  return a.backends.every((x, i) => {
+    const y = b.backends[i];
+    return y !== undefined && x.pod === y.pod && x.namespace === y.namespace && x.ip === y.ip && x.port === y.port;
+  });
+}
+
+/** The key candidates of one route share; hosts and paths never hold a newline. */
+export function routeKey(host: string, path: string): string {
+  return `${host}\n${path}`;
+}
+
+/**
+ * The reference: the whole table from all objects at once. The controller keeps it up
+ * to date incrementally (incremental-table.ts), which must give the same table.
+ */
 export function buildRouteTable(config: RouterConfig, pods: Iterable<Pod>, secrets: Iterable<Secret>): RouteTable {
   const rejections: Rejection[] = [];
   const byRoute = new Map<string, Candidate[]>();
   for (const pod of uniqueByKey(pods)) {
-    const result = podCandidates(config, pod);
+    const result = podCandidates(config, routingFacts(config, pod));
     rejections.push(...result.rejections);
     for (const c of result.candidates) {
-      const key = `${c.host}\n${c.path}`;
+      const key = routeKey(c.host, c.path);
       const list = byRoute.get(key);
       if (list === undefined) byRoute.set(key, [c]);
       else list.push(c);
@@ -230,60 +366,13 @@ export function buildRouteTable(config: RouterConfig, pods: Iterable<Pod>, secre
   const apiKeys = apiKeysByNamespace(config, secrets);
   const routes: Route[] = [];
   for (const candidates of byRoute.values()) {
-    const { host, path } = candidates[0] as Candidate;
-    // The namespace whose oldest pod on this route was created first owns it, so a
-    // tenant cannot take over (or unlock) a route another tenant already serves.
-    const oldest = new Map<string, number>();
-    for (const c of candidates) oldest.set(c.namespace, Math.min(oldest.get(c.namespace) ?? Infinity, c.created));
-    const [owner] = [...oldest.entries()].sort(([nsA, a], [nsB, b]) => a - b || compareText(nsA, nsB))[0] as [string, number];
-    const routeText = `${host}${path}`;
-    for (const c of candidates) {
-      if (c.namespace === owner) continue;
-      rejections.push({
-        namespace: c.namespace,
-        pod: c.pod,
-        field: 'route',
-        value: routeText,
-        code: 'ROUTE_CLAIMED',
-        reason: `host ${host} path ${path} is owned by namespace ${owner}, whose pods there are older`,
-      });
-    }
-    const owned = candidates.filter((c) => c.namespace === owner);
-    const apiKey = apiKeys.get(owner) ?? { state: 'open' };
-    if (apiKey.state === 'invalid') {
-      for (const c of owned) {
-        rejections.push({
-          namespace: c.namespace,
-          pod: c.pod,
-          field: 'route',
-          value: routeText,
-          code: 'BAD_API_KEY',
-          reason: `${apiKey.reason}; the namespace's routes are withheld rather than left open`,
-        });
-      }
-      continue;
-    }
-    routes.push({
-      host,
-      path,
-      namespace: owner,
-      apiKey: apiKey.state === 'key' ? apiKey.key : null,
-      backends: owned
-        .map(({ pod, namespace, ip, port }) => ({ pod, namespace, ip, port }))
-        .sort((a, b) => compareText(a.pod, b.pod)),
-    });
+    const result = resolveRoute(candidates, apiKeys);
+    if (result.route !== null) routes.push(result.route);
+    rejections.push(...result.rejections);
   }
 
-  routes.sort((a, b) => compareText(a.host, b.host) || compareText(a.path, b.path));
-  rejections.sort(
-    (a, b) =>
-      compareText(a.namespace, b.namespace) ||
-      compareText(a.pod, b.pod) ||
-      compareText(a.field, b.field) ||
-      compareText(a.value, b.value) ||
-      compareText(a.code, b.code) ||
-      compareText(a.reason, b.reason),
-  );
+  routes.sort(compareRoutes);
+  rejections.sort(compareRejections);
   return { routes, rejections };
 }
 

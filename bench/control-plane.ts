@@ -1,0 +1,445 @@
+// Control-plane figures of issue 8: route table + nginx.conf from scratch and after one
+// changed pod, manifest parsing, nginx -t and reload-until-live, and the proxy's stall
+// while tables are rebuilt with requests in flight.
+//
+//   node --import tsx bench/control-plane.ts [--quick]
+//
+// The project is compiled first (tsc, into a temporary directory) and every measurement
+// runs in its own plain-node child (bench/lib/control-plane-tasks.ts): sizes share no heap,
+// the RSS is that of the router's code and not of tsx (about 45 MB more), and the code
+// measured is what `npm run build` ships. --quick leaves out 50,000 pods and 10,000
+// nginx routes and repeats less, to finish in well under a minute.
+
+import { execFile, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { Agent, createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import type { BuildResult, NginxResult, ParseResult, StallWindow } from './lib/control-plane-tasks.js';
+import { invocation, writeReport, type Chart } from './lib/report.js';
+
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
+const QUICK = args.quick;
+const REPO = new URL('..', import.meta.url).pathname;
+
+const PLAN = QUICK
+  ? { buildSizes: [100, 1_000, 10_000], repeats: 3, parseSizes: [1_000, 10_000], yamlPackageUpTo: 1_000, nginxRoutes: [100, 1_000], nginxRepeats: 1, stall: [10_000], stallRepeats: 2 }
+  : { buildSizes: [100, 1_000, 10_000, 50_000], repeats: 5, parseSizes: [100, 1_000, 10_000, 50_000], yamlPackageUpTo: 10_000, nginxRoutes: [100, 1_000, 10_000], nginxRepeats: 3, stall: [10_000, 50_000], stallRepeats: 3 };
+const CHANGES_AT = 10_000;
+
+function log(line: string): void {
+  process.stderr.write(`control-plane: ${line}\n`);
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+const ms = (value: number): string => (value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2));
+const spread = (values: readonly number[]): string => `${ms(Math.min(...values))}–${ms(Math.max(...values))}`;
+const count = (n: number): string => n.toLocaleString('en-US');
+
+// --- the compiled project and its children ---------------------------------------------
+
+/** Compiles src/, nginx/, proxy/ and the tasks with tsc; returns the tasks' entry point. */
+async function compile(dir: string): Promise<string> {
+  const out = join(dir, 'out');
+  const tsconfig = {
+    extends: join(REPO, 'tsconfig.json'),
+    compilerOptions: { rootDir: REPO, outDir: out, sourceMap: false, noEmit: false, typeRoots: [join(REPO, 'node_modules/@types')] },
+    include: ['src', 'nginx', 'proxy', 'bench/lib'].map((d) => join(REPO, d)),
+  };
+  await writeFile(join(dir, 'tsconfig.json'), JSON.stringify(tsconfig));
+  // The compiled files import packages: let them find the project's.
+  await mkdir(out);
+  await symlink(join(REPO, 'node_modules'), join(out, 'node_modules'));
+  const tsc = join(REPO, 'node_modules/typescript/bin/tsc');
+  await new Promise<void>((resolve, reject) =>
+    execFile(process.execPath, [tsc, '-p', join(dir, 'tsconfig.json')], (err, stdout, stderr) => (err ? reject(new Error(`tsc failed:\n${stdout}${stderr}`)) : resolve())),
+  );
+  return join(out, 'bench/lib/control-plane-tasks.js');
+}
+
+interface Child {
+  /** The first line that starts with `prefix`, without it. */
+  line(prefix: string): Promise<string>;
+  send(line: string): void;
+  result: Promise<unknown>;
+  exited: Promise<void>;
+}
+
+function startTask(entry: string, taskArgs: string[]): Child {
+  const child = spawn(process.execPath, [entry, ...taskArgs], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const reader = createInterface({ input: child.stdout });
+  let resolveResult: (value: unknown) => void = () => undefined;
+  let rejectResult: (err: Error) => void = () => undefined;
+  const result = new Promise<unknown>((resolve, reject) => {
+    resolveResult = resolve;
+    rejectResult = reject;
+  });
+  const seen: string[] = [];
+  reader.on('line', (line) => {
+    seen.push(line);
+    if (line.startsWith('RESULT ')) resolveResult(JSON.parse(line.slice(7)));
+  });
+  const exited = new Promise<void>((resolve) => {
+    child.on('exit', (code, signal) => {
+      if (code !== 0) rejectResult(new Error(`task ${taskArgs.join(' ')} exited with ${code ?? signal}: ${seen.slice(-5).join(' | ')}`));
+      resolve();
+    });
+  });
+  const line = (prefix: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const onLine = (text: string): void => {
+        if (!text.startsWith(prefix)) return;
+        reader.off('line', onLine);
+        resolve(text.slice(prefix.length));
+      };
+      reader.on('line', onLine);
+      void exited.then(() => reject(new Error(`task ${taskArgs.join(' ')} ended without a line ${prefix}`)));
+    });
+  return { line, send: (text) => child.stdin.write(`${text}\n`), result, exited };
+}
+
+async function runTask<T>(entry: string, taskArgs: string[]): Promise<T> {
+  log(taskArgs.join(' '));
+  return (await startTask(entry, taskArgs).result) as T;
+}
+
+interface StallRow extends StallWindow {
+  pods: number;
+  answered: number;
+  failed: number;
+  longestGapMs: number;
+}
+
+/** The repetitions of one scenario: on a shared machine, the least of them is the code's own. */
+interface StallSummary {
+  pods: number;
+  scenario: string;
+  runs: StallRow[];
+}
+
+// --- the stall: a pod server and steady requests from here, the proxy in the child -------
+
+const CONCURRENCY = 4;
+
+/** What the stall task says once its proxy serves: where to send requests. */
+interface Ready {
+  port: number;
+  host: string;
+  apiKey: string;
+}
+
+async function measureStall(entry: string, pods: number, scenarios: string[]): Promise<StallRow[]> {
+  const pod = createServer((req, res) => {
+    req.resume();
+    res.end('ok');
+  });
+  await new Promise<void>((resolve) => pod.listen(0, '127.0.0.1', resolve));
+  const podPort = (pod.address() as AddressInfo).port;
+  const child = startTask(entry, ['stall', '--pods', String(pods), '--pod-port', String(podPort), '--scenarios', scenarios.join(';')]);
+  log(`stall --pods ${pods} (${scenarios.join(', ')})`);
+  const target = JSON.parse(await child.line('READY ')) as Ready;
+
+  // Steady requests, CONCURRENCY at a time on kept-alive connections; each answer's time.
+  const answeredAt: number[] = [];
+  const failedAt: number[] = [];
+  let running = true;
+  const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+  const loop = async (): Promise<void> => {
+    while (running) {
+      await new Promise<void>((resolve) => {
+        const req = request(
+          { host: '127.0.0.1', port: target.port, path: '/', agent, headers: { host: target.host, 'x-routing-api-key': target.apiKey } },
+          (res) => {
+            res.resume();
+            res.on('end', () => {
+              (res.statusCode === 200 ? answeredAt : failedAt).push(performance.timeOrigin + performance.now());
+              resolve();
+            });
+          },
+        );
+        req.on('error', () => {
+          failedAt.push(performance.timeOrigin + performance.now());
+          resolve();
+        });
+        req.end();
+      });
+    }
+  };
+  const loops = Array.from({ length: CONCURRENCY }, loop);
+  child.send('GO');
+  const result = (await child.result) as { windows: StallWindow[] };
+  running = false;
+  await Promise.all(loops);
+  agent.destroy();
+  child.send('STOP');
+  await child.exited;
+  await new Promise<void>((resolve) => pod.close(() => resolve()));
+
+  return result.windows.map((w) => {
+    // The longest time without an answer that overlaps the window.
+    let longestGapMs = 0;
+    let answered = 0;
+    for (let i = 1; i < answeredAt.length; i++) {
+      const before = answeredAt[i - 1] as number;
+      const at = answeredAt[i] as number;
+      if (at >= w.startedAt && at <= w.endedAt) answered++;
+      if (at >= w.startedAt && before <= w.endedAt) longestGapMs = Math.max(longestGapMs, at - before);
+    }
+    const failed = failedAt.filter((at) => at >= w.startedAt && at <= w.endedAt).length;
+    return { ...w, pods, answered, failed, longestGapMs };
+  });
+}
+
+// --- the report ------------------------------------------------------------------------
+
+interface Target {
+  target: string;
+  goal: string;
+  measured: string;
+  met: boolean;
+}
+
+function buildTable(builds: BuildResult[]): string {
+  const rows = builds.map((b) => {
+    const warmTotal = median(b.warmTableMs.map((t, i) => t + (b.warmRenderMs[i] as number)));
+    const refTotal = median(b.referenceTableMs.map((t, i) => t + (b.referenceRenderMs[i] as number)));
+    return `| ${count(b.pods)} | ${count(b.routes)} | ${(b.confBytes / 2 ** 20).toFixed(1)} MB | ${ms(b.coldTableMs)} + ${ms(b.coldRenderMs)} = **${ms(b.coldTableMs + b.coldRenderMs)}** | ${ms(median(b.warmTableMs))} + ${ms(median(b.warmRenderMs))} = **${ms(warmTotal)}** (${spread(b.warmTableMs.map((t, i) => t + (b.warmRenderMs[i] as number)))}) | ${ms(median(b.referenceTableMs))} + ${ms(median(b.referenceRenderMs))} = ${ms(refTotal)} | ${b.rssBeforeMiB.toFixed(0)} MB | **${b.peakRssMiB.toFixed(0)} MB** |`;
+  });
+  return [
+    '| pods | routes | nginx.conf | first build in the process: table + render ms | again, JIT warm: median (min–max) | reference buildRouteTable + renderNginxConf, warm median | RSS before (node + pods) | peak RSS |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows,
+  ].join('\n');
+}
+
+function changesTable(build: BuildResult): string {
+  const rows = build.changes.map((c) => {
+    const total = changeTotals(c);
+    const cell = (values: number[]): string => `${ms(median(values))} / ${ms(Math.max(...values))}`;
+    return `| ${c.kind} | ${c.tableMs.length} | ${cell(c.tableMs)} | ${cell(c.renderMs)} | ${cell(c.readMs)} | **${ms(median(total))}** / ${ms(Math.max(...total))} |`;
+  });
+  return [
+    '| change | times | table ms median / max | render ms median / max | first read of the text ms median / max | all three ms median / max |',
+    '|---|---|---|---|---|---|',
+    ...rows,
+  ].join('\n');
+}
+
+/** Table, render and the first read of the rendered text, per change. */
+function changeTotals(c: BuildResult['changes'][number]): number[] {
+  return c.tableMs.map((t, i) => t + (c.renderMs[i] as number) + (c.readMs[i] as number));
+}
+
+function parseTable(parses: ParseResult[]): string {
+  const rows = parses.map((p) => {
+    const json = median(p.jsonParseMs);
+    const ratio = (x: number): string => `${(x / json).toFixed(1)}×`;
+    return `| ${count(p.pods)} | ${(p.jsonBytes / 2 ** 20).toFixed(1)} MB | ${ms(json)} | ${ms(median(p.manifestJsonMs))} (${ratio(median(p.manifestJsonMs))}) | ${(p.yamlBytes / 2 ** 20).toFixed(1)} MB | ${ms(median(p.manifestYamlMs))} (${ratio(median(p.manifestYamlMs))})${p.yamlReadQuickly ? '' : ' (slow path!)'} | ${p.yamlPackageMs === null ? 'not run' : `${ms(p.yamlPackageMs)} (${ratio(p.yamlPackageMs)})`} |`;
+  });
+  return [
+    '| pods | JSON | JSON.parse ms | parseManifest, JSON ms (× JSON.parse) | YAML | parseManifest, YAML ms (× JSON.parse) | before: yaml package parseAllDocuments + toJS, YAML ms |',
+    '|---|---|---|---|---|---|---|',
+    ...rows,
+  ].join('\n');
+}
+
+function nginxTableText(runs: NginxResult[]): string {
+  const rows = runs.map((n) =>
+    n.skipped !== undefined
+      ? `| ${count(n.routes)} | ${n.skipped} | | |`
+      : `| ${count(n.routes)} | ${(n.confBytes / 2 ** 20).toFixed(2)} MB | ${ms(median(n.checkMs))} (${spread(n.checkMs)}) | **${ms(median(n.applyMs))}** (${spread(n.applyMs)}) |`,
+  );
+  return ['| routes | nginx.conf | nginx -t ms, median (min–max) | apply until live ms: render, nginx -t, install, reload, confirmed (median, min–max) |', '|---|---|---|---|', ...rows].join('\n');
+}
+
+function summarizeStalls(rows: StallRow[]): StallSummary[] {
+  const groups = new Map<string, StallSummary>();
+  for (const row of rows) {
+    const key = `${row.pods} ${row.scenario}`;
+    const group = groups.get(key) ?? { pods: row.pods, scenario: row.scenario, runs: [] };
+    group.runs.push(row);
+    groups.set(key, group);
+  }
+  return [...groups.values()];
+}
+
+const lowMedHigh = (values: number[]): string => `${ms(Math.min(...values))} / ${ms(median(values))} / ${ms(Math.max(...values))}`;
+
+function stallTable(summaries: StallSummary[]): string {
+  return [
+    '| pods | scenario | runs | answers per run (median) | failed requests | longest gap between answers ms, least / median / most | event-loop delay max ms, least / median / most | longest GC pause ms, least / median / most | rebuilds per run | controller busy ms per run, median (of which the source\'s snapshot) | pauses per run |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+    ...summaries.map(({ pods, scenario, runs }) => {
+      const m = (pick: (r: StallRow) => number): number => median(runs.map(pick));
+      return `| ${count(pods)} | ${scenario} | ${runs.length} | ${m((r) => r.answered)} | ${runs.reduce((n, r) => n + r.failed, 0)} | **${lowMedHigh(runs.map((r) => r.longestGapMs))}** | ${lowMedHigh(runs.map((r) => r.loopDelayMaxMs))} | ${lowMedHigh(runs.map((r) => r.gcMaxMs))} | ${m((r) => r.rebuilds)} | ${ms(m((r) => r.buildMs))} (${ms(m((r) => r.snapshotMs))}) | ${m((r) => r.buildPauses)} |`;
+    }),
+  ].join('\n');
+}
+
+function targetsOf(builds: BuildResult[], parses: ParseResult[], nginx: NginxResult[], stalls: StallRow[]): Target[] {
+  const targets: Target[] = [];
+  const at = (n: number): BuildResult | undefined => builds.find((b) => b.pods === n);
+  const b10 = at(10_000);
+  if (b10 !== undefined) {
+    const cold = b10.coldTableMs + b10.coldRenderMs;
+    const warm = median(b10.warmTableMs.map((t, i) => t + (b10.warmRenderMs[i] as number)));
+    targets.push({ target: 'route table + render, 10,000 pods from scratch', goal: '< 200 ms', measured: `${ms(cold)} ms first build, ${ms(warm)} ms warm`, met: cold < 200 });
+    targets.push({ target: 'RSS, 10,000 pods', goal: '< 150 MB', measured: `${b10.peakRssMiB.toFixed(0)} MB peak`, met: b10.peakRssMiB < 150 });
+    const changes = b10.changes.filter((c) => c.kind !== 'nothing changes');
+    if (changes.length > 0) {
+      const totals = changes.flatMap(changeTotals);
+      targets.push({ target: 'one changed pod among 10,000: table + render (+ first read of the text)', goal: '< 10 ms', measured: `${ms(median(totals))} ms median, ${ms(Math.max(...totals))} ms max`, met: median(totals) < 10 });
+    }
+  }
+  const b50 = at(50_000);
+  if (b50 !== undefined) {
+    const cold = b50.coldTableMs + b50.coldRenderMs;
+    targets.push({ target: 'route table + render, 50,000 pods from scratch', goal: '< 1 s', measured: `${ms(cold)} ms first build, ${ms(median(b50.warmTableMs.map((t, i) => t + (b50.warmRenderMs[i] as number))))} ms warm`, met: cold < 1_000 });
+  }
+  const rebuilds = summarizeStalls(stalls).filter((s) => s.scenario !== 'idle');
+  if (rebuilds.length > 0) {
+    // The least of each scenario's runs (noise only adds), then the worst scenario.
+    const least = (s: StallSummary): number => Math.min(...s.runs.map((r) => r.longestGapMs));
+    const worst = rebuilds.reduce((a, b) => (least(b) > least(a) ? b : a));
+    const idle = summarizeStalls(stalls).filter((s) => s.scenario === 'idle').map(least);
+    targets.push({
+      target: 'proxy stall during a rebuild (longest gap between answers, least of the runs)',
+      goal: '< 50 ms',
+      measured: `${ms(least(worst))} ms (${count(worst.pods)} pods, ${worst.scenario}); with nothing rebuilt: ${idle.map(ms).join(', ')} ms`,
+      met: least(worst) < 50,
+    });
+  }
+  const p10 = parses.find((p) => p.pods === 10_000);
+  if (p10 !== undefined) {
+    const json = median(p10.jsonParseMs);
+    targets.push({
+      target: 'manifest parse, 10,000 pods, near JSON.parse',
+      goal: 'near JSON.parse',
+      measured: `JSON ${(median(p10.manifestJsonMs) / json).toFixed(1)}×, YAML ${(median(p10.manifestYamlMs) / json).toFixed(1)}× JSON.parse`,
+      met: median(p10.manifestJsonMs) / json < 2,
+    });
+  }
+  const n10 = nginx.find((n) => n.routes === 10_000 && n.skipped === undefined);
+  if (n10 !== undefined) {
+    targets.push({ target: 'nginx reload until live, 10,000 routes', goal: '< 3 s', measured: `${ms(median(n10.applyMs))} ms`, met: median(n10.applyMs) < 3_000 });
+  }
+  return targets;
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const dir = await mkdtemp(join(tmpdir(), 'k8s-router-bench-build-'));
+  try {
+    log('compiling the project (tsc)');
+    const entry = await compile(dir);
+
+    const builds: BuildResult[] = [];
+    for (const pods of PLAN.buildSizes) {
+      const taskArgs = ['build', '--pods', String(pods), '--repeats', String(pods >= 50_000 ? Math.min(3, PLAN.repeats) : PLAN.repeats)];
+      if (pods === CHANGES_AT) taskArgs.push('--changes');
+      builds.push(await runTask<BuildResult>(entry, taskArgs));
+    }
+    const parses: ParseResult[] = [];
+    for (const pods of PLAN.parseSizes) {
+      parses.push(await runTask<ParseResult>(entry, ['parse', '--pods', String(pods), ...(pods <= PLAN.yamlPackageUpTo ? ['--yaml-package'] : [])]));
+    }
+    const nginx: NginxResult[] = [];
+    for (const routes of PLAN.nginxRoutes) nginx.push(await runTask<NginxResult>(entry, ['nginx', '--routes', String(routes), '--repeats', String(PLAN.nginxRepeats)]));
+    const stalls: StallRow[] = [];
+    for (const pods of PLAN.stall) {
+      const scenarios = pods >= 50_000 ? ['idle', 'first list', 'relist, nothing changed', 'relist, every pod changed'] : ['idle', 'one pod changes', 'relist, nothing changed', 'relist, every pod changed'];
+      const repeated = Array.from({ length: PLAN.stallRepeats }, () => scenarios).flat();
+      stalls.push(...(await measureStall(entry, pods, repeated)));
+    }
+
+    const targets = targetsOf(builds, parses, nginx, stalls);
+    const b10 = builds.find((b) => b.pods === CHANGES_AT);
+    const markdown = [
+      `Mode: ${QUICK ? 'quick' : 'full'}; took ${((performance.now() - started) / 1000).toFixed(0)} s. Every measurement ran in a fresh plain-node process on the compiled project; times are wall-clock milliseconds.`,
+      '',
+      '## Targets (issue 8)',
+      '',
+      '| target | goal | measured | met |',
+      '|---|---|---|---|',
+      ...targets.map((t) => `| ${t.target} | ${t.goal} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`),
+      '',
+      '## Route table and nginx.conf from scratch',
+      '',
+      'Pods with 2 hosts and 2 paths of their own (4 routes each), 100 per namespace, every other namespace locked by an API key. "Table" is IncrementalRouteTable.update from empty, "render" IncrementalNginxRenderer.render from empty, read once (as nginx\'s manager hashes it) — what the router runs; the reference functions are shown for comparison (their output is checked equal). Peak RSS is the process\'s maximum resident set after the first build and render, pods included.',
+      '',
+      buildTable(builds),
+      '',
+      ...(b10 !== undefined && b10.changes.length > 0
+        ? [
+            '## One changed pod among 10,000',
+            '',
+            'Each change applied to the builder and renderer of the first build, one after the other. The renderer hands out its text as a rope of kept blocks; the first read (here, as nginx\'s manager hashes it) copies it flat, about 7.5 MB.',
+            '',
+            changesTable(b10),
+            '',
+          ]
+        : []),
+      '## Manifest parsing',
+      '',
+      'A v1 List of the same pods and their Secrets, as `kubectl get pods,secrets -A -o json` (4-space indent) and `-o yaml` print it; median of 3 runs.',
+      '',
+      parseTable(parses),
+      '',
+      '## nginx -t and reload until live',
+      '',
+      'One server block and one upstream (two pods) per route, through the nginx data plane (nginx/process.ts) as `run` wires it; each apply changes every upstream, from a running nginx.',
+      '',
+      nginxTableText(nginx),
+      '',
+      '## Proxy stall while tables are rebuilt',
+      '',
+      `The in-process proxy and the controller in one process, fed by an in-memory source that hands out snapshots as the Kubernetes source does (sorted by namespace/name), HOLD_OFF_MS=0, logging at info; ${CONCURRENCY} clients in another process send requests back to back on kept-alive connections to one route. A window runs from the change until the proxy serves the new table. "Relist" hands over new objects for every pod, as a list after 410 Gone does; parsing the list itself is not included. Each scenario runs ${PLAN.stallRepeats} times: on a shared machine a process can wait for a CPU as long as any stall, so the least of the runs is the figure for the code, and "nothing rebuilt" shows the noise floor.`,
+      '',
+      stallTable(summarizeStalls(stalls)),
+      '',
+    ].join('\n');
+
+    const charts: Chart[] = [
+      { title: 'Route table + nginx.conf from scratch, first build (ms)', unit: 'ms', bars: builds.map((b) => ({ label: `${count(b.pods)} pods`, value: b.coldTableMs + b.coldRenderMs })) },
+      {
+        title: 'Manifest parsing, 10,000 pods (ms)',
+        unit: 'ms',
+        bars: parses
+          .filter((p) => p.pods === 10_000)
+          .flatMap((p) => [
+            { label: 'JSON.parse', value: median(p.jsonParseMs) },
+            { label: 'parseManifest, JSON', value: median(p.manifestJsonMs) },
+            { label: 'parseManifest, YAML', value: median(p.manifestYamlMs) },
+            ...(p.yamlPackageMs === null ? [] : [{ label: 'yaml package (before)', value: p.yamlPackageMs }]),
+          ]),
+      },
+      {
+        title: 'Longest gap between proxy answers during a rebuild, least of the runs (ms)',
+        unit: 'ms',
+        bars: summarizeStalls(stalls).map((s) => ({ label: `${count(s.pods)}: ${s.scenario}`, value: Math.min(...s.runs.map((r) => r.longestGapMs)) })),
+      },
+    ];
+    const written = writeReport({
+      name: 'control-plane',
+      title: 'Control plane: route table, nginx.conf, manifests, nginx reloads, proxy stall',
+      command: invocation('bench/control-plane.ts'),
+      results: { quick: QUICK, targets, builds, parses, nginx, stalls },
+      markdown,
+      charts,
+    });
+    log(`wrote ${written.join(', ')}`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -1,0 +1,168 @@
+// `npm run bench` (everything) and `npm run bench -- --quick` (the same benchmarks, smaller,
+// in under two minutes): runs each benchmark script in its own process, one after the
+// other, then writes bench/results/summary.md (every figure that has a target in issue 8,
+// against it) and puts the same table in the README between its bench-summary markers.
+//
+// A benchmark reports its targets as `results.targets` in bench/results/<name>.json: rows
+// of { target, goal, measured, met } (see bench/README.md). One that reports none is
+// listed with a link to its own report.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { findNginxBinary } from '../nginx/binary.js';
+import { describeMachine, RESULTS_DIR } from './lib/report.js';
+
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
+const REPO = new URL('..', import.meta.url).pathname;
+const README = join(REPO, 'README.md');
+const START_MARKER = '<!-- bench-summary:start -->';
+const END_MARKER = '<!-- bench-summary:end -->';
+
+interface Benchmark {
+  name: string;
+  script: string;
+  /** Tools it cannot run without, and how to get them. */
+  needs: Array<{ tool: string; found: () => boolean; install: string }>;
+  /** Left out of --quick runs, which must stay under two minutes. */
+  fullOnly?: boolean;
+}
+
+const wrk = { tool: 'wrk', found: () => spawnSync('wrk', ['-v']).error === undefined, install: 'apt-get install -y wrk' };
+const nginx = { tool: 'nginx', found: () => findNginxBinary('nginx') !== null, install: 'apt-get install -y nginx' };
+
+const BENCHMARKS: Benchmark[] = [
+  { name: 'data-plane', script: 'bench/data-plane.ts', needs: [wrk, nginx] },
+  { name: 'control-plane', script: 'bench/control-plane.ts', needs: [nginx] },
+  { name: 'event-latency', script: 'bench/event-latency.ts', needs: [nginx] },
+  { name: 'big-cluster', script: 'bench/big-cluster.ts', needs: [], fullOnly: true },
+  { name: 'nginx-reload', script: 'bench/nginx-reload.ts', needs: [nginx], fullOnly: true },
+];
+
+interface Target {
+  target: string;
+  goal: string;
+  measured: string;
+  met: boolean;
+}
+
+interface Outcome {
+  name: string;
+  status: 'ran' | 'failed' | 'not run' | 'missing';
+  detail: string;
+  seconds: number;
+  targets: Target[] | null;
+}
+
+function say(line: string): void {
+  process.stderr.write(`bench: ${line}\n`);
+}
+
+function run(benchmark: Benchmark): Promise<Outcome> {
+  const base = { name: benchmark.name, seconds: 0, targets: null };
+  if (!existsSync(join(REPO, benchmark.script))) {
+    return Promise.resolve({ ...base, status: 'missing', detail: `${benchmark.script} does not exist in this checkout: no ${benchmark.name} figures` });
+  }
+  const lacking = benchmark.needs.filter((need) => !need.found());
+  if (lacking.length > 0) {
+    const how = lacking.map((need) => `${need.tool} is not installed (\`${need.install}\`)`).join('; ');
+    return Promise.resolve({ ...base, status: 'not run', detail: how });
+  }
+  const argv = ['--import', 'tsx', benchmark.script, ...(args.quick ? ['--quick'] : [])];
+  say(`${benchmark.name}: node ${argv.join(' ')}`);
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, argv, { cwd: REPO, stdio: 'inherit' });
+    child.on('exit', (code, signal) => {
+      const seconds = (Date.now() - started) / 1000;
+      if (code !== 0) {
+        resolve({ ...base, seconds, status: 'failed', detail: `exited with ${code ?? signal}` });
+        return;
+      }
+      resolve({ ...base, seconds, status: 'ran', detail: `[${benchmark.name}.md](${benchmark.name}.md)`, targets: targetsOf(benchmark.name, started) });
+    });
+  });
+}
+
+/** The targets a benchmark recorded in this run, or null when it records none. */
+function targetsOf(name: string, since: number): Target[] | null {
+  const file = join(RESULTS_DIR, `${name}.json`);
+  if (!existsSync(file) || statSync(file).mtimeMs < since) return null;
+  const targets = (JSON.parse(readFileSync(file, 'utf8')) as { results?: { targets?: unknown } }).results?.targets;
+  return Array.isArray(targets) ? (targets as Target[]) : null;
+}
+
+function targetsTable(outcomes: Outcome[]): string {
+  const rows = outcomes.flatMap((o) => {
+    if (o.targets !== null) return o.targets.map((t) => `| ${o.name} | ${t.target} | ${t.goal} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`);
+    if (o.status === 'ran') return [`| ${o.name} | see [${o.name}.md](bench/results/${o.name}.md) | | | |`];
+    return [`| ${o.name} | ${o.status}: ${o.detail} | | | |`];
+  });
+  return ['| benchmark | target | goal | measured | met |', '|---|---|---|---|---|', ...rows].join('\n');
+}
+
+function summary(outcomes: Outcome[], seconds: number): string {
+  const machine = describeMachine();
+  return [
+    '# Benchmark summary',
+    '',
+    `Command: \`npm run bench${args.quick ? ' -- --quick' : ''}\` (${args.quick ? 'quick' : 'full'}; ${seconds.toFixed(0)} s)`,
+    '',
+    `Machine: ${machine.date.slice(0, 10)}, ${machine.cores} × ${machine.cpu}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}, ${machine.nginx ?? 'no nginx'}, ${machine.wrk ?? 'no wrk'}, commit ${machine.commit ?? 'unknown'}`,
+    '',
+    '## Against the targets of issue 8',
+    '',
+    // Links in the table are relative to the README; from here they are one level up.
+    targetsTable(outcomes).replaceAll('](bench/results/', ']('),
+    '',
+    '## Runs',
+    '',
+    '| benchmark | status | seconds | report |',
+    '|---|---|---|---|',
+    ...outcomes.map((o) => `| ${o.name} | ${o.status} | ${o.seconds.toFixed(0)} | ${o.detail} |`),
+    '',
+  ].join('\n');
+}
+
+/** The README's summary section, between its markers, as the new table. */
+function updateReadme(outcomes: Outcome[]): boolean {
+  const text = readFileSync(README, 'utf8');
+  const start = text.indexOf(START_MARKER);
+  const end = text.indexOf(END_MARKER);
+  if (start < 0 || end < start) return false;
+  const machine = describeMachine();
+  const section = [
+    START_MARKER,
+    `Recorded with \`npm run bench${args.quick ? ' -- --quick' : ''}\` on ${machine.date.slice(0, 10)} (${machine.cores} × ${machine.cpu}, Node ${machine.node}, commit ${machine.commit ?? 'unknown'}); all figures in [bench/results/summary.md](bench/results/summary.md).`,
+    '',
+    targetsTable(outcomes),
+    END_MARKER,
+  ].join('\n');
+  writeFileSync(README, `${text.slice(0, start)}${section}${text.slice(end + END_MARKER.length)}`);
+  return true;
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const outcomes: Outcome[] = [];
+  for (const benchmark of BENCHMARKS) {
+    if (args.quick && benchmark.fullOnly === true) {
+      say(`${benchmark.name}: left out of --quick (run it alone with: node --import tsx ${benchmark.script} --quick)`);
+      continue;
+    }
+    const outcome = await run(benchmark);
+    if (outcome.status !== 'ran') say(`${benchmark.name}: ${outcome.status}: ${outcome.detail}`);
+    outcomes.push(outcome);
+  }
+  const seconds = (Date.now() - started) / 1000;
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  writeFileSync(join(RESULTS_DIR, 'summary.md'), summary(outcomes, seconds));
+  say(`wrote ${join(RESULTS_DIR, 'summary.md')}`);
+  if (!updateReadme(outcomes)) say(`README.md has no ${START_MARKER} ... ${END_MARKER} section to update`);
+  say(`all done in ${seconds.toFixed(0)} s`);
+  // A benchmark that failed, or could not run for want of a tool, fails the run.
+  if (outcomes.some((o) => o.status === 'failed' || o.status === 'not run')) process.exitCode = 1;
+}
+
+await main();

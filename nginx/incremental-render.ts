@@ -1,0 +1,195 @@
+import { compareRoutes, sameRoute, type Route, type RouteTable } from '../src/core/route-table.js';
+
+const compareText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+import { sortedChanges } from '../src/core/sorted-changes.js';
+import { BlockList } from './block-list.js';
+import { hashSizesOf, serverNameFacts, type ServerNameFacts, type ServerNamesHashSizes } from './hash.js';
+import {
+  assembleConf,
+  emptyConfText,
+  hasUpstream,
+  headText,
+  renderNginxConf,
+  serverText,
+  upstreamBaseName,
+  upstreamText,
+  type RenderOptions,
+} from './render.js';
+
+// renderNginxConf, remembering the text of every upstream and server block between calls:
+// a new table costs a walk over its routes plus the blocks of the hosts whose routes
+// changed, and the same table rendered again (the nginx manager renders each table twice,
+// the second time with its config version) costs only the head. The output is
+// renderNginxConf's, byte for byte (test/incremental-build.test.ts).
+//
+// Tables are compared by identity first: the incremental route table keeps the objects of
+// unchanged routes, so most routes cost one comparison. Any table works, though: a route
+// that is a new object equal to the old one keeps its blocks.
+
+/** The options a block depends on: all but `runtime`, which only the head uses. */
+function blockOptionsKey(options: RenderOptions): string {
+  return JSON.stringify(options, (key, value: unknown) => (key === 'runtime' ? undefined : value));
+}
+
+export class IncrementalNginxRenderer {
+  private optionsKey: string | null = null;
+  /** The routes of the last table rendered. */
+  private routes: readonly Route[] = [];
+  private readonly servers = new BlockList<string>(compareText);
+  private readonly upstreams = new BlockList<Route>(compareRoutes);
+  /** The upstream name of each route that has one. */
+  private readonly upstreamNames = new Map<Route, string>();
+  /** Routes with an upstream by base name, in table order: the n-th gets suffix `_n`. */
+  private readonly byBaseName = new Map<string, Route[]>();
+  private hashSizes: ServerNamesHashSizes | null = null;
+  /** What hash sizing needs of each host, computed once per host. */
+  private readonly hostFacts = new Map<string, ServerNameFacts>();
+
+  render(table: RouteTable, options: RenderOptions): string {
+    const key = blockOptionsKey(options);
+    if (key !== this.optionsKey) this.forget(key);
+    if (table.routes !== this.routes) {
+      try {
+        this.update(table.routes, options);
+      } catch {
+        // A value nginx.conf cannot hold, most likely: the blocks kept may be half updated.
+        // Start over next time; the reference says what is wrong, as it would have.
+        this.forget(null);
+        return renderNginxConf(table, options);
+      }
+    }
+    if (table.routes.length === 0) return emptyConfText(options);
+    const body = this.upstreams.size === 0 ? this.servers.text() : `${this.upstreams.text()}\n${this.servers.text()}`;
+    return assembleConf(headText(this.hashSizes as ServerNamesHashSizes, options), body, options);
+  }
+
+  private forget(optionsKey: string | null): void {
+    this.optionsKey = optionsKey;
+    this.routes = [];
+    this.servers.clear();
+    this.upstreams.clear();
+    this.upstreamNames.clear();
+    this.byBaseName.clear();
+    this.hashSizes = null;
+    this.hostFacts.clear();
+  }
+
+  private update(routes: readonly Route[], options: RenderOptions): void {
+    if (this.routes.length === 0) {
+      this.fill(routes, options);
+      return;
+    }
+    const changes = sortedChanges(this.routes, routes, compareRoutes, sameRoute);
+    const dirtyHosts = new Set<string>();
+    const dirtyBases = new Set<string>();
+    for (const route of changes.removed) {
+      dirtyHosts.add(route.host);
+      if (!this.upstreamNames.has(route)) continue;
+      const base = upstreamBaseName(route);
+      const group = this.byBaseName.get(base) as Route[];
+      group.splice(group.indexOf(route), 1);
+      dirtyBases.add(base);
+      this.upstreamNames.delete(route);
+      this.upstreams.delete(route);
+    }
+    for (const route of changes.added) {
+      dirtyHosts.add(route.host);
+      if (!hasUpstream(route)) continue;
+      const base = upstreamBaseName(route);
+      const group = this.byBaseName.get(base) ?? [];
+      this.byBaseName.set(base, group);
+      let at = group.length;
+      while (at > 0 && compareRoutes(group[at - 1] as Route, route) > 0) at--;
+      group.splice(at, 0, route);
+      dirtyBases.add(base);
+    }
+    // An equal route in a new object keeps its name and blocks, under the new object.
+    for (const [before, after] of changes.renewed) {
+      const name = this.upstreamNames.get(before);
+      if (name === undefined) continue;
+      const group = this.byBaseName.get(upstreamBaseName(before)) as Route[];
+      group[group.indexOf(before)] = after;
+      this.upstreamNames.delete(before);
+      this.upstreamNames.set(after, name);
+    }
+    for (const base of dirtyBases) {
+      const group = this.byBaseName.get(base) as Route[];
+      if (group.length === 0) this.byBaseName.delete(base);
+      group.forEach((route, i) => {
+        const name = i === 0 ? base : `${base}_${i + 1}`;
+        if (this.upstreamNames.get(route) === name) return;
+        this.upstreamNames.set(route, name);
+        this.upstreams.set(route, upstreamText(route, name, options));
+        // The host's location names the upstream.
+        dirtyHosts.add(route.host);
+      });
+    }
+
+    let hostsChanged = this.hashSizes === null;
+    for (const host of dirtyHosts) {
+      const [from, to] = hostRange(routes, host);
+      if (from === to) {
+        this.servers.delete(host);
+        this.hostFacts.delete(host);
+        hostsChanged = true;
+        continue;
+      }
+      if (!this.hostFacts.has(host)) {
+        this.hostFacts.set(host, serverNameFacts(host));
+        hostsChanged = true;
+      }
+      this.servers.set(host, serverText(host, routes.slice(from, to), this.upstreamNames, options));
+    }
+    if (hostsChanged && this.hostFacts.size > 0) this.hashSizes = hashSizesOf([...this.hostFacts.values()]);
+    this.routes = routes;
+  }
+
+  /** Everything from nothing: one walk in table order, where names are given in that order. */
+  private fill(routes: readonly Route[], options: RenderOptions): void {
+    this.forget(this.optionsKey);
+    const upstreamKeys: Route[] = [];
+    const upstreamTexts: string[] = [];
+    const hosts: string[] = [];
+    const serverTexts: string[] = [];
+    for (let i = 0; i < routes.length; ) {
+      const host = (routes[i] as Route).host;
+      let end = i;
+      for (; end < routes.length && (routes[end] as Route).host === host; end++) {
+        const route = routes[end] as Route;
+        if (!hasUpstream(route)) continue;
+        const base = upstreamBaseName(route);
+        const group = this.byBaseName.get(base) ?? [];
+        this.byBaseName.set(base, group);
+        group.push(route);
+        const name = group.length === 1 ? base : `${base}_${group.length}`;
+        this.upstreamNames.set(route, name);
+        upstreamKeys.push(route);
+        upstreamTexts.push(upstreamText(route, name, options));
+      }
+      if (this.hostFacts.has(host)) throw new Error(`the routes of host ${host} are not together: the table is not sorted`);
+      this.hostFacts.set(host, serverNameFacts(host));
+      hosts.push(host);
+      serverTexts.push(serverText(host, routes.slice(i, end), this.upstreamNames, options));
+      i = end;
+    }
+    this.upstreams.fill(upstreamKeys, upstreamTexts);
+    this.servers.fill(hosts, serverTexts);
+    if (hosts.length > 0) this.hashSizes = hashSizesOf([...this.hostFacts.values()]);
+    this.routes = routes;
+  }
+}
+
+/** Where the routes of `host` are in a table's routes, sorted by host then path. */
+function hostRange(routes: readonly Route[], host: string): [number, number] {
+  const bound = (above: (h: string) => boolean): number => {
+    let lo = 0;
+    let hi = routes.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (above((routes[mid] as Route).host)) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  };
+  return [bound((h) => h >= host), bound((h) => h > host)];
+}
