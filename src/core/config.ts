@@ -18,6 +18,8 @@ export interface RouterConfig {
   requireReady: boolean;
   maxHostsPerPod: number;
   maxPathsPerPod: number;
+  upstreamKeepalive: number;
+  workerProcesses: number | 'auto';
   backend: Backend;
   holdOffMs: number;
   maxDelayMs: number;
@@ -115,11 +117,19 @@ function listenAddress(raw: string): string {
   throw new InvalidValue('must be "*" (all IPv4 addresses) or an IPv4 or IPv6 address');
 }
 
-function entryLimit(raw: string): number {
-  if (!/^[0-9]+$/.test(raw)) throw new InvalidValue('not a number: must be a whole number from 1 to 10000');
+function wholeNumber(raw: string, min: number, max: number): number {
+  if (!/^[0-9]+$/.test(raw)) throw new InvalidValue(`not a number: must be a whole number from ${min} to ${max}`);
   const n = Number(raw);
-  if (n < 1 || n > 10_000) throw new InvalidValue('out of range: must be from 1 to 10000');
+  if (n < min || n > max) throw new InvalidValue(`out of range: must be from ${min} to ${max}`);
   return n;
+}
+
+function entryLimit(raw: string): number {
+  return wholeNumber(raw, 1, 10_000);
+}
+
+function autoOrCount(raw: string): number | 'auto' {
+  return raw === 'auto' ? 'auto' : wholeNumber(raw, 1, 1024);
 }
 
 function bool(raw: string): boolean {
@@ -254,6 +264,24 @@ export const SETTINGS: readonly Setting[] = [
     default: '100',
     description: 'paths one pod may route; more are dropped with a reason',
     parse: entryLimit,
+  }),
+  setting({
+    key: 'upstreamKeepalive',
+    env: 'UPSTREAM_KEEPALIVE',
+    flag: '--upstream-keepalive',
+    metavar: 'N',
+    default: '0',
+    description: 'idle connections kept open to each pod for reuse (nginx upstream keepalive); 0 opens one per request, as documented',
+    parse: (raw) => wholeNumber(raw, 0, 10_000),
+  }),
+  setting({
+    key: 'workerProcesses',
+    env: 'WORKER_PROCESSES',
+    flag: '--worker-processes',
+    metavar: 'N',
+    default: '1',
+    description: 'nginx worker_processes: a number, or auto for one per core',
+    parse: autoOrCount,
   }),
   setting({
     key: 'backend',
