@@ -57,19 +57,21 @@ export class PeerGroup {
   }
 
   /** @internal The next peer for a request that has tried `tried`, or null. */
-  pick(tried: ReadonlySet<number>): number | null {
-    if (this.single) return tried.has(0) ? null : 0;
+  pick(tried: readonly number[]): number | null {
+    if (this.single) return tried.length > 0 ? null : 0;
     const now = this.now();
+    const { peers } = this;
     let best = -1;
     let total = 0;
-    this.peers.forEach((peer, i) => {
-      if (tried.has(i)) return;
-      if (peer.fails >= MAX_FAILS && now - peer.checked <= this.options.failTimeoutMs) return;
+    for (let i = 0; i < peers.length; i++) {
+      const peer = peers[i] as PeerState;
+      if (tried.includes(i)) continue;
+      if (peer.fails >= MAX_FAILS && now - peer.checked <= this.options.failTimeoutMs) continue;
       peer.currentWeight += peer.effectiveWeight;
       total += peer.effectiveWeight;
       if (peer.effectiveWeight < WEIGHT) peer.effectiveWeight++;
-      if (best < 0 || peer.currentWeight > (this.peers[best] as PeerState).currentWeight) best = i;
-    });
+      if (best < 0 || peer.currentWeight > (peers[best] as PeerState).currentWeight) best = i;
+    }
     if (best < 0) return null;
     const chosen = this.peers[best] as PeerState;
     chosen.currentWeight -= total;
@@ -102,7 +104,8 @@ const NOT_RETRIED_AFTER_SEND = new Set(['POST', 'PATCH', 'LOCK']);
 
 /** The peers one request goes through. */
 export class PeerSelection {
-  private readonly tried = new Set<number>();
+  /** Indices of the peers tried, in order (a handful at most). */
+  private readonly tried: number[] = [];
 
   constructor(private readonly group: PeerGroup) {}
 
@@ -110,7 +113,7 @@ export class PeerSelection {
   next(): { index: number; backend: Backend } | null {
     const index = this.group.pick(this.tried);
     if (index === null) return null;
-    this.tried.add(index);
+    this.tried.push(index);
     return { index, backend: this.group.backends[index] as Backend };
   }
 
@@ -123,7 +126,7 @@ export class PeerSelection {
     this.group.failed(index);
     if (requestSent && NOT_RETRIED_AFTER_SEND.has(method)) return 'stop';
     // Each peer once per request (nginx's tries = number of servers).
-    return this.tried.size < this.group.backends.length ? 'next' : 'stop';
+    return this.tried.length < this.group.backends.length ? 'next' : 'stop';
   }
 }
 
@@ -136,27 +139,35 @@ function backendsKey(backends: readonly Backend[]): string {
  * a table swap, so its round-robin position and failure marks survive.
  */
 export class Balancers {
-  private constructor(private readonly groups: Map<string, { key: string; group: PeerGroup }>) {}
+  private constructor(
+    private readonly groups: Map<string, { key: string; group: PeerGroup }>,
+    /** The same groups by the table's Route objects, for the per-request lookup. */
+    private readonly byRoute: Map<Route, PeerGroup>,
+  ) {}
 
   static empty(): Balancers {
-    return new Balancers(new Map());
+    return new Balancers(new Map(), new Map());
   }
 
   /** The groups for `routes`, reusing this instance's where the pods are the same. */
   next(routes: readonly Route[], options: BalancerOptions): Balancers {
     const groups = new Map<string, { key: string; group: PeerGroup }>();
+    const byRoute = new Map<Route, PeerGroup>();
     for (const route of routes) {
       const id = `${route.host}\n${route.path}`;
       const key = backendsKey(route.backends);
       const old = this.groups.get(id);
-      groups.set(id, old !== undefined && old.key === key ? old : { key, group: new PeerGroup(route.backends, options) });
+      const entry = old !== undefined && old.key === key ? old : { key, group: new PeerGroup(route.backends, options) };
+      groups.set(id, entry);
+      byRoute.set(route, entry.group);
     }
-    return new Balancers(groups);
+    return new Balancers(groups, byRoute);
   }
 
+  /** `route` must be one of the routes this instance was made for. */
   groupFor(route: Route): PeerGroup {
-    const entry = this.groups.get(`${route.host}\n${route.path}`);
-    if (entry === undefined) throw new Error(`no balancer for ${route.host}${route.path}`);
-    return entry.group;
+    const group = this.byRoute.get(route);
+    if (group === undefined) throw new Error(`no balancer for ${route.host}${route.path}`);
+    return group;
   }
 }

@@ -7,11 +7,14 @@ import type { RouteTable } from '../src/core/route-table.js';
 import { Balancers } from './balancer.js';
 import { decide, type Decision } from './decide.js';
 import { rawErrorResponse, redirectLocation } from './error-page.js';
-import { forwardRequest, sendErrorPage } from './forward.js';
-import { PodProxy } from './http-proxy.js';
+import { forwardRequest, sendErrorPage, type ForwardSettings } from './forward.js';
+import { upstreamRequestHeaders } from './headers.js';
+import { PodProxy, type ProxyLibrary } from './http-proxy.js';
 import { silentLogger, type ProxyLogger } from './logger.js';
 import { RouteMatcher } from './matcher.js';
-import { forwardUpgrade } from './tunnel.js';
+import { requestHasBody, scanRequestHeaders } from './request-headers.js';
+import { ProxyCounters, type ProxyStats } from './stats.js';
+import { forwardUpgrade, type TunnelSettings } from './tunnel.js';
 
 // The in-process data plane: an HTTP server that answers every request as nginx does
 // with the rendered config (see SPEC 5), and forwards the rest to pods.
@@ -27,12 +30,19 @@ export interface ProxyOptions {
   failTimeoutMs?: number;
   /** nginx's client_max_body_size, 1 MiB by default. */
   maxBodyBytes?: number;
+  /**
+   * UPSTREAM_KEEPALIVE: idle connections kept per pod, and the headers nginx sends in that
+   * mode. 0 (default): as the documented config, one connection per request.
+   */
+  upstreamKeepalive?: number;
   logger?: ProxyLogger;
 }
 
 export interface ProxyDataPlane extends DataPlane {
   /** The port actually bound (useful when 0 was asked for). */
   readonly port: number;
+  /** Counters of what the proxy answered, since it started. */
+  stats(): ProxyStats;
 }
 
 /** Everything a request needs from the current table; replaced as a whole by apply(). */
@@ -45,14 +55,22 @@ const DEFAULTS = { upstreamTimeoutMs: 60_000, failTimeoutMs: 10_000, maxBodyByte
 /** How long close() lets requests in flight finish before cutting them. */
 const CLOSE_GRACE_MS = 5_000;
 
-function respond(res: ServerResponse, decision: Extract<Decision, { action: 'respond' }>, localPort: number | undefined): void {
+function respond(res: ServerResponse, decision: Extract<Decision, { action: 'respond' }>, localPort: number | undefined, stats: ProxyCounters): void {
   const extra: Record<string, string> = {};
   if (decision.status === 301 && decision.location !== undefined && decision.host !== undefined) {
     extra.Location = redirectLocation(decision.host, localPort, decision.location);
   }
   // nginx closes the connection after a 400 or 413: the rest of the request cannot be trusted.
   if (decision.status === 400 || decision.status === 413) res.shouldKeepAlive = false;
-  sendErrorPage(res, decision.status, extra);
+  sendErrorPage(res, decision.status, stats, extra);
+}
+
+/**
+ * Which proxy library forwards: K8S_ROUTER_PROXY_LIBRARY, only while the two are compared
+ * on the same suites (see the README); not a setting.
+ */
+function proxyLibrary(): ProxyLibrary {
+  return process.env.K8S_ROUTER_PROXY_LIBRARY === 'http-proxy-3' ? 'http-proxy-3' : 'http-proxy';
 }
 
 export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane> {
@@ -60,51 +78,66 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
   const timeoutMs = options.upstreamTimeoutMs ?? DEFAULTS.upstreamTimeoutMs;
   const balancerOptions = { failTimeoutMs: options.failTimeoutMs ?? DEFAULTS.failTimeoutMs };
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
-  const decideOptions = { apiKeyHeader: options.apiKeyHeader, maxBodyBytes };
-  const pods = new PodProxy(logger);
+  const decideOptions = { maxBodyBytes };
+  const apiKeyHeader = options.apiKeyHeader.toLowerCase();
+  const keepalive = options.upstreamKeepalive ?? 0;
+  const pods = new PodProxy(logger, keepalive, proxyLibrary());
+  const stats = new ProxyCounters();
   const tunnels = new Set<Duplex>();
+  const forwardSettings: ForwardSettings = { pods, timeoutMs, maxBodyBytes, logger, stats };
+  const tunnelSettings: TunnelSettings = {
+    pods,
+    timeoutMs,
+    logger,
+    stats,
+    track: (sockets) => {
+      for (const s of sockets) {
+        tunnels.add(s);
+        s.once('close', () => tunnels.delete(s));
+      }
+    },
+  };
 
   let routing: Routing = { matcher: new RouteMatcher({ routes: [], rejections: [] }), balancers: Balancers.empty() };
-
-  const headOf = (req: IncomingMessage) => ({
-    method: req.method ?? 'GET',
-    target: req.url ?? '',
-    httpVersionMajor: req.httpVersionMajor,
-    httpVersionMinor: req.httpVersionMinor,
-    rawHeaders: req.rawHeaders,
-  });
 
   const handle = (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void => {
     // Read once: a table swapped in now applies to the next request, not this one.
     const current = routing;
     req.on('error', () => res.destroy());
     res.on('error', () => req.destroy());
-    const decision = decide(headOf(req), current.matcher, decideOptions);
+    const headers = scanRequestHeaders(req.rawHeaders, apiKeyHeader);
+    const decision = decide(req, headers, current.matcher, decideOptions);
     switch (decision.action) {
       case 'drop':
+        stats.dropped();
         req.socket.destroy();
         return;
       case 'respond':
-        respond(res, decision, req.socket.localPort);
+        respond(res, decision, req.socket.localPort, stats);
         return;
-      case 'forward':
+      case 'forward': {
         // nginx says "100 Continue" only once it reads the body, i.e. for a request it forwards.
         if (expectsContinue) res.writeContinue();
-        forwardRequest(
-          req,
-          res,
-          { host: decision.host, uri: decision.uri, group: current.balancers.groupFor(decision.route) },
-          { pods, timeoutMs, maxBodyBytes, logger },
-        );
+        const request = {
+          method: req.method ?? 'GET',
+          uri: decision.uri,
+          headers: upstreamRequestHeaders(req.rawHeaders, decision.host, headers, keepalive > 0),
+          hasBody: requestHasBody(headers),
+        };
+        const group = current.balancers.groupFor(decision.route);
+        forwardRequest(req, res, { host: decision.host, uri: decision.uri, group }, request, forwardSettings);
+      }
     }
   };
 
   const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const current = routing;
     socket.on('error', () => socket.destroy());
-    const decision = decide(headOf(req), current.matcher, decideOptions);
+    const headers = scanRequestHeaders(req.rawHeaders, apiKeyHeader);
+    const decision = decide(req, headers, current.matcher, decideOptions);
     switch (decision.action) {
       case 'drop':
+        stats.dropped();
         socket.destroy();
         return;
       case 'respond': {
@@ -112,27 +145,20 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
           decision.status === 301 && decision.location !== undefined && decision.host !== undefined
             ? [['Location', redirectLocation(decision.host, (socket as Socket).localPort, decision.location)]]
             : [];
+        stats.answered(decision.status);
         socket.end(rawErrorResponse(decision.status, extra));
         return;
       }
-      case 'forward':
-        forwardUpgrade(
-          req,
-          socket,
-          head,
-          { host: decision.host, uri: decision.uri, group: current.balancers.groupFor(decision.route) },
-          {
-            pods,
-            timeoutMs,
-            logger,
-            track: (sockets) => {
-              for (const s of sockets) {
-                tunnels.add(s);
-                s.once('close', () => tunnels.delete(s));
-              }
-            },
-          },
-        );
+      case 'forward': {
+        const request = {
+          method: req.method ?? 'GET',
+          uri: decision.uri,
+          headers: upstreamRequestHeaders(req.rawHeaders, decision.host, headers, keepalive > 0),
+          hasBody: false,
+        };
+        const group = current.balancers.groupFor(decision.route);
+        forwardUpgrade(req, socket, head, { host: decision.host, uri: decision.uri, group }, request, tunnelSettings);
+      }
     }
   };
 
@@ -151,8 +177,12 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
   server.on('upgrade', handleUpgrade);
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     // A request Node cannot parse is one nginx answers with 400 too.
-    if (socket.writable && err.code !== 'ECONNRESET') socket.end(rawErrorResponse(400));
-    else socket.destroy();
+    if (socket.writable && err.code !== 'ECONNRESET') {
+      stats.answered(400);
+      socket.end(rawErrorResponse(400));
+    } else {
+      socket.destroy();
+    }
   });
   server.on('error', (err) => logger.error({ err }, 'proxy server error'));
 
@@ -168,6 +198,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
 
   return {
     port,
+    stats: () => stats.snapshot(),
     async apply(table: RouteTable): Promise<void> {
       routing = {
         matcher: new RouteMatcher(table),

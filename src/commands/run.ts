@@ -91,7 +91,7 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Dat
 
 async function proxyDataPlane(config: RouterConfig, logger: Logger): Promise<DataPlane & { port: number }> {
   try {
-    return await startProxy({ port: config.port, host: config.listenAddress, apiKeyHeader: config.apiKeyHeader, logger });
+    return await startProxy({ port: config.port, host: config.listenAddress, apiKeyHeader: config.apiKeyHeader, upstreamKeepalive: config.upstreamKeepalive, logger });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied (ports below 1024 need root)' : (err as Error).message;
