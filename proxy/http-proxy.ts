@@ -3,7 +3,6 @@ import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
-import { createProxyServer as createProxyServer3 } from 'http-proxy-3';
 import { clientSocketView, type ClientSocketView } from './client-socket-view.js';
 import { silenceHttpProxyExtendWarning } from './http-proxy-warning.js';
 import { listenersAddedBy } from './listener-scope.js';
@@ -42,7 +41,14 @@ export interface UpgradeAttempt {
   onError(err: NodeJS.ErrnoException): void;
 }
 
-export type ProxyLibrary = 'http-proxy' | 'http-proxy-3';
+/**
+ * A proxy library's createProxyServer. The router uses http-proxy 1.18.1's (see the
+ * README for why); http-proxy-3's has the same interface, and the benchmark passes it to
+ * compare the two inside the router.
+ */
+export type ProxyLibrary = (options: object) => unknown;
+
+export const HTTP_PROXY: ProxyLibrary = httpProxy.createProxyServer;
 
 /** Below the 5 s keep-alive timeout of Node servers and most others, so we close idle sockets first. */
 const UPSTREAM_IDLE_MS = 4_000;
@@ -110,17 +116,15 @@ interface ProxyServer {
 }
 
 function createLibraryProxy(library: ProxyLibrary): ProxyServer {
-  const options = {
+  silenceHttpProxyExtendWarning();
+  return library({
     // The router writes the client's response itself (nginx's header list, not the library's).
     selfHandleResponse: true,
     // The request's path as given, not re-parsed or joined to a target path.
     toProxy: true,
     prependPath: false,
     xfwd: false,
-  };
-  if (library === 'http-proxy') silenceHttpProxyExtendWarning();
-  const server = library === 'http-proxy' ? httpProxy.createProxyServer(options) : createProxyServer3(options);
-  return server as unknown as ProxyServer;
+  }) as ProxyServer;
 }
 
 export class PodProxy {

@@ -9,7 +9,7 @@ import { decide, type Decision } from './decide.js';
 import { rawErrorResponse, redirectLocation } from './error-page.js';
 import { forwardRequest, sendErrorPage, type ForwardSettings } from './forward.js';
 import { upstreamRequestHeaders } from './headers.js';
-import { PodProxy, type ProxyLibrary } from './http-proxy.js';
+import { HTTP_PROXY, PodProxy, type ProxyLibrary } from './http-proxy.js';
 import { silentLogger, type ProxyLogger } from './logger.js';
 import { RouteMatcher } from './matcher.js';
 import { requestHasBody, scanRequestHeaders } from './request-headers.js';
@@ -36,6 +36,8 @@ export interface ProxyOptions {
    */
   upstreamKeepalive?: number;
   logger?: ProxyLogger;
+  /** The proxy library (http-proxy's createProxyServer); the benchmark compares another. */
+  proxyLibrary?: ProxyLibrary;
 }
 
 export interface ProxyDataPlane extends DataPlane {
@@ -65,14 +67,6 @@ function respond(res: ServerResponse, decision: Extract<Decision, { action: 'res
   sendErrorPage(res, decision.status, stats, extra);
 }
 
-/**
- * Which proxy library forwards: K8S_ROUTER_PROXY_LIBRARY, only while the two are compared
- * on the same suites (see the README); not a setting.
- */
-function proxyLibrary(): ProxyLibrary {
-  return process.env.K8S_ROUTER_PROXY_LIBRARY === 'http-proxy-3' ? 'http-proxy-3' : 'http-proxy';
-}
-
 export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane> {
   const logger = options.logger ?? silentLogger;
   const timeoutMs = options.upstreamTimeoutMs ?? DEFAULTS.upstreamTimeoutMs;
@@ -81,7 +75,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
   const decideOptions = { maxBodyBytes };
   const apiKeyHeader = options.apiKeyHeader.toLowerCase();
   const keepalive = options.upstreamKeepalive ?? 0;
-  const pods = new PodProxy(logger, keepalive, proxyLibrary());
+  const pods = new PodProxy(logger, keepalive, options.proxyLibrary ?? HTTP_PROXY);
   const stats = new ProxyCounters();
   const tunnels = new Set<Duplex>();
   const forwardSettings: ForwardSettings = { pods, timeoutMs, maxBodyBytes, logger, stats };

@@ -99,7 +99,7 @@ test('the pod receives the request line and header lines exactly as nginx sends 
     'GET /a? HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n',
     'GET /a/../b//c?x=%2e%2e HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n',
     'GET /m HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\nX-Multi: a\r\nCookie: c=1\r\nx-multi: b\r\n\r\n',
-    // http-proxy-3 would add "content-length: 0" to a DELETE; nginx adds nothing.
+    // The proxy libraries would add "content-length: 0" to a DELETE; nginx adds nothing.
     'DELETE /d HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n',
   ]);
 });
