@@ -10,14 +10,18 @@
 // generator left free would take cycles from the server it measures, and the numbers
 // would say more about the scheduler than about the server. Ratios are taken per round,
 // against documented nginx and against direct in the same round, and summarized by their
-// median. Our proxy also runs on http-proxy-3 (the library comparison). Then:
+// median. Then:
 // - latency at the same load: both backends in both modes, paced by a wrk script to one
 //   rate they all sustain, p50 and p99;
+// - head to head: two Node servers at once on the server core, each with its own wrk,
+//   the ratio of their req/s (robust to a busy machine): our proxy on http-proxy 1.18.1
+//   against the same on http-proxy-3 (the library comparison), ours against the bare
+//   servers;
 // - route count: the same traffic through 10 and through 10,000 routes (100 hosts x 100
 //   paths), both backends with upstream keep-alive, interleaved the same way;
 // - one unpinned round with nginx's `worker_processes auto` (and nothing pinned).
-// --quick: one round of 2 s each, without the library comparison and the unpinned
-// round, for a smoke run (under a minute).
+// --quick: one round of 2 s each, without head to head and the unpinned round, for a
+// smoke run (under a minute).
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -265,7 +269,7 @@ const CONTESTANTS = (podPort: number): Contestant[] => [
   bareContestant('fastify', 'fastify + @fastify/reply-from', 'fastify-reply-from.ts'),
 ];
 
-/** The proxy library inside the router: the same startProxy on each (full runs only). */
+/** The proxy library inside the router: the same startProxy on each (head to head, full runs only). */
 const LIBRARY_COMPARISON: Contestant[] = [
   bareContestant('router-on-http-proxy', `our proxy on http-proxy 1.18.1 (startProxy), keep-alive ${KEEPALIVE}`, 'our-proxy.ts'),
   bareContestant('router-on-http-proxy-3', `our proxy on http-proxy-3 1.23 (startProxy), keep-alive ${KEEPALIVE}`, 'our-proxy.ts', 'http-proxy-3'),
@@ -418,6 +422,22 @@ function contestantTable(rows: Summary[]): string {
   ].join('\n');
 }
 
+/** Pairs run head to head: the library inside the router, then ours against the bare servers. */
+const HEAD_TO_HEAD: [string, string][] = [
+  ['router-on-http-proxy', 'router-on-http-proxy-3'],
+  ['proxy-keepalive', 'http-proxy'],
+  ['proxy-keepalive', 'fastify'],
+  ['http-proxy', 'http-proxy-3'],
+];
+
+interface HeadToHead {
+  a: string;
+  b: string;
+  /** req/s of a ÷ req/s of b, median over the runs. */
+  ratio: number;
+  ratios: number[];
+}
+
 interface Target {
   what: string;
   value: number | null;
@@ -437,7 +457,7 @@ async function main(): Promise<void> {
   const small = writeTables('routes-10', pods.port, 2, 5);
   const large = writeTables('routes-10000', pods.port, 100, 100);
   const only = args.only?.split(',');
-  const contestants = [...CONTESTANTS(pods.port), ...(QUICK ? [] : LIBRARY_COMPARISON)].filter((c) => only === undefined || only.includes(c.name));
+  const contestants = CONTESTANTS(pods.port).filter((c) => only === undefined || only.includes(c.name));
 
   // 1. The contestants, pinned, as fast as each goes.
   let running = await startAll(contestants, small, true, '1');
@@ -458,10 +478,31 @@ async function main(): Promise<void> {
     log(`paced: about ${pacedRate} req/s`);
     pacedSamples = await interleave(new Map(pacedNames.map((n) => [n, running.get(n) as Running])), ROUNDS, true, { warm: true, script });
   }
-  await stopAll(running);
   const paced = summarize(contestants, pacedSamples);
 
-  // 3. Route count: 10 against 10,000 routes, both backends with upstream keep-alive.
+  // 3. Head to head (full runs only): two Node servers at once on the server core, each
+  // loaded by its own wrk, so whatever else runs on the machine weighs on both alike and
+  // the ratio of their req/s is the ratio of their costs per request.
+  const headToHead: HeadToHead[] = [];
+  if (!QUICK) {
+    for (const [name, c] of await startAll(LIBRARY_COMPARISON, small, true, '1')) running.set(name, c);
+    for (const [a, b] of HEAD_TO_HEAD) {
+      const x = running.get(a);
+      const y = running.get(b);
+      if (x === undefined || y === undefined) continue;
+      await Promise.all([wrk(x, WARMUP_SECONDS, true), wrk(y, WARMUP_SECONDS, true)]);
+      const ratios: number[] = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        const [sx, sy] = await Promise.all([wrk(x, SECONDS, true), wrk(y, SECONDS, true)]);
+        ratios.push(sx.rps / sy.rps);
+        log(`head to head ${round + 1}/${ROUNDS} ${a} ${Math.round(sx.rps)} : ${b} ${Math.round(sy.rps)} req/s`);
+      }
+      headToHead.push({ a, b, ratio: median(ratios), ratios });
+    }
+  }
+  await stopAll(running);
+
+  // 4. Route count: 10 against 10,000 routes, both backends with upstream keep-alive.
   const routeCount: { backend: string; routes10: number; routes10000: number; ratio: number }[] = [];
   const countContestants = contestants.filter((c) => c.name === 'nginx-keepalive' || c.name === 'proxy-keepalive');
   if (countContestants.length > 0) {
@@ -483,8 +524,8 @@ async function main(): Promise<void> {
     }
   }
 
-  // 4. One unpinned round, nginx with one worker per core (full runs only).
-  const unpinnedContestants = QUICK ? [] : contestants.filter((c) => !LIBRARY_COMPARISON.includes(c));
+  // 5. One unpinned round, nginx with one worker per core (full runs only).
+  const unpinnedContestants = QUICK ? [] : contestants;
   let unpinned: Summary[] = [];
   if (unpinnedContestants.length > 0) {
     running = await startAll(unpinnedContestants, small, false, 'auto');
@@ -496,6 +537,8 @@ async function main(): Promise<void> {
   await stop(pods.child);
 
   const ratioOf = (a: string, b: string): number | null => perRoundRatio(pinnedSamples, a, b);
+  const labelOf = (name: string): string => [...CONTESTANTS(pods.port), ...LIBRARY_COMPARISON].find((c) => c.name === name)?.label ?? name;
+  const headToHeadOf = (a: string, b: string): number | null => headToHead.find((h) => h.a === a && h.b === b)?.ratio ?? null;
   /** p99 of `a` ÷ p99 of `b` at the paced rate, median of the per-round ratios. */
   const p99Of = (a: string, b: string): number | null => {
     const x = pacedSamples.get(a);
@@ -505,7 +548,9 @@ async function main(): Promise<void> {
   const targets: Target[] = [
     target('our proxy with keep-alive × documented nginx', ratioOf('proxy-keepalive', 'nginx'), 0.75, true),
     target('our proxy with keep-alive × bare http-proxy', ratioOf('proxy-keepalive', 'http-proxy'), 0.9, true),
+    target('our proxy with keep-alive × bare http-proxy, head to head', headToHeadOf('proxy-keepalive', 'http-proxy'), 0.9, true),
     target('our proxy with keep-alive × fastify + reply-from', ratioOf('proxy-keepalive', 'fastify'), 1, true),
+    target('our proxy with keep-alive × fastify + reply-from, head to head', headToHeadOf('proxy-keepalive', 'fastify'), 1, true),
     target('our proxy, documented wire × documented nginx', ratioOf('proxy', 'nginx'), 0.25, true),
     target('nginx with keep-alive × documented nginx', ratioOf('nginx-keepalive', 'nginx'), 2, true),
     target(`p99 of our proxy ÷ p99 of nginx, documented wire, at ${pacedRate} req/s`, p99Of('proxy', 'nginx'), 3, false),
@@ -514,10 +559,6 @@ async function main(): Promise<void> {
     ...routeCount.map((r) => target(`${r.backend}: 10,000 routes × 10 routes`, r.ratio, 0.95, true)),
   ];
 
-  const library = {
-    insideRouter: ratioOf('router-on-http-proxy-3', 'router-on-http-proxy'),
-    bare: ratioOf('http-proxy-3', 'http-proxy'),
-  };
 
   const markdown = [
     `wrk \`-t1 -c${CONNECTIONS} -d${SECONDS}s --latency\`, \`GET ${REQUEST_PATH}\` with \`Host: ${HOST}\`, ${ROUNDS} round(s), contestants interleaved with the order rotated each round (after a ${WARMUP_SECONDS} s warm-up each).`,
@@ -539,14 +580,17 @@ async function main(): Promise<void> {
     '|---|---|---|---|---|',
     ...paced.map((r) => `| ${r.label} | ${Math.round(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.errors} |`),
     '',
-    '## Proxy library: http-proxy 1.18.1 against http-proxy-3 1.23',
+    '## Head to head (pinned, upstream keep-alive)',
     '',
-    'req/s of http-proxy-3 ÷ req/s of http-proxy 1.18.1, median of the per-round ratios (pinned, upstream keep-alive):',
-    '',
-    '| where | http-proxy-3 ÷ http-proxy |',
-    '|---|---|',
-    `| inside the router (the same startProxy, each library) | ${fmt(library.insideRouter)} |`,
-    `| bare servers | ${fmt(library.bare)} |`,
+    ...(headToHead.length === 0
+      ? ['Not run with --quick.']
+      : [
+          `Two Node servers at once on cpu ${SERVER_CPU}, each loaded by its own wrk on cpu ${CLIENT_CPU} for ${SECONDS} s, ${ROUNDS} times: whatever else the machine runs weighs on both alike, so the ratio of their req/s measures their cost per request even on a busy machine. (Not used against nginx: one nginx worker and one Node process do not share a core the same way.) The first pair is the library comparison inside the router: the same startProxy on each library.`,
+          '',
+          '| first | second | first ÷ second (median) | per run |',
+          '|---|---|---|---|',
+          ...headToHead.map((h) => `| ${labelOf(h.a)} | ${labelOf(h.b)} | ${fmt(h.ratio)} | ${h.ratios.map((r) => fmt(r)).join(', ')} |`),
+        ]),
     '',
     '## Route count (pinned, upstream keep-alive)',
     '',
@@ -580,7 +624,7 @@ async function main(): Promise<void> {
     name: 'data-plane',
     title: 'Data plane: throughput and latency of both backends and of bare proxies',
     command: invocation('bench/data-plane.ts'),
-    results: { quick: QUICK, rounds: ROUNDS, seconds: SECONDS, connections: CONNECTIONS, pinned, paced: { rate: pacedRate, contestants: paced }, library, routeCount, unpinned, targets },
+    results: { quick: QUICK, rounds: ROUNDS, seconds: SECONDS, connections: CONNECTIONS, pinned, paced: { rate: pacedRate, contestants: paced }, headToHead, routeCount, unpinned, targets },
     markdown,
     charts,
   });

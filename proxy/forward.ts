@@ -47,6 +47,12 @@ function isStaleSocketError(err: NodeJS.ErrnoException): boolean {
   return err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.code === 'ECONNABORTED';
 }
 
+function corkForThisTick(socket: Socket | null): void {
+  if (socket === null) return;
+  socket.cork();
+  process.nextTick(() => socket.uncork());
+}
+
 export function sendErrorPage(res: ServerResponse, status: number, stats: ProxyCounters, extraHeaders: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) {
     res.destroy();
@@ -108,8 +114,13 @@ class Forwarding {
     else socket.once('connect', () => (attempt.connected = true));
     proxyReq.setTimeout(this.settings.timeoutMs, () => proxyReq.destroy(new UpstreamTimeout('upstream timed out')));
     // Only now: the head is written, so nothing the body does can race it.
-    if (this.body === null) proxyReq.end();
-    else this.body.attach(proxyReq);
+    if (this.body === null) {
+      proxyReq.end();
+    } else {
+      // The head and the body received so far leave in one write.
+      corkForThisTick(socket);
+      this.body.attach(proxyReq);
+    }
   }
 
   answered(attempt: Try, pres: IncomingMessage): void {
@@ -122,6 +133,9 @@ class Forwarding {
     }
     const status = pres.statusCode ?? 502;
     this.settings.stats.answered(status);
+    // The head and what of the body came with it leave in one write, not one each: the
+    // pod's first bytes usually arrive with its head, in this same tick.
+    corkForThisTick(res.socket);
     res.writeHead(status, pres.statusMessage, clientResponseHeaders(pres.rawHeaders));
     // What pipe() does, with the few listeners this needs (pipe adds and removes eight).
     pres.on('data', (chunk: Buffer) => {

@@ -107,6 +107,28 @@ interface UpgradeEntry {
   client: ClientSocketView;
 }
 
+type AddRequest = (this: http.Agent, req: ClientRequest, options: object) => void;
+const agentAddRequest = (http.Agent.prototype as unknown as { addRequest: AddRequest }).addRequest;
+
+/**
+ * The connections to one pod. The library passes Node's agent the whole options object
+ * of the pod's request, and the agent copies it twice per request to choose a socket
+ * (most of what choosing one costs); for one pod, where to connect is all it needs.
+ */
+class PodAgent extends http.Agent {
+  private readonly destination: object;
+
+  constructor(pod: PodAddress, options: http.AgentOptions) {
+    super(options);
+    // servername: none (plain HTTP to an IP address), so the agent does not work one out per request.
+    this.destination = { host: pod.ip, port: pod.port, servername: '' };
+  }
+
+  addRequest(req: ClientRequest): void {
+    agentAddRequest.call(this, req, this.destination);
+  }
+}
+
 /** The little of either library's ProxyServer the router uses. */
 interface ProxyServer {
   web(req: unknown, res: unknown, options: object, callback: (err: Error, req: unknown) => void): void;
@@ -120,18 +142,22 @@ function createLibraryProxy(library: ProxyLibrary): ProxyServer {
   return library({
     // The router writes the client's response itself (nginx's header list, not the library's).
     selfHandleResponse: true,
-    // The request's path as given, not re-parsed or joined to a target path.
+    // The library's own path for the pod's request is not used (writeUpstreamHead writes
+    // the URI the client sent): not building one saves a parse and a join per request.
     toProxy: true,
     prependPath: false,
+    ignorePath: true,
     xfwd: false,
   }) as ProxyServer;
 }
 
 export class PodProxy {
-  /** Connections to pods for plain requests: kept alive when UPSTREAM_KEEPALIVE > 0. */
-  private readonly agent: http.Agent;
+  /** How each pod's agent treats connections: kept alive when UPSTREAM_KEEPALIVE > 0. */
+  private readonly agentOptions: http.AgentOptions;
+  /** By "ip:port": a pod keeps its agent, and its idle connections, across table swaps. */
+  private agents = new Map<string, PodAgent>();
   private readonly proxy: ProxyServer;
-  /** The options of one call per pod address, made once. */
+  /** The options of one call per pod (the table's Backend objects), made once per table. */
   private readonly podOptions = new WeakMap<PodAddress, object>();
   private readonly upgradeAttempts = new WeakMap<object, UpgradeEntry>();
   private readonly tunnels = new WeakMap<Socket, UpgradeAttempt>();
@@ -142,10 +168,7 @@ export class PodProxy {
     keepalive: number,
     library: ProxyLibrary,
   ) {
-    this.agent =
-      keepalive > 0
-        ? new http.Agent({ keepAlive: true, maxFreeSockets: keepalive, timeout: UPSTREAM_IDLE_MS, scheduling: 'lifo' })
-        : new http.Agent({ keepAlive: false });
+    this.agentOptions = keepalive > 0 ? { keepAlive: true, maxFreeSockets: keepalive, timeout: UPSTREAM_IDLE_MS, scheduling: 'lifo' } : { keepAlive: false };
     this.proxy = createLibraryProxy(library);
     this.dropUpgradeCheck();
     this.proxy.on('proxyReq', (proxyReq: ClientRequest, req: LibraryRequest<WebAttempt>) => {
@@ -202,14 +225,39 @@ export class PodProxy {
     };
   }
 
+  /**
+   * Keeps the agents of `pods` (the new table's) and lets the others go: their idle
+   * connections are closed, their requests in flight finish (and their connections
+   * close after the idle timeout).
+   */
+  retain(pods: Iterable<PodAddress>): void {
+    const kept = new Map<string, PodAgent>();
+    for (const pod of pods) {
+      const key = `${pod.ip}:${pod.port}`;
+      const agent = this.agents.get(key);
+      if (agent !== undefined) kept.set(key, agent);
+    }
+    for (const [key, agent] of this.agents) {
+      if (kept.has(key)) continue;
+      for (const idle of Object.values(agent.freeSockets)) for (const socket of idle ?? []) socket.destroy();
+    }
+    this.agents = kept;
+  }
+
   close(): void {
-    this.agent.destroy();
+    for (const agent of this.agents.values()) agent.destroy();
   }
 
   private optionsFor(pod: PodAddress): object {
     let options = this.podOptions.get(pod);
     if (options === undefined) {
-      options = { target: targetOf(pod), agent: this.agent };
+      const key = `${pod.ip}:${pod.port}`;
+      let agent = this.agents.get(key);
+      if (agent === undefined) {
+        agent = new PodAgent(pod, this.agentOptions);
+        this.agents.set(key, agent);
+      }
+      options = { target: targetOf(pod), agent };
       this.podOptions.set(pod, options);
     }
     return options;

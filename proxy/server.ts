@@ -198,6 +198,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
         matcher: new RouteMatcher(table),
         balancers: routing.balancers.next(table.routes, balancerOptions),
       };
+      pods.retain(table.routes.flatMap((route) => route.backends));
     },
     async close(): Promise<void> {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
