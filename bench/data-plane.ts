@@ -24,7 +24,7 @@
 // smoke run (under a minute).
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -190,6 +190,8 @@ function writeTables(name: string, podPort: number, hosts: number, paths: number
 interface Running {
   address?: string;
   port: number;
+  /** The server's process: its CPU time, and its descendants' (nginx), is read around each run. */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -232,7 +234,7 @@ function routerContestant(name: string, label: string, backend: 'nginx' | 'proxy
         pinned,
       );
       await waitFor200(port, label, child);
-      return { port, stop: () => stop(child) };
+      return { port, pid: child.pid ?? -1, stop: () => stop(child) };
     },
   };
 }
@@ -245,21 +247,21 @@ function bareContestant(name: string, label: string, script: string, ...extra: s
       const port = await pickFreeLoopbackPort();
       const child = start([process.execPath, '--import', 'tsx', `bench/contestants/${script}`, tables.routes, String(port), ...extra], pinned);
       await waitFor200(port, label, child);
-      return { port, stop: () => stop(child) };
+      return { port, pid: child.pid ?? -1, stop: () => stop(child) };
     },
   };
 }
 
-const direct = (podPort: number): Contestant => ({
+const direct = (podPort: number, podPid: number): Contestant => ({
   name: 'direct',
   label: 'direct to a pod (the limit)',
   async start() {
-    return { address: POD_IPS[0], port: podPort, stop: async () => {} };
+    return { address: POD_IPS[0], port: podPort, pid: podPid, stop: async () => {} };
   },
 });
 
-const CONTESTANTS = (podPort: number): Contestant[] => [
-  direct(podPort),
+const CONTESTANTS = (podPort: number, podPid: number): Contestant[] => [
+  direct(podPort, podPid),
   routerContestant('nginx', 'nginx, documented config', 'nginx', 0),
   routerContestant('nginx-keepalive', `nginx, upstream keep-alive ${KEEPALIVE}`, 'nginx', KEEPALIVE),
   routerContestant('proxy', 'our proxy, documented wire (Connection: close)', 'proxy', 0),
@@ -273,6 +275,8 @@ const CONTESTANTS = (podPort: number): Contestant[] => [
 const LIBRARY_COMPARISON: Contestant[] = [
   bareContestant('router-on-http-proxy', `our proxy on http-proxy 1.18.1 (startProxy), keep-alive ${KEEPALIVE}`, 'our-proxy.ts'),
   bareContestant('router-on-http-proxy-3', `our proxy on http-proxy-3 1.23 (startProxy), keep-alive ${KEEPALIVE}`, 'our-proxy.ts', 'http-proxy-3'),
+  // The same server twice: how far apart two identical processes come out (the method's noise).
+  bareContestant('router-twin', `its twin: our proxy on http-proxy 1.18.1 (startProxy), keep-alive ${KEEPALIVE}`, 'our-proxy.ts'),
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -284,6 +288,30 @@ interface Sample {
   p99: number;
   /** Non-2xx answers and socket errors: a run with any is not counted. */
   errors: number;
+  /**
+   * CPU time (user + system) the server's processes spent per request, in µs. Unlike
+   * req/s it hardly changes when other work on the machine takes the server's core.
+   */
+  cpuUs: number;
+}
+
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** CPU seconds (user + system) of `pid` and of its living descendants, from /proc (Linux). */
+function cpuSeconds(pid: number): number {
+  let ticks = 0;
+  const visit = (p: number): void => {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+      for (const child of readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').split(' ').filter(Boolean)) visit(Number(child));
+    } catch {
+      // Gone meanwhile: its time is no longer counted by anyone.
+    }
+  };
+  visit(pid);
+  return ticks / CLOCK_TICKS;
 }
 
 function ms(value: string, unit: string): number {
@@ -291,7 +319,7 @@ function ms(value: string, unit: string): number {
   return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : n;
 }
 
-export function parseWrk(out: string): Sample {
+export function parseWrk(out: string): Omit<Sample, 'cpuUs'> & { requests: number } {
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
   const p50 = /^\s+50%\s+([\d.]+)(us|ms|s)$/m.exec(out);
   const p99 = /^\s+99%\s+([\d.]+)(us|ms|s)$/m.exec(out);
@@ -299,7 +327,8 @@ export function parseWrk(out: string): Sample {
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const socketErrors = socket === null ? 0 : socket.slice(1).reduce((sum, n) => sum + Number(n), 0);
-  return { rps: Number(rps[1]), p50: ms(p50[1] as string, p50[2] as string), p99: ms(p99[1] as string, p99[2] as string), errors: non2xx + socketErrors };
+  const requests = Number(/(\d+) requests in /.exec(out)?.[1] ?? 0);
+  return { rps: Number(rps[1]), p50: ms(p50[1] as string, p50[2] as string), p99: ms(p99[1] as string, p99[2] as string), errors: non2xx + socketErrors, requests };
 }
 
 /** wrk as fast as it goes, or paced by a script (`--script`) that spaces each connection's requests. */
@@ -308,6 +337,7 @@ function wrk(server: Running, seconds: number, pinned: boolean, script?: string)
   const paced = script === undefined ? [] : ['-s', script];
   const command = ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', ...paced, '-H', `Host: ${HOST}`, url];
   const argv = pinned ? ['taskset', '-c', CLIENT_CPU, ...command] : command;
+  const cpuBefore = cpuSeconds(server.pid);
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -316,7 +346,8 @@ function wrk(server: Running, seconds: number, pinned: boolean, script?: string)
     child.on('error', reject);
     child.on('exit', () => {
       try {
-        resolve(parseWrk(out));
+        const { requests, ...sample } = parseWrk(out);
+        resolve({ ...sample, cpuUs: requests > 0 ? ((cpuSeconds(server.pid) - cpuBefore) * 1e6) / requests : 0 });
       } catch (err) {
         reject(err);
       }
@@ -366,9 +397,13 @@ interface Summary {
   p50: number;
   p99: number;
   errors: number;
+  /** CPU µs per request, median over the rounds. */
+  cpuUs: number;
   /** Medians of the per-round ratios. */
   vsNginx: number | null;
   vsDirect: number | null;
+  /** Requests per CPU second ÷ documented nginx's, median per round: the cost ratio, robust to a busy machine. */
+  vsNginxCpu: number | null;
   rounds: Sample[];
 }
 
@@ -377,6 +412,14 @@ function perRoundRatio(samples: Rounds, name: string, base: string): number | nu
   const b = samples.get(base);
   if (a === undefined || b === undefined) return null;
   return median(a.map((s, i) => s.rps / (b[i] as Sample).rps));
+}
+
+/** How many requests `name` serves per CPU second for one of `base`'s, median per round. */
+function perRoundCpuRatio(samples: Rounds, name: string, base: string): number | null {
+  const a = samples.get(name);
+  const b = samples.get(base);
+  if (a === undefined || b === undefined) return null;
+  return median(a.map((s, i) => (b[i] as Sample).cpuUs / s.cpuUs));
 }
 
 function summarize(contestants: Contestant[], samples: Rounds): Summary[] {
@@ -391,8 +434,10 @@ function summarize(contestants: Contestant[], samples: Rounds): Summary[] {
         p50: median(rounds.map((s) => s.p50)),
         p99: median(rounds.map((s) => s.p99)),
         errors: rounds.reduce((sum, s) => sum + s.errors, 0),
+        cpuUs: median(rounds.map((s) => s.cpuUs)),
         vsNginx: perRoundRatio(samples, c.name, 'nginx'),
         vsDirect: perRoundRatio(samples, c.name, 'direct'),
+        vsNginxCpu: perRoundCpuRatio(samples, c.name, 'nginx'),
         rounds,
       };
     });
@@ -416,14 +461,18 @@ const fmt = (n: number | null, digits = 2): string => (n === null ? '–' : n.to
 
 function contestantTable(rows: Summary[]): string {
   return [
-    '| contestant | req/s | p50 ms | p99 ms | × documented nginx | × direct | errors |',
-    '|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.label} | ${Math.round(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.vsNginx)} | ${fmt(r.vsDirect)} | ${r.errors} |`),
+    '| contestant | req/s | p50 ms | p99 ms | × documented nginx | × direct | CPU µs per request | × documented nginx, per CPU second | errors |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...rows.map(
+      (r) =>
+        `| ${r.label} | ${Math.round(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.vsNginx)} | ${fmt(r.vsDirect)} | ${Math.round(r.cpuUs)} | ${fmt(r.vsNginxCpu)} | ${r.errors} |`,
+    ),
   ].join('\n');
 }
 
-/** Pairs run head to head: the library inside the router, then ours against the bare servers. */
+/** Pairs run head to head: the method's noise, the library inside the router, then ours against the bare servers. */
 const HEAD_TO_HEAD: [string, string][] = [
+  ['router-on-http-proxy', 'router-twin'],
   ['router-on-http-proxy', 'router-on-http-proxy-3'],
   ['proxy-keepalive', 'http-proxy'],
   ['proxy-keepalive', 'fastify'],
@@ -457,7 +506,7 @@ async function main(): Promise<void> {
   const small = writeTables('routes-10', pods.port, 2, 5);
   const large = writeTables('routes-10000', pods.port, 100, 100);
   const only = args.only?.split(',');
-  const contestants = CONTESTANTS(pods.port).filter((c) => only === undefined || only.includes(c.name));
+  const contestants = CONTESTANTS(pods.port, pods.child.pid ?? -1).filter((c) => only === undefined || only.includes(c.name));
 
   // 1. The contestants, pinned, as fast as each goes.
   let running = await startAll(contestants, small, true, '1');
@@ -503,7 +552,7 @@ async function main(): Promise<void> {
   await stopAll(running);
 
   // 4. Route count: 10 against 10,000 routes, both backends with upstream keep-alive.
-  const routeCount: { backend: string; routes10: number; routes10000: number; ratio: number }[] = [];
+  const routeCount: { backend: string; routes10: number; routes10000: number; ratio: number; cpuRatio: number }[] = [];
   const countContestants = contestants.filter((c) => c.name === 'nginx-keepalive' || c.name === 'proxy-keepalive');
   if (countContestants.length > 0) {
     running = new Map([
@@ -520,6 +569,7 @@ async function main(): Promise<void> {
         routes10: median(a.map((s) => s.rps)),
         routes10000: median(b.map((s) => s.rps)),
         ratio: median(b.map((s, i) => s.rps / (a[i] as Sample).rps)),
+        cpuRatio: median(b.map((s, i) => (a[i] as Sample).cpuUs / s.cpuUs)),
       });
     }
   }
@@ -537,7 +587,8 @@ async function main(): Promise<void> {
   await stop(pods.child);
 
   const ratioOf = (a: string, b: string): number | null => perRoundRatio(pinnedSamples, a, b);
-  const labelOf = (name: string): string => [...CONTESTANTS(pods.port), ...LIBRARY_COMPARISON].find((c) => c.name === name)?.label ?? name;
+  const cpuRatioOf = (a: string, b: string): number | null => perRoundCpuRatio(pinnedSamples, a, b);
+  const labelOf = (name: string): string => [...CONTESTANTS(pods.port, -1), ...LIBRARY_COMPARISON].find((c) => c.name === name)?.label ?? name;
   const headToHeadOf = (a: string, b: string): number | null => headToHead.find((h) => h.a === a && h.b === b)?.ratio ?? null;
   /** p99 of `a` ÷ p99 of `b` at the paced rate, median of the per-round ratios. */
   const p99Of = (a: string, b: string): number | null => {
@@ -547,16 +598,24 @@ async function main(): Promise<void> {
   };
   const targets: Target[] = [
     target('our proxy with keep-alive × documented nginx', ratioOf('proxy-keepalive', 'nginx'), 0.75, true),
+    target('our proxy with keep-alive × documented nginx, per CPU second', cpuRatioOf('proxy-keepalive', 'nginx'), 0.75, true),
     target('our proxy with keep-alive × bare http-proxy', ratioOf('proxy-keepalive', 'http-proxy'), 0.9, true),
+    target('our proxy with keep-alive × bare http-proxy, per CPU second', cpuRatioOf('proxy-keepalive', 'http-proxy'), 0.9, true),
     target('our proxy with keep-alive × bare http-proxy, head to head', headToHeadOf('proxy-keepalive', 'http-proxy'), 0.9, true),
     target('our proxy with keep-alive × fastify + reply-from', ratioOf('proxy-keepalive', 'fastify'), 1, true),
+    target('our proxy with keep-alive × fastify + reply-from, per CPU second', cpuRatioOf('proxy-keepalive', 'fastify'), 1, true),
     target('our proxy with keep-alive × fastify + reply-from, head to head', headToHeadOf('proxy-keepalive', 'fastify'), 1, true),
     target('our proxy, documented wire × documented nginx', ratioOf('proxy', 'nginx'), 0.25, true),
+    target('our proxy, documented wire × documented nginx, per CPU second', cpuRatioOf('proxy', 'nginx'), 0.25, true),
     target('nginx with keep-alive × documented nginx', ratioOf('nginx-keepalive', 'nginx'), 2, true),
+    target('nginx with keep-alive × documented nginx, per CPU second', cpuRatioOf('nginx-keepalive', 'nginx'), 2, true),
     target(`p99 of our proxy ÷ p99 of nginx, documented wire, at ${pacedRate} req/s`, p99Of('proxy', 'nginx'), 3, false),
     target(`p99 of our proxy ÷ p99 of nginx, both with keep-alive, at ${pacedRate} req/s`, p99Of('proxy-keepalive', 'nginx-keepalive'), 3, false),
     target(`p99 of our proxy with keep-alive ÷ p99 of documented nginx, at ${pacedRate} req/s`, p99Of('proxy-keepalive', 'nginx'), 3, false),
-    ...routeCount.map((r) => target(`${r.backend}: 10,000 routes × 10 routes`, r.ratio, 0.95, true)),
+    ...routeCount.flatMap((r) => [
+      target(`${r.backend}: 10,000 routes × 10 routes`, r.ratio, 0.95, true),
+      target(`${r.backend}: 10,000 routes × 10 routes, per CPU second`, r.cpuRatio, 0.95, true),
+    ]),
   ];
 
 
@@ -568,6 +627,8 @@ async function main(): Promise<void> {
     '',
     'Ratios are computed in each round (against documented nginx and against direct, measured minutes apart at most) and the table gives their median; req/s, p50 and p99 are medians over the rounds.',
     '',
+    "CPU µs per request: the user and system CPU time of the server's processes (nginx's workers included, read from /proc) over the requests wrk counted. When other work takes the server's core, req/s drops but the CPU time per request hardly moves, so the \"per CPU second\" ratios (documented nginx's CPU per request ÷ the contestant's) compare costs on a busy machine; on a quiet one they say what each would serve with a core to itself, where req/s may be held back by the other core (wrk and the pods).",
+    '',
     '## Contestants (pinned)',
     '',
     contestantTable(pinned),
@@ -576,16 +637,16 @@ async function main(): Promise<void> {
     '',
     `The two backends in both modes, each of the ${CONNECTIONS} connections sending its next request ${Math.round((CONNECTIONS * 1000) / pacedRate)} ms after the last one (a wrk script's delay()), so all four serve about the same rate: half of what the slowest of them reached above. The p99 ratios in the targets are taken per round and summarized by their median.`,
     '',
-    '| contestant | req/s | p50 ms | p99 ms | errors |',
-    '|---|---|---|---|---|',
-    ...paced.map((r) => `| ${r.label} | ${Math.round(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.errors} |`),
+    '| contestant | req/s | p50 ms | p99 ms | CPU µs per request | errors |',
+    '|---|---|---|---|---|---|',
+    ...paced.map((r) => `| ${r.label} | ${Math.round(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${Math.round(r.cpuUs)} | ${r.errors} |`),
     '',
     '## Head to head (pinned, upstream keep-alive)',
     '',
     ...(headToHead.length === 0
       ? ['Not run with --quick.']
       : [
-          `Two Node servers at once on cpu ${SERVER_CPU}, each loaded by its own wrk on cpu ${CLIENT_CPU} for ${SECONDS} s, ${ROUNDS} times: whatever else the machine runs weighs on both alike, so the ratio of their req/s measures their cost per request even on a busy machine. (Not used against nginx: one nginx worker and one Node process do not share a core the same way.) The first pair is the library comparison inside the router: the same startProxy on each library.`,
+          `Two Node servers at once on cpu ${SERVER_CPU}, each loaded by its own wrk on cpu ${CLIENT_CPU} for ${SECONDS} s, ${ROUNDS} times: whatever else the machine runs weighs on both alike, so the ratio of their req/s measures their cost per request even on a busy machine. (Not used against nginx: one nginx worker and one Node process do not share a core the same way.) The first pair is one server against an identical copy of itself: how far from 1 the method puts two equal servers on this machine. The second is the library comparison inside the router: the same startProxy on each library.`,
           '',
           '| first | second | first ÷ second (median) | per run |',
           '|---|---|---|---|',
@@ -596,9 +657,9 @@ async function main(): Promise<void> {
     '',
     `The same traffic through ${small.count} routes and through ${large.count} (100 hosts × 100 paths): the request matches only \`/\` on its host, so a lookup that walks the host's paths walks all 100.`,
     '',
-    '| backend | req/s, 10 routes | req/s, 10,000 routes | 10,000 ÷ 10 (median per round) |',
-    '|---|---|---|---|',
-    ...routeCount.map((r) => `| ${r.backend} | ${Math.round(r.routes10)} | ${Math.round(r.routes10000)} | ${fmt(r.ratio)} |`),
+    '| backend | req/s, 10 routes | req/s, 10,000 routes | 10,000 ÷ 10 (median per round) | 10,000 ÷ 10, per CPU second |',
+    '|---|---|---|---|---|',
+    ...routeCount.map((r) => `| ${r.backend} | ${Math.round(r.routes10)} | ${Math.round(r.routes10000)} | ${fmt(r.ratio)} | ${fmt(r.cpuRatio)} |`),
     '',
     '## One unpinned round, nginx with `worker_processes auto`',
     '',

@@ -16,8 +16,8 @@ import { UnsendableHead, type UpstreamRequest } from './upstream-head.js';
 // request and one per try, no stream in between.
 
 export interface ForwardSettings {
+  /** Also times requests out (see http-proxy.ts). */
   pods: PodProxy;
-  timeoutMs: number;
   maxBodyBytes: number;
   logger: ProxyLogger;
   stats: ProxyCounters;
@@ -112,7 +112,8 @@ class Forwarding {
     const socket = proxyReq.socket as Socket;
     if (proxyReq.reusedSocket || !socket.connecting) attempt.connected = true;
     else socket.once('connect', () => (attempt.connected = true));
-    proxyReq.setTimeout(this.settings.timeoutMs, () => proxyReq.destroy(new UpstreamTimeout('upstream timed out')));
+    // The pod's socket times out after the upstream timeout without traffic (its agent's, see http-proxy.ts).
+    proxyReq.once('timeout', () => proxyReq.destroy(new UpstreamTimeout('upstream timed out')));
     // Only now: the head is written, so nothing the body does can race it.
     if (this.body === null) {
       proxyReq.end();

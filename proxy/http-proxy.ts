@@ -50,9 +50,6 @@ export type ProxyLibrary = (options: object) => unknown;
 
 export const HTTP_PROXY: ProxyLibrary = httpProxy.createProxyServer;
 
-/** Below the 5 s keep-alive timeout of Node servers and most others, so we close idle sockets first. */
-const UPSTREAM_IDLE_MS = 4_000;
-
 const NO_HEAD = Buffer.alloc(0);
 
 /**
@@ -114,18 +111,36 @@ const agentAddRequest = (http.Agent.prototype as unknown as { addRequest: AddReq
  * The connections to one pod. The library passes Node's agent the whole options object
  * of the pod's request, and the agent copies it twice per request to choose a socket
  * (most of what choosing one costs); for one pod, where to connect is all it needs.
+ *
+ * Its sockets carry the upstream timeout (the agent's `timeout`) from the start and keep
+ * it: a request in flight and a kept connection alike are closed after that long without
+ * traffic (nginx's proxy_read_timeout and upstream keepalive_timeout are both 60 s by
+ * default). So a request needs no timer of its own, only a listener (forward.ts).
  */
 class PodAgent extends http.Agent {
   private readonly destination: object;
+  private readonly keepAliveDelay: number;
 
   constructor(pod: PodAddress, options: http.AgentOptions) {
     super(options);
+    this.keepAliveDelay = options.keepAliveMsecs ?? 1000;
     // servername: none (plain HTTP to an IP address), so the agent does not work one out per request.
     this.destination = { host: pod.ip, port: pod.port, servername: '' };
   }
 
   addRequest(req: ClientRequest): void {
     agentAddRequest.call(this, req, this.destination);
+  }
+
+  /**
+   * Node's documented default, without what it has since added: a shorter idle timeout
+   * from the pod's Keep-Alive header (nginx ignores it too; a pod that closes an idle
+   * connection is seen closing it, and a request that meets the close is sent again).
+   */
+  override keepSocketAlive(socket: Socket): boolean {
+    socket.setKeepAlive(true, this.keepAliveDelay);
+    socket.unref();
+    return true;
   }
 }
 
@@ -166,9 +181,11 @@ export class PodProxy {
     logger: ProxyLogger,
     /** Idle connections kept per pod; 0: one connection per request, closed after it. */
     keepalive: number,
+    /** Closes a pod connection (in use or idle) after this long without traffic. */
+    timeoutMs: number,
     library: ProxyLibrary,
   ) {
-    this.agentOptions = keepalive > 0 ? { keepAlive: true, maxFreeSockets: keepalive, timeout: UPSTREAM_IDLE_MS, scheduling: 'lifo' } : { keepAlive: false };
+    this.agentOptions = keepalive > 0 ? { keepAlive: true, maxFreeSockets: keepalive, timeout: timeoutMs, scheduling: 'lifo' } : { keepAlive: false, timeout: timeoutMs };
     this.proxy = createLibraryProxy(library);
     this.dropUpgradeCheck();
     this.proxy.on('proxyReq', (proxyReq: ClientRequest, req: LibraryRequest<WebAttempt>) => {
@@ -207,8 +224,8 @@ export class PodProxy {
     const req = new LibraryRequest(attempt, client);
     const clientView = clientSocketView(client);
     this.upgradeAttempts.set(req, { attempt, client: clientView });
-    // http-proxy-3 keeps one 'close' listener per call on the client socket (its socket
-    // count needs it); the error listeners of an attempt given up are removed.
+    // A library may keep one 'close' listener per call on the client socket (http-proxy-3
+    // counts its sockets with it); the error listeners of an attempt given up are removed.
     if (client.getMaxListeners() > 0) client.setMaxListeners(client.getMaxListeners() + 1);
     let releaseErrors = (): void => {};
     try {

@@ -75,10 +75,10 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
   const decideOptions = { maxBodyBytes };
   const apiKeyHeader = options.apiKeyHeader.toLowerCase();
   const keepalive = options.upstreamKeepalive ?? 0;
-  const pods = new PodProxy(logger, keepalive, options.proxyLibrary ?? HTTP_PROXY);
+  const pods = new PodProxy(logger, keepalive, timeoutMs, options.proxyLibrary ?? HTTP_PROXY);
   const stats = new ProxyCounters();
   const tunnels = new Set<Duplex>();
-  const forwardSettings: ForwardSettings = { pods, timeoutMs, maxBodyBytes, logger, stats };
+  const forwardSettings: ForwardSettings = { pods, maxBodyBytes, logger, stats };
   const tunnelSettings: TunnelSettings = {
     pods,
     timeoutMs,
