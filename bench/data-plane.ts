@@ -54,7 +54,8 @@ const { values: args } = parseArgs({
 const QUICK = args.quick === true;
 const ROUNDS = Number(args.rounds ?? (QUICK ? 1 : 5));
 const SECONDS = Number(args.seconds ?? (QUICK ? 2 : 10));
-const WARMUP_SECONDS = QUICK ? 1 : 3;
+/** Before its first measured run, each server is loaded this long (the JIT); none in a smoke run. */
+const WARMUP_SECONDS = QUICK ? 0 : 3;
 const CONNECTIONS = 32;
 const SERVER_CPU = '0';
 const CLIENT_CPU = '1';
@@ -355,6 +356,10 @@ function wrk(server: Running, seconds: number, pinned: boolean, script?: string)
   });
 }
 
+async function warmUp(server: Running, pinned: boolean, script?: string): Promise<void> {
+  if (WARMUP_SECONDS > 0) await wrk(server, WARMUP_SECONDS, pinned, script);
+}
+
 // ---------------------------------------------------------------------------------------
 // Rounds
 
@@ -378,7 +383,7 @@ async function interleave(running: Map<string, Running>, rounds: number, pinned:
   const { script } = options;
   const names = [...running.keys()];
   const samples: Rounds = new Map(names.map((n) => [n, []]));
-  if (options.warm !== true) for (const name of names) await wrk(running.get(name) as Running, WARMUP_SECONDS, pinned, script);
+  if (options.warm !== true) for (const name of names) await warmUp(running.get(name) as Running, pinned, script);
   for (let round = 0; round < rounds; round++) {
     const order = [...names.slice(round % names.length), ...names.slice(0, round % names.length)];
     for (const name of order) {
@@ -445,6 +450,7 @@ function summarize(contestants: Contestant[], samples: Rounds): Summary[] {
 
 /** Starts them all at once (nothing is measured until every one answers), keyed by name[@suffix]. */
 async function startAll(contestants: Contestant[], tables: Tables, pinned: boolean, workers: string, suffix = ''): Promise<Map<string, Running>> {
+  if (contestants.length === 0) return new Map();
   log(`starting ${contestants.map((c) => c.name).join(', ')} (${tables.count} routes${pinned ? ', pinned' : ''}, nginx workers ${workers})`);
   const started = await Promise.all(contestants.map(async (c) => [`${c.name}${suffix}`, await c.start(tables, pinned, workers)] as const));
   return new Map(started);
@@ -508,9 +514,18 @@ async function main(): Promise<void> {
   const only = args.only?.split(',');
   const contestants = CONTESTANTS(pods.port, pods.child.pid ?? -1).filter((c) => only === undefined || only.includes(c.name));
 
+  // Everything the pinned phases load, started at once (idle until measured): the
+  // contestants, the two backends over 10,000 routes, and (full runs) the library pair.
+  const countContestants = contestants.filter((c) => c.name === 'nginx-keepalive' || c.name === 'proxy-keepalive');
+  const [main10, routes10000, libraries] = await Promise.all([
+    startAll(contestants, small, true, '1'),
+    startAll(countContestants, large, true, '1', `@${large.count}`),
+    startAll(QUICK ? [] : LIBRARY_COMPARISON, small, true, '1'),
+  ]);
+  let running = new Map([...main10, ...routes10000, ...libraries]);
+
   // 1. The contestants, pinned, as fast as each goes.
-  let running = await startAll(contestants, small, true, '1');
-  const pinnedSamples = await interleave(running, ROUNDS, true);
+  const pinnedSamples = await interleave(main10, ROUNDS, true);
   const pinned = summarize(contestants, pinnedSamples);
 
   // 2. Latency at the same load: the two backends in both modes, paced to one rate all of
@@ -534,12 +549,11 @@ async function main(): Promise<void> {
   // the ratio of their req/s is the ratio of their costs per request.
   const headToHead: HeadToHead[] = [];
   if (!QUICK) {
-    for (const [name, c] of await startAll(LIBRARY_COMPARISON, small, true, '1')) running.set(name, c);
     for (const [a, b] of HEAD_TO_HEAD) {
       const x = running.get(a);
       const y = running.get(b);
       if (x === undefined || y === undefined) continue;
-      await Promise.all([wrk(x, WARMUP_SECONDS, true), wrk(y, WARMUP_SECONDS, true)]);
+      await Promise.all([warmUp(x, true), warmUp(y, true)]);
       const ratios: number[] = [];
       for (let round = 0; round < ROUNDS; round++) {
         const [sx, sy] = await Promise.all([wrk(x, SECONDS, true), wrk(y, SECONDS, true)]);
@@ -549,18 +563,13 @@ async function main(): Promise<void> {
       headToHead.push({ a, b, ratio: median(ratios), ratios });
     }
   }
-  await stopAll(running);
-
-  // 4. Route count: 10 against 10,000 routes, both backends with upstream keep-alive.
+  // 4. Route count: 10 against 10,000 routes, both backends with upstream keep-alive (the
+  // servers of phase 1 for 10 routes, warm already; the others warmed now).
   const routeCount: { backend: string; routes10: number; routes10000: number; ratio: number; cpuRatio: number }[] = [];
-  const countContestants = contestants.filter((c) => c.name === 'nginx-keepalive' || c.name === 'proxy-keepalive');
   if (countContestants.length > 0) {
-    running = new Map([
-      ...(await startAll(countContestants, small, true, '1', `@${small.count}`)),
-      ...(await startAll(countContestants, large, true, '1', `@${large.count}`)),
-    ]);
-    const counted = await interleave(running, ROUNDS, true);
-    await stopAll(running);
+    for (const server of routes10000.values()) await warmUp(server, true);
+    const counting = new Map([...countContestants.map((c) => [`${c.name}@${small.count}`, main10.get(c.name) as Running] as const), ...routes10000]);
+    const counted = await interleave(counting, ROUNDS, true, { warm: true });
     for (const c of countContestants) {
       const a = counted.get(`${c.name}@${small.count}`) as Sample[];
       const b = counted.get(`${c.name}@${large.count}`) as Sample[];
@@ -573,6 +582,7 @@ async function main(): Promise<void> {
       });
     }
   }
+  await stopAll(running);
 
   // 5. One unpinned round, nginx with one worker per core (full runs only).
   const unpinnedContestants = QUICK ? [] : contestants;
@@ -620,7 +630,7 @@ async function main(): Promise<void> {
 
 
   const markdown = [
-    `wrk \`-t1 -c${CONNECTIONS} -d${SECONDS}s --latency\`, \`GET ${REQUEST_PATH}\` with \`Host: ${HOST}\`, ${ROUNDS} round(s), contestants interleaved with the order rotated each round (after a ${WARMUP_SECONDS} s warm-up each).`,
+    `wrk \`-t1 -c${CONNECTIONS} -d${SECONDS}s --latency\`, \`GET ${REQUEST_PATH}\` with \`Host: ${HOST}\`, ${ROUNDS} round(s), contestants interleaved with the order rotated each round (${WARMUP_SECONDS > 0 ? `after a ${WARMUP_SECONDS} s warm-up each` : 'no warm-up: a smoke run'}).`,
     `Three pods: one separate nginx answering \`return 200\` on ${POD_IPS.join(', ')}. The route table: ${small.count} routes (2 hosts × 5 paths, each route on the three pods).`,
     '',
     `Pinning: every server under test runs on cpu ${SERVER_CPU} (\`taskset -c ${SERVER_CPU}\`, nginx's workers and the router's children inherit it), wrk and the pods on cpu ${CLIENT_CPU}. The machine has two cores: left unpinned, wrk would take cycles from the server it measures, and the figures would depend on the scheduler more than on the server.`,
