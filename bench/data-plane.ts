@@ -13,10 +13,10 @@
 // median. Then:
 // - latency at the same load: both backends in both modes, paced by a wrk script to one
 //   rate they all sustain, p50 and p99;
-// - head to head: two Node servers at once on the server core, each with its own wrk,
-//   the ratio of their req/s (robust to a busy machine): our proxy on http-proxy 1.18.1
-//   against the same on http-proxy-3 (the library comparison), ours against the bare
-//   servers;
+// - head to head: two servers of one kind at once on the server core, each with its own
+//   wrk, the ratio of their req/s (robust to a busy machine): our proxy on http-proxy
+//   1.18.1 against the same on http-proxy-3 (the library comparison), ours against the
+//   bare servers, each backend over 10,000 routes against 10;
 // - route count: the same traffic through 10 and through 10,000 routes (100 hosts x 100
 //   paths), both backends with upstream keep-alive, interleaved the same way;
 // - one unpinned round with nginx's `worker_processes auto` (and nothing pinned).
@@ -483,6 +483,9 @@ const HEAD_TO_HEAD: [string, string][] = [
   ['proxy-keepalive', 'http-proxy'],
   ['proxy-keepalive', 'fastify'],
   ['http-proxy', 'http-proxy-3'],
+  // The route count, on each backend: the same server over 10,000 routes against 10.
+  ['proxy-keepalive@10000', 'proxy-keepalive'],
+  ['nginx-keepalive@10000', 'nginx-keepalive'],
 ];
 
 interface HeadToHead {
@@ -491,6 +494,8 @@ interface HeadToHead {
   /** req/s of a ÷ req/s of b, median over the runs. */
   ratio: number;
   ratios: number[];
+  /** CPU µs per request of b ÷ of a in the same runs, median: a's edge whatever share of the core each got. */
+  cpuRatio: number;
 }
 
 interface Target {
@@ -544,9 +549,9 @@ async function main(): Promise<void> {
   }
   const paced = summarize(contestants, pacedSamples);
 
-  // 3. Head to head (full runs only): two Node servers at once on the server core, each
-  // loaded by its own wrk, so whatever else runs on the machine weighs on both alike and
-  // the ratio of their req/s is the ratio of their costs per request.
+  // 3. Head to head (full runs only): two servers of one kind at once on the server core,
+  // each loaded by its own wrk, so whatever else runs on the machine weighs on both alike
+  // and the ratio of their req/s is the ratio of their costs per request.
   const headToHead: HeadToHead[] = [];
   if (!QUICK) {
     for (const [a, b] of HEAD_TO_HEAD) {
@@ -555,12 +560,14 @@ async function main(): Promise<void> {
       if (x === undefined || y === undefined) continue;
       await Promise.all([warmUp(x, true), warmUp(y, true)]);
       const ratios: number[] = [];
+      const cpuRatios: number[] = [];
       for (let round = 0; round < ROUNDS; round++) {
         const [sx, sy] = await Promise.all([wrk(x, SECONDS, true), wrk(y, SECONDS, true)]);
         ratios.push(sx.rps / sy.rps);
-        log(`head to head ${round + 1}/${ROUNDS} ${a} ${Math.round(sx.rps)} : ${b} ${Math.round(sy.rps)} req/s`);
+        cpuRatios.push(sy.cpuUs / sx.cpuUs);
+        log(`head to head ${round + 1}/${ROUNDS} ${a} ${Math.round(sx.rps)} (${Math.round(sx.cpuUs)} µs) : ${b} ${Math.round(sy.rps)} (${Math.round(sy.cpuUs)} µs) req/s`);
       }
-      headToHead.push({ a, b, ratio: median(ratios), ratios });
+      headToHead.push({ a, b, ratio: median(ratios), ratios, cpuRatio: median(cpuRatios) });
     }
   }
   // 4. Route count: 10 against 10,000 routes, both backends with upstream keep-alive (the
@@ -598,7 +605,11 @@ async function main(): Promise<void> {
 
   const ratioOf = (a: string, b: string): number | null => perRoundRatio(pinnedSamples, a, b);
   const cpuRatioOf = (a: string, b: string): number | null => perRoundCpuRatio(pinnedSamples, a, b);
-  const labelOf = (name: string): string => [...CONTESTANTS(pods.port, -1), ...LIBRARY_COMPARISON].find((c) => c.name === name)?.label ?? name;
+  const labelOf = (key: string): string => {
+    const [name, routes] = key.split('@');
+    const label = [...CONTESTANTS(pods.port, -1), ...LIBRARY_COMPARISON].find((c) => c.name === name)?.label ?? key;
+    return routes === undefined ? label : `${label}, ${Number(routes).toLocaleString('en-US')} routes`;
+  };
   const headToHeadOf = (a: string, b: string): number | null => headToHead.find((h) => h.a === a && h.b === b)?.ratio ?? null;
   /** p99 of `a` ÷ p99 of `b` at the paced rate, median of the per-round ratios. */
   const p99Of = (a: string, b: string): number | null => {
@@ -626,6 +637,8 @@ async function main(): Promise<void> {
       target(`${r.backend}: 10,000 routes × 10 routes`, r.ratio, 0.95, true),
       target(`${r.backend}: 10,000 routes × 10 routes, per CPU second`, r.cpuRatio, 0.95, true),
     ]),
+    target('our proxy: 10,000 routes × 10 routes, head to head', headToHeadOf('proxy-keepalive@10000', 'proxy-keepalive'), 0.95, true),
+    target('nginx: 10,000 routes × 10 routes, head to head', headToHeadOf('nginx-keepalive@10000', 'nginx-keepalive'), 0.95, true),
   ];
 
 
@@ -656,11 +669,11 @@ async function main(): Promise<void> {
     ...(headToHead.length === 0
       ? ['Not run with --quick.']
       : [
-          `Two Node servers at once on cpu ${SERVER_CPU}, each loaded by its own wrk on cpu ${CLIENT_CPU} for ${SECONDS} s, ${ROUNDS} times: whatever else the machine runs weighs on both alike, so the ratio of their req/s measures their cost per request even on a busy machine. (Not used against nginx: one nginx worker and one Node process do not share a core the same way.) The first pair is one server against an identical copy of itself: how far from 1 the method puts two equal servers on this machine. The second is the library comparison inside the router: the same startProxy on each library.`,
+          `Two servers of one kind at once on cpu ${SERVER_CPU}, each loaded by its own wrk on cpu ${CLIENT_CPU} for ${SECONDS} s, ${ROUNDS} times: whatever else the machine runs weighs on both alike, so the ratio of their req/s measures their cost per request even on a busy machine. (Not used between nginx and Node: one nginx worker and one Node process do not share a core the same way.) The first pair is one server against an identical copy of itself: how far from 1 the method puts two equal servers on this machine. The second is the library comparison inside the router: the same startProxy on each library. The last two are the route count of each backend.`,
           '',
-          '| first | second | first ÷ second (median) | per run |',
-          '|---|---|---|---|',
-          ...headToHead.map((h) => `| ${labelOf(h.a)} | ${labelOf(h.b)} | ${fmt(h.ratio)} | ${h.ratios.map((r) => fmt(r)).join(', ')} |`),
+          '| first | second | req/s, first ÷ second (median) | per run | per CPU second, first ÷ second (median) |',
+          '|---|---|---|---|---|',
+          ...headToHead.map((h) => `| ${labelOf(h.a)} | ${labelOf(h.b)} | ${fmt(h.ratio)} | ${h.ratios.map((r) => fmt(r)).join(', ')} | ${fmt(h.cpuRatio)} |`),
         ]),
     '',
     '## Route count (pinned, upstream keep-alive)',
