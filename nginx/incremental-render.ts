@@ -8,6 +8,7 @@ import {
   assembleConf,
   emptyConfText,
   hasUpstream,
+  upstreamForEveryRoute,
   headText,
   renderNginxConf,
   serverText,
@@ -94,7 +95,7 @@ export class IncrementalNginxRenderer {
     }
     for (const route of changes.added) {
       dirtyHosts.add(route.host);
-      if (!hasUpstream(route)) continue;
+      if (!hasUpstream(route, upstreamForEveryRoute(options))) continue;
       const base = upstreamBaseName(route);
       const group = this.byBaseName.get(base) ?? [];
       this.byBaseName.set(base, group);
@@ -156,7 +157,7 @@ export class IncrementalNginxRenderer {
       let end = i;
       for (; end < routes.length && (routes[end] as Route).host === host; end++) {
         const route = routes[end] as Route;
-        if (!hasUpstream(route)) continue;
+        if (!hasUpstream(route, upstreamForEveryRoute(options))) continue;
         const base = upstreamBaseName(route);
         const group = this.byBaseName.get(base) ?? [];
         this.byBaseName.set(base, group);

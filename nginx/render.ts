@@ -12,6 +12,13 @@ export interface RenderOptions {
   /** "*" for nginx's default (every IPv4 address), else one IP address. */
   listenAddress: string;
   apiKeyHeader: string;
+  /**
+   * Idle connections nginx keeps open to each upstream (its `keepalive N`). 0 or absent:
+   * the documented config, a new connection to the pod per request.
+   */
+  upstreamKeepalive?: number;
+  /** nginx's worker_processes; 1 or absent, nginx's own default, writes no directive. */
+  workerProcesses?: number | 'auto';
   /** Set when the router runs nginx itself; absent, the documented config is printed. */
   runtime?: NginxRuntime;
 }
@@ -62,6 +69,13 @@ const DEFAULT_SERVER = (options: RenderOptions): string[] => [
   'return 444;',
   '}',
 ];
+
+function workerProcesses(options: RenderOptions): string[] {
+  const n = options.workerProcesses;
+  if (n === undefined || n === 1) return [];
+  if (n !== 'auto' && !(Number.isInteger(n) && n > 1)) throw new RangeError(`worker processes ${n} is neither "auto" nor a whole number`);
+  return [`worker_processes ${n};`];
+}
 
 function runtimeMain(runtime: NginxRuntime): string[] {
   return [
@@ -114,6 +128,7 @@ function emptyConfig(options: RenderOptions): string[] {
   const { runtime } = options;
   return [
     ...(runtime ? runtimeMain(runtime) : []),
+    ...workerProcesses(options),
     '# A very simple nginx configuration file that forces nginx to start as a daemon.',
     'events {}',
     'http {',
@@ -124,10 +139,40 @@ function emptyConfig(options: RenderOptions): string[] {
   ];
 }
 
+const DOCUMENTED_CONNECTION = [
+  "# When nginx proxies to an upstream, the default value used for 'Connection' is 'close'. We use this variable to do",
+  '# the same thing so that whenever a \'Connection\' header is in the request, the variable reflects the provided value',
+  "# otherwise, it defaults to 'close'. This is opposed to just using \"proxy_set_header Connection $http_connection\"",
+  "# which would remove the 'Connection' header from the upstream request whenever the request does not contain a",
+  "# 'Connection' header, which is a deviation from the nginx norm.",
+  'map $http_connection $p_connection {',
+  'default $http_connection;',
+  "'' close;",
+  '}',
+];
+
+/** With upstream keep-alive, a 'Connection: close' would end every kept connection after one request. */
+const KEEPALIVE_CONNECTION = [
+  "# Upstream connections are kept alive and reused (UPSTREAM_KEEPALIVE): no 'Connection' header goes to the pod,",
+  "# so HTTP/1.1 keeps the connection open, except 'Connection: upgrade' when the client asks to switch protocols",
+  '# (WebSocket).',
+  'map $http_upgrade $p_connection {',
+  'default upgrade;',
+  "'' '';",
+  '}',
+];
+
+function keepalive(options: RenderOptions): number {
+  const n = options.upstreamKeepalive ?? 0;
+  if (!Number.isInteger(n) || n < 0) throw new RangeError(`upstream keepalive ${n} is not a whole number`);
+  return n;
+}
+
 function preamble(hashMaxSize: number, hashBucketSize: number, options: RenderOptions): string[] {
   const { runtime } = options;
   return [
     ...(runtime ? runtimeMain(runtime) : []),
+    ...workerProcesses(options),
     'events {',
     'worker_connections 1024;',
     '}',
@@ -139,15 +184,7 @@ function preamble(hashMaxSize: number, hashBucketSize: number, options: RenderOp
     `server_names_hash_bucket_size ${hashBucketSize};`,
     '# Force HTTP 1.1 for upstream requests',
     'proxy_http_version 1.1;',
-    "# When nginx proxies to an upstream, the default value used for 'Connection' is 'close'. We use this variable to do",
-    '# the same thing so that whenever a \'Connection\' header is in the request, the variable reflects the provided value',
-    "# otherwise, it defaults to 'close'. This is opposed to just using \"proxy_set_header Connection $http_connection\"",
-    "# which would remove the 'Connection' header from the upstream request whenever the request does not contain a",
-    "# 'Connection' header, which is a deviation from the nginx norm.",
-    'map $http_connection $p_connection {',
-    'default $http_connection;',
-    "'' close;",
-    '}',
+    ...(keepalive(options) > 0 ? KEEPALIVE_CONNECTION : DOCUMENTED_CONNECTION),
     '# Pass through the appropriate headers',
     'proxy_set_header Connection $p_connection;',
     'proxy_set_header Host $host;',
@@ -169,12 +206,14 @@ function podComment(pod: string, namespace: string): string {
  * Upstream names: "upstream" + FNV-1a of host+path, as documented. FNV collisions are
  * easy to make on purpose, and two upstreams of one name stop nginx from loading the
  * config, so a later route (in host, path order) whose name is taken gets a suffix.
+ * A route with one pod has no upstream, unless `everyRoute` (upstream keep-alive lives
+ * in upstream blocks).
  */
-export function upstreamNames(routes: readonly Route[]): Map<Route, string> {
+export function upstreamNames(routes: readonly Route[], everyRoute = false): Map<Route, string> {
   const names = new Map<Route, string>();
   const taken = new Set<string>();
   for (const route of routes) {
-    if (!hasUpstream(route)) continue;
+    if (!hasUpstream(route, everyRoute)) continue;
     const base = upstreamBaseName(route);
     let name = base;
     for (let n = 2; taken.has(name); n++) name = `${base}_${n}`;
@@ -184,9 +223,17 @@ export function upstreamNames(routes: readonly Route[]): Map<Route, string> {
   return names;
 }
 
-/** Whether a route goes through an `upstream` block (several pods) rather than to its pod directly. */
-export function hasUpstream(route: Route): boolean {
-  return route.backends.length >= 2;
+/**
+ * Whether a route goes through an `upstream` block rather than to its pod directly: with
+ * several pods, and with upstream keep-alive (`everyRoute`) always.
+ */
+export function hasUpstream(route: Route, everyRoute: boolean): boolean {
+  return everyRoute || route.backends.length >= 2;
+}
+
+/** Whether every route gets an upstream block: with upstream keep-alive, which lives there. */
+export function upstreamForEveryRoute(options: RenderOptions): boolean {
+  return keepalive(options) > 0;
 }
 
 /**
@@ -197,11 +244,12 @@ export function upstreamBaseName(route: Route): string {
   return `upstream${fnv1a32(route.host + route.path)}`;
 }
 
-function upstreamBlock({ name, route }: Upstream): string[] {
+function upstreamBlock({ name, route }: Upstream, keepaliveConnections: number): string[] {
   return [
     nginxComment(`# Upstream for ${route.path} traffic on ${route.host}`),
     `upstream ${name} {`,
     ...route.backends.flatMap((b) => [podComment(b.pod, b.namespace), `server ${nginxWord(target(b.ip, b.port))};`]),
+    ...(keepaliveConnections > 0 ? [`keepalive ${keepaliveConnections};`] : []),
     '}',
   ];
 }
@@ -247,7 +295,7 @@ export function renderNginxConf(table: RouteTable, options: RenderOptions): stri
     else list.push(route);
   }
   const hashSizes = serverNamesHashSizes([...byHost.keys()]);
-  const upstreams = upstreamNames(table.routes);
+  const upstreams = upstreamNames(table.routes, upstreamForEveryRoute(options));
   return assembleConf(
     headText(hashSizes, options),
     [
@@ -272,8 +320,8 @@ export function headText(hashSizes: ServerNamesHashSizes, options: RenderOptions
 }
 
 /** The upstream block of a route. */
-export function upstreamText(route: Route, name: string, _options: RenderOptions): string {
-  return upstreamBlock({ name, route }).join('\n');
+export function upstreamText(route: Route, name: string, options: RenderOptions): string {
+  return upstreamBlock({ name, route }, keepalive(options)).join('\n');
 }
 
 /** The server block of a host, given its routes in table order and the upstream names. */

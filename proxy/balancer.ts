@@ -59,19 +59,21 @@ export class PeerGroup {
   }
 
   /** @internal The next peer for a request that has tried `tried`, or null. */
-  pick(tried: ReadonlySet<number>): number | null {
-    if (this.single) return tried.has(0) ? null : 0;
+  pick(tried: readonly number[]): number | null {
+    if (this.single) return tried.length > 0 ? null : 0;
     const now = this.now();
+    const { peers } = this;
     let best = -1;
     let total = 0;
-    this.peers.forEach((peer, i) => {
-      if (tried.has(i)) return;
-      if (peer.fails >= MAX_FAILS && now - peer.checked <= this.options.failTimeoutMs) return;
+    for (let i = 0; i < peers.length; i++) {
+      const peer = peers[i] as PeerState;
+      if (tried.includes(i)) continue;
+      if (peer.fails >= MAX_FAILS && now - peer.checked <= this.options.failTimeoutMs) continue;
       peer.currentWeight += peer.effectiveWeight;
       total += peer.effectiveWeight;
       if (peer.effectiveWeight < WEIGHT) peer.effectiveWeight++;
-      if (best < 0 || peer.currentWeight > (this.peers[best] as PeerState).currentWeight) best = i;
-    });
+      if (best < 0 || peer.currentWeight > (peers[best] as PeerState).currentWeight) best = i;
+    }
     if (best < 0) return null;
     const chosen = this.peers[best] as PeerState;
     chosen.currentWeight -= total;
@@ -104,7 +106,8 @@ const NOT_RETRIED_AFTER_SEND = new Set(['POST', 'PATCH', 'LOCK']);
 
 /** The peers one request goes through. */
 export class PeerSelection {
-  private readonly tried = new Set<number>();
+  /** Indices of the peers tried, in order (a handful at most). */
+  private readonly tried: number[] = [];
 
   constructor(private readonly group: PeerGroup) {}
 
@@ -112,7 +115,7 @@ export class PeerSelection {
   next(): { index: number; backend: Backend } | null {
     const index = this.group.pick(this.tried);
     if (index === null) return null;
-    this.tried.add(index);
+    this.tried.push(index);
     return { index, backend: this.group.backends[index] as Backend };
   }
 
@@ -125,7 +128,7 @@ export class PeerSelection {
     this.group.failed(index);
     if (requestSent && NOT_RETRIED_AFTER_SEND.has(method)) return 'stop';
     // Each peer once per request (nginx's tries = number of servers).
-    return this.tried.size < this.group.backends.length ? 'next' : 'stop';
+    return this.tried.length < this.group.backends.length ? 'next' : 'stop';
   }
 }
 
@@ -172,12 +175,14 @@ export class Balancers {
 
   private constructor(
     private readonly groups: Map<string, GroupEntry>,
+    /** The same groups by the table's Route objects: the per-request lookup allocates nothing. */
+    private readonly byRoute: Map<Route, PeerGroup>,
     /** The routes the groups are for, in the order given. */
     private readonly routes: readonly Route[],
   ) {}
 
   static empty(): Balancers {
-    return new Balancers(new Map(), []);
+    return new Balancers(new Map(), new Map(), []);
   }
 
   /** The groups for `routes`, reusing this instance's where the pods are the same. */
@@ -198,18 +203,27 @@ export class Balancers {
       return () => {
         if (this.superseded) throw new Error('these balancers were updated in place already');
         this.superseded = true;
-        for (const route of changes.removed) this.groups.delete(groupId(route));
-        for (const [id, entry] of entries) this.groups.set(id, entry);
-        return new Balancers(this.groups, routes);
+        for (const route of changes.removed) {
+          this.groups.delete(groupId(route));
+          this.byRoute.delete(route);
+        }
+        for (const [id, entry] of entries) {
+          this.groups.set(id, entry);
+          this.byRoute.set(entry.route, entry.group);
+        }
+        return new Balancers(this.groups, this.byRoute, routes);
       };
     }
     const groups = new Map<string, GroupEntry>();
+    const byRoute = new Map<Route, PeerGroup>();
     for (let i = 0; i < routes.length; i++) {
       if (i % STEP === STEP - 1) yield;
       const route = routes[i] as Route;
-      groups.set(groupId(route), this.entryFor(route, options));
+      const entry = this.entryFor(route, options);
+      groups.set(groupId(route), entry);
+      byRoute.set(route, entry.group);
     }
-    return () => new Balancers(groups, routes);
+    return () => new Balancers(groups, byRoute, routes);
   }
 
   /** The group of `route`: this instance's when its pods are the same, else a new one. */
@@ -222,9 +236,10 @@ export class Balancers {
     return old.key === key ? { route, key, group: old.group } : { route, key: null, group: new PeerGroup(route.backends, options) };
   }
 
+  /** `route` must be one of the routes this instance was made for. */
   groupFor(route: Route): PeerGroup {
-    const entry = this.groups.get(groupId(route));
-    if (entry === undefined) throw new Error(`no balancer for ${route.host}${route.path}`);
-    return entry.group;
+    const group = this.byRoute.get(route);
+    if (group === undefined) throw new Error(`no balancer for ${route.host}${route.path}`);
+    return group;
   }
 }

@@ -2,6 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { Route } from '../src/core/route-table.js';
 import { normalizeHost } from './host.js';
 import type { RouteMatcher } from './matcher.js';
+import type { RequestHeaders } from './request-headers.js';
 import { normalizePath, splitTarget } from './uri.js';
 
 // What nginx, on the rendered config, does with a request before it contacts a pod,
@@ -9,18 +10,16 @@ import { normalizePath, splitTarget } from './uri.js';
 // headers, server choice, location, then the location's `if`), because a request that
 // breaks two rules must get the answer nginx gives.
 
+/** The request line, as Node's IncomingMessage has it. */
 export interface RequestHead {
-  method: string;
+  method?: string | undefined;
   /** The request-target exactly as sent. */
-  target: string;
+  url?: string | undefined;
   httpVersionMajor: number;
   httpVersionMinor: number;
-  /** Node's rawHeaders: name, value, name, value... in arrival order, names as sent. */
-  rawHeaders: readonly string[];
 }
 
 export interface DecideOptions {
-  apiKeyHeader: string;
   /** nginx's client_max_body_size (1m by default). */
   maxBodyBytes: number;
 }
@@ -30,16 +29,6 @@ export type Decision =
   | { action: 'drop' }
   | { action: 'respond'; status: number; host?: string; location?: string }
   | { action: 'forward'; route: Route; host: string; uri: string };
-
-/** Every value of header `name` (any case), in arrival order. */
-export function headerValues(rawHeaders: readonly string[], name: string): string[] {
-  const wanted = name.toLowerCase();
-  const values: string[] = [];
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    if ((rawHeaders[i] as string).toLowerCase() === wanted) values.push(rawHeaders[i + 1] as string);
-  }
-  return values;
-}
 
 /** Compares without leaking, through timing, how much of the key a guess got right. */
 export function apiKeyMatches(sent: string | undefined, expected: string): boolean {
@@ -57,49 +46,48 @@ function queryOf(uri: string): string {
   return uri.slice(q + 1, hash < 0 ? undefined : hash);
 }
 
-export function decide(head: RequestHead, matcher: RouteMatcher, options: DecideOptions): Decision {
-  const bad = { action: 'respond', status: 400 } as const;
+const BAD_REQUEST = { action: 'respond', status: 400 } as const;
+const NOT_ALLOWED = { action: 'respond', status: 405 } as const;
+const TOO_LARGE = { action: 'respond', status: 413 } as const;
+const NOT_FOUND = { action: 'respond', status: 404 } as const;
+const FORBIDDEN = { action: 'respond', status: 403 } as const;
+const DROP = { action: 'drop' } as const;
 
+export function decide(head: RequestHead, headers: RequestHeaders, matcher: RouteMatcher, options: DecideOptions): Decision {
   // Request line: target and its path.
-  const target = splitTarget(head.target);
-  if (target === null) return bad;
+  const target = splitTarget(head.url ?? '');
+  if (target === null) return BAD_REQUEST;
   const path = normalizePath(target.uri);
-  if (path === null) return bad;
+  if (path === null) return BAD_REQUEST;
 
   // Headers: Host (the request line's host, when absolute, wins over the header).
-  const hostHeaders = headerValues(head.rawHeaders, 'host');
-  if (hostHeaders.length > 1) return bad;
+  if (headers.hostCount > 1) return BAD_REQUEST;
   let host: string | null = null;
-  const rawHost = target.host ?? hostHeaders[0];
+  const rawHost = target.host ?? headers.host;
   if (rawHost !== undefined) {
     host = normalizeHost(rawHost);
-    if (host === null) return bad;
+    if (host === null) return BAD_REQUEST;
   }
   const http11 = head.httpVersionMajor > 1 || (head.httpVersionMajor === 1 && head.httpVersionMinor >= 1);
-  if (hostHeaders.length === 0 && http11) return bad;
-  if (head.method === 'TRACE') return { action: 'respond', status: 405 };
+  if (headers.hostCount === 0 && http11) return BAD_REQUEST;
+  if (head.method === 'TRACE') return NOT_ALLOWED;
 
   // Server choice: an unknown host (or none, in HTTP/1.0) lands in the default server.
-  if (host === null) return { action: 'drop' };
+  if (host === null) return DROP;
   const match = matcher.match(host, path);
-  if (match.kind === 'unknownHost') return { action: 'drop' };
+  if (match.kind === 'unknownHost') return DROP;
 
   // Location chosen: the body size limit applies before anything the location does.
-  const contentLength = headerValues(head.rawHeaders, 'content-length')[0];
-  if (contentLength !== undefined && Number(contentLength) > options.maxBodyBytes) {
-    return { action: 'respond', status: 413 };
-  }
+  const { contentLength } = headers;
+  if (contentLength !== undefined && Number(contentLength) > options.maxBodyBytes) return TOO_LARGE;
   if (match.kind === 'redirect') {
     const query = queryOf(target.uri);
     return { action: 'respond', status: 301, host, location: query === '' ? match.location : `${match.location}?${query}` };
   }
-  if (match.kind === 'notFound') return { action: 'respond', status: 404 };
+  if (match.kind === 'notFound') return NOT_FOUND;
 
   const { route } = match;
-  if (route.apiKey !== null) {
-    // nginx 1.22's $http_* variable is the first header of that name.
-    const sent = headerValues(head.rawHeaders, options.apiKeyHeader)[0];
-    if (!apiKeyMatches(sent, route.apiKey)) return { action: 'respond', status: 403 };
-  }
+  // nginx 1.22's $http_* variable is the first header of that name.
+  if (route.apiKey !== null && !apiKeyMatches(headers.apiKey, route.apiKey)) return FORBIDDEN;
   return { action: 'forward', route, host, uri: target.uri };
 }

@@ -1,18 +1,18 @@
 import http from 'node:http';
-import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Duplex, Readable } from 'node:stream';
-import { createProxyServer, type ProxyServer } from 'http-proxy-3';
+import type { Duplex } from 'node:stream';
+import httpProxy from 'http-proxy';
 import { clientSocketView, type ClientSocketView } from './client-socket-view.js';
+import { silenceHttpProxyExtendWarning } from './http-proxy-warning.js';
 import { listenersAddedBy } from './listener-scope.js';
 import type { ProxyLogger } from './logger.js';
-import { viewOf } from './object-view.js';
-import { headerObject, UnsendableHead, writeUpstreamHead, type UpstreamRequest } from './upstream-head.js';
+import { UnsendableHead, writeUpstreamHead, type UpstreamRequest } from './upstream-head.js';
 
-// The one way requests reach pods: one http-proxy-3 instance per data plane, a request
-// or upgrade to one pod per call. The caller (forward.ts, tunnel.ts) chooses pods and
-// retries; this module turns http-proxy-3's shared events back into calls on the
-// attempt they belong to.
+// The one way requests reach pods: one proxy-library instance per data plane, one
+// request or upgrade to one pod per call. The caller (forward.ts, tunnel.ts) chooses
+// pods and retries; the attempt rides on the request object handed to the library, and
+// comes back with every event the library emits about it.
 
 export interface PodAddress {
   ip: string;
@@ -20,158 +20,273 @@ export interface PodAddress {
 }
 
 export interface WebAttempt {
-  /** The request to the pod has a socket and its head is written; the body may follow. */
-  onRequest(proxyReq: ClientRequest, socket: Socket): void;
+  readonly request: UpstreamRequest;
+  /** The request to the pod has a socket and its head is written: send the body now. */
+  onRequest(proxyReq: ClientRequest): void;
   onResponse(proxyRes: IncomingMessage): void;
   /** The request to the pod failed before its response (or could not be made). */
   onError(err: NodeJS.ErrnoException): void;
 }
 
 export interface UpgradeAttempt {
+  readonly request: UpstreamRequest;
   /** The request to the pod exists and its head is written. */
   onRequest(proxyReq: ClientRequest): void;
   /** The pod switched protocols; the attempt writes the 101 head to the client. */
   onUpgrade(proxyRes: IncomingMessage, upstream: Socket): void;
-  /** http-proxy-3 piped the tunnel (and reset both sockets' timeouts). */
+  /** The library piped the tunnel (and reset both sockets' timeouts). */
   onTunnelOpen(upstream: Socket): void;
   /** The pod answered without switching; the attempt answers the client. */
   onResponse(proxyRes: IncomingMessage): void;
   onError(err: NodeJS.ErrnoException): void;
 }
 
-/** Below the 5 s keep-alive timeout of Node servers and most others, so we close idle sockets first. */
-const UPSTREAM_IDLE_MS = 4_000;
+/**
+ * A proxy library's createProxyServer. The router uses http-proxy 1.18.1's (see the
+ * README for why); http-proxy-3's has the same interface, and the benchmark passes it to
+ * compare the two inside the router.
+ */
+export type ProxyLibrary = (options: object) => unknown;
+
+export const HTTP_PROXY: ProxyLibrary = httpProxy.createProxyServer;
 
 const NO_HEAD = Buffer.alloc(0);
 
-function targetOf(pod: PodAddress): { host: string; port: number; protocol: string } {
-  // No pathname: http-proxy-3 then prefixes nothing to the request's own path.
-  return { host: pod.ip, port: pod.port, protocol: 'http:' };
+/**
+ * The client's request as the library sees it for one try. A library reads the
+ * method, URL, headers and socket of the request it proxies, adds listeners to it and
+ * pipes it into the pod's request. The router does all of that itself (it writes the
+ * head nginx would send, streams the body it keeps for retries, and notices a client
+ * that leaves), so the library gets this stand-in: what it adds goes nowhere, and the
+ * attempt comes back on every event.
+ */
+class LibraryRequest<A> {
+  readonly method: string;
+  readonly url: string;
+  /** What the library copies into the pod's request object; the head itself is written from attempt.request. */
+  readonly headers: Record<string, string> = {};
+  readonly httpVersion = '1.1';
+  readonly httpVersionMajor = 1;
+  readonly httpVersionMinor = 1;
+
+  constructor(
+    readonly attempt: A & { readonly request: UpstreamRequest },
+    readonly socket: Duplex,
+  ) {
+    this.method = attempt.request.method;
+    this.url = attempt.request.uri;
+  }
+
+  on(): this {
+    return this;
+  }
+
+  pipe<T>(destination: T): T {
+    return destination;
+  }
 }
 
-/** The client's request as http-proxy-3 must see it: the URI and headers nginx sends on. */
-function requestView(req: IncomingMessage, request: UpstreamRequest): IncomingMessage {
-  const headers = headerObject(request.headers);
-  return viewOf(req, (key) => {
-    if (key === 'url') return { value: request.uri };
-    if (key === 'headers') return { value: headers };
-    return undefined;
-  });
-}
-
-interface WebEntry {
-  request: UpstreamRequest;
-  attempt: WebAttempt;
-}
+/**
+ * The client's response as the library sees it: the router writes the response itself
+ * (selfHandleResponse), so there is nothing for the library to watch or finish.
+ */
+const LIBRARY_RESPONSE = Object.freeze({
+  headersSent: false,
+  finished: true,
+  writableFinished: true,
+  on() {
+    return this;
+  },
+});
 
 interface UpgradeEntry {
-  request: UpstreamRequest;
   attempt: UpgradeAttempt;
   client: ClientSocketView;
 }
 
-export class PodProxy {
-  /** Keep-alive connections to pods, shared by every plain request. */
-  private readonly agent = new http.Agent({ keepAlive: true, timeout: UPSTREAM_IDLE_MS, scheduling: 'lifo' });
-  private readonly proxy: ProxyServer;
-  /** Keyed by the request view handed to http-proxy-3, which its events carry back. */
-  private readonly webAttempts = new WeakMap<object, WebEntry>();
-  private readonly upgradeAttempts = new WeakMap<object, UpgradeEntry>();
-  private readonly tunnels = new WeakMap<Socket, UpgradeAttempt>();
+type AddRequest = (this: http.Agent, req: ClientRequest, options: object) => void;
+const agentAddRequest = (http.Agent.prototype as unknown as { addRequest: AddRequest }).addRequest;
 
-  constructor(private readonly logger: ProxyLogger) {
-    this.proxy = createProxyServer({
-      // The router writes the client's response itself (nginx's header list, not http-proxy's).
-      selfHandleResponse: true,
-      // Use the request's path as given rather than re-parsing it as a WHATWG URL,
-      // which would resolve "/a/../b" and re-encode bytes the pod must see as sent.
-      toProxy: true,
-      prependPath: false,
-      xfwd: false,
-    });
-    this.dropUpgradeCheck();
-    this.proxy.on('proxyReq', (proxyReq, req, _res, _options, socket) => {
-      const entry = this.webAttempts.get(req);
-      if (entry === undefined) return;
-      if (writeUpstreamHead(proxyReq, entry.request)) entry.attempt.onRequest(proxyReq, socket);
-    });
-    this.proxy.on('proxyRes', (proxyRes, req) => this.webAttempts.get(req)?.attempt.onResponse(proxyRes));
-    this.proxy.on('proxyReqWs', (proxyReq, req) => {
-      const entry = this.upgradeAttempts.get(req);
-      if (entry !== undefined) this.takeUpgradeAnswers(proxyReq, entry);
-    });
-    this.proxy.on('open', (upstream) => this.tunnels.get(upstream)?.onTunnelOpen(upstream));
-    // Errors with an attempt reach its onError; these are the client socket's own, and
-    // resets of a client that already left. Listening keeps http-proxy-3 from throwing them.
-    this.proxy.on('error', (err) => logger.debug({ code: (err as NodeJS.ErrnoException).code }, 'client connection error during proxying'));
-    this.proxy.on('econnreset', (err) => logger.debug({ code: (err as NodeJS.ErrnoException).code }, 'client left during proxying'));
+/**
+ * The connections to one pod. The library passes Node's agent the whole options object
+ * of the pod's request, and the agent copies it twice per request to choose a socket
+ * (most of what choosing one costs); for one pod, where to connect is all it needs.
+ *
+ * Its sockets carry the upstream timeout (the agent's `timeout`) from the start and keep
+ * it: a request in flight and a kept connection alike are closed after that long without
+ * traffic (nginx's proxy_read_timeout and upstream keepalive_timeout are both 60 s by
+ * default). So a request needs no timer of its own, only a listener (forward.ts).
+ */
+class PodAgent extends http.Agent {
+  private readonly destination: object;
+  private readonly keepAliveDelay: number;
+
+  constructor(pod: PodAddress, options: http.AgentOptions) {
+    super(options);
+    this.keepAliveDelay = options.keepAliveMsecs ?? 1000;
+    // servername: none (plain HTTP to an IP address), so the agent does not work one out per request.
+    this.destination = { host: pod.ip, port: pod.port, servername: '' };
+  }
+
+  addRequest(req: ClientRequest): void {
+    agentAddRequest.call(this, req, this.destination);
   }
 
   /**
-   * One request to `pod`, its body read from `body`. Returns a function that removes what
-   * this call attached to the client's request and response, for an attempt given up.
+   * Node's documented default, without what it has since added: a shorter idle timeout
+   * from the pod's Keep-Alive header (nginx ignores it too; a pod that closes an idle
+   * connection is seen closing it, and a request that meets the close is sent again).
    */
-  web(req: IncomingMessage, res: ServerResponse, pod: PodAddress, request: UpstreamRequest, body: Readable, attempt: WebAttempt): () => void {
-    const view = requestView(req, request);
-    this.webAttempts.set(view, { request, attempt });
-    let releaseRequest = (): void => {};
-    let releaseResponse = (): void => {};
+  override keepSocketAlive(socket: Socket): boolean {
+    socket.setKeepAlive(true, this.keepAliveDelay);
+    socket.unref();
+    return true;
+  }
+}
+
+/** The little of either library's ProxyServer the router uses. */
+interface ProxyServer {
+  web(req: unknown, res: unknown, options: object, callback: (err: Error, req: unknown) => void): void;
+  ws(req: unknown, socket: unknown, head: Buffer, options: object, callback: (err: Error, req: unknown) => void): void;
+  on(event: string, listener: (...args: never[]) => void): unknown;
+  wsPasses: { name: string }[];
+}
+
+function createLibraryProxy(library: ProxyLibrary): ProxyServer {
+  silenceHttpProxyExtendWarning();
+  return library({
+    // The router writes the client's response itself (nginx's header list, not the library's).
+    selfHandleResponse: true,
+    // The library's own path for the pod's request is not used (writeUpstreamHead writes
+    // the URI the client sent): not building one saves a parse and a join per request.
+    toProxy: true,
+    prependPath: false,
+    ignorePath: true,
+    xfwd: false,
+  }) as ProxyServer;
+}
+
+/** The key of a pod's agent: one agent, and one pool of kept connections, per address. */
+export function podAddressKey(pod: PodAddress): string {
+  return `${pod.ip}:${pod.port}`;
+}
+
+export class PodProxy {
+  /** How each pod's agent treats connections: kept alive when UPSTREAM_KEEPALIVE > 0. */
+  private readonly agentOptions: http.AgentOptions;
+  /** By "ip:port": a pod keeps its agent, and its idle connections, across table swaps. */
+  private agents = new Map<string, PodAgent>();
+  private readonly proxy: ProxyServer;
+  /** The options of one call per pod (the table's Backend objects), made once per table. */
+  private readonly podOptions = new WeakMap<PodAddress, object>();
+  private readonly upgradeAttempts = new WeakMap<object, UpgradeEntry>();
+  private readonly tunnels = new WeakMap<Socket, UpgradeAttempt>();
+
+  constructor(
+    logger: ProxyLogger,
+    /** Idle connections kept per pod; 0: one connection per request, closed after it. */
+    keepalive: number,
+    /** Closes a pod connection (in use or idle) after this long without traffic. */
+    timeoutMs: number,
+    library: ProxyLibrary,
+  ) {
+    this.agentOptions = keepalive > 0 ? { keepAlive: true, maxFreeSockets: keepalive, timeout: timeoutMs, scheduling: 'lifo' } : { keepAlive: false, timeout: timeoutMs };
+    this.proxy = createLibraryProxy(library);
+    this.dropUpgradeCheck();
+    this.proxy.on('proxyReq', (proxyReq: ClientRequest, req: LibraryRequest<WebAttempt>) => {
+      const { attempt } = req;
+      if (writeUpstreamHead(proxyReq, attempt.request)) attempt.onRequest(proxyReq);
+    });
+    this.proxy.on('proxyRes', (proxyRes: IncomingMessage, req: LibraryRequest<WebAttempt>) => req.attempt.onResponse(proxyRes));
+    this.proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: object) => {
+      const entry = this.upgradeAttempts.get(req);
+      if (entry !== undefined) this.takeUpgradeAnswers(proxyReq, entry);
+    });
+    this.proxy.on('open', (upstream: Socket) => this.tunnels.get(upstream)?.onTunnelOpen(upstream));
+    // Errors of an attempt reach its onError; these are the client socket's own, and
+    // resets of a client that already left. Listening keeps the library from throwing them.
+    this.proxy.on('error', (err: NodeJS.ErrnoException) => logger.debug({ code: err.code }, 'client connection error during proxying'));
+    this.proxy.on('econnreset', (err: NodeJS.ErrnoException) => logger.debug({ code: err.code }, 'client left during proxying'));
+  }
+
+  /** One request to `pod`; the client's `socket` tells the library whether the client is still there. */
+  web(pod: PodAddress, attempt: WebAttempt, socket: Duplex): void {
     try {
-      releaseRequest = listenersAddedBy(req, ['error'], () => {
-        releaseResponse = listenersAddedBy(res, ['close'], () => {
-          this.proxy.web(view, res, { target: targetOf(pod), agent: this.agent, buffer: body }, (err) => attempt.onError(err as NodeJS.ErrnoException));
-        });
-      });
+      this.proxy.web(new LibraryRequest(attempt, socket), LIBRARY_RESPONSE, this.optionsFor(pod), webFailed);
     } catch (err) {
       // Node refused to build the request (a header it will not send).
       process.nextTick(() => attempt.onError(new UnsendableHead((err as Error).message)));
     }
-    return () => {
-      releaseRequest();
-      releaseResponse();
-      this.webAttempts.delete(view);
-    };
   }
 
   /**
    * One upgrade request to `pod`. `head` (bytes the client sent after its request) goes
-   * back into the client socket, for the tunnel to carry: pass it to the first attempt only.
+   * back into the client socket, for the tunnel to carry: pass it to the first attempt
+   * only. Returns a function that removes what this call attached to the client socket,
+   * for an attempt given up.
    */
-  ws(req: IncomingMessage, client: Duplex, head: Buffer, pod: PodAddress, request: UpstreamRequest, attempt: UpgradeAttempt): () => void {
-    const view = requestView(req, request);
+  ws(pod: PodAddress, attempt: UpgradeAttempt, client: Duplex, head: Buffer): () => void {
+    const req = new LibraryRequest(attempt, client);
     const clientView = clientSocketView(client);
-    this.upgradeAttempts.set(view, { request, attempt, client: clientView });
-    // http-proxy-3 keeps one 'close' listener per call on the client socket (its socket
-    // count needs it); the error listeners of an attempt given up are removed.
+    this.upgradeAttempts.set(req, { attempt, client: clientView });
+    // A library may keep one 'close' listener per call on the client socket (http-proxy-3
+    // counts its sockets with it); the error listeners of an attempt given up are removed.
     if (client.getMaxListeners() > 0) client.setMaxListeners(client.getMaxListeners() + 1);
     let releaseErrors = (): void => {};
     try {
       releaseErrors = listenersAddedBy(client, ['error'], () => {
         // A new connection per upgrade: the socket becomes the tunnel, never back in a pool.
-        this.proxy.ws(view, clientView.socket, head.length > 0 ? head : NO_HEAD, { target: targetOf(pod), agent: false }, (err) =>
-          attempt.onError(err as NodeJS.ErrnoException),
-        );
+        this.proxy.ws(req, clientView.socket, head.length > 0 ? head : NO_HEAD, { target: targetOf(pod), agent: false }, upgradeFailed);
       });
     } catch (err) {
       process.nextTick(() => attempt.onError(new UnsendableHead((err as Error).message)));
     }
     return () => {
       releaseErrors();
-      this.upgradeAttempts.delete(view);
+      this.upgradeAttempts.delete(req);
     };
   }
 
+  /**
+   * Keeps the agents of `pods` (the new table's) and lets the others go: their idle
+   * connections are closed, their requests in flight finish (and their connections
+   * close after the idle timeout).
+   */
+  /** Lets go of the agents (and their idle connections) of pods not in `addresses` (see podAddressKey). */
+  retainOnly(addresses: ReadonlySet<string>): void {
+    for (const [key, agent] of this.agents) {
+      if (addresses.has(key)) continue;
+      for (const idle of Object.values(agent.freeSockets)) for (const socket of idle ?? []) socket.destroy();
+      this.agents.delete(key);
+    }
+  }
+
   close(): void {
-    this.agent.destroy();
+    for (const agent of this.agents.values()) agent.destroy();
+  }
+
+  private optionsFor(pod: PodAddress): object {
+    let options = this.podOptions.get(pod);
+    if (options === undefined) {
+      const key = podAddressKey(pod);
+      let agent = this.agents.get(key);
+      if (agent === undefined) {
+        agent = new PodAgent(pod, this.agentOptions);
+        this.agents.set(key, agent);
+      }
+      options = { target: targetOf(pod), agent };
+      this.podOptions.set(pod, options);
+    }
+    return options;
   }
 
   /**
-   * Registered before http-proxy-3's own listeners on the new request, so the router
-   * answers the client first and http-proxy-3's own rendering is dropped (see
+   * Registered before the library's own listeners on the new request, so the router
+   * answers the client first and the library's own rendering is dropped (see
    * client-socket-view.ts).
    */
   private takeUpgradeAnswers(proxyReq: ClientRequest, entry: UpgradeEntry): void {
-    if (!writeUpstreamHead(proxyReq, entry.request)) return;
+    if (!writeUpstreamHead(proxyReq, entry.attempt.request)) return;
     proxyReq.on('upgrade', (proxyRes: IncomingMessage, upstream: Socket) => {
       this.tunnels.set(upstream, entry.attempt);
       entry.attempt.onUpgrade(proxyRes, upstream);
@@ -185,14 +300,27 @@ export class PodProxy {
   }
 
   /**
-   * http-proxy-3 destroys an upgrade that is not a GET for "websocket"; nginx passes any
-   * upgrade on to the pod. The check is one of its passes, dropped by name; a version
+   * Both libraries destroy an upgrade that is not a GET for "websocket"; nginx passes any
+   * upgrade on to the pod. The check is one of the passes, dropped by name; a version
    * that renames it fails here, at start, rather than refusing upgrades quietly.
    */
   private dropUpgradeCheck(): void {
-    const passes = (this.proxy as unknown as { wsPasses: { name: string }[] }).wsPasses;
+    const passes = this.proxy.wsPasses;
     const at = passes.findIndex((pass) => pass.name === 'checkMethodAndHeader');
-    if (at < 0) throw new Error('http-proxy-3: the WebSocket method check pass was not found');
+    if (at < 0) throw new Error('proxy library: the WebSocket method check pass was not found');
     passes.splice(at, 1);
   }
+}
+
+function targetOf(pod: PodAddress): { host: string; port: number; protocol: string } {
+  // No path: the library then prefixes nothing to the request's own path.
+  return { host: pod.ip, port: pod.port, protocol: 'http:' };
+}
+
+function webFailed(err: Error, req: unknown): void {
+  (req as LibraryRequest<WebAttempt>).attempt.onError(err as NodeJS.ErrnoException);
+}
+
+function upgradeFailed(err: Error, req: unknown): void {
+  (req as LibraryRequest<UpgradeAttempt>).attempt.onError(err as NodeJS.ErrnoException);
 }

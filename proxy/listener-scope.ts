@@ -1,8 +1,8 @@
 import type { EventEmitter } from 'node:events';
 
-// http-proxy-3 adds listeners to the client's objects on every call (an abort listener
-// on the response, an error listener on the request or socket). A request that tries
-// several pods would pile them up; these helpers let a failed attempt take its own back.
+// A proxy library adds listeners to the client's socket on every upgrade call (error
+// listeners, in http-proxy and http-proxy-3 alike). An upgrade that tries several pods
+// would pile them up; this lets a failed attempt take its own back.
 
 type Listener = (...args: unknown[]) => void;
 

@@ -18,21 +18,44 @@ export type Match =
   | { kind: 'redirect'; route: Route; location: string }
   | { kind: 'notFound' };
 
+type RouteMatch = Extract<Match, { kind: 'route' }>;
+type RedirectMatch = Extract<Match, { kind: 'redirect' }>;
+
+const UNKNOWN_HOST: Match = { kind: 'unknownHost' };
+const NOT_FOUND: Match = { kind: 'notFound' };
+
+/** Up to this many paths on a host, trying each prefix beats looking up each prefix length. */
+const SCAN_LIMIT = 8;
+
 interface HostRoutes {
   /** In table order: a host whose routes are the same objects reuses its entry. */
   routes: Route[];
   /** Longest path first, so the first prefix that matches is the longest. */
-  byLength: Route[];
-  byPath: Map<string, Route>;
+  byLength: RouteMatch[];
+  byPath: Map<string, RouteMatch>;
+  /** The distinct path lengths, longest first (hosts with many paths). */
+  lengths: number[];
+  /** Path without its trailing "/" → the redirect to the route (when no route has that path). */
+  redirects: Map<string, RedirectMatch>;
 }
 
 /** How many routes between two points where a build may pause. */
 const STEP = 256;
 
 function newEntry(routes: Route[]): HostRoutes {
-  const byPath = new Map<string, Route>();
-  for (const route of routes) byPath.set(route.path, route);
-  return { routes, byLength: [...routes].sort((a, b) => b.path.length - a.path.length), byPath };
+  const entry: HostRoutes = { routes, byLength: [], byPath: new Map(), lengths: [], redirects: new Map() };
+  for (const route of routes) {
+    const match: RouteMatch = { kind: 'route', route };
+    entry.byLength.push(match);
+    entry.byPath.set(route.path, match);
+  }
+  entry.byLength.sort((a, b) => b.route.path.length - a.route.path.length);
+  entry.lengths = [...new Set(entry.byLength.map((m) => m.route.path.length))];
+  for (const { route } of entry.byLength) {
+    const bare = route.path.slice(0, -1);
+    if (route.path.endsWith('/') && !entry.byPath.has(bare)) entry.redirects.set(bare, { kind: 'redirect', route, location: route.path });
+  }
+  return entry;
 }
 
 function sameRoutes(kept: readonly Route[], routes: readonly Route[], from: number, to: number): boolean {
@@ -139,17 +162,25 @@ export class RouteMatcher {
     };
   }
 
-  /** `host` as normalizeHost returns it, `path` as normalizePath returns it. */
+  /** `host` as normalizeHost returns it, `path` as normalizePath returns it. Allocates nothing. */
   match(host: string, path: string): Match {
     const entry = this.hosts.get(host);
-    if (entry === undefined) return { kind: 'unknownHost' };
-    if (!entry.byPath.has(path)) {
-      const slashed = entry.byPath.get(`${path}/`);
-      if (slashed !== undefined) return { kind: 'redirect', route: slashed, location: slashed.path };
+    if (entry === undefined) return UNKNOWN_HOST;
+    if (entry.redirects.size > 0) {
+      const redirect = entry.redirects.get(path);
+      if (redirect !== undefined) return redirect;
     }
-    for (const route of entry.byLength) {
-      if (path.startsWith(route.path)) return { kind: 'route', route };
+    if (entry.byLength.length <= SCAN_LIMIT) {
+      for (const match of entry.byLength) {
+        if (path.startsWith(match.route.path)) return match;
+      }
+      return NOT_FOUND;
     }
-    return { kind: 'notFound' };
+    for (const length of entry.lengths) {
+      if (length > path.length) continue;
+      const match = entry.byPath.get(length === path.length ? path : path.slice(0, length));
+      if (match !== undefined) return match;
+    }
+    return NOT_FOUND;
   }
 }

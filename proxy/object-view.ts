@@ -1,5 +1,6 @@
-// A stand-in for an object that http-proxy-3 reads from or writes to: the same object
-// except for the few properties the router needs to answer differently.
+// A stand-in for an object that the proxy library reads from or writes to: the same
+// object except for the few properties the router needs to answer differently (the
+// client socket of an upgrade, see client-socket-view.ts).
 
 /** What a view answers for `key`, or undefined to let the target answer. */
 export type Override = (key: PropertyKey) => { value: unknown } | undefined;

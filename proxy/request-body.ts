@@ -1,9 +1,16 @@
 import type { IncomingMessage } from 'node:http';
-import type { Writable } from 'node:stream';
 
 // The client's body streams to the pod as it arrives. nginx may still send a request to
 // another pod after the first one failed, so until the pod starts answering a copy is
 // kept; the body size limit (client_max_body_size, as nginx) bounds that copy.
+
+/** Where one try's copy of the body goes: the request to one pod. */
+export interface BodySink {
+  write(chunk: Buffer): boolean;
+  end(): void;
+  once(event: 'drain', listener: () => void): unknown;
+  readonly destroyed: boolean;
+}
 
 export class ReplayableBody {
   private readonly chunks: Buffer[] = [];
@@ -11,23 +18,18 @@ export class ReplayableBody {
   private ended = false;
   private keeping = true;
   private reading = false;
-  private sink: Writable | null = null;
+  private sink: BodySink | null = null;
   private tooLarge = false;
 
   constructor(
     private readonly req: IncomingMessage,
-    private readonly hasBody: boolean,
     private readonly limit: number,
     private readonly onTooLarge: () => void,
   ) {}
 
   /** Sends the body (what arrived so far, then the rest) to `sink`, the request to one pod. */
-  attach(sink: Writable): void {
+  attach(sink: BodySink): void {
     this.sink = sink;
-    if (!this.hasBody) {
-      sink.end();
-      return;
-    }
     for (const chunk of this.chunks) sink.write(chunk);
     if (this.ended) {
       sink.end();

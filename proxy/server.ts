@@ -8,11 +8,14 @@ import { runInSlices, type Steps } from '../src/core/time-slices.js';
 import { Balancers, type BalancerOptions } from './balancer.js';
 import { decide, type Decision } from './decide.js';
 import { rawErrorResponse, redirectLocation } from './error-page.js';
-import { forwardRequest, sendErrorPage } from './forward.js';
-import { PodProxy } from './http-proxy.js';
+import { forwardRequest, sendErrorPage, type ForwardSettings } from './forward.js';
+import { upstreamRequestHeaders } from './headers.js';
+import { HTTP_PROXY, PodProxy, podAddressKey, type ProxyLibrary } from './http-proxy.js';
 import { silentLogger, type ProxyLogger } from './logger.js';
 import { RouteMatcher } from './matcher.js';
-import { forwardUpgrade } from './tunnel.js';
+import { requestHasBody, scanRequestHeaders } from './request-headers.js';
+import { ProxyCounters, type ProxyStats } from './stats.js';
+import { forwardUpgrade, type TunnelSettings } from './tunnel.js';
 
 // The in-process data plane: an HTTP server that answers every request as nginx does
 // with the rendered config (see SPEC 5), and forwards the rest to pods.
@@ -30,12 +33,21 @@ export interface ProxyOptions {
   maxBodyBytes?: number;
   /** How long close() lets requests and WebSockets in flight finish before cutting them; 5 s by default. */
   closeGraceMs?: number;
+  /**
+   * UPSTREAM_KEEPALIVE: idle connections kept per pod, and the headers nginx sends in that
+   * mode. 0 (default): as the documented config, one connection per request.
+   */
+  upstreamKeepalive?: number;
   logger?: ProxyLogger;
+  /** The proxy library (http-proxy's createProxyServer); the benchmark compares another. */
+  proxyLibrary?: ProxyLibrary;
 }
 
 export interface ProxyDataPlane extends DataPlane {
   /** The port actually bound (useful when 0 was asked for). */
   readonly port: number;
+  /** Counters of what the proxy answered, since it started. */
+  stats(): ProxyStats;
 }
 
 /** Everything a request needs from the current table; replaced as a whole by apply(). */
@@ -49,10 +61,21 @@ interface Routing {
  * matcher and the balancers then switch in the same step (a small change updates them in
  * place), so no request sees one without the other.
  */
-function* nextRouting(current: Routing, table: RouteTable, options: BalancerOptions): Steps<Routing> {
+function* nextRouting(current: Routing, table: RouteTable, options: BalancerOptions): Steps<{ routing: Routing; podAddresses: Set<string> }> {
   const matcher = yield* current.matcher.preparing(table);
   const balancers = yield* current.balancers.preparing(table.routes, options);
-  return { matcher: matcher(), balancers: balancers() };
+  const podAddresses = yield* addressesOf(table);
+  return { routing: { matcher: matcher(), balancers: balancers() }, podAddresses };
+}
+
+/** Every pod address (`IP:PORT`) the table routes to, worked out in steps. */
+function* addressesOf(table: RouteTable): Steps<Set<string>> {
+  const addresses = new Set<string>();
+  for (let i = 0; i < table.routes.length; i++) {
+    if (i % 256 === 255) yield;
+    for (const b of (table.routes[i] as RouteTable['routes'][number]).backends) addresses.add(podAddressKey(b));
+  }
+  return addresses;
 }
 
 const DEFAULTS = { upstreamTimeoutMs: 60_000, failTimeoutMs: 10_000, maxBodyBytes: 1024 * 1024 };
@@ -63,14 +86,14 @@ const CLOSE_GRACE_MS = 5_000;
 /** While closing, how often connections that finished their request are closed. */
 const DRAIN_SWEEP_MS = 50;
 
-function respond(res: ServerResponse, decision: Extract<Decision, { action: 'respond' }>, localPort: number | undefined): void {
+function respond(res: ServerResponse, decision: Extract<Decision, { action: 'respond' }>, localPort: number | undefined, stats: ProxyCounters): void {
   const extra: Record<string, string> = {};
   if (decision.status === 301 && decision.location !== undefined && decision.host !== undefined) {
     extra.Location = redirectLocation(decision.host, localPort, decision.location);
   }
   // nginx closes the connection after a 400 or 413: the rest of the request cannot be trusted.
   if (decision.status === 400 || decision.status === 413) res.shouldKeepAlive = false;
-  sendErrorPage(res, decision.status, extra);
+  sendErrorPage(res, decision.status, stats, extra);
 }
 
 export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane> {
@@ -78,52 +101,67 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
   const timeoutMs = options.upstreamTimeoutMs ?? DEFAULTS.upstreamTimeoutMs;
   const balancerOptions = { failTimeoutMs: options.failTimeoutMs ?? DEFAULTS.failTimeoutMs };
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
-  const decideOptions = { apiKeyHeader: options.apiKeyHeader, maxBodyBytes };
-  const pods = new PodProxy(logger);
+  const decideOptions = { maxBodyBytes };
+  const apiKeyHeader = options.apiKeyHeader.toLowerCase();
+  const keepalive = options.upstreamKeepalive ?? 0;
+  const pods = new PodProxy(logger, keepalive, timeoutMs, options.proxyLibrary ?? HTTP_PROXY);
+  const stats = new ProxyCounters();
   const tunnels = new Set<Duplex>();
+  const forwardSettings: ForwardSettings = { pods, maxBodyBytes, logger, stats };
+  const tunnelSettings: TunnelSettings = {
+    pods,
+    timeoutMs,
+    logger,
+    stats,
+    track: (sockets) => {
+      for (const s of sockets) {
+        tunnels.add(s);
+        s.once('close', () => tunnels.delete(s));
+      }
+    },
+  };
 
   let routing: Routing = { matcher: new RouteMatcher({ routes: [], rejections: [] }), balancers: Balancers.empty() };
   let applying: Promise<void> = Promise.resolve();
-
-  const headOf = (req: IncomingMessage) => ({
-    method: req.method ?? 'GET',
-    target: req.url ?? '',
-    httpVersionMajor: req.httpVersionMajor,
-    httpVersionMinor: req.httpVersionMinor,
-    rawHeaders: req.rawHeaders,
-  });
 
   const handle = (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void => {
     // Read once: a table swapped in now applies to the next request, not this one.
     const current = routing;
     req.on('error', () => res.destroy());
     res.on('error', () => req.destroy());
-    const decision = decide(headOf(req), current.matcher, decideOptions);
+    const headers = scanRequestHeaders(req.rawHeaders, apiKeyHeader);
+    const decision = decide(req, headers, current.matcher, decideOptions);
     switch (decision.action) {
       case 'drop':
+        stats.dropped();
         req.socket.destroy();
         return;
       case 'respond':
-        respond(res, decision, req.socket.localPort);
+        respond(res, decision, req.socket.localPort, stats);
         return;
-      case 'forward':
+      case 'forward': {
         // nginx says "100 Continue" only once it reads the body, i.e. for a request it forwards.
         if (expectsContinue) res.writeContinue();
-        forwardRequest(
-          req,
-          res,
-          { host: decision.host, uri: decision.uri, group: current.balancers.groupFor(decision.route) },
-          { pods, timeoutMs, maxBodyBytes, logger },
-        );
+        const request = {
+          method: req.method ?? 'GET',
+          uri: decision.uri,
+          headers: upstreamRequestHeaders(req.rawHeaders, decision.host, headers, keepalive > 0),
+          hasBody: requestHasBody(headers),
+        };
+        const group = current.balancers.groupFor(decision.route);
+        forwardRequest(req, res, { host: decision.host, uri: decision.uri, group }, request, forwardSettings);
+      }
     }
   };
 
   const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const current = routing;
     socket.on('error', () => socket.destroy());
-    const decision = decide(headOf(req), current.matcher, decideOptions);
+    const headers = scanRequestHeaders(req.rawHeaders, apiKeyHeader);
+    const decision = decide(req, headers, current.matcher, decideOptions);
     switch (decision.action) {
       case 'drop':
+        stats.dropped();
         socket.destroy();
         return;
       case 'respond': {
@@ -131,27 +169,20 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
           decision.status === 301 && decision.location !== undefined && decision.host !== undefined
             ? [['Location', redirectLocation(decision.host, (socket as Socket).localPort, decision.location)]]
             : [];
+        stats.answered(decision.status);
         socket.end(rawErrorResponse(decision.status, extra));
         return;
       }
-      case 'forward':
-        forwardUpgrade(
-          req,
-          socket,
-          head,
-          { host: decision.host, uri: decision.uri, group: current.balancers.groupFor(decision.route) },
-          {
-            pods,
-            timeoutMs,
-            logger,
-            track: (sockets) => {
-              for (const s of sockets) {
-                tunnels.add(s);
-                s.once('close', () => tunnels.delete(s));
-              }
-            },
-          },
-        );
+      case 'forward': {
+        const request = {
+          method: req.method ?? 'GET',
+          uri: decision.uri,
+          headers: upstreamRequestHeaders(req.rawHeaders, decision.host, headers, keepalive > 0),
+          hasBody: false,
+        };
+        const group = current.balancers.groupFor(decision.route);
+        forwardUpgrade(req, socket, head, { host: decision.host, uri: decision.uri, group }, request, tunnelSettings);
+      }
     }
   };
 
@@ -170,8 +201,12 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
   server.on('upgrade', handleUpgrade);
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     // A request Node cannot parse is one nginx answers with 400 too.
-    if (socket.writable && err.code !== 'ECONNRESET') socket.end(rawErrorResponse(400));
-    else socket.destroy();
+    if (socket.writable && err.code !== 'ECONNRESET') {
+      stats.answered(400);
+      socket.end(rawErrorResponse(400));
+    } else {
+      socket.destroy();
+    }
   });
   server.on('error', (err) => logger.error({ err }, 'proxy server error'));
 
@@ -187,11 +222,15 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
 
   return {
     port,
+    stats: () => stats.snapshot(),
     apply(table: RouteTable): Promise<void> {
       // One at a time, each made from the routing before it, in slices so that a table of
       // 200,000 routes does not hold up the requests served meanwhile.
       const built = applying.then(async () => {
-        routing = (await runInSlices(nextRouting(routing, table, balancerOptions), APPLY_SLICE_MS)).value;
+        const next = (await runInSlices(nextRouting(routing, table, balancerOptions), APPLY_SLICE_MS)).value;
+        routing = next.routing;
+        // Kept pod connections to pods no route names any more are let go.
+        pods.retainOnly(next.podAddresses);
       });
       applying = built.catch(() => undefined);
       return built;

@@ -1,22 +1,25 @@
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
+import type { Backend } from '../src/core/route-table.js';
 import { rawErrorResponse } from './error-page.js';
 import { failureStatus, type Failure, type ForwardTarget } from './forward.js';
-import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { clientResponseHeaders } from './headers.js';
 import type { PodProxy } from './http-proxy.js';
 import type { ProxyLogger } from './logger.js';
+import type { ProxyCounters } from './stats.js';
 import { UnsendableHead, type UpstreamRequest } from './upstream-head.js';
 
 // Upgrade requests (WebSocket): the same peer choice and retries as any request, then,
 // once the pod switches protocols, bytes copied both ways until either side closes or
 // stays idle for the upstream timeout (nginx's proxy_read_timeout applies to tunnels too).
-// The request goes through http-proxy-3, which also pipes the tunnel (http-proxy.ts).
+// The request goes through the proxy library, which also pipes the tunnel (http-proxy.ts).
 
 export interface TunnelSettings {
   pods: PodProxy;
   timeoutMs: number;
   logger: ProxyLogger;
+  stats: ProxyCounters;
   /** Lets the server close tunnels still open when it stops. */
   track(sockets: Duplex[]): void;
 }
@@ -42,15 +45,9 @@ function switchingHeaders(raw: readonly string[]): string[] {
   return out;
 }
 
-export function forwardUpgrade(req: IncomingMessage, client: Duplex, head: Buffer, target: ForwardTarget, settings: TunnelSettings): void {
-  const method = req.method ?? 'GET';
-  const request: UpstreamRequest = {
-    method,
-    uri: target.uri,
-    headers: upstreamRequestHeaders(req.rawHeaders, target.host),
-    // What follows an upgrade request is the tunnel's, not a body to frame.
-    hasBody: false,
-  };
+/** `request` has no body: what follows an upgrade request is the tunnel's, not a body to frame. */
+export function forwardUpgrade(req: IncomingMessage, client: Duplex, head: Buffer, target: ForwardTarget, request: UpstreamRequest, settings: TunnelSettings): void {
+  const { method } = request;
   const selection = target.group.begin();
   let current: ClientRequest | null = null;
   let finished = false;
@@ -64,7 +61,10 @@ export function forwardUpgrade(req: IncomingMessage, client: Duplex, head: Buffe
 
   const giveUp = (failure: Failure): void => {
     finished = true;
-    if (!client.destroyed) client.end(rawErrorResponse(failureStatus(failure)));
+    if (client.destroyed) return;
+    const status = failureStatus(failure);
+    settings.stats.answered(status);
+    client.end(rawErrorResponse(status));
   };
 
   // The bytes that came with the request go back into the client socket on the first
@@ -75,17 +75,18 @@ export function forwardUpgrade(req: IncomingMessage, client: Duplex, head: Buffe
     const peer = selection.next();
     if (peer === null) giveUp('error');
     else {
-      attempt(peer.index, peer.backend.ip, peer.backend.port, unsentHead);
+      attempt(peer.index, peer.backend, unsentHead);
       unsentHead = Buffer.alloc(0);
     }
   };
 
-  const attempt = (index: number, ip: string, port: number, firstBytes: Buffer): void => {
+  const attempt = (index: number, pod: Backend, firstBytes: Buffer): void => {
     let connected = false;
     let answered = false;
     let over = false;
 
-    const release = settings.pods.ws(req, client, firstBytes, { ip, port }, request, {
+    const release = settings.pods.ws(pod, {
+      request,
       onRequest(preq) {
         current = preq;
         preq.on('socket', (socket: Socket) => {
@@ -102,6 +103,7 @@ export function forwardUpgrade(req: IncomingMessage, client: Duplex, head: Buffe
           upstream.destroy();
           return;
         }
+        settings.stats.answered(pres.statusCode ?? 101);
         settings.track([client, upstream]);
         upstream.on('error', () => client.destroy());
         upstream.on('close', () => client.destroy());
@@ -127,6 +129,7 @@ export function forwardUpgrade(req: IncomingMessage, client: Duplex, head: Buffe
           pres.destroy();
           return;
         }
+        settings.stats.answered(pres.statusCode ?? 502);
         const kept = clientResponseHeaders(pres.rawHeaders);
         client.write(`${statusLine(pres)}${headerLines(kept)}Connection: close\r\n\r\n`);
         pres.on('error', () => client.destroy());
@@ -146,12 +149,13 @@ export function forwardUpgrade(req: IncomingMessage, client: Duplex, head: Buffe
           giveUp('error');
           return;
         }
+        settings.stats.upstreamFailed();
         const failure: Failure = (err as { timedOut?: boolean }).timedOut === true ? 'timeout' : 'error';
-        settings.logger.warn({ pod: target.group.backends[index]?.pod, ip, port, failure, code: err.code }, 'upstream failed (upgrade)');
+        settings.logger.warn({ pod: pod.pod, ip: pod.ip, port: pod.port, failure, code: err.code }, 'upstream failed (upgrade)');
         if (selection.failed(index, method, connected) === 'stop') giveUp(failure);
         else tryNext();
       },
-    });
+    }, client, firstBytes);
   };
 
   tryNext();

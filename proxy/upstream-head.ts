@@ -1,13 +1,13 @@
-import type { ClientRequest, OutgoingHttpHeaders } from 'node:http';
+import type { ClientRequest } from 'node:http';
 
 // The request line and headers a pod receives, written exactly as nginx would send them.
 //
-// http-proxy-3 builds the upstream request from an object of headers, and Node's
+// The proxy libraries build the upstream request from an object of headers, and Node's
 // ClientRequest keys that object by lower-cased name: "X-Multi: a" and "x-multi: b" would
 // reach the pod as one name, and repeats of a name would be grouped. nginx passes each
 // header line as the client sent it. Node writes such a list only from an array of
 // headers, through the same routine http.request uses for one; the router calls it while
-// http-proxy-3 hands over the request it created, before anything was written to it.
+// the library hands over the request it created, before anything was written to it.
 
 export interface UpstreamRequest {
   method: string;
@@ -43,31 +43,17 @@ export function writeUpstreamHead(proxyReq: ClientRequest, request: UpstreamRequ
   // nginx sends a request without a body with no framing at all; Node would frame an
   // empty POST as chunked.
   if (!request.hasBody) proxyReq.useChunkedEncodingByDefault = false;
-  // http-proxy-3 joins the URI with the target's path through WHATWG URL rules, which
-  // drop an empty query ("/a?"); the pod gets the URI the client sent.
+  // A library may join the URI with the target's path (http-proxy-3 through WHATWG URL
+  // rules, which drop an empty query "/a?"); the pod gets the URI the client sent.
   proxyReq.path = request.uri;
   try {
+    // Without this, Node adds "Connection: keep-alive" when the list has no Connection
+    // header (upstream keep-alive: nginx sends none); a Connection in the list still counts.
+    proxyReq.removeHeader('connection');
     (proxyReq as unknown as HeadRenderer)._storeHeader(`${request.method} ${request.uri} HTTP/1.1\r\n`, request.headers);
   } catch (err) {
     proxyReq.destroy(new UnsendableHead((err as Error).message));
     return false;
   }
   return true;
-}
-
-/**
- * The same headers in the form http-proxy-3 reads from a request (lower-cased names, as
- * Node's IncomingMessage.headers): it looks up `upgrade`, `connection`, `expect` there.
- */
-export function headerObject(flat: readonly string[]): OutgoingHttpHeaders {
-  const out: Record<string, string | string[]> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) {
-    const name = (flat[i] as string).toLowerCase();
-    const value = flat[i + 1] as string;
-    const seen = out[name];
-    if (seen === undefined) out[name] = value;
-    else if (Array.isArray(seen)) seen.push(value);
-    else out[name] = [seen, value];
-  }
-  return out;
 }

@@ -7,8 +7,29 @@ type State = 'usual' | 'slash' | 'dot' | 'dotDot';
 
 const HEX = /^[0-9A-Fa-f]{2}$/;
 
+/**
+ * The path part of `target` when it is already normalized: no escape, no "//" and no
+ * segment starting with "." (so no dot segment). Most requests are; null otherwise.
+ */
+function alreadyNormal(target: string): string | null {
+  if (target.charCodeAt(0) !== 0x2f /* / */) return null;
+  let previous = 0x2f;
+  for (let i = 1; i < target.length; i++) {
+    const c = target.charCodeAt(i);
+    if (c === 0x3f /* ? */ || c === 0x23 /* # */) return target.slice(0, i);
+    if (c === 0x25 /* % */ || (previous === 0x2f && (c === 0x2f || c === 0x2e /* . */))) return null;
+    previous = c;
+  }
+  return target;
+}
+
 /** The normalized path of an origin-form request-target, or null when nginx answers 400. */
 export function normalizePath(target: string): string | null {
+  return alreadyNormal(target) ?? resolvePath(target);
+}
+
+/** normalizePath by nginx's rules, character by character (exported for the test that compares both). */
+export function resolvePath(target: string): string | null {
   if (!target.startsWith('/')) return null;
   const out: string[] = [];
   let state: State = 'usual';

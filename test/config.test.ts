@@ -71,6 +71,10 @@ describe('configuration', () => {
     ['ADMIN_PORT', '70000', /out of range/],
     ['ADMIN_ADDRESS', 'localhost', /an IPv4 or IPv6 address/],
     ['LOG_FORMAT', 'text', /"auto", "json" or "pretty"/],
+    ['UPSTREAM_KEEPALIVE', '-1', /not a number/],
+    ['UPSTREAM_KEEPALIVE', '10001', /out of range: must be from 0 to 10000/],
+    ['WORKER_PROCESSES', '0', /out of range: must be from 1 to 1024/],
+    ['WORKER_PROCESSES', 'all', /not a number/],
   ] as const) {
     it(`refuses ${env}=${JSON.stringify(value)}`, () => {
       assert.throws(
@@ -90,6 +94,15 @@ describe('configuration', () => {
     assert.equal(config.labelSelector.requirements.length, 3);
     assert.equal(config.listenAddress, '::1');
     assert.equal(config.hostsAnnotation, 'router.example.com/hosts');
+  });
+
+  it('reads upstream keep-alive and nginx worker processes, defaulting to the documented config', () => {
+    assert.equal(loadConfig({}).upstreamKeepalive, 0);
+    assert.equal(loadConfig({}).workerProcesses, 1);
+    const config = loadConfig({ UPSTREAM_KEEPALIVE: '32', WORKER_PROCESSES: 'auto' });
+    assert.equal(config.upstreamKeepalive, 32);
+    assert.equal(config.workerProcesses, 'auto');
+    assert.equal(loadConfig({}, { workerProcesses: '4' }).workerProcesses, 4);
   });
 
   it('gives every setting a distinct variable and flag', () => {

@@ -101,6 +101,8 @@ const configArbitrary = fc
     port: fc.constantFrom('80', '8080'),
     listenAddress: fc.constantFrom('*', '127.0.0.1', '::1'),
     apiKeyHeader: fc.constantFrom('X-ROUTING-API-KEY', 'X-Key'),
+    upstreamKeepalive: fc.constantFrom('0', '16'),
+    workerProcesses: fc.constantFrom('1', 'auto'),
   })
   .map((overrides) => defaultConfig(overrides));
 

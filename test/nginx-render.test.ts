@@ -162,6 +162,79 @@ describe('nginx.conf rendering', () => {
     assert.match(conf, /^upstream upstream2942376858_2 \{$/m);
   });
 
+  describe('upstream keep-alive and worker processes', () => {
+    const seedThreePods = (): RouteTable => {
+      const { pods, secrets } = parseManifest(readFileSync(new URL('../examples/seed-demo-three-pods.yaml', import.meta.url), 'utf8'), 'three');
+      return buildRouteTable(defaultConfig(), pods, secrets);
+    };
+
+    it('keeps the documented bytes with the defaults (keep-alive 0, one worker)', () => {
+      const config = defaultConfig({ upstreamKeepalive: '0', workerProcesses: '1' });
+      assert.equal(render(seedThreePods(), config, 'keepalive 0'), golden('three-pods.conf'));
+      assert.equal(render(buildRouteTable(config, [], []), config, 'empty, keepalive 0'), golden('empty.conf'));
+    });
+
+    it('sends every route through an upstream with keepalive N, and no Connection header to the pod but for upgrades', () => {
+      const config = defaultConfig({ upstreamKeepalive: '16' });
+      const pods = [
+        pod('one', { ip: '10.0.0.1', hosts: 'a.example.com', paths: '80:/ 3000:/api' }),
+        pod('two-a', { ip: '10.0.0.2', hosts: 'b.example.com', paths: '3000:/x' }),
+        pod('two-b', { ip: '10.0.0.3', hosts: 'b.example.com', paths: '3000:/x' }),
+      ];
+      const conf = renderObjects(pods, [], config);
+      const table = buildRouteTable(config, pods, []);
+      const names = upstreamNames(table.routes, true);
+      assert.equal(names.size, 3);
+      for (const name of names.values()) {
+        assert.match(conf, new RegExp(`^upstream ${name} \\{\\n(?:#.*\\n|server .*\\n)+keepalive 16;\\n\\}$`, 'm'));
+        assert.match(conf, new RegExp(`^proxy_pass http://${name};$`, 'm'));
+      }
+      // No pod is proxied to directly: a connection kept alive belongs to an upstream block.
+      assert.doesNotMatch(conf, /^proxy_pass http:\/\/10\./m);
+      assert.ok(conf.includes("map $http_upgrade $p_connection {\ndefault upgrade;\n'' '';\n}\n"));
+      assert.doesNotMatch(conf, /\$http_connection/);
+      assert.match(conf, /^proxy_set_header Connection \$p_connection;$/m);
+      assert.match(conf, /^proxy_set_header Upgrade \$http_upgrade;$/m);
+      assert.match(conf, /^proxy_http_version 1\.1;$/m);
+    });
+
+    it('differs from the documented three-pod config only in the Connection map and the keepalive line', () => {
+      const conf = render(seedThreePods(), defaultConfig({ upstreamKeepalive: '32' }), 'three pods, keepalive 32');
+      const documented = golden('three-pods.conf').split('\n');
+      // The documented Connection map and its comment: from after proxy_http_version to the map's closing brace.
+      const documentedMap = documented.slice(documented.indexOf('proxy_http_version 1.1;') + 1, documented.indexOf('# Pass through the appropriate headers') - 1);
+      assert.equal(documentedMap.at(-1), "'' close;");
+      const { removed, added } = lineDiff(golden('three-pods.conf'), conf);
+      assert.deepEqual(removed, documentedMap);
+      assert.deepEqual(
+        added.filter((line) => !line.startsWith('#')),
+        ['map $http_upgrade $p_connection {', 'default upgrade;', "'' '';", 'keepalive 32;'],
+      );
+    });
+
+    it('writes worker_processes when it is not nginx default of 1', () => {
+      for (const workers of ['auto', '4']) {
+        const config = defaultConfig({ workerProcesses: workers });
+        const conf = render(seedThreePods(), config, `workers ${workers}`);
+        assert.equal(conf, `worker_processes ${workers};\n${golden('three-pods.conf')}`);
+        const empty = render(buildRouteTable(config, [], []), config, `empty, workers ${workers}`);
+        assert.equal(empty, `worker_processes ${workers};\n${golden('empty.conf')}`);
+      }
+      const managed = renderNginxConf(seedThreePods(), {
+        ...defaultConfig({ workerProcesses: 'auto', upstreamKeepalive: '8' }),
+        runtime: { pidFile: `${dir}/w.pid`, errorLog: `${dir}/w.log`, accessLog: `${dir}/a.log`, tempDir: dir },
+      });
+      rendered.set('managed, workers auto, keepalive 8', managed);
+      assert.match(managed, /^daemon off;\npid .*\nerror_log .*\nworker_processes auto;\nevents \{$/m);
+    });
+
+    it('refuses values nginx would misread', () => {
+      const table = seedThreePods();
+      assert.throws(() => renderNginxConf(table, { ...defaultConfig(), upstreamKeepalive: 1.5 }), /not a whole number/);
+      assert.throws(() => renderNginxConf(table, { ...defaultConfig(), workerProcesses: 0 }), /neither "auto" nor/);
+    });
+  });
+
   describe('server names hash', () => {
     it("places names in the buckets nginx's ngx_hash_key does (key * 31 + byte, unsigned 64-bit)", () => {
       const reference = (name: string, size: number): number => {

@@ -86,33 +86,40 @@ test('a single pod is never marked failed and gets one try', () => {
 test('positions survive a table swap for routes whose pods did not change', () => {
   const route = (path: string, n: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, backends: backends(n) });
   const options = { failTimeoutMs: 10_000 };
-  const first = Balancers.empty().next([route('/a', 3), route('/b', 3)], options);
-  assert.deepEqual(firstPicks(first.groupFor(route('/a', 3)), 1), ['p0']);
-  assert.deepEqual(firstPicks(first.groupFor(route('/b', 3)), 1), ['p0']);
-  const second = first.next([route('/a', 3), route('/b', 2)], options);
-  assert.deepEqual(firstPicks(second.groupFor(route('/a', 3)), 1), ['p1']);
-  assert.deepEqual(firstPicks(second.groupFor(route('/b', 2)), 1), ['p0']);
+  const [a1, b1] = [route('/a', 3), route('/b', 3)];
+  const first = Balancers.empty().next([a1, b1], options);
+  assert.deepEqual(firstPicks(first.groupFor(a1), 1), ['p0']);
+  assert.deepEqual(firstPicks(first.groupFor(b1), 1), ['p0']);
+  // The next table has new Route objects (the same pods for /a).
+  const [a2, b2] = [route('/a', 3), route('/b', 2)];
+  const second = first.next([a2, b2], options);
+  assert.deepEqual(firstPicks(second.groupFor(a2), 1), ['p1']);
+  assert.deepEqual(firstPicks(second.groupFor(b2), 1), ['p0']);
 });
 
 test('a route that is the very object of the table before keeps its group, and one whose pods changed starts afresh', () => {
   const route = (path: string, n: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, backends: backends(n) });
   const options = { failTimeoutMs: 10_000 };
   const kept = route('/kept', 3);
-  const first = Balancers.empty().next([kept, route('/changed', 3)], options);
+  const changedBefore = route('/changed', 3);
+  const first = Balancers.empty().next([kept, changedBefore], options);
   firstPicks(first.groupFor(kept), 2);
-  firstPicks(first.groupFor(route('/changed', 3)), 2);
-  const second = first.next([kept, route('/changed', 4)], options);
-  assert.equal(second.groupFor(kept), first.groupFor(kept));
+  firstPicks(first.groupFor(changedBefore), 2);
+  const keptGroup = first.groupFor(kept);
+  // Groups are looked up by the table's own Route objects, as the proxy does.
+  const changedAfter = route('/changed', 4);
+  const second = first.next([kept, changedAfter], options);
+  assert.equal(second.groupFor(kept), keptGroup);
   assert.deepEqual(firstPicks(second.groupFor(kept), 1), ['p2']);
-  assert.deepEqual(firstPicks(second.groupFor(route('/changed', 4)), 1), ['p0']);
+  assert.deepEqual(firstPicks(second.groupFor(changedAfter), 1), ['p0']);
   // Prepared in steps (as the proxy does), nothing changes until the switch.
   const steps = second.preparing([kept], options);
   let step = steps.next();
   while (!step.done) step = steps.next();
-  assert.deepEqual(second.groupFor(route('/changed', 4)).backends, backends(4));
+  assert.deepEqual(second.groupFor(changedAfter).backends, backends(4));
   const third = step.value();
-  assert.equal(third.groupFor(kept), first.groupFor(kept));
-  assert.throws(() => third.groupFor(route('/changed', 4)), /no balancer/);
+  assert.equal(third.groupFor(kept), keptGroup);
+  assert.throws(() => third.groupFor(changedAfter), /no balancer/);
 });
 
 test('a table differing in a few routes updates the groups in place with the same result as building them anew', () => {

@@ -98,3 +98,18 @@ test('a table with thousands of changed routes gives a new matcher that answers 
     }
   }
 });
+
+test('a host with many paths finds the same longest prefix as a plain search', () => {
+  const paths = ['/', '/a', '/ab', '/a/', '/a/b', '/abc/d', '/b', '/b/c/', '/api', '/api/v1', '/api/v1/', '/x/y/z'];
+  fc.assert(
+    fc.property(fc.uniqueArray(fc.constantFrom(...paths), { minLength: 1 }), fc.constantFrom('/', '/a', '/ab', '/a/b/c', '/abc/de', '/b/c', '/api/v1', '/api/v1/x', '/x/y/zz', '/q'), (chosen, path) => {
+      const many = new RouteMatcher({ routes: chosen.map((p) => route('m.test', p)), rejections: [] });
+      const got = many.match('m.test', path);
+      const longest = chosen.filter((p) => path.startsWith(p)).sort((a, b) => b.length - a.length)[0];
+      const redirect = !chosen.includes(path) && chosen.includes(`${path}/`);
+      const expected = redirect ? `301 ${path}/` : longest ?? 'notFound';
+      assert.equal(got.kind === 'route' ? got.route.path : got.kind === 'redirect' ? `301 ${got.location}` : got.kind, expected);
+    }),
+    { numRuns: 1000 },
+  );
+});

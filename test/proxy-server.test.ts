@@ -4,7 +4,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { startProxy, type ProxyDataPlane } from '../proxy/server.js';
-import { startPod, STREAM_FIRST_CHUNK, STREAM_REST, type ReceivedRequest, type TestPod } from './support/pods.js';
+import { deadAddress, startPod, STREAM_FIRST_CHUNK, STREAM_REST, type ReceivedRequest, type TestPod } from './support/pods.js';
 import { tableOf } from './conformance/harness.js';
 
 // The proxy on its own: table swaps, keep-alive to pods, timeouts and streaming, the
@@ -23,17 +23,16 @@ after(async () => {
   await Promise.all(pods.map((p) => p.close()));
 });
 
-const keepAliveAgent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
 function request(
   path: string,
-  options: { host?: string; method?: string; headers?: Record<string, string>; body?: string; agent?: http.Agent | false } = {},
+  options: { host?: string; method?: string; headers?: Record<string, string>; body?: string; agent?: http.Agent | false; port?: number } = {},
 ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request(
       {
         host: '127.0.0.1',
-        port: proxy.port,
+        port: options.port ?? proxy.port,
         path,
         method: options.method ?? 'GET',
         headers: { Host: options.host ?? 'srv.test', ...options.headers },
@@ -103,17 +102,7 @@ test('a request in flight keeps the route it started with when the table changes
   }
 });
 
-test('connections to pods are kept alive and reused when the client keeps alive', async () => {
-  const [a] = pods as [TestPod];
-  await proxy.apply(tableOf([{ host: 'srv.test', path: '/', pods: [a] }]));
-  a.received.length = 0;
-  for (let i = 0; i < 3; i++) await podOf('/', { agent: keepAliveAgent, headers: { Connection: 'keep-alive' } });
-  const ports = new Set(a.received.map((r) => r.remotePort));
-  assert.equal(a.received.length, 3);
-  assert.equal(ports.size, 1, `pod saw connections from ports ${[...ports].join(', ')}`);
-});
-
-test('a kept-alive connection the pod closed is replaced without failing the request', async () => {
+test('with upstream keep-alive, a kept connection the pod closed is replaced without failing the request', async () => {
   // A pod that answers the first request of a connection with keep-alive, then resets
   // the connection when a second request comes on it.
   const server = net.createServer((socket) => {
@@ -129,15 +118,22 @@ test('a kept-alive connection the pod closed is replaced without failing the req
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.85', () => resolve()));
+  const keeping = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', upstreamKeepalive: 4 });
+  const connections: number[] = [];
+  server.on('connection', (socket) => connections.push(socket.remotePort ?? 0));
   try {
     const { port } = server.address() as AddressInfo;
-    await proxy.apply(tableOf([{ host: 'srv.test', path: '/', pods: [{ name: 'stale-0', ip: '127.0.0.85', port }] }]));
+    await keeping.apply(tableOf([{ host: 'srv.test', path: '/', pods: [{ name: 'stale-0', ip: '127.0.0.85', port }] }]));
     for (let i = 0; i < 3; i++) {
-      const r = await request('/', { headers: { Connection: 'keep-alive' } });
+      const r = await request('/', { port: keeping.port });
       assert.equal(r.status, 200, `request ${i}`);
       assert.equal(r.body, 'ok');
     }
+    // Requests 2 and 3 each went first on the kept connection (reset), then on a new one.
+    assert.equal(connections.length, 3, `connections from ports ${connections.join(', ')}`);
+    assert.deepStrictEqual(keeping.stats().upstreamFailures, 0);
   } finally {
+    await keeping.close();
     server.close();
   }
 });
@@ -186,5 +182,43 @@ test('the upload streams to the pod before the client has sent all of it', async
   } finally {
     server.closeAllConnections();
     server.close();
+  }
+});
+
+test('stats() counts each request once, by the class of its answer, and every failed try on a pod', async () => {
+  const counting = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY' });
+  try {
+    const [a] = pods as [TestPod];
+    const dead = [
+      { name: 'dead-0', ...(await deadAddress('127.0.0.88')) },
+      { name: 'dead-1', ...(await deadAddress('127.0.0.88')) },
+    ];
+    await counting.apply(
+      tableOf([
+        { host: 'srv.test', path: '/ok', pods: [a] },
+        { host: 'srv.test', path: '/dir/', pods: [a] },
+        { host: 'srv.test', path: '/dead', pods: dead },
+      ]),
+    );
+    const port = counting.port;
+    assert.equal((await request('/ok', { port })).status, 200);
+    assert.equal((await request('/ok', { port })).status, 200);
+    assert.equal((await request('/dir', { port })).status, 301);
+    assert.equal((await request('/nothing', { port })).status, 404);
+    assert.equal((await request('/dead', { port })).status, 502);
+    await assert.rejects(request('/', { port, host: 'unknown.test' }), /socket hang up/);
+    const bad = await new Promise<string>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => socket.write('GET / HTTP/1.1\r\nHost: srv.test\r\nBad Header\r\n\r\n'));
+      let got = '';
+      socket.on('data', (d) => (got += d.toString('latin1')));
+      socket.on('close', () => resolve(got));
+    });
+    assert.match(bad, /^HTTP\/1\.1 400 /);
+    assert.deepStrictEqual(counting.stats(), {
+      requests: { '1xx': 0, '2xx': 2, '3xx': 1, '4xx': 2, '5xx': 1, dropped: 1 },
+      upstreamFailures: 2,
+    });
+  } finally {
+    await counting.close();
   }
 });

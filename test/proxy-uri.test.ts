@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { normalizePath, splitTarget } from '../proxy/uri.js';
+import { normalizePath, resolvePath, splitTarget } from '../proxy/uri.js';
 
 test('query and fragment are not part of the path', () => {
   assert.equal(normalizePath('/a/b?x=/../..'), '/a/b');
@@ -58,4 +58,15 @@ test('absolute-form targets give their host and send only the path on', () => {
   assert.deepEqual(splitTarget('/x'), { host: null, uri: '/x' });
   assert.equal(splitTarget('*'), null);
   assert.equal(splitTarget('x/y'), null);
+});
+
+test('the shortcut for paths already normal gives what the full rules give', () => {
+  const piece = fc.constantFrom('a', 'b', '/', '.', '..', '%2e', '%2F', '%41', '?', '#', '?x=/../', '%', '%0');
+  fc.assert(
+    fc.property(fc.boolean(), fc.array(piece, { maxLength: 10 }), (rooted, pieces) => {
+      const target = `${rooted ? '/' : ''}${pieces.join('')}`;
+      assert.equal(normalizePath(target), resolvePath(target), target);
+    }),
+    { numRuns: 2000 },
+  );
 });

@@ -127,6 +127,7 @@ async function proxyDataPlane(config: RouterConfig, logger: Logger): Promise<Dat
       host: config.listenAddress,
       apiKeyHeader: config.apiKeyHeader,
       closeGraceMs: config.shutdownGraceMs,
+      upstreamKeepalive: config.upstreamKeepalive,
       logger,
     });
   } catch (err) {

@@ -18,6 +18,8 @@ export interface RouterConfig {
   requireReady: boolean;
   maxHostsPerPod: number;
   maxPathsPerPod: number;
+  upstreamKeepalive: number;
+  workerProcesses: number | 'auto';
   backend: Backend;
   holdOffMs: number;
   maxDelayMs: number;
@@ -126,17 +128,23 @@ function listenAddress(raw: string): string {
   throw new InvalidValue('must be "*" (all IPv4 addresses) or an IPv4 or IPv6 address');
 }
 
+function wholeNumber(raw: string, min: number, max: number): number {
+  if (!/^[0-9]+$/.test(raw)) throw new InvalidValue(`not a number: must be a whole number from ${min} to ${max}`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new InvalidValue(`out of range: must be from ${min} to ${max}`);
+  return n;
+}
+
 /** A parser of whole numbers from 1 to `max`. */
 function countUpTo(max: number): (raw: string) => number {
-  return (raw) => {
-    if (!/^[0-9]+$/.test(raw)) throw new InvalidValue(`not a number: must be a whole number from 1 to ${max}`);
-    const n = Number(raw);
-    if (n < 1 || n > max) throw new InvalidValue(`out of range: must be from 1 to ${max}`);
-    return n;
-  };
+  return (raw) => wholeNumber(raw, 1, max);
 }
 
 const entryLimit = countUpTo(10_000);
+
+function autoOrCount(raw: string): number | 'auto' {
+  return raw === 'auto' ? 'auto' : wholeNumber(raw, 1, 1024);
+}
 
 function bool(raw: string): boolean {
   if (raw === 'true') return true;
@@ -312,6 +320,24 @@ export const SETTINGS: readonly Setting[] = [
     default: '100',
     description: 'paths one pod may route; more are dropped with a reason',
     parse: entryLimit,
+  }),
+  setting({
+    key: 'upstreamKeepalive',
+    env: 'UPSTREAM_KEEPALIVE',
+    flag: '--upstream-keepalive',
+    metavar: 'N',
+    default: '0',
+    description: 'idle connections kept open to each pod for reuse (nginx upstream keepalive); 0 opens one per request, as documented',
+    parse: (raw) => wholeNumber(raw, 0, 10_000),
+  }),
+  setting({
+    key: 'workerProcesses',
+    env: 'WORKER_PROCESSES',
+    flag: '--worker-processes',
+    metavar: 'N',
+    default: '1',
+    description: 'nginx worker_processes: a number, or auto for one per core',
+    parse: autoOrCount,
   }),
   setting({
     key: 'backend',

@@ -94,7 +94,17 @@ export interface DataPlaneUnderTest {
 export interface PairOptions {
   /** Upstream timeout on both sides, in seconds (nginx takes whole seconds here). */
   upstreamTimeoutSeconds?: number;
+  /** UPSTREAM_KEEPALIVE on both sides (0, the documented config, when absent). */
+  upstreamKeepalive?: number;
 }
+
+/** The two modes every conformance suite runs in: the documented config, and upstream keep-alive. */
+export const MODES = [
+  { upstreamKeepalive: 0, label: '' },
+  { upstreamKeepalive: 32, label: ' [upstream keep-alive]' },
+] as const;
+
+export type Mode = (typeof MODES)[number];
 
 /**
  * The product's nginx data plane (createNginxDataPlane: nginx -t, atomic install,
@@ -137,7 +147,7 @@ export async function startNginx(table: RouteTable, options: PairOptions = {}): 
     statusPort,
     logger,
     render: (t, runtime) => {
-      const text = renderNginxConf(t, { port, listenAddress: '127.0.0.1', apiKeyHeader: API_KEY_HEADER, runtime });
+      const text = renderNginxConf(t, { port, listenAddress: '127.0.0.1', apiKeyHeader: API_KEY_HEADER, upstreamKeepalive: options.upstreamKeepalive ?? 0, runtime });
       const withDirectives = httpDirectives.length === 0 ? text : text.replace(/^http \{\n/m, (open) => `${open}${httpDirectives.join('\n')}\n`);
       return `${withDirectives}# conformance: fresh state ${generation}\n`;
     },
@@ -179,6 +189,7 @@ function startProxyFor(options: PairOptions): Promise<ProxyDataPlane> {
     port: 0,
     host: '127.0.0.1',
     apiKeyHeader: API_KEY_HEADER,
+    upstreamKeepalive: options.upstreamKeepalive ?? 0,
     ...(options.upstreamTimeoutSeconds !== undefined ? { upstreamTimeoutMs: options.upstreamTimeoutSeconds * 1000 } : {}),
   });
 }

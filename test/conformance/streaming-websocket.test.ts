@@ -3,14 +3,15 @@ import http from 'node:http';
 import { after, before, test } from 'node:test';
 import WebSocket from 'ws';
 import { startPod, STREAM_FIRST_CHUNK, STREAM_REST, type TestPod } from '../support/pods.js';
-import { API_KEY_HEADER, Differential, describeDifference, tableOf } from './harness.js';
+import { API_KEY_HEADER, Differential, describeDifference, MODES, tableOf } from './harness.js';
 
-// WebSocket echo and response streaming through both data planes: the same pods answer
-// the same messages, and the first chunk of a streamed response reaches the client
-// while the pod is still holding the rest back.
+// WebSocket echo and response streaming through both data planes, in both modes
+// (documented config, upstream keep-alive): the same pods answer the same messages, and
+// the first chunk of a streamed response reaches the client while the pod is still
+// holding the rest back.
 
 const KEY = 'd3Mta2V5';
-let diff: Differential;
+const diffs: Differential[] = [];
 let pods: TestPod[] = [];
 let streamer: TestPod;
 let table: ReturnType<typeof tableOf>;
@@ -23,11 +24,11 @@ before(async () => {
     { host: 'ws.test', path: '/locked', pods, apiKey: KEY },
     { host: 'ws.test', path: '/stream', pods: [streamer] },
   ]);
-  diff = await Differential.start(table);
+  for (const mode of MODES) diffs.push(await Differential.start(table, { upstreamKeepalive: mode.upstreamKeepalive }));
 });
 
 after(async () => {
-  await diff?.close();
+  await Promise.all(diffs.map((d) => d.close()));
   await Promise.all([...pods, streamer].map((p) => p.close()));
 });
 
@@ -64,23 +65,26 @@ function converse(port: number, path: string, messages: string[], headers: Recor
   });
 }
 
-test('WebSocket: echo through both, round robin per connection, API key checked on the upgrade', async () => {
-  const conversations = async (port: number): Promise<string[][]> => [
-    await converse(port, '/chat', ['hello', 'again']),
-    await converse(port, '/chat?room=1', ['second']),
-    await converse(port, '/locked', ['no key']),
-    await converse(port, '/locked', ['with key'], { [API_KEY_HEADER]: KEY }),
-  ];
-  await diff.nginx.applyFresh(table);
-  const nginx = await conversations(diff.nginx.port);
-  const proxy = await diff.freshProxy(table);
-  try {
-    const viaProxy = await conversations(proxy.port);
-    assert.deepStrictEqual(viaProxy, nginx, describeDifference('websocket', nginx, viaProxy));
-    assert.deepStrictEqual(nginx, [['ws-0:hello', 'ws-0:again'], ['ws-1:second'], ['refused 403'], ['ws-0:with key']]);
-  } finally {
-    await proxy.close();
-  }
+MODES.forEach((mode, m) => {
+  test(`WebSocket: echo through both, round robin per connection, API key checked on the upgrade${mode.label}`, async () => {
+    const diff = diffs[m] as Differential;
+    const conversations = async (port: number): Promise<string[][]> => [
+      await converse(port, '/chat', ['hello', 'again']),
+      await converse(port, '/chat?room=1', ['second']),
+      await converse(port, '/locked', ['no key']),
+      await converse(port, '/locked', ['with key'], { [API_KEY_HEADER]: KEY }),
+    ];
+    await diff.nginx.applyFresh(table);
+    const nginx = await conversations(diff.nginx.port);
+    const proxy = await diff.freshProxy(table);
+    try {
+      const viaProxy = await conversations(proxy.port);
+      assert.deepStrictEqual(viaProxy, nginx, describeDifference('websocket', nginx, viaProxy));
+      assert.deepStrictEqual(nginx, [['ws-0:hello', 'ws-0:again'], ['ws-1:second'], ['refused 403'], ['ws-0:with key']]);
+    } finally {
+      await proxy.close();
+    }
+  });
 });
 
 /** Reads a streamed response; records whether the first chunk came while the pod held the rest. */
@@ -106,15 +110,18 @@ function readStream(port: number): Promise<{ firstChunk: string; podWasHolding: 
   });
 }
 
-test('streaming: the first chunk reaches the client before the pod finishes, through both', async () => {
-  await diff.nginx.applyFresh(table);
-  const nginx = await readStream(diff.nginx.port);
-  const proxy = await diff.freshProxy(table);
-  try {
-    const viaProxy = await readStream(proxy.port);
-    assert.deepStrictEqual(viaProxy, nginx, describeDifference('streaming', nginx, viaProxy));
-    assert.deepStrictEqual(viaProxy, { firstChunk: STREAM_FIRST_CHUNK, podWasHolding: true, body: STREAM_FIRST_CHUNK + STREAM_REST });
-  } finally {
-    await proxy.close();
-  }
+MODES.forEach((mode, m) => {
+  test(`streaming: the first chunk reaches the client before the pod finishes, through both${mode.label}`, async () => {
+    const diff = diffs[m] as Differential;
+    await diff.nginx.applyFresh(table);
+    const nginx = await readStream(diff.nginx.port);
+    const proxy = await diff.freshProxy(table);
+    try {
+      const viaProxy = await readStream(proxy.port);
+      assert.deepStrictEqual(viaProxy, nginx, describeDifference('streaming', nginx, viaProxy));
+      assert.deepStrictEqual(viaProxy, { firstChunk: STREAM_FIRST_CHUNK, podWasHolding: true, body: STREAM_FIRST_CHUNK + STREAM_REST });
+    } finally {
+      await proxy.close();
+    }
+  });
 });

@@ -1,0 +1,731 @@
+// Data-plane throughput and latency: our two backends against the limit (straight to a
+// pod) and against bare proxies built on the libraries a Node router could use.
+//
+//   node --import tsx bench/data-plane.ts [--quick] [--rounds N] [--seconds S] [--only a,b,...]
+//
+// Three pods are served by a separate nginx (`return 200`, so the pods cost little).
+// Each contestant is a process of its own, and wrk (`-t1 -c32 --latency`) loads it
+// for S seconds, contestant after contestant, the order rotated each round. Servers are
+// pinned to cpu 0 and wrk and the pods to cpu 1 with taskset: on two cores, a load
+// generator left free would take cycles from the server it measures, and the numbers
+// would say more about the scheduler than about the server. Ratios are taken per round,
+// against documented nginx and against direct in the same round, and summarized by their
+// median. Then:
+// - latency at the same load: both backends in both modes, paced by a wrk script to one
+//   rate they all sustain, p50 and p99;
+// - head to head: two servers of one kind at once on the server core, each with its own
+//   wrk, the ratio of their req/s (robust to a busy machine): our proxy on http-proxy
+//   1.18.1 against the same on http-proxy-3 (the library comparison), ours against the
+//   bare servers, each backend over 10,000 routes against 10;
+// - route count: the same traffic through 10 and through 10,000 routes (100 hosts x 100
+//   paths), both backends with upstream keep-alive, interleaved the same way;
+// - one unpinned round with nginx's `worker_processes auto` (and nothing pinned).
+// --quick: one round of 2 s each, without head to head and the unpinned round, for a
+// smoke run (under a minute).
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { defaultConfig } from '../src/core/config.js';
+import type { Pod } from '../src/core/kube-objects.js';
+import { buildRouteTable, type RouteTable } from '../src/core/route-table.js';
+import { pickFreeLoopbackPort } from '../nginx/status.js';
+import { manifestText } from '../test/support/manifests.js';
+import { pod } from '../test/support/objects.js';
+import { KEEPALIVE } from './contestants/routes.js';
+import { invocation, writeReport, type Chart } from './lib/report.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const NGINX = spawnSync('sh', ['-c', 'command -v nginx || ls /usr/sbin/nginx'], { encoding: 'utf8' }).stdout.trim().split('\n')[0] || 'nginx';
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
+    seconds: { type: 'string' },
+    only: { type: 'string' },
+  },
+});
+const QUICK = args.quick === true;
+const ROUNDS = Number(args.rounds ?? (QUICK ? 1 : 5));
+const SECONDS = Number(args.seconds ?? (QUICK ? 2 : 10));
+/** Before its first measured run, each server is loaded this long (the JIT); none in a smoke run. */
+const WARMUP_SECONDS = QUICK ? 0 : 3;
+const CONNECTIONS = 32;
+const SERVER_CPU = '0';
+const CLIENT_CPU = '1';
+
+const POD_IPS = ['127.0.0.51', '127.0.0.52', '127.0.0.53'];
+const HOST = 'h0.bench.test';
+/** Matches only "/" on its host: in a host with 100 paths, the longest-prefix search goes through all of them. */
+const REQUEST_PATH = '/zz/index.html';
+
+// ---------------------------------------------------------------------------------------
+// Processes
+
+const children = new Set<ChildProcess>();
+
+function start(command: string[], pinned: boolean, env: Record<string, string> = {}): ChildProcess {
+  const argv = pinned ? ['taskset', '-c', SERVER_CPU, ...command] : command;
+  const child = spawn(argv[0] as string, argv.slice(1), { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    err = (err + d.toString()).slice(-4000);
+  });
+  child.once('exit', (code, signal) => {
+    children.delete(child);
+    if (!stopping.has(child)) process.stderr.write(`${argv.join(' ')} exited (${code ?? signal}):\n${err}\n`);
+  });
+  children.add(child);
+  return child;
+}
+
+const stopping = new Set<ChildProcess>();
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  stopping.add(child);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function statusOf(port: number, host: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: REQUEST_PATH, headers: { Host: host }, agent: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', () => resolve(0));
+    req.setTimeout(2_000, () => req.destroy());
+  });
+}
+
+async function waitFor200(port: number, what: string, child?: ChildProcess, timeoutMs = 90_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (child !== undefined && child.exitCode !== null) throw new Error(`${what} exited before serving`);
+    if ((await statusOf(port, HOST)) === 200) return;
+    await delay(100);
+  }
+  throw new Error(`${what} did not answer 200 on port ${port} within ${timeoutMs} ms`);
+}
+
+// ---------------------------------------------------------------------------------------
+// The pods and the route tables
+
+const work = mkdtempSync(join(tmpdir(), 'k8s-router-bench-data-plane-'));
+// nginx's workers may run as another user: they must reach the prefixes below.
+chmodSync(work, 0o755);
+
+async function startPods(): Promise<{ port: number; child: ChildProcess }> {
+  const port = await pickFreeLoopbackPort();
+  const prefix = join(work, 'pods');
+  rmSync(prefix, { recursive: true, force: true });
+  spawnSync('mkdir', ['-p', join(prefix, 'logs')]);
+  const conf = join(prefix, 'nginx.conf');
+  writeFileSync(
+    conf,
+    [
+      'daemon off;',
+      'worker_processes 1;',
+      `pid ${prefix}/nginx.pid;`,
+      `error_log ${prefix}/error.log;`,
+      'events { worker_connections 4096; }',
+      'http {',
+      'access_log off;',
+      // Node, undici and nginx keep an idle pod connection open indefinitely; so does the pod.
+      'keepalive_requests 1000000;',
+      ...POD_IPS.map((ip) => `server { listen ${ip}:${port}; location / { return 200 "ok\\n"; } }`),
+      '}',
+      '',
+    ].join('\n'),
+  );
+  // The pods share cpu 1 with wrk: the server under test keeps cpu 0 to itself.
+  const child = spawn('taskset', ['-c', CLIENT_CPU, NGINX, '-p', prefix, '-c', conf], { stdio: 'ignore' });
+  children.add(child);
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const req = http.get({ host: POD_IPS[0], port, path: '/', agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode === 200);
+      });
+      req.on('error', () => resolve(false));
+    });
+    if (ok) return { port, child };
+    await delay(50);
+  }
+  throw new Error('the pods did not start');
+}
+
+interface Tables {
+  /** Manifest files for `k8s-router run`, routes files for the bare contestants. */
+  manifest: string;
+  routes: string;
+  count: number;
+}
+
+function writeTables(name: string, podPort: number, hosts: number, paths: number): Tables {
+  const hostList = Array.from({ length: hosts }, (_, i) => `h${i}.bench.test`).join(' ');
+  const pathList = ['/', ...Array.from({ length: paths - 1 }, (_, i) => `/p${String(i + 1).padStart(2, '0')}`)].map((p) => `${podPort}:${p}`).join(' ');
+  const pods: Pod[] = POD_IPS.map((ip, i) => pod(`bench-pod-${i}`, { ip, hosts: hostList, paths: pathList, ports: [podPort] }));
+  const table: RouteTable = buildRouteTable(defaultConfig(), pods, []);
+  if (table.rejections.length > 0) throw new Error(`bench table ${name}: ${JSON.stringify(table.rejections[0])}`);
+  const manifest = join(work, `${name}.yaml`);
+  const routes = join(work, `${name}.routes.json`);
+  writeFileSync(manifest, manifestText(pods));
+  writeFileSync(routes, JSON.stringify(table.routes));
+  return { manifest, routes, count: table.routes.length };
+}
+
+// ---------------------------------------------------------------------------------------
+// Contestants
+
+interface Running {
+  address?: string;
+  port: number;
+  /** The server's process: its CPU time, and its descendants' (nginx), is read around each run. */
+  pid: number;
+  stop(): Promise<void>;
+}
+
+interface Contestant {
+  name: string;
+  label: string;
+  start(tables: Tables, pinned: boolean, workers: string): Promise<Running>;
+}
+
+function routerContestant(name: string, label: string, backend: 'nginx' | 'proxy', keepalive: number): Contestant {
+  return {
+    name,
+    label,
+    async start(tables, pinned, workers) {
+      const port = await pickFreeLoopbackPort();
+      const child = start(
+        [
+          process.execPath,
+          '--import',
+          'tsx',
+          'src/cli.ts',
+          'run',
+          '--manifest',
+          tables.manifest,
+          '--backend',
+          backend,
+          '--port',
+          String(port),
+          '--listen-address',
+          '127.0.0.1',
+          '--nginx-prefix',
+          join(work, `nginx-${name}-${port}`),
+          '--upstream-keepalive',
+          String(keepalive),
+          '--worker-processes',
+          workers,
+          '--log-level',
+          'warn',
+        ],
+        pinned,
+      );
+      await waitFor200(port, label, child);
+      return { port, pid: child.pid ?? -1, stop: () => stop(child) };
+    },
+  };
+}
+
+function bareContestant(name: string, label: string, script: string, ...extra: string[]): Contestant {
+  return {
+    name,
+    label,
+    async start(tables, pinned) {
+      const port = await pickFreeLoopbackPort();
+      const child = start([process.execPath, '--import', 'tsx', `bench/contestants/${script}`, tables.routes, String(port), ...extra], pinned);
+      await waitFor200(port, label, child);
+      return { port, pid: child.pid ?? -1, stop: () => stop(child) };
+    },
+  };
+}
+
+const direct = (podPort: number, podPid: number): Contestant => ({
+  name: 'direct',
+  label: 'direct to a pod (the limit)',
+  async start() {
+    return { address: POD_IPS[0], port: podPort, pid: podPid, stop: async () => {} };
+  },
+});
+
+const CONTESTANTS = (podPort: number, podPid: number): Contestant[] => [
+  direct(podPort, podPid),
+  routerContestant('nginx', 'nginx, documented config', 'nginx', 0),
+  routerContestant('nginx-keepalive', `nginx, upstream keep-alive ${KEEPALIVE}`, 'nginx', KEEPALIVE),
+  routerContestant('proxy', 'our proxy, documented wire (Connection: close)', 'proxy', 0),
+  routerContestant('proxy-keepalive', `our proxy, upstream keep-alive ${KEEPALIVE}`, 'proxy', KEEPALIVE),
+  bareContestant('http-proxy', 'bare http-proxy 1.18.1', 'http-proxy.ts'),
+  bareContestant('http-proxy-3', 'bare http-proxy-3 1.23', 'http-proxy-3.ts'),
+  bareContestant('fastify', 'fastify + @fastify/reply-from', 'fastify-reply-from.ts'),
+];
+
+/** The proxy library inside the router: the same startProxy on each (head to head, full runs only). */
+const LIBRARY_COMPARISON: Contestant[] = [
+  bareContestant('router-on-http-proxy', `our proxy on http-proxy 1.18.1 (startProxy), keep-alive ${KEEPALIVE}`, 'our-proxy.ts'),
+  bareContestant('router-on-http-proxy-3', `our proxy on http-proxy-3 1.23 (startProxy), keep-alive ${KEEPALIVE}`, 'our-proxy.ts', 'http-proxy-3'),
+  // The same server twice: how far apart two identical processes come out (the method's noise).
+  bareContestant('router-twin', `its twin: our proxy on http-proxy 1.18.1 (startProxy), keep-alive ${KEEPALIVE}`, 'our-proxy.ts'),
+];
+
+// ---------------------------------------------------------------------------------------
+// wrk
+
+interface Sample {
+  rps: number;
+  p50: number;
+  p99: number;
+  /** Non-2xx answers and socket errors: a run with any is not counted. */
+  errors: number;
+  /**
+   * CPU time (user + system) the server's processes spent per request, in µs. Unlike
+   * req/s it hardly changes when other work on the machine takes the server's core.
+   */
+  cpuUs: number;
+}
+
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** CPU seconds (user + system) of `pid` and of its living descendants, from /proc (Linux). */
+function cpuSeconds(pid: number): number {
+  let ticks = 0;
+  const visit = (p: number): void => {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+      for (const child of readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').split(' ').filter(Boolean)) visit(Number(child));
+    } catch {
+      // Gone meanwhile: its time is no longer counted by anyone.
+    }
+  };
+  visit(pid);
+  return ticks / CLOCK_TICKS;
+}
+
+function ms(value: string, unit: string): number {
+  const n = Number(value);
+  return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : n;
+}
+
+export function parseWrk(out: string): Omit<Sample, 'cpuUs'> & { requests: number } {
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
+  const p50 = /^\s+50%\s+([\d.]+)(us|ms|s)$/m.exec(out);
+  const p99 = /^\s+99%\s+([\d.]+)(us|ms|s)$/m.exec(out);
+  if (rps === null || p50 === null || p99 === null) throw new Error(`unexpected wrk output:\n${out}`);
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const socketErrors = socket === null ? 0 : socket.slice(1).reduce((sum, n) => sum + Number(n), 0);
+  const requests = Number(/(\d+) requests in /.exec(out)?.[1] ?? 0);
+  return { rps: Number(rps[1]), p50: ms(p50[1] as string, p50[2] as string), p99: ms(p99[1] as string, p99[2] as string), errors: non2xx + socketErrors, requests };
+}
+
+/** wrk as fast as it goes, or paced by a script (`--script`) that spaces each connection's requests. */
+function wrk(server: Running, seconds: number, pinned: boolean, script?: string): Promise<Sample> {
+  const url = `http://${server.address ?? '127.0.0.1'}:${server.port}${REQUEST_PATH}`;
+  const paced = script === undefined ? [] : ['-s', script];
+  const command = ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', ...paced, '-H', `Host: ${HOST}`, url];
+  const argv = pinned ? ['taskset', '-c', CLIENT_CPU, ...command] : command;
+  const cpuBefore = cpuSeconds(server.pid);
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('error', reject);
+    child.on('exit', () => {
+      try {
+        const { requests, ...sample } = parseWrk(out);
+        resolve({ ...sample, cpuUs: requests > 0 ? ((cpuSeconds(server.pid) - cpuBefore) * 1e6) / requests : 0 });
+      } catch (err) {
+        reject(err);
+      }
+    });
+  });
+}
+
+async function warmUp(server: Running, pinned: boolean, script?: string): Promise<void> {
+  if (WARMUP_SECONDS > 0) await wrk(server, WARMUP_SECONDS, pinned, script);
+}
+
+// ---------------------------------------------------------------------------------------
+// Rounds
+
+type Rounds = Map<string, Sample[]>;
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/**
+ * Every contestant loaded in turn, `rounds` times, the order rotated each round; first a
+ * warm-up for each (the JIT), unless they served a load already.
+ */
+async function interleave(running: Map<string, Running>, rounds: number, pinned: boolean, options: { warm?: boolean; script?: string } = {}): Promise<Rounds> {
+  const { script } = options;
+  const names = [...running.keys()];
+  const samples: Rounds = new Map(names.map((n) => [n, []]));
+  if (options.warm !== true) for (const name of names) await warmUp(running.get(name) as Running, pinned, script);
+  for (let round = 0; round < rounds; round++) {
+    const order = [...names.slice(round % names.length), ...names.slice(0, round % names.length)];
+    for (const name of order) {
+      const sample = await wrk(running.get(name) as Running, SECONDS, pinned, script);
+      (samples.get(name) as Sample[]).push(sample);
+      log(`round ${round + 1}/${rounds} ${name}: ${Math.round(sample.rps)} req/s, p50 ${sample.p50} ms, p99 ${sample.p99} ms${sample.errors > 0 ? `, ${sample.errors} errors` : ''}`);
+    }
+  }
+  return samples;
+}
+
+interface Summary {
+  name: string;
+  label: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  /** CPU µs per request, median over the rounds. */
+  cpuUs: number;
+  /** Medians of the per-round ratios. */
+  vsNginx: number | null;
+  vsDirect: number | null;
+  /** Requests per CPU second ÷ documented nginx's, median per round: the cost ratio, robust to a busy machine. */
+  vsNginxCpu: number | null;
+  rounds: Sample[];
+}
+
+function perRoundRatio(samples: Rounds, name: string, base: string): number | null {
+  const a = samples.get(name);
+  const b = samples.get(base);
+  if (a === undefined || b === undefined) return null;
+  return median(a.map((s, i) => s.rps / (b[i] as Sample).rps));
+}
+
+/** How many requests `name` serves per CPU second for one of `base`'s, median per round. */
+function perRoundCpuRatio(samples: Rounds, name: string, base: string): number | null {
+  const a = samples.get(name);
+  const b = samples.get(base);
+  if (a === undefined || b === undefined) return null;
+  return median(a.map((s, i) => (b[i] as Sample).cpuUs / s.cpuUs));
+}
+
+function summarize(contestants: Contestant[], samples: Rounds): Summary[] {
+  return contestants
+    .filter((c) => samples.has(c.name))
+    .map((c) => {
+      const rounds = samples.get(c.name) as Sample[];
+      return {
+        name: c.name,
+        label: c.label,
+        rps: median(rounds.map((s) => s.rps)),
+        p50: median(rounds.map((s) => s.p50)),
+        p99: median(rounds.map((s) => s.p99)),
+        errors: rounds.reduce((sum, s) => sum + s.errors, 0),
+        cpuUs: median(rounds.map((s) => s.cpuUs)),
+        vsNginx: perRoundRatio(samples, c.name, 'nginx'),
+        vsDirect: perRoundRatio(samples, c.name, 'direct'),
+        vsNginxCpu: perRoundCpuRatio(samples, c.name, 'nginx'),
+        rounds,
+      };
+    });
+}
+
+/** Starts them all at once (nothing is measured until every one answers), keyed by name[@suffix]. */
+async function startAll(contestants: Contestant[], tables: Tables, pinned: boolean, workers: string, suffix = ''): Promise<Map<string, Running>> {
+  if (contestants.length === 0) return new Map();
+  log(`starting ${contestants.map((c) => c.name).join(', ')} (${tables.count} routes${pinned ? ', pinned' : ''}, nginx workers ${workers})`);
+  const started = await Promise.all(contestants.map(async (c) => [`${c.name}${suffix}`, await c.start(tables, pinned, workers)] as const));
+  return new Map(started);
+}
+
+async function stopAll(running: Map<string, Running>): Promise<void> {
+  await Promise.all([...running.values()].map((r) => r.stop()));
+}
+
+// ---------------------------------------------------------------------------------------
+// Report
+
+const fmt = (n: number | null, digits = 2): string => (n === null ? '–' : n.toFixed(digits));
+
+function contestantTable(rows: Summary[]): string {
+  return [
+    '| contestant | req/s | p50 ms | p99 ms | × documented nginx | × direct | CPU µs per request | × documented nginx, per CPU second | errors |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...rows.map(
+      (r) =>
+        `| ${r.label} | ${Math.round(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.vsNginx)} | ${fmt(r.vsDirect)} | ${Math.round(r.cpuUs)} | ${fmt(r.vsNginxCpu)} | ${r.errors} |`,
+    ),
+  ].join('\n');
+}
+
+/** Pairs run head to head: the method's noise, the library inside the router, then ours against the bare servers. */
+const HEAD_TO_HEAD: [string, string][] = [
+  ['router-on-http-proxy', 'router-twin'],
+  ['router-on-http-proxy', 'router-on-http-proxy-3'],
+  ['proxy-keepalive', 'http-proxy'],
+  ['proxy-keepalive', 'fastify'],
+  ['http-proxy', 'http-proxy-3'],
+  // The route count, on each backend: the same server over 10,000 routes against 10.
+  ['proxy-keepalive@10000', 'proxy-keepalive'],
+  ['nginx-keepalive@10000', 'nginx-keepalive'],
+];
+
+interface HeadToHead {
+  a: string;
+  b: string;
+  /** req/s of a ÷ req/s of b, median over the runs. */
+  ratio: number;
+  ratios: number[];
+  /** CPU µs per request of b ÷ of a in the same runs, median: a's edge whatever share of the core each got. */
+  cpuRatio: number;
+}
+
+interface Target {
+  what: string;
+  value: number | null;
+  target: string;
+  met: boolean | null;
+}
+
+function target(what: string, value: number | null, bound: number, atLeast: boolean): Target {
+  return { what, value, target: `${atLeast ? '≥' : '≤'} ${bound}`, met: value === null ? null : atLeast ? value >= bound : value <= bound };
+}
+
+async function main(): Promise<void> {
+  for (const tool of ['wrk', 'taskset']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`${tool} is needed (apt-get install -y ${tool === 'taskset' ? 'util-linux' : tool})`);
+  }
+  const pods = await startPods();
+  const small = writeTables('routes-10', pods.port, 2, 5);
+  const large = writeTables('routes-10000', pods.port, 100, 100);
+  const only = args.only?.split(',');
+  const contestants = CONTESTANTS(pods.port, pods.child.pid ?? -1).filter((c) => only === undefined || only.includes(c.name));
+
+  // Everything the pinned phases load, started at once (idle until measured): the
+  // contestants, the two backends over 10,000 routes, and (full runs) the library pair.
+  const countContestants = contestants.filter((c) => c.name === 'nginx-keepalive' || c.name === 'proxy-keepalive');
+  const [main10, routes10000, libraries] = await Promise.all([
+    startAll(contestants, small, true, '1'),
+    startAll(countContestants, large, true, '1', `@${large.count}`),
+    startAll(QUICK ? [] : LIBRARY_COMPARISON, small, true, '1'),
+  ]);
+  let running = new Map([...main10, ...routes10000, ...libraries]);
+
+  // 1. The contestants, pinned, as fast as each goes.
+  const pinnedSamples = await interleave(main10, ROUNDS, true);
+  const pinned = summarize(contestants, pinnedSamples);
+
+  // 2. Latency at the same load: the two backends in both modes, paced to one rate all of
+  // them sustain (half of what the slowest, our proxy on the documented wire, reached).
+  const pacedNames = ['nginx', 'nginx-keepalive', 'proxy', 'proxy-keepalive'].filter((n) => running.has(n));
+  const slowest = Math.min(...pacedNames.map((n) => pinned.find((s) => s.name === n)?.rps ?? Infinity));
+  const pacedRate = Number.isFinite(slowest) ? Math.max(100, Math.round(slowest / 2 / 100) * 100) : 0;
+  let pacedSamples: Rounds = new Map();
+  if (pacedNames.length > 0) {
+    const script = join(work, 'paced.lua');
+    // wrk waits delay() ms before each next request on a connection: CONNECTIONS connections, each
+    // one request per delay, give about pacedRate requests per second while replies are quick.
+    writeFileSync(script, `function delay()\n  return ${Math.round((CONNECTIONS * 1000) / pacedRate)}\nend\n`);
+    log(`paced: about ${pacedRate} req/s`);
+    pacedSamples = await interleave(new Map(pacedNames.map((n) => [n, running.get(n) as Running])), ROUNDS, true, { warm: true, script });
+  }
+  const paced = summarize(contestants, pacedSamples);
+
+  // 3. Head to head (full runs only): two servers of one kind at once on the server core,
+  // each loaded by its own wrk, so whatever else runs on the machine weighs on both alike
+  // and the ratio of their req/s is the ratio of their costs per request.
+  const headToHead: HeadToHead[] = [];
+  if (!QUICK) {
+    for (const [a, b] of HEAD_TO_HEAD) {
+      const x = running.get(a);
+      const y = running.get(b);
+      if (x === undefined || y === undefined) continue;
+      await Promise.all([warmUp(x, true), warmUp(y, true)]);
+      const ratios: number[] = [];
+      const cpuRatios: number[] = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        const [sx, sy] = await Promise.all([wrk(x, SECONDS, true), wrk(y, SECONDS, true)]);
+        ratios.push(sx.rps / sy.rps);
+        cpuRatios.push(sy.cpuUs / sx.cpuUs);
+        log(`head to head ${round + 1}/${ROUNDS} ${a} ${Math.round(sx.rps)} (${Math.round(sx.cpuUs)} µs) : ${b} ${Math.round(sy.rps)} (${Math.round(sy.cpuUs)} µs) req/s`);
+      }
+      headToHead.push({ a, b, ratio: median(ratios), ratios, cpuRatio: median(cpuRatios) });
+    }
+  }
+  // 4. Route count: 10 against 10,000 routes, both backends with upstream keep-alive (the
+  // servers of phase 1 for 10 routes, warm already; the others warmed now).
+  const routeCount: { backend: string; routes10: number; routes10000: number; ratio: number; cpuRatio: number }[] = [];
+  if (countContestants.length > 0) {
+    for (const server of routes10000.values()) await warmUp(server, true);
+    const counting = new Map([...countContestants.map((c) => [`${c.name}@${small.count}`, main10.get(c.name) as Running] as const), ...routes10000]);
+    const counted = await interleave(counting, ROUNDS, true, { warm: true });
+    for (const c of countContestants) {
+      const a = counted.get(`${c.name}@${small.count}`) as Sample[];
+      const b = counted.get(`${c.name}@${large.count}`) as Sample[];
+      routeCount.push({
+        backend: c.label,
+        routes10: median(a.map((s) => s.rps)),
+        routes10000: median(b.map((s) => s.rps)),
+        ratio: median(b.map((s, i) => s.rps / (a[i] as Sample).rps)),
+        cpuRatio: median(b.map((s, i) => (a[i] as Sample).cpuUs / s.cpuUs)),
+      });
+    }
+  }
+  await stopAll(running);
+
+  // 5. One unpinned round, nginx with one worker per core (full runs only).
+  const unpinnedContestants = QUICK ? [] : contestants;
+  let unpinned: Summary[] = [];
+  if (unpinnedContestants.length > 0) {
+    running = await startAll(unpinnedContestants, small, false, 'auto');
+    const unpinnedSamples = await interleave(running, 1, false);
+    await stopAll(running);
+    unpinned = summarize(unpinnedContestants, unpinnedSamples);
+  }
+
+  await stop(pods.child);
+
+  const ratioOf = (a: string, b: string): number | null => perRoundRatio(pinnedSamples, a, b);
+  const cpuRatioOf = (a: string, b: string): number | null => perRoundCpuRatio(pinnedSamples, a, b);
+  const labelOf = (key: string): string => {
+    const [name, routes] = key.split('@');
+    const label = [...CONTESTANTS(pods.port, -1), ...LIBRARY_COMPARISON].find((c) => c.name === name)?.label ?? key;
+    return routes === undefined ? label : `${label}, ${Number(routes).toLocaleString('en-US')} routes`;
+  };
+  const headToHeadOf = (a: string, b: string): number | null => headToHead.find((h) => h.a === a && h.b === b)?.ratio ?? null;
+  /** p99 of `a` ÷ p99 of `b` at the paced rate, median of the per-round ratios. */
+  const p99Of = (a: string, b: string): number | null => {
+    const x = pacedSamples.get(a);
+    const y = pacedSamples.get(b);
+    return x === undefined || y === undefined ? null : median(x.map((s, i) => s.p99 / (y[i] as Sample).p99));
+  };
+  const targets: Target[] = [
+    target('our proxy with keep-alive × documented nginx', ratioOf('proxy-keepalive', 'nginx'), 0.75, true),
+    target('our proxy with keep-alive × documented nginx, per CPU second', cpuRatioOf('proxy-keepalive', 'nginx'), 0.75, true),
+    target('our proxy with keep-alive × bare http-proxy', ratioOf('proxy-keepalive', 'http-proxy'), 0.9, true),
+    target('our proxy with keep-alive × bare http-proxy, per CPU second', cpuRatioOf('proxy-keepalive', 'http-proxy'), 0.9, true),
+    target('our proxy with keep-alive × bare http-proxy, head to head', headToHeadOf('proxy-keepalive', 'http-proxy'), 0.9, true),
+    target('our proxy with keep-alive × fastify + reply-from', ratioOf('proxy-keepalive', 'fastify'), 1, true),
+    target('our proxy with keep-alive × fastify + reply-from, per CPU second', cpuRatioOf('proxy-keepalive', 'fastify'), 1, true),
+    target('our proxy with keep-alive × fastify + reply-from, head to head', headToHeadOf('proxy-keepalive', 'fastify'), 1, true),
+    target('our proxy, documented wire × documented nginx', ratioOf('proxy', 'nginx'), 0.25, true),
+    target('our proxy, documented wire × documented nginx, per CPU second', cpuRatioOf('proxy', 'nginx'), 0.25, true),
+    target('nginx with keep-alive × documented nginx', ratioOf('nginx-keepalive', 'nginx'), 2, true),
+    target('nginx with keep-alive × documented nginx, per CPU second', cpuRatioOf('nginx-keepalive', 'nginx'), 2, true),
+    target(`p99 of our proxy ÷ p99 of nginx, documented wire, at ${pacedRate} req/s`, p99Of('proxy', 'nginx'), 3, false),
+    target(`p99 of our proxy ÷ p99 of nginx, both with keep-alive, at ${pacedRate} req/s`, p99Of('proxy-keepalive', 'nginx-keepalive'), 3, false),
+    target(`p99 of our proxy with keep-alive ÷ p99 of documented nginx, at ${pacedRate} req/s`, p99Of('proxy-keepalive', 'nginx'), 3, false),
+    ...routeCount.flatMap((r) => [
+      target(`${r.backend}: 10,000 routes × 10 routes`, r.ratio, 0.95, true),
+      target(`${r.backend}: 10,000 routes × 10 routes, per CPU second`, r.cpuRatio, 0.95, true),
+    ]),
+    target('our proxy: 10,000 routes × 10 routes, head to head', headToHeadOf('proxy-keepalive@10000', 'proxy-keepalive'), 0.95, true),
+    target('nginx: 10,000 routes × 10 routes, head to head', headToHeadOf('nginx-keepalive@10000', 'nginx-keepalive'), 0.95, true),
+  ];
+
+
+  const markdown = [
+    `wrk \`-t1 -c${CONNECTIONS} -d${SECONDS}s --latency\`, \`GET ${REQUEST_PATH}\` with \`Host: ${HOST}\`, ${ROUNDS} round(s), contestants interleaved with the order rotated each round (${WARMUP_SECONDS > 0 ? `after a ${WARMUP_SECONDS} s warm-up each` : 'no warm-up: a smoke run'}).`,
+    `Three pods: one separate nginx answering \`return 200\` on ${POD_IPS.join(', ')}. The route table: ${small.count} routes (2 hosts × 5 paths, each route on the three pods).`,
+    '',
+    `Pinning: every server under test runs on cpu ${SERVER_CPU} (\`taskset -c ${SERVER_CPU}\`, nginx's workers and the router's children inherit it), wrk and the pods on cpu ${CLIENT_CPU}. The machine has two cores: left unpinned, wrk would take cycles from the server it measures, and the figures would depend on the scheduler more than on the server.`,
+    '',
+    'Ratios are computed in each round (against documented nginx and against direct, measured minutes apart at most) and the table gives their median; req/s, p50 and p99 are medians over the rounds.',
+    '',
+    "CPU µs per request: the user and system CPU time of the server's processes (nginx's workers included, read from /proc) over the requests wrk counted. When other work takes the server's core, req/s drops but the CPU time per request hardly moves, so the \"per CPU second\" ratios (documented nginx's CPU per request ÷ the contestant's) compare costs on a busy machine; on a quiet one they say what each would serve with a core to itself, where req/s may be held back by the other core (wrk and the pods).",
+    '',
+    '## Contestants (pinned)',
+    '',
+    contestantTable(pinned),
+    '',
+    `## Latency at the same load: about ${pacedRate} req/s (pinned)`,
+    '',
+    `The two backends in both modes, each of the ${CONNECTIONS} connections sending its next request ${Math.round((CONNECTIONS * 1000) / pacedRate)} ms after the last one (a wrk script's delay()), so all four serve about the same rate: half of what the slowest of them reached above. The p99 ratios in the targets are taken per round and summarized by their median.`,
+    '',
+    '| contestant | req/s | p50 ms | p99 ms | CPU µs per request | errors |',
+    '|---|---|---|---|---|---|',
+    ...paced.map((r) => `| ${r.label} | ${Math.round(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${Math.round(r.cpuUs)} | ${r.errors} |`),
+    '',
+    '## Head to head (pinned, upstream keep-alive)',
+    '',
+    ...(headToHead.length === 0
+      ? ['Not run with --quick.']
+      : [
+          `Two servers of one kind at once on cpu ${SERVER_CPU}, each loaded by its own wrk on cpu ${CLIENT_CPU} for ${SECONDS} s, ${ROUNDS} times: whatever else the machine runs weighs on both alike, so the ratio of their req/s measures their cost per request even on a busy machine. (Not used between nginx and Node: one nginx worker and one Node process do not share a core the same way.) The first pair is one server against an identical copy of itself: how far from 1 the method puts two equal servers on this machine. The second is the library comparison inside the router: the same startProxy on each library. The last two are the route count of each backend.`,
+          '',
+          '| first | second | req/s, first ÷ second (median) | per run | per CPU second, first ÷ second (median) |',
+          '|---|---|---|---|---|',
+          ...headToHead.map((h) => `| ${labelOf(h.a)} | ${labelOf(h.b)} | ${fmt(h.ratio)} | ${h.ratios.map((r) => fmt(r)).join(', ')} | ${fmt(h.cpuRatio)} |`),
+        ]),
+    '',
+    '## Route count (pinned, upstream keep-alive)',
+    '',
+    `The same traffic through ${small.count} routes and through ${large.count} (100 hosts × 100 paths): the request matches only \`/\` on its host, so a lookup that walks the host's paths walks all 100.`,
+    '',
+    '| backend | req/s, 10 routes | req/s, 10,000 routes | 10,000 ÷ 10 (median per round) | 10,000 ÷ 10, per CPU second |',
+    '|---|---|---|---|---|',
+    ...routeCount.map((r) => `| ${r.backend} | ${Math.round(r.routes10)} | ${Math.round(r.routes10000)} | ${fmt(r.ratio)} | ${fmt(r.cpuRatio)} |`),
+    '',
+    '## One unpinned round, nginx with `worker_processes auto`',
+    '',
+    ...(unpinned.length === 0
+      ? ['Not run with --quick.']
+      : ['Nothing pinned: wrk, the pods and the server share both cores; nginx runs one worker per core, the Node servers one process.', '', contestantTable(unpinned)]),
+    '',
+    '## Targets',
+    '',
+    '| what | value | target | met |',
+    '|---|---|---|---|',
+    ...targets.map((t) => `| ${t.what} | ${fmt(t.value)} | ${t.target} | ${t.met === null ? '–' : t.met ? 'yes' : '**no**'} |`),
+  ].join('\n');
+
+  const charts: Chart[] = [
+    {
+      title: `Data plane, req/s × documented nginx (pinned, median of ${ROUNDS} round(s))`,
+      unit: '×',
+      bars: pinned.filter((s) => s.vsNginx !== null).map((s) => ({ label: s.label, value: s.vsNginx as number })),
+    },
+  ];
+  const written = writeReport({
+    name: 'data-plane',
+    title: 'Data plane: throughput and latency of both backends and of bare proxies',
+    command: invocation('bench/data-plane.ts'),
+    results: { quick: QUICK, rounds: ROUNDS, seconds: SECONDS, connections: CONNECTIONS, pinned, paced: { rate: pacedRate, contestants: paced }, headToHead, routeCount, unpinned, targets },
+    markdown,
+    charts,
+  });
+  process.stdout.write(`${markdown}\n\n${written.join('\n')}\n`);
+}
+
+async function cleanUp(): Promise<void> {
+  await Promise.all([...children].map((c) => stop(c)));
+  rmSync(work, { recursive: true, force: true });
+}
+
+process.on('SIGINT', () => {
+  void cleanUp().then(() => process.exit(130));
+});
+
+try {
+  await main();
+} finally {
+  await cleanUp();
+}
