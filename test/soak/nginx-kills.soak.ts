@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { groupMembers } from '../../nginx/workers.js';
 import { delay, eventually } from '../support/eventually.js';
-import { seededRandom } from '../support/churn.js';
+import { seededRandom } from '../support/seeded-random.js';
 import { nginxMasters } from '../support/nginx-wrapper.js';
 import { answeredBy, outage, probe, routeTo, serving } from '../support/nginx-router.js';
 

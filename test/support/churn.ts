@@ -9,6 +9,8 @@ import { LoadClient, runLoad, summarize, type LoadSummary } from './load-client.
 import { podFor } from './manifests.js';
 import { startPod, type TestPod } from './pods.js';
 import { startRouterProcess, type RouterProcess } from './router-process.js';
+import { seededRandom } from './seeded-random.js';
+
 
 // Load on stable routes while pods come and go, through `k8s-router run` following the
 // fake Kubernetes API server, with real pods on 127.0.0.x.
@@ -56,18 +58,6 @@ interface LivePod {
   test: TestPod;
   host: string;
   ready: boolean;
-}
-
-/** A small deterministic random generator (mulberry32), so a failing run can be replayed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const NAMESPACE = 'churn';

@@ -4,6 +4,7 @@ import { eventually } from './eventually.js';
 import type { FakeApiServer } from './fake-api-server.js';
 import { apiKeySecret, pod } from './objects.js';
 import { lastPrintedConfig, printedConfigs, startPrintingRouter, type PrintingRouter } from './printed-configs.js';
+import { seededRandom } from './seeded-random.js';
 
 // Watch chaos: `k8s-router run` (a real process) follows the fake API server while, in
 // bursts of a few seconds, objects change and the server misbehaves in every way the
@@ -71,18 +72,6 @@ export interface ChaosReport {
   servingLines: number;
   alive: boolean;
   routerExit: number | NodeJS.Signals;
-}
-
-/** A small seeded generator (mulberry32), so that a run can be replayed from its seed. */
-export function randomFrom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const NAMESPACES = ['chaos-a', 'chaos-b', 'chaos-c'];
@@ -243,7 +232,7 @@ async function quietPeriod(printing: PrintingRouter, holdMs: number): Promise<Qu
 
 /** Runs bursts and quiet periods for `durationMs` against a router process, and reports. */
 export async function runWatchChaos(options: ChaosOptions): Promise<ChaosReport> {
-  const random = randomFrom(options.seed);
+  const random = seededRandom(options.seed);
   const printing = await startPrintingRouter(
     options.backend ?? 'proxy',
     // Default batching windows: the router as deployed. The backoff capped at 2 s keeps the
