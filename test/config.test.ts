@@ -71,6 +71,8 @@ describe('configuration', () => {
     ['ADMIN_PORT', '70000', /out of range/],
     ['ADMIN_ADDRESS', 'localhost', /an IPv4 or IPv6 address/],
     ['LOG_FORMAT', 'text', /"auto", "json" or "pretty"/],
+    ['NGINX_RELOAD_TIMEOUT_MS', '500', /out of range: must be at least 1000 milliseconds/],
+    ['NGINX_RELOAD_TIMEOUT_MS', '600001', /out of range: must be at most 600000 milliseconds/],
     ['UPSTREAM_KEEPALIVE', '-1', /not a number/],
     ['UPSTREAM_KEEPALIVE', '10001', /out of range: must be from 0 to 10000/],
     ['WORKER_PROCESSES', '0', /out of range: must be from 1 to 1024/],

@@ -116,6 +116,7 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Dat
     // SIGQUIT, nginx's graceful stop, gets the shutdown grace; then SIGTERM, then SIGKILL.
     stopTimeouts: { gracefulMs: config.shutdownGraceMs },
     checkBeforeLoad: config.nginxTestConfig,
+    confirmTimeoutMs: config.nginxReloadTimeoutMs,
     logger,
   });
 }

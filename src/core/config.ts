@@ -29,6 +29,7 @@ export interface RouterConfig {
   nginxConfig: string;
   nginxStatusPort: number | 'auto';
   nginxTestConfig: boolean;
+  nginxReloadTimeoutMs: number;
   logLevel: LogLevel;
   printNginxConfig: boolean;
   adminPort: number | 'off';
@@ -390,7 +391,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--nginx-binary',
     metavar: 'PATH',
     default: 'nginx',
-    description: 'nginx executable: a path, or a name looked up in PATH and /usr/sbin',
+    description: 'nginx executable: a path, or a name looked up in PATH, /usr/sbin and /usr/local/sbin',
     parse: filePath,
   }),
   setting({
@@ -432,6 +433,20 @@ export const SETTINGS: readonly Setting[] = [
     default: 'true',
     description: 'check each new config with nginx -t before nginx loads it; false lets the reload be the check (one parse instead of two)',
     parse: bool,
+  }),
+  setting({
+    key: 'nginxReloadTimeoutMs',
+    scope: 'run',
+    env: 'NGINX_RELOAD_TIMEOUT_MS',
+    flag: '--nginx-reload-timeout-ms',
+    metavar: 'MS',
+    default: '30000',
+    description: 'how long nginx may take to start, or to load a new config, before the attempt counts as failed (a config of tens of thousands of routes takes nginx seconds to parse)',
+    parse: (raw) => {
+      const ms = millisecondsUpTo(600_000)(raw);
+      if (ms < 1000) throw new InvalidValue('out of range: must be at least 1000 milliseconds');
+      return ms;
+    },
   }),
   setting({
     key: 'logLevel',
