@@ -219,6 +219,27 @@ describe('incremental route table and renderer', () => {
     );
   });
 
+  it('keep a host with many paths (found through a map) as the reference does while its paths come and go', () => {
+    const paths = Array.from({ length: 14 }, (_, i) => `/p${i}`);
+    const change = fc.oneof(
+      fc.record({ name: fc.constantFrom('a', 'b', 'c', 'd'), paths: fc.subarray(paths, { minLength: 1 }), host: fc.constantFrom('h.test', 'h.test other.test') }).map((r) => ({ put: pod(r.name, { hosts: r.host, paths: r.paths.map((p) => `80:${p}`).join(' ') }) })),
+      fc.constantFrom('a', 'b', 'c', 'd').map((name) => ({ remove: name })),
+    );
+    fc.assert(
+      fc.property(fc.array(change, { minLength: 1, maxLength: 30 }), (changes) => {
+        const config = defaultConfig();
+        const pods = new Map<string, Pod>();
+        const builder = new IncrementalRouteTable(config);
+        for (const c of changes) {
+          if ('put' in c) pods.set(c.put.metadata?.name as string, c.put);
+          else pods.delete(c.remove);
+          assert.equal(JSON.stringify(builder.update([...pods.values()], [])), JSON.stringify(buildRouteTable(config, [...pods.values()], [])));
+        }
+      }),
+      { numRuns: 200, includeErrorInReport: true },
+    );
+  });
+
   it('starts over when the options change', () => {
     const config = defaultConfig();
     const table = buildRouteTable(config, [pod('a', { hosts: 'h.test', paths: '80:/' })], []);
