@@ -50,21 +50,21 @@ export class PieceHashes {
   }
 }
 
-/** Where `word` (ASCII) first is in the pieces: the index of the piece and the offset in it; null when absent. */
-export function findWord(pieces: ConfPieces, word: string): { piece: number; at: number } | null {
-  for (let i = 0; i < pieces.length; i++) {
-    const piece = pieces[i] as Uint8Array;
-    const at = Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength).indexOf(word, 0, 'latin1');
-    if (at >= 0) return { piece: i, at };
+/**
+ * The config with its version written where `placeholder` (a plain ASCII word) is, and
+ * that version, a hash of the config around it; null when the placeholder is missing.
+ * Only the piece that holds the placeholder is copied.
+ */
+export function withVersion(draft: ConfPieces, placeholder: string, hashes: PieceHashes): { text: ConfPieces; version: string } | null {
+  for (let i = 0; i < draft.length; i++) {
+    const piece = draft[i] as Uint8Array;
+    const at = Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength).indexOf(placeholder, 0, 'latin1');
+    if (at < 0) continue;
+    const version = hashes.version(draft);
+    const versioned = Buffer.concat([piece.subarray(0, at), Buffer.from(version, 'latin1'), piece.subarray(at + placeholder.length)]);
+    return { text: draft.map((p, j) => (j === i ? versioned : p)), version };
   }
   return null;
-}
-
-/** The pieces with the word at `where` (found by findWord) replaced; the other pieces are the same objects. */
-export function replaceWord(pieces: ConfPieces, where: { piece: number; at: number }, length: number, replacement: string): ConfPieces {
-  const piece = pieces[where.piece] as Uint8Array;
-  const changed = Buffer.concat([piece.subarray(0, where.at), Buffer.from(replacement, 'utf8'), piece.subarray(where.at + length)]);
-  return pieces.map((p, i) => (i === where.piece ? changed : p));
 }
 
 /** Writes every piece at the file's position, with as few system calls as writev takes. */

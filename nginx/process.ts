@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { DataPlane } from '../src/core/data-plane.js';
 import type { RouteTable } from '../src/core/route-table.js';
 import { checkNginxConfig, firstLines } from './check.js';
-import { findWord, piecesOf, PieceHashes, replaceWord, type ConfPieces } from './conf-pieces.js';
+import { piecesOf, PieceHashes, withVersion, type ConfPieces } from './conf-pieces.js';
 import { replaceFile, writeFileAtomic, writeSynced } from './files.js';
 import { BackoffTimer, type Retry } from './backoff.js';
 export type { Retry } from './backoff.js';
@@ -308,10 +308,9 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
     } catch (err) {
       throw new NginxApplyError('RENDER_FAILED', `cannot render nginx.conf: ${(err as Error).message}`);
     }
-    const at = findWord(draft, VERSION_PLACEHOLDER);
-    if (at === null) throw new NginxApplyError('RENDER_FAILED', 'the rendered nginx.conf has no status server');
-    const version = hashes.version(draft);
-    return { text: replaceWord(draft, at, VERSION_PLACEHOLDER.length, version), version };
+    const versioned = withVersion(draft, VERSION_PLACEHOLDER, hashes);
+    if (versioned === null) throw new NginxApplyError('RENDER_FAILED', 'the rendered nginx.conf has no status server');
+    return versioned;
   }
 
   /**

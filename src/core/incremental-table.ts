@@ -29,9 +29,9 @@ import { runNow, type Steps } from './time-slices.js';
 // consumers can tell what changed by comparing references.
 //
 // Sources hand out objects they never modify afterwards (a change is a new object); a
-// pod object seen before is therefore not looked at again. A source that hands out its
-// objects in the same order each time (an unchanged pod at the same index) saves even the
-// lookup.
+// pod object seen before is therefore not looked at again, and a source that hands out
+// its objects in a stable order (the Kubernetes and manifest sources do) costs no lookup
+// for it either.
 //
 // Routes are kept by host, then by path: hosts are the strings the pods' annotations gave,
 // so finding a route's slot hashes no new key, and a first build sorts the hosts (half as
@@ -47,6 +47,8 @@ interface PodEntry {
   rejections: readonly Rejection[];
   /** The update that last saw it. */
   seen: number;
+  /** Where that update found it. */
+  index: number;
 }
 
 interface RouteSlot {
@@ -103,9 +105,11 @@ function changedNamespaces(before: ReadonlyMap<string, ApiKey>, after: ReadonlyM
 
 export class IncrementalRouteTable {
   private readonly pods = new Map<string, PodEntry>();
-  /** The entry of each pod object last seen: an unchanged pod costs one lookup, no key. */
-  private readonly byObject = new Map<Pod, PodEntry>();
-  /** The last snapshot's pods and their entries, index for index. */
+  /**
+   * The last snapshot's pods and their entries, index for index: a source that keeps its
+   * objects in a stable order hands out an unchanged pod where it was, or one further on
+   * after a pod was taken out, and such a pod costs a comparison, not a lookup.
+   */
   private lastPods: readonly Pod[] = [];
   private lastEntries: PodEntry[] = [];
   /** The slots of each host, made at their size (a host has a path or two, and there are many hosts). */
@@ -145,7 +149,6 @@ export class IncrementalRouteTable {
 
   private reset(): void {
     this.pods.clear();
-    this.byObject.clear();
     this.lastPods = [];
     this.lastEntries = [];
     this.hosts.clear();
@@ -248,30 +251,31 @@ export class IncrementalRouteTable {
     const lastEntries = this.lastEntries;
     const entries = new Array<PodEntry>(pods.length);
     let unique = 0;
+    /** Where in the last snapshot the next pod is expected. */
+    let j = 0;
     for (let i = 0; i < pods.length; i++) {
       if (i % STEP === STEP - 1) yield;
       const pod = pods[i] as Pod;
-      const atIndex = lastPods[i] === pod ? lastEntries[i] : undefined;
-      // (An entry may hold another object of the same key, when a snapshot had both.)
-      // (On a first build no object is known yet, but for one given twice: the key finds it.)
-      const known = atIndex !== undefined && atIndex.pod === pod ? atIndex : everything ? undefined : this.byObject.get(pod);
-      if (known !== undefined) {
-        entries[i] = known;
-        // The same object as before; seen twice in this snapshot, it is still one pod.
-        if (known.seen !== generation) {
-          known.seen = generation;
-          unique++;
-        }
-        continue;
+      let entry: PodEntry | undefined;
+      if (lastPods[j] === pod) entry = lastEntries[j++];
+      else if (lastPods[j + 1] === pod) {
+        entry = lastEntries[j + 1];
+        j += 2;
       }
-      const key = objectKey(pod);
-      let entry = this.pods.get(key);
-      if (entry === undefined) {
-        entry = { pod: null, hosts: NO_HOSTS, candidates: NO_CANDIDATES, rejections: NONE, seen: generation };
-        this.pods.set(key, entry);
-        unique++;
-      } else if (entry.seen === generation) {
-        entries[i] = entry;
+      // (An entry may hold another object of the same key, when a snapshot had both.)
+      if (entry === undefined || entry.pod !== pod) {
+        const key = objectKey(pod);
+        entry = this.pods.get(key);
+        if (entry === undefined) {
+          entry = { pod: null, hosts: NO_HOSTS, candidates: NO_CANDIDATES, rejections: NONE, seen: 0, index: -1 };
+          this.pods.set(key, entry);
+        } else if (entry.pod === pod && entry.seen !== generation) {
+          // Found out of place (pods were added or taken out before it): continue from there.
+          j = entry.index + 1;
+        }
+      }
+      entries[i] = entry;
+      if (entry.seen === generation) {
         // The same key twice in one snapshot: keep the greater serialization, as
         // buildRouteTable does, so the result does not depend on their order.
         if (entry.pod === pod || JSON.stringify(pod) <= JSON.stringify(entry.pod ?? null)) continue;
@@ -279,11 +283,9 @@ export class IncrementalRouteTable {
         entry.seen = generation;
         unique++;
       }
-      entries[i] = entry;
+      entry.index = i;
       const before = entry.pod;
       if (before === pod) continue;
-      if (before !== null) this.byObject.delete(before);
-      this.byObject.set(pod, entry);
       entry.pod = pod;
       if (before !== null && sameRoutingFacts(this.config, before, pod)) continue;
       const claims = podCandidates(this.config, pod);
@@ -298,7 +300,6 @@ export class IncrementalRouteTable {
         if (entry.seen === generation) continue;
         replace(entry, NO_HOSTS, NO_CANDIDATES, NONE);
         this.pods.delete(key);
-        if (entry.pod !== null) this.byObject.delete(entry.pod);
       }
     }
 
