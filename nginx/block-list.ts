@@ -8,8 +8,10 @@
 
 import { lowerBound } from '../src/core/sorted-changes.js';
 
-interface Chunk<K> {
+interface Chunk<K, V> {
   keys: K[];
+  /** What the owner keeps with each block (hash sizing facts of a server block's host, say). */
+  values: V[];
   /** A block's text when it changed since `bytes` was made; null when its bytes are there. */
   texts: Array<string | null>;
   /** Where each unchanged block's bytes (newline included) start and end in `bytes`. */
@@ -24,15 +26,15 @@ const CHUNK = 256;
 const NEWLINE = 10;
 const EMPTY = Buffer.alloc(0);
 
-function emptyChunk<K>(): Chunk<K> {
-  return { keys: [], texts: [], starts: [], ends: [], bytes: EMPTY, current: true };
+function emptyChunk<K, V>(): Chunk<K, V> {
+  return { keys: [], values: [], texts: [], starts: [], ends: [], bytes: EMPTY, current: true };
 }
 
 /** Makes the bytes of a chunk whose blocks are all new: joined at once, measured at once. */
-function fillBytes<K>(chunk: Chunk<K>): void {
+function fillBytes<K, V>(chunk: Chunk<K, V>): void {
   const texts = chunk.texts as string[];
   if (texts.length === 0) {
-    Object.assign(chunk, emptyChunk<K>());
+    Object.assign(chunk, emptyChunk<K, V>());
     return;
   }
   const joined = `${texts.join('\n')}\n`;
@@ -52,7 +54,7 @@ function fillBytes<K>(chunk: Chunk<K>): void {
 }
 
 /** Makes the bytes of a chunk whose blocks changed: a new Buffer, the old one left as it was. */
-function refresh<K>(chunk: Chunk<K>): void {
+function refresh<K, V>(chunk: Chunk<K, V>): void {
   const { texts, starts, ends, bytes } = chunk;
   if (texts.every((t) => t !== null)) return fillBytes(chunk);
   let size = 0;
@@ -90,8 +92,8 @@ function refresh<K>(chunk: Chunk<K>): void {
   chunk.current = true;
 }
 
-export class BlockList<K> {
-  private readonly chunks: Array<Chunk<K>> = [];
+export class BlockList<K, V = undefined> {
+  private readonly chunks: Array<Chunk<K, V>> = [];
   private count = 0;
 
   /** `compare` orders the keys; keys it finds equal are the same block. */
@@ -107,7 +109,7 @@ export class BlockList<K> {
     let hi = this.chunks.length - 1;
     while (lo < hi) {
       const mid = (lo + hi + 1) >>> 1;
-      if (this.compare((this.chunks[mid] as Chunk<K>).keys[0] as K, key) <= 0) lo = mid;
+      if (this.compare((this.chunks[mid] as Chunk<K, V>).keys[0] as K, key) <= 0) lo = mid;
       else hi = mid - 1;
     }
     return lo;
@@ -115,24 +117,26 @@ export class BlockList<K> {
 
   has(key: K): boolean {
     if (this.chunks.length === 0) return false;
-    const chunk = this.chunks[this.chunkFor(key)] as Chunk<K>;
+    const chunk = this.chunks[this.chunkFor(key)] as Chunk<K, V>;
     const i = lowerBound(chunk.keys, key, this.compare);
     return i < chunk.keys.length && this.compare(chunk.keys[i] as K, key) === 0;
   }
 
-  /** Adds the block of `key`, or replaces its text. */
-  set(key: K, text: string): void {
-    if (this.chunks.length === 0) this.chunks.push(emptyChunk<K>());
+  /** Adds the block of `key`, or replaces its text, with the value kept with it. */
+  set(key: K, text: string, value: V): void {
+    if (this.chunks.length === 0) this.chunks.push(emptyChunk<K, V>());
     const at = this.chunkFor(key);
-    const chunk = this.chunks[at] as Chunk<K>;
+    const chunk = this.chunks[at] as Chunk<K, V>;
     const i = lowerBound(chunk.keys, key, this.compare);
     chunk.current = false;
     if (i < chunk.keys.length && this.compare(chunk.keys[i] as K, key) === 0) {
       chunk.keys[i] = key;
+      chunk.values[i] = value;
       chunk.texts[i] = text;
       return;
     }
     chunk.keys.splice(i, 0, key);
+    chunk.values.splice(i, 0, value);
     chunk.texts.splice(i, 0, text);
     chunk.starts.splice(i, 0, 0);
     chunk.ends.splice(i, 0, 0);
@@ -141,6 +145,7 @@ export class BlockList<K> {
       // Both halves keep reading their unchanged blocks from the bytes they shared.
       this.chunks.splice(at + 1, 0, {
         keys: chunk.keys.splice(CHUNK),
+        values: chunk.values.splice(CHUNK),
         texts: chunk.texts.splice(CHUNK),
         starts: chunk.starts.splice(CHUNK),
         ends: chunk.ends.splice(CHUNK),
@@ -153,10 +158,11 @@ export class BlockList<K> {
   delete(key: K): void {
     if (this.chunks.length === 0) return;
     const at = this.chunkFor(key);
-    const chunk = this.chunks[at] as Chunk<K>;
+    const chunk = this.chunks[at] as Chunk<K, V>;
     const i = lowerBound(chunk.keys, key, this.compare);
     if (i === chunk.keys.length || this.compare(chunk.keys[i] as K, key) !== 0) return;
     chunk.keys.splice(i, 1);
+    chunk.values.splice(i, 1);
     chunk.texts.splice(i, 1);
     chunk.starts.splice(i, 1);
     chunk.ends.splice(i, 1);
@@ -170,14 +176,15 @@ export class BlockList<K> {
    * fills the list. A chunk is made into bytes as soon as it is full, so the texts of only
    * one chunk are held at a time, never those of the whole configuration.
    */
-  append(key: K, text: string): void {
+  append(key: K, text: string, value: V): void {
     let last = this.chunks[this.chunks.length - 1];
     if (last === undefined || last.keys.length >= CHUNK) {
       if (last !== undefined && !last.current) refresh(last);
-      last = emptyChunk<K>();
+      last = emptyChunk<K, V>();
       this.chunks.push(last);
     }
     last.keys.push(key);
+    last.values.push(value);
     last.texts.push(text);
     last.starts.push(0);
     last.ends.push(0);
@@ -186,9 +193,9 @@ export class BlockList<K> {
   }
 
   /** Replaces everything with these blocks, whose keys must be in order. */
-  fill(keys: readonly K[], texts: readonly string[]): void {
+  fill(keys: readonly K[], texts: readonly string[], values: readonly V[]): void {
     this.clear();
-    keys.forEach((key, i) => this.append(key, texts[i] as string));
+    keys.forEach((key, i) => this.append(key, texts[i] as string, values[i] as V));
   }
 
   clear(): void {
@@ -199,6 +206,11 @@ export class BlockList<K> {
   /** Every key, in order. */
   keys(): K[] {
     return this.chunks.flatMap((c) => c.keys);
+  }
+
+  /** The value kept with every block, in key order. */
+  values(): V[] {
+    return this.chunks.flatMap((c) => c.values);
   }
 
   /**

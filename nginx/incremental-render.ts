@@ -51,15 +51,14 @@ export class IncrementalNginxRenderer {
   private optionsKey: string | null = null;
   /** The routes of the last table rendered. */
   private routes: readonly Route[] = [];
-  private readonly servers = new BlockList<string>(compareText);
+  /** Server blocks by host, each with what hash sizing needs of its host. */
+  private readonly servers = new BlockList<string, ServerNameFacts>(compareText);
   private readonly upstreams = new BlockList<Route>(compareRoutes);
   /** The upstream name of each route that has one. */
   private readonly upstreamNames = new Map<Route, string>();
   /** Routes with an upstream by base name, in table order: the n-th gets suffix `_n`. */
   private readonly byBaseName = new Map<string, Route[]>();
   private hashSizes: ServerNamesHashSizes | null = null;
-  /** What hash sizing needs of each host, computed once per host. */
-  private readonly hostFacts = new Map<string, ServerNameFacts>();
 
   private readonly head = new KeptPiece();
   private readonly tail = new KeptPiece();
@@ -104,7 +103,6 @@ export class IncrementalNginxRenderer {
     this.upstreamNames.clear();
     this.byBaseName.clear();
     this.hashSizes = null;
-    this.hostFacts.clear();
   }
 
   private update(routes: readonly Route[], options: RenderOptions): void {
@@ -152,7 +150,7 @@ export class IncrementalNginxRenderer {
         const name = i === 0 ? base : `${base}_${i + 1}`;
         if (this.upstreamNames.get(route) === name) return;
         this.upstreamNames.set(route, name);
-        this.upstreams.set(route, upstreamText(route, name, options));
+        this.upstreams.set(route, upstreamText(route, name, options), undefined);
         // The host's location names the upstream.
         dirtyHosts.add(route.host);
       });
@@ -163,17 +161,13 @@ export class IncrementalNginxRenderer {
       const [from, to] = hostRange(routes, host);
       if (from === to) {
         this.servers.delete(host);
-        this.hostFacts.delete(host);
         hostsChanged = true;
         continue;
       }
-      if (!this.hostFacts.has(host)) {
-        this.hostFacts.set(host, serverNameFacts(host));
-        hostsChanged = true;
-      }
-      this.servers.set(host, serverText(host, routes.slice(from, to), this.upstreamNames, options));
+      if (!this.servers.has(host)) hostsChanged = true;
+      this.servers.set(host, serverText(host, routes.slice(from, to), this.upstreamNames, options), serverNameFacts(host));
     }
-    if (hostsChanged && this.hostFacts.size > 0) this.hashSizes = hashSizesOf([...this.hostFacts.values()]);
+    if (hostsChanged && this.servers.size > 0) this.hashSizes = hashSizesOf(this.servers.values());
     this.routes = routes;
   }
 
@@ -193,15 +187,13 @@ export class IncrementalNginxRenderer {
         group.push(route);
         const name = group.length === 1 ? base : `${base}_${group.length}`;
         this.upstreamNames.set(route, name);
-        this.upstreams.append(route, upstreamText(route, name, options));
+        this.upstreams.append(route, upstreamText(route, name, options), undefined);
       }
-      const known = this.hostFacts.size;
-      this.hostFacts.set(host, serverNameFacts(host));
-      if (this.hostFacts.size === known) throw new Error(`the routes of host ${host} are not together: the table is not sorted`);
-      this.servers.append(host, serverText(host, routes.slice(i, end), this.upstreamNames, options));
+      if (i > 0 && compareText((routes[i - 1] as Route).host, host) >= 0) throw new Error(`the routes of host ${host} are not together: the table is not sorted`);
+      this.servers.append(host, serverText(host, routes.slice(i, end), this.upstreamNames, options), serverNameFacts(host));
       i = end;
     }
-    if (this.hostFacts.size > 0) this.hashSizes = hashSizesOf([...this.hostFacts.values()]);
+    if (this.servers.size > 0) this.hashSizes = hashSizesOf(this.servers.values());
     this.routes = routes;
   }
 }

@@ -93,7 +93,7 @@ describe('sorted changes', () => {
         const list = new BlockList<number>((a, b) => a - b);
         // Filled at once first (as a first render does), then edited.
         const initial = [...start].sort((a, b) => a - b);
-        list.fill(initial, initial.map(String));
+        list.fill(initial, initial.map(String), initial.map(() => undefined));
         const reference = new Map<number, string>(initial.map((k) => [k, String(k)]));
         const ordered = (): string[] => [...reference.keys()].sort((a, b) => a - b).map((k) => reference.get(k) as string);
         const check = (): void => {
@@ -104,7 +104,7 @@ describe('sorted changes', () => {
           // Now and then, so that kept chunk bytes must follow later edits.
           if (n % 97 === 0) check();
           if (put) {
-            list.set(key, text);
+            list.set(key, text, undefined);
             reference.set(key, text);
           } else {
             list.delete(key);
@@ -124,11 +124,11 @@ describe('sorted changes', () => {
   it('a block list hands out the same piece again for a chunk whose blocks did not change', () => {
     const list = new BlockList<number>((a, b) => a - b);
     const keys = Array.from({ length: 2_000 }, (_, i) => i * 2);
-    list.fill(keys, keys.map((k) => `block ${k}`));
+    list.fill(keys, keys.map((k) => `block ${k}`), keys.map(() => undefined));
     const before = list.pieces();
     assert.ok(before.length >= 4, `${before.length} pieces`);
-    list.set(1_001, 'a new block');
-    list.set(10, 'block 10, changed');
+    list.set(1_001, 'a new block', undefined);
+    list.set(10, 'block 10, changed', undefined);
     const after = list.pieces();
     const kept = after.filter((p) => before.includes(p)).length;
     assert.equal(kept, after.length - 2, 'only the two chunks that changed are new');

@@ -172,12 +172,19 @@ export class IncrementalRouteTable {
   /** The slots of `host` and each candidate's path, made if new, with the candidate among its claimants. */
   private claim(host: string, candidates: readonly Candidate[], dirty: Set<RouteSlot> | null): void {
     let slots = this.hosts.get(host);
+    if (slots === undefined && candidates.length <= MANY_PATHS) {
+      // A host no other pod names (the common case): its slots at once. A pod's paths differ.
+      // ([c], not [] and a push: an array that grows from empty reserves room for 17.)
+      slots = candidates.map((c): RouteSlot => ({ host, path: c.path, candidates: [c], route: null, rejections: NONE }));
+      this.hosts.set(host, slots);
+      if (dirty !== null) for (const slot of slots) dirty.add(slot);
+      return;
+    }
     for (const c of candidates) {
       let slot = slots === undefined ? undefined : this.find(host, slots, c.path);
       if (slot !== undefined) {
         slot.candidates.push(c);
       } else {
-        // [c], not [] and a push: an array that grows from empty reserves room for 17.
         slot = { host, path: c.path, candidates: [c], route: null, rejections: NONE };
         if (slots === undefined) {
           slots = [slot];
