@@ -1,5 +1,6 @@
 import { open, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { writePieces, type ConfPieces } from './conf-pieces.js';
 
 // Durable file replacement for nginx.conf: a reader (nginx, a restart after a crash, a
 // power cut) sees either the whole old file or the whole new one, never a mix. The file
@@ -7,13 +8,14 @@ import { dirname } from 'node:path';
 // as the router's own user, its workers never do.
 
 /** Writes `text` to a new file at `path`, readable by its owner only, and flushes it to disk. */
-export async function writeSynced(path: string, text: string): Promise<void> {
+export async function writeSynced(path: string, text: string | ConfPieces): Promise<void> {
   // Created afresh so the mode applies (an existing file would keep its own) and a link
   // planted at this name is not followed.
   await rm(path, { force: true });
   const file = await open(path, 'wx', 0o600);
   try {
-    await file.writeFile(text);
+    if (typeof text === 'string') await file.writeFile(text);
+    else await writePieces(file, text);
     await file.sync();
   } finally {
     await file.close();
@@ -32,7 +34,7 @@ export async function replaceFile(from: string, to: string): Promise<void> {
 }
 
 /** Replaces `path` atomically with `text`, through a temporary file next to it. */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
+export async function writeFileAtomic(path: string, text: string | ConfPieces): Promise<void> {
   const temporary = `${path}.${process.pid}.${Date.now()}.tmp`;
   try {
     await writeSynced(temporary, text);

@@ -36,10 +36,11 @@ function elementSize(name: string): number {
 }
 
 /**
- * ngx_hash_key over the lower-cased name, in nginx's unsigned 64-bit arithmetic, as its
- * high and low 32-bit halves (plain numbers: BigInt made sizing many names far too slow).
+ * ngx_hash_key over the lower-cased name, in nginx's unsigned 64-bit arithmetic, into its
+ * high and low 32-bit halves (plain numbers: BigInt made sizing many names far too slow),
+ * kept signed so that V8 holds them as small integers.
  */
-function nginxHashKey(name: string): [number, number] {
+function hashKeyInto(name: string, facts: ServerNameFacts): ServerNameFacts {
   let hi = 0;
   let lo = 0;
   const lower = name.toLowerCase();
@@ -53,17 +54,19 @@ function nginxHashKey(name: string): [number, number] {
     lo = low >>> 0;
     hi = (Math.imul(hi, 31) + carry) >>> 0;
   }
-  return [hi, lo];
+  facts.hi = hi | 0;
+  facts.lo = lo | 0;
+  return facts;
 }
 
 /** (hi * 2^32 + lo) mod size; exact while size * size stays below 2^53 (size < 2^26). */
-function bucketOf([hi, lo]: [number, number], size: number): number {
-  return (((hi % size) * (TWO_32 % size)) % size + (lo % size)) % size;
+function bucketOf({ hi, lo }: ServerNameFacts, size: number): number {
+  return ((((hi >>> 0) % size) * (TWO_32 % size)) % size + ((lo >>> 0) % size)) % size;
 }
 
 /** The bucket nginx puts `name` in, in a server names hash of `size` buckets. */
 export function nginxHashBucket(name: string, size: number): number {
-  return bucketOf(nginxHashKey(name), size);
+  return bucketOf(serverNameFacts(name), size);
 }
 
 export interface ServerNamesHashSizes {
@@ -92,14 +95,19 @@ export function serverNamesHashSizes(names: readonly string[]): ServerNamesHashS
   return hashSizesOf(names.map(serverNameFacts));
 }
 
-/** What sizing needs of one name; nginx/incremental-render.ts keeps these per host. */
+/**
+ * What sizing needs of one name: its size in a bucket and its ngx_hash_key, as signed
+ * 32-bit halves (so that V8 keeps them in the object, unboxed); nginx/incremental-render.ts
+ * keeps these per host.
+ */
 export interface ServerNameFacts {
   size: number;
-  key: [number, number];
+  hi: number;
+  lo: number;
 }
 
 export function serverNameFacts(name: string): ServerNameFacts {
-  return { size: elementSize(name), key: nginxHashKey(name) };
+  return hashKeyInto(name, { size: elementSize(name), hi: 0, lo: 0 });
 }
 
 /** serverNamesHashSizes of the names these facts are of. */
@@ -114,15 +122,14 @@ export function hashSizesOf(names: readonly ServerNameFacts[]): ServerNamesHashS
   while (bucketSize < wanted) bucketSize *= 2;
   bucketSize = align(bucketSize, CACHE_LINE);
 
-  const keys = names.map((n) => n.key);
   const capacity = bucketSize - POINTER;
   let used = new Float64Array(Math.max(64, names.length));
   /** ngx_hash_init's test: no bucket of a table of this size overflows. */
   const fits = (size: number): boolean => {
     if (size > used.length) used = new Float64Array(2 * size);
     used.fill(0, 0, size);
-    for (let i = 0; i < keys.length; i++) {
-      const bucket = bucketOf(keys[i] as [number, number], size);
+    for (let i = 0; i < names.length; i++) {
+      const bucket = bucketOf(names[i] as ServerNameFacts, size);
       const total = (used[bucket] as number) + (sizes[i] as number);
       if (total > capacity) return false;
       used[bucket] = total;

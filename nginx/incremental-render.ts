@@ -1,17 +1,16 @@
 import { compareRoutes, sameRoute, type Route, type RouteTable } from '../src/core/route-table.js';
-
-const compareText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-import { sortedChanges } from '../src/core/sorted-changes.js';
+import { compareText, sortedChanges } from '../src/core/sorted-changes.js';
 import { BlockList } from './block-list.js';
+import type { ConfPieces } from './conf-pieces.js';
 import { hashSizesOf, serverNameFacts, type ServerNameFacts, type ServerNamesHashSizes } from './hash.js';
 import {
-  assembleConf,
   emptyConfText,
   hasUpstream,
   upstreamForEveryRoute,
   headText,
   renderNginxConf,
   serverText,
+  tailText,
   upstreamBaseName,
   upstreamText,
   type RenderOptions,
@@ -19,9 +18,11 @@ import {
 
 // renderNginxConf, remembering the text of every upstream and server block between calls:
 // a new table costs a walk over its routes plus the blocks of the hosts whose routes
-// changed, and the same table rendered again (the nginx manager renders each table twice,
-// the second time with its config version) costs only the head. The output is
-// renderNginxConf's, byte for byte (test/incremental-build.test.ts).
+// changed, and the same table rendered again costs only the head. The output is
+// renderNginxConf's, byte for byte (test/incremental-build.test.ts), handed out as pieces
+// (see block-list.ts): the pieces of blocks that did not change are the same Buffers as
+// last time, so the nginx manager hashes and writes the config without ever holding it as
+// one string, and hashes again only the pieces that changed (conf-pieces.ts).
 //
 // Tables are compared by identity first: the incremental route table keeps the objects of
 // unchanged routes, so most routes cost one comparison. Any table works, though: a route
@@ -32,21 +33,47 @@ function blockOptionsKey(options: RenderOptions): string {
   return JSON.stringify(options, (key, value: unknown) => (key === 'runtime' ? undefined : value));
 }
 
+/** A text as a piece, the same Buffer as last time when the text is the same. */
+class KeptPiece {
+  private text: string | null = null;
+  private bytes: Buffer = Buffer.alloc(0);
+
+  of(text: string): Buffer {
+    if (text !== this.text) {
+      this.text = text;
+      this.bytes = Buffer.from(text, 'utf8');
+    }
+    return this.bytes;
+  }
+}
+
 export class IncrementalNginxRenderer {
   private optionsKey: string | null = null;
   /** The routes of the last table rendered. */
   private routes: readonly Route[] = [];
-  private readonly servers = new BlockList<string>(compareText);
+  /** Server blocks by host, each with what hash sizing needs of its host. */
+  private readonly servers = new BlockList<string, ServerNameFacts>(compareText);
   private readonly upstreams = new BlockList<Route>(compareRoutes);
   /** The upstream name of each route that has one. */
   private readonly upstreamNames = new Map<Route, string>();
   /** Routes with an upstream by base name, in table order: the n-th gets suffix `_n`. */
   private readonly byBaseName = new Map<string, Route[]>();
   private hashSizes: ServerNamesHashSizes | null = null;
-  /** What hash sizing needs of each host, computed once per host. */
-  private readonly hostFacts = new Map<string, ServerNameFacts>();
 
+  private readonly head = new KeptPiece();
+  private readonly tail = new KeptPiece();
+
+  /** renderNginxConf(table, options), as one string. */
   render(table: RouteTable, options: RenderOptions): string {
+    const pieces = this.pieces(table, options);
+    return pieces.length === 1 ? Buffer.from(pieces[0] as Uint8Array).toString('utf8') : Buffer.concat(pieces).toString('utf8');
+  }
+
+  /**
+   * renderNginxConf(table, options) as UTF-8 pieces in order: the head, the upstream and
+   * server blocks in chunks, the tail. A piece is never changed once handed out.
+   */
+  pieces(table: RouteTable, options: RenderOptions): ConfPieces {
     const key = blockOptionsKey(options);
     if (key !== this.optionsKey) this.forget(key);
     if (table.routes !== this.routes) {
@@ -56,12 +83,16 @@ export class IncrementalNginxRenderer {
         // A value nginx.conf cannot hold, most likely: the blocks kept may be half updated.
         // Start over next time; the reference says what is wrong, as it would have.
         this.forget(null);
-        return renderNginxConf(table, options);
+        return [Buffer.from(renderNginxConf(table, options), 'utf8')];
       }
     }
-    if (table.routes.length === 0) return emptyConfText(options);
-    const body = this.upstreams.size === 0 ? this.servers.text() : `${this.upstreams.text()}\n${this.servers.text()}`;
-    return assembleConf(headText(this.hashSizes as ServerNamesHashSizes, options), body, options);
+    if (table.routes.length === 0) return [this.head.of(emptyConfText(options))];
+    return [
+      this.head.of(`${headText(this.hashSizes as ServerNamesHashSizes, options)}\n`),
+      ...this.upstreams.pieces(),
+      ...this.servers.pieces(),
+      this.tail.of(tailText(options)),
+    ];
   }
 
   private forget(optionsKey: string | null): void {
@@ -72,7 +103,6 @@ export class IncrementalNginxRenderer {
     this.upstreamNames.clear();
     this.byBaseName.clear();
     this.hashSizes = null;
-    this.hostFacts.clear();
   }
 
   private update(routes: readonly Route[], options: RenderOptions): void {
@@ -120,7 +150,7 @@ export class IncrementalNginxRenderer {
         const name = i === 0 ? base : `${base}_${i + 1}`;
         if (this.upstreamNames.get(route) === name) return;
         this.upstreamNames.set(route, name);
-        this.upstreams.set(route, upstreamText(route, name, options));
+        this.upstreams.set(route, upstreamText(route, name, options), undefined);
         // The host's location names the upstream.
         dirtyHosts.add(route.host);
       });
@@ -131,51 +161,39 @@ export class IncrementalNginxRenderer {
       const [from, to] = hostRange(routes, host);
       if (from === to) {
         this.servers.delete(host);
-        this.hostFacts.delete(host);
         hostsChanged = true;
         continue;
       }
-      if (!this.hostFacts.has(host)) {
-        this.hostFacts.set(host, serverNameFacts(host));
-        hostsChanged = true;
-      }
-      this.servers.set(host, serverText(host, routes.slice(from, to), this.upstreamNames, options));
+      if (!this.servers.has(host)) hostsChanged = true;
+      this.servers.set(host, serverText(host, routes.slice(from, to), this.upstreamNames, options), serverNameFacts(host));
     }
-    if (hostsChanged && this.hostFacts.size > 0) this.hashSizes = hashSizesOf([...this.hostFacts.values()]);
+    if (hostsChanged && this.servers.size > 0) this.hashSizes = hashSizesOf(this.servers.values());
     this.routes = routes;
   }
 
   /** Everything from nothing: one walk in table order, where names are given in that order. */
   private fill(routes: readonly Route[], options: RenderOptions): void {
     this.forget(this.optionsKey);
-    const upstreamKeys: Route[] = [];
-    const upstreamTexts: string[] = [];
-    const hosts: string[] = [];
-    const serverTexts: string[] = [];
+    const everyRoute = upstreamForEveryRoute(options);
     for (let i = 0; i < routes.length; ) {
       const host = (routes[i] as Route).host;
       let end = i;
       for (; end < routes.length && (routes[end] as Route).host === host; end++) {
         const route = routes[end] as Route;
-        if (!hasUpstream(route, upstreamForEveryRoute(options))) continue;
+        if (!hasUpstream(route, everyRoute)) continue;
         const base = upstreamBaseName(route);
         const group = this.byBaseName.get(base) ?? [];
         this.byBaseName.set(base, group);
         group.push(route);
         const name = group.length === 1 ? base : `${base}_${group.length}`;
         this.upstreamNames.set(route, name);
-        upstreamKeys.push(route);
-        upstreamTexts.push(upstreamText(route, name, options));
+        this.upstreams.append(route, upstreamText(route, name, options), undefined);
       }
-      if (this.hostFacts.has(host)) throw new Error(`the routes of host ${host} are not together: the table is not sorted`);
-      this.hostFacts.set(host, serverNameFacts(host));
-      hosts.push(host);
-      serverTexts.push(serverText(host, routes.slice(i, end), this.upstreamNames, options));
+      if (i > 0 && compareText((routes[i - 1] as Route).host, host) >= 0) throw new Error(`the routes of host ${host} are not together: the table is not sorted`);
+      this.servers.append(host, serverText(host, routes.slice(i, end), this.upstreamNames, options), serverNameFacts(host));
       i = end;
     }
-    this.upstreams.fill(upstreamKeys, upstreamTexts);
-    this.servers.fill(hosts, serverTexts);
-    if (hosts.length > 0) this.hashSizes = hashSizesOf([...this.hostFacts.values()]);
+    if (this.servers.size > 0) this.hashSizes = hashSizesOf(this.servers.values());
     this.routes = routes;
   }
 }

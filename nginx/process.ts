@@ -1,10 +1,11 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { DataPlane } from '../src/core/data-plane.js';
 import type { RouteTable } from '../src/core/route-table.js';
 import { checkNginxConfig, firstLines } from './check.js';
+import { piecesOf, PieceHashes, withVersion, type ConfPieces } from './conf-pieces.js';
 import { replaceFile, writeFileAtomic, writeSynced } from './files.js';
 import { BackoffTimer, type Retry } from './backoff.js';
 export type { Retry } from './backoff.js';
@@ -42,8 +43,11 @@ export interface NginxDataPlaneOptions {
   nginxBinary: string;
   /** nginx's prefix (`-p`): the directory its files default to, private to this manager. */
   prefix: string;
-  /** The config for a table, run by us with `runtime`'s files and status server. */
-  render: (table: RouteTable, runtime: NginxRuntime) => string;
+  /**
+   * The config for a table, run by us with `runtime`'s files and status server: as text,
+   * or as pieces (the incremental renderer's), hashed and written without being joined.
+   */
+  render: (table: RouteTable, runtime: NginxRuntime) => string | ConfPieces;
   files?: Partial<NginxFiles>;
   /** Loopback port of the status server; a free one is picked when absent. */
   statusPort?: number;
@@ -144,7 +148,7 @@ export interface NginxDataPlane extends DataPlane {
 }
 
 interface VersionedConfig {
-  text: string;
+  text: ConfPieces;
   version: string;
 }
 
@@ -279,29 +283,34 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
     return statusPort;
   }
 
+  /** The hash of each piece of the configs rendered, kept while the piece is. */
+  const hashes = new PieceHashes();
+
   /**
    * Renders the table with a version that is a hash of the config itself, so the same
    * table gives the same version and an unchanged config is recognised without a reload.
    * One render: the version goes where the render put a placeholder (a plain word nothing
-   * else in a config can contain: it is random).
+   * else in a config can contain: it is random). The pieces of the config are hashed and
+   * written as they are; only the one that holds the version is copied.
    */
   function renderVersioned(table: RouteTable, port: number): VersionedConfig {
-    let draft: string;
+    let draft: ConfPieces;
     try {
-      draft = render(table, {
-        pidFile: files.pid,
-        errorLog: files.errorLog,
-        accessLog: files.accessLog,
-        tempDir: files.tempDir,
-        status: { port, configVersion: VERSION_PLACEHOLDER },
-      });
+      draft = piecesOf(
+        render(table, {
+          pidFile: files.pid,
+          errorLog: files.errorLog,
+          accessLog: files.accessLog,
+          tempDir: files.tempDir,
+          status: { port, configVersion: VERSION_PLACEHOLDER },
+        }),
+      );
     } catch (err) {
       throw new NginxApplyError('RENDER_FAILED', `cannot render nginx.conf: ${(err as Error).message}`);
     }
-    const at = draft.indexOf(VERSION_PLACEHOLDER);
-    if (at < 0) throw new NginxApplyError('RENDER_FAILED', 'the rendered nginx.conf has no status server');
-    const version = createHash('sha256').update(draft).digest('hex').slice(0, 16);
-    return { text: draft.slice(0, at) + version + draft.slice(at + VERSION_PLACEHOLDER.length), version };
+    const versioned = withVersion(draft, VERSION_PLACEHOLDER, hashes);
+    if (versioned === null) throw new NginxApplyError('RENDER_FAILED', 'the rendered nginx.conf has no status server');
+    return versioned;
   }
 
   /**
@@ -309,7 +318,7 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
    * Without the check, the reload (or start) that follows is the check: nginx keeps its
    * previous config when it cannot load a new one, and the caller puts the previous file back.
    */
-  async function install(text: string, timings: ApplyTimings): Promise<void> {
+  async function install(text: ConfPieces, timings: ApplyTimings): Promise<void> {
     const candidate = `${files.conf}.candidate-${process.pid}-${++candidateSeq}`;
     try {
       let t = performance.now();

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseHosts, parsePaths, pathProblem } from '../src/core/annotations.js';
+import fc from 'fast-check';
+import { hostProblem, parseHosts, parsePaths, pathProblem, splitEntries } from '../src/core/annotations.js';
 
 describe('hosts annotation', () => {
   it('splits on any whitespace, lower-cases and de-duplicates', () => {
@@ -123,5 +124,55 @@ describe('paths annotation', () => {
   it('allows every RFC 3986 path character it does not have to refuse', () => {
     assert.equal(pathProblem("/A-z0-9._~!&()*+,=:@/x/"), null);
     assert.equal(pathProblem("/a/.well-known/..x/...") , null, 'dots inside a segment are plain characters');
+  });
+});
+
+// The parsers take shortcuts for the common case (a loop instead of a regex split, one
+// regex for a whole hostname); these compare them with the rules written out plainly.
+describe('annotation grammar, against the rules written out', () => {
+  const text = (chars: string[]) => fc.array(fc.constantFrom(...chars), { maxLength: 30 }).map((c) => c.join(''));
+
+  it('splits entries exactly where /\\s+/ does, Unicode spaces included', () => {
+    const chars = ['a', 'B', '1', ':', '/', ' ', '\t', '\n', '\r', '\v', '\f', '\u00a0', '\u2003', '\u3000', '\ufeff', '\u2028', '\u0085', '\u001c', 'é'];
+    fc.assert(
+      fc.property(text(chars), (value) => {
+        assert.deepEqual(splitEntries(value), value.split(/\s+/).filter((e) => e.length > 0));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('accepts exactly the RFC 1123 hostnames and the IPv4 addresses', () => {
+    const label = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+    const octet = /^(0|[1-9][0-9]{0,2})$/;
+    const acceptable = (host: string): boolean => {
+      if (host.length > 253) return false;
+      const labels = host.split('.');
+      if (/^[0-9]+$/.test(labels[labels.length - 1] ?? '')) return labels.length === 4 && labels.every((p) => octet.test(p) && Number(p) <= 255);
+      return labels.every((l) => label.test(l));
+    };
+    const host = fc.oneof(
+      text(['a', 'z', '0', '9', '-', '.', '_', 'A', '*']),
+      fc.array(fc.oneof(text(['a', '1', '-']), fc.constantFrom('a'.repeat(63), 'b'.repeat(64), '255', '256', '01', '0')), { maxLength: 6 }).map((l) => l.join('.')),
+      fc.constantFrom('a.'.repeat(126) + 'b', 'a.'.repeat(126) + 'bc', '1.2.3.4', '1-2', 'a.1-2', 'a.12'),
+    );
+    fc.assert(
+      fc.property(host, (h) => {
+        assert.equal(hostProblem(h) === null, acceptable(h), `${JSON.stringify(h)}: ${hostProblem(h)}`);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('refuses a path with a "." or ".." segment exactly when one of its segments is one', () => {
+    fc.assert(
+      fc.property(text(['/', '.', 'a']), (tail) => {
+        const path = `/${tail}`;
+        const dotted = path.split('/').slice(1).some((s) => s === '.' || s === '..');
+        const problem = pathProblem(path) ?? '';
+        assert.equal(problem.includes('segment'), dotted && !path.includes('//'), `${path}: ${problem}`);
+      }),
+      { numRuns: 2000 },
+    );
   });
 });

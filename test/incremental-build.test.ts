@@ -129,7 +129,9 @@ describe('incremental route table and renderer', () => {
 
   it('give what buildRouteTable and renderNginxConf give, after every change of a random sequence', () => {
     fc.assert(
-      fc.property(configArbitrary, fc.array(stepArbitrary, { minLength: 1, maxLength: 40 }), fc.nat(), (config, steps, seed) => {
+      // Snapshots in any order, or in a stable one (the sources keep theirs: a changed object
+      // where the old one was, a new one at the end), where the builder finds pods by place.
+      fc.property(configArbitrary, fc.array(stepArbitrary, { minLength: 1, maxLength: 40 }), fc.nat(), fc.boolean(), (config, steps, seed, stable) => {
         const pods = new Map<string, Pod>();
         const secrets = new Map<string, Secret>();
         const table = new IncrementalRouteTable(config);
@@ -172,8 +174,8 @@ describe('incremental route table and renderer', () => {
             case 'nothing':
               break;
           }
-          const podSnapshot = shuffled([...pods.values(), ...extra], seed + n);
-          const secretSnapshot = shuffled(secrets.values(), seed + n + 1);
+          const podSnapshot = stable ? [...pods.values(), ...extra] : shuffled([...pods.values(), ...extra], seed + n);
+          const secretSnapshot = stable ? [...secrets.values()] : shuffled(secrets.values(), seed + n + 1);
           const expected = buildRouteTable(config, podSnapshot, secretSnapshot);
           const actual = table.update(podSnapshot, secretSnapshot);
           const json = JSON.stringify(expected);
@@ -216,6 +218,50 @@ describe('incremental route table and renderer', () => {
         }
       }),
       { numRuns: 300, includeErrorInReport: true },
+    );
+  });
+
+  it('keep a host with many paths (found through a map) as the reference does while its paths come and go', () => {
+    const paths = Array.from({ length: 14 }, (_, i) => `/p${i}`);
+    const change = fc.oneof(
+      fc.record({ name: fc.constantFrom('a', 'b', 'c', 'd'), paths: fc.subarray(paths, { minLength: 1 }), host: fc.constantFrom('h.test', 'h.test other.test') }).map((r) => ({ put: pod(r.name, { hosts: r.host, paths: r.paths.map((p) => `80:${p}`).join(' ') }) })),
+      fc.constantFrom('a', 'b', 'c', 'd').map((name) => ({ remove: name })),
+    );
+    fc.assert(
+      fc.property(fc.array(change, { minLength: 1, maxLength: 30 }), (changes) => {
+        const config = defaultConfig();
+        const pods = new Map<string, Pod>();
+        const builder = new IncrementalRouteTable(config);
+        for (const c of changes) {
+          if ('put' in c) pods.set(c.put.metadata?.name as string, c.put);
+          else pods.delete(c.remove);
+          assert.equal(JSON.stringify(builder.update([...pods.values()], [])), JSON.stringify(buildRouteTable(config, [...pods.values()], [])));
+        }
+      }),
+      { numRuns: 200, includeErrorInReport: true },
+    );
+  });
+
+  it('follow a source in stable order through many changes between two snapshots', () => {
+    const config = defaultConfig();
+    const podOf = (i: number, v: number): Pod => pod(`p${i}`, { hosts: `h${i % 5}.test`, paths: `80:/${i % 3}`, ip: `10.0.${v % 2}.${i}`, created: `2024-01-0${1 + (i % 3)}T00:00:00Z` });
+    const edit = fc.record({ i: fc.nat({ max: 39 }), op: fc.constantFrom('put', 'put', 'remove', 'touch') });
+    fc.assert(
+      fc.property(fc.array(fc.array(edit, { maxLength: 8 }), { minLength: 1, maxLength: 12 }), (rounds) => {
+        const pods = new Map<number, Pod>(Array.from({ length: 30 }, (_, i) => [i, podOf(i, 0)]));
+        const builder = new IncrementalRouteTable(config);
+        builder.update([...pods.values()], []);
+        rounds.forEach((edits, round) => {
+          for (const { i, op } of edits) {
+            if (op === 'remove') pods.delete(i);
+            else if (op === 'touch' && pods.has(i)) pods.set(i, structuredClone(pods.get(i) as Pod));
+            else if (op === 'put') pods.set(i, podOf(i, round + 1));
+          }
+          const snapshot = [...pods.values()];
+          assert.equal(JSON.stringify(builder.update(snapshot, [])), JSON.stringify(buildRouteTable(config, snapshot, [])), `round ${round + 1}`);
+        });
+      }),
+      { numRuns: 200 },
     );
   });
 

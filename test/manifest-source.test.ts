@@ -118,4 +118,53 @@ describe('manifest source', () => {
       await source.stop();
     }
   });
+
+  it('keeps the objects an edit left alone as the very same objects, in file order', async () => {
+    const file = join(dir, 'identity.yaml');
+    const pods = (names: string[], ip = (n: string) => `10.0.0.${n.length}`) =>
+      names.map((n) => `kind: Pod\nmetadata: {name: ${n}, namespace: demo}\nstatus: {podIP: "${ip(n)}"}\n`).join('---\n');
+    const names = Array.from({ length: 600 }, (_, i) => `p${i}`);
+    await writeFile(file, pods(names));
+    const source = createManifestSource({ file, settleMs: 20 });
+    const seen = changes();
+    await source.start(seen.onChange);
+    try {
+      const before = source.snapshot().pods;
+      assert.equal(before.length, 600);
+
+      await writeFile(file, pods(names, (n) => (n === 'p7' ? '10.9.9.9' : `10.0.0.${n.length}`)));
+      await seen.next();
+      const after = source.snapshot().pods;
+      assert.equal(after[7]?.status?.podIP, '10.9.9.9');
+      assert.notEqual(after[7], before[7]);
+      assert.equal(after.filter((p, i) => p === before[i]).length, 599, 'every other pod is the same object');
+
+      await writeFile(file, pods(['p599', 'new', ...names.slice(1, 599)]));
+      await seen.next();
+      const reordered = source.snapshot().pods;
+      assert.deepEqual(reordered.slice(0, 3).map((p) => p.metadata?.name), ['p599', 'new', 'p1']);
+      assert.equal(reordered.length, 600);
+      assert.equal(reordered[0], after[599]);
+      assert.ok(!reordered.some((p) => p.metadata?.name === 'p0'), 'a pod taken out is gone');
+    } finally {
+      await source.stop();
+    }
+  });
+
+  it('tells apart values JSON cannot (a port of .nan, then null)', async () => {
+    const file = join(dir, 'numbers.yaml');
+    const pod = (port: string) => `kind: Pod\nmetadata: {name: p, namespace: demo}\nspec: {containers: [{ports: [{containerPort: ${port}}]}]}\n`;
+    await writeFile(file, pod('.nan'));
+    const source = createManifestSource({ file, settleMs: 20 });
+    const seen = changes();
+    await source.start(seen.onChange);
+    try {
+      assert.ok(Number.isNaN(source.snapshot().pods[0]?.spec?.containers?.[0]?.ports?.[0]?.containerPort));
+      await writeFile(file, pod('null'));
+      await seen.next();
+      assert.equal(source.snapshot().pods[0]?.spec?.containers?.[0]?.ports?.[0]?.containerPort, null);
+    } finally {
+      await source.stop();
+    }
+  });
 });

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { defaultConfig } from '../src/core/config.js';
 import type { Pod, Secret } from '../src/core/kube-objects.js';
-import { buildRouteTable, redactTable, type Rejection, type RouteTable } from '../src/core/route-table.js';
+import { buildRouteTable, podCandidates, redactTable, routingFacts, sameRoutingFacts, type Rejection, type RouteTable } from '../src/core/route-table.js';
 import { apiKeySecret, pod } from './support/objects.js';
 
 const config = defaultConfig();
@@ -352,5 +352,59 @@ describe('route table limits', () => {
     const table = buildRouteTable(config, [pod('greedy', { hosts, paths })], []);
     assert.equal(table.routes.length, 100 * 100);
     assert.deepEqual(table.rejections.map((r) => r.code), ['TOO_MANY_HOSTS', 'TOO_MANY_PATHS']);
+  });
+});
+
+describe('routing facts', () => {
+  // The incremental builder skips a changed pod whose facts sameRoutingFacts finds equal:
+  // it must never find two pods equal that routingFacts tells apart, nor miss the pods it
+  // keeps equal (what a relist of unchanged pods hands over).
+  const variant = fc.record({
+    name: fc.constantFrom('p', 'q'),
+    namespace: fc.constantFrom('a', 'b'),
+    hosts: fc.constantFrom('h.test', 'H.test other.test'),
+    paths: fc.constantFrom('80:/', '80:/ 3000:/x'),
+    ports: fc.constantFrom<number[]>([80, 3000], [3000, 80], []),
+    phase: fc.constantFrom('Running', 'Pending'),
+    ready: fc.boolean(),
+    ip: fc.constantFrom('10.0.0.1', '10.0.0.2', ''),
+    created: fc.constantFrom('2024-01-01T00:00:00Z', '2024-01-02T00:00:00Z'),
+    deleting: fc.boolean(),
+    labels: fc.constantFrom<Record<string, string>>({ routable: 'true' }, { routable: 'true', x: '1' }, { x: '1', routable: 'true' }, { routable: 'no' }),
+    unrelated: fc.constantFrom('1', '2'),
+    uid: fc.constantFrom('u1', 'u2'),
+  });
+  type Variant = typeof variant extends fc.Arbitrary<infer T> ? T : never;
+  const build = (v: Variant): Pod => pod(v.name, { ...v, annotations: { unrelated: v.unrelated } });
+  const normalized = (p: Pod): string => {
+    const facts = routingFacts(config, p);
+    const labels = Object.fromEntries(Object.entries(facts.metadata?.labels ?? {}).sort(([x], [y]) => (x < y ? -1 : 1)));
+    return JSON.stringify({ ...facts, metadata: { ...facts.metadata, labels } });
+  };
+
+  /** Two pods: the second differs from the first in a few fields (often only in ones routing ignores). */
+  const pair = fc
+    .tuple(variant, variant, fc.subarray(['name', 'namespace', 'hosts', 'paths', 'ports', 'phase', 'ready', 'ip', 'created', 'deleting', 'labels', 'unrelated', 'uid'] as const, { maxLength: 3 }))
+    .map(([x, y, taken]) => [x, { ...x, ...Object.fromEntries(taken.map((k) => [k, y[k]])) }] as const);
+
+  it('finds two pods the same exactly when their facts are equal (labels in any order)', () => {
+    fc.assert(
+      fc.property(pair, ([x, y]) => {
+        const [a, b] = [build(x), build(y)];
+        assert.equal(sameRoutingFacts(config, a, b), normalized(a) === normalized(b));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('routes pods with the same facts alike', () => {
+    fc.assert(
+      fc.property(pair, ([x, y]) => {
+        const [a, b] = [build(x), build(y)];
+        fc.pre(sameRoutingFacts(config, a, b));
+        assert.equal(JSON.stringify(podCandidates(config, a)), JSON.stringify(podCandidates(config, b)));
+      }),
+      { numRuns: 300 },
+    );
   });
 });

@@ -87,19 +87,24 @@ describe('sorted changes', () => {
   });
 
   it('a block list joins its blocks in key order through any sequence of fills, sets and deletes', () => {
+    const textArb = fc.oneof(fc.string({ maxLength: 3 }), fc.string({ maxLength: 3, unit: 'binary' }));
     fc.assert(
-      fc.property(fc.uniqueArray(fc.integer({ min: 0, max: 3000 }), { maxLength: 1200 }), fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 3000 }), fc.string({ maxLength: 3 })), { maxLength: 2500 }), (start, ops) => {
+      fc.property(fc.uniqueArray(fc.integer({ min: 0, max: 3000 }), { maxLength: 1200 }), fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 3000 }), textArb), { maxLength: 2500 }), (start, ops) => {
         const list = new BlockList<number>((a, b) => a - b);
         // Filled at once first (as a first render does), then edited.
         const initial = [...start].sort((a, b) => a - b);
-        list.fill(initial, initial.map(String));
+        list.fill(initial, initial.map(String), initial.map(() => undefined));
         const reference = new Map<number, string>(initial.map((k) => [k, String(k)]));
-        const joined = (): string => [...reference.keys()].sort((a, b) => a - b).map((k) => reference.get(k)).join('\n');
+        const ordered = (): string[] => [...reference.keys()].sort((a, b) => a - b).map((k) => reference.get(k) as string);
+        const check = (): void => {
+          assert.equal(list.text(), ordered().join('\n'));
+          assert.equal(Buffer.concat(list.pieces()).toString('utf8'), ordered().map((t) => `${t}\n`).join(''));
+        };
         ops.forEach(([put, key, text], n) => {
-          // Now and then, so that kept chunk texts must follow later edits.
-          if (n % 97 === 0) assert.equal(list.text(), joined());
+          // Now and then, so that kept chunk bytes must follow later edits.
+          if (n % 97 === 0) check();
           if (put) {
-            list.set(key, text);
+            list.set(key, text, undefined);
             reference.set(key, text);
           } else {
             list.delete(key);
@@ -109,10 +114,25 @@ describe('sorted changes', () => {
         const keys = [...reference.keys()].sort((a, b) => a - b);
         assert.equal(list.size, keys.length);
         assert.deepEqual(list.keys(), keys);
-        assert.equal(list.text(), joined());
+        check();
         for (const k of [0, 1, 1500, 3000]) assert.equal(list.has(k), reference.has(k));
       }),
       { numRuns: 60 },
     );
+  });
+
+  it('a block list hands out the same piece again for a chunk whose blocks did not change', () => {
+    const list = new BlockList<number>((a, b) => a - b);
+    const keys = Array.from({ length: 2_000 }, (_, i) => i * 2);
+    list.fill(keys, keys.map((k) => `block ${k}`), keys.map(() => undefined));
+    const before = list.pieces();
+    assert.ok(before.length >= 4, `${before.length} pieces`);
+    list.set(1_001, 'a new block', undefined);
+    list.set(10, 'block 10, changed', undefined);
+    const after = list.pieces();
+    const kept = after.filter((p) => before.includes(p)).length;
+    assert.equal(kept, after.length - 2, 'only the two chunks that changed are new');
+    assert.equal(list.pieces()[0], after[0], 'asked again, nothing is made anew');
+    assert.equal(Buffer.concat(before).toString(), keys.map((k) => `block ${k}\n`).join(''), 'a piece handed out is never changed');
   });
 });

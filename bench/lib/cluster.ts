@@ -1,4 +1,5 @@
 import type { Pod, Secret } from '../../src/core/kube-objects.js';
+import { slimPod } from '../../src/sources/slim-objects.js';
 
 // The cluster the control-plane benchmarks build tables from, as issue 8 measured it:
 // every pod routes 2 hosts and 2 paths of its own (4 routes per pod), 100 pods per
@@ -57,6 +58,16 @@ export function benchPod(i: number, options: PodOptions = {}): Pod {
 
 export function benchPods(count: number, options: PodOptions = {}): Pod[] {
   return Array.from({ length: count }, (_, i) => benchPod(i, options));
+}
+
+/** What the Kubernetes source keeps of each pod (src/sources/slim-objects.ts), with the default settings. */
+export function slimBenchPod(i: number, options: PodOptions = {}): Pod {
+  return slimPod(benchPod(i, options), { podAnnotations: ['routingHosts', 'routingPaths'], secretField: 'api-key' });
+}
+
+/** The pods as the cluster source holds them: cut down as they arrive, one by one. */
+export function slimBenchPods(count: number, options: PodOptions = {}): Pod[] {
+  return Array.from({ length: count }, (_, i) => slimBenchPod(i, options));
 }
 
 /** The API-key Secrets: one in every other namespace of `pods` pods. */

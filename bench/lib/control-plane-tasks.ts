@@ -9,7 +9,7 @@
 //   node <build>/bench/lib/control-plane-tasks.js nginx --routes N [--repeats R]
 //   node <build>/bench/lib/control-plane-tasks.js stall --pods N --pod-port P --scenarios 'a;b;...'
 
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance, PerformanceObserver } from 'node:perf_hooks';
@@ -23,7 +23,9 @@ import { findNginxBinary } from '../../nginx/binary.js';
 import { checkNginxConfig } from '../../nginx/check.js';
 import { IncrementalNginxRenderer } from '../../nginx/incremental-render.js';
 import { createNginxDataPlane } from '../../nginx/process.js';
-import { renderNginxConf } from '../../nginx/render.js';
+import { renderNginxConf, type NginxRuntime } from '../../nginx/render.js';
+import { byteLengthOf, PieceHashes, textOf, withVersion } from '../../nginx/conf-pieces.js';
+import { writeSynced } from '../../nginx/files.js';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import { startProxy } from '../../proxy/server.js';
 import { createController } from '../../src/control/controller.js';
@@ -32,8 +34,9 @@ import { IncrementalRouteTable } from '../../src/core/incremental-table.js';
 import { objectKey, type Pod, type Secret } from '../../src/core/kube-objects.js';
 import { parseManifest, quickDocuments } from '../../src/core/manifest.js';
 import { buildRouteTable, compareRoutes, type Route, type RouteTable } from '../../src/core/route-table.js';
+import { createManifestSource } from '../../src/sources/manifest-source.js';
 import type { ObjectSource } from '../../src/sources/source.js';
-import { benchPod, benchPods, benchSecrets, hostsOf } from './cluster.js';
+import { benchPod, benchPods, benchSecrets, hostsOf, slimBenchPod, slimBenchPods } from './cluster.js';
 
 const MiB = 2 ** 20;
 
@@ -43,10 +46,14 @@ function timed<T>(work: () => T): [T, number] {
   return [value, performance.now() - started];
 }
 
-/** Reads a rendered config as nginx's manager does first (it hashes it): a rope becomes flat text. */
-function flatten(text: string): number {
-  return text.charCodeAt(text.length - 1);
-}
+/** The managed nginx's runtime options, with the placeholder its manager puts the version in. */
+const RUNTIME: NginxRuntime = {
+  pidFile: '/run/k8s-router/nginx.pid',
+  errorLog: '/run/k8s-router/error.log',
+  accessLog: '/run/k8s-router/access.log',
+  tempDir: '/run/k8s-router/tmp',
+  status: { port: 18081, configVersion: 'vPLACEHOLDER0123456789abcd' },
+};
 
 function maxRssMiB(): number {
   return process.resourceUsage().maxRSS / 1024;
@@ -75,25 +82,34 @@ function changedPod(kind: ChangeKind, pod: Pod, n: number): Pod {
 
 export interface BuildResult {
   pods: number;
+  /** "slim": as the cluster source keeps them (src/sources/slim-objects.ts); "full": as the API server sends them. */
+  podObjects: 'slim' | 'full';
   routes: number;
   rejections: number;
   confBytes: number;
+  confPieces: number;
   rssBeforeMiB: number;
   rssAfterMiB: number;
   peakRssMiB: number;
   coldTableMs: number;
   coldRenderMs: number;
+  /** The nginx manager's version of the first config: SHA-256 of every piece (nginx/conf-pieces.ts). */
+  coldHashMs: number;
   warmTableMs: number[];
   warmRenderMs: number[];
   referenceTableMs: number[];
   referenceRenderMs: number[];
-  /** renderMs: the renderer's own work; readMs: the first read of its text (flattening the rope). */
-  changes: Array<{ kind: ChangeKind; tableMs: number[]; renderMs: number[]; readMs: number[] }>;
+  /**
+   * Per change: the table, the render (as the manager renders, with its runtime), the
+   * manager's version of the config (hashing the pieces that changed) and its write of the
+   * pieces to a file and fsync (in the thread pool, off the event loop; wall time).
+   */
+  changes: Array<{ kind: ChangeKind; tableMs: number[]; renderMs: number[]; hashMs: number[]; writeMs: number[] }>;
 }
 
-async function buildTask(pods: number, changes: boolean, repeats: number): Promise<BuildResult> {
+async function buildTask(pods: number, changes: boolean, repeats: number, full: boolean): Promise<BuildResult> {
   const config = defaultConfig();
-  const objects = benchPods(pods);
+  const objects = full ? benchPods(pods) : slimBenchPods(pods);
   const secrets = benchSecrets(pods);
   const rssBeforeMiB = process.memoryUsage().rss / MiB;
 
@@ -101,13 +117,11 @@ async function buildTask(pods: number, changes: boolean, repeats: number): Promi
   const builder = new IncrementalRouteTable(config);
   const renderer = new IncrementalNginxRenderer();
   const [table, coldTableMs] = timed(() => builder.update(objects, secrets));
-  const [text, coldRenderMs] = timed(() => {
-    const conf = renderer.render(table, config);
-    flatten(conf);
-    return conf;
-  });
+  const [pieces, coldRenderMs] = timed(() => renderer.pieces(table, config));
+  const coldHashMs = timed(() => new PieceHashes().version(pieces))[1];
   const peakRssMiB = maxRssMiB();
   const rssAfterMiB = process.memoryUsage().rss / MiB;
+  const text = textOf(pieces);
 
   // The same again in fresh builders (a relist that changed everything), JIT warm.
   const warmTableMs: number[] = [];
@@ -118,7 +132,7 @@ async function buildTask(pods: number, changes: boolean, repeats: number): Promi
   for (let r = 0; r < repeats; r++) {
     const [t, tableMs] = timed(() => new IncrementalRouteTable(config).update(objects, secrets));
     warmTableMs.push(tableMs);
-    warmRenderMs.push(timed(() => flatten(new IncrementalNginxRenderer().render(t, config)))[1]);
+    warmRenderMs.push(timed(() => new IncrementalNginxRenderer().pieces(t, config))[1]);
     const [reference, refTableMs] = timed(() => buildRouteTable(config, objects, secrets));
     referenceTableMs.push(refTableMs);
     const [conf, refRenderMs] = timed(() => renderNginxConf(reference, config));
@@ -127,40 +141,57 @@ async function buildTask(pods: number, changes: boolean, repeats: number): Promi
   }
   if (referenceText !== text) throw new Error('the incremental nginx.conf differs from the reference');
 
-  // One changed pod at a time, in the builder and renderer of the first build.
+  // One changed pod at a time, in the builder of the first build, and as the nginx manager
+  // handles each table: render with its runtime, version, write.
   const changeResults: BuildResult['changes'] = [];
   if (changes) {
+    const dir = await mkdtemp(join(tmpdir(), 'k8s-router-bench-conf-'));
+    const options = { ...config, runtime: RUNTIME };
+    const hashes = new PieceHashes();
+    const placeholder = RUNTIME.status?.configVersion as string;
+    // The manager's state before the first change: the first table rendered and versioned.
+    withVersion(renderer.pieces(table, options), placeholder, hashes);
     let current = objects;
     const kinds: ChangeKind[] = ['pod IP changes', 'pod replaced (new name and hosts)', 'pod turns not ready', 'nothing changes'];
-    for (const kind of kinds) {
-      const tableMs: number[] = [];
-      const renderMs: number[] = [];
-      const readMs: number[] = [];
-      for (let n = 0; n < 30; n++) {
-        const at = (n * 7919 + 13) % current.length;
-        const next = current.slice();
-        next[at] = changedPod(kind, current[at] as Pod, n);
-        current = next;
-        const [t, ms] = timed(() => builder.update(current, secrets));
-        tableMs.push(ms);
-        const [conf, renderOnlyMs] = timed(() => renderer.render(t, config));
-        renderMs.push(renderOnlyMs);
-        readMs.push(timed(() => flatten(conf))[1]);
+    try {
+      for (const kind of kinds) {
+        const result: BuildResult['changes'][number] = { kind, tableMs: [], renderMs: [], hashMs: [], writeMs: [] };
+        for (let n = 0; n < 30; n++) {
+          const at = (n * 7919 + 13) % current.length;
+          const next = current.slice();
+          next[at] = changedPod(kind, current[at] as Pod, n);
+          current = next;
+          const [t, ms] = timed(() => builder.update(current, secrets));
+          result.tableMs.push(ms);
+          const [draft, renderMs] = timed(() => renderer.pieces(t, options));
+          result.renderMs.push(renderMs);
+          const [versioned, hashMs] = timed(() => withVersion(draft, placeholder, hashes));
+          result.hashMs.push(hashMs);
+          const started = performance.now();
+          await writeSynced(join(dir, `nginx.conf.${n}`), versioned?.text ?? []);
+          result.writeMs.push(performance.now() - started);
+          await rm(join(dir, `nginx.conf.${n}`));
+        }
+        changeResults.push(result);
       }
-      changeResults.push({ kind, tableMs, renderMs, readMs });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   }
 
   return {
     pods,
+    podObjects: full ? 'full' : 'slim',
     routes: table.routes.length,
     rejections: table.rejections.length,
-    confBytes: text.length,
+    confBytes: byteLengthOf(pieces),
+    confPieces: pieces.length,
     rssBeforeMiB,
     rssAfterMiB,
     peakRssMiB,
     coldTableMs,
     coldRenderMs,
+    coldHashMs,
     warmTableMs,
     warmRenderMs,
     referenceTableMs,
@@ -248,7 +279,7 @@ async function nginxTask(routes: number, repeats: number): Promise<NginxResult> 
   const plane = createNginxDataPlane({
     nginxBinary: binary,
     prefix,
-    render: (table, runtime) => renderer.render(table, { ...config, runtime }),
+    render: (table, runtime) => renderer.pieces(table, { ...config, runtime }),
     confirmTimeoutMs: 120_000,
     stopTimeouts: { gracefulMs: 10_000, fastMs: 5_000 },
   });
@@ -282,7 +313,10 @@ async function timedAsync<T>(work: () => Promise<T>): Promise<[T, number]> {
 
 // --- stall: the proxy's event loop while the table is rebuilt ---------------------------
 
-/** Pods and Secrets held in memory and handed out as the Kubernetes source does: sorted by namespace/name. */
+/**
+ * Pods and Secrets held in memory and handed out as the Kubernetes source does: a copy of
+ * its objects in the order it keeps them (a changed object where the old one was).
+ */
 class MemorySource implements ObjectSource {
   pods: Pod[] = [];
   secrets: Secret[] = [];
@@ -294,12 +328,7 @@ class MemorySource implements ObjectSource {
   }
   snapshot(): { pods: Pod[]; secrets: Secret[] } {
     const started = performance.now();
-    const byKey = <T extends Pod | Secret>(items: T[]): T[] =>
-      items
-        .map((item) => [objectKey(item), item] as const)
-        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-        .map(([, item]) => item);
-    const snapshot = { pods: byKey(this.pods), secrets: byKey(this.secrets) };
+    const snapshot = { pods: this.pods.slice(), secrets: this.secrets.slice() };
     this.snapshotMs += performance.now() - started;
     return snapshot;
   }
@@ -309,6 +338,22 @@ class MemorySource implements ObjectSource {
   changed(): void {
     this.onChange?.();
   }
+}
+
+/** A manifest source with the time its snapshots took counted, as MemorySource's. */
+function timedSource(source: ObjectSource): ObjectSource & { snapshotMs: number } {
+  const timed = {
+    snapshotMs: 0,
+    start: (onChange: () => void) => source.start(onChange),
+    stop: () => source.stop(),
+    snapshot: () => {
+      const started = performance.now();
+      const snapshot = source.snapshot();
+      timed.snapshotMs += performance.now() - started;
+      return snapshot;
+    },
+  };
+  return timed;
 }
 
 export interface StallWindow {
@@ -331,14 +376,30 @@ export interface StallWindow {
 
 const epochNow = (): number => performance.timeOrigin + performance.now();
 
-async function stallTask(pods: number, podPort: number, scenarios: string[]): Promise<unknown> {
+/** A manifest of these pods and their Secrets, as `kubectl get pods,secrets -A -o json` or `-o yaml` prints it. */
+function manifestText(format: 'json' | 'yaml', pods: Pod[], secrets: Secret[]): string {
+  const list = { apiVersion: 'v1', kind: 'List', items: [...pods, ...secrets], metadata: { resourceVersion: '' } };
+  return format === 'json' ? JSON.stringify(list, null, 4) : jsyaml.dump(list, { lineWidth: -1, noRefs: true });
+}
+
+async function stallTask(pods: number, podPort: number, scenarios: string[], manifest: 'json' | 'yaml' | null): Promise<unknown> {
   const config = defaultConfig({ listenAddress: '127.0.0.1' });
-  // Pod 0 is the one the load goes to: it is the pod server of the benchmark.
+  // Pod 0 is the one the load goes to: it is the pod server of the benchmark. The cluster
+  // source's pods are slim, a manifest's are whole.
   const podsAt = (generation: number, ipOf: (i: number) => string): Pod[] =>
-    Array.from({ length: pods }, (_, i) => benchPod(i, i === 0 ? { ip: () => '127.0.0.1', port: podPort } : { ip: ipOf, generation }));
-  const source = new MemorySource();
-  source.secrets = benchSecrets(pods);
-  source.pods = scenarios.includes('first list') ? podsAt(0, () => '10.0.0.1').slice(0, 1) : podsAt(0, (i) => `10.1.${(i >> 8) & 255}.${i & 255}`);
+    Array.from({ length: pods }, (_, i) => (manifest === null ? slimBenchPod : benchPod)(i, i === 0 ? { ip: () => '127.0.0.1', port: podPort } : { ip: ipOf, generation }));
+  const memory = new MemorySource();
+  memory.secrets = benchSecrets(pods);
+  memory.pods = scenarios.includes('first list') ? podsAt(0, () => '10.0.0.1').slice(0, 1) : podsAt(0, (i) => `10.1.${(i >> 8) & 255}.${i & 255}`);
+  let manifestDir: string | null = null;
+  let manifestFile = '';
+  let source: ObjectSource & { snapshotMs: number } = memory;
+  if (manifest !== null) {
+    manifestDir = await mkdtemp(join(tmpdir(), 'k8s-router-bench-manifest-'));
+    manifestFile = join(manifestDir, `pods.${manifest}`);
+    await writeFile(manifestFile, manifestText(manifest, memory.pods, memory.secrets));
+    source = timedSource(createManifestSource({ file: manifestFile }));
+  }
   const proxy = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: config.apiKeyHeader });
   // Logging at info as `run` does (what a new table logs is part of the work), to nowhere.
   const logger = pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: true }));
@@ -385,11 +446,12 @@ async function stallTask(pods: number, podPort: number, scenarios: string[]): Pr
       gcTotalMs: during.reduce((a, b) => a + b, 0),
     });
   };
-  /** Replaces the pods, then gives the loop a moment so that making them is not counted. */
-  const prepared = async (next: Pod[]): Promise<Pod[]> => {
+  /** Gives the loop a moment after making the next objects, so that making them is not counted. */
+  const prepared = async <T>(next: T): Promise<T> => {
     await sleep(200);
     return next;
   };
+  let generation = 0;
 
   for (const scenario of scenarios) {
     if (scenario === 'idle') {
@@ -398,34 +460,54 @@ async function stallTask(pods: number, podPort: number, scenarios: string[]): Pr
       await measure(scenario, async () => {
         for (let n = 0; n < 10; n++) {
           const at = 1 + ((n * 7919) % (pods - 1));
-          source.pods = source.pods.slice();
-          source.pods[at] = changedPod('pod IP changes', source.pods[at] as Pod, n);
-          source.changed();
+          memory.pods = memory.pods.slice();
+          memory.pods[at] = changedPod('pod IP changes', memory.pods[at] as Pod, n);
+          memory.changed();
           await controller.idle();
           await sleep(100);
         }
       });
     } else if (scenario === 'first list') {
       // From the probe pod alone (where the task starts, or put back now, unmeasured).
-      source.pods = source.pods.slice(0, 1);
-      source.changed();
+      memory.pods = memory.pods.slice(0, 1);
+      memory.changed();
       await controller.idle();
       const next = await prepared(podsAt(0, (i) => `10.1.${(i >> 8) & 255}.${i & 255}`));
       await measure(scenario, async () => {
-        source.pods = next;
-        source.changed();
+        memory.pods = next;
+        memory.changed();
       });
     } else if (scenario === 'relist, nothing changed') {
-      const next = await prepared(source.pods.map((p) => structuredClone(p)));
+      const next = await prepared(memory.pods.map((p) => structuredClone(p)));
       await measure(scenario, async () => {
-        source.pods = next;
-        source.changed();
+        memory.pods = next;
+        memory.changed();
       });
     } else if (scenario === 'relist, every pod changed') {
       const next = await prepared(podsAt(1, (i) => `10.2.${(i >> 8) & 255}.${i & 255}`));
       await measure(scenario, async () => {
-        source.pods = next;
-        source.changed();
+        memory.pods = next;
+        memory.changed();
+      });
+    } else if (scenario === 'manifest edit, one pod changes' || scenario === 'manifest rewritten, every pod changed') {
+      // The file as an editor or `kubectl get ... > file` leaves it; the window runs from
+      // the write until the proxy serves the table it gives.
+      const every = scenario.startsWith('manifest rewritten');
+      generation++;
+      const next = every
+        ? podsAt(generation, (i) => `10.${2 + (generation % 200)}.${(i >> 8) & 255}.${i & 255}`)
+        : memory.pods.map((p, i) => (i === 1 + ((generation * 7919) % (pods - 1)) ? changedPod('pod IP changes', p, generation) : p));
+      memory.pods = next;
+      const text = await prepared(manifestText(manifest as 'json' | 'yaml', next, memory.secrets));
+      await measure(scenario, async () => {
+        const served = new Promise<void>((resolve) => {
+          const off = controller.subscribe(() => {
+            off();
+            resolve();
+          });
+        });
+        await writeFile(manifestFile, text);
+        await served;
       });
     } else {
       throw new Error(`no scenario ${scenario}`);
@@ -438,6 +520,7 @@ async function stallTask(pods: number, podPort: number, scenarios: string[]): Pr
   await new Promise<void>((resolve) => lines.once('line', () => resolve()));
   await controller.stop();
   await proxy.close();
+  if (manifestDir !== null) await rm(manifestDir, { recursive: true, force: true });
   lines.close();
   return null;
 }
@@ -451,9 +534,11 @@ const { positionals, values } = parseArgs({
     routes: { type: 'string' },
     repeats: { type: 'string', default: '3' },
     changes: { type: 'boolean', default: false },
+    'full-pods': { type: 'boolean', default: false },
     'yaml-package': { type: 'boolean', default: false },
     'pod-port': { type: 'string' },
     scenarios: { type: 'string', default: '' },
+    manifest: { type: 'string' },
   },
 });
 
@@ -461,13 +546,13 @@ async function main(): Promise<unknown> {
   const repeats = Number(values.repeats);
   switch (positionals[0]) {
     case 'build':
-      return buildTask(Number(values.pods), values.changes, repeats);
+      return buildTask(Number(values.pods), values.changes, repeats, values['full-pods']);
     case 'parse':
       return parseTask(Number(values.pods), values['yaml-package']);
     case 'nginx':
       return nginxTask(Number(values.routes), repeats);
     case 'stall':
-      return stallTask(Number(values.pods), Number(values['pod-port']), values.scenarios.split(';'));
+      return stallTask(Number(values.pods), Number(values['pod-port']), values.scenarios.split(';'), (values.manifest as 'json' | 'yaml' | undefined) ?? null);
     default:
       throw new Error(`unknown task ${String(positionals[0])}`);
   }

@@ -110,7 +110,7 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Dat
   return createNginxDataPlane({
     nginxBinary: binary,
     prefix,
-    render: (table, runtime) => renderer.render(table, { ...config, runtime }),
+    render: (table, runtime) => renderer.pieces(table, { ...config, runtime }),
     files: config.nginxConfig === 'auto' ? {} : { conf: config.nginxConfig },
     ...(config.nginxStatusPort === 'auto' ? {} : { statusPort: config.nginxStatusPort }),
     // SIGQUIT, nginx's graceful stop, gets the shutdown grace; then SIGTERM, then SIGKILL.

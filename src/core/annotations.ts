@@ -19,9 +19,30 @@ export const MAX_PATH_LENGTH = 1024;
 const HOST_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const IPV4_OCTET = /^(0|[1-9][0-9]{0,2})$/;
 
-/** Entries of an annotation value: split on any whitespace, empty ones ignored. */
+const WHITESPACE = /\s/;
+
+/** Whether a char code is whitespace as /\s/ has it (ASCII ones without a regex). */
+function isSpace(code: number): boolean {
+  if (code === 32 || (code >= 9 && code <= 13)) return true;
+  return code >= 0xa0 && WHITESPACE.test(String.fromCharCode(code));
+}
+
+/** Entries of an annotation value: split on any whitespace (as /\s+/), empty ones ignored. */
 export function splitEntries(value: string): string[] {
-  return value.split(/\s+/).filter((e) => e.length > 0);
+  // A loop rather than split(/\s+/) and a filter: this runs for every pod of a cluster.
+  if (typeof value !== 'string') throw new TypeError(`an annotation value is not text: ${JSON.stringify(value)}`);
+  const entries: string[] = [];
+  let start = -1;
+  for (let i = 0; i < value.length; i++) {
+    if (isSpace(value.charCodeAt(i))) {
+      if (start >= 0) entries.push(value.slice(start, i));
+      start = -1;
+    } else if (start < 0) {
+      start = i;
+    }
+  }
+  if (start >= 0) entries.push(start === 0 ? value : value.slice(start));
+  return entries;
 }
 
 function ipv4Problem(host: string): string | null {
@@ -33,8 +54,16 @@ function ipv4Problem(host: string): string | null {
   return null;
 }
 
+/**
+ * Hostnames that need no closer look: RFC 1123 labels, the last of which is not all
+ * digits. One regex rather than a split and a test per label, for the common case; any
+ * other host gets the label by label check, which says what is wrong.
+ */
+const PLAIN_HOST = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*(?=[0-9]*[a-z-])[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
 /** Why a (lower-cased) host is unusable, or null when it is an RFC 1123 hostname or IPv4 address. */
 export function hostProblem(host: string): string | null {
+  if (host.length <= 253 && PLAIN_HOST.test(host)) return null;
   if (host.length > 253) return 'is longer than 253 characters';
   const labels = host.split('.');
   const last = labels[labels.length - 1] ?? '';
@@ -51,18 +80,26 @@ export function hostProblem(host: string): string | null {
 
 /** Hosts from the hosts annotation: lower-cased, de-duplicated, in first-seen order. */
 export function parseHosts(value: string): { hosts: string[]; rejected: RejectedEntry[] } {
-  const hosts = new Set<string>();
+  const hosts: string[] = [];
+  // Only for long lists: a pod names a host or two, where a Set costs more than a look.
+  let seen: Set<string> | null = null;
   const rejected: RejectedEntry[] = [];
   for (const entry of splitEntries(value)) {
     const host = entry.toLowerCase();
     const problem = hostProblem(host);
     if (problem !== null) {
       rejected.push({ value: entry, code: 'BAD_HOST', reason: `host ${JSON.stringify(entry)} ${problem}` });
-    } else {
-      hosts.add(host);
+    } else if (seen !== null) {
+      if (!seen.has(host)) {
+        seen.add(host);
+        hosts.push(host);
+      }
+    } else if (!hosts.includes(host)) {
+      hosts.push(host);
+      if (hosts.length > 8) seen = new Set(hosts);
     }
   }
-  return { hosts: [...hosts], rejected };
+  return { hosts, rejected };
 }
 
 // RFC 3986 path characters without the ones that mean something to nginx or to us:
@@ -70,6 +107,9 @@ export function parseHosts(value: string): { hosts: string[]; rejected: Rejected
 // read as syntax are refused; so are "{", "}", quotes, "\", controls and non-ASCII,
 // which RFC 3986 does not allow anyway.
 const PATH_CHARS = /^[A-Za-z0-9\-._~!&()*+,=:@/]+$/;
+const PORT = /^[1-9][0-9]{0,4}$/;
+/** A "." or ".." segment. */
+const DOT_SEGMENT = /\/\.\.?(?:\/|$)/;
 
 /** Why a path is unusable, or null. */
 export function pathProblem(path: string): string | null {
@@ -83,11 +123,15 @@ export function pathProblem(path: string): string | null {
   // nginx merges slashes and resolves dot segments before it matches a location, so a
   // location holding them could never match a request.
   if (path.includes('//')) return 'contains "//", which never matches (nginx merges slashes)';
-  const segments = path.split('/').slice(1);
-  if (segments.some((s) => s === '.' || s === '..')) {
+  if (DOT_SEGMENT.test(path)) {
     return 'contains a "." or ".." segment, which never matches (nginx resolves them)';
   }
   return null;
+}
+
+function firstWithPath(paths: readonly PathEntry[], path: string): PathEntry | undefined {
+  for (const entry of paths) if (entry.path === path) return entry;
+  return undefined;
 }
 
 /**
@@ -102,7 +146,8 @@ export function parsePaths(
   declaredPorts: ReadonlySet<number>,
 ): { paths: PathEntry[]; rejected: RejectedEntry[] } {
   const paths: PathEntry[] = [];
-  const byPath = new Map<string, PathEntry>();
+  // Only for long lists, as in parseHosts.
+  let byPath: Map<string, PathEntry> | null = null;
   const rejected: RejectedEntry[] = [];
   for (const entry of splitEntries(value)) {
     const colon = entry.indexOf(':');
@@ -112,7 +157,7 @@ export function parsePaths(
     }
     const portText = entry.slice(0, colon);
     const path = entry.slice(colon + 1);
-    if (!/^[1-9][0-9]{0,4}$/.test(portText) || Number(portText) > 65535) {
+    if (!PORT.test(portText) || Number(portText) > 65535) {
       rejected.push({
         value: entry,
         code: 'BAD_PORT',
@@ -134,11 +179,12 @@ export function parsePaths(
       rejected.push({ value: entry, code: 'BAD_PATH', reason: `path ${JSON.stringify(path)} ${problem}` });
       continue;
     }
-    const earlier = byPath.get(path);
+    const earlier = byPath !== null ? byPath.get(path) : firstWithPath(paths, path);
     if (earlier === undefined) {
       const entry = { port, path };
       paths.push(entry);
-      byPath.set(path, entry);
+      if (byPath !== null) byPath.set(path, entry);
+      else if (paths.length > 8) byPath = new Map(paths.map((p) => [p.path, p]));
     } else if (earlier.port !== port) {
       rejected.push({
         value: entry,

@@ -5,6 +5,7 @@ import { dnsLabelProblem, dnsSubdomainProblem } from './kube-names.js';
 import type { Pod, Secret } from './kube-objects.js';
 import { objectKey } from './kube-objects.js';
 import { matchesLabels } from './label-selector.js';
+import { compareText } from './sorted-changes.js';
 
 // The route table is a pure function of (config, pods, secrets): the same objects give
 // the same table, byte for byte, whatever order they arrive in. Every pod, host or path
@@ -63,18 +64,28 @@ export interface RouteTable {
   rejections: Rejection[];
 }
 
-/** A pod's claim on one host and path, before ownership and API keys are settled. */
-export interface Candidate extends Backend {
-  host: string;
+/**
+ * A pod's claim on one path, on every host the pod names: the claims of one host and
+ * path settle who owns that route. One per path rather than per host and path, and the
+ * backend object is shared by every route the pod serves on that port.
+ */
+export interface Candidate {
   path: string;
+  backend: Backend;
+  /** When the pod was created (ms since the epoch; Infinity when unknown). */
   created: number;
+  /** [backend], the backends of every route this claim wins alone (most routes). */
+  alone: Backend[];
+}
+
+/** What one pod asks for: routes on each of `hosts` for each candidate's path. */
+export interface PodClaims {
+  hosts: string[];
+  candidates: Candidate[];
+  rejections: Rejection[];
 }
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-function compareText(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
 
 /** The order of a table's routes: by host, then path. */
 export function compareRoutes(a: Route, b: Route): number {
@@ -125,32 +136,38 @@ function describeLabels(labels: Record<string, string> | undefined): string {
     .join(',');
 }
 
-/** Reasons the pod as a whole cannot be routed (its state, not its annotations). */
+/** Most pods are routed: they share this empty list, which nothing may push to. */
+const NO_REJECTIONS: Rejection[] = [];
+Object.freeze(NO_REJECTIONS);
+
+/** Reasons the pod as a whole cannot be routed (its state, not its annotations); NO_REJECTIONS when none. */
 function podStateRejections(config: RouterConfig, pod: Pod, namespace: string, name: string): Rejection[] {
-  const out: Rejection[] = [];
-  const reject = (field: string, value: string, code: RejectionCode, reason: string): void => {
-    out.push({ namespace, pod: name, field, value, code, reason });
-  };
-  if (!matchesLabels(config.labelSelector, pod.metadata?.labels)) {
-    reject('metadata.labels', describeLabels(pod.metadata?.labels), 'NOT_SELECTED', `labels do not match the selector "${config.labelSelector.text}"`);
-    return out;
+  const metadata = pod.metadata;
+  if (!matchesLabels(config.labelSelector, metadata?.labels)) {
+    return [rejection(namespace, name, 'metadata.labels', describeLabels(metadata?.labels), 'NOT_SELECTED', `labels do not match the selector "${config.labelSelector.text}"`)];
   }
+  let out = NO_REJECTIONS;
+  const reject = (field: string, value: string, code: RejectionCode, reason: string): void => {
+    if (out === NO_REJECTIONS) out = [];
+    out.push(rejection(namespace, name, field, value, code, reason));
+  };
   const nsProblem = dnsLabelProblem(namespace);
   if (nsProblem !== null) reject('metadata.namespace', namespace, 'BAD_NAME', `namespace name ${nsProblem}`);
   const nameProblem = dnsSubdomainProblem(name);
   if (nameProblem !== null) reject('metadata.name', name, 'BAD_NAME', `pod name ${nameProblem}`);
   if (out.length > 0) return out;
 
-  if (pod.metadata?.deletionTimestamp) {
-    reject('metadata.deletionTimestamp', pod.metadata.deletionTimestamp, 'TERMINATING', 'pod is terminating');
+  if (metadata?.deletionTimestamp) {
+    reject('metadata.deletionTimestamp', metadata.deletionTimestamp, 'TERMINATING', 'pod is terminating');
   }
-  const phase = pod.status?.phase ?? '';
+  const status = pod.status;
+  const phase = status?.phase ?? '';
   if (phase !== 'Running') reject('status.phase', phase, 'NOT_RUNNING', `pod is not running (phase ${JSON.stringify(phase)})`);
-  const ip = pod.status?.podIP ?? '';
+  const ip = status?.podIP ?? '';
   if (ip === '') reject('status.podIP', '', 'NO_IP', 'pod has no IP address yet');
   else if (isIP(ip) === 0) reject('status.podIP', ip, 'BAD_IP', `pod IP ${JSON.stringify(ip)} is not an IPv4 or IPv6 address`);
   if (config.requireReady) {
-    const ready = pod.status?.conditions?.find((c) => c.type === 'Ready')?.status ?? 'missing';
+    const ready = readyStatus(status?.conditions) ?? 'missing';
     if (ready !== 'True') {
       reject('status.conditions', `Ready=${ready}`, 'NOT_READY', `pod is not ready (Ready condition is ${ready})`);
     }
@@ -158,11 +175,22 @@ function podStateRejections(config: RouterConfig, pod: Pod, namespace: string, n
   return out;
 }
 
+function readyStatus(conditions: ReadonlyArray<{ type?: string; status?: string }> | undefined): string | undefined {
+  if (conditions === undefined) return undefined;
+  for (const c of conditions) if (c.type === 'Ready') return c.status;
+  return undefined;
+}
+
+function rejection(namespace: string, pod: string, field: string, value: string, code: RejectionCode, reason: string): Rejection {
+  return { namespace, pod, field, value, code, reason };
+}
+
 /**
- * The parts of a pod its routes depend on, as a Pod: podCandidates is only ever given
- * these, so a field it reads must be copied here or it is missing in every test. Two pods
- * with the same facts route alike, which lets the incremental builder skip a pod whose
- * change (a status update, a new resourceVersion) does not concern routing.
+ * The parts of a pod its routes depend on, as a Pod: the reference build gives
+ * podCandidates only these, so a field it reads must be copied here or it is missing in
+ * every test (and sameRoutingFacts must compare it). Two pods with the same facts route
+ * alike, which lets the incremental builder skip a pod whose change (a status update, a
+ * new resourceVersion) does not concern routing.
  */
 export function routingFacts(config: RouterConfig, pod: Pod): Pod {
   const metadata = pod.metadata ?? {};
@@ -191,32 +219,97 @@ export function routingFacts(config: RouterConfig, pod: Pod): Pod {
   };
 }
 
+function sameLabels(a: Readonly<Record<string, string>> | undefined, b: Readonly<Record<string, string>> | undefined): boolean {
+  if (a === b) return true;
+  if (a === undefined || b === undefined) return false;
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  return keys.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);
+}
+
+function samePorts(a: Pod, b: Pod): boolean {
+  const x = a.spec?.containers ?? [];
+  const y = b.spec?.containers ?? [];
+  if (x.length !== y.length) return false;
+  return x.every((c, i) => {
+    const p = c.ports ?? [];
+    const q = y[i]?.ports ?? [];
+    return p.length === q.length && p.every((port, j) => port.containerPort === q[j]?.containerPort);
+  });
+}
+
+function sameReadiness(a: Pod, b: Pod): boolean {
+  const x = (a.status?.conditions ?? []).filter((c) => c.type === 'Ready');
+  const y = (b.status?.conditions ?? []).filter((c) => c.type === 'Ready');
+  return x.length === y.length && x.every((c, i) => c.status === y[i]?.status);
+}
+
+/**
+ * Whether two pods have the same routing facts (labels in any order): what routingFacts
+ * copies, compared in place, without serializing either pod.
+ */
+export function sameRoutingFacts(config: RouterConfig, a: Pod, b: Pod): boolean {
+  const m = a.metadata ?? {};
+  const n = b.metadata ?? {};
+  return (
+    m.name === n.name &&
+    m.namespace === n.namespace &&
+    m.creationTimestamp === n.creationTimestamp &&
+    m.deletionTimestamp === n.deletionTimestamp &&
+    m.annotations?.[config.hostsAnnotation] === n.annotations?.[config.hostsAnnotation] &&
+    m.annotations?.[config.pathsAnnotation] === n.annotations?.[config.pathsAnnotation] &&
+    a.status?.phase === b.status?.phase &&
+    a.status?.podIP === b.status?.podIP &&
+    sameLabels(m.labels, n.labels) &&
+    samePorts(a, b) &&
+    sameReadiness(a, b)
+  );
+}
+
+const fieldNames = new WeakMap<RouterConfig, { hostsField: string; pathsField: string }>();
+
+/** The fields the hosts and paths annotations are in, as rejections name them. */
+function annotationFields(config: RouterConfig): { hostsField: string; pathsField: string } {
+  let names = fieldNames.get(config);
+  if (names === undefined) {
+    names = { hostsField: `metadata.annotations.${config.hostsAnnotation}`, pathsField: `metadata.annotations.${config.pathsAnnotation}` };
+    fieldNames.set(config, names);
+  }
+  return names;
+}
+
+/** A pod that routes nothing, for a reason it gives. */
+function refused(rejections: Rejection[]): PodClaims {
+  return { hosts: [], candidates: [], rejections };
+}
+
 /** The routes a single pod asks for, and what it asked for that cannot be had. */
-export function podCandidates(config: RouterConfig, pod: Pod): { candidates: Candidate[]; rejections: Rejection[] } {
+export function podCandidates(config: RouterConfig, pod: Pod): PodClaims {
   const namespace = pod.metadata?.namespace ?? '';
   const name = pod.metadata?.name ?? '';
-  const rejections = podStateRejections(config, pod, namespace, name);
-  if (rejections.length > 0) return { candidates: [], rejections };
+  const stateRejections = podStateRejections(config, pod, namespace, name);
+  if (stateRejections.length > 0) return refused(stateRejections);
 
+  let rejections = NO_REJECTIONS;
   const reject = (field: string, value: string, code: RejectionCode, reason: string): void => {
-    rejections.push({ namespace, pod: name, field, value, code, reason });
+    if (rejections === NO_REJECTIONS) rejections = [];
+    rejections.push(rejection(namespace, name, field, value, code, reason));
   };
   const annotations = pod.metadata?.annotations ?? {};
-  const hostsField = `metadata.annotations.${config.hostsAnnotation}`;
-  const pathsField = `metadata.annotations.${config.pathsAnnotation}`;
+  const { hostsField, pathsField } = annotationFields(config);
   const hostsText = annotations[config.hostsAnnotation];
   const pathsText = annotations[config.pathsAnnotation];
   if (hostsText === undefined) reject(hostsField, '', 'MISSING_ANNOTATION', `annotation ${config.hostsAnnotation} is missing`);
   if (pathsText === undefined) reject(pathsField, '', 'MISSING_ANNOTATION', `annotation ${config.pathsAnnotation} is missing`);
-  if (hostsText === undefined || pathsText === undefined) return { candidates: [], rejections };
+  if (hostsText === undefined || pathsText === undefined) return refused(rejections);
 
   const { hosts: validHosts, rejected: badHosts } = parseHosts(hostsText);
   for (const r of badHosts) reject(hostsField, r.value, r.code as RejectionCode, r.reason);
   const { paths: validPaths, rejected: badPaths } = parsePaths(pathsText, declaredPorts(pod));
   for (const r of badPaths) reject(pathsField, r.value, r.code as RejectionCode, r.reason);
   // Routes are hosts x paths: without a cap, one pod's annotations could ask for billions.
-  const hosts = validHosts.slice(0, config.maxHostsPerPod);
-  const paths = validPaths.slice(0, config.maxPathsPerPod);
+  const hosts = validHosts.length > config.maxHostsPerPod ? validHosts.slice(0, config.maxHostsPerPod) : validHosts;
+  const paths = validPaths.length > config.maxPathsPerPod ? validPaths.slice(0, config.maxPathsPerPod) : validPaths;
   if (validHosts.length > hosts.length) {
     reject(hostsField, `${validHosts.length} hosts`, 'TOO_MANY_HOSTS', `only the first ${hosts.length} valid hosts are routed (MAX_HOSTS_PER_POD); ${validHosts.length - hosts.length} dropped, the first being ${validHosts[hosts.length]}`);
   }
@@ -226,21 +319,28 @@ export function podCandidates(config: RouterConfig, pod: Pod): { candidates: Can
   }
   if (hosts.length === 0) reject(hostsField, hostsText, 'NO_HOSTS', 'no valid host in the annotation');
   if (paths.length === 0) reject(pathsField, pathsText, 'NO_PATHS', 'no valid PORT:PATH entry in the annotation');
-  if (hosts.length === 0 || paths.length === 0) return { candidates: [], rejections };
+  if (hosts.length === 0 || paths.length === 0) return refused(rejections);
 
   const parsedCreated = Date.parse(pod.metadata?.creationTimestamp ?? '');
   const created = Number.isNaN(parsedCreated) ? Number.POSITIVE_INFINITY : parsedCreated;
   const ip = pod.status?.podIP as string;
-  const candidates: Candidate[] = [];
-  for (const host of hosts) {
-    for (const { port, path } of paths) {
-      candidates.push({ host, path, pod: name, namespace, ip, port, created });
-    }
+  // Kept as long as the pod is: arrays made at their size (one that grows by push reserves
+  // room for 17), and paths on one port share their backend (most pods serve one port).
+  const candidates = new Array<Candidate>(paths.length);
+  for (let i = 0; i < paths.length; i++) {
+    const { path, port } = paths[i] as { path: string; port: number };
+    let alone: Backend[] | undefined;
+    for (let j = 0; j < i && alone === undefined; j++) if ((candidates[j] as Candidate).backend.port === port) alone = (candidates[j] as Candidate).alone;
+    alone ??= [{ pod: name, namespace, ip, port }];
+    candidates[i] = { path, backend: alone[0] as Backend, created, alone };
   }
-  return { candidates, rejections };
+  return { hosts: hosts.slice(), candidates, rejections };
 }
 
 export type ApiKey = { state: 'open' } | { state: 'key'; key: string } | { state: 'invalid'; reason: string };
+
+/** The API key of a namespace without a usable Secret. */
+export const OPEN: ApiKey = Object.freeze({ state: 'open' });
 
 /** The API key each namespace's Secret asks for. */
 export function apiKeysByNamespace(config: RouterConfig, secrets: Iterable<Secret>): Map<string, ApiKey> {
@@ -270,16 +370,20 @@ export function apiKeysByNamespace(config: RouterConfig, secrets: Iterable<Secre
  * rejected. The result does not depend on the order of the candidates (the rejections
  * are sorted with the table's).
  */
-export function resolveRoute(candidates: readonly Candidate[], apiKeys: ReadonlyMap<string, ApiKey>): { route: Route | null; rejections: Rejection[] } {
-  const rejections: Rejection[] = [];
-  const { host, path } = candidates[0] as Candidate;
+export function resolveRoute(
+  host: string,
+  path: string,
+  candidates: readonly Candidate[],
+  apiKeys: ReadonlyMap<string, ApiKey>,
+): { route: Route | null; rejections: Rejection[] } {
   if (candidates.length === 1) {
     // Most routes have one pod: no owner to settle, nothing to sort.
-    const { pod, namespace, ip, port } = candidates[0] as Candidate;
-    const apiKey = apiKeys.get(namespace) ?? { state: 'open' };
+    const only = candidates[0] as Candidate;
+    const namespace = only.backend.namespace;
+    const apiKey = apiKeys.get(namespace) ?? OPEN;
     if (apiKey.state !== 'invalid') {
-      const route = { host, path, namespace, apiKey: apiKey.state === 'key' ? apiKey.key : null, backends: [{ pod, namespace, ip, port }] };
-      return { route, rejections };
+      const route = { host, path, namespace, apiKey: apiKey.state === 'key' ? apiKey.key : null, backends: only.alone };
+      return { route, rejections: NO_REJECTIONS };
     }
   }
   // The namespace whose oldest pod on this route was created first owns it, so a
@@ -288,28 +392,29 @@ export function resolveRoute(candidates: readonly Candidate[], apiKeys: Readonly
   // creationTimestamp) sorts last and equals itself.
   let first = candidates[0] as Candidate;
   for (const c of candidates) {
-    if (c.created < first.created || (c.created === first.created && compareText(c.namespace, first.namespace) < 0)) first = c;
+    if (c.created < first.created || (c.created === first.created && compareText(c.backend.namespace, first.backend.namespace) < 0)) first = c;
   }
-  const owner = first.namespace;
+  const owner = first.backend.namespace;
   const routeText = `${host}${path}`;
-  for (const c of candidates) {
-    if (c.namespace === owner) continue;
+  const rejections: Rejection[] = [];
+  for (const { backend } of candidates) {
+    if (backend.namespace === owner) continue;
     rejections.push({
-      namespace: c.namespace,
-      pod: c.pod,
+      namespace: backend.namespace,
+      pod: backend.pod,
       field: 'route',
       value: routeText,
       code: 'ROUTE_CLAIMED',
       reason: `host ${host} path ${path} is owned by namespace ${owner}, whose pods there are older`,
     });
   }
-  const owned = candidates.filter((c) => c.namespace === owner);
-  const apiKey = apiKeys.get(owner) ?? { state: 'open' };
+  const owned = candidates.filter((c) => c.backend.namespace === owner);
+  const apiKey = apiKeys.get(owner) ?? OPEN;
   if (apiKey.state === 'invalid') {
-    for (const c of owned) {
+    for (const { backend } of owned) {
       rejections.push({
-        namespace: c.namespace,
-        pod: c.pod,
+        namespace: backend.namespace,
+        pod: backend.pod,
         field: 'route',
         value: routeText,
         code: 'BAD_API_KEY',
@@ -323,9 +428,7 @@ export function resolveRoute(candidates: readonly Candidate[], apiKeys: Readonly
     path,
     namespace: owner,
     apiKey: apiKey.state === 'key' ? apiKey.key : null,
-    backends: owned
-      .map(({ pod, namespace, ip, port }) => ({ pod, namespace, ip, port }))
-      .sort((a, b) => compareText(a.pod, b.pod)),
+    backends: owned.length === 1 ? (owned[0] as Candidate).alone : owned.map((c) => c.backend).sort((a, b) => compareText(a.pod, b.pod)),
   };
   return { route, rejections };
 }
@@ -351,22 +454,24 @@ export function routeKey(host: string, path: string): string {
  */
 export function buildRouteTable(config: RouterConfig, pods: Iterable<Pod>, secrets: Iterable<Secret>): RouteTable {
   const rejections: Rejection[] = [];
-  const byRoute = new Map<string, Candidate[]>();
+  const byRoute = new Map<string, { host: string; path: string; candidates: Candidate[] }>();
   for (const pod of uniqueByKey(pods)) {
-    const result = podCandidates(config, routingFacts(config, pod));
-    rejections.push(...result.rejections);
-    for (const c of result.candidates) {
-      const key = routeKey(c.host, c.path);
-      const list = byRoute.get(key);
-      if (list === undefined) byRoute.set(key, [c]);
-      else list.push(c);
+    const claims = podCandidates(config, routingFacts(config, pod));
+    rejections.push(...claims.rejections);
+    for (const host of claims.hosts) {
+      for (const c of claims.candidates) {
+        const key = routeKey(host, c.path);
+        const slot = byRoute.get(key);
+        if (slot === undefined) byRoute.set(key, { host, path: c.path, candidates: [c] });
+        else slot.candidates.push(c);
+      }
     }
   }
 
   const apiKeys = apiKeysByNamespace(config, secrets);
   const routes: Route[] = [];
-  for (const candidates of byRoute.values()) {
-    const result = resolveRoute(candidates, apiKeys);
+  for (const { host, path, candidates } of byRoute.values()) {
+    const result = resolveRoute(host, path, candidates, apiKeys);
     if (result.route !== null) routes.push(result.route);
     rejections.push(...result.rejections);
   }

@@ -36,14 +36,22 @@ function* merging<T>(left: readonly T[], right: readonly T[], out: T[], k: numbe
   while (j < right.length) out[k++] = right[j++] as T;
 }
 
+/** Strings in UTF-16 code unit order, as `<` and a sort without a comparator have them. */
+export function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 /**
  * `items` sorted (a new array; stable), in steps: runs of STEP items sorted at once, then
  * merged pairwise, so that sorting 200,000 routes never holds the event loop for long.
  */
 export function* sortingInSteps<T>(items: readonly T[], compare: Compare<T>): Steps<T[]> {
+  // Strings in text order sort fastest without a comparator (the order is the same).
+  const native = (compare as unknown) === compareText;
   let runs: T[][] = [];
   for (let i = 0; i < items.length; i += STEP) {
-    runs.push(items.slice(i, i + STEP).sort(compare));
+    const run = items.slice(i, i + STEP);
+    runs.push(native ? run.sort() : run.sort(compare));
     yield;
   }
   while (runs.length > 1) {

@@ -1,15 +1,16 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Pod, Secret } from '../core/kube-objects.js';
-import { ManifestError, parseManifest, type ManifestObjects } from '../core/manifest.js';
+import { ManifestReader } from './manifest-reader.js';
 import type { ObjectSource } from './source.js';
 
 // A manifest file as a source of Pods and Secrets, followed as it is edited. Editors and
 // `kubectl ... > file` replace or truncate the file, so we watch its directory and re-read
 // the file on any event that names it. A file that stops parsing keeps the last good
-// objects serving, as an API server outage would.
+// objects serving, as an API server outage would. The file is read and parsed in a
+// worker thread (manifest-reader.ts): the objects an edit left alone stay the same
+// objects, and the event loop never parses a big file.
 
 export interface ManifestSourceOptions {
   file: string;
@@ -23,22 +24,10 @@ export interface ManifestSource extends ObjectSource {
   lastError(): string | null;
 }
 
-async function readObjects(file: string): Promise<{ text: string; objects: ManifestObjects }> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new ManifestError(file, `cannot be read: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
-  }
-  return { text, objects: parseManifest(text, file) };
-}
-
 export function createManifestSource(options: ManifestSourceOptions): ManifestSource {
   const file = resolve(options.file);
   const settleMs = options.settleMs ?? 50;
-  let objects: ManifestObjects = { pods: [], secrets: [] };
-  let lastText: string | null = null;
+  const reader = new ManifestReader();
   let lastError: string | null = null;
   let watcher: FSWatcher | null = null;
   let timer: NodeJS.Timeout | null = null;
@@ -47,17 +36,15 @@ export function createManifestSource(options: ManifestSourceOptions): ManifestSo
 
   const reload = async (onChange: () => void): Promise<void> => {
     try {
-      const next = await readObjects(file);
+      const result = await reader.read(file, file);
       if (stopped) return;
+      if (result.kind === 'error') throw new Error(result.message);
       if (lastError !== null) options.logger?.info({ file }, 'manifest readable again');
       lastError = null;
-      if (next.text === lastText) return;
-      lastText = next.text;
-      objects = next.objects;
-      onChange();
+      if (result.kind === 'objects' && result.changed) onChange();
     } catch (err) {
       if (stopped) return;
-      const message = err instanceof ManifestError ? err.message : String(err);
+      const message = (err as Error).message;
       if (message !== lastError) {
         options.logger?.error({ file, err: message }, 'manifest unusable, still serving its last good objects');
       }
@@ -67,9 +54,11 @@ export function createManifestSource(options: ManifestSourceOptions): ManifestSo
 
   return {
     async start(onChange) {
-      const first = await readObjects(options.file);
-      objects = first.objects;
-      lastText = first.text;
+      const first = await reader.read(file, options.file).catch((err: Error) => ({ kind: 'error' as const, message: err.message }));
+      if (first.kind === 'error') {
+        await reader.close();
+        throw new Error(first.message);
+      }
       const name = basename(file);
       watcher = watch(dirname(file), (_event, changed) => {
         if (stopped || (changed !== null && changed !== name)) return;
@@ -82,13 +71,15 @@ export function createManifestSource(options: ManifestSourceOptions): ManifestSo
       watcher.on('error', (err) => options.logger?.error({ file, err: err.message }, 'cannot watch the manifest'));
     },
     snapshot(): { pods: Pod[]; secrets: Secret[] } {
-      return { pods: [...objects.pods], secrets: [...objects.secrets] };
+      const { pods, secrets } = reader.current();
+      return { pods: pods.slice(), secrets: secrets.slice() };
     },
     async stop() {
       stopped = true;
       if (timer !== null) clearTimeout(timer);
       watcher?.close();
       await reading;
+      await reader.close();
     },
     lastError: () => lastError,
   };
