@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { findNginxBinary } from '../nginx/binary.js';
 import { describeMachine, RESULTS_DIR } from './lib/report.js';
 
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } } });
 const REPO = new URL('..', import.meta.url).pathname;
 const README = join(REPO, 'README.md');
 const START_MARKER = '<!-- bench-summary:start -->';
@@ -49,7 +49,7 @@ interface Target {
 
 interface Outcome {
   name: string;
-  status: 'ran' | 'failed' | 'not run' | 'missing';
+  status: 'ran' | 'recorded earlier' | 'failed' | 'not run' | 'missing';
   detail: string;
   seconds: number;
   targets: Target[] | null;
@@ -93,10 +93,31 @@ function targetsOf(name: string, since: number): Target[] | null {
   return Array.isArray(targets) ? (targets as Target[]) : null;
 }
 
+/**
+ * A benchmark left out by --only: what its last recorded run says, marked as such, with
+ * that run's command and machine line (recorded by lib/report.ts), so a summary never
+ * passes off older figures as this run's.
+ */
+function recordedEarlier(benchmark: Benchmark): Outcome {
+  const file = join(RESULTS_DIR, `${benchmark.name}.json`);
+  const base = { name: benchmark.name, seconds: 0, targets: null };
+  if (!existsSync(file)) return { ...base, status: 'not run', detail: `left out by --only, and no recorded results in ${benchmark.name}.json` };
+  const recorded = JSON.parse(readFileSync(file, 'utf8')) as { command?: string; machine?: { date?: string; commit?: string }; results?: { targets?: unknown } };
+  const when = `${recorded.machine?.date?.slice(0, 16) ?? 'unknown date'}, commit ${recorded.machine?.commit ?? 'unknown'}`;
+  const targets = recorded.results?.targets;
+  return { ...base, status: 'recorded earlier', detail: `[${benchmark.name}.md](${benchmark.name}.md), \`${recorded.command ?? 'unknown command'}\` (${when})`, targets: Array.isArray(targets) ? (targets as Target[]) : null };
+}
+
+/** How this run was started, as a reader would type it again. */
+function command(): string {
+  const options = [...(args.quick ? ['--quick'] : []), ...(args.only === undefined ? [] : [`--only ${args.only}`])];
+  return `npm run bench${options.length > 0 ? ` -- ${options.join(' ')}` : ''}`;
+}
+
 function targetsTable(outcomes: Outcome[]): string {
   const rows = outcomes.flatMap((o) => {
     if (o.targets !== null) return o.targets.map((t) => `| ${o.name} | ${t.target} | ${t.goal} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`);
-    if (o.status === 'ran') return [`| ${o.name} | see [${o.name}.md](bench/results/${o.name}.md) | | | |`];
+    if (o.status === 'ran' || o.status === 'recorded earlier') return [`| ${o.name} | see [${o.name}.md](bench/results/${o.name}.md) | | | |`];
     return [`| ${o.name} | ${o.status}: ${o.detail} | | | |`];
   });
   return ['| benchmark | target | goal | measured | met |', '|---|---|---|---|---|', ...rows].join('\n');
@@ -107,7 +128,7 @@ function summary(outcomes: Outcome[], seconds: number): string {
   return [
     '# Benchmark summary',
     '',
-    `Command: \`npm run bench${args.quick ? ' -- --quick' : ''}\` (${args.quick ? 'quick' : 'full'}; ${seconds.toFixed(0)} s)`,
+    `Command: \`${command()}\` (${args.quick ? 'quick' : 'full'}; ${seconds.toFixed(0)} s)`,
     '',
     `Machine: ${machine.date.slice(0, 10)}, ${machine.cores} × ${machine.cpu}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}, ${machine.nginx ?? 'no nginx'}, ${machine.wrk ?? 'no wrk'}, commit ${machine.commit ?? 'unknown'}`,
     '',
@@ -134,7 +155,7 @@ function updateReadme(outcomes: Outcome[]): boolean {
   const machine = describeMachine();
   const section = [
     START_MARKER,
-    `Recorded with \`npm run bench${args.quick ? ' -- --quick' : ''}\` on ${machine.date.slice(0, 10)} (${machine.cores} × ${machine.cpu}, Node ${machine.node}, commit ${machine.commit ?? 'unknown'}); all figures in [bench/results/summary.md](bench/results/summary.md).`,
+    `Recorded with \`${command()}\` on ${machine.date.slice(0, 10)} (${machine.cores} × ${machine.cpu}, Node ${machine.node}, commit ${machine.commit ?? 'unknown'}); all figures in [bench/results/summary.md](bench/results/summary.md).`,
     '',
     targetsTable(outcomes),
     END_MARKER,
@@ -143,10 +164,30 @@ function updateReadme(outcomes: Outcome[]): boolean {
   return true;
 }
 
+/** The benchmarks --only names (all when it is not given); an unknown name is an error. */
+function chosen(): Set<string> {
+  const all = BENCHMARKS.map((b) => b.name);
+  if (args.only === undefined) return new Set(all);
+  const names = args.only.split(',').map((n) => n.trim()).filter((n) => n.length > 0);
+  const unknown = names.filter((n) => !all.includes(n));
+  if (names.length === 0 || unknown.length > 0) {
+    say(`--only takes benchmark names separated by commas, from: ${all.join(', ')}${unknown.length > 0 ? ` (not one: ${unknown.join(', ')})` : ''}`);
+    process.exit(2);
+  }
+  return new Set(names);
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   const outcomes: Outcome[] = [];
+  const only = chosen();
   for (const benchmark of BENCHMARKS) {
+    if (!only.has(benchmark.name)) {
+      const outcome = recordedEarlier(benchmark);
+      say(`${benchmark.name}: left out by --only; ${outcome.status === 'not run' ? outcome.detail : `its recorded results (${outcome.detail}) go into the summary`}`);
+      outcomes.push(outcome);
+      continue;
+    }
     if (args.quick && benchmark.fullOnly === true) {
       say(`${benchmark.name}: left out of --quick (run it alone with: node --import tsx ${benchmark.script} --quick)`);
       continue;
