@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { rawErrorResponse } from './error-page.js';
 import { LARGE_BUFFER } from './head-size.js';
-import { isClosing, linger, lingerAfterBytes } from './lingering-close.js';
+import { bodyUnreadable, isClosing, linger, lingerAfterBytes } from './lingering-close.js';
 import type { ProxyCounters } from './stats.js';
 
 // Requests Node's HTTP parser refuses (its 'clientError'), answered as nginx answers
@@ -165,7 +165,10 @@ export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buf
   const socket = duplex as ServerSocket;
   // Node may report again on the same socket: the first report decides; and nothing is
   // answered on a connection closing after its last answer.
-  if (answered.has(socket) || isClosing(socket)) return;
+  if (answered.has(socket) || isClosing(socket)) {
+    bodyUnreadable(socket);
+    return;
+  }
   answered.add(socket);
   const incoming = socket.parser?.incoming;
   if (incoming !== null && incoming !== undefined && !incoming.complete) {

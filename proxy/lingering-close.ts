@@ -13,11 +13,13 @@ export const LINGERING_TIME_MS = 30_000;
 
 const CLOSING = Symbol('closing');
 const LINGERING = Symbol('lingering');
+const UNREADABLE_BODY = Symbol('unreadable body');
 
 interface Lingering {
   destroySoon?: () => void;
   [CLOSING]?: true;
   [LINGERING]?: true;
+  [UNREADABLE_BODY]?: () => void;
 }
 
 /** Marks `socket` as closing: nothing read on it from now on is answered. */
@@ -82,14 +84,25 @@ export function lastAnswerAfterBody(req: IncomingMessage, res: ServerResponse): 
   res.shouldKeepAlive = false;
   const s = socket as Duplex & Lingering;
   markClosing(socket);
+  // A body that cannot be read (a bad chunk) ends the wait: nginx stops reading it too.
+  let unreadable = false;
+  s[UNREADABLE_BODY] = () => {
+    unreadable = true;
+  };
   s.destroySoon = () => {
-    if (req.complete) {
+    if (req.complete || unreadable) {
       linger(socket);
       return;
     }
+    s[UNREADABLE_BODY] = () => linger(socket);
     socket.setTimeout(LINGERING_TIMEOUT_MS, () => socket.destroy());
     req.once('end', () => linger(socket));
   };
+}
+
+/** The body being read after a connection's last answer turned out unreadable: closes without waiting for the rest. */
+export function bodyUnreadable(socket: Duplex): void {
+  (socket as Duplex & Lingering)[UNREADABLE_BODY]?.();
 }
 
 /**

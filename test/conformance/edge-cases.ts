@@ -173,6 +173,7 @@ export const CODING_CASES: EdgeCase[] = [
     differs: { nginx: '413 closed pod:0', proxy: '- open pod:0' },
   },
   edge('gzip and Content-Length, and the body', (h) => post(h, ['Content-Length: 5', 'Transfer-Encoding: gzip'], 'hello'), '501 closed pod:0'),
+  edge('TRACE with a chunked body that is no chunk (nginx reads it, fails, closes)', (h) => request('TRACE', '/', 'HTTP/1.1', h, ['Transfer-Encoding: chunked'], 'hello'), '405 closed pod:0'),
   edge('TRACE with a body', (h) => request('TRACE', '/', 'HTTP/1.1', h, ['Content-Length: 5'], 'hello'), '405 closed pod:0'),
 ];
 
