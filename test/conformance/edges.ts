@@ -102,8 +102,8 @@ const lineEndingArb: fc.Arbitrary<EdgeSpec> = fc
   })
   // A line ended by a space and CRLF is a request line with a space after its version (an intended difference) only on the first line.
   .filter((spec) => !/^(\r\n)?GET \/ HTTP\/1\.1 \r\n/.test(spec.text))
-  // Nor CR CR LF after a header, as two ends that follow each other can make.
-  .filter((spec) => !/\nHost:.*\r\r\n/s.test(spec.text));
+  // Nor several CRs ending a header (nginx waits for their LF), as two ends that follow each other can make.
+  .filter((spec) => !/\nHost:.*\r\r/s.test(spec.text));
 
 const PIPELINE_PIECES = [
   'GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n',
