@@ -11,7 +11,7 @@ import { answerClientError } from './client-error.js';
 import { rawErrorResponse, redirectLocation } from './error-page.js';
 import { forwardRequest, sendErrorPage, type ForwardSettings } from './forward.js';
 import { MAX_HEAD } from './head-size.js';
-import { isClosing, lastAnswer, lastAnswerAfterBody, linger, markClosing } from './lingering-close.js';
+import { isClosing, lastAnswer, lastAnswerAfterBody, lingerAfterBytes, markClosing } from './lingering-close.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { HTTP_PROXY, PodProxy, podAddressKey, type ProxyLibrary } from './http-proxy.js';
 import { silentLogger, type ProxyLogger } from './logger.js';
@@ -236,7 +236,11 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
             : [];
         stats.answered(decision.status);
         socket.write(rawErrorResponse(decision.status, extra));
-        linger(socket);
+        // nginx reads the body it refused before closing; Node hands over the bytes after
+        // the head as they are, so only a Content-Length says how many (a chunked body is
+        // not waited for: see the README).
+        const length = decision.readsBody === true && headers.contentLength !== undefined ? Number(headers.contentLength) : 0;
+        lingerAfterBytes(socket, length - head.length);
         return;
       }
       case 'forward': {

@@ -112,6 +112,11 @@ export const METHOD_CASES: EdgeCase[] = [
   edge('CONNECT /', (h) => request('CONNECT', '/', 'HTTP/1.1', h), '405 closed pod:0'),
   edge('CONNECT to an absolute URI', (h) => request('CONNECT', `http://${h}/`, 'HTTP/1.1', h), '405 closed pod:0'),
   edge('CONNECT / to an unknown host', () => request('CONNECT', '/', 'HTTP/1.1', 'unknown.test'), '405 closed pod:0'),
+  edge('CONNECT / with a body', (h) => request('CONNECT', '/', 'HTTP/1.1', h, ['Content-Length: 5'], 'hello'), '405 closed pod:0'),
+  edge('CONNECT / with a body still to come', (h) => request('CONNECT', '/', 'HTTP/1.1', h, ['Content-Length: 5'], 'he'), '405 open pod:0'),
+  edge('CONNECT / with a chunked body', (h) => request('CONNECT', '/', 'HTTP/1.1', h, ['Transfer-Encoding: chunked'], '5\r\nhello\r\n0\r\n\r\n'), '405 closed pod:0'),
+  // Node hands the proxy a CONNECT's connection as bytes: it does not wait for a chunked body.
+  differs('CONNECT / with a chunked body still to come', (h) => request('CONNECT', '/', 'HTTP/1.1', h, ['Transfer-Encoding: chunked'], ''), { nginx: '405 open pod:0', proxy: '405 closed pod:0' }),
   edge('CONNECT / without Host in HTTP/1.1', () => 'CONNECT / HTTP/1.1\r\n\r\n', BAD),
   edge('CONNECT / without Host in HTTP/1.0', () => 'CONNECT / HTTP/1.0\r\n\r\n', '405 closed pod:0'),
   edge('OPTIONS *', (h) => request('OPTIONS', '*', 'HTTP/1.1', h), BAD),

@@ -77,6 +77,8 @@ const framingArb: fc.Arbitrary<EdgeSpec> = fc
     const lines = [...(host === null ? [] : [`Host: ${host}`]), ...codings.map((c) => `Transfer-Encoding: ${c}`), ...lengths.map((l) => `Content-Length: ${l}`), ...extra];
     return plain(`${method} / ${version}\r\n${lines.map((l) => `${l}\r\n`).join('')}\r\n${body}`, 1, method === 'HEAD' ? [0] : []);
   })
+  // Nor CONNECT with a chunked body (an intended difference when the body is still to come).
+  .filter((spec) => !/^CONNECT .*\r\nTransfer-Encoding: chunked\r\n/is.test(spec.text))
   // A Content-Length longer than the body sent leaves both sides waiting for the rest
   // (the hand-written cases have one of those).
   .filter((spec) => {
