@@ -1,4 +1,5 @@
 import type { Route, RouteTable } from '../src/core/route-table.js';
+import { clientDirectives, type ClientLimits } from './client-directives.js';
 import { fnv1a32, serverNamesHashSizes, type ServerNamesHashSizes } from './hash.js';
 import { headerVariable, nginxComment, nginxQuoted, nginxWord } from './syntax.js';
 
@@ -7,7 +8,7 @@ import { headerVariable, nginxComment, nginxQuoted, nginxWord } from './syntax.j
 // byte for byte. Everything taken from the route table goes through nginxWord or
 // nginxComment.
 
-export interface RenderOptions {
+export interface RenderOptions extends ClientLimits {
   port: number;
   /** "*" for nginx's default (every IPv4 address), else one IP address. */
   listenAddress: string;
@@ -133,6 +134,7 @@ function emptyConfig(options: RenderOptions): string[] {
     'events {}',
     'http {',
     ...(runtime ? runtimeHttp(runtime, options) : []),
+    ...clientDirectives(options),
     ...DEFAULT_SERVER(options),
     '}',
     ...(runtime ? [] : ['daemon on;']),
@@ -189,6 +191,7 @@ function preamble(hashMaxSize: number, hashBucketSize: number, options: RenderOp
     'proxy_set_header Connection $p_connection;',
     'proxy_set_header Host $host;',
     'proxy_set_header Upgrade $http_upgrade;',
+    ...clientDirectives(options),
   ];
 }
 

@@ -3,8 +3,25 @@ import { STATUS_CODES } from 'node:http';
 // The answers the router writes itself. nginx's are short HTML pages; these have the
 // same shape and status lines, and name this router instead of nginx.
 
+/** nginx's reason phrases where they are not Node's (ngx_http_status_lines). */
+const NGINX_REASONS: Readonly<Record<number, string>> = {
+  302: 'Moved Temporarily',
+  405: 'Not Allowed',
+  408: 'Request Time-out',
+  413: 'Request Entity Too Large',
+  414: 'Request-URI Too Large',
+  416: 'Requested Range Not Satisfiable',
+  503: 'Service Temporarily Unavailable',
+  504: 'Gateway Time-out',
+};
+
+/** The reason phrase nginx gives a status it answers itself. */
+export function reasonPhrase(status: number): string {
+  return NGINX_REASONS[status] ?? STATUS_CODES[status] ?? '';
+}
+
 export function errorPage(status: number): string {
-  const title = `${status} ${STATUS_CODES[status] ?? ''}`.trim();
+  const title = `${status} ${reasonPhrase(status)}`.trim();
   return `<html>\r\n<head><title>${title}</title></head>\r\n<body>\r\n<center><h1>${title}</h1></center>\r\n<hr><center>k8s-router</center>\r\n</body>\r\n</html>\r\n`;
 }
 
@@ -12,7 +29,7 @@ export function errorPage(status: number): string {
 export function rawErrorResponse(status: number, extraHeaders: readonly [string, string][] = []): string {
   const body = errorPage(status);
   const lines = [
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
+    `HTTP/1.1 ${status} ${reasonPhrase(status)}`,
     'Content-Type: text/html',
     `Content-Length: ${Buffer.byteLength(body)}`,
     ...extraHeaders.map(([k, v]) => `${k}: ${v}`),

@@ -2,11 +2,12 @@ import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Backend } from '../src/core/route-table.js';
 import type { PeerGroup, PeerSelection } from './balancer.js';
-import { errorPage } from './error-page.js';
+import { errorPage, reasonPhrase } from './error-page.js';
+import { lastAnswer } from './lingering-close.js';
 import { clientResponseHeaders } from './headers.js';
 import type { PodProxy, WebAttempt } from './http-proxy.js';
 import type { ProxyLogger } from './logger.js';
-import { ReplayableBody } from './request-body.js';
+import { ReplayableBody, type BodyLimits } from './request-body.js';
 import type { ProxyCounters } from './stats.js';
 import { UnsendableHead, type UpstreamRequest } from './upstream-head.js';
 
@@ -18,7 +19,7 @@ import { UnsendableHead, type UpstreamRequest } from './upstream-head.js';
 export interface ForwardSettings {
   /** Also times requests out (see http-proxy.ts). */
   pods: PodProxy;
-  maxBodyBytes: number;
+  body: BodyLimits;
   logger: ProxyLogger;
   stats: ProxyCounters;
 }
@@ -60,7 +61,7 @@ export function sendErrorPage(res: ServerResponse, status: number, stats: ProxyC
   }
   stats.answered(status);
   const body = errorPage(status);
-  res.writeHead(status, { 'Content-Type': 'text/html', 'Content-Length': Buffer.byteLength(body), ...extraHeaders });
+  res.writeHead(status, reasonPhrase(status), { 'Content-Type': 'text/html', 'Content-Length': Buffer.byteLength(body), ...extraHeaders });
   res.end(body);
 }
 
@@ -82,7 +83,7 @@ class Forwarding {
     readonly settings: ForwardSettings,
   ) {
     this.selection = target.group.begin();
-    this.body = request.hasBody ? new ReplayableBody(req, settings.maxBodyBytes, () => this.bodyTooLarge()) : null;
+    this.body = request.hasBody ? new ReplayableBody(req, settings.body, () => this.bodyTooLarge()) : null;
     // The client went away: nothing more to do upstream.
     res.on('close', () => {
       if (!res.writableFinished) this.stop();
@@ -161,7 +162,9 @@ class Forwarding {
       return;
     }
     const { index, pod } = attempt;
-    if (attempt.proxyReq?.reusedSocket === true && isStaleSocketError(err) && attempt.staleRetries < STALE_SOCKET_RETRIES) {
+    // A body too big to keep went (in part) to this pod only: no other try can send it whole.
+    const resendable = this.body === null || this.body.replayable;
+    if (resendable && attempt.proxyReq?.reusedSocket === true && isStaleSocketError(err) && attempt.staleRetries < STALE_SOCKET_RETRIES) {
       // The pod closed an idle kept-alive connection as we reused it: not the pod's fault.
       this.attempt(index, pod, attempt.staleRetries + 1);
       return;
@@ -169,20 +172,20 @@ class Forwarding {
     settings.stats.upstreamFailed();
     const failure: Failure = err instanceof UpstreamTimeout ? 'timeout' : 'error';
     settings.logger.warn({ pod: pod.pod, ip: pod.ip, port: pod.port, failure, code: err.code }, 'upstream failed');
-    if (this.selection.failed(index, this.request.method, attempt.connected) === 'stop') this.giveUp(failure);
+    if (this.selection.failed(index, this.request.method, attempt.connected) === 'stop' || !resendable) this.giveUp(failure);
     else this.tryNext();
   }
 
   private giveUp(failure: Failure): void {
     this.finished = true;
-    // The rest of the body will not be read: the connection cannot be reused.
-    if (!this.req.complete) this.res.shouldKeepAlive = false;
+    // The rest of the body will not be sent on: it is read and dropped, then the connection closes.
+    if (!this.req.complete) lastAnswer(this.req, this.res);
     sendErrorPage(this.res, failureStatus(failure), this.settings.stats);
   }
 
   private bodyTooLarge(): void {
     this.stop();
-    this.res.shouldKeepAlive = false;
+    lastAnswer(this.req, this.res);
     sendErrorPage(this.res, 413, this.settings.stats);
   }
 

@@ -28,7 +28,7 @@ const REPLACED_REQUEST_HEADERS = new NameSet(['host', 'connection', 'upgrade', '
  * nginx ignores request headers whose names are not letters, digits and "-"
  * (ignore_invalid_headers on, underscores_in_headers off): they reach no pod.
  */
-function validName(name: string): boolean {
+export function validName(name: string): boolean {
   if (name.length === 0) return false;
   for (let i = 0; i < name.length; i++) {
     const c = name.charCodeAt(i);

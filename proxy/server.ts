@@ -7,8 +7,11 @@ import type { RouteTable } from '../src/core/route-table.js';
 import { runInSlices, type Steps } from '../src/core/time-slices.js';
 import { Balancers, type BalancerOptions } from './balancer.js';
 import { decide, type Decision } from './decide.js';
+import { answerClientError } from './client-error.js';
 import { rawErrorResponse, redirectLocation } from './error-page.js';
 import { forwardRequest, sendErrorPage, type ForwardSettings } from './forward.js';
+import { MAX_HEAD } from './head-size.js';
+import { isClosing, lastAnswer, lastAnswerAfterBody, lingerAfterBytes, markClosing } from './lingering-close.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { HTTP_PROXY, PodProxy, podAddressKey, type ProxyLibrary } from './http-proxy.js';
 import { silentLogger, type ProxyLogger } from './logger.js';
@@ -29,8 +32,16 @@ export interface ProxyOptions {
   upstreamTimeoutMs?: number;
   /** nginx's fail_timeout, 10 s by default. */
   failTimeoutMs?: number;
-  /** nginx's client_max_body_size, 1 MiB by default. */
-  maxBodyBytes?: number;
+  /** nginx's client_max_body_size in bytes, 1 MiB by default; 0: no limit. */
+  clientMaxBodySize?: number;
+  /** nginx's client_header_timeout: the request line and headers must come within it; 60 s by default. */
+  clientHeaderTimeoutMs?: number;
+  /** nginx's client_body_timeout: the longest pause between two reads of a body; 60 s by default. */
+  clientBodyTimeoutMs?: number;
+  /** nginx's keepalive_timeout: how long an idle connection is kept; 75 s by default, 0 for none. */
+  keepaliveTimeoutMs?: number;
+  /** nginx's keepalive_requests: requests one connection carries; 1000 by default. */
+  keepaliveRequests?: number;
   /** How long close() lets requests and WebSockets in flight finish before cutting them; 5 s by default. */
   closeGraceMs?: number;
   /**
@@ -78,7 +89,21 @@ function* addressesOf(table: RouteTable): Steps<Set<string>> {
   return addresses;
 }
 
-const DEFAULTS = { upstreamTimeoutMs: 60_000, failTimeoutMs: 10_000, maxBodyBytes: 1024 * 1024 };
+const DEFAULTS = {
+  upstreamTimeoutMs: 60_000,
+  failTimeoutMs: 10_000,
+  clientMaxBodySize: 1024 * 1024,
+  clientHeaderTimeoutMs: 60_000,
+  clientBodyTimeoutMs: 60_000,
+  keepaliveTimeoutMs: 75_000,
+  keepaliveRequests: 1000,
+};
+/** Node's margin on its keep-alive timer (a constant before Node 24, keepAliveTimeoutBuffer since), taken off ours. */
+const NODE_KEEPALIVE_MARGIN_MS = 1000;
+/** Statuses after which nginx closes the connection: the rest of the request cannot be trusted. */
+const CLOSING_STATUSES = new Set([400, 405, 413, 414, 501, 505]);
+/** The number of requests a client connection carried so far (keepalive_requests). */
+const REQUESTS = Symbol('requests');
 /** Longest stretch an apply builds its matcher and balancers before letting requests run. */
 const APPLY_SLICE_MS = 5;
 /** How long close() lets requests in flight finish before cutting them, unless told otherwise. */
@@ -86,28 +111,56 @@ const CLOSE_GRACE_MS = 5_000;
 /** While closing, how often connections that finished their request are closed. */
 const DRAIN_SWEEP_MS = 50;
 
-function respond(res: ServerResponse, decision: Extract<Decision, { action: 'respond' }>, localPort: number | undefined, stats: ProxyCounters): void {
+function respond(req: IncomingMessage, res: ServerResponse, decision: Extract<Decision, { action: 'respond' }>, stats: ProxyCounters): void {
   const extra: Record<string, string> = {};
   if (decision.status === 301 && decision.location !== undefined && decision.host !== undefined) {
-    extra.Location = redirectLocation(decision.host, localPort, decision.location);
+    extra.Location = redirectLocation(decision.host, req.socket.localPort, decision.location);
   }
-  // nginx closes the connection after a 400 or 413: the rest of the request cannot be trusted.
-  if (decision.status === 400 || decision.status === 413) res.shouldKeepAlive = false;
+  if (decision.readsBody === true) lastAnswerAfterBody(req, res);
+  else if (CLOSING_STATUSES.has(decision.status)) lastAnswer(req, res);
   sendErrorPage(res, decision.status, stats, extra);
+}
+
+/**
+ * Closes the connection without answering `req`, once the answers to the requests
+ * pipelined before it are out (nginx reads a request only after answering the one before).
+ */
+function dropAfterEarlierAnswers(req: IncomingMessage, res: ServerResponse): void {
+  markClosing(req.socket);
+  // Node gives `res` the socket when the answers queued before it are written.
+  if (res.socket === null) res.once('socket', (socket: Socket) => socket.destroySoon());
+  else req.socket.destroy();
 }
 
 export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane> {
   const logger = options.logger ?? silentLogger;
   const timeoutMs = options.upstreamTimeoutMs ?? DEFAULTS.upstreamTimeoutMs;
   const balancerOptions = { failTimeoutMs: options.failTimeoutMs ?? DEFAULTS.failTimeoutMs };
-  const maxBodyBytes = options.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
+  const maxBodyBytes = options.clientMaxBodySize ?? DEFAULTS.clientMaxBodySize;
   const decideOptions = { maxBodyBytes };
+  const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? DEFAULTS.keepaliveTimeoutMs;
+  // keepalive_timeout 0 turns keep-alive off, as keepalive_requests 0 does.
+  const keepaliveRequests = keepaliveTimeoutMs === 0 ? 0 : (options.keepaliveRequests ?? DEFAULTS.keepaliveRequests);
+  const headerTimeoutMs = options.clientHeaderTimeoutMs ?? DEFAULTS.clientHeaderTimeoutMs;
+  // Node's idle timer on a kept connection is its keepAliveTimeout plus its margin, so at
+  // least the margin: a shorter keepalive_timeout is set on the socket after each answer.
+  const nodeIdleMs = Math.max(1, keepaliveTimeoutMs - NODE_KEEPALIVE_MARGIN_MS) + NODE_KEEPALIVE_MARGIN_MS;
+  const shortKeepalive = keepaliveTimeoutMs > 0 && keepaliveTimeoutMs < nodeIdleMs;
+  const keepIdleFor = (socket: Socket, res: ServerResponse): void => {
+    // Node set its timer in its own 'finish' listener, unless answers are still queued.
+    if (res.shouldKeepAlive && !socket.destroyed && socket.timeout === nodeIdleMs) socket.setTimeout(keepaliveTimeoutMs);
+  };
   const apiKeyHeader = options.apiKeyHeader.toLowerCase();
   const keepalive = options.upstreamKeepalive ?? 0;
   const pods = new PodProxy(logger, keepalive, timeoutMs, options.proxyLibrary ?? HTTP_PROXY);
   const stats = new ProxyCounters();
   const tunnels = new Set<Duplex>();
-  const forwardSettings: ForwardSettings = { pods, maxBodyBytes, logger, stats };
+  const forwardSettings: ForwardSettings = {
+    pods,
+    body: { maxBytes: maxBodyBytes, timeoutMs: options.clientBodyTimeoutMs ?? DEFAULTS.clientBodyTimeoutMs },
+    logger,
+    stats,
+  };
   const tunnelSettings: TunnelSettings = {
     pods,
     timeoutMs,
@@ -125,6 +178,18 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
   let applying: Promise<void> = Promise.resolve();
 
   const handle = (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void => {
+    // keepalive_requests: the last request a connection may carry is answered with
+    // "Connection: close"; nginx reads nothing after it, so requests sent behind it get nothing.
+    const socket = req.socket as Socket & { [REQUESTS]?: number };
+    // Read behind an answer that closes the connection: nginx would not have read it.
+    if (socket.destroyed || isClosing(socket)) return;
+    const count = (socket[REQUESTS] ?? 0) + 1;
+    socket[REQUESTS] = count;
+    if (count >= keepaliveRequests) {
+      res.shouldKeepAlive = false;
+      if (count > keepaliveRequests && count > 1) return;
+    }
+    if (shortKeepalive) res.once('finish', () => keepIdleFor(socket, res));
     // Read once: a table swapped in now applies to the next request, not this one.
     const current = routing;
     req.on('error', () => res.destroy());
@@ -134,10 +199,10 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
     switch (decision.action) {
       case 'drop':
         stats.dropped();
-        req.socket.destroy();
+        dropAfterEarlierAnswers(req, res);
         return;
       case 'respond':
-        respond(res, decision, req.socket.localPort, stats);
+        respond(req, res, decision, stats);
         return;
       case 'forward': {
         // nginx says "100 Continue" only once it reads the body, i.e. for a request it forwards.
@@ -170,7 +235,12 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
             ? [['Location', redirectLocation(decision.host, (socket as Socket).localPort, decision.location)]]
             : [];
         stats.answered(decision.status);
-        socket.end(rawErrorResponse(decision.status, extra));
+        socket.write(rawErrorResponse(decision.status, extra));
+        // nginx reads the body it refused before closing; Node hands over the bytes after
+        // the head as they are, so only a Content-Length says how many (a chunked body is
+        // not waited for: see the README).
+        const length = decision.readsBody === true && headers.contentLength !== undefined ? Number(headers.contentLength) : 0;
+        lingerAfterBytes(socket, length - head.length);
         return;
       }
       case 'forward': {
@@ -189,25 +259,28 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
   const server = http.createServer({
     // Host rules are nginx's, applied in decide().
     requireHostHeader: false,
-    // nginx: keepalive_timeout 75s, client_header_timeout 60s, no limit on a whole request.
-    keepAliveTimeout: 75_000,
-    headersTimeout: 60_000,
+    // Past the largest head nginx takes: nginx's own limits are applied in decide().
+    maxHeaderSize: MAX_HEAD + 1024,
+    // client_header_timeout, from the connection's start or the first byte of a request
+    // on: Node checks it every connectionsCheckingInterval, which sets its precision.
+    headersTimeout: headerTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, Math.max(10, Math.floor(headerTimeoutMs / 10))),
+    // No limit on a whole request, as nginx.
     requestTimeout: 0,
+    // keepalive_timeout: Node keeps an idle connection a margin longer than it is told.
+    keepAliveTimeout: Math.max(1, keepaliveTimeoutMs - NODE_KEEPALIVE_MARGIN_MS),
   });
+  if ('keepAliveTimeoutBuffer' in server) Object.assign(server, { keepAliveTimeout: keepaliveTimeoutMs || 1, keepAliveTimeoutBuffer: 0 });
+  // nginx counts header lines itself (decide), past Node's default of 2,000.
+  server.maxHeadersCount = 0;
   server.on('request', (req, res) => handle(req, res, false));
   server.on('checkContinue', (req, res) => handle(req, res, true));
   // nginx ignores expectations it does not know; Node would answer 417.
   server.on('checkExpectation', (req, res) => handle(req, res, false));
   server.on('upgrade', handleUpgrade);
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    // A request Node cannot parse is one nginx answers with 400 too.
-    if (socket.writable && err.code !== 'ECONNRESET') {
-      stats.answered(400);
-      socket.end(rawErrorResponse(400));
-    } else {
-      socket.destroy();
-    }
-  });
+  // CONNECT: nginx refuses it after reading the head (405, or 400 for a target that is no URI).
+  server.on('connect', handleUpgrade);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket, stats));
   server.on('error', (err) => logger.error({ err }, 'proxy server error'));
 
   const bindAddress = options.host === '*' ? '0.0.0.0' : options.host;

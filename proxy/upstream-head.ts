@@ -41,8 +41,9 @@ export function writeUpstreamHead(proxyReq: ClientRequest, request: UpstreamRequ
     return false;
   }
   // nginx sends a request without a body with no framing at all; Node would frame an
-  // empty POST as chunked.
-  if (!request.hasBody) proxyReq.useChunkedEncodingByDefault = false;
+  // empty POST as chunked. A body without a length goes chunked, whatever the method
+  // (Node would send a GET's body unframed).
+  proxyReq.useChunkedEncodingByDefault = request.hasBody;
   // A library may join the URI with the target's path (http-proxy-3 through WHATWG URL
   // rules, which drop an empty query "/a?"); the pod gets the URI the client sent.
   proxyReq.path = request.uri;

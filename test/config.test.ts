@@ -77,6 +77,14 @@ describe('configuration', () => {
     ['UPSTREAM_KEEPALIVE', '10001', /out of range: must be from 0 to 10000/],
     ['WORKER_PROCESSES', '0', /out of range: must be from 1 to 1024/],
     ['WORKER_PROCESSES', 'all', /not a number/],
+    ['CLIENT_HEADER_TIMEOUT_MS', '0', /out of range: must be at least 1 millisecond/],
+    ['CLIENT_HEADER_TIMEOUT_MS', '60s', /not a number: must be a whole number of milliseconds/],
+    ['CLIENT_BODY_TIMEOUT_MS', '3600001', /out of range: must be at most 3600000 milliseconds/],
+    ['KEEPALIVE_TIMEOUT_MS', '-1', /not a number/],
+    ['KEEPALIVE_REQUESTS', '1.5', /not a number/],
+    ['CLIENT_MAX_BODY_SIZE', '1mb', /whole number of bytes, optionally with k, m or g/],
+    ['CLIENT_MAX_BODY_SIZE', '1t', /whole number of bytes/],
+    ['CLIENT_MAX_BODY_SIZE', '99999999999999999g', /out of range: too large/],
   ] as const) {
     it(`refuses ${env}=${JSON.stringify(value)}`, () => {
       assert.throws(
@@ -105,6 +113,23 @@ describe('configuration', () => {
     assert.equal(config.upstreamKeepalive, 32);
     assert.equal(config.workerProcesses, 'auto');
     assert.equal(loadConfig({}, { workerProcesses: '4' }).workerProcesses, 4);
+  });
+
+  it("reads client timeouts and limits, defaulting to nginx's own defaults", () => {
+    const defaults = loadConfig({});
+    assert.equal(defaults.clientHeaderTimeoutMs, 60_000);
+    assert.equal(defaults.clientBodyTimeoutMs, 60_000);
+    assert.equal(defaults.keepaliveTimeoutMs, 75_000);
+    assert.equal(defaults.keepaliveRequests, 1000);
+    assert.equal(defaults.clientMaxBodySize, 1024 * 1024);
+    const config = loadConfig({ CLIENT_HEADER_TIMEOUT_MS: '500', KEEPALIVE_TIMEOUT_MS: '0', KEEPALIVE_REQUESTS: '0', CLIENT_MAX_BODY_SIZE: '512k' });
+    assert.equal(config.clientHeaderTimeoutMs, 500);
+    assert.equal(config.keepaliveTimeoutMs, 0);
+    assert.equal(config.keepaliveRequests, 0);
+    assert.equal(config.clientMaxBodySize, 512 * 1024);
+    assert.equal(loadConfig({ CLIENT_MAX_BODY_SIZE: '0' }).clientMaxBodySize, 0);
+    assert.equal(loadConfig({ CLIENT_MAX_BODY_SIZE: '2G' }).clientMaxBodySize, 2 * 1024 ** 3);
+    assert.equal(loadConfig({}, { clientBodyTimeoutMs: '1500' }).clientBodyTimeoutMs, 1500);
   });
 
   it('gives every setting a distinct variable and flag', () => {

@@ -174,6 +174,31 @@ describe('nginx.conf rendering', () => {
       assert.equal(render(buildRouteTable(config, [], []), config, 'empty, keepalive 0'), golden('empty.conf'));
     });
 
+    it("writes the client timeouts and limits only where they are not nginx's defaults", () => {
+      const documented = render(seedThreePods(), defaultConfig(), 'client limits at their defaults');
+      assert.equal(documented, golden('three-pods.conf'));
+      const config = defaultConfig({
+        clientHeaderTimeoutMs: '1500',
+        clientBodyTimeoutMs: '30000',
+        keepaliveTimeoutMs: '0',
+        keepaliveRequests: '100',
+        clientMaxBodySize: '0',
+      });
+      const conf = render(seedThreePods(), config, 'client limits changed');
+      const { removed, added } = lineDiff(golden('three-pods.conf'), conf);
+      assert.deepEqual(removed, []);
+      assert.deepEqual(added, [
+        '# Client timeouts and limits set to other values than nginx defaults',
+        'client_header_timeout 1500ms;',
+        'client_body_timeout 30s;',
+        'keepalive_timeout 0s;',
+        'keepalive_requests 100;',
+        'client_max_body_size 0;',
+      ]);
+      const empty = render(buildRouteTable(config, [], []), defaultConfig({ clientMaxBodySize: '10m' }), 'empty, a client limit changed');
+      assert.match(empty, /^client_max_body_size 10485760;$/m);
+    });
+
     it('sends every route through an upstream with keepalive N, and no Connection header to the pod but for upgrades', () => {
       const config = defaultConfig({ upstreamKeepalive: '16' });
       const pods = [

@@ -185,6 +185,58 @@ test('the upload streams to the pod before the client has sent all of it', async
   }
 });
 
+test('with no body size limit, a body far larger than what the proxy keeps for a retry streams through in bounded memory', async () => {
+  const BODY = 256 * 1024 * 1024;
+  const unlimited = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', clientMaxBodySize: 0 });
+  // A pod that counts what it gets and keeps none of it.
+  const server = http.createServer((req, res) => {
+    let bytes = 0;
+    req.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    req.on('end', () => res.end(String(bytes)));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.88', () => resolve()));
+  const before = process.memoryUsage().rss;
+  let peak = before;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10);
+  try {
+    const { port } = server.address() as AddressInfo;
+    await unlimited.apply(tableOf([{ host: 'big.test', path: '/', pods: [{ name: 'big-0', ip: '127.0.0.88', port }] }]));
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(
+        { host: '127.0.0.1', port: unlimited.port, method: 'POST', path: '/up', headers: { Host: 'big.test', 'Content-Length': String(BODY) }, agent: false },
+        (res) => {
+          let body = '';
+          res.setEncoding('latin1');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      );
+      req.on('error', reject);
+      const chunk = Buffer.alloc(64 * 1024, 'x');
+      let sent = 0;
+      const write = (): void => {
+        while (sent < BODY) {
+          sent += chunk.length;
+          if (!req.write(chunk)) {
+            req.once('drain', write);
+            return;
+          }
+        }
+        req.end();
+      };
+      write();
+    });
+    assert.deepEqual(answer, { status: 200, body: String(BODY) });
+    const grew = peak - before;
+    assert.ok(grew < 96 * 1024 * 1024, `RSS grew by ${(grew / 2 ** 20).toFixed(0)} MiB while a ${BODY / 2 ** 20} MiB body passed`);
+  } finally {
+    clearInterval(sampler);
+    server.closeAllConnections();
+    server.close();
+    await unlimited.close();
+  }
+});
+
 test('stats() counts each request once, by the class of its answer, and every failed try on a pod', async () => {
   const counting = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY' });
   try {

@@ -129,6 +129,11 @@ async function proxyDataPlane(config: RouterConfig, logger: Logger): Promise<Dat
       apiKeyHeader: config.apiKeyHeader,
       closeGraceMs: config.shutdownGraceMs,
       upstreamKeepalive: config.upstreamKeepalive,
+      clientHeaderTimeoutMs: config.clientHeaderTimeoutMs,
+      clientBodyTimeoutMs: config.clientBodyTimeoutMs,
+      keepaliveTimeoutMs: config.keepaliveTimeoutMs,
+      keepaliveRequests: config.keepaliveRequests,
+      clientMaxBodySize: config.clientMaxBodySize,
       logger,
     });
   } catch (err) {

@@ -20,6 +20,11 @@ export interface RouterConfig {
   maxPathsPerPod: number;
   upstreamKeepalive: number;
   workerProcesses: number | 'auto';
+  clientHeaderTimeoutMs: number;
+  clientBodyTimeoutMs: number;
+  keepaliveTimeoutMs: number;
+  keepaliveRequests: number;
+  clientMaxBodySize: number;
   backend: Backend;
   holdOffMs: number;
   maxDelayMs: number;
@@ -147,6 +152,16 @@ function autoOrCount(raw: string): number | 'auto' {
   return raw === 'auto' ? 'auto' : wholeNumber(raw, 1, 1024);
 }
 
+/** nginx's size syntax: bytes, or a number of kilobytes, megabytes or gigabytes (`k`, `m`, `g`). */
+function byteSize(raw: string): number {
+  const m = /^([0-9]+)([kKmMgG]?)$/.exec(raw);
+  if (m === null) throw new InvalidValue('must be a whole number of bytes, optionally with k, m or g (as nginx writes sizes: 1m, 512k)');
+  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] as string).toLowerCase() as '' | 'k' | 'm' | 'g'];
+  const bytes = Number(m[1]) * unit;
+  if (!Number.isSafeInteger(bytes)) throw new InvalidValue('out of range: too large');
+  return bytes;
+}
+
 function bool(raw: string): boolean {
   if (raw === 'true') return true;
   if (raw === 'false') return false;
@@ -169,6 +184,13 @@ function millisecondsUpTo(max: number): (raw: string) => number {
 }
 
 const milliseconds = millisecondsUpTo(60_000);
+
+/** A timeout nginx takes: 1 ms to an hour (nginx has no "never" for these). */
+function positiveMilliseconds(raw: string): number {
+  const ms = millisecondsUpTo(3_600_000)(raw);
+  if (ms < 1) throw new InvalidValue('out of range: must be at least 1 millisecond');
+  return ms;
+}
 
 function filePath(raw: string): string {
   if (raw.length === 0 || /[\x00-\x1f\x7f]/.test(raw)) throw new InvalidValue('must be a path without control characters');
@@ -339,6 +361,51 @@ export const SETTINGS: readonly Setting[] = [
     default: '1',
     description: 'nginx worker_processes: a number, or auto for one per core',
     parse: autoOrCount,
+  }),
+  setting({
+    key: 'clientHeaderTimeoutMs',
+    env: 'CLIENT_HEADER_TIMEOUT_MS',
+    flag: '--client-header-timeout-ms',
+    metavar: 'MS',
+    default: '60000',
+    description: "nginx's client_header_timeout: a client must send a request's line and headers within this long, or the connection is closed without an answer",
+    parse: positiveMilliseconds,
+  }),
+  setting({
+    key: 'clientBodyTimeoutMs',
+    env: 'CLIENT_BODY_TIMEOUT_MS',
+    flag: '--client-body-timeout-ms',
+    metavar: 'MS',
+    default: '60000',
+    description: "nginx's client_body_timeout: longest pause between two reads of a request body before the request is abandoned",
+    parse: positiveMilliseconds,
+  }),
+  setting({
+    key: 'keepaliveTimeoutMs',
+    env: 'KEEPALIVE_TIMEOUT_MS',
+    flag: '--keepalive-timeout-ms',
+    metavar: 'MS',
+    default: '75000',
+    description: "nginx's keepalive_timeout: how long an idle client connection is kept open for its next request; 0 closes every connection after one request",
+    parse: millisecondsUpTo(3_600_000),
+  }),
+  setting({
+    key: 'keepaliveRequests',
+    env: 'KEEPALIVE_REQUESTS',
+    flag: '--keepalive-requests',
+    metavar: 'N',
+    default: '1000',
+    description: "nginx's keepalive_requests: requests one client connection may carry; the last is answered with Connection: close",
+    parse: (raw) => wholeNumber(raw, 0, 1_000_000_000),
+  }),
+  setting({
+    key: 'clientMaxBodySize',
+    env: 'CLIENT_MAX_BODY_SIZE',
+    flag: '--client-max-body-size',
+    metavar: 'SIZE',
+    default: '1m',
+    description: "nginx's client_max_body_size: a larger request body is refused with 413; bytes, or with k, m or g; 0 for no limit",
+    parse: byteSize,
   }),
   setting({
     key: 'backend',

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import type { Route, RouteTable } from '../../src/core/route-table.js';
 import { createNginxDataPlane, type NginxDataPlane } from '../../nginx/process.js';
+import type { ClientLimits } from '../../nginx/client-directives.js';
 import { renderNginxConf } from '../../nginx/render.js';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import { startProxy, type ProxyDataPlane } from '../../proxy/server.js';
@@ -96,6 +97,8 @@ export interface PairOptions {
   upstreamTimeoutSeconds?: number;
   /** UPSTREAM_KEEPALIVE on both sides (0, the documented config, when absent). */
   upstreamKeepalive?: number;
+  /** Client timeouts and limits on both sides (CLIENT_HEADER_TIMEOUT_MS, ...); nginx's defaults when absent. */
+  clientLimits?: ClientLimits;
 }
 
 /** The two modes every conformance suite runs in: the documented config, and upstream keep-alive. */
@@ -147,7 +150,14 @@ export async function startNginx(table: RouteTable, options: PairOptions = {}): 
     statusPort,
     logger,
     render: (t, runtime) => {
-      const text = renderNginxConf(t, { port, listenAddress: '127.0.0.1', apiKeyHeader: API_KEY_HEADER, upstreamKeepalive: options.upstreamKeepalive ?? 0, runtime });
+      const text = renderNginxConf(t, {
+        port,
+        listenAddress: '127.0.0.1',
+        apiKeyHeader: API_KEY_HEADER,
+        upstreamKeepalive: options.upstreamKeepalive ?? 0,
+        ...options.clientLimits,
+        runtime,
+      });
       const withDirectives = httpDirectives.length === 0 ? text : text.replace(/^http \{\n/m, (open) => `${open}${httpDirectives.join('\n')}\n`);
       return `${withDirectives}# conformance: fresh state ${generation}\n`;
     },
@@ -184,12 +194,13 @@ export async function startNginx(table: RouteTable, options: PairOptions = {}): 
   };
 }
 
-function startProxyFor(options: PairOptions): Promise<ProxyDataPlane> {
+export function startProxyFor(options: PairOptions): Promise<ProxyDataPlane> {
   return startProxy({
     port: 0,
     host: '127.0.0.1',
     apiKeyHeader: API_KEY_HEADER,
     upstreamKeepalive: options.upstreamKeepalive ?? 0,
+    ...options.clientLimits,
     ...(options.upstreamTimeoutSeconds !== undefined ? { upstreamTimeoutMs: options.upstreamTimeoutSeconds * 1000 } : {}),
   });
 }

@@ -26,45 +26,68 @@ function headerEnd(buf: Buffer): number {
   return buf.indexOf('\r\n\r\n');
 }
 
-/** The body of a complete response in `rest`, or null when more bytes are needed. */
-function completeBody(headers: [string, string][], rest: Buffer, noBody: boolean, closed: boolean): Buffer | null {
-  if (noBody) return Buffer.alloc(0);
-  const te = headers.find(([k]) => k.toLowerCase() === 'transfer-encoding')?.[1];
-  if (te !== undefined && /chunked/i.test(te)) {
-    const parts: Buffer[] = [];
-    let at = 0;
-    for (;;) {
-      const lineEnd = rest.indexOf('\r\n', at);
-      if (lineEnd < 0) return null;
-      const size = Number.parseInt(rest.subarray(at, lineEnd).toString('latin1'), 16);
-      if (Number.isNaN(size)) throw new Error('bad chunk size');
-      if (size === 0) return Buffer.concat(parts);
-      if (rest.length < lineEnd + 2 + size + 2) return null;
-      parts.push(rest.subarray(lineEnd + 2, lineEnd + 2 + size));
-      at = lineEnd + 2 + size + 2;
+/** A chunked body at the start of `data`, de-chunked, and the bytes it took (trailers included); null when more bytes are needed. */
+export function readChunked(data: Buffer): { body: Buffer; used: number } | null {
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (;;) {
+    const lineEnd = data.indexOf('\r\n', at);
+    if (lineEnd < 0) return null;
+    const size = Number.parseInt(data.subarray(at, lineEnd).toString('latin1'), 16);
+    if (Number.isNaN(size)) throw new Error('bad chunk size');
+    if (size === 0) {
+      const end = data.indexOf('\r\n\r\n', lineEnd);
+      return end < 0 ? null : { body: Buffer.concat(parts), used: end + 4 };
     }
+    if (data.length < lineEnd + 2 + size + 2) return null;
+    parts.push(data.subarray(lineEnd + 2, lineEnd + 2 + size));
+    at = lineEnd + 2 + size + 2;
   }
+}
+
+/** The body of a complete response at the start of `rest` and the bytes it took, or null when more bytes are needed. */
+function completeBody(headers: [string, string][], rest: Buffer, noBody: boolean, closed: boolean): { body: Buffer; used: number } | null {
+  if (noBody) return { body: Buffer.alloc(0), used: 0 };
+  const te = headers.find(([k]) => k.toLowerCase() === 'transfer-encoding')?.[1];
+  if (te !== undefined && /chunked/i.test(te)) return readChunked(rest);
   const cl = headers.find(([k]) => k.toLowerCase() === 'content-length')?.[1];
   if (cl !== undefined) {
     const n = Number(cl);
-    return rest.length >= n ? rest.subarray(0, n) : null;
+    return rest.length >= n ? { body: rest.subarray(0, n), used: n } : null;
   }
-  return closed ? rest : null;
+  return closed ? { body: rest, used: rest.length } : null;
 }
 
-export function parseResponse(data: Buffer, noBody: boolean, closed: boolean): RawOutcome | null {
+/** One response at the start of `data`, with its reason phrase and the bytes it took; null when more bytes are needed. */
+export function readResponse(
+  data: Buffer,
+  noBody: boolean,
+  closed: boolean,
+): { status: number; reason: string; headers: [string, string][]; body: Buffer; used: number } | null {
   const end = headerEnd(data);
   if (end < 0) return null;
   const lines = data.subarray(0, end).toString('latin1').split('\r\n');
-  const status = Number((lines[0] ?? '').split(' ')[1]);
+  const statusLine = lines[0] ?? '';
+  const status = Number(statusLine.split(' ')[1]);
+  const reason = statusLine.split(' ').slice(2).join(' ');
   const headers = lines.slice(1).map((l): [string, string] => {
     const colon = l.indexOf(':');
     return [l.slice(0, colon), l.slice(colon + 1).trim()];
   });
   const interim = status >= 100 && status < 200 && status !== 101;
-  if (interim) return parseResponse(data.subarray(end + 4), noBody, closed);
-  const body = completeBody(headers, data.subarray(end + 4), noBody || status === 204 || status === 304 || status === 101, closed);
-  return body === null ? null : { kind: 'response', status, headers, body };
+  if (interim) {
+    const next = readResponse(data.subarray(end + 4), noBody, closed);
+    return next === null ? null : { ...next, used: next.used + end + 4 };
+  }
+  const rest = data.subarray(end + 4);
+  const body = completeBody(headers, rest, noBody || status === 204 || status === 304 || status === 101, closed);
+  if (body === null) return null;
+  return { status, reason, headers, body: body.body, used: end + 4 + body.used };
+}
+
+export function parseResponse(data: Buffer, noBody: boolean, closed: boolean): RawOutcome | null {
+  const r = readResponse(data, noBody, closed);
+  return r === null ? null : { kind: 'response', status: r.status, headers: r.headers, body: r.body };
 }
 
 /** Sends one request on a new connection and reads one response (or the close). */

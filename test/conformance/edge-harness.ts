@@ -1,0 +1,165 @@
+import type { RouteTable } from '../../src/core/route-table.js';
+import type { ClientLimits } from '../../nginx/client-directives.js';
+import type { ProxyDataPlane } from '../../proxy/server.js';
+import type { ReceivedRequest } from '../support/pods.js';
+import { startRawPod, type RawPod } from '../support/raw-pod.js';
+import { converse, VANISH, type ConverseOptions, type Conversation, type Part } from './conversation.js';
+import { startNginx, startProxyFor, tableOf, type Mode, type NginxUnderTest } from './harness.js';
+
+// The edges of HTTP framing, nginx against the proxy: raw bytes on a connection of their
+// own, compared by every answer's status line, whether the connection was closed, and
+// what reached the pod. Cases run side by side, through nginx and the proxy at once (up to
+// SLOTS cases, each on a host of its own for each data plane, so the pod's log tells which
+// case and data plane a request came from); the pod reads bytes, not HTTP through Node, so
+// it takes whatever nginx passes on. Most cases take milliseconds; one that leaves the
+// connection open costs the conversation's wait (conversation.ts), once per batch.
+
+export const SLOTS = 320;
+/** A generated property's batch: SLOTS would make each run as slow as its slowest case of many. */
+export const GENERATED_SLOTS = 12;
+const RAW_POD_IP = '127.0.0.240';
+
+export interface EdgeCase {
+  name: string;
+  /** The bytes to send (and pauses), for the case's own host. */
+  bytes(host: string): Part[];
+  /** How many requests the bytes hold (1 when absent). */
+  requests?: number;
+  /** Indexes of the answers that answer HEAD. */
+  heads?: readonly number[];
+  /** nginx's answer, pinned in the short form of `summary` (the proxy must give the same). */
+  expect?: string;
+  /**
+   * An intended difference (each listed in the README with its reason): what each gives,
+   * pinned in the short form of `summary`, so that a change on either side is noticed.
+   */
+  differs?: { nginx: string; proxy: string };
+}
+
+/** What reached the pod: the request as the pod read it, framing left out (each sender frames a body its own way). */
+export type PodView = Omit<ReceivedRequest, 'pod' | 'remotePort'>;
+
+export interface EdgeObservation {
+  /** Status lines, e.g. "414 Request-URI Too Large". */
+  answers: string[];
+  closed: boolean;
+  reached: PodView[];
+  /** How many of the pod's answers the data plane cut off by closing the pod connection. */
+  cut: number;
+}
+
+/** The short form: statuses, open or closed, how many requests reached the pod (and answers cut); e.g. "200,505 closed pod:1". */
+export function summary(o: EdgeObservation): string {
+  return `${o.answers.map((a) => a.split(' ')[0]).join(',') || '-'} ${o.closed ? 'closed' : 'open'} pod:${o.reached.length}${o.cut > 0 ? ` cut:${o.cut}` : ''}`;
+}
+
+/** After a client vanished, how long the data planes get to give up on the pod. */
+const VANISH_SETTLE_MS = 1_000;
+
+const FRAMING = new Set(['content-length', 'transfer-encoding']);
+
+/** The pod's view of `r`, sent for `host`: written as HOST, the same for both data planes. */
+function podView(r: ReceivedRequest, host: string): PodView {
+  return {
+    method: r.method,
+    uri: r.uri,
+    httpVersion: r.httpVersion,
+    headers: r.headers
+      .filter(([k]) => !FRAMING.has(k.toLowerCase()))
+      .map(([k, v]): [string, string] => [k, k.toLowerCase() === 'host' && v === host ? 'HOST' : v])
+      .sort(([a, va], [b, vb]) => (a.toLowerCase() < b.toLowerCase() ? -1 : a.toLowerCase() > b.toLowerCase() ? 1 : va < vb ? -1 : va > vb ? 1 : 0)),
+    body: r.body,
+  };
+}
+
+type Side = 'n' | 'p';
+
+/** The host of a case's slot on one side: the same length on both, so that sizes compare. */
+function hostOf(side: Side, slot: number): string {
+  return `${side}${slot}.test`;
+}
+
+export interface EdgeResult {
+  edge: EdgeCase;
+  nginx: EdgeObservation;
+  proxy: EdgeObservation;
+}
+
+/** nginx (the product's data plane) and the proxy, both on the SLOTS hosts, each routed to one raw pod. */
+export class EdgeBench {
+  private constructor(
+    private readonly pod: RawPod,
+    private readonly nginx: NginxUnderTest,
+    private readonly proxy: ProxyDataPlane,
+  ) {}
+
+  static async start(mode: Mode, clientLimits: ClientLimits = {}): Promise<EdgeBench> {
+    const pod = await startRawPod('raw-0', RAW_POD_IP);
+    const specs = (['n', 'p'] as const).flatMap((side) => Array.from({ length: SLOTS }, (_, slot) => ({ host: hostOf(side, slot), path: '/', pods: [pod] })));
+    const table: RouteTable = tableOf(specs);
+    const options = { upstreamKeepalive: mode.upstreamKeepalive, clientLimits };
+    const nginx = await startNginx(table, options);
+    const proxy = await startProxyFor(options);
+    await proxy.apply(table);
+    return new EdgeBench(pod, nginx, proxy);
+  }
+
+  /** Each case through nginx and through the proxy at once, `slots` cases at a time. */
+  async run(cases: readonly EdgeCase[], slots = SLOTS): Promise<EdgeResult[]> {
+    const results: EdgeResult[] = [];
+    for (let i = 0; i < cases.length; i += slots) {
+      const batch = cases.slice(i, i + slots);
+      this.pod.received.length = 0;
+      this.pod.cut.length = 0;
+      const [nginx, proxy] = await Promise.all([this.converse(this.nginx.port, 'n', batch), this.converse(this.proxy.port, 'p', batch)]);
+      if (batch.some((edge) => edge.bytes('').includes(VANISH))) await new Promise((r) => setTimeout(r, VANISH_SETTLE_MS));
+      const received = [...this.pod.received];
+      const cut = [...this.pod.cut];
+      const observe = (side: Side, conversations: Conversation[]): EdgeObservation[] =>
+        conversations.map((c, slot) => {
+          const host = hostOf(side, slot);
+          return {
+            answers: c.answers.map((a) => `${a.status} ${a.reason}`),
+            closed: c.closed,
+            reached: received.filter((r) => r.headers.some(([k, v]) => k.toLowerCase() === 'host' && v === host)).map((r) => podView(r, host)),
+            cut: cut.filter((h) => h === host).length,
+          };
+        });
+      const n = observe('n', nginx);
+      const p = observe('p', proxy);
+      batch.forEach((edge, k) => results.push({ edge, nginx: n[k] as EdgeObservation, proxy: p[k] as EdgeObservation }));
+    }
+    return results;
+  }
+
+  private converse(port: number, side: Side, batch: readonly EdgeCase[]): Promise<Conversation[]> {
+    return Promise.all(
+      batch.map((edge, slot) => {
+        const options: ConverseOptions = { requests: edge.requests ?? 1, ...(edge.heads ? { heads: edge.heads } : {}) };
+        return converse(port, edge.bytes(hostOf(side, slot)), options);
+      }),
+    );
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.nginx.close(), this.proxy.close()]);
+    await this.pod.close();
+  }
+}
+
+/** Every way `results` break their cases' rules (agreement, pinned answers), one message each. */
+export function problems(results: readonly EdgeResult[]): string[] {
+  const out: string[] = [];
+  for (const { edge, nginx, proxy } of results) {
+    const both = `\n  nginx: ${JSON.stringify(nginx)}\n  proxy: ${JSON.stringify(proxy)}`;
+    if (edge.differs !== undefined) {
+      if (summary(nginx) !== edge.differs.nginx || summary(proxy) !== edge.differs.proxy) {
+        out.push(`${edge.name}: intended difference changed: expected nginx "${edge.differs.nginx}" and proxy "${edge.differs.proxy}", got "${summary(nginx)}" and "${summary(proxy)}"${both}`);
+      }
+      continue;
+    }
+    if (JSON.stringify(proxy) !== JSON.stringify(nginx)) out.push(`${edge.name}: the proxy differs from nginx${both}`);
+    else if (edge.expect !== undefined && summary(nginx) !== edge.expect) out.push(`${edge.name}: nginx gave "${summary(nginx)}", expected "${edge.expect}"${both}`);
+  }
+  return out;
+}
