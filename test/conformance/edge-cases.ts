@@ -97,10 +97,10 @@ export const VERSION_CASES: EdgeCase[] = [
   differs('a space after the version', (h) => request('GET', '/', 'HTTP/1.1 ', h), NODE_REFUSES),
   // HTTP/0.9's request without a version: nginx sees no Host and closes; Node waits for more.
   { name: 'an HTTP/0.9 request (no version)', bytes: () => ['GET /\r\n'], differs: { nginx: '- closed pod:0', proxy: '- open pod:0' } },
-  // Known, not fixed yet: nginx lets the last Connection header decide (keep-alive), Node's
-  // parser closes when any says close. The pod gets `Connection: close` from both.
+  // nginx lets the last Connection header decide (keep-alive); Node's parser reads nothing
+  // more once a request said close, so the proxy closes. The pod gets `Connection: close` from both.
   differs(
-    'Connection: close, then Connection: keep-alive (known difference, not fixed yet)',
+    'Connection: close, then Connection: keep-alive (Node reads nothing after a close)',
     (h) => `GET / HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n`,
     { nginx: '200 open pod:1', proxy: '200 closed pod:1' },
   ),

@@ -86,8 +86,8 @@ const framingArb: fc.Arbitrary<EdgeSpec> = fc
   })
   // Nor CONNECT with a chunked body (an intended difference when the body is still to come).
   .filter((spec) => !/^CONNECT .*\r\nTransfer-Encoding: chunked\r\n/is.test(spec.text))
-  // Nor `Connection: close` followed by `Connection: keep-alive`: a known difference, not fixed
-  // yet (nginx keeps the connection, Node closes it), pinned by a hand-written case.
+  // Nor `Connection: close` followed by `Connection: keep-alive`: an intended difference
+  // (nginx keeps the connection; Node's parser reads nothing after a close), pinned by a case.
   .filter((spec) => !/\r\nConnection: close\r\n(?:.*\r\n)*?Connection: keep-alive\r\n/i.test(spec.text))
   // A Content-Length longer than the body sent leaves both sides waiting for the rest
   // (the hand-written cases have one of those).
