@@ -231,6 +231,9 @@ function routerContestant(name: string, label: string, backend: 'nginx' | 'proxy
           workers,
           '--log-level',
           'warn',
+          // Several routers run side by side: none takes the default admin port.
+          '--admin-port',
+          'off',
         ],
         pinned,
       );
