@@ -5,7 +5,8 @@
 //
 // A benchmark reports its targets as `results.targets` in bench/results/<name>.json: rows
 // of { target, goal, measured, met } (see bench/README.md). One that reports none is
-// listed with a link to its own report.
+// listed with a link to its own report. `--only a,b` runs those and takes the others'
+// recorded results; `--summarize` runs none and writes the summary from what is recorded.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -14,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { findNginxBinary } from '../nginx/binary.js';
 import { describeMachine, RESULTS_DIR } from './lib/report.js';
 
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } } });
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, summarize: { type: 'boolean', default: false } } });
 const REPO = new URL('..', import.meta.url).pathname;
 const README = join(REPO, 'README.md');
 const START_MARKER = '<!-- bench-summary:start -->';
@@ -85,12 +86,27 @@ function run(benchmark: Benchmark): Promise<Outcome> {
   });
 }
 
+function isTarget(row: unknown): row is Target {
+  const t = row as Partial<Target> | null;
+  return typeof t === 'object' && t !== null && typeof t.target === 'string' && typeof t.goal === 'string' && typeof t.measured === 'string' && typeof t.met === 'boolean';
+}
+
+/** `results.targets` of a benchmark's JSON; rows of another shape are a bug in that benchmark, and said so. */
+function targetRows(name: string, targets: unknown): Target[] | null {
+  if (!Array.isArray(targets)) return null;
+  const bad = targets.filter((row) => !isTarget(row));
+  if (bad.length > 0) {
+    say(`${name}: ${bad.length} of its targets are not rows of { target, goal, measured, met }, e.g. ${JSON.stringify(bad[0])}: left out of the summary`);
+    return null;
+  }
+  return targets as Target[];
+}
+
 /** The targets a benchmark recorded in this run, or null when it records none. */
 function targetsOf(name: string, since: number): Target[] | null {
   const file = join(RESULTS_DIR, `${name}.json`);
   if (!existsSync(file) || statSync(file).mtimeMs < since) return null;
-  const targets = (JSON.parse(readFileSync(file, 'utf8')) as { results?: { targets?: unknown } }).results?.targets;
-  return Array.isArray(targets) ? (targets as Target[]) : null;
+  return targetRows(name, (JSON.parse(readFileSync(file, 'utf8')) as { results?: { targets?: unknown } }).results?.targets);
 }
 
 /**
@@ -101,16 +117,20 @@ function targetsOf(name: string, since: number): Target[] | null {
 function recordedEarlier(benchmark: Benchmark): Outcome {
   const file = join(RESULTS_DIR, `${benchmark.name}.json`);
   const base = { name: benchmark.name, seconds: 0, targets: null };
-  if (!existsSync(file)) return { ...base, status: 'not run', detail: `left out by --only, and no recorded results in ${benchmark.name}.json` };
+  if (!existsSync(file)) return { ...base, status: 'not run', detail: `${args.summarize ? 'not run (--summarize)' : 'left out by --only'}, and no recorded results in ${benchmark.name}.json` };
   const recorded = JSON.parse(readFileSync(file, 'utf8')) as { command?: string; machine?: { date?: string; commit?: string }; results?: { targets?: unknown } };
   const when = `${recorded.machine?.date?.slice(0, 16) ?? 'unknown date'}, commit ${recorded.machine?.commit ?? 'unknown'}`;
-  const targets = recorded.results?.targets;
-  return { ...base, status: 'recorded earlier', detail: `[${benchmark.name}.md](${benchmark.name}.md), \`${recorded.command ?? 'unknown command'}\` (${when})`, targets: Array.isArray(targets) ? (targets as Target[]) : null };
+  return {
+    ...base,
+    status: 'recorded earlier',
+    detail: `[${benchmark.name}.md](${benchmark.name}.md), \`${recorded.command ?? 'unknown command'}\` (${when})`,
+    targets: targetRows(benchmark.name, recorded.results?.targets),
+  };
 }
 
 /** How this run was started, as a reader would type it again. */
 function command(): string {
-  const options = [...(args.quick ? ['--quick'] : []), ...(args.only === undefined ? [] : [`--only ${args.only}`])];
+  const options = [...(args.quick ? ['--quick'] : []), ...(args.only === undefined ? [] : [`--only ${args.only}`]), ...(args.summarize ? ['--summarize'] : [])];
   return `npm run bench${options.length > 0 ? ` -- ${options.join(' ')}` : ''}`;
 }
 
@@ -155,7 +175,9 @@ function updateReadme(outcomes: Outcome[]): boolean {
   const machine = describeMachine();
   const section = [
     START_MARKER,
-    `Recorded with \`${command()}\` on ${machine.date.slice(0, 10)} (${machine.cores} × ${machine.cpu}, Node ${machine.node}, commit ${machine.commit ?? 'unknown'}); all figures in [bench/results/summary.md](bench/results/summary.md).`,
+    args.summarize
+      ? `The results recorded in bench/results/, put together with \`${command()}\` on ${machine.date.slice(0, 10)}; each benchmark's command, date, machine and commit are in [bench/results/summary.md](bench/results/summary.md) and its own report.`
+      : `Recorded with \`${command()}\` on ${machine.date.slice(0, 10)} (${machine.cores} × ${machine.cpu}, Node ${machine.node}, commit ${machine.commit ?? 'unknown'}); all figures in [bench/results/summary.md](bench/results/summary.md).`,
     '',
     targetsTable(outcomes),
     END_MARKER,
@@ -167,6 +189,7 @@ function updateReadme(outcomes: Outcome[]): boolean {
 /** The benchmarks --only names (all when it is not given); an unknown name is an error. */
 function chosen(): Set<string> {
   const all = BENCHMARKS.map((b) => b.name);
+  if (args.summarize) return new Set();
   if (args.only === undefined) return new Set(all);
   const names = args.only.split(',').map((n) => n.trim()).filter((n) => n.length > 0);
   const unknown = names.filter((n) => !all.includes(n));
@@ -184,7 +207,7 @@ async function main(): Promise<void> {
   for (const benchmark of BENCHMARKS) {
     if (!only.has(benchmark.name)) {
       const outcome = recordedEarlier(benchmark);
-      say(`${benchmark.name}: left out by --only; ${outcome.status === 'not run' ? outcome.detail : `its recorded results (${outcome.detail}) go into the summary`}`);
+      say(`${benchmark.name}: ${args.summarize ? 'not run (--summarize)' : 'left out by --only'}; ${outcome.status === 'not run' ? outcome.detail : `its recorded results (${outcome.detail}) go into the summary`}`);
       outcomes.push(outcome);
       continue;
     }

@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream';
 import { rawErrorResponse } from './error-page.js';
 import { LARGE_BUFFER } from './head-size.js';
 import { bodyUnreadable, isClosing, linger, lingerAfterBytes } from './lingering-close.js';
+import { NGINX_UNIQUE_HEADERS } from './request-headers.js';
 import type { ProxyCounters } from './stats.js';
 
 // Requests Node's HTTP parser refuses (its 'clientError'), answered as nginx answers
@@ -64,9 +65,6 @@ function versionAt(packet: Buffer, at: number): string {
   return packet.subarray(from, to).toString('latin1');
 }
 
-/** Headers nginx takes once (a second one is 400), as decide() checks them on heads Node passes on. */
-const UNIQUE_HEADERS = ['host', 'content-length', 'transfer-encoding', 'authorization', 'expect', 'content-range', 'if-match', 'if-none-match', 'if-range', 'if-modified-since', 'if-unmodified-since'];
-
 /**
  * nginx's answer to a head whose Transfer-Encoding Node refuses before passing the request
  * on (with a Content-Length, or a coding after "chunked"), in nginx's order: a header
@@ -80,7 +78,7 @@ function transferEncodingAnswer(head: string, bodyIn: number): ErrorAnswer {
   const lines = head.split(/\r?\n/);
   const fields = (name: string): string[] =>
     lines.filter((l) => l.slice(0, name.length + 1).toLowerCase() === `${name}:`).map((l) => l.slice(name.length + 1).trim());
-  if (UNIQUE_HEADERS.some((name) => fields(name).length > 1)) return BAD_REQUEST;
+  if (NGINX_UNIQUE_HEADERS.some((name) => fields(name).length > 1)) return BAD_REQUEST;
   const http11 = / HTTP\/1\.1$/.test(lines[0] ?? '');
   if (http11 && fields('host').length === 0) return BAD_REQUEST;
   const length = fields('content-length')[0];

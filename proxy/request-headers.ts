@@ -33,7 +33,27 @@ function named(name: string, lower: string): boolean {
   return true;
 }
 
-// The headers nginx keeps one of (ngx_http_process_unique_header_line), by bit.
+/**
+ * The headers nginx 1.22 takes once (ngx_http_process_unique_header_line, and Host and
+ * Content-Length); a second one is 400. scanRequestHeaders() checks them on every request
+ * (Content-Length: Node's parser refuses a second one first); client-error.ts on heads
+ * Node refuses before the router sees them.
+ */
+export const NGINX_UNIQUE_HEADERS: readonly string[] = [
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'authorization',
+  'expect',
+  'content-range',
+  'if-match',
+  'if-none-match',
+  'if-range',
+  'if-modified-since',
+  'if-unmodified-since',
+];
+
+// The unique headers but Host and Content-Length, by bit (the switch below must know them all).
 const TRANSFER_ENCODING = 1;
 const EXPECT = 2;
 const AUTHORIZATION = 4;

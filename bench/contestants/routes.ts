@@ -63,6 +63,18 @@ interface LibraryProxy {
   on(event: 'error', listener: never): unknown;
 }
 
+/** Serves the arguments' port: each request to `forward` with its pod, 404 without one. */
+export function serveRoutes(forward: (req: http.IncomingMessage, res: http.ServerResponse, pod: Pod) => void): void {
+  const { routes, port } = contestantArgs();
+  http
+    .createServer((req, res) => {
+      const pod = routes(req.headers.host, req.url);
+      if (pod === null) res.writeHead(404).end();
+      else forward(req, res, pod);
+    })
+    .listen(port, '127.0.0.1');
+}
+
 /** Serves the arguments' port: each request to its pod through `proxy`, 404 without one, 502 on errors. */
 export function serveThrough(proxy: LibraryProxy): void {
   const { routes, port } = contestantArgs();
