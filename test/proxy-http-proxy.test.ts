@@ -6,6 +6,7 @@ import WebSocket from 'ws';
 import { startProxy, type ProxyDataPlane } from '../proxy/server.js';
 import { deadAddress, startPod, type TestPod } from './support/pods.js';
 import { tableOf } from './conformance/harness.js';
+import { proxyLibraryUnderTest } from './support/proxy-library.js';
 
 // Forwarding through the proxy library where its defaults differ from nginx: the exact
 // head a pod receives, upgrades retried on another pod and not limited to WebSocket, and
@@ -54,7 +55,7 @@ before(async () => {
   raw = await startRawPod('127.0.0.101');
   echo = await startPod('echo-0', '127.0.0.102');
   const dead = await Promise.all(Array.from({ length: 12 }, async (_, i) => ({ name: `dead-${String(i).padStart(2, '0')}`, ...(await deadAddress('127.0.0.103')) })));
-  proxy = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY' });
+  proxy = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', ...proxyLibraryUnderTest() });
   await proxy.apply(
     tableOf([
       { host: 'raw.test', path: '/', pods: [raw] },

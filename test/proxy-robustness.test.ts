@@ -6,6 +6,7 @@ import WebSocket from 'ws';
 import { startProxy, type ProxyDataPlane } from '../proxy/server.js';
 import { startPod, type ReceivedRequest, type TestPod } from './support/pods.js';
 import { tableOf } from './conformance/harness.js';
+import { proxyLibraryUnderTest } from './support/proxy-library.js';
 
 // Nothing a pod or a client does may take the router down: after each misbehaviour the
 // proxy still answers the next requests. (An uncaught error would end this process and
@@ -22,7 +23,7 @@ before(async () => {
   resetter = await startPod('reset-0', '127.0.0.92', { behaviour: 'reset-mid-response' });
   hanging = await startPod('hang-0', '127.0.0.93', { behaviour: 'hang' });
   wsResetter = await startPod('wsreset-0', '127.0.0.94', { behaviour: 'reset-mid-response' });
-  proxy = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', upstreamTimeoutMs: 300 });
+  proxy = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', upstreamTimeoutMs: 300, ...proxyLibraryUnderTest() });
   await proxy.apply(
     tableOf([
       { host: 'r.test', path: '/', pods: [healthy] },

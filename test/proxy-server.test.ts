@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import { startProxy, type ProxyDataPlane } from '../proxy/server.js';
 import { deadAddress, startPod, STREAM_FIRST_CHUNK, STREAM_REST, type ReceivedRequest, type TestPod } from './support/pods.js';
 import { tableOf } from './conformance/harness.js';
+import { proxyLibraryUnderTest } from './support/proxy-library.js';
 
 // The proxy on its own: table swaps, keep-alive to pods, timeouts and streaming, the
 // parts the nginx comparison cannot show or only shows slowly.
@@ -15,7 +16,7 @@ let proxy: ProxyDataPlane;
 
 before(async () => {
   pods = [await startPod('srv-0', '127.0.0.81'), await startPod('srv-1', '127.0.0.82'), await startPod('srv-2', '127.0.0.83')];
-  proxy = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', upstreamTimeoutMs: 300 });
+  proxy = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', upstreamTimeoutMs: 300, ...proxyLibraryUnderTest() });
 });
 
 after(async () => {
@@ -118,7 +119,7 @@ test('with upstream keep-alive, a kept connection the pod closed is replaced wit
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.85', () => resolve()));
-  const keeping = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', upstreamKeepalive: 4 });
+  const keeping = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', upstreamKeepalive: 4, ...proxyLibraryUnderTest() });
   const connections: number[] = [];
   server.on('connection', (socket) => connections.push(socket.remotePort ?? 0));
   try {
@@ -187,7 +188,7 @@ test('the upload streams to the pod before the client has sent all of it', async
 
 test('with no body size limit, a body far larger than what the proxy keeps for a retry streams through in bounded memory', async () => {
   const BODY = 256 * 1024 * 1024;
-  const unlimited = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', clientMaxBodySize: 0 });
+  const unlimited = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', clientMaxBodySize: 0, ...proxyLibraryUnderTest() });
   // A pod that counts what it gets and keeps none of it.
   const server = http.createServer((req, res) => {
     let bytes = 0;
@@ -238,7 +239,7 @@ test('with no body size limit, a body far larger than what the proxy keeps for a
 });
 
 test('stats() counts each request once, by the class of its answer, and every failed try on a pod', async () => {
-  const counting = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY' });
+  const counting = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', ...proxyLibraryUnderTest() });
   try {
     const [a] = pods as [TestPod];
     const dead = [

@@ -4,6 +4,7 @@ import { after, before, test } from 'node:test';
 import { MODES, startNginx, tableOf, type NginxUnderTest } from './conformance/harness.js';
 import { startProxy, type ProxyDataPlane } from '../proxy/server.js';
 import { startPod, type ReceivedRequest, type TestPod } from './support/pods.js';
+import { proxyLibraryUnderTest } from './support/proxy-library.js';
 
 // UPSTREAM_KEEPALIVE on both backends, seen from a pod: how many TCP connections 20
 // sequential requests take. With 0 (the documented config) every request opens its own,
@@ -23,7 +24,7 @@ before(async () => {
   for (const { upstreamKeepalive } of [MODE_OFF, MODE_ON]) {
     const nginx: NginxUnderTest = await startNginx(table, { upstreamKeepalive });
     planes.push({ backend: 'nginx', keepalive: upstreamKeepalive, port: nginx.port, close: () => nginx.close() });
-    const proxy: ProxyDataPlane = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', upstreamKeepalive });
+    const proxy: ProxyDataPlane = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', upstreamKeepalive, ...proxyLibraryUnderTest() });
     await proxy.apply(table);
     planes.push({ backend: 'proxy', keepalive: upstreamKeepalive, port: proxy.port, close: () => proxy.close() });
   }

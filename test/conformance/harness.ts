@@ -11,6 +11,7 @@ import { startProxy, type ProxyDataPlane } from '../../proxy/server.js';
 import { NGINX_BINARY } from '../support/nginx-check.js';
 import type { ReceivedRequest, TestPod } from '../support/pods.js';
 import { sendRaw, type RawOutcome, type RawRequest } from './raw-http.js';
+import { proxyLibraryUnderTest } from '../support/proxy-library.js';
 
 // The differential harness: the same table and the same requests through real nginx
 // and through the in-process proxy, reduced to what must agree.
@@ -201,6 +202,7 @@ export function startProxyFor(options: PairOptions): Promise<ProxyDataPlane> {
     apiKeyHeader: API_KEY_HEADER,
     upstreamKeepalive: options.upstreamKeepalive ?? 0,
     ...options.clientLimits,
+    ...proxyLibraryUnderTest(),
     ...(options.upstreamTimeoutSeconds !== undefined ? { upstreamTimeoutMs: options.upstreamTimeoutSeconds * 1000 } : {}),
   });
 }
