@@ -148,7 +148,7 @@ function summary(outcomes: Outcome[], seconds: number): string {
   return [
     '# Benchmark summary',
     '',
-    `Command: \`${command()}\` (${args.quick ? 'quick' : 'full'}; ${seconds.toFixed(0)} s)`,
+    `Command: \`${command()}\` (${args.summarize ? 'nothing run: the results recorded in bench/results/' : `${args.quick ? 'quick' : 'full'}; ${seconds.toFixed(0)} s`})`,
     '',
     `Machine: ${machine.date.slice(0, 10)}, ${machine.cores} × ${machine.cpu}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}, ${machine.nginx ?? 'no nginx'}, ${machine.wrk ?? 'no wrk'}, commit ${machine.commit ?? 'unknown'}`,
     '',

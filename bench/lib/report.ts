@@ -42,8 +42,19 @@ export function describeMachine(): Machine {
     // Debian keeps nginx in /usr/sbin, which is not on every PATH.
     nginx: firstLine(findNginxBinary('nginx') ?? 'nginx', ['-v']),
     wrk: firstLine('wrk', ['-v']),
-    commit: firstLine('git', ['rev-parse', '--short', 'HEAD']),
+    commit: commitMeasured(),
   };
+}
+
+/**
+ * The commit the code measured comes from, marked when the checkout has changes outside
+ * bench/results/ that are not committed: then the figures are of code no commit holds.
+ */
+function commitMeasured(): string | null {
+  const head = firstLine('git', ['rev-parse', '--short', 'HEAD']);
+  if (head === null) return null;
+  const status = spawnSync('git', ['status', '--porcelain', '--', '.', ':(exclude)bench/results'], { encoding: 'utf8' });
+  return status.status === 0 && status.stdout.trim() !== '' ? `${head} with uncommitted changes` : head;
 }
 
 /** The command line that produced a result, as a person would type it again. */
