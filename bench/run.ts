@@ -16,6 +16,12 @@ import { findNginxBinary } from '../nginx/binary.js';
 import { describeMachine, RESULTS_DIR } from './lib/report.js';
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, summarize: { type: 'boolean', default: false } } });
+if (args.summarize && (args.only !== undefined || args.quick)) {
+  process.stderr.write('bench: --summarize runs nothing, so it takes neither --only nor --quick\n');
+  process.exit(2);
+}
+/** Why a benchmark is not run this time. */
+const LEFT_OUT = args.summarize ? 'not run (--summarize)' : 'left out by --only';
 const REPO = new URL('..', import.meta.url).pathname;
 const README = join(REPO, 'README.md');
 const START_MARKER = '<!-- bench-summary:start -->';
@@ -117,7 +123,7 @@ function targetsOf(name: string, since: number): Target[] | null {
 function recordedEarlier(benchmark: Benchmark): Outcome {
   const file = join(RESULTS_DIR, `${benchmark.name}.json`);
   const base = { name: benchmark.name, seconds: 0, targets: null };
-  if (!existsSync(file)) return { ...base, status: 'not run', detail: `${args.summarize ? 'not run (--summarize)' : 'left out by --only'}, and no recorded results in ${benchmark.name}.json` };
+  if (!existsSync(file)) return { ...base, status: 'not run', detail: `${LEFT_OUT}, and no recorded results in ${benchmark.name}.json` };
   const recorded = JSON.parse(readFileSync(file, 'utf8')) as { command?: string; machine?: { date?: string; commit?: string }; results?: { targets?: unknown } };
   const when = `${recorded.machine?.date?.slice(0, 16) ?? 'unknown date'}, commit ${recorded.machine?.commit ?? 'unknown'}`;
   return {
@@ -207,7 +213,7 @@ async function main(): Promise<void> {
   for (const benchmark of BENCHMARKS) {
     if (!only.has(benchmark.name)) {
       const outcome = recordedEarlier(benchmark);
-      say(`${benchmark.name}: ${args.summarize ? 'not run (--summarize)' : 'left out by --only'}; ${outcome.status === 'not run' ? outcome.detail : `its recorded results (${outcome.detail}) go into the summary`}`);
+      say(`${benchmark.name}: ${LEFT_OUT}; ${outcome.status === 'not run' ? outcome.detail : `its recorded results (${outcome.detail}) go into the summary`}`);
       outcomes.push(outcome);
       continue;
     }

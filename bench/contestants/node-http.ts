@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { keepAliveAgent, serveRoutes } from './routes.js';
+import { failed, keepAliveAgent, serveRoutes } from './routes.js';
 
 // Node's own HTTP client with no proxy library: host + longest prefix, round robin, the
 // request and the response piped through, pod connections kept alive. Every proxy built
@@ -12,6 +12,6 @@ serveRoutes((req, res, pod) => {
     res.writeHead(pres.statusCode ?? 502, pres.rawHeaders);
     pres.pipe(res);
   });
-  upstream.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end()));
+  upstream.on('error', () => failed(res));
   req.pipe(upstream);
 });

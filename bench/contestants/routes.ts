@@ -75,19 +75,14 @@ export function serveRoutes(forward: (req: http.IncomingMessage, res: http.Serve
     .listen(port, '127.0.0.1');
 }
 
+/** Answers a request whose pod failed: 502 while nothing was sent, else the connection is cut. */
+export function failed(res: http.ServerResponse | { destroy(): void }): void {
+  if (res instanceof http.ServerResponse && !res.headersSent) res.writeHead(502).end();
+  else res.destroy();
+}
+
 /** Serves the arguments' port: each request to its pod through `proxy`, 404 without one, 502 on errors. */
 export function serveThrough(proxy: LibraryProxy): void {
-  const { routes, port } = contestantArgs();
-  const failed = (_err: Error, _req: unknown, res: http.ServerResponse | { destroy(): void }): void => {
-    if (res instanceof http.ServerResponse && !res.headersSent) res.writeHead(502).end();
-    else res.destroy();
-  };
-  proxy.on('error', failed as never);
-  http
-    .createServer((req, res) => {
-      const pod = routes(req.headers.host, req.url);
-      if (pod === null) res.writeHead(404).end();
-      else proxy.web(req, res, { target: { host: pod.ip, port: pod.port, protocol: 'http:' } });
-    })
-    .listen(port, '127.0.0.1');
+  proxy.on('error', ((_err: Error, _req: unknown, res: http.ServerResponse | { destroy(): void }) => failed(res)) as never);
+  serveRoutes((req, res, pod) => proxy.web(req, res, { target: { host: pod.ip, port: pod.port, protocol: 'http:' } }));
 }

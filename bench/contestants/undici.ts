@@ -1,5 +1,5 @@
 import { Pool, type Dispatcher } from 'undici';
-import { KEEPALIVE, serveRoutes, type Pod } from './routes.js';
+import { failed, KEEPALIVE, serveRoutes, type Pod } from './routes.js';
 
 // undici, Node's other HTTP client (the one behind fetch), with no proxy library: host +
 // longest prefix, round robin, one pool of kept-alive connections per pod, the response
@@ -35,8 +35,7 @@ serveRoutes((req, res, pod) => {
       res.end();
     },
     onError() {
-      if (res.headersSent) res.destroy();
-      else res.writeHead(502).end();
+      failed(res);
     },
   };
   // The client's headers, but for the hop-by-hop ones undici sets itself.
