@@ -6,7 +6,13 @@ import { buildRouteTable } from '../src/core/route-table.js';
 import { createEventSink, disabledEventSink } from '../src/events/event-sink.js';
 import type { FailureCause, WriteOutcome } from '../src/events/event-writer.js';
 import { microTime } from '../src/events/rejection-event.js';
-import { initialSinkState, snapshot, type SinkRules, type SinkSnapshot, type SinkState } from '../src/events/sink-state.js';
+import {
+  initialSinkState,
+  snapshot,
+  type SinkRules,
+  type SinkSnapshot,
+  type SinkState,
+} from '../src/events/sink-state.js';
 import { LOG_EPISODE_MS, step, type SinkEffect } from '../src/events/sink-step.js';
 import { eventually } from './support/eventually.js';
 import { pod } from './support/objects.js';
@@ -24,8 +30,8 @@ const uid = (namespace: string, name: string): string => `uid-${namespace}-${nam
 const typo = (name: string, namespace = 'shop'): Pod =>
   pod(name, { namespace, hosts: `${namespace}.test`, paths: '80:/ 9:/nope', uid: uid(namespace, name) });
 /** A pod that is not ready: a NOT_READY rejection, reported only once it has lasted the state delay. */
-const unready = (name: string, namespace = 'shop'): Pod =>
-  pod(name, { namespace, hosts: `${namespace}.test`, paths: '80:/', ready: false, uid: uid(namespace, name) });
+const unready = (name: string, namespace = 'shop', ready = false): Pod =>
+  pod(name, { namespace, hosts: `${namespace}.test`, paths: '80:/', ready, uid: uid(namespace, name) });
 
 const created: WriteOutcome = { ok: true, created: true };
 const failure = (cause: FailureCause): WriteOutcome => ({ ok: false, cause, message: `the API server said ${cause}` });
@@ -127,7 +133,7 @@ describe('events sink transitions', () => {
 
   it('a rejection that resolves before its delay is forgotten, and not counted as dropped', () => {
     const m = new Machine().table(T0, [unready('quick')]);
-    m.table(T0 + 5 * SECOND, [pod('quick', { namespace: 'shop', hosts: 'shop.test', paths: '80:/', uid: uid('shop', 'quick') })]);
+    m.table(T0 + 5 * SECOND, [unready('quick', 'shop', true)]);
     assert.deepEqual(m.states(), []);
     assert.equal(m.snapshot().dropped, 0, 'a start-up, not a lost Event');
     assert.equal(m.wakeAt(), Infinity);
@@ -161,14 +167,22 @@ describe('events sink transitions', () => {
 
     m.written(T0 + 10, 'a', failure('forbidden'));
     assert.deepEqual(m.states(), ['a backingOff', 'b paused', 'c writing']);
-    assert.deepEqual(m.snapshot().namespacePauses, { locked: { until: T0 + 10 + SECOND, attempts: 1, cause: 'forbidden' } });
+    const locked = { until: T0 + 10 + SECOND, attempts: 1, cause: 'forbidden' };
+    assert.deepEqual(m.snapshot().namespacePauses, { locked });
     assert.equal(m.snapshot().pauseAll, null, 'other namespaces are not paused');
     assert.deepEqual(m.warnings(), [
-      { cause: 'forbidden', namespace: 'locked', pod: 'a', code: 'PORT_NOT_DECLARED', err: 'the API server said forbidden', retryInMs: SECOND },
+      {
+        cause: 'forbidden',
+        namespace: 'locked',
+        pod: 'a',
+        code: 'PORT_NOT_DECLARED',
+        err: 'the API server said forbidden',
+        retryInMs: SECOND,
+      },
     ]);
 
     m.written(T0 + 20, 'c', created);
-    assert.deepEqual(m.snapshot().namespacePauses.locked?.until, T0 + 10 + SECOND, 'a success elsewhere does not lift it');
+    assert.deepEqual(m.snapshot().namespacePauses, { locked }, 'a success elsewhere does not lift it');
     assert.equal(m.wakeAt(), T0 + 10 + SECOND);
 
     assert.deepEqual(m.tick(T0 + 10 + SECOND).writes(), ['a'], 'retried once the pause is over');
@@ -196,7 +210,8 @@ describe('events sink transitions', () => {
 
     assert.deepEqual(m.tick(T0 + SECOND).writes(), ['y'], 'after the pause, in the order they became due');
     m.written(T0 + SECOND, 'y', failure('throttled'));
-    assert.deepEqual(m.snapshot().pauseAll, { until: T0 + 3 * SECOND, attempts: 2, cause: 'throttled' }, 'twice as long');
+    const twiceAsLong = { until: T0 + 3 * SECOND, attempts: 2, cause: 'throttled' };
+    assert.deepEqual(m.snapshot().pauseAll, twiceAsLong, 'the second failure in a row waits twice as long');
     assert.deepEqual(m.warnings(), [], 'the same episode is not logged again');
     assert.deepEqual(m.snapshot().failed.throttled, 2);
 
@@ -236,6 +251,23 @@ describe('events sink transitions', () => {
     m.written(T0 + 10, 'a', created);
     assert.deepEqual(m.states(), ['a reported', 'b writing', 'c due', 'd due']);
     assert.equal(m.snapshot().overflow, 0);
+  });
+
+  it('a write that fails while the queue is full waits for room, not in the queue', () => {
+    const m = new Machine({ maxQueued: 1, maxInFlight: 1 }).table(T0, [typo('a'), typo('b')]);
+    assert.deepEqual(m.states(), ['a writing', 'b due']);
+    m.written(T0 + 10, 'a', failure('server_error'));
+    assert.deepEqual(m.states(), ['a waitingForRoom', 'b due']);
+    assert.deepEqual([m.snapshot().queued, m.snapshot().overflow], [1, 1]);
+  });
+
+  it('a rejection waiting for room that resolves is dropped and counted, unless a pod state within its delay', () => {
+    const m = new Machine({ maxQueued: 1, maxInFlight: 1, qps: 0.001, burst: 1 });
+    m.table(T0, [typo('a'), typo('b'), typo('c'), unready('d')]);
+    assert.deepEqual(m.states(), ['a writing', 'b due', 'c waitingForRoom', 'd waitingForRoom']);
+    m.table(T0 + 10, [typo('a'), typo('b')]);
+    assert.deepEqual(m.states(), ['a writing', 'b due']);
+    assert.equal(m.snapshot().dropped, 1, 'c was due for an Event; d was still within its delay');
   });
 
   it('a rejection that resolves during its write: a success forgets it, a failure to retry counts it dropped', () => {
