@@ -15,7 +15,7 @@ export type Phase =
   | { state: 'due' }
   /** Its write is in flight; `resolved` when the rejection went away meanwhile. */
   | { state: 'writing'; resolved: boolean }
-  /** Never tried since its namespace was paused (a 403 on another Event there): waits for the pause to end. */
+  /** Came to its turn while its namespace is paused (after a 403 there): waits for the pause to end. */
   | { state: 'paused'; until: number }
   /** Its own write failed and may be retried: waits for the pause that failure began or lengthened. */
   | { state: 'backingOff'; until: number }
