@@ -1,9 +1,18 @@
 import type { Logger } from 'pino';
 import type { TableListener, TableUpdate } from '../control/controller.js';
 import { backoffDelayMs, type BackoffPolicy } from '../sources/kube-watch.js';
-import { FAILURE_CAUSES, type EventWriter, type FailureCause, type WriteOutcome } from './event-writer.js';
-import { POD_STATE_CODES, rejectionEvent, reportableRejections, type RejectionReport } from './rejection-event.js';
-import { TokenBucket } from './token-bucket.js';
+import type { EventWriter, WriteOutcome } from './event-writer.js';
+import type { RouteRejectedEvent } from './rejection-event.js';
+import {
+  countsOf,
+  initialSinkState,
+  isIdle,
+  snapshot,
+  zeroSinkCounts,
+  type SinkCounts,
+  type SinkSnapshot,
+} from './sink-state.js';
+import { step, type SinkEffect, type SinkInput } from './sink-step.js';
 
 // The events sink tells each pod's owners why it is not routed, off the routing path:
 // the controller's listener only keeps a reference to the newest table; the work is done
@@ -11,6 +20,9 @@ import { TokenBucket } from './token-bucket.js';
 // kept is bounded by the rejections of the current table: a rejection that resolves
 // before its Event is written is forgotten, and one already reported is remembered only
 // while it lasts (so one that goes away and comes back is reported again).
+//
+// This module is the edge: the clock, the timer, the writes and the log. What the sink
+// knows is a state (sink-state.ts) that one transition function (sink-step.ts) changes.
 
 export interface EventSinkOptions {
   write: EventWriter;
@@ -30,313 +42,183 @@ export interface EventSinkOptions {
   logger?: Logger;
 }
 
-export interface EventSinkStats {
+export interface EventSinkStats extends SinkCounts {
   enabled: boolean;
   /** Why the sink is off, when it is. */
   off: string | null;
-  /** Events created. */
-  written: number;
-  /** Creates answered 409: the Event was there already (another router, or an earlier run, wrote it). */
-  alreadyReported: number;
-  /** Failed writes, by cause. */
-  failed: Record<FailureCause, number>;
-  /** Rejections due for an Event that resolved before it could be written. */
-  dropped: number;
-  /** Writes waiting now (due, delayed, or backing off). */
-  queued: number;
-  /** Rejections left out of the queue because it was full; they are queued as it drains. */
-  overflow: number;
-  inFlight: number;
 }
+
+export type EventSinkSnapshot = SinkSnapshot;
 
 export interface EventSink {
   /** For `controller.subscribe`: returns at once. */
   readonly listener: TableListener;
   stats(): EventSinkStats;
+  /** Every tracked rejection with its state, the pauses and the counters, as plain data. */
+  snapshot(): EventSinkSnapshot;
   /** Resolves once nothing is due or in flight (delayed and backing-off writes may remain). */
   idle(): Promise<void>;
   /** Aborts the writes in flight and writes nothing more. */
   stop(): Promise<void>;
 }
 
-interface Item {
-  report: RejectionReport;
-  attempts: number;
-  notBefore: number;
-}
-
-interface Pause {
-  until: number;
-  attempts: number;
-}
-
-/** A cause seen again within this long belongs to the same episode: it is not logged again. */
-const LOG_EPISODE_MS = 10 * 60_000;
 const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 1_000, maxMs: 5 * 60_000 };
 
-function zeroCounts(): Record<FailureCause, number> {
-  return Object.fromEntries(FAILURE_CAUSES.map((c) => [c, 0])) as Record<FailureCause, number>;
+/** The wait before retrying after `attempts` failures in a row: the sink's one use of a backoff function. */
+function retryDelay(policy: BackoffPolicy): (attempts: number) => number {
+  return (attempts) => backoffDelayMs(attempts, policy);
+}
+
+function emptySnapshot(): EventSinkSnapshot {
+  return { stopped: false, ...zeroSinkCounts(), rejections: [], pauseAll: null, namespacePauses: {} };
 }
 
 /** A sink that writes nothing, with the reason, for a router without an API server or with EVENTS=false. */
 export function disabledEventSink(reason: string): EventSink {
   return {
     listener: () => {},
-    stats: () => ({ enabled: false, off: reason, written: 0, alreadyReported: 0, failed: zeroCounts(), dropped: 0, queued: 0, overflow: 0, inFlight: 0 }),
+    stats: () => ({ enabled: false, off: reason, ...zeroSinkCounts() }),
+    snapshot: emptySnapshot,
     idle: () => Promise.resolve(),
     stop: () => Promise.resolve(),
   };
 }
 
 export function createEventSink(options: EventSinkOptions): EventSink {
-  const { write, logger } = options;
-  const maxQueued = options.maxQueued ?? 10_000;
-  const maxInFlight = options.maxInFlight ?? 4;
-  const backoff = options.backoff ?? DEFAULT_BACKOFF;
-  const bucket = new TokenBucket(options.qps, options.burst, Date.now());
-  const counts = { written: 0, alreadyReported: 0, dropped: 0, overflow: 0 };
-  const failed = zeroCounts();
-
+  const state = initialSinkState(
+    {
+      reportingInstance: options.reportingInstance,
+      stateDelayMs: options.stateDelayMs,
+      maxQueued: options.maxQueued ?? 10_000,
+      maxInFlight: options.maxInFlight ?? 4,
+      qps: options.qps,
+      burst: options.burst,
+      retryDelayMs: retryDelay(options.backoff ?? DEFAULT_BACKOFF),
+    },
+    Date.now(),
+  );
+  const alarm = new Alarm(() => run({ type: 'tick', now: Date.now() }));
+  const writes = new Writes(options.write, (name, outcome) => run({ type: 'written', now: Date.now(), name, outcome }));
+  const idleWaiters = new Waiters();
   let latest: TableUpdate | null = null;
   let reconcileScheduled = false;
-  /** When each current rejection was first seen: the Event's eventTime. */
-  const firstSeen = new Map<string, number>();
-  /** The Event names of the current rejections, by identity, so that each is computed once. */
-  let names = new Map<string, string>();
-  /** Current rejections already reported (or refused for good): not written again while they last. */
-  const done = new Set<string>();
-  /** Due now, in arrival order. */
-  const ready = new Map<string, Item>();
-  /** Due later: delayed pod states, backoff, paused namespaces. */
-  const waiting = new Map<string, Item>();
-  let nextWaitingDue = Infinity;
-  const inFlight = new Map<string, Promise<void>>();
-  const aborts = new Set<AbortController>();
-  const namespacePauses = new Map<string, Pause>();
-  let globalPause: Pause = { until: 0, attempts: 0 };
-  const causeLastSeen = new Map<FailureCause, number>();
-  let timer: NodeJS.Timeout | null = null;
-  let stopped = false;
-  let idleWaiters: Array<() => void> = [];
 
-  function wait(item: Item): void {
-    waiting.set(item.report.name, item);
-    nextWaitingDue = Math.min(nextWaitingDue, item.notBefore);
+  function run(input: SinkInput): void {
+    for (const effect of step(state, input)) perform(effect);
+    // Once stopped, `stop` answers the waiters when the aborted writes have ended.
+    if (!state.stopped && isIdle(state) && !reconcileScheduled) idleWaiters.release();
   }
 
-  function promoteDue(now: number): void {
-    if (now < nextWaitingDue) return;
-    nextWaitingDue = Infinity;
-    for (const [name, item] of waiting) {
-      if (item.notBefore <= now) {
-        waiting.delete(name);
-        ready.set(name, item);
-      } else {
-        nextWaitingDue = Math.min(nextWaitingDue, item.notBefore);
-      }
+  function perform(effect: SinkEffect): void {
+    switch (effect.type) {
+      case 'write':
+        writes.start(effect.name, effect.event);
+        return;
+      case 'wakeAt':
+        alarm.set(effect.at);
+        return;
+      case 'warn':
+        options.logger?.warn(effect.fields, effect.message);
+        return;
+      case 'abortWrites':
+        writes.abortAll();
+        return;
     }
   }
 
   function reconcile(): void {
     reconcileScheduled = false;
-    if (stopped || latest === null) return;
-    const now = Date.now();
-    const current = new Map<string, RejectionReport>();
-    const nextNames = new Map<string, string>();
-    for (const report of reportableRejections(latest.table, latest.pods, names)) {
-      current.set(report.name, report);
-      nextNames.set(report.identity, report.name);
-    }
-    names = nextNames;
-
-    for (const name of firstSeen.keys()) if (!current.has(name)) firstSeen.delete(name);
-    for (const name of done) if (!current.has(name)) done.delete(name);
-    for (const queue of [ready, waiting]) {
-      for (const [name, item] of queue) {
-        if (current.has(name)) continue;
-        queue.delete(name);
-        // Not counted: a pod state that ended before its delay (a start-up, not a loss).
-        if (item.attempts > 0 || item.notBefore <= now) counts.dropped++;
-      }
-    }
-
-    counts.overflow = 0;
-    for (const [name, report] of current) {
-      const seen = firstSeen.get(name) ?? now;
-      firstSeen.set(name, seen);
-      const queued = ready.get(name) ?? waiting.get(name);
-      if (queued !== undefined) {
-        // Same rejection, perhaps a newer reason (another owner): write the newest.
-        queued.report = report;
-        continue;
-      }
-      if (done.has(name) || inFlight.has(name)) continue;
-      if (ready.size + waiting.size >= maxQueued) {
-        counts.overflow++;
-        continue;
-      }
-      const item: Item = {
-        report,
-        attempts: 0,
-        notBefore: POD_STATE_CODES.has(report.rejection.code) ? seen + options.stateDelayMs : now,
-      };
-      if (item.notBefore <= now) ready.set(name, item);
-      else wait(item);
-    }
-    pump();
-  }
-
-  function scheduleReconcile(): void {
-    if (reconcileScheduled || stopped) return;
-    reconcileScheduled = true;
-    setImmediate(reconcile);
-  }
-
-  function wakeAt(at: number): void {
-    if (timer !== null) clearTimeout(timer);
-    timer = null;
-    if (at === Infinity || stopped) return;
-    timer = setTimeout(
-      () => {
-        timer = null;
-        pump();
-      },
-      Math.max(1, at - Date.now()),
-    );
-  }
-
-  function notifyIdleIfSo(): void {
-    if (ready.size > 0 || inFlight.size > 0 || reconcileScheduled) return;
-    const waiters = idleWaiters;
-    idleWaiters = [];
-    for (const resolve of waiters) resolve();
-  }
-
-  function pump(): void {
-    if (stopped) return;
-    const now = Date.now();
-    promoteDue(now);
-    let wake = nextWaitingDue;
-    while (inFlight.size < maxInFlight && ready.size > 0) {
-      if (now < globalPause.until) {
-        wake = Math.min(wake, globalPause.until);
-        break;
-      }
-      const [name, item] = ready.entries().next().value as [string, Item];
-      const pause = namespacePauses.get(item.report.rejection.namespace);
-      if (pause !== undefined && pause.until > now) {
-        ready.delete(name);
-        item.notBefore = pause.until;
-        wait(item);
-        wake = Math.min(wake, item.notBefore);
-        continue;
-      }
-      if (!bucket.tryTake(now)) {
-        wake = Math.min(wake, now + bucket.msUntilToken(now));
-        break;
-      }
-      ready.delete(name);
-      send(item);
-    }
-    wakeAt(wake);
-    notifyIdleIfSo();
-  }
-
-  function send(item: Item): void {
-    const name = item.report.name;
-    const abort = new AbortController();
-    aborts.add(abort);
-    const event = rejectionEvent(item.report, options.reportingInstance, firstSeen.get(name) ?? Date.now());
-    const sent = write(event, abort.signal)
-      .catch((err: unknown): WriteOutcome => ({ ok: false, cause: 'other', message: err instanceof Error ? err.message : String(err) }))
-      .then((outcome) => {
-        aborts.delete(abort);
-        inFlight.delete(name);
-        if (!stopped) settle(item, outcome);
-      });
-    inFlight.set(name, sent);
-  }
-
-  function logFailure(item: Item, outcome: Extract<WriteOutcome, { ok: false }>, retryInMs: number | null): void {
-    const now = Date.now();
-    const last = causeLastSeen.get(outcome.cause);
-    causeLastSeen.set(outcome.cause, now);
-    if (last !== undefined && now - last < LOG_EPISODE_MS) return;
-    const { namespace, pod, code } = item.report.rejection;
-    const fields = { cause: outcome.cause, namespace, pod, code, err: outcome.message, ...(retryInMs === null ? {} : { retryInMs }) };
-    logger?.warn(
-      fields,
-      retryInMs === null
-        ? 'the API server refused a Kubernetes Event and it is not retried; routing is not affected (further failures of this kind are counted, not logged)'
-        : 'cannot write a Kubernetes Event; routing is not affected, the write is retried with backoff (further failures of this kind are counted, not logged)',
-    );
-  }
-
-  function settle(item: Item, outcome: WriteOutcome): void {
-    const name = item.report.name;
-    const now = Date.now();
-    const current = firstSeen.has(name);
-    if (outcome.ok) {
-      if (outcome.created) counts.written++;
-      else counts.alreadyReported++;
-      globalPause = { until: 0, attempts: 0 };
-      namespacePauses.delete(item.report.rejection.namespace);
-      if (current) done.add(name);
-    } else {
-      failed[outcome.cause]++;
-      item.attempts++;
-      if (outcome.cause === 'invalid' || outcome.cause === 'namespace_gone') {
-        logFailure(item, outcome, null);
-        if (current) done.add(name);
-      } else {
-        // A refusal in one namespace (RBAC, a webhook) pauses that namespace; anything
-        // else (credentials, throttling, the server or the network) pauses every write.
-        const namespace = item.report.rejection.namespace;
-        const before = outcome.cause === 'forbidden' ? namespacePauses.get(namespace) : globalPause;
-        const attempts = (before?.attempts ?? 0) + 1;
-        const pause = { until: now + backoffDelayMs(attempts, backoff), attempts };
-        if (outcome.cause === 'forbidden') namespacePauses.set(namespace, pause);
-        else globalPause = pause;
-        logFailure(item, outcome, pause.until - now);
-        if (!current) counts.dropped++;
-        else if (ready.size + waiting.size >= maxQueued) counts.overflow++;
-        else {
-          item.notBefore = pause.until;
-          wait(item);
-        }
-      }
-    }
-    // Room again: rejections left out of a full queue get their turn.
-    if (counts.overflow > 0 && ready.size + waiting.size < maxQueued) scheduleReconcile();
-    pump();
+    if (latest !== null) run({ type: 'table', now: Date.now(), table: latest.table, pods: latest.pods });
   }
 
   return {
     listener(update) {
       latest = update;
-      scheduleReconcile();
+      if (reconcileScheduled || state.stopped) return;
+      reconcileScheduled = true;
+      setImmediate(reconcile);
     },
-    stats: () => ({
-      enabled: true,
-      off: null,
-      ...counts,
-      failed: { ...failed },
-      queued: ready.size + waiting.size,
-      inFlight: inFlight.size,
-    }),
+    stats: () => ({ enabled: true, off: null, ...countsOf(state) }),
+    snapshot: () => snapshot(state),
     idle() {
-      if (ready.size === 0 && inFlight.size === 0 && !reconcileScheduled) return Promise.resolve();
-      return new Promise((resolve) => idleWaiters.push(resolve));
+      // Stopped, nothing more will be written.
+      if (state.stopped || (isIdle(state) && !reconcileScheduled)) return Promise.resolve();
+      return idleWaiters.add();
     },
     async stop() {
-      stopped = true;
-      if (timer !== null) clearTimeout(timer);
-      timer = null;
-      for (const abort of aborts) abort.abort();
-      await Promise.all(inFlight.values());
-      const waiters = idleWaiters;
-      idleWaiters = [];
-      for (const resolve of waiters) resolve();
+      run({ type: 'stop' });
+      await writes.settled();
+      idleWaiters.release();
     },
   };
+}
+
+/** One timer, set to the time the sink asks for. */
+class Alarm {
+  private timer: NodeJS.Timeout | null = null;
+  private at = Infinity;
+
+  constructor(private readonly ring: () => void) {}
+
+  set(at: number): void {
+    if (at === this.at && this.timer !== null) return;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.at = at;
+    if (at === Infinity) return;
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        this.ring();
+      },
+      Math.max(1, at - Date.now()),
+    );
+  }
+}
+
+/** The writes in flight, each abortable; every outcome is reported, a thrown error as cause `other`. */
+class Writes {
+  private readonly inFlight = new Map<AbortController, Promise<void>>();
+
+  constructor(
+    private readonly write: EventWriter,
+    private readonly ended: (name: string, outcome: WriteOutcome) => void,
+  ) {}
+
+  start(name: string, event: RouteRejectedEvent): void {
+    const abort = new AbortController();
+    // The executor runs at once: the write starts now, and a writer that throws is a failed write.
+    const done = new Promise<WriteOutcome>((resolve) => resolve(this.write(event, abort.signal)))
+      .catch((err: unknown): WriteOutcome => {
+        return { ok: false, cause: 'other', message: err instanceof Error ? err.message : String(err) };
+      })
+      .then((outcome) => {
+        this.inFlight.delete(abort);
+        this.ended(name, outcome);
+      });
+    this.inFlight.set(abort, done);
+  }
+
+  abortAll(): void {
+    for (const abort of this.inFlight.keys()) abort.abort();
+  }
+
+  async settled(): Promise<void> {
+    await Promise.all(this.inFlight.values());
+  }
+}
+
+/** Callers of `idle()` waiting for it. */
+class Waiters {
+  private waiting: Array<() => void> = [];
+
+  add(): Promise<void> {
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  release(): void {
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const resolve of waiting) resolve();
+  }
 }
