@@ -84,7 +84,7 @@ test('a single pod is never marked failed and gets one try', () => {
 });
 
 test('positions survive a table swap for routes whose pods did not change', () => {
-  const route = (path: string, n: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, backends: backends(n) });
+  const route = (path: string, n: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, affinity: null, backends: backends(n) });
   const options = { failTimeoutMs: 10_000 };
   const [a1, b1] = [route('/a', 3), route('/b', 3)];
   const first = Balancers.empty().next([a1, b1], options);
@@ -98,7 +98,7 @@ test('positions survive a table swap for routes whose pods did not change', () =
 });
 
 test('a route that is the very object of the table before keeps its group, and one whose pods changed starts afresh', () => {
-  const route = (path: string, n: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, backends: backends(n) });
+  const route = (path: string, n: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, affinity: null, backends: backends(n) });
   const options = { failTimeoutMs: 10_000 };
   const kept = route('/kept', 3);
   const changedBefore = route('/changed', 3);
@@ -125,7 +125,7 @@ test('a route that is the very object of the table before keeps its group, and o
 test('a table differing in a few routes updates the groups in place with the same result as building them anew', () => {
   const options = { failTimeoutMs: 10_000 };
   const paths = ['/a', '/b', '/c', '/d', '/e', '/f'];
-  const make = (path: string, pods: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, backends: backends(pods) });
+  const make = (path: string, pods: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, affinity: null, backends: backends(pods) });
   fc.assert(
     fc.property(
       fc.array(fc.tuple(fc.subarray(paths), fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 6, maxLength: 6 }), fc.boolean(), fc.boolean()), { minLength: 1, maxLength: 8 }),
@@ -162,7 +162,7 @@ test('a table differing in a few routes updates the groups in place with the sam
 });
 
 test('balancers updated in place refuse to be built from again', () => {
-  const route: Route = { host: 'h', path: '/', namespace: 'ns', apiKey: null, backends: backends(2) };
+  const route: Route = { host: 'h', path: '/', namespace: 'ns', apiKey: null, affinity: null, backends: backends(2) };
   const first = Balancers.empty().next([route], { failTimeoutMs: 10_000 });
   first.next([route], { failTimeoutMs: 10_000 });
   assert.throws(() => first.next([route], { failTimeoutMs: 10_000 }), /updated in place/);

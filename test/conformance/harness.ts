@@ -2,7 +2,7 @@ import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import type { Route, RouteTable } from '../../src/core/route-table.js';
+import type { Affinity, Route, RouteTable } from '../../src/core/route-table.js';
 import { createNginxDataPlane, type NginxDataPlane } from '../../nginx/process.js';
 import type { ClientLimits } from '../../nginx/client-directives.js';
 import { renderNginxConf } from '../../nginx/render.js';
@@ -23,6 +23,8 @@ export interface RouteSpec {
   path: string;
   pods: readonly { name: string; ip: string; port: number }[];
   apiKey?: string | null;
+  /** 'ip' for `hash $remote_addr consistent`; round robin when absent. */
+  affinity?: Affinity | null;
 }
 
 export function tableOf(specs: readonly RouteSpec[]): RouteTable {
@@ -31,6 +33,7 @@ export function tableOf(specs: readonly RouteSpec[]): RouteTable {
     path: s.path,
     namespace: 'default',
     apiKey: s.apiKey ?? null,
+    affinity: s.affinity ?? null,
     backends: [...s.pods]
       .map((p) => ({ pod: p.name, namespace: 'default', ip: p.ip, port: p.port }))
       .sort((a, b) => (a.pod < b.pod ? -1 : a.pod > b.pod ? 1 : 0)),
