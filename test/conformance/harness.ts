@@ -103,6 +103,8 @@ export interface PairOptions {
   upstreamKeepalive?: number;
   /** Client timeouts and limits on both sides (CLIENT_HEADER_TIMEOUT_MS, ...); nginx's defaults when absent. */
   clientLimits?: ClientLimits;
+  /** Test-only directives added to nginx's http block (the realip module, say). */
+  nginxHttpDirectives?: readonly string[];
 }
 
 /** The two modes every conformance suite runs in: the documented config, and upstream keep-alive. */
@@ -143,7 +145,10 @@ export async function startNginx(table: RouteTable, options: PairOptions = {}): 
   while (statusPort === port) statusPort = await pickFreeLoopbackPort();
   const s = options.upstreamTimeoutSeconds;
   // Short upstream timeouts, so that a timeout compares without waiting 60 s; the renderer is not changed.
-  const httpDirectives = s === undefined ? [] : [`proxy_connect_timeout ${s}s;`, `proxy_send_timeout ${s}s;`, `proxy_read_timeout ${s}s;`];
+  const httpDirectives = [
+    ...(s === undefined ? [] : [`proxy_connect_timeout ${s}s;`, `proxy_send_timeout ${s}s;`, `proxy_read_timeout ${s}s;`]),
+    ...(options.nginxHttpDirectives ?? []),
+  ];
   let generation = 0;
   // What the manager logs at warn and above: an apply after which old workers still accept fails here.
   const warnings: string[] = [];
