@@ -228,7 +228,8 @@ export function affinityConformance(mode: Mode, { firstPickTables, addressesPerR
     live.push(await startPod('aff-v6-0', '::1'));
     live.push(await startPod('aff-v6-1', '::1'));
     dead = [];
-    for (let i = 0; i < 8; i++) dead.push({ name: `aff-dead-${i}`, ...(await deadAddress(`127.0.0.${71 + i}`)) });
+    // (127.0.0.71-73 and 81-94 hold other suites' pods, on ports a dead address could have.)
+    for (const [i, last] of [69, 70, 74, 75, 76, 77, 78, 95].entries()) dead.push({ name: `aff-dead-${i}`, ...(await deadAddress(`127.0.0.${last}`)) });
     dead.push({ name: 'aff-dead-port80', ip: '127.0.0.79', port: 80 });
     dead.push({ name: 'aff-dead-v6', ...(await deadAddress('::1')) });
     planes = [];
