@@ -85,20 +85,22 @@ export function ngxInet6Ntop(p: Uint8Array): string {
   return text;
 }
 
-let lastSeen = '';
-let lastText = '';
+/** Texts already rewritten, by Node's text: clients come back, on their connection or a new one. */
+const rewritten = new Map<string, string>();
+/** Past this many, the remembered texts are dropped and remembered anew (a bound on memory, not a cache policy). */
+const REMEMBERED = 4096;
 
 /**
  * nginx's $remote_addr for the address Node reports (socket.remoteAddress). IPv4 passes
- * as it is; IPv6 is rewritten as nginx writes it (the last one is remembered, since a
- * client's requests come one after another on its connection).
+ * as it is; IPv6 is rewritten as nginx writes it.
  */
 export function remoteAddrText(address: string): string {
   if (!address.includes(':')) return address;
-  if (address === lastSeen) return lastText;
+  const known = rewritten.get(address);
+  if (known !== undefined) return known;
   const bytes = ipv6Bytes(address);
   const text = bytes === null ? address : ngxInet6Ntop(bytes);
-  lastSeen = address;
-  lastText = text;
+  if (rewritten.size >= REMEMBERED) rewritten.clear();
+  rewritten.set(address, text);
   return text;
 }
