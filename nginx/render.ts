@@ -257,7 +257,8 @@ function balancing(route: Route): string {
 }
 
 function upstreamBlock({ name, route }: Upstream, keepaliveConnections: number): string {
-  let text = `${nginxComment(`# Upstream for ${route.path} traffic on ${route.host}`)}\nupstream ${name} {\n${balancing(route)}`;
+  let text = `${nginxComment(`# Upstream for ${route.path} traffic on ${route.host}`)}\nupstream ${name} {\n`;
+  text += balancing(route);
   for (const b of route.backends) text += `${podComment(b.pod, b.namespace)}\nserver ${nginxWord(target(b.ip, b.port))};\n`;
   if (keepaliveConnections > 0) text += `keepalive ${keepaliveConnections};\n`;
   return `${text}}`;

@@ -2,7 +2,15 @@ import { podTarget } from '../src/core/pod-target.js';
 import { compareRoutes, type Affinity, type Backend, type Route } from '../src/core/route-table.js';
 import { changesUpTo } from '../src/core/sorted-changes.js';
 import { runNow, type Steps } from '../src/core/time-slices.js';
-import { crc32Long, FALL_BACK_TO_ROUND_ROBIN, findChashPoint, getChashPeer, initChashPoints, type ChashPoints, type PeerRules } from './consistent-hash.js';
+import {
+  crc32Long,
+  FALL_BACK_TO_ROUND_ROBIN,
+  findChashPoint,
+  getChashPeer,
+  initChashPoints,
+  type ChashPoints,
+  type PeerRules,
+} from './consistent-hash.js';
 import { remoteAddrText } from './remote-addr.js';
 
 // Peer choice as nginx's round-robin upstream makes it with the defaults the rendered
@@ -272,7 +280,8 @@ export class Balancers {
     if (old.route === route) return old;
     old.key ??= groupKey(old.route);
     const key = groupKey(route);
-    return old.key === key ? { route, key, group: old.group } : { route, key: null, group: new PeerGroup(route.backends, options, route.affinity) };
+    if (old.key === key) return { route, key, group: old.group };
+    return { route, key: null, group: new PeerGroup(route.backends, options, route.affinity) };
   }
 
   /** `route` must be one of the routes this instance was made for. */

@@ -132,7 +132,9 @@ export function initChashPoints(servers: readonly string[]): ChashPoints {
   });
 
   // ngx_qsort by value; Array.prototype.sort is stable, as glibc's merge sort is.
-  const order = Array.from({ length: count }, (_, i) => i).sort((a, b) => (values[a] as number) - (values[b] as number));
+  const order = Array.from({ length: count }, (_, i) => i).sort(
+    (a, b) => (values[a] as number) - (values[b] as number),
+  );
   const hash = new Uint32Array(count);
   const server = new Uint32Array(count);
   let number = 0;

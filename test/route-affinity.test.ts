@@ -17,7 +17,7 @@ const config = defaultConfig();
 const web = (name: string, created: string, affinity?: string, namespace = 'shop'): Pod =>
   pod(name, {
     namespace,
-    ip: `10.0.0.${name.length + name.charCodeAt(name.length - 1) % 200}`,
+    ip: `10.0.0.${name.length + (name.charCodeAt(name.length - 1) % 200)}`,
     hosts: 'h',
     paths: '80:/',
     created,
@@ -45,17 +45,30 @@ describe('the affinity annotation', () => {
 
 describe('route affinity', () => {
   it('is ip when the pods ask for it, and null (round robin) without the annotation or with an empty one', () => {
-    const sticky = buildRouteTable(config, [web('a', '2024-01-01T00:00:00Z', 'ip'), web('b', '2024-01-02T00:00:00Z', 'ip')], []);
-    assert.deepEqual(sticky.routes.map((r) => [r.host, r.path, r.affinity, r.backends.length]), [['h', '/', 'ip', 2]]);
+    const sticky = buildRouteTable(
+      config,
+      [web('a', '2024-01-01T00:00:00Z', 'ip'), web('b', '2024-01-02T00:00:00Z', 'ip')],
+      [],
+    );
+    assert.deepEqual(
+      sticky.routes.map((r) => [r.host, r.path, r.affinity, r.backends.length]),
+      [['h', '/', 'ip', 2]],
+    );
     assert.deepEqual(sticky.rejections, []);
     const plain = buildRouteTable(config, [web('a', '2024-01-01T00:00:00Z'), web('b', '2024-01-02T00:00:00Z', '')], []);
-    assert.deepEqual(plain.routes.map((r) => r.affinity), [null]);
+    assert.deepEqual(
+      plain.routes.map((r) => r.affinity),
+      [null],
+    );
     assert.deepEqual(plain.rejections, []);
   });
 
   it('rejects a value it does not understand, routes the pod anyway, and never lets the value into the route', () => {
     const table = buildRouteTable(config, [web('a', '2024-01-01T00:00:00Z', 'sticky;}')], []);
-    assert.deepEqual(table.routes.map((r) => [r.affinity, r.backends.map((b) => b.pod)]), [[null, ['a']]]);
+    assert.deepEqual(
+      table.routes.map((r) => [r.affinity, r.backends.map((b) => b.pod)]),
+      [[null, ['a']]],
+    );
     assert.deepEqual(
       table.rejections.map((r) => [r.pod, r.field, r.value, r.code]),
       [['a', 'metadata.annotations.routingAffinity', 'sticky;}', 'BAD_AFFINITY']],
@@ -65,10 +78,17 @@ describe('route affinity', () => {
   it('follows the oldest pod when pods disagree; the others stay routed with AFFINITY_CONFLICT naming the route and the winner', () => {
     const table = buildRouteTable(
       config,
-      [web('young', '2024-03-01T00:00:00Z', 'ip'), web('old', '2024-01-01T00:00:00Z'), web('mid', '2024-02-01T00:00:00Z', 'ip')],
+      [
+        web('young', '2024-03-01T00:00:00Z', 'ip'),
+        web('old', '2024-01-01T00:00:00Z'),
+        web('mid', '2024-02-01T00:00:00Z', 'ip'),
+      ],
       [],
     );
-    assert.deepEqual(table.routes.map((r) => [r.affinity, r.backends.map((b) => b.pod)]), [[null, ['mid', 'old', 'young']]]);
+    assert.deepEqual(
+      table.routes.map((r) => [r.affinity, r.backends.map((b) => b.pod)]),
+      [[null, ['mid', 'old', 'young']]],
+    );
     assert.deepEqual(
       table.rejections.map((r) => [r.pod, r.field, r.value, r.code]),
       [
@@ -78,21 +98,41 @@ describe('route affinity', () => {
     );
     assert.equal(
       table.rejections[0]?.reason,
-      'host h path / has no affinity (round robin), as its oldest pod old asks; this pod asks for affinity ip and is routed with the route\'s',
+      'host h path / has no affinity (round robin), as its oldest pod old asks; ' +
+        "this pod asks for affinity ip and is routed with the route's",
     );
   });
 
   it('breaks a tie in creation time by pod name', () => {
     const same = '2024-01-01T00:00:00Z';
     const table = buildRouteTable(config, [web('b', same), web('a', same, 'ip')], []);
-    assert.deepEqual(table.routes.map((r) => r.affinity), ['ip']);
-    assert.deepEqual(table.rejections.map((r) => [r.pod, r.code]), [['b', 'AFFINITY_CONFLICT']]);
+    assert.deepEqual(
+      table.routes.map((r) => r.affinity),
+      ['ip'],
+    );
+    assert.deepEqual(
+      table.rejections.map((r) => [r.pod, r.code]),
+      [['b', 'AFFINITY_CONFLICT']],
+    );
   });
 
   it('counts a refused value as no affinity', () => {
-    const table = buildRouteTable(config, [web('old', '2024-01-01T00:00:00Z', 'IP'), web('new', '2024-02-01T00:00:00Z', 'ip')], []);
-    assert.deepEqual(table.routes.map((r) => r.affinity), [null]);
-    assert.deepEqual(table.rejections.map((r) => [r.pod, r.code]), [['new', 'AFFINITY_CONFLICT'], ['old', 'BAD_AFFINITY']]);
+    const table = buildRouteTable(
+      config,
+      [web('old', '2024-01-01T00:00:00Z', 'IP'), web('new', '2024-02-01T00:00:00Z', 'ip')],
+      [],
+    );
+    assert.deepEqual(
+      table.routes.map((r) => r.affinity),
+      [null],
+    );
+    assert.deepEqual(
+      table.rejections.map((r) => [r.pod, r.code]),
+      [
+        ['new', 'AFFINITY_CONFLICT'],
+        ['old', 'BAD_AFFINITY'],
+      ],
+    );
   });
 
   it('is decided by the owning namespace only: the pods of a namespace that lost the route do not count', () => {
@@ -102,22 +142,36 @@ describe('route affinity', () => {
       [],
     );
     // The intruder is older, so its namespace owns the route: its round robin wins, alone.
-    assert.deepEqual(table.routes.map((r) => [r.namespace, r.affinity]), [['b', null]]);
-    assert.deepEqual(table.rejections.map((r) => [r.pod, r.code]), [['owner', 'ROUTE_CLAIMED']]);
+    assert.deepEqual(
+      table.routes.map((r) => [r.namespace, r.affinity]),
+      [['b', null]],
+    );
+    assert.deepEqual(
+      table.rejections.map((r) => [r.pod, r.code]),
+      [['owner', 'ROUTE_CLAIMED']],
+    );
   });
 
   it('reads the annotation AFFINITY_ANNOTATION names', () => {
     const renamed = defaultConfig({ affinityAnnotation: 'publicAffinity' });
     const pods = [
-      pod('a', { ip: '10.0.0.1', hosts: 'h', paths: '80:/', annotations: { publicAffinity: 'ip', routingAffinity: 'nonsense' } }),
+      pod('a', {
+        ip: '10.0.0.1',
+        hosts: 'h',
+        paths: '80:/',
+        annotations: { publicAffinity: 'ip', routingAffinity: 'nonsense' },
+      }),
       pod('b', { ip: '10.0.0.2', hosts: 'h', paths: '80:/', annotations: { publicAffinity: 'ip' } }),
     ];
     const table = buildRouteTable(renamed, pods, []);
-    assert.deepEqual(table.routes.map((r) => r.affinity), ['ip']);
+    assert.deepEqual(
+      table.routes.map((r) => r.affinity),
+      ['ip'],
+    );
     assert.deepEqual(table.rejections, []);
   });
 
-  it('is part of a pod\'s routing facts: a change of affinity alone routes the pod again', () => {
+  it("is part of a pod's routing facts: a change of affinity alone routes the pod again", () => {
     const before = web('a', '2024-01-01T00:00:00Z');
     const after = web('a', '2024-01-01T00:00:00Z', 'ip');
     assert.equal(sameRoutingFacts(config, before, after), false);
@@ -139,6 +193,9 @@ describe('route affinity', () => {
         assert.deepEqual(buildRouteTable(config, shuffled, []), reference);
       }),
     );
-    assert.deepEqual(reference.routes.map((r) => r.affinity), ['ip']);
+    assert.deepEqual(
+      reference.routes.map((r) => r.affinity),
+      ['ip'],
+    );
   });
 });

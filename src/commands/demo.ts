@@ -69,10 +69,14 @@ export interface DemoCommandsInput {
 function affinityCommands(base: string, listenAddress: string): string[] {
   const request = `-H 'Host: chat.k8s.local' '${base}/?n=[1-3]'`;
   if (!listenAddress.startsWith('127.')) {
-    return ['Session affinity: three requests from one client address, all answered by the same chat pod', `  curl -s ${request}`];
+    return [
+      'Session affinity: three requests from one client address, all answered by the same chat pod',
+      `  curl -s ${request}`,
+    ];
   }
   return [
-    'Session affinity: every request from one client address goes to the same chat pod (curl --interface sets the address)',
+    'Session affinity: every request from one client address goes to the same chat pod ' +
+      '(curl --interface sets the address)',
     `  curl -s --interface 127.0.0.2 ${request}`,
     `  curl -s --interface 127.0.0.4 ${request}`,
   ];

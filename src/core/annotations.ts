@@ -212,7 +212,9 @@ export function parseAffinity(value: string): { affinity: Affinity | null; rejec
     rejected: {
       value,
       code: 'BAD_AFFINITY',
-      reason: `affinity ${JSON.stringify(value)} is not understood: "ip" keeps each client address on one pod, empty asks for none; the pod is routed as if it asked for none`,
+      reason:
+        `affinity ${JSON.stringify(value)} is not understood: "ip" keeps each client address on one pod, ` +
+        'empty asks for none; the pod is routed as if it asked for none',
     },
   };
 }

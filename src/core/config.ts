@@ -288,7 +288,9 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--affinity-annotation',
     metavar: 'NAME',
     default: 'routingAffinity',
-    description: 'pod annotation asking for session affinity: "ip" keeps each client address on one pod (nginx\'s hash $remote_addr consistent)',
+    description:
+      'pod annotation asking for session affinity: "ip" keeps each client address on one pod ' +
+      "(nginx's hash $remote_addr consistent)",
     parse: annotationName,
   }),
   setting({

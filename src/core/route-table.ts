@@ -296,7 +296,11 @@ function annotationFields(config: RouterConfig): AnnotationFields {
   let names = fieldNames.get(config);
   if (names === undefined) {
     const field = (name: string): string => `metadata.annotations.${name}`;
-    names = { hostsField: field(config.hostsAnnotation), pathsField: field(config.pathsAnnotation), affinityField: field(config.affinityAnnotation) };
+    names = {
+      hostsField: field(config.hostsAnnotation),
+      pathsField: field(config.pathsAnnotation),
+      affinityField: field(config.affinityAnnotation),
+    };
     fieldNames.set(config, names);
   }
   return names;
@@ -413,7 +417,8 @@ export function resolveRoute(
     const namespace = only.backend.namespace;
     const apiKey = apiKeys.get(namespace) ?? OPEN;
     if (apiKey.state !== 'invalid') {
-      const route = { host, path, namespace, apiKey: apiKey.state === 'key' ? apiKey.key : null, affinity: only.affinity, backends: only.alone };
+      const key = apiKey.state === 'key' ? apiKey.key : null;
+      const route = { host, path, namespace, apiKey: key, affinity: only.affinity, backends: only.alone };
       return { route, rejections: NO_REJECTIONS };
     }
   }
@@ -474,10 +479,16 @@ function describeAffinity(affinity: Affinity | null): string {
  * decides, by creation time, then pod name, as the oldest pod decides who owns a route.
  * Each pod that asks for something else stays routed, with a rejection that says what won.
  */
-function settleAffinity(host: string, path: string, owned: readonly Candidate[], rejections: Rejection[]): Affinity | null {
+function settleAffinity(
+  host: string,
+  path: string,
+  owned: readonly Candidate[],
+  rejections: Rejection[],
+): Affinity | null {
   let oldest = owned[0] as Candidate;
   for (const c of owned) {
-    if (c.created < oldest.created || (c.created === oldest.created && compareText(c.backend.pod, oldest.backend.pod) < 0)) oldest = c;
+    const tie = c.created === oldest.created && compareText(c.backend.pod, oldest.backend.pod) < 0;
+    if (c.created < oldest.created || tie) oldest = c;
   }
   const { affinity } = oldest;
   for (const c of owned) {
@@ -498,7 +509,8 @@ function settleAffinity(host: string, path: string, owned: readonly Candidate[],
 
 /** Whether two routes are the same in every field. */
 export function sameRoute(a: Route, b: Route): boolean {
-  if (a.host !== b.host || a.path !== b.path || a.namespace !== b.namespace || a.apiKey !== b.apiKey || a.affinity !== b.affinity) return false;
+  if (a.host !== b.host || a.path !== b.path || a.namespace !== b.namespace || a.apiKey !== b.apiKey) return false;
+  if (a.affinity !== b.affinity) return false;
   if (a.backends.length !== b.backends.length) return false;
   return a.backends.every((x, i) => {
     const y = b.backends[i];

@@ -9,7 +9,15 @@ import type { ProxyDataPlane } from '../../proxy/server.js';
 import { podTarget } from '../../src/core/pod-target.js';
 import { deadAddress, startPod, type ReceivedRequest, type TestPod } from '../support/pods.js';
 import { seededRandom } from '../support/seeded-random.js';
-import { startNginx, startProxyFor, tableOf, type Mode, type NginxUnderTest, type PairOptions, type RouteSpec } from './harness.js';
+import {
+  startNginx,
+  startProxyFor,
+  tableOf,
+  type Mode,
+  type NginxUnderTest,
+  type PairOptions,
+  type RouteSpec,
+} from './harness.js';
 import { sendRaw, type RawOutcome } from './raw-http.js';
 
 // Session affinity, every data plane against nginx: the same route tables with
@@ -61,20 +69,39 @@ const NGINX_TEST_DIRECTIVES = [
   'proxy_set_header X-Remote-Addr $remote_addr;',
 ];
 
-async function sendTo(port: number, route: Route, headers: [string, string][] = [], localAddress?: string): Promise<RawOutcome> {
-  return sendRaw(port, { method: 'GET', target: route.path, headers: [['Host', route.host], ...headers] }, 10_000, localAddress);
+async function sendTo(
+  port: number,
+  route: Route,
+  headers: [string, string][] = [],
+  localAddress?: string,
+): Promise<RawOutcome> {
+  return sendRaw(
+    port,
+    { method: 'GET', target: route.path, headers: [['Host', route.host], ...headers] },
+    10_000,
+    localAddress,
+  );
 }
 
 const header = (outcome: RawOutcome, name: string): string | undefined =>
   outcome.kind === 'response' ? outcome.headers.find(([k]) => k.toLowerCase() === name)?.[1] : undefined;
 
+/** The status and the pod that answered, or that nobody did. */
+const answerOf = (outcome: RawOutcome): string =>
+  outcome.kind === 'response' ? `${outcome.status} ${header(outcome, 'x-pod') ?? ''}` : 'dropped';
+
 /** nginx's first picks, from requests whose X-Client-Address it takes as the client's address. */
-async function nginxFirstPicks(nginx: { port: number }, route: Route, clients: readonly string[]): Promise<FirstPick[]> {
+async function nginxFirstPicks(
+  nginx: { port: number },
+  route: Route,
+  clients: readonly string[],
+): Promise<FirstPick[]> {
   const picks: FirstPick[] = [];
   for (const client of clients) {
     const outcome = await sendTo(nginx.port, route, [[CLIENT_HEADER, client]]);
     const pod = header(outcome, 'x-pod');
-    if (outcome.kind !== 'response' || pod === undefined) throw new Error(`nginx did not answer from a pod for ${client}: ${JSON.stringify(outcome)}`);
+    if (outcome.kind !== 'response' || pod === undefined)
+      throw new Error(`nginx did not answer from a pod for ${client}: ${JSON.stringify(outcome)}`);
     const received = JSON.parse(outcome.body.toString('latin1')) as ReceivedRequest;
     const remoteAddr = received.headers.find(([k]) => k.toLowerCase() === 'x-remote-addr')?.[1] ?? '';
     picks.push({ pod, remoteAddr });
@@ -139,7 +166,10 @@ export const PLANES: readonly AffinityPlane[] = [NGINX_PLANE, PROXY_PLANE];
 
 // Generated inputs, from a seed that a failure prints (AFFINITY_SEED replays or changes it).
 
-const SEED = process.env.AFFINITY_SEED === 'random' ? Math.floor(Math.random() * 2 ** 31) : Number(process.env.AFFINITY_SEED ?? 20261126);
+const SEED =
+  process.env.AFFINITY_SEED === 'random'
+    ? Math.floor(Math.random() * 2 ** 31)
+    : Number(process.env.AFFINITY_SEED ?? 20261126);
 
 type Random = () => number;
 const below = (random: Random, n: number): number => Math.floor(random() * n);
@@ -184,7 +214,9 @@ function ipv6Bytes(random: Random): Uint8Array {
 
 /** The text of IPv6 bytes in one of the forms a client or a header may carry. */
 function ipv6Text(random: Random, bytes: Uint8Array): string {
-  const groups = Array.from({ length: 8 }, (_, g) => ((bytes[2 * g] as number) * 256 + (bytes[2 * g + 1] as number)).toString(16));
+  const groups = Array.from({ length: 8 }, (_, g) =>
+    ((bytes[2 * g] as number) * 256 + (bytes[2 * g + 1] as number)).toString(16),
+  );
   switch (below(random, 3)) {
     case 0:
       return ngxInet6Ntop(bytes);
@@ -212,7 +244,14 @@ type PodRef = { name: string; ip: string; port: number };
 const refOf = (p: TestPod | PodRef): PodRef => ({ name: p.name, ip: p.ip, port: p.port });
 
 /** Runs the affinity suite in `mode`, over PLANES. */
-export function affinityConformance(mode: Mode, { firstPickTables, addressesPerRoute, pathTables }: { firstPickTables: number; addressesPerRoute: number; pathTables: number }): void {
+export function affinityConformance(
+  mode: Mode,
+  {
+    firstPickTables,
+    addressesPerRoute,
+    pathTables,
+  }: { firstPickTables: number; addressesPerRoute: number; pathTables: number },
+): void {
   const options: PairOptions = { upstreamKeepalive: mode.upstreamKeepalive };
   let live: TestPod[] = [];
   let dead: PodRef[] = [];
@@ -229,7 +268,8 @@ export function affinityConformance(mode: Mode, { firstPickTables, addressesPerR
     live.push(await startPod('aff-v6-1', '::1'));
     dead = [];
     // (127.0.0.71-73 and 81-94 hold other suites' pods, on ports a dead address could have.)
-    for (const [i, last] of [69, 70, 74, 75, 76, 77, 78, 95].entries()) dead.push({ name: `aff-dead-${i}`, ...(await deadAddress(`127.0.0.${last}`)) });
+    for (const [i, last] of [69, 70, 74, 75, 76, 77, 78, 95].entries())
+      dead.push({ name: `aff-dead-${i}`, ...(await deadAddress(`127.0.0.${last}`)) });
     dead.push({ name: 'aff-dead-port80', ip: '127.0.0.79', port: 80 });
     dead.push({ name: 'aff-dead-v6', ...(await deadAddress('::1')) });
     planes = [];
@@ -265,11 +305,25 @@ export function affinityConformance(mode: Mode, { firstPickTables, addressesPerR
           const clients = clientAddresses(random, addressesPerRoute);
           const [reference, ...others] = await Promise.all(planes.map((p) => p.firstPicks(route, clients)));
           // nginx hashed the address the proxy's text of it says.
-          (reference as FirstPick[]).forEach((pick, i) => assert.equal(remoteAddrText(nodeAddressText(clients[i] as string)), pick.remoteAddr, `$remote_addr of ${clients[i]}`));
+          (reference as FirstPick[]).forEach((pick, i) =>
+            assert.equal(
+              remoteAddrText(nodeAddressText(clients[i] as string)),
+              pick.remoteAddr,
+              `$remote_addr of ${clients[i]}`,
+            ),
+          );
           for (const [i, picks] of others.entries()) {
             const name = (planes[i + 1] as RunningPlane).name;
-            const differing = clients.flatMap((c, k) => (picks[k]?.pod === reference?.[k]?.pod ? [] : [`${c}: nginx ${reference?.[k]?.pod}, ${name} ${picks[k]?.pod}`]));
-            assert.deepEqual(differing, [], `${name} differs on ${route.path} ${route.backends.map((b) => podTarget(b.ip, b.port)).join(' ')}`);
+            const differing = clients.flatMap((c, k) =>
+              picks[k]?.pod === reference?.[k]?.pod
+                ? []
+                : [`${c}: nginx ${reference?.[k]?.pod}, ${name} ${picks[k]?.pod}`],
+            );
+            assert.deepEqual(
+              differing,
+              [],
+              `${name} differs on ${route.path} ${route.backends.map((b) => podTarget(b.ip, b.port)).join(' ')}`,
+            );
           }
           compared += clients.length;
         }
@@ -283,7 +337,11 @@ export function affinityConformance(mode: Mode, { firstPickTables, addressesPerR
       for (let round = 0; round < 4; round++) {
         const before = sample(random, live, 3 + below(random, 4)).map(refOf);
         const gone = before[below(random, before.length)] as PodRef;
-        const newcomer = sample(random, live.filter((p) => !before.some((b) => b.name === p.name)), 1).map(refOf);
+        const newcomer = sample(
+          random,
+          live.filter((p) => !before.some((b) => b.name === p.name)),
+          1,
+        ).map(refOf);
         const after = [...before.filter((p) => p !== gone), ...newcomer];
         const picksOf = async (pods: PodRef[]): Promise<FirstPick[][]> => {
           const table = tableOf([{ host: 'affinity.test', path: '/', pods, affinity: 'ip' }]);
@@ -294,16 +352,26 @@ export function affinityConformance(mode: Mode, { firstPickTables, addressesPerR
         const fewer = await picksOf(before.filter((p) => p !== gone));
         const more = await picksOf(after);
         for (const picks of [first, fewer, more]) {
-          for (const [i, plane] of planes.entries()) assert.deepEqual(picks[i]?.map((p) => p.pod), picks[0]?.map((p) => p.pod), `${plane.name} agrees with nginx`);
+          for (const [i, plane] of planes.entries())
+            assert.deepEqual(
+              picks[i]?.map((p) => p.pod),
+              picks[0]?.map((p) => p.pod),
+              `${plane.name} agrees with nginx`,
+            );
         }
         const [a, b, c] = [first[0], fewer[0], more[0]] as FirstPick[][];
         clients.forEach((client, k) => {
           const was = a?.[k]?.pod;
           if (was !== gone.name) assert.equal(b?.[k]?.pod, was, `${client} keeps ${was} when ${gone.name} goes`);
-          if (c?.[k]?.pod !== b?.[k]?.pod) assert.equal(c?.[k]?.pod, newcomer[0]?.name, `${client} moves only to the newcomer`);
+          if (c?.[k]?.pod !== b?.[k]?.pod)
+            assert.equal(c?.[k]?.pod, newcomer[0]?.name, `${client} moves only to the newcomer`);
         });
         const moved = clients.filter((_, k) => a?.[k]?.pod !== b?.[k]?.pod).length;
-        assert.equal(moved, a?.filter((p) => p.pod === gone.name).length, 'exactly the clients of the pod that went moved');
+        assert.equal(
+          moved,
+          a?.filter((p) => p.pod === gone.name).length,
+          'exactly the clients of the pod that went moved',
+        );
       }
     });
 
@@ -331,8 +399,15 @@ export function affinityConformance(mode: Mode, { firstPickTables, addressesPerR
         const order: { route: Route; client: string }[] = [];
         for (const route of table.routes) {
           const points = initChashPoints(route.backends.map((b) => podTarget(b.ip, b.port)));
-          const deadTargets = new Set(route.backends.filter((b) => dead.some((d) => d.ip === b.ip && d.port === b.port)).map((b) => podTarget(b.ip, b.port)));
-          const candidates = Array.from({ length: 3000 }, () => `127.${1 + below(random, 254)}.${below(random, 256)}.${1 + below(random, 254)}`);
+          const deadTargets = new Set(
+            route.backends
+              .filter((b) => dead.some((d) => d.ip === b.ip && d.port === b.port))
+              .map((b) => podTarget(b.ip, b.port)),
+          );
+          const candidates = Array.from(
+            { length: 3000 },
+            () => `127.${1 + below(random, 254)}.${below(random, 256)}.${1 + below(random, 254)}`,
+          );
           const startOf = (client: string): number => findChashPoint(points, crc32Long(client));
           const serverAt = (i: number): string => points.servers[points.server[i % points.number] as number] as string;
           for (const target of deadTargets) {
@@ -348,7 +423,10 @@ export function affinityConformance(mode: Mode, { firstPickTables, addressesPerR
           // went on, so that round robin (which takes turns) sends some of them elsewhere.
           const long = candidates.filter((x) => deadRun(x) > MAX_CHASH_TRIES && deadRun(x) < points.number);
           const endOf = (x: string): string => serverAt(startOf(x) + deadRun(x));
-          const commonEnd = long.map(endOf).sort().find((e, i, all) => all.lastIndexOf(e) - i >= 3);
+          const commonEnd = long
+            .map(endOf)
+            .sort()
+            .find((e, i, all) => all.lastIndexOf(e) - i >= 3);
           long.splice(0, long.length, ...long.filter((x) => endOf(x) === commonEnd).slice(0, 4));
           fallbacks += long.length;
           for (const c of long) order.push({ route, client: c });
@@ -360,12 +438,19 @@ export function affinityConformance(mode: Mode, { firstPickTables, addressesPerR
           const seen: string[] = [];
           for (const { route, client } of order) {
             const outcome = await sendTo(plane.port, route, [], client);
-            seen.push(`${route.path} from ${client}: ${outcome.kind === 'response' ? `${outcome.status} ${header(outcome, 'x-pod') ?? ''}` : 'dropped'}`);
+            seen.push(
+              `${route.path} from ${client}: ${answerOf(outcome)}`,
+            );
           }
           results.push(seen);
         }
         for (const [i, seen] of results.entries()) {
-          assert.deepEqual(seen, results[0], `${(planes[i] as RunningPlane).name} answers as nginx, request for request, on ${JSON.stringify(specs.map((s) => s.pods.map((p) => p.name)))}`);
+          assert.deepEqual(
+            seen,
+            results[0],
+            `${(planes[i] as RunningPlane).name} answers as nginx, request for request, on ` +
+              JSON.stringify(specs.map((s) => s.pods.map((p) => p.name))),
+          );
         }
         requests += order.length;
       }

@@ -75,11 +75,24 @@ function runClient(routerPort: number, localAddress: string, extra: { transports
       else callback(null, '127.0.0.1', 4);
     }) as never,
   });
-  const socket: Socket = connectSocketIo(`http://test.k8s.local:${routerPort}`, { path: PATH, agent: agent as never, ...extra });
+  const socket: Socket = connectSocketIo(`http://test.k8s.local:${routerPort}`, {
+    path: PATH,
+    agent: agent as never,
+    ...extra,
+  });
   return new Promise<Outcome>((resolve) => {
     let answer: string | null = null;
     let upgraded = (extra.transports ?? []).includes('websocket') && extra.transports?.length === 1;
-    const timer = setTimeout(() => finish({ connected: false, error: `no answer and upgrade within 10 s (answer ${answer}, upgraded ${upgraded})`, status: null, body: '' }), 10_000);
+    const timer = setTimeout(
+      () =>
+        finish({
+          connected: false,
+          error: `no answer and upgrade within 10 s (answer ${answer}, upgraded ${upgraded})`,
+          status: null,
+          body: '',
+        }),
+      10_000,
+    );
     const finish = (outcome: Outcome): void => {
       clearTimeout(timer);
       socket.disconnect();
@@ -87,7 +100,8 @@ function runClient(routerPort: number, localAddress: string, extra: { transports
       resolve(outcome);
     };
     const check = (): void => {
-      if (answer !== null && upgraded) finish({ connected: true, pod: answer, transport: socket.io.engine.transport.name });
+      if (answer !== null && upgraded)
+        finish({ connected: true, pod: answer, transport: socket.io.engine.transport.name });
     };
     socket.on('env', (env: { POD_NAME: string }) => {
       answer = env.POD_NAME;
@@ -104,7 +118,12 @@ function runClient(routerPort: number, localAddress: string, extra: { transports
     // Emitted before the connection, as the walkthrough does: socket.io buffers it.
     socket.emit('env');
     socket.on('connect_error', (err: Error & { description?: unknown; context?: { responseText?: string } }) => {
-      finish({ connected: false, error: err.message, status: err.description, body: String(err.context?.responseText ?? '') });
+      finish({
+        connected: false,
+        error: err.message,
+        status: err.description,
+        body: String(err.context?.responseText ?? ''),
+      });
     });
   });
 }
@@ -137,14 +156,16 @@ for (const backend of BACKENDS) {
       const mark = router?.logs.length ?? 0;
       await writeFile(`${manifest}.tmp`, manifestText(objects));
       await rename(`${manifest}.tmp`, manifest);
-      if (router !== undefined) await router.waitForLog((l) => l.msg === 'route table served', 'the new table to be served', 15_000, mark);
+      if (router !== undefined)
+        await router.waitForLog((l) => l.msg === 'route table served', 'the new table to be served', 15_000, mark);
     };
 
     before(async () => {
       dir = await mkdtemp(join(tmpdir(), `k8s-router-socket-io-${backend.name}-`));
       manifest = join(dir, 'cluster.yaml');
       pods = [];
-      for (const [i, suffix] of ['eq7mh', 'oq9xn', 'yr1my'].entries()) pods.push(await startSocketIoPod(`nodejs-k8s-env-${suffix}`, `127.0.0.${96 + i}`));
+      for (const [i, suffix] of ['eq7mh', 'oq9xn', 'yr1my'].entries())
+        pods.push(await startSocketIoPod(`nodejs-k8s-env-${suffix}`, `127.0.0.${96 + i}`));
       port = await pickFreeLoopbackPort();
       await serve('ip');
       router = await startRouterProcess([...backend.args, '--manifest', manifest], {
@@ -170,7 +191,11 @@ for (const backend of BACKENDS) {
       const expected = Array.from({ length: CLIENTS }, (_, i) => {
         const at = findChashPoint(points, crc32Long(clientAddress(i)));
         const target = points.servers[points.server[at % points.number] as number];
-        return { connected: true, pod: pods.find((p) => podTarget(p.ip, p.port) === target)?.name, transport: 'websocket' };
+        return {
+          connected: true,
+          pod: pods.find((p) => podTarget(p.ip, p.port) === target)?.name,
+          transport: 'websocket',
+        };
       });
       assert.deepEqual(outcomes, expected);
       assert.ok(new Set(expected.map((e) => e.pod)).size >= 2, 'the clients are spread over the pods');
@@ -193,8 +218,13 @@ for (const backend of BACKENDS) {
 
     it(`without the annotation, ${CLIENTS} of ${CLIENTS} clients with transports: ['websocket'] connect and get their answer`, async () => {
       await serve(null);
-      const outcomes = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => runClient(port, clientAddress(i), { transports: ['websocket'] })));
-      assert.deepEqual(outcomes.filter((o) => !o.connected), []);
+      const outcomes = await Promise.all(
+        Array.from({ length: CLIENTS }, (_, i) => runClient(port, clientAddress(i), { transports: ['websocket'] })),
+      );
+      assert.deepEqual(
+        outcomes.filter((o) => !o.connected),
+        [],
+      );
       assert.ok(outcomes.every((o) => o.connected && o.transport === 'websocket'));
     });
   });

@@ -30,10 +30,31 @@ export const GOLDEN_SERVER_LISTS: readonly (readonly string[])[] = [
 
 /** Client addresses as sent in X-Client-Address: IPv4, and IPv6 in the forms nginx rewrites. */
 export const GOLDEN_ADDRESSES: readonly string[] = [
-  '127.0.0.1', '10.0.0.1', '192.168.1.20', '203.0.113.9', '8.8.8.8', '1.2.3.4', '0.0.0.0',
-  '172.16.5.77', '100.64.0.1', '198.51.100.23', '11.22.33.44',
-  '::1', '2001:db8::1', '2001:DB8:0:0:0:0:0:1', 'fe80::1', '::ffff:192.0.2.128', '::ffff:c000:280', '2001:db8:0:0:1:0:0:1',
-  '2001:0db8:85a3:0000:0000:8a2e:0370:7334', '::', '::0.0.1.2', '::1.2.3.4', '1::', '2001:db8::ffff:0:1', 'fd00::3:0:0:4',
+  '127.0.0.1',
+  '10.0.0.1',
+  '192.168.1.20',
+  '203.0.113.9',
+  '8.8.8.8',
+  '1.2.3.4',
+  '0.0.0.0',
+  '172.16.5.77',
+  '100.64.0.1',
+  '198.51.100.23',
+  '11.22.33.44',
+  '::1',
+  '2001:db8::1',
+  '2001:DB8:0:0:0:0:0:1',
+  'fe80::1',
+  '::ffff:192.0.2.128',
+  '::ffff:c000:280',
+  '2001:db8:0:0:1:0:0:1',
+  '2001:0db8:85a3:0000:0000:8a2e:0370:7334',
+  '::',
+  '::0.0.1.2',
+  '::1.2.3.4',
+  '1::',
+  '2001:db8::ffff:0:1',
+  'fd00::3:0:0:4',
 ];
 
 export interface GoldenCase {
@@ -48,7 +69,10 @@ export interface GoldenCase {
 }
 
 function config(prefix: string, port: number, lists: readonly (readonly string[])[]): string {
-  const upstreams = lists.map((servers, i) => `upstream u${i} {\nhash $remote_addr consistent;\n${servers.map((s) => `server ${s};`).join('\n')}\n}`);
+  const upstreams = lists.map(
+    (servers, i) =>
+      `upstream u${i} {\nhash $remote_addr consistent;\n${servers.map((s) => `server ${s};`).join('\n')}\n}`,
+  );
   const locations = lists.map((_, i) => `location /u${i} {\nproxy_pass http://u${i};\n}`);
   return `daemon off;
 pid ${prefix}/nginx.pid;
@@ -89,10 +113,14 @@ export async function goldenFromNginx(
   await mkdir(join(prefix, 'tmp'));
   const port = await pickFreeLoopbackPort();
   await writeFile(join(prefix, 'nginx.conf'), config(prefix, port, lists));
-  const nginx = spawn(NGINX_BINARY, ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-e', join(prefix, 'error.log')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const nginx = spawn(NGINX_BINARY, ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-e', join(prefix, 'error.log')], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   try {
     for (let i = 0; ; i++) {
-      const probe = await sendRaw(port, { method: 'GET', target: '/none', headers: [['Host', 'x']] }, 1_000).catch(() => null);
+      const probe = await sendRaw(port, { method: 'GET', target: '/none', headers: [['Host', 'x']] }, 1_000).catch(
+        () => null,
+      );
       if (probe?.kind === 'response') break;
       if (i > 100) throw new Error('nginx did not start');
       await new Promise((r) => setTimeout(r, 50));
@@ -102,7 +130,18 @@ export async function goldenFromNginx(
       const cases: GoldenCase[] = [];
       for (const sent of addresses) {
         const before = (await readFile(join(prefix, 'error.log'), 'utf8')).length;
-        await sendRaw(port, { method: 'GET', target: `/u${u}`, headers: [['Host', 'x'], ['X-Client-Address', sent]] }, 5_000);
+        await sendRaw(
+          port,
+          {
+            method: 'GET',
+            target: `/u${u}`,
+            headers: [
+              ['Host', 'x'],
+              ['X-Client-Address', sent],
+            ],
+          },
+          5_000,
+        );
         const log = (await readFile(join(prefix, 'error.log'), 'utf8')).slice(before);
         cases.push({ sent, ...firstStep(log) });
       }
@@ -119,7 +158,9 @@ export async function goldenFromNginx(
 if (import.meta.url === `file://${process.argv[1]}`) {
   const golden = await goldenFromNginx();
   const lines = GOLDEN_SERVER_LISTS.map((servers, i) => {
-    const cases = (golden[i] as GoldenCase[]).map((c) => `      [${JSON.stringify(c.sent)}, ${JSON.stringify(c.key)}, ${c.point}, ${JSON.stringify(c.server)}],`);
+    const cases = (golden[i] as GoldenCase[]).map(
+      (c) => `      [${JSON.stringify(c.sent)}, ${JSON.stringify(c.key)}, ${c.point}, ${JSON.stringify(c.server)}],`,
+    );
     return `  {\n    servers: ${JSON.stringify(servers)},\n    cases: [\n${cases.join('\n')}\n    ],\n  },`;
   });
   process.stdout.write(`${lines.join('\n')}\n`);
