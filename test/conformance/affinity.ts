@@ -289,7 +289,7 @@ export function affinityConformance(
   };
 
   describe(label('session affinity: every data plane picks the pod nginx picks'), () => {
-    it(`for generated client addresses on generated pod sets (${firstPickTables} tables of 8 routes, ${addressesPerRoute} addresses each)`, async () => {
+    it(`for generated client addresses on generated pod sets (${firstPickTables} tables of 8 routes, ${addressesPerRoute} addresses each)`, async (t) => {
       const random = seededRandom(SEED);
       let compared = 0;
       for (let t = 0; t < firstPickTables; t++) {
@@ -329,6 +329,7 @@ export function affinityConformance(
         }
       }
       assert.equal(compared, firstPickTables * 8 * addressesPerRoute);
+      t.diagnostic(`${compared} client addresses compared on ${firstPickTables * 8} pod sets`);
     });
 
     it('when pods come and go: only the clients of a pod that goes move, and only to a pod that comes', async () => {
@@ -375,7 +376,7 @@ export function affinityConformance(
       }
     });
 
-    it(`through the request path from real client addresses, with dead pods: the same pod, retry for retry (${pathTables} tables)`, async () => {
+    it(`through the request path from real client addresses, with dead pods: the same pod, retry for retry (${pathTables} tables)`, async (t) => {
       const random = seededRandom(SEED + 2);
       let requests = 0;
       let fallbacks = 0;
@@ -456,6 +457,7 @@ export function affinityConformance(
       }
       assert.ok(requests > pathTables * 4 * 12, `${requests} requests compared`);
       assert.ok(fallbacks > 0, 'some walks passed more than 20 points of failed pods');
+      t.diagnostic(`${requests} requests through each plane, ${fallbacks} of them past more than 20 points of failed pods`);
     });
   });
 }
