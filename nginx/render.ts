@@ -1,3 +1,4 @@
+import { podTarget } from '../src/core/pod-target.js';
 import type { Route, RouteTable } from '../src/core/route-table.js';
 import { clientDirectives, type ClientLimits } from './client-directives.js';
 import { fnv1a32, serverNamesHashSizes, type ServerNamesHashSizes } from './hash.js';
@@ -196,10 +197,7 @@ function preamble(hashMaxSize: number, hashBucketSize: number, options: RenderOp
 }
 
 /** IP:PORT as nginx wants it: IPv6 in brackets, port 80 left out. */
-export function target(ip: string, port: number): string {
-  const host = ip.includes(':') ? `[${ip}]` : ip;
-  return port === 80 ? host : `${host}:${port}`;
-}
+export const target = podTarget;
 
 function podComment(pod: string, namespace: string): string {
   return nginxComment(`# Pod ${pod} (namespace: ${namespace})`);
@@ -247,8 +245,20 @@ export function upstreamBaseName(route: Route): string {
   return `upstream${fnv1a32(route.host + route.path)}`;
 }
 
+/**
+ * The balancing directive of a route's upstream, before its servers: with affinity, the
+ * consistent hash of the client address. One pod needs none (nothing to choose from).
+ * `keepalive` must come after it, as it wraps the balancer defined before it.
+ */
+function balancing(route: Route): string {
+  return route.affinity === 'ip' && route.backends.length >= 2
+    ? '# Session affinity: each client address keeps to one pod (consistent hashing)\nhash $remote_addr consistent;\n'
+    : '';
+}
+
 function upstreamBlock({ name, route }: Upstream, keepaliveConnections: number): string {
   let text = `${nginxComment(`# Upstream for ${route.path} traffic on ${route.host}`)}\nupstream ${name} {\n`;
+  text += balancing(route);
   for (const b of route.backends) text += `${podComment(b.pod, b.namespace)}\nserver ${nginxWord(target(b.ip, b.port))};\n`;
   if (keepaliveConnections > 0) text += `keepalive ${keepaliveConnections};\n`;
   return `${text}}`;

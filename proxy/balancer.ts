@@ -1,6 +1,17 @@
-import { compareRoutes, type Backend, type Route } from '../src/core/route-table.js';
+import { podTarget } from '../src/core/pod-target.js';
+import { compareRoutes, type Affinity, type Backend, type Route } from '../src/core/route-table.js';
 import { changesUpTo } from '../src/core/sorted-changes.js';
 import { runNow, type Steps } from '../src/core/time-slices.js';
+import {
+  crc32Long,
+  FALL_BACK_TO_ROUND_ROBIN,
+  findChashPoint,
+  getChashPeer,
+  initChashPoints,
+  type ChashPoints,
+  type PeerRules,
+} from './consistent-hash.js';
+import { remoteAddrText } from './remote-addr.js';
 
 // Peer choice as nginx's round-robin upstream makes it with the defaults the rendered
 // config relies on (weight=1, max_fails=1, fail_timeout=10s), so that the same request
@@ -9,7 +20,9 @@ import { runNow, type Steps } from '../src/core/time-slices.js';
 // - a peer that failed is left out for fail_timeout, and when it comes back its weight
 //   starts at 0 and grows by one per pick, as nginx's effective_weight does;
 // - one request tries each peer at most once; when no peer is left, "no live upstreams";
-// - a route with one pod is nginx's single-server upstream: never marked failed, one try.
+// - a route with one pod is nginx's single-server upstream: never marked failed, one try;
+// - a route with affinity ('ip') chooses as nginx's `hash $remote_addr consistent` does
+//   (consistent-hash.ts), on the same peer state, falling back to round robin as nginx does.
 
 export interface BalancerOptions {
   failTimeoutMs: number;
@@ -28,16 +41,22 @@ interface PeerState {
 const WEIGHT = 1;
 const MAX_FAILS = 1;
 
-/** The balancing state of one route. */
+/** The balancing state of one route: nginx's peers of one upstream. */
 export class PeerGroup {
   private readonly peers: PeerState[];
   private readonly now: () => number;
+  private readonly rules: PeerRules;
+  /** The consistent-hash ring, made on the first request that needs it. */
+  private points: ChashPoints | null = null;
 
   constructor(
     readonly backends: readonly Backend[],
     private readonly options: BalancerOptions,
+    /** 'ip': the client address chooses the peer (consistent hashing); null: round robin. */
+    readonly affinity: Affinity | null = null,
   ) {
     this.now = options.now ?? Date.now;
+    this.rules = { weight: WEIGHT, maxFails: MAX_FAILS, failTimeoutMs: options.failTimeoutMs };
     const start = this.now();
     this.peers = backends.map((backend) => ({
       backend,
@@ -53,9 +72,27 @@ export class PeerGroup {
     return this.peers.length === 1;
   }
 
-  /** Starts the peer choice of one request. */
-  begin(): PeerSelection {
-    return new PeerSelection(this);
+  /** Whether the client's address chooses the peer: affinity, and more than one peer. */
+  get hashesClients(): boolean {
+    return this.affinity === 'ip' && !this.single;
+  }
+
+  /**
+   * Starts the peer choice of one request from `clientAddress` (the socket's remoteAddress,
+   * read only with affinity).
+   */
+  begin(clientAddress?: string): PeerSelection {
+    if (!this.hashesClients) return new PeerSelection(this, -1);
+    // init_chash_peer: the first point at or after the crc32 of nginx's $remote_addr text.
+    this.points ??= initChashPoints(this.backends.map((b) => podTarget(b.ip, b.port)));
+    return new PeerSelection(this, findChashPoint(this.points, crc32Long(remoteAddrText(clientAddress ?? ''))));
+  }
+
+  /** @internal The next peer for a request, or null: by its place on the ring when it has one. */
+  pickFor(selection: PeerSelection, tried: readonly number[]): number | null {
+    if (selection.hash < 0 || this.points === null) return this.pick(tried);
+    const peer = getChashPeer(this.points, this.peers, tried, selection, this.now(), this.rules);
+    return peer === FALL_BACK_TO_ROUND_ROBIN ? this.pick(tried) : peer;
   }
 
   /** @internal The next peer for a request that has tried `tried`, or null. */
@@ -108,12 +145,21 @@ const NOT_RETRIED_AFTER_SEND = new Set(['POST', 'PATCH', 'LOCK']);
 export class PeerSelection {
   /** Indices of the peers tried, in order (a handful at most). */
   private readonly tried: number[] = [];
+  /** With affinity: the point on the ring the request is at (nginx's hp->hash); -1 without. */
+  hash: number;
+  /** With affinity: points passed without a usable peer (nginx's hp->tries). */
+  tries = 0;
 
-  constructor(private readonly group: PeerGroup) {}
+  constructor(
+    private readonly group: PeerGroup,
+    hash: number,
+  ) {
+    this.hash = hash;
+  }
 
   /** The next peer to try, or null when none is left ("no live upstreams"). */
   next(): { index: number; backend: Backend } | null {
-    const index = this.group.pick(this.tried);
+    const index = this.group.pickFor(this, this.tried);
     if (index === null) return null;
     this.tried.push(index);
     return { index, backend: this.group.backends[index] as Backend };
@@ -136,14 +182,15 @@ function groupId(route: Route): string {
   return `${route.host}\n${route.path}`;
 }
 
-function backendsKey(backends: readonly Backend[]): string {
-  return JSON.stringify(backends.map((b) => [b.pod, b.namespace, b.ip, b.port]));
+/** What a route's group depends on: its pods, and how it balances over them. */
+function groupKey(route: Route): string {
+  return JSON.stringify([route.affinity, route.backends.map((b) => [b.pod, b.namespace, b.ip, b.port])]);
 }
 
 interface GroupEntry {
   /** The route the group was made or last kept for: the same object needs no comparison. */
   route: Route;
-  /** backendsKey of its backends, worked out when first compared. */
+  /** groupKey of its route, worked out when first compared. */
   key: string | null;
   group: PeerGroup;
 }
@@ -160,8 +207,8 @@ const STEP = 256;
 const IN_PLACE_LIMIT = 2048;
 
 /**
- * The groups of a route table. A route whose pods did not change keeps its group across
- * a table swap, so its round-robin position and failure marks survive.
+ * The groups of a route table. A route whose pods and affinity did not change keeps its
+ * group across a table swap, so its round-robin position and failure marks survive.
  *
  * A table that differs from the last in a few routes (the incremental route table keeps
  * the others' objects) updates the groups in place when next() or preparing()'s switch
@@ -229,11 +276,12 @@ export class Balancers {
   /** The group of `route`: this instance's when its pods are the same, else a new one. */
   private entryFor(route: Route, options: BalancerOptions): GroupEntry {
     const old = this.groups.get(groupId(route));
-    if (old === undefined) return { route, key: null, group: new PeerGroup(route.backends, options) };
+    if (old === undefined) return { route, key: null, group: new PeerGroup(route.backends, options, route.affinity) };
     if (old.route === route) return old;
-    old.key ??= backendsKey(old.route.backends);
-    const key = backendsKey(route.backends);
-    return old.key === key ? { route, key, group: old.group } : { route, key: null, group: new PeerGroup(route.backends, options) };
+    old.key ??= groupKey(old.route);
+    const key = groupKey(route);
+    if (old.key === key) return { route, key, group: old.group };
+    return { route, key: null, group: new PeerGroup(route.backends, options, route.affinity) };
   }
 
   /** `route` must be one of the routes this instance was made for. */

@@ -82,7 +82,9 @@ class Forwarding {
     readonly request: UpstreamRequest,
     readonly settings: ForwardSettings,
   ) {
-    this.selection = target.group.begin();
+    const { group } = target;
+    // The client's address only where it chooses the pod (affinity).
+    this.selection = group.begin(group.hashesClients ? req.socket.remoteAddress : undefined);
     this.body = request.hasBody ? new ReplayableBody(req, settings.body, () => this.bodyTooLarge()) : null;
     // The client went away: nothing more to do upstream.
     res.on('close', () => {

@@ -48,7 +48,8 @@ function switchingHeaders(raw: readonly string[]): string[] {
 /** `request` has no body: what follows an upgrade request is the tunnel's, not a body to frame. */
 export function forwardUpgrade(req: IncomingMessage, client: Duplex, head: Buffer, target: ForwardTarget, request: UpstreamRequest, settings: TunnelSettings): void {
   const { method } = request;
-  const selection = target.group.begin();
+  const { group } = target;
+  const selection = group.begin(group.hashesClients ? req.socket.remoteAddress : undefined);
   let current: ClientRequest | null = null;
   let finished = false;
 

@@ -17,7 +17,7 @@ import { apiKeySecret, pod } from './support/objects.js';
 // must be byte for byte what buildRouteTable and renderNginxConf give from scratch.
 // Small pools of names, hosts and paths make pods collide on routes, namespaces fight
 // over them, upstream names collide (two hosts with one FNV-1a hash) and pods flip
-// between routed and rejected.
+// between routed and rejected, and pods of one route ask for affinity or not.
 
 const NAMESPACES = ['a', 'b', 'c', 'Bad_NS'];
 const POD_NAMES = ['p1', 'p2', 'p3', 'p4', 'p5', '-bad'];
@@ -40,12 +40,14 @@ const podArbitrary: fc.Arbitrary<Pod> = fc
     created: fc.constantFrom('2024-01-01T00:00:00Z', '2024-01-02T00:00:00Z', 'not a date'),
     deleting: fc.boolean().map((b) => b && Math.random() < 0.2),
     selected: fc.constantFrom(true, true, true, false),
+    affinity: fc.constantFrom<string | null>(null, null, 'ip', 'ip', '', 'sticky'),
     resourceVersion: fc.nat(),
   })
   .map((r) => {
     const annotations: Record<string, string> = { unrelated: String(r.resourceVersion) };
     if (r.hosts !== null) annotations.routingHosts = r.hosts.join(r.separator);
     if (r.paths !== null) annotations.routingPaths = r.paths.map(([port, path]) => `${port}:${path}`).join(r.separator);
+    if (r.affinity !== null) annotations.routingAffinity = r.affinity;
     const p = pod(r.name, {
       namespace: r.namespace,
       ip: r.ip,

@@ -260,6 +260,40 @@ describe('nginx.conf rendering', () => {
     });
   });
 
+  describe('session affinity', () => {
+    /** The Go router's three pods, each with `routingAffinity` set to `value`. */
+    const threePodsWith = (value: string): RouteTable => {
+      const { pods, secrets } = parseManifest(readFileSync(new URL('../examples/seed-demo-three-pods.yaml', import.meta.url), 'utf8'), 'three');
+      for (const p of pods) (p.metadata ??= {}).annotations = { ...p.metadata?.annotations, routingAffinity: value };
+      return buildRouteTable(defaultConfig(), pods, secrets);
+    };
+
+    it('adds hash $remote_addr consistent to the upstream, before its servers, and changes nothing else', () => {
+      const conf = render(threePodsWith('ip'), defaultConfig(), 'three pods, affinity ip');
+      const { removed, added } = lineDiff(golden('three-pods.conf'), conf);
+      assert.deepEqual(removed, []);
+      assert.deepEqual(added, ['# Session affinity: each client address keeps to one pod (consistent hashing)', 'hash $remote_addr consistent;']);
+      assert.match(conf, /^upstream upstream1866206336 \{\n# Session affinity.*\nhash \$remote_addr consistent;\n# Pod /m);
+    });
+
+    it('keeps keepalive last, after the hash and the servers (it wraps the balancer defined before it)', () => {
+      const conf = render(threePodsWith('ip'), defaultConfig({ upstreamKeepalive: '8' }), 'three pods, affinity ip, keepalive 8');
+      assert.match(conf, /^upstream upstream1866206336 \{\n#.*\nhash \$remote_addr consistent;\n(?:# Pod .*\nserver .*;\n){3}keepalive 8;\n\}$/m);
+    });
+
+    it('writes nothing for a route of one pod, whose only choice is that pod', () => {
+      const one = (annotations: Record<string, string>): Pod[] => [pod('solo', { ip: '10.0.0.1', hosts: 'h', paths: '3000:/', annotations })];
+      assert.equal(renderObjects(one({ routingAffinity: 'ip' })), renderObjects(one({})));
+      const keepalive = defaultConfig({ upstreamKeepalive: '4' });
+      assert.equal(renderObjects(one({ routingAffinity: 'ip' }), [], keepalive), renderObjects(one({}), [], keepalive));
+    });
+
+    it('renders a refused value as no affinity, and no text of it', () => {
+      const hostile = 'ip;}\nhash $http_x consistent;';
+      assert.equal(render(threePodsWith(hostile), defaultConfig(), 'three pods, hostile affinity'), golden('three-pods.conf'));
+    });
+  });
+
   describe('server names hash', () => {
     it("places names in the buckets nginx's ngx_hash_key does (key * 31 + byte, unsigned 64-bit)", () => {
       const reference = (name: string, size: number): number => {

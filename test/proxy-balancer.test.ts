@@ -84,7 +84,7 @@ test('a single pod is never marked failed and gets one try', () => {
 });
 
 test('positions survive a table swap for routes whose pods did not change', () => {
-  const route = (path: string, n: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, backends: backends(n) });
+  const route = (path: string, n: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, affinity: null, backends: backends(n) });
   const options = { failTimeoutMs: 10_000 };
   const [a1, b1] = [route('/a', 3), route('/b', 3)];
   const first = Balancers.empty().next([a1, b1], options);
@@ -98,7 +98,7 @@ test('positions survive a table swap for routes whose pods did not change', () =
 });
 
 test('a route that is the very object of the table before keeps its group, and one whose pods changed starts afresh', () => {
-  const route = (path: string, n: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, backends: backends(n) });
+  const route = (path: string, n: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, affinity: null, backends: backends(n) });
   const options = { failTimeoutMs: 10_000 };
   const kept = route('/kept', 3);
   const changedBefore = route('/changed', 3);
@@ -125,7 +125,7 @@ test('a route that is the very object of the table before keeps its group, and o
 test('a table differing in a few routes updates the groups in place with the same result as building them anew', () => {
   const options = { failTimeoutMs: 10_000 };
   const paths = ['/a', '/b', '/c', '/d', '/e', '/f'];
-  const make = (path: string, pods: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, backends: backends(pods) });
+  const make = (path: string, pods: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, affinity: null, backends: backends(pods) });
   fc.assert(
     fc.property(
       fc.array(fc.tuple(fc.subarray(paths), fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 6, maxLength: 6 }), fc.boolean(), fc.boolean()), { minLength: 1, maxLength: 8 }),
@@ -162,8 +162,43 @@ test('a table differing in a few routes updates the groups in place with the sam
 });
 
 test('balancers updated in place refuse to be built from again', () => {
-  const route: Route = { host: 'h', path: '/', namespace: 'ns', apiKey: null, backends: backends(2) };
+  const route: Route = { host: 'h', path: '/', namespace: 'ns', apiKey: null, affinity: null, backends: backends(2) };
   const first = Balancers.empty().next([route], { failTimeoutMs: 10_000 });
   first.next([route], { failTimeoutMs: 10_000 });
   assert.throws(() => first.next([route], { failTimeoutMs: 10_000 }), /updated in place/);
+});
+
+test('a route whose affinity changes gets a new group, one whose affinity and pods stay keeps its own', () => {
+  const options = { failTimeoutMs: 10_000 };
+  const route = (affinity: 'ip' | null): Route => ({ host: 'h', path: '/', namespace: 'ns', apiKey: null, affinity, backends: backends(3) });
+  const sticky = route('ip');
+  const one = Balancers.empty().next([sticky], options);
+  const stickyGroup = one.groupFor(sticky);
+  assert.equal(stickyGroup.affinity, 'ip');
+  const again = route('ip');
+  const two = one.next([again], options);
+  assert.equal(two.groupFor(again), stickyGroup, 'same pods, same affinity: the same group');
+  const plain = route(null);
+  const three = two.next([plain], options);
+  assert.notEqual(three.groupFor(plain), stickyGroup);
+  assert.equal(three.groupFor(plain).affinity, null);
+});
+
+test('with affinity, a client address gets the same pod on every request, and another pod once its own failed', () => {
+  const route: Route = { host: 'h', path: '/', namespace: 'ns', apiKey: null, affinity: 'ip', backends: backends(3) };
+  let now = 1_000_000;
+  const group = Balancers.empty().next([route], { failTimeoutMs: 10_000, now: () => now }).groupFor(route);
+  const picks = Array.from({ length: 5 }, () => group.begin('203.0.113.7').next()?.backend.pod);
+  assert.equal(new Set(picks).size, 1, `always one pod: ${picks.join(' ')}`);
+  const own = picks[0];
+  const selection = group.begin('203.0.113.7');
+  const first = selection.next();
+  assert.equal(first?.backend.pod, own);
+  assert.equal(selection.failed(first!.index, 'GET', false), 'next');
+  const second = selection.next();
+  assert.notEqual(second?.backend.pod, own, 'the retry goes to another pod');
+  // For fail_timeout the client goes where the retry went, then back to its own pod.
+  assert.equal(group.begin('203.0.113.7').next()?.backend.pod, second?.backend.pod);
+  now += 10_001;
+  assert.equal(group.begin('203.0.113.7').next()?.backend.pod, own);
 });

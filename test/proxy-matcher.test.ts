@@ -9,6 +9,7 @@ const route = (host: string, path: string): Route => ({
   path,
   namespace: 'ns',
   apiKey: null,
+  affinity: null,
   backends: [{ pod: `${host}${path}`, namespace: 'ns', ip: '10.0.0.1', port: 80 }],
 });
 

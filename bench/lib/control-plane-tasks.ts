@@ -254,7 +254,7 @@ function nginxTable(routes: number, variant: number): RouteTable {
   const list: Route[] = [];
   for (let i = 0; i < routes; i++) {
     const backends = ['a', 'b'].map((x, j) => ({ pod: `r${i}-${x}`, namespace: 'bench', ip: `127.0.0.${2 + j}`, port: 9000 + variant }));
-    list.push({ host: `r${i}.bench.test`, path: '/', namespace: 'bench', apiKey: null, backends });
+    list.push({ host: `r${i}.bench.test`, path: '/', namespace: 'bench', apiKey: null, affinity: null, backends });
   }
   return { routes: list.sort(compareRoutes), rejections: [] };
 }

@@ -25,6 +25,7 @@ ul.pods { margin: 0; padding-left: 1.1rem; }
 .degraded { background: #fff8c5; color: #7d4e00; }
 .not-ready, .error { background: #ffebe9; color: #a40e26; }
 .locked { background: #ddf4ff; color: #0a3069; }
+.sticky { background: #fbefff; color: #6e40c9; }
 .muted { color: #57606a; }
 #summary p { margin: .2rem 0; }
 td.details { white-space: pre-line; }
@@ -34,7 +35,8 @@ td.details { white-space: pre-line; }
 <h1>k8s-router</h1>
 <div id="summary"><p class="muted">Loading…</p></div>
 <h2>Routes <span class="muted" id="route-count"></span></h2>
-<p class="muted">Requests are matched on the Host header, then on the longest path prefix; several pods on one path share it round-robin, in this order.</p>
+<p class="muted">Requests are matched on the Host header, then on the longest path prefix; several pods on one path
+share it round-robin, in this order, or by client address (affinity ip).</p>
 <div id="routes"></div>
 <h2>Not routed <span class="muted" id="rejection-count"></span></h2>
 <div id="rejections"></div>
@@ -105,17 +107,23 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
       byHost[route.host].push(route);
     });
     if (hosts.length === 0) return [el('p', { 'class': 'muted' }, ['No routes.'])];
+    var columns = ['Path', 'Namespace', 'Access', 'Balancing', 'Pods (in round-robin order)'];
     return hosts.map(function (host) {
       return el('section', { 'class': 'host', 'data-host': host }, [
         el('h3', {}, [host]),
-        table(['Path', 'Namespace', 'Access', 'Pods (round-robin order)'], byHost[host].map(function (route) {
+        table(columns, byHost[host].map(function (route) {
           var access = route.apiKey === null
             ? el('span', { 'class': 'muted' }, ['open'])
             : el('span', { 'class': 'badge locked', title: 'requests need the namespace API key header' }, ['API key required']);
+          var balancing = route.affinity === 'ip'
+            ? el('span', { 'class': 'badge sticky', title: 'each client address keeps to one pod (consistent hashing)' },
+              ['affinity ip'])
+            : el('span', { 'class': 'muted' }, ['round robin']);
           return el('tr', { 'class': 'route' }, [
             el('td', { 'class': 'mono' }, [route.path]),
             el('td', { 'class': 'mono' }, [route.namespace]),
             el('td', {}, [access]),
+            el('td', {}, [balancing]),
             el('td', {}, [pods(route)])
           ]);
         }))

@@ -61,6 +61,27 @@ export interface DemoCommandsInput {
   cwd: string;
 }
 
+/**
+ * The sticky route: three requests from one client address, all answered by one chat pod;
+ * from another address, by the other pod (the two addresses hash to different pods of the
+ * demo manifest). curl's --interface sets the address, where the router listens on loopback.
+ */
+function affinityCommands(base: string, listenAddress: string): string[] {
+  const request = `-H 'Host: chat.k8s.local' '${base}/?n=[1-3]'`;
+  if (!listenAddress.startsWith('127.')) {
+    return [
+      'Session affinity: three requests from one client address, all answered by the same chat pod',
+      `  curl -s ${request}`,
+    ];
+  }
+  return [
+    'Session affinity: every request from one client address goes to the same chat pod ' +
+      '(curl --interface sets the address)',
+    `  curl -s --interface 127.0.0.2 ${request}`,
+    `  curl -s --interface 127.0.0.4 ${request}`,
+  ];
+}
+
 /** Pure: what the demo prints once it serves. The first command shows round robin. */
 export function demoCommands(input: DemoCommandsInput): string {
   const base = `http://${urlHost(input.config.listenAddress)}:${input.port}`;
@@ -82,6 +103,7 @@ export function demoCommands(input: DemoCommandsInput): string {
     `  curl -i -H 'Host: billing.k8s.local' -H '${key}: ZGVtby1zZWNyZXQ=' ${base}/api`,
     'A WebSocket through the router, echoed by a shop pod',
     `  node ${shortPath(input.wsClient, input.cwd)} ${ws} --host shop.k8s.local hello`,
+    ...affinityCommands(base, input.config.listenAddress),
   ];
   if (input.adminPort !== null) {
     lines.push('Status page: routes, pods, and why a pod is not routed', `  http://${urlHost(input.config.adminAddress)}:${input.adminPort}/`);

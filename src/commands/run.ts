@@ -15,6 +15,7 @@ import { startAdminServer, type AdminServer } from '../admin/server.js';
 import { ConfigError, SETTINGS, settingCode, type RouterConfig } from '../core/config.js';
 import { createController, type Controller } from '../control/controller.js';
 import type { DataPlane } from '../core/data-plane.js';
+import { routingAnnotations } from '../core/route-table.js';
 import type { EventSink } from '../events/event-sink.js';
 import { eventSinkFor } from '../events/events-for-router.js';
 import { SERVICE_ACCOUNT_TOKEN } from '../sources/kube-client.js';
@@ -91,7 +92,7 @@ function objectSource(config: RouterConfig, options: RunOptions): { source: Obje
     kubeConfig,
     labelSelector: config.labelSelector.text,
     secretName: config.apiKeySecret.name,
-    keep: { podAnnotations: [config.hostsAnnotation, config.pathsAnnotation], secretField: config.apiKeySecret.field },
+    keep: { podAnnotations: routingAnnotations(config), secretField: config.apiKeySecret.field },
     logger: options.logger,
     backoff: { initialMs: Math.min(500, config.watchBackoffMaxMs), maxMs: config.watchBackoffMaxMs },
   });

@@ -93,7 +93,8 @@ export interface Controller {
 function describeRoute(route: Route): string {
   const backends = route.backends.map((b) => `${b.namespace}/${b.pod}@${b.ip}:${b.port}`).join(', ');
   const key = route.apiKey === null ? '' : ', API key required';
-  return `${route.host}${route.path} (namespace ${route.namespace}${key}) -> ${backends}`;
+  const affinity = route.affinity === null ? '' : `, affinity ${route.affinity}`;
+  return `${route.host}${route.path} (namespace ${route.namespace}${key}${affinity}) -> ${backends}`;
 }
 
 function describeRejection(r: Rejection): string {

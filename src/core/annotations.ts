@@ -195,3 +195,26 @@ export function parsePaths(
   }
   return { paths, rejected };
 }
+
+/** How a route spreads its clients over its pods: round robin (null), or by client address. */
+export type Affinity = 'ip';
+
+/**
+ * The affinity annotation: empty (or only whitespace) asks for nothing, "ip" keeps each
+ * client address on one pod. Any other text is refused whole; it never reaches nginx.conf.
+ */
+export function parseAffinity(value: string): { affinity: Affinity | null; rejected: RejectedEntry | null } {
+  const entries = splitEntries(value);
+  if (entries.length === 0) return { affinity: null, rejected: null };
+  if (entries.length === 1 && entries[0] === 'ip') return { affinity: 'ip', rejected: null };
+  return {
+    affinity: null,
+    rejected: {
+      value,
+      code: 'BAD_AFFINITY',
+      reason:
+        `affinity ${JSON.stringify(value)} is not understood: "ip" keeps each client address on one pod, ` +
+        'empty asks for none; the pod is routed as if it asked for none',
+    },
+  };
+}

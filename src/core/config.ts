@@ -11,6 +11,7 @@ export interface RouterConfig {
   labelSelector: LabelSelector;
   hostsAnnotation: string;
   pathsAnnotation: string;
+  affinityAnnotation: string;
   apiKeySecret: { name: string; field: string };
   apiKeyHeader: string;
   port: number;
@@ -279,6 +280,17 @@ export const SETTINGS: readonly Setting[] = [
     metavar: 'NAME',
     default: 'routingPaths',
     description: 'pod annotation holding the whitespace-separated PORT:PATH entries',
+    parse: annotationName,
+  }),
+  setting({
+    key: 'affinityAnnotation',
+    env: 'AFFINITY_ANNOTATION',
+    flag: '--affinity-annotation',
+    metavar: 'NAME',
+    default: 'routingAffinity',
+    description:
+      'pod annotation asking for session affinity: "ip" keeps each client address on one pod ' +
+      "(nginx's hash $remote_addr consistent)",
     parse: annotationName,
   }),
   setting({

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { parseHosts, parsePaths } from './annotations.js';
+import { parseAffinity, parseHosts, parsePaths, type Affinity } from './annotations.js';
 import type { RouterConfig } from './config.js';
 import { dnsLabelProblem, dnsSubdomainProblem } from './kube-names.js';
 import type { Pod, Secret } from './kube-objects.js';
@@ -10,6 +10,8 @@ import { compareText } from './sorted-changes.js';
 // The route table is a pure function of (config, pods, secrets): the same objects give
 // the same table, byte for byte, whatever order they arrive in. Every pod, host or path
 // that does not become a route leaves a rejection saying why.
+
+export type { Affinity } from './annotations.js';
 
 export interface Backend {
   pod: string;
@@ -25,6 +27,11 @@ export interface Route {
   namespace: string;
   /** The base64 text a request must carry in the API-key header, or null when open. */
   apiKey: string | null;
+  /**
+   * 'ip': each client address keeps to one pod (nginx's `hash $remote_addr consistent`);
+   * null: round robin. The owning namespace's oldest pod on the route decides.
+   */
+  affinity: Affinity | null;
   /** In pod-name order, which is the round-robin order. */
   backends: Backend[];
 }
@@ -57,7 +64,9 @@ export type RejectionCode =
   | 'TOO_MANY_HOSTS'
   | 'TOO_MANY_PATHS'
   | 'ROUTE_CLAIMED'
-  | 'BAD_API_KEY';
+  | 'BAD_API_KEY'
+  | 'BAD_AFFINITY'
+  | 'AFFINITY_CONFLICT';
 
 export interface RouteTable {
   routes: Route[];
@@ -74,6 +83,8 @@ export interface Candidate {
   backend: Backend;
   /** When the pod was created (ms since the epoch; Infinity when unknown). */
   created: number;
+  /** The affinity the pod asks for; null for none, or for a value that was refused. */
+  affinity: Affinity | null;
   /** [backend], the backends of every route this claim wins alone (most routes). */
   alone: Backend[];
 }
@@ -185,6 +196,11 @@ function rejection(namespace: string, pod: string, field: string, value: string,
   return { namespace, pod, field, value, code, reason };
 }
 
+/** The pod annotations routing reads: whatever keeps only parts of a pod must keep these. */
+export function routingAnnotations(config: RouterConfig): string[] {
+  return [config.hostsAnnotation, config.pathsAnnotation, config.affinityAnnotation];
+}
+
 /**
  * The parts of a pod its routes depend on, as a Pod: the reference build gives
  * podCandidates only these, so a field it reads must be copied here or it is missing in
@@ -197,7 +213,7 @@ export function routingFacts(config: RouterConfig, pod: Pod): Pod {
   const annotations = metadata.annotations ?? {};
   const status = pod.status ?? {};
   const picked: Record<string, string> = {};
-  for (const name of [config.hostsAnnotation, config.pathsAnnotation]) {
+  for (const name of routingAnnotations(config)) {
     const value = annotations[name];
     if (value !== undefined) picked[name] = value;
   }
@@ -258,6 +274,7 @@ export function sameRoutingFacts(config: RouterConfig, a: Pod, b: Pod): boolean 
     m.deletionTimestamp === n.deletionTimestamp &&
     m.annotations?.[config.hostsAnnotation] === n.annotations?.[config.hostsAnnotation] &&
     m.annotations?.[config.pathsAnnotation] === n.annotations?.[config.pathsAnnotation] &&
+    m.annotations?.[config.affinityAnnotation] === n.annotations?.[config.affinityAnnotation] &&
     a.status?.phase === b.status?.phase &&
     a.status?.podIP === b.status?.podIP &&
     sameLabels(m.labels, n.labels) &&
@@ -266,13 +283,24 @@ export function sameRoutingFacts(config: RouterConfig, a: Pod, b: Pod): boolean 
   );
 }
 
-const fieldNames = new WeakMap<RouterConfig, { hostsField: string; pathsField: string }>();
+interface AnnotationFields {
+  hostsField: string;
+  pathsField: string;
+  affinityField: string;
+}
 
-/** The fields the hosts and paths annotations are in, as rejections name them. */
-function annotationFields(config: RouterConfig): { hostsField: string; pathsField: string } {
+const fieldNames = new WeakMap<RouterConfig, AnnotationFields>();
+
+/** The fields the annotations are in, as rejections name them. */
+function annotationFields(config: RouterConfig): AnnotationFields {
   let names = fieldNames.get(config);
   if (names === undefined) {
-    names = { hostsField: `metadata.annotations.${config.hostsAnnotation}`, pathsField: `metadata.annotations.${config.pathsAnnotation}` };
+    const field = (name: string): string => `metadata.annotations.${name}`;
+    names = {
+      hostsField: field(config.hostsAnnotation),
+      pathsField: field(config.pathsAnnotation),
+      affinityField: field(config.affinityAnnotation),
+    };
     fieldNames.set(config, names);
   }
   return names;
@@ -296,7 +324,7 @@ export function podCandidates(config: RouterConfig, pod: Pod): PodClaims {
     rejections.push(rejection(namespace, name, field, value, code, reason));
   };
   const annotations = pod.metadata?.annotations ?? {};
-  const { hostsField, pathsField } = annotationFields(config);
+  const { hostsField, pathsField, affinityField } = annotationFields(config);
   const hostsText = annotations[config.hostsAnnotation];
   const pathsText = annotations[config.pathsAnnotation];
   if (hostsText === undefined) reject(hostsField, '', 'MISSING_ANNOTATION', `annotation ${config.hostsAnnotation} is missing`);
@@ -320,6 +348,13 @@ export function podCandidates(config: RouterConfig, pod: Pod): PodClaims {
   if (hosts.length === 0) reject(hostsField, hostsText, 'NO_HOSTS', 'no valid host in the annotation');
   if (paths.length === 0) reject(pathsField, pathsText, 'NO_PATHS', 'no valid PORT:PATH entry in the annotation');
   if (hosts.length === 0 || paths.length === 0) return refused(rejections);
+  const affinityText = annotations[config.affinityAnnotation];
+  let affinity: Affinity | null = null;
+  if (affinityText !== undefined) {
+    const parsed = parseAffinity(affinityText);
+    affinity = parsed.affinity;
+    if (parsed.rejected !== null) reject(affinityField, parsed.rejected.value, 'BAD_AFFINITY', parsed.rejected.reason);
+  }
 
   const parsedCreated = Date.parse(pod.metadata?.creationTimestamp ?? '');
   const created = Number.isNaN(parsedCreated) ? Number.POSITIVE_INFINITY : parsedCreated;
@@ -332,7 +367,7 @@ export function podCandidates(config: RouterConfig, pod: Pod): PodClaims {
     let alone: Backend[] | undefined;
     for (let j = 0; j < i && alone === undefined; j++) if ((candidates[j] as Candidate).backend.port === port) alone = (candidates[j] as Candidate).alone;
     alone ??= [{ pod: name, namespace, ip, port }];
-    candidates[i] = { path, backend: alone[0] as Backend, created, alone };
+    candidates[i] = { path, backend: alone[0] as Backend, created, affinity, alone };
   }
   return { hosts: hosts.slice(), candidates, rejections };
 }
@@ -382,7 +417,8 @@ export function resolveRoute(
     const namespace = only.backend.namespace;
     const apiKey = apiKeys.get(namespace) ?? OPEN;
     if (apiKey.state !== 'invalid') {
-      const route = { host, path, namespace, apiKey: apiKey.state === 'key' ? apiKey.key : null, backends: only.alone };
+      const key = apiKey.state === 'key' ? apiKey.key : null;
+      const route = { host, path, namespace, apiKey: key, affinity: only.affinity, backends: only.alone };
       return { route, rejections: NO_REJECTIONS };
     }
   }
@@ -428,14 +464,53 @@ export function resolveRoute(
     path,
     namespace: owner,
     apiKey: apiKey.state === 'key' ? apiKey.key : null,
+    affinity: settleAffinity(host, path, owned, rejections),
     backends: owned.length === 1 ? (owned[0] as Candidate).alone : owned.map((c) => c.backend).sort((a, b) => compareText(a.pod, b.pod)),
   };
   return { route, rejections };
 }
 
+function describeAffinity(affinity: Affinity | null): string {
+  return affinity === null ? 'no affinity (round robin)' : `affinity ${affinity}`;
+}
+
+/**
+ * The affinity of a route from the pods that serve it (one namespace's): the oldest pod
+ * decides, by creation time, then pod name, as the oldest pod decides who owns a route.
+ * Each pod that asks for something else stays routed, with a rejection that says what won.
+ */
+function settleAffinity(
+  host: string,
+  path: string,
+  owned: readonly Candidate[],
+  rejections: Rejection[],
+): Affinity | null {
+  let oldest = owned[0] as Candidate;
+  for (const c of owned) {
+    const tie = c.created === oldest.created && compareText(c.backend.pod, oldest.backend.pod) < 0;
+    if (c.created < oldest.created || tie) oldest = c;
+  }
+  const { affinity } = oldest;
+  for (const c of owned) {
+    if (c.affinity === affinity) continue;
+    rejections.push({
+      namespace: c.backend.namespace,
+      pod: c.backend.pod,
+      field: 'route',
+      value: `${host}${path}`,
+      code: 'AFFINITY_CONFLICT',
+      reason:
+        `host ${host} path ${path} has ${describeAffinity(affinity)}, as its oldest pod ${oldest.backend.pod} asks; ` +
+        `this pod asks for ${describeAffinity(c.affinity)} and is routed with the route's`,
+    });
+  }
+  return affinity;
+}
+
 /** Whether two routes are the same in every field. */
 export function sameRoute(a: Route, b: Route): boolean {
   if (a.host !== b.host || a.path !== b.path || a.namespace !== b.namespace || a.apiKey !== b.apiKey) return false;
+  if (a.affinity !== b.affinity) return false;
   if (a.backends.length !== b.backends.length) return false;
   return a.backends.every((x, i) => {
     const y = b.backends[i];

@@ -31,7 +31,8 @@ export interface KubeSourceOptions {
   listPageSize?: number;
   /**
    * The pod annotations and the Secret data field the route table reads; everything else
-   * of each object is dropped as it arrives. Default: routingHosts, routingPaths, api-key.
+   * of each object is dropped as it arrives. Default: routingHosts, routingPaths,
+   * routingAffinity, api-key.
    */
   keep?: KeptFields;
 }
@@ -52,7 +53,7 @@ const DEFAULTS = {
   backoff: { initialMs: 500, maxMs: 30_000 },
   listTimeoutMs: 60_000,
   listPageSize: 500,
-  keep: { podAnnotations: ['routingHosts', 'routingPaths'], secretField: 'api-key' },
+  keep: { podAnnotations: ['routingHosts', 'routingPaths', 'routingAffinity'], secretField: 'api-key' },
 };
 
 /** Spreads watch ends over time so that many watches do not all reconnect together. */

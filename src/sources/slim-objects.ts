@@ -6,11 +6,11 @@ import type { ContainerPort, ObjectMeta, Pod, Secret } from '../core/kube-object
 // page by page and event by event, so a cluster of 50,000 pods never sits in memory whole.
 //
 // Kept per pod: name, namespace, uid, resourceVersion, creationTimestamp,
-// deletionTimestamp, labels, the two routing annotations, each container's name and ports,
+// deletionTimestamp, labels, the routing annotations, each container's name and ports,
 // phase, podIP and the Ready condition. Per Secret: its identity and the one data field.
 
 export interface KeptFields {
-  /** Pod annotations the route table reads (the hosts and paths annotations). */
+  /** Pod annotations the route table reads (hosts, paths and affinity). */
   podAnnotations: readonly string[];
   /** The Secret data field that holds the API key. */
   secretField: string;

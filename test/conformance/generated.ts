@@ -64,8 +64,8 @@ export function generatedConformance(mode: Mode): void {
   before(async () => {
     live = await startPods('gen', 4, 51);
     dead = [
-      { name: 'gen-dead-0', ...(await deadAddress('127.0.0.61')) },
-      { name: 'gen-dead-1', ...(await deadAddress('127.0.0.62')) },
+      { name: 'gen-dead-0', ...(await deadAddress('127.0.0.55')) },
+      { name: 'gen-dead-1', ...(await deadAddress('127.0.0.56')) },
     ];
     diff = await Differential.start(tableOf([]), { upstreamKeepalive: mode.upstreamKeepalive });
   });

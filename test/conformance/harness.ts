@@ -2,7 +2,7 @@ import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import type { Route, RouteTable } from '../../src/core/route-table.js';
+import type { Affinity, Route, RouteTable } from '../../src/core/route-table.js';
 import { createNginxDataPlane, type NginxDataPlane } from '../../nginx/process.js';
 import type { ClientLimits } from '../../nginx/client-directives.js';
 import { renderNginxConf } from '../../nginx/render.js';
@@ -23,6 +23,8 @@ export interface RouteSpec {
   path: string;
   pods: readonly { name: string; ip: string; port: number }[];
   apiKey?: string | null;
+  /** 'ip' for `hash $remote_addr consistent`; round robin when absent. */
+  affinity?: Affinity | null;
 }
 
 export function tableOf(specs: readonly RouteSpec[]): RouteTable {
@@ -31,6 +33,7 @@ export function tableOf(specs: readonly RouteSpec[]): RouteTable {
     path: s.path,
     namespace: 'default',
     apiKey: s.apiKey ?? null,
+    affinity: s.affinity ?? null,
     backends: [...s.pods]
       .map((p) => ({ pod: p.name, namespace: 'default', ip: p.ip, port: p.port }))
       .sort((a, b) => (a.pod < b.pod ? -1 : a.pod > b.pod ? 1 : 0)),
@@ -100,6 +103,8 @@ export interface PairOptions {
   upstreamKeepalive?: number;
   /** Client timeouts and limits on both sides (CLIENT_HEADER_TIMEOUT_MS, ...); nginx's defaults when absent. */
   clientLimits?: ClientLimits;
+  /** Test-only directives added to nginx's http block (the realip module, say). */
+  nginxHttpDirectives?: readonly string[];
 }
 
 /** The two modes every conformance suite runs in: the documented config, and upstream keep-alive. */
@@ -140,7 +145,10 @@ export async function startNginx(table: RouteTable, options: PairOptions = {}): 
   while (statusPort === port) statusPort = await pickFreeLoopbackPort();
   const s = options.upstreamTimeoutSeconds;
   // Short upstream timeouts, so that a timeout compares without waiting 60 s; the renderer is not changed.
-  const httpDirectives = s === undefined ? [] : [`proxy_connect_timeout ${s}s;`, `proxy_send_timeout ${s}s;`, `proxy_read_timeout ${s}s;`];
+  const httpDirectives = [
+    ...(s === undefined ? [] : [`proxy_connect_timeout ${s}s;`, `proxy_send_timeout ${s}s;`, `proxy_read_timeout ${s}s;`]),
+    ...(options.nginxHttpDirectives ?? []),
+  ];
   let generation = 0;
   // What the manager logs at warn and above: an apply after which old workers still accept fails here.
   const warnings: string[] = [];

@@ -90,12 +90,15 @@ export function parseResponse(data: Buffer, noBody: boolean, closed: boolean): R
   return r === null ? null : { kind: 'response', status: r.status, headers: r.headers, body: r.body };
 }
 
-/** Sends one request on a new connection and reads one response (or the close). */
-export function sendRaw(port: number, request: RawRequest | Buffer, timeoutMs = 10_000): Promise<RawOutcome> {
+/**
+ * Sends one request on a new connection and reads one response (or the close); from
+ * `localAddress` when given (any 127.x.y.z on Linux), as a client at that address.
+ */
+export function sendRaw(port: number, request: RawRequest | Buffer, timeoutMs = 10_000, localAddress?: string): Promise<RawOutcome> {
   const bytes = Buffer.isBuffer(request) ? request : serializeRequest(request);
   const noBody = !Buffer.isBuffer(request) && request.method === 'HEAD';
   return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1');
+    const socket = net.connect({ port, host: '127.0.0.1', ...(localAddress === undefined ? {} : { localAddress }) });
     let data = Buffer.alloc(0);
     let done = false;
     const finish = (outcome: RawOutcome | Error): void => {

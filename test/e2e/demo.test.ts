@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
+import { crc32Long, findChashPoint, initChashPoints } from '../../proxy/consistent-hash.js';
 import { adminPortOf, DEMO_START_TIMEOUT_MS, demoManifestCopy, demoPodItem, demoPodPids, isAlive, printedCommands, runShell } from '../support/demo.js';
 import { eventually } from '../support/eventually.js';
 import { runCli } from '../support/run-cli.js';
@@ -71,7 +72,7 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
     it('starts a process of the demo app for every running pod of the manifest', () => {
       assert.deepEqual(
         demo.logs.filter((l) => l.msg === 'demo pod started').map((l) => l.pod).sort(),
-        ['billing/billing-api-0', 'intruder/intruder-0', 'shop/shop-web-7d9f-a1', 'shop/shop-web-7d9f-b2', 'shop/shop-web-7d9f-c3', 'shop/shop-web-7d9f-d4'],
+        ['billing/billing-api-0', 'chat/chat-0', 'chat/chat-1', 'intruder/intruder-0', 'shop/shop-web-7d9f-a1', 'shop/shop-web-7d9f-b2', 'shop/shop-web-7d9f-c3', 'shop/shop-web-7d9f-d4'],
       );
     });
 
@@ -121,8 +122,21 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
       assert.equal(lines.at(-1), '< hello', 'the message comes back');
     });
 
+    it('prints two curls from two client addresses, each answered three times by the chat pod its address hashes to', async () => {
+      // The demo's copy moved the chat pods to 127.0.101.41 and .42, port 3000.
+      const points = initChashPoints(['127.0.101.41:3000', '127.0.101.42:3000']);
+      for (const [i, client] of [[6, '127.0.0.2'], [7, '127.0.0.4']] as const) {
+        const command = commands[i] ?? '';
+        assert.equal(command, `curl -s --interface ${client} -H 'Host: chat.k8s.local' 'http://127.0.0.1:${command.match(/:(\d+)\//)?.[1]}/?n=[1-3]'`);
+        const at = findChashPoint(points, crc32Long(client));
+        const expected = points.servers[points.server[at % points.number] as number] === '127.0.101.41:3000' ? 'chat-0' : 'chat-1';
+        const result = await runShell(command);
+        assert.deepEqual(podsAnswering(result.stdout), [expected, expected, expected], result.stdout + result.stderr);
+      }
+    });
+
     it('prints the status page address, and it answers', async () => {
-      const url = commands[6] ?? '';
+      const url = commands[8] ?? '';
       assert.equal(url, `http://127.0.0.1:${adminPortOf(demo)}/`);
       const page = await fetch(url);
       assert.equal(page.status, 200);
@@ -196,7 +210,7 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
       dir = await mkdtemp(join(tmpdir(), 'k8s-router-demo-kill-'));
       const demo = await startDemo(dir, await demoManifestCopy(dir, 107));
       const pids = demoPodPids(demo);
-      assert.equal(pids.length, 6);
+      assert.equal(pids.length, 8);
       process.kill(demo.pid, 'SIGKILL');
       assert.equal(await demo.stop(), 'SIGKILL');
       await eventually(() => pids.every((pid) => !isAlive(pid)), `the pods (${pids.join(', ')}) to exit`, 10_000);

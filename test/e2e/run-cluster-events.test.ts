@@ -94,6 +94,11 @@ describe('k8s-router run writes a Kubernetes Event on each rejected pod', { conc
       ['greedy-paths', { hosts: 'greedy-paths.test', paths: '80:/1 80:/2 80:/3 80:/4' }, ['TOO_MANY_PATHS']],
       ['claimant', { hosts: 'claimed.test', paths: '80:/', created: '2024-06-01T00:00:00Z' }, ['ROUTE_CLAIMED']],
       ['leaving', { hosts: 'leaving.test', paths: '80:/', deleting: true }, []],
+      // The affinity annotation reaches the router from the cluster, and a value it cannot take is reported.
+      ['bad-affinity', { hosts: 'bad-affinity.test', paths: '80:/', annotations: { routingAffinity: 'sticky' } }, ['BAD_AFFINITY']],
+      // Pods of one route asking for different affinities: the oldest decides, the other is told.
+      ['round-robin-first', { hosts: 'conflict.test', paths: '80:/', created: '2024-01-01T00:00:00Z' }, []],
+      ['sticky-later', { hosts: 'conflict.test', paths: '80:/', created: '2024-06-01T00:00:00Z', annotations: { routingAffinity: 'ip' } }, ['AFFINITY_CONFLICT']],
     ];
     api.upsert(pod('owner', { namespace: 'owner', hosts: 'claimed.test', paths: '80:/', created: '2024-01-01T00:00:00Z' }));
     for (const [name, spec] of kinds) api.upsert(pod(name, { namespace: 'kinds', ...spec }));

@@ -10,7 +10,7 @@ import type { RouterProcess } from './router-process.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const DEMO_MANIFEST = join(ROOT, 'examples', 'demo', 'demo.yaml');
-/** The demo starts six pod processes, then the router: on a busy machine that takes a while. */
+/** The demo starts eight pod processes, then the router: on a busy machine that takes a while. */
 export const DEMO_START_TIMEOUT_MS = 60_000;
 
 /**

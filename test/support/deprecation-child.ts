@@ -35,7 +35,7 @@ if (scenario === 'bare') {
   if (scenario === 'extend-elsewhere-first') (util as unknown as { _extend: (a: object, b: object) => object })._extend({}, {});
   const { startProxy } = await import('../../proxy/server.js');
   const proxy = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-K' });
-  await proxy.apply({ routes: [{ host: 'a.test', path: '/', namespace: 'ns', apiKey: null, backends: [{ pod: 'p', namespace: 'ns', ip: '127.0.0.1', port: podPort }] }], rejections: [] });
+  await proxy.apply({ routes: [{ host: 'a.test', path: '/', namespace: 'ns', apiKey: null, affinity: null, backends: [{ pod: 'p', namespace: 'ns', ip: '127.0.0.1', port: podPort }] }], rejections: [] });
   await get(proxy.port);
   if (scenario === 'other-warning') process.emitWarning('something else is deprecated', 'DeprecationWarning', 'DEP0999');
   await proxy.close();

@@ -8,8 +8,8 @@ import { nginxTest } from './nginx-check.js';
 import { parseNginxConf, type Directive } from './nginx-conf-parser.js';
 import { pod } from './objects.js';
 
-// The injection property (SPEC 3): whatever text tenants put in their annotations, pod
-// names or Secrets, the rendered config (1) is accepted by a real `nginx -t` and (2) has
+// The injection property (SPEC 3): whatever text tenants put in their annotations (hosts,
+// paths, affinity), pod names or Secrets, the rendered config (1) is accepted by a real `nginx -t` and (2) has
 // exactly the directives the template writes for the routes in the table, with tenant
 // values only where the template puts them. (2) is checked against an independent
 // description of the template below, on the config as nginx's tokenizer reads it.
@@ -55,6 +55,7 @@ export const caseArbitrary: fc.Arbitrary<Case> = fc
         namespace: fc.constantFrom('ns-a', 'ns-a', 'ns-b', 'ns-b', 'bad ns'),
         hosts: annotationText,
         paths: annotationText,
+        affinity: fc.oneof(fc.constantFrom('ip', 'ip', ' ip ', ''), annotationText),
         ip: fc.constantFrom('10.0.0.1', '10.0.0.2', '10.0.0.3', 'fd00::3', '10.0.0.1;'),
       }),
       { minLength: 1, maxLength: 4 },
@@ -68,7 +69,7 @@ export const caseArbitrary: fc.Arbitrary<Case> = fc
     ),
   })
   .map(({ pods, secrets }) => ({
-    pods: pods.map((p) => pod(p.name, { namespace: p.namespace, hosts: p.hosts, paths: p.paths, ip: p.ip })),
+    pods: pods.map((p) => pod(p.name, { namespace: p.namespace, hosts: p.hosts, paths: p.paths, ip: p.ip, annotations: { routingAffinity: p.affinity } })),
     secrets: secrets.map((s): Secret => ({ kind: 'Secret', metadata: { name: 'routing', namespace: s.namespace }, data: { 'api-key': s.value } })),
   }));
 
@@ -101,7 +102,12 @@ export function expectedDirectives(table: RouteTable, config: RouterConfig): Dir
       d('proxy_set_header', ['Connection', '$p_connection']),
       d('proxy_set_header', ['Host', '$host']),
       d('proxy_set_header', ['Upgrade', '$http_upgrade']),
-      ...[...upstreams].map(([route, name]) => d('upstream', [name], route.backends.map((b) => d('server', [target(b.ip, b.port)])))),
+      ...[...upstreams].map(([route, name]) =>
+        d('upstream', [name], [
+          ...(route.affinity === 'ip' ? [d('hash', ['$remote_addr', 'consistent'])] : []),
+          ...route.backends.map((b) => d('server', [target(b.ip, b.port)])),
+        ]),
+      ),
       ...hosts.map((host) => {
         const routes = table.routes.filter((r) => r.host === host);
         return d('server', [], [
