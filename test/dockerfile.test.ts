@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { parseAllDocuments } from 'yaml';
 import { NPM_CA_SECRET } from './image/build.js';
 
 // What can be checked by reading the Dockerfile: the stages, what the runtime stage takes
@@ -119,7 +120,10 @@ describe('Dockerfile', () => {
     const env = runtime.instructions.filter((i) => i.keyword === 'ENV').map((i) => i.args);
     assert.ok(env.includes('PORT=8080'), `ENV PORT=8080 in ${JSON.stringify(env)}`);
     assert.deepEqual(runtime.instructions.filter((i) => i.keyword === 'EXPOSE').map((i) => i.args), ['8080']);
-    assert.match(read('examples/k8s-router-daemonset.yaml'), /\{name: PORT, value: "8080"\}[^]*containerPort: 8080, hostPort: 80,/);
+    const daemonSet = parseAllDocuments(read('examples/k8s-router-daemonset.yaml')).map((d) => d.toJS()).find((o) => o.kind === 'DaemonSet');
+    const [container] = daemonSet.spec.template.spec.containers;
+    assert.deepEqual(container.env.find((e: { name: string }) => e.name === 'PORT'), { name: 'PORT', value: '8080' });
+    assert.deepEqual([container.ports[0].containerPort, container.ports[0].hostPort], [8080, 80]);
   });
 
   it('runs as a numeric non-root user, under tini, the compiled CLI', () => {
