@@ -47,7 +47,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/log/apt /var/log/dpkg.log \
            /etc/nginx/sites-enabled/default \
  && groupadd --system --gid 10001 k8s-router \
- && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin k8s-router
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin k8s-router
 WORKDIR /app
 # package.json says "type": "module", which makes Node load dist/ as ES modules.
 COPY --from=build /app/package.json ./

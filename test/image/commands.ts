@@ -23,7 +23,11 @@ export interface CommandOptions {
 export function runCommand(command: string, args: readonly string[], options: CommandOptions): Promise<CommandResult> {
   const started = Date.now();
   return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => {
@@ -58,11 +62,16 @@ export function lastLines(text: string, count = 30): string {
 }
 
 /** Runs the command and returns its standard output; throws, quoting its output, unless it exits 0. */
-export async function commandOutput(command: string, args: readonly string[], options: CommandOptions): Promise<string> {
+export async function commandOutput(
+  command: string,
+  args: readonly string[],
+  options: CommandOptions,
+): Promise<string> {
   const result = await runCommand(command, args, options);
   if (result.exit !== 0) {
     throw new Error(
-      `\`${command} ${args.join(' ')}\` ended with ${result.exit} after ${result.ms} ms:\n${lastLines(`${result.stdout}\n${result.stderr}`)}`,
+      `\`${command} ${args.join(' ')}\` ended with ${result.exit} after ${result.ms} ms:\n` +
+        lastLines(`${result.stdout}\n${result.stderr}`),
     );
   }
   return result.stdout;

@@ -40,7 +40,9 @@ export function runAsDeployed(daemonSet: Obj, image: string, fields: Record<stri
   if (container === undefined) throw new Error(`no container of ${daemonSet.metadata.name} runs the image ${image}`);
   const security = { ...pod.securityContext, ...container.securityContext } as Obj;
   if (security.runAsNonRoot !== true || !(security.runAsUser > 0) || !(security.runAsGroup > 0)) {
-    throw new Error(`${daemonSet.metadata.name}: the image test expects runAsNonRoot and a numeric non-root user and group`);
+    throw new Error(
+      `${daemonSet.metadata.name}: the image test expects runAsNonRoot and a numeric non-root user and group`,
+    );
   }
   const flags = [`--user=${security.runAsUser}:${security.runAsGroup}`];
   for (const cap of (security.capabilities?.drop ?? []) as string[]) flags.push(`--cap-drop=${cap}`);
@@ -48,7 +50,9 @@ export function runAsDeployed(daemonSet: Obj, image: string, fields: Record<stri
   if (security.allowPrivilegeEscalation === false) flags.push('--security-opt=no-new-privileges');
   // Kubernetes' RuntimeDefault is the runtime's own profile: podman's default.
   if (security.seccompProfile !== undefined && security.seccompProfile.type !== 'RuntimeDefault') {
-    throw new Error(`seccompProfile ${JSON.stringify(security.seccompProfile)}: the image test knows RuntimeDefault only`);
+    throw new Error(
+      `seccompProfile ${JSON.stringify(security.seccompProfile)}: the image test knows RuntimeDefault only`,
+    );
   }
   // podman's --read-only also mounts tmpfs on /run and /var/tmp unless told not to; a pod gets only its volumes.
   if (security.readOnlyRootFilesystem === true) flags.push('--read-only', '--read-only-tmpfs=false');

@@ -16,11 +16,15 @@ const INSTALL_HINT = 'Debian: apt-get install -y podman runc mmdebstrap';
 /** One line saying why podman cannot run containers here, or null when it can. */
 export async function podmanProblem(): Promise<string | null> {
   const version = await runCommand('podman', ['--version'], { timeoutMs: 30_000 });
-  if (version.exit !== 0) return `podman does not run here (${firstLine(version.stderr) || `exit ${version.exit}`}); ${INSTALL_HINT}`;
+  if (version.exit !== 0)
+    return `podman does not run here (${firstLine(version.stderr) || `exit ${version.exit}`}); ${INSTALL_HINT}`;
   const runc = await runCommand('runc', ['--version'], { timeoutMs: 30_000 });
   if (runc.exit !== 0) return `runc, the OCI runtime the image test uses, does not run here; ${INSTALL_HINT}`;
-  const info = await runCommand('podman', [...PODMAN_GLOBAL, 'info', '--format', '{{.Host.OCIRuntime.Name}}'], { timeoutMs: 60_000 });
-  if (info.exit !== 0) return `podman cannot run containers here: ${firstLine(info.stderr) || `podman info exited ${info.exit}`}`;
+  const info = await runCommand('podman', [...PODMAN_GLOBAL, 'info', '--format', '{{.Host.OCIRuntime.Name}}'], {
+    timeoutMs: 60_000,
+  });
+  if (info.exit !== 0)
+    return `podman cannot run containers here: ${firstLine(info.stderr) || `podman info exited ${info.exit}`}`;
   return null;
 }
 
@@ -50,7 +54,9 @@ export async function grantableUlimits(): Promise<string[]> {
 
 /** The image's ID, or null when there is no image of that name. */
 export async function imageId(name: string): Promise<string | null> {
-  const result = await runCommand('podman', [...PODMAN_GLOBAL, 'image', 'inspect', '--format', '{{.Id}}', name], { timeoutMs: 60_000 });
+  const result = await runCommand('podman', [...PODMAN_GLOBAL, 'image', 'inspect', '--format', '{{.Id}}', name], {
+    timeoutMs: 60_000,
+  });
   return result.exit === 0 ? result.stdout.trim() : null;
 }
 

@@ -63,7 +63,9 @@ function luaNginxConf(port: number): string {
     '  server {',
     `    listen 127.0.0.1:${port};`,
     '    location / {',
-    '      content_by_lua_block { ngx.say("ngx_lua ", ngx.config.ngx_lua_version, ", resty.core ", require("resty.core").version) }',
+    '      content_by_lua_block {',
+    '        ngx.say("ngx_lua ", ngx.config.ngx_lua_version, ", resty.core ", require("resty.core").version)',
+    '      }',
     '    }',
     '  }',
     '}',
@@ -86,23 +88,42 @@ describe('the image: built from the Dockerfile, run as the example DaemonSet run
     daemonSet = documents.find((o) => o.kind === 'DaemonSet');
     const base = baseImageOf(await readFile(join(ROOT, 'Dockerfile'), 'utf8'));
     const ready = await ensureBaseImage(base, report);
-    report(`base image ${base.name}: ${ready.how} in ${seconds(ready.ms)}, ${megabytes(await imageSize(base.qualified))}`);
+    report(
+      `base image ${base.name}: ${ready.how} in ${seconds(ready.ms)}, ${megabytes(await imageSize(base.qualified))}`,
+    );
 
     await mkdir(join(ROOT, 'test-output'), { recursive: true });
     const built = await buildImage(ROOT, IMAGE, ulimits, join(ROOT, 'test-output', 'image-build.log'));
-    report(`podman build: ${seconds(built.ms)} (${built.ca === null ? 'no extra CA' : `npm's extra CA ${built.ca} as a build secret`})`);
+    report(
+      `podman build: ${seconds(built.ms)} ` +
+        `(${built.ca === null ? 'no extra CA' : `npm's extra CA ${built.ca} as a build secret`})`,
+    );
     report(`image ${IMAGE}: ${megabytes(await imageSize(IMAGE))}; the layers the runtime stage adds to the base:`);
-    const history = await podman(['history', '--no-trunc', '--format', '{{.Size}}|{{.CreatedBy}}', IMAGE], { timeoutMs: 60_000 });
-    for (const [size = '', step = ''] of history.trim().split('\n').slice(0, -1).map((l) => l.split('|'))) {
+    const history = await podman(['history', '--no-trunc', '--format', '{{.Size}}|{{.CreatedBy}}', IMAGE], {
+      timeoutMs: 60_000,
+    });
+    for (const [size = '', step = ''] of history
+      .trim()
+      .split('\n')
+      .slice(0, -1)
+      .map((l) => l.split('|'))) {
       const copied = /#\(nop\) COPY \S+ in (\S+)/.exec(step)?.[1];
-      if (size !== '0 B') report(`  ${size.padStart(8)}  ${copied === undefined ? step.replace('/bin/sh -c ', 'RUN ').slice(0, 100) : `COPY to ${copied}`}`);
+      if (size !== '0 B')
+        report(
+          `  ${size.padStart(8)}  ` +
+            (copied === undefined ? step.replace('/bin/sh -c ', 'RUN ').slice(0, 100) : `COPY to ${copied}`),
+        );
     }
 
     work = await mkdtemp(join(tmpdir(), 'k8s-router-image-test-'));
     // Readable by the container's user, as a ConfigMap volume is (mkdtemp makes it 0700).
     await chmod(work, 0o755);
     // 127.0.0.200-230 is this test's range of pod addresses.
-    pods = [await startPod('shop-0', '127.0.0.200'), await startPod('shop-1', '127.0.0.201'), await startPod('billing-0', '127.0.0.202')];
+    pods = [
+      await startPod('shop-0', '127.0.0.200'),
+      await startPod('shop-1', '127.0.0.201'),
+      await startPod('billing-0', '127.0.0.202'),
+    ];
     const [shop0, shop1, billing0] = pods as [TestPod, TestPod, TestPod];
     const shop = { namespace: 'shop', hosts: 'shop.image.test', paths: ['/shop', '/ws'] };
     await writeFile(
@@ -123,34 +144,67 @@ describe('the image: built from the Dockerfile, run as the example DaemonSet run
   });
 
   it('loads every production dependency it ships', async () => {
-    const { dependencies } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
-    const script = `for (const name of ${JSON.stringify(Object.keys(dependencies))}) await import(name); console.log('loaded');`;
+    const { dependencies } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+    };
+    const names = JSON.stringify(Object.keys(dependencies));
+    const script = `for (const name of ${names}) await import(name); console.log('loaded');`;
     const result = await runCommand(
       'podman',
-      [...PODMAN_GLOBAL, 'run', '--rm', '--network=none', ...ulimits, '--entrypoint=node', IMAGE, '--input-type=module', '-e', script],
+      [
+        ...PODMAN_GLOBAL,
+        'run',
+        '--rm',
+        '--network=none',
+        ...ulimits,
+        '--entrypoint=node',
+        IMAGE,
+        '--input-type=module',
+        '-e',
+        script,
+      ],
       { timeoutMs: 120_000 },
     );
     assert.equal(`${result.exit} ${result.stdout.trim()}`, '0 loaded', result.stderr);
   });
 
-  it("answers a request from Lua in nginx: Debian's Lua module and lua-resty-core, which the dynamic mode needs", async () => {
+  it("answers from Lua in nginx: Debian's Lua module and lua-resty-core, which the dynamic mode needs", async () => {
     const luaPort = await pickFreeLoopbackPort();
     await writeFile(join(work, 'lua.conf'), luaNginxConf(luaPort));
     await chmod(join(work, 'lua.conf'), 0o644);
     const name = `k8s-router-image-test-lua-${process.pid}`;
     const { flags } = runAsDeployed(daemonSet, 'k8s-router', { 'metadata.name': name });
-    const args = [...PODMAN_GLOBAL, 'run', '--rm', `--name=${name}`, '--network=host', ...ulimits, ...flags, `--volume=${work}:${MANIFEST_DIR}:ro`];
-    const nginx = spawn('podman', [...args, '--entrypoint=nginx', IMAGE, '-p', '/tmp', '-e', 'stderr', '-c', `${MANIFEST_DIR}/lua.conf`], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const args = [
+      ...PODMAN_GLOBAL,
+      'run',
+      '--rm',
+      `--name=${name}`,
+      '--network=host',
+      ...ulimits,
+      ...flags,
+      `--volume=${work}:${MANIFEST_DIR}:ro`,
+    ];
+    const nginx = spawn(
+      'podman',
+      [...args, '--entrypoint=nginx', IMAGE, '-p', '/tmp', '-e', 'stderr', '-c', `${MANIFEST_DIR}/lua.conf`],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     let stderr = '';
     nginx.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
     try {
-      const body = await eventually(async () => {
-        if (nginx.exitCode !== null) throw new Error(`nginx exited ${nginx.exitCode}: ${stderr}`);
-        const answer = await fetch(`http://127.0.0.1:${luaPort}/`, { signal: AbortSignal.timeout(2_000) }).catch(() => null);
-        return answer?.status === 200 ? answer.text() : undefined;
-      }, 'nginx in the image to answer from Lua', 60_000);
+      const body = await eventually(
+        async () => {
+          if (nginx.exitCode !== null) throw new Error(`nginx exited ${nginx.exitCode}: ${stderr}`);
+          const answer = await fetch(`http://127.0.0.1:${luaPort}/`, { signal: AbortSignal.timeout(2_000) }).catch(
+            () => null,
+          );
+          return answer?.status === 200 ? answer.text() : undefined;
+        },
+        'nginx in the image to answer from Lua',
+        60_000,
+      );
       report(`nginx in the image answers from Lua: ${body.trim()}`);
       assert.match(body, /^ngx_lua \d+, resty\.core \d+\.\d+\.\d+\n$/);
     } finally {
@@ -164,7 +218,8 @@ describe('the image: built from the Dockerfile, run as the example DaemonSet run
       let router: RouterProcess;
       let port: number;
       let adminPort: number;
-      const admin = (path: string): Promise<Response> => fetch(`http://127.0.0.1:${adminPort}${path}`, { signal: AbortSignal.timeout(5_000) });
+      const admin = (path: string): Promise<Response> =>
+        fetch(`http://127.0.0.1:${adminPort}${path}`, { signal: AbortSignal.timeout(5_000) });
       const get = (host: string, path: string, headers: [string, string][] = []): Promise<RawOutcome> =>
         sendRaw(port, { method: 'GET', target: path, headers: [['Host', host], ...headers] }, 5_000);
       const logsSoFar = (): string => router.logs.map((l) => JSON.stringify(l)).join('\n');
@@ -202,23 +257,32 @@ describe('the image: built from the Dockerfile, run as the example DaemonSet run
         report(`NGINX_MODE=${mode}: podman ${args.join(' ')}`);
         const started = Date.now();
         router = followRouter(spawn('podman', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
-        await router.waitForLog((l) => l.msg === 'k8s-router is serving', 'the router in the container to serve', 90_000);
+        await router.waitForLog(
+          (l) => l.msg === 'k8s-router is serving',
+          'the router in the container to serve',
+          90_000,
+        );
         report(`NGINX_MODE=${mode}: serving ${seconds(Date.now() - started)} after podman run`);
       });
 
       after(async () => {
         // Only when a check failed before the container was stopped.
-        if (router !== undefined && !router.hasExited()) await runCommand('podman', [...PODMAN_GLOBAL, 'rm', '--force', name], { timeoutMs: 60_000 });
+        if (router !== undefined && !router.hasExited())
+          await runCommand('podman', [...PODMAN_GLOBAL, 'rm', '--force', name], { timeoutMs: 60_000 });
       });
 
       it('answers /healthz, and /readyz with 200 once nginx serves the first table', async () => {
         const health = await admin('/healthz');
         assert.equal(health.status, 200);
         assert.equal(((await health.json()) as { status: string }).status, 'ok');
-        const ready = await eventually(async () => {
-          const answer = await admin('/readyz');
-          return answer.status === 200 ? ((await answer.json()) as { ready: boolean; reason: string }) : undefined;
-        }, '/readyz to answer 200', 30_000);
+        const ready = await eventually(
+          async () => {
+            const answer = await admin('/readyz');
+            return answer.status === 200 ? ((await answer.json()) as { ready: boolean; reason: string }) : undefined;
+          },
+          '/readyz to answer 200',
+          30_000,
+        );
         assert.equal(ready.ready, true, ready.reason);
       });
 
@@ -250,7 +314,10 @@ describe('the image: built from the Dockerfile, run as the example DaemonSet run
       });
 
       it('carries a WebSocket through nginx, echoed by a pod', async () => {
-        const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { headers: { Host: 'shop.image.test' }, handshakeTimeout: 5_000 });
+        const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, {
+          headers: { Host: 'shop.image.test' },
+          handshakeTimeout: 5_000,
+        });
         try {
           await new Promise<void>((resolve, reject) => {
             ws.once('open', resolve);
@@ -268,7 +335,8 @@ describe('the image: built from the Dockerfile, run as the example DaemonSet run
         const answer = await admin('/metrics');
         assert.equal(answer.status, 200);
         const text = await answer.text();
-        const value = (line: string): string | undefined => new RegExp(`^${line.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1];
+        const value = (line: string): string | undefined =>
+          new RegExp(`^${line.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1];
         assert.deepEqual(
           {
             info: value('k8s_router_info{backend="nginx",source="manifest"}'),
@@ -277,15 +345,26 @@ describe('the image: built from the Dockerfile, run as the example DaemonSet run
             routes: value('k8s_router_routes'),
           },
           { info: '1', ready: '1', nginxUp: '1', routes: '3' },
-          text.split('\n').filter((l) => l.startsWith('k8s_router_')).join('\n'),
+          text
+            .split('\n')
+            .filter((l) => l.startsWith('k8s_router_'))
+            .join('\n'),
         );
       });
 
-      it('runs every process (tini, the router, the nginx master and worker) as uid 10001 with no capability', async () => {
+      it('runs every process (tini, the router, nginx master and worker) as uid 10001, no capability', async () => {
         const top = await podman(['top', name, 'huser', 'capeff', 'args'], { timeoutMs: 60_000 });
-        const processes = top.trim().split('\n').slice(1).map((line) => line.trim().split(/\s+/));
+        const processes = top
+          .trim()
+          .split('\n')
+          .slice(1)
+          .map((line) => line.trim().split(/\s+/));
         const commands = processes.map((p) => p.slice(2).join(' '));
-        assert.ok(commands.some((c) => c.startsWith('nginx: master process')) && commands.some((c) => c.startsWith('nginx: worker process')), top);
+        assert.ok(
+          commands.some((c) => c.startsWith('nginx: master process')) &&
+            commands.some((c) => c.startsWith('nginx: worker process')),
+          top,
+        );
         assert.ok(processes.length >= 4, top);
         for (const [user, caps] of processes) assert.deepEqual([user, caps], ['10001', 'none'], top);
       });
@@ -297,7 +376,10 @@ describe('the image: built from the Dockerfile, run as the example DaemonSet run
         const stopMs = Date.now() - started;
         const exit = await router.exited;
         const stopped = router.logs.find((l) => l.msg === 'stopped');
-        report(`NGINX_MODE=${mode}: podman stop took ${stopMs} ms (the router's own stop: ${String(stopped?.ms)} ms); exit status ${exit}`);
+        report(
+          `NGINX_MODE=${mode}: podman stop took ${stopMs} ms ` +
+            `(the router's own stop: ${String(stopped?.ms)} ms); exit status ${exit}`,
+        );
         assert.equal(exit, 0, logsSoFar());
         assert.ok(stopMs < STOP_BOUND_MS, `stopped after ${stopMs} ms`);
       });
