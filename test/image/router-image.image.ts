@@ -138,6 +138,18 @@ describe('the image: built from the Dockerfile, run as the example DaemonSet run
     await chmod(join(work, 'cluster.yaml'), 0o644);
   });
 
+  /** `podman run` for a container named `name`, run with the DaemonSet's `flags`, the test's files mounted. */
+  const runAsDaemonSet = (name: string, flags: string[]): string[] => [
+    ...PODMAN_GLOBAL,
+    'run',
+    '--rm',
+    `--name=${name}`,
+    '--network=host',
+    ...ulimits,
+    ...flags,
+    `--volume=${work}:${MANIFEST_DIR}:ro`,
+  ];
+
   after(async () => {
     await Promise.all(pods.map((p) => p.close()));
     if (work !== undefined) await rm(work, { recursive: true, force: true });
@@ -174,19 +186,19 @@ describe('the image: built from the Dockerfile, run as the example DaemonSet run
     await chmod(join(work, 'lua.conf'), 0o644);
     const name = `k8s-router-image-test-lua-${process.pid}`;
     const { flags } = runAsDeployed(daemonSet, 'k8s-router', { 'metadata.name': name });
-    const args = [
-      ...PODMAN_GLOBAL,
-      'run',
-      '--rm',
-      `--name=${name}`,
-      '--network=host',
-      ...ulimits,
-      ...flags,
-      `--volume=${work}:${MANIFEST_DIR}:ro`,
-    ];
     const nginx = spawn(
       'podman',
-      [...args, '--entrypoint=nginx', IMAGE, '-p', '/tmp', '-e', 'stderr', '-c', `${MANIFEST_DIR}/lua.conf`],
+      [
+        ...runAsDaemonSet(name, flags),
+        '--entrypoint=nginx',
+        IMAGE,
+        '-p',
+        '/tmp',
+        '-e',
+        'stderr',
+        '-c',
+        `${MANIFEST_DIR}/lua.conf`,
+      ],
       {
         stdio: ['ignore', 'ignore', 'pipe'],
       },
@@ -238,14 +250,7 @@ describe('the image: built from the Dockerfile, run as the example DaemonSet run
           ...(mode === 'documented' ? {} : { NGINX_MODE: mode }),
         };
         const args = [
-          ...PODMAN_GLOBAL,
-          'run',
-          '--rm',
-          `--name=${name}`,
-          '--network=host',
-          ...ulimits,
-          ...deployed.flags,
-          `--volume=${work}:${MANIFEST_DIR}:ro`,
+          ...runAsDaemonSet(name, deployed.flags),
           ...Object.entries(env).map(([k, v]) => `--env=${k}=${v}`),
           IMAGE,
           ...deployed.args,
