@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { parseAllDocuments } from 'yaml';
+import { NPM_CA_SECRET } from './image/build.js';
 
-// No Docker engine here, so the image cannot be built in CI: these check by reading what
-// can be checked. The stages, what the runtime stage takes from them, the user and the
-// entrypoint, and that the Node in the image is the one CI tests on.
+// What can be checked by reading the Dockerfile: the stages, what the runtime stage takes
+// from them, the packages, the user, the port and the entrypoint, and that the Node in the
+// image is the one CI tests on. The proof that the image works is `npm run test:image`,
+// which builds it and runs it as the example DaemonSet does.
 
 const read = (path: string): string => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8');
 
@@ -84,16 +87,53 @@ describe('Dockerfile', () => {
       '--from=build /app/package.json ./',
       '--from=production-dependencies /app/node_modules ./node_modules',
     ]);
-    const ignored = read('.dockerignore').split('\n').map((l) => l.trim());
-    for (const path of ['node_modules', 'dist', 'test', 'bench', '.git']) assert.ok(ignored.includes(path), `.dockerignore leaves out ${path}`);
   });
 
-  it("adds Debian's nginx and tini, without the default site, and lets nginx and node bind port 80 unprivileged", () => {
+  it('gets a build context of exactly the files the stages copy from it', () => {
+    const lines = read('.dockerignore')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '' && !l.startsWith('#'));
+    assert.equal(lines[0], '*', '.dockerignore leaves everything out first');
+    const allowed = lines.slice(1).map((l) => l.replace(/^!/, ''));
+    const fromContext = stages
+      .flatMap((s) => copies(s).filter((c) => !c.startsWith('--from')))
+      .flatMap((c) => c.split(' ').slice(0, -1));
+    assert.deepEqual([...allowed].sort(), [...new Set(fromContext)].sort());
+  });
+
+  it('reads the extra CA bundle npm may need as a build secret, which no layer keeps', () => {
+    const npmSteps = stages
+      .flatMap((s) => s.instructions)
+      .filter((i) => i.keyword === 'RUN' && i.args.includes('npm ci'));
+    assert.equal(npmSteps.length, 2);
+    for (const step of npmSteps) {
+      assert.match(step.args, new RegExp(`--mount=type=secret,id=${NPM_CA_SECRET}\\b`));
+      const secret = `/run/secrets/${NPM_CA_SECRET}`;
+      assert.match(step.args, new RegExp(`NODE_EXTRA_CA_CERTS="\\$\\(test -s ${secret} && echo ${secret}\\)"`));
+    }
+    assert.doesNotMatch(runtime.instructions.map((i) => i.args).join('\n'), /npm-ca|NODE_EXTRA_CA_CERTS/);
+  });
+
+  it("adds Debian's nginx, its Lua module, lua-resty-core and tini, no default site, no file capability", () => {
     const run = runs(runtime);
-    assert.match(run, /apt-get install -y --no-install-recommends nginx tini/);
+    assert.match(run, /apt-get install -y --no-install-recommends nginx libnginx-mod-http-lua lua-resty-core tini /);
     assert.match(run, /rm -rf [^&]*\/etc\/nginx\/sites-enabled\/default/);
-    assert.match(run, /setcap cap_net_bind_service=\+ep \/usr\/sbin\/nginx/);
-    assert.match(run, /setcap cap_net_bind_service=\+ep "\$\(readlink -f \/usr\/local\/bin\/node\)"/);
+    assert.match(run, /rm -rf [^&]*\/var\/lib\/apt\/lists\/\*/);
+    // Purging libcap2-bin once removed nginx with it (nginx needs iproute2, which needs libcap2-bin).
+    assert.doesNotMatch(read('Dockerfile'), /setcap|libcap2-bin|purge/);
+  });
+
+  it('listens on an unprivileged port, the one the example DaemonSet maps port 80 to', () => {
+    const env = runtime.instructions.filter((i) => i.keyword === 'ENV').map((i) => i.args);
+    assert.ok(env.includes('PORT=8080'), `ENV PORT=8080 in ${JSON.stringify(env)}`);
+    assert.deepEqual(runtime.instructions.filter((i) => i.keyword === 'EXPOSE').map((i) => i.args), ['8080']);
+    const daemonSet = parseAllDocuments(read('examples/k8s-router-daemonset.yaml'))
+      .map((d) => d.toJS())
+      .find((o) => o.kind === 'DaemonSet');
+    const [container] = daemonSet.spec.template.spec.containers;
+    assert.deepEqual(container.env.find((e: { name: string }) => e.name === 'PORT'), { name: 'PORT', value: '8080' });
+    assert.deepEqual([container.ports[0].containerPort, container.ports[0].hostPort], [8080, 80]);
   });
 
   it('runs as a numeric non-root user, under tini, the compiled CLI', () => {
@@ -107,7 +147,7 @@ describe('Dockerfile', () => {
     assert.deepEqual(JSON.parse(runtime.instructions.find((i) => i.keyword === 'CMD')?.args ?? '[]'), ['run']);
   });
 
-  it('uses Node 24 in every stage, which package.json allows and CI tests on', () => {
+  it('uses Node 24 in every stage, which package.json allows and CI tests on, and CI builds and runs it', () => {
     assert.deepEqual(stages.map((s) => s.image), stages.map(() => 'node:24-bookworm-slim'));
     const major = nodeMajor(runtime.image);
     const engines = (JSON.parse(read('package.json')) as { engines: { node: string } }).engines.node;
@@ -116,5 +156,6 @@ describe('Dockerfile', () => {
     const ci = read('.ci/run');
     assert.match(ci, new RegExp(`node@${major}\\b`), 'CI installs the same Node major');
     assert.match(ci, /^npm test$/m, 'and runs the suite again');
+    assert.match(ci, /^npm run test:image$/m, 'and builds and runs the image');
   });
 });

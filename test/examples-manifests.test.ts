@@ -9,8 +9,10 @@ import { buildRouteTable } from '../src/core/route-table.js';
 
 // The Kubernetes manifests in examples/ must agree with the code: current API versions,
 // router containers configured only with real settings whose values parse, probes on
-// the admin server's port and paths, ports that match, least-privilege RBAC naming the
-// Secret the routers read, and a demo app the default router would route.
+// the admin server's port and paths, ports that match, no capability or privilege, a
+// NetworkPolicy that keeps the admin ports in, least-privilege RBAC naming the Secret
+// the routers read, and a demo app the default router would route. (The image test runs
+// the edge DaemonSet's container as written: test/image/.)
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -33,7 +35,10 @@ const CURRENT_API: Record<string, string> = {
   ClusterRoleBinding: 'rbac.authorization.k8s.io/v1',
   DaemonSet: 'apps/v1',
   Deployment: 'apps/v1',
+  NetworkPolicy: 'networking.k8s.io/v1',
 };
+
+
 
 const setting = (env: string): Setting => {
   const found = SETTINGS.find((s) => s.env === env);
@@ -44,7 +49,10 @@ const defaultOf = (env: string): string => setting(env).default;
 
 interface RouterContainer {
   where: string;
+  file: string;
   pod: Obj;
+  /** The labels of the pods its DaemonSet makes. */
+  labels: Record<string, string>;
   container: Obj;
   /** The settings its env gives, the rest defaults. */
   config: RouterConfig;
@@ -61,7 +69,9 @@ const routers: RouterContainer[] = [...ofKind('DaemonSet'), ...ofKind('Deploymen
       for (const e of (container.env ?? []) as Obj[]) env[e.name] = e.value ?? `from-${e.valueFrom?.fieldRef?.fieldPath}`;
       return {
         where: `${file} ${obj.metadata.name}/${container.name}`,
+        file,
         pod: obj.spec.template.spec as Obj,
+        labels: obj.spec.template.metadata.labels as Record<string, string>,
         container,
         // Only the settings this branch knows of are loaded here; each env name is checked below.
         config: loadConfig({ ...env, POD_NAME: env.POD_NAME === 'from-metadata.name' ? 'k8s-router-x7k2p' : (env.POD_NAME ?? '') }),
@@ -102,19 +112,45 @@ describe('examples/ manifests', () => {
     }
   });
 
-  it('declare the port the router listens on, and probe the admin server on 127.0.0.1 at its port', () => {
+  it("listen on an unprivileged port the node's port maps to, and probe the admin server at the pod's IP", () => {
     for (const { where, pod, container, config, adminPort } of routers) {
-      assert.deepEqual(container.ports.map((p: Obj) => p.containerPort), [config.port], where);
-      assert.equal(pod.hostNetwork, true, `${where}: hostNetwork`);
-      assert.equal(pod.dnsPolicy, 'ClusterFirstWithHostNet', `${where}: cluster DNS with hostNetwork`);
-      assert.equal(defaultOf('ADMIN_ADDRESS'), '127.0.0.1', 'the admin server listens on loopback by default');
+      // The pod network, not the node's: the node's port comes through a hostPort.
+      assert.equal(pod.hostNetwork, undefined, `${where}: no hostNetwork`);
+      assert.equal(pod.dnsPolicy, undefined, `${where}: the default cluster DNS`);
+      assert.ok(config.port >= 1024, `${where}: PORT ${config.port} needs no privilege`);
+      const [http, adminPortEntry, ...more] = container.ports as Obj[];
+      assert.deepEqual(more, [], where);
+      assert.equal(http?.containerPort, config.port, `${where}: the data plane's port is declared`);
+      assert.ok(http?.hostPort > 0 && http.hostPort < 1024, `${where}: a privileged port of the node maps to it`);
+      // The admin port is never on the node's addresses.
+      const admin = [adminPortEntry?.containerPort, adminPortEntry?.hostPort];
+      assert.deepEqual(admin, [adminPort(), undefined], `${where}: admin port`);
+      // No httpGet.host: the kubelet probes the pod's IP; the admin server listens on every
+      // address of the pod (its loopback too, for kubectl port-forward).
+      assert.equal(config.adminAddress, '0.0.0.0', `${where}: ADMIN_ADDRESS`);
       for (const [probe, path] of [['livenessProbe', '/healthz'], ['readinessProbe', '/readyz']] as const) {
-        assert.deepEqual(container[probe].httpGet, { host: defaultOf('ADMIN_ADDRESS'), port: adminPort(), path }, `${where}: ${probe}`);
+        assert.deepEqual(container[probe].httpGet, { port: adminPort(), path }, `${where}: ${probe}`);
       }
       assert.ok(container.resources.requests.cpu && container.resources.requests.memory && container.resources.limits.memory, `${where}: resources`);
     }
     const edge = routers.find((r) => r.where.includes('daemonset'));
     assert.equal(edge?.adminPort(), Number(defaultOf('ADMIN_PORT')), 'the edge router relies on the default admin port');
+    assert.equal(edge?.container.ports[0].hostPort, 80, "the edge router serves the node's port 80");
+  });
+
+  it("let anyone reach the routers' ports and keep the admin ports to the node (NetworkPolicy)", () => {
+    for (const file of new Set(routers.map((r) => r.file))) {
+      const inFile = routers.filter((r) => r.file === file);
+      const policies = ofKind('NetworkPolicy').filter((p) => p.file === file).map((p) => p.obj);
+      assert.equal(policies.length, 1, `${file}: one NetworkPolicy`);
+      const spec = policies[0]?.spec as Obj;
+      assert.deepEqual(spec.podSelector, { matchLabels: inFile[0]?.labels }, `${file}: it selects the routers`);
+      assert.deepEqual(spec.policyTypes, ['Ingress'], file);
+      // One rule, with ports and no "from": those ports from anywhere; every other port (the
+      // admin ports) only from the pod's own node, which NetworkPolicy always lets in.
+      const ports = inFile.map((r) => ({ protocol: 'TCP', port: r.config.port }));
+      assert.deepEqual(spec.ingress, [{ ports }], file);
+    }
   });
 
   it('keep the routers of one pod apart: selectors, annotations, Secret fields, ports and admin ports', () => {
@@ -127,25 +163,24 @@ describe('examples/ manifests', () => {
       ['paths annotation', (r: RouterContainer) => r.config.pathsAnnotation],
       ['secret location', (r: RouterContainer) => r.config.apiKeySecret],
       ['port', (r: RouterContainer) => r.config.port],
+      ["node's port", (r: RouterContainer) => r.container.ports[0].hostPort],
       ['admin port', (r: RouterContainer) => r.adminPort()],
     ] as const) {
       assert.equal(distinct(pick), 2, `the two routers differ in ${what}`);
     }
   });
 
-  it('run as the image user, allowed to bind port 80 through the file capability and nothing more', () => {
+  it('run as the image user, with no capability and no privilege escalation, on a read-only root', () => {
     const dockerUser = /^USER (\d+):(\d+)$/m.exec(readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8'));
-    for (const { where, pod, container, config } of routers) {
+    for (const { where, pod, container } of routers) {
       assert.deepEqual(
         [pod.securityContext.runAsNonRoot, pod.securityContext.runAsUser, pod.securityContext.runAsGroup],
         [true, Number(dockerUser?.[1]), Number(dockerUser?.[2])],
         where,
       );
-      const sc = container.securityContext;
-      assert.deepEqual(sc.capabilities, config.port < 1024 ? { drop: ['ALL'], add: ['NET_BIND_SERVICE'] } : { drop: ['ALL'] }, where);
-      // no_new_privs (allowPrivilegeEscalation: false) would disable the file capability.
-      assert.equal(sc.allowPrivilegeEscalation, config.port < 1024, where);
-      assert.equal(sc.readOnlyRootFilesystem, true, where);
+      assert.deepEqual(pod.securityContext.seccompProfile, { type: 'RuntimeDefault' }, where);
+      const none = { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } };
+      assert.deepEqual(container.securityContext, none, where);
       assert.ok(
         (container.volumeMounts as Obj[]).some((m) => m.mountPath === '/tmp') && defaultOf('NGINX_PREFIX') === 'auto',
         `${where}: a writable /tmp for the nginx prefix (NGINX_PREFIX=auto)`,

@@ -38,13 +38,11 @@ export interface RouterProcessOptions {
   nodeArgs?: string[];
 }
 
-export async function startRouterProcess(args: string[], env: Record<string, string> = {}, options: RouterProcessOptions = {}): Promise<RouterProcess> {
-  const { command = 'run', startTimeoutMs = 15_000, nodeArgs = [] } = options;
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/cli.ts', command, ...args], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', LOG_LEVEL: 'debug', ADMIN_PORT: '0', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/**
+ * Follows a child that runs the router (directly, or in a container whose output it
+ * relays): its log lines on standard error, its standard output and its exit.
+ */
+export function followRouter(child: ChildProcess): RouterProcess {
   const logs: Array<Record<string, unknown>> = [];
   const waiters = new Set<() => void>();
   let out = '';
@@ -116,13 +114,24 @@ export async function startRouterProcess(args: string[], env: Record<string, str
       }
     },
   };
+  return router;
+}
+
+export async function startRouterProcess(args: string[], env: Record<string, string> = {}, options: RouterProcessOptions = {}): Promise<RouterProcess> {
+  const { command = 'run', startTimeoutMs = 15_000, nodeArgs = [] } = options;
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/cli.ts', command, ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', LOG_LEVEL: 'debug', ADMIN_PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const router = followRouter(child);
   try {
     // JSON lines, or with LOG_FORMAT=pretty text lines.
-    await waitForLog((l) => l.msg === 'k8s-router is serving' || String(l.text ?? '').includes(' k8s-router is serving '), 'the router to serve', startTimeoutMs);
+    await router.waitForLog((l) => l.msg === 'k8s-router is serving' || String(l.text ?? '').includes(' k8s-router is serving '), 'the router to serve', startTimeoutMs);
   } catch (err) {
     // Left running, it would keep the test process alive for good (and hold its ports).
     router.kill('SIGKILL');
-    await exit;
+    await router.exited;
     if (env.NGINX_PREFIX !== undefined) await endNginxOn(env.NGINX_PREFIX);
     throw err;
   }
