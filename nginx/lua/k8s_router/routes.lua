@@ -1,0 +1,129 @@
+-- A worker's routing table, built from a parsed table (wire.lua): per host, the routes by
+-- path for nginx's prefix location match, and the balancing state of each route's pods.
+
+local ffi = require "ffi"
+local peers = require "k8s_router.peers"
+
+local sort = table.sort
+local sub = string.sub
+
+pcall(ffi.cdef, "int memcmp(const void *s1, const void *s2, size_t n);")
+local memcmp = ffi.C.memcmp
+
+local _M = {}
+
+-- Up to this many paths on a host, trying each path beats a lookup per path length.
+local SCAN_LIMIT = 8
+
+local function by_length(a, b)
+    return #a.path > #b.path
+end
+
+local function host_entry(list)
+    sort(list, by_length)
+    local entry = { list = list, scan = #list <= SCAN_LIMIT }
+    local by_path = {}
+    for i = 1, #list do
+        by_path[list[i].path] = list[i]
+    end
+    if not entry.scan then
+        local lengths, seen = {}, {}
+        for i = 1, #list do
+            local n = #list[i].path
+            if not seen[n] then
+                seen[n] = true
+                lengths[#lengths + 1] = n
+            end
+        end
+        entry.by_path = by_path
+        entry.lengths = lengths
+    end
+    -- nginx's automatic redirect: a prefix location ending in "/" that proxies answers
+    -- its path without the "/" with a 301 to the path, unless a location is that path.
+    for i = 1, #list do
+        local path = list[i].path
+        local bare = sub(path, 1, -2)
+        if #path > 1 and sub(path, -1) == "/" and not by_path[bare] then
+            entry.redirects = entry.redirects or {}
+            entry.redirects[bare] = list[i]
+        end
+    end
+    return entry
+end
+
+-- The routing table of `parsed`, reusing `previous`'s balancing state for each route whose
+-- pods (and affinity) are unchanged, as the in-process proxy's balancers do.
+function _M.build(parsed, previous)
+    local old_groups = previous and previous.groups or {}
+    local groups = {}
+    local lists = {}
+    local routes = parsed.routes
+    for i = 1, #routes do
+        local r = routes[i]
+        local id = r.host .. "\n" .. r.path
+        local old = old_groups[id]
+        local group
+        if old and old.backends_text == r.backends_text then
+            group = old
+        else
+            group = peers.group(r.backends, r.affinity)
+            group.backends_text = r.backends_text
+        end
+        groups[id] = group
+        local list = lists[r.host]
+        if not list then
+            list = {}
+            lists[r.host] = list
+        end
+        list[#list + 1] = { path = r.path, plen = #r.path, key = r.key, group = group }
+    end
+    local hosts = {}
+    for host, list in pairs(lists) do
+        hosts[host] = host_entry(list)
+    end
+    return { version = parsed.version, hosts = hosts, groups = groups }
+end
+
+-- An empty table: every host unknown.
+function _M.empty()
+    return { version = false, hosts = {}, groups = {} }
+end
+
+-- The route of `uri` (nginx's normalized $uri) on a host, as prefix locations match: the
+-- longest route path that starts `uri`, compared byte for byte. Returns the route, and
+-- true when the answer is the automatic redirect to it instead.
+function _M.match(entry, uri)
+    local redirects = entry.redirects
+    if redirects then
+        local route = redirects[uri]
+        if route then
+            return route, true
+        end
+    end
+    local length = #uri
+    if entry.scan then
+        local list = entry.list
+        for i = 1, #list do
+            local route = list[i]
+            local n = route.plen
+            if n <= length and memcmp(uri, route.path, n) == 0 then
+                return route, false
+            end
+        end
+        return nil
+    end
+    local by_path = entry.by_path
+    local lengths = entry.lengths
+    for i = 1, #lengths do
+        local n = lengths[i]
+        if n <= length then
+            local route = by_path[n == length and uri or sub(uri, 1, n)]
+            if route then
+                return route, false
+            end
+        end
+    end
+    return nil
+end
+
+return _M
