@@ -120,12 +120,11 @@ export function servedByEveryWorker(versions: TableVersions, version: string, wo
 }
 
 /**
- * Readies the control socket's directory before nginx starts: made if missing, mode 0700
- * (nginx makes the socket itself 0666, so the directory is what keeps other users out),
- * and rid of a socket file left by an nginx that was killed (nginx cannot bind over it).
- * Not before a reload: the running nginx keeps its socket.
+ * Makes the control socket's directory, if missing, with mode 0700: nginx makes the socket
+ * itself 0666, so the directory is what keeps other users out. nginx -t needs it too (it
+ * binds the socket to check it). Safe while nginx runs.
  */
-export async function prepareControlSocket(socketPath: string): Promise<void> {
+export async function prepareControlSocketDir(socketPath: string): Promise<void> {
   const dir = dirname(socketPath);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700);
@@ -133,6 +132,15 @@ export async function prepareControlSocket(socketPath: string): Promise<void> {
   if (typeof process.getuid === 'function' && owner !== process.getuid()) {
     throw new Error(`the control socket's directory ${dir} belongs to uid ${owner}, not to the router`);
   }
+}
+
+/**
+ * Readies the control socket before nginx starts: its directory as above, and no socket
+ * file left by an nginx that was killed (nginx cannot bind over one). Only before a start,
+ * once no process of an earlier nginx is left: the socket of a running nginx would be lost.
+ */
+export async function prepareControlSocket(socketPath: string): Promise<void> {
+  await prepareControlSocketDir(socketPath);
   const existing = await lstat(socketPath).catch(() => null);
   if (existing !== null) {
     if (!existing.isSocket()) throw new Error(`${socketPath} exists and is not a socket`);

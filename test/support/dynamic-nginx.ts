@@ -31,6 +31,7 @@ export interface DynamicNginx {
   readonly port: number;
   readonly prefix: string;
   readonly controlSocket: string;
+  /** The running master (restart() replaces it). */
   readonly master: NginxMaster;
   /** The version of the last table put. */
   readonly version: string;
@@ -40,6 +41,12 @@ export interface DynamicNginx {
   applyFresh(table: RouteTable): Promise<void>;
   /** Which table each worker serves, as nginx says. */
   versions(): Promise<TableVersions>;
+  /**
+   * Stops nginx and starts it again on the same config, as the manager does when nginx
+   * died, and waits until its control server answers. The table is not put again: nginx
+   * starts with none (the shared dict does not survive a restart).
+   */
+  restart(): Promise<void>;
   errorLog(): Promise<string>;
   close(): Promise<void>;
 }
@@ -94,7 +101,8 @@ export async function startDynamicNginx(table: RouteTable, options: DynamicNginx
   if (directives.length > 0) text = text.replace(/^http \{\n/m, (open) => `${open}${directives.join('\n')}\n`);
   const confPath = join(prefix, 'nginx.conf');
   await writeFile(confPath, text);
-  const master = spawnNginxMaster({ nginxBinary: NGINX_BINARY, prefix, confPath, errorLog: files.errorLog });
+  const spawn = (): NginxMaster => spawnNginxMaster({ nginxBinary: NGINX_BINARY, prefix, confPath, errorLog: files.errorLog });
+  let master = spawn();
   let generation = 0;
   let version = '';
 
@@ -122,11 +130,14 @@ export async function startDynamicNginx(table: RouteTable, options: DynamicNginx
     }
   };
 
-  try {
-    await until('the control socket to answer', async () => {
+  const answering = (): Promise<true> =>
+    until('the control socket to answer', async () => {
       if (master.exit() !== null) throw new Error(`nginx exited: ${master.output()}`);
       return (await versions()).reports.length > 0 ? true : null;
     });
+
+  try {
+    await answering();
     await apply(table);
   } catch (err) {
     await close();
@@ -137,7 +148,9 @@ export async function startDynamicNginx(table: RouteTable, options: DynamicNginx
     port,
     prefix,
     controlSocket,
-    master,
+    get master() {
+      return master;
+    },
     get version() {
       return version;
     },
@@ -151,6 +164,12 @@ export async function startDynamicNginx(table: RouteTable, options: DynamicNginx
       if (still.length > 0) throw new Error(`dynamic nginx: old workers ${still.map((w) => w.pid).join(', ')} still accept connections after the reload`);
     },
     versions,
+    async restart() {
+      await master.stop({ gracefulMs: 5_000, fastMs: 2_000 });
+      await prepareControlSocket(controlSocket);
+      master = spawn();
+      await answering();
+    },
     errorLog: () => readFile(files.errorLog, 'utf8').catch(() => ''),
     close,
   };

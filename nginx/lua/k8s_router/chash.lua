@@ -22,13 +22,14 @@ local function le32(n)
 end
 
 -- HOST and PORT of a server text as nginx splits them: at the last ":" followed only by
--- digits; port 80 when there is none ("[::1]" is a host alone).
+-- digits; no port at all when there is none (port 80 is left out of the text, and "[::1]"
+-- is a host alone).
 local function host_and_port(server)
     local colon = find(server, ":[0-9]*$")
     if colon then
         return sub(server, 1, colon - 1), sub(server, colon + 1)
     end
-    return server, "80"
+    return server, ""
 end
 
 -- The ring of `servers` (server texts, in peer order): { hashes = {...}, servers = {...} }
