@@ -39,6 +39,7 @@ export function handWrittenConformance(mode: Mode): void {
     ] as TestPod[] as [TestPod, TestPod, TestPod, TestPod, TestPod, TestPod, TestPod, TestPod, TestPod, TestPod, TestPod];
     const dead0 = { name: 'dead-0', ...(await deadAddress('127.0.0.22')) };
     const dead1 = { name: 'dead-1', ...(await deadAddress('127.0.0.23')) };
+    const manyDead = await Promise.all([0, 1, 2, 3].map(async (i) => ({ name: `many-dead-${i}`, ...(await deadAddress(`127.0.0.${140 + i}`)) })));
     table = tableOf([
       { host: 'a.test', path: '/', pods: [root0, root1] },
       { host: 'a.test', path: '/nodejs', pods: [nodejs] },
@@ -49,6 +50,7 @@ export function handWrittenConformance(mode: Mode): void {
       { host: 'b.test', path: '/dead', pods: [dead0, dead1] },
       { host: 'b.test', path: '/single-dead', pods: [dead0] },
       { host: 'b.test', path: '/mix', pods: [dead0, root0, root1] },
+      { host: 'b.test', path: '/many-dead', pods: [...manyDead, root0] },
       { host: 'b.test', path: '/flaky', pods: [f0, f1] },
       { host: 'b.test', path: '/single-flaky', pods: [f0] },
       { host: 'b.test', path: '/hang', pods: [h0, h1] },
@@ -179,6 +181,14 @@ export function handWrittenConformance(mode: Mode): void {
   test(`upstream: refused pods are skipped, all refused is 502, and failed pods stay out${mode.label}`, async () => {
     await agree('dead', [get('b.test', '/dead'), get('b.test', '/dead'), get('b.test', '/single-dead'), get('b.test', '/single-dead')], [502, 502, 502, 502]);
     await agree('mix', [get('b.test', '/mix'), get('b.test', '/mix'), get('b.test', '/mix'), get('b.test', '/mix', [], 'POST')], [200, 200, 200, 200]);
+  });
+
+  test(`upstream: a request tries every pod once, four refusing before the one that answers${mode.label}`, async () => {
+    await agree('many dead', [get('b.test', '/many-dead'), get('b.test', '/many-dead'), get('b.test', '/many-dead', [], 'POST')], [200, 200, 200]);
+  });
+
+  test(`upstream: a pod whose POST failed, the last try of its request, is left out afterwards${mode.label}`, async () => {
+    await agree('failed last try', [get('b.test', '/flaky', [], 'POST'), get('b.test', '/flaky', [], 'POST'), get('b.test', '/flaky', [], 'POST')], [502, 200, 200]);
   });
 
   test(`upstream: a refused connection moves on even for POST${mode.label}`, async () => {
