@@ -7,7 +7,6 @@
 --   stored VERSION or -
 --   worker ID PID VERSION or -      (one line per worker id that reported)
 
-local wire = require "k8s_router.wire"
 local state = require "k8s_router.state"
 
 local _M = {}
@@ -47,7 +46,7 @@ function _M.table()
     if not text then
         return respond(400, "no table in the request body")
     end
-    local parsed, err = wire.parse(text)
+    local parsed, err = state.parse(text)
     if not parsed then
         return respond(400, err)
     end

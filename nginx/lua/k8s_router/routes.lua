@@ -1,7 +1,9 @@
 -- A worker's routing table, built from a parsed table (wire.lua): per host, the routes by
--- path for nginx's prefix location match, and the balancing state of each route's pods.
+-- path for nginx's prefix location match, and the balancing state of each route's pods
+-- (each route object carries its group).
 
 local ffi = require "ffi"
+local new_tab = require "table.new"
 local peers = require "k8s_router.peers"
 
 local sort = table.sort
@@ -21,10 +23,11 @@ end
 
 local function host_entry(list)
     sort(list, by_length)
-    local entry = { list = list, scan = #list <= SCAN_LIMIT }
+    local entry = { list = list, scan = #list <= SCAN_LIMIT, members = {} }
     local by_path = {}
     for i = 1, #list do
         by_path[list[i].path] = list[i]
+        entry.members[list[i]] = true
     end
     if not entry.scan then
         local lengths, seen = {}, {}
@@ -51,35 +54,55 @@ local function host_entry(list)
     return entry
 end
 
--- The routing table of `parsed`, reusing `previous`'s balancing state for each route whose
--- pods (and affinity) are unchanged, as the in-process proxy's balancers do.
+local function same_routes(old, list)
+    if not old or #old.list ~= #list then
+        return false
+    end
+    -- The entry sorted its list by path length: compare as sets of the very objects.
+    local mine = old.members
+    for i = 1, #list do
+        if not mine[list[i]] then
+            return false
+        end
+    end
+    return true
+end
+
+-- The routing table of `parsed` (wire.lua's). A route the last table had (the same line,
+-- so the same object) keeps its group; a route whose pods (and affinity) are unchanged
+-- keeps the balancing state of the route it replaces, as the in-process proxy's balancers
+-- do; a host whose routes are all the same objects keeps its entry.
 function _M.build(parsed, previous)
     local old_groups = previous and previous.groups or {}
-    local groups = {}
-    local lists = {}
+    local old_hosts = previous and previous.hosts or {}
     local routes = parsed.routes
+    local groups = new_tab(0, #routes)
+    local lists = {}
     for i = 1, #routes do
         local r = routes[i]
-        local id = r.host .. "\n" .. r.path
-        local old = old_groups[id]
-        local group
-        if old and old.backends_text == r.backends_text then
-            group = old
-        else
-            group = peers.group(r.backends, r.affinity)
-            group.backends_text = r.backends_text
+        local group = r.group
+        if not group then
+            local old = old_groups[r.id]
+            if old and old.backends_text == r.backends_text then
+                group = old
+            else
+                group = peers.group(r.backends, r.affinity)
+                group.backends_text = r.backends_text
+            end
+            r.group = group
         end
-        groups[id] = group
+        groups[r.id] = group
         local list = lists[r.host]
         if not list then
             list = {}
             lists[r.host] = list
         end
-        list[#list + 1] = { path = r.path, plen = #r.path, key = r.key, group = group }
+        list[#list + 1] = r
     end
     local hosts = {}
     for host, list in pairs(lists) do
-        hosts[host] = host_entry(list)
+        local old = old_hosts[host]
+        hosts[host] = same_routes(old, list) and old or host_entry(list)
     end
     return { version = parsed.version, hosts = hosts, groups = groups }
 end

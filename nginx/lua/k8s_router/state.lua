@@ -19,6 +19,8 @@ local PUT_LOCK_SECONDS = 10
 
 local dict
 local current = routes.empty()
+-- The parse of the table installed: the next parse reuses its routes line by line.
+local parsed_last = nil
 local serial = 0
 
 local function table_key(n)
@@ -43,8 +45,14 @@ end
 
 local function install(parsed, n)
     current = routes.build(parsed, current)
+    parsed_last = parsed
     serial = n
     report()
+end
+
+-- `text` parsed and checked, reusing what this worker parsed before; nil and the reason.
+function _M.parse(text)
+    return wire.parse(text, parsed_last)
 end
 
 -- Loads the table the dict holds now, if it is not the one this worker has.
@@ -53,7 +61,7 @@ local function refresh(n)
     for _ = 1, 3 do
         local text = dict:get(table_key(n))
         if text then
-            local parsed, err = wire.parse(text)
+            local parsed, err = _M.parse(text)
             if not parsed then
                 -- The control server stores only what parses: this is a bug, said loudly.
                 ngx.log(ngx.CRIT, "k8s-router: stored table ", n, " does not parse: ", err)

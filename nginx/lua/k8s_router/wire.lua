@@ -7,6 +7,8 @@
 --   HOST \t PATH \t KEY or - \t rr or ip \t IP,PORT,NAMESPACE,POD IP,PORT,NAMESPACE,POD...
 --   end VERSION
 
+local new_tab = require "table.new"
+
 local find = string.find
 local sub = string.sub
 local tonumber = tonumber
@@ -61,16 +63,23 @@ local function backend_of(text)
     }
 end
 
-local function backends_of(text)
+-- `cache` maps a pod's text to its parsed form within one parse: a pod serves many routes.
+local function backends_of(text, cache)
     local list = {}
     local at = 1
     local len = #text
     while at <= len do
         local space = find(text, " ", at, true)
         local last = space and space - 1 or len
-        local backend, err = backend_of(sub(text, at, last))
+        local item = sub(text, at, last)
+        local backend = cache[item]
         if not backend then
-            return nil, err
+            local err
+            backend, err = backend_of(item)
+            if not backend then
+                return nil, err
+            end
+            cache[item] = backend
         end
         list[#list + 1] = backend
         if #list > MAX_BACKENDS then
@@ -87,7 +96,7 @@ local function backends_of(text)
     return list
 end
 
-local function route_of(line)
+local function route_of(line, cache)
     local t1 = find(line, "\t", 1, true)
     local t2 = t1 and find(line, "\t", t1 + 1, true)
     local t3 = t2 and find(line, "\t", t2 + 1, true)
@@ -114,13 +123,15 @@ local function route_of(line)
     if affinity ~= "rr" and affinity ~= "ip" then
         return nil, "an affinity is neither rr nor ip"
     end
-    local backends, err = backends_of(backends_text)
+    local backends, err = backends_of(backends_text, cache)
     if not backends then
         return nil, err
     end
     return {
+        id = host .. "\n" .. path,
         host = host,
         path = path,
+        plen = #path,
         key = key,
         affinity = affinity,
         -- The identity of the route's pods: a route whose pods did not change keeps its
@@ -130,9 +141,11 @@ local function route_of(line)
     }
 end
 
--- The table in `text`: { version, routes = { route... } } in the order sent, or nil and
--- the reason.
-function _M.parse(text)
+-- The table in `text`: { version, routes = { route... } in the order sent, lines }, or nil
+-- and the reason. A line that `previous` (an earlier result) had is that earlier route,
+-- the very object, unchecked again: a new table differs from the last in a few lines, and
+-- routes.lua keeps what it built for routes it has seen.
+function _M.parse(text, previous)
     if type(text) ~= "string" then
         return nil, "no table"
     end
@@ -145,8 +158,14 @@ function _M.parse(text)
         return nil, "line 1: not a k8s-router-table 1 header"
     end
     count = tonumber(count)
-    local routes = {}
-    local seen = {}
+    local known = previous and previous.lines or {}
+    -- Sized for the routes announced (within reason): a table of 10,000 routes would
+    -- otherwise be rehashed a dozen times as it grows.
+    local size = count < 1000000 and count or 0
+    local lines = new_tab(0, size)
+    local routes = new_tab(size, 0)
+    local seen = new_tab(0, size)
+    local cache = {}
     local at = eol + 1
     local line_no = 1
     while true do
@@ -157,30 +176,34 @@ function _M.parse(text)
         end
         local line = sub(text, at, eol - 1)
         at = eol + 1
-        if sub(line, 1, 4) == "end " then
-            if sub(line, 5) ~= version then
-                return nil, "line " .. line_no .. ": the end line names another version"
-            end
-            if at <= #text then
-                return nil, "line " .. line_no .. ": text after the end line"
-            end
-            break
-        end
-        local route, err = route_of(line)
+        local route = known[line]
         if not route then
-            return nil, "line " .. line_no .. ": " .. err
+            if sub(line, 1, 4) == "end " then
+                if sub(line, 5) ~= version then
+                    return nil, "line " .. line_no .. ": the end line names another version"
+                end
+                if at <= #text then
+                    return nil, "line " .. line_no .. ": text after the end line"
+                end
+                break
+            end
+            local err
+            route, err = route_of(line, cache)
+            if not route then
+                return nil, "line " .. line_no .. ": " .. err
+            end
         end
-        local id = route.host .. "\n" .. route.path
-        if seen[id] then
+        if seen[route.id] then
             return nil, "line " .. line_no .. ": a host and path are in the table twice"
         end
-        seen[id] = true
+        seen[route.id] = true
+        lines[line] = route
         routes[#routes + 1] = route
     end
     if #routes ~= count then
         return nil, "the header announces " .. count .. " routes, the table has " .. #routes
     end
-    return { version = version, routes = routes }
+    return { version = version, routes = routes, lines = lines }
 end
 
 return _M
