@@ -34,9 +34,11 @@ FROM ${NODE_IMAGE} AS runtime
 # container needs NET_BIND_SERVICE in its capabilities and privilege escalation allowed
 # (no_new_privs disables file capabilities); or set PORT above 1024 and neither is needed.
 # nginx writes only in its prefix (NGINX_PREFIX=auto: k8s-router-<PORT> in /tmp, which
-# the router creates for its user); Debian's default site is removed all the same.
+# the router creates for its user); Debian's default site is removed all the same. The Lua
+# module and lua-resty-core are what NGINX_MODE=dynamic runs on (the router's own Lua is
+# in dist/nginx/lua).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends nginx tini libcap2-bin \
+ && apt-get install -y --no-install-recommends nginx libnginx-mod-http-lua lua-resty-core tini libcap2-bin \
  && setcap cap_net_bind_service=+ep /usr/sbin/nginx \
  && setcap cap_net_bind_service=+ep "$(readlink -f /usr/local/bin/node)" \
  && apt-get purge -y --auto-remove libcap2-bin \

@@ -88,9 +88,9 @@ describe('Dockerfile', () => {
     for (const path of ['node_modules', 'dist', 'test', 'bench', '.git']) assert.ok(ignored.includes(path), `.dockerignore leaves out ${path}`);
   });
 
-  it("adds Debian's nginx and tini, without the default site, and lets nginx and node bind port 80 unprivileged", () => {
+  it("adds Debian's nginx with its Lua module and lua-resty-core (dynamic mode) and tini, without the default site, and lets nginx and node bind port 80 unprivileged", () => {
     const run = runs(runtime);
-    assert.match(run, /apt-get install -y --no-install-recommends nginx tini/);
+    assert.match(run, /apt-get install -y --no-install-recommends nginx libnginx-mod-http-lua lua-resty-core tini/);
     assert.match(run, /rm -rf [^&]*\/etc\/nginx\/sites-enabled\/default/);
     assert.match(run, /setcap cap_net_bind_service=\+ep \/usr\/sbin\/nginx/);
     assert.match(run, /setcap cap_net_bind_service=\+ep "\$\(readlink -f \/usr\/local\/bin\/node\)"/);
