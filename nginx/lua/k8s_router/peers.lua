@@ -48,6 +48,21 @@ local function usable(peer, now)
     return peer.fails < MAX_FAILS or now - peer.checked > FAIL_TIMEOUT
 end
 
+-- One peer's turn in nginx's smooth weighted choice (ngx_http_upstream_get_peer): its
+-- weight grows back by one per turn after a failure; the best so far and the total follow.
+local function compete(peer, i, best, best_weight, total)
+    local weight = peer.current_weight + peer.effective_weight
+    peer.current_weight = weight
+    total = total + peer.effective_weight
+    if peer.effective_weight < WEIGHT then
+        peer.effective_weight = peer.effective_weight + 1
+    end
+    if not best or weight > best_weight then
+        return i, weight, total
+    end
+    return best, best_weight, total
+end
+
 local function chosen(peer, total, now)
     peer.current_weight = peer.current_weight - total
     if now - peer.checked > FAIL_TIMEOUT then
@@ -64,15 +79,7 @@ function _M.round_robin(group, tried, now)
     for i = 1, group.n do
         local peer = peers[i]
         if not (tried and tried[i]) and usable(peer, now) then
-            local weight = peer.current_weight + peer.effective_weight
-            peer.current_weight = weight
-            total = total + peer.effective_weight
-            if peer.effective_weight < WEIGHT then
-                peer.effective_weight = peer.effective_weight + 1
-            end
-            if not best or weight > best_weight then
-                best, best_weight = i, weight
-            end
+            best, best_weight, total = compete(peer, i, best, best_weight, total)
         end
     end
     if best then
@@ -101,15 +108,7 @@ function _M.consistent_hash(group, walk, tried, now)
         for i = 1, group.n do
             local peer = peers[i]
             if peer.target == server and not (tried and tried[i]) and usable(peer, now) then
-                local weight = peer.current_weight + peer.effective_weight
-                peer.current_weight = weight
-                total = total + peer.effective_weight
-                if peer.effective_weight < WEIGHT then
-                    peer.effective_weight = peer.effective_weight + 1
-                end
-                if not best or weight > best_weight then
-                    best, best_weight = i, weight
-                end
+                best, best_weight, total = compete(peer, i, best, best_weight, total)
             end
         end
         if best then

@@ -105,6 +105,15 @@ function _M.route()
     ngx.ctx.k8s_group = route.group
 end
 
+-- Sends this try to `peer`.
+local function use(peer)
+    local ok, err = set_current_peer(peer.host, peer.port)
+    if not ok then
+        ngx.log(ngx.ERR, "k8s-router: cannot use pod ", peer.target, ": ", err)
+        return exit(NGX_ERROR)
+    end
+end
+
 function _M.balance()
     local ctx = ngx.ctx
     local group = ctx.k8s_group
@@ -116,13 +125,7 @@ function _M.balance()
     if group.single then
         -- nginx's single server: every try (only a stale kept-alive connection gives a
         -- second one) goes to it, and it is never marked failed.
-        local peer = list[1]
-        local ok, err = set_current_peer(peer.host, peer.port)
-        if not ok then
-            ngx.log(ngx.ERR, "k8s-router: cannot use pod ", peer.target, ": ", err)
-            return exit(NGX_ERROR)
-        end
-        return
+        return use(list[1])
     end
     local now = ngx_time()
     local last = ctx.k8s_last
@@ -157,13 +160,8 @@ function _M.balance()
     if not i then
         return exit(NGX_BUSY)
     end
-    local peer = list[i]
-    local ok, err = set_current_peer(peer.host, peer.port)
-    if not ok then
-        ngx.log(ngx.ERR, "k8s-router: cannot use pod ", peer.target, ": ", err)
-        return exit(NGX_ERROR)
-    end
     ctx.k8s_last = i
+    return use(list[i])
 end
 
 -- The last entry of an upstream variable ("502, 504" or "200 : 502").
