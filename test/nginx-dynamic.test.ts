@@ -10,10 +10,10 @@ import { putTable } from '../nginx/control-client.js';
 import { serializeTable } from '../nginx/table-wire.js';
 import { childrenOf } from '../nginx/workers.js';
 import { startProxy } from '../proxy/server.js';
-import { tableOf } from './conformance/harness.js';
-import { eventually } from './support/eventually.js';
+import { startNginx, tableOf } from './conformance/harness.js';
+import { delay, eventually } from './support/eventually.js';
 import { API_KEY_HEADER, startDynamicNginx } from './support/dynamic-nginx.js';
-import { startPod, type TestPod } from './support/pods.js';
+import { deadAddress, startPod, type TestPod } from './support/pods.js';
 
 // Dynamic nginx as the router uses it: tables put over the control socket, served at once
 // by every worker with no reload and no new process, kept by nginx across a reload and a
@@ -151,6 +151,27 @@ describe('dynamic nginx', { timeout: 120_000 }, () => {
       assert.deepEqual(viaNginx, ['dyn-0', 'dyn-0', 'dyn-1', 'dyn-0', 'dyn-1', 'dyn-3']);
     } finally {
       await Promise.all([nginx.close(), proxy.close()]);
+    }
+  });
+
+  it('tries a failed pod again after fail_timeout (whole seconds) and clears it when it answers, as documented nginx does', async () => {
+    // First in pod-name order: the first request tries it, and it fails.
+    const comeback = { name: 'dyn-0-back', ...(await deadAddress('127.0.0.104')) };
+    const table = tableOf([{ host: 'back.test', path: '/', pods: [comeback, pod(1)] }]);
+    const planes = await Promise.all([startNginx(table), startDynamicNginx(table)]);
+    let revived: TestPod | null = null;
+    try {
+      const ask = (): Promise<string[]> => Promise.all(planes.map((p) => answeredBy(p.port, 'back.test')));
+      const seen = [await ask()];
+      // nginx leaves a failed pod out while now - checked <= 10 s, in whole seconds.
+      await delay(12_000);
+      revived = await startPod(comeback.name, comeback.ip, { port: comeback.port });
+      for (let i = 0; i < 8; i++) seen.push(await ask());
+      const [documented, dynamic] = [seen.map((s) => s[0]), seen.map((s) => s[1])];
+      assert.deepEqual(dynamic, documented);
+      assert.deepEqual(documented, ['dyn-1', 'dyn-1', 'dyn-1', 'dyn-0-back', 'dyn-1', 'dyn-0-back', 'dyn-1', 'dyn-0-back', 'dyn-1']);
+    } finally {
+      await Promise.all([...planes.map((p) => p.close()), revived?.close()]);
     }
   });
 

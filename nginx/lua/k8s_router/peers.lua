@@ -13,6 +13,14 @@ local chash = require "k8s_router.chash"
 
 local _M = {}
 
+-- The groups with a pod marked failed (weak: a group of a table no longer served goes).
+-- Empty, a try that did not fail has nothing to clear, which the log phase checks first.
+local failing = setmetatable({}, { __mode = "k" })
+
+function _M.any_failing()
+    return next(failing) ~= nil
+end
+
 local WEIGHT = 1
 local MAX_FAILS = 1
 local FAIL_TIMEOUT = 10
@@ -130,6 +138,7 @@ function _M.failed(group, i, now)
     end
     local peer = group.peers[i]
     peer.fails = peer.fails + 1
+    failing[group] = true
     peer.accessed = now
     peer.checked = now
     peer.effective_weight = peer.effective_weight - WEIGHT / MAX_FAILS
@@ -144,8 +153,15 @@ function _M.succeeded(group, i)
         return
     end
     local peer = group.peers[i]
-    if peer.accessed < peer.checked then
+    if peer.accessed < peer.checked and peer.fails > 0 then
         peer.fails = 0
+        local peers = group.peers
+        for k = 1, group.n do
+            if peers[k].fails > 0 then
+                return
+            end
+        end
+        failing[group] = nil
     end
 end
 

@@ -170,16 +170,21 @@ local function last_entry(value)
 end
 
 function _M.log()
+    -- nginx marks a try failed when it gives up on it (error or timeout, before a response
+    -- head): the request then ends with its 502 or 504, and the try has no header time.
+    -- Any other answer is a success, which changes nothing while no pod is marked failed.
+    local status = ngx.status
+    local gave_up = status == 502 or status == 504
+    if not gave_up and not peers.any_failing() then
+        return
+    end
     local ctx = ngx.ctx
     local last = ctx.k8s_last
     if not last then
         return
     end
     local group = ctx.k8s_group
-    -- nginx marks a try failed when it gives up on it (error or timeout, before a response
-    -- head): the request then ends with its 502 or 504, and the try has no header time.
-    local status = ngx.status
-    if (status == 502 or status == 504)
+    if gave_up
         and last_entry(var.upstream_status) == tostring(status)
         and last_entry(var.upstream_header_time) == "-"
     then
