@@ -40,6 +40,7 @@ export function handWrittenConformance(mode: Mode): void {
     const dead0 = { name: 'dead-0', ...(await deadAddress('127.0.0.22')) };
     const dead1 = { name: 'dead-1', ...(await deadAddress('127.0.0.23')) };
     const manyDead = await Promise.all([0, 1, 2, 3].map(async (i) => ({ name: `many-dead-${i}`, ...(await deadAddress(`127.0.0.${140 + i}`)) })));
+    const cut = [await live('cut-0', '127.0.0.145', 'reset-mid-response'), await live('cut-1', '127.0.0.146')];
     table = tableOf([
       { host: 'a.test', path: '/', pods: [root0, root1] },
       { host: 'a.test', path: '/nodejs', pods: [nodejs] },
@@ -51,6 +52,7 @@ export function handWrittenConformance(mode: Mode): void {
       { host: 'b.test', path: '/single-dead', pods: [dead0] },
       { host: 'b.test', path: '/mix', pods: [dead0, root0, root1] },
       { host: 'b.test', path: '/many-dead', pods: [...manyDead, root0] },
+      { host: 'b.test', path: '/cut', pods: cut },
       { host: 'b.test', path: '/flaky', pods: [f0, f1] },
       { host: 'b.test', path: '/single-flaky', pods: [f0] },
       { host: 'b.test', path: '/hang', pods: [h0, h1] },
@@ -201,6 +203,10 @@ export function handWrittenConformance(mode: Mode): void {
       await agree(`reset ${method}`, [get('b.test', '/flaky', [], method), get('b.test', '/flaky', [], method)], [expected, 200]);
     });
   }
+
+  test(`upstream: a pod that resets in the middle of its answer cuts the client off and is not marked failed${mode.label}`, async () => {
+    await agree('reset mid-answer', [get('b.test', '/cut'), get('b.test', '/cut'), get('b.test', '/cut'), get('b.test', '/cut')], ['dropped', 200, 'dropped', 200]);
+  });
 
   test(`upstream: a single pod that resets is not retried${mode.label}`, async () => {
     await agree('single reset', [get('b.test', '/single-flaky'), get('b.test', '/single-flaky')], [502, 502]);
