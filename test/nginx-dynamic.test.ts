@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
-import { stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { chmod, cp, mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { putTable } from '../nginx/control-client.js';
+import { bundledLuaDir } from '../nginx/lua-modules.js';
 import { serializeTable } from '../nginx/table-wire.js';
 import { childrenOf } from '../nginx/workers.js';
 import { startProxy } from '../proxy/server.js';
@@ -172,6 +174,28 @@ describe('dynamic nginx', { timeout: 120_000 }, () => {
       assert.deepEqual(documented, ['dyn-1', 'dyn-1', 'dyn-1', 'dyn-0-back', 'dyn-1', 'dyn-0-back', 'dyn-1', 'dyn-0-back', 'dyn-1']);
     } finally {
       await Promise.all([...planes.map((p) => p.close()), revived?.close()]);
+    }
+  });
+
+  it('runs Lua the workers could not read: the master loads it all before they start', async (t) => {
+    if (process.getuid?.() !== 0) {
+      t.skip('only as root do the workers run as another user (nobody)');
+      return;
+    }
+    const dir = await mkdtemp(join(tmpdir(), 'k8s-router-private-lua-'));
+    try {
+      await cp(bundledLuaDir(), dir, { recursive: true });
+      await chmod(dir, 0o700);
+      const nginx = await startDynamicNginx(tableOf([{ host: 'private.test', path: '/', pods: [pod(3)] }]), { luaDir: dir, workerProcesses: 2 });
+      try {
+        for (let i = 0; i < 4; i++) assert.equal(await answeredBy(nginx.port, 'private.test'), 'dyn-3');
+        nginx.master.signal('SIGHUP');
+        await eventually(async () => (await nginx.versions()).reports.every((r) => r.version === nginx.version) && (await answeredBy(nginx.port, 'private.test')) === 'dyn-3', 'the reloaded workers to serve', 10_000);
+      } finally {
+        await nginx.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

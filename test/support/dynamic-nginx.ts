@@ -25,6 +25,8 @@ export interface DynamicNginxOptions {
   /** http-level directives added to the config (the suites' short upstream timeouts). */
   httpDirectives?: readonly string[];
   workerProcesses?: number;
+  /** Where the Lua is (the router's own, nginx/lua, when absent). */
+  luaDir?: string;
 }
 
 export interface DynamicNginx {
@@ -55,6 +57,11 @@ const CONFIRM_TIMEOUT_MS = 10_000;
 const CONTROL_TIMEOUT_MS = 5_000;
 
 export const API_KEY_HEADER = 'X-ROUTING-API-KEY';
+
+/** The lines of an error log that say the router's Lua failed: a Lua error, or its own complaints. */
+export function luaFailures(log: string): string[] {
+  return log.split('\n').filter((line) => /failed to run \w+_by_lua|runtime error|k8s-router: /.test(line));
+}
 
 async function until<T>(what: string, probe: () => Promise<T | null>, timeoutMs = CONFIRM_TIMEOUT_MS): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -95,7 +102,7 @@ export async function startDynamicNginx(table: RouteTable, options: DynamicNginx
     runtime: { ...files, status: { port: statusPort, configVersion: 'dynamic' } },
     controlSocket,
     luaModules: lookup.modules,
-    luaDir: bundledLuaDir(),
+    luaDir: options.luaDir ?? bundledLuaDir(),
   });
   const directives = options.httpDirectives ?? [];
   if (directives.length > 0) text = text.replace(/^http \{\n/m, (open) => `${open}${directives.join('\n')}\n`);
@@ -122,12 +129,18 @@ export async function startDynamicNginx(table: RouteTable, options: DynamicNginx
     await confirm(version);
   };
 
+  const errorLog = (): Promise<string> => readFile(files.errorLog, 'utf8').catch(() => '');
   const close = async (): Promise<void> => {
+    let log = '';
     try {
       await master.stop({ gracefulMs: 5_000, fastMs: 2_000 });
+      log = await errorLog();
     } finally {
       await rm(prefix, { recursive: true, force: true });
     }
+    // The Lua never fails silently: a run that hit an error in it fails, wherever it happened.
+    const failures = luaFailures(log);
+    if (failures.length > 0) throw new Error(`dynamic nginx logged Lua failures:\n${failures.join('\n')}`);
   };
 
   const answering = (): Promise<true> =>
@@ -170,7 +183,7 @@ export async function startDynamicNginx(table: RouteTable, options: DynamicNginx
       master = spawn();
       await answering();
     },
-    errorLog: () => readFile(files.errorLog, 'utf8').catch(() => ''),
+    errorLog,
     close,
   };
 }
