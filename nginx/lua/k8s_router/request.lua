@@ -1,10 +1,12 @@
 -- The request path of dynamic nginx: what the documented config does with server blocks,
 -- locations, `if` and upstream blocks, done in three handlers.
 --
--- route (server rewrite phase, where the documented default server returns 444): the
--- host, the path and the API key. A request to a known host whose body is over
--- client_max_body_size is left alone, so that nginx answers 413 as it does before any
--- location answers; the one location then proxies to the balancer upstream.
+-- route (set_by_lua in the routing server, in the server rewrite phase where the documented
+-- default server returns 444): the host, the path and the API key, as the answer nginx
+-- then gives with the documented config's own directives (`return 444`, `return 404`,
+-- `return 403`, `return 301 LOCATION`), or "" to proxy. A request to a known host whose
+-- body is over client_max_body_size gets "" too, so that nginx answers 413 as it does
+-- before any location answers.
 -- balance (balancer_by_lua, once per try): the pod, and the failure of the try before.
 -- log (log phase): whether the last try failed, which no later balancer call can see.
 
@@ -61,48 +63,54 @@ local function too_large()
     return length ~= nil and length > max_body_size
 end
 
--- Answers `status`, unless nginx answers 413 first.
+-- `status` as the answer, unless nginx answers 413 first.
 local function answer(status)
     if too_large() then
-        return
+        return ""
     end
-    return exit(status)
+    return status
 end
 
--- nginx's automatic redirect: Location is absolute, from $host and the port the request
--- came in on (left out when 80), with the query when there is one.
-local function redirect(route, host)
+-- The Location of the automatic redirect route() chose, for location() to hand out: both
+-- run in the same request's server rewrite phase, one right after the other.
+local redirect_to = ""
+
+-- The automatic redirect's Location as nginx writes it: the route's path, with the query
+-- when there is one; nginx makes it absolute from $host and the port, as for its own.
+local function redirect(route)
     if too_large() then
-        return
+        return ""
     end
-    local port = var.server_port
-    local location = "http://" .. host .. (port == "80" and "" or (":" .. port)) .. route.path
     local args = var.args
-    if args and args ~= "" then
-        location = location .. "?" .. args
-    end
-    return ngx.redirect(location, 301)
+    redirect_to = (args and args ~= "") and (route.path .. "?" .. args) or route.path
+    return "301"
 end
 
+-- What the routing server answers: "444", "404", "403", "301" (then location()), or ""
+-- to proxy (the balancer then has the route's pods).
 function _M.route()
-    local hosts = state.current().hosts
-    local host = var.host
-    local entry = hosts[host]
+    local entry = state.current().hosts[var.host]
     if not entry then
-        return exit(444)
+        return "444"
     end
     local route, redirecting = routes.match(entry, var.uri)
     if not route then
-        return answer(404)
+        return answer("404")
     end
     if redirecting then
-        return redirect(route, host)
+        return redirect(route)
     end
     local key = route.key
     if key and not key_matches(var[key_variable], key) then
-        return answer(403)
+        return answer("403")
     end
     ngx.ctx.k8s_group = route.group
+    return ""
+end
+
+-- The Location of the redirect route() just answered.
+function _M.location()
+    return redirect_to
 end
 
 -- Sends this try to `peer`.
