@@ -79,7 +79,14 @@ function ipProblem(ip: string): string | null {
   return null;
 }
 
+// The route table's objects are never changed once built, and an incremental build keeps
+// those of unchanged routes and pods: each is checked and written once, not at every send.
+const backendTexts = new WeakMap<Backend, string>();
+const routeLines = new WeakMap<Route, string>();
+
 function backendText(route: Route, backend: Backend): string {
+  const known = backendTexts.get(backend);
+  if (known !== undefined) return known;
   const fail = (what: string): never => {
     throw new TableWireError('BAD_BACKEND', `route ${describe(route)}: pod ${JSON.stringify(`${backend.namespace}/${backend.pod}`)} ${what}`);
   };
@@ -90,10 +97,14 @@ function backendText(route: Route, backend: Backend): string {
   if (pod !== null) fail(`has a name that ${pod}`);
   const namespace = dnsLabelProblem(backend.namespace);
   if (namespace !== null) fail(`has a namespace name that ${namespace}`);
-  return `${backend.ip},${backend.port},${backend.namespace},${backend.pod}`;
+  const text = `${backend.ip},${backend.port},${backend.namespace},${backend.pod}`;
+  backendTexts.set(backend, text);
+  return text;
 }
 
 function routeLine(route: Route): string {
+  const known = routeLines.get(route);
+  if (known !== undefined) return known;
   const host = hostProblem(route.host);
   if (host !== null || route.host !== route.host.toLowerCase()) {
     throw new TableWireError('BAD_HOST', `route ${describe(route)}: host ${JSON.stringify(route.host)} ${host ?? 'is not lower case'}`);
@@ -105,7 +116,9 @@ function routeLine(route: Route): string {
   if (key !== null && (key === '' || !BASE64.test(key))) throw new TableWireError('BAD_API_KEY', `route ${describe(route)}: the API key is not base64 text`);
   if (route.backends.length === 0) throw new TableWireError('NO_BACKENDS', `route ${describe(route)} has no pods`);
   const backends = route.backends.map((b) => backendText(route, b)).join(' ');
-  return `${route.host}\t${route.path}\t${key ?? '-'}\t${affinityOf(route)}\t${backends}\n`;
+  const line = `${route.host}\t${route.path}\t${key ?? '-'}\t${affinityOf(route)}\t${backends}\n`;
+  routeLines.set(route, line);
+  return line;
 }
 
 /**
