@@ -89,7 +89,8 @@ end
 -- What the routing server answers: "444", "404", "403", "301" (then location()), or ""
 -- to proxy (the balancer then has the route's pods).
 function _M.route()
-    local entry = state.current().hosts[var.host]
+    local current = state.current()
+    local entry = current.hosts[var.host]
     if not entry then
         return "444"
     end
@@ -104,7 +105,7 @@ function _M.route()
     if key and not key_matches(var[key_variable], key) then
         return answer("403")
     end
-    ngx.ctx.k8s_group = route.group
+    ngx.ctx.k8s_group = route.group or routes.group_of(route, current)
     return ""
 end
 

@@ -5,6 +5,7 @@
 local ffi = require "ffi"
 local new_tab = require "table.new"
 local peers = require "k8s_router.peers"
+local wire = require "k8s_router.wire"
 
 local sort = table.sort
 local sub = string.sub
@@ -70,8 +71,10 @@ end
 
 -- The routing table of `parsed` (wire.lua's). A route the last table had (the same line,
 -- so the same object) keeps its group; a route whose pods (and affinity) are unchanged
--- keeps the balancing state of the route it replaces, as the in-process proxy's balancers
--- do; a host whose routes are all the same objects keeps its entry.
+-- takes the balancing state of the route it replaces, as the in-process proxy's balancers
+-- do; other routes get theirs when first asked (group_of): a table of 10,000 routes is
+-- mostly routes no request has reached yet. A host whose routes are all the same objects
+-- keeps its entry.
 function _M.build(parsed, previous)
     local old_groups = previous and previous.groups or {}
     local old_hosts = previous and previous.hosts or {}
@@ -83,15 +86,14 @@ function _M.build(parsed, previous)
         local group = r.group
         if not group then
             local old = old_groups[r.id]
-            if old and old.backends_text == r.backends_text then
+            if old and old.pods == r.pods and old.affinity == r.affinity then
                 group = old
-            else
-                group = peers.group(r.backends, r.affinity)
-                group.backends_text = r.backends_text
+                r.group = old
             end
-            r.group = group
         end
-        groups[r.id] = group
+        if group then
+            groups[r.id] = group
+        end
         local list = lists[r.host]
         if not list then
             list = {}
@@ -105,6 +107,20 @@ function _M.build(parsed, previous)
         hosts[host] = same_routes(old, list) and old or host_entry(list)
     end
     return { version = parsed.version, hosts = hosts, groups = groups }
+end
+
+-- The balancing state of `route` in `tbl` (the table that routed the request), made on
+-- first use.
+function _M.group_of(route, tbl)
+    local group = route.group
+    if not group then
+        group = peers.group(wire.backends(route.pods), route.affinity)
+        group.pods = route.pods
+        group.affinity = route.affinity
+        route.group = group
+        tbl.groups[route.id] = group
+    end
+    return group
 end
 
 -- An empty table: every host unknown.

@@ -1,7 +1,7 @@
 -- The route table as the router sends it (nginx/table-wire.ts writes it): parsed with
--- plain string searches, checked whole, never run as code. A text with anything this
--- parser does not expect is refused with the line and the reason, so that a table is
--- stored only when every worker can build it.
+-- plain string searches and patterns, checked whole, never run as code. A text with
+-- anything this parser does not expect is refused with the line and the reason, so that a
+-- table is stored only when every worker can build it.
 --
 --   k8s-router-table 1 VERSION ROUTES
 --   HOST \t PATH \t KEY or - \t rr or ip \t IP,PORT,NAMESPACE,POD IP,PORT,NAMESPACE,POD...
@@ -10,79 +10,61 @@
 local new_tab = require "table.new"
 
 local find = string.find
+local match = string.match
 local sub = string.sub
 local tonumber = tonumber
 
 local _M = {}
 
 local HEADER = "^k8s%-router%-table 1 ([%w._-]+) (%d+)$"
-local HOST = "^[a-z0-9][a-z0-9.-]*$"
--- The characters the route table allows in a path (src/core/annotations.ts).
-local PATH = "^/[%w%-._~!&()*+,=:@/]*$"
+-- A route line in one match: a lower-case host, a path of the characters the route table
+-- allows (src/core/annotations.ts), the key, the affinity and the pods (checked apart).
+local ROUTE = "^([a-z0-9][a-z0-9.-]*)\t(/[%w%-._~!&()*+,=:@/]*)\t([%w+/=-]+)\t(%l%l)\t([^\t]+)$"
 local KEY = "^[%w+/]+=?=?$"
+local BACKEND = "^([%x:.]+),(%d+),([a-z0-9][a-z0-9-]*),([a-z0-9][a-z0-9.-]*)$"
 local IPV4 = "^%d%d?%d?%.%d%d?%d?%.%d%d?%d?%.%d%d?%d?$"
 local IPV6 = "^[%x:.]*:[%x:.]*$"
-local POD = "^[a-z0-9][a-z0-9.-]*$"
-local NAMESPACE = "^[a-z0-9][a-z0-9-]*$"
 local MAX_BACKENDS = 4096
 
-local function backend_of(text)
-    local c1 = find(text, ",", 1, true)
-    local c2 = c1 and find(text, ",", c1 + 1, true)
-    local c3 = c2 and find(text, ",", c2 + 1, true)
-    if not c3 then
+-- The fields of one pod's text, or nil and what is wrong with it.
+local function backend_fields(text)
+    local ip, port, namespace, pod = match(text, BACKEND)
+    if not ip then
         return nil, "a pod is not IP,PORT,NAMESPACE,POD"
     end
-    local ip = sub(text, 1, c1 - 1)
-    local port = tonumber(sub(text, c1 + 1, c2 - 1))
-    local namespace = sub(text, c2 + 1, c3 - 1)
-    local pod = sub(text, c3 + 1)
     local v6 = find(ip, IPV6) ~= nil
     if not v6 and not find(ip, IPV4) then
         return nil, "a pod's IP is neither IPv4 nor IPv6"
     end
-    if not find(sub(text, c1 + 1, c2 - 1), "^%d+$") or port < 1 or port > 65535 then
+    port = tonumber(port)
+    if port < 1 or port > 65535 then
         return nil, "a pod's port is not 1 to 65535"
     end
-    if not find(namespace, NAMESPACE) or #namespace > 63 then
-        return nil, "a pod's namespace is not a namespace name"
+    if #namespace > 63 or #pod > 253 then
+        return nil, "a pod's namespace or name is too long"
     end
-    if not find(pod, POD) or #pod > 253 then
-        return nil, "a pod's name is not a pod name"
-    end
-    -- nginx's address syntax: IPv6 in brackets; the consistent hash reads the same text
-    -- as the `server` directive of the documented config, port 80 left out.
-    local host = v6 and ("[" .. ip .. "]") or ip
-    return {
-        ip = ip,
-        port = port,
-        namespace = namespace,
-        pod = pod,
-        host = host,
-        target = port == 80 and host or (host .. ":" .. port),
-    }
+    return ip, port, v6
 end
 
--- `cache` maps a pod's text to its parsed form within one parse: a pod serves many routes.
-local function backends_of(text, cache)
-    local list = {}
+-- Checks the pods of a route; `checked` remembers the pods seen in this table (a pod
+-- serves many routes).
+local function check_backends(text, checked)
     local at = 1
     local len = #text
+    local count = 0
     while at <= len do
         local space = find(text, " ", at, true)
         local last = space and space - 1 or len
         local item = sub(text, at, last)
-        local backend = cache[item]
-        if not backend then
-            local err
-            backend, err = backend_of(item)
-            if not backend then
+        if not checked[item] then
+            local ok, err = backend_fields(item)
+            if not ok then
                 return nil, err
             end
-            cache[item] = backend
+            checked[item] = true
         end
-        list[#list + 1] = backend
-        if #list > MAX_BACKENDS then
+        count = count + 1
+        if count > MAX_BACKENDS then
             return nil, "a route has more than " .. MAX_BACKENDS .. " pods"
         end
         at = last + 2
@@ -90,30 +72,34 @@ local function backends_of(text, cache)
             return nil, "a route's pods end with a space"
         end
     end
-    if #list == 0 then
-        return nil, "a route has no pods"
+    return true
+end
+
+-- The pods of a route (its `pods` text, checked when it was parsed), for its balancer:
+-- IPv6 in brackets as nginx writes addresses, and the text of the documented config's
+-- `server` directive (port 80 left out), which the consistent hash reads.
+function _M.backends(text)
+    local list = {}
+    local at = 1
+    local len = #text
+    while at <= len do
+        local space = find(text, " ", at, true)
+        local last = space and space - 1 or len
+        local ip, port, v6 = backend_fields(sub(text, at, last))
+        local host = v6 and ("[" .. ip .. "]") or ip
+        list[#list + 1] = { host = host, port = port, target = port == 80 and host or (host .. ":" .. port) }
+        at = last + 2
     end
     return list
 end
 
-local function route_of(line, cache)
-    local t1 = find(line, "\t", 1, true)
-    local t2 = t1 and find(line, "\t", t1 + 1, true)
-    local t3 = t2 and find(line, "\t", t2 + 1, true)
-    local t4 = t3 and find(line, "\t", t3 + 1, true)
-    if not t4 or find(line, "\t", t4 + 1, true) then
-        return nil, "a route is not five fields separated by tabs"
+local function route_of(line, checked)
+    local host, path, key, affinity, pods = match(line, ROUTE)
+    if not host then
+        return nil, "not HOST, PATH, KEY, AFFINITY and PODS separated by tabs, each of its characters"
     end
-    local host = sub(line, 1, t1 - 1)
-    local path = sub(line, t1 + 1, t2 - 1)
-    local key = sub(line, t2 + 1, t3 - 1)
-    local affinity = sub(line, t3 + 1, t4 - 1)
-    local backends_text = sub(line, t4 + 1)
-    if not find(host, HOST) or #host > 253 then
-        return nil, "a host is not a lower-case host name"
-    end
-    if not find(path, PATH) or #path > 1024 then
-        return nil, "a path is not a route path"
+    if #host > 253 or #path > 1024 then
+        return nil, "a host or path is too long"
     end
     if key == "-" then
         key = false
@@ -123,8 +109,8 @@ local function route_of(line, cache)
     if affinity ~= "rr" and affinity ~= "ip" then
         return nil, "an affinity is neither rr nor ip"
     end
-    local backends, err = backends_of(backends_text, cache)
-    if not backends then
+    local ok, err = check_backends(pods, checked)
+    if not ok then
         return nil, err
     end
     return {
@@ -134,10 +120,9 @@ local function route_of(line, cache)
         plen = #path,
         key = key,
         affinity = affinity,
-        -- The identity of the route's pods: a route whose pods did not change keeps its
+        -- The route's pods: a route whose pods and affinity did not change keeps its
         -- balancing state across tables.
-        backends_text = affinity .. "\t" .. backends_text,
-        backends = backends,
+        pods = pods,
     }
 end
 
@@ -153,7 +138,7 @@ function _M.parse(text, previous)
     if not eol then
         return nil, "line 1: no header line"
     end
-    local version, count = sub(text, 1, eol - 1):match(HEADER)
+    local version, count = match(sub(text, 1, eol - 1), HEADER)
     if not version then
         return nil, "line 1: not a k8s-router-table 1 header"
     end
@@ -165,7 +150,7 @@ function _M.parse(text, previous)
     local lines = new_tab(0, size)
     local routes = new_tab(size, 0)
     local seen = new_tab(0, size)
-    local cache = {}
+    local checked = {}
     local at = eol + 1
     local line_no = 1
     while true do
@@ -188,7 +173,7 @@ function _M.parse(text, previous)
                 break
             end
             local err
-            route, err = route_of(line, cache)
+            route, err = route_of(line, checked)
             if not route then
                 return nil, "line " .. line_no .. ": " .. err
             end
