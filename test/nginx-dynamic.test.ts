@@ -65,6 +65,10 @@ describe('dynamic nginx', { timeout: 120_000 }, () => {
         await nginx.apply(tableOf([{ host: 'ws.test', path: '/', pods: own }, ...others]));
         assert.equal(await echo(`m${i}`), `dyn-0:m${i}`, `change ${i}: the WebSocket still reaches its pod`);
         assert.equal(await answeredBy(nginx.port, 'ws.test'), own[0]?.name, `change ${i}: a new request goes to the new pods`);
+        // Hosts and paths that came, went or moved: h0.test routes /p{i} alone, when it is there at all.
+        const h0 = others.length > 0;
+        assert.equal(await answeredBy(nginx.port, 'h0.test', `/p${i}`), h0 ? 'dyn-0' : 'dropped', `change ${i}: h0.test/p${i}`);
+        assert.equal(await answeredBy(nginx.port, 'h0.test', `/p${i - 1}`), h0 ? '404' : 'dropped', `change ${i}: the path h0.test had before`);
       }
       // A reload or a restart would have started other workers.
       assert.deepEqual(await processesOf(nginx.master.pid as number), processes, 'the same master and workers');

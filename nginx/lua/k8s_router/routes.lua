@@ -24,11 +24,10 @@ end
 
 local function host_entry(list)
     sort(list, by_length)
-    local entry = { list = list, scan = #list <= SCAN_LIMIT, members = {} }
+    local entry = { list = list, scan = #list <= SCAN_LIMIT }
     local by_path = {}
     for i = 1, #list do
         by_path[list[i].path] = list[i]
-        entry.members[list[i]] = true
     end
     if not entry.scan then
         local lengths, seen = {}, {}
@@ -55,45 +54,11 @@ local function host_entry(list)
     return entry
 end
 
-local function same_routes(old, list)
-    if not old or #old.list ~= #list then
-        return false
-    end
-    -- The entry sorted its list by path length: compare as sets of the very objects.
-    local mine = old.members
-    for i = 1, #list do
-        if not mine[list[i]] then
-            return false
-        end
-    end
-    return true
-end
-
--- The routing table of `parsed` (wire.lua's). A route the last table had (the same line,
--- so the same object) keeps its group; a route whose pods (and affinity) are unchanged
--- takes the balancing state of the route it replaces, as the in-process proxy's balancers
--- do; other routes get theirs when first asked (group_of): a table of 10,000 routes is
--- mostly routes no request has reached yet. A host whose routes are all the same objects
--- keeps its entry.
-function _M.build(parsed, previous)
-    local old_groups = previous and previous.groups or {}
-    local old_hosts = previous and previous.hosts or {}
+local function full_build(parsed)
     local routes = parsed.routes
-    local groups = new_tab(0, #routes)
     local lists = {}
     for i = 1, #routes do
         local r = routes[i]
-        local group = r.group
-        if not group then
-            local old = old_groups[r.id]
-            if old and old.pods == r.pods and old.affinity == r.affinity then
-                group = old
-                r.group = old
-            end
-        end
-        if group then
-            groups[r.id] = group
-        end
         local list = lists[r.host]
         if not list then
             list = {}
@@ -103,8 +68,61 @@ function _M.build(parsed, previous)
     end
     local hosts = {}
     for host, list in pairs(lists) do
-        local old = old_hosts[host]
-        hosts[host] = same_routes(old, list) and old or host_entry(list)
+        hosts[host] = host_entry(list)
+    end
+    return { version = parsed.version, hosts = hosts, groups = new_tab(0, #routes) }
+end
+
+-- The routing table of `parsed` (wire.lua's), made from `previous` (the table built from
+-- `previous_parsed`) where the two differ: the hosts of routes added, changed or removed
+-- get new entries, the others keep theirs. A route the last table had (the same line, so
+-- the same object) keeps its balancing state; a route whose pods (and affinity) are
+-- unchanged takes the state of the route it replaces, as the in-process proxy's balancers
+-- do; other routes get theirs when first routed (group_of): a table of 10,000 routes is
+-- mostly routes no request has reached yet. `previous` is taken apart: only the table
+-- returned may be used afterwards.
+function _M.build(parsed, previous_parsed, previous)
+    if not previous or not previous_parsed then
+        return full_build(parsed)
+    end
+    local hosts, groups = previous.hosts, previous.groups
+    local lines, ids = parsed.lines, parsed.ids
+    local changed = {}
+    for line, r in pairs(previous_parsed.lines) do
+        if lines[line] ~= r then
+            changed[r.host] = true
+            if not ids[r.id] then
+                groups[r.id] = nil
+            end
+        end
+    end
+    local fresh = parsed.fresh
+    for i = 1, #fresh do
+        local r = fresh[i]
+        changed[r.host] = true
+        local old = groups[r.id]
+        if old and old.pods == r.pods and old.affinity == r.affinity then
+            r.group = old
+        end
+        groups[r.id] = r.group
+    end
+    if next(changed) then
+        local lists = {}
+        local routes = parsed.routes
+        for i = 1, #routes do
+            local r = routes[i]
+            if changed[r.host] then
+                local list = lists[r.host]
+                if not list then
+                    list = {}
+                    lists[r.host] = list
+                end
+                list[#list + 1] = r
+            end
+        end
+        for host in pairs(changed) do
+            hosts[host] = lists[host] and host_entry(lists[host]) or nil
+        end
     end
     return { version = parsed.version, hosts = hosts, groups = groups }
 end

@@ -44,7 +44,7 @@ local function report()
 end
 
 local function install(parsed, n)
-    current = routes.build(parsed, current)
+    current = routes.build(parsed, parsed_last, current)
     parsed_last = parsed
     serial = n
     report()

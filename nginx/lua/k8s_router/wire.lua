@@ -126,7 +126,8 @@ local function route_of(line, checked)
     }
 end
 
--- The table in `text`: { version, routes = { route... } in the order sent, lines }, or nil
+-- The table in `text`: { version, routes = { route... } in the order sent, lines (line ->
+-- route), ids (the routes' host and path), fresh (the routes not in `previous`) }, or nil
 -- and the reason. A line that `previous` (an earlier result) had is that earlier route,
 -- the very object, unchecked again: a new table differs from the last in a few lines, and
 -- routes.lua keeps what it built for routes it has seen.
@@ -151,6 +152,7 @@ function _M.parse(text, previous)
     local routes = new_tab(size, 0)
     local seen = new_tab(0, size)
     local checked = {}
+    local fresh = {}
     local at = eol + 1
     local line_no = 1
     while true do
@@ -177,6 +179,7 @@ function _M.parse(text, previous)
             if not route then
                 return nil, "line " .. line_no .. ": " .. err
             end
+            fresh[#fresh + 1] = route
         end
         if seen[route.id] then
             return nil, "line " .. line_no .. ": a host and path are in the table twice"
@@ -188,7 +191,7 @@ function _M.parse(text, previous)
     if #routes ~= count then
         return nil, "the header announces " .. count .. " routes, the table has " .. #routes
     end
-    return { version = version, routes = routes, lines = lines }
+    return { version = version, routes = routes, lines = lines, ids = seen, fresh = fresh }
 end
 
 return _M
