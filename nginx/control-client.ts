@@ -22,7 +22,13 @@ interface Answer {
   body: string;
 }
 
-function exchange(socketPath: string, method: 'GET' | 'PUT', path: string, body: string | null, timeoutMs: number): Promise<Answer> {
+function exchange(
+  socketPath: string,
+  method: 'GET' | 'PUT',
+  path: string,
+  body: string | null,
+  timeoutMs: number,
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
@@ -30,7 +36,11 @@ function exchange(socketPath: string, method: 'GET' | 'PUT', path: string, body:
         method,
         path,
         // The socket's directory is the access control; nginx wants a Host all the same.
-        headers: { host: 'k8s-router', connection: 'close', ...(body === null ? {} : { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) }) },
+        headers: {
+          host: 'k8s-router',
+          connection: 'close',
+          ...(body === null ? {} : { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) }),
+        },
         agent: false,
         timeout: timeoutMs,
       },
@@ -41,7 +51,9 @@ function exchange(socketPath: string, method: 'GET' | 'PUT', path: string, body:
           text += chunk;
         });
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text.trim() }));
-        res.on('error', (err) => reject(new ControlError(`reading the answer of ${method} ${path}: ${err.message}`, null)));
+        res.on('error', (err) =>
+          reject(new ControlError(`reading the answer of ${method} ${path}: ${err.message}`, null)),
+        );
       },
     );
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
@@ -99,9 +111,14 @@ export function parseVersions(text: string): TableVersions | null {
 /** Which table each worker serves, as nginx says. */
 export async function tableVersions(socketPath: string, timeoutMs: number): Promise<TableVersions> {
   const { status, body } = await exchange(socketPath, 'GET', CONTROL_PATHS.versions, null, timeoutMs);
-  if (status !== 200) throw new ControlError(`nginx did not say which tables its workers serve (${status}): ${body}`, status);
+  if (status !== 200)
+    throw new ControlError(`nginx did not say which tables its workers serve (${status}): ${body}`, status);
   const versions = parseVersions(body);
-  if (versions === null) throw new ControlError(`nginx's answer about its workers' tables is not understood: ${JSON.stringify(body.slice(0, 200))}`, status);
+  if (versions === null)
+    throw new ControlError(
+      `nginx's answer about its workers' tables is not understood: ${JSON.stringify(body.slice(0, 200))}`,
+      status,
+    );
   return versions;
 }
 
@@ -110,7 +127,11 @@ export async function tableVersions(socketPath: string, timeoutMs: number): Prom
  * version and from one of `workerPids` (the master's live workers, when known: a report
  * left by a worker that died, or by the worker an id had before a reload, is not enough).
  */
-export function servedByEveryWorker(versions: TableVersions, version: string, workerPids?: ReadonlySet<number>): boolean {
+export function servedByEveryWorker(
+  versions: TableVersions,
+  version: string,
+  workerPids?: ReadonlySet<number>,
+): boolean {
   for (let id = 0; id < versions.workers; id++) {
     const report = versions.reports.find((r) => r.id === id);
     if (report === undefined || report.version !== version) return false;

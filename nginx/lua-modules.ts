@@ -16,12 +16,16 @@ export interface LuaModules {
   lua: string;
 }
 
-export type LuaModulesLookup = { found: true; modules: LuaModules; restyCore: string } | { found: false; problem: string };
+export type LuaModulesLookup =
+  { found: true; modules: LuaModules; restyCore: string } | { found: false; problem: string };
 
 /** Where LuaJIT looks for libraries by default (Debian's packages install in the second). */
 const LUA_LIBRARY_DIRS = ['/usr/local/share/lua/5.1', '/usr/share/lua/5.1'];
 
-/** The directory of nginx's dynamic modules, from `nginx -V`: --modules-path, else PREFIX/modules; null when neither is said. */
+/**
+ * The directory of nginx's dynamic modules, from `nginx -V`: --modules-path, else
+ * PREFIX/modules; null when neither is said.
+ */
 export function modulesPathOf(versionOutput: string): string | null {
   const option = (name: string): string | null => new RegExp(`--${name}=(\\S+)`).exec(versionOutput)?.[1] ?? null;
   const modules = option('modules-path');
@@ -48,8 +52,14 @@ function versionOutput(nginxBinary: string): Promise<string> {
   });
 }
 
-/** The Lua modules and lua-resty-core for `nginxBinary`, or one line that says what is missing and how to install it. */
-export async function findLuaModules(nginxBinary: string, libraryDirs: readonly string[] = LUA_LIBRARY_DIRS): Promise<LuaModulesLookup> {
+/**
+ * The Lua modules and lua-resty-core for `nginxBinary`, or one line that says what is
+ * missing and how to install it.
+ */
+export async function findLuaModules(
+  nginxBinary: string,
+  libraryDirs: readonly string[] = LUA_LIBRARY_DIRS,
+): Promise<LuaModulesLookup> {
   const install = `install them with: apt-get install ${LUA_PACKAGES}`;
   let output: string;
   try {
@@ -58,15 +68,26 @@ export async function findLuaModules(nginxBinary: string, libraryDirs: readonly 
     return { found: false, problem: `cannot run ${nginxBinary} -V to find its Lua module (${(err as Error).message})` };
   }
   const dir = modulesPathOf(output);
-  if (dir === null) return { found: false, problem: `${nginxBinary} -V names no modules path; NGINX_MODE=dynamic needs ${LUA_PACKAGES}` };
+  if (dir === null)
+    return {
+      found: false,
+      problem: `${nginxBinary} -V names no modules path; NGINX_MODE=dynamic needs ${LUA_PACKAGES}`,
+    };
   const modules = { ndk: join(dir, 'ndk_http_module.so'), lua: join(dir, 'ngx_http_lua_module.so') };
   const missing = Object.values(modules).filter((path) => !readable(path));
+  const gone = `${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'}`;
   if (missing.length > 0) {
-    return { found: false, problem: `NGINX_MODE=dynamic needs nginx's Lua module, and ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing: ${install}` };
+    return {
+      found: false,
+      problem: `NGINX_MODE=dynamic needs nginx's Lua module: ${gone} missing; ${install}`,
+    };
   }
   const restyCore = libraryDirs.map((d) => join(d, 'resty', 'core.lua')).find(readable);
   if (restyCore === undefined) {
-    return { found: false, problem: `NGINX_MODE=dynamic needs lua-resty-core, found in none of ${libraryDirs.join(', ')}: ${install}` };
+    return {
+      found: false,
+      problem: `NGINX_MODE=dynamic needs lua-resty-core, found in none of ${libraryDirs.join(', ')}: ${install}`,
+    };
   }
   return { found: true, modules, restyCore };
 }

@@ -1,7 +1,16 @@
 import { isAbsolute } from 'node:path';
 import { clientDirectives } from './client-directives.js';
 import type { LuaModules } from './lua-modules.js';
-import { keepalive, listenOn, proxyHeaders, runtimeHttp, runtimeMain, workerProcesses, type NginxRuntime, type RenderOptions } from './render.js';
+import {
+  keepalive,
+  listenOn,
+  proxyHeaders,
+  runtimeHttp,
+  runtimeMain,
+  workerProcesses,
+  type NginxRuntime,
+  type RenderOptions,
+} from './render.js';
 import { headerVariable } from './syntax.js';
 import { MAX_TABLE_BYTES, TABLE_DICT_BYTES } from './table-wire.js';
 
@@ -40,7 +49,9 @@ const PLAIN_PATH = /^\/[A-Za-z0-9._/-]*$/;
 
 function plainPath(what: string, path: string): string {
   if (!isAbsolute(path) || !PLAIN_PATH.test(path)) {
-    throw new RangeError(`${what} ${JSON.stringify(path)} must be an absolute path of letters, digits, ".", "_", "-" and "/"`);
+    throw new RangeError(
+      `${what} ${JSON.stringify(path)} must be an absolute path of letters, digits, ".", "_", "-" and "/"`,
+    );
   }
   return path;
 }
@@ -52,10 +63,17 @@ function maxBodySize(options: DynamicRenderOptions): number {
 
 function luaSettings(options: DynamicRenderOptions): string {
   const pollMs = options.tablePollMs ?? 5;
-  if (!Number.isInteger(pollMs) || pollMs < 1 || pollMs > 60_000) throw new RangeError(`table poll ${pollMs} ms is not 1 to 60000`);
+  if (!Number.isInteger(pollMs) || pollMs < 1 || pollMs > 60_000)
+    throw new RangeError(`table poll ${pollMs} ms is not 1 to 60000`);
   // Every value is checked above or is a number: nothing here can end the Lua string or block.
   const variable = headerVariable(options.apiKeyHeader).slice(1);
-  return `{ key_variable = "${variable}", max_body_size = ${maxBodySize(options)}, poll_ms = ${pollMs}, dict = "${TABLE_DICT}" }`;
+  const fields = [
+    `key_variable = "${variable}"`,
+    `max_body_size = ${maxBodySize(options)}`,
+    `poll_ms = ${pollMs}`,
+    `dict = "${TABLE_DICT}"`,
+  ];
+  return `{ ${fields.join(', ')} }`;
 }
 
 function controlServer(socket: string): string[] {
@@ -90,7 +108,8 @@ function controlServer(socket: string): string[] {
 export function renderDynamicConf(options: DynamicRenderOptions): string {
   const { runtime, luaModules } = options;
   const socket = plainPath('control socket', options.controlSocket);
-  if (socket.length > MAX_SOCKET_PATH) throw new RangeError(`control socket path ${JSON.stringify(socket)} is longer than ${MAX_SOCKET_PATH} bytes`);
+  if (socket.length > MAX_SOCKET_PATH)
+    throw new RangeError(`control socket path ${JSON.stringify(socket)} is longer than ${MAX_SOCKET_PATH} bytes`);
   const luaDir = plainPath('Lua directory', options.luaDir);
   const connections = keepalive(options);
   const lines = [

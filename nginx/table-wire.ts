@@ -63,7 +63,10 @@ export function affinityOf(route: Route): Affinity {
   const affinity = (route as { affinity?: 'ip' | null }).affinity ?? null;
   if (affinity === null) return 'rr';
   if (affinity === 'ip') return 'ip';
-  throw new TableWireError('BAD_AFFINITY', `route ${describe(route)} has affinity ${JSON.stringify(affinity)}, neither null nor "ip"`);
+  throw new TableWireError(
+    'BAD_AFFINITY',
+    `route ${describe(route)} has affinity ${JSON.stringify(affinity)}, neither null nor "ip"`,
+  );
 }
 
 function describe(route: Route): string {
@@ -88,11 +91,15 @@ function backendText(route: Route, backend: Backend): string {
   const known = backendTexts.get(backend);
   if (known !== undefined) return known;
   const fail = (what: string): never => {
-    throw new TableWireError('BAD_BACKEND', `route ${describe(route)}: pod ${JSON.stringify(`${backend.namespace}/${backend.pod}`)} ${what}`);
+    throw new TableWireError(
+      'BAD_BACKEND',
+      `route ${describe(route)}: pod ${JSON.stringify(`${backend.namespace}/${backend.pod}`)} ${what}`,
+    );
   };
   const ip = ipProblem(backend.ip);
   if (ip !== null) fail(`has IP ${JSON.stringify(backend.ip)}, which ${ip}`);
-  if (!Number.isInteger(backend.port) || backend.port < 1 || backend.port > 65535) fail(`has port ${backend.port}, not 1 to 65535`);
+  if (!Number.isInteger(backend.port) || backend.port < 1 || backend.port > 65535)
+    fail(`has port ${backend.port}, not 1 to 65535`);
   const pod = dnsSubdomainProblem(backend.pod);
   if (pod !== null) fail(`has a name that ${pod}`);
   const namespace = dnsLabelProblem(backend.namespace);
@@ -107,13 +114,18 @@ function routeLine(route: Route): string {
   if (known !== undefined) return known;
   const host = hostProblem(route.host);
   if (host !== null || route.host !== route.host.toLowerCase()) {
-    throw new TableWireError('BAD_HOST', `route ${describe(route)}: host ${JSON.stringify(route.host)} ${host ?? 'is not lower case'}`);
+    throw new TableWireError(
+      'BAD_HOST',
+      `route ${describe(route)}: host ${JSON.stringify(route.host)} ${host ?? 'is not lower case'}`,
+    );
   }
   const path = pathProblem(route.path);
-  if (path !== null) throw new TableWireError('BAD_PATH', `route ${describe(route)}: path ${JSON.stringify(route.path)} ${path}`);
+  if (path !== null)
+    throw new TableWireError('BAD_PATH', `route ${describe(route)}: path ${JSON.stringify(route.path)} ${path}`);
   const key = route.apiKey;
   // The key itself is never part of a message: it is a secret.
-  if (key !== null && (key === '' || !BASE64.test(key))) throw new TableWireError('BAD_API_KEY', `route ${describe(route)}: the API key is not base64 text`);
+  if (key !== null && (key === '' || !BASE64.test(key)))
+    throw new TableWireError('BAD_API_KEY', `route ${describe(route)}: the API key is not base64 text`);
   if (route.backends.length === 0) throw new TableWireError('NO_BACKENDS', `route ${describe(route)} has no pods`);
   const backends = route.backends.map((b) => backendText(route, b)).join(' ');
   const line = `${route.host}\t${route.path}\t${key ?? '-'}\t${affinityOf(route)}\t${backends}\n`;
@@ -127,7 +139,8 @@ function routeLine(route: Route): string {
  * without pods, or a text over MAX_TABLE_BYTES.
  */
 export function serializeTable(table: RouteTable, version: string): string {
-  if (!VERSION.test(version)) throw new TableWireError('BAD_VERSION', `table version ${JSON.stringify(version)} is not a plain word`);
+  if (!VERSION.test(version))
+    throw new TableWireError('BAD_VERSION', `table version ${JSON.stringify(version)} is not a plain word`);
   const seen = new Set<string>();
   let text = `${WIRE_HEADER} ${version} ${table.routes.length}\n`;
   // Counted as it grows: ASCII only (every field was checked), so characters are bytes.
@@ -137,10 +150,14 @@ export function serializeTable(table: RouteTable, version: string): string {
     seen.add(id);
     text += routeLine(route);
     if (text.length > MAX_TABLE_BYTES) {
-      throw new TableWireError('TOO_LARGE', `the table is over ${MAX_TABLE_BYTES} bytes at route ${seen.size} of ${table.routes.length}`);
+      throw new TableWireError(
+        'TOO_LARGE',
+        `the table is over ${MAX_TABLE_BYTES} bytes at route ${seen.size} of ${table.routes.length}`,
+      );
     }
   }
   text += `end ${version}\n`;
-  if (text.length > MAX_TABLE_BYTES) throw new TableWireError('TOO_LARGE', `the table is over ${MAX_TABLE_BYTES} bytes`);
+  if (text.length > MAX_TABLE_BYTES)
+    throw new TableWireError('TOO_LARGE', `the table is over ${MAX_TABLE_BYTES} bytes`);
   return text;
 }

@@ -30,7 +30,9 @@ interface Backend {
 }
 
 /** The documented config's upstream for these pods, with the hash affinity writes. */
-async function startHashNginx(backends: readonly Backend[]): Promise<{ port: number; master: NginxMaster; close(): Promise<void> }> {
+async function startHashNginx(
+  backends: readonly Backend[],
+): Promise<{ port: number; master: NginxMaster; close(): Promise<void> }> {
   const prefix = await mkdtemp(join(tmpdir(), 'k8s-router-chash-'));
   await mkdir(join(prefix, 'logs'));
   const port = await pickFreeLoopbackPort();
@@ -62,7 +64,12 @@ async function startHashNginx(backends: readonly Backend[]): Promise<{ port: num
     '',
   ].join('\n');
   await writeFile(join(prefix, 'nginx.conf'), conf);
-  const master = spawnNginxMaster({ nginxBinary: NGINX_BINARY, prefix, confPath: join(prefix, 'nginx.conf'), errorLog: join(prefix, 'logs', 'error.log') });
+  const master = spawnNginxMaster({
+    nginxBinary: NGINX_BINARY,
+    prefix,
+    confPath: join(prefix, 'nginx.conf'),
+    errorLog: join(prefix, 'logs', 'error.log'),
+  });
   await eventually(async () => (await ready(port)) === 204, 'the hash upstream to answer', 10_000);
   return {
     port,
@@ -90,10 +97,15 @@ function ready(port: number): Promise<number | null> {
 /** The pod that answered a request from `client` (or the status nginx answered). */
 function ask(port: number, client: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/', headers: { host: 'sticky.test', [CLIENT_HEADER]: client }, agent }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(typeof res.headers['x-pod'] === 'string' ? res.headers['x-pod'] : String(res.statusCode)));
-    });
+    const req = http.get(
+      { host: '127.0.0.1', port, path: '/', headers: { host: 'sticky.test', [CLIENT_HEADER]: client }, agent },
+      (res) => {
+        res.resume();
+        res.on('end', () =>
+          resolve(typeof res.headers['x-pod'] === 'string' ? res.headers['x-pod'] : String(res.statusCode)),
+        );
+      },
+    );
     req.on('error', reject);
   });
 }
@@ -118,7 +130,9 @@ function stickyTable(backends: readonly Backend[]): RouteTable {
     path: '/',
     namespace: 'default',
     apiKey: null,
-    backends: [...backends].sort((a, b) => (a.name < b.name ? -1 : 1)).map((b) => ({ pod: b.name, namespace: 'default', ip: b.ip, port: b.port })),
+    backends: [...backends]
+      .sort((a, b) => (a.name < b.name ? -1 : 1))
+      .map((b) => ({ pod: b.name, namespace: 'default', ip: b.ip, port: b.port })),
     affinity: 'ip',
   } as Route;
   return { routes: [route], rejections: [] };
@@ -152,7 +166,11 @@ describe("affinity ip: dynamic nginx picks the pod nginx's consistent hash picks
   });
   after(() => Promise.all(pods.map((p) => p.close())));
 
-  async function compare(backends: readonly Backend[], clients: readonly string[], parallel: number): Promise<string[]> {
+  async function compare(
+    backends: readonly Backend[],
+    clients: readonly string[],
+    parallel: number,
+  ): Promise<string[]> {
     // In pod-name order, as the route table and the documented upstream list them.
     const sorted = [...backends].sort((a, b) => (a.name < b.name ? -1 : 1));
     const documented = await startHashNginx(sorted);
@@ -161,7 +179,9 @@ describe("affinity ip: dynamic nginx picks the pod nginx's consistent hash picks
       dynamic = await startDynamicNginx(stickyTable(sorted), { httpDirectives: REALIP });
       const viaHash = await answers(documented.port, clients, parallel);
       const viaDynamic = await answers(dynamic.port, clients, parallel);
-      const differing = clients.flatMap((c, i) => (viaHash[i] === viaDynamic[i] ? [] : [`${c}: nginx ${viaHash[i]}, dynamic ${viaDynamic[i]}`]));
+      const differing = clients.flatMap((c, i) =>
+        viaHash[i] === viaDynamic[i] ? [] : [`${c}: nginx ${viaHash[i]}, dynamic ${viaDynamic[i]}`],
+      );
       assert.deepEqual(differing, [], `${differing.length} of ${clients.length} addresses differ`);
       return viaHash;
     } finally {
@@ -173,24 +193,44 @@ describe("affinity ip: dynamic nginx picks the pod nginx's consistent hash picks
     const clients = addresses(3000, 20261206);
     const got = await compare(pods, clients, 8);
     // Every pod gets a share: the ring is used, not one pod.
-    for (const p of pods) assert.ok(got.filter((g) => g === p.name).length > 100, `${p.name} gets clients: ${got.filter((g) => g === p.name).length}`);
+    for (const p of pods)
+      assert.ok(
+        got.filter((g) => g === p.name).length > 100,
+        `${p.name} gets clients: ${got.filter((g) => g === p.name).length}`,
+      );
     // The same address twice, the same pod.
-    assert.deepEqual(await compare(pods.slice(0, 3), [...clients.slice(0, 50), ...clients.slice(0, 50)], 1).then((g) => g.slice(0, 50)), await compare(pods.slice(0, 3), clients.slice(0, 50), 1));
+    assert.deepEqual(
+      await compare(pods.slice(0, 3), [...clients.slice(0, 50), ...clients.slice(0, 50)], 1).then((g) =>
+        g.slice(0, 50),
+      ),
+      await compare(pods.slice(0, 3), clients.slice(0, 50), 1),
+    );
   });
 
-  it('pods that refuse: the walk moves on round the ring and down pods are skipped, in order, 600 addresses', async () => {
+  it('pods that refuse: the walk moves on round the ring, down pods skipped, 600 addresses in order', async () => {
     const dead = [
       { name: 'sticky-dead-0', ...(await deadAddress('127.0.0.120')) },
       { name: 'sticky-dead-1', ...(await deadAddress('127.0.0.121')) },
     ];
     const got = await compare([...pods.slice(0, 3), ...dead], addresses(600, 7), 1);
-    assert.ok(!got.includes('502') && got.every((g) => g.startsWith('sticky-') && !g.includes('dead')), 'every address reached a live pod');
+    assert.ok(
+      !got.includes('502') && got.every((g) => g.startsWith('sticky-') && !g.includes('dead')),
+      'every address reached a live pod',
+    );
   });
 
-  it('mostly pods that refuse: after 20 points without a pod the walk falls back to round robin, 400 addresses', async () => {
-    const dead = await Promise.all(Array.from({ length: 12 }, async (_, i) => ({ name: `sticky-dead-${i + 10}`, ...(await deadAddress(`127.0.0.${122 + i}`)) })));
+  it('mostly pods that refuse: 20 points without a pod, then round robin, 400 addresses in order', async () => {
+    const dead = await Promise.all(
+      Array.from({ length: 12 }, async (_, i) => ({
+        name: `sticky-dead-${i + 10}`,
+        ...(await deadAddress(`127.0.0.${122 + i}`)),
+      })),
+    );
     const got = await compare([...pods.slice(0, 2), ...dead], addresses(400, 11), 1);
-    assert.ok(got.every((g) => g === 'sticky-0' || g === 'sticky-1'), 'every address reached a live pod');
+    assert.ok(
+      got.every((g) => g === 'sticky-0' || g === 'sticky-1'),
+      'every address reached a live pod',
+    );
   });
 
   it('one pod: nginx does not hash, and neither does dynamic nginx', async () => {

@@ -5,7 +5,15 @@ import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { ControlError, parseVersions, prepareControlSocket, putTable, servedByEveryWorker, tableVersions, type TableVersions } from '../nginx/control-client.js';
+import {
+  ControlError,
+  parseVersions,
+  prepareControlSocket,
+  putTable,
+  servedByEveryWorker,
+  tableVersions,
+  type TableVersions,
+} from '../nginx/control-client.js';
 
 // The router's side of the control socket: reading the workers' reports, deciding when a
 // table is served by every worker, readying the socket's directory, and failing clearly
@@ -30,8 +38,17 @@ describe('the control client', () => {
         { id: 1, pid: 102, version: null },
       ],
     });
-    assert.deepEqual(parseVersions('k8s-router-versions 1\nworkers 1\nstored -'), { workers: 1, stored: null, reports: [] });
-    for (const bad of ['', 'k8s-router-versions 2\nworkers 1\nstored -', 'k8s-router-versions 1\nworkers x\nstored -', 'k8s-router-versions 1\nworkers 1\nstored -\nworker 0 pid v1']) {
+    assert.deepEqual(parseVersions('k8s-router-versions 1\nworkers 1\nstored -'), {
+      workers: 1,
+      stored: null,
+      reports: [],
+    });
+    for (const bad of [
+      '',
+      'k8s-router-versions 2\nworkers 1\nstored -',
+      'k8s-router-versions 1\nworkers x\nstored -',
+      'k8s-router-versions 1\nworkers 1\nstored -\nworker 0 pid v1',
+    ]) {
       assert.equal(parseVersions(bad), null, JSON.stringify(bad));
     }
   });
@@ -49,7 +66,11 @@ describe('the control client', () => {
     assert.equal(servedByEveryWorker(versions, 'v2', new Set([11, 12, 13])), true);
     assert.equal(servedByEveryWorker(versions, 'v1'), false, 'another version');
     assert.equal(servedByEveryWorker(versions, 'v2', new Set([11])), false, 'a report left by a worker that is gone');
-    assert.equal(servedByEveryWorker({ ...versions, reports: versions.reports.slice(0, 1) }, 'v2'), false, 'a worker that did not report');
+    assert.equal(
+      servedByEveryWorker({ ...versions, reports: versions.reports.slice(0, 1) }, 'v2'),
+      false,
+      'a worker that did not report',
+    );
     assert.equal(servedByEveryWorker({ ...versions, workers: 3 }, 'v2'), false, 'more workers than reports');
   });
 
@@ -60,7 +81,10 @@ describe('the control client', () => {
     assert.equal((await stat(join(dir, 'control'))).mode & 0o777, 0o700);
     // A socket file nobody listens on any more, as a killed nginx leaves it: a process
     // that listens on it, killed outright.
-    const child = spawn(process.execPath, ['-e', `require('node:net').createServer().listen(${JSON.stringify(socket)}, () => process.stdout.write('up'))`]);
+    const child = spawn(process.execPath, [
+      '-e',
+      `require('node:net').createServer().listen(${JSON.stringify(socket)}, () => process.stdout.write('up'))`,
+    ]);
     await once(child.stdout, 'data');
     child.kill('SIGKILL');
     await once(child, 'exit');
@@ -80,7 +104,13 @@ describe('the control client', () => {
 
   it('rejects with a ControlError without status when nothing answers on the socket', async () => {
     const socket = join(await tempDir(), 'none.sock');
-    await assert.rejects(putTable(socket, 'x', 1_000), (err: unknown) => err instanceof ControlError && err.status === null && /ENOENT/.test(err.message));
-    await assert.rejects(tableVersions(socket, 1_000), (err: unknown) => err instanceof ControlError && err.status === null);
+    await assert.rejects(
+      putTable(socket, 'x', 1_000),
+      (err: unknown) => err instanceof ControlError && err.status === null && /ENOENT/.test(err.message),
+    );
+    await assert.rejects(
+      tableVersions(socket, 1_000),
+      (err: unknown) => err instanceof ControlError && err.status === null,
+    );
   });
 });

@@ -25,7 +25,12 @@ async function fakeNginx(output: string): Promise<string> {
 
 describe('the Lua modules of dynamic mode', () => {
   it('reads the modules directory from nginx -V: --modules-path, else PREFIX/modules', () => {
-    assert.equal(modulesPathOf('configure arguments: --prefix=/usr/share/nginx --modules-path=/usr/lib/nginx/modules --with-compat'), '/usr/lib/nginx/modules');
+    assert.equal(
+      modulesPathOf(
+        'configure arguments: --prefix=/usr/share/nginx --modules-path=/usr/lib/nginx/modules --with-compat',
+      ),
+      '/usr/lib/nginx/modules',
+    );
     assert.equal(modulesPathOf('configure arguments: --prefix=/opt/nginx --with-debug'), '/opt/nginx/modules');
     assert.equal(modulesPathOf('nginx version: nginx/1.22.1'), null);
   });

@@ -42,7 +42,11 @@ describe('the dynamic nginx.conf', () => {
     const text = renderDynamicConf(options());
     assert.equal(text.match(/^server \{$/gm)?.length, 3, 'routing, status and control servers');
     assert.equal(text.match(/^upstream /gm)?.length, 1);
-    assert.equal(text.match(/^location \/ \{$/gm)?.length, 3, 'the routing location, and the 404s of the status and control servers');
+    assert.equal(
+      text.match(/^location \/ \{$/gm)?.length,
+      3,
+      'the routing location, and the 404s of the status and control servers',
+    );
     assert.match(text, /^listen 8080 default_server;$/m);
     assert.match(text, new RegExp(`^listen unix:${dir}/control/table\\.sock;$`, 'm'));
     assert.ok(!/server_name/.test(text));
@@ -52,14 +56,19 @@ describe('the dynamic nginx.conf', () => {
   it('loads the Lua module and its NDK, and hands the settings to the Lua in the master', () => {
     const text = renderDynamicConf(options({ apiKeyHeader: 'X-Tenant-Key', clientMaxBodySize: 0 }));
     assert.match(text, new RegExp(`^load_module ${lookup.modules.ndk};\\nload_module ${lookup.modules.lua};$`, 'm'));
-    assert.match(text, /^init_by_lua_block \{\nk8s_router = require\("k8s_router.main"\).init\(\{ key_variable = "http_x_tenant_key", max_body_size = 0, poll_ms = 5, dict = "k8s_router" \}\)\n\}$/m);
+    const settings = '{ key_variable = "http_x_tenant_key", max_body_size = 0, poll_ms = 5, dict = "k8s_router" }';
+    assert.ok(
+      text.includes(`\ninit_by_lua_block {\nk8s_router = require("k8s_router.main").init(${settings})\n}\n`),
+      text,
+    );
     assert.match(text, new RegExp(`^lua_package_path "${bundledLuaDir()}/\\?\\.lua;;";$`, 'm'));
   });
 
   it('sends the headers of the documented config, and upstream keep-alive after the balancer', () => {
     const documented = renderDynamicConf(options());
     assert.match(documented, /^map \$http_connection \$p_connection \{\ndefault \$http_connection;\n'' close;\n\}$/m);
-    assert.match(documented, /^proxy_set_header Connection \$p_connection;\nproxy_set_header Host \$host;\nproxy_set_header Upgrade \$http_upgrade;$/m);
+    const headers = ['Connection $p_connection', 'Host $host', 'Upgrade $http_upgrade'];
+    assert.ok(documented.includes(headers.map((h) => `\nproxy_set_header ${h};`).join('')), documented);
     assert.ok(!documented.includes('keepalive '));
     const kept = renderDynamicConf(options({ upstreamKeepalive: 32 }));
     assert.match(kept, /^map \$http_upgrade \$p_connection \{$/m);

@@ -26,7 +26,8 @@ before(async () => {
     const nginx: NginxUnderTest = await startNginx(table, { upstreamKeepalive });
     planes.push({ backend: 'nginx', keepalive: upstreamKeepalive, port: nginx.port, close: () => nginx.close() });
     const dynamic = await startDynamic(table, { upstreamKeepalive });
-    planes.push({ backend: 'dynamic nginx', keepalive: upstreamKeepalive, port: dynamic.port, close: () => dynamic.close() });
+    const close = (): Promise<void> => dynamic.close();
+    planes.push({ backend: 'dynamic nginx', keepalive: upstreamKeepalive, port: dynamic.port, close });
     const proxy: ProxyDataPlane = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', upstreamKeepalive, ...proxyLibraryUnderTest() });
     await proxy.apply(table);
     planes.push({ backend: 'proxy', keepalive: upstreamKeepalive, port: proxy.port, close: () => proxy.close() });

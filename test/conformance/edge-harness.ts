@@ -4,7 +4,15 @@ import type { ProxyDataPlane } from '../../proxy/server.js';
 import type { ReceivedRequest } from '../support/pods.js';
 import { startRawPod, type RawPod } from '../support/raw-pod.js';
 import { converse, VANISH, type ConverseOptions, type Conversation, type Part } from './conversation.js';
-import { startDynamic, startNginx, startProxyFor, tableOf, type Mode, type NginxPlaneUnderTest, type NginxUnderTest } from './harness.js';
+import {
+  startDynamic,
+  startNginx,
+  startProxyFor,
+  tableOf,
+  type Mode,
+  type NginxPlaneUnderTest,
+  type NginxUnderTest,
+} from './harness.js';
 
 // The edges of HTTP framing, documented nginx against dynamic nginx and the proxy: raw
 // bytes on a connection of their own, compared by every answer's status line, whether the
@@ -87,7 +95,10 @@ export interface EdgeResult {
   proxy: EdgeObservation;
 }
 
-/** Documented nginx (the product's data plane), dynamic nginx and the proxy, each on its SLOTS hosts, each routed to one raw pod. */
+/**
+ * Documented nginx (the product's data plane), dynamic nginx and the proxy, each on its
+ * SLOTS hosts, each routed to one raw pod.
+ */
 export class EdgeBench {
   private constructor(
     private readonly pod: RawPod,
@@ -98,7 +109,9 @@ export class EdgeBench {
 
   static async start(mode: Mode, clientLimits: ClientLimits = {}): Promise<EdgeBench> {
     const pod = await startRawPod('raw-0', RAW_POD_IP);
-    const specs = (['n', 'd', 'p'] as const).flatMap((side) => Array.from({ length: SLOTS }, (_, slot) => ({ host: hostOf(side, slot), path: '/', pods: [pod] })));
+    const specs = (['n', 'd', 'p'] as const).flatMap((side) =>
+      Array.from({ length: SLOTS }, (_, slot) => ({ host: hostOf(side, slot), path: '/', pods: [pod] })),
+    );
     const table: RouteTable = tableOf(specs);
     const options = { upstreamKeepalive: mode.upstreamKeepalive, clientLimits };
     const nginx = await startNginx(table, options);
@@ -139,7 +152,10 @@ export class EdgeBench {
       const n = observe('n', nginx);
       const d = observe('d', dynamic);
       const p = observe('p', proxy);
-      batch.forEach((edge, k) => results.push({ edge, nginx: n[k] as EdgeObservation, dynamic: d[k] as EdgeObservation, proxy: p[k] as EdgeObservation }));
+      batch.forEach((edge, k) => {
+        const at = (list: EdgeObservation[]): EdgeObservation => list[k] as EdgeObservation;
+        results.push({ edge, nginx: at(n), dynamic: at(d), proxy: at(p) });
+      });
     }
     return results;
   }
@@ -169,7 +185,8 @@ export function problems(results: readonly EdgeResult[]): string[] {
   for (const { edge, nginx, dynamic, proxy } of results) {
     const both = `\n  nginx: ${JSON.stringify(nginx)}\n  proxy: ${JSON.stringify(proxy)}`;
     if (JSON.stringify(dynamic) !== JSON.stringify(nginx)) {
-      out.push(`${edge.name}: dynamic nginx differs from documented nginx\n  nginx: ${JSON.stringify(nginx)}\n  dynamic: ${JSON.stringify(dynamic)}`);
+      const seen = `\n  nginx: ${JSON.stringify(nginx)}\n  dynamic: ${JSON.stringify(dynamic)}`;
+      out.push(`${edge.name}: dynamic nginx differs from documented nginx${seen}`);
     }
     if (edge.differs !== undefined) {
       if (summary(nginx) !== edge.differs.nginx || summary(proxy) !== edge.differs.proxy) {

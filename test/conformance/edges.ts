@@ -186,7 +186,8 @@ export function edgeConformance(mode: Mode): void {
   });
 
   for (const { family, arb, runs } of GENERATED) {
-    test(`edges, generated ${family}: documented nginx, dynamic nginx and the proxy agree (${runs} runs of ${GENERATED_SLOTS} requests)${mode.label}`, async () => {
+    const title = `edges, generated ${family}: documented nginx, dynamic nginx and the proxy agree`;
+    test(`${title} (${runs} runs of ${GENERATED_SLOTS} requests)${mode.label}`, async () => {
       await fc.assert(
         fc.asyncProperty(fc.array(arb, { minLength: GENERATED_SLOTS, maxLength: GENERATED_SLOTS }), async (specs) => {
           const found = problems(await bench.run(specs.map(fromSpec), GENERATED_SLOTS));

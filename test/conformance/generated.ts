@@ -74,7 +74,8 @@ export function generatedConformance(mode: Mode): void {
     await Promise.all(live.map((p) => p.close()));
   });
 
-  test(`generated tables and requests: documented nginx, dynamic nginx and the proxy agree (${RUNS} tables x ${REQUESTS_PER_RUN} requests)${mode.label}`, async () => {
+  const title = 'generated tables and requests: documented nginx, dynamic nginx and the proxy agree';
+  test(`${title} (${RUNS} tables x ${REQUESTS_PER_RUN} requests)${mode.label}`, async () => {
     // Plain values, so a counterexample prints the routes and not the pods' histories.
     const pods = [...live, ...dead].map(({ name, ip, port }) => ({ name, ip, port }));
     await fc.assert(
@@ -83,7 +84,8 @@ export function generatedConformance(mode: Mode): void {
         fc.array(requestArb, { minLength: REQUESTS_PER_RUN, maxLength: REQUESTS_PER_RUN }),
         async (routes, requests) => {
           const table = tableOf(routes);
-          const label = `table ${JSON.stringify(routes.map((r) => [r.host, r.path, r.pods.map((p) => p.name), r.apiKey]))}\nrequests ${JSON.stringify(requests)}`;
+          const specs = routes.map((r) => [r.host, r.path, r.pods.map((p) => p.name), r.apiKey]);
+          const label = `table ${JSON.stringify(specs)}\nrequests ${JSON.stringify(requests)}`;
           assertThreeWay(label, await diff.run(table, requests));
         },
       ),

@@ -114,7 +114,10 @@ export const MODES = [
 
 export type Mode = (typeof MODES)[number];
 
-/** An nginx under test, documented or dynamic, on 127.0.0.1 and a free port, in a throw-away prefix removed on close. */
+/**
+ * An nginx under test, documented or dynamic, on 127.0.0.1 and a free port, in a
+ * throw-away prefix removed on close.
+ */
 export interface NginxPlaneUnderTest {
   readonly port: number;
   /** Serves `table`: documented nginx reloads when its config changed, dynamic nginx takes it as data. */
@@ -142,7 +145,8 @@ const RETIREMENT_WARNING = 'old nginx workers still accept connections';
 /** Short upstream timeouts, so that a timeout compares without waiting 60 s; the renderers are not changed. */
 function upstreamTimeouts(options: PairOptions): string[] {
   const s = options.upstreamTimeoutSeconds;
-  return s === undefined ? [] : [`proxy_connect_timeout ${s}s;`, `proxy_send_timeout ${s}s;`, `proxy_read_timeout ${s}s;`];
+  if (s === undefined) return [];
+  return [`proxy_connect_timeout ${s}s;`, `proxy_send_timeout ${s}s;`, `proxy_read_timeout ${s}s;`];
 }
 
 /**
@@ -269,7 +273,8 @@ export function resetPods(pods: readonly TestPod[]): void {
 }
 
 export function describeDifference(label: string, nginx: unknown, other: unknown, otherName = 'proxy'): string {
-  return `${label}\n--- nginx ---\n${JSON.stringify(nginx, null, 2)}\n--- ${otherName} ---\n${JSON.stringify(other, null, 2)}`;
+  const shown = (value: unknown): string => JSON.stringify(value, null, 2);
+  return `${label}\n--- nginx ---\n${shown(nginx)}\n--- ${otherName} ---\n${shown(other)}`;
 }
 
 /** What each data plane observed, for one comparison. */
@@ -281,8 +286,9 @@ export interface ThreeWay<T> {
 
 /** Asserts that dynamic nginx and the proxy observed what documented nginx observed. */
 export function assertThreeWay<T>(label: string, observed: ThreeWay<T>): void {
-  assert.deepStrictEqual(observed.dynamic, observed.nginx, describeDifference(label, observed.nginx, observed.dynamic, 'dynamic nginx'));
-  assert.deepStrictEqual(observed.proxy, observed.nginx, describeDifference(label, observed.nginx, observed.proxy, 'proxy'));
+  const { nginx, dynamic, proxy } = observed;
+  assert.deepStrictEqual(dynamic, nginx, describeDifference(label, nginx, dynamic, 'dynamic nginx'));
+  assert.deepStrictEqual(proxy, nginx, describeDifference(label, nginx, proxy, 'proxy'));
 }
 
 /**

@@ -4,7 +4,13 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RouteTable } from '../../src/core/route-table.js';
 import type { ClientLimits } from '../../nginx/client-directives.js';
-import { prepareControlSocket, putTable, servedByEveryWorker, tableVersions, type TableVersions } from '../../nginx/control-client.js';
+import {
+  prepareControlSocket,
+  putTable,
+  servedByEveryWorker,
+  tableVersions,
+  type TableVersions,
+} from '../../nginx/control-client.js';
 import { bundledLuaDir, findLuaModules } from '../../nginx/lua-modules.js';
 import { spawnNginxMaster, type NginxMaster } from '../../nginx/master.js';
 import { renderDynamicConf } from '../../nginx/render-dynamic.js';
@@ -73,7 +79,8 @@ async function until<T>(what: string, probe: () => Promise<T | null>, timeoutMs 
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`dynamic nginx: ${what} within ${timeoutMs} ms${last ? ` (${(last as Error).message})` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`dynamic nginx: ${what} within ${timeoutMs} ms${last ? ` (${(last as Error).message})` : ''}`);
     await sleep(5);
   }
 }
@@ -88,7 +95,12 @@ export async function startDynamicNginx(table: RouteTable, options: DynamicNginx
   let statusPort = await pickFreeLoopbackPort();
   while (statusPort === port) statusPort = await pickFreeLoopbackPort();
   const controlSocket = join(prefix, 'control', 'table.sock');
-  const files = { pidFile: join(prefix, 'nginx.pid'), errorLog: join(prefix, 'logs', 'error.log'), accessLog: join(prefix, 'logs', 'access.log'), tempDir: join(prefix, 'temp') };
+  const files = {
+    pidFile: join(prefix, 'nginx.pid'),
+    errorLog: join(prefix, 'logs', 'error.log'),
+    accessLog: join(prefix, 'logs', 'access.log'),
+    tempDir: join(prefix, 'temp'),
+  };
   await mkdir(join(prefix, 'logs'));
   await mkdir(files.tempDir);
   await prepareControlSocket(controlSocket);
@@ -108,13 +120,15 @@ export async function startDynamicNginx(table: RouteTable, options: DynamicNginx
   if (directives.length > 0) text = text.replace(/^http \{\n/m, (open) => `${open}${directives.join('\n')}\n`);
   const confPath = join(prefix, 'nginx.conf');
   await writeFile(confPath, text);
-  const spawn = (): NginxMaster => spawnNginxMaster({ nginxBinary: NGINX_BINARY, prefix, confPath, errorLog: files.errorLog });
+  const spawn = (): NginxMaster =>
+    spawnNginxMaster({ nginxBinary: NGINX_BINARY, prefix, confPath, errorLog: files.errorLog });
   let master = spawn();
   let generation = 0;
   let version = '';
 
   const versions = (): Promise<TableVersions> => tableVersions(controlSocket, CONTROL_TIMEOUT_MS);
-  const workerPids = async (): Promise<Set<number>> => new Set((await childrenOf(master.pid as number)).map((c) => c.pid));
+  const workerPids = async (): Promise<Set<number>> =>
+    new Set((await childrenOf(master.pid as number)).map((c) => c.pid));
   const confirm = (wanted: string, excluded: ReadonlySet<number> = new Set()): Promise<true> =>
     until(`every worker to serve table ${wanted}`, async () => {
       if (master.exit() !== null) throw new Error(`nginx exited: ${master.output()}`);
@@ -174,7 +188,10 @@ export async function startDynamicNginx(table: RouteTable, options: DynamicNginx
       master.signal('SIGHUP');
       await confirm(version, new Set(old.map((w) => w.pid)));
       const still = await waitForRetirement(old, CONFIRM_TIMEOUT_MS);
-      if (still.length > 0) throw new Error(`dynamic nginx: old workers ${still.map((w) => w.pid).join(', ')} still accept connections after the reload`);
+      if (still.length > 0)
+        throw new Error(
+          `dynamic nginx: old workers ${still.map((w) => w.pid).join(', ')} still accept connections after the reload`,
+        );
     },
     versions,
     async restart() {

@@ -10,7 +10,9 @@ if [ -z "${NGINX_BINARY:-}" ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /u
   missing+=(nginx)
 fi
 # Dynamic nginx (NGINX_MODE=dynamic) runs on Debian's Lua module and lua-resty-core.
-if [ -z "${NGINX_BINARY:-}" ] && { [ ! -e /usr/lib/nginx/modules/ngx_http_lua_module.so ] || [ ! -e /usr/share/lua/5.1/resty/core.lua ]; }; then
+lua_module=/usr/lib/nginx/modules/ngx_http_lua_module.so
+resty_core=/usr/share/lua/5.1/resty/core.lua
+if [ -z "${NGINX_BINARY:-}" ] && { [ ! -e "$lua_module" ] || [ ! -e "$resty_core" ]; }; then
   missing+=(libnginx-mod-http-lua lua-resty-core)
 fi
 if [ -z "${CHROMIUM_BINARY:-}" ] && [ ! -x /usr/bin/chromium ]; then
@@ -32,7 +34,9 @@ fi
 for tool in "${missing[@]}"; do
   case "$tool" in
     nginx) echo "The tests need nginx: install it (Debian: sudo apt-get install -y nginx) or set NGINX_BINARY." >&2 ;;
-    libnginx-mod-http-lua) echo "The tests run dynamic nginx: install its Lua module (Debian: sudo apt-get install -y libnginx-mod-http-lua lua-resty-core)." >&2 ;;
+    libnginx-mod-http-lua)
+      echo "The tests run dynamic nginx: install its Lua module" \
+        "(Debian: sudo apt-get install -y libnginx-mod-http-lua lua-resty-core)." >&2 ;;
     lua-resty-core) ;;
     curl) echo "The demo test pastes the curl commands the demo prints: install curl (Debian: sudo apt-get install -y curl); that test fails until then." >&2 ;;
     chromium) echo "The status page test needs Chromium: install it (Debian: sudo apt-get install -y chromium) or set CHROMIUM_BINARY; that test fails until then." >&2 ;;
