@@ -8,7 +8,7 @@ import type { Backend, Route, RouteTable } from '../src/core/route-table.js';
 // is never run as code). One line per route, fields split by tabs, backends by spaces:
 //
 //   k8s-router-table 1 VERSION ROUTES
-//   HOST <tab> PATH <tab> KEY or - <tab> rr or ip <tab> IP,PORT,NAMESPACE,POD IP,PORT,NAMESPACE,POD...
+//   HOST <tab> PATH <tab> KEY or - <tab> rr or ip <tab> IP,PORT,NAMESPACE,POD IP,PORT,...
 //   end VERSION
 //
 // Everything written is checked first, with the rules the route table applies to what it
@@ -19,8 +19,8 @@ export const WIRE_HEADER = 'k8s-router-table 1';
 
 /**
  * The largest table text sent. The shared dict holds the new text beside the old one
- * while a table replaces another (render-dynamic.ts sizes it from this), so it is a little
- * under half the dict.
+ * while a table replaces another, each in pages of its own, so two of them stay well
+ * within TABLE_DICT_BYTES.
  */
 export const MAX_TABLE_BYTES = 24 * 1024 * 1024;
 
