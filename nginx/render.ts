@@ -72,14 +72,16 @@ const DEFAULT_SERVER = (options: RenderOptions): string[] => [
   '}',
 ];
 
-function workerProcesses(options: RenderOptions): string[] {
+/** `worker_processes`, written only when it is not nginx's default of 1. */
+export function workerProcesses(options: Pick<RenderOptions, 'workerProcesses'>): string[] {
   const n = options.workerProcesses;
   if (n === undefined || n === 1) return [];
   if (n !== 'auto' && !(Number.isInteger(n) && n > 1)) throw new RangeError(`worker processes ${n} is neither "auto" nor a whole number`);
   return [`worker_processes ${n};`];
 }
 
-function runtimeMain(runtime: NginxRuntime): string[] {
+/** The main-context lines of a managed nginx: foreground, its own pid file and error log. */
+export function runtimeMain(runtime: NginxRuntime): string[] {
   return [
     '# Run by k8s-router: nginx stays in the foreground as its child and keeps its files here',
     'daemon off;',
@@ -88,7 +90,7 @@ function runtimeMain(runtime: NginxRuntime): string[] {
   ];
 }
 
-function statusServer(status: NginxStatusServer, options: RenderOptions): string[] {
+function statusServer(status: NginxStatusServer, options: Pick<RenderOptions, 'port'>): string[] {
   const { port, configVersion } = status;
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`status port ${port} is not a port number`);
   // Sharing the routing port would put this server in the routing listen group, where it
@@ -113,7 +115,8 @@ function statusServer(status: NginxStatusServer, options: RenderOptions): string
   ];
 }
 
-function runtimeHttp(runtime: NginxRuntime, options: RenderOptions): string[] {
+/** The http-context lines of a managed nginx: its log and temp paths, and the status server. */
+export function runtimeHttp(runtime: NginxRuntime, options: Pick<RenderOptions, 'port'>): string[] {
   const temp = (name: string): string => nginxWord(`${runtime.tempDir}/${name}`);
   return [
     `access_log ${nginxWord(runtime.accessLog)};`,
@@ -165,7 +168,8 @@ const KEEPALIVE_CONNECTION = [
   '}',
 ];
 
-function keepalive(options: RenderOptions): number {
+/** UPSTREAM_KEEPALIVE: how many idle connections to keep per upstream (0: none, the documented config). */
+export function keepalive(options: Pick<RenderOptions, 'upstreamKeepalive'>): number {
   const n = options.upstreamKeepalive ?? 0;
   if (!Number.isInteger(n) || n < 0) throw new RangeError(`upstream keepalive ${n} is not a whole number`);
   return n;
@@ -185,6 +189,14 @@ function preamble(hashMaxSize: number, hashBucketSize: number, options: RenderOp
     'types_hash_max_size 2048;',
     `server_names_hash_max_size ${hashMaxSize};`,
     `server_names_hash_bucket_size ${hashBucketSize};`,
+    ...proxyHeaders(options),
+    ...clientDirectives(options),
+  ];
+}
+
+/** HTTP/1.1 to the pods and the headers they get: Connection (through a map), Host and Upgrade. */
+export function proxyHeaders(options: Pick<RenderOptions, 'upstreamKeepalive'>): string[] {
+  return [
     '# Force HTTP 1.1 for upstream requests',
     'proxy_http_version 1.1;',
     ...(keepalive(options) > 0 ? KEEPALIVE_CONNECTION : DOCUMENTED_CONNECTION),
@@ -192,7 +204,6 @@ function preamble(hashMaxSize: number, hashBucketSize: number, options: RenderOp
     'proxy_set_header Connection $p_connection;',
     'proxy_set_header Host $host;',
     'proxy_set_header Upgrade $http_upgrade;',
-    ...clientDirectives(options),
   ];
 }
 

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, test } from 'node:test';
-import { MODES, startNginx, tableOf, type NginxUnderTest } from './conformance/harness.js';
+import { MODES, startDynamic, startNginx, tableOf, type NginxUnderTest } from './conformance/harness.js';
 import { startProxy, type ProxyDataPlane } from '../proxy/server.js';
 import { startPod, type ReceivedRequest, type TestPod } from './support/pods.js';
 import { proxyLibraryUnderTest } from './support/proxy-library.js';
 
-// UPSTREAM_KEEPALIVE on both backends, seen from a pod: how many TCP connections 20
+// UPSTREAM_KEEPALIVE on every data plane (documented nginx, dynamic nginx, the proxy), seen
+// from a pod: how many TCP connections 20
 // sequential requests take. With 0 (the documented config) every request opens its own,
 // even when the client keeps its connection to the router alive; with N > 0 the router
 // reuses its connection to the pod, even when each client request comes on a new one.
@@ -24,6 +25,9 @@ before(async () => {
   for (const { upstreamKeepalive } of [MODE_OFF, MODE_ON]) {
     const nginx: NginxUnderTest = await startNginx(table, { upstreamKeepalive });
     planes.push({ backend: 'nginx', keepalive: upstreamKeepalive, port: nginx.port, close: () => nginx.close() });
+    const dynamic = await startDynamic(table, { upstreamKeepalive });
+    const close = (): Promise<void> => dynamic.close();
+    planes.push({ backend: 'dynamic nginx', keepalive: upstreamKeepalive, port: dynamic.port, close });
     const proxy: ProxyDataPlane = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', upstreamKeepalive, ...proxyLibraryUnderTest() });
     await proxy.apply(table);
     planes.push({ backend: 'proxy', keepalive: upstreamKeepalive, port: proxy.port, close: () => proxy.close() });
@@ -61,7 +65,7 @@ async function podConnections(port: number, clientKeepsAlive: boolean): Promise<
   }
 }
 
-for (const backend of ['nginx', 'proxy']) {
+for (const backend of ['nginx', 'dynamic nginx', 'proxy']) {
   test(`${backend}, UPSTREAM_KEEPALIVE=0: a new pod connection per request, "Connection: close" to the pod`, async () => {
     const plane = planes.find((p) => p.backend === backend && p.keepalive === MODE_OFF.upstreamKeepalive);
     assert.ok(plane);

@@ -4,13 +4,22 @@ import type { ProxyDataPlane } from '../../proxy/server.js';
 import type { ReceivedRequest } from '../support/pods.js';
 import { startRawPod, type RawPod } from '../support/raw-pod.js';
 import { converse, VANISH, type ConverseOptions, type Conversation, type Part } from './conversation.js';
-import { startNginx, startProxyFor, tableOf, type Mode, type NginxUnderTest } from './harness.js';
+import {
+  startDynamic,
+  startNginx,
+  startProxyFor,
+  tableOf,
+  type Mode,
+  type NginxPlaneUnderTest,
+  type NginxUnderTest,
+} from './harness.js';
 
-// The edges of HTTP framing, nginx against the proxy: raw bytes on a connection of their
-// own, compared by every answer's status line, whether the connection was closed, and
-// what reached the pod. Cases run side by side, through nginx and the proxy at once (up to
-// SLOTS cases, each on a host of its own for each data plane, so the pod's log tells which
-// case and data plane a request came from); the pod reads bytes, not HTTP through Node, so
+// The edges of HTTP framing, documented nginx against dynamic nginx and the proxy: raw
+// bytes on a connection of their own, compared by every answer's status line, whether the
+// connection was closed, and what reached the pod. Cases run side by side, through
+// documented nginx and the proxy at once, then through dynamic nginx (up to SLOTS cases,
+// each on a host of its own for each data plane, so the pod's log tells which case and
+// data plane a request came from); the pod reads bytes, not HTTP through Node, so
 // it takes whatever nginx passes on. Most cases take milliseconds; one that leaves the
 // connection open costs the conversation's wait (conversation.ts), once per batch.
 
@@ -72,7 +81,7 @@ function podView(r: ReceivedRequest, host: string): PodView {
   };
 }
 
-type Side = 'n' | 'p';
+type Side = 'n' | 'd' | 'p';
 
 /** The host of a case's slot on one side: the same length on both, so that sizes compare. */
 function hostOf(side: Side, slot: number): string {
@@ -82,26 +91,37 @@ function hostOf(side: Side, slot: number): string {
 export interface EdgeResult {
   edge: EdgeCase;
   nginx: EdgeObservation;
+  dynamic: EdgeObservation;
   proxy: EdgeObservation;
 }
 
-/** nginx (the product's data plane) and the proxy, both on the SLOTS hosts, each routed to one raw pod. */
+/**
+ * Documented nginx (the product's data plane), dynamic nginx and the proxy, each on its
+ * SLOTS hosts, each routed to one raw pod.
+ */
 export class EdgeBench {
   private constructor(
     private readonly pod: RawPod,
     private readonly nginx: NginxUnderTest,
+    private readonly dynamic: NginxPlaneUnderTest,
     private readonly proxy: ProxyDataPlane,
   ) {}
 
   static async start(mode: Mode, clientLimits: ClientLimits = {}): Promise<EdgeBench> {
     const pod = await startRawPod('raw-0', RAW_POD_IP);
-    const specs = (['n', 'p'] as const).flatMap((side) => Array.from({ length: SLOTS }, (_, slot) => ({ host: hostOf(side, slot), path: '/', pods: [pod] })));
+    const specs = (['n', 'd', 'p'] as const).flatMap((side) =>
+      Array.from({ length: SLOTS }, (_, slot) => ({ host: hostOf(side, slot), path: '/', pods: [pod] })),
+    );
     const table: RouteTable = tableOf(specs);
     const options = { upstreamKeepalive: mode.upstreamKeepalive, clientLimits };
     const nginx = await startNginx(table, options);
+    const dynamic = await startDynamic(table, options).catch(async (err: unknown) => {
+      await nginx.close();
+      throw err;
+    });
     const proxy = await startProxyFor(options);
     await proxy.apply(table);
-    return new EdgeBench(pod, nginx, proxy);
+    return new EdgeBench(pod, nginx, dynamic, proxy);
   }
 
   /** Each case through nginx and through the proxy at once, `slots` cases at a time. */
@@ -111,7 +131,11 @@ export class EdgeBench {
       const batch = cases.slice(i, i + slots);
       this.pod.received.length = 0;
       this.pod.cut.length = 0;
+      // Documented nginx and the proxy at once, then dynamic nginx: three data planes at
+      // once would be more connections than the raw pod and the proxy (in this process)
+      // answer within a conversation's patience on a busy machine.
       const [nginx, proxy] = await Promise.all([this.converse(this.nginx.port, 'n', batch), this.converse(this.proxy.port, 'p', batch)]);
+      const dynamic = await this.converse(this.dynamic.port, 'd', batch);
       if (batch.some((edge) => edge.bytes('').includes(VANISH))) await new Promise((r) => setTimeout(r, VANISH_SETTLE_MS));
       const received = [...this.pod.received];
       const cut = [...this.pod.cut];
@@ -126,8 +150,12 @@ export class EdgeBench {
           };
         });
       const n = observe('n', nginx);
+      const d = observe('d', dynamic);
       const p = observe('p', proxy);
-      batch.forEach((edge, k) => results.push({ edge, nginx: n[k] as EdgeObservation, proxy: p[k] as EdgeObservation }));
+      batch.forEach((edge, k) => {
+        const at = (list: EdgeObservation[]): EdgeObservation => list[k] as EdgeObservation;
+        results.push({ edge, nginx: at(n), dynamic: at(d), proxy: at(p) });
+      });
     }
     return results;
   }
@@ -142,16 +170,24 @@ export class EdgeBench {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.nginx.close(), this.proxy.close()]);
+    await Promise.all([this.nginx.close(), this.dynamic.close(), this.proxy.close()]);
     await this.pod.close();
   }
 }
 
-/** Every way `results` break their cases' rules (agreement, pinned answers), one message each. */
+/**
+ * Every way `results` break their cases' rules (agreement, pinned answers), one message
+ * each. Dynamic nginx must answer as documented nginx in every case, intended differences
+ * of the proxy included: both are nginx, parsing alike.
+ */
 export function problems(results: readonly EdgeResult[]): string[] {
   const out: string[] = [];
-  for (const { edge, nginx, proxy } of results) {
+  for (const { edge, nginx, dynamic, proxy } of results) {
     const both = `\n  nginx: ${JSON.stringify(nginx)}\n  proxy: ${JSON.stringify(proxy)}`;
+    if (JSON.stringify(dynamic) !== JSON.stringify(nginx)) {
+      const seen = `\n  nginx: ${JSON.stringify(nginx)}\n  dynamic: ${JSON.stringify(dynamic)}`;
+      out.push(`${edge.name}: dynamic nginx differs from documented nginx${seen}`);
+    }
     if (edge.differs !== undefined) {
       if (summary(nginx) !== edge.differs.nginx || summary(proxy) !== edge.differs.proxy) {
         out.push(`${edge.name}: intended difference changed: expected nginx "${edge.differs.nginx}" and proxy "${edge.differs.proxy}", got "${summary(nginx)}" and "${summary(proxy)}"${both}`);

@@ -5,7 +5,7 @@ import { EDGE_FAMILIES, LIMIT_CASES, SHORT_LIMITS } from './edge-cases.js';
 import { EdgeBench, GENERATED_SLOTS, problems, type EdgeCase, type EdgeResult } from './edge-harness.js';
 import type { Mode } from './harness.js';
 
-// The edges of HTTP framing through nginx and the proxy: the hand-written families
+// The edges of HTTP framing through documented nginx, dynamic nginx and the proxy: the hand-written families
 // (edge-cases.ts), then generated requests of each family, GENERATED_SLOTS per run. Generated
 // requests stay out of the intended differences (bare LF, methods and versions Node
 // does not know, characters Node refuses), which the hand-written cases pin.
@@ -146,7 +146,7 @@ const GENERATED: { family: string; arb: fc.Arbitrary<EdgeSpec>; runs: number }[]
   { family: 'pipelines', arb: pipelineArb, runs: 3 },
 ];
 
-/** Defines the edge cases, nginx against the proxy, in `mode`. */
+/** Defines the edge cases, documented nginx against dynamic nginx and the proxy, in `mode`. */
 export function edgeConformance(mode: Mode): void {
   let bench: EdgeBench;
 
@@ -186,7 +186,8 @@ export function edgeConformance(mode: Mode): void {
   });
 
   for (const { family, arb, runs } of GENERATED) {
-    test(`edges, generated ${family}: nginx and the proxy agree (${runs} runs of ${GENERATED_SLOTS} requests)${mode.label}`, async () => {
+    const title = `edges, generated ${family}: documented nginx, dynamic nginx and the proxy agree`;
+    test(`${title} (${runs} runs of ${GENERATED_SLOTS} requests)${mode.label}`, async () => {
       await fc.assert(
         fc.asyncProperty(fc.array(arb, { minLength: GENERATED_SLOTS, maxLength: GENERATED_SLOTS }), async (specs) => {
           const found = problems(await bench.run(specs.map(fromSpec), GENERATED_SLOTS));

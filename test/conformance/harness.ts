@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,12 +10,15 @@ import { renderNginxConf } from '../../nginx/render.js';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import { startProxy, type ProxyDataPlane } from '../../proxy/server.js';
 import { NGINX_BINARY } from '../support/nginx-check.js';
+import { startDynamicNginx } from '../support/dynamic-nginx.js';
 import type { ReceivedRequest, TestPod } from '../support/pods.js';
 import { sendRaw, type RawOutcome, type RawRequest } from './raw-http.js';
 import { proxyLibraryUnderTest } from '../support/proxy-library.js';
 
-// The differential harness: the same table and the same requests through real nginx
-// and through the in-process proxy, reduced to what must agree.
+// The differential harness: the same table and the same requests through the three data
+// planes (nginx on the documented config, dynamic nginx answering from the table as data,
+// and the in-process proxy), reduced to what must agree. Documented nginx is the
+// reference: the other two must observe what it observes.
 
 export const API_KEY_HEADER = 'X-ROUTING-API-KEY';
 
@@ -116,25 +120,55 @@ export const MODES = [
 export type Mode = (typeof MODES)[number];
 
 /**
- * The product's nginx data plane (createNginxDataPlane: nginx -t, atomic install,
- * foreground master, SIGHUP reloads confirmed through the status server) on 127.0.0.1
- * and a free port, in a throw-away prefix removed on close.
+ * An nginx under test, documented or dynamic, on 127.0.0.1 and a free port, in a
+ * throw-away prefix removed on close.
  */
-export interface NginxUnderTest {
+export interface NginxPlaneUnderTest {
   readonly port: number;
-  readonly plane: NginxDataPlane;
-  /** The product's apply: an unchanged config leaves nginx alone. */
+  /** Serves `table`: documented nginx reloads when its config changed, dynamic nginx takes it as data. */
   apply(table: RouteTable): Promise<void>;
   /**
-   * Applies `table` from fresh upstream state (round-robin positions, failure marks):
-   * a comment that differs each time makes the config new, so nginx always reloads.
+   * Serves `table` from fresh upstream state (round-robin positions, failure marks): a
+   * reload, which starts new workers.
    */
   applyFresh(table: RouteTable): Promise<void>;
   errorLog(): Promise<string>;
   close(): Promise<void>;
 }
 
+/**
+ * The product's nginx data plane (createNginxDataPlane: nginx -t, atomic install,
+ * foreground master, SIGHUP reloads confirmed through the status server). applyFresh
+ * adds a comment that differs each time, so the config is new and nginx reloads.
+ */
+export interface NginxUnderTest extends NginxPlaneUnderTest {
+  readonly plane: NginxDataPlane;
+}
+
 const RETIREMENT_WARNING = 'old nginx workers still accept connections';
+
+/** Short upstream timeouts, so that a timeout compares without waiting 60 s; the renderers are not changed. */
+/**
+ * The test's own http-level directives: short upstream timeouts, so that a timeout
+ * compares without waiting 60 s (the renderer is not changed), and what a suite adds.
+ */
+function upstreamTimeouts(options: PairOptions): string[] {
+  const s = options.upstreamTimeoutSeconds;
+  const timeouts = s === undefined ? [] : [`proxy_connect_timeout ${s}s;`, `proxy_send_timeout ${s}s;`, `proxy_read_timeout ${s}s;`];
+  return [...timeouts, ...(options.nginxHttpDirectives ?? [])];
+}
+
+/**
+ * Dynamic nginx (NGINX_MODE=dynamic) on the same options, started by the test launcher
+ * until the product's manager runs it.
+ */
+export function startDynamic(table: RouteTable, options: PairOptions = {}): Promise<NginxPlaneUnderTest> {
+  return startDynamicNginx(table, {
+    upstreamKeepalive: options.upstreamKeepalive ?? 0,
+    httpDirectives: upstreamTimeouts(options),
+    ...(options.clientLimits ? { clientLimits: options.clientLimits } : {}),
+  });
+}
 
 export async function startNginx(table: RouteTable, options: PairOptions = {}): Promise<NginxUnderTest> {
   const prefix = await mkdtemp(join(tmpdir(), 'k8s-router-conformance-'));
@@ -143,12 +177,7 @@ export async function startNginx(table: RouteTable, options: PairOptions = {}): 
   const port = await pickFreeLoopbackPort();
   let statusPort = await pickFreeLoopbackPort();
   while (statusPort === port) statusPort = await pickFreeLoopbackPort();
-  const s = options.upstreamTimeoutSeconds;
-  // Short upstream timeouts, so that a timeout compares without waiting 60 s; the renderer is not changed.
-  const httpDirectives = [
-    ...(s === undefined ? [] : [`proxy_connect_timeout ${s}s;`, `proxy_send_timeout ${s}s;`, `proxy_read_timeout ${s}s;`]),
-    ...(options.nginxHttpDirectives ?? []),
-  ];
+  const httpDirectives = upstreamTimeouts(options);
   let generation = 0;
   // What the manager logs at warn and above: an apply after which old workers still accept fails here.
   const warnings: string[] = [];
@@ -215,25 +244,29 @@ export function startProxyFor(options: PairOptions): Promise<ProxyDataPlane> {
   });
 }
 
-export interface Pair {
+/** The three data planes, each on its own port, routing the same table. */
+export interface Trio {
   nginx: NginxUnderTest;
+  dynamic: NginxPlaneUnderTest;
   proxy: ProxyDataPlane;
 }
 
-export async function startPair(table: RouteTable, options: PairOptions = {}): Promise<Pair> {
+export async function startTrio(table: RouteTable, options: PairOptions = {}): Promise<Trio> {
   const nginx = await startNginx(table, options);
+  let dynamic: NginxPlaneUnderTest | null = null;
   try {
+    dynamic = await startDynamic(table, options);
     const proxy = await startProxyFor(options);
     await proxy.apply(table);
-    return { nginx, proxy };
+    return { nginx, dynamic, proxy };
   } catch (err) {
-    await nginx.close();
+    await Promise.all([nginx.close(), dynamic?.close()]);
     throw err;
   }
 }
 
-export async function closePair(pair: Pair): Promise<void> {
-  await Promise.all([pair.nginx.close(), pair.proxy.close()]);
+export async function closeTrio(trio: Trio): Promise<void> {
+  await Promise.all([trio.nginx.close(), trio.dynamic.close(), trio.proxy.close()]);
 }
 
 /** Runs `requests` in order through one data plane. */
@@ -248,23 +281,45 @@ export function resetPods(pods: readonly TestPod[]): void {
   for (const p of pods) p.received.length = 0;
 }
 
-export function describeDifference(label: string, nginx: unknown, proxy: unknown): string {
-  return `${label}\n--- nginx ---\n${JSON.stringify(nginx, null, 2)}\n--- proxy ---\n${JSON.stringify(proxy, null, 2)}`;
+export function describeDifference(label: string, nginx: unknown, other: unknown, otherName = 'proxy'): string {
+  const shown = (value: unknown): string => JSON.stringify(value, null, 2);
+  return `${label}\n--- nginx ---\n${shown(nginx)}\n--- ${otherName} ---\n${shown(other)}`;
+}
+
+/** What each data plane observed, for one comparison. */
+export interface ThreeWay<T> {
+  nginx: T;
+  dynamic: T;
+  proxy: T;
+}
+
+/** Asserts that dynamic nginx and the proxy observed what documented nginx observed. */
+export function assertThreeWay<T>(label: string, observed: ThreeWay<T>): void {
+  const { nginx, dynamic, proxy } = observed;
+  assert.deepStrictEqual(dynamic, nginx, describeDifference(label, nginx, dynamic, 'dynamic nginx'));
+  assert.deepStrictEqual(proxy, nginx, describeDifference(label, nginx, proxy, 'proxy'));
 }
 
 /**
- * nginx started once; each comparison has it reload (fresh upstream state: round-robin
- * positions and failure marks) and starts a fresh proxy, so a request sequence starts
- * from the same state on both sides.
+ * Both nginx started once; each comparison has them reload (fresh upstream state:
+ * round-robin positions and failure marks) and starts a fresh proxy, so a request sequence
+ * starts from the same state on every data plane.
  */
 export class Differential {
   private constructor(
     readonly nginx: NginxUnderTest,
+    readonly dynamic: NginxPlaneUnderTest,
     private readonly options: PairOptions,
   ) {}
 
   static async start(table: RouteTable, options: PairOptions = {}): Promise<Differential> {
-    return new Differential(await startNginx(table, options), options);
+    const nginx = await startNginx(table, options);
+    try {
+      return new Differential(nginx, await startDynamic(table, options), options);
+    } catch (err) {
+      await nginx.close();
+      throw err;
+    }
   }
 
   async freshProxy(table: RouteTable): Promise<ProxyDataPlane> {
@@ -274,19 +329,23 @@ export class Differential {
   }
 
   /** The observations of `requests`, in order, through each data plane from a fresh state. */
-  async run(table: RouteTable, requests: readonly (RawRequest | Buffer)[]): Promise<{ nginx: Observation[]; proxy: Observation[] }> {
-    await this.nginx.applyFresh(table);
-    const nginx = await runSequence(this.nginx.port, requests);
+  async run(table: RouteTable, requests: readonly (RawRequest | Buffer)[]): Promise<ThreeWay<Observation[]>> {
+    // The two nginx side by side: each has its own state, and the pods answer each alike.
+    const sequence = async (plane: NginxPlaneUnderTest): Promise<Observation[]> => {
+      await plane.applyFresh(table);
+      return runSequence(plane.port, requests);
+    };
+    const [nginx, dynamic] = await Promise.all([sequence(this.nginx), sequence(this.dynamic)]);
     const proxyPlane = await this.freshProxy(table);
     try {
       const proxy = await runSequence(proxyPlane.port, requests);
-      return { nginx, proxy };
+      return { nginx, dynamic, proxy };
     } finally {
       await proxyPlane.close();
     }
   }
 
-  close(): Promise<void> {
-    return this.nginx.close();
+  async close(): Promise<void> {
+    await Promise.all([this.nginx.close(), this.dynamic.close()]);
   }
 }

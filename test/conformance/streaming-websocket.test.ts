@@ -3,12 +3,12 @@ import http from 'node:http';
 import { after, before, test } from 'node:test';
 import WebSocket from 'ws';
 import { startPod, STREAM_FIRST_CHUNK, STREAM_REST, type TestPod } from '../support/pods.js';
-import { API_KEY_HEADER, Differential, describeDifference, MODES, tableOf } from './harness.js';
+import { API_KEY_HEADER, assertThreeWay, Differential, MODES, tableOf } from './harness.js';
 
-// WebSocket echo and response streaming through both data planes, in both modes
-// (documented config, upstream keep-alive): the same pods answer the same messages, and
-// the first chunk of a streamed response reaches the client while the pod is still
-// holding the rest back.
+// WebSocket echo and response streaming through the three data planes (documented nginx,
+// dynamic nginx, the proxy), in both modes (documented config, upstream keep-alive): the
+// same pods answer the same messages, and the first chunk of a streamed response reaches
+// the client while the pod is still holding the rest back.
 
 const KEY = 'd3Mta2V5';
 const diffs: Differential[] = [];
@@ -66,7 +66,7 @@ function converse(port: number, path: string, messages: string[], headers: Recor
 }
 
 MODES.forEach((mode, m) => {
-  test(`WebSocket: echo through both, round robin per connection, API key checked on the upgrade${mode.label}`, async () => {
+  test(`WebSocket: echo through all three, round robin per connection, key checked${mode.label}`, async () => {
     const diff = diffs[m] as Differential;
     const conversations = async (port: number): Promise<string[][]> => [
       await converse(port, '/chat', ['hello', 'again']),
@@ -76,10 +76,11 @@ MODES.forEach((mode, m) => {
     ];
     await diff.nginx.applyFresh(table);
     const nginx = await conversations(diff.nginx.port);
+    await diff.dynamic.applyFresh(table);
+    const dynamic = await conversations(diff.dynamic.port);
     const proxy = await diff.freshProxy(table);
     try {
-      const viaProxy = await conversations(proxy.port);
-      assert.deepStrictEqual(viaProxy, nginx, describeDifference('websocket', nginx, viaProxy));
+      assertThreeWay('websocket', { nginx, dynamic, proxy: await conversations(proxy.port) });
       assert.deepStrictEqual(nginx, [['ws-0:hello', 'ws-0:again'], ['ws-1:second'], ['refused 403'], ['ws-0:with key']]);
     } finally {
       await proxy.close();
@@ -111,15 +112,17 @@ function readStream(port: number): Promise<{ firstChunk: string; podWasHolding: 
 }
 
 MODES.forEach((mode, m) => {
-  test(`streaming: the first chunk reaches the client before the pod finishes, through both${mode.label}`, async () => {
+  test(`streaming: the first chunk reaches the client before the pod finishes, all three${mode.label}`, async () => {
     const diff = diffs[m] as Differential;
     await diff.nginx.applyFresh(table);
     const nginx = await readStream(diff.nginx.port);
+    await diff.dynamic.applyFresh(table);
+    const dynamic = await readStream(diff.dynamic.port);
     const proxy = await diff.freshProxy(table);
     try {
-      const viaProxy = await readStream(proxy.port);
-      assert.deepStrictEqual(viaProxy, nginx, describeDifference('streaming', nginx, viaProxy));
-      assert.deepStrictEqual(viaProxy, { firstChunk: STREAM_FIRST_CHUNK, podWasHolding: true, body: STREAM_FIRST_CHUNK + STREAM_REST });
+      assertThreeWay('streaming', { nginx, dynamic, proxy: await readStream(proxy.port) });
+      const expected = { firstChunk: STREAM_FIRST_CHUNK, podWasHolding: true, body: STREAM_FIRST_CHUNK + STREAM_REST };
+      assert.deepStrictEqual(nginx, expected);
     } finally {
       await proxy.close();
     }

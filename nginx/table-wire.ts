@@ -1,0 +1,160 @@
+import { isIP } from 'node:net';
+import { hostProblem, pathProblem } from '../src/core/annotations.js';
+import { dnsLabelProblem, dnsSubdomainProblem } from '../src/core/kube-names.js';
+import type { Backend, Route, RouteTable } from '../src/core/route-table.js';
+
+// The route table as the text dynamic nginx reads (nginx/lua/k8s_router/wire.lua parses
+// it with plain string searches: no JSON library ships with Debian's Lua module, and data
+// is never run as code). One line per route, fields split by tabs, backends by spaces:
+//
+//   k8s-router-table 1 VERSION ROUTES
+//   HOST <tab> PATH <tab> KEY or - <tab> rr or ip <tab> IP,PORT,NAMESPACE,POD IP,PORT,...
+//   end VERSION
+//
+// Everything written is checked first, with the rules the route table applies to what it
+// accepts, so that a value Lua would misread, or nginx could not serve, never leaves the
+// router: a mistake upstream of here throws TableWireError instead of reaching nginx.
+
+export const WIRE_HEADER = 'k8s-router-table 1';
+
+/**
+ * The largest table text sent. The shared dict holds the new text beside the old one
+ * while a table replaces another, each in pages of its own, so two of them stay well
+ * within TABLE_DICT_BYTES.
+ */
+export const MAX_TABLE_BYTES = 24 * 1024 * 1024;
+
+/** The size of the shared dict that holds the table: two tables and the workers' reports. */
+export const TABLE_DICT_BYTES = 64 * 1024 * 1024;
+
+/** A version names a table on the wire and in the workers' reports: a plain word. */
+const VERSION = /^[A-Za-z0-9._-]{1,64}$/;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+export type TableWireErrorCode =
+  | 'BAD_VERSION'
+  | 'BAD_HOST'
+  | 'BAD_PATH'
+  | 'BAD_API_KEY'
+  | 'BAD_AFFINITY'
+  | 'BAD_BACKEND'
+  | 'NO_BACKENDS'
+  | 'DUPLICATE_ROUTE'
+  | 'TOO_LARGE';
+
+export class TableWireError extends Error {
+  constructor(
+    readonly code: TableWireErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'TableWireError';
+  }
+}
+
+export type Affinity = 'rr' | 'ip';
+
+/** The balancing of a route: round robin, or `ip` (a client address stays on one pod). */
+export function affinityOf(route: Route): Affinity {
+  // Typed 'ip' | null; a table built elsewhere (or a future value) is checked all the same.
+  const affinity = route.affinity as unknown;
+  if (affinity === null) return 'rr';
+  if (affinity === 'ip') return 'ip';
+  throw new TableWireError(
+    'BAD_AFFINITY',
+    `route ${describe(route)} has affinity ${JSON.stringify(affinity)}, neither null nor "ip"`,
+  );
+}
+
+function describe(route: Route): string {
+  return JSON.stringify(`${route.host}${route.path}`);
+}
+
+/** Why an IP address is not one nginx can connect to as written, or null. */
+function ipProblem(ip: string): string | null {
+  const family = isIP(ip);
+  if (family === 0) return 'is not an IP address';
+  // A zone index ("fe80::1%eth0") is not for nginx's address parser.
+  if (family === 6 && !/^[0-9A-Fa-f:.]+$/.test(ip)) return 'is not a plain IPv6 address';
+  return null;
+}
+
+// The route table's objects are never changed once built, and an incremental build keeps
+// those of unchanged routes and pods: each is checked and written once, not at every send.
+const backendTexts = new WeakMap<Backend, string>();
+const routeLines = new WeakMap<Route, string>();
+
+function backendText(route: Route, backend: Backend): string {
+  const known = backendTexts.get(backend);
+  if (known !== undefined) return known;
+  const fail = (what: string): never => {
+    throw new TableWireError(
+      'BAD_BACKEND',
+      `route ${describe(route)}: pod ${JSON.stringify(`${backend.namespace}/${backend.pod}`)} ${what}`,
+    );
+  };
+  const ip = ipProblem(backend.ip);
+  if (ip !== null) fail(`has IP ${JSON.stringify(backend.ip)}, which ${ip}`);
+  if (!Number.isInteger(backend.port) || backend.port < 1 || backend.port > 65535)
+    fail(`has port ${backend.port}, not 1 to 65535`);
+  const pod = dnsSubdomainProblem(backend.pod);
+  if (pod !== null) fail(`has a name that ${pod}`);
+  const namespace = dnsLabelProblem(backend.namespace);
+  if (namespace !== null) fail(`has a namespace name that ${namespace}`);
+  const text = `${backend.ip},${backend.port},${backend.namespace},${backend.pod}`;
+  backendTexts.set(backend, text);
+  return text;
+}
+
+function routeLine(route: Route): string {
+  const known = routeLines.get(route);
+  if (known !== undefined) return known;
+  const host = hostProblem(route.host);
+  if (host !== null || route.host !== route.host.toLowerCase()) {
+    throw new TableWireError(
+      'BAD_HOST',
+      `route ${describe(route)}: host ${JSON.stringify(route.host)} ${host ?? 'is not lower case'}`,
+    );
+  }
+  const path = pathProblem(route.path);
+  if (path !== null)
+    throw new TableWireError('BAD_PATH', `route ${describe(route)}: path ${JSON.stringify(route.path)} ${path}`);
+  const key = route.apiKey;
+  // The key itself is never part of a message: it is a secret.
+  if (key !== null && (key === '' || !BASE64.test(key)))
+    throw new TableWireError('BAD_API_KEY', `route ${describe(route)}: the API key is not base64 text`);
+  if (route.backends.length === 0) throw new TableWireError('NO_BACKENDS', `route ${describe(route)} has no pods`);
+  const backends = route.backends.map((b) => backendText(route, b)).join(' ');
+  const line = `${route.host}\t${route.path}\t${key ?? '-'}\t${affinityOf(route)}\t${backends}\n`;
+  routeLines.set(route, line);
+  return line;
+}
+
+/**
+ * The wire text of `table`, named `version`. Throws TableWireError for anything dynamic
+ * nginx could not use: a value outside the route table's grammar, a route twice, a route
+ * without pods, or a text over MAX_TABLE_BYTES.
+ */
+export function serializeTable(table: RouteTable, version: string): string {
+  if (!VERSION.test(version))
+    throw new TableWireError('BAD_VERSION', `table version ${JSON.stringify(version)} is not a plain word`);
+  const seen = new Set<string>();
+  let text = `${WIRE_HEADER} ${version} ${table.routes.length}\n`;
+  // Counted as it grows: ASCII only (every field was checked), so characters are bytes.
+  for (const route of table.routes) {
+    const id = `${route.host}\n${route.path}`;
+    if (seen.has(id)) throw new TableWireError('DUPLICATE_ROUTE', `route ${describe(route)} is in the table twice`);
+    seen.add(id);
+    text += routeLine(route);
+    if (text.length > MAX_TABLE_BYTES) {
+      throw new TableWireError(
+        'TOO_LARGE',
+        `the table is over ${MAX_TABLE_BYTES} bytes at route ${seen.size} of ${table.routes.length}`,
+      );
+    }
+  }
+  text += `end ${version}\n`;
+  if (text.length > MAX_TABLE_BYTES)
+    throw new TableWireError('TOO_LARGE', `the table is over ${MAX_TABLE_BYTES} bytes`);
+  return text;
+}

@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import {
+  ControlError,
+  parseVersions,
+  prepareControlSocket,
+  putTable,
+  servedByEveryWorker,
+  tableVersions,
+  type TableVersions,
+} from '../nginx/control-client.js';
+
+// The router's side of the control socket: reading the workers' reports, deciding when a
+// table is served by every worker, readying the socket's directory, and failing clearly
+// when nginx does not answer.
+
+const dirs: string[] = [];
+after(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'k8s-router-control-'));
+  dirs.push(dir);
+  return dir;
+}
+
+describe('the control client', () => {
+  it('reads the versions report', () => {
+    assert.deepEqual(parseVersions('k8s-router-versions 1\nworkers 2\nstored v3\nworker 0 101 v3\nworker 1 102 -'), {
+      workers: 2,
+      stored: 'v3',
+      reports: [
+        { id: 0, pid: 101, version: 'v3' },
+        { id: 1, pid: 102, version: null },
+      ],
+    });
+    assert.deepEqual(parseVersions('k8s-router-versions 1\nworkers 1\nstored -'), {
+      workers: 1,
+      stored: null,
+      reports: [],
+    });
+    for (const bad of [
+      '',
+      'k8s-router-versions 2\nworkers 1\nstored -',
+      'k8s-router-versions 1\nworkers x\nstored -',
+      'k8s-router-versions 1\nworkers 1\nstored -\nworker 0 pid v1',
+    ]) {
+      assert.equal(parseVersions(bad), null, JSON.stringify(bad));
+    }
+  });
+
+  it('counts a table served only when every worker id reports it from a live worker', () => {
+    const versions: TableVersions = {
+      workers: 2,
+      stored: 'v2',
+      reports: [
+        { id: 0, pid: 11, version: 'v2' },
+        { id: 1, pid: 12, version: 'v2' },
+      ],
+    };
+    assert.equal(servedByEveryWorker(versions, 'v2'), true);
+    assert.equal(servedByEveryWorker(versions, 'v2', new Set([11, 12, 13])), true);
+    assert.equal(servedByEveryWorker(versions, 'v1'), false, 'another version');
+    assert.equal(servedByEveryWorker(versions, 'v2', new Set([11])), false, 'a report left by a worker that is gone');
+    assert.equal(
+      servedByEveryWorker({ ...versions, reports: versions.reports.slice(0, 1) }, 'v2'),
+      false,
+      'a worker that did not report',
+    );
+    assert.equal(servedByEveryWorker({ ...versions, workers: 3 }, 'v2'), false, 'more workers than reports');
+  });
+
+  it('readies the socket directory: mode 0700, and a socket left by a killed nginx removed', async () => {
+    const dir = await tempDir();
+    const socket = join(dir, 'control', 'table.sock');
+    await prepareControlSocket(socket);
+    assert.equal((await stat(join(dir, 'control'))).mode & 0o777, 0o700);
+    // A socket file nobody listens on any more, as a killed nginx leaves it: a process
+    // that listens on it, killed outright.
+    const child = spawn(process.execPath, [
+      '-e',
+      `require('node:net').createServer().listen(${JSON.stringify(socket)}, () => process.stdout.write('up'))`,
+    ]);
+    await once(child.stdout, 'data');
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    assert.ok((await stat(socket)).isSocket());
+    await mkdir(join(dir, 'control'), { recursive: true, mode: 0o755 });
+    await prepareControlSocket(socket);
+    await assert.rejects(stat(socket), { code: 'ENOENT' });
+    assert.equal((await stat(join(dir, 'control'))).mode & 0o777, 0o700);
+  });
+
+  it('leaves alone a file at the socket path that is no socket', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'table.sock');
+    await writeFile(path, 'not a socket');
+    await assert.rejects(prepareControlSocket(path), /is not a socket/);
+  });
+
+  it('rejects with a ControlError without status when nothing answers on the socket', async () => {
+    const socket = join(await tempDir(), 'none.sock');
+    await assert.rejects(
+      putTable(socket, 'x', 1_000),
+      (err: unknown) => err instanceof ControlError && err.status === null && /ENOENT/.test(err.message),
+    );
+    await assert.rejects(
+      tableVersions(socket, 1_000),
+      (err: unknown) => err instanceof ControlError && err.status === null,
+    );
+  });
+});
