@@ -10,6 +10,7 @@ import { podTarget } from '../../src/core/pod-target.js';
 import { deadAddress, startPod, type ReceivedRequest, type TestPod } from '../support/pods.js';
 import { seededRandom } from '../support/seeded-random.js';
 import {
+  startDynamic,
   startNginx,
   startProxyFor,
   tableOf,
@@ -161,8 +162,23 @@ export const PROXY_PLANE: AffinityPlane = {
   },
 };
 
+/** Dynamic nginx: the consistent hash in Lua, fed the same client addresses through realip. */
+export const DYNAMIC_PLANE: AffinityPlane = {
+  name: 'dynamic nginx',
+  async start(table, options) {
+    const nginx = await startDynamic(table, { ...options, nginxHttpDirectives: NGINX_TEST_DIRECTIVES });
+    return {
+      name: 'dynamic nginx',
+      port: nginx.port,
+      applyFresh: (t) => nginx.applyFresh(t),
+      firstPicks: (route, clients) => nginxFirstPicks(nginx, route, clients),
+      close: () => nginx.close(),
+    };
+  },
+};
+
 /** The data planes compared; the first is the reference. */
-export const PLANES: readonly AffinityPlane[] = [NGINX_PLANE, PROXY_PLANE];
+export const PLANES: readonly AffinityPlane[] = [NGINX_PLANE, DYNAMIC_PLANE, PROXY_PLANE];
 
 // Generated inputs, from a seed that a failure prints (AFFINITY_SEED replays or changes it).
 
