@@ -20,6 +20,11 @@ export interface RenderOptions extends ClientLimits {
   upstreamKeepalive?: number;
   /** nginx's worker_processes; 1 or absent, nginx's own default, writes no directive. */
   workerProcesses?: number | 'auto';
+  /**
+   * nginx's worker_shutdown_timeout in ms: how long old workers may outlive a reload for the
+   * connections they still hold. 'off' or absent, nginx's default (no limit), writes no directive.
+   */
+  workerShutdownTimeoutMs?: number | 'off';
   /** Set when the router runs nginx itself; absent, the documented config is printed. */
   runtime?: NginxRuntime;
 }
@@ -34,6 +39,11 @@ export interface NginxRuntime {
   errorLog: string;
   accessLog: string;
   tempDir: string;
+  /**
+   * The user and group nginx's workers run as, written as `user` when the router (and so
+   * nginx's master) runs as root; absent otherwise, where nginx ignores the directive.
+   */
+  workerUser?: { user: string; group: string };
   /**
    * A server on 127.0.0.1 only that answers `configVersion`, so the manager can read back
    * which config the workers serve and know when a reload took effect.
@@ -71,17 +81,27 @@ const DEFAULT_SERVER = (options: RenderOptions): string[] => [
   '}',
 ];
 
-function workerProcesses(options: RenderOptions): string[] {
+/** The main-context directives of the worker settings; none at nginx's defaults, as documented. */
+function workerDirectives(options: RenderOptions): string[] {
+  const lines: string[] = [];
   const n = options.workerProcesses;
-  if (n === undefined || n === 1) return [];
-  if (n !== 'auto' && !(Number.isInteger(n) && n > 1)) throw new RangeError(`worker processes ${n} is neither "auto" nor a whole number`);
-  return [`worker_processes ${n};`];
+  if (n !== undefined && n !== 1) {
+    if (n !== 'auto' && !(Number.isInteger(n) && n > 1)) throw new RangeError(`worker processes ${n} is neither "auto" nor a whole number`);
+    lines.push(`worker_processes ${n};`);
+  }
+  const shutdown = options.workerShutdownTimeoutMs;
+  if (shutdown !== undefined && shutdown !== 'off') {
+    if (!(Number.isInteger(shutdown) && shutdown > 0)) throw new RangeError(`worker shutdown timeout ${shutdown} is not a whole number of milliseconds`);
+    lines.push(`worker_shutdown_timeout ${shutdown}ms;`);
+  }
+  return lines;
 }
 
 function runtimeMain(runtime: NginxRuntime): string[] {
   return [
     '# Run by k8s-router: nginx stays in the foreground as its child and keeps its files here',
     'daemon off;',
+    ...(runtime.workerUser ? [`user ${nginxWord(runtime.workerUser.user)} ${nginxWord(runtime.workerUser.group)};`] : []),
     `pid ${nginxWord(runtime.pidFile)};`,
     `error_log ${nginxWord(runtime.errorLog)};`,
   ];
@@ -129,7 +149,7 @@ function emptyConfig(options: RenderOptions): string[] {
   const { runtime } = options;
   return [
     ...(runtime ? runtimeMain(runtime) : []),
-    ...workerProcesses(options),
+    ...workerDirectives(options),
     '# A very simple nginx configuration file that forces nginx to start as a daemon.',
     'events {}',
     'http {',
@@ -174,7 +194,7 @@ function preamble(hashMaxSize: number, hashBucketSize: number, options: RenderOp
   const { runtime } = options;
   return [
     ...(runtime ? runtimeMain(runtime) : []),
-    ...workerProcesses(options),
+    ...workerDirectives(options),
     'events {',
     'worker_connections 1024;',
     '}',

@@ -137,3 +137,13 @@ export async function waitForRetirement(workers: ProcessIdentity[], timeoutMs: n
     await sleep(pollMs);
   }
 }
+
+/** The children of `masterPid` that are old workers finishing their connections after a reload. */
+export async function shuttingDownWorkers(masterPid: number): Promise<ProcessIdentity[]> {
+  const out: ProcessIdentity[] = [];
+  for (const child of await childrenOf(masterPid)) {
+    const title = await processTitle(child);
+    if (title !== null && title.includes('shutting down')) out.push(child);
+  }
+  return out;
+}

@@ -154,6 +154,12 @@ function nginxMetrics(registry: Registry, view: AdminView): void {
   );
   mirroredCounter(registry, 'k8s_router_nginx_unexpected_exits_total', 'Times nginx exited without being asked to', () => outcome().unexpectedExits);
   mirroredCounter(registry, 'k8s_router_nginx_restarts_total', 'Restarts of nginx after such an exit', () => outcome().restarts);
+  mirroredFamily(registry, 'counter', 'k8s_router_nginx_errors_total', 'Lines nginx wrote to its error log at crit, alert and emerg, by level', ['level'], () =>
+    Object.entries(outcome().errors).map(([level, n]): [{ level: string }, number] => [{ level }, n]),
+  );
+  mirroredGauge(registry, 'k8s_router_nginx_workers_shutting_down', 'Old nginx workers still finishing their connections after reloads', () =>
+    outcome().workersShuttingDown,
+  );
 }
 
 function proxyMetrics(registry: Registry, view: AdminView): void {

@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 import { findNginxBinary } from '../../nginx/binary.js';
 import { unsafeDirectoryProblem } from '../../nginx/files.js';
 import { createConfigPreview } from '../../nginx/preview.js';
-import { createNginxDataPlane } from '../../nginx/process.js';
+import { createNginxDataPlane, resolveFiles } from '../../nginx/process.js';
+import { nginxWorkerIdentity, prepareWorkerAccess } from '../../nginx/worker-user.js';
 import { IncrementalNginxRenderer } from '../../nginx/incremental-render.js';
 import { startProxy } from '../../proxy/server.js';
 import { trackApplies, type PlaneKind } from '../admin/apply-tracker.js';
@@ -105,6 +106,19 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Dat
   await mkdir(prefix, { recursive: true, mode: 0o755 });
   const problem = await unsafeDirectoryProblem(prefix);
   if (problem !== null) throw settingError('nginxPrefix', prefix, `the directory ${problem}; it will hold API keys`);
+  const files = resolveFiles(prefix, config.nginxConfig === 'auto' ? {} : { conf: config.nginxConfig });
+  // As root, nginx's workers run as nobody: they must reach their temporary files, or
+  // nginx fails large requests and downloads with nothing but a line in its error log.
+  const workerIdentity = await nginxWorkerIdentity().catch((err: Error) => {
+    throw settingError('nginxPrefix', prefix, err.message);
+  });
+  if (workerIdentity !== null) {
+    await mkdir(files.tempDir, { recursive: true });
+    const opened = await prepareWorkerAccess(prefix, files.tempDir, workerIdentity).catch((err: Error) => {
+      throw settingError('nginxPrefix', prefix, err.message);
+    });
+    if (opened.length > 0) logger.info({ user: workerIdentity.user, directories: opened }, "let nginx's workers through to their temporary directory");
+  }
   // Keeps the blocks of unchanged hosts between tables: a change costs what it touches.
   const renderer = new IncrementalNginxRenderer();
   return createNginxDataPlane({
@@ -112,6 +126,7 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Dat
     prefix,
     render: (table, runtime) => renderer.pieces(table, { ...config, runtime }),
     files: config.nginxConfig === 'auto' ? {} : { conf: config.nginxConfig },
+    workerIdentity,
     ...(config.nginxStatusPort === 'auto' ? {} : { statusPort: config.nginxStatusPort }),
     // SIGQUIT, nginx's graceful stop, gets the shutdown grace; then SIGTERM, then SIGKILL.
     stopTimeouts: { gracefulMs: config.shutdownGraceMs },

@@ -12,6 +12,7 @@ import { LoadClient } from '../support/load-client.js';
 import { podFor } from '../support/manifests.js';
 import { STREAM_FIRST_CHUNK, STREAM_REST, startPods } from '../support/pods.js';
 import { startRouterProcess } from '../support/router-process.js';
+import { workDir } from '../support/work-dir.js';
 
 // A pod removed from the cluster while it still serves a request: the router stops
 // sending it new requests, and the request in flight finishes. With nginx the old worker
@@ -26,7 +27,7 @@ describe('a pod removed while a request to it is in flight', { concurrency: 2, t
     ['nginx', 155],
   ] as const) {
     it(`--backend ${backend}: the request finishes, new requests go to the other pod`, async (t) => {
-      const dir = await mkdtemp(join(tmpdir(), `k8s-router-removal-${backend}-`));
+      const dir = await workDir(`k8s-router-removal-${backend}-`);
       const api = await FakeApiServer.start();
       const [leaving, staying] = await startPods(`removal-${backend}`, 2, firstIp);
       assert.ok(leaving !== undefined && staying !== undefined);

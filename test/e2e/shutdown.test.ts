@@ -13,6 +13,7 @@ import { runLoad, summarize, type RequestRecord } from '../support/load-client.j
 import { manifestText, podFor } from '../support/manifests.js';
 import { startPods, type TestPod } from '../support/pods.js';
 import { startRouterProcess, type RouterProcess } from '../support/router-process.js';
+import { workDir } from '../support/work-dir.js';
 
 // SIGTERM, as Kubernetes sends it before it stops a pod: the router stops accepting new
 // connections, lets the requests and WebSockets it accepted finish within
@@ -31,7 +32,7 @@ interface Setup {
 }
 
 async function start(backend: 'proxy' | 'nginx', firstIp: number, graceMs: number): Promise<Setup> {
-  const dir = await mkdtemp(join(tmpdir(), `k8s-router-shutdown-${backend}-`));
+  const dir = await workDir(`k8s-router-shutdown-${backend}-`);
   const pods = await startPods(`drain-${backend}`, 2, firstIp);
   for (const p of pods) Object.assign(p, { behaviour: 'slow', slowMs: POD_MS });
   const manifest = join(dir, 'cluster.yaml');
