@@ -19,6 +19,7 @@ import { manifestText } from './support/manifests.js';
 import { apiKeySecret, pod } from './support/objects.js';
 import { runCli } from './support/run-cli.js';
 import { workDir } from './support/work-dir.js';
+import type { NginxOutcome } from '../nginx/process.js';
 
 // The admin server of a router started in this process, asked over HTTP as a probe, a
 // Prometheus scraper or a person would.
@@ -308,8 +309,8 @@ class GatedPlane implements DataPlane {
   async close(): Promise<void> {}
 
   /** Enough of nginx's report for readiness: whether its master runs. */
-  lastOutcome(): Record<string, unknown> {
-    return { ok: this.refuse === null, error: null, configVersion: null, reloads: 0, unchanged: 0, failures: 0, unexpectedExits: 0, restarts: 0, lastApplyMs: null, pid: this.pid };
+  lastOutcome(): NginxOutcome {
+    return { ok: this.refuse === null, error: null, configVersion: null, reloads: 0, unchanged: 0, failures: 0, unexpectedExits: 0, restarts: 0, lastApplyMs: null, pid: this.pid } as NginxOutcome;
   }
 }
 

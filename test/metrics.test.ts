@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { trackApplies, type ProxyStatsLike } from '../src/admin/apply-tracker.js';
+import { trackApplies } from '../src/admin/apply-tracker.js';
+import type { ProxyStats } from '../proxy/stats.js';
 import { createMetrics } from '../src/admin/metrics.js';
 import type { AdminView } from '../src/admin/view.js';
 import type { ControllerStats } from '../src/control/controller.js';
 import { defaultConfig } from '../src/core/config.js';
 import type { EventSinkStats } from '../src/events/event-sink.js';
 import type { CollectionStatus } from '../src/sources/kube-watch.js';
+import type { NginxOutcome } from '../nginx/process.js';
 
 // The metrics read the components' own counters when scraped. Here the components are
 // stand-ins with known counters, so every value can be checked, including those of parts
@@ -56,9 +58,9 @@ function view(eventsEnabled = true): AdminView {
       pid: 77,
       workersShuttingDown: 3,
       errors: { crit: 4, alert: 1, emerg: 0 },
-    }),
+    }) as NginxOutcome,
   };
-  const proxyStats: ProxyStatsLike = { requests: { '1xx': 1, '2xx': 40, '3xx': 2, '4xx': 7, '5xx': 3, dropped: 4 }, upstreamFailures: 6 };
+  const proxyStats: ProxyStats = { requests: { '1xx': 1, '2xx': 40, '3xx': 2, '4xx': 7, '5xx': 3, dropped: 4 }, upstreamFailures: 6 };
   const proxy = { apply: async () => {}, close: async () => {}, stats: () => proxyStats };
   return {
     config: defaultConfig(),

@@ -7,11 +7,11 @@ import type { Logger } from 'pino';
 import { findNginxBinary } from '../../nginx/binary.js';
 import { unsafeDirectoryProblem } from '../../nginx/files.js';
 import { createConfigPreview } from '../../nginx/preview.js';
-import { createNginxDataPlane, resolveFiles } from '../../nginx/process.js';
+import { createNginxDataPlane, resolveFiles, type NginxDataPlane } from '../../nginx/process.js';
 import { nginxWorkerIdentity, prepareWorkerAccess } from '../../nginx/worker-user.js';
 import { IncrementalNginxRenderer } from '../../nginx/incremental-render.js';
-import { startProxy } from '../../proxy/server.js';
-import { trackApplies, type PlaneKind } from '../admin/apply-tracker.js';
+import { startProxy, type ProxyDataPlane } from '../../proxy/server.js';
+import { trackApplies, type TrackedPlane } from '../admin/apply-tracker.js';
 import { startAdminServer, type AdminServer } from '../admin/server.js';
 import { ConfigError, SETTINGS, settingCode, type RouterConfig } from '../core/config.js';
 import { createController, type Controller } from '../control/controller.js';
@@ -99,7 +99,7 @@ function objectSource(config: RouterConfig, options: RunOptions): { source: Obje
   return { source, kubeConfig };
 }
 
-async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<DataPlane> {
+async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<NginxDataPlane> {
   const binary = findNginxBinary(config.nginxBinary);
   if (binary === null) throw settingError('nginxBinary', config.nginxBinary, 'no executable nginx there (looked in PATH, /usr/sbin and /usr/local/sbin)');
   const prefix = config.nginxPrefix === 'auto' ? join(tmpdir(), `k8s-router-${config.port}`) : config.nginxPrefix;
@@ -136,7 +136,7 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Dat
   });
 }
 
-async function proxyDataPlane(config: RouterConfig, logger: Logger): Promise<DataPlane & { port: number }> {
+async function proxyDataPlane(config: RouterConfig, logger: Logger): Promise<ProxyDataPlane> {
   try {
     return await startProxy({
       port: config.port,
@@ -173,22 +173,26 @@ export async function startRouter(config: RouterConfig, options: RunOptions): Pr
   // Settings and sources are checked before anything listens or starts.
   const { source, kubeConfig } = objectSource(config, options);
   const dataPlanes: DataPlane[] = [];
-  const kinds: PlaneKind[] = [backend];
+  // The controller applies tables through trackers, which the admin server reads.
+  const planes: TrackedPlane[] = [];
+  const appliedVersion = (): number | null => controller.latest()?.version ?? null;
   let port = config.port;
   if (backend === 'nginx') {
-    dataPlanes.push(await nginxDataPlane(config, logger));
+    const nginx = await nginxDataPlane(config, logger);
+    dataPlanes.push(nginx);
+    planes.push(trackApplies('nginx', nginx, appliedVersion));
   } else {
     const proxy = await proxyDataPlane(config, logger);
     port = proxy.port;
     dataPlanes.push(proxy);
+    planes.push(trackApplies('proxy', proxy, appliedVersion));
   }
   if (config.printNginxConfig) {
-    dataPlanes.push(createConfigPreview(config, options.print));
-    kinds.push('nginx-preview');
+    const preview = createConfigPreview(config, options.print);
+    dataPlanes.push(preview);
+    planes.push(trackApplies('nginx-preview', preview, appliedVersion));
   }
 
-  // The controller applies tables through trackers, which the admin server reads.
-  const planes = dataPlanes.map((plane, i) => trackApplies(kinds[i] as PlaneKind, plane, () => controller.latest()?.version ?? null));
   const controller = createController({
     config,
     source,
