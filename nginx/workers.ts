@@ -147,3 +147,10 @@ export async function shuttingDownWorkers(masterPid: number): Promise<ProcessIde
   }
   return out;
 }
+
+/** Whether `pid` is a worker of `masterPid` that still takes connections (not one shutting down). */
+export async function isCurrentWorker(masterPid: number, pid: number): Promise<boolean> {
+  if ((await parentOf(pid)) !== masterPid) return false;
+  const title = await commandLine(pid);
+  return title !== null && title.includes('worker process') && !title.includes('shutting down');
+}
