@@ -39,14 +39,21 @@ async function start(backend: 'proxy' | 'nginx', firstIp: number, graceMs: numbe
   await writeFile(`${manifest}.tmp`, manifestText(pods.map((p) => podFor(p, { namespace: 'drain', hosts: HOST, paths: ['/'] }))));
   await rename(`${manifest}.tmp`, manifest);
   const port = await pickFreeLoopbackPort();
-  const router = await startRouterProcess(['--backend', backend, '--manifest', manifest], {
-    PORT: String(port),
-    LISTEN_ADDRESS: '127.0.0.1',
-    NGINX_PREFIX: join(dir, 'nginx'),
-    SHUTDOWN_GRACE_MS: String(graceMs),
-    LOG_LEVEL: 'info',
-  });
-  return { router, pods, port, dir };
+  try {
+    const router = await startRouterProcess(['--backend', backend, '--manifest', manifest], {
+      PORT: String(port),
+      LISTEN_ADDRESS: '127.0.0.1',
+      NGINX_PREFIX: join(dir, 'nginx'),
+      SHUTDOWN_GRACE_MS: String(graceMs),
+      LOG_LEVEL: 'info',
+    });
+    return { router, pods, port, dir };
+  } catch (err) {
+    // A router that did not start must not leave the pods holding the test process open.
+    await Promise.all(pods.map((p) => p.close()));
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
 }
 
 async function cleanUp(setup: Setup): Promise<void> {
