@@ -33,6 +33,7 @@ import { podFor } from '../test/support/manifests.js';
 import { startPod, type TestPod } from '../test/support/pods.js';
 import { startRouterProcess, type RouterProcess } from '../test/support/router-process.js';
 import { invocation, writeReport } from './lib/report.js';
+import { workDir } from '../test/support/work-dir.js';
 
 type BackendName = 'proxy' | 'nginx';
 
@@ -67,7 +68,7 @@ interface Setup {
 }
 
 async function setUp(backend: BackendName, timing: Timing, podIp: string): Promise<Setup> {
-  const dir = await mkdtemp(join(tmpdir(), `k8s-router-bench-${backend}-`));
+  const dir = await workDir(`k8s-router-bench-${backend}-`);
   const api = await FakeApiServer.start();
   const pod = await startPod(`bench-${backend}`, podIp);
   const port = await pickFreeLoopbackPort();

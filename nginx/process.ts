@@ -1,34 +1,57 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
+import { defaultConfig } from '../src/core/config.js';
 import type { DataPlane } from '../src/core/data-plane.js';
 import type { RouteTable } from '../src/core/route-table.js';
-import { checkNginxConfig, firstLines } from './check.js';
+import type { Retry } from './backoff.js';
+import { firstLines } from './check.js';
 import { piecesOf, PieceHashes, withVersion, type ConfPieces } from './conf-pieces.js';
-import { replaceFile, writeFileAtomic, writeSynced } from './files.js';
-import { BackoffTimer, type Retry } from './backoff.js';
-export type { Retry } from './backoff.js';
+import { documentedDelivery, type DeliveryReport, type TableDelivery } from './delivery.js';
+import { followErrorLog, type ErrorLogFollower, type FaultCounts, type NginxFault } from './error-log.js';
+import { writeFileAtomic } from './files.js';
 import { createLeftovers } from './leftovers.js';
-import { staleNginx } from './stale.js';
-import { spawnNginxMaster, type MasterExit, type NginxMaster, type StopTimeouts } from './master.js';
+import { describeExit, installConfig, NginxApplyError, reloadMaster, startMaster, type LoadContext } from './load.js';
+import {
+  initialState,
+  transition,
+  type AppliedResult,
+  type ApplyTimings,
+  type Effect,
+  type Job,
+  type ManagerEvent,
+  type ManagerSettings,
+  type ManagerState,
+  type NginxFailure,
+} from './manager-state.js';
+import type { NginxMaster, StopTimeouts } from './master.js';
 import type { NginxRuntime } from './render.js';
-import { pickFreeLoopbackPort, waitForConfigVersion } from './status.js';
-import { childrenOf, parentOf, waitForRetirement } from './workers.js';
+import { staleNginx } from './stale.js';
+import { pickFreeLoopbackPort } from './status.js';
+import { nginxWorkerIdentity, prepareWorkerAccess, type WorkerIdentity } from './worker-user.js';
+import { shuttingDownWorkers } from './workers.js';
 
-// The nginx data plane: renders a table, has `nginx -t` check it, installs it atomically
-// and has the running nginx load it (SIGHUP, a graceful reload), then reads the config
-// version back from nginx's loopback status server, so `apply` resolves only once the
-// new config serves. A refused config is never installed; a config nginx fails to load
+export type { Retry } from './backoff.js';
+export type { ApplyTimings, NginxErrorCode, NginxFailure, ManagerState } from './manager-state.js';
+export { NginxApplyError } from './load.js';
+
+// The nginx data plane: nginx as our child, kept serving the tables it is given. Its state
+// is data (manager-state.ts: phases, the one transition function); this module is the
+// edge that runs what the transitions ask for: the jobs that start, load, restart and stop
+// nginx, one at a time, and the timers that retry a table nginx did not take or restart an
+// nginx that died. How a table reaches nginx is the delivery's (delivery.ts): rendered
+// into nginx.conf and reloaded (documented), or sent as data to Lua (dynamic).
+//
+// A config is checked (`nginx -t`) and installed atomically; a config nginx fails to load
 // is taken off disk again, so the last good one keeps serving and is what a restart
-// loads. A table nginx did not take is tried again on a timer (with backoff) until it is
-// served or a newer table replaces it; an nginx that dies is restarted (with backoff),
-// after the workers it left behind gave the ports back. One operation runs at a time.
+// loads. An apply resolves only once nginx serves the table. nginx's own faults (its
+// error log at crit and worse) reach our log, and old workers still finishing their
+// connections after reloads are counted.
 //
 // The retry lives here rather than in the controller: only this data plane can fail to
 // take a table (the proxy swaps it in memory), it knows why and whether nginx itself is
-// down (one place schedules both the retry and the restart), and lastOutcome() reports
-// the pending retry to /status, /readyz and the metrics.
+// down, and lastOutcome() reports the pending retry to /status, /readyz and the metrics.
 
 /** Where the managed nginx keeps its files; each defaults to a place under the prefix. */
 export interface NginxFiles {
@@ -44,10 +67,13 @@ export interface NginxDataPlaneOptions {
   /** nginx's prefix (`-p`): the directory its files default to, private to this manager. */
   prefix: string;
   /**
-   * The config for a table, run by us with `runtime`'s files and status server: as text,
-   * or as pieces (the incremental renderer's), hashed and written without being joined.
+   * The documented mode's config for a table, run by us with `runtime`'s files and status
+   * server: as text, or as pieces (the incremental renderer's), hashed and written without
+   * being joined. Give either this or `delivery`.
    */
-  render: (table: RouteTable, runtime: NginxRuntime) => string | ConfPieces;
+  render?: (table: RouteTable, runtime: NginxRuntime) => string | ConfPieces;
+  /** How a table reaches nginx (delivery.ts); the documented config of `render` by default. */
+  delivery?: TableDelivery;
   files?: Partial<NginxFiles>;
   /** Loopback port of the status server; a free one is picked when absent. */
   statusPort?: number;
@@ -60,49 +86,27 @@ export interface NginxDataPlaneOptions {
    */
   retryBackoffMs?: { initialMs?: number; maxMs?: number };
   /**
-   * Whether each new config goes through `nginx -t` before nginx loads it (the default).
+   * Whether each new config goes through `nginx -t` before nginx loads it (NGINX_TEST_CONFIG).
    * Without, nginx parses a new config once instead of twice: its own load is the check.
    */
   checkBeforeLoad?: boolean;
-  /** How long nginx may take to start or reload before the attempt counts as failed. */
+  /** How long nginx may take to start or reload before the attempt counts as failed (NGINX_RELOAD_TIMEOUT_MS). */
   confirmTimeoutMs?: number;
+  /** SIGQUIT's grace (SHUTDOWN_GRACE_MS), then SIGTERM's, before SIGKILL. */
   stopTimeouts?: Partial<StopTimeouts>;
-}
-
-export type NginxErrorCode = 'CLOSED' | 'RENDER_FAILED' | 'CONFIG_REFUSED' | 'START_FAILED' | 'RELOAD_FAILED' | 'IO_FAILED';
-
-export class NginxApplyError extends Error {
-  constructor(
-    readonly code: NginxErrorCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'NginxApplyError';
-  }
-}
-
-/** Where an apply spent its time, in milliseconds. */
-export interface ApplyTimings {
-  /** Rendering the config and its version. */
-  renderMs: number;
-  /** Writing the candidate file to disk (synced). */
-  writeMs: number;
-  /** `nginx -t` on it. */
-  checkMs: number;
-  /** From the reload signal (or the start) until a new worker answered with the new version. */
-  loadMs: number;
-  /** From then until no old worker accepted connections any more. */
-  retireMs: number;
-  totalMs: number;
-}
-
-export interface NginxFailure {
-  code: NginxErrorCode;
-  message: string;
+  /**
+   * Who nginx's workers run as when the router runs as root (then written as nginx's
+   * `user`, and given a way to the temporary directory); found when absent, null when not root.
+   */
+  workerIdentity?: WorkerIdentity | null;
+  /** How often nginx's error log and its old workers are looked at. */
+  watchIntervalMs?: number;
 }
 
 /** What the last apply did and what nginx has done so far, for status, readiness and metrics. */
 export interface NginxOutcome {
+  /** `documented` or `dynamic`: how tables reach nginx. */
+  mode: DeliveryReport['mode'];
   /** Whether the last apply (or its retry) succeeded; null before the first one. */
   ok: boolean | null;
   /** Why the last apply failed; null once one succeeds. */
@@ -119,11 +123,13 @@ export interface NginxOutcome {
   restart: Retry | null;
   /** The version of the config nginx serves (a hash of its text), null before the first success. */
   configVersion: string | null;
+  /** Dynamic mode: the version of the table every worker serves; null in documented mode. */
+  tableVersion: string | null;
   /** Successful graceful reloads. */
   reloads: number;
   /** When nginx last started serving a new config (start, reload or restart), ms since the epoch. */
   lastLoadedAt: number | null;
-  /** Applies that found the config unchanged and left nginx alone. */
+  /** Applies that found the table served already and left nginx alone. */
   unchanged: number;
   /** Applies (first tries and retries) that failed. */
   failures: number;
@@ -139,10 +145,18 @@ export interface NginxOutcome {
   lastApplyTimings: ApplyTimings | null;
   /** The nginx master's pid while it runs. */
   pid: number | null;
+  /** Old workers still finishing their connections after reloads (nginx's "shutting down"). */
+  workersShuttingDown: number;
+  /** Lines nginx wrote to its error log at crit, alert and emerg since the router started. */
+  errors: FaultCounts;
+  /** The latest of those, newest last. */
+  recentErrors: NginxFault[];
 }
 
 export interface NginxDataPlane extends DataPlane {
   lastOutcome(): NginxOutcome;
+  /** The manager's state machine, as data (manager-state.ts). */
+  state(): ManagerState;
   /** The files nginx uses, e.g. to read its error log. */
   readonly files: NginxFiles;
 }
@@ -155,6 +169,8 @@ interface VersionedConfig {
 const RESTART_STABLE_MS = 10_000;
 /** How long a leftover nginx process may take to stop accepting after SIGQUIT before it is killed. */
 const LEFTOVER_QUIT_MS = 1_000;
+/** nginx faults logged in one watch interval; the rest are counted, and summed up in one line. */
+const FAULTS_LOGGED_PER_INTERVAL = 20;
 
 export function resolveFiles(prefix: string, overrides: Partial<NginxFiles> = {}): NginxFiles {
   return {
@@ -166,145 +182,200 @@ export function resolveFiles(prefix: string, overrides: Partial<NginxFiles> = {}
   };
 }
 
-function describeExit(exit: MasterExit): string {
-  if (exit.error) return `nginx could not be started: ${exit.error.message}`;
-  return exit.signal ? `nginx exited on ${exit.signal}` : `nginx exited with status ${exit.code}`;
-}
-
-async function fileSize(path: string): Promise<number> {
-  try {
-    const file = await open(path, 'r');
-    try {
-      return (await file.stat()).size;
-    } finally {
-      await file.close();
-    }
-  } catch {
-    return 0;
-  }
-}
-
-/** What nginx appended to its error log since `offset` (at most the last 4 KiB). */
-async function logSince(path: string, offset: number): Promise<string> {
-  try {
-    const file = await open(path, 'r');
-    try {
-      const size = (await file.stat()).size;
-      const start = Math.max(offset, size - 4096);
-      const buffer = Buffer.alloc(Math.max(0, size - start));
-      await file.read(buffer, 0, buffer.length, start);
-      return buffer.toString('utf8').trim();
-    } finally {
-      await file.close();
-    }
-  } catch {
-    return '';
-  }
-}
-
 /** Marks where a render puts the version, replaced by the hash of the text around it. */
 const VERSION_PLACEHOLDER = `v${randomBytes(12).toString('hex')}`;
 
+function zeroTimings(): ApplyTimings {
+  return { renderMs: 0, writeMs: 0, checkMs: 0, loadMs: 0, retireMs: 0, sendMs: 0, totalMs: 0 };
+}
+
+/** The defaults of the settings this manager takes, from the settings table: the CLI's defaults. */
+function settingDefaults(): { confirmTimeoutMs: number; gracefulMs: number; checkBeforeLoad: boolean } {
+  const config = defaultConfig();
+  return { confirmTimeoutMs: config.nginxReloadTimeoutMs, gracefulMs: config.shutdownGraceMs, checkBeforeLoad: config.nginxTestConfig };
+}
+
 export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataPlane {
-  const { nginxBinary, prefix, render, logger } = options;
-  const checkBeforeLoad = options.checkBeforeLoad ?? true;
+  const { nginxBinary, prefix, logger } = options;
+  const defaults = settingDefaults();
+  const delivery = options.delivery ?? (options.render ? documentedDelivery(options.render) : null);
+  if (delivery === null) throw new TypeError('createNginxDataPlane needs render or delivery');
+  const checkBeforeLoad = options.checkBeforeLoad ?? defaults.checkBeforeLoad;
   const files = resolveFiles(prefix, options.files);
-  const confirmTimeoutMs = options.confirmTimeoutMs ?? 10_000;
-  const stopTimeouts: StopTimeouts = { gracefulMs: 10_000, fastMs: 3_000, ...options.stopTimeouts };
-  const restartBackoff = { initialMs: 100, maxMs: 5_000, ...options.restartBackoffMs };
-  const retryBackoff = { initialMs: 1_000, maxMs: 30_000, ...options.retryBackoffMs };
-  const leftovers = createLeftovers({ quitMs: LEFTOVER_QUIT_MS, graceMs: stopTimeouts.gracefulMs });
-
-  let statusPort: number | null = options.statusPort ?? null;
-  let master: NginxMaster | null = null;
-  /** The last config nginx confirmed: what is on disk, and what a restart loads. */
-  let live: VersionedConfig | null = null;
-  /**
-   * False after a reload that failed in a way that leaves doubt (nginx may still have
-   * loaded the new config, e.g. a bind that succeeded on nginx's own retry): the next
-   * apply then reloads even an unchanged config, so what nginx serves is known again.
-   */
-  let liveConfirmed = false;
-  /** The last table given to apply(): what nginx should serve. */
-  let desired: RouteTable | null = null;
-  let closed = false;
-  let closing: Promise<void> | null = null;
-  const restartTimer = new BackoffTimer(restartBackoff.initialMs, restartBackoff.maxMs);
-  const retryTimer = new BackoffTimer(retryBackoff.initialMs, retryBackoff.maxMs);
-  let candidateSeq = 0;
-  let queue: Promise<unknown> = Promise.resolve();
-  const outcome: NginxOutcome = {
-    ok: null,
-    error: null,
-    since: null,
-    lastError: null,
-    behind: false,
-    retry: null,
-    restart: null,
-    configVersion: null,
-    reloads: 0,
-    lastLoadedAt: null,
-    unchanged: 0,
-    failures: 0,
-    unexpectedExits: 0,
-    restarts: 0,
-    leftoversEnded: 0,
-    lastApplyMs: null,
-    lastApplyTimings: null,
-    pid: null,
+  const stopTimeouts: StopTimeouts = { gracefulMs: defaults.gracefulMs, fastMs: 3_000, ...options.stopTimeouts };
+  const settings: ManagerSettings = {
+    retry: { initialMs: 1_000, maxMs: 30_000, ...options.retryBackoffMs },
+    restart: { initialMs: 100, maxMs: 5_000, ...options.restartBackoffMs },
+    restartStableMs: RESTART_STABLE_MS,
   };
+  const leftovers = createLeftovers({ quitMs: LEFTOVER_QUIT_MS, graceMs: stopTimeouts.gracefulMs });
+  const watchIntervalMs = options.watchIntervalMs ?? 500;
 
-  /** Runs jobs one after the other, whatever became of the one before. */
-  function serialize<T>(job: () => Promise<T>): Promise<T> {
-    const run = queue.then(job, job);
-    queue = run.catch(() => undefined);
-    return run;
-  }
+  let state = initialState();
+  /** The tables the state names (the desired one and the served one), by number. */
+  const tables = new Map<number, RouteTable>();
+  let tableCount = 0;
+  let master: NginxMaster | null = null;
+  /** The text of the config nginx serves: what a restart loads. */
+  let liveText: ConfPieces | null = null;
+  let statusPort: number | null = options.statusPort ?? null;
+  let workerIdentity: WorkerIdentity | null | undefined = options.workerIdentity;
+  let prepared = false;
+  let errorLog: ErrorLogFollower | null = null;
+  let workersShuttingDown = 0;
+  const timers: Record<'retry' | 'restart', NodeJS.Timeout | null> = { retry: null, restart: null };
+  let queue: Promise<unknown> = Promise.resolve();
+  const apiKeys = new Set<string>();
+  const hashes = new PieceHashes();
 
   const running = (): boolean => master !== null && master.exit() === null;
+  const isOpen = (): boolean => state.phase !== 'closing' && state.phase !== 'closed';
+  const scrub = (text: string): string => {
+    let out = text;
+    for (const key of apiKeys) if (out.includes(key)) out = out.split(key).join('<redacted>');
+    return out;
+  };
 
-  function recordSuccess(): void {
-    if (outcome.ok !== true) outcome.since = Date.now();
-    Object.assign(outcome, { ok: true, error: null });
+  function dispatch(event: ManagerEvent): Promise<void> | undefined {
+    const next = transition(state, event, settings);
+    state = next.state;
+    let job: Promise<void> | undefined;
+    for (const effect of next.effects) job = perform(effect) ?? job;
+    for (const n of tables.keys()) if (n !== state.desired && n !== state.served) tables.delete(n);
+    return job;
   }
 
-  function recordFailure(error: NginxApplyError): void {
-    const now = Date.now();
-    if (outcome.ok !== false) outcome.since = now;
-    const failure = { code: error.code, message: error.message };
-    Object.assign(outcome, { ok: false, error: failure, lastError: { ...failure, at: now }, failures: outcome.failures + 1 });
+  function perform(effect: Effect): Promise<void> | undefined {
+    switch (effect.type) {
+      case 'run-apply': {
+        const table = tables.get(effect.table);
+        if (table === undefined) return undefined;
+        return enqueue('apply', () => applyJob(effect.table, table));
+      }
+      case 'run-restart':
+        void enqueue('restart', restartJob).catch(() => undefined);
+        return undefined;
+      case 'run-stop':
+        return enqueue('stop', stopJob);
+      case 'set-timer': {
+        clearTimer(effect.timer);
+        const due: ManagerEvent['type'] = effect.timer === 'retry' ? 'retry-due' : 'restart-due';
+        timers[effect.timer] = setTimeout(() => {
+          timers[effect.timer] = null;
+          void dispatch({ type: due, at: Date.now() } as ManagerEvent)?.catch(() => undefined);
+        }, effect.delayMs);
+        return undefined;
+      }
+      case 'cancel-timer':
+        clearTimer(effect.timer);
+        return undefined;
+      case 'log':
+        logger?.[effect.level](effect.fields, effect.message);
+        return undefined;
+    }
   }
 
+  function clearTimer(timer: 'retry' | 'restart'): void {
+    const t = timers[timer];
+    if (t !== null) clearTimeout(t);
+    timers[timer] = null;
+  }
+
+  /** Runs jobs one after the other, whatever became of the one before. */
+  function enqueue(job: Exclude<Job, null>, run: () => Promise<void>): Promise<void> {
+    const next = queue.then(
+      () => {
+        dispatch({ type: 'job-started', job });
+        return run();
+      },
+      () => {
+        dispatch({ type: 'job-started', job });
+        return run();
+      },
+    );
+    queue = next.catch(() => undefined);
+    return next;
+  }
+
+  function loadContext(port: number): LoadContext {
+    return { nginxBinary, prefix, confPath: files.conf, errorLog: files.errorLog, statusPort: port, confirmTimeoutMs: options.confirmTimeoutMs ?? defaults.confirmTimeoutMs, stopTimeouts, ...(logger ? { logger } : {}) };
+  }
+
+  /** The directories nginx needs, its workers' way to them, the status port, and the watchers. */
   async function prepare(): Promise<number> {
-    for (const dir of new Set([prefix, dirname(files.conf), dirname(files.pid), dirname(files.errorLog), dirname(files.accessLog), files.tempDir])) {
-      await mkdir(dir, { recursive: true });
+    if (!prepared) {
+      for (const dir of new Set([prefix, dirname(files.conf), dirname(files.pid), files.tempDir])) await mkdir(dir, { recursive: true });
+      // nginx's logs are the router's to read: they name clients and what they asked for.
+      for (const dir of new Set([dirname(files.errorLog), dirname(files.accessLog)])) await mkdir(dir, { recursive: true, mode: 0o700 });
+      workerIdentity ??= await nginxWorkerIdentity();
+      if (workerIdentity !== null) {
+        const opened = await prepareWorkerAccess(prefix, files.tempDir, workerIdentity);
+        if (opened.length > 0) logger?.info({ user: workerIdentity.user, directories: opened }, "let nginx's workers through to their temporary directory");
+      }
+      errorLog ??= await followErrorLog(files.errorLog, { onFault: faultReporter(), intervalMs: watchIntervalMs });
+      startWatchingWorkers();
+      prepared = true;
     }
     statusPort ??= await pickFreeLoopbackPort();
     return statusPort;
   }
 
-  /** The hash of each piece of the configs rendered, kept while the piece is. */
-  const hashes = new PieceHashes();
+  /** Logs each nginx fault once, at most FAULTS_LOGGED_PER_INTERVAL per interval and a sum of the rest. */
+  function faultReporter(): (fault: NginxFault) => void {
+    let windowStart = 0;
+    let logged = 0;
+    let suppressed = 0;
+    return (fault) => {
+      const now = Date.now();
+      if (now - windowStart >= watchIntervalMs) {
+        if (suppressed > 0) logger?.error({ count: suppressed }, 'nginx reported more faults than were logged (all counted in k8s_router_nginx_errors_total)');
+        windowStart = now;
+        logged = 0;
+        suppressed = 0;
+      }
+      if (logged >= FAULTS_LOGGED_PER_INTERVAL) {
+        suppressed++;
+        return;
+      }
+      logged++;
+      logger?.error({ nginxLevel: fault.level, nginx: scrub(fault.message) }, 'nginx reported a fault in its error log');
+    };
+  }
+
+  function startWatchingWorkers(): void {
+    const timer = setInterval(() => {
+      const pid = master?.pid;
+      if (pid === undefined || !running()) {
+        workersShuttingDown = 0;
+        return;
+      }
+      void shuttingDownWorkers(pid).then((workers) => {
+        workersShuttingDown = workers.length;
+      });
+    }, Math.max(watchIntervalMs, 1_000));
+    timer.unref();
+    stopWatchingWorkers = () => clearInterval(timer);
+  }
+  let stopWatchingWorkers = (): void => undefined;
 
   /**
    * Renders the table with a version that is a hash of the config itself, so the same
-   * table gives the same version and an unchanged config is recognised without a reload.
-   * One render: the version goes where the render put a placeholder (a plain word nothing
-   * else in a config can contain: it is random). The pieces of the config are hashed and
-   * written as they are; only the one that holds the version is copied.
+   * config gives the same version and an unchanged config is recognised without a reload.
+   * The version goes where the render put a placeholder (a random word nothing else in a
+   * config can contain); the pieces are hashed as they are, only the one holding it is copied.
    */
   function renderVersioned(table: RouteTable, port: number): VersionedConfig {
     let draft: ConfPieces;
     try {
-      draft = piecesOf(
-        render(table, {
-          pidFile: files.pid,
-          errorLog: files.errorLog,
-          accessLog: files.accessLog,
-          tempDir: files.tempDir,
-          status: { port, configVersion: VERSION_PLACEHOLDER },
-        }),
-      );
+      const runtime: NginxRuntime = {
+        pidFile: files.pid,
+        errorLog: files.errorLog,
+        accessLog: files.accessLog,
+        tempDir: files.tempDir,
+        ...(workerIdentity ? { workerUser: { user: workerIdentity.user, group: workerIdentity.group } } : {}),
+        status: { port, configVersion: VERSION_PLACEHOLDER },
+      };
+      draft = piecesOf(delivery!.config(table, runtime));
     } catch (err) {
       throw new NginxApplyError('RENDER_FAILED', `cannot render nginx.conf: ${(err as Error).message}`);
     }
@@ -313,246 +384,185 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
     return versioned;
   }
 
-  /**
-   * Checks `text` with `nginx -t` next to the live config, then puts it in its place.
-   * Without the check, the reload (or start) that follows is the check: nginx keeps its
-   * previous config when it cannot load a new one, and the caller puts the previous file back.
-   */
-  async function install(text: ConfPieces, timings: ApplyTimings): Promise<void> {
-    const candidate = `${files.conf}.candidate-${process.pid}-${++candidateSeq}`;
-    try {
-      let t = performance.now();
-      await writeSynced(candidate, text);
-      timings.writeMs = performance.now() - t;
-      if (checkBeforeLoad) {
-        t = performance.now();
-        const verdict = await checkNginxConfig({ nginxBinary, prefix, confPath: candidate });
-        timings.checkMs = performance.now() - t;
-        if (!verdict.ok) throw new NginxApplyError('CONFIG_REFUSED', `nginx refused the config: ${firstLines(verdict.output)}`);
-      }
-      await replaceFile(candidate, files.conf);
-    } finally {
-      await rm(candidate, { force: true });
-    }
-  }
-
-  /** Follows a master we started: keeps what it leaves behind, and restarts it if it dies serving. */
-  function watchExit(m: NginxMaster): void {
+  /** Follows a master we started: keeps what it leaves behind, and reports an exit nobody asked for. */
+  function follow(m: NginxMaster): void {
     void m.exited.then((exit) => {
       leftovers.add(exit.leftBehind);
       if (m !== master || m.stopping()) return;
       master = null;
-      outcome.pid = null;
-      outcome.unexpectedExits++;
       logger?.error(
         { pid: m.pid, code: exit.code, signal: exit.signal, workersLeft: exit.leftBehind.length, output: firstLines(m.output()) },
         'nginx exited unexpectedly',
       );
       // Its workers serve the last config until the restart needs the ports.
-      if (Date.now() - m.startedAt > RESTART_STABLE_MS) restartTimer.reset();
-      scheduleRestart();
+      void dispatch({ type: 'exited', pid: m.pid ?? null, ranMs: Date.now() - m.startedAt, at: Date.now() })?.catch(() => undefined);
     });
   }
 
-  /** Frees the ports: processes of ours no running master manages stop accepting. */
-  async function releaseLeftovers(): Promise<void> {
+  /** Frees the ports (processes of ours no running master manages stop accepting), then starts a master. */
+  async function launch(ctx: LoadContext, version: string): Promise<NginxMaster> {
     leftovers.add(await staleNginx(files.pid, prefix));
-    const running = await leftovers.running();
-    if (running.length === 0) return;
-    logger?.warn({ pids: running.map((p) => p.pid) }, 'stopping nginx processes that no running master manages (left by a master that died, or by an earlier router)');
-    outcome.leftoversEnded += await leftovers.release();
-  }
-
-  /** Starts nginx on the installed config and waits until it serves `version`. */
-  async function start(version: string, port: number): Promise<void> {
-    await releaseLeftovers();
-    const logOffset = await fileSize(files.errorLog);
-    const m = spawnNginxMaster({
-      nginxBinary,
-      prefix,
-      confPath: files.conf,
-      errorLog: files.errorLog,
-      onOutput: (line) => logger?.warn({ nginx: line }, 'nginx output'),
-    });
-    watchExit(m);
-    logger?.debug({ pid: m.pid }, 'nginx started; waiting for it to serve its config');
-    try {
-      await waitForConfigVersion(port, version, {
-        timeoutMs: confirmTimeoutMs,
-        isOurWorker: async (pid) => m.pid !== undefined && (await parentOf(pid)) === m.pid,
-        gaveUp: () => {
-          const exit = m.exit();
-          return exit === null ? null : describeExit(exit);
-        },
-      });
-    } catch (err) {
-      // It never served for sure: no long graceful stop. What it leaves behind is ended
-      // before the next start.
-      await m.stop({ gracefulMs: stopTimeouts.fastMs, fastMs: stopTimeouts.fastMs });
-      const detail = firstLines([await logSince(files.errorLog, logOffset), m.output().trim()].filter(Boolean).join('\n'));
-      throw new NginxApplyError('START_FAILED', `nginx did not start: ${(err as Error).message}${detail ? `\n${detail}` : ''}`);
+    const stray = await leftovers.running();
+    if (stray.length > 0) {
+      logger?.warn({ pids: stray.map((p) => p.pid) }, 'stopping nginx processes that no running master manages (left by a master that died, or by an earlier router)');
+      dispatch({ type: 'leftovers-ended', count: await leftovers.release() });
     }
+    const m = await startMaster(ctx, version, follow);
     master = m;
-    outcome.pid = m.pid ?? null;
-    outcome.lastLoadedAt = Date.now();
+    delivery!.forget();
+    return m;
   }
 
-  /** Has the running nginx load the installed config and waits until only it serves. */
-  async function reload(m: NginxMaster, version: string, port: number, timings: ApplyTimings): Promise<void> {
-    const logOffset = await fileSize(files.errorLog);
-    const pid = m.pid as number;
-    const oldWorkers = await childrenOf(pid);
-    let t = performance.now();
-    m.signal('SIGHUP');
-    try {
-      await waitForConfigVersion(port, version, {
-        timeoutMs: confirmTimeoutMs,
-        isOurWorker: async (worker) => (await parentOf(worker)) === pid,
-        gaveUp: async () => {
-          const exit = m.exit();
-          if (exit !== null) return `${describeExit(exit)} during the reload`;
-          // An [emerg] means the master keeps its old config; no need to wait out the timeout.
-          const emerg = (await logSince(files.errorLog, logOffset)).split('\n').find((line) => line.includes('[emerg]'));
-          return emerg === undefined ? null : 'the reload failed';
-        },
-      });
-    } catch (err) {
-      const detail = firstLines(await logSince(files.errorLog, logOffset));
-      throw new NginxApplyError('RELOAD_FAILED', `nginx did not load the config: ${(err as Error).message}${detail ? `\n${detail}` : ''}`);
+  async function applyJob(n: number, table: RouteTable): Promise<void> {
+    const at = (): number => Date.now();
+    if (!isOpen()) {
+      const error = new NginxApplyError('CLOSED', 'the nginx data plane is closed');
+      dispatch({ type: 'apply-failed', table: n, error: { code: error.code, message: error.message }, doubt: false, running: running(), at: at() });
+      throw error;
     }
-    timings.loadMs = performance.now() - t;
-    outcome.lastLoadedAt = Date.now();
-    t = performance.now();
-    const stillAccepting = await waitForRetirement(oldWorkers, confirmTimeoutMs);
-    timings.retireMs = performance.now() - t;
-    if (stillAccepting.length > 0) {
-      logger?.warn({ pids: stillAccepting.map((w) => w.pid) }, 'old nginx workers still accept connections after the reload');
-    }
-  }
-
-  async function applyNow(table: RouteTable): Promise<void> {
-    if (closed) throw new NginxApplyError('CLOSED', 'the nginx data plane is closed');
     const startedAt = performance.now();
-    const timings: ApplyTimings = { renderMs: 0, writeMs: 0, checkMs: 0, loadMs: 0, retireMs: 0, totalMs: 0 };
+    const timings = zeroTimings();
+    let doubt = false;
+    let loaded: { configVersion: string; pid: number } | undefined;
     try {
-      const port = await prepare();
-      const next = renderVersioned(table, port);
+      const ctx = loadContext(await prepare());
+      const next = renderVersioned(table, ctx.statusPort);
       timings.renderMs = performance.now() - startedAt;
-      if (live !== null && liveConfirmed && next.version === live.version && running()) {
-        outcome.unchanged++;
-        served(table);
-        logger?.debug({ version: next.version }, 'nginx config unchanged: no reload');
-        return;
-      }
-      await install(next.text, timings);
-      try {
-        if (master !== null && running()) {
-          await reload(master, next.version, port, timings);
-          outcome.reloads++;
-        } else {
-          restartTimer.cancel();
-          const t = performance.now();
-          await start(next.version, port);
-          timings.loadMs = performance.now() - t;
+      const configLive = state.liveConfig === next.version && state.liveConfirmed && running();
+      let result: AppliedResult;
+      if (configLive) {
+        const t = performance.now();
+        const sent = await delivery!.send(table, { pid: master!.pid as number });
+        timings.sendMs = performance.now() - t;
+        timings.totalMs = performance.now() - startedAt;
+        result = sent === 'unchanged' ? { kind: 'unchanged' } : { kind: 'sent', timings };
+      } else {
+        Object.assign(timings, await installConfig(ctx, next.text, checkBeforeLoad));
+        let pid: number | null = null;
+        try {
+          if (running()) Object.assign(timings, await reloadMaster(ctx, master!, next.version));
+          else {
+            const t = performance.now();
+            pid = (await launch(ctx, next.version)).pid as number;
+            timings.loadMs = performance.now() - t;
+          }
+        } catch (err) {
+          doubt = err instanceof NginxApplyError && err.code === 'RELOAD_FAILED';
+          if (liveText !== null) await writeFileAtomic(files.conf, liveText);
+          throw err;
         }
-      } catch (err) {
-        if (err instanceof NginxApplyError && err.code === 'RELOAD_FAILED') liveConfirmed = false;
-        if (live !== null) {
-          await writeFileAtomic(files.conf, live.text);
-          if (!running()) scheduleRestart();
-        }
-        throw err;
+        liveText = next.text;
+        loaded = { configVersion: next.version, pid: master!.pid as number };
+        const t = performance.now();
+        await delivery!.send(table, { pid: master!.pid as number });
+        timings.sendMs = performance.now() - t;
+        timings.totalMs = performance.now() - startedAt;
+        result = pid === null ? { kind: 'reloaded', configVersion: next.version, timings } : { kind: 'started', pid, configVersion: next.version, timings };
       }
-      live = next;
-      liveConfirmed = true;
-      timings.totalMs = performance.now() - startedAt;
-      Object.assign(outcome, { configVersion: next.version, lastApplyMs: timings.totalMs, lastApplyTimings: timings });
-      served(table);
-      logger?.info(
-        { version: next.version, ms: Math.round(timings.totalMs), timings: roundTimings(timings), reloads: outcome.reloads },
-        'nginx serves the new config',
-      );
+      dispatch({ type: 'applied', table: n, result, at: at() });
+      logApplied(result);
     } catch (err) {
       const error = err instanceof NginxApplyError ? err : new NginxApplyError('IO_FAILED', (err as Error).message);
-      if (error.code !== 'CLOSED') {
-        recordFailure(error);
-        logger?.error({ code: error.code, err: error.message }, 'nginx kept its previous config');
-      }
+      const failure = { code: error.code, message: scrub(error.message) };
+      dispatch({ type: 'apply-failed', table: n, error: failure, doubt, running: running(), ...(loaded ? { loaded } : {}), at: at() });
       throw error;
     }
   }
 
-  /** nginx serves `table`: if it is the one asked for last, nothing is left to try again. */
-  function served(table: RouteTable): void {
-    recordSuccess();
-    if (table !== desired) return;
-    retryTimer.cancel();
-    retryTimer.reset();
-    outcome.behind = false;
+  function logApplied(result: AppliedResult): void {
+    if (result.kind === 'unchanged') {
+      logger?.debug({ version: state.liveConfig }, 'nginx serves this table already: nothing to load or send');
+      return;
+    }
+    const { timings } = result;
+    const fields = { version: state.liveConfig, ms: Math.round(timings.totalMs), timings: roundTimings(timings), reloads: state.reloads };
+    if (result.kind === 'sent') logger?.info({ ...fields, table: delivery!.report().tableVersion }, 'nginx serves the new table');
+    else logger?.info(fields, 'nginx serves the new config');
   }
 
-  /** Tries `table` again later, unless a newer table comes first. */
-  function scheduleRetry(table: RouteTable): void {
-    if (closed || table !== desired) return;
-    const { attempt, nextAt } = retryTimer.schedule(() => {
-      void serialize(async () => {
-        if (!closed && table === desired) await applyNow(table);
-      }).catch(() => scheduleRetry(table));
-    });
-    logger?.warn({ attempt, inMs: nextAt - Date.now() }, 'trying the table nginx did not take again later');
-  }
-
-  function scheduleRestart(): void {
-    if (closed || live === null || restartTimer.pending() !== null) return;
-    const { attempt, nextAt } = restartTimer.schedule(() => void serialize(restartNow));
-    logger?.info({ inMs: nextAt - Date.now(), attempt }, 'restarting nginx');
-  }
-
-  async function restartNow(): Promise<void> {
-    if (closed || running() || live === null || statusPort === null) return;
+  async function restartJob(): Promise<void> {
+    if (!isOpen() || running() || liveText === null || state.liveConfig === null) {
+      dispatch({ type: 'job-skipped' });
+      return;
+    }
     try {
+      const ctx = loadContext(await prepare());
       // What a restart loads is the last good config, whatever an interrupted apply left.
-      if (!checkBeforeLoad) await writeFileAtomic(files.conf, live.text);
-      await start(live.version, statusPort);
-      liveConfirmed = true;
-      outcome.restarts++;
-      logger?.info({ pid: outcome.pid, version: live.version }, 'nginx restarted on the last good config');
+      if (!checkBeforeLoad) await writeFileAtomic(files.conf, liveText);
+      const m = await launch(ctx, state.liveConfig);
+      const served = state.served === null ? undefined : tables.get(state.served);
+      try {
+        // A fresh nginx holds no table in dynamic mode: it gets it before it counts as up.
+        if (served !== undefined) await delivery!.send(served, { pid: m.pid as number });
+      } catch (err) {
+        master = null;
+        await m.stop({ gracefulMs: stopTimeouts.fastMs, fastMs: stopTimeouts.fastMs });
+        throw err;
+      }
+      dispatch({ type: 'restarted', pid: m.pid as number, at: Date.now() });
+      logger?.info({ pid: m.pid, version: state.liveConfig }, 'nginx restarted on the last good config');
     } catch (err) {
-      logger?.error({ err: (err as Error).message }, 'nginx restart failed');
-      scheduleRestart();
+      logger?.error({ err: scrub((err as Error).message) }, 'nginx restart failed');
+      dispatch({ type: 'restart-failed', at: Date.now() });
     }
   }
+
+  async function stopJob(): Promise<void> {
+    const m = master;
+    master = null;
+    errorLog?.stop();
+    stopWatchingWorkers();
+    // nginx's graceful stop (SIGQUIT): it stops accepting at once and lets requests in
+    // flight finish within the grace; what masters left behind gets the same.
+    await Promise.all([m?.stop(stopTimeouts), leftovers.finish(stopTimeouts.gracefulMs)]);
+    await leftovers.finish(0);
+    // The last lines nginx wrote as it stopped are read (and reported) too.
+    await errorLog?.poll();
+    dispatch({ type: 'stopped' });
+  }
+
+  let closing: Promise<void> | null = null;
 
   return {
     files,
     apply(table) {
-      desired = table;
-      outcome.behind = true;
-      retryTimer.cancel();
-      const run = serialize(() => applyNow(table));
-      run.catch((err: unknown) => {
-        if (!(err instanceof NginxApplyError && err.code === 'CLOSED')) scheduleRetry(table);
-      });
-      return run;
+      const n = ++tableCount;
+      tables.set(n, table);
+      for (const route of table.routes) if (route.apiKey !== null && route.apiKey !== '') apiKeys.add(route.apiKey);
+      return dispatch({ type: 'apply', table: n }) as Promise<void>;
     },
-    lastOutcome: () => structuredClone({ ...outcome, retry: retryTimer.pending(), restart: restartTimer.pending() }),
+    state: () => structuredClone(state),
+    lastOutcome(): NginxOutcome {
+      const errors = errorLog?.report() ?? { counts: { crit: 0, alert: 0, emerg: 0 }, recent: [] };
+      const { desired, served } = state;
+      return structuredClone({
+        mode: delivery.mode,
+        ok: state.ok,
+        error: state.error,
+        since: state.since,
+        lastError: state.lastError,
+        behind: desired !== null && desired !== served,
+        retry: state.retry,
+        restart: state.restart,
+        configVersion: state.liveConfig,
+        tableVersion: delivery.report().tableVersion,
+        reloads: state.reloads,
+        lastLoadedAt: state.lastLoadedAt,
+        unchanged: state.unchanged,
+        failures: state.failures,
+        unexpectedExits: state.unexpectedExits,
+        restarts: state.restarts,
+        leftoversEnded: state.leftoversEnded,
+        lastApplyMs: state.lastApplyMs,
+        lastApplyTimings: state.lastApplyTimings,
+        pid: state.pid,
+        workersShuttingDown,
+        errors: errors.counts,
+        recentErrors: errors.recent.map((f) => ({ ...f, message: scrub(f.message) })),
+      });
+    },
     close() {
-      closing ??= (async () => {
-        closed = true;
-        restartTimer.cancel();
-        retryTimer.cancel();
-        await serialize(async () => {
-          restartTimer.cancel();
-          retryTimer.cancel();
-          const m = master;
-          master = null;
-          outcome.pid = null;
-          // nginx's graceful stop (SIGQUIT): it stops accepting at once and lets requests
-          // in flight finish within the grace; what masters left behind gets the same.
-          await Promise.all([m?.stop(stopTimeouts), leftovers.finish(stopTimeouts.gracefulMs)]);
-          await leftovers.finish(0);
-        });
-      })();
+      closing ??= dispatch({ type: 'close' }) ?? Promise.resolve();
       return closing;
     },
   };

@@ -7,7 +7,7 @@ import {
   proxyHeaders,
   runtimeHttp,
   runtimeMain,
-  workerProcesses,
+  workerDirectives,
   type NginxRuntime,
   type RenderOptions,
 } from './render.js';
@@ -118,7 +118,7 @@ export function renderDynamicConf(options: DynamicRenderOptions): string {
     `load_module ${plainPath('NDK module', luaModules.ndk)};`,
     `load_module ${plainPath('Lua module', luaModules.lua)};`,
     ...runtimeMain(runtime),
-    ...workerProcesses(options),
+    ...workerDirectives(options),
     'events {',
     'worker_connections 1024;',
     '}',

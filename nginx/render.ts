@@ -21,6 +21,11 @@ export interface RenderOptions extends ClientLimits {
   upstreamKeepalive?: number;
   /** nginx's worker_processes; 1 or absent, nginx's own default, writes no directive. */
   workerProcesses?: number | 'auto';
+  /**
+   * nginx's worker_shutdown_timeout in ms: how long old workers may outlive a reload for the
+   * connections they still hold. 'off' or absent, nginx's default (no limit), writes no directive.
+   */
+  workerShutdownTimeoutMs?: number | 'off';
   /** Set when the router runs nginx itself; absent, the documented config is printed. */
   runtime?: NginxRuntime;
 }
@@ -35,6 +40,11 @@ export interface NginxRuntime {
   errorLog: string;
   accessLog: string;
   tempDir: string;
+  /**
+   * The user and group nginx's workers run as, written as `user` when the router (and so
+   * nginx's master) runs as root; absent otherwise, where nginx ignores the directive.
+   */
+  workerUser?: { user: string; group: string };
   /**
    * A server on 127.0.0.1 only that answers `configVersion`, so the manager can read back
    * which config the workers serve and know when a reload took effect.
@@ -72,12 +82,20 @@ const DEFAULT_SERVER = (options: RenderOptions): string[] => [
   '}',
 ];
 
-/** `worker_processes`, written only when it is not nginx's default of 1. */
-export function workerProcesses(options: Pick<RenderOptions, 'workerProcesses'>): string[] {
+/** The main-context directives of the worker settings; none at nginx's defaults, as documented. */
+export function workerDirectives(options: Pick<RenderOptions, 'workerProcesses' | 'workerShutdownTimeoutMs'>): string[] {
+  const lines: string[] = [];
   const n = options.workerProcesses;
-  if (n === undefined || n === 1) return [];
-  if (n !== 'auto' && !(Number.isInteger(n) && n > 1)) throw new RangeError(`worker processes ${n} is neither "auto" nor a whole number`);
-  return [`worker_processes ${n};`];
+  if (n !== undefined && n !== 1) {
+    if (n !== 'auto' && !(Number.isInteger(n) && n > 1)) throw new RangeError(`worker processes ${n} is neither "auto" nor a whole number`);
+    lines.push(`worker_processes ${n};`);
+  }
+  const shutdown = options.workerShutdownTimeoutMs;
+  if (shutdown !== undefined && shutdown !== 'off') {
+    if (!(Number.isInteger(shutdown) && shutdown > 0)) throw new RangeError(`worker shutdown timeout ${shutdown} is not a whole number of milliseconds`);
+    lines.push(`worker_shutdown_timeout ${shutdown}ms;`);
+  }
+  return lines;
 }
 
 /** The main-context lines of a managed nginx: foreground, its own pid file and error log. */
@@ -85,6 +103,7 @@ export function runtimeMain(runtime: NginxRuntime): string[] {
   return [
     '# Run by k8s-router: nginx stays in the foreground as its child and keeps its files here',
     'daemon off;',
+    ...(runtime.workerUser ? [`user ${nginxWord(runtime.workerUser.user)} ${nginxWord(runtime.workerUser.group)};`] : []),
     `pid ${nginxWord(runtime.pidFile)};`,
     `error_log ${nginxWord(runtime.errorLog)};`,
   ];
@@ -133,7 +152,7 @@ function emptyConfig(options: RenderOptions): string[] {
   const { runtime } = options;
   return [
     ...(runtime ? runtimeMain(runtime) : []),
-    ...workerProcesses(options),
+    ...workerDirectives(options),
     '# A very simple nginx configuration file that forces nginx to start as a daemon.',
     'events {}',
     'http {',
@@ -179,7 +198,7 @@ function preamble(hashMaxSize: number, hashBucketSize: number, options: RenderOp
   const { runtime } = options;
   return [
     ...(runtime ? runtimeMain(runtime) : []),
-    ...workerProcesses(options),
+    ...workerDirectives(options),
     'events {',
     'worker_connections 1024;',
     '}',

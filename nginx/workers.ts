@@ -137,3 +137,20 @@ export async function waitForRetirement(workers: ProcessIdentity[], timeoutMs: n
     await sleep(pollMs);
   }
 }
+
+/** The children of `masterPid` that are old workers finishing their connections after a reload. */
+export async function shuttingDownWorkers(masterPid: number): Promise<ProcessIdentity[]> {
+  const out: ProcessIdentity[] = [];
+  for (const child of await childrenOf(masterPid)) {
+    const title = await processTitle(child);
+    if (title !== null && title.includes('shutting down')) out.push(child);
+  }
+  return out;
+}
+
+/** Whether `pid` is a worker of `masterPid` that still takes connections (not one shutting down). */
+export async function isCurrentWorker(masterPid: number, pid: number): Promise<boolean> {
+  if ((await parentOf(pid)) !== masterPid) return false;
+  const title = await commandLine(pid);
+  return title !== null && title.includes('worker process') && !title.includes('shutting down');
+}

@@ -18,6 +18,8 @@ import { eventually } from './support/eventually.js';
 import { manifestText } from './support/manifests.js';
 import { apiKeySecret, pod } from './support/objects.js';
 import { runCli } from './support/run-cli.js';
+import { workDir } from './support/work-dir.js';
+import type { NginxOutcome } from '../nginx/process.js';
 
 // The admin server of a router started in this process, asked over HTTP as a probe, a
 // Prometheus scraper or a person would.
@@ -77,7 +79,7 @@ describe('admin server of k8s-router run --manifest (in-process proxy)', () => {
   let base: string;
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'k8s-router-admin-'));
+    dir = await workDir('k8s-router-admin-');
     manifest = join(dir, 'objects.yaml');
     await writeManifest(manifest, manifestText(objects()));
     const config = loadConfig({ PORT: String(await pickFreeLoopbackPort()), LISTEN_ADDRESS: '127.0.0.1', ADMIN_PORT: '0', HOLD_OFF_MS: '10', BACKEND: 'proxy' });
@@ -223,7 +225,7 @@ describe('admin server of k8s-router run --backend nginx', () => {
   let base: string;
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'k8s-router-admin-nginx-'));
+    dir = await workDir('k8s-router-admin-nginx-');
     const manifest = join(dir, 'objects.yaml');
     await writeManifest(manifest, manifestText(objects()));
     const config = loadConfig({
@@ -307,8 +309,8 @@ class GatedPlane implements DataPlane {
   async close(): Promise<void> {}
 
   /** Enough of nginx's report for readiness: whether its master runs. */
-  lastOutcome(): Record<string, unknown> {
-    return { ok: this.refuse === null, error: null, configVersion: null, reloads: 0, unchanged: 0, failures: 0, unexpectedExits: 0, restarts: 0, lastApplyMs: null, pid: this.pid };
+  lastOutcome(): NginxOutcome {
+    return { ok: this.refuse === null, error: null, configVersion: null, reloads: 0, unchanged: 0, failures: 0, unexpectedExits: 0, restarts: 0, lastApplyMs: null, pid: this.pid } as NginxOutcome;
   }
 }
 
@@ -325,7 +327,7 @@ describe('/readyz through a data plane’s life', () => {
   };
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'k8s-router-readyz-'));
+    dir = await workDir('k8s-router-readyz-');
     manifest = join(dir, 'objects.yaml');
     await writeManifest(manifest, manifestText(objects()));
     const config = defaultConfig();

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { trackApplies, type ProxyStatsLike } from '../src/admin/apply-tracker.js';
+import { trackApplies } from '../src/admin/apply-tracker.js';
+import type { ProxyStats } from '../proxy/stats.js';
 import { createMetrics } from '../src/admin/metrics.js';
 import type { AdminView } from '../src/admin/view.js';
 import type { ControllerStats } from '../src/control/controller.js';
 import { defaultConfig } from '../src/core/config.js';
 import type { EventSinkStats } from '../src/events/event-sink.js';
 import type { CollectionStatus } from '../src/sources/kube-watch.js';
+import type { NginxOutcome } from '../nginx/process.js';
 
 // The metrics read the components' own counters when scraped. Here the components are
 // stand-ins with known counters, so every value can be checked, including those of parts
@@ -43,9 +45,22 @@ function view(eventsEnabled = true): AdminView {
   const nginx = {
     apply: async () => {},
     close: async () => {},
-    lastOutcome: () => ({ ok: false, error: { code: 'CONFIG_REFUSED', message: 'no' }, configVersion: 'abc', reloads: 5, unchanged: 2, failures: 1, unexpectedExits: 2, restarts: 2, lastApplyMs: 1500, pid: 77 }),
+    lastOutcome: () => ({
+      ok: false,
+      error: { code: 'CONFIG_REFUSED', message: 'no' },
+      configVersion: 'abc',
+      reloads: 5,
+      unchanged: 2,
+      failures: 1,
+      unexpectedExits: 2,
+      restarts: 2,
+      lastApplyMs: 1500,
+      pid: 77,
+      workersShuttingDown: 3,
+      errors: { crit: 4, alert: 1, emerg: 0 },
+    }) as NginxOutcome,
   };
-  const proxyStats: ProxyStatsLike = { requests: { '1xx': 1, '2xx': 40, '3xx': 2, '4xx': 7, '5xx': 3, dropped: 4 }, upstreamFailures: 6 };
+  const proxyStats: ProxyStats = { requests: { '1xx': 1, '2xx': 40, '3xx': 2, '4xx': 7, '5xx': 3, dropped: 4 }, upstreamFailures: 6 };
   const proxy = { apply: async () => {}, close: async () => {}, stats: () => proxyStats };
   return {
     config: defaultConfig(),
@@ -108,6 +123,10 @@ describe('metrics', () => {
     assert.equal(m.get('k8s_router_nginx_last_apply_seconds'), 1.5);
     assert.equal(m.get('k8s_router_nginx_unexpected_exits_total'), 2);
     assert.equal(m.get('k8s_router_nginx_restarts_total'), 2);
+    assert.equal(m.get('k8s_router_nginx_errors_total{level="crit"}'), 4);
+    assert.equal(m.get('k8s_router_nginx_errors_total{level="alert"}'), 1);
+    assert.equal(m.get('k8s_router_nginx_errors_total{level="emerg"}'), 0);
+    assert.equal(m.get('k8s_router_nginx_workers_shutting_down'), 3);
   });
 
   it('read the in-process proxy’s stats() when it has them: requests by status class, drops, upstream failures', async () => {

@@ -1,4 +1,5 @@
 import type { NginxOutcome } from '../../nginx/process.js';
+import type { ProxyStats } from '../../proxy/stats.js';
 import type { DataPlane } from '../core/data-plane.js';
 import type { RouteTable } from '../core/route-table.js';
 import { redactKeys } from '../control/controller.js';
@@ -7,16 +8,24 @@ import { redactKeys } from '../control/controller.js';
 // tracked plane is a thin wrapper the controller applies tables through; the controller
 // itself stays unaware of it. Nothing here runs per request.
 
-/**
- * The counters the in-process proxy exposes through `stats()`, read at scrape time. The
- * proxy does not have them yet; the metrics appear once it does.
- */
-export interface ProxyStatsLike {
-  requests: { '1xx': number; '2xx': number; '3xx': number; '4xx': number; '5xx': number; dropped: number };
-  upstreamFailures: number;
+export type PlaneKind = 'nginx' | 'proxy' | 'nginx-preview';
+
+/** What each kind of data plane reports about itself, beyond the tables it took. */
+export interface PlaneReports {
+  nginx: NginxOutcome;
+  proxy: ProxyStats;
+  'nginx-preview': null;
 }
 
-export type PlaneKind = 'nginx' | 'proxy' | 'nginx-preview';
+/** A data plane of `kind`, with the report that kind gives. */
+export type PlaneOf<K extends PlaneKind> = K extends 'nginx'
+  ? DataPlane & { lastOutcome(): NginxOutcome; readonly files?: { readonly conf: string } }
+  : K extends 'proxy'
+    ? DataPlane & { stats(): ProxyStats }
+    : DataPlane;
+
+/** A plane's report, tagged with its kind: what the admin server reads, with no probing. */
+export type PlaneReport = { [K in PlaneKind]: { kind: K; report: PlaneReports[K] } }[PlaneKind];
 
 export interface PlaneState {
   name: PlaneKind;
@@ -35,21 +44,37 @@ export interface PlaneState {
 
 export interface TrackedPlane {
   readonly name: PlaneKind;
-  /** The data plane itself, for its own reports (`lastOutcome()`, `stats()`, `files`). */
-  readonly plane: DataPlane;
   /** What the controller applies tables through. */
   readonly tracked: DataPlane;
   state(): PlaneState;
+  /** The plane's own report (nginx's outcome, the proxy's counters). */
+  report(): PlaneReport;
+  /** The file the managed nginx reads, for /nginx.conf; null for other planes. */
+  configFile(): string | null;
 }
 
-export function nginxOutcomeOf(plane: DataPlane): NginxOutcome | null {
-  const candidate = plane as DataPlane & { lastOutcome?: () => NginxOutcome };
-  return typeof candidate.lastOutcome === 'function' ? candidate.lastOutcome() : null;
+/** nginx's report among the planes, or null when there is no nginx. */
+export function nginxOutcomeOf(plane: TrackedPlane): NginxOutcome | null {
+  const report = plane.report();
+  return report.kind === 'nginx' ? report.report : null;
 }
 
-export function proxyStatsOf(plane: DataPlane): ProxyStatsLike | null {
-  const candidate = plane as DataPlane & { stats?: () => ProxyStatsLike };
-  return typeof candidate.stats === 'function' ? candidate.stats() : null;
+/** The proxy's counters among the planes, or null when there is no in-process proxy. */
+export function proxyStatsOf(plane: TrackedPlane): ProxyStats | null {
+  const report = plane.report();
+  return report.kind === 'proxy' ? report.report : null;
+}
+
+function reporter<K extends PlaneKind>(kind: K, plane: PlaneOf<K>): () => PlaneReport {
+  if (kind === 'nginx') {
+    const nginx = plane as PlaneOf<'nginx'>;
+    return () => ({ kind: 'nginx', report: nginx.lastOutcome() });
+  }
+  if (kind === 'proxy') {
+    const proxy = plane as PlaneOf<'proxy'>;
+    return () => ({ kind: 'proxy', report: proxy.stats() });
+  }
+  return () => ({ kind: 'nginx-preview', report: null });
 }
 
 /**
@@ -57,19 +82,24 @@ export function proxyStatsOf(plane: DataPlane): ProxyStatsLike | null {
  * version of the table being applied: the controller publishes a table before it hands
  * it to the data planes, so at apply time its latest version is that table's.
  */
-export function trackApplies(name: PlaneKind, plane: DataPlane, currentVersion: () => number | null): TrackedPlane {
+export function trackApplies<K extends PlaneKind>(name: K, plane: PlaneOf<K>, currentVersion: () => number | null): TrackedPlane {
+  const report = reporter(name, plane);
+  const outcomeOf = (): NginxOutcome | null => {
+    const r = report();
+    return r.kind === 'nginx' ? r.report : null;
+  };
   const state: PlaneState = { name, servedVersion: null, servedAt: null, lastError: null, lastReloadAt: null };
   /** The version of the table last refused: nginx tries it again on its own timer. */
   let refusedVersion: number | null = null;
   /** nginx took the refused table on a retry of its own, after the apply the controller awaited had failed. */
   const caughtUpOnItsOwn = (): boolean => {
-    const outcome = nginxOutcomeOf(plane);
+    const outcome = outcomeOf();
     return state.lastError !== null && outcome !== null && outcome.ok === true && !outcome.behind && (outcome.since ?? 0) >= state.lastError.at;
   };
   const tracked: DataPlane = {
     async apply(table: RouteTable) {
       const version = currentVersion();
-      const unchangedBefore = nginxOutcomeOf(plane)?.unchanged;
+      const unchangedBefore = outcomeOf()?.unchanged;
       try {
         await plane.apply(table);
         state.servedVersion = version;
@@ -81,7 +111,7 @@ export function trackApplies(name: PlaneKind, plane: DataPlane, currentVersion: 
         refusedVersion = version;
         throw err;
       } finally {
-        const unchangedAfter = nginxOutcomeOf(plane)?.unchanged;
+        const unchangedAfter = outcomeOf()?.unchanged;
         if (unchangedBefore !== undefined && unchangedAfter === unchangedBefore) state.lastReloadAt = Date.now();
       }
     },
@@ -90,10 +120,11 @@ export function trackApplies(name: PlaneKind, plane: DataPlane, currentVersion: 
   const current = (): PlaneState => {
     if (caughtUpOnItsOwn()) {
       state.servedVersion = refusedVersion;
-      state.servedAt = nginxOutcomeOf(plane)?.since ?? Date.now();
+      state.servedAt = outcomeOf()?.since ?? Date.now();
       state.lastError = null;
     }
     return { ...state, lastError: state.lastError && { ...state.lastError } };
   };
-  return { name, plane, tracked, state: current };
+  const configFile = (): string | null => (name === 'nginx' ? ((plane as PlaneOf<'nginx'>).files?.conf ?? null) : null);
+  return { name, tracked, state: current, report, configFile };
 }

@@ -1,7 +1,8 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { EventSinkStats } from '../events/event-sink.js';
 import type { NginxOutcome } from '../../nginx/process.js';
-import { nginxOutcomeOf, proxyStatsOf, type ProxyStatsLike } from './apply-tracker.js';
+import type { ProxyStats } from '../../proxy/stats.js';
+import { nginxOutcomeOf, proxyStatsOf } from './apply-tracker.js';
 import { decideReadiness, planeReports } from './readiness.js';
 import type { KubeSourceStatus } from '../sources/kube-source.js';
 import type { CollectionStatus } from '../sources/kube-watch.js';
@@ -137,9 +138,9 @@ function sourceMetrics(registry: Registry, view: AdminView): void {
 }
 
 function nginxMetrics(registry: Registry, view: AdminView): void {
-  const tracked = view.planes.find((p) => nginxOutcomeOf(p.plane) !== null);
+  const tracked = view.planes.find((p) => nginxOutcomeOf(p) !== null);
   if (tracked === undefined) return;
-  const outcome = (): NginxOutcome => nginxOutcomeOf(tracked.plane) as NginxOutcome;
+  const outcome = (): NginxOutcome => nginxOutcomeOf(tracked) as NginxOutcome;
   mirroredGauge(registry, 'k8s_router_nginx_up', 'Whether the nginx master process runs (1) or not (0)', () => (outcome().pid === null ? 0 : 1));
   mirroredCounter(registry, 'k8s_router_nginx_reloads_total', 'Graceful reloads of nginx that loaded a new config', () => outcome().reloads);
   mirroredCounter(registry, 'k8s_router_nginx_reload_failures_total', 'New configs nginx did not get to serve (refused by nginx -t, or not loaded)', () => outcome().failures);
@@ -154,12 +155,18 @@ function nginxMetrics(registry: Registry, view: AdminView): void {
   );
   mirroredCounter(registry, 'k8s_router_nginx_unexpected_exits_total', 'Times nginx exited without being asked to', () => outcome().unexpectedExits);
   mirroredCounter(registry, 'k8s_router_nginx_restarts_total', 'Restarts of nginx after such an exit', () => outcome().restarts);
+  mirroredFamily(registry, 'counter', 'k8s_router_nginx_errors_total', 'Lines nginx wrote to its error log at crit, alert and emerg, by level', ['level'], () =>
+    Object.entries(outcome().errors).map(([level, n]): [{ level: string }, number] => [{ level }, n]),
+  );
+  mirroredGauge(registry, 'k8s_router_nginx_workers_shutting_down', 'Old nginx workers still finishing their connections after reloads', () =>
+    outcome().workersShuttingDown,
+  );
 }
 
 function proxyMetrics(registry: Registry, view: AdminView): void {
-  const tracked = view.planes.find((p) => proxyStatsOf(p.plane) !== null);
+  const tracked = view.planes.find((p) => proxyStatsOf(p) !== null);
   if (tracked === undefined) return;
-  const stats = (): ProxyStatsLike => proxyStatsOf(tracked.plane) as ProxyStatsLike;
+  const stats = (): ProxyStats => proxyStatsOf(tracked) as ProxyStats;
   mirroredFamily(registry, 'counter', 'k8s_router_proxy_requests_total', 'Requests answered by the in-process proxy, by status class', ['class'], () => {
     const { requests } = stats();
     return (['1xx', '2xx', '3xx', '4xx', '5xx'] as const).map((c) => [{ class: c }, requests[c]]);

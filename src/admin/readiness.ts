@@ -19,7 +19,7 @@ export interface PlaneReport {
 
 export function planeReports(planes: readonly TrackedPlane[]): PlaneReport[] {
   return planes.map((p) => {
-    const outcome = nginxOutcomeOf(p.plane);
+    const outcome = nginxOutcomeOf(p);
     return { state: p.state(), running: outcome === null ? null : outcome.pid !== null };
   });
 }

@@ -151,6 +151,12 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
         details.push('pid ' + (p.nginx.pid === null ? 'none (not running)' : p.nginx.pid) +
           ', reloads ' + p.nginx.reloads + ', failures ' + p.nginx.failures + ', restarts ' + p.nginx.restarts +
           ', last reload ' + when(p.nginx.lastReloadAt));
+        details.push('mode ' + p.nginx.mode + (p.nginx.tableVersion ? ', table ' + p.nginx.tableVersion : '') +
+          ', old workers shutting down ' + p.nginx.workersShuttingDown);
+        var faults = p.nginx.errors.crit + p.nginx.errors.alert + p.nginx.errors.emerg;
+        details.push('nginx faults (crit, alert, emerg in its error log): ' + (faults === 0 ? 'none' :
+          p.nginx.errors.crit + ' crit, ' + p.nginx.errors.alert + ' alert, ' + p.nginx.errors.emerg + ' emerg'));
+        p.nginx.recentErrors.slice(-3).forEach(function (f) { details.push('  [' + f.level + '] ' + when(f.at) + ': ' + f.message); });
         if (p.nginx.error) details.push('last error ' + p.nginx.error.code + ': ' + p.nginx.error.message);
       }
       if (!p.nginx) details.push(p.name === 'proxy' ? 'serves in the router process' : 'prints the config nginx would get');

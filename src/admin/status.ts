@@ -58,7 +58,7 @@ export function statusReport(view: AdminView, readiness: Readiness): StatusRepor
           },
     dataPlanes: view.planes.map((p) => {
       const state = p.state();
-      const outcome = nginxOutcomeOf(p.plane);
+      const outcome = nginxOutcomeOf(p);
       return {
         name: state.name,
         servedVersion: state.servedVersion,
@@ -77,10 +77,10 @@ export function statusReport(view: AdminView, readiness: Readiness): StatusRepor
  * config `k8s-router render` would print for the current table. Null before there is one.
  */
 export async function nginxConfText(view: AdminView): Promise<string | null> {
-  const nginx = view.planes.find((p) => p.name === 'nginx')?.plane as { files?: { conf: string } } | undefined;
-  if (nginx?.files !== undefined) {
+  const conf = view.planes.map((p) => p.configFile()).find((file) => file !== null);
+  if (conf !== undefined && conf !== null) {
     try {
-      return redactNginxConf(await readFile(nginx.files.conf, 'utf8'));
+      return redactNginxConf(await readFile(conf, 'utf8'));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;

@@ -7,10 +7,11 @@ import type { Logger } from 'pino';
 import { findNginxBinary } from '../../nginx/binary.js';
 import { unsafeDirectoryProblem } from '../../nginx/files.js';
 import { createConfigPreview } from '../../nginx/preview.js';
-import { createNginxDataPlane } from '../../nginx/process.js';
+import { createNginxDataPlane, resolveFiles, type NginxDataPlane } from '../../nginx/process.js';
+import { nginxWorkerIdentity, prepareWorkerAccess } from '../../nginx/worker-user.js';
 import { IncrementalNginxRenderer } from '../../nginx/incremental-render.js';
-import { startProxy } from '../../proxy/server.js';
-import { trackApplies, type PlaneKind } from '../admin/apply-tracker.js';
+import { startProxy, type ProxyDataPlane } from '../../proxy/server.js';
+import { trackApplies, type TrackedPlane } from '../admin/apply-tracker.js';
 import { startAdminServer, type AdminServer } from '../admin/server.js';
 import { ConfigError, SETTINGS, settingCode, type RouterConfig } from '../core/config.js';
 import { createController, type Controller } from '../control/controller.js';
@@ -99,13 +100,26 @@ function objectSource(config: RouterConfig, options: RunOptions): { source: Obje
   return { source, kubeConfig };
 }
 
-async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<DataPlane> {
+async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<NginxDataPlane> {
   const binary = findNginxBinary(config.nginxBinary);
   if (binary === null) throw settingError('nginxBinary', config.nginxBinary, 'no executable nginx there (looked in PATH, /usr/sbin and /usr/local/sbin)');
   const prefix = config.nginxPrefix === 'auto' ? join(tmpdir(), `k8s-router-${config.port}`) : config.nginxPrefix;
   await mkdir(prefix, { recursive: true, mode: 0o755 });
   const problem = await unsafeDirectoryProblem(prefix);
   if (problem !== null) throw settingError('nginxPrefix', prefix, `the directory ${problem}; it will hold API keys`);
+  const files = resolveFiles(prefix, config.nginxConfig === 'auto' ? {} : { conf: config.nginxConfig });
+  // As root, nginx's workers run as nobody: they must reach their temporary files, or
+  // nginx fails large requests and downloads with nothing but a line in its error log.
+  const workerIdentity = await nginxWorkerIdentity().catch((err: Error) => {
+    throw settingError('nginxPrefix', prefix, err.message);
+  });
+  if (workerIdentity !== null) {
+    await mkdir(files.tempDir, { recursive: true });
+    const opened = await prepareWorkerAccess(prefix, files.tempDir, workerIdentity).catch((err: Error) => {
+      throw settingError('nginxPrefix', prefix, err.message);
+    });
+    if (opened.length > 0) logger.info({ user: workerIdentity.user, directories: opened }, "let nginx's workers through to their temporary directory");
+  }
   // Keeps the blocks of unchanged hosts between tables: a change costs what it touches.
   const renderer = new IncrementalNginxRenderer();
   return createNginxDataPlane({
@@ -113,6 +127,7 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Dat
     prefix,
     render: (table, runtime) => renderer.pieces(table, { ...config, runtime }),
     files: config.nginxConfig === 'auto' ? {} : { conf: config.nginxConfig },
+    workerIdentity,
     ...(config.nginxStatusPort === 'auto' ? {} : { statusPort: config.nginxStatusPort }),
     // SIGQUIT, nginx's graceful stop, gets the shutdown grace; then SIGTERM, then SIGKILL.
     stopTimeouts: { gracefulMs: config.shutdownGraceMs },
@@ -122,7 +137,7 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Dat
   });
 }
 
-async function proxyDataPlane(config: RouterConfig, logger: Logger): Promise<DataPlane & { port: number }> {
+async function proxyDataPlane(config: RouterConfig, logger: Logger): Promise<ProxyDataPlane> {
   try {
     return await startProxy({
       port: config.port,
@@ -159,22 +174,26 @@ export async function startRouter(config: RouterConfig, options: RunOptions): Pr
   // Settings and sources are checked before anything listens or starts.
   const { source, kubeConfig } = objectSource(config, options);
   const dataPlanes: DataPlane[] = [];
-  const kinds: PlaneKind[] = [backend];
+  // The controller applies tables through trackers, which the admin server reads.
+  const planes: TrackedPlane[] = [];
+  const appliedVersion = (): number | null => controller.latest()?.version ?? null;
   let port = config.port;
   if (backend === 'nginx') {
-    dataPlanes.push(await nginxDataPlane(config, logger));
+    const nginx = await nginxDataPlane(config, logger);
+    dataPlanes.push(nginx);
+    planes.push(trackApplies('nginx', nginx, appliedVersion));
   } else {
     const proxy = await proxyDataPlane(config, logger);
     port = proxy.port;
     dataPlanes.push(proxy);
+    planes.push(trackApplies('proxy', proxy, appliedVersion));
   }
   if (config.printNginxConfig) {
-    dataPlanes.push(createConfigPreview(config, options.print));
-    kinds.push('nginx-preview');
+    const preview = createConfigPreview(config, options.print);
+    dataPlanes.push(preview);
+    planes.push(trackApplies('nginx-preview', preview, appliedVersion));
   }
 
-  // The controller applies tables through trackers, which the admin server reads.
-  const planes = dataPlanes.map((plane, i) => trackApplies(kinds[i] as PlaneKind, plane, () => controller.latest()?.version ?? null));
   const controller = createController({
     config,
     source,

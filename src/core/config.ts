@@ -21,6 +21,7 @@ export interface RouterConfig {
   maxPathsPerPod: number;
   upstreamKeepalive: number;
   workerProcesses: number | 'auto';
+  workerShutdownTimeoutMs: number | 'off';
   clientHeaderTimeoutMs: number;
   clientBodyTimeoutMs: number;
   keepaliveTimeoutMs: number;
@@ -30,6 +31,7 @@ export interface RouterConfig {
   holdOffMs: number;
   maxDelayMs: number;
   watchBackoffMaxMs: number;
+  nginxMode: NginxMode;
   nginxBinary: string;
   nginxPrefix: string;
   nginxConfig: string;
@@ -50,6 +52,9 @@ export interface RouterConfig {
 }
 
 export type Backend = 'auto' | 'nginx' | 'proxy';
+/** How a route table reaches nginx: rendered into nginx.conf and reloaded, or sent as data to Lua in nginx. */
+export type NginxMode = 'documented' | 'dynamic';
+export const NGINX_MODES: readonly NginxMode[] = ['documented', 'dynamic'];
 export type LogFormat = 'auto' | 'json' | 'pretty';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -161,6 +166,17 @@ function byteSize(raw: string): number {
   const bytes = Number(m[1]) * unit;
   if (!Number.isSafeInteger(bytes)) throw new InvalidValue('out of range: too large');
   return bytes;
+}
+
+function nginxMode(raw: string): NginxMode {
+  const mode = NGINX_MODES.find((m) => m === raw);
+  if (mode === undefined) throw new InvalidValue(`must be one of ${NGINX_MODES.join(', ')}`);
+  return mode;
+}
+
+/** "off" (nginx's default: old workers live as long as their connections) or a timeout nginx takes. */
+function offOrPositiveMilliseconds(raw: string): number | 'off' {
+  return raw === 'off' ? 'off' : positiveMilliseconds(raw);
 }
 
 function bool(raw: string): boolean {
@@ -375,6 +391,16 @@ export const SETTINGS: readonly Setting[] = [
     parse: autoOrCount,
   }),
   setting({
+    key: 'workerShutdownTimeoutMs',
+    env: 'WORKER_SHUTDOWN_TIMEOUT_MS',
+    flag: '--worker-shutdown-timeout-ms',
+    metavar: 'MS',
+    default: 'off',
+    description:
+      "nginx's worker_shutdown_timeout: how long old workers may keep serving their open connections (WebSockets) after a reload; off: as long as those last",
+    parse: offOrPositiveMilliseconds,
+  }),
+  setting({
     key: 'clientHeaderTimeoutMs',
     env: 'CLIENT_HEADER_TIMEOUT_MS',
     flag: '--client-header-timeout-ms',
@@ -462,6 +488,17 @@ export const SETTINGS: readonly Setting[] = [
       if (ms < 100) throw new InvalidValue('out of range: must be at least 100 milliseconds');
       return ms;
     },
+  }),
+  setting({
+    key: 'nginxMode',
+    scope: 'run',
+    env: 'NGINX_MODE',
+    flag: '--nginx-mode',
+    metavar: 'MODE',
+    default: 'documented',
+    description:
+      'how a route table reaches nginx: documented (rendered into nginx.conf, nginx reloads) or dynamic (sent as data to Lua in nginx: no reload for a route change)',
+    parse: nginxMode,
   }),
   setting({
     key: 'nginxBinary',

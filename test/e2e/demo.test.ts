@@ -11,6 +11,7 @@ import { adminPortOf, DEMO_START_TIMEOUT_MS, demoManifestCopy, demoPodItem, demo
 import { eventually } from '../support/eventually.js';
 import { runCli } from '../support/run-cli.js';
 import { startRouterProcess, type RouterProcess } from '../support/router-process.js';
+import { workDir } from '../support/work-dir.js';
 
 // `k8s-router demo` as a user meets it: started as a process, then each command it
 // prints is pasted into a shell and must do what the text beside it says. Each run uses
@@ -58,7 +59,7 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
 
     before(async () => {
       assert.equal((await runShell('curl --version')).code, 0, 'this test pastes the curl commands the demo prints: install curl (Debian: apt-get install -y curl)');
-      dir = await mkdtemp(join(tmpdir(), 'k8s-router-demo-'));
+      dir = await workDir('k8s-router-demo-');
       manifest = await demoManifestCopy(dir, 101);
       demo = await startDemo(dir, manifest);
       commands = printedCommands(demo.stdout());
@@ -179,7 +180,7 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
     let demo: RouterProcess;
 
     before(async () => {
-      dir = await mkdtemp(join(tmpdir(), 'k8s-router-demo-nginx-'));
+      dir = await workDir('k8s-router-demo-nginx-');
       demo = await startDemo(dir, await demoManifestCopy(dir, 102), ['--backend', 'nginx']);
     });
 
@@ -207,7 +208,7 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
     after(() => rm(dir, { recursive: true, force: true }));
 
     it('leaves no pod behind: each exits when its channel to the demo closes', async () => {
-      dir = await mkdtemp(join(tmpdir(), 'k8s-router-demo-kill-'));
+      dir = await workDir('k8s-router-demo-kill-');
       const demo = await startDemo(dir, await demoManifestCopy(dir, 107));
       const pids = demoPodPids(demo);
       assert.equal(pids.length, 8);
@@ -222,7 +223,7 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
     let dir: string;
 
     before(async () => {
-      dir = await mkdtemp(join(tmpdir(), 'k8s-router-demo-busy-'));
+      dir = await workDir('k8s-router-demo-busy-');
       busy = createServer();
       await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
     });

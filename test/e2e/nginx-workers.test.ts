@@ -9,6 +9,7 @@ import { sendRaw, type RawOutcome } from '../conformance/raw-http.js';
 import { manifestText, podFor } from '../support/manifests.js';
 import { startPods, type TestPod } from '../support/pods.js';
 import { startRouterProcess, type RouterProcess } from '../support/router-process.js';
+import { workDir } from '../support/work-dir.js';
 
 // The managed nginx with the production settings: WORKER_PROCESSES=2 and
 // UPSTREAM_KEEPALIVE. It runs two workers, reuses pod connections, and reloads onto new
@@ -45,7 +46,7 @@ async function nginxWorkers(): Promise<{ master: ProcessIdentity; workers: Proce
 }
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'k8s-router-e2e-workers-'));
+  dir = await workDir('k8s-router-e2e-workers-');
   manifest = join(dir, 'cluster.yaml');
   pods = await startPods('workers', 2, 121);
   port = await pickFreeLoopbackPort();

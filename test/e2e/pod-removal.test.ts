@@ -12,6 +12,7 @@ import { LoadClient } from '../support/load-client.js';
 import { podFor } from '../support/manifests.js';
 import { STREAM_FIRST_CHUNK, STREAM_REST, startPods } from '../support/pods.js';
 import { startRouterProcess } from '../support/router-process.js';
+import { workDir } from '../support/work-dir.js';
 
 // A pod removed from the cluster while it still serves a request: the router stops
 // sending it new requests, and the request in flight finishes. With nginx the old worker
@@ -26,10 +27,19 @@ describe('a pod removed while a request to it is in flight', { concurrency: 2, t
     ['nginx', 155],
   ] as const) {
     it(`--backend ${backend}: the request finishes, new requests go to the other pod`, async (t) => {
-      const dir = await mkdtemp(join(tmpdir(), `k8s-router-removal-${backend}-`));
+      const dir = await workDir(`k8s-router-removal-${backend}-`);
+      // Registered before anything starts: a router that fails to start must not leave the
+      // pods and the fake API server holding the test process open.
+      const cleanups: Array<() => Promise<unknown>> = [];
+      t.after(async () => {
+        for (const cleanup of cleanups.reverse()) await cleanup();
+        await rm(dir, { recursive: true, force: true });
+      });
       const api = await FakeApiServer.start();
+      cleanups.push(() => api.close());
       const [leaving, staying] = await startPods(`removal-${backend}`, 2, firstIp);
       assert.ok(leaving !== undefined && staying !== undefined);
+      cleanups.push(() => Promise.all([leaving.close(), staying.close()]));
       leaving.behaviour = 'stream';
       const port = await pickFreeLoopbackPort();
       for (const p of [leaving, staying]) api.upsert(podFor(p, { namespace: 'removal', hosts: HOST, paths: ['/'] }));
@@ -41,12 +51,7 @@ describe('a pod removed while a request to it is in flight', { concurrency: 2, t
         HOLD_OFF_MS: '20',
         MAX_DELAY_MS: '100',
       });
-      t.after(async () => {
-        await router.stop();
-        await Promise.all([leaving.close(), staying.close()]);
-        await api.close();
-        await rm(dir, { recursive: true, force: true });
-      });
+      cleanups.push(() => router.stop());
 
       // Round robin: requests on new connections until one is held by the leaving pod.
       let socket: net.Socket | null = null;

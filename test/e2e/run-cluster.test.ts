@@ -12,6 +12,7 @@ import { podFor } from '../support/manifests.js';
 import { apiKeySecret } from '../support/objects.js';
 import { startPods, type TestPod } from '../support/pods.js';
 import { startRouterProcess, type RouterProcess } from '../support/router-process.js';
+import { workDir } from '../support/work-dir.js';
 
 // `k8s-router run` following a cluster: the fake Kubernetes API server (real client, TLS,
 // watches) on one side, real pods on 127.0.0.x on the other, and plain HTTP requests
@@ -79,7 +80,7 @@ describe('k8s-router run following a Kubernetes API server', { concurrency: 2 },
         statusOf(await get(host, path, headers)) === expected;
 
       before(async () => {
-        dir = await mkdtemp(join(tmpdir(), `k8s-router-e2e-cluster-${backend}-`));
+        dir = await workDir(`k8s-router-e2e-cluster-${backend}-`);
         api = await FakeApiServer.start();
         // Addresses apart from run-manifest's (41.., 51..), which may run at the same time.
         pods = await startPods(`pod-${backend}`, 6, backend === 'proxy' ? 61 : 71);

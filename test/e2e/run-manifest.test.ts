@@ -9,6 +9,7 @@ import { manifestText, podFor } from '../support/manifests.js';
 import { apiKeySecret } from '../support/objects.js';
 import { startPods, type TestPod } from '../support/pods.js';
 import { startRouterProcess, type RouterProcess } from '../support/router-process.js';
+import { workDir } from '../support/work-dir.js';
 
 // `k8s-router run --manifest FILE` on each backend: real pods on 127.0.0.x, real
 // requests, and edits to the file while the router runs.
@@ -41,7 +42,7 @@ for (const backend of ['proxy', 'nginx'] as const) {
       sendRaw(port, { method: 'GET', target: path, headers: [['Host', host], ...headers] }, 5_000);
 
     before(async () => {
-      dir = await mkdtemp(join(tmpdir(), `k8s-router-e2e-${backend}-`));
+      dir = await workDir(`k8s-router-e2e-${backend}-`);
       manifest = join(dir, 'cluster.yaml');
       pods = await startPods(`web-${backend}`, 3, backend === 'proxy' ? 41 : 51);
       port = await pickFreeLoopbackPort();

@@ -12,6 +12,7 @@ import { manifestText, podFor } from '../support/manifests.js';
 import { apiKeySecret } from '../support/objects.js';
 import { startPod, type TestPod } from '../support/pods.js';
 import { startRouterProcess, type RouterProcess } from '../support/router-process.js';
+import { workDir } from '../support/work-dir.js';
 
 // API keys never leave the router except in the nginx.conf nginx reads: not in a log line
 // (at debug level, JSON or pretty), not in anything the admin server answers. Each
@@ -64,7 +65,7 @@ describe('no Secret value in any log line or admin answer', { concurrency: 1 }, 
     let adminPort: number;
 
     before(async () => {
-      dir = await mkdtemp(join(tmpdir(), 'k8s-router-secrets-demo-'));
+      dir = await workDir('k8s-router-secrets-demo-');
       manifest = await demoManifestCopy(dir, 104, (text) => text.replace('api-key: ZGVtby1zZWNyZXQ=', `api-key: ${base64(first)}`));
       adminPort = await pickFreeLoopbackPort();
       const port = await pickFreeLoopbackPort();
@@ -153,7 +154,7 @@ describe('no Secret value in any log line or admin answer', { concurrency: 1 }, 
     let router: RouterProcess;
 
     before(async () => {
-      dir = await mkdtemp(join(tmpdir(), 'k8s-router-secrets-nginx-'));
+      dir = await workDir('k8s-router-secrets-nginx-');
       const manifest = join(dir, 'objects.yaml');
       const pod = { name: 'locked-0', ip: '127.0.105.21', port: 8080 } as TestPod;
       await writeFile(`${manifest}.tmp`, manifestText([podFor(pod, { namespace: 'locked', hosts: 'locked.test', paths: ['/'] }), apiKeySecret('locked', secret)]));

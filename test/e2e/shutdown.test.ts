@@ -13,6 +13,7 @@ import { runLoad, summarize, type RequestRecord } from '../support/load-client.j
 import { manifestText, podFor } from '../support/manifests.js';
 import { startPods, type TestPod } from '../support/pods.js';
 import { startRouterProcess, type RouterProcess } from '../support/router-process.js';
+import { workDir } from '../support/work-dir.js';
 
 // SIGTERM, as Kubernetes sends it before it stops a pod: the router stops accepting new
 // connections, lets the requests and WebSockets it accepted finish within
@@ -31,21 +32,28 @@ interface Setup {
 }
 
 async function start(backend: 'proxy' | 'nginx', firstIp: number, graceMs: number): Promise<Setup> {
-  const dir = await mkdtemp(join(tmpdir(), `k8s-router-shutdown-${backend}-`));
+  const dir = await workDir(`k8s-router-shutdown-${backend}-`);
   const pods = await startPods(`drain-${backend}`, 2, firstIp);
   for (const p of pods) Object.assign(p, { behaviour: 'slow', slowMs: POD_MS });
   const manifest = join(dir, 'cluster.yaml');
   await writeFile(`${manifest}.tmp`, manifestText(pods.map((p) => podFor(p, { namespace: 'drain', hosts: HOST, paths: ['/'] }))));
   await rename(`${manifest}.tmp`, manifest);
   const port = await pickFreeLoopbackPort();
-  const router = await startRouterProcess(['--backend', backend, '--manifest', manifest], {
-    PORT: String(port),
-    LISTEN_ADDRESS: '127.0.0.1',
-    NGINX_PREFIX: join(dir, 'nginx'),
-    SHUTDOWN_GRACE_MS: String(graceMs),
-    LOG_LEVEL: 'info',
-  });
-  return { router, pods, port, dir };
+  try {
+    const router = await startRouterProcess(['--backend', backend, '--manifest', manifest], {
+      PORT: String(port),
+      LISTEN_ADDRESS: '127.0.0.1',
+      NGINX_PREFIX: join(dir, 'nginx'),
+      SHUTDOWN_GRACE_MS: String(graceMs),
+      LOG_LEVEL: 'info',
+    });
+    return { router, pods, port, dir };
+  } catch (err) {
+    // A router that did not start must not leave the pods holding the test process open.
+    await Promise.all(pods.map((p) => p.close()));
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
 }
 
 async function cleanUp(setup: Setup): Promise<void> {

@@ -10,6 +10,7 @@ import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import { eventually } from '../support/eventually.js';
 import { FakeApiServer } from '../support/fake-api-server.js';
 import { endNginxOn } from '../support/nginx-wrapper.js';
+import { workDir } from '../support/work-dir.js';
 
 // SIGTERM before the router serves: an API server that answers every list with 500 keeps
 // the first table from ever coming. The router must stop (its data plane and its nginx
@@ -32,7 +33,7 @@ describe('a signal while the router starts', () => {
   for (const backend of ['proxy', 'nginx'] as const) {
     it(`stops the ${backend} router and exits 0 before its first table`, async () => {
       const api = await FakeApiServer.start();
-      const dir = await mkdtemp(join(tmpdir(), `k8s-router-stop-starting-${backend}-`));
+      const dir = await workDir(`k8s-router-stop-starting-${backend}-`);
       const port = await pickFreeLoopbackPort();
       api.failRequests(500, { requests: 'list' });
       const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'run', '--backend', backend], {

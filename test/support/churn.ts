@@ -10,6 +10,7 @@ import { podFor } from './manifests.js';
 import { startPod, type TestPod } from './pods.js';
 import { startRouterProcess, type RouterProcess } from './router-process.js';
 import { seededRandom } from './seeded-random.js';
+import { workDir } from './work-dir.js';
 
 
 // Load on stable routes while pods come and go, through `k8s-router run` following the
@@ -77,7 +78,7 @@ export async function runChurn(options: ChurnOptions): Promise<ChurnReport> {
   const terminationMs = options.terminationMs ?? 5_000;
   const clients = options.clients ?? { fresh: 4, keptAlive: 4 };
   const random = seededRandom(options.seed ?? 1);
-  const dir = await mkdtemp(join(tmpdir(), `k8s-router-churn-${backend}-`));
+  const dir = await workDir(`k8s-router-churn-${backend}-`);
   const api = await FakeApiServer.start();
   const live = new Map<string, LivePod>();
   const draining: Array<Promise<void>> = [];

@@ -11,6 +11,7 @@ import { podFor } from './manifests.js';
 import { pod as podObject } from './objects.js';
 import { startPods, type TestPod } from './pods.js';
 import { startRouterProcess, type RouterProcess } from './router-process.js';
+import { workDir } from './work-dir.js';
 
 // Resource use of `k8s-router run` over many WebSocket connections and many object
 // changes: open file descriptors and resident memory of the router process, sampled after
@@ -154,7 +155,7 @@ async function settle(router: RouterProcess): Promise<void> {
 export async function runLeaks(options: LeakOptions): Promise<LeakReport> {
   const { backend, firstIp } = options;
   const concurrency = options.concurrency ?? 20;
-  const dir = await mkdtemp(join(tmpdir(), `k8s-router-leaks-${backend}-`));
+  const dir = await workDir(`k8s-router-leaks-${backend}-`);
   const prefix = join(dir, 'nginx');
   const api = await FakeApiServer.start();
   let pods: TestPod[] = [];

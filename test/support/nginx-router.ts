@@ -10,6 +10,7 @@ import { manifestText, podFor } from './manifests.js';
 import { createNginxWrapper, endNginxOn, nginxMasters, type NginxWrapper } from './nginx-wrapper.js';
 import { startPods, type TestPod } from './pods.js';
 import { startRouterProcess, type RouterProcess } from './router-process.js';
+import { workDir } from './work-dir.js';
 
 // `k8s-router run --backend nginx --manifest` for fault tests: the nginx binary is the
 // test wrapper (support/nginx-wrapper.ts), the manifest routes one host to one test pod,
@@ -27,7 +28,7 @@ export interface Setup {
 }
 
 export async function setUp(name: string, firstIp: number, t: TestContext): Promise<Setup> {
-  const dir = await mkdtemp(join(tmpdir(), `k8s-router-nginx-faults-${name}-`));
+  const dir = await workDir(`k8s-router-nginx-faults-${name}-`);
   const pods = await startPods(`${name}`, 2, firstIp);
   const wrapper = await createNginxWrapper();
   const setup: Setup = { dir, prefix: join(dir, 'nginx'), manifest: join(dir, 'cluster.yaml'), port: await pickFreeLoopbackPort(), pods, wrapper, routers: [] };

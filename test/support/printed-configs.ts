@@ -8,6 +8,7 @@ import type { Pod, Secret } from '../../src/core/kube-objects.js';
 import { buildRouteTable } from '../../src/core/route-table.js';
 import { FakeApiServer, type FakeApiServerOptions } from './fake-api-server.js';
 import { startRouterProcess, type RouterProcess } from './router-process.js';
+import { workDir } from './work-dir.js';
 
 // The router prints the nginx.conf of every new table (--print-nginx-config); tests read
 // that output as the sequence of tables the router built, and compare it with the config
@@ -49,7 +50,7 @@ export interface PrintingRouter {
  * `env` says otherwise.
  */
 export async function startPrintingRouter(backend: 'proxy' | 'nginx', env: Record<string, string> = {}, server: FakeApiServerOptions = {}): Promise<PrintingRouter> {
-  const dir = await mkdtemp(join(tmpdir(), `k8s-router-printing-${backend}-`));
+  const dir = await workDir(`k8s-router-printing-${backend}-`);
   const api = await FakeApiServer.start(server);
   const port = await pickFreeLoopbackPort();
   let router: RouterProcess;
