@@ -27,6 +27,10 @@ export interface TableDelivery {
   send(table: RouteTable, nginx: RunningNginx): Promise<'sent' | 'unchanged'>;
   /** nginx was started afresh: it holds no table. */
   forget(): void;
+  /** Readies what the config needs before nginx (or `nginx -t`) reads it, once. */
+  prepare?(): Promise<void>;
+  /** Readies what a new master needs, just before it starts (no nginx of ours runs then). */
+  beforeStart?(): Promise<void>;
   /** What the delivery can say about itself for status (dynamic: the table version served). */
   report(): DeliveryReport;
 }

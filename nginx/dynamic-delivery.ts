@@ -1,39 +1,35 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RouteTable } from '../src/core/route-table.js';
+import {
+  ControlError,
+  prepareControlSocket,
+  prepareControlSocketDir,
+  putTable,
+  servedByEveryWorker,
+  tableVersions,
+  type TableVersions,
+} from './control-client.js';
 import type { DeliveryReport, RunningNginx, TableDelivery } from './delivery.js';
 import { NginxApplyError } from './load.js';
-import type { NginxRuntime } from './render.js';
+import type { LuaModules } from './lua-modules.js';
+import { renderDynamicConf } from './render-dynamic.js';
+import type { NginxRuntime, RenderOptions } from './render.js';
+import { serializeTable, TableWireError, WIRE_HEADER } from './table-wire.js';
+import { shuttingDownWorkers, childrenOf } from './workers.js';
 
 // Dynamic mode's delivery: nginx.conf is the same for every table, and each table goes to
-// Lua in nginx as data, over a unix socket in the prefix. nginx stores it in shared memory
+// Lua in nginx as data, over a unix socket in the prefix. nginx keeps it in shared memory
 // and each worker loads it; the table counts as served once every current worker says it
 // serves that version. A route change never reloads nginx or starts a worker.
 
-/** What one worker says it serves. */
-export interface WorkerTable {
-  id: number;
-  pid: number;
-  version: string | null;
-}
-
-export interface TableVersions {
-  /** nginx's worker_processes: how many workers must serve a version. */
-  count: number;
-  workers: WorkerTable[];
-}
-
 export interface DynamicDeliveryOptions {
-  /** The one nginx.conf of dynamic mode, for these files and status server. */
-  render: (runtime: NginxRuntime) => string;
-  /** The unix socket nginx takes tables on. */
+  /** The settings the one nginx.conf of dynamic mode is rendered with. */
+  render: Omit<RenderOptions, 'runtime'>;
+  /** The unix socket nginx takes tables on: inside the prefix, in a directory of the router's only. */
   controlSocket: string;
-  /** The wire text of a table; throws what makes the table unusable, so nothing nginx cannot use is sent. */
-  serialize: (table: RouteTable, version: string) => string;
-  put: (socket: string, text: string, timeoutMs: number) => Promise<void>;
-  versions: (socket: string, timeoutMs: number) => Promise<TableVersions>;
-  /** Whether `workerPid` is a current worker of `masterPid` (not one shutting down after a reload). */
-  isCurrentWorker: (masterPid: number, workerPid: number) => Promise<boolean>;
+  luaModules: LuaModules;
+  luaDir: string;
   /** How long nginx may take to take a table and have every worker serve it. */
   timeoutMs: number;
 }
@@ -43,38 +39,57 @@ export function tableVersion(text: string): string {
   return createHash('sha256').update(text).digest('hex').slice(0, 16);
 }
 
+const DRAFT_VERSION = 'draft';
+
+/** The wire text of `table` and its version, the hash of the text around the version. */
+export function versionedWire(table: RouteTable): { text: string; version: string } {
+  const draft = serializeTable(table, DRAFT_VERSION);
+  const version = tableVersion(draft);
+  // The version is on the first line and the last, which nothing else in the text can be.
+  const head = `${WIRE_HEADER} ${DRAFT_VERSION} `;
+  const tail = `end ${DRAFT_VERSION}\n`;
+  const text = `${WIRE_HEADER} ${version} ${draft.slice(head.length, draft.length - tail.length)}end ${version}\n`;
+  return { text, version };
+}
+
+/** The pids of the workers of `masterPid` that take connections (not those shutting down). */
+async function currentWorkers(masterPid: number): Promise<Set<number>> {
+  const retiring = new Set((await shuttingDownWorkers(masterPid)).map((w) => w.pid));
+  return new Set((await childrenOf(masterPid)).map((w) => w.pid).filter((pid) => !retiring.has(pid)));
+}
+
+function describeVersions(versions: TableVersions, live: ReadonlySet<number>): string {
+  const reports = versions.reports.map((r) => `worker ${r.id} (pid ${r.pid}${live.has(r.pid) ? '' : ', gone'}): ${r.version ?? 'none'}`);
+  return `${versions.workers} workers; ${reports.join(', ') || 'no worker reported'}`;
+}
+
 export function dynamicDelivery(options: DynamicDeliveryOptions): TableDelivery {
   const { controlSocket, timeoutMs } = options;
   /** The version every worker of the running nginx serves; null after a start. */
   let served: string | null = null;
 
   function encode(table: RouteTable): { text: string; version: string } {
-    let body: string;
     try {
-      body = options.serialize(table, '');
+      return versionedWire(table);
     } catch (err) {
-      throw new NginxApplyError('TABLE_REFUSED', `the table cannot be sent to nginx: ${(err as Error).message}`);
+      if (err instanceof TableWireError) throw new NginxApplyError('TABLE_REFUSED', `the table cannot be sent to nginx: ${err.message}`);
+      throw err;
     }
-    const version = tableVersion(body);
-    return { text: options.serialize(table, version), version };
   }
 
   async function everyWorkerServes(nginx: RunningNginx, version: string): Promise<void> {
-    const startedAt = Date.now();
+    const deadline = Date.now() + timeoutMs;
     let seen = 'no answer';
-    for (let wait = 2; ; wait = Math.min(50, wait * 2)) {
-      const left = timeoutMs - (Date.now() - startedAt);
-      if (left <= 0) break;
+    for (let wait = 1; ; wait = Math.min(20, wait * 2)) {
       try {
-        const { count, workers } = await options.versions(controlSocket, Math.max(1, Math.min(1_000, left)));
-        const current: WorkerTable[] = [];
-        for (const w of workers) if (await options.isCurrentWorker(nginx.pid, w.pid)) current.push(w);
-        const serving = current.filter((w) => w.version === version);
-        if (count > 0 && new Set(serving.map((w) => w.id)).size >= count) return;
-        seen = `${serving.length} of ${count} workers serve it (${current.map((w) => `worker ${w.id}: ${w.version ?? 'none'}`).join(', ') || 'none answered'})`;
+        const versions = await tableVersions(controlSocket, Math.max(1, Math.min(1_000, deadline - Date.now())));
+        const live = await currentWorkers(nginx.pid);
+        if (servedByEveryWorker(versions, version, live)) return;
+        seen = describeVersions(versions, live);
       } catch (err) {
         seen = (err as Error).message;
       }
+      if (Date.now() >= deadline) break;
       await sleep(wait);
     }
     throw new NginxApplyError('TABLE_NOT_SERVED', `nginx's workers did not all serve table ${version} within ${timeoutMs} ms: ${seen}`);
@@ -82,15 +97,20 @@ export function dynamicDelivery(options: DynamicDeliveryOptions): TableDelivery 
 
   return {
     mode: 'dynamic',
-    config: (_table, runtime) => options.render(runtime),
+    config: (_table, runtime: NginxRuntime) =>
+      renderDynamicConf({ ...options.render, runtime, controlSocket, luaModules: options.luaModules, luaDir: options.luaDir }),
+    // nginx -t binds the control socket to check the config: its directory must be there.
+    prepare: () => prepareControlSocketDir(controlSocket),
+    // A socket file left by an nginx that was killed would stop the new one from binding.
+    beforeStart: () => prepareControlSocket(controlSocket),
     async send(table, nginx) {
       const { text, version } = encode(table);
       if (version === served) return 'unchanged';
       try {
-        await options.put(controlSocket, text, timeoutMs);
+        await putTable(controlSocket, text, timeoutMs);
       } catch (err) {
-        if (err instanceof NginxApplyError) throw err;
-        throw new NginxApplyError('TABLE_REFUSED', `nginx did not take the table: ${(err as Error).message}`);
+        const answered = err instanceof ControlError && err.status !== null;
+        throw new NginxApplyError(answered ? 'TABLE_REFUSED' : 'IO_FAILED', (err as Error).message);
       }
       await everyWorkerServes(nginx, version);
       served = version;

@@ -312,6 +312,7 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
         const opened = await prepareWorkerAccess(prefix, files.tempDir, workerIdentity);
         if (opened.length > 0) logger?.info({ user: workerIdentity.user, directories: opened }, "let nginx's workers through to their temporary directory");
       }
+      await delivery!.prepare?.();
       errorLog ??= await followErrorLog(files.errorLog, { onFault: faultReporter(), intervalMs: watchIntervalMs });
       startWatchingWorkers();
       prepared = true;
@@ -407,6 +408,7 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
       logger?.warn({ pids: stray.map((p) => p.pid) }, 'stopping nginx processes that no running master manages (left by a master that died, or by an earlier router)');
       dispatch({ type: 'leftovers-ended', count: await leftovers.release() });
     }
+    await delivery!.beforeStart?.();
     const m = await startMaster(ctx, version, follow);
     master = m;
     delivery!.forget();

@@ -7,7 +7,10 @@ import type { Logger } from 'pino';
 import { findNginxBinary } from '../../nginx/binary.js';
 import { unsafeDirectoryProblem } from '../../nginx/files.js';
 import { createConfigPreview } from '../../nginx/preview.js';
-import { createNginxDataPlane, resolveFiles, type NginxDataPlane } from '../../nginx/process.js';
+import type { TableDelivery } from '../../nginx/delivery.js';
+import { dynamicDelivery } from '../../nginx/dynamic-delivery.js';
+import { bundledLuaDir, findLuaModules } from '../../nginx/lua-modules.js';
+import { createNginxDataPlane, resolveFiles, type NginxDataPlane, type NginxFiles } from '../../nginx/process.js';
 import { nginxWorkerIdentity, prepareWorkerAccess } from '../../nginx/worker-user.js';
 import { IncrementalNginxRenderer } from '../../nginx/incremental-render.js';
 import { startProxy, type ProxyDataPlane } from '../../proxy/server.js';
@@ -120,12 +123,13 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Ngi
     });
     if (opened.length > 0) logger.info({ user: workerIdentity.user, directories: opened }, "let nginx's workers through to their temporary directory");
   }
+  const delivery = config.nginxMode === 'dynamic' ? await dynamicTableDelivery(config, binary, prefix, files) : null;
   // Keeps the blocks of unchanged hosts between tables: a change costs what it touches.
   const renderer = new IncrementalNginxRenderer();
   return createNginxDataPlane({
     nginxBinary: binary,
     prefix,
-    render: (table, runtime) => renderer.pieces(table, { ...config, runtime }),
+    ...(delivery === null ? { render: (table, runtime) => renderer.pieces(table, { ...config, runtime }) } : { delivery }),
     files: config.nginxConfig === 'auto' ? {} : { conf: config.nginxConfig },
     workerIdentity,
     ...(config.nginxStatusPort === 'auto' ? {} : { statusPort: config.nginxStatusPort }),
@@ -135,6 +139,31 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Ngi
     confirmTimeoutMs: config.nginxReloadTimeoutMs,
     logger,
   });
+}
+
+/**
+ * NGINX_MODE=dynamic: one nginx.conf for every table, and each table sent to Lua in nginx
+ * over a unix socket in the prefix. Refuses to start, with the reason, when nginx has no
+ * Lua module or the prefix cannot hold the socket.
+ */
+async function dynamicTableDelivery(config: RouterConfig, binary: string, prefix: string, files: NginxFiles): Promise<TableDelivery> {
+  const lua = await findLuaModules(binary);
+  if (!lua.found) throw settingError('nginxMode', config.nginxMode, lua.problem);
+  const controlSocket = join(prefix, 'control', 'table.sock');
+  const delivery = dynamicDelivery({
+    render: config,
+    controlSocket,
+    luaModules: lua.modules,
+    luaDir: bundledLuaDir(),
+    timeoutMs: config.nginxReloadTimeoutMs,
+  });
+  try {
+    // The config is the same for every table: rendered once here, so a prefix it cannot use is said at start.
+    delivery.config({ routes: [], rejections: [] }, { pidFile: files.pid, errorLog: files.errorLog, accessLog: files.accessLog, tempDir: files.tempDir });
+  } catch (err) {
+    throw settingError('nginxPrefix', prefix, `dynamic mode cannot use it: ${(err as Error).message}`);
+  }
+  return delivery;
 }
 
 async function proxyDataPlane(config: RouterConfig, logger: Logger): Promise<ProxyDataPlane> {
