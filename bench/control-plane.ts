@@ -1,4 +1,4 @@
-// Control-plane figures of issue 8: route table + nginx.conf from scratch and after one
+// Control-plane figures: route table + nginx.conf from scratch and after one
 // changed pod, manifest parsing, nginx -t and reload-until-live, and the proxy's stall
 // while tables are rebuilt with requests in flight.
 //
@@ -400,7 +400,7 @@ async function main(): Promise<void> {
     const markdown = [
       `Mode: ${QUICK ? 'quick' : 'full'}; took ${((performance.now() - started) / 1000).toFixed(0)} s. Every measurement ran in a fresh plain-node process on the compiled project; times are wall-clock milliseconds.`,
       '',
-      '## Targets (issue 8)',
+      '## Targets',
       '',
       '| target | goal | measured | met |',
       '|---|---|---|---|',

@@ -21,7 +21,8 @@ import { ProxyCounters, type ProxyStats } from './stats.js';
 import { forwardUpgrade, type TunnelSettings } from './tunnel.js';
 
 // The in-process data plane: an HTTP server that answers every request as nginx does
-// with the rendered config (see SPEC 5), and forwards the rest to pods.
+// with the rendered config (the host, then the longest path prefix of the normalized URI;
+// 444, 404, 403 and 301 where nginx gives them), and forwards the rest to pods.
 
 export interface ProxyOptions {
   port: number;
