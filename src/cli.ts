@@ -4,6 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { Logger } from 'pino';
 import { ConfigError, loadConfig, SETTINGS, type RouterConfig, type SettingKey } from './core/config.js';
 import { ManifestError, parseManifest, type ManifestObjects } from './core/manifest.js';
+import { dropOutputOnceClosed } from './commands/closed-output.js';
 import { createLogger } from './commands/logger.js';
 import { buildRouteTable, redactTable } from './core/route-table.js';
 import { startRouter, StartError } from './commands/run.js';
@@ -230,6 +231,8 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+dropOutputOnceClosed(process.stdout);
+dropOutputOnceClosed(process.stderr);
 main(process.argv).then(
   (code) => {
     process.exitCode = code;
