@@ -6,7 +6,8 @@ import { ConfigError, loadConfig, SETTINGS, type RouterConfig, type SettingKey }
 import { ManifestError, parseManifest, type ManifestObjects } from './core/manifest.js';
 import { dropOutputOnceClosed } from './commands/closed-output.js';
 import { createLogger } from './commands/logger.js';
-import { buildRouteTable, redactTable } from './core/route-table.js';
+import { redactTable } from './core/redact.js';
+import { buildRouteTable } from './core/route-table.js';
 import { startRouter, StartError } from './commands/run.js';
 import { DEMO_DEFAULTS, startDemo, withDemoDefaults } from './commands/demo.js';
 import { renderNginxConf } from '../nginx/render.js';

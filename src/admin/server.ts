@@ -4,7 +4,7 @@ import Fastify from 'fastify';
 import type { Logger } from 'pino';
 import { createMetrics } from './metrics.js';
 import { decideReadiness, planeReports } from './readiness.js';
-import { SecretScrubber } from './redact.js';
+import { SecretScrubber } from '../core/redact.js';
 import { nginxConfText, routesText, statusReport } from './status.js';
 import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from './status-page.js';
 import type { AdminView } from './view.js';

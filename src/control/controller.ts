@@ -3,7 +3,8 @@ import type { RouterConfig } from '../core/config.js';
 import type { Pod } from '../core/kube-objects.js';
 import type { DataPlane } from '../core/data-plane.js';
 import { IncrementalRouteTable } from '../core/incremental-table.js';
-import { compareRejections, compareRoutes, redactTable, sameRoute, type Rejection, type Route, type RouteTable } from '../core/route-table.js';
+import { redactKeys, redactTable } from '../core/redact.js';
+import { compareRejections, compareRoutes, sameRoute, type Rejection, type Route, type RouteTable } from '../core/route-table.js';
 import { changesInSteps } from '../core/sorted-changes.js';
 import { runInSlices, type Steps } from '../core/time-slices.js';
 import type { ObjectSource } from '../sources/source.js';
@@ -162,15 +163,6 @@ function* tableChanges(before: RouteTable | null, now: RouteTable): Steps<Record
     routes: now.routes.length,
     rejections: now.rejections.length,
   };
-}
-
-/** Error text from a data plane may quote the config it refused: hide the keys in it. */
-export function redactKeys(text: string, table: RouteTable): string {
-  let out = text;
-  for (const route of table.routes) {
-    if (route.apiKey !== null && route.apiKey !== '') out = out.split(route.apiKey).join('<redacted>');
-  }
-  return out;
 }
 
 export function createController(options: ControllerOptions): Controller {
