@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { TableListener, TableUpdate } from '../control/controller.js';
-import { backoffDelayMs, type BackoffPolicy } from '../sources/kube-watch.js';
+import { jitteredBackoffDelay, type BackoffPolicy } from '../core/backoff.js';
 import { FAILURE_CAUSES, type EventWriter, type FailureCause, type WriteOutcome } from './event-writer.js';
 import { POD_STATE_CODES, rejectionEvent, reportableRejections, type RejectionReport } from './rejection-event.js';
 import { TokenBucket } from './token-bucket.js';
@@ -294,7 +294,7 @@ export function createEventSink(options: EventSinkOptions): EventSink {
         const namespace = item.report.rejection.namespace;
         const before = outcome.cause === 'forbidden' ? namespacePauses.get(namespace) : globalPause;
         const attempts = (before?.attempts ?? 0) + 1;
-        const pause = { until: now + backoffDelayMs(attempts, backoff), attempts };
+        const pause = { until: now + jitteredBackoffDelay(attempts, backoff), attempts };
         if (outcome.cause === 'forbidden') namespacePauses.set(namespace, pause);
         else globalPause = pause;
         logFailure(item, outcome, pause.until - now);

@@ -1,7 +1,8 @@
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Pod, Secret } from '../core/kube-objects.js';
-import { CollectionWatch, type BackoffPolicy, type CollectionStatus } from './kube-watch.js';
+import type { BackoffPolicy } from '../core/backoff.js';
+import { CollectionWatch, type CollectionStatus } from './kube-watch.js';
 import { slimPod, slimSecret, type KeptFields } from './slim-objects.js';
 import type { ObjectSource } from './source.js';
 
