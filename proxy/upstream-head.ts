@@ -1,4 +1,5 @@
 import type { ClientRequest } from 'node:http';
+import type { ErrorCode } from '../src/core/error-codes.js';
 
 // The request line and headers a pod receives, written exactly as nginx would send them.
 //
@@ -23,7 +24,7 @@ export interface UpstreamRequest {
  * chunk, for one). Nothing to do with the pod, which must not be marked failed for it.
  */
 export class UnsendableHead extends Error {
-  readonly code = 'UNSENDABLE_HEAD';
+  readonly code: ErrorCode = 'KR_UNSENDABLE_HEAD';
 }
 
 /** The part of ClientRequest that renders its head (what http.request calls for array headers). */

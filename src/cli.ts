@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import type { Logger } from 'pino';
 import { ConfigError, loadConfig, SETTINGS, type RouterConfig, type SettingKey } from './core/config.js';
+import { errorCodeInfo } from './core/error-codes.js';
 import { ManifestError, parseManifest, type ManifestObjects } from './core/manifest.js';
 import { dropOutputOnceClosed } from './commands/closed-output.js';
 import { createLogger } from './commands/logger.js';
@@ -13,7 +14,8 @@ import { DEMO_DEFAULTS, startDemo, withDemoDefaults } from './commands/demo.js';
 import { renderNginxConf } from '../nginx/render.js';
 
 // Exit statuses: 0 success, 1 a runtime failure (unreadable manifest, ...), 2 bad usage
-// or a bad setting, which is caught before the router does anything.
+// or a bad setting, which is caught before the router does anything. A failure with a code
+// exits with the status the error-code catalogue gives it; these are for the others.
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 /** After `run` stopped, how long the process may take to exit by itself. */
@@ -222,11 +224,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof ConfigError) {
       process.stderr.write(`k8s-router: ${err.message}\n`);
-      return EXIT_USAGE;
+      return errorCodeInfo(err.code).exit ?? EXIT_USAGE;
     }
     if (err instanceof ManifestError || err instanceof StartError) {
       process.stderr.write(`k8s-router: ${err.message} [${err.code}]\n`);
-      return EXIT_FAILURE;
+      return errorCodeInfo(err.code).exit ?? EXIT_FAILURE;
     }
     throw err;
   }

@@ -13,6 +13,7 @@ import { startProxy } from '../../proxy/server.js';
 import { trackApplies, type PlaneKind } from '../admin/apply-tracker.js';
 import { startAdminServer, type AdminServer } from '../admin/server.js';
 import { ConfigError, SETTINGS, settingCode, type RouterConfig } from '../core/config.js';
+import type { ErrorCode } from '../core/error-codes.js';
 import { createController, type Controller } from '../control/controller.js';
 import type { DataPlane } from '../core/data-plane.js';
 import type { EventSink } from '../events/event-sink.js';
@@ -52,7 +53,7 @@ export interface RunningRouter {
 /** A failure to start that is not a bad setting: no cluster, a port in use, ... (exit 1). */
 export class StartError extends Error {
   constructor(
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
   ) {
     super(message);

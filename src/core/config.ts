@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { invalidSettingCode, type ErrorCode } from './error-codes.js';
 import { qualifiedNameProblem, dnsSubdomainProblem } from './kube-names.js';
 import { parseLabelSelector, SelectorSyntaxError, type LabelSelector } from './label-selector.js';
 
@@ -74,7 +75,7 @@ export class InvalidValue extends Error {}
 /** A setting with a bad value; `message` is the one line the CLI prints. */
 export class ConfigError extends Error {
   constructor(
-    readonly code: string,
+    readonly code: ErrorCode,
     readonly source: string,
     readonly value: string,
     readonly problem: string,
@@ -627,8 +628,8 @@ export const SETTINGS: readonly Setting[] = [
   }),
 ];
 
-export function settingCode(s: Setting): string {
-  return `KR_INVALID_${s.env}`;
+export function settingCode(s: Setting): ErrorCode {
+  return invalidSettingCode(s.env);
 }
 
 /**

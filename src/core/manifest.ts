@@ -1,5 +1,6 @@
 import jsyaml from 'js-yaml';
 import { parseAllDocuments } from 'yaml';
+import type { ErrorCode } from './error-codes.js';
 import type { Pod, Secret } from './kube-objects.js';
 import { objectKey } from './kube-objects.js';
 
@@ -22,7 +23,7 @@ export interface ManifestObjects {
 }
 
 export class ManifestError extends Error {
-  readonly code = 'KR_BAD_MANIFEST';
+  readonly code: ErrorCode = 'KR_BAD_MANIFEST';
   constructor(
     readonly file: string,
     readonly problem: string,
