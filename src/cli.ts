@@ -6,7 +6,7 @@ import { ConfigError, loadConfig, SETTINGS, type RouterConfig, type SettingKey }
 import { errorCodeInfo } from './core/error-codes.js';
 import { ManifestError, parseManifest, type ManifestObjects } from './core/manifest.js';
 import { dropOutputOnceClosed } from './commands/closed-output.js';
-import { createLogger } from './commands/logger.js';
+import { createLogger, loggerOptionsFrom } from './commands/logger.js';
 import { redactTable } from './core/redact.js';
 import { buildRouteTable } from './core/route-table.js';
 import { startRouter, StartError } from './commands/run.js';
@@ -66,7 +66,8 @@ type Start = (
 /** `run` and `demo`: start, serve until SIGINT or SIGTERM, then stop everything started. */
 async function serveUntilSignal(options: Record<string, unknown>, env: Readonly<Record<string, string | undefined>>, start: Start): Promise<void> {
   const config = configFrom(options, env);
-  const logger = createLogger(config.logLevel, { format: config.logFormat });
+  const { level, format } = loggerOptionsFrom(config);
+  const logger = createLogger(level, { format });
   // Listening from the start: a signal while the router starts must stop it (and its
   // nginx, in a process group of its own), not kill it. The listeners stay: a second
   // signal must not kill the router mid-drain either.

@@ -9,9 +9,10 @@ import { unsafeDirectoryProblem } from '../../nginx/files.js';
 import { createConfigPreview } from '../../nginx/preview.js';
 import { createNginxDataPlane } from '../../nginx/process.js';
 import { IncrementalNginxRenderer } from '../../nginx/incremental-render.js';
+import { proxyOptionsFrom } from '../../proxy/proxy-options.js';
 import { startProxy } from '../../proxy/server.js';
 import { trackApplies, type PlaneKind } from '../admin/apply-tracker.js';
-import { startAdminServer, type AdminServer } from '../admin/server.js';
+import { adminServerOptionsFrom, startAdminServer, type AdminServer } from '../admin/server.js';
 import { ConfigError, SETTINGS, settingCode, type RouterConfig } from '../core/config.js';
 import type { ErrorCode } from '../core/error-codes.js';
 import { createController, type Controller } from '../control/controller.js';
@@ -19,7 +20,7 @@ import type { DataPlane } from '../core/data-plane.js';
 import type { EventSink } from '../events/event-sink.js';
 import { eventSinkFor } from '../events/events-for-router.js';
 import { SERVICE_ACCOUNT_TOKEN } from '../sources/kube-client.js';
-import { createKubeSource, loadKubeConfig } from '../sources/kube-source.js';
+import { createKubeSource, kubeSourceOptionsFrom, loadKubeConfig } from '../sources/kube-source.js';
 import { createManifestSource } from '../sources/manifest-source.js';
 import type { ObjectSource } from '../sources/source.js';
 
@@ -88,14 +89,7 @@ function objectSource(config: RouterConfig, options: RunOptions): { source: Obje
   } catch (err) {
     throw new StartError('KR_NO_CLUSTER', `${(err as Error).message}; give a cluster with KUBECONFIG, or objects with --manifest FILE`);
   }
-  const source = createKubeSource({
-    kubeConfig,
-    labelSelector: config.labelSelector.text,
-    secretName: config.apiKeySecret.name,
-    keep: { podAnnotations: [config.hostsAnnotation, config.pathsAnnotation], secretField: config.apiKeySecret.field },
-    logger: options.logger,
-    backoff: { initialMs: Math.min(500, config.watchBackoffMaxMs), maxMs: config.watchBackoffMaxMs },
-  });
+  const source = createKubeSource({ ...kubeSourceOptionsFrom(config), kubeConfig, logger: options.logger });
   return { source, kubeConfig };
 }
 
@@ -124,28 +118,17 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Dat
 
 async function proxyDataPlane(config: RouterConfig, logger: Logger): Promise<DataPlane & { port: number }> {
   try {
-    return await startProxy({
-      port: config.port,
-      host: config.listenAddress,
-      apiKeyHeader: config.apiKeyHeader,
-      closeGraceMs: config.shutdownGraceMs,
-      upstreamKeepalive: config.upstreamKeepalive,
-      clientHeaderTimeoutMs: config.clientHeaderTimeoutMs,
-      clientBodyTimeoutMs: config.clientBodyTimeoutMs,
-      keepaliveTimeoutMs: config.keepaliveTimeoutMs,
-      keepaliveRequests: config.keepaliveRequests,
-      clientMaxBodySize: config.clientMaxBodySize,
-      logger,
-    });
+    return await startProxy({ ...proxyOptionsFrom(config), logger });
   } catch (err) {
     throw new StartError('KR_LISTEN_FAILED', `cannot listen on ${config.listenAddress}:${config.port}: ${listenProblem(err)}`);
   }
 }
 
 async function adminServer(config: RouterConfig, view: Parameters<typeof startAdminServer>[0], logger: Logger): Promise<AdminServer | null> {
-  if (config.adminPort === 'off') return null;
+  const settings = adminServerOptionsFrom(config);
+  if (settings === null) return null;
   try {
-    return await startAdminServer(view, { port: config.adminPort, host: config.adminAddress, logger });
+    return await startAdminServer(view, { ...settings, logger });
   } catch (err) {
     throw new StartError('KR_LISTEN_FAILED', `cannot listen on ${config.adminAddress}:${config.adminPort} (admin server, ADMIN_PORT): ${listenProblem(err)}`);
   }
@@ -179,8 +162,6 @@ export async function startRouter(config: RouterConfig, options: RunOptions): Pr
     config,
     source,
     dataPlanes: planes.map((p) => p.tracked),
-    holdOffMs: config.holdOffMs,
-    maxDelayMs: config.maxDelayMs,
     logger,
   });
   // Subscribed before the start, so that the first table's rejections are reported too.

@@ -665,3 +665,18 @@ export function loadConfig(
 export function defaultConfig(overrides: Readonly<Partial<Record<SettingKey, string>>> = {}): RouterConfig {
   return loadConfig({}, overrides);
 }
+
+/**
+ * The options of `defaults`, each taken from `given` where it is there and not undefined.
+ * Each entry point with options fills them so, with defaults made from the settings table
+ * (its `...OptionsFrom(defaultConfig())`), so that the library called without options
+ * behaves as the CLI with no flags. Other properties of `given` are left out.
+ */
+export function withDefaults<T extends object>(defaults: T, given: Readonly<Partial<T>>): T {
+  const out = { ...defaults };
+  for (const key of Object.keys(defaults) as (keyof T)[]) {
+    const value = given[key];
+    if (value !== undefined) out[key] = value as T[keyof T];
+  }
+  return out;
+}
