@@ -11,6 +11,8 @@ import { answerClientError } from './client-error.js';
 import { rawErrorResponse, redirectLocation } from './error-page.js';
 import { forwardRequest, sendErrorPage, type ForwardSettings } from './forward.js';
 import { MAX_HEAD } from './head-size.js';
+import { selfCheckProxyLibrary } from './internals/http-proxy.js';
+import { closeWhenWritten, keepsAlive, lastOnConnection, selfCheckNodeHttp } from './internals/node-http.js';
 import { isClosing, lastAnswer, lastAnswerAfterBody, lingerAfterBytes, markClosing } from './lingering-close.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { HTTP_PROXY, PodProxy, podAddressKey } from './http-proxy.js';
@@ -92,13 +94,17 @@ function respond(req: IncomingMessage, res: ServerResponse, decision: Extract<De
 function dropAfterEarlierAnswers(req: IncomingMessage, res: ServerResponse): void {
   markClosing(req.socket);
   // Node gives `res` the socket when the answers queued before it are written.
-  if (res.socket === null) res.once('socket', (socket: Socket) => socket.destroySoon());
+  if (res.socket === null) res.once('socket', (socket: Socket) => closeWhenWritten(socket));
   else req.socket.destroy();
 }
 
 /** Starts the proxy; an option left out takes the setting's default, as `k8s-router run` with no flags. */
 export async function startProxy(options: ProxyOptions = {}): Promise<ProxyDataPlane> {
   const settings = resolveProxyOptions(options);
+  const library = options.proxyLibrary ?? HTTP_PROXY;
+  // Node and the library are used through internals: stop here, in one line, if they changed.
+  await selfCheckNodeHttp();
+  await selfCheckProxyLibrary(library);
   const logger = options.logger ?? silentLogger;
   const timeoutMs = settings.upstreamTimeoutMs;
   const balancerOptions = { failTimeoutMs: settings.failTimeoutMs };
@@ -114,11 +120,11 @@ export async function startProxy(options: ProxyOptions = {}): Promise<ProxyDataP
   const shortKeepalive = keepaliveTimeoutMs > 0 && keepaliveTimeoutMs < nodeIdleMs;
   const keepIdleFor = (socket: Socket, res: ServerResponse): void => {
     // Node set its timer in its own 'finish' listener, unless answers are still queued.
-    if (res.shouldKeepAlive && !socket.destroyed && socket.timeout === nodeIdleMs) socket.setTimeout(keepaliveTimeoutMs);
+    if (keepsAlive(res) && !socket.destroyed && socket.timeout === nodeIdleMs) socket.setTimeout(keepaliveTimeoutMs);
   };
   const apiKeyHeader = settings.apiKeyHeader.toLowerCase();
   const keepalive = settings.upstreamKeepalive;
-  const pods = new PodProxy(logger, keepalive, timeoutMs, options.proxyLibrary ?? HTTP_PROXY);
+  const pods = new PodProxy(logger, keepalive, timeoutMs, library);
   const stats = new ProxyCounters();
   const tunnels = new Set<Duplex>();
   const forwardSettings: ForwardSettings = {
@@ -152,7 +158,7 @@ export async function startProxy(options: ProxyOptions = {}): Promise<ProxyDataP
     const count = (socket[REQUESTS] ?? 0) + 1;
     socket[REQUESTS] = count;
     if (count >= keepaliveRequests) {
-      res.shouldKeepAlive = false;
+      lastOnConnection(res);
       if (count > keepaliveRequests && count > 1) return;
     }
     if (shortKeepalive) res.once('finish', () => keepIdleFor(socket, res));
@@ -281,9 +287,7 @@ export async function startProxy(options: ProxyOptions = {}): Promise<ProxyDataP
       // answered with "Connection: close", a connection is closed as soon as it has no
       // request in flight, and WebSockets may go on until the grace ends.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      const lastRequest = (_req: IncomingMessage, res: ServerResponse): void => {
-        res.shouldKeepAlive = false;
-      };
+      const lastRequest = (_req: IncomingMessage, res: ServerResponse): void => lastOnConnection(res);
       for (const event of ['request', 'checkContinue', 'checkExpectation'] as const) server.prependListener(event, lastRequest);
       server.closeIdleConnections();
       const sweep = setInterval(() => server.closeIdleConnections(), DRAIN_SWEEP_MS);

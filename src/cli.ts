@@ -3,13 +3,13 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import type { Logger } from 'pino';
 import { ConfigError, loadConfig, SETTINGS, type RouterConfig, type SettingKey } from './core/config.js';
-import { errorCodeInfo } from './core/error-codes.js';
+import { CodedError, errorCodeInfo } from './core/error-codes.js';
 import { ManifestError, parseManifest, type ManifestObjects } from './core/manifest.js';
 import { dropOutputOnceClosed } from './commands/closed-output.js';
 import { createLogger, loggerOptionsFrom } from './commands/logger.js';
 import { redactTable } from './core/redact.js';
 import { buildRouteTable } from './core/route-table.js';
-import { startRouter, StartError } from './commands/run.js';
+import { startRouter } from './commands/run.js';
 import { DEMO_DEFAULTS, startDemo, withDemoDefaults } from './commands/demo.js';
 import { renderNginxConf } from '../nginx/render.js';
 
@@ -227,7 +227,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`k8s-router: ${err.message}\n`);
       return errorCodeInfo(err.code).exit ?? EXIT_USAGE;
     }
-    if (err instanceof ManifestError || err instanceof StartError) {
+    if (err instanceof CodedError) {
       process.stderr.write(`k8s-router: ${err.message} [${err.code}]\n`);
       return errorCodeInfo(err.code).exit ?? EXIT_FAILURE;
     }

@@ -14,7 +14,7 @@ import { startProxy } from '../../proxy/server.js';
 import { trackApplies, type PlaneKind } from '../admin/apply-tracker.js';
 import { adminServerOptionsFrom, startAdminServer, type AdminServer } from '../admin/server.js';
 import { ConfigError, SETTINGS, settingCode, type RouterConfig } from '../core/config.js';
-import type { ErrorCode } from '../core/error-codes.js';
+import { CodedError, type ErrorCode } from '../core/error-codes.js';
 import { createController, type Controller } from '../control/controller.js';
 import type { DataPlane } from '../core/data-plane.js';
 import type { EventSink } from '../events/event-sink.js';
@@ -52,12 +52,9 @@ export interface RunningRouter {
 }
 
 /** A failure to start that is not a bad setting: no cluster, a port in use, ... (exit 1). */
-export class StartError extends Error {
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-  ) {
-    super(message);
+export class StartError extends CodedError {
+  constructor(code: ErrorCode, message: string) {
+    super(code, message);
     this.name = 'StartError';
   }
 }
@@ -120,6 +117,7 @@ async function proxyDataPlane(config: RouterConfig, logger: Logger): Promise<Dat
   try {
     return await startProxy({ ...proxyOptionsFrom(config), logger });
   } catch (err) {
+    if (err instanceof CodedError) throw err;
     throw new StartError('KR_LISTEN_FAILED', `cannot listen on ${config.listenAddress}:${config.port}: ${listenProblem(err)}`);
   }
 }

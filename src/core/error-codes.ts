@@ -35,6 +35,11 @@ export const ERROR_CODES = [
     exit: 0,
     meaning: 'SIGTERM or SIGINT came while the router was starting: it stopped before serving',
   },
+  {
+    code: 'KR_DEPENDENCY_CHANGED',
+    exit: 1,
+    meaning: 'a dependency (or Node) is not what the router was written against: an internal it uses changed',
+  },
   { code: 'KR_NGINX_RENDER_FAILED', exit: null, meaning: 'the table could not be rendered into an nginx.conf' },
   { code: 'KR_NGINX_CONFIG_REFUSED', exit: null, meaning: '`nginx -t` refused the new config' },
   { code: 'KR_NGINX_START_FAILED', exit: null, meaning: 'nginx did not start on the config' },
@@ -59,6 +64,17 @@ export type ErrorCode = Exclude<Listed, typeof INVALID_SETTING> | `KR_INVALID_${
 /** The code of a bad value of the setting read from environment variable `env`. */
 export function invalidSettingCode(env: string): ErrorCode {
   return `KR_INVALID_${env}`;
+}
+
+/** An error the CLI reports as one line ending with its code, and ends with the code's exit status. */
+export class CodedError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'CodedError';
+  }
 }
 
 /** The entry of `code` (a setting's code finds the KR_INVALID_<VARIABLE> entry). */

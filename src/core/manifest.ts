@@ -1,5 +1,5 @@
 import { parseAllDocuments } from 'yaml';
-import type { ErrorCode } from './error-codes.js';
+import { CodedError } from './error-codes.js';
 import type { Pod, Secret } from './kube-objects.js';
 import { objectKey } from './kube-objects.js';
 
@@ -19,13 +19,12 @@ export interface ManifestObjects {
   secrets: Secret[];
 }
 
-export class ManifestError extends Error {
-  readonly code: ErrorCode = 'KR_BAD_MANIFEST';
+export class ManifestError extends CodedError {
   constructor(
     readonly file: string,
     readonly problem: string,
   ) {
-    super(`manifest ${file}: ${problem}`);
+    super('KR_BAD_MANIFEST', `manifest ${file}: ${problem}`);
     this.name = 'ManifestError';
   }
 }

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Pod, Secret } from '../core/kube-objects.js';
 import type { BackoffPolicy } from '../core/backoff.js';
 import { defaultConfig, withDefaults, type RouterConfig } from '../core/config.js';
+import { selfCheckKubernetesClient } from './internals/kubernetes-client.js';
 import { CollectionWatch, type CollectionStatus } from './kube-watch.js';
 import { slimPod, slimSecret, type KeptFields } from './slim-objects.js';
 import type { ObjectSource } from './source.js';
@@ -110,6 +111,8 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
       if (started) throw new Error('the Kubernetes source was already started');
       started = true;
       if (!options.kubeConfig.getCurrentCluster()) throw new Error('the kubeconfig has no current cluster');
+      // The client is used through an internal: stop here, in one line, if it changed.
+      await selfCheckKubernetesClient();
       const api = options.kubeConfig.makeApiClient(CoreV1Api);
       // Changes reach the core only once both sets are complete: a snapshot with the pods
       // but not yet their API keys would publish routes without authentication.
