@@ -27,8 +27,32 @@ const QUICK = args.quick;
 const REPO = new URL('..', import.meta.url).pathname;
 
 const PLAN = QUICK
-  ? { buildSizes: [100, 1_000, 10_000], fullPodsAt: [], repeats: 3, parseSizes: [1_000, 10_000], yamlUpTo: 10_000, nginxRoutes: [100, 1_000], nginxRepeats: 1, stall: [10_000], stallRepeats: 2, manifests: ['yaml'], manifestRepeats: 1 }
-  : { buildSizes: [100, 1_000, 10_000, 50_000], fullPodsAt: [10_000], repeats: 5, parseSizes: [100, 1_000, 10_000, 50_000], yamlUpTo: 10_000, nginxRoutes: [100, 1_000, 10_000], nginxRepeats: 3, stall: [10_000, 50_000], stallRepeats: 3, manifests: ['json', 'yaml'], manifestRepeats: 2 };
+  ? {
+      buildSizes: [100, 1_000, 10_000],
+      fullPodsAt: [],
+      repeats: 3,
+      parseSizes: [1_000, 10_000],
+      yamlUpTo: 10_000,
+      nginxRoutes: [100, 1_000],
+      nginxRepeats: 1,
+      stall: [10_000],
+      stallRepeats: 2,
+      manifests: ['yaml'],
+      manifestRepeats: 1,
+    }
+  : {
+      buildSizes: [100, 1_000, 10_000, 50_000],
+      fullPodsAt: [10_000],
+      repeats: 5,
+      parseSizes: [100, 1_000, 10_000, 50_000],
+      yamlUpTo: 10_000,
+      nginxRoutes: [100, 1_000, 10_000],
+      nginxRepeats: 3,
+      stall: [10_000, 50_000],
+      stallRepeats: 3,
+      manifests: ['json', 'yaml'],
+      manifestRepeats: 2,
+    };
 /** Pods in the manifest the stall is measured with while it is edited. */
 const MANIFEST_PODS = 10_000;
 const CHANGES_AT = 10_000;
@@ -248,13 +272,16 @@ function parseTable(parses: ParseResult[]): string {
   const rows = parses.map((p) => {
     const json = median(p.jsonParseMs);
     const ratio = (x: number): string => `${(x / json).toFixed(1)}×`;
+    const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MB`;
+    const yamlMs = p.yamlBytes === null ? 0 : median(p.manifestYamlMs);
     const yaml =
-      p.yamlBytes === null ? '| not run | not run' : `| ${(p.yamlBytes / 2 ** 20).toFixed(1)} MB | ${ms(median(p.manifestYamlMs))} (${ratio(median(p.manifestYamlMs))})`;
+      p.yamlBytes === null ? '| not run | not run' : `| ${mb(p.yamlBytes)} | ${ms(yamlMs)} (${ratio(yamlMs)})`;
     const jsonMs = median(p.manifestJsonMs);
-    return `| ${count(p.pods)} | ${(p.jsonBytes / 2 ** 20).toFixed(1)} MB | ${ms(json)} | ${ms(jsonMs)} (${ratio(jsonMs)}) ${yaml} |`;
+    return `| ${count(p.pods)} | ${mb(p.jsonBytes)} | ${ms(json)} | ${ms(jsonMs)} (${ratio(jsonMs)}) ${yaml} |`;
   });
   return [
-    '| pods | JSON | JSON.parse ms | parseManifest, JSON ms (× JSON.parse) | YAML | parseManifest, YAML (the yaml package) ms (× JSON.parse) |',
+    '| pods | JSON | JSON.parse ms | parseManifest, JSON ms (× JSON.parse) | YAML | ' +
+      'parseManifest, YAML (the yaml package) ms (× JSON.parse) |',
     '|---|---|---|---|---|---|',
     ...rows,
   ].join('\n');
@@ -382,7 +409,8 @@ async function main(): Promise<void> {
     for (const pods of PLAN.fullPodsAt) builds.push(await runTask<BuildResult>(entry, ['build', '--pods', String(pods), '--repeats', String(PLAN.repeats), '--full-pods']));
     const parses: ParseResult[] = [];
     for (const pods of PLAN.parseSizes) {
-      parses.push(await runTask<ParseResult>(entry, ['parse', '--pods', String(pods), ...(pods <= PLAN.yamlUpTo ? [] : ['--no-yaml'])]));
+      const yaml = pods <= PLAN.yamlUpTo ? [] : ['--no-yaml'];
+      parses.push(await runTask<ParseResult>(entry, ['parse', '--pods', String(pods), ...yaml]));
     }
     const nginx: NginxResult[] = [];
     for (const routes of PLAN.nginxRoutes) nginx.push(await runTask<NginxResult>(entry, ['nginx', '--routes', String(routes), '--repeats', String(PLAN.nginxRepeats)]));
@@ -427,7 +455,9 @@ async function main(): Promise<void> {
         : []),
       '## Manifest parsing',
       '',
-      `A v1 List of the same pods and their Secrets, as \`kubectl get pods,secrets -A -o json\` (4-space indent) and \`-o yaml\` print it (YAML up to ${count(PLAN.yamlUpTo)} pods); median of 3 runs. JSON is read with JSON.parse, YAML with the yaml package.`,
+      'A v1 List of the same pods and their Secrets, as `kubectl get pods,secrets -A -o json` (4-space indent) and ' +
+        `\`-o yaml\` print it (YAML up to ${count(PLAN.yamlUpTo)} pods); median of 3 runs. ` +
+        'JSON is read with JSON.parse, YAML with the yaml package.',
       '',
       parseTable(parses),
       '',

@@ -8,13 +8,22 @@ import { BackoffTimer, backoffDelay, jitteredBackoffDelay } from '../src/core/ba
 const policy = { initialMs: 100, maxMs: 1000 };
 
 test('backoff doubles from the initial wait up to the maximum', () => {
-  assert.deepEqual([1, 2, 3, 4, 5, 9, 1000].map((n) => backoffDelay(n, policy)), [100, 200, 400, 800, 1000, 1000, 1000]);
+  assert.deepEqual(
+    [1, 2, 3, 4, 5, 9, 1000].map((n) => backoffDelay(n, policy)),
+    [100, 200, 400, 800, 1000, 1000, 1000],
+  );
   assert.equal(backoffDelay(0, policy), 100, 'an attempt before the first waits the initial delay');
 });
 
 test('backoff doubles from the initial wait up to the maximum, jittered within the upper half', () => {
-  assert.deepEqual([1, 2, 3, 4, 5, 9].map((n) => jitteredBackoffDelay(n, policy, () => 1)), [100, 200, 400, 800, 1000, 1000]);
-  assert.deepEqual([1, 2, 3, 4, 5].map((n) => jitteredBackoffDelay(n, policy, () => 0)), [50, 100, 200, 400, 500]);
+  assert.deepEqual(
+    [1, 2, 3, 4, 5, 9].map((n) => jitteredBackoffDelay(n, policy, () => 1)),
+    [100, 200, 400, 800, 1000, 1000],
+  );
+  assert.deepEqual(
+    [1, 2, 3, 4, 5].map((n) => jitteredBackoffDelay(n, policy, () => 0)),
+    [50, 100, 200, 400, 500],
+  );
   for (let n = 1; n < 12; n++) {
     const d = jitteredBackoffDelay(n, policy);
     const ceiling = Math.min(1000, 100 * 2 ** (n - 1));

@@ -57,7 +57,12 @@ before(async () => {
   bigManifest = join(dir, 'pods.yaml');
   // A config far larger than a pipe's buffer (64 KiB): the writes go on after the reader left.
   const pods = Array.from({ length: 2000 }, (_, i) =>
-    pod(`web-${i}`, { namespace: 'shop', ip: `10.0.${Math.floor(i / 250)}.${(i % 250) + 1}`, hosts: `h${i}.example.com`, paths: '80:/ 3000:/api' }),
+    pod(`web-${i}`, {
+      namespace: 'shop',
+      ip: `10.0.${Math.floor(i / 250)}.${(i % 250) + 1}`,
+      hosts: `h${i}.example.com`,
+      paths: '80:/ 3000:/api',
+    }),
   );
   await writeFile(bigManifest, manifestText(pods));
 });
@@ -77,7 +82,11 @@ describe('the CLI on a closed standard output', () => {
   for (const [name, args] of commands) {
     it(`${name}: closed before the first write, ends with status 0 and says nothing`, async () => {
       const ended = await runClosingEarly(args(), false);
-      assert.deepEqual({ code: ended.code, signal: ended.signal, stderr: ended.stderr }, { code: 0, signal: null, stderr: '' }, `(run npm run build first)`);
+      assert.deepEqual(
+        { code: ended.code, signal: ended.signal, stderr: ended.stderr },
+        { code: 0, signal: null, stderr: '' },
+        `(run npm run build first)`,
+      );
     });
   }
 
@@ -85,13 +94,19 @@ describe('the CLI on a closed standard output', () => {
     it(`${name}: closed after the first line (as head -1 does), ends with status 0 and says nothing`, async () => {
       const ended = await runClosingEarly(args(), true);
       assert.ok(ended.read.length > 0, 'the reader got the first line');
-      assert.deepEqual({ code: ended.code, signal: ended.signal, stderr: ended.stderr }, { code: 0, signal: null, stderr: '' });
+      assert.deepEqual(
+        { code: ended.code, signal: ended.signal, stderr: ended.stderr },
+        { code: 0, signal: null, stderr: '' },
+      );
     });
   }
 
   it('still fails as before when something else goes wrong: status 1 and one line for a missing manifest', async () => {
     const ended = await runClosingEarly(['render', '--manifest', join(dir, 'missing.yaml')], false);
     assert.equal(ended.code, 1);
-    assert.match(ended.stderr, /^k8s-router: manifest .*missing\.yaml: cannot be read: no such file \[KR_BAD_MANIFEST\]\n$/);
+    assert.match(
+      ended.stderr,
+      /^k8s-router: manifest .*missing\.yaml: cannot be read: no such file \[KR_BAD_MANIFEST\]\n$/,
+    );
   });
 });

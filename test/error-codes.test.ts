@@ -18,7 +18,10 @@ test('every code is unique, starts with KR_ and says what it means', () => {
 test("a setting's code is KR_INVALID_ and its variable, and ends the CLI with status 2", () => {
   assert.equal(invalidSettingCode('PORT'), 'KR_INVALID_PORT');
   assert.equal(errorCodeInfo('KR_INVALID_PORT').exit, 2);
-  assert.throws(() => loadConfig({ PORT: '0' }), (err: unknown) => err instanceof ConfigError && err.code === 'KR_INVALID_PORT');
+  assert.throws(
+    () => loadConfig({ PORT: '0' }),
+    (err: unknown) => err instanceof ConfigError && err.code === 'KR_INVALID_PORT',
+  );
 });
 
 test('each code has its exit status, and the faults that do not end the CLI have none', () => {

@@ -96,7 +96,11 @@ describe('the library without options behaves as the CLI with no flags', () => {
     it(`${entry.name}: each setting it reads reaches it from the CLI`, () => {
       const byDefault = entry.cli(noFlags());
       for (const [name, value] of Object.entries(entry.reads)) {
-        assert.notDeepEqual(entry.cli(loadConfig({ [name]: value })), byDefault, `${name}=${value} changes what ${entry.name} runs with`);
+        assert.notDeepEqual(
+          entry.cli(loadConfig({ [name]: value })),
+          byDefault,
+          `${name}=${value} changes what ${entry.name} runs with`,
+        );
       }
     });
   }
@@ -104,7 +108,11 @@ describe('the library without options behaves as the CLI with no flags', () => {
   it('startProxy: a proxy started with only a free port runs with the settings the CLI gives it', async () => {
     const proxy = await startProxy({ port: 0, host: '127.0.0.1' });
     try {
-      assert.deepEqual(proxy.settings, { ...resolveProxyOptions(proxyOptionsFrom(noFlags())), port: 0, host: '127.0.0.1' });
+      assert.deepEqual(proxy.settings, {
+        ...resolveProxyOptions(proxyOptionsFrom(noFlags())),
+        port: 0,
+        host: '127.0.0.1',
+      });
       // Once 5 s here against 25 s for the CLI: requests in flight get SHUTDOWN_GRACE_MS either way.
       assert.equal(proxy.settings.closeGraceMs, 25_000);
     } finally {

@@ -97,11 +97,19 @@ describe('manifest, JSON read with JSON.parse', () => {
   const key = fc.oneof(fc.string(), fc.constantFrom('__proto__', 'null', '~', '', 'true', '1', '0o7', '-', '? x', '&a', '*a', '!t', '<<', 'a: b', '#'));
   const scalarText = fc.oneof(
     fc.string({ unit: 'binary', maxLength: 20 }),
-    fc.constantFrom('yes', 'no', 'on', 'off', 'null', '~', '', 'true', '0o14', '014', '0x1F', '1:30', '.inf', '1e3', '8080:/api', ' lead', 'a\nb', '# x', '"q"'),
+    fc.constantFrom('yes', 'no', 'on', 'off', 'null', '~', '', 'true', '0o14', '014', '0x1F', '1:30', '.inf', '1e3'),
+    fc.constantFrom('8080:/api', ' lead', 'a\nb', '# x', '"q"'),
   );
   const value: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
     node: fc.oneof({ depthSize: 'small', withCrossShrink: true }, tie('leaf'), tie('list'), tie('map')),
-    leaf: fc.oneof(scalarText, fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.boolean(), fc.constant(null)),
+    // JSON has no NaN or Infinity.
+    leaf: fc.oneof(
+      scalarText,
+      fc.integer(),
+      fc.double({ noNaN: true, noDefaultInfinity: true }),
+      fc.boolean(),
+      fc.constant(null),
+    ),
     list: fc.array(tie('node'), { maxLength: 4 }),
     map: fc.dictionary(key, tie('node'), { maxKeys: 4 }),
   })).node;
@@ -113,24 +121,33 @@ describe('manifest, JSON read with JSON.parse', () => {
         // The objects JSON.parse makes are those the yaml package makes of the same text.
         assert.deepStrictEqual([JSON.parse(text)], exact(text), text);
       }),
-      { numRuns: Number(process.env.MANIFEST_RUNS ?? 500), ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED) } : {}) },
+      {
+        numRuns: Number(process.env.MANIFEST_RUNS ?? 500),
+        ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED) } : {}),
+      },
     );
   });
 
   it('reads what kubectl prints the same in YAML and in JSON', () => {
-    const items = Array.from({ length: 3 }, (_, i) => pod(`web-${i}`, { namespace: 'shop', hosts: `a${i}.example.com b.example.com`, paths: '80:/ 3000:/api' }));
+    const items = Array.from({ length: 3 }, (_, i) =>
+      pod(`web-${i}`, { namespace: 'shop', hosts: `a${i}.example.com b.example.com`, paths: '80:/ 3000:/api' }),
+    );
     const list = { apiVersion: 'v1', kind: 'List', items, metadata: { resourceVersion: '' } };
     const fromYaml = parseManifest(stringify(list), 'list.yaml');
     assert.deepEqual(names(fromYaml.pods), ['shop/web-0', 'shop/web-1', 'shop/web-2']);
-    for (const text of [JSON.stringify(list, null, 4), `\uFEFF${JSON.stringify(list)}`]) assert.deepStrictEqual(parseManifest(text, 'list.json'), fromYaml);
+    for (const text of [JSON.stringify(list, null, 4), `\uFEFF${JSON.stringify(list)}`]) {
+      assert.deepStrictEqual(parseManifest(text, 'list.json'), fromYaml);
+    }
   });
 
   it('reads YAML 1.2 as the yaml package does: anchors, aliases, tags, and no YAML 1.1 booleans', () => {
     const { pods } = parseManifest(
-      'kind: Pod\nmetadata:\n  name: a\n  labels: &l {routable: "true", on: yes}\n  annotations: {routingPaths: 8080:/api, n: !!str 12}\nspec: {nodeSelector: *l}\n',
+      'kind: Pod\nmetadata:\n  name: a\n  labels: &l {routable: "true", on: yes}\n' +
+        '  annotations: {routingPaths: 8080:/api, n: !!str 12}\nspec: {nodeSelector: *l}\n',
       'p.yaml',
     );
-    const p = pods[0] as unknown as { metadata: { labels: unknown; annotations: unknown }; spec: { nodeSelector: unknown } };
+    type Read = { metadata: { labels: unknown; annotations: unknown }; spec: { nodeSelector: unknown } };
+    const p = pods[0] as unknown as Read;
     assert.deepStrictEqual(p.metadata.labels, { routable: 'true', on: 'yes' });
     assert.deepStrictEqual(p.metadata.annotations, { routingPaths: '8080:/api', n: '12' });
     assert.deepStrictEqual(p.spec.nodeSelector, p.metadata.labels);

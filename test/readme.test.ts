@@ -90,19 +90,23 @@ describe('README', () => {
     for (const entry of ERROR_CODES) {
       const row = rows.find((r) => r.code === entry.code);
       assert.ok(row, `README lists ${entry.code}`);
-      assert.equal(row.exit, entry.exit === null ? '—' : String(entry.exit), `README gives ${entry.code} its exit status`);
+      const exit = entry.exit === null ? '—' : String(entry.exit);
+      assert.equal(row.exit, exit, `README gives ${entry.code} its exit status`);
       assert.ok(row.when.startsWith(entry.meaning), `README says of ${entry.code}: ${entry.meaning}`);
       // Those that end a command are with the commands, the others with the logs.
-      assert.ok((entry.exit === null ? logs : commands).includes(`| \`${entry.code}\` |`), `${entry.code} is in the right table`);
+      const table = entry.exit === null ? logs : commands;
+      assert.ok(table.includes(`| \`${entry.code}\` |`), `${entry.code} is in the right table`);
     }
-    assert.deepEqual(rows.map((r) => r.code).sort(), ERROR_CODES.map((e) => e.code).sort(), 'the README lists no code the catalogue lacks');
+    const listed = ERROR_CODES.map((e) => e.code).sort();
+    assert.deepEqual(rows.map((r) => r.code).sort(), listed, 'the README lists no code the catalogue lacks');
   });
 
   it('has every KR_ code the code gives in the catalogue', () => {
     const listed = new Set<string>(ERROR_CODES.map((e) => e.code));
     const given = new Set<string>();
     for (const dir of ['src', 'proxy', 'nginx']) {
-      for (const file of readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'))) {
+      const files = readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' });
+      for (const file of files.filter((f) => f.endsWith('.ts'))) {
         for (const [, code] of read(join(dir, file)).matchAll(/'(KR_[A-Z_]*[A-Z])'/g)) given.add(code as string);
       }
     }

@@ -14,7 +14,10 @@ const KEY = Buffer.from('supersecret').toString('base64');
 const ROTATED = Buffer.from('rotated').toString('base64');
 
 function lockedTable(plainKey: string): ReturnType<typeof buildRouteTable> {
-  const pods = [pod('web', { namespace: 'ns', hosts: 'h', paths: '80:/' }), pod('open', { namespace: 'free', hosts: 'o', paths: '80:/' })];
+  const pods = [
+    pod('web', { namespace: 'ns', hosts: 'h', paths: '80:/' }),
+    pod('open', { namespace: 'free', hosts: 'o', paths: '80:/' }),
+  ];
   return buildRouteTable(config, pods, [apiKeySecret('ns', plainKey)]);
 }
 
@@ -37,7 +40,10 @@ describe('redaction', () => {
   it("replaces a table's keys in text that quotes them, such as a refusal quoting the config", () => {
     const table = lockedTable('supersecret');
     const refusal = `nginx: [emerg] unexpected "}" in if ($http_x_routing_api_key != "${KEY}") { at line 9`;
-    assert.equal(redactKeys(refusal, table), 'nginx: [emerg] unexpected "}" in if ($http_x_routing_api_key != "<redacted>") { at line 9');
+    assert.equal(
+      redactKeys(refusal, table),
+      'nginx: [emerg] unexpected "}" in if ($http_x_routing_api_key != "<redacted>") { at line 9',
+    );
     assert.equal(redactKeys('nothing secret here', table), 'nothing secret here');
   });
 
@@ -47,14 +53,21 @@ describe('redaction', () => {
     const shown = redactNginxConf(conf);
     assert.ok(!shown.includes(KEY));
     assert.match(shown, /^if \(\$http_x_routing_api_key != "<redacted>"\) \{$/m);
-    assert.equal(shown, renderNginxConf(redactTable(lockedTable('supersecret')), config), 'the same as rendering the redacted table');
+    assert.equal(
+      shown,
+      renderNginxConf(redactTable(lockedTable('supersecret')), config),
+      'the same as rendering the redacted table',
+    );
   });
 
   it('scrubs every key it was shown since it started, rotated ones too', () => {
     const scrubber = new SecretScrubber();
     scrubber.learn(lockedTable('supersecret'));
     scrubber.learn(lockedTable('rotated'));
-    assert.equal(scrubber.scrub(`old ${KEY}, new ${ROTATED}, again ${KEY}`), 'old <redacted>, new <redacted>, again <redacted>');
+    assert.equal(
+      scrubber.scrub(`old ${KEY}, new ${ROTATED}, again ${KEY}`),
+      'old <redacted>, new <redacted>, again <redacted>',
+    );
     assert.equal(scrubber.scrub('nothing secret here'), 'nothing secret here');
   });
 });

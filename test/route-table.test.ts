@@ -4,7 +4,14 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { defaultConfig } from '../src/core/config.js';
 import type { Pod, Secret } from '../src/core/kube-objects.js';
-import { buildRouteTable, podCandidates, routingFacts, sameRoutingFacts, type Rejection, type RouteTable } from '../src/core/route-table.js';
+import {
+  buildRouteTable,
+  podCandidates,
+  routingFacts,
+  sameRoutingFacts,
+  type Rejection,
+  type RouteTable,
+} from '../src/core/route-table.js';
 import { apiKeySecret, pod } from './support/objects.js';
 
 const config = defaultConfig();

@@ -3,7 +3,13 @@ import http from 'node:http';
 import { describe, it } from 'node:test';
 import { Watch } from '@kubernetes/client-node';
 import { createProxyServer } from 'http-proxy-3';
-import { HTTP_PROXY, libraryName, proxyLibraryChecks, type ProxyLibrary, type ProxyServer } from '../proxy/internals/http-proxy.js';
+import {
+  HTTP_PROXY,
+  libraryName,
+  proxyLibraryChecks,
+  type ProxyLibrary,
+  type ProxyServer,
+} from '../proxy/internals/http-proxy.js';
 import { nodeHttpChecks } from '../proxy/internals/node-http.js';
 import { startProxy } from '../proxy/server.js';
 import { errorCodeInfo } from '../src/core/error-codes.js';
@@ -51,7 +57,8 @@ describe('self-checks of the internals the router uses', () => {
     const err = await failure(runSelfChecks('Node 99.0.0', nodeHttpChecks(standIn)));
     assert.equal(
       err.message,
-      'Node 99.0.0 is not what the router expects: http.Agent.prototype.addRequest(req, options) connects where the options say: ' +
+      'Node 99.0.0 is not what the router expects: ' +
+        'http.Agent.prototype.addRequest(req, options) connects where the options say: ' +
         'http.Agent.prototype.addRequest is not a function',
     );
   });
@@ -66,7 +73,13 @@ describe('self-checks of the internals the router uses', () => {
       return server;
     }) as typeof http.createServer;
     const err = await failure(runSelfChecks('Node 99.0.0', nodeHttpChecks({ ...http, createServer } as typeof http)));
-    assert.match(err.message, /^Node 99\.0\.0 is not what the router expects: ServerResponse#shouldKeepAlive = false, then the server ends the connection with socket\.destroySoon\(\): /);
+    assert.ok(
+      err.message.startsWith(
+        'Node 99.0.0 is not what the router expects: ' +
+          'ServerResponse#shouldKeepAlive = false, then the server ends the connection with socket.destroySoon(): ',
+      ),
+      err.message,
+    );
   });
 
   it('fail on a proxy library whose upgrades no longer go through checkMethodAndHeader', async () => {
@@ -78,7 +91,8 @@ describe('self-checks of the internals the router uses', () => {
     const err = await failure(runSelfChecks(libraryName(renamed), proxyLibraryChecks(renamed)));
     assert.equal(
       err.message,
-      'the proxy library is not what the router expects: ProxyServer#wsPasses, the steps an upgrade goes through (checkMethodAndHeader is removed): ' +
+      'the proxy library is not what the router expects: ' +
+        'ProxyServer#wsPasses, the steps an upgrade goes through (checkMethodAndHeader is removed): ' +
         'they are ["XHeaders","stream"], not ["checkMethodAndHeader","XHeaders","stream"]',
     );
   });
@@ -96,12 +110,20 @@ describe('self-checks of the internals the router uses', () => {
 
   it('fail on a Kubernetes client whose Watch makes its request without its KubeConfig', async () => {
     class OwnWatch extends Watch {
-      override async watch(_path: string, _query: object, _callback: unknown, done: (err: unknown) => void): Promise<AbortController> {
+      override async watch(
+        _path: string,
+        _query: object,
+        _callback: unknown,
+        done: (err: unknown) => void,
+      ): Promise<AbortController> {
         done(new Error('connection refused'));
         return new AbortController();
       }
     }
     const err = await failure(runSelfChecks('@kubernetes/client-node 9.9.9', kubernetesClientChecks(OwnWatch)));
-    assert.match(err.message, /^@kubernetes\/client-node 9\.9\.9 is not what the router expects: Watch#watch\(\) .*: the Watch did not ask its KubeConfig/);
+    assert.match(
+      err.message,
+      /^@kubernetes\/client-node 9\.9\.9 is not what the router expects: Watch#watch\(\) .*: the Watch did not ask/,
+    );
   });
 });

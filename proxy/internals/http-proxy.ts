@@ -213,7 +213,10 @@ function callerFrame(ctor: unknown): string | undefined {
   return site.stack
     ?.split('\n')
     .slice(1)
-    .find((line) => !line.includes('(node:') && !line.trimStart().startsWith('at node:') && !line.includes('internals/http-proxy'));
+    .find(
+      (line) =>
+        !line.includes('(node:') && !line.trimStart().startsWith('at node:') && !line.includes('internals/http-proxy'),
+    );
 }
 
 /** Whether this process.emitWarning call is http-proxy's DEP0060. */
@@ -283,7 +286,12 @@ async function probeWeb(proxy: ProxyServer): Promise<string | null> {
         seen(proxyReq);
         proxyReq.destroy();
       });
-      proxy.web(new LibraryRequest(CHECK_ATTEMPT, new PassThrough()), LIBRARY_RESPONSE, { target: CHECK_TARGET, agent }, () => {});
+      proxy.web(
+        new LibraryRequest(CHECK_ATTEMPT, new PassThrough()),
+        LIBRARY_RESPONSE,
+        { target: CHECK_TARGET, agent },
+        () => {},
+      );
     });
     return made === null ? 'no request to the pod was made from the stand-in request and response' : null;
   } finally {
@@ -304,9 +312,17 @@ async function probeUpgrade(proxy: ProxyServer): Promise<string | null> {
       });
       // A POST: only an upgrade the library no longer checks reaches the pod.
       const attempt = { request: { ...CHECK_ATTEMPT.request, method: 'POST' } };
-      proxy.ws(new LibraryRequest(attempt, client), clientSocketView(client).socket, Buffer.alloc(0), { target: CHECK_TARGET, agent }, () => {});
+      proxy.ws(
+        new LibraryRequest(attempt, client),
+        clientSocketView(client).socket,
+        Buffer.alloc(0),
+        { target: CHECK_TARGET, agent },
+        () => {},
+      );
     });
-    return made === null ? 'no upgrade request to the pod was made from the stand-in request and the client socket view' : null;
+    return made === null
+      ? 'no upgrade request to the pod was made from the stand-in request and the client socket view'
+      : null;
   } finally {
     client.destroy();
     agent.destroy();
@@ -320,14 +336,20 @@ export function proxyLibraryChecks(library: ProxyLibrary): InternalCheck[] {
       internal: 'ProxyServer#webPasses, the steps a request goes through',
       check() {
         const names = (library({}) as ProxyServer).webPasses?.map((pass) => pass.name);
-        expect(JSON.stringify(names) === JSON.stringify(WEB_PASSES), `they are ${JSON.stringify(names)}, not ${JSON.stringify(WEB_PASSES)}`);
+        expect(
+          JSON.stringify(names) === JSON.stringify(WEB_PASSES),
+          `they are ${JSON.stringify(names)}, not ${JSON.stringify(WEB_PASSES)}`,
+        );
       },
     },
     {
       internal: `ProxyServer#wsPasses, the steps an upgrade goes through (${UPGRADE_CHECK} is removed)`,
       check() {
         const names = (library({}) as ProxyServer).wsPasses?.map((pass) => pass.name);
-        expect(JSON.stringify(names) === JSON.stringify(WS_PASSES), `they are ${JSON.stringify(names)}, not ${JSON.stringify(WS_PASSES)}`);
+        expect(
+          JSON.stringify(names) === JSON.stringify(WS_PASSES),
+          `they are ${JSON.stringify(names)}, not ${JSON.stringify(WS_PASSES)}`,
+        );
       },
     },
     {
@@ -360,7 +382,7 @@ export function proxyLibraryChecks(library: ProxyLibrary): InternalCheck[] {
 
 const checked = new Map<ProxyLibrary, Promise<void>>();
 
-/** Checks, once per process and library, that its insides are what the router expects; throws DependencyChanged if not. */
+/** Checks, once per process and library, that its insides are what the router expects (or throws DependencyChanged). */
 export function selfCheckProxyLibrary(library: ProxyLibrary): Promise<void> {
   let done = checked.get(library);
   if (done === undefined) {

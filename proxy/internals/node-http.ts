@@ -60,7 +60,12 @@ interface HeadRenderer {
  * name, which would merge repeated names and change their case. Throws when Node refuses a
  * header.
  */
-export function writeRequestHead(req: ClientRequest, firstLine: string, headers: readonly string[], chunkedIfNoLength: boolean): void {
+export function writeRequestHead(
+  req: ClientRequest,
+  firstLine: string,
+  headers: readonly string[],
+  chunkedIfNoLength: boolean,
+): void {
   const renderer = req as unknown as HeadRenderer;
   // Without this, Node frames an empty POST as chunked, or sends a GET's body unframed.
   renderer.useChunkedEncodingByDefault = chunkedIfNoLength;
@@ -151,7 +156,12 @@ function probeServer(node: typeof http): Promise<ServerProbe> {
   return new Promise((resolve, reject) => {
     const server = node.createServer();
     const socket = new Duplex({ read() {}, write: (_chunk, _encoding, done) => done() });
-    const seen: ServerProbe = { readingTheRequest: false, writingTheResponse: false, keptAliveByDefault: false, closedThroughDestroySoon: false };
+    const seen: ServerProbe = {
+      readingTheRequest: false,
+      writingTheResponse: false,
+      keptAliveByDefault: false,
+      closedThroughDestroySoon: false,
+    };
     const timer = setTimeout(() => finish(), 1_000);
     const finish = (): void => {
       clearTimeout(timer);
@@ -187,11 +197,15 @@ export function nodeHttpChecks(node: typeof http = http): InternalCheck[] {
         const { connectedTo, req, agent } = probeRequest(node);
         req.destroy();
         agent.destroy();
-        expect(connectedTo?.host === '192.0.2.7' && connectedTo.port === 4321, `it connected to ${JSON.stringify(connectedTo)}, not 192.0.2.7:4321`);
+        expect(
+          connectedTo?.host === '192.0.2.7' && connectedTo.port === 4321,
+          `it connected to ${JSON.stringify(connectedTo)}, not 192.0.2.7:4321`,
+        );
       },
     },
     {
-      internal: 'ClientRequest#_storeHeader(firstLine, headers), with useChunkedEncodingByDefault and removeHeader("connection")',
+      internal:
+        'ClientRequest#_storeHeader(firstLine, headers), after useChunkedEncodingByDefault, removeHeader("connection")',
       check() {
         const { req, agent } = probeRequest(node);
         try {

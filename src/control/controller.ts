@@ -4,7 +4,14 @@ import type { Pod } from '../core/kube-objects.js';
 import type { DataPlane } from '../core/data-plane.js';
 import { IncrementalRouteTable } from '../core/incremental-table.js';
 import { redactKeys, redactTable } from '../core/redact.js';
-import { compareRejections, compareRoutes, sameRoute, type Rejection, type Route, type RouteTable } from '../core/route-table.js';
+import {
+  compareRejections,
+  compareRoutes,
+  sameRoute,
+  type Rejection,
+  type Route,
+  type RouteTable,
+} from '../core/route-table.js';
 import { changesInSteps } from '../core/sorted-changes.js';
 import { runInSlices, type Steps } from '../core/time-slices.js';
 import type { ObjectSource } from '../sources/source.js';
@@ -43,9 +50,11 @@ export interface ControllerOptions extends Partial<ControllerTiming> {
 const BUILD_SLICE_MS = 5;
 
 /** The controller's timing for `options`: what is not given comes from its configuration. */
-export function resolveControllerTiming(options: Pick<ControllerOptions, 'config' | keyof ControllerTiming>): ControllerTiming {
-  const { config } = options;
-  return withDefaults({ holdOffMs: config.holdOffMs, maxDelayMs: config.maxDelayMs, buildSliceMs: BUILD_SLICE_MS }, options);
+export function resolveControllerTiming(
+  options: Pick<ControllerOptions, 'config' | keyof ControllerTiming>,
+): ControllerTiming {
+  const { holdOffMs, maxDelayMs } = options.config;
+  return withDefaults({ holdOffMs, maxDelayMs, buildSliceMs: BUILD_SLICE_MS }, options);
 }
 
 export interface ControllerStats {

@@ -23,7 +23,11 @@ export function backoffDelay(attempt: number, policy: BackoffPolicy): number {
  * shared server: many routers restarted together do not hit a recovering API server in
  * step, and no retry is ever immediate.
  */
-export function jitteredBackoffDelay(attempt: number, policy: BackoffPolicy, random: () => number = Math.random): number {
+export function jitteredBackoffDelay(
+  attempt: number,
+  policy: BackoffPolicy,
+  random: () => number = Math.random,
+): number {
   const ceiling = backoffDelay(attempt, policy);
   return Math.round(ceiling / 2 + random() * (ceiling / 2));
 }

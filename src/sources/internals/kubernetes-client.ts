@@ -18,7 +18,10 @@ export interface RequestAgent {
 }
 
 /** `kc`, as a Watch sees it, except that `onAgent` gets the agent of each request the Watch makes. */
-export function configHandingOverAgents(kc: KubeConfig, onAgent: (agent: RequestAgent | undefined) => void): KubeConfig {
+export function configHandingOverAgents(
+  kc: KubeConfig,
+  onAgent: (agent: RequestAgent | undefined) => void,
+): KubeConfig {
   const handing = Object.create(kc) as KubeConfig;
   handing.applyToFetchOptions = async (opts) => {
     const init = await kc.applyToFetchOptions(opts);
@@ -65,7 +68,10 @@ export function kubernetesClientChecks(WatchClass: typeof Watch = Watch): Intern
               clearTimeout(timer);
               resolve();
             };
-            new WatchClass(handing).watch('/api/v1/pods', {}, () => {}, done).then(done, done).catch(reject);
+            new WatchClass(handing)
+              .watch('/api/v1/pods', {}, () => {}, done)
+              .then(done, done)
+              .catch(reject);
           });
         } finally {
           probe.destroy();
@@ -81,6 +87,9 @@ let checked: Promise<void> | null = null;
 
 /** Checks, once per process, that the client is what the router expects; throws DependencyChanged if not. */
 export function selfCheckKubernetesClient(): Promise<void> {
-  checked ??= runSelfChecks(`@kubernetes/client-node ${packageVersion('@kubernetes/client-node')}`, kubernetesClientChecks());
+  checked ??= runSelfChecks(
+    `@kubernetes/client-node ${packageVersion('@kubernetes/client-node')}`,
+    kubernetesClientChecks(),
+  );
   return checked;
 }
