@@ -3,7 +3,7 @@
 //   node --import tsx bench/nginx-reload.ts [--routes 10000] [--reloads 5] [--quick]
 //
 // Builds a table of N routes, each its own host with one path and two pods (so one server
-// block and one upstream per route, the case issue 8 measured at about 9 s), starts the
+// block and one upstream per route: the case whose reload first took about 9 s), starts the
 // nginx data plane on it in a temp prefix, then applies a slightly different table
 // (one route gains or loses a pod) `--reloads` times. For each reload it records the
 // manager's own breakdown (lastOutcome().lastApplyTimings): render, write (synced), the

@@ -1,6 +1,6 @@
 // `npm run bench` (everything) and `npm run bench -- --quick` (the same benchmarks, smaller,
 // in under two minutes): runs each benchmark script in its own process, one after the
-// other, then writes bench/results/summary.md (every figure that has a target in issue 8,
+// other, then writes bench/results/summary.md (every figure that has a target,
 // against it) and puts the same table in the README between its bench-summary markers.
 //
 // A benchmark reports its targets as `results.targets` in bench/results/<name>.json: rows
@@ -158,7 +158,7 @@ function summary(outcomes: Outcome[], seconds: number): string {
     '',
     `Machine: ${machine.date.slice(0, 10)}, ${machine.cores} × ${machine.cpu}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}, ${machine.nginx ?? 'no nginx'}, ${machine.wrk ?? 'no wrk'}, commit ${machine.commit ?? 'unknown'}`,
     '',
-    '## Against the targets of issue 8',
+    '## Against the targets',
     '',
     // Links in the table are relative to the README; from here they are one level up.
     targetsTable(outcomes).replaceAll('](bench/results/', ']('),

@@ -1,4 +1,4 @@
-import { backoffDelay, type Retry } from './backoff.js';
+import { backoffDelay, type Retry } from '../src/core/backoff.js';
 
 // The nginx manager's state as data, and the one function that changes it. Everything
 // the manager does that takes time (start nginx, load a config, send a table, stop) runs
@@ -198,7 +198,7 @@ function failed(state: ManagerState, error: NginxFailure, at: number): ManagerSt
 /** A timer due after the next backoff delay of `attempts` failures so far. */
 function schedule(timer: 'retry' | 'restart', attempts: number, backoff: Backoff, at: number): { retry: Retry; effect: Effect } {
   const attempt = attempts + 1;
-  const delayMs = backoffDelay(attempt, backoff.initialMs, backoff.maxMs);
+  const delayMs = backoffDelay(attempt, backoff);
   return { retry: { attempt, nextAt: at + delayMs }, effect: { type: 'set-timer', timer, delayMs } };
 }
 

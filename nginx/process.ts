@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { defaultConfig } from '../src/core/config.js';
 import type { DataPlane } from '../src/core/data-plane.js';
 import type { RouteTable } from '../src/core/route-table.js';
-import type { Retry } from './backoff.js';
+import type { Retry } from '../src/core/backoff.js';
 import { firstLines } from './check.js';
 import { piecesOf, PieceHashes, withVersion, type ConfPieces } from './conf-pieces.js';
 import { documentedDelivery, type DeliveryReport, type TableDelivery } from './delivery.js';
@@ -32,7 +32,7 @@ import { pickFreeLoopbackPort } from './status.js';
 import { nginxWorkerIdentity, prepareWorkerAccess, type WorkerIdentity } from './worker-user.js';
 import { shuttingDownWorkers } from './workers.js';
 
-export type { Retry } from './backoff.js';
+export type { Retry } from '../src/core/backoff.js';
 export type { ApplyTimings, NginxErrorCode, NginxFailure, ManagerState } from './manager-state.js';
 export { NginxApplyError } from './load.js';
 

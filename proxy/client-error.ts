@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { rawErrorResponse } from './error-page.js';
 import { LARGE_BUFFER } from './head-size.js';
+import { requestBeingRead, responseBeingWritten } from './internals/node-http.js';
 import { bodyUnreadable, isClosing, linger, lingerAfterBytes } from './lingering-close.js';
 import { NGINX_UNIQUE_HEADERS } from './request-headers.js';
 import type { ProxyCounters } from './stats.js';
@@ -130,21 +131,17 @@ export function parseErrorAnswer(code: string | undefined, packet: Buffer | unde
   }
 }
 
-/** The parts of Node's server socket (internals) that say what is being read and answered on it. */
+/** A server connection's socket: a net.Socket, whose bytesRead says how much it has read. */
 interface ServerSocket extends Duplex {
   bytesRead?: number;
-  /** The request whose body is being read, if any (Node's parser). */
-  parser?: { incoming?: { complete: boolean } | null } | null;
-  /** The response being written (pipelined ones wait behind it). */
-  _httpMessage?: (NodeJS.EventEmitter & { headersSent: boolean; writableEnded: boolean }) | null;
 }
 
 const answered = new WeakSet<Duplex>();
 
 /** Runs `then` once no response is being written on `socket` (nginx answers pipelined requests in order). */
 function afterResponses(socket: ServerSocket, then: () => void): void {
-  const res = socket._httpMessage;
-  if (res === null || res === undefined || socket.destroyed) {
+  const res = responseBeingWritten(socket);
+  if (res === null || socket.destroyed) {
     then();
     return;
   }
@@ -168,15 +165,15 @@ export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buf
     return;
   }
   answered.add(socket);
-  const incoming = socket.parser?.incoming;
-  if (incoming !== null && incoming !== undefined && !incoming.complete) {
+  const incoming = requestBeingRead(socket);
+  if (incoming !== null && !incoming.complete) {
     // The body of a request already being answered (or a coding found wrong after its
     // head was read): nginx reads a body before it answers, so a body it cannot read is
     // 400 and no pod sees the request. Here the request is on its way: unless its answer
     // started, the client gets the 400; the pod sees its request cut.
-    const res = socket._httpMessage;
+    const res = responseBeingWritten(socket);
     if (res?.writableEnded === true) return;
-    if (res !== null && res !== undefined && res.headersSent) {
+    if (res !== null && res.headersSent) {
       socket.destroy();
       return;
     }

@@ -1,5 +1,6 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { ErrorCode } from '../src/core/error-codes.js';
 import type { Backend } from '../src/core/route-table.js';
 import type { PeerGroup, PeerSelection } from './balancer.js';
 import { errorPage, reasonPhrase } from './error-page.js';
@@ -41,7 +42,7 @@ export function failureStatus(failure: Failure): number {
 const STALE_SOCKET_RETRIES = 3;
 
 class UpstreamTimeout extends Error {
-  readonly code = 'UPSTREAM_TIMEOUT';
+  readonly code: ErrorCode = 'KR_UPSTREAM_TIMEOUT';
 }
 
 function isStaleSocketError(err: NodeJS.ErrnoException): boolean {

@@ -2,12 +2,21 @@ import http from 'node:http';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import httpProxy from 'http-proxy';
-import { clientSocketView, type ClientSocketView } from './client-socket-view.js';
-import { silenceHttpProxyExtendWarning } from './http-proxy-warning.js';
+import {
+  clientSocketView,
+  createLibraryProxy,
+  LIBRARY_RESPONSE,
+  LibraryRequest,
+  type ClientSocketView,
+  type ProxyLibrary,
+  type ProxyServer,
+} from './internals/http-proxy.js';
+import { FixedDestinationAgent } from './internals/node-http.js';
 import { listenersAddedBy } from './listener-scope.js';
 import type { ProxyLogger } from './logger.js';
 import { UnsendableHead, writeUpstreamHead, type UpstreamRequest } from './upstream-head.js';
+
+export { HTTP_PROXY, type ProxyLibrary } from './internals/http-proxy.js';
 
 // The one way requests reach pods: one proxy-library instance per data plane, one
 // request or upgrade to one pod per call. The caller (forward.ts, tunnel.ts) chooses
@@ -41,95 +50,27 @@ export interface UpgradeAttempt {
   onError(err: NodeJS.ErrnoException): void;
 }
 
-/**
- * A proxy library's createProxyServer. The router uses http-proxy 1.18.1's (see the
- * README for why); http-proxy-3's has the same interface, and the benchmark passes it to
- * compare the two inside the router.
- */
-export type ProxyLibrary = (options: object) => unknown;
-
-export const HTTP_PROXY: ProxyLibrary = httpProxy.createProxyServer;
-
 const NO_HEAD = Buffer.alloc(0);
-
-/**
- * The client's request as the library sees it for one try. A library reads the
- * method, URL, headers and socket of the request it proxies, adds listeners to it and
- * pipes it into the pod's request. The router does all of that itself (it writes the
- * head nginx would send, streams the body it keeps for retries, and notices a client
- * that leaves), so the library gets this stand-in: what it adds goes nowhere, and the
- * attempt comes back on every event.
- */
-class LibraryRequest<A> {
-  readonly method: string;
-  readonly url: string;
-  /** What the library copies into the pod's request object; the head itself is written from attempt.request. */
-  readonly headers: Record<string, string> = {};
-  readonly httpVersion = '1.1';
-  readonly httpVersionMajor = 1;
-  readonly httpVersionMinor = 1;
-
-  constructor(
-    readonly attempt: A & { readonly request: UpstreamRequest },
-    readonly socket: Duplex,
-  ) {
-    this.method = attempt.request.method;
-    this.url = attempt.request.uri;
-  }
-
-  on(): this {
-    return this;
-  }
-
-  pipe<T>(destination: T): T {
-    return destination;
-  }
-}
-
-/**
- * The client's response as the library sees it: the router writes the response itself
- * (selfHandleResponse), so there is nothing for the library to watch or finish.
- */
-const LIBRARY_RESPONSE = Object.freeze({
-  headersSent: false,
-  finished: true,
-  writableFinished: true,
-  on() {
-    return this;
-  },
-});
 
 interface UpgradeEntry {
   attempt: UpgradeAttempt;
   client: ClientSocketView;
 }
 
-type AddRequest = (this: http.Agent, req: ClientRequest, options: object) => void;
-const agentAddRequest = (http.Agent.prototype as unknown as { addRequest: AddRequest }).addRequest;
-
 /**
- * The connections to one pod. The library passes Node's agent the whole options object
- * of the pod's request, and the agent copies it twice per request to choose a socket
- * (most of what choosing one costs); for one pod, where to connect is all it needs.
+ * The connections to one pod, all to its address (whatever options the library passes).
  *
  * Its sockets carry the upstream timeout (the agent's `timeout`) from the start and keep
  * it: a request in flight and a kept connection alike are closed after that long without
  * traffic (nginx's proxy_read_timeout and upstream keepalive_timeout are both 60 s by
  * default). So a request needs no timer of its own, only a listener (forward.ts).
  */
-class PodAgent extends http.Agent {
-  private readonly destination: object;
+class PodAgent extends FixedDestinationAgent {
   private readonly keepAliveDelay: number;
 
   constructor(pod: PodAddress, options: http.AgentOptions) {
-    super(options);
+    super({ host: pod.ip, port: pod.port }, options);
     this.keepAliveDelay = options.keepAliveMsecs ?? 1000;
-    // servername: none (plain HTTP to an IP address), so the agent does not work one out per request.
-    this.destination = { host: pod.ip, port: pod.port, servername: '' };
-  }
-
-  addRequest(req: ClientRequest): void {
-    agentAddRequest.call(this, req, this.destination);
   }
 
   /**
@@ -142,28 +83,6 @@ class PodAgent extends http.Agent {
     socket.unref();
     return true;
   }
-}
-
-/** The little of either library's ProxyServer the router uses. */
-interface ProxyServer {
-  web(req: unknown, res: unknown, options: object, callback: (err: Error, req: unknown) => void): void;
-  ws(req: unknown, socket: unknown, head: Buffer, options: object, callback: (err: Error, req: unknown) => void): void;
-  on(event: string, listener: (...args: never[]) => void): unknown;
-  wsPasses: { name: string }[];
-}
-
-function createLibraryProxy(library: ProxyLibrary): ProxyServer {
-  silenceHttpProxyExtendWarning();
-  return library({
-    // The router writes the client's response itself (nginx's header list, not the library's).
-    selfHandleResponse: true,
-    // The library's own path for the pod's request is not used (writeUpstreamHead writes
-    // the URI the client sent): not building one saves a parse and a join per request.
-    toProxy: true,
-    prependPath: false,
-    ignorePath: true,
-    xfwd: false,
-  }) as ProxyServer;
 }
 
 /** The key of a pod's agent: one agent, and one pool of kept connections, per address. */
@@ -192,7 +111,6 @@ export class PodProxy {
   ) {
     this.agentOptions = keepalive > 0 ? { keepAlive: true, maxFreeSockets: keepalive, timeout: timeoutMs, scheduling: 'lifo' } : { keepAlive: false, timeout: timeoutMs };
     this.proxy = createLibraryProxy(library);
-    this.dropUpgradeCheck();
     this.proxy.on('proxyReq', (proxyReq: ClientRequest, req: LibraryRequest<WebAttempt>) => {
       const { attempt } = req;
       if (writeUpstreamHead(proxyReq, attempt.request)) attempt.onRequest(proxyReq);
@@ -248,11 +166,10 @@ export class PodProxy {
   }
 
   /**
-   * Keeps the agents of `pods` (the new table's) and lets the others go: their idle
-   * connections are closed, their requests in flight finish (and their connections
-   * close after the idle timeout).
+   * Keeps the agents of the pods in `addresses` (the new table's, see podAddressKey) and
+   * lets the others go: their idle connections are closed, their requests in flight
+   * finish (and their connections close after the idle timeout).
    */
-  /** Lets go of the agents (and their idle connections) of pods not in `addresses` (see podAddressKey). */
   retainOnly(addresses: ReadonlySet<string>): void {
     for (const [key, agent] of this.agents) {
       if (addresses.has(key)) continue;
@@ -283,7 +200,7 @@ export class PodProxy {
   /**
    * Registered before the library's own listeners on the new request, so the router
    * answers the client first and the library's own rendering is dropped (see
-   * client-socket-view.ts).
+   * clientSocketView).
    */
   private takeUpgradeAnswers(proxyReq: ClientRequest, entry: UpgradeEntry): void {
     if (!writeUpstreamHead(proxyReq, entry.attempt.request)) return;
@@ -297,18 +214,6 @@ export class PodProxy {
       entry.attempt.onResponse(proxyRes);
     });
     entry.attempt.onRequest(proxyReq);
-  }
-
-  /**
-   * Both libraries destroy an upgrade that is not a GET for "websocket"; nginx passes any
-   * upgrade on to the pod. The check is one of the passes, dropped by name; a version
-   * that renames it fails here, at start, rather than refusing upgrades quietly.
-   */
-  private dropUpgradeCheck(): void {
-    const passes = this.proxy.wsPasses;
-    const at = passes.findIndex((pass) => pass.name === 'checkMethodAndHeader');
-    if (at < 0) throw new Error('proxy library: the WebSocket method check pass was not found');
-    passes.splice(at, 1);
   }
 }
 

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { lastOnConnection, onServerClose } from './internals/node-http.js';
 
 // nginx's lingering close: after an answer that ends the connection (400, 413, 414, ...),
 // nginx shuts its side and goes on reading, and dropping, what the client still sends,
@@ -16,7 +17,6 @@ const LINGERING = Symbol('lingering');
 const UNREADABLE_BODY = Symbol('unreadable body');
 
 interface Lingering {
-  destroySoon?: () => void;
   [CLOSING]?: true;
   [LINGERING]?: true;
   [UNREADABLE_BODY]?: () => void;
@@ -55,13 +55,12 @@ export function linger(socket: Duplex): void {
 }
 
 /**
- * The HTTP server ends a connection after its last answer with `destroySoon`: on
- * `socket`, that lingers instead. Requests read from now on are not answered.
+ * What the HTTP server does to end a connection after its last answer: on `socket`, it
+ * lingers instead. Requests read from now on are not answered.
  */
 export function lingerAfterAnswer(socket: Duplex): void {
-  const s = socket as Duplex & Lingering;
   markClosing(socket);
-  s.destroySoon = () => linger(socket);
+  onServerClose(socket, () => linger(socket));
 }
 
 /**
@@ -70,7 +69,7 @@ export function lingerAfterAnswer(socket: Duplex): void {
  * to earlier pipelined requests, and the requests read behind it must go unanswered.
  */
 export function lastAnswer(req: IncomingMessage, res: ServerResponse): void {
-  res.shouldKeepAlive = false;
+  lastOnConnection(res);
   lingerAfterAnswer(req.socket);
 }
 
@@ -81,7 +80,7 @@ export function lastAnswer(req: IncomingMessage, res: ServerResponse): void {
  */
 export function lastAnswerAfterBody(req: IncomingMessage, res: ServerResponse): void {
   const socket = req.socket;
-  res.shouldKeepAlive = false;
+  lastOnConnection(res);
   const s = socket as Duplex & Lingering;
   markClosing(socket);
   // A body that cannot be read (a bad chunk) ends the wait: nginx stops reading it too.
@@ -89,7 +88,7 @@ export function lastAnswerAfterBody(req: IncomingMessage, res: ServerResponse): 
   s[UNREADABLE_BODY] = () => {
     unreadable = true;
   };
-  s.destroySoon = () => {
+  onServerClose(socket, () => {
     if (req.complete || unreadable) {
       linger(socket);
       return;
@@ -97,7 +96,7 @@ export function lastAnswerAfterBody(req: IncomingMessage, res: ServerResponse): 
     s[UNREADABLE_BODY] = () => linger(socket);
     socket.setTimeout(LINGERING_TIMEOUT_MS, () => socket.destroy());
     req.once('end', () => linger(socket));
-  };
+  });
 }
 
 /** The body being read after a connection's last answer turned out unreadable: closes without waiting for the rest. */

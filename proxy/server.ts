@@ -11,52 +11,29 @@ import { answerClientError } from './client-error.js';
 import { rawErrorResponse, redirectLocation } from './error-page.js';
 import { forwardRequest, sendErrorPage, type ForwardSettings } from './forward.js';
 import { MAX_HEAD } from './head-size.js';
+import { selfCheckProxyLibrary } from './internals/http-proxy.js';
+import { closeWhenWritten, keepsAlive, lastOnConnection, selfCheckNodeHttp } from './internals/node-http.js';
 import { isClosing, lastAnswer, lastAnswerAfterBody, lingerAfterBytes, markClosing } from './lingering-close.js';
 import { upstreamRequestHeaders } from './headers.js';
-import { HTTP_PROXY, PodProxy, podAddressKey, type ProxyLibrary } from './http-proxy.js';
-import { silentLogger, type ProxyLogger } from './logger.js';
+import { HTTP_PROXY, PodProxy, podAddressKey } from './http-proxy.js';
+import { silentLogger } from './logger.js';
 import { RouteMatcher } from './matcher.js';
+import { resolveProxyOptions, type ProxyOptions, type ProxySettings } from './proxy-options.js';
 import { requestHasBody, scanRequestHeaders } from './request-headers.js';
 import { ProxyCounters, type ProxyStats } from './stats.js';
 import { forwardUpgrade, type TunnelSettings } from './tunnel.js';
 
 // The in-process data plane: an HTTP server that answers every request as nginx does
-// with the rendered config (see SPEC 5), and forwards the rest to pods.
+// with the rendered config (the host, then the longest path prefix of the normalized URI;
+// 444, 404, 403 and 301 where nginx gives them), and forwards the rest to pods.
 
-export interface ProxyOptions {
-  port: number;
-  /** IP address to bind; "*" means every IPv4 address, as nginx's `listen PORT`. */
-  host: string;
-  apiKeyHeader: string;
-  /** nginx's proxy_connect/read/send_timeout, 60 s by default. */
-  upstreamTimeoutMs?: number;
-  /** nginx's fail_timeout, 10 s by default. */
-  failTimeoutMs?: number;
-  /** nginx's client_max_body_size in bytes, 1 MiB by default; 0: no limit. */
-  clientMaxBodySize?: number;
-  /** nginx's client_header_timeout: the request line and headers must come within it; 60 s by default. */
-  clientHeaderTimeoutMs?: number;
-  /** nginx's client_body_timeout: the longest pause between two reads of a body; 60 s by default. */
-  clientBodyTimeoutMs?: number;
-  /** nginx's keepalive_timeout: how long an idle connection is kept; 75 s by default, 0 for none. */
-  keepaliveTimeoutMs?: number;
-  /** nginx's keepalive_requests: requests one connection carries; 1000 by default. */
-  keepaliveRequests?: number;
-  /** How long close() lets requests and WebSockets in flight finish before cutting them; 5 s by default. */
-  closeGraceMs?: number;
-  /**
-   * UPSTREAM_KEEPALIVE: idle connections kept per pod, and the headers nginx sends in that
-   * mode. 0 (default): as the documented config, one connection per request.
-   */
-  upstreamKeepalive?: number;
-  logger?: ProxyLogger;
-  /** The proxy library (http-proxy's createProxyServer); the benchmark compares another. */
-  proxyLibrary?: ProxyLibrary;
-}
+export type { ProxyOptions } from './proxy-options.js';
 
 export interface ProxyDataPlane extends DataPlane {
   /** The port actually bound (useful when 0 was asked for). */
   readonly port: number;
+  /** What it runs with: the options given, and the settings' defaults for the others. */
+  readonly settings: ProxySettings;
   /** Counters of what the proxy answered, since it started. */
   stats(): ProxyStats;
 }
@@ -89,15 +66,6 @@ function* addressesOf(table: RouteTable): Steps<Set<string>> {
   return addresses;
 }
 
-const DEFAULTS = {
-  upstreamTimeoutMs: 60_000,
-  failTimeoutMs: 10_000,
-  clientMaxBodySize: 1024 * 1024,
-  clientHeaderTimeoutMs: 60_000,
-  clientBodyTimeoutMs: 60_000,
-  keepaliveTimeoutMs: 75_000,
-  keepaliveRequests: 1000,
-};
 /** Node's margin on its keep-alive timer (a constant before Node 24, keepAliveTimeoutBuffer since), taken off ours. */
 const NODE_KEEPALIVE_MARGIN_MS = 1000;
 /** Statuses after which nginx closes the connection: the rest of the request cannot be trusted. */
@@ -106,8 +74,6 @@ const CLOSING_STATUSES = new Set([400, 405, 413, 414, 501, 505]);
 const REQUESTS = Symbol('requests');
 /** Longest stretch an apply builds its matcher and balancers before letting requests run. */
 const APPLY_SLICE_MS = 5;
-/** How long close() lets requests in flight finish before cutting them, unless told otherwise. */
-const CLOSE_GRACE_MS = 5_000;
 /** While closing, how often connections that finished their request are closed. */
 const DRAIN_SWEEP_MS = 50;
 
@@ -128,36 +94,42 @@ function respond(req: IncomingMessage, res: ServerResponse, decision: Extract<De
 function dropAfterEarlierAnswers(req: IncomingMessage, res: ServerResponse): void {
   markClosing(req.socket);
   // Node gives `res` the socket when the answers queued before it are written.
-  if (res.socket === null) res.once('socket', (socket: Socket) => socket.destroySoon());
+  if (res.socket === null) res.once('socket', (socket: Socket) => closeWhenWritten(socket));
   else req.socket.destroy();
 }
 
-export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane> {
+/** Starts the proxy; an option left out takes the setting's default, as `k8s-router run` with no flags. */
+export async function startProxy(options: ProxyOptions = {}): Promise<ProxyDataPlane> {
+  const settings = resolveProxyOptions(options);
+  const library = options.proxyLibrary ?? HTTP_PROXY;
+  // Node and the library are used through internals: stop here, in one line, if they changed.
+  await selfCheckNodeHttp();
+  await selfCheckProxyLibrary(library);
   const logger = options.logger ?? silentLogger;
-  const timeoutMs = options.upstreamTimeoutMs ?? DEFAULTS.upstreamTimeoutMs;
-  const balancerOptions = { failTimeoutMs: options.failTimeoutMs ?? DEFAULTS.failTimeoutMs };
-  const maxBodyBytes = options.clientMaxBodySize ?? DEFAULTS.clientMaxBodySize;
+  const timeoutMs = settings.upstreamTimeoutMs;
+  const balancerOptions = { failTimeoutMs: settings.failTimeoutMs };
+  const maxBodyBytes = settings.clientMaxBodySize;
   const decideOptions = { maxBodyBytes };
-  const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? DEFAULTS.keepaliveTimeoutMs;
+  const keepaliveTimeoutMs = settings.keepaliveTimeoutMs;
   // keepalive_timeout 0 turns keep-alive off, as keepalive_requests 0 does.
-  const keepaliveRequests = keepaliveTimeoutMs === 0 ? 0 : (options.keepaliveRequests ?? DEFAULTS.keepaliveRequests);
-  const headerTimeoutMs = options.clientHeaderTimeoutMs ?? DEFAULTS.clientHeaderTimeoutMs;
+  const keepaliveRequests = keepaliveTimeoutMs === 0 ? 0 : settings.keepaliveRequests;
+  const headerTimeoutMs = settings.clientHeaderTimeoutMs;
   // Node's idle timer on a kept connection is its keepAliveTimeout plus its margin, so at
   // least the margin: a shorter keepalive_timeout is set on the socket after each answer.
   const nodeIdleMs = Math.max(1, keepaliveTimeoutMs - NODE_KEEPALIVE_MARGIN_MS) + NODE_KEEPALIVE_MARGIN_MS;
   const shortKeepalive = keepaliveTimeoutMs > 0 && keepaliveTimeoutMs < nodeIdleMs;
   const keepIdleFor = (socket: Socket, res: ServerResponse): void => {
     // Node set its timer in its own 'finish' listener, unless answers are still queued.
-    if (res.shouldKeepAlive && !socket.destroyed && socket.timeout === nodeIdleMs) socket.setTimeout(keepaliveTimeoutMs);
+    if (keepsAlive(res) && !socket.destroyed && socket.timeout === nodeIdleMs) socket.setTimeout(keepaliveTimeoutMs);
   };
-  const apiKeyHeader = options.apiKeyHeader.toLowerCase();
-  const keepalive = options.upstreamKeepalive ?? 0;
-  const pods = new PodProxy(logger, keepalive, timeoutMs, options.proxyLibrary ?? HTTP_PROXY);
+  const apiKeyHeader = settings.apiKeyHeader.toLowerCase();
+  const keepalive = settings.upstreamKeepalive;
+  const pods = new PodProxy(logger, keepalive, timeoutMs, library);
   const stats = new ProxyCounters();
   const tunnels = new Set<Duplex>();
   const forwardSettings: ForwardSettings = {
     pods,
-    body: { maxBytes: maxBodyBytes, timeoutMs: options.clientBodyTimeoutMs ?? DEFAULTS.clientBodyTimeoutMs },
+    body: { maxBytes: maxBodyBytes, timeoutMs: settings.clientBodyTimeoutMs },
     logger,
     stats,
   };
@@ -186,7 +158,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
     const count = (socket[REQUESTS] ?? 0) + 1;
     socket[REQUESTS] = count;
     if (count >= keepaliveRequests) {
-      res.shouldKeepAlive = false;
+      lastOnConnection(res);
       if (count > keepaliveRequests && count > 1) return;
     }
     if (shortKeepalive) res.once('finish', () => keepIdleFor(socket, res));
@@ -283,10 +255,10 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket, stats));
   server.on('error', (err) => logger.error({ err }, 'proxy server error'));
 
-  const bindAddress = options.host === '*' ? '0.0.0.0' : options.host;
+  const bindAddress = settings.host === '*' ? '0.0.0.0' : settings.host;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port, bindAddress, () => {
+    server.listen(settings.port, bindAddress, () => {
       server.off('error', reject);
       resolve();
     });
@@ -295,6 +267,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
 
   return {
     port,
+    settings,
     stats: () => stats.snapshot(),
     apply(table: RouteTable): Promise<void> {
       // One at a time, each made from the routing before it, in slices so that a table of
@@ -314,16 +287,14 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyDataPlane>
       // answered with "Connection: close", a connection is closed as soon as it has no
       // request in flight, and WebSockets may go on until the grace ends.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      const lastRequest = (_req: IncomingMessage, res: ServerResponse): void => {
-        res.shouldKeepAlive = false;
-      };
+      const lastRequest = (_req: IncomingMessage, res: ServerResponse): void => lastOnConnection(res);
       for (const event of ['request', 'checkContinue', 'checkExpectation'] as const) server.prependListener(event, lastRequest);
       server.closeIdleConnections();
       const sweep = setInterval(() => server.closeIdleConnections(), DRAIN_SWEEP_MS);
       const grace = setTimeout(() => {
         server.closeAllConnections();
         for (const s of tunnels) s.destroy();
-      }, options.closeGraceMs ?? CLOSE_GRACE_MS);
+      }, settings.closeGraceMs);
       grace.unref();
       sweep.unref();
       await closed;

@@ -1,13 +1,15 @@
 import type { ClientRequest } from 'node:http';
+import type { ErrorCode } from '../src/core/error-codes.js';
+import { writeRequestHead } from './internals/node-http.js';
 
 // The request line and headers a pod receives, written exactly as nginx would send them.
 //
 // The proxy libraries build the upstream request from an object of headers, and Node's
 // ClientRequest keys that object by lower-cased name: "X-Multi: a" and "x-multi: b" would
 // reach the pod as one name, and repeats of a name would be grouped. nginx passes each
-// header line as the client sent it. Node writes such a list only from an array of
-// headers, through the same routine http.request uses for one; the router calls it while
-// the library hands over the request it created, before anything was written to it.
+// header line as the client sent it. So the router writes the head itself from the list
+// (internals/node-http.ts), while the library hands over the request it created, before
+// anything was written to it.
 
 export interface UpstreamRequest {
   method: string;
@@ -23,12 +25,7 @@ export interface UpstreamRequest {
  * chunk, for one). Nothing to do with the pod, which must not be marked failed for it.
  */
 export class UnsendableHead extends Error {
-  readonly code = 'UNSENDABLE_HEAD';
-}
-
-/** The part of ClientRequest that renders its head (what http.request calls for array headers). */
-interface HeadRenderer {
-  _storeHeader(firstLine: string, headers: readonly string[]): void;
+  readonly code: ErrorCode = 'KR_UNSENDABLE_HEAD';
 }
 
 /**
@@ -40,18 +37,13 @@ export function writeUpstreamHead(proxyReq: ClientRequest, request: UpstreamRequ
     proxyReq.destroy(new UnsendableHead('upstream request head was written before the router could set it'));
     return false;
   }
-  // nginx sends a request without a body with no framing at all; Node would frame an
-  // empty POST as chunked. A body without a length goes chunked, whatever the method
-  // (Node would send a GET's body unframed).
-  proxyReq.useChunkedEncodingByDefault = request.hasBody;
   // A library may join the URI with the target's path (http-proxy-3 through WHATWG URL
   // rules, which drop an empty query "/a?"); the pod gets the URI the client sent.
   proxyReq.path = request.uri;
   try {
-    // Without this, Node adds "Connection: keep-alive" when the list has no Connection
-    // header (upstream keep-alive: nginx sends none); a Connection in the list still counts.
-    proxyReq.removeHeader('connection');
-    (proxyReq as unknown as HeadRenderer)._storeHeader(`${request.method} ${request.uri} HTTP/1.1\r\n`, request.headers);
+    // nginx sends a request without a body with no framing at all; a body without a
+    // length goes chunked, whatever the method.
+    writeRequestHead(proxyReq, `${request.method} ${request.uri} HTTP/1.1\r\n`, request.headers, request.hasBody);
   } catch (err) {
     proxyReq.destroy(new UnsendableHead((err as Error).message));
     return false;

@@ -3,15 +3,19 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import type { Logger } from 'pino';
 import { ConfigError, loadConfig, SETTINGS, type RouterConfig, type SettingKey } from './core/config.js';
+import { CodedError, errorCodeInfo } from './core/error-codes.js';
 import { ManifestError, parseManifest, type ManifestObjects } from './core/manifest.js';
-import { createLogger } from './commands/logger.js';
-import { buildRouteTable, redactTable } from './core/route-table.js';
-import { startRouter, StartError } from './commands/run.js';
+import { dropOutputOnceClosed } from './commands/closed-output.js';
+import { createLogger, loggerOptionsFrom } from './commands/logger.js';
+import { redactTable } from './core/redact.js';
+import { buildRouteTable } from './core/route-table.js';
+import { startRouter } from './commands/run.js';
 import { DEMO_DEFAULTS, startDemo, withDemoDefaults } from './commands/demo.js';
 import { renderNginxConf } from '../nginx/render.js';
 
 // Exit statuses: 0 success, 1 a runtime failure (unreadable manifest, ...), 2 bad usage
-// or a bad setting, which is caught before the router does anything.
+// or a bad setting, which is caught before the router does anything. A failure with a code
+// exits with the status the error-code catalogue gives it; these are for the others.
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 /** After `run` stopped, how long the process may take to exit by itself. */
@@ -62,7 +66,8 @@ type Start = (
 /** `run` and `demo`: start, serve until SIGINT or SIGTERM, then stop everything started. */
 async function serveUntilSignal(options: Record<string, unknown>, env: Readonly<Record<string, string | undefined>>, start: Start): Promise<void> {
   const config = configFrom(options, env);
-  const logger = createLogger(config.logLevel, { format: config.logFormat });
+  const { level, format } = loggerOptionsFrom(config);
+  const logger = createLogger(level, { format });
   // Listening from the start: a signal while the router starts must stop it (and its
   // nginx, in a process group of its own), not kill it. The listeners stay: a second
   // signal must not kill the router mid-drain either.
@@ -220,16 +225,18 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof ConfigError) {
       process.stderr.write(`k8s-router: ${err.message}\n`);
-      return EXIT_USAGE;
+      return errorCodeInfo(err.code).exit ?? EXIT_USAGE;
     }
-    if (err instanceof ManifestError || err instanceof StartError) {
+    if (err instanceof CodedError) {
       process.stderr.write(`k8s-router: ${err.message} [${err.code}]\n`);
-      return EXIT_FAILURE;
+      return errorCodeInfo(err.code).exit ?? EXIT_FAILURE;
     }
     throw err;
   }
 }
 
+dropOutputOnceClosed(process.stdout);
+dropOutputOnceClosed(process.stderr);
 main(process.argv).then(
   (code) => {
     process.exitCode = code;

@@ -4,7 +4,6 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createKubeSource, loadKubeConfig, type KubeSource, type KubeSourceOptions } from '../src/sources/kube-source.js';
-import { backoffDelayMs } from '../src/sources/kube-watch.js';
 import { objectKey } from '../src/core/kube-objects.js';
 import { FakeApiServer, type FakeApiServerOptions } from './support/fake-api-server.js';
 import { delay, eventually } from './support/eventually.js';
@@ -58,17 +57,6 @@ async function startSource(
 
 const podWatches = (server: FakeApiServer) => server.requestsTo('/api/v1/pods', 'watch');
 const podLists = (server: FakeApiServer) => server.requestsTo('/api/v1/pods', 'list');
-
-test('backoff doubles from the initial wait up to the maximum, jittered within the upper half', () => {
-  const policy = { initialMs: 100, maxMs: 1000 };
-  assert.deepEqual([1, 2, 3, 4, 5, 9].map((n) => backoffDelayMs(n, policy, () => 1)), [100, 200, 400, 800, 1000, 1000]);
-  assert.deepEqual([1, 2, 3, 4, 5].map((n) => backoffDelayMs(n, policy, () => 0)), [50, 100, 200, 400, 500]);
-  for (let n = 1; n < 12; n++) {
-    const d = backoffDelayMs(n, policy);
-    const ceiling = Math.min(1000, 100 * 2 ** (n - 1));
-    assert.ok(d >= ceiling / 2 && d <= ceiling, `attempt ${n}: ${d}`);
-  }
-});
 
 test('the initial list has pods by label in all namespaces and secrets by name, keyed by namespace/name, as plain JSON', async (t) => {
   const h = await startSource(t, {

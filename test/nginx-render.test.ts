@@ -44,7 +44,7 @@ describe('nginx.conf rendering', () => {
       assert.equal(conf, golden('seed/empty.conf'));
     });
 
-    it('renders the one-pod example, departing only where the spec asks', () => {
+    it('renders the one-pod example, departing only where the README says why', () => {
       const conf = renderManifest('seed-demo-one-pod.yaml');
       assert.equal(conf, golden('one-pod.conf'));
       assert.deepEqual(lineDiff(golden('seed/one-pod.conf'), conf), {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { loadConfig, SETTINGS } from '../src/core/config.js';
+import { ERROR_CODES } from '../src/core/error-codes.js';
 import { parseManifest } from '../src/core/manifest.js';
 import { DEMO_DEFAULTS, demoCommands, withDemoDefaults } from '../src/commands/demo.js';
 import { demoPodSpecs } from '../src/commands/demo-pods.js';
@@ -77,6 +78,40 @@ describe('README', () => {
     const codes = [...union.matchAll(/'([A-Z_]+)'/g)].map((m) => m[1]);
     assert.ok(codes.length >= 10);
     for (const code of codes) assert.match(readme, new RegExp(`^\\| \`${code}\` \\|`, 'm'), `README explains ${code}`);
+  });
+
+  it('lists every error code of the catalogue with its exit status and meaning, and no other', () => {
+    const rows = lines.flatMap((line) => {
+      const row = /^\| `(KR_[A-Z_<>]+)` \| ([0-9]|—) \| (.*) \|$/.exec(line);
+      return row === null ? [] : [{ code: row[1] as string, exit: row[2] as string, when: row[3] as string }];
+    });
+    const commands = section('Running it');
+    const logs = section('Logs');
+    for (const entry of ERROR_CODES) {
+      const row = rows.find((r) => r.code === entry.code);
+      assert.ok(row, `README lists ${entry.code}`);
+      const exit = entry.exit === null ? '—' : String(entry.exit);
+      assert.equal(row.exit, exit, `README gives ${entry.code} its exit status`);
+      assert.ok(row.when.startsWith(entry.meaning), `README says of ${entry.code}: ${entry.meaning}`);
+      // Those that end a command are with the commands, the others with the logs.
+      const table = entry.exit === null ? logs : commands;
+      assert.ok(table.includes(`| \`${entry.code}\` |`), `${entry.code} is in the right table`);
+    }
+    const listed = ERROR_CODES.map((e) => e.code).sort();
+    assert.deepEqual(rows.map((r) => r.code).sort(), listed, 'the README lists no code the catalogue lacks');
+  });
+
+  it('has every KR_ code the code gives in the catalogue', () => {
+    const listed = new Set<string>(ERROR_CODES.map((e) => e.code));
+    const given = new Set<string>();
+    for (const dir of ['src', 'proxy', 'nginx']) {
+      const files = readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' });
+      for (const file of files.filter((f) => f.endsWith('.ts'))) {
+        for (const [, code] of read(join(dir, file)).matchAll(/'(KR_[A-Z_]*[A-Z])'/g)) given.add(code as string);
+      }
+    }
+    assert.ok(given.size >= 5, `codes found in the sources: ${[...given].join(', ')}`);
+    for (const code of given) assert.ok(listed.has(code), `${code} is in src/core/error-codes.ts`);
   });
 
   it('shows a newcomer exactly two commands, each doing its own set-up', () => {

@@ -1,7 +1,7 @@
 import type { Pod, Secret } from '../../src/core/kube-objects.js';
 import { slimPod } from '../../src/sources/slim-objects.js';
 
-// The cluster the control-plane benchmarks build tables from, as issue 8 measured it:
+// The cluster the control-plane benchmarks build tables from, the one their targets are set for:
 // every pod routes 2 hosts and 2 paths of its own (4 routes per pod), 100 pods per
 // namespace, and every other namespace locks its routes with an API-key Secret. Pods
 // carry what the API server would give them (uid, resourceVersion, status, a few labels)

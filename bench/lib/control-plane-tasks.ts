@@ -5,7 +5,7 @@
 // `RESULT <json>` on standard output.
 //
 //   node <build>/bench/lib/control-plane-tasks.js build --pods N [--changes] [--repeats R]
-//   node <build>/bench/lib/control-plane-tasks.js parse --pods N [--yaml-package]
+//   node <build>/bench/lib/control-plane-tasks.js parse --pods N [--no-yaml]
 //   node <build>/bench/lib/control-plane-tasks.js nginx --routes N [--repeats R]
 //   node <build>/bench/lib/control-plane-tasks.js stall --pods N --pod-port P --scenarios 'a;b;...'
 
@@ -16,9 +16,8 @@ import { monitorEventLoopDelay, performance, PerformanceObserver } from 'node:pe
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import jsyaml from 'js-yaml';
 import { pino } from 'pino';
-import { parseAllDocuments } from 'yaml';
+import { stringify } from 'yaml';
 import { findNginxBinary } from '../../nginx/binary.js';
 import { checkNginxConfig } from '../../nginx/check.js';
 import { IncrementalNginxRenderer } from '../../nginx/incremental-render.js';
@@ -32,7 +31,7 @@ import { createController } from '../../src/control/controller.js';
 import { defaultConfig } from '../../src/core/config.js';
 import { IncrementalRouteTable } from '../../src/core/incremental-table.js';
 import { objectKey, type Pod, type Secret } from '../../src/core/kube-objects.js';
-import { parseManifest, quickDocuments } from '../../src/core/manifest.js';
+import { parseManifest } from '../../src/core/manifest.js';
 import { buildRouteTable, compareRoutes, type Route, type RouteTable } from '../../src/core/route-table.js';
 import { createManifestSource } from '../../src/sources/manifest-source.js';
 import type { ObjectSource } from '../../src/sources/source.js';
@@ -205,19 +204,22 @@ async function buildTask(pods: number, changes: boolean, repeats: number, full: 
 export interface ParseResult {
   pods: number;
   jsonBytes: number;
-  yamlBytes: number;
-  /** Whether the YAML took the quick path (js-yaml). */
-  yamlReadQuickly: boolean;
+  /** Null when YAML was not measured at this size (it takes the yaml package seconds). */
+  yamlBytes: number | null;
   jsonParseMs: number[];
   manifestJsonMs: number[];
   manifestYamlMs: number[];
-  yamlPackageMs: number | null;
 }
 
-async function parseTask(pods: number, withYamlPackage: boolean): Promise<ParseResult> {
+/** A v1 List as `kubectl get pods,secrets -A -o yaml` prints it. */
+function yamlText(list: object): string {
+  return stringify(list, { lineWidth: 0, aliasDuplicateObjects: false });
+}
+
+async function parseTask(pods: number, withYaml: boolean): Promise<ParseResult> {
   const list = { apiVersion: 'v1', kind: 'List', items: [...benchPods(pods), ...benchSecrets(pods)], metadata: { resourceVersion: '' } };
   const json = JSON.stringify(list, null, 4);
-  const yaml = jsyaml.dump(list, { lineWidth: -1, noRefs: true });
+  const yaml = withYaml ? yamlText(list) : null;
   const runs = 3;
   const jsonParseMs: number[] = [];
   const manifestJsonMs: number[] = [];
@@ -226,30 +228,18 @@ async function parseTask(pods: number, withYamlPackage: boolean): Promise<ParseR
     jsonParseMs.push(timed(() => JSON.parse(json) as unknown)[1]);
     const [fromJson, jsonMs] = timed(() => parseManifest(json, 'pods.json'));
     manifestJsonMs.push(jsonMs);
+    if (fromJson.pods.length !== pods) throw new Error('a manifest lost pods');
+    if (yaml === null) continue;
     const [fromYaml, yamlMs] = timed(() => parseManifest(yaml, 'pods.yaml'));
     manifestYamlMs.push(yamlMs);
-    if (fromJson.pods.length !== pods || fromYaml.pods.length !== pods) throw new Error('a manifest lost pods');
+    if (fromYaml.pods.length !== pods) throw new Error('a manifest lost pods');
   }
-  let yamlPackageMs: number | null = null;
-  if (withYamlPackage) {
-    // What parseManifest did before: the yaml package's parseAllDocuments and toJS.
-    yamlPackageMs = timed(() => (parseAllDocuments(yaml) as Array<{ toJS(): unknown }>).map((d) => d.toJS()))[1];
-  }
-  return {
-    pods,
-    jsonBytes: json.length,
-    yamlBytes: yaml.length,
-    yamlReadQuickly: quickDocuments(yaml) !== null,
-    jsonParseMs,
-    manifestJsonMs,
-    manifestYamlMs,
-    yamlPackageMs,
-  };
+  return { pods, jsonBytes: json.length, yamlBytes: yaml?.length ?? null, jsonParseMs, manifestJsonMs, manifestYamlMs };
 }
 
 // --- nginx: nginx -t and reload until live through the real data plane ----------------
 
-/** One server block and one upstream (two pods) per route, as issue 8 measured reloads. */
+/** One server block and one upstream (two pods) per route: the shape whose reloads are slowest per route. */
 function nginxTable(routes: number, variant: number): RouteTable {
   const list: Route[] = [];
   for (let i = 0; i < routes; i++) {
@@ -379,7 +369,7 @@ const epochNow = (): number => performance.timeOrigin + performance.now();
 /** A manifest of these pods and their Secrets, as `kubectl get pods,secrets -A -o json` or `-o yaml` prints it. */
 function manifestText(format: 'json' | 'yaml', pods: Pod[], secrets: Secret[]): string {
   const list = { apiVersion: 'v1', kind: 'List', items: [...pods, ...secrets], metadata: { resourceVersion: '' } };
-  return format === 'json' ? JSON.stringify(list, null, 4) : jsyaml.dump(list, { lineWidth: -1, noRefs: true });
+  return format === 'json' ? JSON.stringify(list, null, 4) : yamlText(list);
 }
 
 async function stallTask(pods: number, podPort: number, scenarios: string[], manifest: 'json' | 'yaml' | null): Promise<unknown> {
@@ -535,7 +525,7 @@ const { positionals, values } = parseArgs({
     repeats: { type: 'string', default: '3' },
     changes: { type: 'boolean', default: false },
     'full-pods': { type: 'boolean', default: false },
-    'yaml-package': { type: 'boolean', default: false },
+    'no-yaml': { type: 'boolean', default: false },
     'pod-port': { type: 'string' },
     scenarios: { type: 'string', default: '' },
     manifest: { type: 'string' },
@@ -548,7 +538,7 @@ async function main(): Promise<unknown> {
     case 'build':
       return buildTask(Number(values.pods), values.changes, repeats, values['full-pods']);
     case 'parse':
-      return parseTask(Number(values.pods), values['yaml-package']);
+      return parseTask(Number(values.pods), !values['no-yaml']);
     case 'nginx':
       return nginxTask(Number(values.routes), repeats);
     case 'stall':

@@ -2,7 +2,7 @@ import type { NginxOutcome } from '../../nginx/process.js';
 import type { ProxyStats } from '../../proxy/stats.js';
 import type { DataPlane } from '../core/data-plane.js';
 import type { RouteTable } from '../core/route-table.js';
-import { redactKeys } from '../control/controller.js';
+import { redactKeys } from '../core/redact.js';
 
 // What each data plane did with the tables it was given, for readiness and status. A
 // tracked plane is a thin wrapper the controller applies tables through; the controller

@@ -2,9 +2,10 @@ import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
+import { defaultConfig, withDefaults, type RouterConfig } from '../core/config.js';
 import { createMetrics } from './metrics.js';
 import { decideReadiness, planeReports } from './readiness.js';
-import { SecretScrubber } from './redact.js';
+import { SecretScrubber } from '../core/redact.js';
 import { nginxConfText, routesText, statusReport } from './status.js';
 import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from './status-page.js';
 import type { AdminView } from './view.js';
@@ -12,10 +13,28 @@ import type { AdminView } from './view.js';
 // The admin server (fastify, on its own port): health, readiness, metrics, what the router
 // routes and why not, and the status page. It only reads what the router's parts report.
 
-export interface AdminServerOptions {
+/** Where the admin server listens; each one left out of AdminServerOptions takes the setting's default. */
+export interface AdminServerSettings {
+  /** ADMIN_PORT; 0 takes a free one. */
   port: number;
+  /** ADMIN_ADDRESS. */
   host: string;
+}
+
+export interface AdminServerOptions extends Partial<AdminServerSettings> {
   logger?: Logger;
+}
+
+/** The admin server's settings as `run` gives them, or null when ADMIN_PORT is off. */
+export function adminServerOptionsFrom(config: RouterConfig): AdminServerSettings | null {
+  return config.adminPort === 'off' ? null : { port: config.adminPort, host: config.adminAddress };
+}
+
+/** Where an admin server started with `options` listens: what is not given takes the setting's default. */
+export function resolveAdminServerOptions(options: AdminServerOptions = {}): AdminServerSettings {
+  const defaults = adminServerOptionsFrom(defaultConfig());
+  if (defaults === null) throw new Error('the settings table must give ADMIN_PORT a port by default');
+  return withDefaults(defaults, options);
 }
 
 export interface AdminServer {
@@ -32,7 +51,8 @@ const LOOP_SAMPLE_MS = 10;
 const JSON_TYPE = 'application/json; charset=utf-8';
 const TEXT_TYPE = 'text/plain; charset=utf-8';
 
-export async function startAdminServer(view: AdminView, options: AdminServerOptions): Promise<AdminServer> {
+export async function startAdminServer(view: AdminView, options: AdminServerOptions = {}): Promise<AdminServer> {
+  const settings = resolveAdminServerOptions(options);
   let stopping = false;
   const scrubber = new SecretScrubber();
   const current = view.controller.latest();
@@ -100,7 +120,7 @@ export async function startAdminServer(view: AdminView, options: AdminServerOpti
   });
 
   try {
-    await app.listen({ port: options.port, host: options.host });
+    await app.listen({ port: settings.port, host: settings.host });
   } catch (err) {
     unsubscribe();
     loopDelay.disable();

@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { renderNginxConf } from '../../nginx/render.js';
 import type { ControllerStats } from '../control/controller.js';
-import { redactTable, type Rejection, type RouteTable } from '../core/route-table.js';
+import { redactNginxConf, redactTable } from '../core/redact.js';
+import type { Rejection, RouteTable } from '../core/route-table.js';
 import type { NginxOutcome } from '../../nginx/process.js';
 import { nginxOutcomeOf } from './apply-tracker.js';
 import type { Readiness } from './readiness.js';
-import { redactNginxConf } from './redact.js';
 import { sourceState, type AdminView, type SourceState } from './view.js';
 
 // The bodies of /routes, /status and /nginx.conf, built from redacted data only.

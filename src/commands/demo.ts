@@ -163,7 +163,10 @@ export async function startDemo(config: RouterConfig, options: DemoOptions): Pro
   };
   await podSource.start(() => {
     void pods.sync(specs()).then((failures) => {
-      for (const f of failures) logger.error({ code: 'KR_LISTEN_FAILED', err: podFailureError(f).message }, 'demo pod cannot start');
+      for (const f of failures) {
+        const error = podFailureError(f);
+        logger.error({ code: error.code, err: error.message }, 'demo pod cannot start');
+      }
     });
   });
 

@@ -13,17 +13,19 @@ import { bundledLuaDir, findLuaModules } from '../../nginx/lua-modules.js';
 import { createNginxDataPlane, resolveFiles, type NginxDataPlane, type NginxFiles } from '../../nginx/process.js';
 import { nginxWorkerIdentity, prepareWorkerAccess } from '../../nginx/worker-user.js';
 import { IncrementalNginxRenderer } from '../../nginx/incremental-render.js';
+import { proxyOptionsFrom } from '../../proxy/proxy-options.js';
 import { startProxy, type ProxyDataPlane } from '../../proxy/server.js';
 import { trackApplies, type TrackedPlane } from '../admin/apply-tracker.js';
-import { startAdminServer, type AdminServer } from '../admin/server.js';
+import { adminServerOptionsFrom, startAdminServer, type AdminServer } from '../admin/server.js';
 import { ConfigError, SETTINGS, settingCode, type RouterConfig } from '../core/config.js';
+import { CodedError, type ErrorCode } from '../core/error-codes.js';
 import { createController, type Controller } from '../control/controller.js';
 import type { DataPlane } from '../core/data-plane.js';
 import { routingAnnotations } from '../core/route-table.js';
 import type { EventSink } from '../events/event-sink.js';
 import { eventSinkFor } from '../events/events-for-router.js';
 import { SERVICE_ACCOUNT_TOKEN } from '../sources/kube-client.js';
-import { createKubeSource, loadKubeConfig } from '../sources/kube-source.js';
+import { createKubeSource, kubeSourceOptionsFrom, loadKubeConfig } from '../sources/kube-source.js';
 import { createManifestSource } from '../sources/manifest-source.js';
 import type { ObjectSource } from '../sources/source.js';
 
@@ -55,12 +57,9 @@ export interface RunningRouter {
 }
 
 /** A failure to start that is not a bad setting: no cluster, a port in use, ... (exit 1). */
-export class StartError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
+export class StartError extends CodedError {
+  constructor(code: ErrorCode, message: string) {
+    super(code, message);
     this.name = 'StartError';
   }
 }
@@ -92,14 +91,7 @@ function objectSource(config: RouterConfig, options: RunOptions): { source: Obje
   } catch (err) {
     throw new StartError('KR_NO_CLUSTER', `${(err as Error).message}; give a cluster with KUBECONFIG, or objects with --manifest FILE`);
   }
-  const source = createKubeSource({
-    kubeConfig,
-    labelSelector: config.labelSelector.text,
-    secretName: config.apiKeySecret.name,
-    keep: { podAnnotations: routingAnnotations(config), secretField: config.apiKeySecret.field },
-    logger: options.logger,
-    backoff: { initialMs: Math.min(500, config.watchBackoffMaxMs), maxMs: config.watchBackoffMaxMs },
-  });
+  const source = createKubeSource({ ...kubeSourceOptionsFrom(config), kubeConfig, logger: options.logger });
   return { source, kubeConfig };
 }
 
@@ -168,28 +160,18 @@ async function dynamicTableDelivery(config: RouterConfig, binary: string, prefix
 
 async function proxyDataPlane(config: RouterConfig, logger: Logger): Promise<ProxyDataPlane> {
   try {
-    return await startProxy({
-      port: config.port,
-      host: config.listenAddress,
-      apiKeyHeader: config.apiKeyHeader,
-      closeGraceMs: config.shutdownGraceMs,
-      upstreamKeepalive: config.upstreamKeepalive,
-      clientHeaderTimeoutMs: config.clientHeaderTimeoutMs,
-      clientBodyTimeoutMs: config.clientBodyTimeoutMs,
-      keepaliveTimeoutMs: config.keepaliveTimeoutMs,
-      keepaliveRequests: config.keepaliveRequests,
-      clientMaxBodySize: config.clientMaxBodySize,
-      logger,
-    });
+    return await startProxy({ ...proxyOptionsFrom(config), logger });
   } catch (err) {
+    if (err instanceof CodedError) throw err;
     throw new StartError('KR_LISTEN_FAILED', `cannot listen on ${config.listenAddress}:${config.port}: ${listenProblem(err)}`);
   }
 }
 
 async function adminServer(config: RouterConfig, view: Parameters<typeof startAdminServer>[0], logger: Logger): Promise<AdminServer | null> {
-  if (config.adminPort === 'off') return null;
+  const settings = adminServerOptionsFrom(config);
+  if (settings === null) return null;
   try {
-    return await startAdminServer(view, { port: config.adminPort, host: config.adminAddress, logger });
+    return await startAdminServer(view, { ...settings, logger });
   } catch (err) {
     throw new StartError('KR_LISTEN_FAILED', `cannot listen on ${config.adminAddress}:${config.adminPort} (admin server, ADMIN_PORT): ${listenProblem(err)}`);
   }
@@ -227,8 +209,6 @@ export async function startRouter(config: RouterConfig, options: RunOptions): Pr
     config,
     source,
     dataPlanes: planes.map((p) => p.tracked),
-    holdOffMs: config.holdOffMs,
-    maxDelayMs: config.maxDelayMs,
     logger,
   });
   // Subscribed before the start, so that the first table's rejections are reported too.

@@ -1,9 +1,17 @@
 import type { Logger } from 'pino';
-import type { RouterConfig } from '../core/config.js';
+import { withDefaults, type RouterConfig } from '../core/config.js';
 import type { Pod } from '../core/kube-objects.js';
 import type { DataPlane } from '../core/data-plane.js';
 import { IncrementalRouteTable } from '../core/incremental-table.js';
-import { compareRejections, compareRoutes, redactTable, sameRoute, type Rejection, type Route, type RouteTable } from '../core/route-table.js';
+import { redactKeys, redactTable } from '../core/redact.js';
+import {
+  compareRejections,
+  compareRoutes,
+  sameRoute,
+  type Rejection,
+  type Route,
+  type RouteTable,
+} from '../core/route-table.js';
 import { changesInSteps } from '../core/sorted-changes.js';
 import { runInSlices, type Steps } from '../core/time-slices.js';
 import type { ObjectSource } from '../sources/source.js';
@@ -19,20 +27,34 @@ import type { ObjectSource } from '../sources/source.js';
 // A big rebuild runs in slices of buildSliceMs, letting the event loop (which the
 // in-process proxy serves requests from) run in between.
 
-export interface ControllerOptions {
+/** When the controller rebuilds; each one left out of ControllerOptions comes from `config`. */
+export interface ControllerTiming {
+  /** HOLD_OFF_MS: quiet period after a change before the table is rebuilt. */
+  holdOffMs: number;
+  /** MAX_DELAY_MS: longest wait after the first unapplied change, however busy the source is. */
+  maxDelayMs: number;
+  /**
+   * Longest stretch a rebuild holds the event loop before letting it run (5 ms).
+   * A proxied request needs a few turns of the loop, so its delay is a few slices.
+   */
+  buildSliceMs: number;
+}
+
+export interface ControllerOptions extends Partial<ControllerTiming> {
   config: RouterConfig;
   source: ObjectSource;
   dataPlanes: DataPlane[];
-  /** Quiet period after a change before the table is rebuilt. */
-  holdOffMs?: number;
-  /** Longest wait after the first unapplied change, however busy the source is. */
-  maxDelayMs?: number;
-  /**
-   * Longest stretch a rebuild holds the event loop before letting it run; default 5 ms.
-   * A proxied request needs a few turns of the loop, so its delay is a few slices.
-   */
-  buildSliceMs?: number;
   logger?: Logger;
+}
+
+const BUILD_SLICE_MS = 5;
+
+/** The controller's timing for `options`: what is not given comes from its configuration. */
+export function resolveControllerTiming(
+  options: Pick<ControllerOptions, 'config' | keyof ControllerTiming>,
+): ControllerTiming {
+  const { holdOffMs, maxDelayMs } = options.config;
+  return withDefaults({ holdOffMs, maxDelayMs, buildSliceMs: BUILD_SLICE_MS }, options);
 }
 
 export interface ControllerStats {
@@ -165,20 +187,9 @@ function* tableChanges(before: RouteTable | null, now: RouteTable): Steps<Record
   };
 }
 
-/** Error text from a data plane may quote the config it refused: hide the keys in it. */
-export function redactKeys(text: string, table: RouteTable): string {
-  let out = text;
-  for (const route of table.routes) {
-    if (route.apiKey !== null && route.apiKey !== '') out = out.split(route.apiKey).join('<redacted>');
-  }
-  return out;
-}
-
 export function createController(options: ControllerOptions): Controller {
   const { config, source, dataPlanes, logger } = options;
-  const holdOffMs = options.holdOffMs ?? 100;
-  const maxDelayMs = options.maxDelayMs ?? 250;
-  const buildSliceMs = options.buildSliceMs ?? 5;
+  const { holdOffMs, maxDelayMs, buildSliceMs } = resolveControllerTiming(options);
   const builder = new IncrementalRouteTable(config);
   const stats: ControllerStats = {
     changes: 0,

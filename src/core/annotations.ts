@@ -103,9 +103,9 @@ export function parseHosts(value: string): { hosts: string[]; rejected: Rejected
 }
 
 // RFC 3986 path characters without the ones that mean something to nginx or to us:
-// "%" (we match decoded URIs, see SPEC 5), ";" "$" "'" and the sub-delims nginx would
-// read as syntax are refused; so are "{", "}", quotes, "\", controls and non-ASCII,
-// which RFC 3986 does not allow anyway.
+// "%" (requests are matched on their percent-decoded URI, so an encoded path could never
+// match), ";" "$" "'" and the sub-delims nginx would read as syntax are refused; so are
+// "{", "}", quotes, "\", controls and non-ASCII, which RFC 3986 does not allow anyway.
 const PATH_CHARS = /^[A-Za-z0-9\-._~!&()*+,=:@/]+$/;
 const PORT = /^[1-9][0-9]{0,4}$/;
 /** A "." or ".." segment. */

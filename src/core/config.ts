@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { invalidSettingCode, type ErrorCode } from './error-codes.js';
 import { qualifiedNameProblem, dnsSubdomainProblem } from './kube-names.js';
 import { parseLabelSelector, SelectorSyntaxError, type LabelSelector } from './label-selector.js';
 
@@ -80,7 +81,7 @@ export class InvalidValue extends Error {}
 /** A setting with a bad value; `message` is the one line the CLI prints. */
 export class ConfigError extends Error {
   constructor(
-    readonly code: string,
+    readonly code: ErrorCode,
     readonly source: string,
     readonly value: string,
     readonly problem: string,
@@ -676,8 +677,8 @@ export const SETTINGS: readonly Setting[] = [
   }),
 ];
 
-export function settingCode(s: Setting): string {
-  return `KR_INVALID_${s.env}`;
+export function settingCode(s: Setting): ErrorCode {
+  return invalidSettingCode(s.env);
 }
 
 /**
@@ -712,4 +713,19 @@ export function loadConfig(
 /** The configuration with every default, for tests and tools. */
 export function defaultConfig(overrides: Readonly<Partial<Record<SettingKey, string>>> = {}): RouterConfig {
   return loadConfig({}, overrides);
+}
+
+/**
+ * The options of `defaults`, each taken from `given` where it is there and not undefined.
+ * Each entry point with options fills them so, with defaults made from the settings table
+ * (its `...OptionsFrom(defaultConfig())`), so that the library called without options
+ * behaves as the CLI with no flags. Other properties of `given` are left out.
+ */
+export function withDefaults<T extends object>(defaults: T, given: Readonly<Partial<T>>): T {
+  const out = { ...defaults };
+  for (const key of Object.keys(defaults) as (keyof T)[]) {
+    const value = given[key];
+    if (value !== undefined) out[key] = value as T[keyof T];
+  }
+  return out;
 }

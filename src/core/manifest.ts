@@ -1,5 +1,5 @@
-import jsyaml from 'js-yaml';
 import { parseAllDocuments } from 'yaml';
+import { CodedError } from './error-codes.js';
 import type { Pod, Secret } from './kube-objects.js';
 import { objectKey } from './kube-objects.js';
 
@@ -8,26 +8,23 @@ import { objectKey } from './kube-objects.js';
 // too. Kinds other than Pod and Secret are skipped, so a whole namespace dump works.
 //
 // The meaning of a manifest is what the `yaml` package (YAML 1.2, core schema) makes of
-// it, and its messages say what is wrong with a broken one. But it builds a syntax tree
-// of every node and reads 10,000 pods in about 3 s, so a manifest is read quickly when
-// it can be: JSON with JSON.parse, and YAML without anchors, aliases, tags, directives
-// or keys that are not plain text with js-yaml, given the core schema's scalars as
-// `yaml` resolves them (10 times faster; test/manifest.test.ts compares the two on
-// random documents). Whatever the quick path cannot take or finds wrong is read again
-// by `yaml`, so a broken file gets the same message as ever.
+// it, and its messages say what is wrong with a broken one. JSON, which is YAML too, is
+// read with JSON.parse, many times faster; JSON that JSON.parse refuses is read again by
+// `yaml`, so a broken file gets its message. (A manifest is parsed in a worker thread,
+// src/sources/manifest-worker.ts, so even a slow parse of a big file never holds the
+// event loop.)
 
 export interface ManifestObjects {
   pods: Pod[];
   secrets: Secret[];
 }
 
-export class ManifestError extends Error {
-  readonly code = 'KR_BAD_MANIFEST';
+export class ManifestError extends CodedError {
   constructor(
     readonly file: string,
     readonly problem: string,
   ) {
-    super(`manifest ${file}: ${problem}`);
+    super('KR_BAD_MANIFEST', `manifest ${file}: ${problem}`);
     this.name = 'ManifestError';
   }
 }
@@ -50,73 +47,14 @@ function normalizeSecret(secret: Secret & { stringData?: Record<string, unknown>
   return { ...rest, data };
 }
 
-type Resolver = [test: RegExp, make: (text: string) => unknown];
-
-/**
- * The plain scalars of the YAML 1.2 core schema, resolved as the `yaml` package resolves
- * them: the first tag, then the first pattern of it, that matches.
- */
-const CORE_SCALARS: Array<[tag: string, resolvers: Resolver[]]> = [
-  ['null', [[/^(?:~|[Nn]ull|NULL)?$/, () => null]]],
-  ['bool', [[/^(?:[Tt]rue|TRUE|[Ff]alse|FALSE)$/, (s) => s[0] === 't' || s[0] === 'T']]],
-  [
-    'int',
-    [
-      [/^0o[0-7]+$/, (s) => parseInt(s.substring(2), 8)],
-      [/^[-+]?[0-9]+$/, (s) => parseInt(s, 10)],
-      [/^0x[0-9a-fA-F]+$/, (s) => parseInt(s.substring(2), 16)],
-    ],
-  ],
-  [
-    'float',
-    [
-      [/^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/, (s) => (s.slice(-3).toLowerCase() === 'nan' ? NaN : s[0] === '-' ? -Infinity : Infinity)],
-      [/^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$/, (s) => parseFloat(s)],
-      [/^[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)$/, (s) => parseFloat(s)],
-    ],
-  ],
-];
-
-/** Every core scalar but the empty one starts with one of these; most text does not. */
-const CORE_FIRST = new Set('~nNtTfF0123456789+-.');
-
-// js-yaml keeps one type per tag, so each tag's patterns are tried in one type.
-const QUICK_SCHEMA = jsyaml.FAILSAFE_SCHEMA.extend({
-  implicit: CORE_SCALARS.map(([tag, resolvers]) => {
-    const resolver = (data: string | null): Resolver | undefined => {
-      const text = data ?? '';
-      if (text !== '' && !CORE_FIRST.has(text[0] as string)) return undefined;
-      return resolvers.find(([test]) => test.test(text));
-    };
-    return new jsyaml.Type(`tag:yaml.org,2002:${tag}`, {
-      kind: 'scalar',
-      resolve: (data: string | null) => resolver(data) !== undefined,
-      construct: (data: string | null) => (resolver(data) as Resolver)[1](data ?? ''),
-    });
-  }),
-});
-
-/**
- * What js-yaml would read otherwise than `yaml`: anchors, aliases, tags and `?` where a
- * node can start, directives, and keys that are a collection or null (`yaml` makes a null
- * key "", js-yaml "null"). Inside quotes these are harmless, and only cost the slow path.
- */
-const NOT_QUICK = /(?<![^\s,[{:])[&*!?]|^%|[\]}][ \t]*:(?!\S)|(?<![^\s,[{])(?:~|[Nn]ull|NULL)?:(?!\S)/m;
-
-/** The documents of a manifest as plain values, quickly, or null when only `yaml` may read it. */
-export function quickDocuments(text: string): unknown[] | null {
+/** The documents of a manifest in JSON (what `kubectl ... -o json` prints), or null when it is not JSON. */
+function jsonDocuments(text: string): unknown[] | null {
   const start = /^\uFEFF?\s*/.exec(text)?.[0].length ?? 0;
-  if (text[start] === '{' || text[start] === '[') {
-    try {
-      return [JSON.parse(text.slice(start))];
-    } catch {
-      // Not JSON after all (a YAML flow mapping, say): read as YAML.
-    }
-  }
-  if (NOT_QUICK.test(text)) return null;
+  if (text[start] !== '{' && text[start] !== '[') return null;
   try {
-    return jsyaml.loadAll(text, undefined, { schema: QUICK_SCHEMA });
+    return [JSON.parse(text.slice(start))];
   } catch {
+    // Not JSON after all (a YAML flow mapping, say): read as YAML.
     return null;
   }
 }
@@ -128,7 +66,7 @@ interface Documents {
 }
 
 /** The documents as the `yaml` package reads them, with its message for a broken one. */
-function exactDocuments(text: string, file: string): Documents {
+function yamlDocuments(text: string, file: string): Documents {
   const documents = parseAllDocuments(text, { prettyErrors: true });
   // parseAllDocuments returns an empty-stream marker for a file with nothing in it.
   if (!Array.isArray(documents)) return { count: 0, values: [] };
@@ -148,16 +86,9 @@ function whereIs(index: number, count: number): string {
 
 /** Pods and Secrets from the text of a manifest file; `file` only names it in errors. */
 export function parseManifest(text: string, file: string): ManifestObjects {
-  const quick = quickDocuments(text);
-  if (quick !== null) {
-    try {
-      return manifestObjects({ count: quick.length, values: quick }, file);
-    } catch (err) {
-      // Found wrong: read again by `yaml`, whose numbering of documents the messages use.
-      if (!(err instanceof ManifestError)) throw err;
-    }
-  }
-  return manifestObjects(exactDocuments(text, file), file);
+  const json = jsonDocuments(text);
+  if (json !== null) return manifestObjects({ count: json.length, values: json }, file);
+  return manifestObjects(yamlDocuments(text, file), file);
 }
 
 function manifestObjects(documents: Documents, file: string): ManifestObjects {

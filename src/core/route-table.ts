@@ -555,11 +555,3 @@ export function buildRouteTable(config: RouterConfig, pods: Iterable<Pod>, secre
   rejections.sort(compareRejections);
   return { routes, rejections };
 }
-
-/** The table with API keys hidden, for logs, the CLI and admin output. */
-export function redactTable(table: RouteTable): RouteTable {
-  return {
-    routes: table.routes.map((r) => ({ ...r, apiKey: r.apiKey === null ? null : '<redacted>' })),
-    rejections: table.rejections,
-  };
-}

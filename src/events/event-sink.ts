@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { TableListener, TableUpdate } from '../control/controller.js';
-import { backoffDelayMs, type BackoffPolicy } from '../sources/kube-watch.js';
+import { jitteredBackoffDelay, type BackoffPolicy } from '../core/backoff.js';
 import type { EventWriter, WriteOutcome } from './event-writer.js';
 import type { RouteRejectedEvent } from './rejection-event.js';
 import {
@@ -66,7 +66,7 @@ const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 1_000, maxMs: 5 * 60_000 };
 
 /** The wait before retrying after `attempts` failures in a row: the sink's one use of a backoff function. */
 function retryDelay(policy: BackoffPolicy): (attempts: number) => number {
-  return (attempts) => backoffDelayMs(attempts, policy);
+  return (attempts) => jitteredBackoffDelay(attempts, policy);
 }
 
 function emptySnapshot(): EventSinkSnapshot {

@@ -4,6 +4,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { CoreV1Api, KubeConfig, ResponseContext, Watch, wrapHttpLibrary, type HttpLibrary } from '@kubernetes/client-node';
+import { configHandingOverAgents, type RequestAgent } from './internals/kubernetes-client.js';
 import { ListItemReader } from './list-items.js';
 
 // How the router talks to the API server, always through @kubernetes/client-node (its
@@ -282,8 +283,9 @@ export interface OpenedWatch {
 /**
  * Starts a watch with the client's Watch. Its watch() only resolves when response headers
  * arrive and it offers no way to cancel before that, so we keep the HTTP agent the
- * kubeconfig creates for the request and destroy it to cut a server that never answers.
- * `onDone` is called exactly once, with the error if the stream failed.
+ * kubeconfig creates for the request (internals/kubernetes-client.ts) and destroy it to
+ * cut a server that never answers. `onDone` is called exactly once, with the error if the
+ * stream failed.
  */
 export function openWatch(
   kc: KubeConfig,
@@ -292,7 +294,7 @@ export function openWatch(
   onEvent: (event: WatchEvent) => void,
   onDone: (err: unknown) => void,
 ): OpenedWatch {
-  let agent: { destroy?: () => void } | undefined;
+  let agent: RequestAgent | undefined;
   let controller: AbortController | undefined;
   let aborted = false;
   let done = false;
@@ -302,13 +304,10 @@ export function openWatch(
     onDone(err);
   };
   // Same configuration, but we see the agent the client creates for this one request.
-  const capturing = Object.create(kc) as KubeConfig;
-  capturing.applyToFetchOptions = async (opts) => {
-    const init = await kc.applyToFetchOptions(opts);
-    agent = init.agent as typeof agent;
+  const capturing = configHandingOverAgents(kc, (created) => {
+    agent = created;
     if (aborted) agent?.destroy?.();
-    return init;
-  };
+  });
   const answered = new Watch(capturing)
     .watch(path, query, (type, object) => onEvent({ type, object }), (err) => finish(err ?? null))
     .then(

@@ -1,7 +1,11 @@
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Pod, Secret } from '../core/kube-objects.js';
-import { CollectionWatch, type BackoffPolicy, type CollectionStatus } from './kube-watch.js';
+import type { BackoffPolicy } from '../core/backoff.js';
+import { defaultConfig, withDefaults, type RouterConfig } from '../core/config.js';
+import { routingAnnotations } from '../core/route-table.js';
+import { selfCheckKubernetesClient } from './internals/kubernetes-client.js';
+import { CollectionWatch, type CollectionStatus } from './kube-watch.js';
 import { slimPod, slimSecret, type KeptFields } from './slim-objects.js';
 import type { ObjectSource } from './source.js';
 
@@ -12,29 +16,33 @@ export { loadKubeConfig } from './kube-client.js';
 // Both selections are made by the server, on the list and on the watch alike, so the
 // router never streams every Secret of the cluster.
 
-export interface KubeSourceOptions {
-  kubeConfig: KubeConfig;
-  /** Label selector text for the Pods, passed to the API server as is. */
+/** What the source runs with; each one left out of KubeSourceOptions takes the setting's default. */
+export interface KubeSourceSettings {
+  /** ROUTABLE_LABEL_SELECTOR: the Pods', passed to the API server as is. */
   labelSelector: string;
-  /** Name of the API-key Secret looked up in every namespace. */
+  /** API_KEY_SECRET_LOCATION's name: the API-key Secret looked up in every namespace. */
   secretName: string;
-  logger?: Logger;
-  /** Restart a watch that delivered nothing, not even a bookmark, for this long. Default 150 s. */
-  quietWatchTimeoutMs?: number;
-  /** Wait between failed attempts. Default 500 ms doubling up to 30 s. */
-  backoff?: BackoffPolicy;
-  /** Server-side lifetime of each watch request; default a random 5 to 10 minutes. */
-  watchTimeoutSeconds?: number;
-  /** Give up on a list (all its pages) after this long. Default 60 s. */
-  listTimeoutMs?: number;
-  /** Objects per list page (limit/continue). Default 500. */
-  listPageSize?: number;
   /**
-   * The pod annotations and the Secret data field the route table reads; everything else
-   * of each object is dropped as it arrives. Default: routingHosts, routingPaths,
-   * routingAffinity, api-key.
+   * The pod annotations and the Secret data field the route table reads (HOSTS_ANNOTATION,
+   * PATHS_ANNOTATION, AFFINITY_ANNOTATION, API_KEY_SECRET_LOCATION's field); the rest of each object is dropped
+   * as it arrives.
    */
-  keep?: KeptFields;
+  keep: KeptFields;
+  /** Wait between failed attempts: 500 ms doubling up to WATCH_BACKOFF_MAX_MS. */
+  backoff: BackoffPolicy;
+  /** Restart a watch that delivered nothing, not even a bookmark, for this long. */
+  quietWatchTimeoutMs: number;
+  /** Give up on a list (all its pages) after this long. */
+  listTimeoutMs: number;
+  /** Objects per list page (limit/continue). */
+  listPageSize: number;
+}
+
+export interface KubeSourceOptions extends Partial<KubeSourceSettings> {
+  kubeConfig: KubeConfig;
+  logger?: Logger;
+  /** Server-side lifetime of each watch request; by default a random 5 to 10 minutes. */
+  watchTimeoutSeconds?: number;
 }
 
 export interface KubeSourceStatus {
@@ -48,13 +56,30 @@ export interface KubeSource extends ObjectSource {
   status(): KubeSourceStatus;
 }
 
-const DEFAULTS = {
-  quietWatchTimeoutMs: 150_000, // above the API server's bookmark period (about a minute)
-  backoff: { initialMs: 500, maxMs: 30_000 },
-  listTimeoutMs: 60_000,
-  listPageSize: 500,
-  keep: { podAnnotations: ['routingHosts', 'routingPaths', 'routingAffinity'], secretField: 'api-key' },
-};
+/** Above the API server's bookmark period (about a minute). */
+const QUIET_WATCH_TIMEOUT_MS = 150_000;
+const LIST_TIMEOUT_MS = 60_000;
+const LIST_PAGE_SIZE = 500;
+/** The first wait after a failure; WATCH_BACKOFF_MAX_MS bounds the doubling (and this, if lower). */
+const INITIAL_BACKOFF_MS = 500;
+
+/** The source's settings as `run` gives them: from the router's configuration. */
+export function kubeSourceOptionsFrom(config: RouterConfig): KubeSourceSettings {
+  return {
+    labelSelector: config.labelSelector.text,
+    secretName: config.apiKeySecret.name,
+    keep: { podAnnotations: routingAnnotations(config), secretField: config.apiKeySecret.field },
+    backoff: { initialMs: Math.min(INITIAL_BACKOFF_MS, config.watchBackoffMaxMs), maxMs: config.watchBackoffMaxMs },
+    quietWatchTimeoutMs: QUIET_WATCH_TIMEOUT_MS,
+    listTimeoutMs: LIST_TIMEOUT_MS,
+    listPageSize: LIST_PAGE_SIZE,
+  };
+}
+
+/** What a source made with `options` runs with: each setting not given takes its default. */
+export function resolveKubeSourceOptions(options: Partial<KubeSourceSettings>): KubeSourceSettings {
+  return withDefaults(kubeSourceOptionsFrom(defaultConfig()), options);
+}
 
 /** Spreads watch ends over time so that many watches do not all reconnect together. */
 function randomWatchTimeoutSeconds(): number {
@@ -62,6 +87,7 @@ function randomWatchTimeoutSeconds(): number {
 }
 
 export function createKubeSource(options: KubeSourceOptions): KubeSource {
+  const settings = resolveKubeSourceOptions(options);
   let started = false;
   let loaded = false;
   let stopped = false;
@@ -86,6 +112,8 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
       if (started) throw new Error('the Kubernetes source was already started');
       started = true;
       if (!options.kubeConfig.getCurrentCluster()) throw new Error('the kubeconfig has no current cluster');
+      // The client is used through an internal: stop here, in one line, if it changed.
+      await selfCheckKubernetesClient();
       const api = options.kubeConfig.makeApiClient(CoreV1Api);
       // Changes reach the core only once both sets are complete: a snapshot with the pods
       // but not yet their API keys would publish routes without authentication.
@@ -95,25 +123,25 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
       const common = {
         kubeConfig: options.kubeConfig,
         api,
-        quietWatchTimeoutMs: options.quietWatchTimeoutMs ?? DEFAULTS.quietWatchTimeoutMs,
+        quietWatchTimeoutMs: settings.quietWatchTimeoutMs,
         watchTimeoutSeconds: () => options.watchTimeoutSeconds ?? randomWatchTimeoutSeconds(),
-        listTimeoutMs: options.listTimeoutMs ?? DEFAULTS.listTimeoutMs,
-        listPageSize: options.listPageSize ?? DEFAULTS.listPageSize,
-        backoff: options.backoff ?? DEFAULTS.backoff,
+        listTimeoutMs: settings.listTimeoutMs,
+        listPageSize: settings.listPageSize,
+        backoff: settings.backoff,
         onChange: changed,
         ...(options.logger ? { logger: options.logger.child({ source: 'kubernetes' }) } : {}),
       };
-      const kept = options.keep ?? DEFAULTS.keep;
+      const kept = settings.keep;
       pods = new CollectionWatch<Pod>({
         ...common,
         collection: 'pods',
-        selectors: { labelSelector: options.labelSelector },
+        selectors: { labelSelector: settings.labelSelector },
         keep: (raw) => slimPod(raw, kept),
       });
       secrets = new CollectionWatch<Secret>({
         ...common,
         collection: 'secrets',
-        selectors: { fieldSelector: `metadata.name=${options.secretName}` },
+        selectors: { fieldSelector: `metadata.name=${settings.secretName}` },
         keep: (raw) => slimSecret(raw, kept),
       });
       await Promise.all([pods.start(), secrets.start()]);

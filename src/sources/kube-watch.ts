@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { jitteredBackoffDelay, type BackoffPolicy } from '../core/backoff.js';
 import { objectKey, type ObjectMeta } from '../core/kube-objects.js';
 import {
   ApiStatusError,
@@ -24,21 +25,6 @@ import {
 // then a watch) start at least half the initial backoff apart, and only a watch that worked
 // (it delivered something or lasted HEALTHY_WATCH_MS) lets the next attempt start without
 // the backoff, which otherwise doubles up to its maximum.
-
-export interface BackoffPolicy {
-  initialMs: number;
-  maxMs: number;
-}
-
-/**
- * The wait before retry number `attempt` (1, 2, ...): doubling from initialMs up to maxMs,
- * with "equal jitter" (a random point in the upper half) so that many routers restarted
- * together do not hit a recovering API server in step, and no retry is ever immediate.
- */
-export function backoffDelayMs(attempt: number, policy: BackoffPolicy, random: () => number = Math.random): number {
-  const ceiling = Math.min(policy.maxMs, policy.initialMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(ceiling / 2 + random() * (ceiling / 2));
-}
 
 export interface CollectionStatus {
   /** A watch stream is open right now. */
@@ -177,7 +163,7 @@ export class CollectionWatch<T extends Meta> {
     const wait = (ms: number): Promise<unknown> => sleep(ms, undefined, { signal: this.stopper.signal }).catch(() => undefined);
     const backOff = async (): Promise<void> => {
       failures += 1;
-      const delay = backoffDelayMs(failures, this.options.backoff);
+      const delay = jitteredBackoffDelay(failures, this.options.backoff);
       this.options.logger?.debug({ collection: this.options.collection, delayMs: delay, failures }, 'backing off');
       await wait(delay);
     };

@@ -4,7 +4,8 @@ import { deadAddress, startPod, type TestPod } from '../support/pods.js';
 import { assertThreeWay, Differential, describeDifference, tableOf, type Mode } from './harness.js';
 import type { RawRequest } from './raw-http.js';
 
-// Hand-written conformance cases: each rule of SPEC 5 (and each nginx detail found on
+// Hand-written conformance cases: each routing rule (host, longest prefix, 444, 404, API
+// key, round robin, retries, headers to the pod, upgrades; and each nginx detail found on
 // the way) as a request sequence through documented nginx, dynamic nginx and the proxy,
 // which must observe the same thing: status or dropped connection, the pod that answered
 // and what it received. Each sequence starts from fresh round-robin and failure state.

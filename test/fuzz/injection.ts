@@ -3,7 +3,8 @@ import { availableParallelism } from 'node:os';
 import fc from 'fast-check';
 import { injectionProperty } from '../support/injection-property.js';
 
-// `npm run fuzz`: the injection property of SPEC 3 for FUZZ_RUNS cases (default
+// `npm run fuzz`: the injection property (no text a tenant writes changes the structure
+// of nginx.conf; test/support/injection-property.ts) for FUZZ_RUNS cases (default
 // 100,000), each one rendered and handed to a real `nginx -t`. The work is split over
 // one process per core; each prints its seed so a failure can be replayed with
 // FUZZ_SEED=<seed> FUZZ_RUNS=<n> npm run fuzz.

@@ -8,8 +8,8 @@ import { nginxTest } from './nginx-check.js';
 import { parseNginxConf, type Directive } from './nginx-conf-parser.js';
 import { pod } from './objects.js';
 
-// The injection property (SPEC 3): whatever text tenants put in their annotations (hosts,
-// paths, affinity), pod names or Secrets, the rendered config (1) is accepted by a real `nginx -t` and (2) has
+// The injection property: whatever text tenants put in their annotations (hosts, paths,
+// affinity), pod names or Secrets, the rendered config (1) is accepted by a real `nginx -t` and (2) has
 // exactly the directives the template writes for the routes in the table, with tenant
 // values only where the template puts them. (2) is checked against an independent
 // description of the template below, on the config as nginx's tokenizer reads it.
