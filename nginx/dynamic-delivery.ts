@@ -72,7 +72,7 @@ export function dynamicDelivery(options: DynamicDeliveryOptions): TableDelivery 
     try {
       return versionedWire(table);
     } catch (err) {
-      if (err instanceof TableWireError) throw new NginxApplyError('TABLE_REFUSED', `the table cannot be sent to nginx: ${err.message}`);
+      if (err instanceof TableWireError) throw new NginxApplyError('KR_NGINX_TABLE_REFUSED', `the table cannot be sent to nginx: ${err.message}`);
       throw err;
     }
   }
@@ -92,7 +92,7 @@ export function dynamicDelivery(options: DynamicDeliveryOptions): TableDelivery 
       if (Date.now() >= deadline) break;
       await sleep(wait);
     }
-    throw new NginxApplyError('TABLE_NOT_SERVED', `nginx's workers did not all serve table ${version} within ${timeoutMs} ms: ${seen}`);
+    throw new NginxApplyError('KR_NGINX_TABLE_NOT_SERVED', `nginx's workers did not all serve table ${version} within ${timeoutMs} ms: ${seen}`);
   }
 
   return {
@@ -110,7 +110,7 @@ export function dynamicDelivery(options: DynamicDeliveryOptions): TableDelivery 
         await putTable(controlSocket, text, timeoutMs);
       } catch (err) {
         const answered = err instanceof ControlError && err.status !== null;
-        throw new NginxApplyError(answered ? 'TABLE_REFUSED' : 'IO_FAILED', (err as Error).message);
+        throw new NginxApplyError(answered ? 'KR_NGINX_TABLE_REFUSED' : 'KR_NGINX_IO_FAILED', (err as Error).message);
       }
       await everyWorkerServes(nginx, version);
       served = version;

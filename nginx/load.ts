@@ -87,7 +87,7 @@ export async function installConfig(ctx: LoadContext, text: string | ConfPieces,
       t = performance.now();
       const verdict = await checkNginxConfig({ nginxBinary: ctx.nginxBinary, prefix: ctx.prefix, confPath: candidate });
       timings.checkMs = performance.now() - t;
-      if (!verdict.ok) throw new NginxApplyError('CONFIG_REFUSED', `nginx refused the config: ${firstLines(verdict.output)}`);
+      if (!verdict.ok) throw new NginxApplyError('KR_NGINX_CONFIG_REFUSED', `nginx refused the config: ${firstLines(verdict.output)}`);
     }
     await replaceFile(candidate, ctx.confPath);
     return timings;
@@ -126,7 +126,7 @@ export async function startMaster(ctx: LoadContext, version: string, onSpawn: (m
     // before the next start.
     await m.stop({ gracefulMs: ctx.stopTimeouts.fastMs, fastMs: ctx.stopTimeouts.fastMs });
     const detail = firstLines([await logSince(ctx.errorLog, logOffset), m.output().trim()].filter(Boolean).join('\n'));
-    throw new NginxApplyError('START_FAILED', `nginx did not start: ${(err as Error).message}${detail ? `\n${detail}` : ''}`);
+    throw new NginxApplyError('KR_NGINX_START_FAILED', `nginx did not start: ${(err as Error).message}${detail ? `\n${detail}` : ''}`);
   }
   return m;
 }
@@ -155,7 +155,7 @@ export async function reloadMaster(ctx: LoadContext, m: NginxMaster, version: st
     });
   } catch (err) {
     const detail = firstLines(await logSince(ctx.errorLog, logOffset));
-    throw new NginxApplyError('RELOAD_FAILED', `nginx did not load the config: ${(err as Error).message}${detail ? `\n${detail}` : ''}`);
+    throw new NginxApplyError('KR_NGINX_RELOAD_FAILED', `nginx did not load the config: ${(err as Error).message}${detail ? `\n${detail}` : ''}`);
   }
   const loadMs = performance.now() - t;
   t = performance.now();

@@ -1,3 +1,4 @@
+import type { ErrorCode } from '../src/core/error-codes.js';
 import { backoffDelay, type Retry } from '../src/core/backoff.js';
 
 // The nginx manager's state as data, and the one function that changes it. Everything
@@ -26,7 +27,8 @@ export type Phase =
 /** The job the edge is running, one at a time. */
 export type Job = 'apply' | 'restart' | 'stop' | null;
 
-export type NginxErrorCode = 'CLOSED' | 'RENDER_FAILED' | 'CONFIG_REFUSED' | 'START_FAILED' | 'RELOAD_FAILED' | 'IO_FAILED' | 'TABLE_REFUSED' | 'TABLE_NOT_SERVED';
+/** The codes of nginx's failures, from the error-code catalogue. */
+export type NginxErrorCode = Extract<ErrorCode, `KR_NGINX_${string}`>;
 
 export interface NginxFailure {
   code: NginxErrorCode;
@@ -240,7 +242,7 @@ function onApplied(state: ManagerState, event: Extract<ManagerEvent, { type: 'ap
 
 function onApplyFailed(state: ManagerState, event: Extract<ManagerEvent, { type: 'apply-failed' }>, settings: ManagerSettings): Transition {
   const { at } = event;
-  if (event.error.code === 'CLOSED') return { state: { ...state, job: null }, effects: [] };
+  if (event.error.code === 'KR_NGINX_CLOSED') return { state: { ...state, job: null }, effects: [] };
   let next = failed({ ...state, job: null }, event.error, at);
   if (event.loaded !== undefined) {
     const { configVersion, pid } = event.loaded;

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { defaultConfig } from '../src/core/config.js';
+import { defaultConfig, type RouterConfig } from '../src/core/config.js';
 import type { DataPlane } from '../src/core/data-plane.js';
 import type { RouteTable } from '../src/core/route-table.js';
 import type { Retry } from '../src/core/backoff.js';
@@ -189,20 +189,42 @@ function zeroTimings(): ApplyTimings {
   return { renderMs: 0, writeMs: 0, checkMs: 0, loadMs: 0, retireMs: 0, sendMs: 0, totalMs: 0 };
 }
 
-/** The defaults of the settings this manager takes, from the settings table: the CLI's defaults. */
-function settingDefaults(): { confirmTimeoutMs: number; gracefulMs: number; checkBeforeLoad: boolean } {
-  const config = defaultConfig();
-  return { confirmTimeoutMs: config.nginxReloadTimeoutMs, gracefulMs: config.shutdownGraceMs, checkBeforeLoad: config.nginxTestConfig };
+/** What the manager runs with of the settings table (NGINX_TEST_CONFIG, NGINX_RELOAD_TIMEOUT_MS, SHUTDOWN_GRACE_MS). */
+export interface NginxManagerSettings {
+  checkBeforeLoad: boolean;
+  confirmTimeoutMs: number;
+  stopTimeouts: StopTimeouts;
+}
+
+/** SIGTERM's wait before SIGKILL, once SIGQUIT's grace ran out: nginx's fast stop. */
+const FAST_STOP_MS = 3_000;
+
+/** The manager's options as `run` gives them: from the router's configuration. */
+export function nginxManagerOptionsFrom(config: RouterConfig): Pick<NginxDataPlaneOptions, 'checkBeforeLoad' | 'confirmTimeoutMs' | 'stopTimeouts'> {
+  return {
+    checkBeforeLoad: config.nginxTestConfig,
+    confirmTimeoutMs: config.nginxReloadTimeoutMs,
+    // SIGQUIT, nginx's graceful stop, gets the shutdown grace; then SIGTERM, then SIGKILL.
+    stopTimeouts: { gracefulMs: config.shutdownGraceMs, fastMs: FAST_STOP_MS },
+  };
+}
+
+/** What a manager made with `options` runs with: each setting not given takes the settings table's default. */
+export function resolveNginxManagerSettings(options: Partial<NginxDataPlaneOptions> = {}): NginxManagerSettings {
+  const defaults = nginxManagerOptionsFrom(defaultConfig());
+  return {
+    checkBeforeLoad: options.checkBeforeLoad ?? (defaults.checkBeforeLoad as boolean),
+    confirmTimeoutMs: options.confirmTimeoutMs ?? (defaults.confirmTimeoutMs as number),
+    stopTimeouts: { ...(defaults.stopTimeouts as StopTimeouts), ...options.stopTimeouts },
+  };
 }
 
 export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataPlane {
   const { nginxBinary, prefix, logger } = options;
-  const defaults = settingDefaults();
+  const { checkBeforeLoad, confirmTimeoutMs, stopTimeouts } = resolveNginxManagerSettings(options);
   const delivery = options.delivery ?? (options.render ? documentedDelivery(options.render) : null);
   if (delivery === null) throw new TypeError('createNginxDataPlane needs render or delivery');
-  const checkBeforeLoad = options.checkBeforeLoad ?? defaults.checkBeforeLoad;
   const files = resolveFiles(prefix, options.files);
-  const stopTimeouts: StopTimeouts = { gracefulMs: defaults.gracefulMs, fastMs: 3_000, ...options.stopTimeouts };
   const settings: ManagerSettings = {
     retry: { initialMs: 1_000, maxMs: 30_000, ...options.retryBackoffMs },
     restart: { initialMs: 100, maxMs: 5_000, ...options.restartBackoffMs },
@@ -298,7 +320,7 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
   }
 
   function loadContext(port: number): LoadContext {
-    return { nginxBinary, prefix, confPath: files.conf, errorLog: files.errorLog, statusPort: port, confirmTimeoutMs: options.confirmTimeoutMs ?? defaults.confirmTimeoutMs, stopTimeouts, ...(logger ? { logger } : {}) };
+    return { nginxBinary, prefix, confPath: files.conf, errorLog: files.errorLog, statusPort: port, confirmTimeoutMs, stopTimeouts, ...(logger ? { logger } : {}) };
   }
 
   /** The directories nginx needs, its workers' way to them, the status port, and the watchers. */
@@ -378,10 +400,10 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
       };
       draft = piecesOf(delivery!.config(table, runtime));
     } catch (err) {
-      throw new NginxApplyError('RENDER_FAILED', `cannot render nginx.conf: ${(err as Error).message}`);
+      throw new NginxApplyError('KR_NGINX_RENDER_FAILED', `cannot render nginx.conf: ${(err as Error).message}`);
     }
     const versioned = withVersion(draft, VERSION_PLACEHOLDER, hashes);
-    if (versioned === null) throw new NginxApplyError('RENDER_FAILED', 'the rendered nginx.conf has no status server');
+    if (versioned === null) throw new NginxApplyError('KR_NGINX_RENDER_FAILED', 'the rendered nginx.conf has no status server');
     return versioned;
   }
 
@@ -418,7 +440,7 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
   async function applyJob(n: number, table: RouteTable): Promise<void> {
     const at = (): number => Date.now();
     if (!isOpen()) {
-      const error = new NginxApplyError('CLOSED', 'the nginx data plane is closed');
+      const error = new NginxApplyError('KR_NGINX_CLOSED', 'the nginx data plane is closed');
       dispatch({ type: 'apply-failed', table: n, error: { code: error.code, message: error.message }, doubt: false, running: running(), at: at() });
       throw error;
     }
@@ -449,7 +471,7 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
             timings.loadMs = performance.now() - t;
           }
         } catch (err) {
-          doubt = err instanceof NginxApplyError && err.code === 'RELOAD_FAILED';
+          doubt = err instanceof NginxApplyError && err.code === 'KR_NGINX_RELOAD_FAILED';
           if (liveText !== null) await writeFileAtomic(files.conf, liveText);
           throw err;
         }
@@ -464,7 +486,7 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
       dispatch({ type: 'applied', table: n, result, at: at() });
       logApplied(result);
     } catch (err) {
-      const error = err instanceof NginxApplyError ? err : new NginxApplyError('IO_FAILED', (err as Error).message);
+      const error = err instanceof NginxApplyError ? err : new NginxApplyError('KR_NGINX_IO_FAILED', (err as Error).message);
       const failure = { code: error.code, message: scrub(error.message) };
       dispatch({ type: 'apply-failed', table: n, error: failure, doubt, running: running(), ...(loaded ? { loaded } : {}), at: at() });
       throw error;

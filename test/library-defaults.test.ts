@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { nginxManagerOptionsFrom, resolveNginxManagerSettings } from '../nginx/process.js';
 import { renderNginxConf } from '../nginx/render.js';
 import { proxyOptionsFrom, resolveProxyOptions } from '../proxy/proxy-options.js';
 import { startProxy } from '../proxy/server.js';
@@ -83,8 +84,12 @@ const ENTRY_POINTS: EntryPoint[] = [
     },
     reads: { LOG_LEVEL: 'debug', LOG_FORMAT: 'json' },
   },
-  // createNginxDataPlane joins with one entry here once nginx/process.ts fills its options
-  // from the settings table (NGINX_RELOAD_TIMEOUT_MS, SHUTDOWN_GRACE_MS, NGINX_TEST_CONFIG, ...).
+  {
+    name: 'createNginxDataPlane',
+    library: () => resolveNginxManagerSettings(),
+    cli: (config) => resolveNginxManagerSettings(nginxManagerOptionsFrom(config)),
+    reads: { NGINX_TEST_CONFIG: 'false', NGINX_RELOAD_TIMEOUT_MS: '5000', SHUTDOWN_GRACE_MS: '5000' },
+  },
 ];
 
 describe('the library without options behaves as the CLI with no flags', () => {

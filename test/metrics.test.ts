@@ -47,7 +47,7 @@ function view(eventsEnabled = true): AdminView {
     close: async () => {},
     lastOutcome: () => ({
       ok: false,
-      error: { code: 'CONFIG_REFUSED', message: 'no' },
+      error: { code: 'KR_NGINX_CONFIG_REFUSED', message: 'no' },
       configVersion: 'abc',
       reloads: 5,
       unchanged: 2,

@@ -103,13 +103,13 @@ describe('nginx faults', { timeout: 120_000 }, () => {
     await assert.rejects(nginx.apply(tableFor(config, [b])), /CONFIG_REFUSED|nginx refused the config/);
     let outcome = nginx.lastOutcome();
     assert.equal(outcome.ok, false);
-    assert.equal(outcome.error?.code, 'CONFIG_REFUSED');
+    assert.equal(outcome.error?.code, 'KR_NGINX_CONFIG_REFUSED');
     assert.match(outcome.error?.message ?? '', /the test says no/);
     assert.equal(outcome.behind, true);
     assert.equal(outcome.retry?.attempt, 1);
     assert.ok((outcome.retry?.nextAt ?? 0) >= refusedAt + retryBackoffMs.initialMs);
     assert.ok((outcome.since ?? 0) >= refusedAt && (outcome.since ?? 0) > okSince);
-    assert.deepEqual(outcome.lastError && { code: outcome.lastError.code }, { code: 'CONFIG_REFUSED' });
+    assert.deepEqual(outcome.lastError && { code: outcome.lastError.code }, { code: 'KR_NGINX_CONFIG_REFUSED' });
     assert.deepEqual(await get(port), { status: 200, body: 'pod-a' }, 'the previous config keeps serving');
 
     // Nobody calls apply again: the timer does, ever less often.
@@ -145,7 +145,7 @@ describe('nginx faults', { timeout: 120_000 }, () => {
     outcome = nginx.lastOutcome();
     assert.deepEqual({ behind: outcome.behind, retry: outcome.retry, error: outcome.error, reloads: outcome.reloads }, { behind: false, retry: null, error: null, reloads: 1 });
     assert.ok((outcome.since ?? 0) >= allowedAt);
-    assert.equal(outcome.lastError?.code, 'CONFIG_REFUSED', 'the last error stays for diagnosis');
+    assert.equal(outcome.lastError?.code, 'KR_NGINX_CONFIG_REFUSED', 'the last error stays for diagnosis');
     assert.ok((outcome.lastLoadedAt ?? 0) >= allowedAt);
     for (let i = 0; i < 5; i++) assert.deepEqual(await get(port), { status: 200, body: 'pod-b' });
   });

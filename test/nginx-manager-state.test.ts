@@ -20,7 +20,7 @@ const started = (table: number, at = 1_000): ManagerEvent => ({ type: 'applied',
 const refused = (table: number, at: number, running = true): ManagerEvent => ({
   type: 'apply-failed',
   table,
-  error: { code: 'CONFIG_REFUSED', message: 'nginx refused the config' },
+  error: { code: 'KR_NGINX_CONFIG_REFUSED', message: 'nginx refused the config' },
   doubt: false,
   running,
   at,
@@ -115,7 +115,7 @@ describe('nginx manager state', () => {
     const failed: ManagerEvent = {
       type: 'apply-failed',
       table: 1,
-      error: { code: 'TABLE_NOT_SERVED', message: 'not every worker serves it' },
+      error: { code: 'KR_NGINX_TABLE_NOT_SERVED', message: 'not every worker serves it' },
       doubt: false,
       running: true,
       loaded: { configVersion: 'v1', pid: 42 },

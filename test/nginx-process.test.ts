@@ -91,7 +91,7 @@ describe('nginx process manager', { timeout: 120_000 }, () => {
     broken = true;
     await assert.rejects(nginx.apply(tableFor(config, [b])), (err: unknown) => {
       assert.ok(err instanceof NginxApplyError);
-      assert.equal(err.code, 'CONFIG_REFUSED');
+      assert.equal(err.code, 'KR_NGINX_CONFIG_REFUSED');
       assert.match(err.message, /unknown directive "no_such_directive"/);
       return true;
     });
@@ -100,7 +100,7 @@ describe('nginx process manager', { timeout: 120_000 }, () => {
     assert.deepEqual((await readdir(prefix)).filter((f) => f.includes('candidate')), []);
     const outcome = nginx.lastOutcome();
     assert.equal(outcome.ok, false);
-    assert.equal(outcome.error?.code, 'CONFIG_REFUSED');
+    assert.equal(outcome.error?.code, 'KR_NGINX_CONFIG_REFUSED');
     assert.match(outcome.error?.message ?? '', /no_such_directive/);
     assert.equal(outcome.reloads, 0);
     assert.equal(outcome.failures, 1);
@@ -125,13 +125,13 @@ describe('nginx process manager', { timeout: 120_000 }, () => {
     takenPort = squatter.port;
     await assert.rejects(nginx.apply(tableFor(config, [b])), (err: unknown) => {
       assert.ok(err instanceof NginxApplyError);
-      assert.equal(err.code, 'RELOAD_FAILED');
+      assert.equal(err.code, 'KR_NGINX_RELOAD_FAILED');
       assert.match(err.message, /Address already in use/);
       return true;
     });
     assert.deepEqual(await get(port), { status: 200, body: 'pod-a' });
     assert.equal(await readFile(nginx.files.conf, 'utf8'), liveConf);
-    assert.equal(nginx.lastOutcome().error?.code, 'RELOAD_FAILED');
+    assert.equal(nginx.lastOutcome().error?.code, 'KR_NGINX_RELOAD_FAILED');
 
     // nginx retries a bind on its own, so it may yet have loaded the new config: the same
     // table as before is not taken for unchanged, it is reloaded to be sure.
@@ -295,7 +295,7 @@ describe('nginx process manager', { timeout: 120_000 }, () => {
     for (const worker of workers) assert.equal(isAlive(worker), false, `worker ${worker} still runs`);
     assert.equal(nginx.lastOutcome().pid, null);
     await assert.rejects(get(port), /ECONNREFUSED/);
-    await assert.rejects(nginx.apply(tableFor(config, [a])), (err: unknown) => err instanceof NginxApplyError && err.code === 'CLOSED');
+    await assert.rejects(nginx.apply(tableFor(config, [a])), (err: unknown) => err instanceof NginxApplyError && err.code === 'KR_NGINX_CLOSED');
   });
 
   it('reports a missing nginx binary as a failed start', async () => {

@@ -10,7 +10,7 @@ import { createConfigPreview } from '../../nginx/preview.js';
 import type { TableDelivery } from '../../nginx/delivery.js';
 import { dynamicDelivery } from '../../nginx/dynamic-delivery.js';
 import { bundledLuaDir, findLuaModules } from '../../nginx/lua-modules.js';
-import { createNginxDataPlane, resolveFiles, type NginxDataPlane, type NginxFiles } from '../../nginx/process.js';
+import { createNginxDataPlane, nginxManagerOptionsFrom, resolveFiles, type NginxDataPlane, type NginxFiles } from '../../nginx/process.js';
 import { nginxWorkerIdentity, prepareWorkerAccess } from '../../nginx/worker-user.js';
 import { IncrementalNginxRenderer } from '../../nginx/incremental-render.js';
 import { proxyOptionsFrom } from '../../proxy/proxy-options.js';
@@ -125,10 +125,7 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Ngi
     files: config.nginxConfig === 'auto' ? {} : { conf: config.nginxConfig },
     workerIdentity,
     ...(config.nginxStatusPort === 'auto' ? {} : { statusPort: config.nginxStatusPort }),
-    // SIGQUIT, nginx's graceful stop, gets the shutdown grace; then SIGTERM, then SIGKILL.
-    stopTimeouts: { gracefulMs: config.shutdownGraceMs },
-    checkBeforeLoad: config.nginxTestConfig,
-    confirmTimeoutMs: config.nginxReloadTimeoutMs,
+    ...nginxManagerOptionsFrom(config),
     logger,
   });
 }

@@ -47,6 +47,16 @@ export const ERROR_CODES = [
   { code: 'KR_NGINX_IO_FAILED', exit: null, meaning: 'the config files could not be written or read' },
   { code: 'KR_NGINX_CLOSED', exit: null, meaning: 'a table came after the nginx data plane was closed' },
   {
+    code: 'KR_NGINX_TABLE_REFUSED',
+    exit: null,
+    meaning: "dynamic mode: the table could not be sent as data, or nginx's Lua refused it (nginx's reason follows)",
+  },
+  {
+    code: 'KR_NGINX_TABLE_NOT_SERVED',
+    exit: null,
+    meaning: 'dynamic mode: nginx took the table, but not every worker served it within `NGINX_RELOAD_TIMEOUT_MS`',
+  },
+  {
     code: 'KR_UNSENDABLE_HEAD',
     exit: null,
     meaning: "Node refuses to send the request's head to a pod (the request, not the pod, is at fault): 502",

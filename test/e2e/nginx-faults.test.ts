@@ -67,7 +67,7 @@ describe('nginx faults under a running router', { concurrency: 3, timeout: 120_0
     const mark = router.logs.length;
     await routeTo(setup, host, 1);
     const refusal = await router.waitForLog((l) => l.msg === 'nginx kept its previous config', 'the refusal', 10_000, mark);
-    assert.equal(refusal.code, 'CONFIG_REFUSED');
+    assert.equal(refusal.code, 'KR_NGINX_CONFIG_REFUSED');
     assert.match(String(refusal.err), /refused by the test/);
     // Nobody touches the manifest again: the router tries again by itself.
     await router.waitForLog((l) => l.msg === 'trying the table nginx did not take again later' && Number(l.attempt) >= 2, 'a second retry', 15_000, mark);
