@@ -6,11 +6,15 @@ import { pino } from 'pino';
 import type { Affinity, Route, RouteTable } from '../../src/core/route-table.js';
 import { createNginxDataPlane, type NginxDataPlane } from '../../nginx/process.js';
 import type { ClientLimits } from '../../nginx/client-directives.js';
-import { renderNginxConf } from '../../nginx/render.js';
+import { documentedDelivery, type TableDelivery } from '../../nginx/delivery.js';
+import { dynamicDelivery } from '../../nginx/dynamic-delivery.js';
+import { bundledLuaDir, findLuaModules } from '../../nginx/lua-modules.js';
+import { renderNginxConf, type RenderOptions } from '../../nginx/render.js';
+import type { NginxMode } from '../../src/core/config.js';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import { startProxy, type ProxyDataPlane } from '../../proxy/server.js';
 import { NGINX_BINARY } from '../support/nginx-check.js';
-import { startDynamicNginx } from '../support/dynamic-nginx.js';
+import { luaFailures } from '../support/dynamic-nginx.js';
 import type { ReceivedRequest, TestPod } from '../support/pods.js';
 import { sendRaw, type RawOutcome, type RawRequest } from './raw-http.js';
 import { proxyLibraryUnderTest } from '../support/proxy-library.js';
@@ -147,10 +151,9 @@ export interface NginxUnderTest extends NginxPlaneUnderTest {
 
 const RETIREMENT_WARNING = 'old nginx workers still accept connections';
 
-/** Short upstream timeouts, so that a timeout compares without waiting 60 s; the renderers are not changed. */
 /**
  * The test's own http-level directives: short upstream timeouts, so that a timeout
- * compares without waiting 60 s (the renderer is not changed), and what a suite adds.
+ * compares without waiting 60 s (the renderers are not changed), and what a suite adds.
  */
 function upstreamTimeouts(options: PairOptions): string[] {
   const s = options.upstreamTimeoutSeconds;
@@ -158,20 +161,26 @@ function upstreamTimeouts(options: PairOptions): string[] {
   return [...timeouts, ...(options.nginxHttpDirectives ?? [])];
 }
 
-/**
- * Dynamic nginx (NGINX_MODE=dynamic) on the same options, started by the test launcher
- * until the product's manager runs it.
- */
-export function startDynamic(table: RouteTable, options: PairOptions = {}): Promise<NginxPlaneUnderTest> {
-  return startDynamicNginx(table, {
-    upstreamKeepalive: options.upstreamKeepalive ?? 0,
-    httpDirectives: upstreamTimeouts(options),
-    ...(options.clientLimits ? { clientLimits: options.clientLimits } : {}),
-  });
+/** Dynamic nginx (NGINX_MODE=dynamic) on the same options, run by the product's manager. */
+export function startDynamic(table: RouteTable, options: PairOptions = {}): Promise<NginxUnderTest> {
+  return startManagedNginx('dynamic', table, options);
 }
 
-export async function startNginx(table: RouteTable, options: PairOptions = {}): Promise<NginxUnderTest> {
-  const prefix = await mkdtemp(join(tmpdir(), 'k8s-router-conformance-'));
+/** Documented nginx (the rendered config, reloaded for each change), run by the product's manager. */
+export function startNginx(table: RouteTable, options: PairOptions = {}): Promise<NginxUnderTest> {
+  return startManagedNginx('documented', table, options);
+}
+
+/**
+ * The product's nginx data plane (createNginxDataPlane: nginx -t, atomic install,
+ * foreground master, reloads confirmed through the status server; in dynamic mode the
+ * table sent over the control socket until every worker serves it), on 127.0.0.1 and a
+ * free port, in a throw-away prefix removed on close. The config gets the test's http
+ * directives and a comment that applyFresh changes, so that nginx reloads (new workers,
+ * fresh balancing state) in either mode.
+ */
+async function startManagedNginx(mode: NginxMode, table: RouteTable, options: PairOptions): Promise<NginxUnderTest> {
+  const prefix = await mkdtemp(join(tmpdir(), `k8s-router-conformance-${mode}-`));
   // nginx's workers run as nobody and must reach the temp dir under the prefix.
   await chmod(prefix, 0o755);
   const port = await pickFreeLoopbackPort();
@@ -179,6 +188,18 @@ export async function startNginx(table: RouteTable, options: PairOptions = {}): 
   while (statusPort === port) statusPort = await pickFreeLoopbackPort();
   const httpDirectives = upstreamTimeouts(options);
   let generation = 0;
+  const settings = {
+    port,
+    listenAddress: '127.0.0.1',
+    apiKeyHeader: API_KEY_HEADER,
+    upstreamKeepalive: options.upstreamKeepalive ?? 0,
+    ...options.clientLimits,
+  };
+  const forTests = (text: string): string => {
+    const withDirectives = httpDirectives.length === 0 ? text : text.replace(/^http \{\n/m, (open) => `${open}${httpDirectives.join('\n')}\n`);
+    return `${withDirectives}# conformance: fresh state ${generation}\n`;
+  };
+  const delivery = await deliveryFor(mode, prefix, settings);
   // What the manager logs at warn and above: an apply after which old workers still accept fails here.
   const warnings: string[] = [];
   const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
@@ -187,18 +208,7 @@ export async function startNginx(table: RouteTable, options: PairOptions = {}): 
     prefix,
     statusPort,
     logger,
-    render: (t, runtime) => {
-      const text = renderNginxConf(t, {
-        port,
-        listenAddress: '127.0.0.1',
-        apiKeyHeader: API_KEY_HEADER,
-        upstreamKeepalive: options.upstreamKeepalive ?? 0,
-        ...options.clientLimits,
-        runtime,
-      });
-      const withDirectives = httpDirectives.length === 0 ? text : text.replace(/^http \{\n/m, (open) => `${open}${httpDirectives.join('\n')}\n`);
-      return `${withDirectives}# conformance: fresh state ${generation}\n`;
-    },
+    delivery: { ...delivery, config: (t, runtime) => forTests(delivery.config(t, runtime) as string) },
   });
   const apply = async (t: RouteTable): Promise<void> => {
     const seen = warnings.length;
@@ -206,12 +216,18 @@ export async function startNginx(table: RouteTable, options: PairOptions = {}): 
     const stale = warnings.slice(seen).find((line) => line.includes(RETIREMENT_WARNING));
     if (stale !== undefined) throw new Error(`nginx reloaded, but old workers still accept connections: ${stale}`);
   };
+  const errorLog = (): Promise<string> => readFile(plane.files.errorLog, 'utf8').catch(() => '');
   const close = async (): Promise<void> => {
+    let log = '';
     try {
       await plane.close();
+      log = await errorLog();
     } finally {
       await rm(prefix, { recursive: true, force: true });
     }
+    // The Lua never fails silently: a run that hit an error in it fails, wherever it happened.
+    const failures = luaFailures(log);
+    if (failures.length > 0) throw new Error(`dynamic nginx logged Lua failures:\n${failures.join('\n')}`);
   };
   try {
     await apply(table);
@@ -227,9 +243,23 @@ export async function startNginx(table: RouteTable, options: PairOptions = {}): 
       generation++;
       return apply(t);
     },
-    errorLog: () => readFile(plane.files.errorLog, 'utf8').catch(() => ''),
+    errorLog,
     close,
   };
+}
+
+/** How tables reach the test's nginx: rendered (documented), or as data to Lua (dynamic). */
+async function deliveryFor(mode: NginxMode, prefix: string, settings: RenderOptions): Promise<TableDelivery> {
+  if (mode === 'documented') return documentedDelivery((t, runtime) => renderNginxConf(t, { ...settings, runtime }));
+  const lua = await findLuaModules(NGINX_BINARY);
+  if (!lua.found) throw new Error(lua.problem);
+  return dynamicDelivery({
+    render: settings,
+    controlSocket: join(prefix, 'control', 'table.sock'),
+    luaModules: lua.modules,
+    luaDir: bundledLuaDir(),
+    timeoutMs: 10_000,
+  });
 }
 
 export function startProxyFor(options: PairOptions): Promise<ProxyDataPlane> {

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Server } from 'socket.io';
@@ -14,6 +13,7 @@ import { podTarget } from '../../src/core/pod-target.js';
 import { manifestText } from '../support/manifests.js';
 import { pod as podObject } from '../support/objects.js';
 import { startRouterProcess, type RouterProcess } from '../support/router-process.js';
+import { workDir } from '../support/work-dir.js';
 
 // Issue 17, the Go router's own socket.io walkthrough at three replicas: `k8s-router run
 // --manifest` on each data plane, three socket.io pods (answering the 'env' event, as the
@@ -35,6 +35,7 @@ const connectSocketIo = requireFromHere('socket.io-client') as typeof ioType;
 const BACKENDS: readonly { name: string; args: string[]; env: Record<string, string> }[] = [
   { name: 'proxy', args: ['--backend', 'proxy'], env: {} },
   { name: 'nginx', args: ['--backend', 'nginx'], env: {} },
+  { name: 'dynamic nginx', args: ['--backend', 'nginx', '--nginx-mode', 'dynamic'], env: {} },
 ];
 
 const CLIENTS = 20;
@@ -161,7 +162,7 @@ for (const backend of BACKENDS) {
     };
 
     before(async () => {
-      dir = await mkdtemp(join(tmpdir(), `k8s-router-socket-io-${backend.name}-`));
+      dir = await workDir(`k8s-router-socket-io-${backend.name.replace(/ /g, '-')}-`);
       manifest = join(dir, 'cluster.yaml');
       pods = [];
       for (const [i, suffix] of ['eq7mh', 'oq9xn', 'yr1my'].entries())

@@ -19,6 +19,7 @@ import { buildImage } from './build.js';
 import { runCommand } from './commands.js';
 import { runAsDeployed } from './deployment.js';
 import { grantableUlimits, imageSize, megabytes, podman, PODMAN_GLOBAL, podmanProblem } from './podman.js';
+import { NGINX_MODES } from '../../src/core/config.js';
 
 // `npm run test:image`: the Dockerfile built with podman, and the image run the way the
 // example DaemonSet runs it (its user, no capability, no privilege escalation, a read-only
@@ -27,8 +28,6 @@ import { grantableUlimits, imageSize, megabytes, podman, PODMAN_GLOBAL, podmanPr
 // machine's loopback, so the container shares the host's network instead of getting
 // the pod network and hostPort of a cluster. Without podman it fails, saying so.
 
-/** Every NGINX_MODE the router has; the dynamic mode (Lua in nginx) joins when it lands. */
-const NGINX_MODES = ['documented'];
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const IMAGE = 'localhost/k8s-router:image-test';
@@ -247,7 +246,8 @@ describe('the image: built from the Dockerfile, run as the example DaemonSet run
           ADMIN_PORT: String(adminPort),
           LISTEN_ADDRESS: '127.0.0.1',
           ADMIN_ADDRESS: '127.0.0.1',
-          ...(mode === 'documented' ? {} : { NGINX_MODE: mode }),
+          // Each mode in turn, whichever the example picks.
+          NGINX_MODE: mode,
         };
         const args = [
           ...runAsDaemonSet(name, deployed.flags),
