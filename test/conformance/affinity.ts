@@ -274,19 +274,21 @@ export function affinityConformance(
   let planes: RunningPlane[] = [];
 
   before(async () => {
-    // Pod addresses in 127.0.0.61-99: six on free ports, two on port 80 (written without
+    // Pod addresses in 127.0.0.61-98: six on free ports, two on port 80 (written without
     // it), two on IPv6 (::1); dead ones (nothing listens) likewise.
     live = [];
     for (let i = 0; i < 6; i++) live.push(await startPod(`aff-${i}`, `127.0.0.${61 + i}`));
-    live.push(await startPod('aff-port80-0', '127.0.0.67', { port: 80 }));
-    live.push(await startPod('aff-port80-1', '127.0.0.68', { port: 80 }));
+    // Port 80 is fixed: the keep-alive suite, which may run at the same time, takes other addresses.
+    const port80 = mode.upstreamKeepalive > 0 ? [96, 97, 98] : [67, 68, 79];
+    live.push(await startPod('aff-port80-0', `127.0.0.${port80[0]}`, { port: 80 }));
+    live.push(await startPod('aff-port80-1', `127.0.0.${port80[1]}`, { port: 80 }));
     live.push(await startPod('aff-v6-0', '::1'));
     live.push(await startPod('aff-v6-1', '::1'));
     dead = [];
     // (127.0.0.71-73 and 81-94 hold other suites' pods, on ports a dead address could have.)
     for (const [i, last] of [69, 70, 74, 75, 76, 77, 78, 95].entries())
       dead.push({ name: `aff-dead-${i}`, ...(await deadAddress(`127.0.0.${last}`)) });
-    dead.push({ name: 'aff-dead-port80', ip: '127.0.0.79', port: 80 });
+    dead.push({ name: 'aff-dead-port80', ip: `127.0.0.${port80[2]}`, port: 80 });
     dead.push({ name: 'aff-dead-v6', ...(await deadAddress('::1')) });
     planes = [];
     for (const plane of PLANES) planes.push(await plane.start(tableOf([]), options));
