@@ -1,5 +1,6 @@
-// Data-plane throughput and latency: our two backends against the limit (straight to a
-// pod) and against bare proxies built on the libraries a Node router could use.
+// Data-plane throughput and latency: our two backends (nginx in both of its modes,
+// documented and dynamic, and our proxy) against the limit (straight to a pod) and against
+// bare proxies built on the libraries a Node router could use.
 //
 //   node --import tsx bench/data-plane.ts [--quick] [--rounds N] [--seconds S] [--only a,b,...]
 //
@@ -11,14 +12,16 @@
 // would say more about the scheduler than about the server. Ratios are taken per round,
 // against documented nginx and against direct in the same round, and summarized by their
 // median. Then:
-// - latency at the same load: both backends in both modes, paced by a wrk script to one
-//   rate they all sustain, p50 and p99;
+// - latency at the same load: documented nginx, dynamic nginx and our proxy, each on the
+//   documented wire and with upstream keep-alive, paced by a wrk script to one rate they
+//   all sustain, p50 and p99;
 // - head to head: two servers of one kind at once on the server core, each with its own
 //   wrk, the ratio of their req/s (robust to a busy machine): our proxy on http-proxy
 //   1.18.1 against the same on http-proxy-3 (the library comparison), ours against the
 //   bare servers, each backend over 10,000 routes against 10;
 // - route count: the same traffic through 10 and through 10,000 routes (100 hosts x 100
-//   paths), both backends with upstream keep-alive, interleaved the same way;
+//   paths), documented nginx, dynamic nginx and our proxy with upstream keep-alive,
+//   interleaved the same way;
 // - one unpinned round with nginx's `worker_processes auto` (and nothing pinned).
 // The bare contestants include node:http's and undici's clients with no library at all:
 // the floor of the proxies built on each.
@@ -33,7 +36,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { defaultConfig } from '../src/core/config.js';
+import { defaultConfig, type NginxMode } from '../src/core/config.js';
 import type { Pod } from '../src/core/kube-objects.js';
 import { buildRouteTable, type RouteTable } from '../src/core/route-table.js';
 import { pickFreeLoopbackPort } from '../nginx/status.js';
@@ -207,7 +210,12 @@ interface Contestant {
   start(tables: Tables, pinned: boolean, workers: string): Promise<Running>;
 }
 
-function routerContestant(name: string, label: string, backend: 'nginx' | 'proxy', keepalive: number): Contestant {
+/**
+ * `k8s-router run` on the table's manifest. nginx runs in either mode: `documented` (the
+ * table rendered into nginx.conf) or `dynamic` (one constant nginx.conf, the table sent to
+ * Lua in nginx over the control socket).
+ */
+function routerContestant(name: string, label: string, backend: 'nginx' | 'proxy', keepalive: number, nginxMode: NginxMode = 'documented'): Contestant {
   return {
     name,
     label,
@@ -232,6 +240,8 @@ function routerContestant(name: string, label: string, backend: 'nginx' | 'proxy
           join(work, `nginx-${name}-${port}`),
           '--upstream-keepalive',
           String(keepalive),
+          '--nginx-mode',
+          nginxMode,
           '--worker-processes',
           workers,
           '--log-level',
@@ -273,6 +283,8 @@ const CONTESTANTS = (podPort: number, podPid: number): Contestant[] => [
   direct(podPort, podPid),
   routerContestant('nginx', 'nginx, documented config', 'nginx', 0),
   routerContestant('nginx-keepalive', `nginx, upstream keep-alive ${KEEPALIVE}`, 'nginx', KEEPALIVE),
+  routerContestant('nginx-dynamic', 'dynamic nginx (NGINX_MODE=dynamic), documented wire', 'nginx', 0, 'dynamic'),
+  routerContestant('nginx-dynamic-keepalive', `dynamic nginx, upstream keep-alive ${KEEPALIVE}`, 'nginx', KEEPALIVE, 'dynamic'),
   routerContestant('proxy', 'our proxy, documented wire (Connection: close)', 'proxy', 0),
   routerContestant('proxy-keepalive', `our proxy, upstream keep-alive ${KEEPALIVE}`, 'proxy', KEEPALIVE),
   bareContestant('http-proxy', 'bare http-proxy 1.18.1', 'http-proxy.ts'),
@@ -487,6 +499,9 @@ function contestantTable(rows: Summary[]): string {
   ].join('\n');
 }
 
+/** The servers run over 10,000 routes as well as over 10 (the route count): each backend with upstream keep-alive. */
+const COUNTED = ['nginx-keepalive', 'nginx-dynamic-keepalive', 'proxy-keepalive'];
+
 /** Pairs run head to head: the method's noise, the library inside the router, then ours against the bare servers. */
 const HEAD_TO_HEAD: [string, string][] = [
   ['router-on-http-proxy', 'router-twin'],
@@ -498,6 +513,7 @@ const HEAD_TO_HEAD: [string, string][] = [
   // The route count, on each backend: the same server over 10,000 routes against 10.
   ['proxy-keepalive@10000', 'proxy-keepalive'],
   ['nginx-keepalive@10000', 'nginx-keepalive'],
+  ['nginx-dynamic-keepalive@10000', 'nginx-dynamic-keepalive'],
 ];
 
 interface HeadToHead {
@@ -533,7 +549,7 @@ async function main(): Promise<void> {
 
   // Everything the pinned phases load, started at once (idle until measured): the
   // contestants, the two backends over 10,000 routes, and (full runs) the library pair.
-  const countContestants = contestants.filter((c) => c.name === 'nginx-keepalive' || c.name === 'proxy-keepalive');
+  const countContestants = contestants.filter((c) => COUNTED.includes(c.name));
   const [main10, routes10000, libraries] = await Promise.all([
     startAll(contestants, small, true, '1'),
     startAll(countContestants, large, true, '1', `@${large.count}`),
@@ -545,9 +561,9 @@ async function main(): Promise<void> {
   const pinnedSamples = await interleave(main10, ROUNDS, true);
   const pinned = summarize(contestants, pinnedSamples);
 
-  // 2. Latency at the same load: the two backends in both modes, paced to one rate all of
+  // 2. Latency at the same load: the backends on both wires, paced to one rate all of
   // them sustain (half of what the slowest, our proxy on the documented wire, reached).
-  const pacedNames = ['nginx', 'nginx-keepalive', 'proxy', 'proxy-keepalive'].filter((n) => running.has(n));
+  const pacedNames = ['nginx', 'nginx-keepalive', 'nginx-dynamic', 'nginx-dynamic-keepalive', 'proxy', 'proxy-keepalive'].filter((n) => running.has(n));
   const slowest = Math.min(...pacedNames.map((n) => pinned.find((s) => s.name === n)?.rps ?? Infinity));
   const pacedRate = Number.isFinite(slowest) ? Math.max(100, Math.round(slowest / 2 / 100) * 100) : 0;
   let pacedSamples: Rounds = new Map();
@@ -582,7 +598,7 @@ async function main(): Promise<void> {
       headToHead.push({ a, b, ratio: median(ratios), ratios, cpuRatio: median(cpuRatios) });
     }
   }
-  // 4. Route count: 10 against 10,000 routes, both backends with upstream keep-alive (the
+  // 4. Route count: 10 against 10,000 routes, each backend with upstream keep-alive (the
   // servers of phase 1 for 10 routes, warm already; the others warmed now).
   const routeCount: { backend: string; routes10: number; routes10000: number; ratio: number; cpuRatio: number }[] = [];
   if (countContestants.length > 0) {
@@ -629,6 +645,7 @@ async function main(): Promise<void> {
     const y = pacedSamples.get(b);
     return x === undefined || y === undefined ? null : median(x.map((s, i) => s.p99 / (y[i] as Sample).p99));
   };
+  const dynamic = dynamicComparisons(pinned, ratioOf, cpuRatioOf);
   const targets: Target[] = [
     target('our proxy with keep-alive × documented nginx', ratioOf('proxy-keepalive', 'nginx'), 0.75, true),
     target('our proxy with keep-alive × documented nginx, per CPU second', cpuRatioOf('proxy-keepalive', 'nginx'), 0.75, true),
@@ -642,6 +659,10 @@ async function main(): Promise<void> {
     target('our proxy, documented wire × documented nginx, per CPU second', cpuRatioOf('proxy', 'nginx'), 0.25, true),
     target('nginx with keep-alive × documented nginx', ratioOf('nginx-keepalive', 'nginx'), 2, true),
     target('nginx with keep-alive × documented nginx, per CPU second', cpuRatioOf('nginx-keepalive', 'nginx'), 2, true),
+    target('dynamic nginx, documented wire × documented nginx', ratioOf('nginx-dynamic', 'nginx'), 0.9, true),
+    target('dynamic nginx, documented wire × documented nginx, per CPU second', cpuRatioOf('nginx-dynamic', 'nginx'), 0.9, true),
+    target('dynamic nginx with keep-alive × documented nginx', ratioOf('nginx-dynamic-keepalive', 'nginx'), 2.5, true),
+    target('dynamic nginx with keep-alive × documented nginx, per CPU second', cpuRatioOf('nginx-dynamic-keepalive', 'nginx'), 2.5, true),
     target(`p99 of our proxy ÷ p99 of nginx, documented wire, at ${pacedRate} req/s`, p99Of('proxy', 'nginx'), 3, false),
     target(`p99 of our proxy ÷ p99 of nginx, both with keep-alive, at ${pacedRate} req/s`, p99Of('proxy-keepalive', 'nginx-keepalive'), 3, false),
     target(`p99 of our proxy with keep-alive ÷ p99 of documented nginx, at ${pacedRate} req/s`, p99Of('proxy-keepalive', 'nginx'), 3, false),
@@ -651,6 +672,7 @@ async function main(): Promise<void> {
     ]),
     target('our proxy: 10,000 routes × 10 routes, head to head', headToHeadOf('proxy-keepalive@10000', 'proxy-keepalive'), 0.95, true),
     target('nginx: 10,000 routes × 10 routes, head to head', headToHeadOf('nginx-keepalive@10000', 'nginx-keepalive'), 0.95, true),
+    target('dynamic nginx: 10,000 routes × 10 routes, head to head', headToHeadOf('nginx-dynamic-keepalive@10000', 'nginx-dynamic-keepalive'), 0.95, true),
   ];
 
 
@@ -669,9 +691,10 @@ async function main(): Promise<void> {
     contestantTable(pinned),
     '',
     ...floorNote(pinned, headToHead),
+    ...dynamicSection(dynamic),
     `## Latency at the same load: about ${pacedRate} req/s (pinned)`,
     '',
-    `The two backends in both modes, each of the ${CONNECTIONS} connections sending its next request ${Math.round((CONNECTIONS * 1000) / pacedRate)} ms after the last one (a wrk script's delay()), so all four serve about the same rate: half of what the slowest of them reached above. The p99 ratios in the targets are taken per round and summarized by their median.`,
+    `Documented nginx, dynamic nginx and our proxy, each on the documented wire and with upstream keep-alive, each of the ${CONNECTIONS} connections sending its next request ${Math.round((CONNECTIONS * 1000) / pacedRate)} ms after the last one (a wrk script's delay()), so all of them serve about the same rate: half of what the slowest of them reached above. The p99 ratios in the targets are taken per round and summarized by their median.`,
     '',
     '| contestant | req/s | p50 ms | p99 ms | CPU µs per request | errors |',
     '|---|---|---|---|---|---|',
@@ -682,7 +705,7 @@ async function main(): Promise<void> {
     ...(headToHead.length === 0
       ? ['Not run with --quick.']
       : [
-          `Two servers of one kind at once on cpu ${SERVER_CPU}, each loaded by its own wrk on cpu ${CLIENT_CPU} for ${SECONDS} s, ${ROUNDS} times: whatever else the machine runs weighs on both alike, so the ratio of their req/s measures their cost per request even on a busy machine. (Not used between nginx and Node: one nginx worker and one Node process do not share a core the same way.) The first pair is one server against an identical copy of itself: how far from 1 the method puts two equal servers on this machine. The second is the library comparison inside the router: the same startProxy on each library. The last two are the route count of each backend.`,
+          `Two servers of one kind at once on cpu ${SERVER_CPU}, each loaded by its own wrk on cpu ${CLIENT_CPU} for ${SECONDS} s, ${ROUNDS} times: whatever else the machine runs weighs on both alike, so the ratio of their req/s measures their cost per request even on a busy machine. (Not used between nginx and Node: one nginx worker and one Node process do not share a core the same way.) The first pair is one server against an identical copy of itself: how far from 1 the method puts two equal servers on this machine. The second is the library comparison inside the router: the same startProxy on each library. The last three are the route count of each backend.`,
           '',
           '| first | second | req/s, first ÷ second (median) | per run | per CPU second, first ÷ second (median) |',
           '|---|---|---|---|---|',
@@ -727,6 +750,7 @@ async function main(): Promise<void> {
       seconds: SECONDS,
       connections: CONNECTIONS,
       pinned,
+      dynamic,
       paced: { rate: pacedRate, contestants: paced },
       headToHead,
       routeCount,
@@ -757,6 +781,57 @@ function floorNote(pinned: Summary[], headToHead: HeadToHead[]): string[] {
     undici === undefined ? '' : `Bare undici, whose client costs far less, took ${Math.round(undici)} µs per request (${fmt(nginx / undici)}× documented nginx per CPU second).`,
   ];
   return [lines.filter(Boolean).join(' '), ''];
+}
+
+interface Comparison {
+  what: string;
+  /** req/s of the first ÷ of the second, median per round. */
+  ratio: number | null;
+  /** The same per CPU second: the second's CPU per request ÷ the first's. */
+  cpuRatio: number | null;
+  goal: string;
+}
+
+/**
+ * Dynamic nginx (the table as data in Lua, one constant nginx.conf) against documented
+ * nginx (a config rendered from the table), on each wire; the same ratios are targets
+ * where a target is set.
+ */
+function dynamicComparisons(
+  pinned: Summary[],
+  ratioOf: (a: string, b: string) => number | null,
+  cpuRatioOf: (a: string, b: string) => number | null,
+): { comparisons: Comparison[]; cpuUs: { name: string; label: string; cpuUs: number }[] } {
+  const pair = (what: string, a: string, b: string, goal: string): Comparison => ({ what, ratio: ratioOf(a, b), cpuRatio: cpuRatioOf(a, b), goal });
+  return {
+    comparisons: [
+      pair('dynamic nginx × documented nginx, both on the documented wire', 'nginx-dynamic', 'nginx', '≥ 0.9'),
+      pair('dynamic nginx with keep-alive × documented nginx on the documented wire', 'nginx-dynamic-keepalive', 'nginx', '≥ 2.5'),
+      pair('dynamic nginx with keep-alive × documented nginx with keep-alive', 'nginx-dynamic-keepalive', 'nginx-keepalive', 'none'),
+    ],
+    cpuUs: ['nginx', 'nginx-keepalive', 'nginx-dynamic', 'nginx-dynamic-keepalive'].flatMap((name) => {
+      const s = pinned.find((row) => row.name === name);
+      return s === undefined ? [] : [{ name, label: s.label, cpuUs: s.cpuUs }];
+    }),
+  };
+}
+
+function dynamicSection(dynamic: ReturnType<typeof dynamicComparisons>): string[] {
+  if (dynamic.cpuUs.length === 0) return [];
+  return [
+    '## Dynamic nginx against documented nginx (pinned)',
+    '',
+    'The same rounds as above: `k8s-router run --backend nginx --nginx-mode dynamic`, whose nginx.conf is the same whatever the routes and whose Lua picks the route and the pod of each request, against the documented config, where nginx itself matches `server_name` and `location`.',
+    '',
+    '| comparison | req/s ratio (median per round) | per CPU second (median per round) | target |',
+    '|---|---|---|---|',
+    ...dynamic.comparisons.map((c) => `| ${c.what} | ${fmt(c.ratio)} | ${fmt(c.cpuRatio)} | ${c.goal} |`),
+    '',
+    '| nginx | CPU µs per request (master and workers, median of the rounds) |',
+    '|---|---|',
+    ...dynamic.cpuUs.map((c) => `| ${c.label} | ${Math.round(c.cpuUs)} |`),
+    '',
+  ];
 }
 
 async function cleanUp(): Promise<void> {
