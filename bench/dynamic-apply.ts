@@ -31,7 +31,7 @@ import { pino } from 'pino';
 import WebSocket from 'ws';
 import { defaultConfig, type RouterConfig } from '../src/core/config.js';
 import { IncrementalRouteTable } from '../src/core/incremental-table.js';
-import type { Pod, Secret } from '../src/core/kube-objects.js';
+import { objectKey, type Pod, type Secret } from '../src/core/kube-objects.js';
 import type { RouteTable } from '../src/core/route-table.js';
 import type { NginxDataPlane } from '../nginx/process.js';
 import { pickFreeLoopbackPort } from '../nginx/status.js';
@@ -42,7 +42,7 @@ import { NGINX_BINARY } from '../test/support/nginx-check.js';
 import { apiKeySecret, pod } from '../test/support/objects.js';
 import { startPod, type TestPod } from '../test/support/pods.js';
 import { workDir } from '../test/support/work-dir.js';
-import { benchSecrets, PODS_PER_NAMESPACE, slimBenchPod, slimBenchPods } from './lib/cluster.js';
+import { benchSecrets, hostsOf, PODS_PER_NAMESPACE, slimBenchPod, slimBenchPods } from './lib/cluster.js';
 import { managedNginx } from './lib/managed-nginx.js';
 import { goneProcesses, memoryOf, newProcesses, nginxProcesses, type Memory } from './lib/nginx-processes.js';
 import { invocation, writeReport, type Bar } from './lib/report.js';
@@ -138,17 +138,14 @@ function baseSnapshot(port: number): Snapshot {
 /** A second pod for the routes of cluster pod `i`: same hosts and paths, another name and address. */
 function replicaOf(i: number, port: number): Pod {
   const original = slimBenchPod(i, { ip: () => POD_IPS[(i + 1) % POD_IPS.length] as string, port });
-  return { ...original, metadata: { ...original.metadata, name: `${original.metadata.name}-replica`, uid: `replica-${i}` } };
+  return { ...original, metadata: { ...original.metadata, name: `${original.metadata?.name ?? ''}-replica`, uid: `replica-${i}` } };
 }
 
 const withPod = (s: Snapshot, p: Pod): Snapshot => ({ ...s, pods: [...s.pods, p] });
-const withoutPod = (s: Snapshot, name: string, namespace: string): Snapshot => ({
-  ...s,
-  pods: s.pods.filter((p) => p.metadata.name !== name || p.metadata.namespace !== namespace),
-});
+const withoutPod = (s: Snapshot, gone: Pod): Snapshot => ({ ...s, pods: s.pods.filter((p) => objectKey(p) !== objectKey(gone)) });
 const withSecret = (s: Snapshot, secret: Secret): Snapshot => ({
   ...s,
-  secrets: [...s.secrets.filter((x) => x.metadata.namespace !== secret.metadata.namespace), secret],
+  secrets: [...s.secrets.filter((x) => x.metadata?.namespace !== secret.metadata?.namespace), secret],
 });
 
 /** A request through nginx and what came back: the status and the pod that answered. */
@@ -162,21 +159,56 @@ async function ask(port: number, host: string, path = '/', key?: { header: strin
 interface Change {
   kind: Kind;
   next: Snapshot;
-  /** After the change is applied: what a request shows that should not be, or null. */
-  check(routingPort: number): Promise<string | null>;
+  /** After the change is applied (`table` served): what requests show that should not be, or null. */
+  check(routingPort: number, table: RouteTable): Promise<string | null>;
+}
+
+/** The key a request to `host` needs in `table`, if its namespace has one. */
+function keyFor(table: RouteTable, host: string, header: string): { header: string; value: string } | undefined {
+  const apiKey = table.routes.find((route) => route.host === host)?.apiKey ?? null;
+  return apiKey === null ? undefined : { header, value: apiKey };
+}
+
+/**
+ * `host` asked `times` times (with its key, if any): every answer a 200 from a pod, and
+ * `want` among the pods that answered or `unwanted` not, as the change should have it. Each
+ * worker visits a route's pods in turn, so with 2 pods and at most 2 workers, 8 requests
+ * reach both on one worker at least.
+ */
+async function answeredBy(
+  routingPort: number,
+  table: RouteTable,
+  header: string,
+  host: string,
+  pods: { want?: string; unwanted?: string },
+): Promise<string | null> {
+  const key = keyFor(table, host, header);
+  const seen = new Set<string>();
+  for (let i = 0; i < 8; i++) {
+    const answer = await ask(routingPort, host, '/', key);
+    if (answer.status !== 200 || answer.pod === null) return `${host}: ${answer.status} from ${answer.pod ?? 'no pod'}`;
+    seen.add(answer.pod);
+  }
+  const from = [...seen].sort().join(', ');
+  if (pods.want !== undefined && !seen.has(pods.want)) return `${host}: 8 answers from ${from}, none from ${pods.want}`;
+  if (pods.unwanted !== undefined && seen.has(pods.unwanted)) return `${host}: still answered by ${pods.unwanted} (${from})`;
+  return null;
 }
 
 /** The four changes of repetition `r`, made one after the other from `s`. */
 function changesOf(r: number, s: Snapshot, config: RouterConfig, port: number): Change[] {
   const target = (r * 97 + 13) % CLUSTER_PODS;
   const replica = replicaOf(target, port);
-  const targetHost = `app-${target}.ns-${Math.floor(target / PODS_PER_NAMESPACE)}.example.com`;
+  // The pods of lib/cluster.ts answer on POD_IPS in turn; the replica on the next address.
+  const replicaPod = `pod-${(target + 1) % POD_IPS.length}`;
+  const [targetHost] = hostsOf(target);
+  const header = config.apiKeyHeader;
   const served = (host: string, key?: { header: string; value: string }) => async (routingPort: number): Promise<string | null> => {
     const answer = await ask(routingPort, host, '/', key);
     return answer.status === 200 && answer.pod !== null ? null : `${host}: ${answer.status} from ${answer.pod ?? 'no pod'}`;
   };
   const added = withPod(s, replica);
-  const removed = withoutPod(added, replica.metadata.name, replica.metadata.namespace as string);
+  const removed = withoutPod(added, replica);
   const freshHost = `fresh-${r}.example.net`;
   const fresh = pod(`fresh-${r}`, { namespace: 'fresh', ip: POD_IPS[r % POD_IPS.length], hosts: freshHost, paths: `${port}:/`, ports: [port] });
   const withFresh = withPod(removed, fresh);
@@ -186,8 +218,16 @@ function changesOf(r: number, s: Snapshot, config: RouterConfig, port: number): 
   const lockedHost = `app-${namespace * PODS_PER_NAMESPACE}.ns-${namespace}.example.com`;
   const key = { header: config.apiKeyHeader, value: Buffer.from(plainKey).toString('base64') };
   return [
-    { kind: 'pod added to a route', next: added, check: served(targetHost) },
-    { kind: 'pod removed from a route', next: removed, check: served(targetHost) },
+    {
+      kind: 'pod added to a route',
+      next: added,
+      check: (routingPort, table) => answeredBy(routingPort, table, header, targetHost, { want: replicaPod }),
+    },
+    {
+      kind: 'pod removed from a route',
+      next: removed,
+      check: (routingPort, table) => answeredBy(routingPort, table, header, targetHost, { unwanted: replicaPod }),
+    },
     { kind: 'new host', next: withFresh, check: served(freshHost) },
     {
       kind: 'API key set (a Secret)',
@@ -307,7 +347,16 @@ interface Applied {
   problem: string | null;
 }
 
-async function applyChange(plane: NginxDataPlane, run: Run, next: Snapshot): Promise<{ wallMs: number; totalMs: number; sendMs: number; buildMs: number; versionChanged: boolean }> {
+interface ChangeTiming {
+  table: RouteTable;
+  wallMs: number;
+  totalMs: number;
+  sendMs: number;
+  buildMs: number;
+  versionChanged: boolean;
+}
+
+async function applyChange(plane: NginxDataPlane, run: Run, next: Snapshot): Promise<ChangeTiming> {
   const versionBefore = plane.lastOutcome().tableVersion;
   const building = performance.now();
   const table = run.builder.update(next.pods, next.secrets);
@@ -317,6 +366,7 @@ async function applyChange(plane: NginxDataPlane, run: Run, next: Snapshot): Pro
   run.snapshot = next;
   const outcome = plane.lastOutcome();
   return {
+    table,
     wallMs,
     totalMs: outcome.lastApplyTimings?.totalMs ?? NaN,
     sendMs: outcome.lastApplyTimings?.sendMs ?? NaN,
@@ -331,8 +381,9 @@ async function applySeries(plane: NginxDataPlane, run: Run, pods: Pods): Promise
   for (let r = 0; r < REPETITIONS; r++) {
     for (const change of changesOf(r, run.snapshot, run.config, pods.port)) {
       const timing = await applyChange(plane, run, change.next);
-      const problem = timing.versionChanged ? await change.check(run.config.port) : 'the manager reports the same table version as before';
-      applied.push({ kind: change.kind, ...timing, problem });
+      const problem = timing.versionChanged ? await change.check(run.config.port, timing.table) : 'the manager reports the same table version as before';
+      const { wallMs, totalMs, sendMs, buildMs } = timing;
+      applied.push({ kind: change.kind, wallMs, totalMs, sendMs, buildMs, problem });
       if (problem !== null) log(`${change.kind}, repetition ${r + 1}: ${problem}`);
       await recheck(plane, check);
     }
@@ -394,8 +445,8 @@ async function webSocketAcrossChanges(plane: NginxDataPlane, run: Run, pods: Pod
     const next = [
       () => withPod(s, wsPod(pods.wsB)),
       () => withPod(s, other),
-      () => withoutPod(s, pods.wsB.name, WS_NAMESPACE),
-      () => withoutPod(s, other.metadata.name, other.metadata.namespace as string),
+      () => withoutPod(s, wsPod(pods.wsB)),
+      () => withoutPod(s, other),
     ][i % 4] as () => Snapshot;
     applyMs.push((await applyChange(plane, run, next())).wallMs);
     changes = i + 1;

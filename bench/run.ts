@@ -43,6 +43,7 @@ const BENCHMARKS: Benchmark[] = [
   { name: 'data-plane', script: 'bench/data-plane.ts', needs: [wrk, nginx] },
   { name: 'control-plane', script: 'bench/control-plane.ts', needs: [nginx] },
   { name: 'event-latency', script: 'bench/event-latency.ts', needs: [nginx] },
+  { name: 'dynamic-apply', script: 'bench/dynamic-apply.ts', needs: [nginx] },
   { name: 'big-cluster', script: 'bench/big-cluster.ts', needs: [], fullOnly: true },
   { name: 'nginx-reload', script: 'bench/nginx-reload.ts', needs: [nginx], fullOnly: true },
 ];
