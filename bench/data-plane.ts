@@ -215,7 +215,13 @@ interface Contestant {
  * table rendered into nginx.conf) or `dynamic` (one constant nginx.conf, the table sent to
  * Lua in nginx over the control socket).
  */
-function routerContestant(name: string, label: string, backend: 'nginx' | 'proxy', keepalive: number, nginxMode: NginxMode = 'documented'): Contestant {
+function routerContestant(
+  name: string,
+  label: string,
+  backend: 'nginx' | 'proxy',
+  keepalive: number,
+  nginxMode: NginxMode = 'documented',
+): Contestant {
   return {
     name,
     label,
@@ -284,7 +290,13 @@ const CONTESTANTS = (podPort: number, podPid: number): Contestant[] => [
   routerContestant('nginx', 'nginx, documented config', 'nginx', 0),
   routerContestant('nginx-keepalive', `nginx, upstream keep-alive ${KEEPALIVE}`, 'nginx', KEEPALIVE),
   routerContestant('nginx-dynamic', 'dynamic nginx (NGINX_MODE=dynamic), documented wire', 'nginx', 0, 'dynamic'),
-  routerContestant('nginx-dynamic-keepalive', `dynamic nginx, upstream keep-alive ${KEEPALIVE}`, 'nginx', KEEPALIVE, 'dynamic'),
+  routerContestant(
+    'nginx-dynamic-keepalive',
+    `dynamic nginx, upstream keep-alive ${KEEPALIVE}`,
+    'nginx',
+    KEEPALIVE,
+    'dynamic',
+  ),
   routerContestant('proxy', 'our proxy, documented wire (Connection: close)', 'proxy', 0),
   routerContestant('proxy-keepalive', `our proxy, upstream keep-alive ${KEEPALIVE}`, 'proxy', KEEPALIVE),
   bareContestant('http-proxy', 'bare http-proxy 1.18.1', 'http-proxy.ts'),
@@ -499,6 +511,9 @@ function contestantTable(rows: Summary[]): string {
   ].join('\n');
 }
 
+/** The servers paced to one rate for the latency at the same load: each backend on each wire. */
+const PACED = ['nginx', 'nginx-keepalive', 'nginx-dynamic', 'nginx-dynamic-keepalive', 'proxy', 'proxy-keepalive'];
+
 /** The servers run over 10,000 routes as well as over 10 (the route count): each backend with upstream keep-alive. */
 const COUNTED = ['nginx-keepalive', 'nginx-dynamic-keepalive', 'proxy-keepalive'];
 
@@ -563,7 +578,7 @@ async function main(): Promise<void> {
 
   // 2. Latency at the same load: the backends on both wires, paced to one rate all of
   // them sustain (half of what the slowest, our proxy on the documented wire, reached).
-  const pacedNames = ['nginx', 'nginx-keepalive', 'nginx-dynamic', 'nginx-dynamic-keepalive', 'proxy', 'proxy-keepalive'].filter((n) => running.has(n));
+  const pacedNames = PACED.filter((n) => running.has(n));
   const slowest = Math.min(...pacedNames.map((n) => pinned.find((s) => s.name === n)?.rps ?? Infinity));
   const pacedRate = Number.isFinite(slowest) ? Math.max(100, Math.round(slowest / 2 / 100) * 100) : 0;
   let pacedSamples: Rounds = new Map();
@@ -660,9 +675,19 @@ async function main(): Promise<void> {
     target('nginx with keep-alive × documented nginx', ratioOf('nginx-keepalive', 'nginx'), 2, true),
     target('nginx with keep-alive × documented nginx, per CPU second', cpuRatioOf('nginx-keepalive', 'nginx'), 2, true),
     target('dynamic nginx, documented wire × documented nginx', ratioOf('nginx-dynamic', 'nginx'), 0.9, true),
-    target('dynamic nginx, documented wire × documented nginx, per CPU second', cpuRatioOf('nginx-dynamic', 'nginx'), 0.9, true),
+    target(
+      'dynamic nginx, documented wire × documented nginx, per CPU second',
+      cpuRatioOf('nginx-dynamic', 'nginx'),
+      0.9,
+      true,
+    ),
     target('dynamic nginx with keep-alive × documented nginx', ratioOf('nginx-dynamic-keepalive', 'nginx'), 2.5, true),
-    target('dynamic nginx with keep-alive × documented nginx, per CPU second', cpuRatioOf('nginx-dynamic-keepalive', 'nginx'), 2.5, true),
+    target(
+      'dynamic nginx with keep-alive × documented nginx, per CPU second',
+      cpuRatioOf('nginx-dynamic-keepalive', 'nginx'),
+      2.5,
+      true,
+    ),
     target(`p99 of our proxy ÷ p99 of nginx, documented wire, at ${pacedRate} req/s`, p99Of('proxy', 'nginx'), 3, false),
     target(`p99 of our proxy ÷ p99 of nginx, both with keep-alive, at ${pacedRate} req/s`, p99Of('proxy-keepalive', 'nginx-keepalive'), 3, false),
     target(`p99 of our proxy with keep-alive ÷ p99 of documented nginx, at ${pacedRate} req/s`, p99Of('proxy-keepalive', 'nginx'), 3, false),
@@ -672,7 +697,12 @@ async function main(): Promise<void> {
     ]),
     target('our proxy: 10,000 routes × 10 routes, head to head', headToHeadOf('proxy-keepalive@10000', 'proxy-keepalive'), 0.95, true),
     target('nginx: 10,000 routes × 10 routes, head to head', headToHeadOf('nginx-keepalive@10000', 'nginx-keepalive'), 0.95, true),
-    target('dynamic nginx: 10,000 routes × 10 routes, head to head', headToHeadOf('nginx-dynamic-keepalive@10000', 'nginx-dynamic-keepalive'), 0.95, true),
+    target(
+      'dynamic nginx: 10,000 routes × 10 routes, head to head',
+      headToHeadOf('nginx-dynamic-keepalive@10000', 'nginx-dynamic-keepalive'),
+      0.95,
+      true,
+    ),
   ];
 
 
@@ -694,7 +724,13 @@ async function main(): Promise<void> {
     ...dynamicSection(dynamic),
     `## Latency at the same load: about ${pacedRate} req/s (pinned)`,
     '',
-    `Documented nginx, dynamic nginx and our proxy, each on the documented wire and with upstream keep-alive, each of the ${CONNECTIONS} connections sending its next request ${Math.round((CONNECTIONS * 1000) / pacedRate)} ms after the last one (a wrk script's delay()), so all of them serve about the same rate: half of what the slowest of them reached above. The p99 ratios in the targets are taken per round and summarized by their median.`,
+    [
+      'Documented nginx, dynamic nginx and our proxy, each on the documented wire and with upstream keep-alive,',
+      `each of the ${CONNECTIONS} connections sending its next request`,
+      `${Math.round((CONNECTIONS * 1000) / pacedRate)} ms after the last one (a wrk script's delay()),`,
+      'so all of them serve about the same rate: half of what the slowest of them reached above.',
+      'The p99 ratios in the targets are taken per round and summarized by their median.',
+    ].join(' '),
     '',
     '| contestant | req/s | p50 ms | p99 ms | CPU µs per request | errors |',
     '|---|---|---|---|---|---|',
@@ -705,7 +741,15 @@ async function main(): Promise<void> {
     ...(headToHead.length === 0
       ? ['Not run with --quick.']
       : [
-          `Two servers of one kind at once on cpu ${SERVER_CPU}, each loaded by its own wrk on cpu ${CLIENT_CPU} for ${SECONDS} s, ${ROUNDS} times: whatever else the machine runs weighs on both alike, so the ratio of their req/s measures their cost per request even on a busy machine. (Not used between nginx and Node: one nginx worker and one Node process do not share a core the same way.) The first pair is one server against an identical copy of itself: how far from 1 the method puts two equal servers on this machine. The second is the library comparison inside the router: the same startProxy on each library. The last three are the route count of each backend.`,
+          [
+            `Two servers of one kind at once on cpu ${SERVER_CPU}, each loaded by its own wrk on cpu ${CLIENT_CPU}`,
+            `for ${SECONDS} s, ${ROUNDS} times: whatever else the machine runs weighs on both alike, so the ratio of`,
+            'their req/s measures their cost per request even on a busy machine. (Not used between nginx and Node:',
+            'one nginx worker and one Node process do not share a core the same way.) The first pair is one server',
+            'against an identical copy of itself: how far from 1 the method puts two equal servers on this machine.',
+            'The second is the library comparison inside the router: the same startProxy on each library.',
+            'The last three are the route count of each backend.',
+          ].join(' '),
           '',
           '| first | second | req/s, first ÷ second (median) | per run | per CPU second, first ÷ second (median) |',
           '|---|---|---|---|---|',
@@ -802,12 +846,27 @@ function dynamicComparisons(
   ratioOf: (a: string, b: string) => number | null,
   cpuRatioOf: (a: string, b: string) => number | null,
 ): { comparisons: Comparison[]; cpuUs: { name: string; label: string; cpuUs: number }[] } {
-  const pair = (what: string, a: string, b: string, goal: string): Comparison => ({ what, ratio: ratioOf(a, b), cpuRatio: cpuRatioOf(a, b), goal });
+  const pair = (what: string, a: string, b: string, goal: string): Comparison => ({
+    what,
+    ratio: ratioOf(a, b),
+    cpuRatio: cpuRatioOf(a, b),
+    goal,
+  });
   return {
     comparisons: [
       pair('dynamic nginx × documented nginx, both on the documented wire', 'nginx-dynamic', 'nginx', '≥ 0.9'),
-      pair('dynamic nginx with keep-alive × documented nginx on the documented wire', 'nginx-dynamic-keepalive', 'nginx', '≥ 2.5'),
-      pair('dynamic nginx with keep-alive × documented nginx with keep-alive', 'nginx-dynamic-keepalive', 'nginx-keepalive', 'none'),
+      pair(
+        'dynamic nginx with keep-alive × documented nginx on the documented wire',
+        'nginx-dynamic-keepalive',
+        'nginx',
+        '≥ 2.5',
+      ),
+      pair(
+        'dynamic nginx with keep-alive × documented nginx with keep-alive',
+        'nginx-dynamic-keepalive',
+        'nginx-keepalive',
+        'none',
+      ),
     ],
     cpuUs: ['nginx', 'nginx-keepalive', 'nginx-dynamic', 'nginx-dynamic-keepalive'].flatMap((name) => {
       const s = pinned.find((row) => row.name === name);
@@ -821,7 +880,11 @@ function dynamicSection(dynamic: ReturnType<typeof dynamicComparisons>): string[
   return [
     '## Dynamic nginx against documented nginx (pinned)',
     '',
-    'The same rounds as above: `k8s-router run --backend nginx --nginx-mode dynamic`, whose nginx.conf is the same whatever the routes and whose Lua picks the route and the pod of each request, against the documented config, where nginx itself matches `server_name` and `location`.',
+    [
+      'The same rounds as above: `k8s-router run --backend nginx --nginx-mode dynamic`, whose nginx.conf is the',
+      'same whatever the routes and whose Lua picks the route and the pod of each request, against the documented',
+      'config, where nginx itself matches `server_name` and `location`.',
+    ].join(' '),
     '',
     '| comparison | req/s ratio (median per round) | per CPU second (median per round) | target |',
     '|---|---|---|---|',

@@ -132,26 +132,47 @@ interface Snapshot {
 }
 
 function baseSnapshot(port: number): Snapshot {
-  return { pods: slimBenchPods(CLUSTER_PODS, { ip: (i) => POD_IPS[i % POD_IPS.length] as string, port }), secrets: benchSecrets(CLUSTER_PODS) };
+  return {
+    pods: slimBenchPods(CLUSTER_PODS, { ip: (i) => POD_IPS[i % POD_IPS.length] as string, port }),
+    secrets: benchSecrets(CLUSTER_PODS),
+  };
 }
 
 /** A second pod for the routes of cluster pod `i`: same hosts and paths, another name and address. */
 function replicaOf(i: number, port: number): Pod {
   const original = slimBenchPod(i, { ip: () => POD_IPS[(i + 1) % POD_IPS.length] as string, port });
-  return { ...original, metadata: { ...original.metadata, name: `${original.metadata?.name ?? ''}-replica`, uid: `replica-${i}` } };
+  return {
+    ...original,
+    metadata: { ...original.metadata, name: `${original.metadata?.name ?? ''}-replica`, uid: `replica-${i}` },
+  };
 }
 
 const withPod = (s: Snapshot, p: Pod): Snapshot => ({ ...s, pods: [...s.pods, p] });
-const withoutPod = (s: Snapshot, gone: Pod): Snapshot => ({ ...s, pods: s.pods.filter((p) => objectKey(p) !== objectKey(gone)) });
+const withoutPod = (s: Snapshot, gone: Pod): Snapshot => ({
+  ...s,
+  pods: s.pods.filter((p) => objectKey(p) !== objectKey(gone)),
+});
 const withSecret = (s: Snapshot, secret: Secret): Snapshot => ({
   ...s,
   secrets: [...s.secrets.filter((x) => x.metadata?.namespace !== secret.metadata?.namespace), secret],
 });
 
 /** A request through nginx and what came back: the status and the pod that answered. */
-async function ask(port: number, host: string, path = '/', key?: { header: string; value: string }): Promise<{ status: number; pod: string | null }> {
-  const headers: [string, string][] = [['Host', host], ...(key ? ([[key.header, key.value]] as [string, string][]) : [])];
-  const outcome = await sendRaw(port, { method: 'GET', target: path, headers: [...headers, ['Connection', 'close']] }, ANSWER_MS);
+async function ask(
+  port: number,
+  host: string,
+  path = '/',
+  key?: { header: string; value: string },
+): Promise<{ status: number; pod: string | null }> {
+  const headers: [string, string][] = [
+    ['Host', host],
+    ...(key ? ([[key.header, key.value]] as [string, string][]) : []),
+  ];
+  const outcome = await sendRaw(
+    port,
+    { method: 'GET', target: path, headers: [...headers, ['Connection', 'close']] },
+    ANSWER_MS,
+  );
   if (outcome.kind !== 'response') return { status: 0, pod: null };
   return { status: outcome.status, pod: outcome.headers.find(([k]) => k.toLowerCase() === 'x-pod')?.[1] ?? null };
 }
@@ -191,7 +212,8 @@ async function answeredBy(
   }
   const from = [...seen].sort().join(', ');
   if (pods.want !== undefined && !seen.has(pods.want)) return `${host}: 8 answers from ${from}, none from ${pods.want}`;
-  if (pods.unwanted !== undefined && seen.has(pods.unwanted)) return `${host}: still answered by ${pods.unwanted} (${from})`;
+  if (pods.unwanted !== undefined && seen.has(pods.unwanted))
+    return `${host}: still answered by ${pods.unwanted} (${from})`;
   return null;
 }
 
@@ -203,14 +225,24 @@ function changesOf(r: number, s: Snapshot, config: RouterConfig, port: number): 
   const replicaPod = `pod-${(target + 1) % POD_IPS.length}`;
   const [targetHost] = hostsOf(target);
   const header = config.apiKeyHeader;
-  const served = (host: string, key?: { header: string; value: string }) => async (routingPort: number): Promise<string | null> => {
-    const answer = await ask(routingPort, host, '/', key);
-    return answer.status === 200 && answer.pod !== null ? null : `${host}: ${answer.status} from ${answer.pod ?? 'no pod'}`;
-  };
+  const served =
+    (host: string, key?: { header: string; value: string }) =>
+    async (routingPort: number): Promise<string | null> => {
+      const answer = await ask(routingPort, host, '/', key);
+      return answer.status === 200 && answer.pod !== null
+        ? null
+        : `${host}: ${answer.status} from ${answer.pod ?? 'no pod'}`;
+    };
   const added = withPod(s, replica);
   const removed = withoutPod(added, replica);
   const freshHost = `fresh-${r}.example.net`;
-  const fresh = pod(`fresh-${r}`, { namespace: 'fresh', ip: POD_IPS[r % POD_IPS.length], hosts: freshHost, paths: `${port}:/`, ports: [port] });
+  const fresh = pod(`fresh-${r}`, {
+    namespace: 'fresh',
+    ip: POD_IPS[r % POD_IPS.length],
+    hosts: freshHost,
+    paths: `${port}:/`,
+    ports: [port],
+  });
   const withFresh = withPod(removed, fresh);
   const namespace = 2 * (r % OPEN_NAMESPACES) + 1;
   const plainKey = `bench key ${r}`;
@@ -253,18 +285,30 @@ interface Run {
 
 const planes = new Set<NginxDataPlane>();
 const warnings: string[] = [];
-const logger = pino({ level: 'warn' }, {
-  write: (line: string) => {
-    warnings.push(line);
-    process.stderr.write(line);
+const logger = pino(
+  { level: 'warn' },
+  {
+    write: (line: string) => {
+      warnings.push(line);
+      process.stderr.write(line);
+    },
   },
-});
+);
 
 function configFor(mode: 'documented' | 'dynamic', workers: number, routingPort: number): RouterConfig {
-  return defaultConfig({ port: String(routingPort), listenAddress: '127.0.0.1', nginxMode: mode, workerProcesses: String(workers) });
+  return defaultConfig({
+    port: String(routingPort),
+    listenAddress: '127.0.0.1',
+    nginxMode: mode,
+    workerProcesses: String(workers),
+  });
 }
 
-async function startNginx(config: RouterConfig, prefix: string, table: RouteTable): Promise<{ plane: NginxDataPlane; ms: number }> {
+async function startNginx(
+  config: RouterConfig,
+  prefix: string,
+  table: RouteTable,
+): Promise<{ plane: NginxDataPlane; ms: number }> {
   const plane = await managedNginx(config, NGINX_BINARY, prefix, logger);
   planes.add(plane);
   const started = performance.now();
@@ -286,13 +330,22 @@ const masterOf = (plane: NginxDataPlane): number => {
 };
 
 /** Every route of `table` requested once, 8 at a time, each with its namespace's key; the statuses counted. */
-async function requestEveryRoute(routingPort: number, table: RouteTable, header: string): Promise<Record<string, number>> {
+async function requestEveryRoute(
+  routingPort: number,
+  table: RouteTable,
+  header: string,
+): Promise<Record<string, number>> {
   const statuses: Record<string, number> = {};
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < table.routes.length) {
       const route = table.routes[next++] as RouteTable['routes'][number];
-      const answer = await ask(routingPort, route.host, route.path, route.apiKey === null ? undefined : { header, value: route.apiKey });
+      const answer = await ask(
+        routingPort,
+        route.host,
+        route.path,
+        route.apiKey === null ? undefined : { header, value: route.apiKey },
+      );
       statuses[answer.status] = (statuses[answer.status] ?? 0) + 1;
     }
   };
@@ -309,7 +362,12 @@ interface ProcessCheck {
 }
 
 async function processCheck(plane: NginxDataPlane): Promise<ProcessCheck> {
-  return { before: await nginxProcesses(masterOf(plane)), appeared: new Set(), gone: new Set(), reloadsBefore: plane.lastOutcome().reloads };
+  return {
+    before: await nginxProcesses(masterOf(plane)),
+    appeared: new Set(),
+    gone: new Set(),
+    reloadsBefore: plane.lastOutcome().reloads,
+  };
 }
 
 async function recheck(plane: NginxDataPlane, check: ProcessCheck): Promise<void> {
@@ -375,13 +433,19 @@ async function applyChange(plane: NginxDataPlane, run: Run, next: Snapshot): Pro
   };
 }
 
-async function applySeries(plane: NginxDataPlane, run: Run, pods: Pods): Promise<{ applied: Applied[]; processes: ProcessReport }> {
+async function applySeries(
+  plane: NginxDataPlane,
+  run: Run,
+  pods: Pods,
+): Promise<{ applied: Applied[]; processes: ProcessReport }> {
   const check = await processCheck(plane);
   const applied: Applied[] = [];
   for (let r = 0; r < REPETITIONS; r++) {
     for (const change of changesOf(r, run.snapshot, run.config, pods.port)) {
       const timing = await applyChange(plane, run, change.next);
-      const problem = timing.versionChanged ? await change.check(run.config.port, timing.table) : 'the manager reports the same table version as before';
+      const problem = timing.versionChanged
+        ? await change.check(run.config.port, timing.table)
+        : 'the manager reports the same table version as before';
       const { wallMs, totalMs, sendMs, buildMs } = timing;
       applied.push({ kind: change.kind, wallMs, totalMs, sendMs, buildMs, problem });
       if (problem !== null) log(`${change.kind}, repetition ${r + 1}: ${problem}`);
@@ -434,7 +498,8 @@ async function webSocketAcrossChanges(plane: NginxDataPlane, run: Run, pods: Pod
   ws.on('close', () => (closedAfter ??= changes));
   ws.on('error', () => undefined);
   const first = await echo(ws, 'hello');
-  if (first !== `${pods.wsA.name}:hello`) throw new Error(`the WebSocket's first echo came back as ${JSON.stringify(first)}, not from ${pods.wsA.name}`);
+  if (first !== `${pods.wsA.name}:hello`)
+    throw new Error(`the WebSocket's first echo came back as ${JSON.stringify(first)}, not from ${pods.wsA.name}`);
   let echoes = 0;
   const httpPods = new Set<string>();
   const applyMs: number[] = [];
@@ -455,14 +520,26 @@ async function webSocketAcrossChanges(plane: NginxDataPlane, run: Run, pods: Pod
     await recheck(plane, check);
   }
   ws.close();
-  return { changes, echoes, closedAfter, httpPods: [...httpPods].sort(), applyMs, processes: processReport(plane, check) };
+  return {
+    changes,
+    echoes,
+    closedAfter,
+    httpPods: [...httpPods].sort(),
+    applyMs,
+    processes: processReport(plane, check),
+  };
 }
 
 interface WorkerRun {
   workers: number;
   starts: { ms: number; loadMs: number; sendMs: number }[];
   documentedStartMs: number;
-  memory: { dynamic: Memory; documented: Memory; dynamicStatuses: Record<string, number>; documentedStatuses: Record<string, number> };
+  memory: {
+    dynamic: Memory;
+    documented: Memory;
+    dynamicStatuses: Record<string, number>;
+    documentedStatuses: Record<string, number>;
+  };
   applied: Applied[];
   applyProcesses: ProcessReport;
   webSocket: WebSocketRun;
@@ -476,7 +553,8 @@ async function forWorkers(workers: number, pods: Pods, work: string): Promise<Wo
   const builder = new IncrementalRouteTable(config);
   const snapshot = baseSnapshot(pods.port);
   const table = builder.update(snapshot.pods, snapshot.secrets);
-  if (table.routes.length !== CLUSTER_PODS * 4) throw new Error(`the cluster gave ${table.routes.length} routes, not ${CLUSTER_PODS * 4}`);
+  if (table.routes.length !== CLUSTER_PODS * 4)
+    throw new Error(`the cluster gave ${table.routes.length} routes, not ${CLUSTER_PODS * 4}`);
   const run: Run = { workers, config, builder, snapshot };
   const lua: string[] = [];
 
@@ -496,7 +574,8 @@ async function forWorkers(workers: number, pods: Pods, work: string): Promise<Wo
   // 2. Memory after every route was requested once.
   const dynamicStatuses = await requestEveryRoute(routingPort, table, config.apiKeyHeader);
   const dynamicMemory = await memoryOf(await nginxProcesses(masterOf(plane)));
-  log(`${workers} worker(s): dynamic nginx, every route requested once: ${JSON.stringify(dynamicStatuses)}, RSS ${fmt(dynamicMemory.rssMiB)} MiB`);
+  log(`${workers} worker(s): dynamic nginx, every route requested once: ${JSON.stringify(dynamicStatuses)}`);
+  log(`${workers} worker(s): dynamic nginx, RSS ${fmt(dynamicMemory.rssMiB)} MiB`);
 
   // 3. Changes, 4. a WebSocket across changes.
   const series = await applySeries(plane, run, pods);
@@ -506,10 +585,16 @@ async function forWorkers(workers: number, pods: Pods, work: string): Promise<Wo
 
   // Documented nginx on the same first table, for its memory (and its start, for comparison).
   const documentedConfig = configFor('documented', workers, routingPort);
-  const documented = await startNginx(documentedConfig, join(work, `documented-${workers}`), new IncrementalRouteTable(documentedConfig).update(snapshot.pods, snapshot.secrets));
+  const documented = await startNginx(
+    documentedConfig,
+    join(work, `documented-${workers}`),
+    new IncrementalRouteTable(documentedConfig).update(snapshot.pods, snapshot.secrets),
+  );
   const documentedStatuses = await requestEveryRoute(routingPort, table, config.apiKeyHeader);
   const documentedMemory = await memoryOf(await nginxProcesses(masterOf(documented.plane)));
-  log(`${workers} worker(s): documented nginx started in ${fmt(documented.ms)} ms, every route requested once: ${JSON.stringify(documentedStatuses)}, RSS ${fmt(documentedMemory.rssMiB)} MiB`);
+  log(`${workers} worker(s): documented nginx started in ${fmt(documented.ms)} ms`);
+  log(`${workers} worker(s): documented nginx, every route requested once: ${JSON.stringify(documentedStatuses)}`);
+  log(`${workers} worker(s): documented nginx, RSS ${fmt(documentedMemory.rssMiB)} MiB`);
   await closeNginx(documented.plane);
   for (const p of [...pods.cluster, pods.wsA, pods.wsB]) p.received.length = 0;
 
@@ -536,12 +621,26 @@ interface Target {
   met: boolean;
 }
 
-function kindFigures(run: WorkerRun, kind: Kind): { count: number; median: number; p99: number; totalMedian: number; sendMedian: number; buildMedian: number; problems: number } {
+function kindFigures(
+  run: WorkerRun,
+  kind: Kind,
+): {
+  count: number;
+  median: number;
+  p99: number;
+  totalMedian: number;
+  sendMedian: number;
+  buildMedian: number;
+  problems: number;
+} {
   const rows = run.applied.filter((a) => a.kind === kind);
   return {
     count: rows.length,
     median: median(rows.map((a) => a.wallMs)),
-    p99: percentile(rows.map((a) => a.wallMs), 99),
+    p99: percentile(
+      rows.map((a) => a.wallMs),
+      99,
+    ),
     totalMedian: median(rows.map((a) => a.totalMs)),
     sendMedian: median(rows.map((a) => a.sendMs)),
     buildMedian: median(rows.map((a) => a.buildMs)),
@@ -549,34 +648,46 @@ function kindFigures(run: WorkerRun, kind: Kind): { count: number; median: numbe
   };
 }
 
-const describeProcesses = (p: ProcessReport): string =>
-  `${p.reloads} reload(s), ${p.newProcesses.length} new process(es)${p.goneProcesses.length > 0 ? `, ${p.goneProcesses.length} gone` : ''} (master ${p.pids[0]}, workers ${p.pids.slice(1).join(', ')})`;
+function describeProcesses(p: ProcessReport): string {
+  const gone = p.goneProcesses.length > 0 ? `, ${p.goneProcesses.length} gone` : '';
+  const pids = `master ${p.pids[0]}, workers ${p.pids.slice(1).join(', ')}`;
+  return `${p.reloads} reload(s), ${p.newProcesses.length} new process(es)${gone} (${pids})`;
+}
 
-const steady = (p: ProcessReport): boolean => p.reloads === 0 && p.newProcesses.length === 0 && p.goneProcesses.length === 0;
+const steady = (p: ProcessReport): boolean =>
+  p.reloads === 0 && p.newProcesses.length === 0 && p.goneProcesses.length === 0;
 
 function targetsOf(run: WorkerRun): Target[] {
   const w = `${run.workers} worker${run.workers === 1 ? '' : 's'}`;
   const starts = run.starts.map((s) => s.ms);
   const { dynamic, documented } = run.memory;
   const ws = run.webSocket;
+  const wsState = ws.closedAfter === null ? 'open' : `closed after change ${ws.closedAfter}`;
   return [
     ...KINDS.map((kind) => {
       const f = kindFigures(run, kind);
+      const problems = f.problems > 0 ? `; ${f.problems} not served as expected` : '';
       return {
-        target: `dynamic nginx, 10,000 routes, ${w}: ${kind}, table built → every worker serves it (${f.count} times), median / p99`,
+        target:
+          `dynamic nginx, 10,000 routes, ${w}: ${kind}, ` +
+          `table built → every worker serves it (${f.count} times), median / p99`,
         goal: '< 50 ms / < 200 ms, every change served',
-        measured: `${fmt(f.median)} / ${fmt(f.p99)} ms${f.problems > 0 ? `; ${f.problems} not served as expected` : ''}`,
+        measured: `${fmt(f.median)} / ${fmt(f.p99)} ms${problems}`,
         met: f.median < 50 && f.p99 < 200 && f.problems === 0,
       };
     }),
     {
-      target: `dynamic nginx, 10,000 routes, ${w}: nginx reloads and new nginx processes during ${run.applied.length} changes`,
+      target:
+        `dynamic nginx, 10,000 routes, ${w}: ` +
+        `nginx reloads and new nginx processes during ${run.applied.length} changes`,
       goal: '0 reloads, 0 new processes',
       measured: describeProcesses(run.applyProcesses),
       met: steady(run.applyProcesses),
     },
     {
-      target: `dynamic nginx, ${w}: first table of 10,000 routes built → served by a freshly started nginx (${starts.length} starts), median / slowest`,
+      target:
+        `dynamic nginx, ${w}: first table of 10,000 routes built → served by a freshly started nginx ` +
+        `(${starts.length} starts), median / slowest`,
       goal: '< 1 s',
       measured: `${fmt(median(starts), 0)} / ${fmt(Math.max(...starts), 0)} ms`,
       met: Math.max(...starts) < 1000,
@@ -588,75 +699,165 @@ function targetsOf(run: WorkerRun): Target[] {
       met: dynamic.rssMiB <= documented.rssMiB,
     },
     {
-      target: `a WebSocket through dynamic nginx (${w}) across ${ws.changes} route changes, its own route's pods included`,
+      target:
+        `a WebSocket through dynamic nginx (${w}) across ${ws.changes} route changes, ` +
+        "its own route's pods included",
       goal: 'open, an echo after every change, nginx processes unchanged',
-      measured: `${ws.closedAfter === null ? 'open' : `closed after change ${ws.closedAfter}`}, ${ws.echoes} of ${ws.changes} echoes, ${describeProcesses(ws.processes)}`,
+      measured: `${wsState}, ${ws.echoes} of ${ws.changes} echoes, ${describeProcesses(ws.processes)}`,
       met: ws.closedAfter === null && ws.echoes === ws.changes && steady(ws.processes),
     },
   ];
 }
 
+/** A markdown table: its header row, the separator, then the rows. */
+function table(header: readonly string[], rows: readonly (readonly (string | number)[])[]): string[] {
+  const line = (cells: readonly (string | number)[]): string => `| ${cells.join(' | ')} |`;
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)];
+}
+
 function markdownOf(runs: WorkerRun[], targets: Target[]): string {
+  const thousands = (n: number): string => n.toLocaleString('en-US');
+  const sum = (of: (run: WorkerRun) => number): number => runs.reduce((n, run) => n + of(run), 0);
   const out: string[] = [
-    `The router's nginx manager in dynamic mode (as \`k8s-router run --backend nginx --nginx-mode dynamic\` builds it), in-process, on the cluster of \`lib/cluster.ts\`: ${CLUSTER_PODS.toLocaleString('en-US')} pods, 2 hosts and 2 paths each (${(CLUSTER_PODS * 4).toLocaleString('en-US')} routes), 100 pods per namespace, every other namespace locked by an API key; the pods answer on ${POD_IPS.length} loopback addresses. ${REPETITIONS} repetitions of each change${QUICK ? ' (a smoke run)' : ''}; p99 is the nearest rank, so with fewer than 100 samples it is the slowest.`,
+    [
+      "The router's nginx manager in dynamic mode",
+      '(as `k8s-router run --backend nginx --nginx-mode dynamic` builds it),',
+      `in-process, on the cluster of \`lib/cluster.ts\`: ${thousands(CLUSTER_PODS)} pods, 2 hosts and 2 paths each`,
+      `(${thousands(CLUSTER_PODS * 4)} routes), 100 pods per namespace, every other namespace locked by an API key;`,
+      `the pods answer on ${POD_IPS.length} loopback addresses.`,
+      `${REPETITIONS} repetitions of each change${QUICK ? ' (a smoke run)' : ''};`,
+      'p99 is the nearest rank, so with fewer than 100 samples it is the slowest.',
+    ].join(' '),
     '',
     '## Targets',
     '',
-    '| target | goal | measured | met |',
-    '|---|---|---|---|',
-    ...targets.map((t) => `| ${t.target} | ${t.goal} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`),
+    ...table(
+      ['target', 'goal', 'measured', 'met'],
+      targets.map((t) => [t.target, t.goal, t.measured, t.met ? 'yes' : '**no**']),
+    ),
     '',
     '## A change, from the table built to every worker serving it',
     '',
-    "Timed around the manager's `apply()` (which resolves once every current worker reports the new table's version over the control socket); the manager's own `lastApplyTimings.totalMs` and `sendMs` (the table serialized, sent and confirmed) beside it. The table build (`IncrementalRouteTable`, as the router runs it) is before and not counted.",
+    [
+      "Timed around the manager's `apply()`, which resolves once every current worker reports the new table's version",
+      "over the control socket; the manager's own `lastApplyTimings.totalMs` and `sendMs` (the table serialized, sent",
+      'and confirmed) beside it. The table build (`IncrementalRouteTable`, as the router runs it) is before and not',
+      'counted.',
+    ].join(' '),
     '',
-    '| workers | change | times | median ms | p99 ms | manager total, median ms | of which send, median ms | table build, median ms (not counted) | not served as expected |',
-    '|---|---|---|---|---|---|---|---|---|',
-    ...runs.flatMap((run) =>
-      KINDS.map((kind) => {
-        const f = kindFigures(run, kind);
-        return `| ${run.workers} | ${kind} | ${f.count} | ${fmt(f.median)} | ${fmt(f.p99)} | ${fmt(f.totalMedian)} | ${fmt(f.sendMedian)} | ${fmt(f.buildMedian)} | ${f.problems} |`;
-      }),
+    ...table(
+      [
+        'workers',
+        'change',
+        'times',
+        'median ms',
+        'p99 ms',
+        'manager total, median ms',
+        'of which send, median ms',
+        'table build, median ms (not counted)',
+        'not served as expected',
+      ],
+      runs.flatMap((run) =>
+        KINDS.map((kind) => {
+          const f = kindFigures(run, kind);
+          const figures = [f.median, f.p99, f.totalMedian, f.sendMedian, f.buildMedian].map((n) => fmt(n));
+          return [run.workers, kind, f.count, ...figures, f.problems];
+        }),
+      ),
     ),
     '',
-    '| workers | during the changes |',
-    '|---|---|',
-    ...runs.map((run) => `| ${run.workers} | ${describeProcesses(run.applyProcesses)} |`),
+    ...table(
+      ['workers', 'during the changes'],
+      runs.map((run) => [run.workers, describeProcesses(run.applyProcesses)]),
+    ),
     '',
     '## Start with 10,000 routes',
     '',
-    "From the first table (built already) to a freshly started nginx serving it on every worker: the manager's first apply, which starts nginx (loading the Lua module) and then sends the table. Documented nginx on the same table, for comparison (`nginx -t`, then nginx parsing a config with a server block per host).",
+    [
+      'From the first table (built already) to a freshly started nginx serving it on every worker:',
+      "the manager's first apply, which starts nginx (loading the Lua module) and then sends the table.",
+      'Documented nginx on the same table, for comparison (`nginx -t`, then nginx parsing a config with a server',
+      'block per host).',
+    ].join(' '),
     '',
-    '| workers | dynamic: each start, ms | of which nginx started (load), median ms | of which table sent, median ms | documented, ms |',
-    '|---|---|---|---|---|',
-    ...runs.map(
-      (run) =>
-        `| ${run.workers} | ${run.starts.map((s) => fmt(s.ms, 0)).join(', ')} | ${fmt(median(run.starts.map((s) => s.loadMs)), 0)} | ${fmt(median(run.starts.map((s) => s.sendMs)), 0)} | ${fmt(run.documentedStartMs, 0)} |`,
+    ...table(
+      [
+        'workers',
+        'dynamic: each start, ms',
+        'of which nginx started (load), median ms',
+        'of which table sent, median ms',
+        'documented, ms',
+      ],
+      runs.map((run) => [
+        run.workers,
+        run.starts.map((s) => fmt(s.ms, 0)).join(', '),
+        fmt(median(run.starts.map((s) => s.loadMs)), 0),
+        fmt(median(run.starts.map((s) => s.sendMs)), 0),
+        fmt(run.documentedStartMs, 0),
+      ]),
     ),
     '',
     '## nginx memory at 10,000 routes',
     '',
-    "Every route of the table requested once (with its namespace's key where it has one), then the master's and workers' memory from /proc: RSS (VmRSS, pages shared between processes counted in each) and PSS (Pss of smaps_rollup, shared pages split between the processes).",
+    [
+      "Every route of the table requested once (with its namespace's key where it has one), then the master's and",
+      "workers' memory from /proc: RSS (VmRSS, pages shared between processes counted in each) and PSS (Pss of",
+      'smaps_rollup, shared pages split between the processes).',
+    ].join(' '),
     '',
-    '| workers | dynamic RSS MiB | documented RSS MiB | dynamic PSS MiB | documented PSS MiB | answers, dynamic | answers, documented |',
-    '|---|---|---|---|---|---|---|',
-    ...runs.map((run) => {
-      const m = run.memory;
-      return `| ${run.workers} | ${fmt(m.dynamic.rssMiB)} | ${fmt(m.documented.rssMiB)} | ${fmt(m.dynamic.pssMiB)} | ${fmt(m.documented.pssMiB)} | ${JSON.stringify(m.dynamicStatuses)} | ${JSON.stringify(m.documentedStatuses)} |`;
-    }),
+    ...table(
+      [
+        'workers',
+        'dynamic RSS MiB',
+        'documented RSS MiB',
+        'dynamic PSS MiB',
+        'documented PSS MiB',
+        'answers, dynamic',
+        'answers, documented',
+      ],
+      runs.map(({ workers, memory: m }) => [
+        workers,
+        ...[m.dynamic.rssMiB, m.documented.rssMiB, m.dynamic.pssMiB, m.documented.pssMiB].map((n) => fmt(n)),
+        JSON.stringify(m.dynamicStatuses),
+        JSON.stringify(m.documentedStatuses),
+      ]),
+    ),
     '',
     '## A WebSocket across route changes',
     '',
-    `A WebSocket to \`${WS_HOST}\`, whose route has one pod (ws-a), then ${WS_CHANGES} changes in turn: ws-b added to its route, a second pod added to a cluster route, ws-b removed, that pod removed. After each, a message on the WebSocket must come back from ws-a. HTTP requests to \`${WS_HOST}\` while ws-b was on the route show the route really changed.`,
+    [
+      `A WebSocket to \`${WS_HOST}\`, whose route has one pod (ws-a), then ${WS_CHANGES} changes in turn: ws-b added`,
+      'to its route, a second pod added to a cluster route, ws-b removed, that pod removed. After each, a message on',
+      `the WebSocket must come back from ws-a. HTTP requests to \`${WS_HOST}\` while ws-b was on the route show the`,
+      'route really changed.',
+    ].join(' '),
     '',
-    '| workers | changes | echoes | closed | pods answering HTTP on its host | apply median / slowest ms | nginx during the changes |',
-    '|---|---|---|---|---|---|---|',
-    ...runs.map((run) => {
-      const ws = run.webSocket;
-      return `| ${run.workers} | ${ws.changes} | ${ws.echoes} | ${ws.closedAfter === null ? 'no' : `after change ${ws.closedAfter}`} | ${ws.httpPods.join(', ')} | ${fmt(median(ws.applyMs))} / ${fmt(Math.max(...ws.applyMs))} | ${describeProcesses(ws.processes)} |`;
-    }),
+    ...table(
+      [
+        'workers',
+        'changes',
+        'echoes',
+        'closed',
+        'pods answering HTTP on its host',
+        'apply median / slowest ms',
+        'nginx during the changes',
+      ],
+      runs.map(({ workers, webSocket: ws }) => [
+        workers,
+        ws.changes,
+        ws.echoes,
+        ws.closedAfter === null ? 'no' : `after change ${ws.closedAfter}`,
+        ws.httpPods.join(', '),
+        `${fmt(median(ws.applyMs))} / ${fmt(Math.max(...ws.applyMs))}`,
+        describeProcesses(ws.processes),
+      ]),
+    ),
     '',
-    `Lua failures in nginx's error logs: ${runs.reduce((n, r) => n + r.luaFailures.length, 0)}; nginx errors at crit and worse (dynamic): ${runs.reduce((n, r) => n + r.nginxErrors, 0)}; warnings the manager logged: ${warnings.length}.`,
+    [
+      `Lua failures in nginx's error logs: ${sum((run) => run.luaFailures.length)};`,
+      `nginx errors at crit and worse (dynamic): ${sum((run) => run.nginxErrors)};`,
+      `warnings the manager logged: ${warnings.length}.`,
+    ].join(' '),
   ];
   return out.join('\n');
 }
@@ -692,7 +893,10 @@ async function main(): Promise<void> {
       quick: QUICK,
       routes: CLUSTER_PODS * 4,
       repetitions: REPETITIONS,
-      runs: runs.map((run) => ({ ...run, figures: Object.fromEntries(KINDS.map((kind) => [kind, kindFigures(run, kind)])) })),
+      runs: runs.map((run) => ({
+        ...run,
+        figures: Object.fromEntries(KINDS.map((kind) => [kind, kindFigures(run, kind)])),
+      })),
       warnings,
       // The rows bench/run.ts puts in the summary.
       targets,

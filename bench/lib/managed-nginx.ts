@@ -12,14 +12,22 @@ import { createNginxDataPlane, nginxManagerOptionsFrom, type NginxDataPlane } fr
 // incremental renderer for documented mode; the table sent to Lua over the control socket
 // in the prefix for dynamic mode) and the same manager settings from the configuration.
 
-export async function managedNginx(config: RouterConfig, nginxBinary: string, prefix: string, logger?: Logger): Promise<NginxDataPlane> {
+export async function managedNginx(
+  config: RouterConfig,
+  nginxBinary: string,
+  prefix: string,
+  logger?: Logger,
+): Promise<NginxDataPlane> {
   await mkdir(prefix, { recursive: true });
   // As root nginx's workers run as nobody: they must reach their files under the prefix.
   await chmod(prefix, 0o755);
   const common = { nginxBinary, prefix, ...nginxManagerOptionsFrom(config), ...(logger ? { logger } : {}) };
   if (config.nginxMode === 'documented') {
     const renderer = new IncrementalNginxRenderer();
-    return createNginxDataPlane({ ...common, render: (table, runtime) => renderer.pieces(table, { ...config, runtime }) });
+    return createNginxDataPlane({
+      ...common,
+      render: (table, runtime) => renderer.pieces(table, { ...config, runtime }),
+    });
   }
   const lua = await findLuaModules(nginxBinary);
   if (!lua.found) throw new Error(lua.problem);

@@ -19,7 +19,10 @@ export function newProcesses(before: readonly ProcessIdentity[], after: readonly
 }
 
 /** The processes of `before` that `after` no longer has. */
-export function goneProcesses(before: readonly ProcessIdentity[], after: readonly ProcessIdentity[]): ProcessIdentity[] {
+export function goneProcesses(
+  before: readonly ProcessIdentity[],
+  after: readonly ProcessIdentity[],
+): ProcessIdentity[] {
   return newProcesses(after, before);
 }
 
