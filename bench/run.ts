@@ -1,5 +1,5 @@
 // `npm run bench` (everything) and `npm run bench -- --quick` (the same benchmarks, smaller,
-// in under two minutes): runs each benchmark script in its own process, one after the
+// in a few minutes): runs each benchmark script in its own process, one after the
 // other, then writes bench/results/summary.md (every figure that has a target,
 // against it) and puts the same table in the README between its bench-summary markers.
 //
@@ -32,7 +32,7 @@ interface Benchmark {
   script: string;
   /** Tools it cannot run without, and how to get them. */
   needs: Array<{ tool: string; found: () => boolean; install: string }>;
-  /** Left out of --quick runs, which must stay under two minutes. */
+  /** Left out of --quick runs, which must stay short (a few minutes). */
   fullOnly?: boolean;
 }
 
