@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RouteTable } from '../src/core/route-table.js';
 import {
@@ -15,7 +15,7 @@ import { NginxApplyError } from './load.js';
 import type { LuaModules } from './lua-modules.js';
 import { renderDynamicConf } from './render-dynamic.js';
 import type { NginxRuntime, RenderOptions } from './render.js';
-import { serializeTable, TableWireError, WIRE_HEADER } from './table-wire.js';
+import { serializeTable, TableWireError } from './table-wire.js';
 import { shuttingDownWorkers, childrenOf } from './workers.js';
 
 // Dynamic mode's delivery: nginx.conf is the same for every table, and each table goes to
@@ -32,24 +32,6 @@ export interface DynamicDeliveryOptions {
   luaDir: string;
   /** How long nginx may take to take a table and have every worker serve it. */
   timeoutMs: number;
-}
-
-/** The version of a table: a hash of what is sent, so the same table is recognised and not sent again. */
-export function tableVersion(text: string): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, 16);
-}
-
-const DRAFT_VERSION = 'draft';
-
-/** The wire text of `table` and its version, the hash of the text around the version. */
-export function versionedWire(table: RouteTable): { text: string; version: string } {
-  const draft = serializeTable(table, DRAFT_VERSION);
-  const version = tableVersion(draft);
-  // The version is on the first line and the last, which nothing else in the text can be.
-  const head = `${WIRE_HEADER} ${DRAFT_VERSION} `;
-  const tail = `end ${DRAFT_VERSION}\n`;
-  const text = `${WIRE_HEADER} ${version} ${draft.slice(head.length, draft.length - tail.length)}end ${version}\n`;
-  return { text, version };
 }
 
 /** The pids of the workers of `masterPid` that take connections (not those shutting down). */
@@ -70,10 +52,19 @@ export function dynamicDelivery(options: DynamicDeliveryOptions): TableDelivery 
   const { controlSocket, timeoutMs } = options;
   /** The version every worker of the running nginx serves; null after a start. */
   let served: string | null = null;
+  /**
+   * The table of that version. The controller hands over a new table object only when the
+   * table changed, so the same object is the same table: recognised without reading it.
+   */
+  let servedTable: RouteTable | null = null;
+  // Versions are this manager's: a word of its own and a count, never reused by another.
+  const origin = randomBytes(4).toString('hex');
+  let sent = 0;
 
   function encode(table: RouteTable): { text: string; version: string } {
+    const version = `${origin}-${++sent}`;
     try {
-      return versionedWire(table);
+      return { text: serializeTable(table, version), version };
     } catch (err) {
       if (err instanceof TableWireError) throw new NginxApplyError('KR_NGINX_TABLE_REFUSED', `the table cannot be sent to nginx: ${err.message}`);
       throw err;
@@ -107,8 +98,8 @@ export function dynamicDelivery(options: DynamicDeliveryOptions): TableDelivery 
     // A socket file left by an nginx that was killed would stop the new one from binding.
     beforeStart: () => prepareControlSocket(controlSocket),
     async send(table, nginx) {
+      if (table === servedTable && served !== null) return 'unchanged';
       const { text, version } = encode(table);
-      if (version === served) return 'unchanged';
       try {
         await putTable(controlSocket, text, timeoutMs);
       } catch (err) {
@@ -120,10 +111,12 @@ export function dynamicDelivery(options: DynamicDeliveryOptions): TableDelivery 
       }
       await everyWorkerServes(nginx, version);
       served = version;
+      servedTable = table;
       return 'sent';
     },
     forget() {
       served = null;
+      servedTable = null;
     },
     report: (): DeliveryReport => ({ mode: 'dynamic', tableVersion: served }),
   };

@@ -64,7 +64,7 @@ export interface ManagerSettings {
   restartStableMs: number;
 }
 
-export interface ManagerState {
+export interface ManagerState extends ManagerCounts {
   phase: Phase;
   job: Job;
   /** The number of the last table given to apply(): what nginx should serve. */
@@ -96,14 +96,27 @@ export interface ManagerState {
   restartAttempts: number;
   pid: number | null;
   startedAt: number | null;
+}
+
+/** What the manager has counted and timed so far: part of its state, and of its report. */
+export interface ManagerCounts {
+  /** Successful graceful reloads. */
   reloads: number;
+  /** When nginx last started serving a new config (start, reload or restart), ms since the epoch. */
   lastLoadedAt: number | null;
+  /** Applies that found the table served already and left nginx alone. */
   unchanged: number;
+  /** Applies (first tries and retries) that failed. */
   failures: number;
+  /** Times nginx exited without being asked to. */
   unexpectedExits: number;
+  /** Successful restarts after such an exit. */
   restarts: number;
+  /** nginx processes left running by masters that died (or an earlier router) that were ended. */
   leftoversEnded: number;
+  /** How long the last successful apply took, from render to confirmed. */
   lastApplyMs: number | null;
+  /** Where it spent that time. */
   lastApplyTimings: ApplyTimings | null;
 }
 

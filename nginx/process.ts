@@ -22,6 +22,7 @@ import {
   type Job,
   type ManagerEvent,
   type ManagerSettings,
+  type ManagerCounts,
   type ManagerState,
   type NginxFailure,
 } from './manager-state.js';
@@ -104,7 +105,7 @@ export interface NginxDataPlaneOptions {
 }
 
 /** What the last apply did and what nginx has done so far, for status, readiness and metrics. */
-export interface NginxOutcome {
+export interface NginxOutcome extends ManagerCounts {
   /** `documented` or `dynamic`: how tables reach nginx. */
   mode: DeliveryReport['mode'];
   /** Whether the last apply (or its retry) succeeded; null before the first one. */
@@ -125,24 +126,6 @@ export interface NginxOutcome {
   configVersion: string | null;
   /** Dynamic mode: the version of the table every worker serves; null in documented mode. */
   tableVersion: string | null;
-  /** Successful graceful reloads. */
-  reloads: number;
-  /** When nginx last started serving a new config (start, reload or restart), ms since the epoch. */
-  lastLoadedAt: number | null;
-  /** Applies that found the table served already and left nginx alone. */
-  unchanged: number;
-  /** Applies (first tries and retries) that failed. */
-  failures: number;
-  /** Times nginx exited without being asked to. */
-  unexpectedExits: number;
-  /** Successful restarts after such an exit. */
-  restarts: number;
-  /** nginx processes left running by masters that died (or an earlier router) that were ended. */
-  leftoversEnded: number;
-  /** How long the last successful apply took, from render to confirmed. */
-  lastApplyMs: number | null;
-  /** Where it spent that time. */
-  lastApplyTimings: ApplyTimings | null;
   /** The nginx master's pid while it runs. */
   pid: number | null;
   /** Old workers still finishing their connections after reloads (nginx's "shutting down"). */

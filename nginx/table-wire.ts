@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { hostProblem, pathProblem } from '../src/core/annotations.js';
 import { dnsLabelProblem, dnsSubdomainProblem } from '../src/core/kube-names.js';
-import type { Backend, Route, RouteTable } from '../src/core/route-table.js';
+import { compareRoutes, type Backend, type Route, type RouteTable } from '../src/core/route-table.js';
 
 // The route table as the text dynamic nginx reads (nginx/lua/k8s_router/wire.lua parses
 // it with plain string searches: no JSON library ships with Debian's Lua module, and data
@@ -138,19 +138,25 @@ function routeLine(route: Route): string {
 export function serializeTable(table: RouteTable, version: string): string {
   if (!VERSION.test(version))
     throw new TableWireError('BAD_VERSION', `table version ${JSON.stringify(version)} is not a plain word`);
-  const seen = new Set<string>();
   let text = `${WIRE_HEADER} ${version} ${table.routes.length}\n`;
-  // Counted as it grows: ASCII only (every field was checked), so characters are bytes.
-  for (const route of table.routes) {
-    const id = `${route.host}\n${route.path}`;
-    if (seen.has(id)) throw new TableWireError('DUPLICATE_ROUTE', `route ${describe(route)} is in the table twice`);
-    seen.add(id);
+  // A route table comes sorted by host, then path: a route twice is then next to itself, and
+  // no set of every route is needed. Another order is checked with one.
+  let seen: Set<string> | null = null;
+  let previous: Route | null = null;
+  for (const [i, route] of table.routes.entries()) {
+    if (seen === null && previous !== null && compareRoutes(previous, route) >= 0) {
+      seen = new Set(table.routes.slice(0, i).map((r) => `${r.host}\n${r.path}`));
+    }
+    if (seen !== null) {
+      const id = `${route.host}\n${route.path}`;
+      if (seen.has(id)) throw new TableWireError('DUPLICATE_ROUTE', `route ${describe(route)} is in the table twice`);
+      seen.add(id);
+    }
+    previous = route;
     text += routeLine(route);
+    // Counted as it grows: ASCII only (every field was checked), so characters are bytes.
     if (text.length > MAX_TABLE_BYTES) {
-      throw new TableWireError(
-        'TOO_LARGE',
-        `the table is over ${MAX_TABLE_BYTES} bytes at route ${seen.size} of ${table.routes.length}`,
-      );
+      throw new TableWireError('TOO_LARGE', `the table is over ${MAX_TABLE_BYTES} bytes at route ${i + 1} of ${table.routes.length}`);
     }
   }
   text += `end ${version}\n`;

@@ -4,7 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { Logger } from 'pino';
 import { ConfigError, loadConfig, SETTINGS, type RouterConfig, type SettingKey } from './core/config.js';
 import { CodedError, errorCodeInfo } from './core/error-codes.js';
-import { ManifestError, parseManifest, type ManifestObjects } from './core/manifest.js';
+import { parseManifest, unreadableManifest, type ManifestObjects } from './core/manifest.js';
 import { dropOutputOnceClosed } from './commands/closed-output.js';
 import { createLogger, loggerOptionsFrom } from './commands/logger.js';
 import { redactTable } from './core/redact.js';
@@ -118,8 +118,7 @@ function readManifest(file: string): ManifestObjects {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
-    throw new ManifestError(file, `cannot be read: ${reason}`);
+    throw unreadableManifest(file, err);
   }
   return parseManifest(text, file);
 }

@@ -68,6 +68,12 @@ describe('k8s-router CLI', () => {
     assert.match(broken.stderr, /^k8s-router: manifest package\.json: the document has no "kind" \[KR_BAD_MANIFEST\]\n$/);
   });
 
+  it('run: exits 1 with one line naming the file when the manifest cannot be read at start', async () => {
+    const missing = await runCli(['run', '--manifest', 'does-not-exist.yaml', '--admin-port', 'off', '--log-level', 'silent']);
+    assert.equal(missing.code, 1, missing.stderr);
+    assert.equal(missing.stderr, 'k8s-router: manifest does-not-exist.yaml: cannot be read: no such file [KR_BAD_MANIFEST]\n');
+  });
+
   it('documents every setting, with its variable and default, in --help of each command that uses it', async () => {
     for (const command of ['render', 'routes', 'run', 'demo']) {
       const help = await runCli([command, '--help']);

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ import { proxyOptionsFrom } from '../../proxy/proxy-options.js';
 import { startProxy, type ProxyDataPlane } from '../../proxy/server.js';
 import { trackApplies, type TrackedPlane } from '../admin/apply-tracker.js';
 import { adminServerOptionsFrom, startAdminServer, type AdminServer } from '../admin/server.js';
+import { unreadableManifest } from '../core/manifest.js';
 import { ConfigError, SETTINGS, settingCode, type RouterConfig } from '../core/config.js';
 import { CodedError, type ErrorCode } from '../core/error-codes.js';
 import { createController, type Controller } from '../control/controller.js';
@@ -84,7 +85,16 @@ function settingError(key: keyof RouterConfig, value: string, problem: string): 
 
 /** The source, and the cluster's configuration when it is a cluster (for the events sink). */
 function objectSource(config: RouterConfig, options: RunOptions): { source: ObjectSource; kubeConfig: KubeConfig | null } {
-  if (options.manifest !== undefined) return { source: createManifestSource({ file: options.manifest, logger: options.logger }), kubeConfig: null };
+  if (options.manifest !== undefined) {
+    // Read (in a worker) only once the planes are up: a file that is not there is said now,
+    // before a port that is taken or an nginx that cannot start hides it.
+    try {
+      accessSync(options.manifest, constants.R_OK);
+    } catch (err) {
+      throw unreadableManifest(options.manifest, err);
+    }
+    return { source: createManifestSource({ file: options.manifest, logger: options.logger }), kubeConfig: null };
+  }
   let kubeConfig;
   try {
     kubeConfig = loadKubeConfig(options.serviceAccountToken === undefined ? {} : { serviceAccountToken: options.serviceAccountToken });

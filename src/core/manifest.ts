@@ -29,6 +29,12 @@ export class ManifestError extends CodedError {
   }
 }
 
+/** Why a manifest file cannot be read, as its error line says it. */
+export function unreadableManifest(label: string, err: unknown): ManifestError {
+  const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
+  return new ManifestError(label, `cannot be read: ${reason}`);
+}
+
 const LIST_KINDS: Record<string, string | undefined> = { List: undefined, PodList: 'Pod', SecretList: 'Secret' };
 
 function isObject(value: unknown): value is Record<string, unknown> {

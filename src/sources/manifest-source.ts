@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Pod, Secret } from '../core/kube-objects.js';
 import { ManifestReader } from './manifest-reader.js';
 import type { ObjectSource } from './source.js';
+import { CodedError } from '../core/error-codes.js';
 
 // A manifest file as a source of Pods and Secrets, followed as it is edited. Editors and
 // `kubectl ... > file` replace or truncate the file, so we watch its directory and re-read
@@ -57,7 +58,8 @@ export function createManifestSource(options: ManifestSourceOptions): ManifestSo
       const first = await reader.read(file, options.file).catch((err: Error) => ({ kind: 'error' as const, message: err.message }));
       if (first.kind === 'error') {
         await reader.close();
-        throw new Error(first.message);
+        // The worker's message names the file and the problem: the one line the CLI prints.
+        throw new CodedError('KR_BAD_MANIFEST', first.message);
       }
       const name = basename(file);
       watcher = watch(dirname(file), (_event, changed) => {

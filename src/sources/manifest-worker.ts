@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parentPort } from 'node:worker_threads';
 import { objectKey } from '../core/kube-objects.js';
-import { ManifestError, parseManifest } from '../core/manifest.js';
+import { ManifestError, parseManifest, unreadableManifest } from '../core/manifest.js';
 import type { ReaderReply, ReaderRequest } from './manifest-reader.js';
 
 // The thread that reads and parses a manifest file for manifest-reader.ts, so that the
@@ -47,8 +47,7 @@ async function read(request: Extract<ReaderRequest, { kind: 'read' }>): Promise<
   try {
     text = await readFile(request.file, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    send({ kind: 'error', message: new ManifestError(request.label, `cannot be read: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`).message });
+    send({ kind: 'error', message: unreadableManifest(request.label, err).message });
     return;
   }
   if (known !== null && text === known.text) {
