@@ -268,8 +268,7 @@ function onApplyFailed(state: ManagerState, event: Extract<ManagerEvent, { type:
   if (event.loaded !== undefined) {
     const { configVersion, pid } = event.loaded;
     next = { ...next, liveConfig: configVersion, liveConfirmed: true, lastLoadedAt: at };
-    // Started, or started afresh in place of a master that could take no table.
-    if (next.phase !== 'serving' || next.pid !== pid) next = { ...next, phase: 'serving', pid, startedAt: at };
+    if (next.phase !== 'serving') next = { ...next, phase: 'serving', pid, startedAt: at };
   }
   if (event.doubt) next = { ...next, liveConfirmed: false };
   const effects: Effect[] = [
