@@ -91,7 +91,7 @@ async function routerKilled(mode: NginxMode, t: TestContext): Promise<void> {
   const during = await probes.stop();
   const { failed, longestMs } = outage(during);
   const stale = second.logs.find((l) => String(l.msg).startsWith('stopping nginx processes that no running master manages'));
-  t.diagnostic(`${mode}: new table served ${servedMs} ms after the new router started; ${during.length} probes, ${failed} failed, longest outage ${longestMs} ms`);
+  t.diagnostic(`${mode}: new table served ${servedMs} ms after the new router was asked to start (routers start one at a time); ${during.length} probes, ${failed} failed, longest outage ${longestMs} ms`);
   assert.ok(stale !== undefined, 'the new router says it stopped the leftover nginx');
   await eventually(async () => (await groupMembers(master)).length === 0, 'the leftover nginx to be gone', 10_000);
   assert.equal(await identify(master), null, 'the leftover master is gone (or a zombie nobody reaps)');

@@ -53,7 +53,19 @@ export async function routeTo(setup: Setup, host: string, i: number): Promise<vo
   await rename(`${setup.manifest}.tmp`, setup.manifest);
 }
 
+/**
+ * Routers of concurrent tests start one at a time: a start is mostly CPU (loading the
+ * router's code), and several at once on a busy machine each take longer than a start may.
+ */
+let starting: Promise<unknown> = Promise.resolve();
+
 export function startRouter(setup: Setup, env: Record<string, string> = {}): Promise<RouterProcess> {
+  const started = starting.then(() => startOne(setup, env));
+  starting = started.catch(() => undefined);
+  return started;
+}
+
+function startOne(setup: Setup, env: Record<string, string>): Promise<RouterProcess> {
   return startRouterProcess(['--backend', 'nginx', '--manifest', setup.manifest], {
     PORT: String(setup.port),
     LISTEN_ADDRESS: '127.0.0.1',
