@@ -104,7 +104,8 @@ export function dynamicDelivery(options: DynamicDeliveryOptions): TableDelivery 
         await putTable(controlSocket, text, timeoutMs);
       } catch (err) {
         if (err instanceof ControlError && err.errno !== null && LOST_SOCKET.has(err.errno)) {
-          throw new ControlLostError(`nginx's control socket cannot be reached (${err.message}): only a fresh nginx binds it again`);
+          const why = `nginx's control socket cannot be reached (${err.message})`;
+          throw new ControlLostError(`${why}: only a fresh nginx binds it again`);
         }
         const answered = err instanceof ControlError && err.status !== null;
         throw new NginxApplyError(answered ? 'KR_NGINX_TABLE_REFUSED' : 'KR_NGINX_IO_FAILED', (err as Error).message);

@@ -482,7 +482,8 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
       const error = err instanceof NginxApplyError ? err : new NginxApplyError('KR_NGINX_IO_FAILED', (err as Error).message);
       const failure = { code: error.code, message: scrub(error.message) };
       const controlLost = err instanceof ControlLostError;
-      dispatch({ type: 'apply-failed', table: n, error: failure, doubt, running: running(), controlLost, ...(loaded ? { loaded } : {}), at: at() });
+      const extra = { controlLost, ...(loaded ? { loaded } : {}) };
+      dispatch({ type: 'apply-failed', table: n, error: failure, doubt, running: running(), ...extra, at: at() });
       throw error;
     }
   }
@@ -502,7 +503,8 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
       const self = await identify(m.pid as number);
       leftovers.add([...(self === null ? [] : [self]), ...(await groupMembers(m.pid as number))]);
       master = null;
-      logger?.warn({ pid: m.pid, err: scrub(err.message) }, "nginx's control socket is still gone: a fresh nginx replaces it");
+      const fields = { pid: m.pid, err: scrub(err.message) };
+      logger?.warn(fields, "nginx's control socket is still gone: a fresh nginx replaces it");
       return null;
     }
   }

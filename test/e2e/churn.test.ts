@@ -12,5 +12,8 @@ describe('load on stable routes while pods churn (short)', { concurrency: 3, tim
   it('--backend proxy', async (t) => checkChurn(t, await runChurn({ backend: 'proxy', durationMs: 6_000, firstIp: 160, seed: 11 })));
   it('--backend nginx', async (t) => checkChurn(t, await runChurn({ backend: 'nginx', durationMs: 6_000, firstIp: 170, seed: 12 })));
   it('--backend nginx --nginx-mode dynamic', async (t) =>
-    checkChurn(t, await runChurn({ backend: 'nginx', nginxMode: 'dynamic', durationMs: 6_000, firstIp: 245, ipCount: 6, seed: 13 })));
+    checkChurn(
+      t,
+      await runChurn({ backend: 'nginx', nginxMode: 'dynamic', durationMs: 6_000, firstIp: 245, ipCount: 6, seed: 13 }),
+    ));
 });
