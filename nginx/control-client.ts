@@ -1,6 +1,8 @@
-import { request } from 'node:http';
 import { chmod, lstat, mkdir, rm, stat } from 'node:fs/promises';
+import { request } from 'node:http';
+import { connect } from 'node:net';
 import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CONTROL_PATHS } from './render-dynamic.js';
 
 // The router's side of dynamic nginx's control server (nginx/lua/k8s_router/control.lua),
@@ -11,6 +13,8 @@ export class ControlError extends Error {
     message: string,
     /** nginx's status when it answered, null when the socket did not (refused, timed out). */
     readonly status: number | null,
+    /** The system's error code when the socket could not be reached (ENOENT, ECONNREFUSED...). */
+    readonly errno: string | null = null,
   ) {
     super(message);
     this.name = 'ControlError';
@@ -57,7 +61,9 @@ function exchange(
       },
     );
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', (err) => reject(new ControlError(`${method} ${path} on ${socketPath}: ${err.message}`, null)));
+    req.on('error', (err: NodeJS.ErrnoException) =>
+      reject(new ControlError(`${method} ${path} on ${socketPath}: ${err.message}`, null, err.code ?? null)),
+    );
     req.end(body ?? undefined);
   });
 }
@@ -155,16 +161,39 @@ export async function prepareControlSocketDir(socketPath: string): Promise<void>
   }
 }
 
+/** Whether a process accepts connections on the unix socket at `socketPath`. */
+export function acceptsConnections(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(socketPath);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
 /**
  * Readies the control socket before nginx starts: its directory as above, and no socket
- * file left by an nginx that was killed (nginx cannot bind over one). Only before a start,
- * once no process of an earlier nginx is left: the socket of a running nginx would be lost.
+ * file left by an earlier nginx (nginx cannot bind over one). Only before a start, once
+ * every earlier nginx was told to stop: the socket of a running nginx would be lost.
+ *
+ * An nginx master told to quit removes its socket file itself, a moment after it stops
+ * accepting on it. Removed here first, the file it would remove is the new nginx's, whose
+ * control socket would then be gone: so a file something still accepts on is waited for
+ * (up to `waitMs`), and only a file nothing accepts on (a killed nginx's) is removed here.
  */
-export async function prepareControlSocket(socketPath: string): Promise<void> {
+export async function prepareControlSocket(socketPath: string, waitMs = 2_000): Promise<void> {
   await prepareControlSocketDir(socketPath);
-  const existing = await lstat(socketPath).catch(() => null);
-  if (existing !== null) {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const existing = await lstat(socketPath).catch(() => null);
+    if (existing === null) return;
     if (!existing.isSocket()) throw new Error(`${socketPath} exists and is not a socket`);
-    await rm(socketPath);
+    if (Date.now() >= deadline || !(await acceptsConnections(socketPath))) {
+      await rm(socketPath, { force: true });
+      return;
+    }
+    await sleep(10);
   }
 }

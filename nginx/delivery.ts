@@ -1,5 +1,6 @@
 import type { RouteTable } from '../src/core/route-table.js';
 import type { ConfPieces } from './conf-pieces.js';
+import { NginxApplyError } from './load.js';
 import type { NginxRuntime } from './render.js';
 
 // The seam of the nginx manager: how a route table reaches nginx. The manager starts,
@@ -9,6 +10,18 @@ import type { NginxRuntime } from './render.js';
 // - documented: the table is rendered into nginx.conf; loading the config is the delivery.
 // - dynamic: nginx.conf is the same for every table; the table is sent to Lua in nginx as
 //   data, and is served once every worker serves its version. No reload for a change.
+
+/**
+ * A send that could not reach nginx at all, in a way only a fresh nginx repairs: its
+ * control socket is gone (removed, or replaced by a file nothing listens on), and the
+ * running master will never bind it again.
+ */
+export class ControlLostError extends NginxApplyError {
+  constructor(message: string) {
+    super('KR_NGINX_IO_FAILED', message);
+    this.name = 'ControlLostError';
+  }
+}
 
 /** What a delivery may use of the running nginx. */
 export interface RunningNginx {
@@ -22,7 +35,8 @@ export interface TableDelivery {
   config(table: RouteTable, runtime: NginxRuntime): string | ConfPieces;
   /**
    * Gets `table` to `nginx`, which serves the config `config(table)` gave; resolves once
-   * every worker serves it: 'sent', or 'unchanged' when nothing had to be sent.
+   * every worker serves it: 'sent', or 'unchanged' when nothing had to be sent. Rejects
+   * with an NginxApplyError, a ControlLostError when only a fresh nginx could take it.
    */
   send(table: RouteTable, nginx: RunningNginx): Promise<'sent' | 'unchanged'>;
   /** nginx was started afresh: it holds no table. */

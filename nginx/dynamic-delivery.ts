@@ -10,7 +10,7 @@ import {
   tableVersions,
   type TableVersions,
 } from './control-client.js';
-import type { DeliveryReport, RunningNginx, TableDelivery } from './delivery.js';
+import { ControlLostError, type DeliveryReport, type RunningNginx, type TableDelivery } from './delivery.js';
 import { NginxApplyError } from './load.js';
 import type { LuaModules } from './lua-modules.js';
 import { renderDynamicConf } from './render-dynamic.js';
@@ -44,6 +44,9 @@ function describeVersions(versions: TableVersions, live: ReadonlySet<number>): s
   const reports = versions.reports.map((r) => `worker ${r.id} (pid ${r.pid}${live.has(r.pid) ? '' : ', gone'}): ${r.version ?? 'none'}`);
   return `${versions.workers} workers; ${reports.join(', ') || 'no worker reported'}`;
 }
+
+/** Errors of a connect() to a unix socket that no retry repairs: no file there, or nobody listening on it. */
+const LOST_SOCKET = new Set(['ENOENT', 'ECONNREFUSED', 'ENOTSOCK']);
 
 export function dynamicDelivery(options: DynamicDeliveryOptions): TableDelivery {
   const { controlSocket, timeoutMs } = options;
@@ -100,6 +103,10 @@ export function dynamicDelivery(options: DynamicDeliveryOptions): TableDelivery 
       try {
         await putTable(controlSocket, text, timeoutMs);
       } catch (err) {
+        if (err instanceof ControlError && err.errno !== null && LOST_SOCKET.has(err.errno)) {
+          const why = `nginx's control socket cannot be reached (${err.message})`;
+          throw new ControlLostError(`${why}: only a fresh nginx binds it again`);
+        }
         const answered = err instanceof ControlError && err.status !== null;
         throw new NginxApplyError(answered ? 'KR_NGINX_TABLE_REFUSED' : 'KR_NGINX_IO_FAILED', (err as Error).message);
       }

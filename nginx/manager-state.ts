@@ -78,6 +78,11 @@ export interface ManagerState extends ManagerCounts {
    * reload that may have taken effect after all): the next apply loads even an unchanged config.
    */
   liveConfirmed: boolean;
+  /**
+   * The last apply found nginx's control socket gone (dynamic mode): the master runs but
+   * can take no table. If the retry finds it gone still, a fresh master replaces it.
+   */
+  controlLost: boolean;
   /** Whether the last apply (or its retry) succeeded; null before the first one. */
   ok: boolean | null;
   error: NginxFailure | null;
@@ -131,6 +136,8 @@ export type ManagerEvent =
       running: boolean;
       /** Set when nginx did load a new config before the apply failed (a table it then did not take). */
       loaded?: { configVersion: string; pid: number };
+      /** The table could not reach nginx in a way only a fresh nginx repairs (its control socket is gone). */
+      controlLost?: boolean;
       at: number;
     }
   | { type: 'exited'; pid: number | null; ranMs: number; at: number }
@@ -171,6 +178,7 @@ export function initialState(): ManagerState {
     served: null,
     liveConfig: null,
     liveConfirmed: false,
+    controlLost: false,
     ok: null,
     error: null,
     since: null,
@@ -196,7 +204,7 @@ export function initialState(): ManagerState {
 const open = (state: ManagerState): boolean => state.phase !== 'closing' && state.phase !== 'closed';
 
 function succeeded(state: ManagerState, at: number): ManagerState {
-  return { ...state, ok: true, error: null, since: state.ok === true ? state.since : at };
+  return { ...state, ok: true, error: null, since: state.ok === true ? state.since : at, controlLost: false };
 }
 
 function failed(state: ManagerState, error: NginxFailure, at: number): ManagerState {
@@ -256,7 +264,7 @@ function onApplied(state: ManagerState, event: Extract<ManagerEvent, { type: 'ap
 function onApplyFailed(state: ManagerState, event: Extract<ManagerEvent, { type: 'apply-failed' }>, settings: ManagerSettings): Transition {
   const { at } = event;
   if (event.error.code === 'KR_NGINX_CLOSED') return { state: { ...state, job: null }, effects: [] };
-  let next = failed({ ...state, job: null }, event.error, at);
+  let next = failed({ ...state, job: null, controlLost: event.controlLost === true }, event.error, at);
   if (event.loaded !== undefined) {
     const { configVersion, pid } = event.loaded;
     next = { ...next, liveConfig: configVersion, liveConfirmed: true, lastLoadedAt: at };
@@ -306,6 +314,7 @@ export function transition(state: ManagerState, event: ManagerEvent, settings: M
       const down: ManagerState = {
         ...state,
         phase: 'down',
+        controlLost: false,
         pid: null,
         startedAt: null,
         unexpectedExits: state.unexpectedExits + 1,
@@ -318,7 +327,17 @@ export function transition(state: ManagerState, event: ManagerEvent, settings: M
       return { state: { ...state, restart: null }, effects: [{ type: 'run-restart' }] };
     case 'restarted':
       return {
-        state: { ...state, job: null, phase: 'serving', pid: event.pid, startedAt: event.at, liveConfirmed: true, restarts: state.restarts + 1, lastLoadedAt: event.at },
+        state: {
+          ...state,
+          job: null,
+          phase: 'serving',
+          pid: event.pid,
+          startedAt: event.at,
+          liveConfirmed: true,
+          controlLost: false,
+          restarts: state.restarts + 1,
+          lastLoadedAt: event.at,
+        },
         effects: [],
       };
     case 'restart-failed':

@@ -8,7 +8,7 @@ import type { RouteTable } from '../src/core/route-table.js';
 import type { Retry } from '../src/core/backoff.js';
 import { firstLines } from './check.js';
 import { piecesOf, PieceHashes, withVersion, type ConfPieces } from './conf-pieces.js';
-import { documentedDelivery, type DeliveryReport, type TableDelivery } from './delivery.js';
+import { ControlLostError, documentedDelivery, type DeliveryReport, type TableDelivery } from './delivery.js';
 import { followErrorLog, type ErrorLogFollower, type FaultCounts, type NginxFault } from './error-log.js';
 import { writeFileAtomic } from './files.js';
 import { createLeftovers } from './leftovers.js';
@@ -31,7 +31,7 @@ import type { NginxRuntime } from './render.js';
 import { staleNginx } from './stale.js';
 import { pickFreeLoopbackPort } from './status.js';
 import { nginxWorkerIdentity, prepareWorkerAccess, type WorkerIdentity } from './worker-user.js';
-import { shuttingDownWorkers } from './workers.js';
+import { groupMembers, identify, shuttingDownWorkers } from './workers.js';
 
 export type { Retry } from '../src/core/backoff.js';
 export type { ApplyTimings, NginxErrorCode, NginxFailure, ManagerState } from './manager-state.js';
@@ -437,10 +437,10 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
       timings.renderMs = performance.now() - startedAt;
       const configLive = state.liveConfig === next.version && state.liveConfirmed && running();
       let result: AppliedResult;
-      if (configLive) {
-        const t = performance.now();
-        const sent = await delivery!.send(table, { pid: master!.pid as number });
-        timings.sendMs = performance.now() - t;
+      const sendStart = performance.now();
+      const sent = configLive ? await sendOrRetire(table) : null;
+      if (sent !== null) {
+        timings.sendMs = performance.now() - sendStart;
         timings.totalMs = performance.now() - startedAt;
         result = sent === 'unchanged' ? { kind: 'unchanged' } : { kind: 'sent', timings };
       } else {
@@ -458,10 +458,20 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
           if (liveText !== null) await writeFileAtomic(files.conf, liveText);
           throw err;
         }
-        liveText = next.text;
-        loaded = { configVersion: next.version, pid: master!.pid as number };
+        const m = master!;
+        if (pid === null) {
+          liveText = next.text;
+          loaded = { configVersion: next.version, pid: m.pid as number };
+        }
         const t = performance.now();
-        await delivery!.send(table, { pid: master!.pid as number });
+        try {
+          await delivery!.send(table, { pid: m.pid as number });
+        } catch (err) {
+          // A fresh nginx holds no table in dynamic mode: it does not count as up before it takes one.
+          if (pid !== null) await abandon(m);
+          throw err;
+        }
+        liveText = next.text;
         timings.sendMs = performance.now() - t;
         timings.totalMs = performance.now() - startedAt;
         result = pid === null ? { kind: 'reloaded', configVersion: next.version, timings } : { kind: 'started', pid, configVersion: next.version, timings };
@@ -471,8 +481,31 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
     } catch (err) {
       const error = err instanceof NginxApplyError ? err : new NginxApplyError('KR_NGINX_IO_FAILED', (err as Error).message);
       const failure = { code: error.code, message: scrub(error.message) };
-      dispatch({ type: 'apply-failed', table: n, error: failure, doubt, running: running(), ...(loaded ? { loaded } : {}), at: at() });
+      const controlLost = err instanceof ControlLostError;
+      const extra = { controlLost, ...(loaded ? { loaded } : {}) };
+      dispatch({ type: 'apply-failed', table: n, error: failure, doubt, running: running(), ...extra, at: at() });
       throw error;
+    }
+  }
+
+  /**
+   * Sends `table` to the running nginx. A master whose control socket was found gone by the
+   * last apply too can take no table ever again (it does not bind the socket anew, not even
+   * on a reload): it is retired like a leftover (it stops accepting, finishes its requests)
+   * and null says a fresh master must be started in its place.
+   */
+  async function sendOrRetire(table: RouteTable): Promise<'sent' | 'unchanged' | null> {
+    const m = master!;
+    try {
+      return await delivery!.send(table, { pid: m.pid as number });
+    } catch (err) {
+      if (!(err instanceof ControlLostError) || !state.controlLost) throw err;
+      const self = await identify(m.pid as number);
+      leftovers.add([...(self === null ? [] : [self]), ...(await groupMembers(m.pid as number))]);
+      master = null;
+      const fields = { pid: m.pid, err: scrub(err.message) };
+      logger?.warn(fields, "nginx's control socket is still gone: a fresh nginx replaces it");
+      return null;
     }
   }
 
@@ -485,6 +518,13 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
     const fields = { version: state.liveConfig, ms: Math.round(timings.totalMs), timings: roundTimings(timings), reloads: state.reloads };
     if (result.kind === 'sent') logger?.info({ ...fields, table: delivery!.report().tableVersion }, 'nginx serves the new table');
     else logger?.info(fields, 'nginx serves the new config');
+  }
+
+  /** Stops a master just started that did not take its table; what a restart loads is the last good config again. */
+  async function abandon(m: NginxMaster): Promise<void> {
+    master = null;
+    await m.stop({ gracefulMs: stopTimeouts.fastMs, fastMs: stopTimeouts.fastMs });
+    if (liveText !== null) await writeFileAtomic(files.conf, liveText);
   }
 
   async function restartJob(): Promise<void> {
@@ -502,8 +542,7 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
         // A fresh nginx holds no table in dynamic mode: it gets it before it counts as up.
         if (served !== undefined) await delivery!.send(served, { pid: m.pid as number });
       } catch (err) {
-        master = null;
-        await m.stop({ gracefulMs: stopTimeouts.fastMs, fastMs: stopTimeouts.fastMs });
+        await abandon(m);
         throw err;
       }
       dispatch({ type: 'restarted', pid: m.pid as number, at: Date.now() });

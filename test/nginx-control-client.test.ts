@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -95,6 +96,25 @@ describe('the control client', () => {
     assert.equal((await stat(join(dir, 'control'))).mode & 0o777, 0o700);
   });
 
+  it("waits for the socket of an nginx still quitting to go (it removes its file itself, which would be the new one's)", async () => {
+    const socket = join(await tempDir(), 'control', 'table.sock');
+    await prepareControlSocket(socket);
+    const quitting = createServer();
+    await new Promise<void>((resolve) => quitting.listen(socket, resolve));
+    const goneAt = Date.now() + 300;
+    // As a quitting master does: it stops accepting and removes the file (net's close does both).
+    setTimeout(() => quitting.close(), 300);
+    await prepareControlSocket(socket, 5_000);
+    assert.ok(Date.now() >= goneAt - 5, 'returned before the listener went away');
+    await assert.rejects(stat(socket), { code: 'ENOENT' });
+    // One still accepting after the wait is removed all the same: the new nginx must bind.
+    const stuck = createServer();
+    await new Promise<void>((resolve) => stuck.listen(socket, resolve));
+    await prepareControlSocket(socket, 100);
+    await assert.rejects(stat(socket), { code: 'ENOENT' });
+    stuck.close();
+  });
+
   it('leaves alone a file at the socket path that is no socket', async () => {
     const dir = await tempDir();
     const path = join(dir, 'table.sock');
@@ -106,7 +126,7 @@ describe('the control client', () => {
     const socket = join(await tempDir(), 'none.sock');
     await assert.rejects(
       putTable(socket, 'x', 1_000),
-      (err: unknown) => err instanceof ControlError && err.status === null && /ENOENT/.test(err.message),
+      (err: unknown) => err instanceof ControlError && err.status === null && err.errno === 'ENOENT' && /ENOENT/.test(err.message),
     );
     await assert.rejects(
       tableVersions(socket, 1_000),

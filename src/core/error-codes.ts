@@ -44,7 +44,11 @@ export const ERROR_CODES = [
   { code: 'KR_NGINX_CONFIG_REFUSED', exit: null, meaning: '`nginx -t` refused the new config' },
   { code: 'KR_NGINX_START_FAILED', exit: null, meaning: 'nginx did not start on the config' },
   { code: 'KR_NGINX_RELOAD_FAILED', exit: null, meaning: 'nginx did not load the new config' },
-  { code: 'KR_NGINX_IO_FAILED', exit: null, meaning: 'the config files could not be written or read' },
+  {
+    code: 'KR_NGINX_IO_FAILED',
+    exit: null,
+    meaning: "the config files could not be written or read; in dynamic mode, also: nginx's control socket could not be reached",
+  },
   { code: 'KR_NGINX_CLOSED', exit: null, meaning: 'a table came after the nginx data plane was closed' },
   {
     code: 'KR_NGINX_TABLE_REFUSED',

@@ -4,7 +4,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import { groupMembers } from '../../nginx/workers.js';
 import { endNginxOn } from '../support/nginx-wrapper.js';
@@ -14,6 +14,7 @@ import { manifestText, podFor } from '../support/manifests.js';
 import { startPods, type TestPod } from '../support/pods.js';
 import { startRouterProcess, type RouterProcess } from '../support/router-process.js';
 import { workDir } from '../support/work-dir.js';
+import { echo, openWebSocket as openWs } from '../support/websocket.js';
 
 // SIGTERM, as Kubernetes sends it before it stops a pod: the router stops accepting new
 // connections, lets the requests and WebSockets it accepted finish within
@@ -64,21 +65,7 @@ async function cleanUp(setup: Setup): Promise<void> {
   await rm(setup.dir, { recursive: true, force: true });
 }
 
-function openWebSocket(port: number): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/chat`, { headers: { Host: HOST } });
-    ws.once('open', () => resolve(ws));
-    ws.once('error', reject);
-  });
-}
-
-function echo(ws: WebSocket, text: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    ws.once('message', (data) => resolve(String(data)));
-    ws.once('close', () => reject(new Error('the WebSocket closed before its answer')));
-    ws.send(text);
-  });
-}
+const openWebSocket = (port: number): Promise<WebSocket> => openWs(port, HOST);
 
 /** Tries new connections every few ms: when the first was refused, and whether one was accepted after that. */
 function probeConnections(port: number, running: () => boolean): Promise<{ firstRefusedAt: number | null; acceptedAfterRefusal: number }> {

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
+import type { NginxMode } from '../../src/core/config.js';
 import { delay } from './eventually.js';
 import { FakeApiServer } from './fake-api-server.js';
 import { endNginxOn } from './nginx-wrapper.js';
@@ -29,6 +30,8 @@ import { workDir } from './work-dir.js';
 
 export interface ChurnOptions {
   backend: 'proxy' | 'nginx';
+  /** How tables reach nginx (NGINX_MODE); documented when absent. */
+  nginxMode?: NginxMode;
   durationMs: number;
   everyMs?: number;
   /** First octet of the 127.0.0.x addresses used for this run's pods. */
@@ -43,6 +46,8 @@ export interface ChurnOptions {
 
 export interface ChurnReport {
   backend: 'proxy' | 'nginx';
+  /** The data plane as the report names it: proxy, nginx documented, nginx dynamic. */
+  plane: string;
   seconds: number;
   changes: number;
   /** Per stable host and client kind. */
@@ -50,6 +55,8 @@ export interface ChurnReport {
   tableChanges: number;
   /** nginx: reloads logged ("nginx serves the new config") and what they took, in ms. */
   reloads: number;
+  /** Dynamic nginx: tables sent without a reload ("nginx serves the new table"). */
+  sends: number;
   reloadMs: { median: number; p95: number; max: number } | null;
   /** After the churn stops: the pods each stable host is served by, and the pods it should be. */
   final: Record<string, { served: string[]; expected: string[] }>;
@@ -78,7 +85,9 @@ export async function runChurn(options: ChurnOptions): Promise<ChurnReport> {
   const terminationMs = options.terminationMs ?? 5_000;
   const clients = options.clients ?? { fresh: 4, keptAlive: 4 };
   const random = seededRandom(options.seed ?? 1);
-  const dir = await workDir(`k8s-router-churn-${backend}-`);
+  const nginxMode = options.nginxMode ?? 'documented';
+  const plane = backend === 'proxy' ? 'proxy' : `nginx ${nginxMode}`;
+  const dir = await workDir(`k8s-router-churn-${plane.replace(' ', '-')}-`);
   const api = await FakeApiServer.start();
   const live = new Map<string, LivePod>();
   const draining: Array<Promise<void>> = [];
@@ -87,7 +96,7 @@ export async function runChurn(options: ChurnOptions): Promise<ChurnReport> {
   let router: RouterProcess | undefined;
 
   const addPod = async (host: string): Promise<void> => {
-    const name = `${backend}-${++podSeq}`;
+    const name = `${plane.replace(' ', '-')}-${++podSeq}`;
     const test = await startPod(name, `127.0.0.${firstIp + (podSeq % ipCount)}`);
     everyPod.push(test);
     live.set(name, { test, host, ready: true });
@@ -135,6 +144,7 @@ export async function runChurn(options: ChurnOptions): Promise<ChurnReport> {
       NGINX_PREFIX: join(dir, 'nginx'),
       KUBECONFIG: api.kubeConfigFile(),
       LOG_LEVEL: 'info',
+      NGINX_MODE: nginxMode,
       ...options.env,
     });
     const routerLogs = router.logs;
@@ -189,11 +199,13 @@ export async function runChurn(options: ChurnOptions): Promise<ChurnReport> {
     const reloadTimes = logs.filter((l) => l.msg === 'nginx serves the new config').map((l) => Number(l.ms));
     return {
       backend,
+      plane,
       seconds,
       changes,
       load: loadReport,
       tableChanges: logs.filter((l) => l.msg === 'route table changed').length,
       reloads: reloadTimes.length,
+      sends: logs.filter((l) => l.msg === 'nginx serves the new table').length,
       reloadMs: reloadTimes.length === 0 ? null : { median: percentile(reloadTimes, 50), p95: percentile(reloadTimes, 95), max: Math.max(...reloadTimes) },
       final,
     };

@@ -76,12 +76,7 @@ export function demoPodPids(router: RouterProcess): number[] {
   return router.logs.filter((l) => l.msg === 'demo pod started').map((l) => l.pid as number);
 }
 
-/** The admin port the router logged when it started serving. */
-export function adminPortOf(router: RouterProcess): number {
-  const line = router.logs.find((l) => l.msg === 'k8s-router is serving');
-  if (typeof line?.adminPort !== 'number') throw new Error('the router logged no admin port');
-  return line.adminPort;
-}
+export { adminPortOf } from './router-process.js';
 
 export function isAlive(pid: number): boolean {
   try {

@@ -20,8 +20,9 @@ export function checkLeaks(t: TestContext, report: LeakReport, limits: { fdSlack
   );
   t.diagnostic(`  router after warm-up: ${showRouter(report.afterWarmUp)}`);
   t.diagnostic(`  router at the end:     ${showRouter(report.atEnd)}`);
+  for (const line of report.routerTrouble.slice(0, 20)) t.diagnostic(`  router said: ${line}`);
   if (report.nginx) t.diagnostic(`  nginx (master and workers) after warm-up: ${show(report.nginx.afterWarmUp)}; at the end: ${show(report.nginx.atEnd)}`);
-  assert.equal(report.failedConnections, 0, 'every WebSocket exchanged its message');
+  assert.equal(report.failedConnections, 0, `every WebSocket exchanged its message; failed: ${JSON.stringify(report.failures)}`);
   const { afterWarmUp: before, atEnd: after } = report;
   const fdLimit = Math.max(before.fds + limits.fdSlack, Math.floor(before.fds * (1 + (limits.fdTolerance ?? 0))));
   assert.ok(after.fds <= fdLimit, `open fds grew from ${before.fds} to ${after.fds} (limit ${fdLimit})`);

@@ -49,6 +49,10 @@ export interface LeakReport {
   changes: number;
   seconds: number;
   failedConnections: number;
+  /** The failed ones by what went wrong (an error code, a status, a missing echo). */
+  failures: Failures;
+  /** The router's warnings and errors during the run (nginx exits, restarts, failed applies), for a failure to be read. */
+  routerTrouble: string[];
   afterWarmUp: RouterUsage;
   atEnd: RouterUsage;
   /** nginx processes (master and workers) at the same moments, for information. */
@@ -82,40 +86,50 @@ async function nginxUsage(prefix: string): Promise<Usage | null> {
   return total;
 }
 
-/** Connects, exchanges one message, disconnects; false when any step failed. */
-function webSocketCycle(port: number, n: number): Promise<boolean> {
+/** Connects, exchanges one message, disconnects; null when all went well, else what went wrong. */
+function webSocketCycle(port: number, n: number): Promise<string | null> {
   return new Promise((resolve) => {
     const ws = new WebSocket(`ws://127.0.0.1:${port}/chat`, { headers: { Host: HOST } });
+    let problem: string | null = 'closed before the echo';
     const timer = setTimeout(() => {
+      problem = 'no echo within 10 s';
       ws.terminate();
-      resolve(false);
     }, 10_000);
-    let echoed = false;
     ws.on('open', () => ws.send(`m${n}`));
     ws.on('message', (data) => {
-      echoed = String(data).endsWith(`:m${n}`);
+      problem = String(data).endsWith(`:m${n}`) ? null : `a wrong echo: ${String(data).slice(0, 60)}`;
       ws.close();
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      problem = `answered ${res.statusCode} instead of switching protocols`;
+      ws.terminate();
     });
     ws.on('close', () => {
       clearTimeout(timer);
-      resolve(echoed);
+      resolve(problem);
     });
-    ws.on('error', () => {});
+    ws.on('error', (err: NodeJS.ErrnoException) => {
+      if (problem === 'closed before the echo') problem = err.code ?? err.message;
+    });
   });
 }
 
-async function cycles(port: number, count: number, concurrency: number): Promise<number> {
+/** How many cycles failed, by what went wrong. */
+export type Failures = Record<string, number>;
+
+const countOf = (failures: Failures): number => Object.values(failures).reduce((a, b) => a + b, 0);
+
+async function cycles(port: number, count: number, concurrency: number, failures: Failures): Promise<void> {
   let next = 0;
-  let failed = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (next < count) {
         const n = next++;
-        if (!(await webSocketCycle(port, n))) failed++;
+        const problem = await webSocketCycle(port, n);
+        if (problem !== null) failures[problem] = (failures[problem] ?? 0) + 1;
       }
     }),
   );
-  return failed;
 }
 
 /** `count` changes to pods that take no traffic: annotations and readiness flip, pods come and go. */
@@ -176,7 +190,8 @@ export async function runLeaks(options: LeakOptions): Promise<LeakReport> {
     const url = inspectorUrl(r.logs);
     if (url === null) throw new Error('the router did not print its inspector URL');
     inspector = await connectInspector(url);
-    let failedConnections = await cycles(port, options.warmUp, concurrency);
+    const failures: Failures = {};
+    await cycles(port, options.warmUp, concurrency, failures);
     await churn(api, options.warmUp, 0);
     await settle(r);
     const afterWarmUp = await routerUsage(r.pid, inspector);
@@ -184,8 +199,7 @@ export async function runLeaks(options: LeakOptions): Promise<LeakReport> {
     const logsBefore = r.logs.length;
 
     const startedAt = Date.now();
-    const [failed] = await Promise.all([cycles(port, options.connections, concurrency), churn(api, options.changes, options.warmUp)]);
-    failedConnections += failed;
+    await Promise.all([cycles(port, options.connections, concurrency, failures), churn(api, options.changes, options.warmUp)]);
     const seconds = (Date.now() - startedAt) / 1000;
     await settle(r);
     const atEnd = await routerUsage(r.pid, inspector);
@@ -196,12 +210,14 @@ export async function runLeaks(options: LeakOptions): Promise<LeakReport> {
       connections: options.connections,
       changes: options.changes,
       seconds,
-      failedConnections,
+      failedConnections: countOf(failures),
+      failures,
       afterWarmUp,
       atEnd,
       nginx: nginxAfterWarmUp && nginxAtEnd && { afterWarmUp: nginxAfterWarmUp, atEnd: nginxAtEnd },
       tableChanges: logs.filter((l) => l.msg === 'route table changed').length,
       reloads: logs.filter((l) => l.msg === 'nginx serves the new config').length,
+      routerTrouble: r.logs.filter((l) => Number(l.level) >= 40).map((l) => `${String(l.msg)} ${JSON.stringify({ ...l, msg: undefined, time: undefined })}`.slice(0, 300)),
     };
   } finally {
     inspector?.close();

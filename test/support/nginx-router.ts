@@ -1,22 +1,23 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import type { NginxMode } from '../../src/core/config.js';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import { delay } from './eventually.js';
 import { LoadClient } from './load-client.js';
 import { manifestText, podFor } from './manifests.js';
 import { createNginxWrapper, endNginxOn, nginxMasters, type NginxWrapper } from './nginx-wrapper.js';
 import { startPods, type TestPod } from './pods.js';
-import { startRouterProcess, type RouterProcess } from './router-process.js';
+import { adminPortOf, startRouterProcess, type RouterProcess } from './router-process.js';
 import { workDir } from './work-dir.js';
 
-// `k8s-router run --backend nginx --manifest` for fault tests: the nginx binary is the
-// test wrapper (support/nginx-wrapper.ts), the manifest routes one host to one test pod,
-// and a probe sends requests throughout and says who answered.
+// `k8s-router run --backend nginx --manifest` for fault tests, in either nginx mode: the
+// nginx binary is the test wrapper (support/nginx-wrapper.ts), the manifest routes one host
+// to one test pod, and a probe sends requests throughout and says who answered.
 
 export interface Setup {
+  mode: NginxMode;
   dir: string;
   prefix: string;
   manifest: string;
@@ -27,11 +28,12 @@ export interface Setup {
   routers: RouterProcess[];
 }
 
-export async function setUp(name: string, firstIp: number, t: TestContext): Promise<Setup> {
+export async function setUp(name: string, firstIp: number, t: TestContext, mode: NginxMode = 'documented'): Promise<Setup> {
   const dir = await workDir(`k8s-router-nginx-faults-${name}-`);
   const pods = await startPods(`${name}`, 2, firstIp);
   const wrapper = await createNginxWrapper();
-  const setup: Setup = { dir, prefix: join(dir, 'nginx'), manifest: join(dir, 'cluster.yaml'), port: await pickFreeLoopbackPort(), pods, wrapper, routers: [] };
+  const port = await pickFreeLoopbackPort();
+  const setup: Setup = { mode, dir, prefix: join(dir, 'nginx'), manifest: join(dir, 'cluster.yaml'), port, pods, wrapper, routers: [] };
   t.after(async () => {
     for (const router of setup.routers) router.kill('SIGKILL');
     await Promise.all(setup.routers.map((r) => r.exited));
@@ -51,12 +53,25 @@ export async function routeTo(setup: Setup, host: string, i: number): Promise<vo
   await rename(`${setup.manifest}.tmp`, setup.manifest);
 }
 
+/**
+ * Routers of concurrent tests start one at a time: a start is mostly CPU (loading the
+ * router's code), and several at once on a busy machine each take longer than a start may.
+ */
+let starting: Promise<unknown> = Promise.resolve();
+
 export function startRouter(setup: Setup, env: Record<string, string> = {}): Promise<RouterProcess> {
+  const started = starting.then(() => startOne(setup, env));
+  starting = started.catch(() => undefined);
+  return started;
+}
+
+function startOne(setup: Setup, env: Record<string, string>): Promise<RouterProcess> {
   return startRouterProcess(['--backend', 'nginx', '--manifest', setup.manifest], {
     PORT: String(setup.port),
     LISTEN_ADDRESS: '127.0.0.1',
     NGINX_PREFIX: setup.prefix,
     NGINX_BINARY: setup.wrapper.path,
+    NGINX_MODE: setup.mode,
     HOLD_OFF_MS: '20',
     MAX_DELAY_MS: '100',
     SHUTDOWN_GRACE_MS: '3000',
@@ -108,8 +123,13 @@ export function outage(probes: Probe[]): { failed: number; longestMs: number } {
 }
 
 /** A router on nginx serving `NAME.test` from test pod 0, and its nginx master. */
-export async function serving(name: string, firstIp: number, t: TestContext): Promise<{ setup: Setup; host: string; router: RouterProcess; master: number }> {
-  const setup = await setUp(name, firstIp, t);
+export async function serving(
+  name: string,
+  firstIp: number,
+  t: TestContext,
+  mode: NginxMode = 'documented',
+): Promise<{ setup: Setup; host: string; router: RouterProcess; master: number }> {
+  const setup = await setUp(name, firstIp, t, mode);
   const host = `${name}.test`;
   await routeTo(setup, host, 0);
   const router = await startRouter(setup);
@@ -123,3 +143,28 @@ export const answeredBy = async (port: number, host: string): Promise<string | n
   return outcome.kind === 'response' && outcome.status === 200 ? (outcome.pod ?? null) : null;
 };
 
+/** An answer of the router's admin server. */
+export interface AdminAnswer {
+  status: number;
+  body: string;
+}
+
+export async function adminGet(router: RouterProcess, path: string): Promise<AdminAnswer> {
+  const res = await fetch(`http://127.0.0.1:${adminPortOf(router)}${path}`);
+  return { status: res.status, body: await res.text() };
+}
+
+/** The nginx part of /status. */
+export async function nginxStatus(router: RouterProcess): Promise<Record<string, unknown>> {
+  const status = JSON.parse((await adminGet(router, '/status')).body) as { dataPlanes: Array<{ nginx?: Record<string, unknown> }> };
+  const nginx = status.dataPlanes[0]?.nginx;
+  assert.ok(nginx !== undefined, 'the status has an nginx data plane');
+  return nginx;
+}
+
+/** The value of an unlabelled metric, or NaN when it is not there. */
+export async function metric(router: RouterProcess, name: string): Promise<number> {
+  const text = (await adminGet(router, '/metrics')).body;
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? NaN : Number(line.slice(name.length + 1));
+}

@@ -137,3 +137,10 @@ export async function startRouterProcess(args: string[], env: Record<string, str
   }
   return router;
 }
+
+/** The admin port the router logged when it started serving. */
+export function adminPortOf(router: RouterProcess): number {
+  const line = router.logs.find((l) => l.msg === 'k8s-router is serving');
+  if (typeof line?.adminPort !== 'number') throw new Error('the router logged no admin port');
+  return line.adminPort;
+}
