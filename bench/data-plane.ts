@@ -380,8 +380,9 @@ function wrk(server: Running, seconds: number, pinned: boolean, script?: string)
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     child.on('error', reject);
-    child.on('exit', () => {
+    child.on('exit', (code, signal) => {
       try {
+        if (code !== 0) throw new Error(`wrk ended with ${signal ?? `status ${code}`} against ${url}:\n${out}`);
         const { requests, ...sample } = parseWrk(out);
         resolve({ ...sample, cpuUs: requests > 0 ? ((cpuSeconds(server.pid) - cpuBefore) * 1e6) / requests : 0 });
       } catch (err) {
