@@ -223,9 +223,9 @@ function targetOf(pod: PodAddress): { host: string; port: number; protocol: stri
 }
 
 function webFailed(err: Error, req: unknown): void {
-  (req as LibraryRequest<WebAttempt>).attempt.onError(err as NodeJS.ErrnoException);
+  (req as LibraryRequest<WebAttempt>).attempt.onError(err);
 }
 
 function upgradeFailed(err: Error, req: unknown): void {
-  (req as LibraryRequest<UpgradeAttempt>).attempt.onError(err as NodeJS.ErrnoException);
+  (req as LibraryRequest<UpgradeAttempt>).attempt.onError(err);
 }

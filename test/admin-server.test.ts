@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
@@ -128,14 +127,20 @@ describe('admin server of k8s-router run --manifest (in-process proxy)', () => {
   });
 
   it('/status: the source, the table version and time, the data planes, and every rejection with code and reason', async () => {
-    const status = (await (await fetch(`${base}/status`)).json()) as Record<string, any>;
+    const status = (await (await fetch(`${base}/status`)).json()) as {
+      source: unknown;
+      backend: string;
+      table: { version: number; changedAt: string };
+      dataPlanes: Array<{ name: string; servedVersion: number }>;
+      rejections: Array<{ pod: string; code: string; reason: string }>;
+    };
     assert.deepEqual(status.source, { kind: 'manifest', file: manifest, ok: true, lastError: null });
     assert.equal(status.backend, 'proxy');
     assert.equal(status.table.version, 1);
     assert.ok(Date.now() - Date.parse(status.table.changedAt) < 60_000);
-    assert.deepEqual(status.dataPlanes.map((p: { name: string; servedVersion: number }) => [p.name, p.servedVersion]), [['proxy', 1]]);
+    assert.deepEqual(status.dataPlanes.map((p) => [p.name, p.servedVersion]), [['proxy', 1]]);
     assert.deepEqual(
-      status.rejections.map((r: { pod: string; code: string }) => `${r.pod} ${r.code}`),
+      status.rejections.map((r) => `${r.pod} ${r.code}`),
       ['api-0 BAD_PATH', 'late-0 NOT_READY'],
     );
     for (const r of status.rejections) assert.ok(r.reason.length > 10, `a reason: ${r.reason}`);

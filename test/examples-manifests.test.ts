@@ -57,7 +57,7 @@ interface RouterContainer {
   /** The settings its env gives, the rest defaults. */
   config: RouterConfig;
   /** ADMIN_PORT from its env, or the default (read when asked: the setting comes with the admin server). */
-  adminPort(): number;
+  adminPort: () => number;
 }
 
 /** Every container that runs the k8s-router image, with the configuration it gets. */

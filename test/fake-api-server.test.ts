@@ -365,7 +365,7 @@ test('limit and continue page through one consistent state, in namespace/name or
     server.remove('Pod', 'default', 'e');
     server.upsert(pod('d', { ip: '10.9.9.9' }));
     server.upsert(pod('dd'));
-    const second = await api.listPodForAllNamespaces({ limit: 3, _continue: first.metadata?._continue as string });
+    const second = await api.listPodForAllNamespaces({ limit: 3, _continue: first.metadata?._continue });
     assert.deepEqual(podNames(second), ['default/d', 'default/e', 'default/f']);
     assert.equal(second.items[0]?.status?.podIP, '10.0.0.1', 'd as it was at the first page');
     assert.equal(second.metadata?.resourceVersion, version);

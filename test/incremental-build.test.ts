@@ -303,7 +303,7 @@ describe('incremental route table and renderer', () => {
     const builder = new IncrementalRouteTable(config);
     const good = [pod('a', { hosts: 'h.test', paths: '80:/' })];
     builder.update(good, []);
-    const broken = { ...pod('b', { hosts: 'x.test', paths: '80:/' }) } as Pod;
+    const broken = { ...pod('b', { hosts: 'x.test', paths: '80:/' }) };
     (broken.metadata as { annotations: unknown }).annotations = { routingHosts: 42, routingPaths: '80:/' };
     assert.throws(() => builder.update([...good, broken], []));
     assert.throws(() => buildRouteTable(config, [...good, broken], []));

@@ -9,7 +9,7 @@ import { FakeApiServer, type FakeApiServerOptions } from './support/fake-api-ser
 import { delay, eventually } from './support/eventually.js';
 import { apiKeySecret, pod } from './support/objects.js';
 import { clusterPod } from './support/realistic-pods.js';
-import type { Pod, Secret } from '../src/core/kube-objects.js';
+import type { Pod } from '../src/core/kube-objects.js';
 
 // The Kubernetes source against the fake API server, through the real client. Timeouts
 // and backoffs are scaled down (quiet timeout 1 s, backoff 50..500 ms) so that every
@@ -348,7 +348,7 @@ test('lists come in pages of 500, and each object keeps only what the route tabl
     seed: (s) => {
       for (let i = 0; i < 2_500; i++) s.upsert(clusterPod(i));
       s.upsert(pod('unrouted', { labels: { routable: 'false' } }));
-      s.upsert({ ...apiKeySecret('team-1', 'k'), metadata: { name: 'routing', namespace: 'team-1', labels: { a: 'b' }, annotations: { note: 'x' } }, data: { 'api-key': 'aw==', other: 'c2VjcmV0' }, type: 'Opaque' } as Secret);
+      s.upsert({ ...apiKeySecret('team-1', 'k'), metadata: { name: 'routing', namespace: 'team-1', labels: { a: 'b' }, annotations: { note: 'x' } }, data: { 'api-key': 'aw==', other: 'c2VjcmV0' }, type: 'Opaque' });
     },
   });
   assert.equal(h.podKeys().length, 2_500);
@@ -425,7 +425,7 @@ test('the annotations and Secret field kept are the ones configured', async (t) 
     source: { keep: { podAnnotations: ['example.com/hosts'], secretField: 'token' } },
     seed: (s) => {
       s.upsert(pod('p', { annotations: { 'example.com/hosts': 'a.test', routingHosts: 'b.test' } }));
-      s.upsert({ ...apiKeySecret('default', 'k'), data: { token: 'dA==', 'api-key': 'aw==' } } as Secret);
+      s.upsert({ ...apiKeySecret('default', 'k'), data: { token: 'dA==', 'api-key': 'aw==' } });
     },
   });
   assert.deepEqual(h.source.snapshot().pods[0]?.metadata?.annotations, { 'example.com/hosts': 'a.test' });

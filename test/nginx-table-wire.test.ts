@@ -155,7 +155,7 @@ describe('the Lua parser (dynamic nginx)', () => {
       tableOf([
         route({ backends: [{ pod: 'web-0', namespace: 'shop', ip: 'fd00::7', port: 80 }] }),
         route({ path: '/a/b-c_d~e!f&g(h)i*j+k,l=m:n@o/', apiKey: 'a2V5' }),
-        { ...route({ host: '10.0.0.1' }), affinity: 'ip' } as Route,
+        { ...route({ host: '10.0.0.1' }), affinity: 'ip' },
       ]),
       'v-1.a_b',
     );

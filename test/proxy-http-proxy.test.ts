@@ -113,7 +113,7 @@ function echoOnce(host: string, message: string): Promise<string> {
     ws.on('open', () => ws.send(message));
     ws.on('message', (data) => {
       ws.close();
-      resolve(String(data));
+      resolve((data as Buffer).toString());
     });
   });
 }
@@ -128,7 +128,7 @@ test('a WebSocket tunnel carries frames both ways, and the close handshake, unti
       ws.send('two');
     });
     ws.on('message', (data) => {
-      replies.push(String(data));
+      replies.push((data as Buffer).toString());
       if (replies.length === 2) ws.close(4001);
     });
     ws.on('close', (code) => resolve(code));

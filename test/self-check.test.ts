@@ -53,7 +53,7 @@ describe('self-checks of the internals the router uses', () => {
   it('fail on a Node whose Agent has no addRequest', async () => {
     class NoAddRequest extends http.Agent {}
     Object.defineProperty(NoAddRequest.prototype, 'addRequest', { value: undefined });
-    const standIn = { ...http, Agent: NoAddRequest } as unknown as typeof http;
+    const standIn = { ...http, Agent: NoAddRequest };
     const err = await failure(runSelfChecks('Node 99.0.0', nodeHttpChecks(standIn)));
     assert.equal(
       err.message,
@@ -72,7 +72,7 @@ describe('self-checks of the internals the router uses', () => {
       });
       return server;
     }) as typeof http.createServer;
-    const err = await failure(runSelfChecks('Node 99.0.0', nodeHttpChecks({ ...http, createServer } as typeof http)));
+    const err = await failure(runSelfChecks('Node 99.0.0', nodeHttpChecks({ ...http, createServer })));
     assert.ok(
       err.message.startsWith(
         'Node 99.0.0 is not what the router expects: ' +

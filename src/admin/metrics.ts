@@ -128,7 +128,7 @@ function sourceMetrics(registry: Registry, view: AdminView): void {
   mirroredFamily(registry, 'counter', 'k8s_router_watch_events_total', 'Watch events received from the API server, by resource and event type', ['resource', 'type'], () => {
     const w = watches();
     return (['pods', 'secrets'] as const).flatMap((resource) =>
-      Object.entries(w[resource].events).map(([type, n]): [{ resource: string; type: string }, number] => [{ resource, type }, n]),
+      (Object.entries(w[resource].events) as Array<[string, number]>).map(([type, n]): [{ resource: string; type: string }, number] => [{ resource, type }, n]),
     );
   });
   mirroredFamily(registry, 'counter', 'k8s_router_watch_restarts_total', 'Watches restarted after the first one (ended, failed or stalled), by resource', ['resource'], perResource((w) => w.restarts));
@@ -156,7 +156,7 @@ function nginxMetrics(registry: Registry, view: AdminView): void {
   mirroredCounter(registry, 'k8s_router_nginx_unexpected_exits_total', 'Times nginx exited without being asked to', () => outcome().unexpectedExits);
   mirroredCounter(registry, 'k8s_router_nginx_restarts_total', 'Restarts of nginx after such an exit', () => outcome().restarts);
   mirroredFamily(registry, 'counter', 'k8s_router_nginx_errors_total', 'Lines nginx wrote to its error log at crit, alert and emerg, by level', ['level'], () =>
-    Object.entries(outcome().errors).map(([level, n]): [{ level: string }, number] => [{ level }, n]),
+    (Object.entries(outcome().errors) as Array<[string, number]>).map(([level, n]): [{ level: string }, number] => [{ level }, n]),
   );
   mirroredGauge(registry, 'k8s_router_nginx_workers_shutting_down', 'Old nginx workers still finishing their connections after reloads', () =>
     outcome().workersShuttingDown,

@@ -22,7 +22,6 @@ import { ConfigError, SETTINGS, settingCode, type RouterConfig } from '../core/c
 import { CodedError, type ErrorCode } from '../core/error-codes.js';
 import { createController, type Controller } from '../control/controller.js';
 import type { DataPlane } from '../core/data-plane.js';
-import { routingAnnotations } from '../core/route-table.js';
 import type { EventSink } from '../events/event-sink.js';
 import { eventSinkFor } from '../events/events-for-router.js';
 import { SERVICE_ACCOUNT_TOKEN } from '../sources/kube-client.js';

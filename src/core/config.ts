@@ -211,6 +211,7 @@ function positiveMilliseconds(raw: string): number {
 }
 
 function filePath(raw: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what this rejects
   if (raw.length === 0 || /[\x00-\x1f\x7f]/.test(raw)) throw new InvalidValue('must be a path without control characters');
   return raw;
 }
@@ -725,7 +726,7 @@ export function withDefaults<T extends object>(defaults: T, given: Readonly<Part
   const out = { ...defaults };
   for (const key of Object.keys(defaults) as (keyof T)[]) {
     const value = given[key];
-    if (value !== undefined) out[key] = value as T[keyof T];
+    if (value !== undefined) out[key] = value;
   }
   return out;
 }

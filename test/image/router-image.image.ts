@@ -328,7 +328,7 @@ describe('the image: built from the Dockerfile, run as the example DaemonSet run
             ws.once('open', resolve);
             ws.once('error', reject);
           });
-          const echoed = new Promise<string>((resolve) => ws.once('message', (data) => resolve(String(data))));
+          const echoed = new Promise<string>((resolve) => ws.once('message', (data) => resolve((data as Buffer).toString())));
           ws.send('hello through the image');
           assert.match(await echoed, /^shop-[01]:hello through the image$/);
         } finally {

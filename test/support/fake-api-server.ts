@@ -670,7 +670,8 @@ export class FakeApiServer {
       } catch {
         return answer(400, 'BadRequest', 'the body is not JSON');
       }
-      write.name = String((body.metadata as { name?: unknown } | undefined)?.name ?? '');
+      const name = (body.metadata as { name?: unknown } | undefined)?.name;
+      write.name = typeof name === 'string' ? name : '';
       write.body = body;
       if (this.eventsStalled) {
         write.status = 'stalled';

@@ -1,5 +1,4 @@
-import { readdir, readFile, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
@@ -93,7 +92,7 @@ function webSocketCycle(port: number, n: number): Promise<boolean> {
     let echoed = false;
     ws.on('open', () => ws.send(`m${n}`));
     ws.on('message', (data) => {
-      echoed = String(data).endsWith(`:m${n}`);
+      echoed = (data as Buffer).toString().endsWith(`:m${n}`);
       ws.close();
     });
     ws.on('close', () => {

@@ -166,7 +166,7 @@ export async function startPod(name: string, ip: string, options: { behaviour?: 
           (socket as Socket).resetAndDestroy();
           return;
         }
-        ws.send(`${name}:${String(data)}`);
+        ws.send(`${name}:${(data as Buffer).toString()}`);
       });
     });
   });
