@@ -51,7 +51,9 @@ describe('configuration', () => {
   it('names the flag when the bad value came from a flag', () => {
     assert.throws(() => loadConfig({}, { port: 'http' }), /^ConfigError: invalid --port="http": not a number/);
   });
+});
 
+describe('configuration: values each setting refuses', () => {
   for (const [env, value, problem] of [
     ['PORT', '0', /out of range/],
     ['PORT', '-1', /not a number/],
@@ -94,7 +96,9 @@ describe('configuration', () => {
       );
     });
   }
+});
 
+describe('configuration: selectors, addresses, keep-alive and limits', () => {
   it('accepts the full selector syntax, IPv6 listen addresses and prefixed annotation names', () => {
     const config = defaultConfig({
       labelSelector: 'routable==true,env in (a,b),!canary',

@@ -83,7 +83,7 @@ afterEach(async () => {
   await Promise.all(sinks.splice(0).map((s) => s.stop()));
 });
 
-describe('events sink', () => {
+describe('events sink: queueing and rate', () => {
   it('queues the work: the listener returns before any write starts', async () => {
     const api = new FakeEventsApi();
     const sink = startSink(api);
@@ -147,7 +147,9 @@ describe('events sink', () => {
     assert.ok(api.calls.length >= burst, `${api.calls.length} writes in ${elapsed} ms: the burst went out`);
     assert.equal(sink.stats().queued + sink.stats().inFlight + api.calls.length, 1_000, 'the rest waits its turn');
   });
+});
 
+describe('events sink: limits and delays', () => {
   it('keeps at most maxQueued writes waiting, and takes the others once the queue drains', async () => {
     const api = new FakeEventsApi();
     let hold = true;
@@ -181,7 +183,9 @@ describe('events sink', () => {
     assert.deepEqual(api.calls.map((c) => c.event.note), ['NOT_READY: Ready=False: pod is not ready (Ready condition is False)']);
     assert.equal(sink.stats().dropped, 0, 'a start-up that ended in time is not a dropped Event');
   });
+});
 
+describe('events sink: API errors and stop', () => {
   it('on 403 in one namespace, logs once, keeps writing elsewhere, and retries that namespace with backoff', async () => {
     const api = new FakeEventsApi();
     const { logger, lines } = captureLogs();

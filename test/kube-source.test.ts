@@ -343,21 +343,10 @@ test('loadKubeConfig: in-cluster when the token exists, else KUBECONFIG, else ~/
 
 // ---- big clusters: pages, slim objects, and a bounded request rate -----------------------
 
-test('lists come in pages of 500, and each object keeps only what the route table reads, from a list or a watch', async (t) => {
-  const h = await startSource(t, {
-    seed: (s) => {
-      for (let i = 0; i < 2_500; i++) s.upsert(clusterPod(i));
-      s.upsert(pod('unrouted', { labels: { routable: 'false' } }));
-      s.upsert({ ...apiKeySecret('team-1', 'k'), metadata: { name: 'routing', namespace: 'team-1', labels: { a: 'b' }, annotations: { note: 'x' } }, data: { 'api-key': 'aw==', other: 'c2VjcmV0' }, type: 'Opaque' });
-    },
-  });
-  assert.equal(h.podKeys().length, 2_500);
-  const pages = podLists(h.server);
-  assert.deepEqual(pages.map((r) => [r.query.limit, r.items]), [['500', 500], ['500', 500], ['500', 500], ['500', 500], ['500', 500]]);
-  assert.deepEqual(pages.map((r) => r.query.continue !== undefined), [false, true, true, true, true]);
-  assert.ok(pages.every((r) => r.query.resourceVersion === undefined), 'the most recent state, never "any" (0) which may be older than what a watch showed');
-  assert.equal(h.source.status().pods.listPages, 5);
+type SourceHarness = Awaited<ReturnType<typeof startSource>>;
 
+/** Of a listed pod and Secret, only the fields the route table reads are kept. */
+function assertKeepsWhatRoutingReads(h: SourceHarness): void {
   const server = h.server.store.get('Pod', 'team-0', clusterPod(0).metadata?.name as string) as Pod;
   const kept = h.source.snapshot().pods.find((p) => p.metadata?.uid === server.metadata?.uid);
   assert.deepEqual(kept, {
@@ -385,6 +374,24 @@ test('lists come in pages of 500, and each object keeps only what the route tabl
     metadata: { name: 'routing', namespace: 'team-1', uid: h.server.store.get('Secret', 'team-1', 'routing')?.metadata?.uid, resourceVersion: h.server.store.get('Secret', 'team-1', 'routing')?.metadata?.resourceVersion, creationTimestamp: h.server.store.get('Secret', 'team-1', 'routing')?.metadata?.creationTimestamp },
     data: { 'api-key': 'aw==' },
   });
+}
+
+test('lists come in pages of 500, and each object keeps only what the route table reads, from a list or a watch', async (t) => {
+  const h = await startSource(t, {
+    seed: (s) => {
+      for (let i = 0; i < 2_500; i++) s.upsert(clusterPod(i));
+      s.upsert(pod('unrouted', { labels: { routable: 'false' } }));
+      s.upsert({ ...apiKeySecret('team-1', 'k'), metadata: { name: 'routing', namespace: 'team-1', labels: { a: 'b' }, annotations: { note: 'x' } }, data: { 'api-key': 'aw==', other: 'c2VjcmV0' }, type: 'Opaque' });
+    },
+  });
+  assert.equal(h.podKeys().length, 2_500);
+  const pages = podLists(h.server);
+  assert.deepEqual(pages.map((r) => [r.query.limit, r.items]), [['500', 500], ['500', 500], ['500', 500], ['500', 500], ['500', 500]]);
+  assert.deepEqual(pages.map((r) => r.query.continue !== undefined), [false, true, true, true, true]);
+  assert.ok(pages.every((r) => r.query.resourceVersion === undefined), 'the most recent state, never "any" (0) which may be older than what a watch showed');
+  assert.equal(h.source.status().pods.listPages, 5);
+
+  assertKeepsWhatRoutingReads(h);
 
   // From a watch event: cut down the same way, the deletion timestamp kept.
   const terminating = clusterPod(7);

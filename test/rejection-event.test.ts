@@ -78,10 +78,10 @@ describe('the RouteRejected Event', () => {
   });
 });
 
-describe('which rejections get an Event', () => {
-  const reportedCodes = (pods: Pod[], secrets: Secret[] = [], cfg = config): string[] =>
-    reportableRejections(buildRouteTable(cfg, pods, secrets), pods).map((r) => `${r.rejection.pod} ${r.rejection.code}`);
+const reportedCodes = (pods: Pod[], secrets: Secret[] = [], cfg = config): string[] =>
+  reportableRejections(buildRouteTable(cfg, pods, secrets), pods).map((r) => `${r.rejection.pod} ${r.rejection.code}`);
 
+describe('which rejections get an Event', () => {
   it('every rejection of a pod from the API server, none of a routed pod', () => {
     const pods = [
       pod('routed', { hosts: 'h.test', paths: '80:/', uid: 'u1' }),
@@ -115,7 +115,9 @@ describe('which rejections get an Event', () => {
     ];
     assert.deepEqual(reportedCodes(pods), []);
   });
+});
 
+describe('which rejections get an Event: missing annotations, names and API keys', () => {
   it("a missing annotation when the pod has the other one, not when it has neither (it addresses another router)", () => {
     const publicRouter = defaultConfig({ hostsAnnotation: 'publicHosts', pathsAnnotation: 'publicPaths' });
     const pods = [

@@ -62,7 +62,9 @@ describe('self-checks of the internals the router uses', () => {
         'http.Agent.prototype.addRequest is not a function',
     );
   });
+});
 
+describe('self-checks of the internals the router uses: failures', () => {
   it('fail on a Node whose server never ends a connection through destroySoon', async () => {
     // A server that ends a last answer's connection some other way: lingering would never start.
     const createServer = ((...args: Parameters<typeof http.createServer>) => {

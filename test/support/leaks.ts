@@ -160,6 +160,8 @@ export async function runLeaks(options: LeakOptions): Promise<LeakReport> {
   let pods: TestPod[] = [];
   let router: RouterProcess | undefined;
   let inspector: Inspector | undefined;
+  let report: LeakReport;
+  let code: Awaited<ReturnType<RouterProcess['stop']>> | undefined;
   try {
     pods = await startPods(`leaks-${backend}`, 2, firstIp);
     for (const p of pods) api.upsert(podFor(p, { namespace: NAMESPACE, hosts: HOST, paths: ['/'] }));
@@ -190,7 +192,7 @@ export async function runLeaks(options: LeakOptions): Promise<LeakReport> {
     const atEnd = await routerUsage(r.pid, inspector);
     const nginxAtEnd = backend === 'nginx' ? await nginxUsage(prefix) : null;
     const logs = r.logs.slice(logsBefore);
-    return {
+    report = {
       backend,
       connections: options.connections,
       changes: options.changes,
@@ -207,9 +209,11 @@ export async function runLeaks(options: LeakOptions): Promise<LeakReport> {
     const exit = router?.stop();
     await Promise.all(pods.map((p) => p.close()));
     await api.close();
-    const code = await exit;
+    code = await exit;
     if (code !== 0) await endNginxOn(prefix);
     await rm(dir, { recursive: true, force: true });
-    if (code !== undefined && code !== 0) throw new Error(`the router exited with ${code}`);
   }
+  // After the finally, so that a failure of the run itself is the error reported.
+  if (code !== undefined && code !== 0) throw new Error(`the router exited with ${code}`);
+  return report;
 }
