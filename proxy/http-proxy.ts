@@ -96,7 +96,7 @@ export class PodProxy {
   /** By "ip:port": a pod keeps its agent, and its idle connections, across table swaps. */
   private agents = new Map<string, PodAgent>();
   private readonly proxy: ProxyServer;
-  /** The options of one call per pod (the table's Backend objects), made once per table. */
+  /** The options of one call per pod (the table's PodEndpoint objects), made once per table. */
   private readonly podOptions = new WeakMap<PodAddress, object>();
   private readonly upgradeAttempts = new WeakMap<object, UpgradeEntry>();
   private readonly tunnels = new WeakMap<Socket, UpgradeAttempt>();

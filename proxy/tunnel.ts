@@ -1,7 +1,7 @@
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
-import type { Backend } from '../src/core/route-table.js';
+import type { PodEndpoint } from '../src/core/route-table.js';
 import { rawErrorResponse } from './error-page.js';
 import type { PeerSelection } from './balancer.js';
 import { failureStatus, type Failure, type ForwardTarget } from './forward.js';
@@ -113,7 +113,7 @@ class UpgradeForwarding {
     }
   }
 
-  private attempt(index: number, pod: Backend, firstBytes: Buffer): void {
+  private attempt(index: number, pod: PodEndpoint, firstBytes: Buffer): void {
     const { client, settings, selection } = this;
     let connected = false;
     let answered = false;

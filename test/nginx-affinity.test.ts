@@ -23,7 +23,7 @@ import { seededRandom } from './support/seeded-random.js';
 const CLIENT_HEADER = 'X-Client-Address';
 const REALIP = ['set_real_ip_from 127.0.0.0/8;', `real_ip_header ${CLIENT_HEADER};`];
 
-interface Backend {
+interface PodAddress {
   name: string;
   ip: string;
   port: number;
@@ -31,7 +31,7 @@ interface Backend {
 
 /** The documented config's upstream for these pods, with the hash affinity writes. */
 async function startHashNginx(
-  backends: readonly Backend[],
+  backends: readonly PodAddress[],
 ): Promise<{ port: number; master: NginxMaster; close(): Promise<void> }> {
   const prefix = await mkdtemp(join(tmpdir(), 'k8s-router-chash-'));
   await mkdir(join(prefix, 'logs'));
@@ -124,7 +124,7 @@ function addresses(count: number, seed: number): string[] {
   });
 }
 
-function stickyTable(backends: readonly Backend[]): RouteTable {
+function stickyTable(backends: readonly PodAddress[]): RouteTable {
   const route = {
     host: 'sticky.test',
     path: '/',
@@ -156,7 +156,7 @@ async function answers(port: number, clients: readonly string[], parallel: numbe
 let pods: TestPod[] = [];
 
 async function compare(
-  backends: readonly Backend[],
+  backends: readonly PodAddress[],
   clients: readonly string[],
   parallel: number,
 ): Promise<string[]> {

@@ -70,14 +70,19 @@ function mirroredFamily<L extends string>(
 }
 
 function controllerMetrics(registry: Registry, view: AdminView, isStopping: () => boolean): void {
-  const stats = (): ReturnType<AdminView['controller']['stats']> => view.controller.stats();
-  const table = (): ReturnType<AdminView['controller']['currentTable']> => view.controller.currentTable();
   mirroredFamily(registry, 'gauge', 'k8s_router_info', 'Always 1: the data-plane backend and the source of Pods and Secrets', ['backend', 'source'], () => [
     [{ backend: view.backend, source: view.manifest === null ? 'cluster' : 'manifest' }, 1],
   ]);
   mirroredGauge(registry, 'k8s_router_ready', 'Whether /readyz answers 200 (1) or 503 (0)', () =>
     decideReadiness(planeReports(view.planes), isStopping()).ready ? 1 : 0,
   );
+  tableMetrics(registry, view);
+  buildMetrics(registry, view);
+}
+
+/** The current route table: its size, rejections and version. */
+function tableMetrics(registry: Registry, view: AdminView): void {
+  const table = (): ReturnType<AdminView['controller']['currentTable']> => view.controller.currentTable();
   mirroredGauge(registry, 'k8s_router_routes', 'Routes (host and path pairs) in the current route table', () => table()?.routes.length ?? 0);
   mirroredGauge(registry, 'k8s_router_route_backends', 'Pod backends summed over the routes of the current table', () =>
     (table()?.routes ?? []).reduce((sum, r) => sum + r.backends.length, 0),
@@ -93,6 +98,11 @@ function controllerMetrics(registry: Registry, view: AdminView, isStopping: () =
   mirroredGauge(registry, 'k8s_router_table_last_change_timestamp_seconds', 'When the current route table was built (Unix time)', () =>
     seconds(view.controller.latest()?.builtAt),
   );
+}
+
+/** The controller's counters: changes seen, tables built and applied. */
+function buildMetrics(registry: Registry, view: AdminView): void {
+  const stats = (): ReturnType<AdminView['controller']['stats']> => view.controller.stats();
   mirroredCounter(registry, 'k8s_router_source_changes_total', 'Change notifications from the source of Pods and Secrets', () => stats().changes);
   mirroredCounter(registry, 'k8s_router_table_builds_total', 'Route tables built (changed or not)', () => stats().tablesBuilt);
   mirroredCounter(registry, 'k8s_router_table_build_seconds_total', 'Time spent building route tables', () => seconds(stats().buildMsTotal));

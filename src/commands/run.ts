@@ -18,7 +18,7 @@ import { startProxy, type ProxyDataPlane } from '../../proxy/server.js';
 import { trackApplies, type TrackedPlane } from '../admin/apply-tracker.js';
 import { adminServerOptionsFrom, startAdminServer, type AdminServer } from '../admin/server.js';
 import { unreadableManifest } from '../core/manifest.js';
-import { ConfigError, SETTINGS, settingCode, type RouterConfig } from '../core/config.js';
+import { ConfigError, SETTINGS, settingCode, type ResolvedBackend, type RouterConfig } from '../core/config.js';
 import { CodedError, type ErrorCode } from '../core/error-codes.js';
 import { createController, type Controller } from '../control/controller.js';
 import type { DataPlane } from '../core/data-plane.js';
@@ -45,7 +45,7 @@ export interface RunOptions {
 }
 
 export interface RunningRouter {
-  backend: 'nginx' | 'proxy';
+  backend: ResolvedBackend;
   /** The port the data plane listens on. */
   port: number;
   controller: Controller;

@@ -53,6 +53,8 @@ export interface RouterConfig {
 }
 
 export type Backend = 'auto' | 'nginx' | 'proxy';
+/** The backend a router runs: BACKEND with 'auto' decided. */
+export type ResolvedBackend = Exclude<Backend, 'auto'>;
 /** How a route table reaches nginx: rendered into nginx.conf and reloaded, or sent as data to Lua in nginx. */
 export type NginxMode = 'documented' | 'dynamic';
 export const NGINX_MODES: readonly NginxMode[] = ['documented', 'dynamic'];
