@@ -91,7 +91,7 @@ async function showsStatus(base: string, manifest: string): Promise<void> {
   for (const r of status.rejections) assert.ok(r.reason.length > 10, `a reason: ${r.reason}`);
 }
 
-async function showsMetrics(base: string, router: RunningRouter): Promise<void> {
+async function showsMetrics(base: string): Promise<void> {
   const res = await fetch(`${base}/metrics`);
   assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
   const metrics = parseMetrics(await res.text());
@@ -157,6 +157,26 @@ async function followsTheManifest(base: string, manifest: string, router: Runnin
   assert.equal(status.readiness.status, 'ready', 'the last good objects keep serving');
 }
 
+async function showsNginxConf(base: string, manifest: string, router: RunningRouter): Promise<void> {
+  const [res, cli] = await Promise.all([fetch(`${base}/nginx.conf`), runCli(['render', '--manifest', manifest, '--port', String(router.port), '--listen-address', '127.0.0.1'])]);
+  const conf = await res.text();
+  assert.equal(res.status, 200);
+  assert.ok(cli.stdout.includes(KEY), 'the config nginx gets holds the key');
+  assert.equal(conf, cli.stdout.replace(`"${KEY}"`, '"<redacted>"'));
+  assert.ok(!conf.includes(KEY));
+}
+
+async function servesStatusPage(base: string): Promise<void> {
+  const page = await fetch(`${base}/`);
+  assert.equal(page.status, 200);
+  assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+  assert.match(page.headers.get('content-security-policy') ?? '', /script-src 'self'/);
+  assert.match(await page.text(), /<script src="status-page\.js"><\/script>/);
+  const script = await fetch(`${base}/status-page.js`);
+  assert.match(script.headers.get('content-type') ?? '', /javascript/);
+  assert.doesNotMatch(await script.text(), /innerHTML|insertAdjacentHTML|document\.write/, 'the page never writes HTML from data');
+}
+
 describe('admin server of k8s-router run --manifest (in-process proxy)', () => {
   let dir: string;
   let manifest: string;
@@ -203,31 +223,15 @@ describe('admin server of k8s-router run --manifest (in-process proxy)', () => {
     assert.equal(await res.text(), cli.stdout);
   });
 
-  it('/nginx.conf: the config nginx would get (what `render` prints), the API key redacted', async () => {
-    const [res, cli] = await Promise.all([fetch(`${base}/nginx.conf`), runCli(['render', '--manifest', manifest, '--port', String(router.port), '--listen-address', '127.0.0.1'])]);
-    const conf = await res.text();
-    assert.equal(res.status, 200);
-    assert.ok(cli.stdout.includes(KEY), 'the config nginx gets holds the key');
-    assert.equal(conf, cli.stdout.replace(`"${KEY}"`, '"<redacted>"'));
-    assert.ok(!conf.includes(KEY));
-  });
+  it('/nginx.conf: the config nginx would get (what `render` prints), the API key redacted', () => showsNginxConf(base, manifest, router));
 
   it('/status: the source, the table version and time, the data planes, and every rejection with code and reason', () => showsStatus(base, manifest));
 
-  it('/metrics: process defaults and the router metrics, named and typed, with the current values', () => showsMetrics(base, router));
+  it('/metrics: process defaults and the router metrics, named and typed, with the current values', () => showsMetrics(base));
 
   it('follows the manifest: a new version, the new route, and a readable-manifest gauge that drops while the file is broken', () => followsTheManifest(base, manifest, router));
 
-  it('serves the status page and its script with a policy that runs no inline script', async () => {
-    const page = await fetch(`${base}/`);
-    assert.equal(page.status, 200);
-    assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
-    assert.match(page.headers.get('content-security-policy') ?? '', /script-src 'self'/);
-    assert.match(await page.text(), /<script src="status-page\.js"><\/script>/);
-    const script = await fetch(`${base}/status-page.js`);
-    assert.match(script.headers.get('content-type') ?? '', /javascript/);
-    assert.doesNotMatch(await script.text(), /innerHTML|insertAdjacentHTML|document\.write/, 'the page never writes HTML from data');
-  });
+  it('serves the status page and its script with a policy that runs no inline script', () => servesStatusPage(base));
 });
 
 describe('admin server of k8s-router run --backend nginx', () => {

@@ -204,7 +204,7 @@ describe('incremental route table and renderer', () => {
   });
 });
 
-describe('incremental route table and renderer: collisions, many paths and stable order', () => {
+describe('incremental route table and renderer: colliding names and many paths', () => {
   it('keep colliding upstream names as the reference gives them while the routes sharing a hash come and go', () => {
     // Upstreams need two pods on a route: pods on the two colliding hosts, with path /.
     const collidingPod = fc
@@ -251,7 +251,9 @@ describe('incremental route table and renderer: collisions, many paths and stabl
       { numRuns: 200, includeErrorInReport: true },
     );
   });
+});
 
+describe('incremental route table and renderer: stable order', () => {
   it('follow a source in stable order through many changes between two snapshots', () => {
     const config = defaultConfig();
     const podOf = (i: number, v: number): Pod => pod(`p${i}`, { hosts: `h${i % 5}.test`, paths: `80:/${i % 3}`, ip: `10.0.${v % 2}.${i}`, created: `2024-01-0${1 + (i % 3)}T00:00:00Z` });
