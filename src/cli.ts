@@ -166,10 +166,10 @@ function addServeCommands(program: Command): void {
         'after',
         [
           '',
-          'The cluster is the in-cluster service account when its token is mounted, else KUBECONFIG, else ~/.kube/config.',
-          'Logs go to standard error: JSON lines, or readable lines on a terminal (LOG_FORMAT). SIGINT or SIGTERM drains:',
+          'The cluster is the in-cluster service account when its token is mounted, else KUBECONFIG, else ' + '~/.kube/config.',
+          'Logs go to standard error: JSON lines, or readable lines on a terminal (LOG_FORMAT). SIGINT or ' + 'SIGTERM drains:',
           'new connections are refused, requests and WebSockets in flight get SHUTDOWN_GRACE_MS to finish, nginx stops',
-          'gracefully (SIGQUIT), and the router exits 0. The admin server (/healthz, /readyz, /metrics, /routes, /status,',
+          'gracefully (SIGQUIT), and the router exits 0. The admin server (/healthz, /readyz, /metrics, ' + '/routes, /status,',
           '/nginx.conf and a status page at /) listens on ADMIN_ADDRESS:ADMIN_PORT, 127.0.0.1:9180 by default.',
           'Pods and Secrets are listed in pages of 500 and only the fields the routes need are kept of each.',
           '',

@@ -229,7 +229,7 @@ describe('admin server of k8s-router run --manifest (in-process proxy)', () => {
 
   it('/metrics: process defaults and the router metrics, named and typed, with the current values', () => showsMetrics(base));
 
-  it('follows the manifest: a new version, the new route, and a readable-manifest gauge that drops while the file is broken', () => followsTheManifest(base, manifest, router));
+  it('follows the manifest: a new version, the new route, and a readable-manifest gauge that drops while the ' + 'file is broken', () => followsTheManifest(base, manifest, router));
 
   it('serves the status page and its script with a policy that runs no inline script', () => servesStatusPage(base));
 });
@@ -388,7 +388,7 @@ describe('/readyz through a data plane’s life', () => {
     assert.equal(ready.body.status, 'ready');
   });
 
-  it('200 "degraded" when the last table was refused while the previous one serves, without the refused key', async () => {
+  it('200 "degraded" when the last table was refused while the ' + 'previous one serves, without the refused key', async () => {
     rig.plane.refuse = 'nginx -t said no to';
     await writeManifest(rig.manifest, manifestText(objects(true)));
     const degraded = await eventually(async () => {

@@ -144,7 +144,7 @@ describe('configuration: selectors, addresses, keep-alive and limits', () => {
 });
 
 describe('events settings', () => {
-  it('defaults to Events on, 5 writes a second in bursts of 10, pod states reported after a minute, the host name as identity', () => {
+  it('defaults to Events on, 5 writes a second in bursts of 10, pod states reported after a minute, the host ' + 'name as identity', () => {
     const config = loadConfig({});
     assert.deepEqual(
       [config.events, config.eventsQps, config.eventsBurst, config.eventsStateDelayMs, config.podName],

@@ -316,7 +316,7 @@ describe('controller: refused and failed applies', () => {
     assert.equal(controller.stats().skippedUnchanged, 1);
   });
 
-  it('after a failed apply, applies again even a table equal to the one served before: the plane may hold the failed one', async () => {
+  it('after a failed apply, applies again even a table equal to the one served before: the plane may hold the ' + 'failed one', async () => {
     // An nginx reload that timed out may still have loaded the new config. If the objects then
     // go back to what they were, the previous table must be applied again, not skipped.
     const { source, plane, controller } = setup({ holdOffMs: 5, maxDelayMs: 10 });
@@ -388,7 +388,7 @@ describe('controller: throwing planes and stop', () => {
 });
 
 describe('controller: log lines', () => {
-  it('describes at most 100 routes and rejections per log line and counts the rest, and no change a description cannot show', async () => {
+  it('describes at most 100 routes and rejections per log line and counts the rest, and no change a description ' + 'cannot show', async () => {
     const { logger, lines } = capturedLogger();
     const { source, controller } = setup({ logger, holdOffMs: 1, maxDelayMs: 5 });
     source.put(apiKeySecret('default', 'first key'));
@@ -441,7 +441,7 @@ describe('controller: logs of changes', () => {
     assert.deepEqual(changes[1]?.routesAdded, []);
     assert.deepEqual(changes[1]?.rejectionsAdded, [
       'default/bad metadata.annotations.routingPaths="8080:/": no valid PORT:PATH entry in the annotation [NO_PATHS]',
-      'default/bad metadata.annotations.routingPaths="8080:/": port 8080 is not a containerPort of the pod [PORT_NOT_DECLARED]',
+      'default/bad metadata.annotations.routingPaths="8080:/": port 8080 is not a containerPort of the pod ' + '[PORT_NOT_DECLARED]',
     ]);
     assert.deepEqual(changes[2]?.routesAdded, ['open.example.com/ (namespace default) -> default/open@10.1.0.9:80']);
     const refused = lines.find((l) => l.includes('refused the route table'));

@@ -170,7 +170,7 @@ describe('events sink: limits and delays', () => {
     assert.equal(next.stats().overflow, 0);
   });
 
-  it('waits EVENTS_STATE_DELAY_MS before reporting a pod that is not ready, and never reports one that got ready', async () => {
+  it('waits EVENTS_STATE_DELAY_MS before reporting a pod that is ' + 'not ready, and never reports one that got ready', async () => {
     const api = new FakeEventsApi();
     const sink = startSink(api, { stateDelayMs: 1_500 });
     const unready = (name: string): Pod => apiPod(name, { namespace: 'shop', hosts: 'h.test', paths: '80:/', ready: false });
@@ -186,7 +186,7 @@ describe('events sink: limits and delays', () => {
 });
 
 describe('events sink: API errors and stop', () => {
-  it('on 403 in one namespace, logs once, keeps writing elsewhere, and retries that namespace with backoff', async () => {
+  it('on 403 in one namespace, logs once, keeps writing ' + 'elsewhere, and retries that namespace with backoff', async () => {
     const api = new FakeEventsApi();
     const { logger, lines } = captureLogs();
     let forbidden = true;
@@ -204,7 +204,7 @@ describe('events sink: API errors and stop', () => {
     await eventually(() => sink.stats().written === 3, 'the refused Events written once allowed', 5_000);
   });
 
-  it('on server errors, pauses every write and retries them; an Event the server finds invalid is not retried', async () => {
+  it('on server errors, pauses every write and retries them; an ' + 'Event the server finds invalid is not retried', async () => {
     const api = new FakeEventsApi();
     const { logger, lines } = captureLogs();
     let failures = 3;

@@ -58,7 +58,7 @@ async function startSource(
 const podWatches = (server: FakeApiServer) => server.requestsTo('/api/v1/pods', 'watch');
 const podLists = (server: FakeApiServer) => server.requestsTo('/api/v1/pods', 'list');
 
-test('the initial list has pods by label in all namespaces and secrets by name, keyed by namespace/name, as plain JSON', async (t) => {
+test('the initial list has pods by label in all namespaces and secrets by name, keyed by namespace/name, as plain ' + 'JSON', async (t) => {
   const h = await startSource(t, {
     seed: (s) => {
       s.upsert(pod('web', { namespace: 'a', created: '2024-03-04T05:06:07Z' }));
@@ -133,7 +133,7 @@ test('the API server selects the secret by name and the pods by label, on the li
   assert.equal(h.server.requests.filter((r) => r.path !== '/api/v1/secrets' && r.path !== '/api/v1/pods').length, 0);
 });
 
-test('after dropped streams it resumes from the last resourceVersion, bookmarks included, without listing again', async (t) => {
+test('after dropped streams it resumes from the last ' + 'resourceVersion, bookmarks included, without listing again', async (t) => {
   const h = await startSource(t, { seed: (s) => s.upsert(pod('a')) });
   // A change the pod watch does not see moves the version on; only a bookmark tells the source.
   h.server.upsert(pod('unrouted', { labels: {} }));
@@ -242,7 +242,7 @@ for (const mode of ['after-headers', 'before-headers'] as const) {
   });
 }
 
-test('while the API server is away it keeps the last objects, and catches up when it is back on the same port', async (t) => {
+test('while the API server is away it keeps the last objects, ' + 'and catches up when it is back on the same port', async (t) => {
   const h = await startSource(t, { seed: (s) => [s.upsert(pod('a')), s.upsert(pod('b')), s.upsert(apiKeySecret('default', 'k'))] });
   await h.server.stop();
   await eventually(() => h.source.status().pods.lastError?.includes('ECONNREFUSED'), 'connection refused');
@@ -293,7 +293,7 @@ test('stop closes the watches and no onChange follows', async (t) => {
   assert.deepEqual(h.podKeys(), ['default/a']);
 });
 
-test('start rejects at once when the kubeconfig names no cluster, and when stopped before the first list', async (t) => {
+test('start rejects at once when the kubeconfig names no ' + 'cluster, and when stopped before the first list', async (t) => {
   const { KubeConfig } = await import('@kubernetes/client-node');
   const empty = createKubeSource({ kubeConfig: new KubeConfig(), labelSelector: 'a=b', secretName: 's' });
   await assert.rejects(empty.start(() => {}), /no current cluster/);
@@ -308,7 +308,7 @@ test('start rejects at once when the kubeconfig names no cluster, and when stopp
   await assert.rejects(starting, /stopped before/);
 });
 
-test('loadKubeConfig: in-cluster when the token exists, else KUBECONFIG, else ~/.kube/config, else an error', async (t) => {
+test('loadKubeConfig: in-cluster when the token exists, else ' + 'KUBECONFIG, else ~/.kube/config, else an error', async (t) => {
   const server = await FakeApiServer.start();
   t.after(() => server.close());
   const dir = mkdtempSync(join(tmpdir(), 'kube-config-test-'));
@@ -376,7 +376,7 @@ function assertKeepsWhatRoutingReads(h: SourceHarness): void {
   });
 }
 
-test('lists come in pages of 500, and each object keeps only what the route table reads, from a list or a watch', async (t) => {
+test('lists come in pages of 500, and each object keeps only what ' + 'the route table reads, from a list or a watch', async (t) => {
   const h = await startSource(t, {
     seed: (s) => {
       for (let i = 0; i < 2_500; i++) s.upsert(clusterPod(i));
@@ -485,7 +485,7 @@ test('when every watch is answered 410 at once, it backs off between lists inste
   await eventually(() => h.podKeys().includes('default/b'), 'the change once watches work again', 5_000);
 });
 
-test('watches that end cleanly right after their first event are restarted no closer than half the initial backoff', async (t) => {
+test('watches that end cleanly right after their first event are ' + 'restarted no closer than half the initial backoff', async (t) => {
   const h = await startSource(t, { server: { bookmarkIntervalMs: 10 }, source: { backoff: { initialMs: 400, maxMs: 800 } }, seed: (s) => s.upsert(pod('a')) });
   h.server.shortWatches(true);
   h.server.dropStreams();

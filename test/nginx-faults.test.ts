@@ -190,7 +190,7 @@ describe('nginx faults', { timeout: 120_000 }, () => {
 
   it('tries a refused table again on a timer with backoff, the old config serving meanwhile, and says why', refusedTableRetriedWithBackoff);
 
-  it('without nginx -t the reload is the check: a config nginx cannot load is never served, the last good file is put back, and the table is retried', reloadIsTheCheckWithoutNginxT);
+  it('without nginx -t the reload is the check: a config nginx cannot load is never served, the last good ' + 'file is put back, and the table is retried', reloadIsTheCheckWithoutNginxT);
 
   it('drops the retry of a refused table when a newer table is served', async () => {
     const a = await startNamedPod(cleanups, 'pod-a', '127.0.0.2');

@@ -202,7 +202,7 @@ describe('upstream keep-alive and client limits', () => {
     assert.match(empty, /^client_max_body_size 10485760;$/m);
   });
 
-  it('sends every route through an upstream with keepalive N, and no Connection header to the pod but for upgrades', () => {
+  it('sends every route through an upstream with keepalive N, and no Connection header to the pod but for ' + 'upgrades', () => {
     const config = defaultConfig({ upstreamKeepalive: '16' });
     const pods = [
       pod('one', { ip: '10.0.0.1', hosts: 'a.example.com', paths: '80:/ 3000:/api' }),

@@ -97,7 +97,7 @@ test('positions survive a table swap for routes whose pods did not change', () =
   assert.deepEqual(firstPicks(second.groupFor(b2), 1), ['p0']);
 });
 
-test('a route that is the very object of the table before keeps its group, and one whose pods changed starts afresh', () => {
+test('a route that is the very object of the table before keeps its group, and one whose pods changed starts ' + 'afresh', () => {
   const route = (path: string, n: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, affinity: null, backends: backends(n) });
   const options = { failTimeoutMs: 10_000 };
   const kept = route('/kept', 3);

@@ -94,7 +94,7 @@ test('the pod receives the request line and header lines exactly as nginx sends 
   raw.heads.length = 0;
   await exchange('GET /a? HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n');
   await exchange('GET /a/../b//c?x=%2e%2e HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n');
-  await exchange('GET /m HTTP/1.1\r\nHost: raw.test\r\nX-Multi: a\r\nCookie: c=1\r\nx-multi: b\r\nX_Under: 1\r\nConnection: close\r\n\r\n');
+  await exchange('GET /m HTTP/1.1\r\nHost: raw.test\r\nX-Multi: a\r\nCookie: c=1\r\nx-multi: b\r\nX_Under: ' + '1\r\nConnection: close\r\n\r\n');
   await exchange('DELETE /d HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n');
   assert.deepStrictEqual(raw.heads, [
     'GET /a? HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n',

@@ -75,7 +75,7 @@ describe('route affinity', () => {
     );
   });
 
-  it('follows the oldest pod when pods disagree; the others stay routed with AFFINITY_CONFLICT naming the route and the winner', () => {
+  it('follows the oldest pod when pods disagree; the others stay routed with AFFINITY_CONFLICT naming the route ' + 'and the winner', () => {
     const table = buildRouteTable(
       config,
       [

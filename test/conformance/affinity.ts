@@ -265,7 +265,9 @@ interface AffinityRig {
   planes: RunningPlane[];
 }
 
-/** Starts the pods, dead addresses and planes of the suite, each kept in `rig` at once to be closed however start ends. */
+/**
+ * Starts the pods, dead addresses and planes of the suite, each kept in `rig` at once to be closed however start ends.
+ */
 async function startAffinityRig(rig: AffinityRig, mode: Mode, options: PairOptions): Promise<void> {
   // Pod addresses in 127.0.0.61-98: six on free ports, two on port 80 (written without
   // it), two on IPv6 (::1); dead ones (nothing listens) likewise.

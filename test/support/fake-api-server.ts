@@ -487,7 +487,7 @@ export class FakeApiServer {
         'Expired',
         plan.after === undefined
           ? `too old resource version: ${plan.revision} (${this.store.oldestWatchableVersion})`
-          : 'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.',
+          : 'The provided continue parameter is too old to display a consistent list result. You can start a ' + 'new list without the continue parameter.',
       );
     }
     const more = page.more && page.lastKey !== undefined;
