@@ -20,7 +20,8 @@ import type { UpstreamRequest } from '../upstream-head.js';
  */
 export type ProxyLibrary = (options: object) => unknown;
 
-// eslint-disable-next-line @typescript-eslint/unbound-method -- libraryName() recognises the library by this very function, which uses no `this`
+// libraryName() recognises the library by this very function, which uses no `this`.
+// eslint-disable-next-line @typescript-eslint/unbound-method
 export const HTTP_PROXY: ProxyLibrary = httpProxy.createProxyServer;
 
 /** The little of either library's ProxyServer the router uses. */
