@@ -71,7 +71,7 @@ export function withVersion(draft: ConfPieces, placeholder: string, hashes: Piec
 export async function writePieces(file: FileHandle, pieces: ConfPieces): Promise<void> {
   let pending = pieces.filter((p) => p.byteLength > 0);
   while (pending.length > 0) {
-    const { bytesWritten } = await file.writev(pending as Uint8Array[]);
+    const { bytesWritten } = await file.writev(pending);
     if (bytesWritten === 0) throw new Error('writing the config made no progress');
     // A short write (rare, for regular files) continues where it stopped.
     let left = bytesWritten;

@@ -45,7 +45,7 @@ function readable(path: string): boolean {
 
 function versionOutput(nginxBinary: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(nginxBinary, ['-V'], { timeout: 10_000 }, (err, stdout, stderr) => {
+    execFile(nginxBinary, ['-V'], { timeout: 10_000 }, (err: Error | null, stdout: string, stderr: string) => {
       if (err) reject(err);
       else resolve(`${stdout}${stderr}`);
     });

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { hostProblem, pathProblem } from '../src/core/annotations.js';
 import { dnsLabelProblem, dnsSubdomainProblem } from '../src/core/kube-names.js';
-import { compareRoutes, type Backend, type Route, type RouteTable } from '../src/core/route-table.js';
+import { compareRoutes, type PodEndpoint, type Route, type RouteTable } from '../src/core/route-table.js';
 
 // The route table as the text dynamic nginx reads (nginx/lua/k8s_router/wire.lua parses
 // it with plain string searches: no JSON library ships with Debian's Lua module, and data
@@ -81,10 +81,10 @@ function ipProblem(ip: string): string | null {
 
 // The route table's objects are never changed once built, and an incremental build keeps
 // those of unchanged routes and pods: each is checked and written once, not at every send.
-const backendTexts = new WeakMap<Backend, string>();
+const backendTexts = new WeakMap<PodEndpoint, string>();
 const routeLines = new WeakMap<Route, string>();
 
-function backendText(route: Route, backend: Backend): string {
+function backendText(route: Route, backend: PodEndpoint): string {
   const known = backendTexts.get(backend);
   if (known !== undefined) return known;
   const fail = (what: string): never => {

@@ -1,5 +1,5 @@
 import { podTarget } from '../src/core/pod-target.js';
-import { compareRoutes, type Affinity, type Backend, type Route } from '../src/core/route-table.js';
+import { compareRoutes, type Affinity, type PodEndpoint, type Route } from '../src/core/route-table.js';
 import { changesUpTo } from '../src/core/sorted-changes.js';
 import { runNow, type Steps } from '../src/core/time-slices.js';
 import {
@@ -30,7 +30,7 @@ export interface BalancerOptions {
 }
 
 interface PeerState {
-  backend: Backend;
+  backend: PodEndpoint;
   currentWeight: number;
   effectiveWeight: number;
   fails: number;
@@ -50,7 +50,7 @@ export class PeerGroup {
   private points: ChashPoints | null = null;
 
   constructor(
-    readonly backends: readonly Backend[],
+    readonly backends: readonly PodEndpoint[],
     private readonly options: BalancerOptions,
     /** 'ip': the client address chooses the peer (consistent hashing); null: round robin. */
     readonly affinity: Affinity | null = null,
@@ -158,11 +158,11 @@ export class PeerSelection {
   }
 
   /** The next peer to try, or null when none is left ("no live upstreams"). */
-  next(): { index: number; backend: Backend } | null {
+  next(): { index: number; backend: PodEndpoint } | null {
     const index = this.group.pickFor(this, this.tried);
     if (index === null) return null;
     this.tried.push(index);
-    return { index, backend: this.group.backends[index] as Backend };
+    return { index, backend: this.group.backends[index] as PodEndpoint };
   }
 
   succeeded(index: number): void {

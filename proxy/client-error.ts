@@ -24,7 +24,10 @@ export type ErrorAnswer = { status: number; bodyBytes?: number } | 'close' | 'ig
 const CLOSE = 'close';
 const BAD_REQUEST = { status: 400 };
 
-/** Where the head being read starts in `packet`: after the last empty line before `at`, or null when it began in an earlier read. */
+/**
+ * Where the head being read starts in `packet`: after the last empty line before `at`, or null when it began in an
+ * earlier read.
+ */
 function headStart(packet: Buffer, at: number, firstRead: boolean): number | null {
   for (let i = at - 1; i > 0; i--) {
     if (packet[i] === 0x0a && (packet[i - 1] === 0x0a || (packet[i - 1] === 0x0d && i >= 3 && packet[i - 2] === 0x0a))) return i + 1;

@@ -55,7 +55,10 @@ export type Decision =
       status: number;
       host?: string;
       location?: string;
-      /** nginx reads (and drops) the body the request declares before it closes: this answer refuses the request after its head was read whole. */
+      /**
+       * nginx reads (and drops) the body the request declares before it closes: this answer refuses the request after
+       * its head was read whole.
+       */
       readsBody?: boolean;
     }
   | { action: 'forward'; route: Route; host: string; uri: string };

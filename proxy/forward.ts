@@ -1,7 +1,7 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ErrorCode } from '../src/core/error-codes.js';
-import type { Backend } from '../src/core/route-table.js';
+import type { PodEndpoint } from '../src/core/route-table.js';
 import type { PeerGroup, PeerSelection } from './balancer.js';
 import { errorPage, reasonPhrase } from './error-page.js';
 import { lastAnswer } from './lingering-close.js';
@@ -101,7 +101,7 @@ class Forwarding {
     else this.attempt(peer.index, peer.backend, 0);
   }
 
-  private attempt(index: number, pod: Backend, staleRetries: number): void {
+  private attempt(index: number, pod: PodEndpoint, staleRetries: number): void {
     const attempt = new Try(this, index, pod, staleRetries);
     this.current = attempt;
     this.settings.pods.web(pod, attempt, this.req.socket);
@@ -207,7 +207,7 @@ class Try implements WebAttempt {
   constructor(
     private readonly forwarding: Forwarding,
     readonly index: number,
-    readonly pod: Backend,
+    readonly pod: PodEndpoint,
     readonly staleRetries: number,
   ) {}
 

@@ -96,7 +96,7 @@ export class PodProxy {
   /** By "ip:port": a pod keeps its agent, and its idle connections, across table swaps. */
   private agents = new Map<string, PodAgent>();
   private readonly proxy: ProxyServer;
-  /** The options of one call per pod (the table's Backend objects), made once per table. */
+  /** The options of one call per pod (the table's PodEndpoint objects), made once per table. */
   private readonly podOptions = new WeakMap<PodAddress, object>();
   private readonly upgradeAttempts = new WeakMap<object, UpgradeEntry>();
   private readonly tunnels = new WeakMap<Socket, UpgradeAttempt>();
@@ -223,9 +223,9 @@ function targetOf(pod: PodAddress): { host: string; port: number; protocol: stri
 }
 
 function webFailed(err: Error, req: unknown): void {
-  (req as LibraryRequest<WebAttempt>).attempt.onError(err as NodeJS.ErrnoException);
+  (req as LibraryRequest<WebAttempt>).attempt.onError(err);
 }
 
 function upgradeFailed(err: Error, req: unknown): void {
-  (req as LibraryRequest<UpgradeAttempt>).attempt.onError(err as NodeJS.ErrnoException);
+  (req as LibraryRequest<UpgradeAttempt>).attempt.onError(err);
 }

@@ -1,8 +1,9 @@
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
-import type { Backend } from '../src/core/route-table.js';
+import type { PodEndpoint } from '../src/core/route-table.js';
 import { rawErrorResponse } from './error-page.js';
+import type { PeerSelection } from './balancer.js';
 import { failureStatus, type Failure, type ForwardTarget } from './forward.js';
 import { clientResponseHeaders } from './headers.js';
 import type { PodProxy } from './http-proxy.js';
@@ -45,51 +46,83 @@ function switchingHeaders(raw: readonly string[]): string[] {
   return out;
 }
 
-/** `request` has no body: what follows an upgrade request is the tunnel's, not a body to frame. */
-export function forwardUpgrade(req: IncomingMessage, client: Duplex, head: Buffer, target: ForwardTarget, request: UpstreamRequest, settings: TunnelSettings): void {
-  const { method } = request;
-  const { group } = target;
-  const selection = group.begin(group.hashesClients ? req.socket.remoteAddress : undefined);
-  let current: ClientRequest | null = null;
-  let finished = false;
+/** Hands the client the pod's switch of protocols and joins the two sockets into a tunnel. */
+function openTunnel(client: Duplex, pres: IncomingMessage, upstream: Duplex, settings: TunnelSettings): void {
+  settings.stats.answered(pres.statusCode ?? 101);
+  settings.track([client, upstream]);
+  upstream.on('error', () => client.destroy());
+  upstream.on('close', () => client.destroy());
+  client.on('close', () => upstream.destroy());
+  client.write(`${statusLine(pres)}${headerLines(switchingHeaders(pres.rawHeaders))}\r\n`);
+}
 
-  const clientGone = (): void => {
-    finished = true;
-    current?.destroy();
-  };
-  client.on('error', clientGone);
-  client.on('close', clientGone);
+/**
+ * The pod did not switch protocols: pass its answer on and close, as the client cannot reuse a connection it asked
+ * to upgrade.
+ */
+function passOnAnswer(client: Duplex, pres: IncomingMessage, settings: TunnelSettings): void {
+  settings.stats.answered(pres.statusCode ?? 502);
+  const kept = clientResponseHeaders(pres.rawHeaders);
+  client.write(`${statusLine(pres)}${headerLines(kept)}Connection: close\r\n\r\n`);
+  pres.on('error', () => client.destroy());
+  pres.on('close', () => {
+    if (!pres.complete) client.destroy();
+  });
+  pres.pipe(client);
+}
 
-  const giveUp = (failure: Failure): void => {
-    finished = true;
-    if (client.destroyed) return;
-    const status = failureStatus(failure);
-    settings.stats.answered(status);
-    client.end(rawErrorResponse(status));
-  };
-
+/** One upgrade request on its way to a pod: the pods of its group tried in turn until one answers. */
+class UpgradeForwarding {
+  private current: ClientRequest | null = null;
+  private finished = false;
   // The bytes that came with the request go back into the client socket on the first
   // try and stay there, unread, until a pod switches protocols.
-  let unsentHead = head;
-  const tryNext = (): void => {
-    if (finished) return;
-    const peer = selection.next();
-    if (peer === null) giveUp('error');
-    else {
-      attempt(peer.index, peer.backend, unsentHead);
-      unsentHead = Buffer.alloc(0);
-    }
-  };
+  private unsentHead: Buffer;
 
-  const attempt = (index: number, pod: Backend, firstBytes: Buffer): void => {
+  constructor(
+    private readonly client: Duplex,
+    head: Buffer,
+    private readonly request: UpstreamRequest,
+    private readonly selection: PeerSelection,
+    private readonly settings: TunnelSettings,
+  ) {
+    this.unsentHead = head;
+    const clientGone = (): void => {
+      this.finished = true;
+      this.current?.destroy();
+    };
+    client.on('error', clientGone);
+    client.on('close', clientGone);
+  }
+
+  private giveUp(failure: Failure): void {
+    this.finished = true;
+    if (this.client.destroyed) return;
+    const status = failureStatus(failure);
+    this.settings.stats.answered(status);
+    this.client.end(rawErrorResponse(status));
+  }
+
+  tryNext(): void {
+    if (this.finished) return;
+    const peer = this.selection.next();
+    if (peer === null) this.giveUp('error');
+    else {
+      this.attempt(peer.index, peer.backend, this.unsentHead);
+      this.unsentHead = Buffer.alloc(0);
+    }
+  }
+
+  private attempt(index: number, pod: PodEndpoint, firstBytes: Buffer): void {
+    const { client, settings, selection } = this;
     let connected = false;
     let answered = false;
     let over = false;
 
     const release = settings.pods.ws(pod, {
-      request,
-      onRequest(preq) {
-        current = preq;
+      request: this.request,
+      onRequest: (preq) => {
+        this.current = preq;
         preq.on('socket', (socket: Socket) => {
           if (!socket.connecting) connected = true;
           else socket.once('connect', () => (connected = true));
@@ -97,19 +130,11 @@ export function forwardUpgrade(req: IncomingMessage, client: Duplex, head: Buffe
         preq.setTimeout(settings.timeoutMs, () => preq.destroy(Object.assign(new Error('upstream timed out'), { timedOut: true })));
       },
 
-      onUpgrade(pres, upstream) {
+      onUpgrade: (pres, upstream) => {
         answered = true;
         selection.succeeded(index);
-        if (finished || client.destroyed) {
-          upstream.destroy();
-          return;
-        }
-        settings.stats.answered(pres.statusCode ?? 101);
-        settings.track([client, upstream]);
-        upstream.on('error', () => client.destroy());
-        upstream.on('close', () => client.destroy());
-        client.on('close', () => upstream.destroy());
-        client.write(`${statusLine(pres)}${headerLines(switchingHeaders(pres.rawHeaders))}\r\n`);
+        if (this.finished || client.destroyed) upstream.destroy();
+        else openTunnel(client, pres, upstream, settings);
       },
 
       onTunnelOpen(upstream) {
@@ -121,43 +146,36 @@ export function forwardUpgrade(req: IncomingMessage, client: Duplex, head: Buffe
         });
       },
 
-      onResponse(pres) {
-        // The pod did not switch protocols: pass its answer on and close, as the client
-        // cannot reuse a connection it asked to upgrade.
+      onResponse: (pres) => {
         answered = true;
         selection.succeeded(index);
-        if (finished || client.destroyed) {
-          pres.destroy();
-          return;
-        }
-        settings.stats.answered(pres.statusCode ?? 502);
-        const kept = clientResponseHeaders(pres.rawHeaders);
-        client.write(`${statusLine(pres)}${headerLines(kept)}Connection: close\r\n\r\n`);
-        pres.on('error', () => client.destroy());
-        pres.on('close', () => {
-          if (!pres.complete) client.destroy();
-        });
-        pres.pipe(client);
+        if (this.finished || client.destroyed) pres.destroy();
+        else passOnAnswer(client, pres, settings);
       },
 
-      onError(err) {
-        if (answered || finished || over) return;
+      onError: (err) => {
+        if (answered || this.finished || over) return;
         over = true;
         release();
         if (err instanceof UnsendableHead) {
           // The client's request, not the pod, is at fault: no other pod would take it either.
           settings.logger.warn({ code: err.code, reason: err.message }, 'request cannot be sent upstream');
-          giveUp('error');
+          this.giveUp('error');
           return;
         }
         settings.stats.upstreamFailed();
         const failure: Failure = (err as { timedOut?: boolean }).timedOut === true ? 'timeout' : 'error';
         settings.logger.warn({ pod: pod.pod, ip: pod.ip, port: pod.port, failure, code: err.code }, 'upstream failed (upgrade)');
-        if (selection.failed(index, method, connected) === 'stop') giveUp(failure);
-        else tryNext();
+        if (selection.failed(index, this.request.method, connected) === 'stop') this.giveUp(failure);
+        else this.tryNext();
       },
     }, client, firstBytes);
-  };
+  }
+}
 
-  tryNext();
+/** `request` has no body: what follows an upgrade request is the tunnel's, not a body to frame. */
+export function forwardUpgrade(req: IncomingMessage, client: Duplex, head: Buffer, target: ForwardTarget, request: UpstreamRequest, settings: TunnelSettings): void {
+  const { group } = target;
+  const selection = group.begin(group.hashesClients ? req.socket.remoteAddress : undefined);
+  new UpgradeForwarding(client, head, request, selection, settings).tryNext();
 }

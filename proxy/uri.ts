@@ -17,7 +17,8 @@ function alreadyNormal(target: string): string | null {
   for (let i = 1; i < target.length; i++) {
     const c = target.charCodeAt(i);
     if (c === 0x3f /* ? */ || c === 0x23 /* # */) return target.slice(0, i);
-    if (c === 0x25 /* % */ || (previous === 0x2f && (c === 0x2f || c === 0x2e /* . */))) return null;
+    // A percent sign, or a slash followed by a slash or a dot.
+    if (c === 0x25 || (previous === 0x2f && (c === 0x2f || c === 0x2e))) return null;
     previous = c;
   }
   return target;

@@ -123,13 +123,8 @@ function readManifest(file: string): ManifestObjects {
   return parseManifest(text, file);
 }
 
-export function buildProgram(): Command {
-  const program = new Command('k8s-router')
-    .description('Routes HTTP and WebSocket traffic straight to Kubernetes pods chosen by labels and annotations.')
-    .version(packageVersion(), '-V, --version', 'print the version')
-    .showHelpAfterError('(run with --help for usage)')
-    .exitOverride();
-
+/** `render` and `routes`: what a manifest becomes, printed. */
+function addManifestCommands(program: Command): void {
   withSettings(
     program
       .command('render')
@@ -155,7 +150,10 @@ export function buildProgram(): Command {
     const table = redactTable(buildRouteTable(config, pods, secrets));
     process.stdout.write(`${JSON.stringify(table, null, 2)}\n`);
   });
+}
 
+/** `run` and `demo`: serve traffic until a signal. */
+function addServeCommands(program: Command): void {
   withSettings(
     program
       .command('run')
@@ -168,10 +166,10 @@ export function buildProgram(): Command {
         'after',
         [
           '',
-          'The cluster is the in-cluster service account when its token is mounted, else KUBECONFIG, else ~/.kube/config.',
-          'Logs go to standard error: JSON lines, or readable lines on a terminal (LOG_FORMAT). SIGINT or SIGTERM drains:',
+          'The cluster is the in-cluster service account when its token is mounted, else KUBECONFIG, else ' + '~/.kube/config.',
+          'Logs go to standard error: JSON lines, or readable lines on a terminal (LOG_FORMAT). SIGINT or ' + 'SIGTERM drains:',
           'new connections are refused, requests and WebSockets in flight get SHUTDOWN_GRACE_MS to finish, nginx stops',
-          'gracefully (SIGQUIT), and the router exits 0. The admin server (/healthz, /readyz, /metrics, /routes, /status,',
+          'gracefully (SIGQUIT), and the router exits 0. The admin server (/healthz, /readyz, /metrics, ' + '/routes, /status,',
           '/nginx.conf and a status page at /) listens on ADMIN_ADDRESS:ADMIN_PORT, 127.0.0.1:9180 by default.',
           'Pods and Secrets are listed in pages of 500 and only the fields the routes need are kept of each.',
           '',
@@ -208,6 +206,17 @@ export function buildProgram(): Command {
     'run',
     DEMO_DEFAULTS,
   ).action((options: Record<string, unknown>) => serveUntilSignal(options, withDemoDefaults(process.env), startDemo));
+}
+
+export function buildProgram(): Command {
+  const program = new Command('k8s-router')
+    .description('Routes HTTP and WebSocket traffic straight to Kubernetes pods chosen by labels and annotations.')
+    .version(packageVersion(), '-V, --version', 'print the version')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+
+  addManifestCommands(program);
+  addServeCommands(program);
 
   for (const command of [program, ...program.commands]) command.exitOverride();
   return program;

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
@@ -72,6 +71,112 @@ function parseMetrics(text: string): Map<string, Metric> {
   return metrics;
 }
 
+async function showsStatus(base: string, manifest: string): Promise<void> {
+  const status = (await (await fetch(`${base}/status`)).json()) as {
+    source: unknown;
+    backend: string;
+    table: { version: number; changedAt: string };
+    dataPlanes: Array<{ name: string; servedVersion: number }>;
+    rejections: Array<{ pod: string; code: string; reason: string }>;
+  };
+  assert.deepEqual(status.source, { kind: 'manifest', file: manifest, ok: true, lastError: null });
+  assert.equal(status.backend, 'proxy');
+  assert.equal(status.table.version, 1);
+  assert.ok(Date.now() - Date.parse(status.table.changedAt) < 60_000);
+  assert.deepEqual(status.dataPlanes.map((p) => [p.name, p.servedVersion]), [['proxy', 1]]);
+  assert.deepEqual(
+    status.rejections.map((r) => `${r.pod} ${r.code}`),
+    ['api-0 BAD_PATH', 'late-0 NOT_READY'],
+  );
+  for (const r of status.rejections) assert.ok(r.reason.length > 10, `a reason: ${r.reason}`);
+}
+
+async function showsMetrics(base: string): Promise<void> {
+  const res = await fetch(`${base}/metrics`);
+  assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+  const metrics = parseMetrics(await res.text());
+  const expected: Array<[string, string]> = [
+    ['process_cpu_seconds_total', 'counter'],
+    ['nodejs_eventloop_lag_seconds', 'gauge'],
+    ['k8s_router_info', 'gauge'],
+    ['k8s_router_ready', 'gauge'],
+    ['k8s_router_routes', 'gauge'],
+    ['k8s_router_route_backends', 'gauge'],
+    ['k8s_router_rejections', 'gauge'],
+    ['k8s_router_table_version', 'gauge'],
+    ['k8s_router_table_last_change_timestamp_seconds', 'gauge'],
+    ['k8s_router_source_changes_total', 'counter'],
+    ['k8s_router_table_builds_total', 'counter'],
+    ['k8s_router_table_build_seconds_total', 'counter'],
+    ['k8s_router_table_last_build_seconds', 'gauge'],
+    ['k8s_router_table_build_failures_total', 'counter'],
+    ['k8s_router_table_applies_total', 'counter'],
+    ['k8s_router_table_apply_failures_total', 'counter'],
+    ['k8s_router_manifest_readable', 'gauge'],
+  ];
+  for (const [name, type] of expected) {
+    assert.equal(metrics.get(name)?.type, type, `${name} is a ${type}`);
+    assert.ok((metrics.get(name)?.help.length ?? 0) > 10, `${name} has a help text`);
+  }
+  for (const [name, m] of metrics) {
+    if (!name.startsWith('k8s_router_')) continue;
+    if (m.type === 'counter') assert.match(name, /_total$/, `${name}: counters end in _total`);
+  }
+  const value = (sample: string): number | undefined => metrics.get(sample.replace(/\{.*/, ''))?.samples.get(sample);
+  assert.equal(value('k8s_router_routes'), 2);
+  assert.equal(value('k8s_router_route_backends'), 3);
+  assert.equal(value('k8s_router_rejections{code="BAD_PATH"}'), 1);
+  assert.equal(value('k8s_router_rejections{code="NOT_READY"}'), 1);
+  assert.equal(value('k8s_router_info{backend="proxy",source="manifest"}'), 1);
+  assert.equal(value('k8s_router_ready'), 1);
+  assert.equal(value('k8s_router_manifest_readable'), 1);
+  assert.ok((value('k8s_router_table_builds_total') ?? 0) >= 1);
+  // Metrics that need another backend or source are not there at all.
+  assert.ok(![...metrics.keys()].some((n) => n.startsWith('k8s_router_nginx_') || n.startsWith('k8s_router_watch_')));
+}
+
+async function followsTheManifest(base: string, manifest: string, router: RunningRouter): Promise<void> {
+  const before = router.controller.stats().tablesBuilt;
+  await writeManifest(manifest, manifestText(objects(true)));
+  await eventually(async () => ((await (await fetch(`${base}/status`)).json()) as { table: { version: number } }).table.version === 2, 'version 2', 10_000);
+  const routes = (await (await fetch(`${base}/routes`)).json()) as { routes: Array<{ host: string }> };
+  assert.ok(routes.routes.some((r) => r.host === 'new.test'));
+  const metrics = parseMetrics(await (await fetch(`${base}/metrics`)).text());
+  assert.equal(metrics.get('k8s_router_table_version')?.samples.get('k8s_router_table_version'), 2);
+  assert.ok((metrics.get('k8s_router_table_builds_total')?.samples.get('k8s_router_table_builds_total') ?? 0) > before);
+
+  await writeManifest(manifest, 'kind: [unclosed');
+  await eventually(
+    async () => parseMetrics(await (await fetch(`${base}/metrics`)).text()).get('k8s_router_manifest_readable')?.samples.get('k8s_router_manifest_readable') === 0,
+    'the gauge to say the manifest is unusable',
+    10_000,
+  );
+  const status = (await (await fetch(`${base}/status`)).json()) as { source: { ok: boolean; lastError: string }; readiness: { status: string } };
+  assert.equal(status.source.ok, false);
+  assert.match(status.source.lastError, /objects\.yaml/);
+  assert.equal(status.readiness.status, 'ready', 'the last good objects keep serving');
+}
+
+async function showsNginxConf(base: string, manifest: string, router: RunningRouter): Promise<void> {
+  const [res, cli] = await Promise.all([fetch(`${base}/nginx.conf`), runCli(['render', '--manifest', manifest, '--port', String(router.port), '--listen-address', '127.0.0.1'])]);
+  const conf = await res.text();
+  assert.equal(res.status, 200);
+  assert.ok(cli.stdout.includes(KEY), 'the config nginx gets holds the key');
+  assert.equal(conf, cli.stdout.replace(`"${KEY}"`, '"<redacted>"'));
+  assert.ok(!conf.includes(KEY));
+}
+
+async function servesStatusPage(base: string): Promise<void> {
+  const page = await fetch(`${base}/`);
+  assert.equal(page.status, 200);
+  assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+  assert.match(page.headers.get('content-security-policy') ?? '', /script-src 'self'/);
+  assert.match(await page.text(), /<script src="status-page\.js"><\/script>/);
+  const script = await fetch(`${base}/status-page.js`);
+  assert.match(script.headers.get('content-type') ?? '', /javascript/);
+  assert.doesNotMatch(await script.text(), /innerHTML|insertAdjacentHTML|document\.write/, 'the page never writes HTML from data');
+}
+
 describe('admin server of k8s-router run --manifest (in-process proxy)', () => {
   let dir: string;
   let manifest: string;
@@ -118,105 +223,15 @@ describe('admin server of k8s-router run --manifest (in-process proxy)', () => {
     assert.equal(await res.text(), cli.stdout);
   });
 
-  it('/nginx.conf: the config nginx would get (what `render` prints), the API key redacted', async () => {
-    const [res, cli] = await Promise.all([fetch(`${base}/nginx.conf`), runCli(['render', '--manifest', manifest, '--port', String(router.port), '--listen-address', '127.0.0.1'])]);
-    const conf = await res.text();
-    assert.equal(res.status, 200);
-    assert.ok(cli.stdout.includes(KEY), 'the config nginx gets holds the key');
-    assert.equal(conf, cli.stdout.replace(`"${KEY}"`, '"<redacted>"'));
-    assert.ok(!conf.includes(KEY));
-  });
+  it('/nginx.conf: the config nginx would get (what `render` prints), the API key redacted', () => showsNginxConf(base, manifest, router));
 
-  it('/status: the source, the table version and time, the data planes, and every rejection with code and reason', async () => {
-    const status = (await (await fetch(`${base}/status`)).json()) as Record<string, any>;
-    assert.deepEqual(status.source, { kind: 'manifest', file: manifest, ok: true, lastError: null });
-    assert.equal(status.backend, 'proxy');
-    assert.equal(status.table.version, 1);
-    assert.ok(Date.now() - Date.parse(status.table.changedAt) < 60_000);
-    assert.deepEqual(status.dataPlanes.map((p: { name: string; servedVersion: number }) => [p.name, p.servedVersion]), [['proxy', 1]]);
-    assert.deepEqual(
-      status.rejections.map((r: { pod: string; code: string }) => `${r.pod} ${r.code}`),
-      ['api-0 BAD_PATH', 'late-0 NOT_READY'],
-    );
-    for (const r of status.rejections) assert.ok(r.reason.length > 10, `a reason: ${r.reason}`);
-  });
+  it('/status: the source, the table version and time, the data planes, and every rejection with code and reason', () => showsStatus(base, manifest));
 
-  it('/metrics: process defaults and the router metrics, named and typed, with the current values', async () => {
-    const res = await fetch(`${base}/metrics`);
-    assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
-    const metrics = parseMetrics(await res.text());
-    const expected: Array<[string, string]> = [
-      ['process_cpu_seconds_total', 'counter'],
-      ['nodejs_eventloop_lag_seconds', 'gauge'],
-      ['k8s_router_info', 'gauge'],
-      ['k8s_router_ready', 'gauge'],
-      ['k8s_router_routes', 'gauge'],
-      ['k8s_router_route_backends', 'gauge'],
-      ['k8s_router_rejections', 'gauge'],
-      ['k8s_router_table_version', 'gauge'],
-      ['k8s_router_table_last_change_timestamp_seconds', 'gauge'],
-      ['k8s_router_source_changes_total', 'counter'],
-      ['k8s_router_table_builds_total', 'counter'],
-      ['k8s_router_table_build_seconds_total', 'counter'],
-      ['k8s_router_table_last_build_seconds', 'gauge'],
-      ['k8s_router_table_build_failures_total', 'counter'],
-      ['k8s_router_table_applies_total', 'counter'],
-      ['k8s_router_table_apply_failures_total', 'counter'],
-      ['k8s_router_manifest_readable', 'gauge'],
-    ];
-    for (const [name, type] of expected) {
-      assert.equal(metrics.get(name)?.type, type, `${name} is a ${type}`);
-      assert.ok((metrics.get(name)?.help.length ?? 0) > 10, `${name} has a help text`);
-    }
-    for (const [name, m] of metrics) {
-      if (!name.startsWith('k8s_router_')) continue;
-      if (m.type === 'counter') assert.match(name, /_total$/, `${name}: counters end in _total`);
-    }
-    const value = (sample: string): number | undefined => metrics.get(sample.replace(/\{.*/, ''))?.samples.get(sample);
-    assert.equal(value('k8s_router_routes'), 2);
-    assert.equal(value('k8s_router_route_backends'), 3);
-    assert.equal(value('k8s_router_rejections{code="BAD_PATH"}'), 1);
-    assert.equal(value('k8s_router_rejections{code="NOT_READY"}'), 1);
-    assert.equal(value('k8s_router_info{backend="proxy",source="manifest"}'), 1);
-    assert.equal(value('k8s_router_ready'), 1);
-    assert.equal(value('k8s_router_manifest_readable'), 1);
-    assert.ok((value('k8s_router_table_builds_total') ?? 0) >= 1);
-    // Metrics that need another backend or source are not there at all.
-    assert.ok(![...metrics.keys()].some((n) => n.startsWith('k8s_router_nginx_') || n.startsWith('k8s_router_watch_')));
-  });
+  it('/metrics: process defaults and the router metrics, named and typed, with the current values', () => showsMetrics(base));
 
-  it('follows the manifest: a new version, the new route, and a readable-manifest gauge that drops while the file is broken', async () => {
-    const before = router.controller.stats().tablesBuilt;
-    await writeManifest(manifest, manifestText(objects(true)));
-    await eventually(async () => ((await (await fetch(`${base}/status`)).json()) as { table: { version: number } }).table.version === 2, 'version 2', 10_000);
-    const routes = (await (await fetch(`${base}/routes`)).json()) as { routes: Array<{ host: string }> };
-    assert.ok(routes.routes.some((r) => r.host === 'new.test'));
-    const metrics = parseMetrics(await (await fetch(`${base}/metrics`)).text());
-    assert.equal(metrics.get('k8s_router_table_version')?.samples.get('k8s_router_table_version'), 2);
-    assert.ok((metrics.get('k8s_router_table_builds_total')?.samples.get('k8s_router_table_builds_total') ?? 0) > before);
+  it('follows the manifest: a new version, the new route, and a readable-manifest gauge that drops while the ' + 'file is broken', () => followsTheManifest(base, manifest, router));
 
-    await writeManifest(manifest, 'kind: [unclosed');
-    await eventually(
-      async () => parseMetrics(await (await fetch(`${base}/metrics`)).text()).get('k8s_router_manifest_readable')?.samples.get('k8s_router_manifest_readable') === 0,
-      'the gauge to say the manifest is unusable',
-      10_000,
-    );
-    const status = (await (await fetch(`${base}/status`)).json()) as { source: { ok: boolean; lastError: string }; readiness: { status: string } };
-    assert.equal(status.source.ok, false);
-    assert.match(status.source.lastError, /objects\.yaml/);
-    assert.equal(status.readiness.status, 'ready', 'the last good objects keep serving');
-  });
-
-  it('serves the status page and its script with a policy that runs no inline script', async () => {
-    const page = await fetch(`${base}/`);
-    assert.equal(page.status, 200);
-    assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
-    assert.match(page.headers.get('content-security-policy') ?? '', /script-src 'self'/);
-    assert.match(await page.text(), /<script src="status-page\.js"><\/script>/);
-    const script = await fetch(`${base}/status-page.js`);
-    assert.match(script.headers.get('content-type') ?? '', /javascript/);
-    assert.doesNotMatch(await script.text(), /innerHTML|insertAdjacentHTML|document\.write/, 'the page never writes HTML from data');
-  });
+  it('serves the status page and its script with a policy that runs no inline script', () => servesStatusPage(base));
 });
 
 describe('admin server of k8s-router run --backend nginx', () => {
@@ -314,55 +329,68 @@ class GatedPlane implements DataPlane {
   }
 }
 
-describe('/readyz through a data plane’s life', () => {
-  let dir: string;
-  let manifest: string;
-  let admin: AdminServer;
-  let plane: GatedPlane;
-  let started: Promise<void>;
-  let stop: () => Promise<void>;
-  const readyz = async (): Promise<{ status: number; body: { ready: boolean; status: string; reason: string } }> => {
-    const res = await fetch(`http://127.0.0.1:${admin.port}/readyz`);
-    return { status: res.status, body: (await res.json()) as { ready: boolean; status: string; reason: string } };
+interface ReadyzRig {
+  dir: string;
+  manifest: string;
+  admin: AdminServer;
+  plane: GatedPlane;
+  started: Promise<void>;
+  stop: () => Promise<void>;
+}
+
+/** An admin server over a controller whose one data plane applies only when the test lets it. */
+async function startReadyzRig(): Promise<ReadyzRig> {
+  const dir = await workDir('k8s-router-readyz-');
+  const manifest = join(dir, 'objects.yaml');
+  await writeManifest(manifest, manifestText(objects()));
+  const config = defaultConfig();
+  const source = createManifestSource({ file: manifest });
+  const plane = new GatedPlane();
+  const planes: TrackedPlane[] = [trackApplies('nginx', plane, () => controller.latest()?.version ?? null)];
+  const controller = createController({ config, source, dataPlanes: planes.map((p) => p.tracked), holdOffMs: 10 });
+  const admin = await startAdminServer({ config, backend: 'nginx', port: 80, controller, source, manifest, planes }, { port: 0, host: '127.0.0.1' });
+  const started = controller.start();
+  const stop = async () => {
+    plane.release();
+    await controller.stop();
+    await admin.close();
   };
+  return { dir, manifest, admin, plane, started, stop };
+}
+
+async function readyzOf(admin: AdminServer): Promise<{ status: number; body: { ready: boolean; status: string; reason: string } }> {
+  const res = await fetch(`http://127.0.0.1:${admin.port}/readyz`);
+  return { status: res.status, body: (await res.json()) as { ready: boolean; status: string; reason: string } };
+}
+
+describe('/readyz through a data plane’s life', () => {
+  // Set by before; undefined only when before failed, which after must survive.
+  let rig: ReadyzRig;
+  const readyz = () => readyzOf(rig.admin);
 
   before(async () => {
-    dir = await workDir('k8s-router-readyz-');
-    manifest = join(dir, 'objects.yaml');
-    await writeManifest(manifest, manifestText(objects()));
-    const config = defaultConfig();
-    const source = createManifestSource({ file: manifest });
-    plane = new GatedPlane();
-    const planes: TrackedPlane[] = [trackApplies('nginx', plane, () => controller.latest()?.version ?? null)];
-    const controller = createController({ config, source, dataPlanes: planes.map((p) => p.tracked), holdOffMs: 10 });
-    admin = await startAdminServer({ config, backend: 'nginx', port: 80, controller, source, manifest, planes }, { port: 0, host: '127.0.0.1' });
-    started = controller.start();
-    stop = async () => {
-      plane.release();
-      await controller.stop();
-      await admin.close();
-    };
+    rig = await startReadyzRig();
   });
 
   after(async () => {
-    await stop?.();
-    await rm(dir, { recursive: true, force: true });
+    await rig?.stop();
+    if (rig) await rm(rig.dir, { recursive: true, force: true });
   });
 
   it('503 with the reason until the first table is served, then 200', async () => {
     const waiting = await readyz();
     assert.equal(waiting.status, 503);
     assert.deepEqual(waiting.body, { ready: false, status: 'not ready', reason: 'waiting for the first route table to be served by nginx' });
-    plane.release();
-    await started;
+    rig.plane.release();
+    await rig.started;
     const ready = await readyz();
     assert.equal(ready.status, 200);
     assert.equal(ready.body.status, 'ready');
   });
 
-  it('200 "degraded" when the last table was refused while the previous one serves, without the refused key', async () => {
-    plane.refuse = 'nginx -t said no to';
-    await writeManifest(manifest, manifestText(objects(true)));
+  it('200 "degraded" when the last table was refused while the ' + 'previous one serves, without the refused key', async () => {
+    rig.plane.refuse = 'nginx -t said no to';
+    await writeManifest(rig.manifest, manifestText(objects(true)));
     const degraded = await eventually(async () => {
       const r = await readyz();
       return r.body.status === 'degraded' ? r : null;
@@ -373,16 +401,16 @@ describe('/readyz through a data plane’s life', () => {
   });
 
   it('503 while nginx is not running, 200 again once it is', async () => {
-    plane.pid = null;
+    rig.plane.pid = null;
     const down = await readyz();
     assert.equal(down.status, 503);
     assert.equal(down.body.reason, 'nginx is not running (it exited; a restart is pending)');
-    plane.pid = 4343;
+    rig.plane.pid = 4343;
     assert.equal((await readyz()).status, 200);
   });
 
   it('503 once the router is shutting down', async () => {
-    admin.markStopping();
+    rig.admin.markStopping();
     const res = await readyz();
     assert.equal(res.status, 503);
     assert.equal(res.body.reason, 'the router is shutting down');

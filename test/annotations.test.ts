@@ -45,9 +45,9 @@ describe('hosts annotation', () => {
   }
 });
 
-describe('paths annotation', () => {
-  const ports = new Set([80, 3000]);
+const ports = new Set([80, 3000]);
 
+describe('paths annotation', () => {
   it('parses PORT:PATH entries split on any whitespace', () => {
     assert.deepEqual(parsePaths('80:/ \n 3000:/nodejs  3000:/api/v1/', ports), {
       paths: [
@@ -71,7 +71,9 @@ describe('paths annotation', () => {
       [['3000:/x', 'DUPLICATE_PATH']],
     );
   });
+});
 
+describe('paths annotation: characters, ports and declared ports', () => {
   for (const [entry, code, reason] of [
     ['/nodejs', 'BAD_PATH', /not PORT:PATH/],
     ['http:/x', 'BAD_PORT', /not a number/],

@@ -33,7 +33,9 @@ describe('k8s-router CLI', () => {
     assert.ok(table.rejections.length > 0);
     for (const r of table.rejections) assert.deepEqual(Object.keys(r), ['namespace', 'pod', 'field', 'value', 'code', 'reason']);
   });
+});
 
+describe('k8s-router CLI: bad settings, options and manifests', () => {
   it('stops with status 2 and one line naming the variable, the value and the problem', async () => {
     const result = await runCli(['render', '--manifest', 'examples/seed-empty.yaml'], { PORT: '99999' });
     assert.equal(result.code, 2);
@@ -73,7 +75,9 @@ describe('k8s-router CLI', () => {
     assert.equal(missing.code, 1, missing.stderr);
     assert.equal(missing.stderr, 'k8s-router: manifest does-not-exist.yaml: cannot be read: no such file [KR_BAD_MANIFEST]\n');
   });
+});
 
+describe('k8s-router CLI: help, version and the built binary', () => {
   it('documents every setting, with its variable and default, in --help of each command that uses it', async () => {
     for (const command of ['render', 'routes', 'run', 'demo']) {
       const help = await runCli([command, '--help']);

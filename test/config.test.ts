@@ -51,7 +51,9 @@ describe('configuration', () => {
   it('names the flag when the bad value came from a flag', () => {
     assert.throws(() => loadConfig({}, { port: 'http' }), /^ConfigError: invalid --port="http": not a number/);
   });
+});
 
+describe('configuration: values each setting refuses', () => {
   for (const [env, value, problem] of [
     ['PORT', '0', /out of range/],
     ['PORT', '-1', /not a number/],
@@ -94,7 +96,9 @@ describe('configuration', () => {
       );
     });
   }
+});
 
+describe('configuration: selectors, addresses, keep-alive and limits', () => {
   it('accepts the full selector syntax, IPv6 listen addresses and prefixed annotation names', () => {
     const config = defaultConfig({
       labelSelector: 'routable==true,env in (a,b),!canary',
@@ -140,7 +144,7 @@ describe('configuration', () => {
 });
 
 describe('events settings', () => {
-  it('defaults to Events on, 5 writes a second in bursts of 10, pod states reported after a minute, the host name as identity', () => {
+  it('defaults to Events on, 5 writes a second in bursts of 10, pod states reported after a minute, the host ' + 'name as identity', () => {
     const config = loadConfig({});
     assert.deepEqual(
       [config.events, config.eventsQps, config.eventsBurst, config.eventsStateDelayMs, config.podName],

@@ -178,7 +178,9 @@ describe('controller', () => {
     // Routes that did not change are the same objects: the data planes reuse what they built for them.
     assert.equal(second?.routes.filter((r, i) => r === first?.routes[i]).length, 499);
   });
+});
 
+describe('controller: equal tables and publishing', () => {
   it('does not apply a table equal to the one applied', async () => {
     const { source, plane, controller } = setup();
     source.put(routable(1), routable(2));
@@ -220,67 +222,69 @@ describe('controller', () => {
     const stats = controller.stats();
     assert.ok(stats.lastBuildMs !== null && stats.lastBuildMs >= 0 && stats.buildMsTotal >= stats.lastBuildMs, JSON.stringify(stats));
   });
+});
 
-  describe('with a fake clock', () => {
-    it('waits for the hold-off after a single change, and no longer', async () => {
-      const { source, plane, controller } = setup({ holdOffMs: 100, maxDelayMs: 250, buildSliceMs: FAKE_CLOCK_SLICE });
-      mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
-      await controller.start();
-      source.put(routable(1));
-      await advance(99);
-      assert.equal(plane.applied.length, 1);
-      await advance(1);
-      assert.equal(plane.applied.length, 2);
-      assert.equal(plane.applied[1]?.at, 100);
-    });
-
-    it('coalesces a burst spread over 200 ms into one apply at the max delay', async () => {
-      const { source, plane, controller } = setup({ holdOffMs: 100, maxDelayMs: 250, buildSliceMs: FAKE_CLOCK_SLICE });
-      mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
-      await controller.start();
-      let n = 0;
-      source.put(routable(n++));
-      // Five changes a millisecond, never quiet for the hold-off.
-      await advance(200, () => {
-        for (let i = 0; i < 5; i++) source.put(routable(n++));
-      });
-      await advance(100);
-      assert.equal(n, 1001);
-      assert.deepEqual(
-        plane.applied.map((a) => [a.at, a.table.routes.length]),
-        [
-          [0, 0],
-          [250, 1001],
-        ],
-      );
-      assert.equal(controller.stats().tablesBuilt, 2);
-    });
-
-    it('applies every change within the max delay while changes never stop', async () => {
-      const { source, plane, controller } = setup({ holdOffMs: 100, maxDelayMs: 250, buildSliceMs: FAKE_CLOCK_SLICE });
-      mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
-      await controller.start();
-      const changedAt = new Map<string, number>();
-      let n = 0;
-      // A change every 20 ms (at 3, 23, 43, ... 983 ms): never 100 ms of quiet.
-      await advance(1200, (now) => {
-        if (now % 20 === 3 && now < 1000) {
-          changedAt.set(`h${n}.example.com`, now);
-          source.put(routable(n++));
-        }
-      });
-      assert.equal(changedAt.size, 50);
-      assert.deepEqual(
-        plane.applied.map((a) => a.at),
-        [0, 253, 513, 773, 1033],
-      );
-      for (const [host, at] of changedAt) {
-        const first = plane.applied.find((a) => a.table.routes.some((r) => r.host === host));
-        assert.ok(first !== undefined && first.at - at <= 250, `${host} changed at ${at}, applied at ${first?.at}`);
-      }
-    });
+describe('with a fake clock', () => {
+  it('waits for the hold-off after a single change, and no longer', async () => {
+    const { source, plane, controller } = setup({ holdOffMs: 100, maxDelayMs: 250, buildSliceMs: FAKE_CLOCK_SLICE });
+    mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
+    await controller.start();
+    source.put(routable(1));
+    await advance(99);
+    assert.equal(plane.applied.length, 1);
+    await advance(1);
+    assert.equal(plane.applied.length, 2);
+    assert.equal(plane.applied[1]?.at, 100);
   });
 
+  it('coalesces a burst spread over 200 ms into one apply at the max delay', async () => {
+    const { source, plane, controller } = setup({ holdOffMs: 100, maxDelayMs: 250, buildSliceMs: FAKE_CLOCK_SLICE });
+    mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
+    await controller.start();
+    let n = 0;
+    source.put(routable(n++));
+    // Five changes a millisecond, never quiet for the hold-off.
+    await advance(200, () => {
+      for (let i = 0; i < 5; i++) source.put(routable(n++));
+    });
+    await advance(100);
+    assert.equal(n, 1001);
+    assert.deepEqual(
+      plane.applied.map((a) => [a.at, a.table.routes.length]),
+      [
+        [0, 0],
+        [250, 1001],
+      ],
+    );
+    assert.equal(controller.stats().tablesBuilt, 2);
+  });
+
+  it('applies every change within the max delay while changes never stop', async () => {
+    const { source, plane, controller } = setup({ holdOffMs: 100, maxDelayMs: 250, buildSliceMs: FAKE_CLOCK_SLICE });
+    mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
+    await controller.start();
+    const changedAt = new Map<string, number>();
+    let n = 0;
+    // A change every 20 ms (at 3, 23, 43, ... 983 ms): never 100 ms of quiet.
+    await advance(1200, (now) => {
+      if (now % 20 === 3 && now < 1000) {
+        changedAt.set(`h${n}.example.com`, now);
+        source.put(routable(n++));
+      }
+    });
+    assert.equal(changedAt.size, 50);
+    assert.deepEqual(
+      plane.applied.map((a) => a.at),
+      [0, 253, 513, 773, 1033],
+    );
+    for (const [host, at] of changedAt) {
+      const first = plane.applied.find((a) => a.table.routes.some((r) => r.host === host));
+      assert.ok(first !== undefined && first.at - at <= 250, `${host} changed at ${at}, applied at ${first?.at}`);
+    }
+  });
+});
+
+describe('controller: refused and failed applies', () => {
   it('retries a refused table on the next change, and only on the data plane that refused it', async () => {
     const source = new FakeSource();
     const healthy = new RecordingPlane();
@@ -312,7 +316,7 @@ describe('controller', () => {
     assert.equal(controller.stats().skippedUnchanged, 1);
   });
 
-  it('after a failed apply, applies again even a table equal to the one served before: the plane may hold the failed one', async () => {
+  it('after a failed apply, applies again even a table equal to the one served before: the plane may hold the ' + 'failed one', async () => {
     // An nginx reload that timed out may still have loaded the new config. If the objects then
     // go back to what they were, the previous table must be applied again, not skipped.
     const { source, plane, controller } = setup({ holdOffMs: 5, maxDelayMs: 10 });
@@ -331,7 +335,9 @@ describe('controller', () => {
       [['h1.example.com'], ['h1.example.com', 'h2.example.com'], ['h1.example.com']],
     );
   });
+});
 
+describe('controller: throwing planes and stop', () => {
   it('survives a data plane that throws and a source whose snapshot throws', async () => {
     const source = new FakeSource();
     const throwing = new ThrowingPlane();
@@ -379,8 +385,10 @@ describe('controller', () => {
     assert.equal(plane.applied.length, 1);
     assert.equal(controller.stats().changes, 0);
   });
+});
 
-  it('describes at most 100 routes and rejections per log line and counts the rest, and no change a description cannot show', async () => {
+describe('controller: log lines', () => {
+  it('describes at most 100 routes and rejections per log line and counts the rest, and no change a description ' + 'cannot show', async () => {
     const { logger, lines } = capturedLogger();
     const { source, controller } = setup({ logger, holdOffMs: 1, maxDelayMs: 5 });
     source.put(apiKeySecret('default', 'first key'));
@@ -399,7 +407,9 @@ describe('controller', () => {
     assert.equal(big.routes, 250);
     assert.deepEqual([changes[2]?.routesAdded, changes[2]?.routesRemoved, changes[2]?.truncated], [[], [], undefined]);
   });
+});
 
+describe('controller: logs of changes', () => {
   it('logs routes added and removed and rejections with their reasons, never an API key', async () => {
     const { logger, lines } = capturedLogger();
     const { source, plane, controller } = setup({ logger, holdOffMs: 5, maxDelayMs: 10 });
@@ -431,7 +441,7 @@ describe('controller', () => {
     assert.deepEqual(changes[1]?.routesAdded, []);
     assert.deepEqual(changes[1]?.rejectionsAdded, [
       'default/bad metadata.annotations.routingPaths="8080:/": no valid PORT:PATH entry in the annotation [NO_PATHS]',
-      'default/bad metadata.annotations.routingPaths="8080:/": port 8080 is not a containerPort of the pod [PORT_NOT_DECLARED]',
+      'default/bad metadata.annotations.routingPaths="8080:/": port 8080 is not a containerPort of the pod ' + '[PORT_NOT_DECLARED]',
     ]);
     assert.deepEqual(changes[2]?.routesAdded, ['open.example.com/ (namespace default) -> default/open@10.1.0.9:80']);
     const refused = lines.find((l) => l.includes('refused the route table'));

@@ -9,7 +9,7 @@ import { pod } from './support/objects.js';
 // commands it prints. The demo itself runs in test/e2e/demo.test.ts.
 
 describe('demo pods', () => {
-  it('runs every Running pod on a loopback address, on its container ports, or its paths’ ports when it declares none', () => {
+  it('runs every Running pod on a loopback address, on its container ports, or its paths’ ports when it ' + 'declares none', () => {
     const pods = [
       pod('web-0', { namespace: 'shop', ip: '127.0.0.11', ports: [3000, 3001], paths: '3000:/' }),
       pod('bare-0', { namespace: 'shop', ip: '127.0.0.12', ports: [], paths: '8080:/ 9090:/x bad' }),

@@ -61,7 +61,7 @@ const copies = (s: Stage): string[] => s.instructions.filter((i) => i.keyword ==
 const runtime = stages.at(-1) as Stage;
 const nodeMajor = (image: string): number => Number(/^node:(\d+)[-.]/.exec(image)?.[1]);
 
-describe('Dockerfile', () => {
+describe('Dockerfile: stages', () => {
   it('has a build stage, a production-dependencies stage and the runtime last', () => {
     assert.deepEqual(stages.map((s) => s.name), ['build', 'production-dependencies', 'runtime']);
   });
@@ -88,7 +88,9 @@ describe('Dockerfile', () => {
       '--from=production-dependencies /app/node_modules ./node_modules',
     ]);
   });
+});
 
+describe('Dockerfile: context and secrets', () => {
   it('gets a build context of exactly the files the stages copy from it', () => {
     const lines = read('.dockerignore')
       .split('\n')
@@ -114,7 +116,9 @@ describe('Dockerfile', () => {
     }
     assert.doesNotMatch(runtime.instructions.map((i) => i.args).join('\n'), /npm-ca|NODE_EXTRA_CA_CERTS/);
   });
+});
 
+describe('Dockerfile: runtime image', () => {
   it("adds Debian's nginx, its Lua module, lua-resty-core and tini, no default site, no file capability", () => {
     const run = runs(runtime);
     assert.match(run, /apt-get install -y --no-install-recommends nginx libnginx-mod-http-lua lua-resty-core tini /);

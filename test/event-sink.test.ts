@@ -83,7 +83,7 @@ afterEach(async () => {
   await Promise.all(sinks.splice(0).map((s) => s.stop()));
 });
 
-describe('events sink', () => {
+describe('events sink: queueing and rate', () => {
   it('queues the work: the listener returns before any write starts', async () => {
     const api = new FakeEventsApi();
     const sink = startSink(api);
@@ -147,7 +147,9 @@ describe('events sink', () => {
     assert.ok(api.calls.length >= burst, `${api.calls.length} writes in ${elapsed} ms: the burst went out`);
     assert.equal(sink.stats().queued + sink.stats().inFlight + api.calls.length, 1_000, 'the rest waits its turn');
   });
+});
 
+describe('events sink: limits and delays', () => {
   it('keeps at most maxQueued writes waiting, and takes the others once the queue drains', async () => {
     const api = new FakeEventsApi();
     let hold = true;
@@ -168,7 +170,7 @@ describe('events sink', () => {
     assert.equal(next.stats().overflow, 0);
   });
 
-  it('waits EVENTS_STATE_DELAY_MS before reporting a pod that is not ready, and never reports one that got ready', async () => {
+  it('waits EVENTS_STATE_DELAY_MS before reporting a pod that is ' + 'not ready, and never reports one that got ready', async () => {
     const api = new FakeEventsApi();
     const sink = startSink(api, { stateDelayMs: 1_500 });
     const unready = (name: string): Pod => apiPod(name, { namespace: 'shop', hosts: 'h.test', paths: '80:/', ready: false });
@@ -181,8 +183,10 @@ describe('events sink', () => {
     assert.deepEqual(api.calls.map((c) => c.event.note), ['NOT_READY: Ready=False: pod is not ready (Ready condition is False)']);
     assert.equal(sink.stats().dropped, 0, 'a start-up that ended in time is not a dropped Event');
   });
+});
 
-  it('on 403 in one namespace, logs once, keeps writing elsewhere, and retries that namespace with backoff', async () => {
+describe('events sink: API errors and stop', () => {
+  it('on 403 in one namespace, logs once, keeps writing ' + 'elsewhere, and retries that namespace with backoff', async () => {
     const api = new FakeEventsApi();
     const { logger, lines } = captureLogs();
     let forbidden = true;
@@ -200,7 +204,7 @@ describe('events sink', () => {
     await eventually(() => sink.stats().written === 3, 'the refused Events written once allowed', 5_000);
   });
 
-  it('on server errors, pauses every write and retries them; an Event the server finds invalid is not retried', async () => {
+  it('on server errors, pauses every write and retries them; an ' + 'Event the server finds invalid is not retried', async () => {
     const api = new FakeEventsApi();
     const { logger, lines } = captureLogs();
     let failures = 3;

@@ -25,17 +25,43 @@ function eventFor(namespace: string, podName: string, value = '9:/nope'): RouteR
   return rejectionEvent({ name: eventName(podName, `uid-${podName}`, rejection), uid: `uid-${podName}`, rejection }, 'router-0', Date.UTC(2025, 0, 1));
 }
 
+let api: FakeApiServer;
+const never = new AbortController().signal;
+
+before(async () => {
+  api = await FakeApiServer.start();
+});
+after(async () => {
+  await api.close();
+});
+
+async function sortsRefusalsAndFailures(): Promise<void> {
+  const write = createEventWriter(api.kubeConfig(), 300);
+  api.refuseEvents('locked');
+  const forbidden = await write(eventFor('locked', 'web-1'), never);
+  assert.deepEqual({ ...forbidden, message: undefined }, { ok: false, cause: 'forbidden', status: 403, message: undefined });
+  assert.match((forbidden as { message: string }).message, /cannot create resource "events"/);
+  api.allowEvents('locked');
+
+  api.failEvents(500, 1);
+  assert.equal((await write(eventFor('shop', 'web-2'), never) as { cause?: string }).cause, 'server_error');
+  api.failEvents(429, 1);
+  assert.equal((await write(eventFor('shop', 'web-2'), never) as { cause?: string }).cause, 'throttled');
+
+  const bad = { ...eventFor('shop', 'web-3'), reportingController: 'not a qualified name!' };
+  const invalid = await write(bad, never);
+  assert.equal((invalid as { cause?: string }).cause, 'invalid');
+  assert.match((invalid as { message: string }).message, /reportingController/);
+
+  api.stallEvents(true);
+  const started = Date.now();
+  assert.deepEqual(await write(eventFor('shop', 'web-4'), never), { ok: false, cause: 'timeout', message: 'no answer within 300 ms' });
+  assert.ok(Date.now() - started < 5_000, 'the deadline cut the write');
+  api.stallEvents(false);
+  assert.deepEqual(await write(eventFor('shop', 'web-4'), never), { ok: true, created: true });
+}
+
 describe('event writer', () => {
-  let api: FakeApiServer;
-  const never = new AbortController().signal;
-
-  before(async () => {
-    api = await FakeApiServer.start();
-  });
-  after(async () => {
-    await api.close();
-  });
-
   it('creates the Event as it was built, MicroTime included, and reads 409 as already reported', async () => {
     const write = createEventWriter(api.kubeConfig());
     const event = eventFor('shop', 'web-0');
@@ -47,31 +73,7 @@ describe('event writer', () => {
     assert.deepEqual(api.eventWrites.filter((w) => w.name === event.metadata.name).map((w) => w.status), [201, 409]);
   });
 
-  it('sorts refusals and failures into causes', async () => {
-    const write = createEventWriter(api.kubeConfig(), 300);
-    api.refuseEvents('locked');
-    const forbidden = await write(eventFor('locked', 'web-1'), never);
-    assert.deepEqual({ ...forbidden, message: undefined }, { ok: false, cause: 'forbidden', status: 403, message: undefined });
-    assert.match((forbidden as { message: string }).message, /cannot create resource "events"/);
-    api.allowEvents('locked');
-
-    api.failEvents(500, 1);
-    assert.equal((await write(eventFor('shop', 'web-2'), never) as { cause?: string }).cause, 'server_error');
-    api.failEvents(429, 1);
-    assert.equal((await write(eventFor('shop', 'web-2'), never) as { cause?: string }).cause, 'throttled');
-
-    const bad = { ...eventFor('shop', 'web-3'), reportingController: 'not a qualified name!' };
-    const invalid = await write(bad, never);
-    assert.equal((invalid as { cause?: string }).cause, 'invalid');
-    assert.match((invalid as { message: string }).message, /reportingController/);
-
-    api.stallEvents(true);
-    const started = Date.now();
-    assert.deepEqual(await write(eventFor('shop', 'web-4'), never), { ok: false, cause: 'timeout', message: 'no answer within 300 ms' });
-    assert.ok(Date.now() - started < 5_000, 'the deadline cut the write');
-    api.stallEvents(false);
-    assert.deepEqual(await write(eventFor('shop', 'web-4'), never), { ok: true, created: true });
-  });
+  it('sorts refusals and failures into causes', sortsRefusalsAndFailures);
 
   it('a burst of 1,000 rejected pods reaches the API server at EVENTS_QPS, not all at once', async (t) => {
     const qps = 50;

@@ -57,7 +57,7 @@ interface RouterContainer {
   /** The settings its env gives, the rest defaults. */
   config: RouterConfig;
   /** ADMIN_PORT from its env, or the default (read when asked: the setting comes with the admin server). */
-  adminPort(): number;
+  adminPort: () => number;
 }
 
 /** Every container that runs the k8s-router image, with the configuration it gets. */
@@ -80,7 +80,7 @@ const routers: RouterContainer[] = [...ofKind('DaemonSet'), ...ofKind('Deploymen
     }),
 );
 
-describe('examples/ manifests', () => {
+describe('examples/ manifests: the routers', () => {
   it('parse, and use current API versions only', () => {
     assert.ok(files.includes('k8s-router-daemonset.yaml') && files.includes('k8s-router-rbac.yaml'));
     for (const { file, obj } of all) {
@@ -95,7 +95,9 @@ describe('examples/ manifests', () => {
       'k8s-router-multipurpose.yaml k8s-router-multipurpose/private',
     ]);
   });
+});
 
+describe("examples/ manifests: the routers' settings and ports", () => {
   it('set only real settings, with values that parse, and POD_NAME from the downward API', () => {
     for (const { where, container } of routers) {
       assert.equal(container.args[0], 'run', where);
@@ -137,7 +139,9 @@ describe('examples/ manifests', () => {
     assert.equal(edge?.adminPort(), Number(defaultOf('ADMIN_PORT')), 'the edge router relies on the default admin port');
     assert.equal(edge?.container.ports[0].hostPort, 80, "the edge router serves the node's port 80");
   });
+});
 
+describe('examples/ manifests: isolation', () => {
   it("let anyone reach the routers' ports and keep the admin ports to the node (NetworkPolicy)", () => {
     for (const file of new Set(routers.map((r) => r.file))) {
       const inFile = routers.filter((r) => r.file === file);
@@ -169,7 +173,9 @@ describe('examples/ manifests', () => {
       assert.equal(distinct(pick), 2, `the two routers differ in ${what}`);
     }
   });
+});
 
+describe('examples/ manifests: privileges', () => {
   it('run as the image user, with no capability and no privilege escalation, on a read-only root', () => {
     const dockerUser = /^USER (\d+):(\d+)$/m.exec(readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8'));
     for (const { where, pod, container } of routers) {
@@ -204,7 +210,9 @@ describe('examples/ manifests', () => {
     for (const { where, pod } of routers) assert.equal(pod.serviceAccountName, account?.metadata.name, where);
     for (const { obj } of ofKind('DaemonSet')) assert.equal(obj.metadata.namespace, account?.metadata.namespace, 'the service account lives with the routers');
   });
+});
 
+describe('examples/ manifests: the demo app', () => {
   it('deploy the demo app where the default router routes it, API key included', () => {
     const config = loadConfig({});
     const deployments = ofKind('Deployment').map(({ obj }) => obj);

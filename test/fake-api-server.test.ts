@@ -65,7 +65,7 @@ async function withServer(
 
 const names = (events: Received[]): string[] => events.map((e) => `${e.type} ${e.namespace}/${e.name}`);
 
-test('lists over verified TLS with the token, carrying the list resourceVersion and selecting by label on the server', async () => {
+test('lists over verified TLS with the token, carrying the list resourceVersion and selecting by label on the ' + 'server', async () => {
   await withServer(async (server, kc) => {
     server.upsert(pod('web', { namespace: 'a' }));
     server.upsert(pod('web', { namespace: 'b' }));
@@ -128,7 +128,7 @@ test('a watch from the list resourceVersion streams ADDED, MODIFIED and DELETED 
   });
 });
 
-test('an object that stops matching the label selector is DELETED for the watcher, one that starts matching is ADDED', async () => {
+test('an object that stops matching the label selector is DELETED for the watcher, one that starts matching is ' + 'ADDED', async () => {
   await withServer(async (server, kc) => {
     server.upsert(pod('p', { labels: { routable: 'true' } }));
     const stream = watchWithClient(kc, '/api/v1/pods', { labelSelector: 'routable=true', resourceVersion: server.resourceVersion });
@@ -169,7 +169,7 @@ test('field selectors on metadata.name and metadata.namespace select on list and
   });
 });
 
-test('a watch without a resourceVersion starts with the current objects as ADDED; one with a version replays what changed since', async () => {
+test('a watch without a resourceVersion starts with the current objects as ADDED; one with a version replays what ' + 'changed since', async () => {
   await withServer(async (server, kc) => {
     server.upsert(pod('a'));
     const mark = server.resourceVersion;
@@ -351,7 +351,7 @@ test('stop and restart on the same port keep the objects and their versions', as
 const podNames = (list: { items: Array<{ metadata?: { namespace?: string; name?: string } }> }): string[] =>
   list.items.map((p) => `${p.metadata?.namespace}/${p.metadata?.name}`);
 
-test('limit and continue page through one consistent state, in namespace/name order, whatever changes between pages', async () => {
+test('limit and continue page through one consistent state, in namespace/name order, whatever changes between ' + 'pages', async () => {
   await withServer(async (server, kc) => {
     for (const name of ['e', 'a', 'g', 'c', 'b', 'f', 'd']) server.upsert(pod(name));
     const api = kc.makeApiClient(CoreV1Api);
@@ -365,7 +365,7 @@ test('limit and continue page through one consistent state, in namespace/name or
     server.remove('Pod', 'default', 'e');
     server.upsert(pod('d', { ip: '10.9.9.9' }));
     server.upsert(pod('dd'));
-    const second = await api.listPodForAllNamespaces({ limit: 3, _continue: first.metadata?._continue as string });
+    const second = await api.listPodForAllNamespaces({ limit: 3, _continue: first.metadata?._continue });
     assert.deepEqual(podNames(second), ['default/d', 'default/e', 'default/f']);
     assert.equal(second.items[0]?.status?.podIP, '10.0.0.1', 'd as it was at the first page');
     assert.equal(second.metadata?.resourceVersion, version);
@@ -412,7 +412,7 @@ test('a continue token expires with 410 on demand and once the history behind it
   });
 });
 
-test('resourceVersion on a list: unset and "0" give the latest state, an exact version that state until compacted, bad combinations 400', async () => {
+test('resourceVersion on a list: unset and "0" give the latest state, an exact version that state until ' + 'compacted, bad combinations 400', async () => {
   await withServer(async (server, kc) => {
     server.upsert(pod('a'));
     const then = server.resourceVersion;

@@ -124,6 +124,44 @@ function runtimeOptions(config: RouterConfig, version: string): RenderOptions {
   return { ...config, runtime: { pidFile: '/tmp/p', errorLog: '/tmp/e', accessLog: '/tmp/a', tempDir: '/tmp/t', status: { port: 1, configVersion: version } } };
 }
 
+/** The key of some existing object, or '' when there is none. */
+function some(keys: Iterable<string>, index: number): string {
+  const list = [...keys];
+  return list[index % Math.max(1, list.length)] ?? '';
+}
+
+/** Changes the objects a step changes; a duplicate goes into `extra`, beside the maps. */
+function applyStep(step: Step, pods: Map<string, Pod>, secrets: Map<string, Secret>, extra: Pod[]): void {
+  switch (step.kind) {
+    case 'putPod':
+      pods.set(objectKey(step.pod), step.pod);
+      break;
+    case 'removePod':
+      pods.delete(some(pods.keys(), step.index));
+      break;
+    case 'retouchPod': {
+      // A new object with the same content, as a relist hands out.
+      const twin = pods.get(some(pods.keys(), step.index));
+      if (twin !== undefined) pods.set(objectKey(twin), structuredClone(twin));
+      break;
+    }
+    case 'putSecret':
+      secrets.set(objectKey(step.secret), step.secret);
+      break;
+    case 'removeSecret':
+      secrets.delete(some(secrets.keys(), step.index));
+      break;
+    case 'duplicate': {
+      // The same namespace/name twice in one snapshot (sources never do it; the reference copes).
+      const twin = pods.get(some(pods.keys(), step.index));
+      if (twin?.metadata !== undefined) extra.push({ ...step.pod, metadata: { ...step.pod.metadata, name: twin.metadata.name, namespace: twin.metadata.namespace } });
+      break;
+    }
+    case 'nothing':
+      break;
+  }
+}
+
 describe('incremental route table and renderer', () => {
   it('upstream names in the pools collide, so suffixes are exercised', () => {
     assert.equal(fnv1a32('h84337.example.com/'), fnv1a32('h1340180.example.com/'));
@@ -143,39 +181,7 @@ describe('incremental route table and renderer', () => {
         let before: { json: string; table: RouteTable } | null = null;
         steps.forEach((step, n) => {
           const extra: Pod[] = [];
-          /** The key of some existing object, or '' when there is none. */
-          const some = (keys: Iterable<string>, index: number): string => {
-            const list = [...keys];
-            return list[index % Math.max(1, list.length)] ?? '';
-          };
-          switch (step.kind) {
-            case 'putPod':
-              pods.set(objectKey(step.pod), step.pod);
-              break;
-            case 'removePod':
-              pods.delete(some(pods.keys(), step.index));
-              break;
-            case 'retouchPod': {
-              // A new object with the same content, as a relist hands out.
-              const twin = pods.get(some(pods.keys(), step.index));
-              if (twin !== undefined) pods.set(objectKey(twin), structuredClone(twin));
-              break;
-            }
-            case 'putSecret':
-              secrets.set(objectKey(step.secret), step.secret);
-              break;
-            case 'removeSecret':
-              secrets.delete(some(secrets.keys(), step.index));
-              break;
-            case 'duplicate': {
-              // The same namespace/name twice in one snapshot (sources never do it; the reference copes).
-              const twin = pods.get(some(pods.keys(), step.index));
-              if (twin?.metadata !== undefined) extra.push({ ...step.pod, metadata: { ...step.pod.metadata, name: twin.metadata.name, namespace: twin.metadata.namespace } });
-              break;
-            }
-            case 'nothing':
-              break;
-          }
+          applyStep(step, pods, secrets, extra);
           const podSnapshot = stable ? [...pods.values(), ...extra] : shuffled([...pods.values(), ...extra], seed + n);
           const secretSnapshot = stable ? [...secrets.values()] : shuffled(secrets.values(), seed + n + 1);
           const expected = buildRouteTable(config, podSnapshot, secretSnapshot);
@@ -196,7 +202,9 @@ describe('incremental route table and renderer', () => {
       { numRuns: 300, includeErrorInReport: true, ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH, endOnFailure: true } : {}) },
     );
   });
+});
 
+describe('incremental route table and renderer: colliding names and many paths', () => {
   it('keep colliding upstream names as the reference gives them while the routes sharing a hash come and go', () => {
     // Upstreams need two pods on a route: pods on the two colliding hosts, with path /.
     const collidingPod = fc
@@ -243,7 +251,9 @@ describe('incremental route table and renderer', () => {
       { numRuns: 200, includeErrorInReport: true },
     );
   });
+});
 
+describe('incremental route table and renderer: stable order', () => {
   it('follow a source in stable order through many changes between two snapshots', () => {
     const config = defaultConfig();
     const podOf = (i: number, v: number): Pod => pod(`p${i}`, { hosts: `h${i % 5}.test`, paths: `80:/${i % 3}`, ip: `10.0.${v % 2}.${i}`, created: `2024-01-0${1 + (i % 3)}T00:00:00Z` });
@@ -266,7 +276,9 @@ describe('incremental route table and renderer', () => {
       { numRuns: 200 },
     );
   });
+});
 
+describe('incremental route table and renderer: options, failures and slices', () => {
   it('starts over when the options change', () => {
     const config = defaultConfig();
     const table = buildRouteTable(config, [pod('a', { hosts: 'h.test', paths: '80:/' })], []);
@@ -303,7 +315,7 @@ describe('incremental route table and renderer', () => {
     const builder = new IncrementalRouteTable(config);
     const good = [pod('a', { hosts: 'h.test', paths: '80:/' })];
     builder.update(good, []);
-    const broken = { ...pod('b', { hosts: 'x.test', paths: '80:/' }) } as Pod;
+    const broken = { ...pod('b', { hosts: 'x.test', paths: '80:/' }) };
     (broken.metadata as { annotations: unknown }).annotations = { routingHosts: 42, routingPaths: '80:/' };
     assert.throws(() => builder.update([...good, broken], []));
     assert.throws(() => buildRouteTable(config, [...good, broken], []));

@@ -9,7 +9,7 @@ import { FakeApiServer, type FakeApiServerOptions } from './support/fake-api-ser
 import { delay, eventually } from './support/eventually.js';
 import { apiKeySecret, pod } from './support/objects.js';
 import { clusterPod } from './support/realistic-pods.js';
-import type { Pod, Secret } from '../src/core/kube-objects.js';
+import type { Pod } from '../src/core/kube-objects.js';
 
 // The Kubernetes source against the fake API server, through the real client. Timeouts
 // and backoffs are scaled down (quiet timeout 1 s, backoff 50..500 ms) so that every
@@ -58,7 +58,7 @@ async function startSource(
 const podWatches = (server: FakeApiServer) => server.requestsTo('/api/v1/pods', 'watch');
 const podLists = (server: FakeApiServer) => server.requestsTo('/api/v1/pods', 'list');
 
-test('the initial list has pods by label in all namespaces and secrets by name, keyed by namespace/name, as plain JSON', async (t) => {
+test('the initial list has pods by label in all namespaces and secrets by name, keyed by namespace/name, as plain ' + 'JSON', async (t) => {
   const h = await startSource(t, {
     seed: (s) => {
       s.upsert(pod('web', { namespace: 'a', created: '2024-03-04T05:06:07Z' }));
@@ -133,7 +133,7 @@ test('the API server selects the secret by name and the pods by label, on the li
   assert.equal(h.server.requests.filter((r) => r.path !== '/api/v1/secrets' && r.path !== '/api/v1/pods').length, 0);
 });
 
-test('after dropped streams it resumes from the last resourceVersion, bookmarks included, without listing again', async (t) => {
+test('after dropped streams it resumes from the last ' + 'resourceVersion, bookmarks included, without listing again', async (t) => {
   const h = await startSource(t, { seed: (s) => s.upsert(pod('a')) });
   // A change the pod watch does not see moves the version on; only a bookmark tells the source.
   h.server.upsert(pod('unrouted', { labels: {} }));
@@ -242,7 +242,7 @@ for (const mode of ['after-headers', 'before-headers'] as const) {
   });
 }
 
-test('while the API server is away it keeps the last objects, and catches up when it is back on the same port', async (t) => {
+test('while the API server is away it keeps the last objects, ' + 'and catches up when it is back on the same port', async (t) => {
   const h = await startSource(t, { seed: (s) => [s.upsert(pod('a')), s.upsert(pod('b')), s.upsert(apiKeySecret('default', 'k'))] });
   await h.server.stop();
   await eventually(() => h.source.status().pods.lastError?.includes('ECONNREFUSED'), 'connection refused');
@@ -293,7 +293,7 @@ test('stop closes the watches and no onChange follows', async (t) => {
   assert.deepEqual(h.podKeys(), ['default/a']);
 });
 
-test('start rejects at once when the kubeconfig names no cluster, and when stopped before the first list', async (t) => {
+test('start rejects at once when the kubeconfig names no ' + 'cluster, and when stopped before the first list', async (t) => {
   const { KubeConfig } = await import('@kubernetes/client-node');
   const empty = createKubeSource({ kubeConfig: new KubeConfig(), labelSelector: 'a=b', secretName: 's' });
   await assert.rejects(empty.start(() => {}), /no current cluster/);
@@ -308,7 +308,7 @@ test('start rejects at once when the kubeconfig names no cluster, and when stopp
   await assert.rejects(starting, /stopped before/);
 });
 
-test('loadKubeConfig: in-cluster when the token exists, else KUBECONFIG, else ~/.kube/config, else an error', async (t) => {
+test('loadKubeConfig: in-cluster when the token exists, else ' + 'KUBECONFIG, else ~/.kube/config, else an error', async (t) => {
   const server = await FakeApiServer.start();
   t.after(() => server.close());
   const dir = mkdtempSync(join(tmpdir(), 'kube-config-test-'));
@@ -343,21 +343,10 @@ test('loadKubeConfig: in-cluster when the token exists, else KUBECONFIG, else ~/
 
 // ---- big clusters: pages, slim objects, and a bounded request rate -----------------------
 
-test('lists come in pages of 500, and each object keeps only what the route table reads, from a list or a watch', async (t) => {
-  const h = await startSource(t, {
-    seed: (s) => {
-      for (let i = 0; i < 2_500; i++) s.upsert(clusterPod(i));
-      s.upsert(pod('unrouted', { labels: { routable: 'false' } }));
-      s.upsert({ ...apiKeySecret('team-1', 'k'), metadata: { name: 'routing', namespace: 'team-1', labels: { a: 'b' }, annotations: { note: 'x' } }, data: { 'api-key': 'aw==', other: 'c2VjcmV0' }, type: 'Opaque' } as Secret);
-    },
-  });
-  assert.equal(h.podKeys().length, 2_500);
-  const pages = podLists(h.server);
-  assert.deepEqual(pages.map((r) => [r.query.limit, r.items]), [['500', 500], ['500', 500], ['500', 500], ['500', 500], ['500', 500]]);
-  assert.deepEqual(pages.map((r) => r.query.continue !== undefined), [false, true, true, true, true]);
-  assert.ok(pages.every((r) => r.query.resourceVersion === undefined), 'the most recent state, never "any" (0) which may be older than what a watch showed');
-  assert.equal(h.source.status().pods.listPages, 5);
+type SourceHarness = Awaited<ReturnType<typeof startSource>>;
 
+/** Of a listed pod and Secret, only the fields the route table reads are kept. */
+function assertKeepsWhatRoutingReads(h: SourceHarness): void {
   const server = h.server.store.get('Pod', 'team-0', clusterPod(0).metadata?.name as string) as Pod;
   const kept = h.source.snapshot().pods.find((p) => p.metadata?.uid === server.metadata?.uid);
   assert.deepEqual(kept, {
@@ -385,6 +374,24 @@ test('lists come in pages of 500, and each object keeps only what the route tabl
     metadata: { name: 'routing', namespace: 'team-1', uid: h.server.store.get('Secret', 'team-1', 'routing')?.metadata?.uid, resourceVersion: h.server.store.get('Secret', 'team-1', 'routing')?.metadata?.resourceVersion, creationTimestamp: h.server.store.get('Secret', 'team-1', 'routing')?.metadata?.creationTimestamp },
     data: { 'api-key': 'aw==' },
   });
+}
+
+test('lists come in pages of 500, and each object keeps only what ' + 'the route table reads, from a list or a watch', async (t) => {
+  const h = await startSource(t, {
+    seed: (s) => {
+      for (let i = 0; i < 2_500; i++) s.upsert(clusterPod(i));
+      s.upsert(pod('unrouted', { labels: { routable: 'false' } }));
+      s.upsert({ ...apiKeySecret('team-1', 'k'), metadata: { name: 'routing', namespace: 'team-1', labels: { a: 'b' }, annotations: { note: 'x' } }, data: { 'api-key': 'aw==', other: 'c2VjcmV0' }, type: 'Opaque' });
+    },
+  });
+  assert.equal(h.podKeys().length, 2_500);
+  const pages = podLists(h.server);
+  assert.deepEqual(pages.map((r) => [r.query.limit, r.items]), [['500', 500], ['500', 500], ['500', 500], ['500', 500], ['500', 500]]);
+  assert.deepEqual(pages.map((r) => r.query.continue !== undefined), [false, true, true, true, true]);
+  assert.ok(pages.every((r) => r.query.resourceVersion === undefined), 'the most recent state, never "any" (0) which may be older than what a watch showed');
+  assert.equal(h.source.status().pods.listPages, 5);
+
+  assertKeepsWhatRoutingReads(h);
 
   // From a watch event: cut down the same way, the deletion timestamp kept.
   const terminating = clusterPod(7);
@@ -425,7 +432,7 @@ test('the annotations and Secret field kept are the ones configured', async (t) 
     source: { keep: { podAnnotations: ['example.com/hosts'], secretField: 'token' } },
     seed: (s) => {
       s.upsert(pod('p', { annotations: { 'example.com/hosts': 'a.test', routingHosts: 'b.test' } }));
-      s.upsert({ ...apiKeySecret('default', 'k'), data: { token: 'dA==', 'api-key': 'aw==' } } as Secret);
+      s.upsert({ ...apiKeySecret('default', 'k'), data: { token: 'dA==', 'api-key': 'aw==' } });
     },
   });
   assert.deepEqual(h.source.snapshot().pods[0]?.metadata?.annotations, { 'example.com/hosts': 'a.test' });
@@ -478,7 +485,7 @@ test('when every watch is answered 410 at once, it backs off between lists inste
   await eventually(() => h.podKeys().includes('default/b'), 'the change once watches work again', 5_000);
 });
 
-test('watches that end cleanly right after their first event are restarted no closer than half the initial backoff', async (t) => {
+test('watches that end cleanly right after their first event are ' + 'restarted no closer than half the initial backoff', async (t) => {
   const h = await startSource(t, { server: { bookmarkIntervalMs: 10 }, source: { backoff: { initialMs: 400, maxMs: 800 } }, seed: (s) => s.upsert(pod('a')) });
   h.server.shortWatches(true);
   h.server.dropStreams();

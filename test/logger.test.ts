@@ -40,7 +40,9 @@ describe('logger', () => {
   });
 
   it('colours pretty lines only on a terminal', () => {
+    /* eslint-disable no-control-regex -- the ANSI escape character is what this looks for */
     assert.match(capture('auto', true), /\u001b\[/);
     assert.doesNotMatch(capture('pretty', false), /\u001b\[/);
+    /* eslint-enable no-control-regex */
   });
 });

@@ -37,15 +37,15 @@ function changes(): { onChange: () => void; next: () => Promise<void> } {
   };
 }
 
-describe('manifest source', () => {
-  let dir: string;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'k8s-router-manifest-'));
-  });
-  after(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'k8s-router-manifest-'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
 
+describe('manifest source', () => {
   it('loads the file, then follows edits in place and replacements by rename', async () => {
     const file = join(dir, 'follow.yaml');
     await writeFile(file, podYaml('first'));
@@ -118,7 +118,9 @@ describe('manifest source', () => {
       await source.stop();
     }
   });
+});
 
+describe('manifest source: broken, unreadable and rewritten files', () => {
   it('keeps the objects an edit left alone as the very same objects, in file order', async () => {
     const file = join(dir, 'identity.yaml');
     const pods = (names: string[], ip = (n: string) => `10.0.0.${n.length}`) =>

@@ -53,7 +53,9 @@ items:
     assert.deepEqual(names(pods), ['default/a', 'x/b']);
     assert.deepEqual(names(secrets), ['x/routing']);
   });
+});
 
+describe('manifest: JSON, stringData, empty files and errors', () => {
   it('reads JSON', () => {
     const { pods } = parseManifest('{"kind":"List","items":[{"kind":"Pod","metadata":{"name":"j","namespace":"n"}}]}', 'pods.json');
     assert.deepEqual(names(pods), ['n/j']);
@@ -87,33 +89,33 @@ items:
   }
 });
 
+/** What the `yaml` package makes of the text: the meaning JSON.parse must keep. */
+const exact = (text: string): unknown[] => {
+  const docs = parseAllDocuments(text);
+  return (Array.isArray(docs) ? docs.map((d) => d.toJS()) : []).filter((d) => d !== null && d !== undefined);
+};
+
+const key = fc.oneof(fc.string(), fc.constantFrom('__proto__', 'null', '~', '', 'true', '1', '0o7', '-', '? x', '&a', '*a', '!t', '<<', 'a: b', '#'));
+const scalarText = fc.oneof(
+  fc.string({ unit: 'binary', maxLength: 20 }),
+  fc.constantFrom('yes', 'no', 'on', 'off', 'null', '~', '', 'true', '0o14', '014', '0x1F', '1:30', '.inf', '1e3'),
+  fc.constantFrom('8080:/api', ' lead', 'a\nb', '# x', '"q"'),
+);
+const value: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
+  node: fc.oneof({ depthSize: 'small', withCrossShrink: true }, tie('leaf'), tie('list'), tie('map')),
+  // JSON has no NaN or Infinity.
+  leaf: fc.oneof(
+    scalarText,
+    fc.integer(),
+    fc.double({ noNaN: true, noDefaultInfinity: true }),
+    fc.boolean(),
+    fc.constant(null),
+  ),
+  list: fc.array(tie('node'), { maxLength: 4 }),
+  map: fc.dictionary(key, tie('node'), { maxKeys: 4 }),
+})).node;
+
 describe('manifest, JSON read with JSON.parse', () => {
-  /** What the `yaml` package makes of the text: the meaning JSON.parse must keep. */
-  const exact = (text: string): unknown[] => {
-    const docs = parseAllDocuments(text);
-    return (Array.isArray(docs) ? docs.map((d) => d.toJS()) : []).filter((d) => d !== null && d !== undefined);
-  };
-
-  const key = fc.oneof(fc.string(), fc.constantFrom('__proto__', 'null', '~', '', 'true', '1', '0o7', '-', '? x', '&a', '*a', '!t', '<<', 'a: b', '#'));
-  const scalarText = fc.oneof(
-    fc.string({ unit: 'binary', maxLength: 20 }),
-    fc.constantFrom('yes', 'no', 'on', 'off', 'null', '~', '', 'true', '0o14', '014', '0x1F', '1:30', '.inf', '1e3'),
-    fc.constantFrom('8080:/api', ' lead', 'a\nb', '# x', '"q"'),
-  );
-  const value: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
-    node: fc.oneof({ depthSize: 'small', withCrossShrink: true }, tie('leaf'), tie('list'), tie('map')),
-    // JSON has no NaN or Infinity.
-    leaf: fc.oneof(
-      scalarText,
-      fc.integer(),
-      fc.double({ noNaN: true, noDefaultInfinity: true }),
-      fc.boolean(),
-      fc.constant(null),
-    ),
-    list: fc.array(tie('node'), { maxLength: 4 }),
-    map: fc.dictionary(key, tie('node'), { maxKeys: 4 }),
-  })).node;
-
   it('means what the yaml package reads, for any JSON document', () => {
     fc.assert(
       fc.property(fc.dictionary(key, value, { maxKeys: 4 }), fc.constantFrom(0, 2, 4), (doc, indent) => {

@@ -129,7 +129,7 @@ describe('metrics', () => {
     assert.equal(m.get('k8s_router_nginx_workers_shutting_down'), 3);
   });
 
-  it('read the in-process proxy’s stats() when it has them: requests by status class, drops, upstream failures', async () => {
+  it('read the in-process proxy’s stats() when it has them: ' + 'requests by status class, drops, upstream failures', async () => {
     const m = await samples();
     assert.deepEqual(
       ['1xx', '2xx', '3xx', '4xx', '5xx'].map((c) => m.get(`k8s_router_proxy_requests_total{class="${c}"}`)),
@@ -139,7 +139,7 @@ describe('metrics', () => {
     assert.equal(m.get('k8s_router_proxy_upstream_failures_total'), 6);
   });
 
-  it('read the events sink: written, already there, failed by cause, dropped, queued; none when it is off', async () => {
+  it('read the events sink: written, already there, failed by ' + 'cause, dropped, queued; none when it is off', async () => {
     const m = await samples();
     assert.equal(m.get('k8s_router_events_written_total'), 11);
     assert.equal(m.get('k8s_router_events_already_reported_total'), 3);

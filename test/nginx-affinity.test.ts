@@ -23,7 +23,7 @@ import { seededRandom } from './support/seeded-random.js';
 const CLIENT_HEADER = 'X-Client-Address';
 const REALIP = ['set_real_ip_from 127.0.0.0/8;', `real_ip_header ${CLIENT_HEADER};`];
 
-interface Backend {
+interface PodAddress {
   name: string;
   ip: string;
   port: number;
@@ -31,7 +31,7 @@ interface Backend {
 
 /** The documented config's upstream for these pods, with the hash affinity writes. */
 async function startHashNginx(
-  backends: readonly Backend[],
+  backends: readonly PodAddress[],
 ): Promise<{ port: number; master: NginxMaster; close(): Promise<void> }> {
   const prefix = await mkdtemp(join(tmpdir(), 'k8s-router-chash-'));
   await mkdir(join(prefix, 'logs'));
@@ -124,7 +124,7 @@ function addresses(count: number, seed: number): string[] {
   });
 }
 
-function stickyTable(backends: readonly Backend[]): RouteTable {
+function stickyTable(backends: readonly PodAddress[]): RouteTable {
   const route = {
     host: 'sticky.test',
     path: '/',
@@ -153,8 +153,32 @@ async function answers(port: number, clients: readonly string[], parallel: numbe
   return out;
 }
 
+let pods: TestPod[] = [];
+
+async function compare(
+  backends: readonly PodAddress[],
+  clients: readonly string[],
+  parallel: number,
+): Promise<string[]> {
+  // In pod-name order, as the route table and the documented upstream list them.
+  const sorted = [...backends].sort((a, b) => (a.name < b.name ? -1 : 1));
+  const documented = await startHashNginx(sorted);
+  let dynamic: DynamicNginx | null = null;
+  try {
+    dynamic = await startDynamicNginx(stickyTable(sorted), { httpDirectives: REALIP });
+    const viaHash = await answers(documented.port, clients, parallel);
+    const viaDynamic = await answers(dynamic.port, clients, parallel);
+    const differing = clients.flatMap((c, i) =>
+      viaHash[i] === viaDynamic[i] ? [] : [`${c}: nginx ${viaHash[i]}, dynamic ${viaDynamic[i]}`],
+    );
+    assert.deepEqual(differing, [], `${differing.length} of ${clients.length} addresses differ`);
+    return viaHash;
+  } finally {
+    await Promise.all([documented.close(), dynamic?.close()]);
+  }
+}
+
 describe("affinity ip: dynamic nginx picks the pod nginx's consistent hash picks", { timeout: 180_000 }, () => {
-  let pods: TestPod[] = [];
   before(async () => {
     pods = [
       ...(await Promise.all([0, 1, 2, 3, 4].map((i) => startPod(`sticky-${i}`, `127.0.0.${110 + i}`)))),
@@ -165,29 +189,6 @@ describe("affinity ip: dynamic nginx picks the pod nginx's consistent hash picks
     ];
   });
   after(() => Promise.all(pods.map((p) => p.close())));
-
-  async function compare(
-    backends: readonly Backend[],
-    clients: readonly string[],
-    parallel: number,
-  ): Promise<string[]> {
-    // In pod-name order, as the route table and the documented upstream list them.
-    const sorted = [...backends].sort((a, b) => (a.name < b.name ? -1 : 1));
-    const documented = await startHashNginx(sorted);
-    let dynamic: DynamicNginx | null = null;
-    try {
-      dynamic = await startDynamicNginx(stickyTable(sorted), { httpDirectives: REALIP });
-      const viaHash = await answers(documented.port, clients, parallel);
-      const viaDynamic = await answers(dynamic.port, clients, parallel);
-      const differing = clients.flatMap((c, i) =>
-        viaHash[i] === viaDynamic[i] ? [] : [`${c}: nginx ${viaHash[i]}, dynamic ${viaDynamic[i]}`],
-      );
-      assert.deepEqual(differing, [], `${differing.length} of ${clients.length} addresses differ`);
-      return viaHash;
-    } finally {
-      await Promise.all([documented.close(), dynamic?.close()]);
-    }
-  }
 
   it('3000 IPv4 and IPv6 addresses, 8 pods on IPv4, IPv6 and port 80', async () => {
     const clients = addresses(3000, 20261206);

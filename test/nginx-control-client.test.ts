@@ -29,7 +29,7 @@ async function tempDir(): Promise<string> {
   return dir;
 }
 
-describe('the control client', () => {
+describe('the control client: reports', () => {
   it('reads the versions report', () => {
     assert.deepEqual(parseVersions('k8s-router-versions 1\nworkers 2\nstored v3\nworker 0 101 v3\nworker 1 102 -'), {
       workers: 2,
@@ -74,7 +74,9 @@ describe('the control client', () => {
     );
     assert.equal(servedByEveryWorker({ ...versions, workers: 3 }, 'v2'), false, 'more workers than reports');
   });
+});
 
+describe('the control client: the socket', () => {
   it('readies the socket directory: mode 0700, and a socket left by a killed nginx removed', async () => {
     const dir = await tempDir();
     const socket = join(dir, 'control', 'table.sock');

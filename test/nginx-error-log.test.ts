@@ -61,7 +61,7 @@ describe('followErrorLog', () => {
     }
   });
 
-  it('reads a log that was replaced (rotated) or truncated (now shorter than what was read) from its start', async () => {
+  it('reads a log that was replaced (rotated) or truncated (now ' + 'shorter than what was read) from its start', async () => {
     const path = join(dir, 'rotated.log');
     await writeFile(path, line('crit', 'old'));
     const seen: string[] = [];

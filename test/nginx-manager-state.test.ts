@@ -26,7 +26,7 @@ const refused = (table: number, at: number, running = true): ManagerEvent => ({
   at,
 });
 
-describe('nginx manager state', () => {
+describe('nginx manager state: applies and retries', () => {
   it('starts idle; a table asks the edge to run an apply job', () => {
     const { state, effects } = run([{ type: 'apply', table: 1 }]);
     assert.equal(state.phase, 'idle');
@@ -74,7 +74,9 @@ describe('nginx manager state', () => {
     assert.equal(state.reloads, 1);
     assert.equal(state.served, 2);
   });
+});
 
+describe('nginx manager state: exits and restarts', () => {
   it('an nginx that exits by itself is down and restarted after 100 ms, then 200 ms while restarts fail', () => {
     const serving = run([{ type: 'apply', table: 1 }, started(1)]).state;
     const down = run([{ type: 'exited', pid: 42, ranMs: 500, at: 5_000 }], serving);
@@ -104,7 +106,9 @@ describe('nginx manager state', () => {
     assert.notEqual(state.retry, null);
     assert.deepEqual(kinds(effects), ['log', 'set-timer:restart', 'log', 'set-timer:retry', 'log']);
   });
+});
 
+describe('nginx manager state: reloads, close and counts', () => {
   it('a reload that failed in doubt makes the next apply load the config even if unchanged', () => {
     const doubt: ManagerEvent = { ...(refused(2, 2_000) as Extract<ManagerEvent, { type: 'apply-failed' }>), doubt: true };
     const { state } = run([{ type: 'apply', table: 1 }, started(1), { type: 'apply', table: 2 }, doubt]);

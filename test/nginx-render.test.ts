@@ -36,58 +36,58 @@ function renderManifest(example: string): string {
   return render(buildRouteTable(defaultConfig(), pods, secrets), defaultConfig(), example);
 }
 
-describe('nginx.conf rendering', () => {
-  describe('the documented examples of the seed', () => {
-    it('renders the empty config byte for byte', () => {
-      const conf = renderManifest('seed-empty.yaml');
-      assert.equal(conf, golden('empty.conf'));
-      assert.equal(conf, golden('seed/empty.conf'));
-    });
+describe('the documented examples of the seed', () => {
+  it('renders the empty config byte for byte', () => {
+    const conf = renderManifest('seed-empty.yaml');
+    assert.equal(conf, golden('empty.conf'));
+    assert.equal(conf, golden('seed/empty.conf'));
+  });
 
-    it('renders the one-pod example, departing only where the README says why', () => {
-      const conf = renderManifest('seed-demo-one-pod.yaml');
-      assert.equal(conf, golden('one-pod.conf'));
-      assert.deepEqual(lineDiff(golden('seed/one-pod.conf'), conf), {
-        removed: ['# Pod nodejs-k8s-env-eq7mh'],
-        added: [
-          '# No pod serves / on this host: answer 404 rather than the nginx welcome page',
-          'location / {',
-          'return 404;',
-          '}',
-          '# Pod nodejs-k8s-env-eq7mh (namespace: default)',
-        ],
-      });
-    });
-
-    it('renders the three-pod example through upstream1866206336, pods in name order', () => {
-      const conf = renderManifest('seed-demo-three-pods.yaml');
-      assert.equal(conf, golden('three-pods.conf'));
-      assert.match(conf, /^upstream upstream1866206336 \{$/m);
-      const { removed, added } = lineDiff(golden('seed/three-pods.conf'), conf);
-      assert.deepEqual(removed.sort(), [
-        '# Pod nodejs-k8s-env-eq7mh',
-        '# Pod nodejs-k8s-env-oq9xn',
-        '# Pod nodejs-k8s-env-yr1my',
-        'server 10.244.69.8:3000;',
-      ]);
-      assert.deepEqual(added.sort(), [
+  it('renders the one-pod example, departing only where the README says why', () => {
+    const conf = renderManifest('seed-demo-one-pod.yaml');
+    assert.equal(conf, golden('one-pod.conf'));
+    assert.deepEqual(lineDiff(golden('seed/one-pod.conf'), conf), {
+      removed: ['# Pod nodejs-k8s-env-eq7mh'],
+      added: [
         '# No pod serves / on this host: answer 404 rather than the nginx welcome page',
-        '# Pod nodejs-k8s-env-eq7mh (namespace: default)',
-        '# Pod nodejs-k8s-env-oq9xn (namespace: default)',
-        '# Pod nodejs-k8s-env-yr1my (namespace: default)',
         'location / {',
         'return 404;',
-        'server 10.244.69.8:3000;',
         '}',
-      ]);
-    });
-
-    it('names upstreams with the 32-bit FNV-1a hash of host + path', () => {
-      assert.equal(fnv1a32('test.k8s.local/nodejs'), 1866206336);
-      assert.equal(fnv1a32(''), 0x811c9dc5);
+        '# Pod nodejs-k8s-env-eq7mh (namespace: default)',
+      ],
     });
   });
 
+  it('renders the three-pod example through upstream1866206336, pods in name order', () => {
+    const conf = renderManifest('seed-demo-three-pods.yaml');
+    assert.equal(conf, golden('three-pods.conf'));
+    assert.match(conf, /^upstream upstream1866206336 \{$/m);
+    const { removed, added } = lineDiff(golden('seed/three-pods.conf'), conf);
+    assert.deepEqual(removed.sort(), [
+      '# Pod nodejs-k8s-env-eq7mh',
+      '# Pod nodejs-k8s-env-oq9xn',
+      '# Pod nodejs-k8s-env-yr1my',
+      'server 10.244.69.8:3000;',
+    ]);
+    assert.deepEqual(added.sort(), [
+      '# No pod serves / on this host: answer 404 rather than the nginx welcome page',
+      '# Pod nodejs-k8s-env-eq7mh (namespace: default)',
+      '# Pod nodejs-k8s-env-oq9xn (namespace: default)',
+      '# Pod nodejs-k8s-env-yr1my (namespace: default)',
+      'location / {',
+      'return 404;',
+      'server 10.244.69.8:3000;',
+      '}',
+    ]);
+  });
+
+  it('names upstreams with the 32-bit FNV-1a hash of host + path', () => {
+    assert.equal(fnv1a32('test.k8s.local/nodejs'), 1866206336);
+    assert.equal(fnv1a32(''), 0x811c9dc5);
+  });
+});
+
+describe('nginx.conf rendering: API keys, 404 and IPv6', () => {
   it('checks the API key of the namespace in each of its locations', () => {
     const conf = renderObjects([pod('web', { namespace: 'my-namespace', ip: '10.0.0.9', hosts: 'test.k8s.local', paths: '80:/' })], [
       apiKeySecret('my-namespace', 'supersecret'),
@@ -135,7 +135,9 @@ describe('nginx.conf rendering', () => {
     assert.match(conf, /^server \[fd00::1\]:3000;$/m);
     assert.match(conf, /^server \[fd00::2\]:3000;$/m);
   });
+});
 
+describe('nginx.conf rendering: listening, quoting and upstream names', () => {
   it('listens on the configured port and address', () => {
     const conf = renderObjects([pod('a', { hosts: 'h.example.com', paths: '80:/' })], [], defaultConfig({ port: '8081', listenAddress: '127.0.0.1' }));
     assert.match(conf, /^listen 127\.0\.0\.1:8081;$/m);
@@ -161,184 +163,188 @@ describe('nginx.conf rendering', () => {
     assert.match(conf, /^upstream upstream2942376858 \{$/m);
     assert.match(conf, /^upstream upstream2942376858_2 \{$/m);
   });
+});
 
-  describe('upstream keep-alive and worker processes', () => {
-    const seedThreePods = (): RouteTable => {
-      const { pods, secrets } = parseManifest(readFileSync(new URL('../examples/seed-demo-three-pods.yaml', import.meta.url), 'utf8'), 'three');
-      return buildRouteTable(defaultConfig(), pods, secrets);
+const seedThreePods = (): RouteTable => {
+  const { pods, secrets } = parseManifest(readFileSync(new URL('../examples/seed-demo-three-pods.yaml', import.meta.url), 'utf8'), 'three');
+  return buildRouteTable(defaultConfig(), pods, secrets);
+};
+
+describe('upstream keep-alive and client limits', () => {
+  it('keeps the documented bytes with the defaults (keep-alive 0, one worker)', () => {
+    const config = defaultConfig({ upstreamKeepalive: '0', workerProcesses: '1' });
+    assert.equal(render(seedThreePods(), config, 'keepalive 0'), golden('three-pods.conf'));
+    assert.equal(render(buildRouteTable(config, [], []), config, 'empty, keepalive 0'), golden('empty.conf'));
+  });
+
+  it("writes the client timeouts and limits only where they are not nginx's defaults", () => {
+    const documented = render(seedThreePods(), defaultConfig(), 'client limits at their defaults');
+    assert.equal(documented, golden('three-pods.conf'));
+    const config = defaultConfig({
+      clientHeaderTimeoutMs: '1500',
+      clientBodyTimeoutMs: '30000',
+      keepaliveTimeoutMs: '0',
+      keepaliveRequests: '100',
+      clientMaxBodySize: '0',
+    });
+    const conf = render(seedThreePods(), config, 'client limits changed');
+    const { removed, added } = lineDiff(golden('three-pods.conf'), conf);
+    assert.deepEqual(removed, []);
+    assert.deepEqual(added, [
+      '# Client timeouts and limits set to other values than nginx defaults',
+      'client_header_timeout 1500ms;',
+      'client_body_timeout 30s;',
+      'keepalive_timeout 0s;',
+      'keepalive_requests 100;',
+      'client_max_body_size 0;',
+    ]);
+    const empty = render(buildRouteTable(config, [], []), defaultConfig({ clientMaxBodySize: '10m' }), 'empty, a client limit changed');
+    assert.match(empty, /^client_max_body_size 10485760;$/m);
+  });
+
+  it('sends every route through an upstream with keepalive N, and no Connection header to the pod but for ' + 'upgrades', () => {
+    const config = defaultConfig({ upstreamKeepalive: '16' });
+    const pods = [
+      pod('one', { ip: '10.0.0.1', hosts: 'a.example.com', paths: '80:/ 3000:/api' }),
+      pod('two-a', { ip: '10.0.0.2', hosts: 'b.example.com', paths: '3000:/x' }),
+      pod('two-b', { ip: '10.0.0.3', hosts: 'b.example.com', paths: '3000:/x' }),
+    ];
+    const conf = renderObjects(pods, [], config);
+    const table = buildRouteTable(config, pods, []);
+    const names = upstreamNames(table.routes, true);
+    assert.equal(names.size, 3);
+    for (const name of names.values()) {
+      assert.match(conf, new RegExp(`^upstream ${name} \\{\\n(?:#.*\\n|server .*\\n)+keepalive 16;\\n\\}$`, 'm'));
+      assert.match(conf, new RegExp(`^proxy_pass http://${name};$`, 'm'));
+    }
+    // No pod is proxied to directly: a connection kept alive belongs to an upstream block.
+    assert.doesNotMatch(conf, /^proxy_pass http:\/\/10\./m);
+    assert.ok(conf.includes("map $http_upgrade $p_connection {\ndefault upgrade;\n'' '';\n}\n"));
+    assert.doesNotMatch(conf, /\$http_connection/);
+    assert.match(conf, /^proxy_set_header Connection \$p_connection;$/m);
+    assert.match(conf, /^proxy_set_header Upgrade \$http_upgrade;$/m);
+    assert.match(conf, /^proxy_http_version 1\.1;$/m);
+  });
+});
+
+describe('upstream keep-alive and worker processes', () => {
+  it('differs from the documented three-pod config only in the Connection map and the keepalive line', () => {
+    const conf = render(seedThreePods(), defaultConfig({ upstreamKeepalive: '32' }), 'three pods, keepalive 32');
+    const documented = golden('three-pods.conf').split('\n');
+    // The documented Connection map and its comment: from after proxy_http_version to the map's closing brace.
+    const documentedMap = documented.slice(documented.indexOf('proxy_http_version 1.1;') + 1, documented.indexOf('# Pass through the appropriate headers') - 1);
+    assert.equal(documentedMap.at(-1), "'' close;");
+    const { removed, added } = lineDiff(golden('three-pods.conf'), conf);
+    assert.deepEqual(removed, documentedMap);
+    assert.deepEqual(
+      added.filter((line) => !line.startsWith('#')),
+      ['map $http_upgrade $p_connection {', 'default upgrade;', "'' '';", 'keepalive 32;'],
+    );
+  });
+
+  it('writes worker_processes when it is not nginx default of 1', () => {
+    for (const workers of ['auto', '4']) {
+      const config = defaultConfig({ workerProcesses: workers });
+      const conf = render(seedThreePods(), config, `workers ${workers}`);
+      assert.equal(conf, `worker_processes ${workers};\n${golden('three-pods.conf')}`);
+      const empty = render(buildRouteTable(config, [], []), config, `empty, workers ${workers}`);
+      assert.equal(empty, `worker_processes ${workers};\n${golden('empty.conf')}`);
+    }
+    const managed = renderNginxConf(seedThreePods(), {
+      ...defaultConfig({ workerProcesses: 'auto', upstreamKeepalive: '8' }),
+      runtime: { pidFile: `${dir}/w.pid`, errorLog: `${dir}/w.log`, accessLog: `${dir}/a.log`, tempDir: dir },
+    });
+    rendered.set('managed, workers auto, keepalive 8', managed);
+    assert.match(managed, /^daemon off;\npid .*\nerror_log .*\nworker_processes auto;\nevents \{$/m);
+  });
+
+  it('refuses values nginx would misread', () => {
+    const table = seedThreePods();
+    assert.throws(() => renderNginxConf(table, { ...defaultConfig(), upstreamKeepalive: 1.5 }), /not a whole number/);
+    assert.throws(() => renderNginxConf(table, { ...defaultConfig(), workerProcesses: 0 }), /neither "auto" nor/);
+  });
+});
+
+describe('session affinity', () => {
+  /** The Go router's three pods, each with `routingAffinity` set to `value`. */
+  const threePodsWith = (value: string): RouteTable => {
+    const { pods, secrets } = parseManifest(readFileSync(new URL('../examples/seed-demo-three-pods.yaml', import.meta.url), 'utf8'), 'three');
+    for (const p of pods) (p.metadata ??= {}).annotations = { ...p.metadata?.annotations, routingAffinity: value };
+    return buildRouteTable(defaultConfig(), pods, secrets);
+  };
+
+  it('adds hash $remote_addr consistent to the upstream, before its servers, and changes nothing else', () => {
+    const conf = render(threePodsWith('ip'), defaultConfig(), 'three pods, affinity ip');
+    const { removed, added } = lineDiff(golden('three-pods.conf'), conf);
+    assert.deepEqual(removed, []);
+    assert.deepEqual(added, ['# Session affinity: each client address keeps to one pod (consistent hashing)', 'hash $remote_addr consistent;']);
+    assert.match(conf, /^upstream upstream1866206336 \{\n# Session affinity.*\nhash \$remote_addr consistent;\n# Pod /m);
+  });
+
+  it('keeps keepalive last, after the hash and the servers (it wraps the balancer defined before it)', () => {
+    const conf = render(threePodsWith('ip'), defaultConfig({ upstreamKeepalive: '8' }), 'three pods, affinity ip, keepalive 8');
+    assert.match(conf, /^upstream upstream1866206336 \{\n#.*\nhash \$remote_addr consistent;\n(?:# Pod .*\nserver .*;\n){3}keepalive 8;\n\}$/m);
+  });
+
+  it('writes nothing for a route of one pod, whose only choice is that pod', () => {
+    const one = (annotations: Record<string, string>): Pod[] => [pod('solo', { ip: '10.0.0.1', hosts: 'h', paths: '3000:/', annotations })];
+    assert.equal(renderObjects(one({ routingAffinity: 'ip' })), renderObjects(one({})));
+    const keepalive = defaultConfig({ upstreamKeepalive: '4' });
+    assert.equal(renderObjects(one({ routingAffinity: 'ip' }), [], keepalive), renderObjects(one({}), [], keepalive));
+  });
+
+  it('renders a refused value as no affinity, and no text of it', () => {
+    const hostile = 'ip;}\nhash $http_x consistent;';
+    assert.equal(render(threePodsWith(hostile), defaultConfig(), 'three pods, hostile affinity'), golden('three-pods.conf'));
+  });
+});
+
+describe('server names hash', () => {
+  it("places names in the buckets nginx's ngx_hash_key does (key * 31 + byte, unsigned 64-bit)", () => {
+    const reference = (name: string, size: number): number => {
+      let key = 0n;
+      for (const byte of Buffer.from(name.toLowerCase(), 'latin1')) key = (key * 31n + BigInt(byte)) & ((1n << 64n) - 1n);
+      return Number(key % BigInt(size));
     };
-
-    it('keeps the documented bytes with the defaults (keep-alive 0, one worker)', () => {
-      const config = defaultConfig({ upstreamKeepalive: '0', workerProcesses: '1' });
-      assert.equal(render(seedThreePods(), config, 'keepalive 0'), golden('three-pods.conf'));
-      assert.equal(render(buildRouteTable(config, [], []), config, 'empty, keepalive 0'), golden('empty.conf'));
-    });
-
-    it("writes the client timeouts and limits only where they are not nginx's defaults", () => {
-      const documented = render(seedThreePods(), defaultConfig(), 'client limits at their defaults');
-      assert.equal(documented, golden('three-pods.conf'));
-      const config = defaultConfig({
-        clientHeaderTimeoutMs: '1500',
-        clientBodyTimeoutMs: '30000',
-        keepaliveTimeoutMs: '0',
-        keepaliveRequests: '100',
-        clientMaxBodySize: '0',
-      });
-      const conf = render(seedThreePods(), config, 'client limits changed');
-      const { removed, added } = lineDiff(golden('three-pods.conf'), conf);
-      assert.deepEqual(removed, []);
-      assert.deepEqual(added, [
-        '# Client timeouts and limits set to other values than nginx defaults',
-        'client_header_timeout 1500ms;',
-        'client_body_timeout 30s;',
-        'keepalive_timeout 0s;',
-        'keepalive_requests 100;',
-        'client_max_body_size 0;',
-      ]);
-      const empty = render(buildRouteTable(config, [], []), defaultConfig({ clientMaxBodySize: '10m' }), 'empty, a client limit changed');
-      assert.match(empty, /^client_max_body_size 10485760;$/m);
-    });
-
-    it('sends every route through an upstream with keepalive N, and no Connection header to the pod but for upgrades', () => {
-      const config = defaultConfig({ upstreamKeepalive: '16' });
-      const pods = [
-        pod('one', { ip: '10.0.0.1', hosts: 'a.example.com', paths: '80:/ 3000:/api' }),
-        pod('two-a', { ip: '10.0.0.2', hosts: 'b.example.com', paths: '3000:/x' }),
-        pod('two-b', { ip: '10.0.0.3', hosts: 'b.example.com', paths: '3000:/x' }),
-      ];
-      const conf = renderObjects(pods, [], config);
-      const table = buildRouteTable(config, pods, []);
-      const names = upstreamNames(table.routes, true);
-      assert.equal(names.size, 3);
-      for (const name of names.values()) {
-        assert.match(conf, new RegExp(`^upstream ${name} \\{\\n(?:#.*\\n|server .*\\n)+keepalive 16;\\n\\}$`, 'm'));
-        assert.match(conf, new RegExp(`^proxy_pass http://${name};$`, 'm'));
-      }
-      // No pod is proxied to directly: a connection kept alive belongs to an upstream block.
-      assert.doesNotMatch(conf, /^proxy_pass http:\/\/10\./m);
-      assert.ok(conf.includes("map $http_upgrade $p_connection {\ndefault upgrade;\n'' '';\n}\n"));
-      assert.doesNotMatch(conf, /\$http_connection/);
-      assert.match(conf, /^proxy_set_header Connection \$p_connection;$/m);
-      assert.match(conf, /^proxy_set_header Upgrade \$http_upgrade;$/m);
-      assert.match(conf, /^proxy_http_version 1\.1;$/m);
-    });
-
-    it('differs from the documented three-pod config only in the Connection map and the keepalive line', () => {
-      const conf = render(seedThreePods(), defaultConfig({ upstreamKeepalive: '32' }), 'three pods, keepalive 32');
-      const documented = golden('three-pods.conf').split('\n');
-      // The documented Connection map and its comment: from after proxy_http_version to the map's closing brace.
-      const documentedMap = documented.slice(documented.indexOf('proxy_http_version 1.1;') + 1, documented.indexOf('# Pass through the appropriate headers') - 1);
-      assert.equal(documentedMap.at(-1), "'' close;");
-      const { removed, added } = lineDiff(golden('three-pods.conf'), conf);
-      assert.deepEqual(removed, documentedMap);
-      assert.deepEqual(
-        added.filter((line) => !line.startsWith('#')),
-        ['map $http_upgrade $p_connection {', 'default upgrade;', "'' '';", 'keepalive 32;'],
-      );
-    });
-
-    it('writes worker_processes when it is not nginx default of 1', () => {
-      for (const workers of ['auto', '4']) {
-        const config = defaultConfig({ workerProcesses: workers });
-        const conf = render(seedThreePods(), config, `workers ${workers}`);
-        assert.equal(conf, `worker_processes ${workers};\n${golden('three-pods.conf')}`);
-        const empty = render(buildRouteTable(config, [], []), config, `empty, workers ${workers}`);
-        assert.equal(empty, `worker_processes ${workers};\n${golden('empty.conf')}`);
-      }
-      const managed = renderNginxConf(seedThreePods(), {
-        ...defaultConfig({ workerProcesses: 'auto', upstreamKeepalive: '8' }),
-        runtime: { pidFile: `${dir}/w.pid`, errorLog: `${dir}/w.log`, accessLog: `${dir}/a.log`, tempDir: dir },
-      });
-      rendered.set('managed, workers auto, keepalive 8', managed);
-      assert.match(managed, /^daemon off;\npid .*\nerror_log .*\nworker_processes auto;\nevents \{$/m);
-    });
-
-    it('refuses values nginx would misread', () => {
-      const table = seedThreePods();
-      assert.throws(() => renderNginxConf(table, { ...defaultConfig(), upstreamKeepalive: 1.5 }), /not a whole number/);
-      assert.throws(() => renderNginxConf(table, { ...defaultConfig(), workerProcesses: 0 }), /neither "auto" nor/);
-    });
+    fc.assert(
+      fc.property(fc.stringMatching(/^[a-z0-9.-]{1,253}$/), fc.integer({ min: 1, max: 2 ** 26 }), (name, size) => {
+        assert.equal(nginxHashBucket(name, size), reference(name, size));
+      }),
+      { numRuns: 2000 },
+    );
   });
 
-  describe('session affinity', () => {
-    /** The Go router's three pods, each with `routingAffinity` set to `value`. */
-    const threePodsWith = (value: string): RouteTable => {
-      const { pods, secrets } = parseManifest(readFileSync(new URL('../examples/seed-demo-three-pods.yaml', import.meta.url), 'utf8'), 'three');
-      for (const p of pods) (p.metadata ??= {}).annotations = { ...p.metadata?.annotations, routingAffinity: value };
-      return buildRouteTable(defaultConfig(), pods, secrets);
-    };
-
-    it('adds hash $remote_addr consistent to the upstream, before its servers, and changes nothing else', () => {
-      const conf = render(threePodsWith('ip'), defaultConfig(), 'three pods, affinity ip');
-      const { removed, added } = lineDiff(golden('three-pods.conf'), conf);
-      assert.deepEqual(removed, []);
-      assert.deepEqual(added, ['# Session affinity: each client address keeps to one pod (consistent hashing)', 'hash $remote_addr consistent;']);
-      assert.match(conf, /^upstream upstream1866206336 \{\n# Session affinity.*\nhash \$remote_addr consistent;\n# Pod /m);
-    });
-
-    it('keeps keepalive last, after the hash and the servers (it wraps the balancer defined before it)', () => {
-      const conf = render(threePodsWith('ip'), defaultConfig({ upstreamKeepalive: '8' }), 'three pods, affinity ip, keepalive 8');
-      assert.match(conf, /^upstream upstream1866206336 \{\n#.*\nhash \$remote_addr consistent;\n(?:# Pod .*\nserver .*;\n){3}keepalive 8;\n\}$/m);
-    });
-
-    it('writes nothing for a route of one pod, whose only choice is that pod', () => {
-      const one = (annotations: Record<string, string>): Pod[] => [pod('solo', { ip: '10.0.0.1', hosts: 'h', paths: '3000:/', annotations })];
-      assert.equal(renderObjects(one({ routingAffinity: 'ip' })), renderObjects(one({})));
-      const keepalive = defaultConfig({ upstreamKeepalive: '4' });
-      assert.equal(renderObjects(one({ routingAffinity: 'ip' }), [], keepalive), renderObjects(one({}), [], keepalive));
-    });
-
-    it('renders a refused value as no affinity, and no text of it', () => {
-      const hostile = 'ip;}\nhash $http_x consistent;';
-      assert.equal(render(threePodsWith(hostile), defaultConfig(), 'three pods, hostile affinity'), golden('three-pods.conf'));
-    });
+  it('keeps the documented 512/64 when they fit', () => {
+    assert.deepEqual(serverNamesHashSizes(['test.k8s.local']), { maxSize: 512, bucketSize: 64 });
   });
 
-  describe('server names hash', () => {
-    it("places names in the buckets nginx's ngx_hash_key does (key * 31 + byte, unsigned 64-bit)", () => {
-      const reference = (name: string, size: number): number => {
-        let key = 0n;
-        for (const byte of Buffer.from(name.toLowerCase(), 'latin1')) key = (key * 31n + BigInt(byte)) & ((1n << 64n) - 1n);
-        return Number(key % BigInt(size));
-      };
-      fc.assert(
-        fc.property(fc.stringMatching(/^[a-z0-9.-]{1,253}$/), fc.integer({ min: 1, max: 2 ** 26 }), (name, size) => {
-          assert.equal(nginxHashBucket(name, size), reference(name, size));
-        }),
-        { numRuns: 2000 },
-      );
-    });
-
-    it('keeps the documented 512/64 when they fit', () => {
-      assert.deepEqual(serverNamesHashSizes(['test.k8s.local']), { maxSize: 512, bucketSize: 64 });
-    });
-
-    it('grows the bucket for long host names', () => {
-      const long = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`;
-      const sizes = serverNamesHashSizes([long]);
-      assert.ok(sizes.bucketSize >= 2 * (8 + 256) + 8, `bucket ${sizes.bucketSize} holds two 253-character names`);
-      renderObjects([pod('a', { hosts: `${long} short.example.com`, paths: '80:/' })]);
-    });
-
-    it('grows the table for many host names, sized so that nginx finds it at once', () => {
-      const hosts = Array.from({ length: 20_000 }, (_, i) => `service-${i}.tenant-${i % 17}.example.com`);
-      const sizes = serverNamesHashSizes(hosts);
-      // Above 10000 and below 100 per name, nginx starts its search at max_size - 1000.
-      assert.ok(sizes.maxSize > 10_000 && sizes.maxSize / hosts.length < 100, `max size ${sizes.maxSize} for 20000 names`);
-      // 200 pods of 100 hosts each: MAX_HOSTS_PER_POD caps a single pod at 100.
-      const pods = Array.from({ length: 200 }, (_, p) => pod(`p${p}`, { hosts: hosts.slice(p * 100, p * 100 + 100).join(' '), paths: '80:/' }));
-      const conf = renderObjects(pods);
-      assert.equal(conf.match(/^server_name /gm)?.length, 20_000);
-      assert.match(conf, new RegExp(`^server_names_hash_max_size ${sizes.maxSize};$`, 'm'));
-    });
-
-    it('sizes a few hundred names with the search nginx itself runs', () => {
-      const hosts = Array.from({ length: 400 }, (_, i) => `svc-${i}.example.com`);
-      assert.ok(serverNamesHashSizes(hosts).maxSize >= 512);
-      renderObjects(Array.from({ length: 4 }, (_, p) => pod(`q${p}`, { hosts: hosts.slice(p * 100, p * 100 + 100).join(' '), paths: '80:/' })));
-    });
+  it('grows the bucket for long host names', () => {
+    const long = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`;
+    const sizes = serverNamesHashSizes([long]);
+    assert.ok(sizes.bucketSize >= 2 * (8 + 256) + 8, `bucket ${sizes.bucketSize} holds two 253-character names`);
+    renderObjects([pod('a', { hosts: `${long} short.example.com`, paths: '80:/' })]);
   });
 
+  it('grows the table for many host names, sized so that nginx finds it at once', () => {
+    const hosts = Array.from({ length: 20_000 }, (_, i) => `service-${i}.tenant-${i % 17}.example.com`);
+    const sizes = serverNamesHashSizes(hosts);
+    // Above 10000 and below 100 per name, nginx starts its search at max_size - 1000.
+    assert.ok(sizes.maxSize > 10_000 && sizes.maxSize / hosts.length < 100, `max size ${sizes.maxSize} for 20000 names`);
+    // 200 pods of 100 hosts each: MAX_HOSTS_PER_POD caps a single pod at 100.
+    const pods = Array.from({ length: 200 }, (_, p) => pod(`p${p}`, { hosts: hosts.slice(p * 100, p * 100 + 100).join(' '), paths: '80:/' }));
+    const conf = renderObjects(pods);
+    assert.equal(conf.match(/^server_name /gm)?.length, 20_000);
+    assert.match(conf, new RegExp(`^server_names_hash_max_size ${sizes.maxSize};$`, 'm'));
+  });
+
+  it('sizes a few hundred names with the search nginx itself runs', () => {
+    const hosts = Array.from({ length: 400 }, (_, i) => `svc-${i}.example.com`);
+    assert.ok(serverNamesHashSizes(hosts).maxSize >= 512);
+    renderObjects(Array.from({ length: 4 }, (_, p) => pod(`q${p}`, { hosts: hosts.slice(p * 100, p * 100 + 100).join(' '), paths: '80:/' })));
+  });
+});
+
+describe('nginx.conf rendering: order, managed nginx and nginx -t', () => {
   it('renders the same bytes whatever order the objects arrive in', () => {
     const pods = [
       pod('b', { namespace: 'x', ip: '10.0.0.2', hosts: 'one.example.com two.example.com', paths: '80:/ 3000:/api' }),

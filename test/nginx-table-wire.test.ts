@@ -38,6 +38,44 @@ async function luaVerdict(text: string): Promise<string> {
   }
 }
 
+const refusals: [string, Route[], string, RegExp][] = [
+  ['an upper-case host', [route({ host: 'A.test' })], 'BAD_HOST', /host "A\.test"/],
+  ['a host with a tab', [route({ host: 'a\tb.test' })], 'BAD_HOST', /is not a DNS hostname/],
+  ['a path with a space', [route({ path: '/a b' })], 'BAD_PATH', /contains U\+0020/],
+  ['a path with a newline', [route({ path: '/a\nb' })], 'BAD_PATH', /U\+000A/],
+  ['a path without its slash', [route({ path: 'a' })], 'BAD_PATH', /does not start with/],
+  ['a key that is not base64', [route({ apiKey: 'sec ret' })], 'BAD_API_KEY', /not base64/],
+  ['an empty key', [route({ apiKey: '' })], 'BAD_API_KEY', /not base64/],
+  [
+    'a pod IP with a comma',
+    [route({ backends: [{ pod: 'p', namespace: 'n', ip: '10.0.0.1,80', port: 80 }] })],
+    'BAD_BACKEND',
+    /not an IP address/,
+  ],
+  [
+    'a scoped IPv6 address',
+    [route({ backends: [{ pod: 'p', namespace: 'n', ip: 'fe80::1%eth0', port: 80 }] })],
+    'BAD_BACKEND',
+    /IP/,
+  ],
+  ['port 0', [route({ backends: [{ pod: 'p', namespace: 'n', ip: '10.0.0.1', port: 0 }] })], 'BAD_BACKEND', /port 0/],
+  [
+    'a pod name with a space',
+    [route({ backends: [{ pod: 'p q', namespace: 'n', ip: '10.0.0.1', port: 80 }] })],
+    'BAD_BACKEND',
+    /name/,
+  ],
+  [
+    'a namespace with a dot',
+    [route({ backends: [{ pod: 'p', namespace: 'n.x', ip: '10.0.0.1', port: 80 }] })],
+    'BAD_BACKEND',
+    /namespace/,
+  ],
+  ['a route without pods', [route({ backends: [] })], 'NO_BACKENDS', /no pods/],
+  ['a route twice', [route(), route()], 'DUPLICATE_ROUTE', /twice/],
+  ['an unknown affinity', [{ ...route(), affinity: 'cookie' } as unknown as Route], 'BAD_AFFINITY', /cookie/],
+];
+
 describe('serializeTable', () => {
   it('writes a header, one tab-separated line per route and an end line', () => {
     const text = serializeTable(
@@ -69,44 +107,6 @@ describe('serializeTable', () => {
     const sticky = { ...route(), affinity: 'ip' } as Route;
     assert.match(serializeTable(tableOf([sticky]), 'v1'), /\tip\t10\.1\.0\.5,8080,default,web-0\n/);
   });
-
-  const refusals: [string, Route[], string, RegExp][] = [
-    ['an upper-case host', [route({ host: 'A.test' })], 'BAD_HOST', /host "A\.test"/],
-    ['a host with a tab', [route({ host: 'a\tb.test' })], 'BAD_HOST', /is not a DNS hostname/],
-    ['a path with a space', [route({ path: '/a b' })], 'BAD_PATH', /contains U\+0020/],
-    ['a path with a newline', [route({ path: '/a\nb' })], 'BAD_PATH', /U\+000A/],
-    ['a path without its slash', [route({ path: 'a' })], 'BAD_PATH', /does not start with/],
-    ['a key that is not base64', [route({ apiKey: 'sec ret' })], 'BAD_API_KEY', /not base64/],
-    ['an empty key', [route({ apiKey: '' })], 'BAD_API_KEY', /not base64/],
-    [
-      'a pod IP with a comma',
-      [route({ backends: [{ pod: 'p', namespace: 'n', ip: '10.0.0.1,80', port: 80 }] })],
-      'BAD_BACKEND',
-      /not an IP address/,
-    ],
-    [
-      'a scoped IPv6 address',
-      [route({ backends: [{ pod: 'p', namespace: 'n', ip: 'fe80::1%eth0', port: 80 }] })],
-      'BAD_BACKEND',
-      /IP/,
-    ],
-    ['port 0', [route({ backends: [{ pod: 'p', namespace: 'n', ip: '10.0.0.1', port: 0 }] })], 'BAD_BACKEND', /port 0/],
-    [
-      'a pod name with a space',
-      [route({ backends: [{ pod: 'p q', namespace: 'n', ip: '10.0.0.1', port: 80 }] })],
-      'BAD_BACKEND',
-      /name/,
-    ],
-    [
-      'a namespace with a dot',
-      [route({ backends: [{ pod: 'p', namespace: 'n.x', ip: '10.0.0.1', port: 80 }] })],
-      'BAD_BACKEND',
-      /namespace/,
-    ],
-    ['a route without pods', [route({ backends: [] })], 'NO_BACKENDS', /no pods/],
-    ['a route twice', [route(), route()], 'DUPLICATE_ROUTE', /twice/],
-    ['an unknown affinity', [{ ...route(), affinity: 'cookie' } as unknown as Route], 'BAD_AFFINITY', /cookie/],
-  ];
   for (const [what, routes, code, message] of refusals) {
     it(`refuses ${what} (${code})`, () => {
       assert.throws(
@@ -115,7 +115,9 @@ describe('serializeTable', () => {
       );
     });
   }
+});
 
+describe('serializeTable: refusals and limits', () => {
   it('refuses a version that is not a plain word', () => {
     for (const version of ['', 'a b', 'v1\n', 'x'.repeat(65)]) {
       assert.throws(
@@ -149,44 +151,86 @@ describe('serializeTable', () => {
   });
 });
 
+const bad: [string, string][] = [
+  ['no header', 'a.test\t/\t-\trr\t10.0.0.1,80,default,p\nend v1\n'],
+  ['another format', 'k8s-router-table 2 v1 0\nend v1\n'],
+  ['no end line', `${WIRE_HEADER} v1 1\na.test\t/\t-\trr\t10.0.0.1,80,default,p\n`],
+  ['an end line of another version', `${WIRE_HEADER} v1 0\nend v2\n`],
+  ['text after the end line', `${WIRE_HEADER} v1 0\nend v1\nmore\n`],
+  ['fewer routes than announced', `${WIRE_HEADER} v1 2\na.test\t/\t-\trr\t10.0.0.1,80,default,p\nend v1\n`],
+  ['four fields', `${WIRE_HEADER} v1 1\na.test\t/\t-\t10.0.0.1,80,default,p\nend v1\n`],
+  ['an upper-case host', `${WIRE_HEADER} v1 1\nA.test\t/\t-\trr\t10.0.0.1,80,default,p\nend v1\n`],
+  ['a path with a quote', `${WIRE_HEADER} v1 1\na.test\t/"\t-\trr\t10.0.0.1,80,default,p\nend v1\n`],
+  ['an unknown affinity', `${WIRE_HEADER} v1 1\na.test\t/\t-\tcookie\t10.0.0.1,80,default,p\nend v1\n`],
+  ['a port past 65535', `${WIRE_HEADER} v1 1\na.test\t/\t-\trr\t10.0.0.1,65536,default,p\nend v1\n`],
+  ['a host name as pod IP', `${WIRE_HEADER} v1 1\na.test\t/\t-\trr\tpod.local,80,default,p\nend v1\n`],
+  ['no pods', `${WIRE_HEADER} v1 1\na.test\t/\t-\trr\t\nend v1\n`],
+  [
+    'two spaces between pods',
+    `${WIRE_HEADER} v1 1\na.test\t/\t-\trr\t10.0.0.1,80,default,p  10.0.0.2,80,default,q\nend v1\n`,
+  ],
+  [
+    'a route twice',
+    `${WIRE_HEADER} v1 2\na.test\t/\t-\trr\t10.0.0.1,80,default,p\na.test\t/\t-\trr\t10.0.0.1,80,default,p\nend v1\n`,
+  ],
+  ['CRLF line ends', `${WIRE_HEADER} v1 1\r\na.test\t/\t-\trr\t10.0.0.1,80,default,p\r\nend v1\r\n`],
+  ['nothing', ''],
+];
+
+// Hostile strings where the table has text: what serializeTable lets through, Lua must
+// take as the same fields; what it refuses, it refuses with its typed error.
+const hostile = fc.oneof(
+  fc.string({ maxLength: 12 }),
+  fc.string({ unit: 'binary', maxLength: 12 }),
+  fc.constantFrom(
+    '',
+    '\t',
+    '\n',
+    ' ',
+    ',',
+    '-',
+    'end v1',
+    'a.test',
+    '/',
+    '/a/',
+    'ä',
+    '\r\n',
+    '$host',
+    '";',
+    '%00',
+    '::1',
+    '10.0.0.1',
+  ),
+);
+const hostileRoute: fc.Arbitrary<Route> = fc.record({
+  host: fc.oneof(fc.constantFrom('a.test', 'b.test', '10.1.2.3'), hostile),
+  path: fc.oneof(fc.constantFrom('/', '/api/', '/a-b'), hostile),
+  namespace: fc.constant('default'),
+  apiKey: fc.oneof(fc.constant(null), fc.constantFrom('a2V5', 'c2VjcmV0'), hostile),
+  affinity: fc.constantFrom(null, 'ip' as const),
+  backends: fc.array(
+    fc.record({
+      pod: fc.oneof(fc.constantFrom('web-0', 'web.1'), hostile),
+      namespace: fc.oneof(fc.constant('default'), hostile),
+      ip: fc.oneof(fc.constantFrom('10.0.0.1', 'fd00::1', '::ffff:10.0.0.1'), hostile),
+      port: fc.oneof(fc.integer({ min: 1, max: 65535 }), fc.integer()),
+    }),
+    { maxLength: 3 },
+  ),
+});
+
 describe('the Lua parser (dynamic nginx)', () => {
   it('stores what serializeTable writes, IPv6 pods, keys and both affinities included', async () => {
     const text = serializeTable(
       tableOf([
         route({ backends: [{ pod: 'web-0', namespace: 'shop', ip: 'fd00::7', port: 80 }] }),
         route({ path: '/a/b-c_d~e!f&g(h)i*j+k,l=m:n@o/', apiKey: 'a2V5' }),
-        { ...route({ host: '10.0.0.1' }), affinity: 'ip' } as Route,
+        { ...route({ host: '10.0.0.1' }), affinity: 'ip' },
       ]),
       'v-1.a_b',
     );
     assert.equal(await luaVerdict(text), 'stored');
   });
-
-  const bad: [string, string][] = [
-    ['no header', 'a.test\t/\t-\trr\t10.0.0.1,80,default,p\nend v1\n'],
-    ['another format', 'k8s-router-table 2 v1 0\nend v1\n'],
-    ['no end line', `${WIRE_HEADER} v1 1\na.test\t/\t-\trr\t10.0.0.1,80,default,p\n`],
-    ['an end line of another version', `${WIRE_HEADER} v1 0\nend v2\n`],
-    ['text after the end line', `${WIRE_HEADER} v1 0\nend v1\nmore\n`],
-    ['fewer routes than announced', `${WIRE_HEADER} v1 2\na.test\t/\t-\trr\t10.0.0.1,80,default,p\nend v1\n`],
-    ['four fields', `${WIRE_HEADER} v1 1\na.test\t/\t-\t10.0.0.1,80,default,p\nend v1\n`],
-    ['an upper-case host', `${WIRE_HEADER} v1 1\nA.test\t/\t-\trr\t10.0.0.1,80,default,p\nend v1\n`],
-    ['a path with a quote', `${WIRE_HEADER} v1 1\na.test\t/"\t-\trr\t10.0.0.1,80,default,p\nend v1\n`],
-    ['an unknown affinity', `${WIRE_HEADER} v1 1\na.test\t/\t-\tcookie\t10.0.0.1,80,default,p\nend v1\n`],
-    ['a port past 65535', `${WIRE_HEADER} v1 1\na.test\t/\t-\trr\t10.0.0.1,65536,default,p\nend v1\n`],
-    ['a host name as pod IP', `${WIRE_HEADER} v1 1\na.test\t/\t-\trr\tpod.local,80,default,p\nend v1\n`],
-    ['no pods', `${WIRE_HEADER} v1 1\na.test\t/\t-\trr\t\nend v1\n`],
-    [
-      'two spaces between pods',
-      `${WIRE_HEADER} v1 1\na.test\t/\t-\trr\t10.0.0.1,80,default,p  10.0.0.2,80,default,q\nend v1\n`,
-    ],
-    [
-      'a route twice',
-      `${WIRE_HEADER} v1 2\na.test\t/\t-\trr\t10.0.0.1,80,default,p\na.test\t/\t-\trr\t10.0.0.1,80,default,p\nend v1\n`,
-    ],
-    ['CRLF line ends', `${WIRE_HEADER} v1 1\r\na.test\t/\t-\trr\t10.0.0.1,80,default,p\r\nend v1\r\n`],
-    ['nothing', ''],
-  ];
   for (const [what, text] of bad) {
     it(`refuses a text with ${what} (400 and the reason), and keeps serving the table it had`, async () => {
       await nginx.apply(tableOf([route()]));
@@ -201,48 +245,6 @@ describe('the Lua parser (dynamic nginx)', () => {
       );
     });
   }
-
-  // Hostile strings where the table has text: what serializeTable lets through, Lua must
-  // take as the same fields; what it refuses, it refuses with its typed error.
-  const hostile = fc.oneof(
-    fc.string({ maxLength: 12 }),
-    fc.string({ unit: 'binary', maxLength: 12 }),
-    fc.constantFrom(
-      '',
-      '\t',
-      '\n',
-      ' ',
-      ',',
-      '-',
-      'end v1',
-      'a.test',
-      '/',
-      '/a/',
-      'ä',
-      '\r\n',
-      '$host',
-      '";',
-      '%00',
-      '::1',
-      '10.0.0.1',
-    ),
-  );
-  const hostileRoute: fc.Arbitrary<Route> = fc.record({
-    host: fc.oneof(fc.constantFrom('a.test', 'b.test', '10.1.2.3'), hostile),
-    path: fc.oneof(fc.constantFrom('/', '/api/', '/a-b'), hostile),
-    namespace: fc.constant('default'),
-    apiKey: fc.oneof(fc.constant(null), fc.constantFrom('a2V5', 'c2VjcmV0'), hostile),
-    affinity: fc.constantFrom(null, 'ip' as const),
-    backends: fc.array(
-      fc.record({
-        pod: fc.oneof(fc.constantFrom('web-0', 'web.1'), hostile),
-        namespace: fc.oneof(fc.constant('default'), hostile),
-        ip: fc.oneof(fc.constantFrom('10.0.0.1', 'fd00::1', '::ffff:10.0.0.1'), hostile),
-        port: fc.oneof(fc.integer({ min: 1, max: 65535 }), fc.integer()),
-      }),
-      { maxLength: 3 },
-    ),
-  });
 
   it('takes every text serializeTable writes from hostile strings, field for field (or it throws)', async () => {
     let written = 0;

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { Balancers, PeerGroup } from '../proxy/balancer.js';
-import type { Backend, Route } from '../src/core/route-table.js';
+import type { PodEndpoint, Route } from '../src/core/route-table.js';
 
-const backends = (n: number): Backend[] => Array.from({ length: n }, (_, i) => ({ pod: `p${i}`, namespace: 'ns', ip: `10.0.0.${i + 1}`, port: 80 }));
+const backends = (n: number): PodEndpoint[] => Array.from({ length: n }, (_, i) => ({ pod: `p${i}`, namespace: 'ns', ip: `10.0.0.${i + 1}`, port: 80 }));
 
 function clock(): { now: () => number; advance(ms: number): void } {
   let t = 1_000_000;
@@ -97,7 +97,7 @@ test('positions survive a table swap for routes whose pods did not change', () =
   assert.deepEqual(firstPicks(second.groupFor(b2), 1), ['p0']);
 });
 
-test('a route that is the very object of the table before keeps its group, and one whose pods changed starts afresh', () => {
+test('a route that is the very object of the table before keeps its group, and one whose pods changed starts ' + 'afresh', () => {
   const route = (path: string, n: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, affinity: null, backends: backends(n) });
   const options = { failTimeoutMs: 10_000 };
   const kept = route('/kept', 3);

@@ -94,7 +94,7 @@ test('the pod receives the request line and header lines exactly as nginx sends 
   raw.heads.length = 0;
   await exchange('GET /a? HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n');
   await exchange('GET /a/../b//c?x=%2e%2e HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n');
-  await exchange('GET /m HTTP/1.1\r\nHost: raw.test\r\nX-Multi: a\r\nCookie: c=1\r\nx-multi: b\r\nX_Under: 1\r\nConnection: close\r\n\r\n');
+  await exchange('GET /m HTTP/1.1\r\nHost: raw.test\r\nX-Multi: a\r\nCookie: c=1\r\nx-multi: b\r\nX_Under: ' + '1\r\nConnection: close\r\n\r\n');
   await exchange('DELETE /d HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n');
   assert.deepStrictEqual(raw.heads, [
     'GET /a? HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n',
@@ -113,7 +113,7 @@ function echoOnce(host: string, message: string): Promise<string> {
     ws.on('open', () => ws.send(message));
     ws.on('message', (data) => {
       ws.close();
-      resolve(String(data));
+      resolve((data as Buffer).toString());
     });
   });
 }
@@ -128,7 +128,7 @@ test('a WebSocket tunnel carries frames both ways, and the close handshake, unti
       ws.send('two');
     });
     ws.on('message', (data) => {
-      replies.push(String(data));
+      replies.push((data as Buffer).toString());
       if (replies.length === 2) ws.close(4001);
     });
     ws.on('close', (code) => resolve(code));

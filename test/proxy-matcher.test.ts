@@ -72,7 +72,7 @@ test('a matcher built from the one before answers as one built from scratch, wha
   );
 });
 
-test('a matcher being prepared for a new table keeps matching the old one until it switches, and is not used after', () => {
+test('a matcher being prepared for a new table keeps matching the ' + 'old one until it switches, and is not used after', () => {
   const before = new RouteMatcher({ routes: [route('a.test', '/'), route('b.test', '/')], rejections: [] });
   const steps = before.preparing({ routes: [route('a.test', '/'), route('c.test', '/')], rejections: [] });
   let step = steps.next();

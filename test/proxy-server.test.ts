@@ -186,7 +186,7 @@ test('the upload streams to the pod before the client has sent all of it', async
   }
 });
 
-test('with no body size limit, a body far larger than what the proxy keeps for a retry streams through in bounded memory', async () => {
+test('with no body size limit, a body far larger than what the proxy keeps for a retry streams through in bounded ' + 'memory', async () => {
   const BODY = 256 * 1024 * 1024;
   const unlimited = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', clientMaxBodySize: 0, ...proxyLibraryUnderTest() });
   // A pod that counts what it gets and keeps none of it.

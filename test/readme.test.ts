@@ -49,7 +49,7 @@ function anchors(): Set<string> {
   return out;
 }
 
-describe('README', () => {
+describe('README: settings and codes', () => {
   it('lists every setting with its flag and default in the settings table', () => {
     const table = section('Settings').split('\n');
     for (const s of SETTINGS) {
@@ -113,7 +113,9 @@ describe('README', () => {
     assert.ok(given.size >= 5, `codes found in the sources: ${[...given].join(', ')}`);
     for (const code of given) assert.ok(listed.has(code), `${code} is in src/core/error-codes.ts`);
   });
+});
 
+describe('README: commands, demo and nginx.conf', () => {
   it('shows a newcomer exactly two commands, each doing its own set-up', () => {
     const quickStart = section('Quick start');
     const commands = [...quickStart.matchAll(/```sh\n([^\n]+)\n```/g)].map((m) => m[1]);
@@ -154,7 +156,9 @@ describe('README', () => {
     const golden = read('test/golden/three-pods.conf');
     assert.ok(readme.includes(`\`\`\`nginx\n${golden}\`\`\``), 'README holds test/golden/three-pods.conf in an nginx block');
   });
+});
 
+describe('README: metrics, endpoints, commands and links', () => {
   it('lists every metric the admin server registers', () => {
     const names = [...read('src/admin/metrics.ts').matchAll(/'(k8s_router_[a-z_]+)'/g)].map((m) => m[1]);
     assert.ok(names.length >= 25);

@@ -78,10 +78,10 @@ describe('the RouteRejected Event', () => {
   });
 });
 
-describe('which rejections get an Event', () => {
-  const reportedCodes = (pods: Pod[], secrets: Secret[] = [], cfg = config): string[] =>
-    reportableRejections(buildRouteTable(cfg, pods, secrets), pods).map((r) => `${r.rejection.pod} ${r.rejection.code}`);
+const reportedCodes = (pods: Pod[], secrets: Secret[] = [], cfg = config): string[] =>
+  reportableRejections(buildRouteTable(cfg, pods, secrets), pods).map((r) => `${r.rejection.pod} ${r.rejection.code}`);
 
+describe('which rejections get an Event', () => {
   it('every rejection of a pod from the API server, none of a routed pod', () => {
     const pods = [
       pod('routed', { hosts: 'h.test', paths: '80:/', uid: 'u1' }),
@@ -103,7 +103,7 @@ describe('which rejections get an Event', () => {
     const conflict = reportableRejections(table, pods).find((r) => r.rejection.code === 'AFFINITY_CONFLICT');
     assert.equal(
       eventNote((conflict as { rejection: Rejection }).rejection),
-      "AFFINITY_CONFLICT: h.test/: host h.test path / has no affinity (round robin), as its oldest pod old asks; this pod asks for affinity ip and is routed with the route's",
+      "AFFINITY_CONFLICT: h.test/: host h.test path / has no affinity (round robin), as its oldest pod old " + "asks; this pod asks for affinity ip and is routed with the route's",
     );
   });
 
@@ -115,7 +115,9 @@ describe('which rejections get an Event', () => {
     ];
     assert.deepEqual(reportedCodes(pods), []);
   });
+});
 
+describe('which rejections get an Event: missing annotations, names and API keys', () => {
   it("a missing annotation when the pod has the other one, not when it has neither (it addresses another router)", () => {
     const publicRouter = defaultConfig({ hostsAnnotation: 'publicHosts', pathsAnnotation: 'publicPaths' });
     const pods = [
@@ -145,7 +147,7 @@ describe('which rejections get an Event', () => {
     const events = reportableRejections(table, pods).map((r) => rejectionEvent(r, 'router', 0));
     assert.deepEqual(events.map((e) => e.note), [
       'PORT_NOT_DECLARED: 8080:/x: port 8080 is not a containerPort of the pod',
-      "BAD_API_KEY: h.test/: field api-key of Secret routing is not base64; the namespace's routes are withheld rather than left open",
+      "BAD_API_KEY: h.test/: field api-key of Secret routing is not base64; the namespace's routes are " + "withheld rather than left open",
     ]);
     const text = JSON.stringify(events);
     for (const secret of ['c2VjcmV0', 'not-base64', Buffer.from('supersecret').toString('base64'), 'supersecret']) {

@@ -75,7 +75,7 @@ describe('route affinity', () => {
     );
   });
 
-  it('follows the oldest pod when pods disagree; the others stay routed with AFFINITY_CONFLICT naming the route and the winner', () => {
+  it('follows the oldest pod when pods disagree; the others stay routed with AFFINITY_CONFLICT naming the route ' + 'and the winner', () => {
     const table = buildRouteTable(
       config,
       [
@@ -102,7 +102,9 @@ describe('route affinity', () => {
         "this pod asks for affinity ip and is routed with the route's",
     );
   });
+});
 
+describe('route affinity: ties, refusals and owners', () => {
   it('breaks a tie in creation time by pod name', () => {
     const same = '2024-01-01T00:00:00Z';
     const table = buildRouteTable(config, [web('b', same), web('a', same, 'ip')], []);
@@ -151,7 +153,9 @@ describe('route affinity', () => {
       [['owner', 'ROUTE_CLAIMED']],
     );
   });
+});
 
+describe('route affinity: the annotation, facts and order', () => {
   it('reads the annotation AFFINITY_ANNOTATION names', () => {
     const renamed = defaultConfig({ affinityAnnotation: 'publicAffinity' });
     const pods = [

@@ -53,7 +53,7 @@ describe('self-checks of the internals the router uses', () => {
   it('fail on a Node whose Agent has no addRequest', async () => {
     class NoAddRequest extends http.Agent {}
     Object.defineProperty(NoAddRequest.prototype, 'addRequest', { value: undefined });
-    const standIn = { ...http, Agent: NoAddRequest } as unknown as typeof http;
+    const standIn = { ...http, Agent: NoAddRequest };
     const err = await failure(runSelfChecks('Node 99.0.0', nodeHttpChecks(standIn)));
     assert.equal(
       err.message,
@@ -62,7 +62,9 @@ describe('self-checks of the internals the router uses', () => {
         'http.Agent.prototype.addRequest is not a function',
     );
   });
+});
 
+describe('self-checks of the internals the router uses: failures', () => {
   it('fail on a Node whose server never ends a connection through destroySoon', async () => {
     // A server that ends a last answer's connection some other way: lingering would never start.
     const createServer = ((...args: Parameters<typeof http.createServer>) => {
@@ -72,7 +74,7 @@ describe('self-checks of the internals the router uses', () => {
       });
       return server;
     }) as typeof http.createServer;
-    const err = await failure(runSelfChecks('Node 99.0.0', nodeHttpChecks({ ...http, createServer } as typeof http)));
+    const err = await failure(runSelfChecks('Node 99.0.0', nodeHttpChecks({ ...http, createServer })));
     assert.ok(
       err.message.startsWith(
         'Node 99.0.0 is not what the router expects: ' +

@@ -105,7 +105,7 @@ class Machine {
   }
 }
 
-describe('events sink transitions', () => {
+describe('events sink transitions: delays and rate', () => {
   it('a rejection is due at once: its write starts in the step that saw it, and is not repeated once reported', () => {
     const m = new Machine().table(T0, [typo('web')]);
     assert.deepEqual(m.writes(), ['web']);
@@ -160,7 +160,9 @@ describe('events sink transitions', () => {
     assert.deepEqual(m.tick(T0 + 500).writes(), ['b']);
     assert.deepEqual(m.tick(T0 + 1_000).writes(), ['c']);
   });
+});
 
+describe('events sink transitions: a 403', () => {
   it('a 403 pauses one namespace: the refused write backs off, the next one there waits, others go on', () => {
     const m = new Machine({ maxInFlight: 1 }).table(T0, [typo('a', 'locked'), typo('b', 'locked'), typo('c', 'open')]);
     assert.deepEqual(m.writes(), ['a']);
@@ -199,7 +201,9 @@ describe('events sink transitions', () => {
     assert.deepEqual(m.states(), ['a backingOff']);
     assert.equal(m.snapshot().dropped, 1, 'it was due: its Event is lost');
   });
+});
 
+describe('events sink transitions: 429, 422 and logged failures', () => {
   it('a 429 pauses every write, longer after each failure in a row, and a success ends the pause', () => {
     const m = new Machine({ maxInFlight: 1 }).table(T0, [typo('x', 'one'), typo('y', 'two')]);
     m.written(T0, 'x', failure('throttled'));
@@ -242,7 +246,9 @@ describe('events sink transitions', () => {
     m.tick(T0 + 5 * 60 * SECOND + LOG_EPISODE_MS);
     assert.equal(failAt(T0 + 5 * 60 * SECOND + LOG_EPISODE_MS), 1, 'ten quiet minutes later: a new episode');
   });
+});
 
+describe('events sink transitions: a full queue', () => {
   it('a full queue leaves rejections waiting for room, queued in order as writes leave it', () => {
     const m = new Machine({ maxQueued: 2, maxInFlight: 1 }).table(T0, [typo('a'), typo('b'), typo('c'), typo('d')]);
     assert.deepEqual(m.states(), ['a writing', 'b due', 'c due', 'd waitingForRoom']);
@@ -269,7 +275,9 @@ describe('events sink transitions', () => {
     assert.deepEqual(m.states(), ['a writing', 'b due']);
     assert.equal(m.snapshot().dropped, 1, 'c was due for an Event; d was still within its delay');
   });
+});
 
+describe('events sink transitions: writes in flight and stop', () => {
   it('a rejection that resolves during its write: a success forgets it, a failure to retry counts it dropped', () => {
     const m = new Machine().table(T0, [typo('a'), typo('b')]);
     m.table(T0 + 10, []);

@@ -14,7 +14,7 @@ interface Item {
 const byKey = (a: Item, b: Item): number => a.key - b.key;
 const items = fc.array(fc.record({ key: fc.integer({ min: 0, max: 50 }), label: fc.constantFrom('x', 'y') }), { maxLength: 300 });
 
-describe('sorted changes', () => {
+describe('sorted changes: patchSorted and sorting', () => {
   it('patchSorted gives what sorting the edited items gives, keeping the array it was given', () => {
     fc.assert(
       fc.property(items, items, fc.array(fc.boolean(), { maxLength: 300 }), (start, added, drop) => {
@@ -48,7 +48,9 @@ describe('sorted changes', () => {
   it('patchSorted refuses to remove what is not there', () => {
     assert.throws(() => patchSorted([{ key: 1, label: 'x' }], [{ key: 1, label: 'x' }], [], byKey), /not in the array/);
   });
+});
 
+describe('sorted changes: sortedChanges and changesUpTo', () => {
   it('sortedChanges finds what was removed, added and renewed', () => {
     fc.assert(
       fc.property(items, items, (a, b) => {
@@ -85,7 +87,9 @@ describe('sorted changes', () => {
     while (!steps.next().done) pauses++;
     assert.ok(pauses >= 2, `${pauses} pauses comparing 10,000 changed items`);
   });
+});
 
+describe('sorted changes: block lists', () => {
   it('a block list joins its blocks in key order through any sequence of fills, sets and deletes', () => {
     const textArb = fc.oneof(fc.string({ maxLength: 3 }), fc.string({ maxLength: 3, unit: 'binary' }));
     fc.assert(

@@ -20,6 +20,8 @@ import type { UpstreamRequest } from '../upstream-head.js';
  */
 export type ProxyLibrary = (options: object) => unknown;
 
+// libraryName() recognises the library by this very function, which uses no `this`.
+// eslint-disable-next-line @typescript-eslint/unbound-method
 export const HTTP_PROXY: ProxyLibrary = httpProxy.createProxyServer;
 
 /** The little of either library's ProxyServer the router uses. */
@@ -138,7 +140,7 @@ export function clientSocketView(client: Duplex): ClientSocketView {
   const dropWrite = (_chunk: unknown, encodingOrDone?: unknown, done?: unknown): boolean => {
     dropNextWrite = false;
     const callback = typeof encodingOrDone === 'function' ? encodingOrDone : done;
-    if (typeof callback === 'function') process.nextTick(callback as () => void);
+    if (typeof callback === 'function') process.nextTick(callback);
     return true;
   };
   const ignore = (): void => {};
@@ -209,7 +211,7 @@ function codeAndCtor(args: EmitWarningArgs): { code: unknown; ctor: unknown } {
 /** The first stack frame outside Node's own modules, above `ctor` when it is given. */
 function callerFrame(ctor: unknown): string | undefined {
   const site: { stack?: string } = {};
-  Error.captureStackTrace(site, typeof ctor === 'function' ? (ctor as () => void) : callerFrame);
+  Error.captureStackTrace(site, typeof ctor === 'function' ? (ctor) : callerFrame);
   return site.stack
     ?.split('\n')
     .slice(1)
@@ -231,11 +233,11 @@ export function isHttpProxyExtendWarning(...args: EmitWarningArgs): boolean {
 function silenceHttpProxyExtendWarning(): void {
   if (warningFilterInstalled) return;
   warningFilterInstalled = true;
-  const emitWarning = process.emitWarning;
+  const emitWarning = process.emitWarning.bind(process) as (...a: EmitWarningArgs) => void;
   process.emitWarning = function emitWarningExceptHttpProxyExtend(this: unknown, ...args: EmitWarningArgs): void {
     if (isHttpProxyExtendWarning(...args)) return;
-    (emitWarning as (...a: EmitWarningArgs) => void).apply(process, args);
-  } as typeof process.emitWarning;
+    emitWarning(...args);
+  };
 }
 
 // --- the self-check ----------------------------------------------------------------------

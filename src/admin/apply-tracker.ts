@@ -1,14 +1,12 @@
 import type { NginxOutcome } from '../../nginx/process.js';
 import type { ProxyStats } from '../../proxy/stats.js';
-import type { DataPlane } from '../core/data-plane.js';
+import type { DataPlane, DataPlaneKind } from '../core/data-plane.js';
 import type { RouteTable } from '../core/route-table.js';
 import { redactKeys } from '../core/redact.js';
 
 // What each data plane did with the tables it was given, for readiness and status. A
 // tracked plane is a thin wrapper the controller applies tables through; the controller
 // itself stays unaware of it. Nothing here runs per request.
-
-export type PlaneKind = 'nginx' | 'proxy' | 'nginx-preview';
 
 /** What each kind of data plane reports about itself, beyond the tables it took. */
 export interface PlaneReports {
@@ -18,17 +16,17 @@ export interface PlaneReports {
 }
 
 /** A data plane of `kind`, with the report that kind gives. */
-export type PlaneOf<K extends PlaneKind> = K extends 'nginx'
+export type PlaneOf<K extends DataPlaneKind> = K extends 'nginx'
   ? DataPlane & { lastOutcome(): NginxOutcome; readonly files?: { readonly conf: string } }
   : K extends 'proxy'
     ? DataPlane & { stats(): ProxyStats }
     : DataPlane;
 
 /** A plane's report, tagged with its kind: what the admin server reads, with no probing. */
-export type PlaneReport = { [K in PlaneKind]: { kind: K; report: PlaneReports[K] } }[PlaneKind];
+export type PlaneReport = { [K in DataPlaneKind]: { kind: K; report: PlaneReports[K] } }[DataPlaneKind];
 
 export interface PlaneState {
-  name: PlaneKind;
+  name: DataPlaneKind;
   /** Version (the controller's) of the last table this plane accepted; null before its first. */
   servedVersion: number | null;
   /** When it accepted that table (ms since the epoch). */
@@ -43,7 +41,7 @@ export interface PlaneState {
 }
 
 export interface TrackedPlane {
-  readonly name: PlaneKind;
+  readonly name: DataPlaneKind;
   /** What the controller applies tables through. */
   readonly tracked: DataPlane;
   state(): PlaneState;
@@ -65,7 +63,7 @@ export function proxyStatsOf(plane: TrackedPlane): ProxyStats | null {
   return report.kind === 'proxy' ? report.report : null;
 }
 
-function reporter<K extends PlaneKind>(kind: K, plane: PlaneOf<K>): () => PlaneReport {
+function reporter<K extends DataPlaneKind>(kind: K, plane: PlaneOf<K>): () => PlaneReport {
   if (kind === 'nginx') {
     const nginx = plane as PlaneOf<'nginx'>;
     return () => ({ kind: 'nginx', report: nginx.lastOutcome() });
@@ -82,7 +80,7 @@ function reporter<K extends PlaneKind>(kind: K, plane: PlaneOf<K>): () => PlaneR
  * version of the table being applied: the controller publishes a table before it hands
  * it to the data planes, so at apply time its latest version is that table's.
  */
-export function trackApplies<K extends PlaneKind>(name: K, plane: PlaneOf<K>, currentVersion: () => number | null): TrackedPlane {
+export function trackApplies<K extends DataPlaneKind>(name: K, plane: PlaneOf<K>, currentVersion: () => number | null): TrackedPlane {
   const report = reporter(name, plane);
   const outcomeOf = (): NginxOutcome | null => {
     const r = report();

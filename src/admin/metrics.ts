@@ -70,14 +70,19 @@ function mirroredFamily<L extends string>(
 }
 
 function controllerMetrics(registry: Registry, view: AdminView, isStopping: () => boolean): void {
-  const stats = (): ReturnType<AdminView['controller']['stats']> => view.controller.stats();
-  const table = (): ReturnType<AdminView['controller']['currentTable']> => view.controller.currentTable();
   mirroredFamily(registry, 'gauge', 'k8s_router_info', 'Always 1: the data-plane backend and the source of Pods and Secrets', ['backend', 'source'], () => [
     [{ backend: view.backend, source: view.manifest === null ? 'cluster' : 'manifest' }, 1],
   ]);
   mirroredGauge(registry, 'k8s_router_ready', 'Whether /readyz answers 200 (1) or 503 (0)', () =>
     decideReadiness(planeReports(view.planes), isStopping()).ready ? 1 : 0,
   );
+  tableMetrics(registry, view);
+  buildMetrics(registry, view);
+}
+
+/** The current route table: its size, rejections and version. */
+function tableMetrics(registry: Registry, view: AdminView): void {
+  const table = (): ReturnType<AdminView['controller']['currentTable']> => view.controller.currentTable();
   mirroredGauge(registry, 'k8s_router_routes', 'Routes (host and path pairs) in the current route table', () => table()?.routes.length ?? 0);
   mirroredGauge(registry, 'k8s_router_route_backends', 'Pod backends summed over the routes of the current table', () =>
     (table()?.routes ?? []).reduce((sum, r) => sum + r.backends.length, 0),
@@ -93,6 +98,11 @@ function controllerMetrics(registry: Registry, view: AdminView, isStopping: () =
   mirroredGauge(registry, 'k8s_router_table_last_change_timestamp_seconds', 'When the current route table was built (Unix time)', () =>
     seconds(view.controller.latest()?.builtAt),
   );
+}
+
+/** The controller's counters: changes seen, tables built and applied. */
+function buildMetrics(registry: Registry, view: AdminView): void {
+  const stats = (): ReturnType<AdminView['controller']['stats']> => view.controller.stats();
   mirroredCounter(registry, 'k8s_router_source_changes_total', 'Change notifications from the source of Pods and Secrets', () => stats().changes);
   mirroredCounter(registry, 'k8s_router_table_builds_total', 'Route tables built (changed or not)', () => stats().tablesBuilt);
   mirroredCounter(registry, 'k8s_router_table_build_seconds_total', 'Time spent building route tables', () => seconds(stats().buildMsTotal));
@@ -128,7 +138,7 @@ function sourceMetrics(registry: Registry, view: AdminView): void {
   mirroredFamily(registry, 'counter', 'k8s_router_watch_events_total', 'Watch events received from the API server, by resource and event type', ['resource', 'type'], () => {
     const w = watches();
     return (['pods', 'secrets'] as const).flatMap((resource) =>
-      Object.entries(w[resource].events).map(([type, n]): [{ resource: string; type: string }, number] => [{ resource, type }, n]),
+      (Object.entries(w[resource].events) as Array<[string, number]>).map(([type, n]): [{ resource: string; type: string }, number] => [{ resource, type }, n]),
     );
   });
   mirroredFamily(registry, 'counter', 'k8s_router_watch_restarts_total', 'Watches restarted after the first one (ended, failed or stalled), by resource', ['resource'], perResource((w) => w.restarts));
@@ -156,7 +166,7 @@ function nginxMetrics(registry: Registry, view: AdminView): void {
   mirroredCounter(registry, 'k8s_router_nginx_unexpected_exits_total', 'Times nginx exited without being asked to', () => outcome().unexpectedExits);
   mirroredCounter(registry, 'k8s_router_nginx_restarts_total', 'Restarts of nginx after such an exit', () => outcome().restarts);
   mirroredFamily(registry, 'counter', 'k8s_router_nginx_errors_total', 'Lines nginx wrote to its error log at crit, alert and emerg, by level', ['level'], () =>
-    Object.entries(outcome().errors).map(([level, n]): [{ level: string }, number] => [{ level }, n]),
+    (Object.entries(outcome().errors) as Array<[string, number]>).map(([level, n]): [{ level: string }, number] => [{ level }, n]),
   );
   mirroredGauge(registry, 'k8s_router_nginx_workers_shutting_down', 'Old nginx workers still finishing their connections after reloads', () =>
     outcome().workersShuttingDown,

@@ -1,10 +1,11 @@
 import type { AddressInfo } from 'node:net';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
-import Fastify from 'fastify';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { defaultConfig, withDefaults, type RouterConfig } from '../core/config.js';
+import type { Registry } from 'prom-client';
 import { createMetrics } from './metrics.js';
-import { decideReadiness, planeReports } from './readiness.js';
+import { decideReadiness, planeReports, type Readiness } from './readiness.js';
 import { SecretScrubber } from '../core/redact.js';
 import { nginxConfText, routesText, statusReport } from './status.js';
 import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from './status-page.js';
@@ -51,6 +52,56 @@ const LOOP_SAMPLE_MS = 10;
 const JSON_TYPE = 'application/json; charset=utf-8';
 const TEXT_TYPE = 'text/plain; charset=utf-8';
 
+/** The status page and its script. */
+function addPageRoutes(app: FastifyInstance): void {
+  app.get('/', async (_request, reply) =>
+    reply
+      .type('text/html; charset=utf-8')
+      .header('Content-Security-Policy', "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'")
+      .send(STATUS_PAGE_HTML),
+  );
+  app.get('/status-page.js', async (_request, reply) => reply.type('text/javascript; charset=utf-8').send(STATUS_PAGE_SCRIPT));
+}
+
+/** /healthz, /readyz and /metrics: how the router itself is. */
+function addHealthRoutes(app: FastifyInstance, loopDelay: IntervalHistogram, readiness: () => Readiness, registry: Registry): void {
+  app.get('/healthz', async (_request, reply) => {
+    // Answering at all proves the event loop turns; the delays (since the last /healthz) say how freely.
+    const ms = (ns: number): number => Math.max(0, Math.round((ns / 1e6 - LOOP_SAMPLE_MS) * 100) / 100);
+    const body = {
+      status: 'ok',
+      uptimeSeconds: Math.round(process.uptime()),
+      eventLoopDelayMs: { mean: ms(loopDelay.mean), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) },
+    };
+    loopDelay.reset();
+    return reply.type(JSON_TYPE).send(JSON.stringify(body));
+  });
+
+  app.get('/readyz', async (_request, reply) => {
+    const verdict = readiness();
+    return reply.code(verdict.ready ? 200 : 503).type(JSON_TYPE).send(JSON.stringify(verdict));
+  });
+
+  app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+}
+
+/** /routes, /status and /nginx.conf: what the router serves. */
+function addTableRoutes(app: FastifyInstance, view: AdminView, readiness: () => Readiness): void {
+  app.get('/routes', async (_request, reply) => {
+    const table = view.controller.currentTable();
+    if (table === null) return reply.code(503).type(JSON_TYPE).send(JSON.stringify({ error: 'no route table yet' }));
+    return reply.type(JSON_TYPE).send(routesText(table));
+  });
+
+  app.get('/status', async (_request, reply) => reply.type(JSON_TYPE).send(`${JSON.stringify(statusReport(view, readiness()), null, 2)}\n`));
+
+  app.get('/nginx.conf', async (_request, reply) => {
+    const conf = await nginxConfText(view);
+    if (conf === null) return reply.code(503).type(TEXT_TYPE).send('no nginx.conf yet: no route table has been applied\n');
+    return reply.type(TEXT_TYPE).send(conf);
+  });
+}
+
 export async function startAdminServer(view: AdminView, options: AdminServerOptions = {}): Promise<AdminServer> {
   const settings = resolveAdminServerOptions(options);
   let stopping = false;
@@ -73,46 +124,9 @@ export async function startAdminServer(view: AdminView, options: AdminServerOpti
     return typeof payload === 'string' ? scrubber.scrub(payload) : payload;
   });
 
-  app.get('/', async (_request, reply) =>
-    reply
-      .type('text/html; charset=utf-8')
-      .header('Content-Security-Policy', "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'")
-      .send(STATUS_PAGE_HTML),
-  );
-  app.get('/status-page.js', async (_request, reply) => reply.type('text/javascript; charset=utf-8').send(STATUS_PAGE_SCRIPT));
-
-  app.get('/healthz', async (_request, reply) => {
-    // Answering at all proves the event loop turns; the delays (since the last /healthz) say how freely.
-    const ms = (ns: number): number => Math.max(0, Math.round((ns / 1e6 - LOOP_SAMPLE_MS) * 100) / 100);
-    const body = {
-      status: 'ok',
-      uptimeSeconds: Math.round(process.uptime()),
-      eventLoopDelayMs: { mean: ms(loopDelay.mean), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) },
-    };
-    loopDelay.reset();
-    return reply.type(JSON_TYPE).send(JSON.stringify(body));
-  });
-
-  app.get('/readyz', async (_request, reply) => {
-    const verdict = readiness();
-    return reply.code(verdict.ready ? 200 : 503).type(JSON_TYPE).send(JSON.stringify(verdict));
-  });
-
-  app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
-
-  app.get('/routes', async (_request, reply) => {
-    const table = view.controller.currentTable();
-    if (table === null) return reply.code(503).type(JSON_TYPE).send(JSON.stringify({ error: 'no route table yet' }));
-    return reply.type(JSON_TYPE).send(routesText(table));
-  });
-
-  app.get('/status', async (_request, reply) => reply.type(JSON_TYPE).send(`${JSON.stringify(statusReport(view, readiness()), null, 2)}\n`));
-
-  app.get('/nginx.conf', async (_request, reply) => {
-    const conf = await nginxConfText(view);
-    if (conf === null) return reply.code(503).type(TEXT_TYPE).send('no nginx.conf yet: no route table has been applied\n');
-    return reply.type(TEXT_TYPE).send(conf);
-  });
+  addPageRoutes(app);
+  addHealthRoutes(app, loopDelay, readiness, registry);
+  addTableRoutes(app, view, readiness);
 
   app.setErrorHandler(async (err, _request, reply) => {
     options.logger?.error({ err: (err as Error).message }, 'admin request failed');

@@ -114,9 +114,9 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
         table(columns, byHost[host].map(function (route) {
           var access = route.apiKey === null
             ? el('span', { 'class': 'muted' }, ['open'])
-            : el('span', { 'class': 'badge locked', title: 'requests need the namespace API key header' }, ['API key required']);
+            : el('span', { 'class': 'badge locked', title: 'requests need the namespace ' + 'API key header' }, ['API key required']);
           var balancing = route.affinity === 'ip'
-            ? el('span', { 'class': 'badge sticky', title: 'each client address keeps to one pod (consistent hashing)' },
+            ? el('span', { 'class': 'badge sticky', title: 'each client address keeps to one ' + 'pod (consistent hashing)' },
               ['affinity ip'])
             : el('span', { 'class': 'muted' }, ['round robin']);
           return el('tr', { 'class': 'route' }, [
@@ -169,7 +169,7 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
     });
     var s = status.source;
     var source = s.kind === 'manifest'
-      ? ['manifest ', el('code', {}, [s.file]), s.ok ? ': read' : ': unusable, its last good objects are kept: ' + s.lastError]
+      ? ['manifest ', el('code', {}, [s.file]), s.ok ? ': read' : ': unusable, its last good ' + 'objects are kept: ' + s.lastError]
       : ['cluster: pods watch ' + (s.pods.connected ? 'open' : 'closed') + ' (' + s.pods.objects + ' pods, ' + s.pods.restarts + ' restarts), secrets watch ' +
           (s.secrets.connected ? 'open' : 'closed') + ' (' + s.secrets.objects + ' secrets)' + (s.pods.lastError ? '; last error: ' + s.pods.lastError : '')];
     return [table(['Data plane', 'Serves', 'Details'], rows), el('p', { id: 'source' }, ['Source: '].concat(source))];

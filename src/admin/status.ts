@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { renderNginxConf } from '../../nginx/render.js';
+import type { ResolvedBackend } from '../core/config.js';
 import type { ControllerStats } from '../control/controller.js';
 import { redactNginxConf, redactTable } from '../core/redact.js';
 import type { Rejection, RouteTable } from '../core/route-table.js';
@@ -12,7 +13,7 @@ import { sourceState, type AdminView, type SourceState } from './view.js';
 
 export interface StatusReport {
   readiness: Readiness;
-  backend: 'nginx' | 'proxy';
+  backend: ResolvedBackend;
   /** Where the data plane listens. */
   listen: { address: string; port: number };
   source: SourceState;

@@ -1,6 +1,6 @@
 import type { Controller } from '../control/controller.js';
 import type { EventSink } from '../events/event-sink.js';
-import type { RouterConfig } from '../core/config.js';
+import type { ResolvedBackend, RouterConfig } from '../core/config.js';
 import type { KubeSourceStatus } from '../sources/kube-source.js';
 import type { ObjectSource } from '../sources/source.js';
 import type { TrackedPlane } from './apply-tracker.js';
@@ -10,7 +10,7 @@ import type { TrackedPlane } from './apply-tracker.js';
 
 export interface AdminView {
   config: RouterConfig;
-  backend: 'nginx' | 'proxy';
+  backend: ResolvedBackend;
   /** The port the data plane listens on. */
   port: number;
   controller: Pick<Controller, 'stats' | 'latest' | 'currentTable' | 'subscribe'>;

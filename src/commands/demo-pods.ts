@@ -80,59 +80,71 @@ function stopProcess(pod: RunningPod): Promise<void> {
   return pod.exited;
 }
 
+/**
+ * Starts the demo app as `spec`'s pod and resolves once it listens, or with why it could not; `exitedLater` hears of
+ * an exit after that.
+ */
+function startDemoPod(
+  app: string,
+  spec: DemoPodSpec,
+  logger: Logger,
+  exitedLater: (pod: RunningPod, code: number | null, signal: NodeJS.Signals | null) => void,
+): Promise<RunningPod | DemoPodFailure> {
+  const child = fork(app, [], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      POD_NAME: spec.name,
+      POD_NAMESPACE: spec.namespace,
+      LISTEN_ADDRESS: spec.ip,
+      PORTS: spec.ports.join(','),
+    },
+    // Not the router's own flags (such as --import tsx): the app is plain JavaScript.
+    execArgv: [],
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const pod: RunningPod = { spec, child, exited };
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (text: string) => {
+    for (const line of text.split('\n').filter(Boolean)) logger.warn({ pod: spec.key, output: line }, 'demo pod output');
+  });
+  return new Promise((resolve) => {
+    const fail = (code: string, port: number | null, message: string): void => {
+      clearTimeout(timer);
+      void stopProcess(pod);
+      resolve({ spec, code, port, message });
+    };
+    const timer = setTimeout(() => fail('TIMEOUT', null, `did not listen within ${START_TIMEOUT_MS / 1000} s`), START_TIMEOUT_MS);
+    const earlyExit = (code: number | null, signal: NodeJS.Signals | null): void =>
+      fail('EXITED', null, `exited (${signal ?? `status ${code}`}) before it listened`);
+    child.once('exit', earlyExit);
+    child.once('error', (err) => fail('EXITED', null, err.message));
+    child.once('message', (message: { type?: string; code?: string; port?: number; message?: string }) => {
+      if (message.type === 'listening') {
+        clearTimeout(timer);
+        child.off('exit', earlyExit);
+        child.on('exit', (code, signal) => exitedLater(pod, code, signal));
+        resolve(pod);
+      } else {
+        fail(message.code ?? 'ERROR', message.port ?? null, message.message ?? 'cannot listen');
+      }
+    });
+  });
+}
+
 export function createDemoPods(options: { app: string; logger: Logger }): DemoPods {
   const { app, logger } = options;
   const running = new Map<string, RunningPod>();
   let queue: Promise<unknown> = Promise.resolve();
   let stopped = false;
 
-  function start(spec: DemoPodSpec): Promise<RunningPod | DemoPodFailure> {
-    const child = fork(app, [], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        POD_NAME: spec.name,
-        POD_NAMESPACE: spec.namespace,
-        LISTEN_ADDRESS: spec.ip,
-        PORTS: spec.ports.join(','),
-      },
-      // Not the router's own flags (such as --import tsx): the app is plain JavaScript.
-      execArgv: [],
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-    });
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    const pod: RunningPod = { spec, child, exited };
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (text: string) => {
-      for (const line of text.split('\n').filter(Boolean)) logger.warn({ pod: spec.key, output: line }, 'demo pod output');
-    });
-    return new Promise((resolve) => {
-      const fail = (code: string, port: number | null, message: string): void => {
-        clearTimeout(timer);
-        void stopProcess(pod);
-        resolve({ spec, code, port, message });
-      };
-      const timer = setTimeout(() => fail('TIMEOUT', null, `did not listen within ${START_TIMEOUT_MS / 1000} s`), START_TIMEOUT_MS);
-      const earlyExit = (code: number | null, signal: NodeJS.Signals | null): void =>
-        fail('EXITED', null, `exited (${signal ?? `status ${code}`}) before it listened`);
-      child.once('exit', earlyExit);
-      child.once('error', (err) => fail('EXITED', null, err.message));
-      child.once('message', (message: { type?: string; code?: string; port?: number; message?: string }) => {
-        if (message.type === 'listening') {
-          clearTimeout(timer);
-          child.off('exit', earlyExit);
-          child.on('exit', (code, signal) => {
-            if (running.get(spec.key) === pod) {
-              running.delete(spec.key);
-              if (!stopped) logger.error({ pod: spec.key, code, signal }, 'demo pod exited');
-            }
-          });
-          resolve(pod);
-        } else {
-          fail(message.code ?? 'ERROR', message.port ?? null, message.message ?? 'cannot listen');
-        }
-      });
-    });
-  }
+  const exitedLater = (pod: RunningPod, code: number | null, signal: NodeJS.Signals | null): void => {
+    if (running.get(pod.spec.key) === pod) {
+      running.delete(pod.spec.key);
+      if (!stopped) logger.error({ pod: pod.spec.key, code, signal }, 'demo pod exited');
+    }
+  };
+  const start = (spec: DemoPodSpec): Promise<RunningPod | DemoPodFailure> => startDemoPod(app, spec, logger, exitedLater);
 
   async function syncNow(specs: readonly DemoPodSpec[]): Promise<DemoPodFailure[]> {
     if (stopped) return [];

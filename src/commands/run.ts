@@ -18,11 +18,10 @@ import { startProxy, type ProxyDataPlane } from '../../proxy/server.js';
 import { trackApplies, type TrackedPlane } from '../admin/apply-tracker.js';
 import { adminServerOptionsFrom, startAdminServer, type AdminServer } from '../admin/server.js';
 import { unreadableManifest } from '../core/manifest.js';
-import { ConfigError, SETTINGS, settingCode, type RouterConfig } from '../core/config.js';
+import { ConfigError, SETTINGS, settingCode, type ResolvedBackend, type RouterConfig } from '../core/config.js';
 import { CodedError, type ErrorCode } from '../core/error-codes.js';
 import { createController, type Controller } from '../control/controller.js';
 import type { DataPlane } from '../core/data-plane.js';
-import { routingAnnotations } from '../core/route-table.js';
 import type { EventSink } from '../events/event-sink.js';
 import { eventSinkFor } from '../events/events-for-router.js';
 import { SERVICE_ACCOUNT_TOKEN } from '../sources/kube-client.js';
@@ -46,7 +45,7 @@ export interface RunOptions {
 }
 
 export interface RunningRouter {
-  backend: 'nginx' | 'proxy';
+  backend: ResolvedBackend;
   /** The port the data plane listens on. */
   port: number;
   controller: Controller;

@@ -187,11 +187,8 @@ function* tableChanges(before: RouteTable | null, now: RouteTable): Steps<Record
   };
 }
 
-export function createController(options: ControllerOptions): Controller {
-  const { config, source, dataPlanes, logger } = options;
-  const { holdOffMs, maxDelayMs, buildSliceMs } = resolveControllerTiming(options);
-  const builder = new IncrementalRouteTable(config);
-  const stats: ControllerStats = {
+function zeroStats(): ControllerStats {
+  return {
     changes: 0,
     tablesBuilt: 0,
     buildFailures: 0,
@@ -202,95 +199,166 @@ export function createController(options: ControllerOptions): Controller {
     lastBuildMs: null,
     buildPauses: 0,
   };
-  const listeners = new Set<TableListener>();
-  let latest: TableUpdate | null = null;
+}
 
-  let timer: NodeJS.Timeout | null = null;
+/** A table from the source's snapshot, built in slices; null (and logged) when building throws. */
+async function buildTable(
+  builder: IncrementalRouteTable,
+  source: ObjectSource,
+  buildSliceMs: number,
+  stats: ControllerStats,
+  logger: Logger | undefined,
+): Promise<{ table: RouteTable; pods: Pod[]; builtAt: number; buildMs: number } | null> {
+  try {
+    const started = performance.now();
+    const { pods, secrets } = source.snapshot();
+    const snapshotMs = performance.now() - started;
+    const run = await runInSlices(builder.updating(pods, secrets), buildSliceMs);
+    const table = run.value;
+    const buildMs = snapshotMs + run.busyMs;
+    stats.buildPauses += run.pauses;
+    stats.tablesBuilt++;
+    stats.buildMsTotal += buildMs;
+    stats.lastBuildMs = buildMs;
+    return { table, pods, builtAt: Date.now(), buildMs };
+  } catch (err) {
+    stats.buildFailures++;
+    logger?.error({ err: (err as Error).message }, 'cannot build the route table; keeping the routes served now');
+    return null;
+  }
+}
+
+/** Hands `update` to every subscriber; one that throws is logged and the others still get it. */
+function publishTo(listeners: Set<TableListener>, update: TableUpdate, logger: Logger | undefined): void {
+  for (const listener of listeners) {
+    try {
+      listener(update);
+    } catch (err) {
+      logger?.error({ err: (err as Error).message }, 'a route table subscriber failed');
+    }
+  }
+}
+
+/** Gives `table` to the planes `behind`; `served` keeps, per plane, the table it took. */
+async function applyToPlanes(
+  behind: DataPlane[],
+  table: RouteTable,
+  { served, stats, logger, dataPlanes }: { served: Map<DataPlane, RouteTable>; stats: ControllerStats; logger: Logger | undefined; dataPlanes: DataPlane[] },
+): Promise<void> {
+  stats.applies++;
+  const started = Date.now();
+  // A data plane that throws instead of rejecting is treated the same way.
+  const results = await Promise.allSettled(behind.map(async (plane) => plane.apply(table)));
+  if (results.every((r) => r.status === 'fulfilled')) {
+    logger?.info({ routes: table.routes.length, ms: Date.now() - started }, 'route table served');
+  }
+  results.forEach((result, i) => {
+    const plane = behind[i] as DataPlane;
+    if (result.status === 'fulfilled') {
+      served.set(plane, table);
+      return;
+    }
+    // What the plane serves is no longer known (an nginx reload that timed out may have
+    // loaded the table after all): the next table goes to it even if it equals the one
+    // it served before.
+    served.delete(plane);
+    stats.applyFailures++;
+    const message = result.reason instanceof Error ? result.reason.message : String(result.reason);
+    logger?.error(
+      { dataPlane: dataPlanes.indexOf(plane), err: redactKeys(message, table) },
+      'data plane refused the route table and keeps its previous routes',
+    );
+  });
+}
+
+/**
+ * When tables are built: a change waits `holdOffMs` for more (the oldest waits at most `maxDelayMs`), one flush runs
+ * at a time, and a change during a flush starts one more, with a fresh snapshot, when it ends.
+ */
+class FlushScheduler {
+  private timer: NodeJS.Timeout | null = null;
   /** When the oldest change not yet in a snapshot arrived. */
-  let firstPendingAt: number | null = null;
-  let flushing: Promise<void> | null = null;
-  let flushAgain = false;
-  let stopped = false;
-  let lastBuilt: RouteTable | null = null;
-  /** The table each data plane last accepted: an unchanged table is the same object. */
-  const served = new Map<DataPlane, RouteTable>();
-  let idleWaiters: Array<() => void> = [];
+  private firstPendingAt: number | null = null;
+  private running: Promise<void> | null = null;
+  private flushAgain = false;
+  private idleWaiters: Array<() => void> = [];
+  stopped = false;
 
-  function notifyIdleIfSo(): void {
-    if (timer !== null || flushing !== null) return;
-    const waiters = idleWaiters;
-    idleWaiters = [];
+  constructor(
+    private readonly flush: () => Promise<void>,
+    private readonly holdOffMs: number,
+    private readonly maxDelayMs: number,
+  ) {}
+
+  /** The flush in progress, if any. */
+  get flushing(): Promise<void> | null {
+    return this.running;
+  }
+
+  notifyIdleIfSo(): void {
+    if (this.timer !== null || this.running !== null) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
     for (const resolve of waiters) resolve();
   }
 
-  function onChange(): void {
-    if (stopped) return;
-    stats.changes++;
+  changed(): void {
     const now = Date.now();
-    firstPendingAt ??= now;
-    if (timer !== null) clearTimeout(timer);
-    const wait = Math.max(0, Math.min(holdOffMs, firstPendingAt + maxDelayMs - now));
-    timer = setTimeout(startFlush, wait);
+    this.firstPendingAt ??= now;
+    if (this.timer !== null) clearTimeout(this.timer);
+    const wait = Math.max(0, Math.min(this.holdOffMs, this.firstPendingAt + this.maxDelayMs - now));
+    this.timer = setTimeout(() => this.startFlush(), wait);
   }
 
-  function startFlush(): void {
-    if (timer !== null) clearTimeout(timer);
-    timer = null;
-    if (stopped) return notifyIdleIfSo();
-    if (flushing !== null) {
+  cancelTimer(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  startFlush(): void {
+    this.cancelTimer();
+    if (this.stopped) return this.notifyIdleIfSo();
+    if (this.running !== null) {
       // Picked up as soon as the apply in progress ends, with a fresh snapshot.
-      flushAgain = true;
+      this.flushAgain = true;
       return;
     }
-    flushAgain = false;
+    this.flushAgain = false;
     // The snapshot flush() takes right away includes every change so far.
-    firstPendingAt = null;
-    flushing = flush().finally(() => {
-      flushing = null;
-      if (flushAgain && !stopped) startFlush();
-      else notifyIdleIfSo();
+    this.firstPendingAt = null;
+    this.running = this.flush().finally(() => {
+      this.running = null;
+      if (this.flushAgain && !this.stopped) this.startFlush();
+      else this.notifyIdleIfSo();
     });
   }
 
-  async function build(): Promise<{ table: RouteTable; pods: Pod[]; builtAt: number; buildMs: number } | null> {
-    try {
-      const started = performance.now();
-      const { pods, secrets } = source.snapshot();
-      const snapshotMs = performance.now() - started;
-      const run = await runInSlices(builder.updating(pods, secrets), buildSliceMs);
-      const table = run.value;
-      const buildMs = snapshotMs + run.busyMs;
-      stats.buildPauses += run.pauses;
-      stats.tablesBuilt++;
-      stats.buildMsTotal += buildMs;
-      stats.lastBuildMs = buildMs;
-      return { table, pods, builtAt: Date.now(), buildMs };
-    } catch (err) {
-      stats.buildFailures++;
-      logger?.error({ err: (err as Error).message }, 'cannot build the route table; keeping the routes served now');
-      return null;
-    }
+  idle(): Promise<void> {
+    if (this.timer === null && this.running === null) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
+}
 
-  function publish(update: TableUpdate): void {
-    latest = update;
-    for (const listener of listeners) {
-      try {
-        listener(update);
-      } catch (err) {
-        logger?.error({ err: (err as Error).message }, 'a route table subscriber failed');
-      }
-    }
-  }
+export function createController(options: ControllerOptions): Controller {
+  const { config, source, dataPlanes, logger } = options;
+  const { holdOffMs, maxDelayMs, buildSliceMs } = resolveControllerTiming(options);
+  const builder = new IncrementalRouteTable(config);
+  const stats = zeroStats();
+  const listeners = new Set<TableListener>();
+  let latest: TableUpdate | null = null;
+  let lastBuilt: RouteTable | null = null;
+  /** The table each data plane last accepted: an unchanged table is the same object. */
+  const served = new Map<DataPlane, RouteTable>();
 
   async function flush(): Promise<void> {
-    const built = await build();
+    const built = await buildTable(builder, source, buildSliceMs, stats, logger);
     if (built === null) return;
     const { table } = built;
     if (lastBuilt !== table) {
       if (logger !== undefined) logger.info((await runInSlices(tableChanges(lastBuilt, table), buildSliceMs)).value, 'route table changed');
       lastBuilt = table;
-      publish({ version: (latest?.version ?? 0) + 1, table, builtAt: built.builtAt, buildMs: built.buildMs, pods: built.pods });
+      latest = { version: (latest?.version ?? 0) + 1, table, builtAt: built.builtAt, buildMs: built.buildMs, pods: built.pods };
+      publishTo(listeners, latest, logger);
     }
     const behind = dataPlanes.filter((plane) => served.get(plane) !== table);
     if (behind.length === 0) {
@@ -298,59 +366,39 @@ export function createController(options: ControllerOptions): Controller {
       logger?.debug('route table unchanged: nothing to apply');
       return;
     }
-    stats.applies++;
-    const started = Date.now();
-    // A data plane that throws instead of rejecting is treated the same way.
-    const results = await Promise.allSettled(behind.map(async (plane) => plane.apply(table)));
-    if (results.every((r) => r.status === 'fulfilled')) {
-      logger?.info({ routes: table.routes.length, ms: Date.now() - started }, 'route table served');
-    }
-    results.forEach((result, i) => {
-      const plane = behind[i] as DataPlane;
-      if (result.status === 'fulfilled') {
-        served.set(plane, table);
-        return;
-      }
-      // What the plane serves is no longer known (an nginx reload that timed out may have
-      // loaded the table after all): the next table goes to it even if it equals the one
-      // it served before.
-      served.delete(plane);
-      stats.applyFailures++;
-      const message = result.reason instanceof Error ? result.reason.message : String(result.reason);
-      logger?.error(
-        { dataPlane: dataPlanes.indexOf(plane), err: redactKeys(message, table) },
-        'data plane refused the route table and keeps its previous routes',
-      );
-    });
+    await applyToPlanes(behind, table, { served, stats, logger, dataPlanes });
   }
+
+  const scheduler = new FlushScheduler(flush, holdOffMs, maxDelayMs);
+  const onChange = (): void => {
+    if (scheduler.stopped) return;
+    stats.changes++;
+    scheduler.changed();
+  };
 
   return {
     async start() {
-      stopped = false;
+      scheduler.stopped = false;
       await source.start(onChange);
       // The initial objects are loaded: serve them now rather than after a hold-off
       // (after the flush a change during loading may have started).
-      if (flushing !== null) await flushing;
-      startFlush();
-      await flushing;
+      if (scheduler.flushing !== null) await scheduler.flushing;
+      scheduler.startFlush();
+      await scheduler.flushing;
     },
     async stop() {
-      stopped = true;
-      if (timer !== null) clearTimeout(timer);
-      timer = null;
+      scheduler.stopped = true;
+      scheduler.cancelTimer();
       try {
         await source.stop();
       } catch (err) {
         logger?.error({ err: (err as Error).message }, 'the object source did not stop cleanly');
       }
-      while (flushing !== null) await flushing;
-      notifyIdleIfSo();
+      while (scheduler.flushing !== null) await scheduler.flushing;
+      scheduler.notifyIdleIfSo();
     },
     stats: () => ({ ...stats }),
-    idle() {
-      if (timer === null && flushing === null) return Promise.resolve();
-      return new Promise((resolve) => idleWaiters.push(resolve));
-    },
+    idle: () => scheduler.idle(),
     currentTable: () => lastBuilt,
     latest: () => latest,
     subscribe(listener) {

@@ -53,6 +53,8 @@ export interface RouterConfig {
 }
 
 export type Backend = 'auto' | 'nginx' | 'proxy';
+/** The backend a router runs: BACKEND with 'auto' decided. */
+export type ResolvedBackend = Exclude<Backend, 'auto'>;
 /** How a route table reaches nginx: rendered into nginx.conf and reloaded, or sent as data to Lua in nginx. */
 export type NginxMode = 'documented' | 'dynamic';
 export const NGINX_MODES: readonly NginxMode[] = ['documented', 'dynamic'];
@@ -211,6 +213,7 @@ function positiveMilliseconds(raw: string): number {
 }
 
 function filePath(raw: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what this rejects
   if (raw.length === 0 || /[\x00-\x1f\x7f]/.test(raw)) throw new InvalidValue('must be a path without control characters');
   return raw;
 }
@@ -379,7 +382,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--upstream-keepalive',
     metavar: 'N',
     default: '0',
-    description: 'idle connections kept open to each pod for reuse (nginx upstream keepalive); 0 opens one per request, as documented',
+    description: 'idle connections kept open to each pod for reuse (nginx upstream keepalive); 0 opens one per request, ' + 'as documented',
     parse: (raw) => wholeNumber(raw, 0, 10_000),
   }),
   setting({
@@ -398,7 +401,7 @@ export const SETTINGS: readonly Setting[] = [
     metavar: 'MS',
     default: 'off',
     description:
-      "nginx's worker_shutdown_timeout: how long old workers may keep serving their open connections (WebSockets) after a reload; off: as long as those last",
+      "nginx's worker_shutdown_timeout: how long old workers may keep serving their open connections " + "(WebSockets) after a reload; off: as long as those last",
     parse: offOrPositiveMilliseconds,
   }),
   setting({
@@ -407,7 +410,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--client-header-timeout-ms',
     metavar: 'MS',
     default: '60000',
-    description: "nginx's client_header_timeout: a client must send a request's line and headers within this long, or the connection is closed without an answer",
+    description: "nginx's client_header_timeout: a client must send a request's line and headers within this long, or " + "the connection is closed without an answer",
     parse: positiveMilliseconds,
   }),
   setting({
@@ -425,7 +428,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--keepalive-timeout-ms',
     metavar: 'MS',
     default: '75000',
-    description: "nginx's keepalive_timeout: how long an idle client connection is kept open for its next request; 0 closes every connection after one request",
+    description: "nginx's keepalive_timeout: how long an idle client connection is kept open for its next request; 0 " + "closes every connection after one request",
     parse: millisecondsUpTo(3_600_000),
   }),
   setting({
@@ -434,7 +437,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--keepalive-requests',
     metavar: 'N',
     default: '1000',
-    description: "nginx's keepalive_requests: requests one client connection may carry; the last is answered with Connection: close",
+    description: "nginx's keepalive_requests: requests one client connection may carry; the last is answered with " + "Connection: close",
     parse: (raw) => wholeNumber(raw, 0, 1_000_000_000),
   }),
   setting({
@@ -443,7 +446,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--client-max-body-size',
     metavar: 'SIZE',
     default: '1m',
-    description: "nginx's client_max_body_size: a larger request body is refused with 413; bytes, or with k, m or g; 0 for no limit",
+    description: "nginx's client_max_body_size: a larger request body is refused with 413; bytes, or with k, m or g; 0 " + "for no limit",
     parse: byteSize,
   }),
   setting({
@@ -498,7 +501,7 @@ export const SETTINGS: readonly Setting[] = [
     metavar: 'MODE',
     default: 'documented',
     description:
-      'how a route table reaches nginx: documented (rendered into nginx.conf, nginx reloads) or dynamic (sent as data to Lua in nginx: no reload for a route change)',
+      'how a route table reaches nginx: documented (rendered into nginx.conf, nginx reloads) or dynamic ' + '(sent as data to Lua in nginx: no reload for a route change)',
     parse: nginxMode,
   }),
   setting({
@@ -548,7 +551,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--nginx-test-config',
     metavar: 'BOOL',
     default: 'true',
-    description: 'check each new config with nginx -t before nginx loads it; false lets the reload be the check (one parse instead of two)',
+    description: 'check each new config with nginx -t before nginx loads it; false lets the reload be the check (one ' + 'parse instead of two)',
     parse: bool,
   }),
   setting({
@@ -558,7 +561,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--nginx-reload-timeout-ms',
     metavar: 'MS',
     default: '30000',
-    description: 'how long nginx may take to start, or to load a new config, before the attempt counts as failed (a config of tens of thousands of routes takes nginx seconds to parse)',
+    description: 'how long nginx may take to start, or to load a new config, before the attempt counts as failed (a ' + 'config of tens of thousands of routes takes nginx seconds to parse)',
     parse: (raw) => {
       const ms = millisecondsUpTo(600_000)(raw);
       if (ms < 1000) throw new InvalidValue('out of range: must be at least 1000 milliseconds');
@@ -622,7 +625,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--events',
     metavar: 'BOOL',
     default: 'true',
-    description: 'write a Kubernetes Event (Warning, RouteRejected) on each pod that is not routed, saying why (cluster source only)',
+    description: 'write a Kubernetes Event (Warning, RouteRejected) on each pod that is not routed, saying why (cluster ' + 'source only)',
     parse: bool,
   }),
   setting({
@@ -652,7 +655,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--events-state-delay-ms',
     metavar: 'MS',
     default: '60000',
-    description: 'a pod that is not running, not ready or has no IP gets its Event only after it stayed so this long (start-ups and rollouts leave none)',
+    description: 'a pod that is not running, not ready or has no IP gets its Event only after it stayed so this long ' + '(start-ups and rollouts leave none)',
     parse: millisecondsUpTo(3_600_000),
   }),
   setting({
@@ -672,7 +675,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--shutdown-grace-ms',
     metavar: 'MS',
     default: '25000',
-    description: "on SIGTERM, how long requests and WebSockets in flight may take to finish; keep it below the pod's terminationGracePeriodSeconds",
+    description: "on SIGTERM, how long requests and WebSockets in flight may take to finish; keep it below the pod's " + "terminationGracePeriodSeconds",
     parse: millisecondsUpTo(3_600_000),
   }),
 ];
@@ -725,7 +728,7 @@ export function withDefaults<T extends object>(defaults: T, given: Readonly<Part
   const out = { ...defaults };
   for (const key of Object.keys(defaults) as (keyof T)[]) {
     const value = given[key];
-    if (value !== undefined) out[key] = value as T[keyof T];
+    if (value !== undefined) out[key] = value;
   }
   return out;
 }

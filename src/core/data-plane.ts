@@ -11,3 +11,6 @@ export interface DataPlane {
   /** Stops listening and lets requests in flight finish or end. */
   close(): Promise<void>;
 }
+
+/** Which data plane: nginx, the in-process proxy, or nginx.conf printed without nginx (--print-nginx-config). */
+export type DataPlaneKind = 'nginx' | 'proxy' | 'nginx-preview';

@@ -103,6 +103,9 @@ function changedNamespaces(before: ReadonlyMap<string, ApiKey>, after: ReadonlyM
   return changed;
 }
 
+/** Moves a pod's claims and rejections to the ones given. */
+type Replace = (entry: PodEntry, hosts: readonly string[], candidates: readonly Candidate[], rejections: readonly Rejection[]) => void;
+
 export class IncrementalRouteTable {
   private readonly pods = new Map<string, PodEntry>();
   /**
@@ -212,6 +215,65 @@ export class IncrementalRouteTable {
     if (slots.length === 0) this.hosts.delete(slot.host);
   }
 
+  /**
+   * Takes in the Secrets, the API key of each namespace, and returns the namespaces whose key changed. The kube
+   * source hands them out in a stable order, so an unchanged set is recognised item by item.
+   */
+  private updateSecrets(secrets: readonly Secret[]): Set<string> {
+    const secretsSame = secrets.length === this.secrets.length && secrets.every((s, i) => s === this.secrets[i]);
+    if (secretsSame) return new Set<string>();
+    const apiKeys = apiKeysByNamespace(this.config, secrets);
+    const keysChanged = changedNamespaces(this.apiKeys, apiKeys);
+    this.apiKeys = apiKeys;
+    this.secrets = [...secrets];
+    return keysChanged;
+  }
+
+  /**
+   * The entry of `pod`: where the last snapshot had it (`cursor.j`, moved past it), else by its key, new if unknown.
+   */
+  private entryOf(pod: Pod, cursor: { j: number }, lastPods: readonly Pod[], lastEntries: readonly PodEntry[], generation: number): PodEntry {
+    let entry: PodEntry | undefined;
+    if (lastPods[cursor.j] === pod) entry = lastEntries[cursor.j++];
+    else if (lastPods[cursor.j + 1] === pod) {
+      entry = lastEntries[cursor.j + 1];
+      cursor.j += 2;
+    }
+    // (An entry may hold another object of the same key, when a snapshot had both.)
+    if (entry === undefined || entry.pod !== pod) {
+      const key = objectKey(pod);
+      entry = this.pods.get(key);
+      if (entry === undefined) {
+        entry = { pod: null, hosts: NO_HOSTS, candidates: NO_CANDIDATES, rejections: NONE, seen: 0, index: -1 };
+        this.pods.set(key, entry);
+      } else if (entry.pod === pod && entry.seen !== generation) {
+        // Found out of place (pods were added or taken out before it): continue from there.
+        cursor.j = entry.index + 1;
+      }
+    }
+    return entry;
+  }
+
+  /** Takes out the pods the snapshot of `generation` no longer has. */
+  private *dropUnseen(generation: number, replace: Replace): Steps<void> {
+    let i = 0;
+    for (const [key, entry] of this.pods) {
+      if (++i % STEP === 0) yield;
+      if (entry.seen === generation) continue;
+      replace(entry, NO_HOSTS, NO_CANDIDATES, NONE);
+      this.pods.delete(key);
+    }
+  }
+
+  /** A namespace whose API key changed: every route it claims is resolved again. */
+  private *markKeyed(keysChanged: ReadonlySet<string>, dirty: Set<RouteSlot>): Steps<void> {
+    let i = 0;
+    for (const slots of this.hosts.values()) {
+      if (++i % STEP === 0) yield;
+      for (const slot of slots) if (slot.candidates.some((c) => keysChanged.has(c.backend.namespace))) dirty.add(slot);
+    }
+  }
+
   private *steps(pods: readonly Pod[], secrets: readonly Secret[]): Steps<RouteTable> {
     const generation = ++this.generation;
     // On a first build every slot is new: no need to track which changed.
@@ -225,7 +287,7 @@ export class IncrementalRouteTable {
       for (const r of after) rejectionsAdded.add(r);
     };
 
-    const replace = (entry: PodEntry, hosts: readonly string[], candidates: readonly Candidate[], rejections: readonly Rejection[]): void => {
+    const replace: Replace = (entry, hosts, candidates, rejections) => {
       for (const host of entry.hosts) {
         for (const c of entry.candidates) {
           const slot = this.slotOf(host, c.path) as RouteSlot;
@@ -244,14 +306,7 @@ export class IncrementalRouteTable {
 
     // Secrets: the API key of each namespace. The kube source hands them out in a stable
     // order, so an unchanged set is recognised item by item.
-    const secretsSame = secrets.length === this.secrets.length && secrets.every((s, i) => s === this.secrets[i]);
-    let keysChanged = new Set<string>();
-    if (!secretsSame) {
-      const apiKeys = apiKeysByNamespace(this.config, secrets);
-      keysChanged = changedNamespaces(this.apiKeys, apiKeys);
-      this.apiKeys = apiKeys;
-      this.secrets = [...secrets];
-    }
+    const keysChanged = this.updateSecrets(secrets);
 
     // Pods: only those whose routing facts changed are routed again.
     const lastPods = this.lastPods;
@@ -259,28 +314,11 @@ export class IncrementalRouteTable {
     const entries = new Array<PodEntry>(pods.length);
     let unique = 0;
     /** Where in the last snapshot the next pod is expected. */
-    let j = 0;
+    const cursor = { j: 0 };
     for (let i = 0; i < pods.length; i++) {
       if (i % STEP === STEP - 1) yield;
       const pod = pods[i] as Pod;
-      let entry: PodEntry | undefined;
-      if (lastPods[j] === pod) entry = lastEntries[j++];
-      else if (lastPods[j + 1] === pod) {
-        entry = lastEntries[j + 1];
-        j += 2;
-      }
-      // (An entry may hold another object of the same key, when a snapshot had both.)
-      if (entry === undefined || entry.pod !== pod) {
-        const key = objectKey(pod);
-        entry = this.pods.get(key);
-        if (entry === undefined) {
-          entry = { pod: null, hosts: NO_HOSTS, candidates: NO_CANDIDATES, rejections: NONE, seen: 0, index: -1 };
-          this.pods.set(key, entry);
-        } else if (entry.pod === pod && entry.seen !== generation) {
-          // Found out of place (pods were added or taken out before it): continue from there.
-          j = entry.index + 1;
-        }
-      }
+      const entry = this.entryOf(pod, cursor, lastPods, lastEntries, generation);
       entries[i] = entry;
       if (entry.seen === generation) {
         // The same key twice in one snapshot: keep the greater serialization, as
@@ -300,24 +338,8 @@ export class IncrementalRouteTable {
     }
     this.lastPods = pods;
     this.lastEntries = entries;
-    if (unique !== this.pods.size) {
-      let i = 0;
-      for (const [key, entry] of this.pods) {
-        if (++i % STEP === 0) yield;
-        if (entry.seen === generation) continue;
-        replace(entry, NO_HOSTS, NO_CANDIDATES, NONE);
-        this.pods.delete(key);
-      }
-    }
-
-    // A namespace whose API key changed: every route it claims is resolved again.
-    if (keysChanged.size > 0 && !everything) {
-      let i = 0;
-      for (const slots of this.hosts.values()) {
-        if (++i % STEP === 0) yield;
-        for (const slot of slots) if (slot.candidates.some((c) => keysChanged.has(c.backend.namespace))) dirty.add(slot);
-      }
-    }
+    if (unique !== this.pods.size) yield* this.dropUnseen(generation, replace);
+    if (keysChanged.size > 0 && !everything) yield* this.markKeyed(keysChanged, dirty);
 
     return everything ? yield* this.first() : yield* this.patched(dirty, rejectionsRemoved, rejectionsAdded);
   }

@@ -58,7 +58,7 @@ function jsonDocuments(text: string): unknown[] | null {
   const start = /^\uFEFF?\s*/.exec(text)?.[0].length ?? 0;
   if (text[start] !== '{' && text[start] !== '[') return null;
   try {
-    return [JSON.parse(text.slice(start))];
+    return [JSON.parse(text.slice(start)) as unknown];
   } catch {
     // Not JSON after all (a YAML flow mapping, say): read as YAML.
     return null;
@@ -119,7 +119,7 @@ function manifestObjects(documents: Documents, file: string): ManifestObjects {
     // Objects without a namespace live in "default", as kubectl would create them.
     const namespace = typeof metadata.namespace === 'string' && metadata.namespace !== '' ? metadata.namespace : 'default';
     const object = { ...item, kind, metadata: { ...metadata, namespace } };
-    const key = `${kind} ${objectKey(object as Pod)}`;
+    const key = `${kind} ${objectKey(object)}`;
     if (seen.has(key)) throw new ManifestError(file, `${where}: ${kind} ${namespace}/${metadata.name} appears twice`);
     seen.add(key);
     if (kind === 'Pod') pods.push(object as Pod);

@@ -13,7 +13,8 @@ import { compareText } from './sorted-changes.js';
 
 export type { Affinity } from './annotations.js';
 
-export interface Backend {
+/** One pod a route sends requests to: where it listens. A route's `backends` are these. */
+export interface PodEndpoint {
   pod: string;
   namespace: string;
   ip: string;
@@ -33,7 +34,7 @@ export interface Route {
    */
   affinity: Affinity | null;
   /** In pod-name order, which is the round-robin order. */
-  backends: Backend[];
+  backends: PodEndpoint[];
 }
 
 export interface Rejection {
@@ -80,13 +81,13 @@ export interface RouteTable {
  */
 export interface Candidate {
   path: string;
-  backend: Backend;
+  backend: PodEndpoint;
   /** When the pod was created (ms since the epoch; Infinity when unknown). */
   created: number;
   /** The affinity the pod asks for; null for none, or for a value that was refused. */
   affinity: Affinity | null;
   /** [backend], the backends of every route this claim wins alone (most routes). */
-  alone: Backend[];
+  alone: PodEndpoint[];
 }
 
 /** What one pod asks for: routes on each of `hosts` for each candidate's path. */
@@ -364,10 +365,10 @@ export function podCandidates(config: RouterConfig, pod: Pod): PodClaims {
   const candidates = new Array<Candidate>(paths.length);
   for (let i = 0; i < paths.length; i++) {
     const { path, port } = paths[i] as { path: string; port: number };
-    let alone: Backend[] | undefined;
+    let alone: PodEndpoint[] | undefined;
     for (let j = 0; j < i && alone === undefined; j++) if ((candidates[j] as Candidate).backend.port === port) alone = (candidates[j] as Candidate).alone;
     alone ??= [{ pod: name, namespace, ip, port }];
-    candidates[i] = { path, backend: alone[0] as Backend, created, affinity, alone };
+    candidates[i] = { path, backend: alone[0] as PodEndpoint, created, affinity, alone };
   }
   return { hosts: hosts.slice(), candidates, rejections };
 }

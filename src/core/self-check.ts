@@ -14,7 +14,7 @@ export interface InternalCheck {
   /** The internal as the code uses it, e.g. `http.Agent.prototype.addRequest(req, options)`. */
   internal: string;
   /** Throws (or rejects), saying what it found, when the internal is not what the code expects. */
-  check(): void | Promise<void>;
+  check: () => void | Promise<void>;
 }
 
 /** A dependency (or Node) whose internals are not what the router was written against. */

@@ -86,6 +86,20 @@ function randomWatchTimeoutSeconds(): number {
   return 300 + Math.floor(Math.random() * 300);
 }
 
+/** The status of a collection not watched yet. */
+const IDLE: CollectionStatus = {
+  connected: false,
+  lastError: null,
+  lastErrorAt: null,
+  resourceVersion: null,
+  restarts: 0,
+  relists: 0,
+  listPages: 0,
+  listRestarts: 0,
+  objects: 0,
+  events: { ADDED: 0, MODIFIED: 0, DELETED: 0, BOOKMARK: 0, ERROR: 0 },
+};
+
 export function createKubeSource(options: KubeSourceOptions): KubeSource {
   const settings = resolveKubeSourceOptions(options);
   let started = false;
@@ -93,19 +107,6 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
   let stopped = false;
   let pods: CollectionWatch<Pod> | undefined;
   let secrets: CollectionWatch<Secret> | undefined;
-
-  const idle: CollectionStatus = {
-    connected: false,
-    lastError: null,
-    lastErrorAt: null,
-    resourceVersion: null,
-    restarts: 0,
-    relists: 0,
-    listPages: 0,
-    listRestarts: 0,
-    objects: 0,
-    events: { ADDED: 0, MODIFIED: 0, DELETED: 0, BOOKMARK: 0, ERROR: 0 },
-  };
 
   return {
     async start(onChange) {
@@ -161,8 +162,8 @@ export function createKubeSource(options: KubeSourceOptions): KubeSource {
     },
 
     status() {
-      const p = pods?.status() ?? idle;
-      const s = secrets?.status() ?? idle;
+      const p = pods?.status() ?? IDLE;
+      const s = secrets?.status() ?? IDLE;
       return { connected: p.connected && s.connected, pods: p, secrets: s };
     },
   };

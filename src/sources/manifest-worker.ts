@@ -66,7 +66,7 @@ async function read(request: Extract<ReaderRequest, { kind: 'read' }>): Promise<
   const changed: Array<{ key: string; object: unknown }> = [];
   const order = (kind: string, list: readonly object[]): string[] =>
     list.map((object) => {
-      const key = `${kind} ${objectKey(object as { metadata?: { namespace?: string; name?: string } })}`;
+      const key = `${kind} ${objectKey(object)}`;
       const print = fingerprint(object);
       prints.set(key, print);
       if (full || known?.prints.get(key) !== print) changed.push({ key, object });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { SocketAddress } from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import type { Route, RouteTable } from '../../src/core/route-table.js';
 import { Balancers } from '../../proxy/balancer.js';
 import { crc32Long, findChashPoint, initChashPoints, MAX_CHASH_TRIES } from '../../proxy/consistent-hash.js';
@@ -259,6 +259,216 @@ type PodRef = { name: string; ip: string; port: number };
 
 const refOf = (p: TestPod | PodRef): PodRef => ({ name: p.name, ip: p.ip, port: p.port });
 
+interface AffinityRig {
+  live: TestPod[];
+  dead: PodRef[];
+  planes: RunningPlane[];
+}
+
+/**
+ * Starts the pods, dead addresses and planes of the suite, each kept in `rig` at once to be closed however start ends.
+ */
+async function startAffinityRig(rig: AffinityRig, mode: Mode, options: PairOptions): Promise<void> {
+  // Pod addresses in 127.0.0.61-98: six on free ports, two on port 80 (written without
+  // it), two on IPv6 (::1); dead ones (nothing listens) likewise.
+  for (let i = 0; i < 6; i++) rig.live.push(await startPod(`aff-${i}`, `127.0.0.${61 + i}`));
+  // Port 80 is fixed: the keep-alive suite, which may run at the same time, takes other addresses.
+  const port80 = mode.upstreamKeepalive > 0 ? [96, 97, 98] : [67, 68, 79];
+  rig.live.push(await startPod('aff-port80-0', `127.0.0.${port80[0]}`, { port: 80 }));
+  rig.live.push(await startPod('aff-port80-1', `127.0.0.${port80[1]}`, { port: 80 }));
+  rig.live.push(await startPod('aff-v6-0', '::1'));
+  rig.live.push(await startPod('aff-v6-1', '::1'));
+  // (127.0.0.71-73 and 81-94 hold other suites' pods, on ports a dead address could have.)
+  for (const [i, last] of [69, 70, 74, 75, 76, 77, 78, 95].entries())
+    rig.dead.push({ name: `aff-dead-${i}`, ...(await deadAddress(`127.0.0.${last}`)) });
+  rig.dead.push({ name: 'aff-dead-port80', ip: `127.0.0.${port80[2]}`, port: 80 });
+  rig.dead.push({ name: 'aff-dead-v6', ...(await deadAddress('::1')) });
+  for (const plane of PLANES) rig.planes.push(await plane.start(tableOf([]), options));
+}
+
+/** Applies `table` to every plane from fresh state. */
+async function serveFresh(planes: RunningPlane[], table: RouteTable): Promise<void> {
+  for (const plane of planes) await plane.applyFresh(table);
+}
+
+async function firstPicksAgree(rig: AffinityRig, firstPickTables: number, addressesPerRoute: number, t: TestContext): Promise<void> {
+  const random = seededRandom(SEED);
+  let compared = 0;
+  for (let t = 0; t < firstPickTables; t++) {
+    const specs: RouteSpec[] = Array.from({ length: 8 }, (_, r) => ({
+      host: 'affinity.test',
+      path: `/r${r}`,
+      pods: sample(random, rig.live, 2 + below(random, rig.live.length - 1)).map(refOf),
+      affinity: 'ip' as const,
+    }));
+    const table = tableOf(specs);
+    await serveFresh(rig.planes, table);
+    for (const route of table.routes) {
+      const clients = clientAddresses(random, addressesPerRoute);
+      const [reference, ...others] = await Promise.all(rig.planes.map((p) => p.firstPicks(route, clients)));
+      // nginx hashed the address the proxy's text of it says.
+      (reference as FirstPick[]).forEach((pick, i) =>
+        assert.equal(
+          remoteAddrText(nodeAddressText(clients[i] as string)),
+          pick.remoteAddr,
+          `$remote_addr of ${clients[i]}`,
+        ),
+      );
+      for (const [i, picks] of others.entries()) {
+        const name = (rig.planes[i + 1] as RunningPlane).name;
+        const differing = clients.flatMap((c, k) =>
+          picks[k]?.pod === reference?.[k]?.pod
+            ? []
+            : [`${c}: nginx ${reference?.[k]?.pod}, ${name} ${picks[k]?.pod}`],
+        );
+        assert.deepEqual(
+          differing,
+          [],
+          `${name} differs on ${route.path} ${route.backends.map((b) => podTarget(b.ip, b.port)).join(' ')}`,
+        );
+      }
+      compared += clients.length;
+    }
+  }
+  assert.equal(compared, firstPickTables * 8 * addressesPerRoute);
+  t.diagnostic(`${compared} client addresses compared on ${firstPickTables * 8} pod sets`);
+}
+
+async function onlyClientsOfAGonePodMove(rig: AffinityRig): Promise<void> {
+  const random = seededRandom(SEED + 1);
+  const clients = clientAddresses(random, 300);
+  for (let round = 0; round < 4; round++) {
+    const before = sample(random, rig.live, 3 + below(random, 4)).map(refOf);
+    const gone = before[below(random, before.length)] as PodRef;
+    const newcomer = sample(
+      random,
+      rig.live.filter((p) => !before.some((b) => b.name === p.name)),
+      1,
+    ).map(refOf);
+    const after = [...before.filter((p) => p !== gone), ...newcomer];
+    const picksOf = async (pods: PodRef[]): Promise<FirstPick[][]> => {
+      const table = tableOf([{ host: 'affinity.test', path: '/', pods, affinity: 'ip' }]);
+      await serveFresh(rig.planes, table);
+      return Promise.all(rig.planes.map((p) => p.firstPicks(table.routes[0] as Route, clients)));
+    };
+    const first = await picksOf(before);
+    const fewer = await picksOf(before.filter((p) => p !== gone));
+    const more = await picksOf(after);
+    for (const picks of [first, fewer, more]) {
+      for (const [i, plane] of rig.planes.entries())
+        assert.deepEqual(
+          picks[i]?.map((p) => p.pod),
+          picks[0]?.map((p) => p.pod),
+          `${plane.name} agrees with nginx`,
+        );
+    }
+    const [a, b, c] = [first[0], fewer[0], more[0]] as FirstPick[][];
+    clients.forEach((client, k) => {
+      const was = a?.[k]?.pod;
+      if (was !== gone.name) assert.equal(b?.[k]?.pod, was, `${client} keeps ${was} when ${gone.name} goes`);
+      if (c?.[k]?.pod !== b?.[k]?.pod)
+        assert.equal(c?.[k]?.pod, newcomer[0]?.name, `${client} moves only to the newcomer`);
+    });
+    const moved = clients.filter((_, k) => a?.[k]?.pod !== b?.[k]?.pod).length;
+    assert.equal(
+      moved,
+      a?.filter((p) => p.pod === gone.name).length,
+      'exactly the clients of the pod that went moved',
+    );
+  }
+}
+
+/**
+ * Clients at 127.a.b.c for `route`: first some whose walks start on each dead pod, so that every dead pod is marked
+ * failed, then clients whose walks pass more than 20 points of failed pods (nginx then falls back to round robin),
+ * then any. `fallbacks` counts the second kind.
+ */
+function clientsFor(route: Route, dead: PodRef[], random: () => number): { clients: string[]; fallbacks: number } {
+  const clients: string[] = [];
+  const points = initChashPoints(route.backends.map((b) => podTarget(b.ip, b.port)));
+  const deadTargets = new Set(
+    route.backends
+      .filter((b) => dead.some((d) => d.ip === b.ip && d.port === b.port))
+      .map((b) => podTarget(b.ip, b.port)),
+  );
+  const candidates = Array.from(
+    { length: 3000 },
+    () => `127.${1 + below(random, 254)}.${below(random, 256)}.${1 + below(random, 254)}`,
+  );
+  const startOf = (client: string): number => findChashPoint(points, crc32Long(client));
+  const serverAt = (i: number): string => points.servers[points.server[i % points.number] as number] as string;
+  for (const target of deadTargets) {
+    const c = candidates.find((x) => serverAt(startOf(x)) === target);
+    if (c !== undefined) clients.push(c);
+  }
+  const deadRun = (x: string): number => {
+    let n = 0;
+    while (n < points.number && deadTargets.has(serverAt(startOf(x) + n))) n++;
+    return n;
+  };
+  // Walks that fall back to round robin; those that would end on the same pod if they
+  // went on, so that round robin (which takes turns) sends some of them elsewhere.
+  const long = candidates.filter((x) => deadRun(x) > MAX_CHASH_TRIES && deadRun(x) < points.number);
+  const endOf = (x: string): string => serverAt(startOf(x) + deadRun(x));
+  const commonEnd = long
+    .map(endOf)
+    .sort()
+    .find((e, i, all) => all.lastIndexOf(e) - i >= 3);
+  long.splice(0, long.length, ...long.filter((x) => endOf(x) === commonEnd).slice(0, 4));
+  return { clients: [...clients, ...long, ...sample(random, candidates, 12)], fallbacks: long.length };
+}
+
+async function requestPathAgrees(rig: AffinityRig, pathTables: number, t: TestContext): Promise<void> {
+  const random = seededRandom(SEED + 2);
+  let requests = 0;
+  let fallbacks = 0;
+  for (let t = 0; t < pathTables; t++) {
+    // Two routes of any size and any number of dead pods; one of ten pods with two alive,
+    // where walks often pass more than 20 points of failed pods; one with every pod dead.
+    const specs: RouteSpec[] = Array.from({ length: 4 }, (_, r) => {
+      const size = r === 2 ? 10 : 2 + below(random, 9);
+      const deadCount = r === 3 ? size : r === 2 ? 8 : below(random, size);
+      return {
+        host: 'affinity.test',
+        path: `/p${r}`,
+        pods: [...sample(random, rig.dead, deadCount), ...sample(random, rig.live, size - deadCount)],
+        affinity: 'ip' as const,
+      };
+    });
+    const table = tableOf(specs);
+    const order: { route: Route; client: string }[] = [];
+    for (const route of table.routes) {
+      const chosen = clientsFor(route, rig.dead, random);
+      fallbacks += chosen.fallbacks;
+      for (const client of chosen.clients) order.push({ route, client });
+    }
+    await serveFresh(rig.planes, table);
+    const results: string[][] = [];
+    for (const plane of rig.planes) {
+      const seen: string[] = [];
+      for (const { route, client } of order) {
+        const outcome = await sendTo(plane.port, route, [], client);
+        seen.push(
+          `${route.path} from ${client}: ${answerOf(outcome)}`,
+        );
+      }
+      results.push(seen);
+    }
+    for (const [i, seen] of results.entries()) {
+      assert.deepEqual(
+        seen,
+        results[0],
+        `${(rig.planes[i] as RunningPlane).name} answers as nginx, request for request, on ` +
+          JSON.stringify(specs.map((s) => s.pods.map((p) => p.name))),
+      );
+    }
+    requests += order.length;
+  }
+  assert.ok(requests > pathTables * 4 * 12, `${requests} requests compared`);
+  assert.ok(fallbacks > 0, 'some walks passed more than 20 points of failed pods');
+  t.diagnostic(`${requests} requests through each plane, ${fallbacks} of them past more than 20 points of failed pods`);
+}
+
 /** Runs the affinity suite in `mode`, over PLANES. */
 export function affinityConformance(
   mode: Mode,
@@ -269,213 +479,24 @@ export function affinityConformance(
   }: { firstPickTables: number; addressesPerRoute: number; pathTables: number },
 ): void {
   const options: PairOptions = { upstreamKeepalive: mode.upstreamKeepalive };
-  let live: TestPod[] = [];
-  let dead: PodRef[] = [];
-  let planes: RunningPlane[] = [];
+  const rig: AffinityRig = { live: [], dead: [], planes: [] };
 
   before(async () => {
-    // Pod addresses in 127.0.0.61-98: six on free ports, two on port 80 (written without
-    // it), two on IPv6 (::1); dead ones (nothing listens) likewise.
-    live = [];
-    for (let i = 0; i < 6; i++) live.push(await startPod(`aff-${i}`, `127.0.0.${61 + i}`));
-    // Port 80 is fixed: the keep-alive suite, which may run at the same time, takes other addresses.
-    const port80 = mode.upstreamKeepalive > 0 ? [96, 97, 98] : [67, 68, 79];
-    live.push(await startPod('aff-port80-0', `127.0.0.${port80[0]}`, { port: 80 }));
-    live.push(await startPod('aff-port80-1', `127.0.0.${port80[1]}`, { port: 80 }));
-    live.push(await startPod('aff-v6-0', '::1'));
-    live.push(await startPod('aff-v6-1', '::1'));
-    dead = [];
-    // (127.0.0.71-73 and 81-94 hold other suites' pods, on ports a dead address could have.)
-    for (const [i, last] of [69, 70, 74, 75, 76, 77, 78, 95].entries())
-      dead.push({ name: `aff-dead-${i}`, ...(await deadAddress(`127.0.0.${last}`)) });
-    dead.push({ name: 'aff-dead-port80', ip: `127.0.0.${port80[2]}`, port: 80 });
-    dead.push({ name: 'aff-dead-v6', ...(await deadAddress('::1')) });
-    planes = [];
-    for (const plane of PLANES) planes.push(await plane.start(tableOf([]), options));
+    await startAffinityRig(rig, mode, options);
   });
 
   after(async () => {
-    await Promise.all(planes.map((p) => p.close()));
-    await Promise.all(live.map((p) => p.close()));
+    await Promise.all(rig.planes.map((p) => p.close()));
+    await Promise.all(rig.live.map((p) => p.close()));
   });
 
   const label = (what: string): string => `${what} (seed ${SEED})${mode.label}`;
 
-  /** Applies `table` to every plane from fresh state. */
-  const serve = async (table: RouteTable): Promise<void> => {
-    for (const plane of planes) await plane.applyFresh(table);
-  };
-
   describe(label('session affinity: every data plane picks the pod nginx picks'), () => {
-    it(`for generated client addresses on generated pod sets (${firstPickTables} tables of 8 routes, ${addressesPerRoute} addresses each)`, async (t) => {
-      const random = seededRandom(SEED);
-      let compared = 0;
-      for (let t = 0; t < firstPickTables; t++) {
-        const specs: RouteSpec[] = Array.from({ length: 8 }, (_, r) => ({
-          host: 'affinity.test',
-          path: `/r${r}`,
-          pods: sample(random, live, 2 + below(random, live.length - 1)).map(refOf),
-          affinity: 'ip' as const,
-        }));
-        const table = tableOf(specs);
-        await serve(table);
-        for (const route of table.routes) {
-          const clients = clientAddresses(random, addressesPerRoute);
-          const [reference, ...others] = await Promise.all(planes.map((p) => p.firstPicks(route, clients)));
-          // nginx hashed the address the proxy's text of it says.
-          (reference as FirstPick[]).forEach((pick, i) =>
-            assert.equal(
-              remoteAddrText(nodeAddressText(clients[i] as string)),
-              pick.remoteAddr,
-              `$remote_addr of ${clients[i]}`,
-            ),
-          );
-          for (const [i, picks] of others.entries()) {
-            const name = (planes[i + 1] as RunningPlane).name;
-            const differing = clients.flatMap((c, k) =>
-              picks[k]?.pod === reference?.[k]?.pod
-                ? []
-                : [`${c}: nginx ${reference?.[k]?.pod}, ${name} ${picks[k]?.pod}`],
-            );
-            assert.deepEqual(
-              differing,
-              [],
-              `${name} differs on ${route.path} ${route.backends.map((b) => podTarget(b.ip, b.port)).join(' ')}`,
-            );
-          }
-          compared += clients.length;
-        }
-      }
-      assert.equal(compared, firstPickTables * 8 * addressesPerRoute);
-      t.diagnostic(`${compared} client addresses compared on ${firstPickTables * 8} pod sets`);
-    });
+    it(`for generated client addresses on generated pod sets (${firstPickTables} tables of 8 routes, ${addressesPerRoute} addresses each)`, (t) => firstPicksAgree(rig, firstPickTables, addressesPerRoute, t));
 
-    it('when pods come and go: only the clients of a pod that goes move, and only to a pod that comes', async () => {
-      const random = seededRandom(SEED + 1);
-      const clients = clientAddresses(random, 300);
-      for (let round = 0; round < 4; round++) {
-        const before = sample(random, live, 3 + below(random, 4)).map(refOf);
-        const gone = before[below(random, before.length)] as PodRef;
-        const newcomer = sample(
-          random,
-          live.filter((p) => !before.some((b) => b.name === p.name)),
-          1,
-        ).map(refOf);
-        const after = [...before.filter((p) => p !== gone), ...newcomer];
-        const picksOf = async (pods: PodRef[]): Promise<FirstPick[][]> => {
-          const table = tableOf([{ host: 'affinity.test', path: '/', pods, affinity: 'ip' }]);
-          await serve(table);
-          return Promise.all(planes.map((p) => p.firstPicks(table.routes[0] as Route, clients)));
-        };
-        const first = await picksOf(before);
-        const fewer = await picksOf(before.filter((p) => p !== gone));
-        const more = await picksOf(after);
-        for (const picks of [first, fewer, more]) {
-          for (const [i, plane] of planes.entries())
-            assert.deepEqual(
-              picks[i]?.map((p) => p.pod),
-              picks[0]?.map((p) => p.pod),
-              `${plane.name} agrees with nginx`,
-            );
-        }
-        const [a, b, c] = [first[0], fewer[0], more[0]] as FirstPick[][];
-        clients.forEach((client, k) => {
-          const was = a?.[k]?.pod;
-          if (was !== gone.name) assert.equal(b?.[k]?.pod, was, `${client} keeps ${was} when ${gone.name} goes`);
-          if (c?.[k]?.pod !== b?.[k]?.pod)
-            assert.equal(c?.[k]?.pod, newcomer[0]?.name, `${client} moves only to the newcomer`);
-        });
-        const moved = clients.filter((_, k) => a?.[k]?.pod !== b?.[k]?.pod).length;
-        assert.equal(
-          moved,
-          a?.filter((p) => p.pod === gone.name).length,
-          'exactly the clients of the pod that went moved',
-        );
-      }
-    });
+    it('when pods come and go: only the clients of a pod that goes move, and only to a pod that comes', () => onlyClientsOfAGonePodMove(rig));
 
-    it(`through the request path from real client addresses, with dead pods: the same pod, retry for retry (${pathTables} tables)`, async (t) => {
-      const random = seededRandom(SEED + 2);
-      let requests = 0;
-      let fallbacks = 0;
-      for (let t = 0; t < pathTables; t++) {
-        // Two routes of any size and any number of dead pods; one of ten pods with two alive,
-        // where walks often pass more than 20 points of failed pods; one with every pod dead.
-        const specs: RouteSpec[] = Array.from({ length: 4 }, (_, r) => {
-          const size = r === 2 ? 10 : 2 + below(random, 9);
-          const deadCount = r === 3 ? size : r === 2 ? 8 : below(random, size);
-          return {
-            host: 'affinity.test',
-            path: `/p${r}`,
-            pods: [...sample(random, dead, deadCount), ...sample(random, live, size - deadCount)],
-            affinity: 'ip' as const,
-          };
-        });
-        const table = tableOf(specs);
-        // Clients at 127.a.b.c; first some whose walks start on each dead pod, so that every
-        // dead pod is marked failed, then clients whose walks pass more than 20 points of
-        // failed pods (nginx then falls back to round robin), then any.
-        const order: { route: Route; client: string }[] = [];
-        for (const route of table.routes) {
-          const points = initChashPoints(route.backends.map((b) => podTarget(b.ip, b.port)));
-          const deadTargets = new Set(
-            route.backends
-              .filter((b) => dead.some((d) => d.ip === b.ip && d.port === b.port))
-              .map((b) => podTarget(b.ip, b.port)),
-          );
-          const candidates = Array.from(
-            { length: 3000 },
-            () => `127.${1 + below(random, 254)}.${below(random, 256)}.${1 + below(random, 254)}`,
-          );
-          const startOf = (client: string): number => findChashPoint(points, crc32Long(client));
-          const serverAt = (i: number): string => points.servers[points.server[i % points.number] as number] as string;
-          for (const target of deadTargets) {
-            const c = candidates.find((x) => serverAt(startOf(x)) === target);
-            if (c !== undefined) order.push({ route, client: c });
-          }
-          const deadRun = (x: string): number => {
-            let n = 0;
-            while (n < points.number && deadTargets.has(serverAt(startOf(x) + n))) n++;
-            return n;
-          };
-          // Walks that fall back to round robin; those that would end on the same pod if they
-          // went on, so that round robin (which takes turns) sends some of them elsewhere.
-          const long = candidates.filter((x) => deadRun(x) > MAX_CHASH_TRIES && deadRun(x) < points.number);
-          const endOf = (x: string): string => serverAt(startOf(x) + deadRun(x));
-          const commonEnd = long
-            .map(endOf)
-            .sort()
-            .find((e, i, all) => all.lastIndexOf(e) - i >= 3);
-          long.splice(0, long.length, ...long.filter((x) => endOf(x) === commonEnd).slice(0, 4));
-          fallbacks += long.length;
-          for (const c of long) order.push({ route, client: c });
-          for (const c of sample(random, candidates, 12)) order.push({ route, client: c });
-        }
-        await serve(table);
-        const results: string[][] = [];
-        for (const plane of planes) {
-          const seen: string[] = [];
-          for (const { route, client } of order) {
-            const outcome = await sendTo(plane.port, route, [], client);
-            seen.push(
-              `${route.path} from ${client}: ${answerOf(outcome)}`,
-            );
-          }
-          results.push(seen);
-        }
-        for (const [i, seen] of results.entries()) {
-          assert.deepEqual(
-            seen,
-            results[0],
-            `${(planes[i] as RunningPlane).name} answers as nginx, request for request, on ` +
-              JSON.stringify(specs.map((s) => s.pods.map((p) => p.name))),
-          );
-        }
-        requests += order.length;
-      }
-      assert.ok(requests > pathTables * 4 * 12, `${requests} requests compared`);
-      assert.ok(fallbacks > 0, 'some walks passed more than 20 points of failed pods');
-      t.diagnostic(`${requests} requests through each plane, ${fallbacks} of them past more than 20 points of failed pods`);
-    });
+    it(`through the request path from real client addresses, with dead pods: the same pod, retry for retry (${pathTables} tables)`, (t) => requestPathAgrees(rig, pathTables, t));
   });
 }

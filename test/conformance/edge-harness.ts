@@ -57,7 +57,10 @@ export interface EdgeObservation {
   cut: number;
 }
 
-/** The short form: statuses, open or closed, how many requests reached the pod (and answers cut); e.g. "200,505 closed pod:1". */
+/**
+ * The short form: statuses, open or closed, how many requests reached the pod (and answers cut); e.g. "200,505 closed
+ * pod:1".
+ */
 export function summary(o: EdgeObservation): string {
   return `${o.answers.map((a) => a.split(' ')[0]).join(',') || '-'} ${o.closed ? 'closed' : 'open'} pod:${o.reached.length}${o.cut > 0 ? ` cut:${o.cut}` : ''}`;
 }

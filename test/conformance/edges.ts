@@ -52,7 +52,10 @@ const sizeArb: fc.Arbitrary<EdgeSpec> = fc
     return plain(`GET ${target} HTTP/1.1\r\nHost: {HOST}\r\n${lines.join('')}\r\n`);
   });
 
-/** "HTTP/" and digits, or near misses; not HTTP/1.x with another minor than 0 or 1 (an intended difference: nginx serves it). */
+/**
+ * "HTTP/" and digits, or near misses; not HTTP/1.x with another minor than 0 or 1 (an intended difference: nginx serves
+ * it).
+ */
 const versionArb: fc.Arbitrary<string> = fc
   .oneof(
     fc.tuple(fc.stringMatching(/^[0-9]{1,3}$/), fc.option(fc.stringMatching(/^[0-9]{0,3}$/), { nil: undefined })).map(([major, minor]) => `HTTP/${major}${minor === undefined ? '' : `.${minor}`}`),
@@ -98,7 +101,9 @@ const framingArb: fc.Arbitrary<EdgeSpec> = fc
   });
 
 const LINE_ENDS = ['\r\n', '\r\n', '\r\n', '\r', '\r\r\n', ' \r\n'];
-/** nginx takes several CRs before the LF ending a header line (an intended difference); on the request line it does not. */
+/**
+ * nginx takes several CRs before the LF ending a header line (an intended difference); on the request line it does not.
+ */
 const HEADER_LINE_ENDS = LINE_ENDS.filter((end) => end !== '\r\r\n');
 
 const lineEndingArb: fc.Arbitrary<EdgeSpec> = fc
@@ -112,7 +117,8 @@ const lineEndingArb: fc.Arbitrary<EdgeSpec> = fc
     const folded = fold === '' ? '' : `${fold}${c}`;
     return plain(`${leading}GET / HTTP/1.1${a}Host: {HOST}${b}X-A: 1${c}${folded}${d}`);
   })
-  // A line ended by a space and CRLF is a request line with a space after its version (an intended difference) only on the first line.
+  // A line ended by a space and CRLF is a request line with a space after its version (an intended difference) only on
+  // the first line.
   .filter((spec) => !/^(\r\n)?GET \/ HTTP\/1\.1 \r\n/.test(spec.text))
   // Nor several CRs ending a header (nginx waits for their LF), as two ends that follow each other can make.
   .filter((spec) => !/\nHost:.*\r\r/s.test(spec.text));

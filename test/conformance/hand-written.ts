@@ -13,6 +13,64 @@ import type { RawRequest } from './raw-http.js';
 const KEY = 'c3VwZXJzZWNyZXQ=';
 const TIMEOUT_SECONDS = 1;
 
+/** Runs requests through every plane, asserts they agree, and pins nginx's statuses when given. */
+type Agree = (name: string, requests: (RawRequest | Buffer)[], expectStatuses?: (number | 'dropped')[]) => Promise<void>;
+
+const get = (host: string | null, target: string, headers: [string, string][] = [], method = 'GET'): RawRequest => ({
+  method,
+  target,
+  headers: host === null ? headers : [['Host', host], ...headers],
+});
+
+/** Starts the pods of the cases (each pushed to `pods` at once, to be closed however start ends) and the planes. */
+async function startPlanes(mode: Mode, pods: TestPod[]): Promise<{ diff: Differential; table: ReturnType<typeof tableOf> }> {
+  const live = async (name: string, ip: string, behaviour: TestPod['behaviour'] = 'echo'): Promise<TestPod> => {
+    const pod = await startPod(name, ip, { behaviour });
+    pods.push(pod);
+    return pod;
+  };
+  const [root0, root1, nodejs, deep, api, keyed, f0, f1, h0, h1, hs] = [
+    await live('root-0', '127.0.0.11'),
+    await live('root-1', '127.0.0.12'),
+    await live('nodejs-0', '127.0.0.13'),
+    await live('deep-0', '127.0.0.14'),
+    await live('api-0', '127.0.0.15'),
+    await live('keyed-0', '127.0.0.16'),
+    await live('flaky-0', '127.0.0.17', 'reset-before-response'),
+    await live('flaky-1', '127.0.0.18'),
+    await live('hang-0', '127.0.0.19', 'hang'),
+    await live('hang-1', '127.0.0.20'),
+    await live('hang-single', '127.0.0.21', 'hang'),
+  ] as TestPod[] as [TestPod, TestPod, TestPod, TestPod, TestPod, TestPod, TestPod, TestPod, TestPod, TestPod, TestPod];
+  const dead0 = { name: 'dead-0', ...(await deadAddress('127.0.0.22')) };
+  const dead1 = { name: 'dead-1', ...(await deadAddress('127.0.0.23')) };
+  const deadAt = async (name: string, ip: string): Promise<{ name: string; ip: string; port: number }> => ({
+    name,
+    ...(await deadAddress(ip)),
+  });
+  const manyDead = await Promise.all([0, 1, 2, 3].map((i) => deadAt(`many-dead-${i}`, `127.0.0.${140 + i}`)));
+  const cut = [await live('cut-0', '127.0.0.145', 'reset-mid-response'), await live('cut-1', '127.0.0.146')];
+  const table = tableOf([
+    { host: 'a.test', path: '/', pods: [root0, root1] },
+    { host: 'a.test', path: '/nodejs', pods: [nodejs] },
+    { host: 'a.test', path: '/nodejs/deep', pods: [deep] },
+    { host: 'a.test', path: '/api/', pods: [api] },
+    { host: 'a.test', path: '/key', pods: [keyed], apiKey: KEY },
+    { host: 'b.test', path: '/only', pods: [nodejs] },
+    { host: 'b.test', path: '/dead', pods: [dead0, dead1] },
+    { host: 'b.test', path: '/single-dead', pods: [dead0] },
+    { host: 'b.test', path: '/mix', pods: [dead0, root0, root1] },
+    { host: 'b.test', path: '/many-dead', pods: [...manyDead, root0] },
+    { host: 'b.test', path: '/cut', pods: cut },
+    { host: 'b.test', path: '/flaky', pods: [f0, f1] },
+    { host: 'b.test', path: '/single-flaky', pods: [f0] },
+    { host: 'b.test', path: '/hang', pods: [h0, h1] },
+    { host: 'b.test', path: '/single-hang', pods: [hs] },
+  ]);
+  const diff = await Differential.start(table, { upstreamTimeoutSeconds: TIMEOUT_SECONDS, upstreamKeepalive: mode.upstreamKeepalive });
+  return { diff, table };
+}
+
 /** Defines the hand-written cases, documented nginx against dynamic nginx and the proxy, in `mode`. */
 export function handWrittenConformance(mode: Mode): void {
   let diff: Differential;
@@ -20,61 +78,12 @@ export function handWrittenConformance(mode: Mode): void {
   let table: ReturnType<typeof tableOf>;
 
   before(async () => {
-    const live = async (name: string, ip: string, behaviour: TestPod['behaviour'] = 'echo'): Promise<TestPod> => {
-      const pod = await startPod(name, ip, { behaviour });
-      pods.push(pod);
-      return pod;
-    };
-    const [root0, root1, nodejs, deep, api, keyed, f0, f1, h0, h1, hs] = [
-      await live('root-0', '127.0.0.11'),
-      await live('root-1', '127.0.0.12'),
-      await live('nodejs-0', '127.0.0.13'),
-      await live('deep-0', '127.0.0.14'),
-      await live('api-0', '127.0.0.15'),
-      await live('keyed-0', '127.0.0.16'),
-      await live('flaky-0', '127.0.0.17', 'reset-before-response'),
-      await live('flaky-1', '127.0.0.18'),
-      await live('hang-0', '127.0.0.19', 'hang'),
-      await live('hang-1', '127.0.0.20'),
-      await live('hang-single', '127.0.0.21', 'hang'),
-    ] as TestPod[] as [TestPod, TestPod, TestPod, TestPod, TestPod, TestPod, TestPod, TestPod, TestPod, TestPod, TestPod];
-    const dead0 = { name: 'dead-0', ...(await deadAddress('127.0.0.22')) };
-    const dead1 = { name: 'dead-1', ...(await deadAddress('127.0.0.23')) };
-    const deadAt = async (name: string, ip: string): Promise<{ name: string; ip: string; port: number }> => ({
-      name,
-      ...(await deadAddress(ip)),
-    });
-    const manyDead = await Promise.all([0, 1, 2, 3].map((i) => deadAt(`many-dead-${i}`, `127.0.0.${140 + i}`)));
-    const cut = [await live('cut-0', '127.0.0.145', 'reset-mid-response'), await live('cut-1', '127.0.0.146')];
-    table = tableOf([
-      { host: 'a.test', path: '/', pods: [root0, root1] },
-      { host: 'a.test', path: '/nodejs', pods: [nodejs] },
-      { host: 'a.test', path: '/nodejs/deep', pods: [deep] },
-      { host: 'a.test', path: '/api/', pods: [api] },
-      { host: 'a.test', path: '/key', pods: [keyed], apiKey: KEY },
-      { host: 'b.test', path: '/only', pods: [nodejs] },
-      { host: 'b.test', path: '/dead', pods: [dead0, dead1] },
-      { host: 'b.test', path: '/single-dead', pods: [dead0] },
-      { host: 'b.test', path: '/mix', pods: [dead0, root0, root1] },
-      { host: 'b.test', path: '/many-dead', pods: [...manyDead, root0] },
-      { host: 'b.test', path: '/cut', pods: cut },
-      { host: 'b.test', path: '/flaky', pods: [f0, f1] },
-      { host: 'b.test', path: '/single-flaky', pods: [f0] },
-      { host: 'b.test', path: '/hang', pods: [h0, h1] },
-      { host: 'b.test', path: '/single-hang', pods: [hs] },
-    ]);
-    diff = await Differential.start(table, { upstreamTimeoutSeconds: TIMEOUT_SECONDS, upstreamKeepalive: mode.upstreamKeepalive });
+    ({ diff, table } = await startPlanes(mode, pods));
   });
 
   after(async () => {
     await diff?.close();
     await Promise.all(pods.map((p) => p.close()));
-  });
-
-  const get = (host: string | null, target: string, headers: [string, string][] = [], method = 'GET'): RawRequest => ({
-    method,
-    target,
-    headers: host === null ? headers : [['Host', host], ...headers],
   });
 
   async function agree(name: string, requests: (RawRequest | Buffer)[], expectStatuses?: (number | 'dropped')[]): Promise<void> {
@@ -91,6 +100,15 @@ export function handWrittenConformance(mode: Mode): void {
     }
   }
 
+  hostCases(mode, agree);
+  pathCases(mode, agree);
+  balancingAndKeyCases(mode, agree);
+  upstreamCases(mode, agree);
+  requestCases(mode, agree);
+}
+
+/** The Host header and the request-target. */
+function hostCases(mode: Mode, agree: Agree): void {
   test(`host: case, port and one trailing dot are ignored${mode.label}`, async () => {
     await agree(
       'host forms',
@@ -124,7 +142,10 @@ export function handWrittenConformance(mode: Mode): void {
   test(`host: an absolute request-target names the host and the pod gets the path only${mode.label}`, async () => {
     await agree('absolute form', [get('c.test', 'http://A.test:99/nodejs/x?q=1'), get(null, 'http://a.test/nodejs', [], 'GET')], [200, 400]);
   });
+}
 
+/** Paths: prefixes, normalization, 404 and the slash redirect. */
+function pathCases(mode: Mode, agree: Agree): void {
   test(`path: longest prefix on the normalized path, original URI forwarded${mode.label}`, async () => {
     await agree(
       'prefixes',
@@ -161,7 +182,10 @@ export function handWrittenConformance(mode: Mode): void {
       301, 301, 200, 200, 301, 200,
     ]);
   });
+}
 
+/** Round robin and API keys. */
+function balancingAndKeyCases(mode: Mode, agree: Agree): void {
   test(`round robin: pods in name order, per route${mode.label}`, async () => {
     await agree('round robin', [get('a.test', '/'), get('a.test', '/x'), get('a.test', '/nodejs'), get('a.test', '/y'), get('a.test', '/z')]);
   });
@@ -184,7 +208,10 @@ export function handWrittenConformance(mode: Mode): void {
       [403, 403, 403, 403, 200, 200, 403, 403, 200, 200],
     );
   });
+}
 
+/** Retries, failures and timeouts towards the pods. */
+function upstreamCases(mode: Mode, agree: Agree): void {
   test(`upstream: refused pods are skipped, all refused is 502, and failed pods stay out${mode.label}`, async () => {
     await agree('dead', [get('b.test', '/dead'), get('b.test', '/dead'), get('b.test', '/single-dead'), get('b.test', '/single-dead')], [502, 502, 502, 502]);
     await agree('mix', [get('b.test', '/mix'), get('b.test', '/mix'), get('b.test', '/mix'), get('b.test', '/mix', [], 'POST')], [200, 200, 200, 200]);
@@ -224,7 +251,10 @@ export function handWrittenConformance(mode: Mode): void {
     await agree('timeouts', [get('b.test', '/hang'), get('b.test', '/single-hang'), get('b.test', '/hang')], [200, 504, 200]);
     await agree('timeout POST', [get('b.test', '/hang', [], 'POST')], [504]);
   });
+}
 
+/** Headers, methods and bodies. */
+function requestCases(mode: Mode, agree: Agree): void {
   test(`headers: Host, Connection and Upgrade as set by the config; hop-by-hop and invalid headers dropped${mode.label}`, async () => {
     await agree('headers', [
       get('A.test:81', '/nodejs'),

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -14,7 +14,7 @@ import type { NginxMode } from '../../src/core/config.js';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import { startProxy, type ProxyDataPlane } from '../../proxy/server.js';
 import { NGINX_BINARY } from '../support/nginx-check.js';
-import { luaFailures } from '../support/dynamic-nginx.js';
+import { closeCheckingLua } from '../support/dynamic-nginx.js';
 import type { ReceivedRequest, TestPod } from '../support/pods.js';
 import { sendRaw, type RawOutcome, type RawRequest } from './raw-http.js';
 import { proxyLibraryUnderTest } from '../support/proxy-library.js';
@@ -217,18 +217,7 @@ async function startManagedNginx(mode: NginxMode, table: RouteTable, options: Pa
     if (stale !== undefined) throw new Error(`nginx reloaded, but old workers still accept connections: ${stale}`);
   };
   const errorLog = (): Promise<string> => readFile(plane.files.errorLog, 'utf8').catch(() => '');
-  const close = async (): Promise<void> => {
-    let log = '';
-    try {
-      await plane.close();
-      log = await errorLog();
-    } finally {
-      await rm(prefix, { recursive: true, force: true });
-    }
-    // The Lua never fails silently: a run that hit an error in it fails, wherever it happened.
-    const failures = luaFailures(log);
-    if (failures.length > 0) throw new Error(`dynamic nginx logged Lua failures:\n${failures.join('\n')}`);
-  };
+  const close = (): Promise<void> => closeCheckingLua(() => plane.close(), errorLog, prefix);
   try {
     await apply(table);
   } catch (err) {

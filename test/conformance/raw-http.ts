@@ -26,7 +26,10 @@ function headerEnd(buf: Buffer): number {
   return buf.indexOf('\r\n\r\n');
 }
 
-/** A chunked body at the start of `data`, de-chunked, and the bytes it took (trailers included); null when more bytes are needed. */
+/**
+ * A chunked body at the start of `data`, de-chunked, and the bytes it took (trailers included); null when more bytes
+ * are needed.
+ */
 export function readChunked(data: Buffer): { body: Buffer; used: number } | null {
   const parts: Buffer[] = [];
   let at = 0;
@@ -58,7 +61,9 @@ function completeBody(headers: [string, string][], rest: Buffer, noBody: boolean
   return closed ? { body: rest, used: rest.length } : null;
 }
 
-/** One response at the start of `data`, with its reason phrase and the bytes it took; null when more bytes are needed. */
+/**
+ * One response at the start of `data`, with its reason phrase and the bytes it took; null when more bytes are needed.
+ */
 export function readResponse(
   data: Buffer,
   noBody: boolean,

@@ -55,7 +55,7 @@ function converse(port: number, path: string, messages: string[], headers: Recor
       for (const m of messages) ws.send(m);
     });
     ws.on('message', (data) => {
-      replies.push(String(data));
+      replies.push((data as Buffer).toString());
       if (replies.length === messages.length) {
         clearTimeout(timer);
         ws.close();

@@ -1,5 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import type { NginxMode } from '../../src/core/config.js';
@@ -78,65 +77,159 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }
 
-export async function runChurn(options: ChurnOptions): Promise<ChurnReport> {
-  const { backend, durationMs, firstIp } = options;
-  const everyMs = options.everyMs ?? 200;
-  const ipCount = options.ipCount ?? 8;
-  const terminationMs = options.terminationMs ?? 5_000;
-  const clients = options.clients ?? { fresh: 4, keptAlive: 4 };
-  const random = seededRandom(options.seed ?? 1);
-  const nginxMode = options.nginxMode ?? 'documented';
-  const plane = backend === 'proxy' ? 'proxy' : `nginx ${nginxMode}`;
-  const dir = await workDir(`k8s-router-churn-${plane.replace(' ', '-')}-`);
-  const api = await FakeApiServer.start();
-  const live = new Map<string, LivePod>();
-  const draining: Array<Promise<void>> = [];
-  const everyPod: TestPod[] = [];
-  let podSeq = 0;
-  let router: RouterProcess | undefined;
+/** The churn's pods and the fake API server that announces them; `change` makes one change the dice pick. */
+class ChurnPods {
+  readonly live = new Map<string, LivePod>();
+  readonly draining: Array<Promise<void>> = [];
+  readonly everyPod: TestPod[] = [];
+  private podSeq = 0;
 
-  const addPod = async (host: string): Promise<void> => {
-    const name = `${plane.replace(' ', '-')}-${++podSeq}`;
-    const test = await startPod(name, `127.0.0.${firstIp + (podSeq % ipCount)}`);
-    everyPod.push(test);
-    live.set(name, { test, host, ready: true });
-    api.upsert(podFor(test, { namespace: NAMESPACE, hosts: host, paths: ['/'] }));
-  };
-  const removePod = (name: string): void => {
-    const pod = live.get(name);
+  constructor(
+    private readonly api: FakeApiServer,
+    private readonly options: ChurnOptions,
+    private readonly random: () => number,
+  ) {}
+
+  async addPod(host: string): Promise<void> {
+    const { firstIp } = this.options;
+    const name = `${planeOf(this.options).replace(' ', '-')}-${++this.podSeq}`;
+    const test = await startPod(name, `127.0.0.${firstIp + (this.podSeq % (this.options.ipCount ?? 8))}`);
+    this.everyPod.push(test);
+    this.live.set(name, { test, host, ready: true });
+    this.api.upsert(podFor(test, { namespace: NAMESPACE, hosts: host, paths: ['/'] }));
+  }
+
+  removePod(name: string): void {
+    const pod = this.live.get(name);
     if (pod === undefined) return;
-    live.delete(name);
-    api.remove('Pod', NAMESPACE, name);
-    draining.push(delay(terminationMs).then(() => pod.test.drain()));
-  };
-  const setReady = (name: string, ready: boolean): void => {
-    const pod = live.get(name) as LivePod;
+    this.live.delete(name);
+    this.api.remove('Pod', NAMESPACE, name);
+    this.draining.push(delay(this.options.terminationMs ?? 5_000).then(() => pod.test.drain()));
+  }
+
+  setReady(name: string, ready: boolean): void {
+    const pod = this.live.get(name) as LivePod;
     pod.ready = ready;
-    api.upsert(podFor(pod.test, { namespace: NAMESPACE, hosts: pod.host, paths: ['/'], ready }));
-  };
-  const podsOf = (host: string, readyOnly = true): string[] =>
-    [...live].filter(([, p]) => p.host === host && (p.ready || !readyOnly)).map(([name]) => name);
+    this.api.upsert(podFor(pod.test, { namespace: NAMESPACE, hosts: pod.host, paths: ['/'], ready }));
+  }
+
+  podsOf(host: string, readyOnly = true): string[] {
+    return [...this.live].filter(([, p]) => p.host === host && (p.ready || !readyOnly)).map(([name]) => name);
+  }
 
   /** One change: what it is depends on the dice, never leaving a stable host without a ready pod. */
-  const change = async (): Promise<void> => {
+  async change(): Promise<void> {
+    const random = this.random;
     const roll = random();
-    const shared = podsOf(SHARED);
+    const shared = this.podsOf(SHARED);
     const pick = <T>(items: T[]): T => items[Math.floor(random() * items.length)] as T;
-    if (roll < 0.2 && shared.length < 5) return addPod(SHARED);
-    if (roll < 0.4 && shared.length > 1) return removePod(pick(shared));
+    if (roll < 0.2 && shared.length < 5) return this.addPod(SHARED);
+    if (roll < 0.4 && shared.length > 1) return this.removePod(pick(shared));
     if (roll < 0.5) {
-      const notReady = podsOf(SHARED, false).filter((n) => !live.get(n)?.ready);
-      if (notReady.length > 0) return setReady(pick(notReady), true);
-      if (shared.length > 1) return setReady(pick(shared), false);
+      const notReady = this.podsOf(SHARED, false).filter((n) => !this.live.get(n)?.ready);
+      if (notReady.length > 0) return this.setReady(pick(notReady), true);
+      if (shared.length > 1) return this.setReady(pick(shared), false);
     }
     const host = pick(OTHERS);
-    const others = podsOf(host, false);
-    if (others.length === 0 || (others.length < 3 && random() < 0.5)) return addPod(host);
-    return removePod(pick(others));
-  };
+    const others = this.podsOf(host, false);
+    if (others.length === 0 || (others.length < 3 && random() < 0.5)) return this.addPod(host);
+    return this.removePod(pick(others));
+  }
+}
 
+/** Waits until both stable hosts are served, before the load starts. */
+async function warmUp(port: number): Promise<void> {
+  for (const host of [STEADY, SHARED]) {
+    const warm = new LoadClient({ port, host }, { keepAlive: false, idPrefix: 'warm' });
+    for (let i = 0; i < 200; i++) {
+      const { outcome } = await warm.send();
+      if (outcome.kind === 'response' && outcome.status === 200) break;
+      await delay(50);
+    }
+  }
+}
+
+/** Once quiet: the pods each stable host is served by, and the ones it should be. */
+async function finalServed(port: number, pods: ChurnPods): Promise<ChurnReport['final']> {
+  const final: ChurnReport['final'] = {};
+  for (const host of [STEADY, SHARED]) {
+    const served = new Set<string>();
+    const probe = new LoadClient({ port, host }, { keepAlive: false, idPrefix: 'final' });
+    for (let i = 0; i < 40; i++) {
+      const { outcome } = await probe.send();
+      served.add(outcome.kind === 'response' ? (outcome.pod ?? '?') : outcome.kind);
+    }
+    final[host] = { served: [...served].sort(), expected: pods.podsOf(host).sort() };
+  }
+  return final;
+}
+
+/** The data plane as the report names it: proxy, nginx documented, nginx dynamic. */
+function planeOf(options: ChurnOptions): string {
+  return options.backend === 'proxy' ? 'proxy' : `nginx ${options.nginxMode ?? 'documented'}`;
+}
+
+/** Load on the stable hosts while `pods` changes every `everyMs`, and what the router did meanwhile. */
+async function measureChurn(options: ChurnOptions, pods: ChurnPods, router: RouterProcess, port: number): Promise<ChurnReport> {
+  const { backend, durationMs } = options;
+  const everyMs = options.everyMs ?? 200;
+  const clients = options.clients ?? { fresh: 4, keptAlive: 4 };
+  const routerLogs = router.logs;
+  await warmUp(port);
+  const logsBefore = routerLogs.length;
+
+  let loading = true;
+  const load = Object.fromEntries(
+    [STEADY, SHARED].flatMap((host) => [
+      [`${host} new connection per request`, runLoad({ port, host }, clients.fresh, { keepAlive: false, idPrefix: `${host}-fresh` }, () => loading)],
+      [`${host} kept alive`, runLoad({ port, host }, clients.keptAlive, { keepAlive: true, idPrefix: `${host}-kept` }, () => loading)],
+    ]),
+  );
+  const startedAt = Date.now();
+  let changes = 0;
+  while (Date.now() - startedAt < durationMs) {
+    const next = startedAt + (changes + 1) * everyMs;
+    await pods.change();
+    changes++;
+    await delay(Math.max(0, next - Date.now()));
+  }
+  loading = false;
+  const seconds = (Date.now() - startedAt) / 1000;
+  const loadReport: ChurnReport['load'] = {};
+  for (const [name, records] of Object.entries(load)) {
+    const summary = summarize(await records);
+    loadReport[name] = { ...summary, perSecond: Math.round(summary.requests / seconds) };
+  }
+
+  await delay(backend === 'nginx' ? 3_000 : 1_000);
+  const final = await finalServed(port, pods);
+
+  const logs = routerLogs.slice(logsBefore);
+  const reloadTimes = logs.filter((l) => l.msg === 'nginx serves the new config').map((l) => Number(l.ms));
+  return {
+    backend,
+    plane: planeOf(options),
+    seconds,
+    changes,
+    load: loadReport,
+    tableChanges: logs.filter((l) => l.msg === 'route table changed').length,
+    reloads: reloadTimes.length,
+    sends: logs.filter((l) => l.msg === 'nginx serves the new table').length,
+    reloadMs: reloadTimes.length === 0 ? null : { median: percentile(reloadTimes, 50), p95: percentile(reloadTimes, 95), max: Math.max(...reloadTimes) },
+    final,
+  };
+}
+
+export async function runChurn(options: ChurnOptions): Promise<ChurnReport> {
+  const { backend } = options;
+  const dir = await workDir(`k8s-router-churn-${planeOf(options).replace(' ', '-')}-`);
+  const api = await FakeApiServer.start();
+  const pods = new ChurnPods(api, options, seededRandom(options.seed ?? 1));
+  let router: RouterProcess | undefined;
+  let report: ChurnReport;
+  let code: Awaited<ReturnType<RouterProcess['stop']>> | undefined;
   try {
-    for (const host of [STEADY, STEADY, SHARED, SHARED, ...OTHERS]) await addPod(host);
+    for (const host of [STEADY, STEADY, SHARED, SHARED, ...OTHERS]) await pods.addPod(host);
     const port = await pickFreeLoopbackPort();
     router = await startRouterProcess(['--backend', backend], {
       PORT: String(port),
@@ -144,79 +237,20 @@ export async function runChurn(options: ChurnOptions): Promise<ChurnReport> {
       NGINX_PREFIX: join(dir, 'nginx'),
       KUBECONFIG: api.kubeConfigFile(),
       LOG_LEVEL: 'info',
-      NGINX_MODE: nginxMode,
+      NGINX_MODE: options.nginxMode ?? 'documented',
       ...options.env,
     });
-    const routerLogs = router.logs;
-    // Both stable hosts are served before the load starts.
-    for (const host of [STEADY, SHARED]) {
-      const warm = new LoadClient({ port, host }, { keepAlive: false, idPrefix: 'warm' });
-      for (let i = 0; i < 200; i++) {
-        const { outcome } = await warm.send();
-        if (outcome.kind === 'response' && outcome.status === 200) break;
-        await delay(50);
-      }
-    }
-    const logsBefore = routerLogs.length;
-
-    let loading = true;
-    const load = Object.fromEntries(
-      [STEADY, SHARED].flatMap((host) => [
-        [`${host} new connection per request`, runLoad({ port, host }, clients.fresh, { keepAlive: false, idPrefix: `${host}-fresh` }, () => loading)],
-        [`${host} kept alive`, runLoad({ port, host }, clients.keptAlive, { keepAlive: true, idPrefix: `${host}-kept` }, () => loading)],
-      ]),
-    );
-    const startedAt = Date.now();
-    let changes = 0;
-    while (Date.now() - startedAt < durationMs) {
-      const next = startedAt + (changes + 1) * everyMs;
-      await change();
-      changes++;
-      await delay(Math.max(0, next - Date.now()));
-    }
-    loading = false;
-    const seconds = (Date.now() - startedAt) / 1000;
-    const loadReport: ChurnReport['load'] = {};
-    for (const [name, records] of Object.entries(load)) {
-      const summary = summarize(await records);
-      loadReport[name] = { ...summary, perSecond: Math.round(summary.requests / seconds) };
-    }
-
-    // Once quiet, each stable host is served by exactly its ready pods.
-    await delay(backend === 'nginx' ? 3_000 : 1_000);
-    const final: ChurnReport['final'] = {};
-    for (const host of [STEADY, SHARED]) {
-      const served = new Set<string>();
-      const probe = new LoadClient({ port, host }, { keepAlive: false, idPrefix: 'final' });
-      for (let i = 0; i < 40; i++) {
-        const { outcome } = await probe.send();
-        served.add(outcome.kind === 'response' ? (outcome.pod ?? '?') : outcome.kind);
-      }
-      final[host] = { served: [...served].sort(), expected: podsOf(host).sort() };
-    }
-
-    const logs = routerLogs.slice(logsBefore);
-    const reloadTimes = logs.filter((l) => l.msg === 'nginx serves the new config').map((l) => Number(l.ms));
-    return {
-      backend,
-      plane,
-      seconds,
-      changes,
-      load: loadReport,
-      tableChanges: logs.filter((l) => l.msg === 'route table changed').length,
-      reloads: reloadTimes.length,
-      sends: logs.filter((l) => l.msg === 'nginx serves the new table').length,
-      reloadMs: reloadTimes.length === 0 ? null : { median: percentile(reloadTimes, 50), p95: percentile(reloadTimes, 95), max: Math.max(...reloadTimes) },
-      final,
-    };
+    report = await measureChurn(options, pods, router, port);
   } finally {
     const exit = router?.stop();
-    await Promise.all(draining);
-    await Promise.all(everyPod.map((p) => p.close()));
+    await Promise.all(pods.draining);
+    await Promise.all(pods.everyPod.map((p) => p.close()));
     await api.close();
-    const code = await exit;
+    code = await exit;
     if (code !== 0) await endNginxOn(join(dir, 'nginx'));
     await rm(dir, { recursive: true, force: true });
-    if (code !== undefined && code !== 0) throw new Error(`the router exited with ${code}`);
   }
+  // After the finally, so that a failure of the run itself is the error reported.
+  if (code !== undefined && code !== 0) throw new Error(`the router exited with ${code}`);
+  return report;
 }

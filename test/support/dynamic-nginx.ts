@@ -11,7 +11,7 @@ import {
   tableVersions,
   type TableVersions,
 } from '../../nginx/control-client.js';
-import { bundledLuaDir, findLuaModules } from '../../nginx/lua-modules.js';
+import { bundledLuaDir, findLuaModules, type LuaModules } from '../../nginx/lua-modules.js';
 import { spawnNginxMaster, type NginxMaster } from '../../nginx/master.js';
 import { renderDynamicConf } from '../../nginx/render-dynamic.js';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
@@ -85,9 +85,16 @@ async function until<T>(what: string, probe: () => Promise<T | null>, timeoutMs 
   }
 }
 
-export async function startDynamicNginx(table: RouteTable, options: DynamicNginxOptions = {}): Promise<DynamicNginx> {
-  const lookup = await findLuaModules(NGINX_BINARY);
-  if (!lookup.found) throw new Error(lookup.problem);
+interface DynamicFiles {
+  prefix: string;
+  port: number;
+  controlSocket: string;
+  files: { pidFile: string; errorLog: string; accessLog: string; tempDir: string };
+  confPath: string;
+}
+
+/** The files of a dynamic nginx in a new prefix: its config, with free ports, and a control socket ready. */
+async function prepareDynamicNginx(options: DynamicNginxOptions, luaModules: LuaModules): Promise<DynamicFiles> {
   const prefix = await mkdtemp(join(tmpdir(), 'k8s-router-dynamic-'));
   // nginx's workers run as nobody (the tests run as root) and must reach the temp dir.
   await chmod(prefix, 0o755);
@@ -113,13 +120,36 @@ export async function startDynamicNginx(table: RouteTable, options: DynamicNginx
     ...options.clientLimits,
     runtime: { ...files, status: { port: statusPort, configVersion: 'dynamic' } },
     controlSocket,
-    luaModules: lookup.modules,
+    luaModules,
     luaDir: options.luaDir ?? bundledLuaDir(),
   });
   const directives = options.httpDirectives ?? [];
   if (directives.length > 0) text = text.replace(/^http \{\n/m, (open) => `${open}${directives.join('\n')}\n`);
   const confPath = join(prefix, 'nginx.conf');
   await writeFile(confPath, text);
+  return { prefix, port, controlSocket, files, confPath };
+}
+
+/**
+ * Stops nginx, then removes its prefix; throws when its error log shows that the router's Lua failed, wherever it
+ * happened: the Lua never fails silently.
+ */
+export async function closeCheckingLua(stop: () => Promise<unknown>, errorLog: () => Promise<string>, prefix: string): Promise<void> {
+  let log = '';
+  try {
+    await stop();
+    log = await errorLog();
+  } finally {
+    await rm(prefix, { recursive: true, force: true });
+  }
+  const failures = luaFailures(log);
+  if (failures.length > 0) throw new Error(`dynamic nginx logged Lua failures:\n${failures.join('\n')}`);
+}
+
+export async function startDynamicNginx(table: RouteTable, options: DynamicNginxOptions = {}): Promise<DynamicNginx> {
+  const lookup = await findLuaModules(NGINX_BINARY);
+  if (!lookup.found) throw new Error(lookup.problem);
+  const { prefix, port, controlSocket, files, confPath } = await prepareDynamicNginx(options, lookup.modules);
   const spawn = (): NginxMaster =>
     spawnNginxMaster({ nginxBinary: NGINX_BINARY, prefix, confPath, errorLog: files.errorLog });
   let master = spawn();
@@ -144,18 +174,8 @@ export async function startDynamicNginx(table: RouteTable, options: DynamicNginx
   };
 
   const errorLog = (): Promise<string> => readFile(files.errorLog, 'utf8').catch(() => '');
-  const close = async (): Promise<void> => {
-    let log = '';
-    try {
-      await master.stop({ gracefulMs: 5_000, fastMs: 2_000 });
-      log = await errorLog();
-    } finally {
-      await rm(prefix, { recursive: true, force: true });
-    }
-    // The Lua never fails silently: a run that hit an error in it fails, wherever it happened.
-    const failures = luaFailures(log);
-    if (failures.length > 0) throw new Error(`dynamic nginx logged Lua failures:\n${failures.join('\n')}`);
-  };
+  const close = (): Promise<void> =>
+    closeCheckingLua(() => master.stop({ gracefulMs: 5_000, fastMs: 2_000 }), errorLog, prefix);
 
   const answering = (): Promise<true> =>
     until('the control socket to answer', async () => {

@@ -14,7 +14,7 @@ export interface Inspector {
 /** The inspector URL a Node process prints on standard error ("Debugger listening on ws://..."). */
 export function inspectorUrl(lines: ReadonlyArray<Record<string, unknown>>): string | null {
   for (const line of lines) {
-    const match = /Debugger listening on (ws:\/\/\S+)/.exec(String(line.text ?? ''));
+    const match = /Debugger listening on (ws:\/\/\S+)/.exec(typeof line.text === 'string' ? line.text : '');
     if (match) return match[1] as string;
   }
   return null;
@@ -29,7 +29,7 @@ export async function connectInspector(url: string): Promise<Inspector> {
   let seq = 0;
   const waiting = new Map<number, (result: unknown) => void>();
   ws.on('message', (data) => {
-    const message = JSON.parse(String(data)) as { id?: number; result?: unknown };
+    const message = JSON.parse((data as Buffer).toString()) as { id?: number; result?: unknown };
     if (message.id !== undefined) waiting.get(message.id)?.(message.result);
   });
   const call = (method: string): Promise<unknown> =>

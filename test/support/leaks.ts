@@ -1,5 +1,4 @@
-import { readdir, readFile, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
@@ -97,7 +96,8 @@ function webSocketCycle(port: number, n: number): Promise<string | null> {
     }, 10_000);
     ws.on('open', () => ws.send(`m${n}`));
     ws.on('message', (data) => {
-      problem = String(data).endsWith(`:m${n}`) ? null : `a wrong echo: ${String(data).slice(0, 60)}`;
+      const text = (data as Buffer).toString();
+      problem = text.endsWith(`:m${n}`) ? null : `a wrong echo: ${text.slice(0, 60)}`;
       ws.close();
     });
     ws.on('unexpected-response', (_req, res) => {
@@ -175,6 +175,8 @@ export async function runLeaks(options: LeakOptions): Promise<LeakReport> {
   let pods: TestPod[] = [];
   let router: RouterProcess | undefined;
   let inspector: Inspector | undefined;
+  let report: LeakReport;
+  let code: Awaited<ReturnType<RouterProcess['stop']>> | undefined;
   try {
     pods = await startPods(`leaks-${backend}`, 2, firstIp);
     for (const p of pods) api.upsert(podFor(p, { namespace: NAMESPACE, hosts: HOST, paths: ['/'] }));
@@ -205,7 +207,7 @@ export async function runLeaks(options: LeakOptions): Promise<LeakReport> {
     const atEnd = await routerUsage(r.pid, inspector);
     const nginxAtEnd = backend === 'nginx' ? await nginxUsage(prefix) : null;
     const logs = r.logs.slice(logsBefore);
-    return {
+    report = {
       backend,
       connections: options.connections,
       changes: options.changes,
@@ -224,9 +226,11 @@ export async function runLeaks(options: LeakOptions): Promise<LeakReport> {
     const exit = router?.stop();
     await Promise.all(pods.map((p) => p.close()));
     await api.close();
-    const code = await exit;
+    code = await exit;
     if (code !== 0) await endNginxOn(prefix);
     await rm(dir, { recursive: true, force: true });
-    if (code !== undefined && code !== 0) throw new Error(`the router exited with ${code}`);
   }
+  // After the finally, so that a failure of the run itself is the error reported.
+  if (code !== undefined && code !== 0) throw new Error(`the router exited with ${code}`);
+  return report;
 }

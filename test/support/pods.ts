@@ -73,6 +73,80 @@ function pairs(raw: readonly string[]): [string, string][] {
   return out;
 }
 
+/** Answers as `pod` behaves (or as the request's X-Test-Behaviour asks), noting what it received. */
+async function answerAs(pod: TestPod, waitingStreams: Set<() => void>, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const name = pod.name;
+  const body = await readBody(req);
+  const description: ReceivedRequest = {
+    pod: name,
+    method: req.method ?? '',
+    uri: req.url ?? '',
+    httpVersion: req.httpVersion,
+    headers: pairs(req.rawHeaders),
+    body,
+    remotePort: req.socket.remotePort ?? 0,
+  };
+  pod.received.push(description);
+  const requested = req.headers['x-test-behaviour'];
+  const behaviour = (typeof requested === 'string' ? requested : pod.behaviour) as PodBehaviour;
+  const json = JSON.stringify(description);
+  switch (behaviour) {
+    case 'echo':
+      res.writeHead(200, { 'Content-Type': 'application/json', 'X-Pod': name });
+      res.end(json);
+      return;
+    case 'slow':
+      setTimeout(() => {
+        res.writeHead(200, { 'Content-Type': 'application/json', 'X-Pod': name });
+        res.end(json);
+      }, pod.slowMs);
+      return;
+    case 'stream': {
+      res.writeHead(200, { 'Content-Type': 'text/plain', 'X-Pod': name });
+      res.write(STREAM_FIRST_CHUNK);
+      const finish = (): void => {
+        clearTimeout(timer);
+        waitingStreams.delete(finish);
+        res.end(STREAM_REST);
+      };
+      const timer = setTimeout(finish, STREAM_SELF_RELEASE_MS);
+      waitingStreams.add(finish);
+      return;
+    }
+    case 'reset-mid-response':
+      res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': '100000', 'X-Pod': name });
+      res.write('x'.repeat(1000), () => setTimeout(() => req.socket.resetAndDestroy(), 20));
+      return;
+    case 'reset-before-response':
+      req.socket.resetAndDestroy();
+      return;
+    case 'hang':
+      return;
+  }
+}
+
+/** Echoes WebSocket messages on `server`'s upgrades, as `pod` behaves. */
+function echoWebSockets(server: http.Server, pod: TestPod): WebSocketServer {
+  // WebSocket echo: each message comes back prefixed with the pod name, so the answer
+  // tells which pod it came from. 'reset-mid-response' resets after the first message.
+  const wss = new WebSocketServer({ noServer: true });
+  const name = pod.name;
+  server.on('upgrade', (req, socket, head) => {
+    socket.on('error', () => {});
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('error', () => {});
+      ws.on('message', (data) => {
+        if (pod.behaviour === 'reset-mid-response') {
+          (socket as Socket).resetAndDestroy();
+          return;
+        }
+        ws.send(`${name}:${(data as Buffer).toString()}`);
+      });
+    });
+  });
+  return wss;
+}
+
 export async function startPod(name: string, ip: string, options: { behaviour?: PodBehaviour; port?: number } = {}): Promise<TestPod> {
   const sockets = new Set<Socket>();
   const waitingStreams = new Set<() => void>();
@@ -95,55 +169,7 @@ export async function startPod(name: string, ip: string, options: { behaviour?: 
     drain: async () => {},
   };
 
-  const answer = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const body = await readBody(req);
-    const description: ReceivedRequest = {
-      pod: name,
-      method: req.method ?? '',
-      uri: req.url ?? '',
-      httpVersion: req.httpVersion,
-      headers: pairs(req.rawHeaders),
-      body,
-      remotePort: req.socket.remotePort ?? 0,
-    };
-    received.push(description);
-    const requested = req.headers['x-test-behaviour'];
-    const behaviour = (typeof requested === 'string' ? requested : pod.behaviour) as PodBehaviour;
-    const json = JSON.stringify(description);
-    switch (behaviour) {
-      case 'echo':
-        res.writeHead(200, { 'Content-Type': 'application/json', 'X-Pod': name });
-        res.end(json);
-        return;
-      case 'slow':
-        setTimeout(() => {
-          res.writeHead(200, { 'Content-Type': 'application/json', 'X-Pod': name });
-          res.end(json);
-        }, pod.slowMs);
-        return;
-      case 'stream': {
-        res.writeHead(200, { 'Content-Type': 'text/plain', 'X-Pod': name });
-        res.write(STREAM_FIRST_CHUNK);
-        const finish = (): void => {
-          clearTimeout(timer);
-          waitingStreams.delete(finish);
-          res.end(STREAM_REST);
-        };
-        const timer = setTimeout(finish, STREAM_SELF_RELEASE_MS);
-        waitingStreams.add(finish);
-        return;
-      }
-      case 'reset-mid-response':
-        res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': '100000', 'X-Pod': name });
-        res.write('x'.repeat(1000), () => setTimeout(() => req.socket.resetAndDestroy(), 20));
-        return;
-      case 'reset-before-response':
-        req.socket.resetAndDestroy();
-        return;
-      case 'hang':
-        return;
-    }
-  };
+  const answer = (req: IncomingMessage, res: ServerResponse): Promise<void> => answerAs(pod, waitingStreams, req, res);
 
   const server = http.createServer({ keepAliveTimeout: 5_000, requireHostHeader: false }, (req, res) => {
     answer(req, res).catch(() => res.destroy());
@@ -154,22 +180,7 @@ export async function startPod(name: string, ip: string, options: { behaviour?: 
     socket.on('error', () => {});
   });
 
-  // WebSocket echo: each message comes back prefixed with the pod name, so the answer
-  // tells which pod it came from. 'reset-mid-response' resets after the first message.
-  const wss = new WebSocketServer({ noServer: true });
-  server.on('upgrade', (req, socket, head) => {
-    socket.on('error', () => {});
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      ws.on('error', () => {});
-      ws.on('message', (data) => {
-        if (pod.behaviour === 'reset-mid-response') {
-          (socket as Socket).resetAndDestroy();
-          return;
-        }
-        ws.send(`${name}:${String(data)}`);
-      });
-    });
-  });
+  const wss = echoWebSockets(server, pod);
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

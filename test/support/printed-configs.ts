@@ -1,5 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { renderNginxConf } from '../../nginx/render.js';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';

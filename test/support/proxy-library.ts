@@ -8,6 +8,6 @@ import type { ProxyLibrary } from '../../proxy/http-proxy.js';
 export function proxyLibraryUnderTest(): { proxyLibrary?: ProxyLibrary } {
   const name = process.env.PROXY_LIBRARY;
   if (name === undefined || name === '' || name === 'http-proxy') return {};
-  if (name === 'http-proxy-3') return { proxyLibrary: createProxyServer as ProxyLibrary };
+  if (name === 'http-proxy-3') return { proxyLibrary: createProxyServer };
   throw new Error(`PROXY_LIBRARY=${name}: the tests know http-proxy (the default) and http-proxy-3`);
 }

@@ -65,7 +65,10 @@ export interface ChaosReport {
   quiet: QuietPeriod[];
   convergence: { maxMs: number | null; p99Ms: number | null; medianMs: number | null };
   requests: { total: number; lists: number; watches: number; peakPerSecond: number; peakAt: number; bound: number };
-  /** Lists and watches after the first of each collection: the router's relists and watch restarts as the server saw them. */
+  /**
+   * Lists and watches after the first of each collection: the router's relists and watch restarts as the server saw
+   * them.
+   */
   relists: number;
   watchRestarts: number;
   /** "k8s-router is serving" lines (1: it never restarted) and whether the process is alive at the end. */
