@@ -91,15 +91,19 @@ function seed(api: FakeApiServer, pods: number): void {
 /** GET on the fake server with the token, reading the whole body; returns the body size. */
 function get(api: FakeApiServer, path: string): Promise<{ bytes: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(`${api.url}${path}`, { ca: testCertificates().caCert, headers: { authorization: `Bearer ${api.token}` } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const body = Buffer.concat(chunks);
-        if (res.statusCode !== 200) reject(new Error(`${path}: ${res.statusCode} ${body.toString().slice(0, 200)}`));
-        else resolve({ bytes: body.length, body: body.length < 10_000_000 ? body.toString() : '' });
-      });
-    });
+    const req = request(
+      `${api.url}${path}`,
+      { ca: testCertificates().caCert, headers: { authorization: `Bearer ${api.token}` } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const body = Buffer.concat(chunks);
+          if (res.statusCode !== 200) reject(new Error(`${path}: ${res.statusCode} ${body.toString().slice(0, 200)}`));
+          else resolve({ bytes: body.length, body: body.length < 10_000_000 ? body.toString() : '' });
+        });
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -111,7 +115,10 @@ async function measureServerOnly(api: FakeApiServer): Promise<ServerOnly> {
   let pages = 0;
   let token: string | undefined;
   do {
-    const { body } = await get(api, `/api/v1/pods?${selector}&limit=500${token ? `&continue=${encodeURIComponent(token)}` : ''}`);
+    const { body } = await get(
+      api,
+      `/api/v1/pods?${selector}&limit=500${token ? `&continue=${encodeURIComponent(token)}` : ''}`,
+    );
     token = (JSON.parse(body) as { metadata?: { continue?: string } }).metadata?.continue;
     pages += 1;
   } while (token);
@@ -123,7 +130,9 @@ async function measureServerOnly(api: FakeApiServer): Promise<ServerOnly> {
 
 /** User + system CPU time of a process so far, from /proc (clock ticks of 10 ms). */
 function cpuMsOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    .replace(/^.*\) /, '')
+    .split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
@@ -143,7 +152,14 @@ async function measureRouter(api: FakeApiServer, pods: number): Promise<RouterRu
   const spawnedAt = Date.now();
   const child = spawn(process.execPath, [join(BUILD, 'src', 'cli.js'), 'run', '--backend', 'proxy'], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', PORT: String(port), LISTEN_ADDRESS: '127.0.0.1', KUBECONFIG: api.kubeConfigFile(), LOG_LEVEL: 'info' },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/root',
+      PORT: String(port),
+      LISTEN_ADDRESS: '127.0.0.1',
+      KUBECONFIG: api.kubeConfigFile(),
+      LOG_LEVEL: 'info',
+    },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const pid = child.pid as number;
@@ -159,7 +175,8 @@ async function measureRouter(api: FakeApiServer, pods: number): Promise<RouterRu
       pending = pending.slice(newline + 1);
       try {
         const parsed = JSON.parse(line) as { msg?: string; routes?: number };
-        if (parsed.msg === 'route table served' && firstTable === null) firstTable = { at: Date.now(), routes: parsed.routes ?? null };
+        if (parsed.msg === 'route table served' && firstTable === null)
+          firstTable = { at: Date.now(), routes: parsed.routes ?? null };
       } catch {
         process.stderr.write(`router: ${line}\n`);
       }
@@ -232,15 +249,22 @@ function markdown(results: SizeResult[]): string {
         `| ${f0(r.pods)} | ${f0(r.firstRequestMs)} ms | ${f0(r.lastListRequestMs)} ms | **${f0(r.firstTableMs)} ms** | ${f0(r.cpuAtFirstTableMs)} ms | ${r.listRequests} | ${f0(r.routes)} | ${f0(r.rssAtFirstTableMB)} MB | ${f0(r.rssSettledMB)} MB | **${f0(r.peakRssMB)} MB** |`,
     ),
     '',
-    'Times are from the router process start. The fake API server alone (same process as this script, a plain HTTPS client reading and parsing every pod; this first list also fills the fake\'s cache of serialized objects, which the router\'s list then uses):',
+    "Times are from the router process start. The fake API server alone (same process as this script, a plain HTTPS client reading and parsing every pod; this first list also fills the fake's cache of serialized objects, which the router's list then uses):",
     '',
     '| pods | seeding | every pod in pages of 500 | pages | in one response | response size |',
     '|---:|---:|---:|---:|---:|---:|',
-    ...results.map(({ pods, seedMs, server: s }) => `| ${f0(pods)} | ${f0(seedMs)} ms | ${f0(s.pagedMs)} ms | ${s.pages} | ${f0(s.singleMs)} ms | ${f1(s.megabytes)} MiB |`),
+    ...results.map(
+      ({ pods, seedMs, server: s }) =>
+        `| ${f0(pods)} | ${f0(seedMs)} ms | ${f0(s.pagedMs)} ms | ${s.pages} | ${f0(s.singleMs)} ms | ${f1(s.megabytes)} MiB |`,
+    ),
   ].join('\n');
 }
 
-execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', BUILD], { stdio: 'inherit' });
+execFileSync(
+  process.execPath,
+  [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', BUILD],
+  { stdio: 'inherit' },
+);
 const results: SizeResult[] = [];
 try {
   for (const pods of SIZES) {
@@ -258,8 +282,16 @@ const written = writeReport({
   results,
   markdown: markdown(results),
   charts: [
-    { title: 'Peak resident memory of the router (VmHWM)', unit: 'MB', bars: results.map((r) => ({ label: `${f0(r.pods)} pods`, value: r.router.peakRssMB })) },
-    { title: 'Time from start to the first table served', unit: 'ms', bars: results.map((r) => ({ label: `${f0(r.pods)} pods`, value: r.router.firstTableMs })) },
+    {
+      title: 'Peak resident memory of the router (VmHWM)',
+      unit: 'MB',
+      bars: results.map((r) => ({ label: `${f0(r.pods)} pods`, value: r.router.peakRssMB })),
+    },
+    {
+      title: 'Time from start to the first table served',
+      unit: 'ms',
+      bars: results.map((r) => ({ label: `${f0(r.pods)} pods`, value: r.router.firstTableMs })),
+    },
   ],
 });
 console.log(markdown(results));

@@ -64,10 +64,13 @@ function log(line: string): void {
 function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
-const ms = (value: number): string => (value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2));
+const ms = (value: number): string =>
+  value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2);
 const spread = (values: readonly number[]): string => `${ms(Math.min(...values))}–${ms(Math.max(...values))}`;
 const count = (n: number): string => n.toLocaleString('en-US');
 
@@ -78,7 +81,13 @@ async function compile(dir: string): Promise<string> {
   const out = join(dir, 'out');
   const tsconfig = {
     extends: join(REPO, 'tsconfig.json'),
-    compilerOptions: { rootDir: REPO, outDir: out, sourceMap: false, noEmit: false, typeRoots: [join(REPO, 'node_modules/@types')] },
+    compilerOptions: {
+      rootDir: REPO,
+      outDir: out,
+      sourceMap: false,
+      noEmit: false,
+      typeRoots: [join(REPO, 'node_modules/@types')],
+    },
     include: ['src', 'nginx', 'proxy', 'bench/lib'].map((d) => join(REPO, d)),
   };
   await writeFile(join(dir, 'tsconfig.json'), JSON.stringify(tsconfig));
@@ -87,7 +96,9 @@ async function compile(dir: string): Promise<string> {
   await symlink(join(REPO, 'node_modules'), join(out, 'node_modules'));
   const tsc = join(REPO, 'node_modules/typescript/bin/tsc');
   await new Promise<void>((resolve, reject) =>
-    execFile(process.execPath, [tsc, '-p', join(dir, 'tsconfig.json')], (err, stdout, stderr) => (err ? reject(new Error(`tsc failed:\n${stdout}${stderr}`)) : resolve())),
+    execFile(process.execPath, [tsc, '-p', join(dir, 'tsconfig.json')], (err, stdout, stderr) =>
+      err ? reject(new Error(`tsc failed:\n${stdout}${stderr}`)) : resolve(),
+    ),
   );
   return join(out, 'bench/lib/control-plane-tasks.js');
 }
@@ -116,7 +127,10 @@ function startTask(entry: string, taskArgs: string[]): Child {
   });
   const exited = new Promise<void>((resolve) => {
     child.on('exit', (code, signal) => {
-      if (code !== 0) rejectResult(new Error(`task ${taskArgs.join(' ')} exited with ${code ?? signal}: ${seen.slice(-5).join(' | ')}`));
+      if (code !== 0)
+        rejectResult(
+          new Error(`task ${taskArgs.join(' ')} exited with ${code ?? signal}: ${seen.slice(-5).join(' | ')}`),
+        );
       resolve();
     });
   });
@@ -166,14 +180,28 @@ interface Ready {
   apiKey: string;
 }
 
-async function measureStall(entry: string, pods: number, scenarios: string[], manifest: string | null = null): Promise<StallRow[]> {
+async function measureStall(
+  entry: string,
+  pods: number,
+  scenarios: string[],
+  manifest: string | null = null,
+): Promise<StallRow[]> {
   const pod = createServer((req, res) => {
     req.resume();
     res.end('ok');
   });
   await new Promise<void>((resolve) => pod.listen(0, '127.0.0.1', resolve));
   const podPort = (pod.address() as AddressInfo).port;
-  const child = startTask(entry, ['stall', '--pods', String(pods), '--pod-port', String(podPort), '--scenarios', scenarios.join(';'), ...(manifest === null ? [] : ['--manifest', manifest])]);
+  const child = startTask(entry, [
+    'stall',
+    '--pods',
+    String(pods),
+    '--pod-port',
+    String(podPort),
+    '--scenarios',
+    scenarios.join(';'),
+    ...(manifest === null ? [] : ['--manifest', manifest]),
+  ]);
   log(`stall --pods ${pods}${manifest === null ? '' : ` --manifest ${manifest}`} (${scenarios.join(', ')})`);
   const target = JSON.parse(await child.line('READY ')) as Ready;
 
@@ -186,7 +214,13 @@ async function measureStall(entry: string, pods: number, scenarios: string[], ma
     while (running) {
       await new Promise<void>((resolve) => {
         const req = request(
-          { host: '127.0.0.1', port: target.port, path: '/', agent, headers: { host: target.host, 'x-routing-api-key': target.apiKey } },
+          {
+            host: '127.0.0.1',
+            port: target.port,
+            path: '/',
+            agent,
+            headers: { host: target.host, 'x-routing-api-key': target.apiKey },
+          },
           (res) => {
             res.resume();
             res.on('end', () => {
@@ -224,7 +258,14 @@ async function measureStall(entry: string, pods: number, scenarios: string[], ma
       if (at >= w.startedAt && before <= w.endedAt) longestGapMs = Math.max(longestGapMs, at - before);
     }
     const failed = failedAt.filter((at) => at >= w.startedAt && at <= w.endedAt).length;
-    return { ...w, pods, source: manifest === null ? 'cluster' : `${manifest.toUpperCase()} manifest`, answered, failed, longestGapMs };
+    return {
+      ...w,
+      pods,
+      source: manifest === null ? 'cluster' : `${manifest.toUpperCase()} manifest`,
+      answered,
+      failed,
+      longestGapMs,
+    };
   });
 }
 
@@ -244,7 +285,7 @@ function buildTable(builds: BuildResult[]): string {
     return `| ${count(b.pods)} | ${b.podObjects} | ${count(b.routes)} | ${(b.confBytes / 2 ** 20).toFixed(1)} MB in ${b.confPieces} | ${ms(b.coldTableMs)} + ${ms(b.coldRenderMs)} = **${ms(b.coldTableMs + b.coldRenderMs)}** | ${ms(b.coldHashMs)} | ${ms(median(b.warmTableMs))} + ${ms(median(b.warmRenderMs))} = **${ms(warmTotal)}** (${spread(b.warmTableMs.map((t, i) => t + (b.warmRenderMs[i] as number)))}) | ${ms(median(b.referenceTableMs))} + ${ms(median(b.referenceRenderMs))} = ${ms(refTotal)} | ${b.rssBeforeMiB.toFixed(0)} MB | **${b.peakRssMiB.toFixed(0)} MB** |`;
   });
   return [
-    '| pods | pod objects | routes | nginx.conf (pieces) | first build in the process: table + render ms | the manager\'s hash of it ms | again, JIT warm: median (min–max) | reference buildRouteTable + renderNginxConf, warm median | RSS before (node + pods) | peak RSS |',
+    "| pods | pod objects | routes | nginx.conf (pieces) | first build in the process: table + render ms | the manager's hash of it ms | again, JIT warm: median (min–max) | reference buildRouteTable + renderNginxConf, warm median | RSS before (node + pods) | peak RSS |",
     '|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
   ].join('\n');
@@ -257,7 +298,7 @@ function changesTable(build: BuildResult): string {
     return `| ${c.kind} | ${c.tableMs.length} | ${cell(c.tableMs)} | ${cell(c.renderMs)} | ${cell(c.hashMs)} | **${ms(median(total))}** / ${ms(Math.max(...total))} | ${cell(c.writeMs)} |`;
   });
   return [
-    '| change | times | table ms median / max | render ms median / max | the manager\'s version (hash) ms median / max | all three, on the event loop, ms median / max | write + fsync of the pieces (thread pool, wall) ms median / max |',
+    "| change | times | table ms median / max | render ms median / max | the manager's version (hash) ms median / max | all three, on the event loop, ms median / max | write + fsync of the pieces (thread pool, wall) ms median / max |",
     '|---|---|---|---|---|---|---|',
     ...rows,
   ].join('\n');
@@ -293,7 +334,11 @@ function nginxTableText(runs: NginxResult[]): string {
       ? `| ${count(n.routes)} | ${n.skipped} | | |`
       : `| ${count(n.routes)} | ${(n.confBytes / 2 ** 20).toFixed(2)} MB | ${ms(median(n.checkMs))} (${spread(n.checkMs)}) | **${ms(median(n.applyMs))}** (${spread(n.applyMs)}) |`,
   );
-  return ['| routes | nginx.conf | nginx -t ms, median (min–max) | apply until live ms: render, nginx -t, install, reload, confirmed (median, min–max) |', '|---|---|---|---|', ...rows].join('\n');
+  return [
+    '| routes | nginx.conf | nginx -t ms, median (min–max) | apply until live ms: render, nginx -t, install, reload, confirmed (median, min–max) |',
+    '|---|---|---|---|',
+    ...rows,
+  ].join('\n');
 }
 
 function summarizeStalls(rows: StallRow[]): StallSummary[] {
@@ -307,11 +352,12 @@ function summarizeStalls(rows: StallRow[]): StallSummary[] {
   return [...groups.values()];
 }
 
-const lowMedHigh = (values: number[]): string => `${ms(Math.min(...values))} / ${ms(median(values))} / ${ms(Math.max(...values))}`;
+const lowMedHigh = (values: number[]): string =>
+  `${ms(Math.min(...values))} / ${ms(median(values))} / ${ms(Math.max(...values))}`;
 
 function stallTable(summaries: StallSummary[]): string {
   return [
-    '| pods | source | scenario | runs | answers per run (median) | failed requests | longest gap between answers ms, least / median / most | event-loop delay max ms, least / median / most | longest GC pause ms, least / median / most | rebuilds per run | controller busy ms per run, median (of which the source\'s snapshot) | pauses per run |',
+    "| pods | source | scenario | runs | answers per run (median) | failed requests | longest gap between answers ms, least / median / most | event-loop delay max ms, least / median / most | longest GC pause ms, least / median / most | rebuilds per run | controller busy ms per run, median (of which the source's snapshot) | pauses per run |",
     '|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...summaries.map(({ pods, source, scenario, runs }) => {
       const m = (pick: (r: StallRow) => number): number => median(runs.map(pick));
@@ -327,7 +373,12 @@ function targetsOf(builds: BuildResult[], parses: ParseResult[], nginx: NginxRes
   if (b10 !== undefined) {
     const cold = b10.coldTableMs + b10.coldRenderMs;
     const warm = median(b10.warmTableMs.map((t, i) => t + (b10.warmRenderMs[i] as number)));
-    targets.push({ target: 'route table + render, 10,000 pods from scratch', goal: '< 200 ms', measured: `${ms(cold)} ms first build, ${ms(warm)} ms warm`, met: cold < 200 });
+    targets.push({
+      target: 'route table + render, 10,000 pods from scratch',
+      goal: '< 200 ms',
+      measured: `${ms(cold)} ms first build, ${ms(warm)} ms warm`,
+      met: cold < 200,
+    });
     const full = builds.find((b) => b.pods === 10_000 && b.podObjects === 'full');
     targets.push({
       target: 'RSS, 10,000 pods (slim pod objects, as the cluster source keeps them)',
@@ -350,14 +401,21 @@ function targetsOf(builds: BuildResult[], parses: ParseResult[], nginx: NginxRes
   const b50 = at(50_000);
   if (b50 !== undefined) {
     const cold = b50.coldTableMs + b50.coldRenderMs;
-    targets.push({ target: 'route table + render, 50,000 pods from scratch', goal: '< 1 s', measured: `${ms(cold)} ms first build, ${ms(median(b50.warmTableMs.map((t, i) => t + (b50.warmRenderMs[i] as number))))} ms warm`, met: cold < 1_000 });
+    targets.push({
+      target: 'route table + render, 50,000 pods from scratch',
+      goal: '< 1 s',
+      measured: `${ms(cold)} ms first build, ${ms(median(b50.warmTableMs.map((t, i) => t + (b50.warmRenderMs[i] as number))))} ms warm`,
+      met: cold < 1_000,
+    });
   }
   const rebuilds = summarizeStalls(stalls).filter((s) => s.scenario !== 'idle' && s.source === 'cluster');
   if (rebuilds.length > 0) {
     // The least of each scenario's runs (noise only adds), then the worst scenario.
     const least = (s: StallSummary): number => Math.min(...s.runs.map((r) => r.longestGapMs));
     const worst = rebuilds.reduce((a, b) => (least(b) > least(a) ? b : a));
-    const idle = summarizeStalls(stalls).filter((s) => s.scenario === 'idle').map(least);
+    const idle = summarizeStalls(stalls)
+      .filter((s) => s.scenario === 'idle')
+      .map(least);
     targets.push({
       target: 'proxy stall during a rebuild (longest gap between answers, least of the runs)',
       goal: '< 50 ms',
@@ -388,7 +446,12 @@ function targetsOf(builds: BuildResult[], parses: ParseResult[], nginx: NginxRes
   }
   const n10 = nginx.find((n) => n.routes === 10_000 && n.skipped === undefined);
   if (n10 !== undefined) {
-    targets.push({ target: 'nginx reload until live, 10,000 routes', goal: '< 3 s', measured: `${ms(median(n10.applyMs))} ms`, met: median(n10.applyMs) < 3_000 });
+    targets.push({
+      target: 'nginx reload until live, 10,000 routes',
+      goal: '< 3 s',
+      measured: `${ms(median(n10.applyMs))} ms`,
+      met: median(n10.applyMs) < 3_000,
+    });
   }
   return targets;
 }
@@ -402,26 +465,56 @@ async function main(): Promise<void> {
 
     const builds: BuildResult[] = [];
     for (const pods of PLAN.buildSizes) {
-      const taskArgs = ['build', '--pods', String(pods), '--repeats', String(pods >= 50_000 ? Math.min(3, PLAN.repeats) : PLAN.repeats)];
+      const taskArgs = [
+        'build',
+        '--pods',
+        String(pods),
+        '--repeats',
+        String(pods >= 50_000 ? Math.min(3, PLAN.repeats) : PLAN.repeats),
+      ];
       if (pods === CHANGES_AT) taskArgs.push('--changes');
       builds.push(await runTask<BuildResult>(entry, taskArgs));
     }
-    for (const pods of PLAN.fullPodsAt) builds.push(await runTask<BuildResult>(entry, ['build', '--pods', String(pods), '--repeats', String(PLAN.repeats), '--full-pods']));
+    for (const pods of PLAN.fullPodsAt)
+      builds.push(
+        await runTask<BuildResult>(entry, [
+          'build',
+          '--pods',
+          String(pods),
+          '--repeats',
+          String(PLAN.repeats),
+          '--full-pods',
+        ]),
+      );
     const parses: ParseResult[] = [];
     for (const pods of PLAN.parseSizes) {
       const yaml = pods <= PLAN.yamlUpTo ? [] : ['--no-yaml'];
       parses.push(await runTask<ParseResult>(entry, ['parse', '--pods', String(pods), ...yaml]));
     }
     const nginx: NginxResult[] = [];
-    for (const routes of PLAN.nginxRoutes) nginx.push(await runTask<NginxResult>(entry, ['nginx', '--routes', String(routes), '--repeats', String(PLAN.nginxRepeats)]));
+    for (const routes of PLAN.nginxRoutes)
+      nginx.push(
+        await runTask<NginxResult>(entry, [
+          'nginx',
+          '--routes',
+          String(routes),
+          '--repeats',
+          String(PLAN.nginxRepeats),
+        ]),
+      );
     const stalls: StallRow[] = [];
     for (const pods of PLAN.stall) {
-      const scenarios = pods >= 50_000 ? ['idle', 'first list', 'one pod changes', 'relist, nothing changed', 'relist, every pod changed'] : ['idle', 'one pod changes', 'relist, nothing changed', 'relist, every pod changed'];
+      const scenarios =
+        pods >= 50_000
+          ? ['idle', 'first list', 'one pod changes', 'relist, nothing changed', 'relist, every pod changed']
+          : ['idle', 'one pod changes', 'relist, nothing changed', 'relist, every pod changed'];
       const repeated = Array.from({ length: PLAN.stallRepeats }, () => scenarios).flat();
       stalls.push(...(await measureStall(entry, pods, repeated)));
     }
     for (const format of PLAN.manifests) {
-      const scenarios = QUICK ? ['manifest edit, one pod changes'] : ['idle', 'manifest edit, one pod changes', 'manifest rewritten, every pod changed'];
+      const scenarios = QUICK
+        ? ['manifest edit, one pod changes']
+        : ['idle', 'manifest edit, one pod changes', 'manifest rewritten, every pod changed'];
       const repeated = Array.from({ length: PLAN.manifestRepeats }, () => scenarios).flat();
       stalls.push(...(await measureStall(entry, MANIFEST_PODS, repeated, format)));
     }
@@ -447,7 +540,7 @@ async function main(): Promise<void> {
         ? [
             '## One changed pod among 10,000',
             '',
-            'Each change applied to the builder and renderer of the first build, one after the other, and handled as the nginx manager handles a table: rendered with its runtime (status server with the version placeholder), versioned (SHA-256 of the pieces that changed, then of the pieces\' hashes; nginx/conf-pieces.ts), written with writev to a new file and fsynced. The first three run on the event loop; the write runs in the thread pool.',
+            "Each change applied to the builder and renderer of the first build, one after the other, and handled as the nginx manager handles a table: rendered with its runtime (status server with the version placeholder), versioned (SHA-256 of the pieces that changed, then of the pieces' hashes; nginx/conf-pieces.ts), written with writev to a new file and fsynced. The first three run on the event loop; the write runs in the thread pool.",
             '',
             changesTable(b10),
             '',
@@ -476,7 +569,13 @@ async function main(): Promise<void> {
     ].join('\n');
 
     const charts: Chart[] = [
-      { title: 'Route table + nginx.conf from scratch, first build (ms)', unit: 'ms', bars: builds.filter((b) => b.podObjects === 'slim').map((b) => ({ label: `${count(b.pods)} pods`, value: b.coldTableMs + b.coldRenderMs })) },
+      {
+        title: 'Route table + nginx.conf from scratch, first build (ms)',
+        unit: 'ms',
+        bars: builds
+          .filter((b) => b.podObjects === 'slim')
+          .map((b) => ({ label: `${count(b.pods)} pods`, value: b.coldTableMs + b.coldRenderMs })),
+      },
       {
         title: 'Manifest parsing, 10,000 pods (ms)',
         unit: 'ms',
@@ -491,7 +590,10 @@ async function main(): Promise<void> {
       {
         title: 'Longest gap between proxy answers during a rebuild, least of the runs (ms)',
         unit: 'ms',
-        bars: summarizeStalls(stalls).map((s) => ({ label: `${count(s.pods)} ${s.source}: ${s.scenario}`, value: Math.min(...s.runs.map((r) => r.longestGapMs)) })),
+        bars: summarizeStalls(stalls).map((s) => ({
+          label: `${count(s.pods)} ${s.source}: ${s.scenario}`,
+          value: Math.min(...s.runs.map((r) => r.longestGapMs)),
+        })),
       },
     ];
     const written = writeReport({

@@ -46,7 +46,10 @@ import { KEEPALIVE } from './contestants/routes.js';
 import { invocation, writeReport, type Chart } from './lib/report.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const NGINX = spawnSync('sh', ['-c', 'command -v nginx || ls /usr/sbin/nginx'], { encoding: 'utf8' }).stdout.trim().split('\n')[0] || 'nginx';
+const NGINX =
+  spawnSync('sh', ['-c', 'command -v nginx || ls /usr/sbin/nginx'], { encoding: 'utf8' })
+    .stdout.trim()
+    .split('\n')[0] || 'nginx';
 
 const { values: args } = parseArgs({
   options: {
@@ -80,7 +83,11 @@ const children = new Set<ChildProcess>();
 
 function start(command: string[], pinned: boolean, env: Record<string, string> = {}): ChildProcess {
   const argv = pinned ? ['taskset', '-c', SERVER_CPU, ...command] : command;
-  const child = spawn(argv[0] as string, argv.slice(1), { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(argv[0] as string, argv.slice(1), {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let err = '';
   child.stderr?.on('data', (d: Buffer) => {
     err = (err + d.toString()).slice(-4000);
@@ -107,10 +114,13 @@ async function stop(child: ChildProcess): Promise<void> {
 
 function statusOf(port: number, host: string): Promise<number> {
   return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: REQUEST_PATH, headers: { Host: host }, agent: false }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
+    const req = http.get(
+      { host: '127.0.0.1', port, path: REQUEST_PATH, headers: { Host: host }, agent: false },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
     req.on('error', () => resolve(0));
     req.setTimeout(2_000, () => req.destroy());
   });
@@ -182,8 +192,12 @@ interface Tables {
 
 function writeTables(name: string, podPort: number, hosts: number, paths: number): Tables {
   const hostList = Array.from({ length: hosts }, (_, i) => `h${i}.bench.test`).join(' ');
-  const pathList = ['/', ...Array.from({ length: paths - 1 }, (_, i) => `/p${String(i + 1).padStart(2, '0')}`)].map((p) => `${podPort}:${p}`).join(' ');
-  const pods: Pod[] = POD_IPS.map((ip, i) => pod(`bench-pod-${i}`, { ip, hosts: hostList, paths: pathList, ports: [podPort] }));
+  const pathList = ['/', ...Array.from({ length: paths - 1 }, (_, i) => `/p${String(i + 1).padStart(2, '0')}`)]
+    .map((p) => `${podPort}:${p}`)
+    .join(' ');
+  const pods: Pod[] = POD_IPS.map((ip, i) =>
+    pod(`bench-pod-${i}`, { ip, hosts: hostList, paths: pathList, ports: [podPort] }),
+  );
   const table: RouteTable = buildRouteTable(defaultConfig(), pods, []);
   if (table.rejections.length > 0) throw new Error(`bench table ${name}: ${JSON.stringify(table.rejections[0])}`);
   const manifest = join(work, `${name}.yaml`);
@@ -270,7 +284,10 @@ function bareContestant(name: string, label: string, script: string, ...extra: s
     label,
     async start(tables, pinned) {
       const port = await pickFreeLoopbackPort();
-      const child = start([process.execPath, '--import', 'tsx', `bench/contestants/${script}`, tables.routes, String(port), ...extra], pinned);
+      const child = start(
+        [process.execPath, '--import', 'tsx', `bench/contestants/${script}`, tables.routes, String(port), ...extra],
+        pinned,
+      );
       await waitFor200(port, label, child);
       return { port, pid: child.pid ?? -1, stop: () => stop(child) };
     },
@@ -309,10 +326,23 @@ const CONTESTANTS = (podPort: number, podPid: number): Contestant[] => [
 
 /** The proxy library inside the router: the same startProxy on each (head to head, full runs only). */
 const LIBRARY_COMPARISON: Contestant[] = [
-  bareContestant('router-on-http-proxy', `our proxy on http-proxy 1.18.1 (startProxy), keep-alive ${KEEPALIVE}`, 'our-proxy.ts'),
-  bareContestant('router-on-http-proxy-3', `our proxy on http-proxy-3 1.23 (startProxy), keep-alive ${KEEPALIVE}`, 'our-proxy.ts', 'http-proxy-3'),
+  bareContestant(
+    'router-on-http-proxy',
+    `our proxy on http-proxy 1.18.1 (startProxy), keep-alive ${KEEPALIVE}`,
+    'our-proxy.ts',
+  ),
+  bareContestant(
+    'router-on-http-proxy-3',
+    `our proxy on http-proxy-3 1.23 (startProxy), keep-alive ${KEEPALIVE}`,
+    'our-proxy.ts',
+    'http-proxy-3',
+  ),
   // The same server twice: how far apart two identical processes come out (the method's noise).
-  bareContestant('router-twin', `its twin: our proxy on http-proxy 1.18.1 (startProxy), keep-alive ${KEEPALIVE}`, 'our-proxy.ts'),
+  bareContestant(
+    'router-twin',
+    `its twin: our proxy on http-proxy 1.18.1 (startProxy), keep-alive ${KEEPALIVE}`,
+    'our-proxy.ts',
+  ),
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -341,7 +371,8 @@ function cpuSeconds(pid: number): number {
       const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       ticks += Number(fields[11]) + Number(fields[12]);
-      for (const child of readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').split(' ').filter(Boolean)) visit(Number(child));
+      for (const child of readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').split(' ').filter(Boolean))
+        visit(Number(child));
     } catch {
       // Gone meanwhile: its time is no longer counted by anyone.
     }
@@ -364,14 +395,30 @@ export function parseWrk(out: string): Omit<Sample, 'cpuUs'> & { requests: numbe
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const socketErrors = socket === null ? 0 : socket.slice(1).reduce((sum, n) => sum + Number(n), 0);
   const requests = Number(/(\d+) requests in /.exec(out)?.[1] ?? 0);
-  return { rps: Number(rps[1]), p50: ms(p50[1] as string, p50[2] as string), p99: ms(p99[1] as string, p99[2] as string), errors: non2xx + socketErrors, requests };
+  return {
+    rps: Number(rps[1]),
+    p50: ms(p50[1] as string, p50[2] as string),
+    p99: ms(p99[1] as string, p99[2] as string),
+    errors: non2xx + socketErrors,
+    requests,
+  };
 }
 
 /** wrk as fast as it goes, or paced by a script (`--script`) that spaces each connection's requests. */
 function wrk(server: Running, seconds: number, pinned: boolean, script?: string): Promise<Sample> {
   const url = `http://${server.address ?? '127.0.0.1'}:${server.port}${REQUEST_PATH}`;
   const paced = script === undefined ? [] : ['-s', script];
-  const command = ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', ...paced, '-H', `Host: ${HOST}`, url];
+  const command = [
+    'wrk',
+    '-t1',
+    `-c${CONNECTIONS}`,
+    `-d${seconds}s`,
+    '--latency',
+    ...paced,
+    '-H',
+    `Host: ${HOST}`,
+    url,
+  ];
   const argv = pinned ? ['taskset', '-c', CLIENT_CPU, ...command] : command;
   const cpuBefore = cpuSeconds(server.pid);
   return new Promise((resolve, reject) => {
@@ -404,7 +451,9 @@ type Rounds = Map<string, Sample[]>;
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 function log(line: string): void {
@@ -415,7 +464,12 @@ function log(line: string): void {
  * Every contestant loaded in turn, `rounds` times, the order rotated each round; first a
  * warm-up for each (the JIT), unless they served a load already.
  */
-async function interleave(running: Map<string, Running>, rounds: number, pinned: boolean, options: { warm?: boolean; script?: string } = {}): Promise<Rounds> {
+async function interleave(
+  running: Map<string, Running>,
+  rounds: number,
+  pinned: boolean,
+  options: { warm?: boolean; script?: string } = {},
+): Promise<Rounds> {
   const { script } = options;
   const names = [...running.keys()];
   const samples: Rounds = new Map(names.map((n) => [n, []]));
@@ -425,7 +479,9 @@ async function interleave(running: Map<string, Running>, rounds: number, pinned:
     for (const name of order) {
       const sample = await wrk(running.get(name) as Running, SECONDS, pinned, script);
       (samples.get(name) as Sample[]).push(sample);
-      log(`round ${round + 1}/${rounds} ${name}: ${Math.round(sample.rps)} req/s, p50 ${sample.p50} ms, p99 ${sample.p99} ms${sample.errors > 0 ? `, ${sample.errors} errors` : ''}`);
+      log(
+        `round ${round + 1}/${rounds} ${name}: ${Math.round(sample.rps)} req/s, p50 ${sample.p50} ms, p99 ${sample.p99} ms${sample.errors > 0 ? `, ${sample.errors} errors` : ''}`,
+      );
     }
   }
   return samples;
@@ -485,10 +541,20 @@ function summarize(contestants: Contestant[], samples: Rounds): Summary[] {
 }
 
 /** Starts them all at once (nothing is measured until every one answers), keyed by name[@suffix]. */
-async function startAll(contestants: Contestant[], tables: Tables, pinned: boolean, workers: string, suffix = ''): Promise<Map<string, Running>> {
+async function startAll(
+  contestants: Contestant[],
+  tables: Tables,
+  pinned: boolean,
+  workers: string,
+  suffix = '',
+): Promise<Map<string, Running>> {
   if (contestants.length === 0) return new Map();
-  log(`starting ${contestants.map((c) => c.name).join(', ')} (${tables.count} routes${pinned ? ', pinned' : ''}, nginx workers ${workers})`);
-  const started = await Promise.all(contestants.map(async (c) => [`${c.name}${suffix}`, await c.start(tables, pinned, workers)] as const));
+  log(
+    `starting ${contestants.map((c) => c.name).join(', ')} (${tables.count} routes${pinned ? ', pinned' : ''}, nginx workers ${workers})`,
+  );
+  const started = await Promise.all(
+    contestants.map(async (c) => [`${c.name}${suffix}`, await c.start(tables, pinned, workers)] as const),
+  );
   return new Map(started);
 }
 
@@ -550,18 +616,26 @@ interface Target {
 }
 
 function target(what: string, value: number | null, bound: number, atLeast: boolean): Target {
-  return { what, value, target: `${atLeast ? '≥' : '≤'} ${bound}`, met: value === null ? null : atLeast ? value >= bound : value <= bound };
+  return {
+    what,
+    value,
+    target: `${atLeast ? '≥' : '≤'} ${bound}`,
+    met: value === null ? null : atLeast ? value >= bound : value <= bound,
+  };
 }
 
 async function main(): Promise<void> {
   for (const tool of ['wrk', 'taskset']) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`${tool} is needed (apt-get install -y ${tool === 'taskset' ? 'util-linux' : tool})`);
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0)
+      throw new Error(`${tool} is needed (apt-get install -y ${tool === 'taskset' ? 'util-linux' : tool})`);
   }
   const pods = await startPods();
   const small = writeTables('routes-10', pods.port, 2, 5);
   const large = writeTables('routes-10000', pods.port, 100, 100);
   const only = args.only?.split(',');
-  const contestants = CONTESTANTS(pods.port, pods.child.pid ?? -1).filter((c) => only === undefined || only.includes(c.name));
+  const contestants = CONTESTANTS(pods.port, pods.child.pid ?? -1).filter(
+    (c) => only === undefined || only.includes(c.name),
+  );
 
   // Everything the pinned phases load, started at once (idle until measured): the
   // contestants, the two backends over 10,000 routes, and (full runs) the library pair.
@@ -589,7 +663,10 @@ async function main(): Promise<void> {
     // one request per delay, give about pacedRate requests per second while replies are quick.
     writeFileSync(script, `function delay()\n  return ${Math.round((CONNECTIONS * 1000) / pacedRate)}\nend\n`);
     log(`paced: about ${pacedRate} req/s`);
-    pacedSamples = await interleave(new Map(pacedNames.map((n) => [n, running.get(n) as Running])), ROUNDS, true, { warm: true, script });
+    pacedSamples = await interleave(new Map(pacedNames.map((n) => [n, running.get(n) as Running])), ROUNDS, true, {
+      warm: true,
+      script,
+    });
   }
   const paced = summarize(contestants, pacedSamples);
 
@@ -609,7 +686,9 @@ async function main(): Promise<void> {
         const [sx, sy] = await Promise.all([wrk(x, SECONDS, true), wrk(y, SECONDS, true)]);
         ratios.push(sx.rps / sy.rps);
         cpuRatios.push(sy.cpuUs / sx.cpuUs);
-        log(`head to head ${round + 1}/${ROUNDS} ${a} ${Math.round(sx.rps)} (${Math.round(sx.cpuUs)} µs) : ${b} ${Math.round(sy.rps)} (${Math.round(sy.cpuUs)} µs) req/s`);
+        log(
+          `head to head ${round + 1}/${ROUNDS} ${a} ${Math.round(sx.rps)} (${Math.round(sx.cpuUs)} µs) : ${b} ${Math.round(sy.rps)} (${Math.round(sy.cpuUs)} µs) req/s`,
+        );
       }
       headToHead.push({ a, b, ratio: median(ratios), ratios, cpuRatio: median(cpuRatios) });
     }
@@ -619,7 +698,10 @@ async function main(): Promise<void> {
   const routeCount: { backend: string; routes10: number; routes10000: number; ratio: number; cpuRatio: number }[] = [];
   if (countContestants.length > 0) {
     for (const server of routes10000.values()) await warmUp(server, true);
-    const counting = new Map([...countContestants.map((c) => [`${c.name}@${small.count}`, main10.get(c.name) as Running] as const), ...routes10000]);
+    const counting = new Map([
+      ...countContestants.map((c) => [`${c.name}@${small.count}`, main10.get(c.name) as Running] as const),
+      ...routes10000,
+    ]);
     const counted = await interleave(counting, ROUNDS, true, { warm: true });
     for (const c of countContestants) {
       const a = counted.get(`${c.name}@${small.count}`) as Sample[];
@@ -654,7 +736,8 @@ async function main(): Promise<void> {
     const label = [...CONTESTANTS(pods.port, -1), ...LIBRARY_COMPARISON].find((c) => c.name === name)?.label ?? key;
     return routes === undefined ? label : `${label}, ${Number(routes).toLocaleString('en-US')} routes`;
   };
-  const headToHeadOf = (a: string, b: string): number | null => headToHead.find((h) => h.a === a && h.b === b)?.ratio ?? null;
+  const headToHeadOf = (a: string, b: string): number | null =>
+    headToHead.find((h) => h.a === a && h.b === b)?.ratio ?? null;
   /** p99 of `a` ÷ p99 of `b` at the paced rate, median of the per-round ratios. */
   const p99Of = (a: string, b: string): number | null => {
     const x = pacedSamples.get(a);
@@ -664,13 +747,38 @@ async function main(): Promise<void> {
   const dynamic = dynamicComparisons(pinned, ratioOf, cpuRatioOf);
   const targets: Target[] = [
     target('our proxy with keep-alive × documented nginx', ratioOf('proxy-keepalive', 'nginx'), 0.75, true),
-    target('our proxy with keep-alive × documented nginx, per CPU second', cpuRatioOf('proxy-keepalive', 'nginx'), 0.75, true),
+    target(
+      'our proxy with keep-alive × documented nginx, per CPU second',
+      cpuRatioOf('proxy-keepalive', 'nginx'),
+      0.75,
+      true,
+    ),
     target('our proxy with keep-alive × bare http-proxy', ratioOf('proxy-keepalive', 'http-proxy'), 0.9, true),
-    target('our proxy with keep-alive × bare http-proxy, per CPU second', cpuRatioOf('proxy-keepalive', 'http-proxy'), 0.9, true),
-    target('our proxy with keep-alive × bare http-proxy, head to head', headToHeadOf('proxy-keepalive', 'http-proxy'), 0.9, true),
+    target(
+      'our proxy with keep-alive × bare http-proxy, per CPU second',
+      cpuRatioOf('proxy-keepalive', 'http-proxy'),
+      0.9,
+      true,
+    ),
+    target(
+      'our proxy with keep-alive × bare http-proxy, head to head',
+      headToHeadOf('proxy-keepalive', 'http-proxy'),
+      0.9,
+      true,
+    ),
     target('our proxy with keep-alive × fastify + reply-from', ratioOf('proxy-keepalive', 'fastify'), 1, true),
-    target('our proxy with keep-alive × fastify + reply-from, per CPU second', cpuRatioOf('proxy-keepalive', 'fastify'), 1, true),
-    target('our proxy with keep-alive × fastify + reply-from, head to head', headToHeadOf('proxy-keepalive', 'fastify'), 1, true),
+    target(
+      'our proxy with keep-alive × fastify + reply-from, per CPU second',
+      cpuRatioOf('proxy-keepalive', 'fastify'),
+      1,
+      true,
+    ),
+    target(
+      'our proxy with keep-alive × fastify + reply-from, head to head',
+      headToHeadOf('proxy-keepalive', 'fastify'),
+      1,
+      true,
+    ),
     target('our proxy, documented wire × documented nginx', ratioOf('proxy', 'nginx'), 0.25, true),
     target('our proxy, documented wire × documented nginx, per CPU second', cpuRatioOf('proxy', 'nginx'), 0.25, true),
     target('nginx with keep-alive × documented nginx', ratioOf('nginx-keepalive', 'nginx'), 2, true),
@@ -689,15 +797,40 @@ async function main(): Promise<void> {
       2.5,
       true,
     ),
-    target(`p99 of our proxy ÷ p99 of nginx, documented wire, at ${pacedRate} req/s`, p99Of('proxy', 'nginx'), 3, false),
-    target(`p99 of our proxy ÷ p99 of nginx, both with keep-alive, at ${pacedRate} req/s`, p99Of('proxy-keepalive', 'nginx-keepalive'), 3, false),
-    target(`p99 of our proxy with keep-alive ÷ p99 of documented nginx, at ${pacedRate} req/s`, p99Of('proxy-keepalive', 'nginx'), 3, false),
+    target(
+      `p99 of our proxy ÷ p99 of nginx, documented wire, at ${pacedRate} req/s`,
+      p99Of('proxy', 'nginx'),
+      3,
+      false,
+    ),
+    target(
+      `p99 of our proxy ÷ p99 of nginx, both with keep-alive, at ${pacedRate} req/s`,
+      p99Of('proxy-keepalive', 'nginx-keepalive'),
+      3,
+      false,
+    ),
+    target(
+      `p99 of our proxy with keep-alive ÷ p99 of documented nginx, at ${pacedRate} req/s`,
+      p99Of('proxy-keepalive', 'nginx'),
+      3,
+      false,
+    ),
     ...routeCount.flatMap((r) => [
       target(`${r.backend}: 10,000 routes × 10 routes`, r.ratio, 0.95, true),
       target(`${r.backend}: 10,000 routes × 10 routes, per CPU second`, r.cpuRatio, 0.95, true),
     ]),
-    target('our proxy: 10,000 routes × 10 routes, head to head', headToHeadOf('proxy-keepalive@10000', 'proxy-keepalive'), 0.95, true),
-    target('nginx: 10,000 routes × 10 routes, head to head', headToHeadOf('nginx-keepalive@10000', 'nginx-keepalive'), 0.95, true),
+    target(
+      'our proxy: 10,000 routes × 10 routes, head to head',
+      headToHeadOf('proxy-keepalive@10000', 'proxy-keepalive'),
+      0.95,
+      true,
+    ),
+    target(
+      'nginx: 10,000 routes × 10 routes, head to head',
+      headToHeadOf('nginx-keepalive@10000', 'nginx-keepalive'),
+      0.95,
+      true,
+    ),
     target(
       'dynamic nginx: 10,000 routes × 10 routes, head to head',
       headToHeadOf('nginx-dynamic-keepalive@10000', 'nginx-dynamic-keepalive'),
@@ -705,7 +838,6 @@ async function main(): Promise<void> {
       true,
     ),
   ];
-
 
   const markdown = [
     `wrk \`-t1 -c${CONNECTIONS} -d${SECONDS}s --latency\`, \`GET ${REQUEST_PATH}\` with \`Host: ${HOST}\`, ${ROUNDS} round(s), contestants interleaved with the order rotated each round (after a ${WARMUP_SECONDS} s warm-up each${QUICK ? '; a smoke run' : ''}).`,
@@ -735,7 +867,10 @@ async function main(): Promise<void> {
     '',
     '| contestant | req/s | p50 ms | p99 ms | CPU µs per request | errors |',
     '|---|---|---|---|---|---|',
-    ...paced.map((r) => `| ${r.label} | ${Math.round(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${Math.round(r.cpuUs)} | ${r.errors} |`),
+    ...paced.map(
+      (r) =>
+        `| ${r.label} | ${Math.round(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${Math.round(r.cpuUs)} | ${r.errors} |`,
+    ),
     '',
     '## Head to head (pinned, upstream keep-alive)',
     '',
@@ -754,7 +889,10 @@ async function main(): Promise<void> {
           '',
           '| first | second | req/s, first ÷ second (median) | per run | per CPU second, first ÷ second (median) |',
           '|---|---|---|---|---|',
-          ...headToHead.map((h) => `| ${labelOf(h.a)} | ${labelOf(h.b)} | ${fmt(h.ratio)} | ${h.ratios.map((r) => fmt(r)).join(', ')} | ${fmt(h.cpuRatio)} |`),
+          ...headToHead.map(
+            (h) =>
+              `| ${labelOf(h.a)} | ${labelOf(h.b)} | ${fmt(h.ratio)} | ${h.ratios.map((r) => fmt(r)).join(', ')} | ${fmt(h.cpuRatio)} |`,
+          ),
         ]),
     '',
     '## Route count (pinned, upstream keep-alive)',
@@ -763,19 +901,28 @@ async function main(): Promise<void> {
     '',
     '| backend | req/s, 10 routes | req/s, 10,000 routes | 10,000 ÷ 10 (median per round) | 10,000 ÷ 10, per CPU second |',
     '|---|---|---|---|---|',
-    ...routeCount.map((r) => `| ${r.backend} | ${Math.round(r.routes10)} | ${Math.round(r.routes10000)} | ${fmt(r.ratio)} | ${fmt(r.cpuRatio)} |`),
+    ...routeCount.map(
+      (r) =>
+        `| ${r.backend} | ${Math.round(r.routes10)} | ${Math.round(r.routes10000)} | ${fmt(r.ratio)} | ${fmt(r.cpuRatio)} |`,
+    ),
     '',
     '## One unpinned round, nginx with `worker_processes auto`',
     '',
     ...(unpinned.length === 0
       ? ['Not run with --quick.']
-      : ['Nothing pinned: wrk, the pods and the server share both cores; nginx runs one worker per core, the Node servers one process.', '', contestantTable(unpinned)]),
+      : [
+          'Nothing pinned: wrk, the pods and the server share both cores; nginx runs one worker per core, the Node servers one process.',
+          '',
+          contestantTable(unpinned),
+        ]),
     '',
     '## Targets',
     '',
     '| what | value | target | met |',
     '|---|---|---|---|',
-    ...targets.map((t) => `| ${t.what} | ${fmt(t.value)} | ${t.target} | ${t.met === null ? '–' : t.met ? 'yes' : '**no**'} |`),
+    ...targets.map(
+      (t) => `| ${t.what} | ${fmt(t.value)} | ${t.target} | ${t.met === null ? '–' : t.met ? 'yes' : '**no**'} |`,
+    ),
   ].join('\n');
 
   const charts: Chart[] = [
@@ -801,7 +948,9 @@ async function main(): Promise<void> {
       routeCount,
       unpinned,
       // The rows bench/run.ts puts in the summary; a figure not measured (--only, --quick) is left out.
-      targets: targets.filter((t) => t.value !== null).map((t) => ({ target: t.what, goal: t.target, measured: fmt(t.value), met: t.met === true })),
+      targets: targets
+        .filter((t) => t.value !== null)
+        .map((t) => ({ target: t.what, goal: t.target, measured: fmt(t.value), met: t.met === true })),
     },
     markdown,
     charts,
@@ -823,7 +972,9 @@ function floorNote(pinned: Summary[], headToHead: HeadToHead[]): string[] {
     vsFloor === undefined
       ? ''
       : `Head to head on one core, our proxy served ${fmt(vsFloor.ratio)} times what bare node:http served: host and path matching, nginx's answers, API keys and retries cost next to nothing beside node:http's own work, so a proxy on node:http's client (http-proxy's kind) stays about where ours is.`,
-    undici === undefined ? '' : `Bare undici, whose client costs far less, took ${Math.round(undici)} µs per request (${fmt(nginx / undici)}× documented nginx per CPU second).`,
+    undici === undefined
+      ? ''
+      : `Bare undici, whose client costs far less, took ${Math.round(undici)} µs per request (${fmt(nginx / undici)}× documented nginx per CPU second).`,
   ];
   return [lines.filter(Boolean).join(' '), ''];
 }

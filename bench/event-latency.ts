@@ -125,7 +125,11 @@ async function setUp(backend: BackendName, timing: Timing, podIp: string): Promi
 /** Whether the pod answers a request for `host` through the router. */
 async function served(setup: Setup, host: string): Promise<boolean> {
   const outcome = await sendRaw(setup.port, { method: 'GET', target: '/', headers: [['Host', host]] }, 2_000);
-  return outcome.kind === 'response' && outcome.status === 200 && outcome.headers.some(([k, v]) => k.toLowerCase() === 'x-pod' && v === setup.pod.name);
+  return (
+    outcome.kind === 'response' &&
+    outcome.status === 200 &&
+    outcome.headers.some(([k, v]) => k.toLowerCase() === 'x-pod' && v === setup.pod.name)
+  );
 }
 
 /** Milliseconds from `since` until `host` is served, polling every ~2 ms. */
@@ -300,7 +304,9 @@ async function main(): Promise<void> {
   out.push('');
   out.push(
     `${BURST} pod upserts (each a new pod with its own host), default HOLD_OFF_MS/MAX_DELAY_MS (100/250): as fast as the fake server takes them` +
-      (args.quick ? '. ' : ', then paced at one upsert every 2 ms (a burst longer than MAX_DELAY_MS, so the maximum delay cuts it into several rebuilds). ') +
+      (args.quick
+        ? '. '
+        : ', then paced at one upsert every 2 ms (a burst longer than MAX_DELAY_MS, so the maximum delay cuts it into several rebuilds). ') +
       'Counted from the router logs from the first upsert until 2 s after the last pod was served.',
   );
   out.push('');
@@ -328,13 +334,23 @@ async function main(): Promise<void> {
     name: 'event-latency',
     title: 'Event-to-routed latency and reloads per burst',
     command: invocation('bench/event-latency.ts'),
-    results: { quick: args.quick, events: EVENTS, burst: BURST, targets, latency: rows.map((r) => ({ ...summary(r), samples: r.samples })), bursts },
+    results: {
+      quick: args.quick,
+      events: EVENTS,
+      burst: BURST,
+      targets,
+      latency: rows.map((r) => ({ ...summary(r), samples: r.samples })),
+      bursts,
+    },
     markdown: out.join('\n'),
     charts: [
       {
         title: 'Event-to-routed latency, median (ms)',
         unit: 'ms',
-        bars: rows.map((r) => ({ label: `${r.backend}, HOLD_OFF_MS ${r.timing.holdOffMs} / MAX_DELAY_MS ${r.timing.maxDelayMs}`, value: summary(r).medianMs })),
+        bars: rows.map((r) => ({
+          label: `${r.backend}, HOLD_OFF_MS ${r.timing.holdOffMs} / MAX_DELAY_MS ${r.timing.maxDelayMs}`,
+          value: summary(r).medianMs,
+        })),
       },
     ],
   });

@@ -61,9 +61,13 @@ async function timeCheck(dir: string, name: string, text: string): Promise<{ wal
   const file = join(dir, name);
   await writeFile(file, text);
   const started = performance.now();
-  const stderr = execFileSync('/bin/sh', ['-c', `/usr/bin/time -f '%U %S' "$0" -t -q -p "$1" -c "$2" -e stderr 2>&1 >/dev/null`, NGINX_BINARY, dir, file], {
-    encoding: 'utf8',
-  });
+  const stderr = execFileSync(
+    '/bin/sh',
+    ['-c', `/usr/bin/time -f '%U %S' "$0" -t -q -p "$1" -c "$2" -e stderr 2>&1 >/dev/null`, NGINX_BINARY, dir, file],
+    {
+      encoding: 'utf8',
+    },
+  );
   const wallMs = performance.now() - started;
   const [user = 0, sys = 0] = stderr.trim().split('\n').at(-1)?.split(' ').map(Number) ?? [];
   return { wallMs, cpuMs: (user + sys) * 1000 };
@@ -78,10 +82,24 @@ function cpuMsOf(pid: number): number {
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
 type Reload = ApplyTimings & { liveMs: number; wallMs: number; masterCpuMs: number };
-const KEYS: Array<keyof Reload> = ['renderMs', 'writeMs', 'checkMs', 'loadMs', 'liveMs', 'retireMs', 'totalMs', 'masterCpuMs'];
+const KEYS: Array<keyof Reload> = [
+  'renderMs',
+  'writeMs',
+  'checkMs',
+  'loadMs',
+  'liveMs',
+  'retireMs',
+  'totalMs',
+  'masterCpuMs',
+];
 
 /** Starts nginx on the first table and reloads it RELOADS times; with or without `nginx -t` first. */
-async function reloadSeries(dir: string, tables: RouteTable[], config: ReturnType<typeof defaultConfig>, checkBeforeLoad: boolean): Promise<{ startMs: number; reloads: Reload[] }> {
+async function reloadSeries(
+  dir: string,
+  tables: RouteTable[],
+  config: ReturnType<typeof defaultConfig>,
+  checkBeforeLoad: boolean,
+): Promise<{ startMs: number; reloads: Reload[] }> {
   const nginx = createNginxDataPlane({
     nginxBinary: NGINX_BINARY,
     prefix: join(dir, checkBeforeLoad ? 'nginx-checked' : 'nginx-unchecked'),
@@ -104,7 +122,9 @@ async function reloadSeries(dir: string, tables: RouteTable[], config: ReturnTyp
       const masterCpuMs = cpuMsOf(master) - cpuBefore;
       const t = nginx.lastOutcome().lastApplyTimings as ApplyTimings;
       reloads.push({ ...t, liveMs: t.renderMs + t.writeMs + t.checkMs + t.loadMs, wallMs, masterCpuMs });
-      process.stderr.write(`${checkBeforeLoad ? 'with' : 'without'} nginx -t, reload ${i}: ${JSON.stringify(reloads.at(-1), (_, v: unknown) => (typeof v === 'number' ? Math.round(v) : v))}\n`);
+      process.stderr.write(
+        `${checkBeforeLoad ? 'with' : 'without'} nginx -t, reload ${i}: ${JSON.stringify(reloads.at(-1), (_, v: unknown) => (typeof v === 'number' ? Math.round(v) : v))}\n`,
+      );
     }
     return { startMs, reloads };
   } finally {
@@ -112,7 +132,8 @@ async function reloadSeries(dir: string, tables: RouteTable[], config: ReturnTyp
   }
 }
 
-const medians = (reloads: Reload[]): Record<string, number> => Object.fromEntries(KEYS.map((k) => [k, Math.round(median(reloads.map((r) => r[k])))]));
+const medians = (reloads: Reload[]): Record<string, number> =>
+  Object.fromEntries(KEYS.map((k) => [k, Math.round(median(reloads.map((r) => r[k])))]));
 
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'k8s-router-bench-reload-'));
@@ -123,15 +144,36 @@ async function main(): Promise<void> {
   try {
     const checked = await reloadSeries(dir, tables, config, true);
     const unchecked = await reloadSeries(dir, tables, config, false);
-    const text = renderNginxConf(tables[0] as RouteTable, { ...config, runtime: { pidFile: join(dir, 'check.pid'), errorLog: join(dir, 'check.log'), accessLog: join(dir, 'access.log'), tempDir: dir } });
+    const text = renderNginxConf(tables[0] as RouteTable, {
+      ...config,
+      runtime: {
+        pidFile: join(dir, 'check.pid'),
+        errorLog: join(dir, 'check.log'),
+        accessLog: join(dir, 'access.log'),
+        tempDir: dir,
+      },
+    });
     const whole = await timeCheck(dir, 'whole.conf', text);
     // The same servers without upstream blocks: each location answers itself.
     const noUpstreams = text
       .replace(/^# Upstream for [^\n]*\nupstream [^\n]* \{\n(?:[^\n]*\n)*?\}\n/gm, '')
       .replace(/^# Upstream (upstream[0-9_]+)\nproxy_pass http:\/\/\1;$/gm, 'return 200;');
     const bare = await timeCheck(dir, 'no-upstreams.conf', noUpstreams);
-    const rows = { 'with nginx -t (NGINX_TEST_CONFIG=true, the default)': checked, 'without (NGINX_TEST_CONFIG=false)': unchecked };
-    const results = { routes: ROUTES, reloadsPerMode: RELOADS, modes: Object.fromEntries(Object.entries(rows).map(([name, r]) => [name, { startMs: Math.round(r.startMs), medians: medians(r.reloads), each: r.reloads }])), nginxCheck: { whole, withoutUpstreams: bare } };
+    const rows = {
+      'with nginx -t (NGINX_TEST_CONFIG=true, the default)': checked,
+      'without (NGINX_TEST_CONFIG=false)': unchecked,
+    };
+    const results = {
+      routes: ROUTES,
+      reloadsPerMode: RELOADS,
+      modes: Object.fromEntries(
+        Object.entries(rows).map(([name, r]) => [
+          name,
+          { startMs: Math.round(r.startMs), medians: medians(r.reloads), each: r.reloads },
+        ]),
+      ),
+      nginxCheck: { whole, withoutUpstreams: bare },
+    };
     const markdown = [
       `${ROUTES.toLocaleString('en-US')} routes (one host, one path and two pods each: one server block and one upstream per route), ${RELOADS} reloads per mode, medians in ms. ` +
         '"live" is when new connections get the new config (render + write + nginx -t + load); "total" also waits for the old workers to stop accepting.',
@@ -154,7 +196,11 @@ async function main(): Promise<void> {
       markdown,
       charts: Object.entries(rows).map(([name, r]) => {
         const m = medians(r.reloads);
-        return { title: `Reload at ${ROUTES.toLocaleString('en-US')} routes, ${name}: median ms by phase`, unit: 'ms', bars: KEYS.map((k) => ({ label: k.replace(/Ms$/, ''), value: m[k] as number })) };
+        return {
+          title: `Reload at ${ROUTES.toLocaleString('en-US')} routes, ${name}: median ms by phase`,
+          unit: 'ms',
+          bars: KEYS.map((k) => ({ label: k.replace(/Ms$/, ''), value: m[k] as number })),
+        };
       }),
     });
     process.stdout.write(`${markdown}\n\n${written.join('\n')}\n`);

@@ -15,7 +15,13 @@ import { parseArgs } from 'node:util';
 import { findNginxBinary } from '../nginx/binary.js';
 import { describeMachine, RESULTS_DIR } from './lib/report.js';
 
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, summarize: { type: 'boolean', default: false } } });
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    summarize: { type: 'boolean', default: false },
+  },
+});
 if (args.summarize && (args.only !== undefined || args.quick)) {
   process.stderr.write('bench: --summarize runs nothing, so it takes neither --only nor --quick\n');
   process.exit(2);
@@ -36,7 +42,11 @@ interface Benchmark {
   fullOnly?: boolean;
 }
 
-const wrk = { tool: 'wrk', found: () => spawnSync('wrk', ['-v']).error === undefined, install: 'apt-get install -y wrk' };
+const wrk = {
+  tool: 'wrk',
+  found: () => spawnSync('wrk', ['-v']).error === undefined,
+  install: 'apt-get install -y wrk',
+};
 const nginx = { tool: 'nginx', found: () => findNginxBinary('nginx') !== null, install: 'apt-get install -y nginx' };
 
 const BENCHMARKS: Benchmark[] = [
@@ -70,7 +80,11 @@ function say(line: string): void {
 function run(benchmark: Benchmark): Promise<Outcome> {
   const base = { name: benchmark.name, seconds: 0, targets: null };
   if (!existsSync(join(REPO, benchmark.script))) {
-    return Promise.resolve({ ...base, status: 'missing', detail: `${benchmark.script} does not exist in this checkout: no ${benchmark.name} figures` });
+    return Promise.resolve({
+      ...base,
+      status: 'missing',
+      detail: `${benchmark.script} does not exist in this checkout: no ${benchmark.name} figures`,
+    });
   }
   const lacking = benchmark.needs.filter((need) => !need.found());
   if (lacking.length > 0) {
@@ -88,14 +102,27 @@ function run(benchmark: Benchmark): Promise<Outcome> {
         resolve({ ...base, seconds, status: 'failed', detail: `exited with ${code ?? signal}` });
         return;
       }
-      resolve({ ...base, seconds, status: 'ran', detail: `[${benchmark.name}.md](${benchmark.name}.md)`, targets: targetsOf(benchmark.name, started) });
+      resolve({
+        ...base,
+        seconds,
+        status: 'ran',
+        detail: `[${benchmark.name}.md](${benchmark.name}.md)`,
+        targets: targetsOf(benchmark.name, started),
+      });
     });
   });
 }
 
 function isTarget(row: unknown): row is Target {
   const t = row as Partial<Target> | null;
-  return typeof t === 'object' && t !== null && typeof t.target === 'string' && typeof t.goal === 'string' && typeof t.measured === 'string' && typeof t.met === 'boolean';
+  return (
+    typeof t === 'object' &&
+    t !== null &&
+    typeof t.target === 'string' &&
+    typeof t.goal === 'string' &&
+    typeof t.measured === 'string' &&
+    typeof t.met === 'boolean'
+  );
 }
 
 /** `results.targets` of a benchmark's JSON; rows of another shape are a bug in that benchmark, and said so. */
@@ -103,7 +130,9 @@ function targetRows(name: string, targets: unknown): Target[] | null {
   if (!Array.isArray(targets)) return null;
   const bad = targets.filter((row) => !isTarget(row));
   if (bad.length > 0) {
-    say(`${name}: ${bad.length} of its targets are not rows of { target, goal, measured, met }, e.g. ${JSON.stringify(bad[0])}: left out of the summary`);
+    say(
+      `${name}: ${bad.length} of its targets are not rows of { target, goal, measured, met }, e.g. ${JSON.stringify(bad[0])}: left out of the summary`,
+    );
     return null;
   }
   return targets as Target[];
@@ -113,7 +142,10 @@ function targetRows(name: string, targets: unknown): Target[] | null {
 function targetsOf(name: string, since: number): Target[] | null {
   const file = join(RESULTS_DIR, `${name}.json`);
   if (!existsSync(file) || statSync(file).mtimeMs < since) return null;
-  return targetRows(name, (JSON.parse(readFileSync(file, 'utf8')) as { results?: { targets?: unknown } }).results?.targets);
+  return targetRows(
+    name,
+    (JSON.parse(readFileSync(file, 'utf8')) as { results?: { targets?: unknown } }).results?.targets,
+  );
 }
 
 /**
@@ -124,8 +156,13 @@ function targetsOf(name: string, since: number): Target[] | null {
 function recordedEarlier(benchmark: Benchmark): Outcome {
   const file = join(RESULTS_DIR, `${benchmark.name}.json`);
   const base = { name: benchmark.name, seconds: 0, targets: null };
-  if (!existsSync(file)) return { ...base, status: 'not run', detail: `${LEFT_OUT}, and no recorded results in ${benchmark.name}.json` };
-  const recorded = JSON.parse(readFileSync(file, 'utf8')) as { command?: string; machine?: { date?: string; commit?: string }; results?: { targets?: unknown } };
+  if (!existsSync(file))
+    return { ...base, status: 'not run', detail: `${LEFT_OUT}, and no recorded results in ${benchmark.name}.json` };
+  const recorded = JSON.parse(readFileSync(file, 'utf8')) as {
+    command?: string;
+    machine?: { date?: string; commit?: string };
+    results?: { targets?: unknown };
+  };
   const when = `${recorded.machine?.date?.slice(0, 16) ?? 'unknown date'}, commit ${recorded.machine?.commit ?? 'unknown'}`;
   return {
     ...base,
@@ -137,14 +174,22 @@ function recordedEarlier(benchmark: Benchmark): Outcome {
 
 /** How this run was started, as a reader would type it again. */
 function command(): string {
-  const options = [...(args.quick ? ['--quick'] : []), ...(args.only === undefined ? [] : [`--only ${args.only}`]), ...(args.summarize ? ['--summarize'] : [])];
+  const options = [
+    ...(args.quick ? ['--quick'] : []),
+    ...(args.only === undefined ? [] : [`--only ${args.only}`]),
+    ...(args.summarize ? ['--summarize'] : []),
+  ];
   return `npm run bench${options.length > 0 ? ` -- ${options.join(' ')}` : ''}`;
 }
 
 function targetsTable(outcomes: Outcome[]): string {
   const rows = outcomes.flatMap((o) => {
-    if (o.targets !== null) return o.targets.map((t) => `| ${o.name} | ${t.target} | ${t.goal} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`);
-    if (o.status === 'ran' || o.status === 'recorded earlier') return [`| ${o.name} | see [${o.name}.md](bench/results/${o.name}.md) | | | |`];
+    if (o.targets !== null)
+      return o.targets.map(
+        (t) => `| ${o.name} | ${t.target} | ${t.goal} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`,
+      );
+    if (o.status === 'ran' || o.status === 'recorded earlier')
+      return [`| ${o.name} | see [${o.name}.md](bench/results/${o.name}.md) | | | |`];
     return [`| ${o.name} | ${o.status}: ${o.detail} | | | |`];
   });
   return ['| benchmark | target | goal | measured | met |', '|---|---|---|---|---|', ...rows].join('\n');
@@ -198,10 +243,15 @@ function chosen(): Set<string> {
   const all = BENCHMARKS.map((b) => b.name);
   if (args.summarize) return new Set();
   if (args.only === undefined) return new Set(all);
-  const names = args.only.split(',').map((n) => n.trim()).filter((n) => n.length > 0);
+  const names = args.only
+    .split(',')
+    .map((n) => n.trim())
+    .filter((n) => n.length > 0);
   const unknown = names.filter((n) => !all.includes(n));
   if (names.length === 0 || unknown.length > 0) {
-    say(`--only takes benchmark names separated by commas, from: ${all.join(', ')}${unknown.length > 0 ? ` (not one: ${unknown.join(', ')})` : ''}`);
+    say(
+      `--only takes benchmark names separated by commas, from: ${all.join(', ')}${unknown.length > 0 ? ` (not one: ${unknown.join(', ')})` : ''}`,
+    );
     process.exit(2);
   }
   return new Set(names);
@@ -214,7 +264,9 @@ async function main(): Promise<void> {
   for (const benchmark of BENCHMARKS) {
     if (!only.has(benchmark.name)) {
       const outcome = recordedEarlier(benchmark);
-      say(`${benchmark.name}: ${LEFT_OUT}; ${outcome.status === 'not run' ? outcome.detail : `its recorded results (${outcome.detail}) go into the summary`}`);
+      say(
+        `${benchmark.name}: ${LEFT_OUT}; ${outcome.status === 'not run' ? outcome.detail : `its recorded results (${outcome.detail}) go into the summary`}`,
+      );
       outcomes.push(outcome);
       continue;
     }

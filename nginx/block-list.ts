@@ -64,7 +64,7 @@ function refresh<K, V>(chunk: Chunk<K, V>): void {
   }
   const out = Buffer.allocUnsafe(size);
   let at = 0;
-  for (let i = 0; i < texts.length; ) {
+  for (let i = 0; i < texts.length;) {
     const text = texts[i] as string | null;
     if (text !== null) {
       starts[i] = at;

@@ -15,7 +15,12 @@ const nginxTime = (ms: number): string => (ms % 1000 === 0 ? `${ms / 1000}s` : `
 const plain = (n: number): string => String(n);
 
 /** Each limit: its directive, nginx's own default, and how nginx writes the value. */
-const CLIENT_DIRECTIVES: readonly { key: keyof ClientLimits; directive: string; nginxDefault: number; write: (n: number) => string }[] = [
+const CLIENT_DIRECTIVES: readonly {
+  key: keyof ClientLimits;
+  directive: string;
+  nginxDefault: number;
+  write: (n: number) => string;
+}[] = [
   { key: 'clientHeaderTimeoutMs', directive: 'client_header_timeout', nginxDefault: 60_000, write: nginxTime },
   { key: 'clientBodyTimeoutMs', directive: 'client_body_timeout', nginxDefault: 60_000, write: nginxTime },
   { key: 'keepaliveTimeoutMs', directive: 'keepalive_timeout', nginxDefault: 75_000, write: nginxTime },

@@ -55,13 +55,21 @@ export class PieceHashes {
  * that version, a hash of the config around it; null when the placeholder is missing.
  * Only the piece that holds the placeholder is copied.
  */
-export function withVersion(draft: ConfPieces, placeholder: string, hashes: PieceHashes): { text: ConfPieces; version: string } | null {
+export function withVersion(
+  draft: ConfPieces,
+  placeholder: string,
+  hashes: PieceHashes,
+): { text: ConfPieces; version: string } | null {
   for (let i = 0; i < draft.length; i++) {
     const piece = draft[i] as Uint8Array;
     const at = Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength).indexOf(placeholder, 0, 'latin1');
     if (at < 0) continue;
     const version = hashes.version(draft);
-    const versioned = Buffer.concat([piece.subarray(0, at), Buffer.from(version, 'latin1'), piece.subarray(at + placeholder.length)]);
+    const versioned = Buffer.concat([
+      piece.subarray(0, at),
+      Buffer.from(version, 'latin1'),
+      piece.subarray(at + placeholder.length),
+    ]);
     return { text: draft.map((p, j) => (j === i ? versioned : p)), version };
   }
   return null;
@@ -76,7 +84,8 @@ export async function writePieces(file: FileHandle, pieces: ConfPieces): Promise
     // A short write (rare, for regular files) continues where it stopped.
     let left = bytesWritten;
     let i = 0;
-    while (i < pending.length && left >= (pending[i] as Uint8Array).byteLength) left -= (pending[i++] as Uint8Array).byteLength;
+    while (i < pending.length && left >= (pending[i] as Uint8Array).byteLength)
+      left -= (pending[i++] as Uint8Array).byteLength;
     pending = pending.slice(i);
     if (left > 0) pending[0] = (pending[0] as Uint8Array).subarray(left);
   }

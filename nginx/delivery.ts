@@ -56,7 +56,9 @@ export interface DeliveryReport {
 }
 
 /** The documented config: the table rendered into nginx.conf, which nginx loads. */
-export function documentedDelivery(render: (table: RouteTable, runtime: NginxRuntime) => string | ConfPieces): TableDelivery {
+export function documentedDelivery(
+  render: (table: RouteTable, runtime: NginxRuntime) => string | ConfPieces,
+): TableDelivery {
   return {
     mode: 'documented',
     config: render,

@@ -41,7 +41,9 @@ async function currentWorkers(masterPid: number): Promise<Set<number>> {
 }
 
 function describeVersions(versions: TableVersions, live: ReadonlySet<number>): string {
-  const reports = versions.reports.map((r) => `worker ${r.id} (pid ${r.pid}${live.has(r.pid) ? '' : ', gone'}): ${r.version ?? 'none'}`);
+  const reports = versions.reports.map(
+    (r) => `worker ${r.id} (pid ${r.pid}${live.has(r.pid) ? '' : ', gone'}): ${r.version ?? 'none'}`,
+  );
   return `${versions.workers} workers; ${reports.join(', ') || 'no worker reported'}`;
 }
 
@@ -66,7 +68,8 @@ export function dynamicDelivery(options: DynamicDeliveryOptions): TableDelivery 
     try {
       return { text: serializeTable(table, version), version };
     } catch (err) {
-      if (err instanceof TableWireError) throw new NginxApplyError('KR_NGINX_TABLE_REFUSED', `the table cannot be sent to nginx: ${err.message}`);
+      if (err instanceof TableWireError)
+        throw new NginxApplyError('KR_NGINX_TABLE_REFUSED', `the table cannot be sent to nginx: ${err.message}`);
       throw err;
     }
   }
@@ -86,13 +89,22 @@ export function dynamicDelivery(options: DynamicDeliveryOptions): TableDelivery 
       if (Date.now() >= deadline) break;
       await sleep(wait);
     }
-    throw new NginxApplyError('KR_NGINX_TABLE_NOT_SERVED', `nginx's workers did not all serve table ${version} within ${timeoutMs} ms: ${seen}`);
+    throw new NginxApplyError(
+      'KR_NGINX_TABLE_NOT_SERVED',
+      `nginx's workers did not all serve table ${version} within ${timeoutMs} ms: ${seen}`,
+    );
   }
 
   return {
     mode: 'dynamic',
     config: (_table, runtime: NginxRuntime) =>
-      renderDynamicConf({ ...options.render, runtime, controlSocket, luaModules: options.luaModules, luaDir: options.luaDir }),
+      renderDynamicConf({
+        ...options.render,
+        runtime,
+        controlSocket,
+        luaModules: options.luaModules,
+        luaDir: options.luaDir,
+      }),
     // nginx -t binds the control socket to check the config: its directory must be there.
     prepare: () => prepareControlSocketDir(controlSocket),
     // A socket file left by an nginx that was killed would stop the new one from binding.

@@ -61,7 +61,7 @@ function hashKeyInto(name: string, facts: ServerNameFacts): ServerNameFacts {
 
 /** (hi * 2^32 + lo) mod size; exact while size * size stays below 2^53 (size < 2^26). */
 function bucketOf({ hi, lo }: ServerNameFacts, size: number): number {
-  return ((((hi >>> 0) % size) * (TWO_32 % size)) % size + ((lo >>> 0) % size)) % size;
+  return (((((hi >>> 0) % size) * (TWO_32 % size)) % size) + ((lo >>> 0) % size)) % size;
 }
 
 /** The bucket nginx puts `name` in, in a server names hash of `size` buckets. */
@@ -137,7 +137,9 @@ export function hashSizesOf(names: readonly ServerNameFacts[]): ServerNamesHashS
     return true;
   };
 
-  let size = many ? Math.max(10_001, 2 * names.length) : Math.max(1, Math.floor(names.length / Math.floor(capacity / (2 * POINTER))));
+  let size = many
+    ? Math.max(10_001, 2 * names.length)
+    : Math.max(1, Math.floor(names.length / Math.floor(capacity / (2 * POINTER))));
   while (!fits(size)) size++;
   return { maxSize: Math.max(DEFAULT_SERVER_NAMES_HASH.maxSize, size), bucketSize };
 }

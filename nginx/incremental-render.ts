@@ -66,7 +66,9 @@ export class IncrementalNginxRenderer {
   /** renderNginxConf(table, options), as one string. */
   render(table: RouteTable, options: RenderOptions): string {
     const pieces = this.pieces(table, options);
-    return pieces.length === 1 ? Buffer.from(pieces[0] as Uint8Array).toString('utf8') : Buffer.concat(pieces).toString('utf8');
+    return pieces.length === 1
+      ? Buffer.from(pieces[0] as Uint8Array).toString('utf8')
+      : Buffer.concat(pieces).toString('utf8');
   }
 
   /**
@@ -165,7 +167,11 @@ export class IncrementalNginxRenderer {
         continue;
       }
       if (!this.servers.has(host)) hostsChanged = true;
-      this.servers.set(host, serverText(host, routes.slice(from, to), this.upstreamNames, options), serverNameFacts(host));
+      this.servers.set(
+        host,
+        serverText(host, routes.slice(from, to), this.upstreamNames, options),
+        serverNameFacts(host),
+      );
     }
     if (hostsChanged && this.servers.size > 0) this.hashSizes = hashSizesOf(this.servers.values());
     this.routes = routes;
@@ -175,7 +181,7 @@ export class IncrementalNginxRenderer {
   private fill(routes: readonly Route[], options: RenderOptions): void {
     this.forget(this.optionsKey);
     const everyRoute = upstreamForEveryRoute(options);
-    for (let i = 0; i < routes.length; ) {
+    for (let i = 0; i < routes.length;) {
       const host = (routes[i] as Route).host;
       let end = i;
       for (; end < routes.length && (routes[end] as Route).host === host; end++) {
@@ -189,8 +195,13 @@ export class IncrementalNginxRenderer {
         this.upstreamNames.set(route, name);
         this.upstreams.append(route, upstreamText(route, name, options), undefined);
       }
-      if (i > 0 && compareText((routes[i - 1] as Route).host, host) >= 0) throw new Error(`the routes of host ${host} are not together: the table is not sorted`);
-      this.servers.append(host, serverText(host, routes.slice(i, end), this.upstreamNames, options), serverNameFacts(host));
+      if (i > 0 && compareText((routes[i - 1] as Route).host, host) >= 0)
+        throw new Error(`the routes of host ${host} are not together: the table is not sorted`);
+      this.servers.append(
+        host,
+        serverText(host, routes.slice(i, end), this.upstreamNames, options),
+        serverNameFacts(host),
+      );
       i = end;
     }
     if (this.servers.size > 0) this.hashSizes = hashSizesOf(this.servers.values());

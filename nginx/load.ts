@@ -76,7 +76,11 @@ let candidateSeq = 0;
  * Writes `text` beside the live config, has `nginx -t` check it (unless `check` is false:
  * then the load that follows is the check), and renames it into place.
  */
-export async function installConfig(ctx: LoadContext, text: string | ConfPieces, check: boolean): Promise<{ writeMs: number; checkMs: number }> {
+export async function installConfig(
+  ctx: LoadContext,
+  text: string | ConfPieces,
+  check: boolean,
+): Promise<{ writeMs: number; checkMs: number }> {
   const candidate = `${ctx.confPath}.candidate-${process.pid}-${++candidateSeq}`;
   const timings = { writeMs: 0, checkMs: 0 };
   try {
@@ -87,7 +91,8 @@ export async function installConfig(ctx: LoadContext, text: string | ConfPieces,
       t = performance.now();
       const verdict = await checkNginxConfig({ nginxBinary: ctx.nginxBinary, prefix: ctx.prefix, confPath: candidate });
       timings.checkMs = performance.now() - t;
-      if (!verdict.ok) throw new NginxApplyError('KR_NGINX_CONFIG_REFUSED', `nginx refused the config: ${firstLines(verdict.output)}`);
+      if (!verdict.ok)
+        throw new NginxApplyError('KR_NGINX_CONFIG_REFUSED', `nginx refused the config: ${firstLines(verdict.output)}`);
     }
     await replaceFile(candidate, ctx.confPath);
     return timings;
@@ -101,7 +106,11 @@ export async function installConfig(ctx: LoadContext, text: string | ConfPieces,
  * `version`. `onSpawn` learns of the master at once, so its exit is followed even if the
  * start fails. On failure the master is stopped and the error says what nginx said.
  */
-export async function startMaster(ctx: LoadContext, version: string, onSpawn: (m: NginxMaster) => void): Promise<NginxMaster> {
+export async function startMaster(
+  ctx: LoadContext,
+  version: string,
+  onSpawn: (m: NginxMaster) => void,
+): Promise<NginxMaster> {
   const logOffset = await fileSize(ctx.errorLog);
   const m = spawnNginxMaster({
     nginxBinary: ctx.nginxBinary,
@@ -126,7 +135,10 @@ export async function startMaster(ctx: LoadContext, version: string, onSpawn: (m
     // before the next start.
     await m.stop({ gracefulMs: ctx.stopTimeouts.fastMs, fastMs: ctx.stopTimeouts.fastMs });
     const detail = firstLines([await logSince(ctx.errorLog, logOffset), m.output().trim()].filter(Boolean).join('\n'));
-    throw new NginxApplyError('KR_NGINX_START_FAILED', `nginx did not start: ${(err as Error).message}${detail ? `\n${detail}` : ''}`);
+    throw new NginxApplyError(
+      'KR_NGINX_START_FAILED',
+      `nginx did not start: ${(err as Error).message}${detail ? `\n${detail}` : ''}`,
+    );
   }
   return m;
 }
@@ -135,7 +147,11 @@ export async function startMaster(ctx: LoadContext, version: string, onSpawn: (m
  * Has the running master load the installed config (a graceful reload) and waits until
  * a new worker serves `version`, then until no old worker accepts connections.
  */
-export async function reloadMaster(ctx: LoadContext, m: NginxMaster, version: string): Promise<{ loadMs: number; retireMs: number }> {
+export async function reloadMaster(
+  ctx: LoadContext,
+  m: NginxMaster,
+  version: string,
+): Promise<{ loadMs: number; retireMs: number }> {
   const logOffset = await fileSize(ctx.errorLog);
   const pid = m.pid as number;
   const oldWorkers = await childrenOf(pid);
@@ -155,14 +171,20 @@ export async function reloadMaster(ctx: LoadContext, m: NginxMaster, version: st
     });
   } catch (err) {
     const detail = firstLines(await logSince(ctx.errorLog, logOffset));
-    throw new NginxApplyError('KR_NGINX_RELOAD_FAILED', `nginx did not load the config: ${(err as Error).message}${detail ? `\n${detail}` : ''}`);
+    throw new NginxApplyError(
+      'KR_NGINX_RELOAD_FAILED',
+      `nginx did not load the config: ${(err as Error).message}${detail ? `\n${detail}` : ''}`,
+    );
   }
   const loadMs = performance.now() - t;
   t = performance.now();
   const stillAccepting = await waitForRetirement(oldWorkers, ctx.confirmTimeoutMs);
   const retireMs = performance.now() - t;
   if (stillAccepting.length > 0) {
-    ctx.logger?.warn({ pids: stillAccepting.map((w) => w.pid) }, 'old nginx workers still accept connections after the reload');
+    ctx.logger?.warn(
+      { pids: stillAccepting.map((w) => w.pid) },
+      'old nginx workers still accept connections after the reload',
+    );
   }
   return { loadMs, retireMs };
 }

@@ -219,7 +219,12 @@ function failed(state: ManagerState, error: NginxFailure, at: number): ManagerSt
 }
 
 /** A timer due after the next backoff delay of `attempts` failures so far. */
-function schedule(timer: 'retry' | 'restart', attempts: number, backoff: Backoff, at: number): { retry: Retry; effect: Effect } {
+function schedule(
+  timer: 'retry' | 'restart',
+  attempts: number,
+  backoff: Backoff,
+  at: number,
+): { retry: Retry; effect: Effect } {
   const attempt = attempts + 1;
   const delayMs = backoffDelay(attempt, backoff);
   return { retry: { attempt, nextAt: at + delayMs }, effect: { type: 'set-timer', timer, delayMs } };
@@ -228,14 +233,24 @@ function schedule(timer: 'retry' | 'restart', attempts: number, backoff: Backoff
 function scheduleRetry(state: ManagerState, settings: ManagerSettings, at: number): Transition {
   if (!open(state) || state.retry !== null) return { state, effects: [] };
   const { retry, effect } = schedule('retry', state.retryAttempts, settings.retry, at);
-  const log: Effect = { type: 'log', level: 'warn', message: 'trying the table nginx did not take again later', fields: { attempt: retry.attempt, inMs: retry.nextAt - at } };
+  const log: Effect = {
+    type: 'log',
+    level: 'warn',
+    message: 'trying the table nginx did not take again later',
+    fields: { attempt: retry.attempt, inMs: retry.nextAt - at },
+  };
   return { state: { ...state, retry, retryAttempts: retry.attempt }, effects: [effect, log] };
 }
 
 function scheduleRestart(state: ManagerState, settings: ManagerSettings, at: number): Transition {
   if (!open(state) || state.restart !== null || state.liveConfig === null) return { state, effects: [] };
   const { retry, effect } = schedule('restart', state.restartAttempts, settings.restart, at);
-  const log: Effect = { type: 'log', level: 'info', message: 'restarting nginx', fields: { inMs: retry.nextAt - at, attempt: retry.attempt } };
+  const log: Effect = {
+    type: 'log',
+    level: 'info',
+    message: 'restarting nginx',
+    fields: { inMs: retry.nextAt - at, attempt: retry.attempt },
+  };
   return { state: { ...state, restart: retry, restartAttempts: retry.attempt }, effects: [effect, log] };
 }
 
@@ -245,7 +260,8 @@ function onApplied(state: ManagerState, event: Extract<ManagerEvent, { type: 'ap
   if (result.kind === 'unchanged') next = { ...next, unchanged: next.unchanged + 1 };
   else {
     next = { ...next, lastApplyMs: result.timings.totalMs, lastApplyTimings: result.timings };
-    if (result.kind !== 'sent') next = { ...next, liveConfig: result.configVersion, liveConfirmed: true, lastLoadedAt: at };
+    if (result.kind !== 'sent')
+      next = { ...next, liveConfig: result.configVersion, liveConfirmed: true, lastLoadedAt: at };
     if (result.kind === 'started') next = { ...next, phase: 'serving', pid: result.pid, startedAt: at };
     if (result.kind === 'reloaded') next = { ...next, reloads: next.reloads + 1 };
   }
@@ -261,7 +277,11 @@ function onApplied(state: ManagerState, event: Extract<ManagerEvent, { type: 'ap
   return { state: next, effects };
 }
 
-function onApplyFailed(state: ManagerState, event: Extract<ManagerEvent, { type: 'apply-failed' }>, settings: ManagerSettings): Transition {
+function onApplyFailed(
+  state: ManagerState,
+  event: Extract<ManagerEvent, { type: 'apply-failed' }>,
+  settings: ManagerSettings,
+): Transition {
   const { at } = event;
   if (event.error.code === 'KR_NGINX_CLOSED') return { state: { ...state, job: null }, effects: [] };
   let next = failed({ ...state, job: null, controlLost: event.controlLost === true }, event.error, at);
@@ -272,7 +292,12 @@ function onApplyFailed(state: ManagerState, event: Extract<ManagerEvent, { type:
   }
   if (event.doubt) next = { ...next, liveConfirmed: false };
   const effects: Effect[] = [
-    { type: 'log', level: 'error', message: 'nginx kept its previous config', fields: { code: event.error.code, err: event.error.message } },
+    {
+      type: 'log',
+      level: 'error',
+      message: 'nginx kept its previous config',
+      fields: { code: event.error.code, err: event.error.message },
+    },
   ];
   if (!event.running && next.phase === 'serving') next = { ...next, phase: 'down', pid: null };
   if (next.phase === 'down') {
@@ -349,7 +374,11 @@ export function transition(state: ManagerState, event: ManagerEvent, settings: M
       return { state: { ...state, leftoversEnded: state.leftoversEnded + event.count }, effects: [] };
     case 'close': {
       if (!open(state)) return { state, effects: [] };
-      const effects: Effect[] = [{ type: 'cancel-timer', timer: 'retry' }, { type: 'cancel-timer', timer: 'restart' }, { type: 'run-stop' }];
+      const effects: Effect[] = [
+        { type: 'cancel-timer', timer: 'retry' },
+        { type: 'cancel-timer', timer: 'restart' },
+        { type: 'run-stop' },
+      ];
       return { state: { ...state, phase: 'closing', retry: null, restart: null }, effects };
     }
     case 'stopped':

@@ -183,7 +183,9 @@ export interface NginxManagerSettings {
 const FAST_STOP_MS = 3_000;
 
 /** The manager's options as `run` gives them: from the router's configuration. */
-export function nginxManagerOptionsFrom(config: RouterConfig): Pick<NginxDataPlaneOptions, 'checkBeforeLoad' | 'confirmTimeoutMs' | 'stopTimeouts'> {
+export function nginxManagerOptionsFrom(
+  config: RouterConfig,
+): Pick<NginxDataPlaneOptions, 'checkBeforeLoad' | 'confirmTimeoutMs' | 'stopTimeouts'> {
   return {
     checkBeforeLoad: config.nginxTestConfig,
     confirmTimeoutMs: config.nginxReloadTimeoutMs,
@@ -303,19 +305,34 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
   }
 
   function loadContext(port: number): LoadContext {
-    return { nginxBinary, prefix, confPath: files.conf, errorLog: files.errorLog, statusPort: port, confirmTimeoutMs, stopTimeouts, ...(logger ? { logger } : {}) };
+    return {
+      nginxBinary,
+      prefix,
+      confPath: files.conf,
+      errorLog: files.errorLog,
+      statusPort: port,
+      confirmTimeoutMs,
+      stopTimeouts,
+      ...(logger ? { logger } : {}),
+    };
   }
 
   /** The directories nginx needs, its workers' way to them, the status port, and the watchers. */
   async function prepare(): Promise<number> {
     if (!prepared) {
-      for (const dir of new Set([prefix, dirname(files.conf), dirname(files.pid), files.tempDir])) await mkdir(dir, { recursive: true });
+      for (const dir of new Set([prefix, dirname(files.conf), dirname(files.pid), files.tempDir]))
+        await mkdir(dir, { recursive: true });
       // nginx's logs are the router's to read: they name clients and what they asked for.
-      for (const dir of new Set([dirname(files.errorLog), dirname(files.accessLog)])) await mkdir(dir, { recursive: true, mode: 0o700 });
+      for (const dir of new Set([dirname(files.errorLog), dirname(files.accessLog)]))
+        await mkdir(dir, { recursive: true, mode: 0o700 });
       workerIdentity ??= await nginxWorkerIdentity();
       if (workerIdentity !== null) {
         const opened = await prepareWorkerAccess(prefix, files.tempDir, workerIdentity);
-        if (opened.length > 0) logger?.info({ user: workerIdentity.user, directories: opened }, "let nginx's workers through to their temporary directory");
+        if (opened.length > 0)
+          logger?.info(
+            { user: workerIdentity.user, directories: opened },
+            "let nginx's workers through to their temporary directory",
+          );
       }
       await delivery!.prepare?.();
       errorLog ??= await followErrorLog(files.errorLog, { onFault: faultReporter(), intervalMs: watchIntervalMs });
@@ -334,7 +351,11 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
     return (fault) => {
       const now = Date.now();
       if (now - windowStart >= watchIntervalMs) {
-        if (suppressed > 0) logger?.error({ count: suppressed }, 'nginx reported more faults than were logged (all counted in k8s_router_nginx_errors_total)');
+        if (suppressed > 0)
+          logger?.error(
+            { count: suppressed },
+            'nginx reported more faults than were logged (all counted in k8s_router_nginx_errors_total)',
+          );
         windowStart = now;
         logged = 0;
         suppressed = 0;
@@ -344,21 +365,27 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
         return;
       }
       logged++;
-      logger?.error({ nginxLevel: fault.level, nginx: scrub(fault.message) }, 'nginx reported a fault in its error log');
+      logger?.error(
+        { nginxLevel: fault.level, nginx: scrub(fault.message) },
+        'nginx reported a fault in its error log',
+      );
     };
   }
 
   function startWatchingWorkers(): void {
-    const timer = setInterval(() => {
-      const pid = master?.pid;
-      if (pid === undefined || !running()) {
-        workersShuttingDown = 0;
-        return;
-      }
-      void shuttingDownWorkers(pid).then((workers) => {
-        workersShuttingDown = workers.length;
-      });
-    }, Math.max(watchIntervalMs, 1_000));
+    const timer = setInterval(
+      () => {
+        const pid = master?.pid;
+        if (pid === undefined || !running()) {
+          workersShuttingDown = 0;
+          return;
+        }
+        void shuttingDownWorkers(pid).then((workers) => {
+          workersShuttingDown = workers.length;
+        });
+      },
+      Math.max(watchIntervalMs, 1_000),
+    );
     timer.unref();
     stopWatchingWorkers = () => clearInterval(timer);
   }
@@ -386,7 +413,8 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
       throw new NginxApplyError('KR_NGINX_RENDER_FAILED', `cannot render nginx.conf: ${(err as Error).message}`);
     }
     const versioned = withVersion(draft, VERSION_PLACEHOLDER, hashes);
-    if (versioned === null) throw new NginxApplyError('KR_NGINX_RENDER_FAILED', 'the rendered nginx.conf has no status server');
+    if (versioned === null)
+      throw new NginxApplyError('KR_NGINX_RENDER_FAILED', 'the rendered nginx.conf has no status server');
     return versioned;
   }
 
@@ -397,11 +425,19 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
       if (m !== master || m.stopping()) return;
       master = null;
       logger?.error(
-        { pid: m.pid, code: exit.code, signal: exit.signal, workersLeft: exit.leftBehind.length, output: firstLines(m.output()) },
+        {
+          pid: m.pid,
+          code: exit.code,
+          signal: exit.signal,
+          workersLeft: exit.leftBehind.length,
+          output: firstLines(m.output()),
+        },
         'nginx exited unexpectedly',
       );
       // Its workers serve the last config until the restart needs the ports.
-      void dispatch({ type: 'exited', pid: m.pid ?? null, ranMs: Date.now() - m.startedAt, at: Date.now() })?.catch(() => undefined);
+      void dispatch({ type: 'exited', pid: m.pid ?? null, ranMs: Date.now() - m.startedAt, at: Date.now() })?.catch(
+        () => undefined,
+      );
     });
   }
 
@@ -410,7 +446,10 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
     leftovers.add(await staleNginx(files.pid, prefix));
     const stray = await leftovers.running();
     if (stray.length > 0) {
-      logger?.warn({ pids: stray.map((p) => p.pid) }, 'stopping nginx processes that no running master manages (left by a master that died, or by an earlier router)');
+      logger?.warn(
+        { pids: stray.map((p) => p.pid) },
+        'stopping nginx processes that no running master manages (left by a master that died, or by an earlier router)',
+      );
       dispatch({ type: 'leftovers-ended', count: await leftovers.release() });
     }
     await delivery!.beforeStart?.();
@@ -424,7 +463,14 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
     const at = (): number => Date.now();
     if (!isOpen()) {
       const error = new NginxApplyError('KR_NGINX_CLOSED', 'the nginx data plane is closed');
-      dispatch({ type: 'apply-failed', table: n, error: { code: error.code, message: error.message }, doubt: false, running: running(), at: at() });
+      dispatch({
+        type: 'apply-failed',
+        table: n,
+        error: { code: error.code, message: error.message },
+        doubt: false,
+        running: running(),
+        at: at(),
+      });
       throw error;
     }
     const startedAt = performance.now();
@@ -474,12 +520,16 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
         liveText = next.text;
         timings.sendMs = performance.now() - t;
         timings.totalMs = performance.now() - startedAt;
-        result = pid === null ? { kind: 'reloaded', configVersion: next.version, timings } : { kind: 'started', pid, configVersion: next.version, timings };
+        result =
+          pid === null
+            ? { kind: 'reloaded', configVersion: next.version, timings }
+            : { kind: 'started', pid, configVersion: next.version, timings };
       }
       dispatch({ type: 'applied', table: n, result, at: at() });
       logApplied(result);
     } catch (err) {
-      const error = err instanceof NginxApplyError ? err : new NginxApplyError('KR_NGINX_IO_FAILED', (err as Error).message);
+      const error =
+        err instanceof NginxApplyError ? err : new NginxApplyError('KR_NGINX_IO_FAILED', (err as Error).message);
       const failure = { code: error.code, message: scrub(error.message) };
       const controlLost = err instanceof ControlLostError;
       const extra = { controlLost, ...(loaded ? { loaded } : {}) };
@@ -515,8 +565,14 @@ export function createNginxDataPlane(options: NginxDataPlaneOptions): NginxDataP
       return;
     }
     const { timings } = result;
-    const fields = { version: state.liveConfig, ms: Math.round(timings.totalMs), timings: roundTimings(timings), reloads: state.reloads };
-    if (result.kind === 'sent') logger?.info({ ...fields, table: delivery!.report().tableVersion }, 'nginx serves the new table');
+    const fields = {
+      version: state.liveConfig,
+      ms: Math.round(timings.totalMs),
+      timings: roundTimings(timings),
+      reloads: state.reloads,
+    };
+    if (result.kind === 'sent')
+      logger?.info({ ...fields, table: delivery!.report().tableVersion }, 'nginx serves the new table');
     else logger?.info(fields, 'nginx serves the new config');
   }
 

@@ -83,16 +83,20 @@ const DEFAULT_SERVER = (options: RenderOptions): string[] => [
 ];
 
 /** The main-context directives of the worker settings; none at nginx's defaults, as documented. */
-export function workerDirectives(options: Pick<RenderOptions, 'workerProcesses' | 'workerShutdownTimeoutMs'>): string[] {
+export function workerDirectives(
+  options: Pick<RenderOptions, 'workerProcesses' | 'workerShutdownTimeoutMs'>,
+): string[] {
   const lines: string[] = [];
   const n = options.workerProcesses;
   if (n !== undefined && n !== 1) {
-    if (n !== 'auto' && !(Number.isInteger(n) && n > 1)) throw new RangeError(`worker processes ${n} is neither "auto" nor a whole number`);
+    if (n !== 'auto' && !(Number.isInteger(n) && n > 1))
+      throw new RangeError(`worker processes ${n} is neither "auto" nor a whole number`);
     lines.push(`worker_processes ${n};`);
   }
   const shutdown = options.workerShutdownTimeoutMs;
   if (shutdown !== undefined && shutdown !== 'off') {
-    if (!(Number.isInteger(shutdown) && shutdown > 0)) throw new RangeError(`worker shutdown timeout ${shutdown} is not a whole number of milliseconds`);
+    if (!(Number.isInteger(shutdown) && shutdown > 0))
+      throw new RangeError(`worker shutdown timeout ${shutdown} is not a whole number of milliseconds`);
     lines.push(`worker_shutdown_timeout ${shutdown}ms;`);
   }
   return lines;
@@ -103,7 +107,9 @@ export function runtimeMain(runtime: NginxRuntime): string[] {
   return [
     '# Run by k8s-router: nginx stays in the foreground as its child and keeps its files here',
     'daemon off;',
-    ...(runtime.workerUser ? [`user ${nginxWord(runtime.workerUser.user)} ${nginxWord(runtime.workerUser.group)};`] : []),
+    ...(runtime.workerUser
+      ? [`user ${nginxWord(runtime.workerUser.user)} ${nginxWord(runtime.workerUser.group)};`]
+      : []),
     `pid ${nginxWord(runtime.pidFile)};`,
     `error_log ${nginxWord(runtime.errorLog)};`,
   ];
@@ -111,11 +117,13 @@ export function runtimeMain(runtime: NginxRuntime): string[] {
 
 function statusServer(status: NginxStatusServer, options: Pick<RenderOptions, 'port'>): string[] {
   const { port, configVersion } = status;
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`status port ${port} is not a port number`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new RangeError(`status port ${port} is not a port number`);
   // Sharing the routing port would put this server in the routing listen group, where it
   // would answer requests that carry no Host header.
   if (port === options.port) throw new RangeError(`status port ${port} must differ from the routing port`);
-  if (!/^[A-Za-z0-9._-]{1,64}$/.test(configVersion)) throw new RangeError(`config version ${JSON.stringify(configVersion)} is not a plain word`);
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(configVersion))
+    throw new RangeError(`config version ${JSON.stringify(configVersion)} is not a plain word`);
   return [
     '# Loopback-only status server: k8s-router reads the config version back to confirm a reload',
     'server {',
@@ -166,8 +174,8 @@ function emptyConfig(options: RenderOptions): string[] {
 
 const DOCUMENTED_CONNECTION = [
   "# When nginx proxies to an upstream, the default value used for 'Connection' is 'close'. We use this variable to do",
-  '# the same thing so that whenever a \'Connection\' header is in the request, the variable reflects the provided value',
-  "# otherwise, it defaults to 'close'. This is opposed to just using \"proxy_set_header Connection $http_connection\"",
+  "# the same thing so that whenever a 'Connection' header is in the request, the variable reflects the provided value",
+  '# otherwise, it defaults to \'close\'. This is opposed to just using "proxy_set_header Connection $http_connection"',
   "# which would remove the 'Connection' header from the upstream request whenever the request does not contain a",
   "# 'Connection' header, which is a deviation from the nginx norm.",
   'map $http_connection $p_connection {',
@@ -289,7 +297,8 @@ function balancing(route: Route): string {
 function upstreamBlock({ name, route }: Upstream, keepaliveConnections: number): string {
   let text = `${nginxComment(`# Upstream for ${route.path} traffic on ${route.host}`)}\nupstream ${name} {\n`;
   text += balancing(route);
-  for (const b of route.backends) text += `${podComment(b.pod, b.namespace)}\nserver ${nginxWord(target(b.ip, b.port))};\n`;
+  for (const b of route.backends)
+    text += `${podComment(b.pod, b.namespace)}\nserver ${nginxWord(target(b.ip, b.port))};\n`;
   if (keepaliveConnections > 0) text += `keepalive ${keepaliveConnections};\n`;
   return `${text}}`;
 }
@@ -317,18 +326,27 @@ const serverStarts = new WeakMap<RenderOptions, { listen: string; header: string
 function serverStart(options: RenderOptions): { listen: string; header: string } {
   let start = serverStarts.get(options);
   if (start === undefined) {
-    start = { listen: `server {\nlisten ${listenOn(options)};\nserver_name `, header: headerVariable(options.apiKeyHeader) };
+    start = {
+      listen: `server {\nlisten ${listenOn(options)};\nserver_name `,
+      header: headerVariable(options.apiKeyHeader),
+    };
     serverStarts.set(options, start);
   }
   return start;
 }
 
-function serverBlock(host: string, routes: readonly Route[], upstreams: Map<Route, string>, options: RenderOptions): string {
+function serverBlock(
+  host: string,
+  routes: readonly Route[],
+  upstreams: Map<Route, string>,
+  options: RenderOptions,
+): string {
   const { listen, header } = serverStart(options);
   // Built as one string rather than joined lines: 20,000 hosts are rendered at once.
   let text = `${listen}${nginxWord(host)};\n`;
   if (!routes.some((r) => r.path === '/')) {
-    text += '# No pod serves / on this host: answer 404 rather than the nginx welcome page\nlocation / {\nreturn 404;\n}\n';
+    text +=
+      '# No pod serves / on this host: answer 404 rather than the nginx welcome page\nlocation / {\nreturn 404;\n}\n';
   }
   for (const route of routes) text += `${locationBlock(route, upstreams.get(route), header)}\n`;
   return `${text}}`;
@@ -375,7 +393,12 @@ export function upstreamText(route: Route, name: string, options: RenderOptions)
 }
 
 /** The server block of a host, given its routes in table order and the upstream names. */
-export function serverText(host: string, routes: readonly Route[], upstreams: Map<Route, string>, options: RenderOptions): string {
+export function serverText(
+  host: string,
+  routes: readonly Route[],
+  upstreams: Map<Route, string>,
+  options: RenderOptions,
+): string {
   return serverBlock(host, routes, upstreams, options);
 }
 

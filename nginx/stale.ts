@@ -17,7 +17,8 @@ export async function staleMasterPid(pidFile: string, prefix: string): Promise<n
   if (!Number.isInteger(pid) || pid <= 1) return null;
   const title = await commandLine(pid);
   // nginx retitles its master "nginx: master process " followed by the arguments we gave.
-  if (title === null || !title.startsWith('nginx: master process ') || !`${title} `.includes(` -p ${prefix} `)) return null;
+  if (title === null || !title.startsWith('nginx: master process ') || !`${title} `.includes(` -p ${prefix} `))
+    return null;
   return pid;
 }
 

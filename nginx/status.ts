@@ -18,7 +18,14 @@ export interface StatusAnswer {
 export function readConfigVersion(port: number, timeoutMs = 1_000): Promise<StatusAnswer | null> {
   return new Promise((resolve) => {
     const req = request(
-      { host: '127.0.0.1', port, path: CONFIG_VERSION_PATH, agent: false, timeout: timeoutMs, headers: { connection: 'close' } },
+      {
+        host: '127.0.0.1',
+        port,
+        path: CONFIG_VERSION_PATH,
+        agent: false,
+        timeout: timeoutMs,
+        headers: { connection: 'close' },
+      },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
@@ -27,7 +34,9 @@ export function readConfigVersion(port: number, timeoutMs = 1_000): Promise<Stat
         });
         res.on('end', () => {
           const match = /^([A-Za-z0-9._-]+) ([0-9]+)$/.exec(body);
-          resolve(res.statusCode === 200 && match ? { version: match[1] as string, workerPid: Number(match[2]) } : null);
+          resolve(
+            res.statusCode === 200 && match ? { version: match[1] as string, workerPid: Number(match[2]) } : null,
+          );
         });
         res.on('error', () => resolve(null));
       },
@@ -52,7 +61,11 @@ export interface WaitForVersionOptions {
  * Polls until the status server answers `version`; rejects after `timeoutMs` (nginx kept
  * its old config, e.g. a port it could not bind) or when `gaveUp` returns a reason.
  */
-export async function waitForConfigVersion(port: number, version: string, options: WaitForVersionOptions): Promise<void> {
+export async function waitForConfigVersion(
+  port: number,
+  version: string,
+  options: WaitForVersionOptions,
+): Promise<void> {
   const { timeoutMs, isOurWorker, pollMs = 10, gaveUp = () => null } = options;
   const startedAt = Date.now();
   const deadline = startedAt + timeoutMs;

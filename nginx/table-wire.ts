@@ -156,7 +156,10 @@ export function serializeTable(table: RouteTable, version: string): string {
     text += routeLine(route);
     // Counted as it grows: ASCII only (every field was checked), so characters are bytes.
     if (text.length > MAX_TABLE_BYTES) {
-      throw new TableWireError('TOO_LARGE', `the table is over ${MAX_TABLE_BYTES} bytes at route ${i + 1} of ${table.routes.length}`);
+      throw new TableWireError(
+        'TOO_LARGE',
+        `the table is over ${MAX_TABLE_BYTES} bytes at route ${i + 1} of ${table.routes.length}`,
+      );
     }
   }
   text += `end ${version}\n`;

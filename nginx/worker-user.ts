@@ -55,7 +55,10 @@ export function workerIdentityFrom(passwd: string, groups: string, user = WORKER
 /** Who nginx's workers run as: null when the router is not root (they run as the router's user). */
 export async function nginxWorkerIdentity(euid = process.geteuid?.()): Promise<WorkerIdentity | null> {
   if (euid !== 0) return null;
-  const [passwd, groups] = await Promise.all([readFile('/etc/passwd', 'utf8').catch(() => ''), readFile('/etc/group', 'utf8').catch(() => '')]);
+  const [passwd, groups] = await Promise.all([
+    readFile('/etc/passwd', 'utf8').catch(() => ''),
+    readFile('/etc/group', 'utf8').catch(() => ''),
+  ]);
   const identity = workerIdentityFrom(passwd, groups);
   if (typeof identity === 'string') throw new Error(identity);
   return identity;
@@ -98,7 +101,11 @@ export interface AccessPlan {
  * (o+x: names inside stay unlisted, the config and logs stay the owner's); one above the
  * prefix is not the router's to change.
  */
-export function planWorkerAccess(chain: readonly DirectoryFacts[], prefix: string, who: Pick<WorkerIdentity, 'uid' | 'gid'>): AccessPlan {
+export function planWorkerAccess(
+  chain: readonly DirectoryFacts[],
+  prefix: string,
+  who: Pick<WorkerIdentity, 'uid' | 'gid'>,
+): AccessPlan {
   const inside = resolve(prefix);
   const plan: AccessPlan = { open: [], blocked: [] };
   for (const dir of chain) {

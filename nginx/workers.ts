@@ -127,7 +127,11 @@ async function retired(worker: ProcessIdentity): Promise<boolean> {
  * Waits until none of `workers` accepts connections any more; resolves with those that
  * still did when `timeoutMs` ran out.
  */
-export async function waitForRetirement(workers: ProcessIdentity[], timeoutMs: number, pollMs = 10): Promise<ProcessIdentity[]> {
+export async function waitForRetirement(
+  workers: ProcessIdentity[],
+  timeoutMs: number,
+  pollMs = 10,
+): Promise<ProcessIdentity[]> {
   const deadline = Date.now() + timeoutMs;
   let active = workers;
   for (;;) {

@@ -243,7 +243,8 @@ export class Balancers {
    * routes at once and returns their balancers.
    */
   *preparing(routes: readonly Route[], options: BalancerOptions): Steps<() => Balancers> {
-    if (this.superseded) throw new Error('these balancers were updated in place: build from the ones that replaced them');
+    if (this.superseded)
+      throw new Error('these balancers were updated in place: build from the ones that replaced them');
     const changes = yield* changesUpTo(this.routes, routes, compareRoutes, () => false, 2 * IN_PLACE_LIMIT);
     if (changes !== null) {
       const entries = changes.added.map((route) => [groupId(route), this.entryFor(route, options)] as const);

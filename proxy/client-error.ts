@@ -30,7 +30,8 @@ const BAD_REQUEST = { status: 400 };
  */
 function headStart(packet: Buffer, at: number, firstRead: boolean): number | null {
   for (let i = at - 1; i > 0; i--) {
-    if (packet[i] === 0x0a && (packet[i - 1] === 0x0a || (packet[i - 1] === 0x0d && i >= 3 && packet[i - 2] === 0x0a))) return i + 1;
+    if (packet[i] === 0x0a && (packet[i - 1] === 0x0a || (packet[i - 1] === 0x0d && i >= 3 && packet[i - 2] === 0x0a)))
+      return i + 1;
   }
   if (!firstRead) return null;
   // nginx, as Node, skips empty lines before a request line.
@@ -81,13 +82,16 @@ function versionAt(packet: Buffer, at: number): string {
 function transferEncodingAnswer(head: string, bodyIn: number): ErrorAnswer {
   const lines = head.split(/\r?\n/);
   const fields = (name: string): string[] =>
-    lines.filter((l) => l.slice(0, name.length + 1).toLowerCase() === `${name}:`).map((l) => l.slice(name.length + 1).trim());
+    lines
+      .filter((l) => l.slice(0, name.length + 1).toLowerCase() === `${name}:`)
+      .map((l) => l.slice(name.length + 1).trim());
   if (NGINX_UNIQUE_HEADERS.some((name) => fields(name).length > 1)) return BAD_REQUEST;
   const http11 = / HTTP\/1\.1$/.test(lines[0] ?? '');
   if (http11 && fields('host').length === 0) return BAD_REQUEST;
   const length = fields('content-length')[0];
   if (length !== undefined && !/^[0-9]+$/.test(length)) return BAD_REQUEST;
-  const status = !http11 || (fields('transfer-encoding')[0]?.toLowerCase() === 'chunked' && length !== undefined) ? 400 : 501;
+  const status =
+    !http11 || (fields('transfer-encoding')[0]?.toLowerCase() === 'chunked' && length !== undefined) ? 400 : 501;
   const bodyBytes = length === undefined ? 0 : Number(length) - bodyIn;
   return bodyBytes > 0 ? { status, bodyBytes } : { status };
 }
@@ -96,7 +100,12 @@ function transferEncodingAnswer(head: string, bodyIn: number): ErrorAnswer {
  * The answer to a request Node refused with `code`, for a head (not a body: the request
  * is then already being answered). `firstRead`: `packet` is the first read of the connection.
  */
-export function parseErrorAnswer(code: string | undefined, packet: Buffer | undefined, parsedAt: number, firstRead: boolean): ErrorAnswer {
+export function parseErrorAnswer(
+  code: string | undefined,
+  packet: Buffer | undefined,
+  parsedAt: number,
+  firstRead: boolean,
+): ErrorAnswer {
   // nginx closes a connection that did not send its head in time, and says nothing.
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return CLOSE;
   // Bytes after a request that said "Connection: close": nginx answers that request,
@@ -159,7 +168,11 @@ function afterResponses(socket: ServerSocket, then: () => void): void {
 }
 
 /** Handles Node's 'clientError' for `socket`: answers as nginx would, after the responses already due. */
-export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer; bytesParsed?: number }, duplex: Duplex, stats: ProxyCounters): void {
+export function answerClientError(
+  err: NodeJS.ErrnoException & { rawPacket?: Buffer; bytesParsed?: number },
+  duplex: Duplex,
+  stats: ProxyCounters,
+): void {
   const socket = duplex as ServerSocket;
   // Node may report again on the same socket: the first report decides; and nothing is
   // answered on a connection closing after its last answer.

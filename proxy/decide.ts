@@ -92,7 +92,12 @@ const NOT_FOUND = { action: 'respond', status: 404 } as const;
 const FORBIDDEN = { action: 'respond', status: 403 } as const;
 const DROP = { action: 'drop' } as const;
 
-export function decide(head: RequestHead, headers: RequestHeaders, matcher: RouteMatcher, options: DecideOptions): Decision {
+export function decide(
+  head: RequestHead,
+  headers: RequestHeaders,
+  matcher: RouteMatcher,
+  options: DecideOptions,
+): Decision {
   // Request line: its length, version, target and the target's path.
   const method = head.method ?? '';
   const url = head.url ?? '';
@@ -135,10 +140,16 @@ export function decide(head: RequestHead, headers: RequestHeaders, matcher: Rout
 
   // Location chosen: the body size limit applies before anything the location does.
   const { contentLength } = headers;
-  if (contentLength !== undefined && options.maxBodyBytes > 0 && Number(contentLength) > options.maxBodyBytes) return TOO_LARGE;
+  if (contentLength !== undefined && options.maxBodyBytes > 0 && Number(contentLength) > options.maxBodyBytes)
+    return TOO_LARGE;
   if (match.kind === 'redirect') {
     const query = queryOf(target.uri);
-    return { action: 'respond', status: 301, host, location: query === '' ? match.location : `${match.location}?${query}` };
+    return {
+      action: 'respond',
+      status: 301,
+      host,
+      location: query === '' ? match.location : `${match.location}?${query}`,
+    };
   }
   if (match.kind === 'notFound') return NOT_FOUND;
 

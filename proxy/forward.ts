@@ -55,18 +55,33 @@ function corkForThisTick(socket: Socket | null): void {
   process.nextTick(() => socket.uncork());
 }
 
-export function sendErrorPage(res: ServerResponse, status: number, stats: ProxyCounters, extraHeaders: Record<string, string> = {}): void {
+export function sendErrorPage(
+  res: ServerResponse,
+  status: number,
+  stats: ProxyCounters,
+  extraHeaders: Record<string, string> = {},
+): void {
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return;
   }
   stats.answered(status);
   const body = errorPage(status);
-  res.writeHead(status, reasonPhrase(status), { 'Content-Type': 'text/html', 'Content-Length': Buffer.byteLength(body), ...extraHeaders });
+  res.writeHead(status, reasonPhrase(status), {
+    'Content-Type': 'text/html',
+    'Content-Length': Buffer.byteLength(body),
+    ...extraHeaders,
+  });
   res.end(body);
 }
 
-export function forwardRequest(req: IncomingMessage, res: ServerResponse, target: ForwardTarget, request: UpstreamRequest, settings: ForwardSettings): void {
+export function forwardRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  target: ForwardTarget,
+  request: UpstreamRequest,
+  settings: ForwardSettings,
+): void {
   new Forwarding(req, res, target, request, settings).tryNext();
 }
 
@@ -167,7 +182,12 @@ class Forwarding {
     const { index, pod } = attempt;
     // A body too big to keep went (in part) to this pod only: no other try can send it whole.
     const resendable = this.body === null || this.body.replayable;
-    if (resendable && attempt.proxyReq?.reusedSocket === true && isStaleSocketError(err) && attempt.staleRetries < STALE_SOCKET_RETRIES) {
+    if (
+      resendable &&
+      attempt.proxyReq?.reusedSocket === true &&
+      isStaleSocketError(err) &&
+      attempt.staleRetries < STALE_SOCKET_RETRIES
+    ) {
       // The pod closed an idle kept-alive connection as we reused it: not the pod's fault.
       this.attempt(index, pod, attempt.staleRetries + 1);
       return;
@@ -175,7 +195,8 @@ class Forwarding {
     settings.stats.upstreamFailed();
     const failure: Failure = err instanceof UpstreamTimeout ? 'timeout' : 'error';
     settings.logger.warn({ pod: pod.pod, ip: pod.ip, port: pod.port, failure, code: err.code }, 'upstream failed');
-    if (this.selection.failed(index, this.request.method, attempt.connected) === 'stop' || !resendable) this.giveUp(failure);
+    if (this.selection.failed(index, this.request.method, attempt.connected) === 'stop' || !resendable)
+      this.giveUp(failure);
     else this.tryNext();
   }
 

@@ -28,7 +28,11 @@ export function requestLineLength(method: string, target: string): number {
  * `headerBytes` is the sum of the names' and values' lengths (a quick first look: most
  * heads fit the first buffer, and are not walked line by line).
  */
-export function headSizeStatus(requestLine: number, rawHeaders: readonly string[], headerBytes: number): 414 | 400 | null {
+export function headSizeStatus(
+  requestLine: number,
+  rawHeaders: readonly string[],
+  headerBytes: number,
+): 414 | 400 | null {
   const total = requestLine + headerBytes + 2 * rawHeaders.length + 2;
   if (total <= FIRST_BUFFER) return null;
   if (requestLine > LARGE_BUFFER) return 414;

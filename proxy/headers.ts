@@ -22,7 +22,16 @@ class NameSet {
  * (Host, Connection, Upgrade), those nginx blanks by default (Keep-Alive, TE, Expect),
  * and the body framing, which nginx and Node both write for the body they send.
  */
-const REPLACED_REQUEST_HEADERS = new NameSet(['host', 'connection', 'upgrade', 'keep-alive', 'te', 'expect', 'content-length', 'transfer-encoding']);
+const REPLACED_REQUEST_HEADERS = new NameSet([
+  'host',
+  'connection',
+  'upgrade',
+  'keep-alive',
+  'te',
+  'expect',
+  'content-length',
+  'transfer-encoding',
+]);
 
 /**
  * nginx ignores request headers whose names are not letters, digits and "-"
@@ -43,7 +52,12 @@ export function validName(name: string): boolean {
  * (so the pod keeps the connection) but "upgrade" when the client sent an Upgrade;
  * otherwise the documented map: the client's Connection, or "close".
  */
-export function upstreamRequestHeaders(rawHeaders: readonly string[], host: string, headers: RequestHeaders, keepalive: boolean): string[] {
+export function upstreamRequestHeaders(
+  rawHeaders: readonly string[],
+  host: string,
+  headers: RequestHeaders,
+  keepalive: boolean,
+): string[] {
   const out: string[] = ['Host', host];
   const { connection, upgrade, contentLength } = headers;
   // proxy_set_header leaves out a header whose value is empty.

@@ -109,13 +109,18 @@ export class PodProxy {
     timeoutMs: number,
     library: ProxyLibrary,
   ) {
-    this.agentOptions = keepalive > 0 ? { keepAlive: true, maxFreeSockets: keepalive, timeout: timeoutMs, scheduling: 'lifo' } : { keepAlive: false, timeout: timeoutMs };
+    this.agentOptions =
+      keepalive > 0
+        ? { keepAlive: true, maxFreeSockets: keepalive, timeout: timeoutMs, scheduling: 'lifo' }
+        : { keepAlive: false, timeout: timeoutMs };
     this.proxy = createLibraryProxy(library);
     this.proxy.on('proxyReq', (proxyReq: ClientRequest, req: LibraryRequest<WebAttempt>) => {
       const { attempt } = req;
       if (writeUpstreamHead(proxyReq, attempt.request)) attempt.onRequest(proxyReq);
     });
-    this.proxy.on('proxyRes', (proxyRes: IncomingMessage, req: LibraryRequest<WebAttempt>) => req.attempt.onResponse(proxyRes));
+    this.proxy.on('proxyRes', (proxyRes: IncomingMessage, req: LibraryRequest<WebAttempt>) =>
+      req.attempt.onResponse(proxyRes),
+    );
     this.proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: object) => {
       const entry = this.upgradeAttempts.get(req);
       if (entry !== undefined) this.takeUpgradeAnswers(proxyReq, entry);
@@ -123,8 +128,12 @@ export class PodProxy {
     this.proxy.on('open', (upstream: Socket) => this.tunnels.get(upstream)?.onTunnelOpen(upstream));
     // Errors of an attempt reach its onError; these are the client socket's own, and
     // resets of a client that already left. Listening keeps the library from throwing them.
-    this.proxy.on('error', (err: NodeJS.ErrnoException) => logger.debug({ code: err.code }, 'client connection error during proxying'));
-    this.proxy.on('econnreset', (err: NodeJS.ErrnoException) => logger.debug({ code: err.code }, 'client left during proxying'));
+    this.proxy.on('error', (err: NodeJS.ErrnoException) =>
+      logger.debug({ code: err.code }, 'client connection error during proxying'),
+    );
+    this.proxy.on('econnreset', (err: NodeJS.ErrnoException) =>
+      logger.debug({ code: err.code }, 'client left during proxying'),
+    );
   }
 
   /** One request to `pod`; the client's `socket` tells the library whether the client is still there. */
@@ -154,7 +163,13 @@ export class PodProxy {
     try {
       releaseErrors = listenersAddedBy(client, ['error'], () => {
         // A new connection per upgrade: the socket becomes the tunnel, never back in a pool.
-        this.proxy.ws(req, clientView.socket, head.length > 0 ? head : NO_HEAD, { target: targetOf(pod), agent: false }, upgradeFailed);
+        this.proxy.ws(
+          req,
+          clientView.socket,
+          head.length > 0 ? head : NO_HEAD,
+          { target: targetOf(pod), agent: false },
+          upgradeFailed,
+        );
       });
     } catch (err) {
       process.nextTick(() => attempt.onError(new UnsendableHead((err as Error).message)));

@@ -47,7 +47,9 @@ export function linger(socket: Duplex): void {
   timer.unref();
   socket.once('close', () => clearTimeout(timer));
   if ('setTimeout' in socket && typeof socket.setTimeout === 'function') {
-    (socket as Duplex & { setTimeout(ms: number, cb: () => void): void }).setTimeout(LINGERING_TIMEOUT_MS, () => socket.destroy());
+    (socket as Duplex & { setTimeout(ms: number, cb: () => void): void }).setTimeout(LINGERING_TIMEOUT_MS, () =>
+      socket.destroy(),
+    );
   }
   // A socket no parser reads (an upgrade refused) is read here, and what comes is dropped.
   if (socket.listenerCount('data') === 0) socket.on('data', () => {});

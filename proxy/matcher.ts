@@ -53,7 +53,8 @@ function newEntry(routes: Route[]): HostRoutes {
   entry.lengths = [...new Set(entry.byLength.map((m) => m.route.path.length))];
   for (const { route } of entry.byLength) {
     const bare = route.path.slice(0, -1);
-    if (route.path.endsWith('/') && !entry.byPath.has(bare)) entry.redirects.set(bare, { kind: 'redirect', route, location: route.path });
+    if (route.path.endsWith('/') && !entry.byPath.has(bare))
+      entry.redirects.set(bare, { kind: 'redirect', route, location: route.path });
   }
   return entry;
 }
@@ -69,7 +70,10 @@ function sameRoutes(kept: readonly Route[], routes: readonly Route[], from: numb
  * objects it had (the incremental route table keeps unchanged routes), yielding now and
  * then so that a caller may pause.
  */
-function* hostEntries(routes: readonly Route[], previous: ReadonlyMap<string, HostRoutes> | undefined): Steps<Map<string, HostRoutes>> {
+function* hostEntries(
+  routes: readonly Route[],
+  previous: ReadonlyMap<string, HostRoutes> | undefined,
+): Steps<Map<string, HostRoutes>> {
   const hosts = new Map<string, HostRoutes>();
   let i = 0;
   let next = STEP;
@@ -87,7 +91,10 @@ function* hostEntries(routes: readonly Route[], previous: ReadonlyMap<string, Ho
       hosts.set(host, newEntry([...seen.routes, ...routes.slice(i, end)]));
     } else {
       const old = previous?.get(host);
-      hosts.set(host, old !== undefined && sameRoutes(old.routes, routes, i, end) ? old : newEntry(routes.slice(i, end)));
+      hosts.set(
+        host,
+        old !== undefined && sameRoutes(old.routes, routes, i, end) ? old : newEntry(routes.slice(i, end)),
+      );
     }
     i = end;
   }
@@ -133,7 +140,8 @@ export class RouteMatcher {
    * at once and returns its matcher.
    */
   *preparing(table: RouteTable): Steps<() => RouteMatcher> {
-    if (this.superseded) throw new Error('this matcher was updated in place: make the next from the one that replaced it');
+    if (this.superseded)
+      throw new Error('this matcher was updated in place: make the next from the one that replaced it');
     const changes = yield* changesUpTo(this.routes, table.routes, compareRoutes, () => false, IN_PLACE_LIMIT);
     if (changes === null) {
       const hosts = yield* hostEntries(table.routes, this.hosts);
@@ -150,7 +158,9 @@ export class RouteMatcher {
         changed.get(route.host)?.push(route);
       }
     }
-    const entries = [...changed].map(([host, routes]) => [host, routes.length === 0 ? null : newEntry(routes)] as const);
+    const entries = [...changed].map(
+      ([host, routes]) => [host, routes.length === 0 ? null : newEntry(routes)] as const,
+    );
     return () => {
       if (this.superseded) throw new Error('this matcher was updated in place already');
       this.superseded = true;

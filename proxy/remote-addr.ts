@@ -70,8 +70,7 @@ export function ngxInet6Ntop(p: Uint8Array): string {
   let end = 16;
   if (zero === 0) {
     const mapped = max === 5 && p[10] === 0xff && p[11] === 0xff;
-    if (mapped || max === 6 || (max === 7 && p[14] !== 0 && p[15] !== 1))
-      end = 12;
+    if (mapped || max === 6 || (max === 7 && p[14] !== 0 && p[15] !== 1)) end = 12;
     text += ':';
   }
   for (let i = 0; i < end; i += 2) {

@@ -49,7 +49,11 @@ interface Routing {
  * matcher and the balancers then switch in the same step (a small change updates them in
  * place), so no request sees one without the other.
  */
-function* nextRouting(current: Routing, table: RouteTable, options: BalancerOptions): Steps<{ routing: Routing; podAddresses: Set<string> }> {
+function* nextRouting(
+  current: Routing,
+  table: RouteTable,
+  options: BalancerOptions,
+): Steps<{ routing: Routing; podAddresses: Set<string> }> {
   const matcher = yield* current.matcher.preparing(table);
   const balancers = yield* current.balancers.preparing(table.routes, options);
   const podAddresses = yield* addressesOf(table);
@@ -77,7 +81,12 @@ const APPLY_SLICE_MS = 5;
 /** While closing, how often connections that finished their request are closed. */
 const DRAIN_SWEEP_MS = 50;
 
-function respond(req: IncomingMessage, res: ServerResponse, decision: Extract<Decision, { action: 'respond' }>, stats: ProxyCounters): void {
+function respond(
+  req: IncomingMessage,
+  res: ServerResponse,
+  decision: Extract<Decision, { action: 'respond' }>,
+  stats: ProxyCounters,
+): void {
   const extra: Record<string, string> = {};
   if (decision.status === 301 && decision.location !== undefined && decision.host !== undefined) {
     extra.Location = redirectLocation(decision.host, req.socket.localPort, decision.location);
@@ -161,7 +170,8 @@ function proxyContext(settings: ProxySettings, logger: ProxyLogger, library: Pro
 
 function keepIdleFor(ctx: ProxyContext, socket: Socket, res: ServerResponse): void {
   // Node set its timer in its own 'finish' listener, unless answers are still queued.
-  if (keepsAlive(res) && !socket.destroyed && socket.timeout === ctx.nodeIdleMs) socket.setTimeout(ctx.keepaliveTimeoutMs);
+  if (keepsAlive(res) && !socket.destroyed && socket.timeout === ctx.nodeIdleMs)
+    socket.setTimeout(ctx.keepaliveTimeoutMs);
 }
 
 function handleRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
@@ -226,7 +236,8 @@ function handleUpgrade(ctx: ProxyContext, req: IncomingMessage, socket: Duplex, 
       // nginx reads the body it refused before closing; Node hands over the bytes after
       // the head as they are, so only a Content-Length says how many (a chunked body is
       // not waited for: see the README).
-      const length = decision.readsBody === true && headers.contentLength !== undefined ? Number(headers.contentLength) : 0;
+      const length =
+        decision.readsBody === true && headers.contentLength !== undefined ? Number(headers.contentLength) : 0;
       lingerAfterBytes(socket, length - head.length);
       return;
     }
@@ -258,7 +269,8 @@ function createServer(ctx: ProxyContext, settings: ProxySettings): http.Server {
     // keepalive_timeout: Node keeps an idle connection a margin longer than it is told.
     keepAliveTimeout: Math.max(1, ctx.keepaliveTimeoutMs - NODE_KEEPALIVE_MARGIN_MS),
   });
-  if ('keepAliveTimeoutBuffer' in server) Object.assign(server, { keepAliveTimeout: ctx.keepaliveTimeoutMs || 1, keepAliveTimeoutBuffer: 0 });
+  if ('keepAliveTimeoutBuffer' in server)
+    Object.assign(server, { keepAliveTimeout: ctx.keepaliveTimeoutMs || 1, keepAliveTimeoutBuffer: 0 });
   // nginx counts header lines itself (decide), past Node's default of 2,000.
   server.maxHeadersCount = 0;
   server.on('request', (req, res) => handleRequest(ctx, req, res, false));
@@ -292,7 +304,8 @@ async function closeGracefully(server: http.Server, ctx: ProxyContext, graceMs: 
   // request in flight, and WebSockets may go on until the grace ends.
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   const lastRequest = (_req: IncomingMessage, res: ServerResponse): void => lastOnConnection(res);
-  for (const event of ['request', 'checkContinue', 'checkExpectation'] as const) server.prependListener(event, lastRequest);
+  for (const event of ['request', 'checkContinue', 'checkExpectation'] as const)
+    server.prependListener(event, lastRequest);
   server.closeIdleConnections();
   const sweep = setInterval(() => server.closeIdleConnections(), DRAIN_SWEEP_MS);
   const grace = setTimeout(() => {

@@ -36,7 +36,14 @@ export class ProxyCounters {
 
   snapshot(): ProxyStats {
     return {
-      requests: { '1xx': this.c1xx, '2xx': this.c2xx, '3xx': this.c3xx, '4xx': this.c4xx, '5xx': this.c5xx, dropped: this.cDropped },
+      requests: {
+        '1xx': this.c1xx,
+        '2xx': this.c2xx,
+        '3xx': this.c3xx,
+        '4xx': this.c4xx,
+        '5xx': this.c5xx,
+        dropped: this.cDropped,
+      },
       upstreamFailures: this.cUpstreamFailures,
     };
   }

@@ -119,62 +119,79 @@ class UpgradeForwarding {
     let answered = false;
     let over = false;
 
-    const release = settings.pods.ws(pod, {
-      request: this.request,
-      onRequest: (preq) => {
-        this.current = preq;
-        preq.on('socket', (socket: Socket) => {
-          if (!socket.connecting) connected = true;
-          else socket.once('connect', () => (connected = true));
-        });
-        preq.setTimeout(settings.timeoutMs, () => preq.destroy(Object.assign(new Error('upstream timed out'), { timedOut: true })));
-      },
+    const release = settings.pods.ws(
+      pod,
+      {
+        request: this.request,
+        onRequest: (preq) => {
+          this.current = preq;
+          preq.on('socket', (socket: Socket) => {
+            if (!socket.connecting) connected = true;
+            else socket.once('connect', () => (connected = true));
+          });
+          preq.setTimeout(settings.timeoutMs, () =>
+            preq.destroy(Object.assign(new Error('upstream timed out'), { timedOut: true })),
+          );
+        },
 
-      onUpgrade: (pres, upstream) => {
-        answered = true;
-        selection.succeeded(index);
-        if (this.finished || client.destroyed) upstream.destroy();
-        else openTunnel(client, pres, upstream, settings);
-      },
+        onUpgrade: (pres, upstream) => {
+          answered = true;
+          selection.succeeded(index);
+          if (this.finished || client.destroyed) upstream.destroy();
+          else openTunnel(client, pres, upstream, settings);
+        },
 
-      onTunnelOpen(upstream) {
-        if (upstream.destroyed) return;
-        // nginx's proxy_read_timeout applies to an idle tunnel.
-        upstream.setTimeout(settings.timeoutMs, () => {
-          upstream.destroy();
-          client.destroy();
-        });
-      },
+        onTunnelOpen(upstream) {
+          if (upstream.destroyed) return;
+          // nginx's proxy_read_timeout applies to an idle tunnel.
+          upstream.setTimeout(settings.timeoutMs, () => {
+            upstream.destroy();
+            client.destroy();
+          });
+        },
 
-      onResponse: (pres) => {
-        answered = true;
-        selection.succeeded(index);
-        if (this.finished || client.destroyed) pres.destroy();
-        else passOnAnswer(client, pres, settings);
-      },
+        onResponse: (pres) => {
+          answered = true;
+          selection.succeeded(index);
+          if (this.finished || client.destroyed) pres.destroy();
+          else passOnAnswer(client, pres, settings);
+        },
 
-      onError: (err) => {
-        if (answered || this.finished || over) return;
-        over = true;
-        release();
-        if (err instanceof UnsendableHead) {
-          // The client's request, not the pod, is at fault: no other pod would take it either.
-          settings.logger.warn({ code: err.code, reason: err.message }, 'request cannot be sent upstream');
-          this.giveUp('error');
-          return;
-        }
-        settings.stats.upstreamFailed();
-        const failure: Failure = (err as { timedOut?: boolean }).timedOut === true ? 'timeout' : 'error';
-        settings.logger.warn({ pod: pod.pod, ip: pod.ip, port: pod.port, failure, code: err.code }, 'upstream failed (upgrade)');
-        if (selection.failed(index, this.request.method, connected) === 'stop') this.giveUp(failure);
-        else this.tryNext();
+        onError: (err) => {
+          if (answered || this.finished || over) return;
+          over = true;
+          release();
+          if (err instanceof UnsendableHead) {
+            // The client's request, not the pod, is at fault: no other pod would take it either.
+            settings.logger.warn({ code: err.code, reason: err.message }, 'request cannot be sent upstream');
+            this.giveUp('error');
+            return;
+          }
+          settings.stats.upstreamFailed();
+          const failure: Failure = (err as { timedOut?: boolean }).timedOut === true ? 'timeout' : 'error';
+          settings.logger.warn(
+            { pod: pod.pod, ip: pod.ip, port: pod.port, failure, code: err.code },
+            'upstream failed (upgrade)',
+          );
+          if (selection.failed(index, this.request.method, connected) === 'stop') this.giveUp(failure);
+          else this.tryNext();
+        },
       },
-    }, client, firstBytes);
+      client,
+      firstBytes,
+    );
   }
 }
 
 /** `request` has no body: what follows an upgrade request is the tunnel's, not a body to frame. */
-export function forwardUpgrade(req: IncomingMessage, client: Duplex, head: Buffer, target: ForwardTarget, request: UpstreamRequest, settings: TunnelSettings): void {
+export function forwardUpgrade(
+  req: IncomingMessage,
+  client: Duplex,
+  head: Buffer,
+  target: ForwardTarget,
+  request: UpstreamRequest,
+  settings: TunnelSettings,
+): void {
   const { group } = target;
   const selection = group.begin(group.hashesClients ? req.socket.remoteAddress : undefined);
   new UpgradeForwarding(client, head, request, selection, settings).tryNext();

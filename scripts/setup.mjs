@@ -52,7 +52,10 @@ export function installReason(root) {
 export function buildReason(root) {
   const built = mtime(join(root, 'dist', 'src', 'cli.js'));
   if (built === null) return 'dist/ is missing';
-  const sources = Math.max(...SOURCE_DIRS.map((d) => newestBelow(join(root, d))), ...SOURCE_FILES.map((f) => mtime(join(root, f)) ?? 0));
+  const sources = Math.max(
+    ...SOURCE_DIRS.map((d) => newestBelow(join(root, d))),
+    ...SOURCE_FILES.map((f) => mtime(join(root, f)) ?? 0),
+  );
   if (sources > built) return 'the sources are newer than dist/';
   return null;
 }
@@ -63,7 +66,9 @@ function npm(root, args) {
   const [command, argv] = cli && cli.endsWith('.js') ? [process.execPath, [cli, ...args]] : ['npm', args];
   const result = spawnSync(command, argv, { cwd: root, stdio: 'inherit', shell: process.platform === 'win32' });
   if (result.status !== 0) {
-    console.error(`setup: npm ${args.join(' ')} failed${result.error ? `: ${result.error.message}` : ` with status ${result.status}`}`);
+    console.error(
+      `setup: npm ${args.join(' ')} failed${result.error ? `: ${result.error.message}` : ` with status ${result.status}`}`,
+    );
     process.exit(result.status || 1);
   }
 }

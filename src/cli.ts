@@ -24,7 +24,10 @@ const EXIT_WAIT_MS = 2_000;
 function packageVersion(): string {
   for (const path of ['../package.json', '../../package.json']) {
     try {
-      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
       if (pkg.name === 'k8s-router' && pkg.version) return pkg.version;
     } catch {
       // try the next place: the layout differs between src/ and dist/src/
@@ -33,15 +36,22 @@ function packageVersion(): string {
   return 'unknown';
 }
 
-function withSettings(command: Command, scope: 'all' | 'run' = 'all', defaults: Readonly<Record<string, string>> = {}): Command {
+function withSettings(
+  command: Command,
+  scope: 'all' | 'run' = 'all',
+  defaults: Readonly<Record<string, string>> = {},
+): Command {
   for (const s of SETTINGS) {
     if (s.scope === 'run' && scope !== 'run') continue;
-    command.addOption(new Option(`${s.flag} <${s.metavar}>`, `${s.description} (env ${s.env}, default "${defaults[s.env] ?? s.default}")`));
+    command.addOption(
+      new Option(
+        `${s.flag} <${s.metavar}>`,
+        `${s.description} (env ${s.env}, default "${defaults[s.env] ?? s.default}")`,
+      ),
+    );
   }
   return command;
 }
-
-
 
 /** Flags as given on the command line, by setting; commander names them in camelCase. */
 function settingFlags(options: Record<string, unknown>): Partial<Record<SettingKey, string>> {
@@ -54,7 +64,10 @@ function settingFlags(options: Record<string, unknown>): Partial<Record<SettingK
   return flags;
 }
 
-function configFrom(options: Record<string, unknown>, env: Readonly<Record<string, string | undefined>> = process.env): RouterConfig {
+function configFrom(
+  options: Record<string, unknown>,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): RouterConfig {
   return loadConfig(env, settingFlags(options));
 }
 
@@ -64,7 +77,11 @@ type Start = (
 ) => Promise<{ stop(): Promise<void> }>;
 
 /** `run` and `demo`: start, serve until SIGINT or SIGTERM, then stop everything started. */
-async function serveUntilSignal(options: Record<string, unknown>, env: Readonly<Record<string, string | undefined>>, start: Start): Promise<void> {
+async function serveUntilSignal(
+  options: Record<string, unknown>,
+  env: Readonly<Record<string, string | undefined>>,
+  start: Start,
+): Promise<void> {
   const config = configFrom(options, env);
   const { level, format } = loggerOptionsFrom(config);
   const logger = createLogger(level, { format });
@@ -99,7 +116,10 @@ async function serveUntilSignal(options: Record<string, unknown>, env: Readonly<
   }
   await received;
   const started = Date.now();
-  logger.info({ signal, graceMs: config.shutdownGraceMs }, 'stopping: no new connections; requests and WebSockets in flight may finish');
+  logger.info(
+    { signal, graceMs: config.shutdownGraceMs },
+    'stopping: no new connections; requests and WebSockets in flight may finish',
+  );
   await running.stop();
   logger.info({ ms: Date.now() - started }, 'stopped');
   exitSoon(logger);
@@ -166,10 +186,13 @@ function addServeCommands(program: Command): void {
         'after',
         [
           '',
-          'The cluster is the in-cluster service account when its token is mounted, else KUBECONFIG, else ' + '~/.kube/config.',
-          'Logs go to standard error: JSON lines, or readable lines on a terminal (LOG_FORMAT). SIGINT or ' + 'SIGTERM drains:',
+          'The cluster is the in-cluster service account when its token is mounted, else KUBECONFIG, else ' +
+            '~/.kube/config.',
+          'Logs go to standard error: JSON lines, or readable lines on a terminal (LOG_FORMAT). SIGINT or ' +
+            'SIGTERM drains:',
           'new connections are refused, requests and WebSockets in flight get SHUTDOWN_GRACE_MS to finish, nginx stops',
-          'gracefully (SIGQUIT), and the router exits 0. The admin server (/healthz, /readyz, /metrics, ' + '/routes, /status,',
+          'gracefully (SIGQUIT), and the router exits 0. The admin server (/healthz, /readyz, /metrics, ' +
+            '/routes, /status,',
           '/nginx.conf and a status page at /) listens on ADMIN_ADDRESS:ADMIN_PORT, 127.0.0.1:9180 by default.',
           'Pods and Secrets are listed in pages of 500 and only the fields the routes need are kept of each.',
           '',

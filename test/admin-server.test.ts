@@ -29,10 +29,25 @@ const KEY = Buffer.from('admin-test-key').toString('base64');
 const objects = (extraHost = false) => [
   pod('web-a', { namespace: 'shop', ip: '127.0.0.201', hosts: 'shop.test', paths: '3000:/', ports: [3000] }),
   pod('web-b', { namespace: 'shop', ip: '127.0.0.202', hosts: 'shop.test', paths: '3000:/', ports: [3000] }),
-  pod('api-0', { namespace: 'billing', ip: '127.0.0.203', hosts: 'billing.test', paths: '8080:/api 8080:/bad;path', ports: [8080] }),
-  pod('late-0', { namespace: 'shop', ip: '127.0.0.204', hosts: 'shop.test', paths: '3000:/', ports: [3000], ready: false }),
+  pod('api-0', {
+    namespace: 'billing',
+    ip: '127.0.0.203',
+    hosts: 'billing.test',
+    paths: '8080:/api 8080:/bad;path',
+    ports: [8080],
+  }),
+  pod('late-0', {
+    namespace: 'shop',
+    ip: '127.0.0.204',
+    hosts: 'shop.test',
+    paths: '3000:/',
+    ports: [3000],
+    ready: false,
+  }),
   apiKeySecret('billing', 'admin-test-key'),
-  ...(extraHost ? [pod('new-0', { namespace: 'fresh', ip: '127.0.0.205', hosts: 'new.test', paths: '80:/', ports: [80] })] : []),
+  ...(extraHost
+    ? [pod('new-0', { namespace: 'fresh', ip: '127.0.0.205', hosts: 'new.test', paths: '80:/', ports: [80] })]
+    : []),
 ];
 
 async function writeManifest(file: string, text: string): Promise<void> {
@@ -83,7 +98,10 @@ async function showsStatus(base: string, manifest: string): Promise<void> {
   assert.equal(status.backend, 'proxy');
   assert.equal(status.table.version, 1);
   assert.ok(Date.now() - Date.parse(status.table.changedAt) < 60_000);
-  assert.deepEqual(status.dataPlanes.map((p) => [p.name, p.servedVersion]), [['proxy', 1]]);
+  assert.deepEqual(
+    status.dataPlanes.map((p) => [p.name, p.servedVersion]),
+    [['proxy', 1]],
+  );
   assert.deepEqual(
     status.rejections.map((r) => `${r.pod} ${r.code}`),
     ['api-0 BAD_PATH', 'late-0 NOT_READY'],
@@ -138,7 +156,11 @@ async function showsMetrics(base: string): Promise<void> {
 async function followsTheManifest(base: string, manifest: string, router: RunningRouter): Promise<void> {
   const before = router.controller.stats().tablesBuilt;
   await writeManifest(manifest, manifestText(objects(true)));
-  await eventually(async () => ((await (await fetch(`${base}/status`)).json()) as { table: { version: number } }).table.version === 2, 'version 2', 10_000);
+  await eventually(
+    async () => ((await (await fetch(`${base}/status`)).json()) as { table: { version: number } }).table.version === 2,
+    'version 2',
+    10_000,
+  );
   const routes = (await (await fetch(`${base}/routes`)).json()) as { routes: Array<{ host: string }> };
   assert.ok(routes.routes.some((r) => r.host === 'new.test'));
   const metrics = parseMetrics(await (await fetch(`${base}/metrics`)).text());
@@ -147,18 +169,27 @@ async function followsTheManifest(base: string, manifest: string, router: Runnin
 
   await writeManifest(manifest, 'kind: [unclosed');
   await eventually(
-    async () => parseMetrics(await (await fetch(`${base}/metrics`)).text()).get('k8s_router_manifest_readable')?.samples.get('k8s_router_manifest_readable') === 0,
+    async () =>
+      parseMetrics(await (await fetch(`${base}/metrics`)).text())
+        .get('k8s_router_manifest_readable')
+        ?.samples.get('k8s_router_manifest_readable') === 0,
     'the gauge to say the manifest is unusable',
     10_000,
   );
-  const status = (await (await fetch(`${base}/status`)).json()) as { source: { ok: boolean; lastError: string }; readiness: { status: string } };
+  const status = (await (await fetch(`${base}/status`)).json()) as {
+    source: { ok: boolean; lastError: string };
+    readiness: { status: string };
+  };
   assert.equal(status.source.ok, false);
   assert.match(status.source.lastError, /objects\.yaml/);
   assert.equal(status.readiness.status, 'ready', 'the last good objects keep serving');
 }
 
 async function showsNginxConf(base: string, manifest: string, router: RunningRouter): Promise<void> {
-  const [res, cli] = await Promise.all([fetch(`${base}/nginx.conf`), runCli(['render', '--manifest', manifest, '--port', String(router.port), '--listen-address', '127.0.0.1'])]);
+  const [res, cli] = await Promise.all([
+    fetch(`${base}/nginx.conf`),
+    runCli(['render', '--manifest', manifest, '--port', String(router.port), '--listen-address', '127.0.0.1']),
+  ]);
   const conf = await res.text();
   assert.equal(res.status, 200);
   assert.ok(cli.stdout.includes(KEY), 'the config nginx gets holds the key');
@@ -174,7 +205,11 @@ async function servesStatusPage(base: string): Promise<void> {
   assert.match(await page.text(), /<script src="status-page\.js"><\/script>/);
   const script = await fetch(`${base}/status-page.js`);
   assert.match(script.headers.get('content-type') ?? '', /javascript/);
-  assert.doesNotMatch(await script.text(), /innerHTML|insertAdjacentHTML|document\.write/, 'the page never writes HTML from data');
+  assert.doesNotMatch(
+    await script.text(),
+    /innerHTML|insertAdjacentHTML|document\.write/,
+    'the page never writes HTML from data',
+  );
 }
 
 describe('admin server of k8s-router run --manifest (in-process proxy)', () => {
@@ -187,7 +222,13 @@ describe('admin server of k8s-router run --manifest (in-process proxy)', () => {
     dir = await workDir('k8s-router-admin-');
     manifest = join(dir, 'objects.yaml');
     await writeManifest(manifest, manifestText(objects()));
-    const config = loadConfig({ PORT: String(await pickFreeLoopbackPort()), LISTEN_ADDRESS: '127.0.0.1', ADMIN_PORT: '0', HOLD_OFF_MS: '10', BACKEND: 'proxy' });
+    const config = loadConfig({
+      PORT: String(await pickFreeLoopbackPort()),
+      LISTEN_ADDRESS: '127.0.0.1',
+      ADMIN_PORT: '0',
+      HOLD_OFF_MS: '10',
+      BACKEND: 'proxy',
+    });
     router = await startRouter(config, { manifest, logger: silent, print: () => {} });
     base = `http://127.0.0.1:${router.admin?.port}`;
   });
@@ -212,7 +253,11 @@ describe('admin server of k8s-router run --manifest (in-process proxy)', () => {
   it('/readyz: 200 once the data plane serves the first table', async () => {
     const res = await fetch(`${base}/readyz`);
     assert.equal(res.status, 200);
-    assert.deepEqual(await res.json(), { ready: true, status: 'ready', reason: 'every data plane serves route table v1' });
+    assert.deepEqual(await res.json(), {
+      ready: true,
+      status: 'ready',
+      reason: 'every data plane serves route table v1',
+    });
   });
 
   it('/routes: exactly what `k8s-router routes` prints', async () => {
@@ -223,13 +268,20 @@ describe('admin server of k8s-router run --manifest (in-process proxy)', () => {
     assert.equal(await res.text(), cli.stdout);
   });
 
-  it('/nginx.conf: the config nginx would get (what `render` prints), the API key redacted', () => showsNginxConf(base, manifest, router));
+  it('/nginx.conf: the config nginx would get (what `render` prints), the API key redacted', () =>
+    showsNginxConf(base, manifest, router));
 
-  it('/status: the source, the table version and time, the data planes, and every rejection with code and reason', () => showsStatus(base, manifest));
+  it('/status: the source, the table version and time, the data planes, and every rejection with code and reason', () =>
+    showsStatus(base, manifest));
 
-  it('/metrics: process defaults and the router metrics, named and typed, with the current values', () => showsMetrics(base));
+  it('/metrics: process defaults and the router metrics, named and typed, with the current values', () =>
+    showsMetrics(base));
 
-  it('follows the manifest: a new version, the new route, and a readable-manifest gauge that drops while the ' + 'file is broken', () => followsTheManifest(base, manifest, router));
+  it(
+    'follows the manifest: a new version, the new route, and a readable-manifest gauge that drops while the ' +
+      'file is broken',
+    () => followsTheManifest(base, manifest, router),
+  );
 
   it('serves the status page and its script with a policy that runs no inline script', () => servesStatusPage(base));
 });
@@ -267,7 +319,9 @@ describe('admin server of k8s-router run --backend nginx', () => {
   });
 
   it('/status carries nginx’s own report whole, and /metrics the nginx metrics', async () => {
-    const status = (await (await fetch(`${base}/status`)).json()) as { dataPlanes: Array<{ name: string; nginx: Record<string, unknown> }> };
+    const status = (await (await fetch(`${base}/status`)).json()) as {
+      dataPlanes: Array<{ name: string; nginx: Record<string, unknown> }>;
+    };
     const nginx = status.dataPlanes[0];
     assert.equal(nginx?.name, 'nginx');
     assert.equal(typeof nginx?.nginx.pid, 'number');
@@ -279,13 +333,19 @@ describe('admin server of k8s-router run --backend nginx', () => {
     assert.equal(value('k8s_router_nginx_up'), 1);
     assert.equal(value('k8s_router_nginx_last_reload_success'), 1);
     assert.ok((value('k8s_router_nginx_last_reload_timestamp_seconds') ?? 0) > Date.now() / 1000 - 600);
-    for (const name of ['k8s_router_nginx_reloads_total', 'k8s_router_nginx_reload_failures_total', 'k8s_router_nginx_restarts_total', 'k8s_router_nginx_unexpected_exits_total']) {
+    for (const name of [
+      'k8s_router_nginx_reloads_total',
+      'k8s_router_nginx_reload_failures_total',
+      'k8s_router_nginx_restarts_total',
+      'k8s_router_nginx_unexpected_exits_total',
+    ]) {
       assert.equal(metrics.get(name)?.type, 'counter', name);
     }
   });
 
   it('when nginx dies, counts the exit and the restart, and is ready again once nginx serves', async () => {
-    const pid = ((await (await fetch(`${base}/status`)).json()) as { dataPlanes: Array<{ nginx: { pid: number } }> }).dataPlanes[0]?.nginx.pid as number;
+    const pid = ((await (await fetch(`${base}/status`)).json()) as { dataPlanes: Array<{ nginx: { pid: number } }> })
+      .dataPlanes[0]?.nginx.pid as number;
     process.kill(pid, 'SIGKILL');
     await eventually(
       async () => {
@@ -296,7 +356,10 @@ describe('admin server of k8s-router run --backend nginx', () => {
       15_000,
     );
     const metrics = parseMetrics(await (await fetch(`${base}/metrics`)).text());
-    assert.equal(metrics.get('k8s_router_nginx_unexpected_exits_total')?.samples.get('k8s_router_nginx_unexpected_exits_total'), 1);
+    assert.equal(
+      metrics.get('k8s_router_nginx_unexpected_exits_total')?.samples.get('k8s_router_nginx_unexpected_exits_total'),
+      1,
+    );
     assert.equal((await fetch(`${base}/readyz`)).status, 200);
   });
 });
@@ -325,7 +388,18 @@ class GatedPlane implements DataPlane {
 
   /** Enough of nginx's report for readiness: whether its master runs. */
   lastOutcome(): NginxOutcome {
-    return { ok: this.refuse === null, error: null, configVersion: null, reloads: 0, unchanged: 0, failures: 0, unexpectedExits: 0, restarts: 0, lastApplyMs: null, pid: this.pid } as NginxOutcome;
+    return {
+      ok: this.refuse === null,
+      error: null,
+      configVersion: null,
+      reloads: 0,
+      unchanged: 0,
+      failures: 0,
+      unexpectedExits: 0,
+      restarts: 0,
+      lastApplyMs: null,
+      pid: this.pid,
+    } as NginxOutcome;
   }
 }
 
@@ -348,7 +422,10 @@ async function startReadyzRig(): Promise<ReadyzRig> {
   const plane = new GatedPlane();
   const planes: TrackedPlane[] = [trackApplies('nginx', plane, () => controller.latest()?.version ?? null)];
   const controller = createController({ config, source, dataPlanes: planes.map((p) => p.tracked), holdOffMs: 10 });
-  const admin = await startAdminServer({ config, backend: 'nginx', port: 80, controller, source, manifest, planes }, { port: 0, host: '127.0.0.1' });
+  const admin = await startAdminServer(
+    { config, backend: 'nginx', port: 80, controller, source, manifest, planes },
+    { port: 0, host: '127.0.0.1' },
+  );
   const started = controller.start();
   const stop = async () => {
     plane.release();
@@ -358,7 +435,9 @@ async function startReadyzRig(): Promise<ReadyzRig> {
   return { dir, manifest, admin, plane, started, stop };
 }
 
-async function readyzOf(admin: AdminServer): Promise<{ status: number; body: { ready: boolean; status: string; reason: string } }> {
+async function readyzOf(
+  admin: AdminServer,
+): Promise<{ status: number; body: { ready: boolean; status: string; reason: string } }> {
   const res = await fetch(`http://127.0.0.1:${admin.port}/readyz`);
   return { status: res.status, body: (await res.json()) as { ready: boolean; status: string; reason: string } };
 }
@@ -380,7 +459,11 @@ describe('/readyz through a data plane’s life', () => {
   it('503 with the reason until the first table is served, then 200', async () => {
     const waiting = await readyz();
     assert.equal(waiting.status, 503);
-    assert.deepEqual(waiting.body, { ready: false, status: 'not ready', reason: 'waiting for the first route table to be served by nginx' });
+    assert.deepEqual(waiting.body, {
+      ready: false,
+      status: 'not ready',
+      reason: 'waiting for the first route table to be served by nginx',
+    });
     rig.plane.release();
     await rig.started;
     const ready = await readyz();
@@ -388,17 +471,27 @@ describe('/readyz through a data plane’s life', () => {
     assert.equal(ready.body.status, 'ready');
   });
 
-  it('200 "degraded" when the last table was refused while the ' + 'previous one serves, without the refused key', async () => {
-    rig.plane.refuse = 'nginx -t said no to';
-    await writeManifest(rig.manifest, manifestText(objects(true)));
-    const degraded = await eventually(async () => {
-      const r = await readyz();
-      return r.body.status === 'degraded' ? r : null;
-    }, 'readiness to turn degraded', 10_000);
-    assert.equal(degraded.status, 200);
-    assert.match(degraded.body.reason, /^the last route table was refused by nginx \(nginx -t said no to .*\); the previous table \(v1\) still serves$/);
-    assert.ok(!degraded.body.reason.includes(KEY), 'the API key in the error is hidden');
-  });
+  it(
+    '200 "degraded" when the last table was refused while the ' + 'previous one serves, without the refused key',
+    async () => {
+      rig.plane.refuse = 'nginx -t said no to';
+      await writeManifest(rig.manifest, manifestText(objects(true)));
+      const degraded = await eventually(
+        async () => {
+          const r = await readyz();
+          return r.body.status === 'degraded' ? r : null;
+        },
+        'readiness to turn degraded',
+        10_000,
+      );
+      assert.equal(degraded.status, 200);
+      assert.match(
+        degraded.body.reason,
+        /^the last route table was refused by nginx \(nginx -t said no to .*\); the previous table \(v1\) still serves$/,
+      );
+      assert.ok(!degraded.body.reason.includes(KEY), 'the API key in the error is hidden');
+    },
+  );
 
   it('503 while nginx is not running, 200 again once it is', async () => {
     rig.plane.pid = null;
@@ -418,17 +511,32 @@ describe('/readyz through a data plane’s life', () => {
 });
 
 describe('readiness decision', () => {
-  const report = (name: 'nginx' | 'proxy', state: Partial<PlaneReport['state']>, running: boolean | null = null): PlaneReport => ({
+  const report = (
+    name: 'nginx' | 'proxy',
+    state: Partial<PlaneReport['state']>,
+    running: boolean | null = null,
+  ): PlaneReport => ({
     state: { name, servedVersion: null, servedAt: null, lastError: null, lastReloadAt: null, ...state },
     running,
   });
 
   it('waits for every data plane, naming the ones that have not served and what they refused', () => {
-    const verdict = decideReadiness([report('proxy', { servedVersion: 1 }), report('nginx', { lastError: { message: 'bad config', at: 0 } }, false)], false);
-    assert.deepEqual(verdict, { ready: false, status: 'not ready', reason: 'waiting for the first route table to be served by nginx; nginx refused it: bad config' });
+    const verdict = decideReadiness(
+      [report('proxy', { servedVersion: 1 }), report('nginx', { lastError: { message: 'bad config', at: 0 } }, false)],
+      false,
+    );
+    assert.deepEqual(verdict, {
+      ready: false,
+      status: 'not ready',
+      reason: 'waiting for the first route table to be served by nginx; nginx refused it: bad config',
+    });
   });
 
   it('is ready when every plane serves, naming the version', () => {
-    assert.deepEqual(decideReadiness([report('nginx', { servedVersion: 3 }, true)], false), { ready: true, status: 'ready', reason: 'every data plane serves route table v3' });
+    assert.deepEqual(decideReadiness([report('nginx', { servedVersion: 3 }, true)], false), {
+      ready: true,
+      status: 'ready',
+      reason: 'every data plane serves route table v3',
+    });
   });
 });

@@ -114,18 +114,24 @@ describe('paths annotation: characters, ports and declared ports', () => {
       { port: 8080, path: '/queue' },
       { port: 9, path: '/nope' },
     ]);
-    assert.deepEqual(rejected.map((r) => [r.value, r.code]), [['70000:/x', 'BAD_PORT']]);
+    assert.deepEqual(
+      rejected.map((r) => [r.value, r.code]),
+      [['70000:/x', 'BAD_PORT']],
+    );
   });
 
   it('keeps the containerPort check as a typo guard where the pod declares ports', () => {
     const { paths, rejected } = parsePaths('8080:/queue 8008:/typo', new Set([8080]));
     assert.deepEqual(paths, [{ port: 8080, path: '/queue' }]);
-    assert.deepEqual(rejected.map((r) => [r.value, r.code, r.reason]), [['8008:/typo', 'PORT_NOT_DECLARED', 'port 8008 is not a containerPort of the pod']]);
+    assert.deepEqual(
+      rejected.map((r) => [r.value, r.code, r.reason]),
+      [['8008:/typo', 'PORT_NOT_DECLARED', 'port 8008 is not a containerPort of the pod']],
+    );
   });
 
   it('allows every RFC 3986 path character it does not have to refuse', () => {
-    assert.equal(pathProblem("/A-z0-9._~!&()*+,=:@/x/"), null);
-    assert.equal(pathProblem("/a/.well-known/..x/...") , null, 'dots inside a segment are plain characters');
+    assert.equal(pathProblem('/A-z0-9._~!&()*+,=:@/x/'), null);
+    assert.equal(pathProblem('/a/.well-known/..x/...'), null, 'dots inside a segment are plain characters');
   });
 });
 
@@ -135,10 +141,33 @@ describe('annotation grammar, against the rules written out', () => {
   const text = (chars: string[]) => fc.array(fc.constantFrom(...chars), { maxLength: 30 }).map((c) => c.join(''));
 
   it('splits entries exactly where /\\s+/ does, Unicode spaces included', () => {
-    const chars = ['a', 'B', '1', ':', '/', ' ', '\t', '\n', '\r', '\v', '\f', '\u00a0', '\u2003', '\u3000', '\ufeff', '\u2028', '\u0085', '\u001c', 'é'];
+    const chars = [
+      'a',
+      'B',
+      '1',
+      ':',
+      '/',
+      ' ',
+      '\t',
+      '\n',
+      '\r',
+      '\v',
+      '\f',
+      '\u00a0',
+      '\u2003',
+      '\u3000',
+      '\ufeff',
+      '\u2028',
+      '\u0085',
+      '\u001c',
+      'é',
+    ];
     fc.assert(
       fc.property(text(chars), (value) => {
-        assert.deepEqual(splitEntries(value), value.split(/\s+/).filter((e) => e.length > 0));
+        assert.deepEqual(
+          splitEntries(value),
+          value.split(/\s+/).filter((e) => e.length > 0),
+        );
       }),
       { numRuns: 2000 },
     );
@@ -150,12 +179,18 @@ describe('annotation grammar, against the rules written out', () => {
     const acceptable = (host: string): boolean => {
       if (host.length > 253) return false;
       const labels = host.split('.');
-      if (/^[0-9]+$/.test(labels[labels.length - 1] ?? '')) return labels.length === 4 && labels.every((p) => octet.test(p) && Number(p) <= 255);
+      if (/^[0-9]+$/.test(labels[labels.length - 1] ?? ''))
+        return labels.length === 4 && labels.every((p) => octet.test(p) && Number(p) <= 255);
       return labels.every((l) => label.test(l));
     };
     const host = fc.oneof(
       text(['a', 'z', '0', '9', '-', '.', '_', 'A', '*']),
-      fc.array(fc.oneof(text(['a', '1', '-']), fc.constantFrom('a'.repeat(63), 'b'.repeat(64), '255', '256', '01', '0')), { maxLength: 6 }).map((l) => l.join('.')),
+      fc
+        .array(
+          fc.oneof(text(['a', '1', '-']), fc.constantFrom('a'.repeat(63), 'b'.repeat(64), '255', '256', '01', '0')),
+          { maxLength: 6 },
+        )
+        .map((l) => l.join('.')),
       fc.constantFrom('a.'.repeat(126) + 'b', 'a.'.repeat(126) + 'bc', '1.2.3.4', '1-2', 'a.1-2', 'a.12'),
     );
     fc.assert(
@@ -170,7 +205,10 @@ describe('annotation grammar, against the rules written out', () => {
     fc.assert(
       fc.property(text(['/', '.', 'a']), (tail) => {
         const path = `/${tail}`;
-        const dotted = path.split('/').slice(1).some((s) => s === '.' || s === '..');
+        const dotted = path
+          .split('/')
+          .slice(1)
+          .some((s) => s === '.' || s === '..');
         const problem = pathProblem(path) ?? '';
         assert.equal(problem.includes('segment'), dotted && !path.includes('//'), `${path}: ${problem}`);
       }),

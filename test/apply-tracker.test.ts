@@ -50,7 +50,11 @@ describe('apply tracker', () => {
     await new Promise((resolve) => setTimeout(resolve, 5));
     Object.assign(nginx.outcome, { ok: true, behind: false, since: Date.now() });
     verdict = decideReadiness(planeReports([tracked]), false);
-    assert.deepEqual([verdict.status, tracked.state().servedVersion, tracked.state().lastError], ['ready', 2, null], verdict.reason);
+    assert.deepEqual(
+      [verdict.status, tracked.state().servedVersion, tracked.state().lastError],
+      ['ready', 2, null],
+      verdict.reason,
+    );
   });
 
   it('stays degraded while nginx is still behind', async () => {

@@ -6,7 +6,10 @@ import { SETTINGS } from '../src/core/config.js';
 import { runCli } from './support/run-cli.js';
 
 const golden = (name: string): string => readFileSync(new URL(`golden/${name}`, import.meta.url), 'utf8');
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string; bin: Record<string, string> };
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+  bin: Record<string, string>;
+};
 
 describe('k8s-router CLI', () => {
   it('render prints the documented config for the seed demo', async () => {
@@ -19,19 +22,28 @@ describe('k8s-router CLI', () => {
   it('render applies PORT from the environment, and a flag overrides it', async () => {
     const fromEnv = await runCli(['render', '--manifest', 'examples/seed-empty.yaml'], { PORT: '8080' });
     assert.match(fromEnv.stdout, /^listen 8080 default_server;$/m);
-    const fromFlag = await runCli(['render', '--manifest', 'examples/seed-empty.yaml', '--port', '9090'], { PORT: '8080' });
+    const fromFlag = await runCli(['render', '--manifest', 'examples/seed-empty.yaml', '--port', '9090'], {
+      PORT: '8080',
+    });
     assert.match(fromFlag.stdout, /^listen 9090 default_server;$/m);
   });
 
   it('routes prints routes and rejections as JSON, with API keys redacted', async () => {
     const result = await runCli(['routes', '--manifest', 'examples/demo/demo.yaml']);
     assert.equal(result.code, 0, result.stderr);
-    const table = JSON.parse(result.stdout) as { routes: Array<{ apiKey: string | null }>; rejections: Array<Record<string, string>> };
+    const table = JSON.parse(result.stdout) as {
+      routes: Array<{ apiKey: string | null }>;
+      rejections: Array<Record<string, string>>;
+    };
     assert.ok(table.routes.length > 0);
     assert.ok(table.routes.some((r) => r.apiKey === '<redacted>'));
-    assert.ok(!result.stdout.includes(Buffer.from('demo-secret').toString('base64')), 'the demo API key is not printed');
+    assert.ok(
+      !result.stdout.includes(Buffer.from('demo-secret').toString('base64')),
+      'the demo API key is not printed',
+    );
     assert.ok(table.rejections.length > 0);
-    for (const r of table.rejections) assert.deepEqual(Object.keys(r), ['namespace', 'pod', 'field', 'value', 'code', 'reason']);
+    for (const r of table.rejections)
+      assert.deepEqual(Object.keys(r), ['namespace', 'pod', 'field', 'value', 'code', 'reason']);
   });
 });
 
@@ -40,17 +52,25 @@ describe('k8s-router CLI: bad settings, options and manifests', () => {
     const result = await runCli(['render', '--manifest', 'examples/seed-empty.yaml'], { PORT: '99999' });
     assert.equal(result.code, 2);
     assert.equal(result.stdout, '');
-    assert.equal(result.stderr, 'k8s-router: invalid PORT="99999": out of range: must be an integer from 1 to 65535 [KR_INVALID_PORT]\n');
+    assert.equal(
+      result.stderr,
+      'k8s-router: invalid PORT="99999": out of range: must be an integer from 1 to 65535 [KR_INVALID_PORT]\n',
+    );
   });
 
   it('names the flag when a flag carried the bad value', async () => {
     const result = await runCli(['routes', '--manifest', 'examples/seed-empty.yaml', '--label-selector', 'a in (b']);
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /^k8s-router: invalid --label-selector="a in \(b": not a label selector: .* \[KR_INVALID_ROUTABLE_LABEL_SELECTOR\]\n$/);
+    assert.match(
+      result.stderr,
+      /^k8s-router: invalid --label-selector="a in \(b": not a label selector: .* \[KR_INVALID_ROUTABLE_LABEL_SELECTOR\]\n$/,
+    );
   });
 
   it('checks the settings before reading the manifest', async () => {
-    const result = await runCli(['render', '--manifest', 'does-not-exist.yaml'], { API_KEY_SECRET_LOCATION: 'routing' });
+    const result = await runCli(['render', '--manifest', 'does-not-exist.yaml'], {
+      API_KEY_SECRET_LOCATION: 'routing',
+    });
     assert.equal(result.code, 2);
     assert.match(result.stderr, /API_KEY_SECRET_LOCATION/);
   });
@@ -64,16 +84,33 @@ describe('k8s-router CLI: bad settings, options and manifests', () => {
   it('exits 1 naming the file when the manifest cannot be read or parsed', async () => {
     const missing = await runCli(['render', '--manifest', 'does-not-exist.yaml']);
     assert.equal(missing.code, 1);
-    assert.equal(missing.stderr, 'k8s-router: manifest does-not-exist.yaml: cannot be read: no such file [KR_BAD_MANIFEST]\n');
+    assert.equal(
+      missing.stderr,
+      'k8s-router: manifest does-not-exist.yaml: cannot be read: no such file [KR_BAD_MANIFEST]\n',
+    );
     const broken = await runCli(['render', '--manifest', 'package.json']);
     assert.equal(broken.code, 1);
-    assert.match(broken.stderr, /^k8s-router: manifest package\.json: the document has no "kind" \[KR_BAD_MANIFEST\]\n$/);
+    assert.match(
+      broken.stderr,
+      /^k8s-router: manifest package\.json: the document has no "kind" \[KR_BAD_MANIFEST\]\n$/,
+    );
   });
 
   it('run: exits 1 with one line naming the file when the manifest cannot be read at start', async () => {
-    const missing = await runCli(['run', '--manifest', 'does-not-exist.yaml', '--admin-port', 'off', '--log-level', 'silent']);
+    const missing = await runCli([
+      'run',
+      '--manifest',
+      'does-not-exist.yaml',
+      '--admin-port',
+      'off',
+      '--log-level',
+      'silent',
+    ]);
     assert.equal(missing.code, 1, missing.stderr);
-    assert.equal(missing.stderr, 'k8s-router: manifest does-not-exist.yaml: cannot be read: no such file [KR_BAD_MANIFEST]\n');
+    assert.equal(
+      missing.stderr,
+      'k8s-router: manifest does-not-exist.yaml: cannot be read: no such file [KR_BAD_MANIFEST]\n',
+    );
   });
 });
 
@@ -83,10 +120,15 @@ describe('k8s-router CLI: help, version and the built binary', () => {
       const help = await runCli([command, '--help']);
       assert.equal(help.code, 0);
       const defaults: Record<string, string> = command === 'demo' ? DEMO_DEFAULTS : {};
-      for (const s of SETTINGS.filter((setting) => setting.scope === 'all' || command === 'run' || command === 'demo')) {
+      for (const s of SETTINGS.filter(
+        (setting) => setting.scope === 'all' || command === 'run' || command === 'demo',
+      )) {
         assert.ok(help.stdout.includes(s.flag), `${command} --help lists ${s.flag}`);
         const value = defaults[s.env] ?? s.default;
-        assert.ok(help.stdout.includes(`env ${s.env}, default "${value}"`), `${command} --help gives ${s.env} and its default ${value}`);
+        assert.ok(
+          help.stdout.includes(`env ${s.env}, default "${value}"`),
+          `${command} --help gives ${s.env} and its default ${value}`,
+        );
       }
     }
   });
@@ -98,7 +140,9 @@ describe('k8s-router CLI: help, version and the built binary', () => {
   });
 
   it('runs as the built binary that npm ci prepares', async () => {
-    const result = await runCli(['render', '--manifest', 'examples/seed-demo-one-pod.yaml'], {}, [pkg.bin['k8s-router'] as string]);
+    const result = await runCli(['render', '--manifest', 'examples/seed-demo-one-pod.yaml'], {}, [
+      pkg.bin['k8s-router'] as string,
+    ]);
     assert.equal(result.code, 0, `${result.stderr} (run npm run build first)`);
     assert.equal(result.stdout, golden('one-pod.conf'));
   });

@@ -92,7 +92,10 @@ describe('configuration: values each setting refuses', () => {
       assert.throws(
         () => loadConfig({ [env]: value }),
         (err: unknown) =>
-          err instanceof ConfigError && err.code === `KR_INVALID_${env}` && err.source === env && problem.test(err.message),
+          err instanceof ConfigError &&
+          err.code === `KR_INVALID_${env}` &&
+          err.source === env &&
+          problem.test(err.message),
       );
     });
   }
@@ -126,7 +129,12 @@ describe('configuration: selectors, addresses, keep-alive and limits', () => {
     assert.equal(defaults.keepaliveTimeoutMs, 75_000);
     assert.equal(defaults.keepaliveRequests, 1000);
     assert.equal(defaults.clientMaxBodySize, 1024 * 1024);
-    const config = loadConfig({ CLIENT_HEADER_TIMEOUT_MS: '500', KEEPALIVE_TIMEOUT_MS: '0', KEEPALIVE_REQUESTS: '0', CLIENT_MAX_BODY_SIZE: '512k' });
+    const config = loadConfig({
+      CLIENT_HEADER_TIMEOUT_MS: '500',
+      KEEPALIVE_TIMEOUT_MS: '0',
+      KEEPALIVE_REQUESTS: '0',
+      CLIENT_MAX_BODY_SIZE: '512k',
+    });
     assert.equal(config.clientHeaderTimeoutMs, 500);
     assert.equal(config.keepaliveTimeoutMs, 0);
     assert.equal(config.keepaliveRequests, 0);
@@ -144,14 +152,18 @@ describe('configuration: selectors, addresses, keep-alive and limits', () => {
 });
 
 describe('events settings', () => {
-  it('defaults to Events on, 5 writes a second in bursts of 10, pod states reported after a minute, the host ' + 'name as identity', () => {
-    const config = loadConfig({});
-    assert.deepEqual(
-      [config.events, config.eventsQps, config.eventsBurst, config.eventsStateDelayMs, config.podName],
-      [true, 5, 10, 60_000, 'auto'],
-    );
-    assert.equal(loadConfig({ EVENTS_QPS: '0.5', POD_NAME: 'k8s-router-x7k2p' }).eventsQps, 0.5);
-  });
+  it(
+    'defaults to Events on, 5 writes a second in bursts of 10, pod states reported after a minute, the host ' +
+      'name as identity',
+    () => {
+      const config = loadConfig({});
+      assert.deepEqual(
+        [config.events, config.eventsQps, config.eventsBurst, config.eventsStateDelayMs, config.podName],
+        [true, 5, 10, 60_000, 'auto'],
+      );
+      assert.equal(loadConfig({ EVENTS_QPS: '0.5', POD_NAME: 'k8s-router-x7k2p' }).eventsQps, 0.5);
+    },
+  );
 
   for (const [env, value, problem] of [
     ['EVENTS', 'off', /"true" or "false"/],

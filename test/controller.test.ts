@@ -201,7 +201,12 @@ describe('controller: equal tables and publishing', () => {
     const { source, plane, controller } = setup();
     const seen: Array<{ version: number; hosts: string[]; applied: number; pods: number }> = [];
     controller.subscribe((update) => {
-      seen.push({ version: update.version, hosts: update.table.routes.map((r) => r.host), applied: plane.applied.length, pods: update.pods.length });
+      seen.push({
+        version: update.version,
+        hosts: update.table.routes.map((r) => r.host),
+        applied: plane.applied.length,
+        pods: update.pods.length,
+      });
     });
     const throwing = controller.subscribe(() => {
       throw new Error('a subscriber that fails');
@@ -220,7 +225,10 @@ describe('controller: equal tables and publishing', () => {
     assert.equal(controller.latest()?.version, 2);
     assert.equal(plane.applied.length, 2, 'a failing subscriber does not stop the apply');
     const stats = controller.stats();
-    assert.ok(stats.lastBuildMs !== null && stats.lastBuildMs >= 0 && stats.buildMsTotal >= stats.lastBuildMs, JSON.stringify(stats));
+    assert.ok(
+      stats.lastBuildMs !== null && stats.lastBuildMs >= 0 && stats.buildMsTotal >= stats.lastBuildMs,
+      JSON.stringify(stats),
+    );
   });
 });
 
@@ -289,7 +297,13 @@ describe('controller: refused and failed applies', () => {
     const source = new FakeSource();
     const healthy = new RecordingPlane();
     const refusing = new RecordingPlane();
-    const controller = createController({ config, source, dataPlanes: [healthy, refusing], holdOffMs: 5, maxDelayMs: 10 });
+    const controller = createController({
+      config,
+      source,
+      dataPlanes: [healthy, refusing],
+      holdOffMs: 5,
+      maxDelayMs: 10,
+    });
     running.push(controller);
     await controller.start();
 
@@ -316,25 +330,29 @@ describe('controller: refused and failed applies', () => {
     assert.equal(controller.stats().skippedUnchanged, 1);
   });
 
-  it('after a failed apply, applies again even a table equal to the one served before: the plane may hold the ' + 'failed one', async () => {
-    // An nginx reload that timed out may still have loaded the new config. If the objects then
-    // go back to what they were, the previous table must be applied again, not skipped.
-    const { source, plane, controller } = setup({ holdOffMs: 5, maxDelayMs: 10 });
-    source.put(routable(1));
-    await controller.start();
-    plane.failWith = () => {
-      throw new Error('nginx did not confirm the reload');
-    };
-    source.put(routable(2));
-    await controller.idle();
-    plane.failWith = null;
-    source.remove(routable(2));
-    await controller.idle();
-    assert.deepEqual(
-      plane.applied.map((_, i) => plane.hosts(i)),
-      [['h1.example.com'], ['h1.example.com', 'h2.example.com'], ['h1.example.com']],
-    );
-  });
+  it(
+    'after a failed apply, applies again even a table equal to the one served before: the plane may hold the ' +
+      'failed one',
+    async () => {
+      // An nginx reload that timed out may still have loaded the new config. If the objects then
+      // go back to what they were, the previous table must be applied again, not skipped.
+      const { source, plane, controller } = setup({ holdOffMs: 5, maxDelayMs: 10 });
+      source.put(routable(1));
+      await controller.start();
+      plane.failWith = () => {
+        throw new Error('nginx did not confirm the reload');
+      };
+      source.put(routable(2));
+      await controller.idle();
+      plane.failWith = null;
+      source.remove(routable(2));
+      await controller.idle();
+      assert.deepEqual(
+        plane.applied.map((_, i) => plane.hosts(i)),
+        [['h1.example.com'], ['h1.example.com', 'h2.example.com'], ['h1.example.com']],
+      );
+    },
+  );
 });
 
 describe('controller: throwing planes and stop', () => {
@@ -343,7 +361,14 @@ describe('controller: throwing planes and stop', () => {
     const throwing = new ThrowingPlane();
     const plane = new RecordingPlane();
     const { logger, lines } = capturedLogger();
-    const controller = createController({ config, source, dataPlanes: [throwing, plane], holdOffMs: 5, maxDelayMs: 10, logger });
+    const controller = createController({
+      config,
+      source,
+      dataPlanes: [throwing, plane],
+      holdOffMs: 5,
+      maxDelayMs: 10,
+      logger,
+    });
     running.push(controller);
     await controller.start();
     assert.equal(throwing.calls, 1);
@@ -371,7 +396,12 @@ describe('controller: throwing planes and stop', () => {
     let notify: () => void = () => undefined;
     const controller = createController({
       config,
-      source: { ...source, start: async (onChange) => void (notify = onChange), snapshot: () => source.snapshot(), stop: async () => undefined },
+      source: {
+        ...source,
+        start: async (onChange) => void (notify = onChange),
+        snapshot: () => source.snapshot(),
+        stop: async () => undefined,
+      },
       dataPlanes: [plane],
       holdOffMs: 1,
       maxDelayMs: 2,
@@ -388,25 +418,40 @@ describe('controller: throwing planes and stop', () => {
 });
 
 describe('controller: log lines', () => {
-  it('describes at most 100 routes and rejections per log line and counts the rest, and no change a description ' + 'cannot show', async () => {
-    const { logger, lines } = capturedLogger();
-    const { source, controller } = setup({ logger, holdOffMs: 1, maxDelayMs: 5 });
-    source.put(apiKeySecret('default', 'first key'));
-    await controller.start();
-    for (let i = 0; i < 250; i++) source.put(routable(i), pod(`idle-${i}`, { ready: false, hosts: `idle${i}.example.com`, paths: '80:/' }));
-    await controller.idle();
-    // Another key: every route changes, but what a log line says of them does not.
-    source.put(apiKeySecret('default', 'second key'));
-    await controller.idle();
-    const changes = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'route table changed');
-    assert.equal(changes.length, 3);
-    const big = changes[1] as { routesAdded: string[]; rejectionsAdded: string[]; truncated: Record<string, number>; routes: number };
-    assert.equal(big.routesAdded.length, 100);
-    assert.equal(big.rejectionsAdded.length, 100);
-    assert.deepEqual(big.truncated, { routesAdded: 250, rejectionsAdded: 250 });
-    assert.equal(big.routes, 250);
-    assert.deepEqual([changes[2]?.routesAdded, changes[2]?.routesRemoved, changes[2]?.truncated], [[], [], undefined]);
-  });
+  it(
+    'describes at most 100 routes and rejections per log line and counts the rest, and no change a description ' +
+      'cannot show',
+    async () => {
+      const { logger, lines } = capturedLogger();
+      const { source, controller } = setup({ logger, holdOffMs: 1, maxDelayMs: 5 });
+      source.put(apiKeySecret('default', 'first key'));
+      await controller.start();
+      for (let i = 0; i < 250; i++)
+        source.put(routable(i), pod(`idle-${i}`, { ready: false, hosts: `idle${i}.example.com`, paths: '80:/' }));
+      await controller.idle();
+      // Another key: every route changes, but what a log line says of them does not.
+      source.put(apiKeySecret('default', 'second key'));
+      await controller.idle();
+      const changes = lines
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.msg === 'route table changed');
+      assert.equal(changes.length, 3);
+      const big = changes[1] as {
+        routesAdded: string[];
+        rejectionsAdded: string[];
+        truncated: Record<string, number>;
+        routes: number;
+      };
+      assert.equal(big.routesAdded.length, 100);
+      assert.equal(big.rejectionsAdded.length, 100);
+      assert.deepEqual(big.truncated, { routesAdded: 250, rejectionsAdded: 250 });
+      assert.equal(big.routes, 250);
+      assert.deepEqual(
+        [changes[2]?.routesAdded, changes[2]?.routesRemoved, changes[2]?.truncated],
+        [[], [], undefined],
+      );
+    },
+  );
 });
 
 describe('controller: logs of changes', () => {
@@ -431,7 +476,9 @@ describe('controller: logs of changes', () => {
     source.put(pod('open', { ip: '10.1.0.9', hosts: 'open.example.com', paths: '80:/' }));
     await controller.idle();
 
-    const changes = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'route table changed');
+    const changes = lines
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.msg === 'route table changed');
     assert.equal(changes.length, 3);
     assert.deepEqual(changes[0]?.routesAdded, [
       'keyed.example.com/ (namespace team-a, API key required) -> team-a/web@10.1.0.1:80',
@@ -441,7 +488,8 @@ describe('controller: logs of changes', () => {
     assert.deepEqual(changes[1]?.routesAdded, []);
     assert.deepEqual(changes[1]?.rejectionsAdded, [
       'default/bad metadata.annotations.routingPaths="8080:/": no valid PORT:PATH entry in the annotation [NO_PATHS]',
-      'default/bad metadata.annotations.routingPaths="8080:/": port 8080 is not a containerPort of the pod ' + '[PORT_NOT_DECLARED]',
+      'default/bad metadata.annotations.routingPaths="8080:/": port 8080 is not a containerPort of the pod ' +
+        '[PORT_NOT_DECLARED]',
     ]);
     assert.deepEqual(changes[2]?.routesAdded, ['open.example.com/ (namespace default) -> default/open@10.1.0.9:80']);
     const refused = lines.find((l) => l.includes('refused the route table'));

@@ -42,7 +42,11 @@ function parseDockerfile(text: string): { args: Map<string, string>; stages: Sta
       args.set(name, value);
     } else if (instruction.keyword === 'FROM') {
       const [, image = '', name = ''] = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(rest) ?? [];
-      stages.push({ name, image: image.replace(/^\$\{(\w+)\}$/, (_, arg: string) => args.get(arg) ?? image), instructions: [] });
+      stages.push({
+        name,
+        image: image.replace(/^\$\{(\w+)\}$/, (_, arg: string) => args.get(arg) ?? image),
+        instructions: [],
+      });
     } else {
       stages.at(-1)?.instructions.push(instruction);
     }
@@ -56,14 +60,21 @@ const stage = (name: string): Stage => {
   assert.ok(found, `a stage named ${name}`);
   return found;
 };
-const runs = (s: Stage): string => s.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args).join(' && ');
+const runs = (s: Stage): string =>
+  s.instructions
+    .filter((i) => i.keyword === 'RUN')
+    .map((i) => i.args)
+    .join(' && ');
 const copies = (s: Stage): string[] => s.instructions.filter((i) => i.keyword === 'COPY').map((i) => i.args);
 const runtime = stages.at(-1) as Stage;
 const nodeMajor = (image: string): number => Number(/^node:(\d+)[-.]/.exec(image)?.[1]);
 
 describe('Dockerfile: stages', () => {
   it('has a build stage, a production-dependencies stage and the runtime last', () => {
-    assert.deepEqual(stages.map((s) => s.name), ['build', 'production-dependencies', 'runtime']);
+    assert.deepEqual(
+      stages.map((s) => s.name),
+      ['build', 'production-dependencies', 'runtime'],
+    );
   });
 
   it('builds with every dependency: npm ci, then the build script', () => {
@@ -72,7 +83,9 @@ describe('Dockerfile: stages', () => {
     assert.ok(build.indexOf('npm ci') < build.indexOf('npm run build'), `npm ci before npm run build: ${build}`);
     // It compiles what tsconfig.build.json includes, so it must copy exactly that.
     const included = (JSON.parse(read('tsconfig.build.json')) as { include: string[] }).include;
-    const copied = copies(stage('build')).flatMap((c) => c.split(' ').slice(0, -1)).filter((src) => !src.includes('.json'));
+    const copied = copies(stage('build'))
+      .flatMap((c) => c.split(' ').slice(0, -1))
+      .filter((src) => !src.includes('.json'));
     assert.deepEqual(copied.sort(), [...included].sort());
   });
 
@@ -131,12 +144,18 @@ describe('Dockerfile: runtime image', () => {
   it('listens on an unprivileged port, the one the example DaemonSet maps port 80 to', () => {
     const env = runtime.instructions.filter((i) => i.keyword === 'ENV').map((i) => i.args);
     assert.ok(env.includes('PORT=8080'), `ENV PORT=8080 in ${JSON.stringify(env)}`);
-    assert.deepEqual(runtime.instructions.filter((i) => i.keyword === 'EXPOSE').map((i) => i.args), ['8080']);
+    assert.deepEqual(
+      runtime.instructions.filter((i) => i.keyword === 'EXPOSE').map((i) => i.args),
+      ['8080'],
+    );
     const daemonSet = parseAllDocuments(read('examples/k8s-router-daemonset.yaml'))
       .map((d) => d.toJS())
       .find((o) => o.kind === 'DaemonSet');
     const [container] = daemonSet.spec.template.spec.containers;
-    assert.deepEqual(container.env.find((e: { name: string }) => e.name === 'PORT'), { name: 'PORT', value: '8080' });
+    assert.deepEqual(
+      container.env.find((e: { name: string }) => e.name === 'PORT'),
+      { name: 'PORT', value: '8080' },
+    );
     assert.deepEqual([container.ports[0].containerPort, container.ports[0].hostPort], [8080, 80]);
   });
 
@@ -144,7 +163,9 @@ describe('Dockerfile: runtime image', () => {
     const user = runtime.instructions.filter((i) => i.keyword === 'USER').map((i) => i.args);
     assert.deepEqual(user, ['10001:10001']);
     assert.match(runs(runtime), /useradd [^&]*--uid 10001 --gid 10001/);
-    const entrypoint = JSON.parse(runtime.instructions.find((i) => i.keyword === 'ENTRYPOINT')?.args ?? '[]') as string[];
+    const entrypoint = JSON.parse(
+      runtime.instructions.find((i) => i.keyword === 'ENTRYPOINT')?.args ?? '[]',
+    ) as string[];
     assert.deepEqual(entrypoint, ['/usr/bin/tini', '--', 'node', '/app/dist/src/cli.js']);
     const bin = (JSON.parse(read('package.json')) as { bin: Record<string, string> }).bin['k8s-router'];
     assert.equal(`/app/${bin}`, entrypoint[3], 'the entrypoint is the package bin');
@@ -152,7 +173,10 @@ describe('Dockerfile: runtime image', () => {
   });
 
   it('uses Node 24 in every stage, which package.json allows and CI tests on, and CI builds and runs it', () => {
-    assert.deepEqual(stages.map((s) => s.image), stages.map(() => 'node:24-bookworm-slim'));
+    assert.deepEqual(
+      stages.map((s) => s.image),
+      stages.map(() => 'node:24-bookworm-slim'),
+    );
     const major = nodeMajor(runtime.image);
     const engines = (JSON.parse(read('package.json')) as { engines: { node: string } }).engines.node;
     assert.equal(engines, '>=20');

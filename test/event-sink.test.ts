@@ -29,10 +29,12 @@ function updateFor(pods: Pod[]): TableUpdate {
 }
 
 /** A pod from the API server: it has a uid. */
-const apiPod = (name: string, spec: Parameters<typeof pod>[1] = {}): Pod => pod(name, { ...spec, uid: `uid-${spec.namespace ?? 'default'}-${name}` });
+const apiPod = (name: string, spec: Parameters<typeof pod>[1] = {}): Pod =>
+  pod(name, { ...spec, uid: `uid-${spec.namespace ?? 'default'}-${name}` });
 
 /** A pod with one bad path entry: one PORT_NOT_DECLARED rejection (a host per namespace, so no claims). */
-const typo = (name: string, namespace = 'shop'): Pod => apiPod(name, { namespace, hosts: `${namespace}.test`, paths: '80:/ 9:/nope' });
+const typo = (name: string, namespace = 'shop'): Pod =>
+  apiPod(name, { namespace, hosts: `${namespace}.test`, paths: '80:/ 9:/nope' });
 
 type Answer = WriteOutcome | 'hang';
 
@@ -51,7 +53,9 @@ class FakeEventsApi {
     this.calls.push({ event, at: Date.now() });
     const answer = this.answer(event);
     if (answer !== 'hang') return Promise.resolve(answer);
-    return new Promise((resolve) => signal.addEventListener('abort', () => resolve({ ok: false, cause: 'timeout', message: 'aborted' })));
+    return new Promise((resolve) =>
+      signal.addEventListener('abort', () => resolve({ ok: false, cause: 'timeout', message: 'aborted' })),
+    );
   };
 
   callsFor(namespace: string): number {
@@ -59,11 +63,23 @@ class FakeEventsApi {
   }
 }
 
-const failure = (cause: FailureCause, status?: number): WriteOutcome => ({ ok: false, cause, ...(status ? { status } : {}), message: `${status ?? ''} ${cause}` });
+const failure = (cause: FailureCause, status?: number): WriteOutcome => ({
+  ok: false,
+  cause,
+  ...(status ? { status } : {}),
+  message: `${status ?? ''} ${cause}`,
+});
 
 const sinks: EventSink[] = [];
 function startSink(api: FakeEventsApi, options: Partial<EventSinkOptions> = {}): EventSink {
-  const sink = createEventSink({ write: api.write, reportingInstance: 'router-0', qps: 1000, burst: 1000, stateDelayMs: 0, ...options });
+  const sink = createEventSink({
+    write: api.write,
+    reportingInstance: 'router-0',
+    qps: 1000,
+    burst: 1000,
+    stateDelayMs: 0,
+    ...options,
+  });
   sinks.push(sink);
   return sink;
 }
@@ -117,7 +133,11 @@ describe('events sink: queueing and rate', () => {
     sink.listener(updateFor([typo('web')]));
     await sink.idle();
     assert.equal(api.calls.length, 2, 'written, then tried again after it came back');
-    assert.deepEqual(sink.stats(), { ...sink.stats(), written: 1, alreadyReported: 1 }, 'the API server still had the first Event: 409');
+    assert.deepEqual(
+      sink.stats(),
+      { ...sink.stats(), written: 1, alreadyReported: 1 },
+      'the API server still had the first Event: 409',
+    );
   });
 
   it('forgets a rejection that resolved before it was written, and counts it as dropped', async () => {
@@ -143,7 +163,10 @@ describe('events sink: queueing and rate', () => {
     await delay(2_000);
     const elapsed = Date.now() - started;
     // The bucket holds `burst` tokens and earns `qps` a second: never more than that.
-    assert.ok(api.calls.length <= burst + Math.ceil((qps * elapsed) / 1000), `${api.calls.length} writes in ${elapsed} ms`);
+    assert.ok(
+      api.calls.length <= burst + Math.ceil((qps * elapsed) / 1000),
+      `${api.calls.length} writes in ${elapsed} ms`,
+    );
     assert.ok(api.calls.length >= burst, `${api.calls.length} writes in ${elapsed} ms: the burst went out`);
     assert.equal(sink.stats().queued + sink.stats().inFlight + api.calls.length, 1_000, 'the rest waits its turn');
   });
@@ -160,7 +183,11 @@ describe('events sink: limits and delays', () => {
     await eventually(() => api.calls.length === 2, 'two writes in flight');
     const { queued, overflow, inFlight } = sink.stats();
     assert.ok(queued <= 10, `queued ${queued}`);
-    assert.deepEqual([queued + overflow + inFlight, inFlight], [50, 2], 'every rejection is queued, in flight, or waits for room');
+    assert.deepEqual(
+      [queued + overflow + inFlight, inFlight],
+      [50, 2],
+      'every rejection is queued, in flight, or waits for room',
+    );
     await sink.stop();
     // A new sink over an API that answers: every rejection gets its Event.
     hold = false;
@@ -170,62 +197,88 @@ describe('events sink: limits and delays', () => {
     assert.equal(next.stats().overflow, 0);
   });
 
-  it('waits EVENTS_STATE_DELAY_MS before reporting a pod that is ' + 'not ready, and never reports one that got ready', async () => {
-    const api = new FakeEventsApi();
-    const sink = startSink(api, { stateDelayMs: 1_500 });
-    const unready = (name: string): Pod => apiPod(name, { namespace: 'shop', hosts: 'h.test', paths: '80:/', ready: false });
-    sink.listener(updateFor([unready('slow'), unready('quick')]));
-    await delay(100);
-    assert.equal(api.calls.length, 0, 'not yet');
-    sink.listener(updateFor([unready('slow'), apiPod('quick', { namespace: 'shop', hosts: 'h.test', paths: '80:/' })]));
-    await eventually(() => api.calls.length === 1, 'the Event of the pod that stayed unready', 10_000);
-    await delay(500);
-    assert.deepEqual(api.calls.map((c) => c.event.note), ['NOT_READY: Ready=False: pod is not ready (Ready condition is False)']);
-    assert.equal(sink.stats().dropped, 0, 'a start-up that ended in time is not a dropped Event');
-  });
+  it(
+    'waits EVENTS_STATE_DELAY_MS before reporting a pod that is ' + 'not ready, and never reports one that got ready',
+    async () => {
+      const api = new FakeEventsApi();
+      const sink = startSink(api, { stateDelayMs: 1_500 });
+      const unready = (name: string): Pod =>
+        apiPod(name, { namespace: 'shop', hosts: 'h.test', paths: '80:/', ready: false });
+      sink.listener(updateFor([unready('slow'), unready('quick')]));
+      await delay(100);
+      assert.equal(api.calls.length, 0, 'not yet');
+      sink.listener(
+        updateFor([unready('slow'), apiPod('quick', { namespace: 'shop', hosts: 'h.test', paths: '80:/' })]),
+      );
+      await eventually(() => api.calls.length === 1, 'the Event of the pod that stayed unready', 10_000);
+      await delay(500);
+      assert.deepEqual(
+        api.calls.map((c) => c.event.note),
+        ['NOT_READY: Ready=False: pod is not ready (Ready condition is False)'],
+      );
+      assert.equal(sink.stats().dropped, 0, 'a start-up that ended in time is not a dropped Event');
+    },
+  );
 });
 
 describe('events sink: API errors and stop', () => {
-  it('on 403 in one namespace, logs once, keeps writing ' + 'elsewhere, and retries that namespace with backoff', async () => {
-    const api = new FakeEventsApi();
-    const { logger, lines } = captureLogs();
-    let forbidden = true;
-    const defaultAnswer = api.answer;
-    api.answer = (event) => (forbidden && event.metadata.namespace === 'locked' ? failure('forbidden', 403) : defaultAnswer(event));
-    const sink = startSink(api, { logger, backoff: { initialMs: 50, maxMs: 200 } });
-    sink.listener(updateFor([typo('a', 'locked'), typo('b', 'locked'), typo('c', 'open')]));
-    await eventually(() => api.callsFor('locked') >= 4, 'several attempts in the refused namespace');
-    assert.equal(api.callsFor('open'), 1, 'the other namespace got its Event at once');
-    const warnings = lines.filter((l) => l.cause === 'forbidden');
-    assert.equal(warnings.length, 1, `one log line for the cause, not one per attempt: ${JSON.stringify(lines)}`);
-    assert.match(String(warnings[0]?.msg), /retried with backoff/);
-    assert.ok(sink.stats().failed.forbidden >= 4);
-    forbidden = false;
-    await eventually(() => sink.stats().written === 3, 'the refused Events written once allowed', 5_000);
-  });
+  it(
+    'on 403 in one namespace, logs once, keeps writing ' + 'elsewhere, and retries that namespace with backoff',
+    async () => {
+      const api = new FakeEventsApi();
+      const { logger, lines } = captureLogs();
+      let forbidden = true;
+      const defaultAnswer = api.answer;
+      api.answer = (event) =>
+        forbidden && event.metadata.namespace === 'locked' ? failure('forbidden', 403) : defaultAnswer(event);
+      const sink = startSink(api, { logger, backoff: { initialMs: 50, maxMs: 200 } });
+      sink.listener(updateFor([typo('a', 'locked'), typo('b', 'locked'), typo('c', 'open')]));
+      await eventually(() => api.callsFor('locked') >= 4, 'several attempts in the refused namespace');
+      assert.equal(api.callsFor('open'), 1, 'the other namespace got its Event at once');
+      const warnings = lines.filter((l) => l.cause === 'forbidden');
+      assert.equal(warnings.length, 1, `one log line for the cause, not one per attempt: ${JSON.stringify(lines)}`);
+      assert.match(String(warnings[0]?.msg), /retried with backoff/);
+      assert.ok(sink.stats().failed.forbidden >= 4);
+      forbidden = false;
+      await eventually(() => sink.stats().written === 3, 'the refused Events written once allowed', 5_000);
+    },
+  );
 
-  it('on server errors, pauses every write and retries them; an ' + 'Event the server finds invalid is not retried', async () => {
-    const api = new FakeEventsApi();
-    const { logger, lines } = captureLogs();
-    let failures = 3;
-    const defaultAnswer = api.answer;
-    api.answer = (event) => {
-      if (event.regarding.name === 'odd') return failure('invalid', 422);
-      if (failures > 0) {
-        failures--;
-        return failure('server_error', 500);
-      }
-      return defaultAnswer(event);
-    };
-    const sink = startSink(api, { logger, backoff: { initialMs: 50, maxMs: 200 } });
-    sink.listener(updateFor([typo('a'), typo('b'), typo('odd')]));
-    await eventually(() => sink.stats().written === 2, 'both written after the server recovered', 5_000);
-    await delay(300);
-    assert.equal(api.calls.filter((c) => c.event.regarding.name === 'odd').length, 1, 'the invalid one was tried once');
-    assert.equal(sink.stats().failed.server_error, 3);
-    assert.equal(sink.stats().failed.invalid, 1);
-    assert.deepEqual(lines.filter((l) => l.level === 40).map((l) => l.cause).sort(), ['invalid', 'server_error']);
-  });
+  it(
+    'on server errors, pauses every write and retries them; an ' + 'Event the server finds invalid is not retried',
+    async () => {
+      const api = new FakeEventsApi();
+      const { logger, lines } = captureLogs();
+      let failures = 3;
+      const defaultAnswer = api.answer;
+      api.answer = (event) => {
+        if (event.regarding.name === 'odd') return failure('invalid', 422);
+        if (failures > 0) {
+          failures--;
+          return failure('server_error', 500);
+        }
+        return defaultAnswer(event);
+      };
+      const sink = startSink(api, { logger, backoff: { initialMs: 50, maxMs: 200 } });
+      sink.listener(updateFor([typo('a'), typo('b'), typo('odd')]));
+      await eventually(() => sink.stats().written === 2, 'both written after the server recovered', 5_000);
+      await delay(300);
+      assert.equal(
+        api.calls.filter((c) => c.event.regarding.name === 'odd').length,
+        1,
+        'the invalid one was tried once',
+      );
+      assert.equal(sink.stats().failed.server_error, 3);
+      assert.equal(sink.stats().failed.invalid, 1);
+      assert.deepEqual(
+        lines
+          .filter((l) => l.level === 40)
+          .map((l) => l.cause)
+          .sort(),
+        ['invalid', 'server_error'],
+      );
+    },
+  );
 
   it('gives up on a write that hangs when stopped, and writes nothing after', async () => {
     const api = new FakeEventsApi();
@@ -265,7 +318,10 @@ describe('events sink on a controller', () => {
     objects = [typo('a'), typo('b'), apiPod('new', { namespace: 'shop', hosts: 'new.test', paths: '80:/' })];
     notify();
     await controller.idle();
-    assert.ok(applied.at(-1)?.routes.some((r) => r.host === 'new.test'), 'the new table was applied');
+    assert.ok(
+      applied.at(-1)?.routes.some((r) => r.host === 'new.test'),
+      'the new table was applied',
+    );
     // The sink takes the new table later, off the apply: the first write still hangs, the next waits.
     await eventually(() => sink.stats().queued === 1, 'the new rejection queued');
     assert.equal(sink.stats().inFlight, 1);
@@ -288,7 +344,14 @@ describe('the events sink a router gets', () => {
         sinks.push(sink);
         assert.equal(sink.stats().enabled, off === null);
         assert.equal(sink.stats().off, off);
-        assert.deepEqual(lines.map((l) => l.msg), [off === null ? 'rejected pods get a Kubernetes Event (Warning, RouteRejected)' : 'Kubernetes Events for rejected pods are off']);
+        assert.deepEqual(
+          lines.map((l) => l.msg),
+          [
+            off === null
+              ? 'rejected pods get a Kubernetes Event (Warning, RouteRejected)'
+              : 'Kubernetes Events for rejected pods are off',
+          ],
+        );
       }
     } finally {
       await cluster.close();

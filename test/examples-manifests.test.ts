@@ -17,7 +17,9 @@ import { buildRouteTable } from '../src/core/route-table.js';
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 const examples = new URL('../examples/', import.meta.url);
-const files = readdirSync(examples).filter((f) => f.endsWith('.yaml')).sort();
+const files = readdirSync(examples)
+  .filter((f) => f.endsWith('.yaml'))
+  .sort();
 const objectsOf = (file: string): Obj[] =>
   parseAllDocuments(readFileSync(new URL(file, examples), 'utf8')).map((doc) => {
     assert.deepEqual(doc.errors, [], `${file} parses`);
@@ -37,8 +39,6 @@ const CURRENT_API: Record<string, string> = {
   Deployment: 'apps/v1',
   NetworkPolicy: 'networking.k8s.io/v1',
 };
-
-
 
 const setting = (env: string): Setting => {
   const found = SETTINGS.find((s) => s.env === env);
@@ -66,7 +66,8 @@ const routers: RouterContainer[] = [...ofKind('DaemonSet'), ...ofKind('Deploymen
     .filter((c) => String(c.image).startsWith('k8s-router'))
     .map((container) => {
       const env: Record<string, string> = {};
-      for (const e of (container.env ?? []) as Obj[]) env[e.name] = e.value ?? `from-${e.valueFrom?.fieldRef?.fieldPath}`;
+      for (const e of (container.env ?? []) as Obj[])
+        env[e.name] = e.value ?? `from-${e.valueFrom?.fieldRef?.fieldPath}`;
       return {
         where: `${file} ${obj.metadata.name}/${container.name}`,
         file,
@@ -74,7 +75,10 @@ const routers: RouterContainer[] = [...ofKind('DaemonSet'), ...ofKind('Deploymen
         labels: obj.spec.template.metadata.labels as Record<string, string>,
         container,
         // Only the settings this branch knows of are loaded here; each env name is checked below.
-        config: loadConfig({ ...env, POD_NAME: env.POD_NAME === 'from-metadata.name' ? 'k8s-router-x7k2p' : (env.POD_NAME ?? '') }),
+        config: loadConfig({
+          ...env,
+          POD_NAME: env.POD_NAME === 'from-metadata.name' ? 'k8s-router-x7k2p' : (env.POD_NAME ?? ''),
+        }),
         adminPort: () => Number(env.ADMIN_PORT ?? defaultOf('ADMIN_PORT')),
       };
     }),
@@ -89,11 +93,14 @@ describe('examples/ manifests: the routers', () => {
   });
 
   it('run the router in the edge DaemonSet and in the public/private pair', () => {
-    assert.deepEqual(routers.map((r) => r.where), [
-      'k8s-router-daemonset.yaml k8s-router/k8s-router',
-      'k8s-router-multipurpose.yaml k8s-router-multipurpose/public',
-      'k8s-router-multipurpose.yaml k8s-router-multipurpose/private',
-    ]);
+    assert.deepEqual(
+      routers.map((r) => r.where),
+      [
+        'k8s-router-daemonset.yaml k8s-router/k8s-router',
+        'k8s-router-multipurpose.yaml k8s-router-multipurpose/public',
+        'k8s-router-multipurpose.yaml k8s-router-multipurpose/private',
+      ],
+    );
   });
 });
 
@@ -110,7 +117,10 @@ describe("examples/ manifests: the routers' settings and ports", () => {
         assert.equal(typeof e.value, 'string', `${where}: ${e.name} is a string`);
         assert.doesNotThrow(() => s.parse(e.value), `${where}: ${e.name}=${e.value}`);
       }
-      assert.ok((container.env as Obj[]).some((e) => e.name === 'POD_NAME'), `${where} names itself in its Events`);
+      assert.ok(
+        (container.env as Obj[]).some((e) => e.name === 'POD_NAME'),
+        `${where} names itself in its Events`,
+      );
     }
   });
 
@@ -130,13 +140,23 @@ describe("examples/ manifests: the routers' settings and ports", () => {
       // No httpGet.host: the kubelet probes the pod's IP; the admin server listens on every
       // address of the pod (its loopback too, for kubectl port-forward).
       assert.equal(config.adminAddress, '0.0.0.0', `${where}: ADMIN_ADDRESS`);
-      for (const [probe, path] of [['livenessProbe', '/healthz'], ['readinessProbe', '/readyz']] as const) {
+      for (const [probe, path] of [
+        ['livenessProbe', '/healthz'],
+        ['readinessProbe', '/readyz'],
+      ] as const) {
         assert.deepEqual(container[probe].httpGet, { port: adminPort(), path }, `${where}: ${probe}`);
       }
-      assert.ok(container.resources.requests.cpu && container.resources.requests.memory && container.resources.limits.memory, `${where}: resources`);
+      assert.ok(
+        container.resources.requests.cpu && container.resources.requests.memory && container.resources.limits.memory,
+        `${where}: resources`,
+      );
     }
     const edge = routers.find((r) => r.where.includes('daemonset'));
-    assert.equal(edge?.adminPort(), Number(defaultOf('ADMIN_PORT')), 'the edge router relies on the default admin port');
+    assert.equal(
+      edge?.adminPort(),
+      Number(defaultOf('ADMIN_PORT')),
+      'the edge router relies on the default admin port',
+    );
     assert.equal(edge?.container.ports[0].hostPort, 80, "the edge router serves the node's port 80");
   });
 });
@@ -145,7 +165,9 @@ describe('examples/ manifests: isolation', () => {
   it("let anyone reach the routers' ports and keep the admin ports to the node (NetworkPolicy)", () => {
     for (const file of new Set(routers.map((r) => r.file))) {
       const inFile = routers.filter((r) => r.file === file);
-      const policies = ofKind('NetworkPolicy').filter((p) => p.file === file).map((p) => p.obj);
+      const policies = ofKind('NetworkPolicy')
+        .filter((p) => p.file === file)
+        .map((p) => p.obj);
       assert.equal(policies.length, 1, `${file}: one NetworkPolicy`);
       const spec = policies[0]?.spec as Obj;
       assert.deepEqual(spec.podSelector, { matchLabels: inFile[0]?.labels }, `${file}: it selects the routers`);
@@ -160,7 +182,8 @@ describe('examples/ manifests: isolation', () => {
   it('keep the routers of one pod apart: selectors, annotations, Secret fields, ports and admin ports', () => {
     const pair = routers.filter((r) => r.where.includes('multipurpose'));
     assert.equal(pair.length, 2);
-    const distinct = (pick: (r: RouterContainer) => unknown): number => new Set(pair.map((r) => JSON.stringify(pick(r)))).size;
+    const distinct = (pick: (r: RouterContainer) => unknown): number =>
+      new Set(pair.map((r) => JSON.stringify(pick(r)))).size;
     for (const [what, pick] of [
       ['selector', (r: RouterContainer) => r.config.labelSelector.text],
       ['hosts annotation', (r: RouterContainer) => r.config.hostsAnnotation],
@@ -197,7 +220,12 @@ describe('examples/ manifests: privileges', () => {
   it('grant least privilege: pods, the routing Secrets by name, and Events', () => {
     const [role, ...moreRoles] = ofKind('ClusterRole').map(({ obj }) => obj);
     assert.equal(moreRoles.length, 0);
-    const secretNames = [...new Set([defaultOf('API_KEY_SECRET_LOCATION').split(':')[0], ...routers.map((r) => r.config.apiKeySecret.name)])];
+    const secretNames = [
+      ...new Set([
+        defaultOf('API_KEY_SECRET_LOCATION').split(':')[0],
+        ...routers.map((r) => r.config.apiKeySecret.name),
+      ]),
+    ];
     assert.deepEqual(role?.rules, [
       { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
       { apiGroups: [''], resources: ['secrets'], resourceNames: secretNames, verbs: ['list', 'watch'] },
@@ -205,10 +233,17 @@ describe('examples/ manifests: privileges', () => {
     ]);
     const [account] = ofKind('ServiceAccount').map(({ obj }) => obj);
     const [binding] = ofKind('ClusterRoleBinding').map(({ obj }) => obj);
-    assert.deepEqual(binding?.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role?.metadata.name });
-    assert.deepEqual(binding?.subjects, [{ kind: 'ServiceAccount', name: account?.metadata.name, namespace: account?.metadata.namespace }]);
+    assert.deepEqual(binding?.roleRef, {
+      apiGroup: 'rbac.authorization.k8s.io',
+      kind: 'ClusterRole',
+      name: role?.metadata.name,
+    });
+    assert.deepEqual(binding?.subjects, [
+      { kind: 'ServiceAccount', name: account?.metadata.name, namespace: account?.metadata.namespace },
+    ]);
     for (const { where, pod } of routers) assert.equal(pod.serviceAccountName, account?.metadata.name, where);
-    for (const { obj } of ofKind('DaemonSet')) assert.equal(obj.metadata.namespace, account?.metadata.namespace, 'the service account lives with the routers');
+    for (const { obj } of ofKind('DaemonSet'))
+      assert.equal(obj.metadata.namespace, account?.metadata.namespace, 'the service account lives with the routers');
   });
 });
 
@@ -219,28 +254,51 @@ describe('examples/ manifests: the demo app', () => {
     assert.ok(deployments.length >= 2);
     const pods: Pod[] = deployments.map((d, i) => {
       const template = d.spec.template;
-      for (const [k, v] of Object.entries(d.spec.selector.matchLabels)) assert.equal(template.metadata.labels[k], v, `${d.metadata.name} selects its pods`);
-      assert.ok(matchesLabels(config.labelSelector, template.metadata.labels), `${d.metadata.name} has the routable label`);
+      for (const [k, v] of Object.entries(d.spec.selector.matchLabels))
+        assert.equal(template.metadata.labels[k], v, `${d.metadata.name} selects its pods`);
+      assert.ok(
+        matchesLabels(config.labelSelector, template.metadata.labels),
+        `${d.metadata.name} has the routable label`,
+      );
       const command = (template.spec.containers as Obj[])[0]?.command as string[];
       const source = (template.spec.volumes as Obj[]).find((v) => v.configMap)?.configMap.name;
-      assert.deepEqual([command, source], [['node', '/app/server.mjs'], 'demo-app'], 'the demo app runs from the demo-app ConfigMap');
+      assert.deepEqual(
+        [command, source],
+        [['node', '/app/server.mjs'], 'demo-app'],
+        'the demo app runs from the demo-app ConfigMap',
+      );
       return {
         apiVersion: 'v1',
         kind: 'Pod',
-        metadata: { name: `${d.metadata.name}-0`, namespace: d.metadata.namespace, labels: template.metadata.labels, annotations: template.metadata.annotations, creationTimestamp: '2025-01-01T00:00:00Z' },
+        metadata: {
+          name: `${d.metadata.name}-0`,
+          namespace: d.metadata.namespace,
+          labels: template.metadata.labels,
+          annotations: template.metadata.annotations,
+          creationTimestamp: '2025-01-01T00:00:00Z',
+        },
         spec: template.spec,
         status: { phase: 'Running', podIP: `10.244.0.${i + 10}`, conditions: [{ type: 'Ready', status: 'True' }] },
       };
     });
     const secrets = ofKind('Secret').map(({ obj }) => ({
       ...obj,
-      data: Object.fromEntries(Object.entries(obj.stringData as Record<string, string>).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+      data: Object.fromEntries(
+        Object.entries(obj.stringData as Record<string, string>).map(([k, v]) => [
+          k,
+          Buffer.from(v).toString('base64'),
+        ]),
+      ),
     }));
     const table = buildRouteTable(config, pods, secrets);
     assert.deepEqual(table.rejections, []);
     assert.deepEqual(
       table.routes.map((r) => `${r.host}${r.path} ${r.namespace} ${r.apiKey === null ? 'open' : `key ${r.apiKey}`}`),
-      ['demo.k8s.local/ shop open', 'demo.k8s.local/billing billing key ZGVtby1zZWNyZXQ=', 'demo.k8s.local/ws shop open'],
+      [
+        'demo.k8s.local/ shop open',
+        'demo.k8s.local/billing billing key ZGVtby1zZWNyZXQ=',
+        'demo.k8s.local/ws shop open',
+      ],
     );
   });
 });

@@ -65,25 +65,31 @@ async function withServer(
 
 const names = (events: Received[]): string[] => events.map((e) => `${e.type} ${e.namespace}/${e.name}`);
 
-test('lists over verified TLS with the token, carrying the list resourceVersion and selecting by label on the ' + 'server', async () => {
-  await withServer(async (server, kc) => {
-    server.upsert(pod('web', { namespace: 'a' }));
-    server.upsert(pod('web', { namespace: 'b' }));
-    server.upsert(pod('other', { namespace: 'a', labels: { routable: 'no' } }));
-    const api = kc.makeApiClient(CoreV1Api);
+test(
+  'lists over verified TLS with the token, carrying the list resourceVersion and selecting by label on the ' + 'server',
+  async () => {
+    await withServer(async (server, kc) => {
+      server.upsert(pod('web', { namespace: 'a' }));
+      server.upsert(pod('web', { namespace: 'b' }));
+      server.upsert(pod('other', { namespace: 'a', labels: { routable: 'no' } }));
+      const api = kc.makeApiClient(CoreV1Api);
 
-    const all = await api.listPodForAllNamespaces({ labelSelector: 'routable=true' });
-    assert.equal(all.metadata?.resourceVersion, server.resourceVersion);
-    assert.deepEqual(all.items.map((p) => `${p.metadata?.namespace}/${p.metadata?.name}`), ['a/web', 'b/web']);
+      const all = await api.listPodForAllNamespaces({ labelSelector: 'routable=true' });
+      assert.equal(all.metadata?.resourceVersion, server.resourceVersion);
+      assert.deepEqual(
+        all.items.map((p) => `${p.metadata?.namespace}/${p.metadata?.name}`),
+        ['a/web', 'b/web'],
+      );
 
-    const inA = await api.listNamespacedPod({ namespace: 'a' });
-    assert.deepEqual(inA.items.map((p) => p.metadata?.name).sort(), ['other', 'web']);
+      const inA = await api.listNamespacedPod({ namespace: 'a' });
+      assert.deepEqual(inA.items.map((p) => p.metadata?.name).sort(), ['other', 'web']);
 
-    const last = server.requestsTo('/api/v1/namespaces/a/pods', 'list');
-    assert.equal(last.length, 1);
-    assert.equal(server.requestsTo('/api/v1/pods', 'list')[0]?.rawQuery, 'labelSelector=routable%3Dtrue');
-  });
-});
+      const last = server.requestsTo('/api/v1/namespaces/a/pods', 'list');
+      assert.equal(last.length, 1);
+      assert.equal(server.requestsTo('/api/v1/pods', 'list')[0]?.rawQuery, 'labelSelector=routable%3Dtrue');
+    });
+  },
+);
 
 test('refuses a request without the bearer token, and a client that does not trust the CA cannot connect', async () => {
   await withServer(async (server) => {
@@ -121,29 +127,38 @@ test('a watch from the list resourceVersion streams ADDED, MODIFIED and DELETED 
     await eventually(() => stream.events.length >= 3, 'three events');
     assert.deepEqual(names(stream.events), ['ADDED default/p1', 'MODIFIED default/p1', 'DELETED default/p1']);
     const versions = stream.events.map((e) => Number(e.resourceVersion));
-    assert.deepEqual(versions, [...versions].sort((x, y) => x - y));
+    assert.deepEqual(
+      versions,
+      [...versions].sort((x, y) => x - y),
+    );
     assert.equal(new Set(versions).size, 3);
     assert.equal(String(versions[2]), server.resourceVersion);
     (await stream.answered).abort();
   });
 });
 
-test('an object that stops matching the label selector is DELETED for the watcher, one that starts matching is ' + 'ADDED', async () => {
-  await withServer(async (server, kc) => {
-    server.upsert(pod('p', { labels: { routable: 'true' } }));
-    const stream = watchWithClient(kc, '/api/v1/pods', { labelSelector: 'routable=true', resourceVersion: server.resourceVersion });
-    await stream.answered;
+test(
+  'an object that stops matching the label selector is DELETED for the watcher, one that starts matching is ' + 'ADDED',
+  async () => {
+    await withServer(async (server, kc) => {
+      server.upsert(pod('p', { labels: { routable: 'true' } }));
+      const stream = watchWithClient(kc, '/api/v1/pods', {
+        labelSelector: 'routable=true',
+        resourceVersion: server.resourceVersion,
+      });
+      await stream.answered;
 
-    server.upsert(pod('p', { labels: { routable: 'false' } }));
-    server.upsert(pod('p', { labels: { routable: 'false', other: 'x' } })); // not matching before or after: nothing
-    server.upsert(pod('p', { labels: { routable: 'true' } }));
-    await eventually(() => stream.events.length >= 2, 'two events');
-    await delay(50);
-    assert.deepEqual(names(stream.events), ['DELETED default/p', 'ADDED default/p']);
-    assert.deepEqual(stream.events[0]?.object.metadata?.labels, { routable: 'false' });
-    (await stream.answered).abort();
-  });
-});
+      server.upsert(pod('p', { labels: { routable: 'false' } }));
+      server.upsert(pod('p', { labels: { routable: 'false', other: 'x' } })); // not matching before or after: nothing
+      server.upsert(pod('p', { labels: { routable: 'true' } }));
+      await eventually(() => stream.events.length >= 2, 'two events');
+      await delay(50);
+      assert.deepEqual(names(stream.events), ['DELETED default/p', 'ADDED default/p']);
+      assert.deepEqual(stream.events[0]?.object.metadata?.labels, { routable: 'false' });
+      (await stream.answered).abort();
+    });
+  },
+);
 
 test('field selectors on metadata.name and metadata.namespace select on list and watch', async () => {
   await withServer(async (server, kc) => {
@@ -153,12 +168,24 @@ test('field selectors on metadata.name and metadata.namespace select on list and
     const api = kc.makeApiClient(CoreV1Api);
 
     const byName = await api.listSecretForAllNamespaces({ fieldSelector: 'metadata.name=routing' });
-    assert.deepEqual(byName.items.map((s) => `${s.metadata?.namespace}/${s.metadata?.name}`), ['a/routing', 'b/routing']);
+    assert.deepEqual(
+      byName.items.map((s) => `${s.metadata?.namespace}/${s.metadata?.name}`),
+      ['a/routing', 'b/routing'],
+    );
     const both = await api.listSecretForAllNamespaces({ fieldSelector: 'metadata.name=routing,metadata.namespace!=a' });
-    assert.deepEqual(both.items.map((s) => `${s.metadata?.namespace}/${s.metadata?.name}`), ['b/routing']);
-    await assert.rejects(api.listSecretForAllNamespaces({ fieldSelector: 'data.key=x' }), (err: { code?: number }) => err.code === 400);
+    assert.deepEqual(
+      both.items.map((s) => `${s.metadata?.namespace}/${s.metadata?.name}`),
+      ['b/routing'],
+    );
+    await assert.rejects(
+      api.listSecretForAllNamespaces({ fieldSelector: 'data.key=x' }),
+      (err: { code?: number }) => err.code === 400,
+    );
 
-    const stream = watchWithClient(kc, '/api/v1/secrets', { fieldSelector: 'metadata.name=routing', resourceVersion: server.resourceVersion });
+    const stream = watchWithClient(kc, '/api/v1/secrets', {
+      fieldSelector: 'metadata.name=routing',
+      resourceVersion: server.resourceVersion,
+    });
     await stream.answered;
     server.upsert(apiKeySecret('c', 'k4', 'unrelated'));
     server.upsert(apiKeySecret('c', 'k5'));
@@ -169,29 +196,36 @@ test('field selectors on metadata.name and metadata.namespace select on list and
   });
 });
 
-test('a watch without a resourceVersion starts with the current objects as ADDED; one with a version replays what ' + 'changed since', async () => {
-  await withServer(async (server, kc) => {
-    server.upsert(pod('a'));
-    const mark = server.resourceVersion;
-    server.upsert(pod('b'));
-    server.remove('Pod', 'default', 'a');
+test(
+  'a watch without a resourceVersion starts with the current objects as ADDED; one with a version replays what ' +
+    'changed since',
+  async () => {
+    await withServer(async (server, kc) => {
+      server.upsert(pod('a'));
+      const mark = server.resourceVersion;
+      server.upsert(pod('b'));
+      server.remove('Pod', 'default', 'a');
 
-    const fresh = watchWithClient(kc, '/api/v1/pods', {});
-    const replay = watchWithClient(kc, '/api/v1/pods', { resourceVersion: mark });
-    await eventually(() => fresh.events.length >= 1 && replay.events.length >= 2, 'initial events');
-    await delay(50);
-    assert.deepEqual(names(fresh.events), ['ADDED default/b']);
-    assert.deepEqual(names(replay.events), ['ADDED default/b', 'DELETED default/a']);
-    (await fresh.answered).abort();
-    (await replay.answered).abort();
-  });
-});
+      const fresh = watchWithClient(kc, '/api/v1/pods', {});
+      const replay = watchWithClient(kc, '/api/v1/pods', { resourceVersion: mark });
+      await eventually(() => fresh.events.length >= 1 && replay.events.length >= 2, 'initial events');
+      await delay(50);
+      assert.deepEqual(names(fresh.events), ['ADDED default/b']);
+      assert.deepEqual(names(replay.events), ['ADDED default/b', 'DELETED default/a']);
+      (await fresh.answered).abort();
+      (await replay.answered).abort();
+    });
+  },
+);
 
 test('bookmarks carry the current resourceVersion and come only when asked for', async () => {
   await withServer(
     async (server, kc) => {
       server.upsert(pod('a'));
-      const withBookmarks = watchWithClient(kc, '/api/v1/pods', { resourceVersion: server.resourceVersion, allowWatchBookmarks: true });
+      const withBookmarks = watchWithClient(kc, '/api/v1/pods', {
+        resourceVersion: server.resourceVersion,
+        allowWatchBookmarks: true,
+      });
       const without = watchWithClient(kc, '/api/v1/pods', { resourceVersion: server.resourceVersion });
       await Promise.all([withBookmarks.answered, without.answered]);
       server.upsert(pod('elsewhere', { labels: {} }));
@@ -216,7 +250,10 @@ test('after compaction, a watch from an older version gets ERROR 410 and then th
     server.compact();
     const stream = watchWithClient(kc, '/api/v1/pods', { resourceVersion: old });
     assert.equal(await stream.ended, null);
-    assert.deepEqual(stream.events.map((e) => [e.type, e.object.code]), [['ERROR', 410]]);
+    assert.deepEqual(
+      stream.events.map((e) => [e.type, e.object.code]),
+      [['ERROR', 410]],
+    );
     assert.equal(server.requestsTo('/api/v1/pods', 'watch')[0]?.watchErrorCode, 410);
 
     const current = watchWithClient(kc, '/api/v1/pods', { resourceVersion: server.resourceVersion });
@@ -287,14 +324,23 @@ test('dropStreams ends every open watch', async () => {
 test('a stall after headers answers 200 and then sends nothing, while other watches get the change', async () => {
   await withServer(
     async (server, kc) => {
-      const control = watchWithClient(kc, '/api/v1/pods', { resourceVersion: server.resourceVersion, allowWatchBookmarks: true });
+      const control = watchWithClient(kc, '/api/v1/pods', {
+        resourceVersion: server.resourceVersion,
+        allowWatchBookmarks: true,
+      });
       await control.answered;
       server.stallWatches('after-headers');
-      const stalled = watchWithClient(kc, '/api/v1/pods', { resourceVersion: server.resourceVersion, allowWatchBookmarks: true });
+      const stalled = watchWithClient(kc, '/api/v1/pods', {
+        resourceVersion: server.resourceVersion,
+        allowWatchBookmarks: true,
+      });
       await stalled.answered; // headers arrived
       server.stallWatches(false);
       server.upsert(pod('p'));
-      await eventually(() => control.events.some((e) => e.type === 'ADDED') && control.events.some((e) => e.type === 'BOOKMARK'), 'the control watch events');
+      await eventually(
+        () => control.events.some((e) => e.type === 'ADDED') && control.events.some((e) => e.type === 'BOOKMARK'),
+        'the control watch events',
+      );
       await delay(100);
       assert.deepEqual(stalled.events, []);
       assert.equal(stalled.hasEnded(), false);
@@ -342,7 +388,10 @@ test('stop and restart on the same port keep the objects and their versions', as
     assert.equal(server.port, port);
     const list = await api.listPodForAllNamespaces();
     assert.equal(list.metadata?.resourceVersion, version);
-    assert.deepEqual(list.items.map((p) => p.metadata?.name), ['kept']);
+    assert.deepEqual(
+      list.items.map((p) => p.metadata?.name),
+      ['kept'],
+    );
   });
 });
 
@@ -351,36 +400,47 @@ test('stop and restart on the same port keep the objects and their versions', as
 const podNames = (list: { items: Array<{ metadata?: { namespace?: string; name?: string } }> }): string[] =>
   list.items.map((p) => `${p.metadata?.namespace}/${p.metadata?.name}`);
 
-test('limit and continue page through one consistent state, in namespace/name order, whatever changes between ' + 'pages', async () => {
-  await withServer(async (server, kc) => {
-    for (const name of ['e', 'a', 'g', 'c', 'b', 'f', 'd']) server.upsert(pod(name));
-    const api = kc.makeApiClient(CoreV1Api);
-    const first = await api.listPodForAllNamespaces({ limit: 3 });
-    assert.deepEqual(podNames(first), ['default/a', 'default/b', 'default/c']);
-    const version = first.metadata?.resourceVersion;
-    assert.equal(version, server.resourceVersion);
-    assert.ok(first.metadata?._continue, 'a continue token while more items follow');
+test(
+  'limit and continue page through one consistent state, in namespace/name order, whatever changes between ' + 'pages',
+  async () => {
+    await withServer(async (server, kc) => {
+      for (const name of ['e', 'a', 'g', 'c', 'b', 'f', 'd']) server.upsert(pod(name));
+      const api = kc.makeApiClient(CoreV1Api);
+      const first = await api.listPodForAllNamespaces({ limit: 3 });
+      assert.deepEqual(podNames(first), ['default/a', 'default/b', 'default/c']);
+      const version = first.metadata?.resourceVersion;
+      assert.equal(version, server.resourceVersion);
+      assert.ok(first.metadata?._continue, 'a continue token while more items follow');
 
-    // Changes after the first page do not show in the pages that follow.
-    server.remove('Pod', 'default', 'e');
-    server.upsert(pod('d', { ip: '10.9.9.9' }));
-    server.upsert(pod('dd'));
-    const second = await api.listPodForAllNamespaces({ limit: 3, _continue: first.metadata?._continue });
-    assert.deepEqual(podNames(second), ['default/d', 'default/e', 'default/f']);
-    assert.equal(second.items[0]?.status?.podIP, '10.0.0.1', 'd as it was at the first page');
-    assert.equal(second.metadata?.resourceVersion, version);
-    const last = await api.listPodForAllNamespaces({ limit: 3, _continue: second.metadata?._continue as string });
-    assert.deepEqual(podNames(last), ['default/g']);
-    assert.equal(last.metadata?._continue, undefined, 'no token on the last page');
+      // Changes after the first page do not show in the pages that follow.
+      server.remove('Pod', 'default', 'e');
+      server.upsert(pod('d', { ip: '10.9.9.9' }));
+      server.upsert(pod('dd'));
+      const second = await api.listPodForAllNamespaces({ limit: 3, _continue: first.metadata?._continue });
+      assert.deepEqual(podNames(second), ['default/d', 'default/e', 'default/f']);
+      assert.equal(second.items[0]?.status?.podIP, '10.0.0.1', 'd as it was at the first page');
+      assert.equal(second.metadata?.resourceVersion, version);
+      const last = await api.listPodForAllNamespaces({ limit: 3, _continue: second.metadata?._continue as string });
+      assert.deepEqual(podNames(last), ['default/g']);
+      assert.equal(last.metadata?._continue, undefined, 'no token on the last page');
 
-    const fresh = await api.listPodForAllNamespaces({ limit: 100 });
-    assert.deepEqual(podNames(fresh), ['default/a', 'default/b', 'default/c', 'default/d', 'default/dd', 'default/f', 'default/g']);
-    assert.deepEqual(
-      server.listRequests({ limited: true }).map((r) => r.items),
-      [3, 3, 1, 7],
-    );
-  });
-});
+      const fresh = await api.listPodForAllNamespaces({ limit: 100 });
+      assert.deepEqual(podNames(fresh), [
+        'default/a',
+        'default/b',
+        'default/c',
+        'default/d',
+        'default/dd',
+        'default/f',
+        'default/g',
+      ]);
+      assert.deepEqual(
+        server.listRequests({ limited: true }).map((r) => r.items),
+        [3, 3, 1, 7],
+      );
+    });
+  },
+);
 
 test('pages are filled by the label selector, and the token ends where no selected object follows', async () => {
   await withServer(async (server, kc) => {
@@ -388,7 +448,11 @@ test('pages are filled by the label selector, and the token ends where no select
     const api = kc.makeApiClient(CoreV1Api);
     const first = await api.listPodForAllNamespaces({ labelSelector: 'routable=true', limit: 2 });
     assert.deepEqual(podNames(first), ['default/p0', 'default/p2']);
-    const second = await api.listPodForAllNamespaces({ labelSelector: 'routable=true', limit: 2, _continue: first.metadata?._continue as string });
+    const second = await api.listPodForAllNamespaces({
+      labelSelector: 'routable=true',
+      limit: 2,
+      _continue: first.metadata?._continue as string,
+    });
     assert.deepEqual(podNames(second), ['default/p4']);
     assert.equal(second.metadata?._continue, undefined);
   });
@@ -401,54 +465,79 @@ test('a continue token expires with 410 on demand and once the history behind it
     const first = await api.listPodForAllNamespaces({ limit: 1 });
     const token = first.metadata?._continue as string;
     server.expireContinueTokens();
-    await assert.rejects(api.listPodForAllNamespaces({ limit: 1, _continue: token }), (err: { code?: number; body?: string }) => err.code === 410 && /continue parameter is too old/.test(err.body ?? ''));
+    await assert.rejects(
+      api.listPodForAllNamespaces({ limit: 1, _continue: token }),
+      (err: { code?: number; body?: string }) =>
+        err.code === 410 && /continue parameter is too old/.test(err.body ?? ''),
+    );
     const again = await api.listPodForAllNamespaces({ limit: 1 });
     const next = await api.listPodForAllNamespaces({ limit: 1, _continue: again.metadata?._continue as string });
     assert.deepEqual(podNames(next), ['default/b'], 'a token handed out after the expiry works');
 
     server.upsert(pod('d'));
     server.compact();
-    await assert.rejects(api.listPodForAllNamespaces({ limit: 1, _continue: next.metadata?._continue as string }), (err: { code?: number }) => err.code === 410);
+    await assert.rejects(
+      api.listPodForAllNamespaces({ limit: 1, _continue: next.metadata?._continue as string }),
+      (err: { code?: number }) => err.code === 410,
+    );
   });
 });
 
-test('resourceVersion on a list: unset and "0" give the latest state, an exact version that state until ' + 'compacted, bad combinations 400', async () => {
-  await withServer(async (server, kc) => {
-    server.upsert(pod('a'));
-    const then = server.resourceVersion;
-    server.upsert(pod('a', { ip: '10.0.0.2' }));
-    server.upsert(pod('b'));
-    const api = kc.makeApiClient(CoreV1Api);
-    const ipsOf = (list: { items: Array<{ status?: { podIP?: string } }> }) => list.items.map((p) => p.status?.podIP);
+test(
+  'resourceVersion on a list: unset and "0" give the latest state, an exact version that state until ' +
+    'compacted, bad combinations 400',
+  async () => {
+    await withServer(async (server, kc) => {
+      server.upsert(pod('a'));
+      const then = server.resourceVersion;
+      server.upsert(pod('a', { ip: '10.0.0.2' }));
+      server.upsert(pod('b'));
+      const api = kc.makeApiClient(CoreV1Api);
+      const ipsOf = (list: { items: Array<{ status?: { podIP?: string } }> }) => list.items.map((p) => p.status?.podIP);
 
-    for (const resourceVersion of [undefined, '0']) {
-      const list = await api.listPodForAllNamespaces(resourceVersion === undefined ? {} : { resourceVersion });
-      assert.deepEqual(ipsOf(list), ['10.0.0.2', '10.0.0.1'], `resourceVersion ${String(resourceVersion)}`);
-      assert.equal(list.metadata?.resourceVersion, server.resourceVersion);
-    }
-    // Not older than: without a limit, or asked for, the latest state will do.
-    for (const request of [{ resourceVersion: then }, { resourceVersion: then, resourceVersionMatch: 'NotOlderThan' }]) {
-      assert.deepEqual(ipsOf(await api.listPodForAllNamespaces(request)), ['10.0.0.2', '10.0.0.1'], JSON.stringify(request));
-    }
-    // Exact: with a limit, or asked for.
-    for (const request of [{ resourceVersion: then, limit: 10 }, { resourceVersion: then, resourceVersionMatch: 'Exact' }]) {
-      const list = await api.listPodForAllNamespaces(request);
-      assert.deepEqual(podNames(list), ['default/a'], JSON.stringify(request));
-      assert.deepEqual(ipsOf(list), ['10.0.0.1']);
-      assert.equal(list.metadata?.resourceVersion, then);
-    }
-    const rejectsWith = (code: number, request: Parameters<CoreV1Api['listPodForAllNamespaces']>[0]) =>
-      assert.rejects(api.listPodForAllNamespaces(request), (err: { code?: number }) => err.code === code, JSON.stringify(request));
-    await rejectsWith(504, { resourceVersion: String(Number(server.resourceVersion) + 10) });
-    await rejectsWith(400, { resourceVersionMatch: 'Exact' });
-    await rejectsWith(400, { resourceVersion: '0', resourceVersionMatch: 'Exact' });
-    await rejectsWith(400, { resourceVersion: then, resourceVersionMatch: 'Newest' });
-    const paged = await api.listPodForAllNamespaces({ limit: 1 });
-    await rejectsWith(400, { limit: 1, _continue: paged.metadata?._continue as string, resourceVersion: then });
-    server.compact();
-    await rejectsWith(410, { resourceVersion: then, resourceVersionMatch: 'Exact' });
-  });
-});
+      for (const resourceVersion of [undefined, '0']) {
+        const list = await api.listPodForAllNamespaces(resourceVersion === undefined ? {} : { resourceVersion });
+        assert.deepEqual(ipsOf(list), ['10.0.0.2', '10.0.0.1'], `resourceVersion ${String(resourceVersion)}`);
+        assert.equal(list.metadata?.resourceVersion, server.resourceVersion);
+      }
+      // Not older than: without a limit, or asked for, the latest state will do.
+      for (const request of [
+        { resourceVersion: then },
+        { resourceVersion: then, resourceVersionMatch: 'NotOlderThan' },
+      ]) {
+        assert.deepEqual(
+          ipsOf(await api.listPodForAllNamespaces(request)),
+          ['10.0.0.2', '10.0.0.1'],
+          JSON.stringify(request),
+        );
+      }
+      // Exact: with a limit, or asked for.
+      for (const request of [
+        { resourceVersion: then, limit: 10 },
+        { resourceVersion: then, resourceVersionMatch: 'Exact' },
+      ]) {
+        const list = await api.listPodForAllNamespaces(request);
+        assert.deepEqual(podNames(list), ['default/a'], JSON.stringify(request));
+        assert.deepEqual(ipsOf(list), ['10.0.0.1']);
+        assert.equal(list.metadata?.resourceVersion, then);
+      }
+      const rejectsWith = (code: number, request: Parameters<CoreV1Api['listPodForAllNamespaces']>[0]) =>
+        assert.rejects(
+          api.listPodForAllNamespaces(request),
+          (err: { code?: number }) => err.code === code,
+          JSON.stringify(request),
+        );
+      await rejectsWith(504, { resourceVersion: String(Number(server.resourceVersion) + 10) });
+      await rejectsWith(400, { resourceVersionMatch: 'Exact' });
+      await rejectsWith(400, { resourceVersion: '0', resourceVersionMatch: 'Exact' });
+      await rejectsWith(400, { resourceVersion: then, resourceVersionMatch: 'Newest' });
+      const paged = await api.listPodForAllNamespaces({ limit: 1 });
+      await rejectsWith(400, { limit: 1, _continue: paged.metadata?._continue as string, resourceVersion: then });
+      server.compact();
+      await rejectsWith(410, { resourceVersion: then, resourceVersionMatch: 'Exact' });
+    });
+  },
+);
 
 test('goneWatches answers watches with ERROR 410 at once, the list still answers', async () => {
   await withServer(async (server, kc) => {
@@ -456,7 +545,10 @@ test('goneWatches answers watches with ERROR 410 at once, the list still answers
     server.goneWatches(1);
     const gone = watchWithClient(kc, '/api/v1/pods', { resourceVersion: server.resourceVersion });
     assert.equal(await gone.ended, null);
-    assert.deepEqual(gone.events.map((e) => [e.type, e.object.code]), [['ERROR', 410]]);
+    assert.deepEqual(
+      gone.events.map((e) => [e.type, e.object.code]),
+      [['ERROR', 410]],
+    );
     const ok = watchWithClient(kc, '/api/v1/pods', { resourceVersion: server.resourceVersion });
     await ok.answered;
     server.upsert(pod('b'));

@@ -22,7 +22,16 @@ import { apiKeySecret, pod } from './support/objects.js';
 const NAMESPACES = ['a', 'b', 'c', 'Bad_NS'];
 const POD_NAMES = ['p1', 'p2', 'p3', 'p4', 'p5', '-bad'];
 // h84337.example.com/ and h1340180.example.com/ share an FNV-1a hash (checked below).
-const HOSTS = ['h1.test', 'h2.test', 'H1.test', 'h84337.example.com', 'h1340180.example.com', '10.0.0.9', 'bad_host', 'h3.test'];
+const HOSTS = [
+  'h1.test',
+  'h2.test',
+  'H1.test',
+  'h84337.example.com',
+  'h1340180.example.com',
+  '10.0.0.9',
+  'bad_host',
+  'h3.test',
+];
 const PATHS = ['/', '/a', '/a/', '/b', '/bad;x', '/api/v1'];
 const PORTS = [80, 3000, 8080, 70000];
 
@@ -31,7 +40,9 @@ const podArbitrary: fc.Arbitrary<Pod> = fc
     namespace: fc.constantFrom(...NAMESPACES),
     name: fc.constantFrom(...POD_NAMES),
     hosts: fc.option(fc.subarray(HOSTS, { minLength: 0, maxLength: 3 }), { freq: 8 }),
-    paths: fc.option(fc.array(fc.tuple(fc.constantFrom(...PORTS), fc.constantFrom(...PATHS)), { maxLength: 3 }), { freq: 8 }),
+    paths: fc.option(fc.array(fc.tuple(fc.constantFrom(...PORTS), fc.constantFrom(...PATHS)), { maxLength: 3 }), {
+      freq: 8,
+    }),
     separator: fc.constantFrom(' ', '\n', ' \t '),
     ports: fc.subarray([80, 3000, 8080]),
     phase: fc.constantFrom('Running', 'Running', 'Running', 'Pending'),
@@ -92,7 +103,10 @@ const stepArbitrary: fc.Arbitrary<Step> = fc.oneof(
   { weight: 2, arbitrary: secretArbitrary.map((s) => ({ kind: 'putSecret' as const, secret: s })) },
   { weight: 1, arbitrary: fc.nat().map((index) => ({ kind: 'removeSecret' as const, index })) },
   { weight: 1, arbitrary: fc.constant({ kind: 'nothing' as const }) },
-  { weight: 1, arbitrary: fc.tuple(fc.nat(), podArbitrary).map(([index, p]) => ({ kind: 'duplicate' as const, index, pod: p })) },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(fc.nat(), podArbitrary).map(([index, p]) => ({ kind: 'duplicate' as const, index, pod: p })),
+  },
 );
 
 const configArbitrary = fc
@@ -121,7 +135,16 @@ function shuffled<T>(items: Iterable<T>, seed: number): T[] {
 }
 
 function runtimeOptions(config: RouterConfig, version: string): RenderOptions {
-  return { ...config, runtime: { pidFile: '/tmp/p', errorLog: '/tmp/e', accessLog: '/tmp/a', tempDir: '/tmp/t', status: { port: 1, configVersion: version } } };
+  return {
+    ...config,
+    runtime: {
+      pidFile: '/tmp/p',
+      errorLog: '/tmp/e',
+      accessLog: '/tmp/a',
+      tempDir: '/tmp/t',
+      status: { port: 1, configVersion: version },
+    },
+  };
 }
 
 /** The key of some existing object, or '' when there is none. */
@@ -154,7 +177,11 @@ function applyStep(step: Step, pods: Map<string, Pod>, secrets: Map<string, Secr
     case 'duplicate': {
       // The same namespace/name twice in one snapshot (sources never do it; the reference copes).
       const twin = pods.get(some(pods.keys(), step.index));
-      if (twin?.metadata !== undefined) extra.push({ ...step.pod, metadata: { ...step.pod.metadata, name: twin.metadata.name, namespace: twin.metadata.namespace } });
+      if (twin?.metadata !== undefined)
+        extra.push({
+          ...step.pod,
+          metadata: { ...step.pod.metadata, name: twin.metadata.name, namespace: twin.metadata.namespace },
+        });
       break;
     }
     case 'nothing':
@@ -171,35 +198,57 @@ describe('incremental route table and renderer', () => {
     fc.assert(
       // Snapshots in any order, or in a stable one (the sources keep theirs: a changed object
       // where the old one was, a new one at the end), where the builder finds pods by place.
-      fc.property(configArbitrary, fc.array(stepArbitrary, { minLength: 1, maxLength: 40 }), fc.nat(), fc.boolean(), (config, steps, seed, stable) => {
-        const pods = new Map<string, Pod>();
-        const secrets = new Map<string, Secret>();
-        const table = new IncrementalRouteTable(config);
-        const renderer = new IncrementalNginxRenderer();
-        // Fed buildRouteTable's tables, all new objects: nothing is recognised by identity.
-        const freshRenderer = new IncrementalNginxRenderer();
-        let before: { json: string; table: RouteTable } | null = null;
-        steps.forEach((step, n) => {
-          const extra: Pod[] = [];
-          applyStep(step, pods, secrets, extra);
-          const podSnapshot = stable ? [...pods.values(), ...extra] : shuffled([...pods.values(), ...extra], seed + n);
-          const secretSnapshot = stable ? [...secrets.values()] : shuffled(secrets.values(), seed + n + 1);
-          const expected = buildRouteTable(config, podSnapshot, secretSnapshot);
-          const actual = table.update(podSnapshot, secretSnapshot);
-          const json = JSON.stringify(expected);
-          assert.equal(JSON.stringify(actual), json, `table after step ${n + 1} (${step.kind})`);
-          if (before !== null && before.json === json && extra.length === 0) {
-            assert.equal(actual, before.table, `an unchanged table is the same object (step ${n + 1}, ${step.kind})`);
-          }
-          before = { json, table: actual };
-          const conf = renderNginxConf(expected, config);
-          assert.equal(renderer.render(actual, config), conf, `nginx.conf after step ${n + 1} (${step.kind})`);
-          assert.equal(freshRenderer.render(expected, config), conf, `nginx.conf of a new table after step ${n + 1} (${step.kind})`);
-          const withRuntime = runtimeOptions(config, `v${n}`);
-          assert.equal(renderer.render(actual, withRuntime), renderNginxConf(expected, withRuntime), `managed nginx.conf after step ${n + 1}`);
-        });
-      }),
-      { numRuns: 300, includeErrorInReport: true, ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH, endOnFailure: true } : {}) },
+      fc.property(
+        configArbitrary,
+        fc.array(stepArbitrary, { minLength: 1, maxLength: 40 }),
+        fc.nat(),
+        fc.boolean(),
+        (config, steps, seed, stable) => {
+          const pods = new Map<string, Pod>();
+          const secrets = new Map<string, Secret>();
+          const table = new IncrementalRouteTable(config);
+          const renderer = new IncrementalNginxRenderer();
+          // Fed buildRouteTable's tables, all new objects: nothing is recognised by identity.
+          const freshRenderer = new IncrementalNginxRenderer();
+          let before: { json: string; table: RouteTable } | null = null;
+          steps.forEach((step, n) => {
+            const extra: Pod[] = [];
+            applyStep(step, pods, secrets, extra);
+            const podSnapshot = stable
+              ? [...pods.values(), ...extra]
+              : shuffled([...pods.values(), ...extra], seed + n);
+            const secretSnapshot = stable ? [...secrets.values()] : shuffled(secrets.values(), seed + n + 1);
+            const expected = buildRouteTable(config, podSnapshot, secretSnapshot);
+            const actual = table.update(podSnapshot, secretSnapshot);
+            const json = JSON.stringify(expected);
+            assert.equal(JSON.stringify(actual), json, `table after step ${n + 1} (${step.kind})`);
+            if (before !== null && before.json === json && extra.length === 0) {
+              assert.equal(actual, before.table, `an unchanged table is the same object (step ${n + 1}, ${step.kind})`);
+            }
+            before = { json, table: actual };
+            const conf = renderNginxConf(expected, config);
+            assert.equal(renderer.render(actual, config), conf, `nginx.conf after step ${n + 1} (${step.kind})`);
+            assert.equal(
+              freshRenderer.render(expected, config),
+              conf,
+              `nginx.conf of a new table after step ${n + 1} (${step.kind})`,
+            );
+            const withRuntime = runtimeOptions(config, `v${n}`);
+            assert.equal(
+              renderer.render(actual, withRuntime),
+              renderNginxConf(expected, withRuntime),
+              `managed nginx.conf after step ${n + 1}`,
+            );
+          });
+        },
+      ),
+      {
+        numRuns: 300,
+        includeErrorInReport: true,
+        ...(process.env.FC_SEED
+          ? { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH, endOnFailure: true }
+          : {}),
+      },
     );
   });
 });
@@ -208,9 +257,16 @@ describe('incremental route table and renderer: colliding names and many paths',
   it('keep colliding upstream names as the reference gives them while the routes sharing a hash come and go', () => {
     // Upstreams need two pods on a route: pods on the two colliding hosts, with path /.
     const collidingPod = fc
-      .record({ name: fc.constantFrom('p1', 'p2', 'p3', 'p4', 'p5', 'p6'), host: fc.constantFrom('h84337.example.com', 'h1340180.example.com'), ip: fc.constantFrom('10.0.0.1', '10.0.0.2') })
+      .record({
+        name: fc.constantFrom('p1', 'p2', 'p3', 'p4', 'p5', 'p6'),
+        host: fc.constantFrom('h84337.example.com', 'h1340180.example.com'),
+        ip: fc.constantFrom('10.0.0.1', '10.0.0.2'),
+      })
       .map((r) => pod(r.name, { hosts: r.host, paths: '80:/', ip: r.ip }));
-    const change = fc.oneof(collidingPod.map((p) => ({ put: p })), fc.constantFrom(...['p1', 'p2', 'p3', 'p4', 'p5', 'p6'].map((name) => ({ remove: name }))));
+    const change = fc.oneof(
+      collidingPod.map((p) => ({ put: p })),
+      fc.constantFrom(...['p1', 'p2', 'p3', 'p4', 'p5', 'p6'].map((name) => ({ remove: name }))),
+    );
     fc.assert(
       fc.property(fc.array(change, { minLength: 1, maxLength: 30 }), (changes) => {
         const config = defaultConfig();
@@ -234,7 +290,13 @@ describe('incremental route table and renderer: colliding names and many paths',
   it('keep a host with many paths (found through a map) as the reference does while its paths come and go', () => {
     const paths = Array.from({ length: 14 }, (_, i) => `/p${i}`);
     const change = fc.oneof(
-      fc.record({ name: fc.constantFrom('a', 'b', 'c', 'd'), paths: fc.subarray(paths, { minLength: 1 }), host: fc.constantFrom('h.test', 'h.test other.test') }).map((r) => ({ put: pod(r.name, { hosts: r.host, paths: r.paths.map((p) => `80:${p}`).join(' ') }) })),
+      fc
+        .record({
+          name: fc.constantFrom('a', 'b', 'c', 'd'),
+          paths: fc.subarray(paths, { minLength: 1 }),
+          host: fc.constantFrom('h.test', 'h.test other.test'),
+        })
+        .map((r) => ({ put: pod(r.name, { hosts: r.host, paths: r.paths.map((p) => `80:${p}`).join(' ') }) })),
       fc.constantFrom('a', 'b', 'c', 'd').map((name) => ({ remove: name })),
     );
     fc.assert(
@@ -245,7 +307,10 @@ describe('incremental route table and renderer: colliding names and many paths',
         for (const c of changes) {
           if ('put' in c) pods.set(c.put.metadata?.name as string, c.put);
           else pods.delete(c.remove);
-          assert.equal(JSON.stringify(builder.update([...pods.values()], [])), JSON.stringify(buildRouteTable(config, [...pods.values()], [])));
+          assert.equal(
+            JSON.stringify(builder.update([...pods.values()], [])),
+            JSON.stringify(buildRouteTable(config, [...pods.values()], [])),
+          );
         }
       }),
       { numRuns: 200, includeErrorInReport: true },
@@ -256,7 +321,13 @@ describe('incremental route table and renderer: colliding names and many paths',
 describe('incremental route table and renderer: stable order', () => {
   it('follow a source in stable order through many changes between two snapshots', () => {
     const config = defaultConfig();
-    const podOf = (i: number, v: number): Pod => pod(`p${i}`, { hosts: `h${i % 5}.test`, paths: `80:/${i % 3}`, ip: `10.0.${v % 2}.${i}`, created: `2024-01-0${1 + (i % 3)}T00:00:00Z` });
+    const podOf = (i: number, v: number): Pod =>
+      pod(`p${i}`, {
+        hosts: `h${i % 5}.test`,
+        paths: `80:/${i % 3}`,
+        ip: `10.0.${v % 2}.${i}`,
+        created: `2024-01-0${1 + (i % 3)}T00:00:00Z`,
+      });
     const edit = fc.record({ i: fc.nat({ max: 39 }), op: fc.constantFrom('put', 'put', 'remove', 'touch') });
     fc.assert(
       fc.property(fc.array(fc.array(edit, { maxLength: 8 }), { minLength: 1, maxLength: 12 }), (rounds) => {
@@ -270,7 +341,11 @@ describe('incremental route table and renderer: stable order', () => {
             else if (op === 'put') pods.set(i, podOf(i, round + 1));
           }
           const snapshot = [...pods.values()];
-          assert.equal(JSON.stringify(builder.update(snapshot, [])), JSON.stringify(buildRouteTable(config, snapshot, [])), `round ${round + 1}`);
+          assert.equal(
+            JSON.stringify(builder.update(snapshot, [])),
+            JSON.stringify(buildRouteTable(config, snapshot, [])),
+            `round ${round + 1}`,
+          );
         });
       }),
       { numRuns: 200 },
@@ -291,7 +366,10 @@ describe('incremental route table and renderer: options, failures and slices', (
   it('fails as the reference does on a value nginx.conf cannot hold, and recovers', () => {
     const config = defaultConfig();
     const good = buildRouteTable(config, [pod('a', { hosts: 'h.test', paths: '80:/' })], []);
-    const bad: RouteTable = { routes: [{ ...(good.routes[0] as RouteTable['routes'][number]), apiKey: 'a$b' }], rejections: [] };
+    const bad: RouteTable = {
+      routes: [{ ...(good.routes[0] as RouteTable['routes'][number]), apiKey: 'a$b' }],
+      rejections: [],
+    };
     const renderer = new IncrementalNginxRenderer();
     renderer.render(good, config);
     assert.throws(() => renderer.render(bad, config), /refusing to write "a\$b" into nginx\.conf/);
@@ -301,7 +379,12 @@ describe('incremental route table and renderer: options, failures and slices', (
   it('build the same table when run in slices between other work', async () => {
     const config = defaultConfig();
     const pods = Array.from({ length: 2_000 }, (_, i) =>
-      pod(`p${i}`, { namespace: `ns${i % 7}`, hosts: `h${i % 300}.test`, paths: `80:/ 3000:/x${i % 3}`, ip: `10.0.${i >> 8}.${i & 255}` }),
+      pod(`p${i}`, {
+        namespace: `ns${i % 7}`,
+        hosts: `h${i % 300}.test`,
+        paths: `80:/ 3000:/x${i % 3}`,
+        ip: `10.0.${i >> 8}.${i & 255}`,
+      }),
     );
     const secrets = [apiKeySecret('ns1', 'k'), apiKeySecret('ns2', '')];
     const builder = new IncrementalRouteTable(config);

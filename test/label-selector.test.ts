@@ -58,7 +58,10 @@ describe('label selector', () => {
     ['a,,b', /label key/],
   ] as const) {
     it(`refuses ${JSON.stringify(text)} with a readable reason`, () => {
-      assert.throws(() => parseLabelSelector(text), (err: unknown) => err instanceof SelectorSyntaxError && message.test(err.message));
+      assert.throws(
+        () => parseLabelSelector(text),
+        (err: unknown) => err instanceof SelectorSyntaxError && message.test(err.message),
+      );
     });
   }
 });

@@ -21,12 +21,20 @@ function readInChunks(text: string, cuts: number[]): { items: unknown[]; rest: R
 
 const jsonValue = fc.jsonValue({ maxDepth: 3 });
 // Strings with what could confuse a scanner: quotes, backslashes, braces, brackets, commas.
-const tricky = fc.string({ unit: fc.constantFrom('"', '\\', '{', '}', '[', ']', ',', ':', 'a', ' ', '\n', 'é', '\u2028') });
+const tricky = fc.string({
+  unit: fc.constantFrom('"', '\\', '{', '}', '[', ']', ',', ':', 'a', ' ', '\n', 'é', '\u2028'),
+});
 
 test('items and the other fields come out as JSON.parse reads them, however the text is chunked', () => {
   fc.assert(
     fc.property(
-      fc.array(fc.oneof(fc.dictionary(tricky, fc.oneof(jsonValue, tricky)), fc.record({ metadata: fc.record({ name: tricky }) })), { maxLength: 6 }),
+      fc.array(
+        fc.oneof(
+          fc.dictionary(tricky, fc.oneof(jsonValue, tricky)),
+          fc.record({ metadata: fc.record({ name: tricky }) }),
+        ),
+        { maxLength: 6 },
+      ),
       fc.dictionary(fc.constantFrom('kind', 'apiVersion', 'metadata', 'extra'), fc.oneof(jsonValue, tricky)),
       fc.boolean(),
       fc.array(fc.nat(), { maxLength: 12 }),
@@ -46,7 +54,12 @@ test('items and the other fields come out as JSON.parse reads them, however the 
 });
 
 test('a pod list, cut every few bytes, gives each pod whole', () => {
-  const list = { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: '42', continue: 'abc' }, items: [clusterPod(1), clusterPod(2)] };
+  const list = {
+    kind: 'PodList',
+    apiVersion: 'v1',
+    metadata: { resourceVersion: '42', continue: 'abc' },
+    items: [clusterPod(1), clusterPod(2)],
+  };
   const text = JSON.stringify(list);
   const cuts = Array.from({ length: Math.floor(text.length / 7) }, (_, i) => i * 7);
   const { items, rest } = readInChunks(text, cuts);
@@ -55,7 +68,10 @@ test('a pod list, cut every few bytes, gives each pod whole', () => {
 });
 
 test('an empty or null items field, and a text that ends early', () => {
-  assert.deepEqual(readInChunks('{"metadata":{"resourceVersion":"1"},"items":[]}', []), { items: [], rest: { metadata: { resourceVersion: '1' } } });
+  assert.deepEqual(readInChunks('{"metadata":{"resourceVersion":"1"},"items":[]}', []), {
+    items: [],
+    rest: { metadata: { resourceVersion: '1' } },
+  });
   assert.deepEqual(readInChunks('{"items":null,"metadata":{}}', [3, 9]), { items: [], rest: { metadata: {} } });
   const reader = new ListItemReader(() => {});
   reader.write('{"metadata":{},"items":[{"a":1}');

@@ -96,7 +96,10 @@ describe('manifest source', () => {
 
   it('fails to start, naming the file, when it cannot be read at all', async () => {
     const source = createManifestSource({ file: join(dir, 'absent.yaml') });
-    await assert.rejects(source.start(() => {}), /absent\.yaml: cannot be read: no such file/);
+    await assert.rejects(
+      source.start(() => {}),
+      /absent\.yaml: cannot be read: no such file/,
+    );
   });
 
   it('does not report a change when the file is rewritten with the same text', async () => {
@@ -124,7 +127,9 @@ describe('manifest source: broken, unreadable and rewritten files', () => {
   it('keeps the objects an edit left alone as the very same objects, in file order', async () => {
     const file = join(dir, 'identity.yaml');
     const pods = (names: string[], ip = (n: string) => `10.0.0.${n.length}`) =>
-      names.map((n) => `kind: Pod\nmetadata: {name: ${n}, namespace: demo}\nstatus: {podIP: "${ip(n)}"}\n`).join('---\n');
+      names
+        .map((n) => `kind: Pod\nmetadata: {name: ${n}, namespace: demo}\nstatus: {podIP: "${ip(n)}"}\n`)
+        .join('---\n');
     const names = Array.from({ length: 600 }, (_, i) => `p${i}`);
     await writeFile(file, pods(names));
     const source = createManifestSource({ file, settleMs: 20 });
@@ -134,7 +139,10 @@ describe('manifest source: broken, unreadable and rewritten files', () => {
       const before = source.snapshot().pods;
       assert.equal(before.length, 600);
 
-      await writeFile(file, pods(names, (n) => (n === 'p7' ? '10.9.9.9' : `10.0.0.${n.length}`)));
+      await writeFile(
+        file,
+        pods(names, (n) => (n === 'p7' ? '10.9.9.9' : `10.0.0.${n.length}`)),
+      );
       await seen.next();
       const after = source.snapshot().pods;
       assert.equal(after[7]?.status?.podIP, '10.9.9.9');
@@ -144,7 +152,10 @@ describe('manifest source: broken, unreadable and rewritten files', () => {
       await writeFile(file, pods(['p599', 'new', ...names.slice(1, 599)]));
       await seen.next();
       const reordered = source.snapshot().pods;
-      assert.deepEqual(reordered.slice(0, 3).map((p) => p.metadata?.name), ['p599', 'new', 'p1']);
+      assert.deepEqual(
+        reordered.slice(0, 3).map((p) => p.metadata?.name),
+        ['p599', 'new', 'p1'],
+      );
       assert.equal(reordered.length, 600);
       assert.equal(reordered[0], after[599]);
       assert.ok(!reordered.some((p) => p.metadata?.name === 'p0'), 'a pod taken out is gone');
@@ -155,7 +166,8 @@ describe('manifest source: broken, unreadable and rewritten files', () => {
 
   it('tells apart values JSON cannot (a port of .nan, then null)', async () => {
     const file = join(dir, 'numbers.yaml');
-    const pod = (port: string) => `kind: Pod\nmetadata: {name: p, namespace: demo}\nspec: {containers: [{ports: [{containerPort: ${port}}]}]}\n`;
+    const pod = (port: string) =>
+      `kind: Pod\nmetadata: {name: p, namespace: demo}\nspec: {containers: [{ports: [{containerPort: ${port}}]}]}\n`;
     await writeFile(file, pod('.nan'));
     const source = createManifestSource({ file, settleMs: 20 });
     const seen = changes();

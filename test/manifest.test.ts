@@ -57,12 +57,18 @@ items:
 
 describe('manifest: JSON, stringData, empty files and errors', () => {
   it('reads JSON', () => {
-    const { pods } = parseManifest('{"kind":"List","items":[{"kind":"Pod","metadata":{"name":"j","namespace":"n"}}]}', 'pods.json');
+    const { pods } = parseManifest(
+      '{"kind":"List","items":[{"kind":"Pod","metadata":{"name":"j","namespace":"n"}}]}',
+      'pods.json',
+    );
     assert.deepEqual(names(pods), ['n/j']);
   });
 
   it('folds stringData into base64 data, as the API server does', () => {
-    const { secrets } = parseManifest('kind: Secret\nmetadata: {name: routing}\nstringData: {api-key: supersecret}\n', 's.yaml');
+    const { secrets } = parseManifest(
+      'kind: Secret\nmetadata: {name: routing}\nstringData: {api-key: supersecret}\n',
+      's.yaml',
+    );
     assert.deepEqual(secrets[0]?.data, { 'api-key': 'c3VwZXJzZWNyZXQ=' });
     assert.equal('stringData' in (secrets[0] ?? {}), false);
   });
@@ -78,12 +84,19 @@ describe('manifest: JSON, stringData, empty files and errors', () => {
     ['metadata: {name: x}\n', /the document has no "kind"/],
     ['kind: List\nitems: nope\n', /is a List without an "items" list/],
     ['kind: Pod\nmetadata: {namespace: x}\n', /\(Pod\) has no metadata\.name/],
-    ['kind: Pod\nmetadata: {name: a}\n---\nkind: Pod\nmetadata: {name: a, namespace: default}\n', /document 2: Pod default\/a appears twice/],
+    [
+      'kind: Pod\nmetadata: {name: a}\n---\nkind: Pod\nmetadata: {name: a, namespace: default}\n',
+      /document 2: Pod default\/a appears twice/,
+    ],
   ] as const) {
     it(`names the file and the problem: ${problem.source}`, () => {
       assert.throws(
         () => parseManifest(text, 'bad.yaml'),
-        (err: unknown) => err instanceof ManifestError && err.code === 'KR_BAD_MANIFEST' && err.message.startsWith('manifest bad.yaml: ') && problem.test(err.message),
+        (err: unknown) =>
+          err instanceof ManifestError &&
+          err.code === 'KR_BAD_MANIFEST' &&
+          err.message.startsWith('manifest bad.yaml: ') &&
+          problem.test(err.message),
       );
     });
   }
@@ -95,7 +108,10 @@ const exact = (text: string): unknown[] => {
   return (Array.isArray(docs) ? docs.map((d) => d.toJS()) : []).filter((d) => d !== null && d !== undefined);
 };
 
-const key = fc.oneof(fc.string(), fc.constantFrom('__proto__', 'null', '~', '', 'true', '1', '0o7', '-', '? x', '&a', '*a', '!t', '<<', 'a: b', '#'));
+const key = fc.oneof(
+  fc.string(),
+  fc.constantFrom('__proto__', 'null', '~', '', 'true', '1', '0o7', '-', '? x', '&a', '*a', '!t', '<<', 'a: b', '#'),
+);
 const scalarText = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 20 }),
   fc.constantFrom('yes', 'no', 'on', 'off', 'null', '~', '', 'true', '0o14', '014', '0x1F', '1:30', '.inf', '1e3'),
@@ -165,7 +181,13 @@ describe('manifest, JSON read with JSON.parse', () => {
     check('{"kind": "Pod", "metadata": {"name": "a"}', /^manifest bad\.json: the document: .* at line 1, column/);
     check('[1, 2]', /^manifest bad\.json: the document is not an object$/);
     check('- x\n---\nkind: Pod\nmetadata: {name: [unclosed\n', /^manifest bad\.json: document 1 is not an object$/);
-    check('kind: Pod\nmetadata: {name: a}\n---\nkind: Pod\nmetadata: {name: [unclosed\n', /^manifest bad\.json: document 2: /);
-    check('{"kind": "List", "items": [{"kind": "Pod", "metadata": {}}]}', /^manifest bad\.json: the document item 1 \(Pod\) has no metadata\.name$/);
+    check(
+      'kind: Pod\nmetadata: {name: a}\n---\nkind: Pod\nmetadata: {name: [unclosed\n',
+      /^manifest bad\.json: document 2: /,
+    );
+    check(
+      '{"kind": "List", "items": [{"kind": "Pod", "metadata": {}}]}',
+      /^manifest bad\.json: the document item 1 \(Pod\) has no metadata\.name$/,
+    );
   });
 });

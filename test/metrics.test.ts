@@ -14,7 +14,10 @@ import type { NginxOutcome } from '../nginx/process.js';
 // stand-ins with known counters, so every value can be checked, including those of parts
 // (a cluster source, nginx, the proxy's stats()) that the end-to-end tests see only in part.
 
-const watch = (events: Partial<CollectionStatus['events']>, extra: Partial<CollectionStatus> = {}): CollectionStatus => ({
+const watch = (
+  events: Partial<CollectionStatus['events']>,
+  extra: Partial<CollectionStatus> = {},
+): CollectionStatus => ({
   connected: true,
   lastError: null,
   lastErrorAt: null,
@@ -33,7 +36,17 @@ const eventStats = (enabled: boolean): EventSinkStats => ({
   off: enabled ? null : 'the source is a manifest file',
   written: 11,
   alreadyReported: 3,
-  failed: { forbidden: 2, unauthorized: 0, invalid: 0, namespace_gone: 0, throttled: 1, server_error: 0, timeout: 0, unreachable: 0, other: 0 },
+  failed: {
+    forbidden: 2,
+    unauthorized: 0,
+    invalid: 0,
+    namespace_gone: 0,
+    throttled: 1,
+    server_error: 0,
+    timeout: 0,
+    unreachable: 0,
+    other: 0,
+  },
   dropped: 5,
   queued: 7,
   overflow: 0,
@@ -41,26 +54,40 @@ const eventStats = (enabled: boolean): EventSinkStats => ({
 });
 
 function view(eventsEnabled = true): AdminView {
-  const stats: ControllerStats = { changes: 9, tablesBuilt: 4, buildFailures: 1, applies: 3, applyFailures: 1, skippedUnchanged: 0, buildMsTotal: 250, lastBuildMs: 20, buildPauses: 6 };
+  const stats: ControllerStats = {
+    changes: 9,
+    tablesBuilt: 4,
+    buildFailures: 1,
+    applies: 3,
+    applyFailures: 1,
+    skippedUnchanged: 0,
+    buildMsTotal: 250,
+    lastBuildMs: 20,
+    buildPauses: 6,
+  };
   const nginx = {
     apply: async () => {},
     close: async () => {},
-    lastOutcome: () => ({
-      ok: false,
-      error: { code: 'KR_NGINX_CONFIG_REFUSED', message: 'no' },
-      configVersion: 'abc',
-      reloads: 5,
-      unchanged: 2,
-      failures: 1,
-      unexpectedExits: 2,
-      restarts: 2,
-      lastApplyMs: 1500,
-      pid: 77,
-      workersShuttingDown: 3,
-      errors: { crit: 4, alert: 1, emerg: 0 },
-    }) as NginxOutcome,
+    lastOutcome: () =>
+      ({
+        ok: false,
+        error: { code: 'KR_NGINX_CONFIG_REFUSED', message: 'no' },
+        configVersion: 'abc',
+        reloads: 5,
+        unchanged: 2,
+        failures: 1,
+        unexpectedExits: 2,
+        restarts: 2,
+        lastApplyMs: 1500,
+        pid: 77,
+        workersShuttingDown: 3,
+        errors: { crit: 4, alert: 1, emerg: 0 },
+      }) as NginxOutcome,
   };
-  const proxyStats: ProxyStats = { requests: { '1xx': 1, '2xx': 40, '3xx': 2, '4xx': 7, '5xx': 3, dropped: 4 }, upstreamFailures: 6 };
+  const proxyStats: ProxyStats = {
+    requests: { '1xx': 1, '2xx': 40, '3xx': 2, '4xx': 7, '5xx': 3, dropped: 4 },
+    upstreamFailures: 6,
+  };
   const proxy = { apply: async () => {}, close: async () => {}, stats: () => proxyStats };
   return {
     config: defaultConfig(),
@@ -71,7 +98,11 @@ function view(eventsEnabled = true): AdminView {
       start: async () => {},
       snapshot: () => ({ pods: [], secrets: [] }),
       stop: async () => {},
-      status: () => ({ connected: false, pods: watch({ ADDED: 12, MODIFIED: 30, BOOKMARK: 3 }, { restarts: 4, relists: 1, objects: 12 }), secrets: watch({ ADDED: 2, ERROR: 1 }, { connected: false }) }),
+      status: () => ({
+        connected: false,
+        pods: watch({ ADDED: 12, MODIFIED: 30, BOOKMARK: 3 }, { restarts: 4, relists: 1, objects: 12 }),
+        secrets: watch({ ADDED: 2, ERROR: 1 }, { connected: false }),
+      }),
     } as AdminView['source'],
     manifest: null,
     planes: [trackApplies('nginx', nginx, () => null), trackApplies('proxy', proxy, () => null)],
@@ -129,25 +160,34 @@ describe('metrics', () => {
     assert.equal(m.get('k8s_router_nginx_workers_shutting_down'), 3);
   });
 
-  it('read the in-process proxy’s stats() when it has them: ' + 'requests by status class, drops, upstream failures', async () => {
-    const m = await samples();
-    assert.deepEqual(
-      ['1xx', '2xx', '3xx', '4xx', '5xx'].map((c) => m.get(`k8s_router_proxy_requests_total{class="${c}"}`)),
-      [1, 40, 2, 7, 3],
-    );
-    assert.equal(m.get('k8s_router_proxy_dropped_connections_total'), 4);
-    assert.equal(m.get('k8s_router_proxy_upstream_failures_total'), 6);
-  });
+  it(
+    'read the in-process proxy’s stats() when it has them: ' + 'requests by status class, drops, upstream failures',
+    async () => {
+      const m = await samples();
+      assert.deepEqual(
+        ['1xx', '2xx', '3xx', '4xx', '5xx'].map((c) => m.get(`k8s_router_proxy_requests_total{class="${c}"}`)),
+        [1, 40, 2, 7, 3],
+      );
+      assert.equal(m.get('k8s_router_proxy_dropped_connections_total'), 4);
+      assert.equal(m.get('k8s_router_proxy_upstream_failures_total'), 6);
+    },
+  );
 
-  it('read the events sink: written, already there, failed by ' + 'cause, dropped, queued; none when it is off', async () => {
-    const m = await samples();
-    assert.equal(m.get('k8s_router_events_written_total'), 11);
-    assert.equal(m.get('k8s_router_events_already_reported_total'), 3);
-    assert.equal(m.get('k8s_router_events_failed_total{cause="forbidden"}'), 2);
-    assert.equal(m.get('k8s_router_events_failed_total{cause="throttled"}'), 1);
-    assert.equal(m.get('k8s_router_events_dropped_total'), 5);
-    assert.equal(m.get('k8s_router_events_queued'), 7);
-    const off = await samples(false);
-    assert.deepEqual([...off.keys()].filter((k) => k.startsWith('k8s_router_events_')), []);
-  });
+  it(
+    'read the events sink: written, already there, failed by ' + 'cause, dropped, queued; none when it is off',
+    async () => {
+      const m = await samples();
+      assert.equal(m.get('k8s_router_events_written_total'), 11);
+      assert.equal(m.get('k8s_router_events_already_reported_total'), 3);
+      assert.equal(m.get('k8s_router_events_failed_total{cause="forbidden"}'), 2);
+      assert.equal(m.get('k8s_router_events_failed_total{cause="throttled"}'), 1);
+      assert.equal(m.get('k8s_router_events_dropped_total'), 5);
+      assert.equal(m.get('k8s_router_events_queued'), 7);
+      const off = await samples(false);
+      assert.deepEqual(
+        [...off.keys()].filter((k) => k.startsWith('k8s_router_events_')),
+        [],
+      );
+    },
+  );
 });

@@ -18,16 +18,31 @@ const sha = (data: Uint8Array | Buffer): Buffer => createHash('sha256').update(d
 describe('config pieces', () => {
   it('are versioned by the hash of their hashes, in order', () => {
     const pieces = piecesOf('head\n').concat([Buffer.from('block a\n'), Buffer.from('block b\n')]);
-    const expected = createHash('sha256').update(Buffer.concat(pieces.map(sha))).digest('hex').slice(0, 16);
+    const expected = createHash('sha256')
+      .update(Buffer.concat(pieces.map(sha)))
+      .digest('hex')
+      .slice(0, 16);
     const hashes = new PieceHashes();
     assert.equal(hashes.version(pieces), expected);
     assert.equal(hashes.version(pieces), expected, 'again, from the hashes kept');
-    assert.notEqual(hashes.version([pieces[0] as Uint8Array, pieces[2] as Uint8Array, pieces[1] as Uint8Array]), expected, 'the order counts');
-    assert.notEqual(hashes.version([...pieces.slice(0, 2), Buffer.from('block c\n')]), expected, 'a changed piece changes the version');
+    assert.notEqual(
+      hashes.version([pieces[0] as Uint8Array, pieces[2] as Uint8Array, pieces[1] as Uint8Array]),
+      expected,
+      'the order counts',
+    );
+    assert.notEqual(
+      hashes.version([...pieces.slice(0, 2), Buffer.from('block c\n')]),
+      expected,
+      'a changed piece changes the version',
+    );
   });
 
   it('get the version where the placeholder is; the other pieces stay the same objects', () => {
-    const draft = [Buffer.from('events {}\n'), Buffer.from('return 200 "vPLACEHOLDER $pid";\n'), Buffer.from('server { }\n')];
+    const draft = [
+      Buffer.from('events {}\n'),
+      Buffer.from('return 200 "vPLACEHOLDER $pid";\n'),
+      Buffer.from('server { }\n'),
+    ];
     const versioned = withVersion(draft, 'vPLACEHOLDER', new PieceHashes());
     assert.ok(versioned !== null);
     assert.match(versioned.version, /^[0-9a-f]{16}$/);

@@ -128,7 +128,8 @@ describe('the control client: the socket', () => {
     const socket = join(await tempDir(), 'none.sock');
     await assert.rejects(
       putTable(socket, 'x', 1_000),
-      (err: unknown) => err instanceof ControlError && err.status === null && err.errno === 'ENOENT' && /ENOENT/.test(err.message),
+      (err: unknown) =>
+        err instanceof ControlError && err.status === null && err.errno === 'ENOENT' && /ENOENT/.test(err.message),
     );
     await assert.rejects(
       tableVersions(socket, 1_000),

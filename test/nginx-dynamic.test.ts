@@ -285,17 +285,35 @@ async function takesTablesOnlyFromTheRouter(t: TestContext): Promise<void> {
 }
 
 describe('dynamic nginx', { timeout: 120_000 }, () => {
-  it('serves 100 route changes with no reload, no new process, a WebSocket open across them', hundredChangesWithoutReload);
+  it(
+    'serves 100 route changes with no reload, no new process, a WebSocket open across them',
+    hundredChangesWithoutReload,
+  );
 
-  it('routes a request made after a PUT was answered by the new table, in every worker', requestAfterPutSeesNewTableInEveryWorker);
+  it(
+    'routes a request made after a PUT was answered by the new table, in every worker',
+    requestAfterPutSeesNewTableInEveryWorker,
+  );
 
-  it('keeps its table across a reload and a worker killed, and starts without one after a restart', keepsTableAcrossReloadAndKill);
+  it(
+    'keeps its table across a reload and a worker killed, and starts without one after a restart',
+    keepsTableAcrossReloadAndKill,
+  );
 
-  it('keeps the balancing state of routes whose pods did not change, not of others, as the proxy', keepsBalancingStateOfUnchangedRoutes);
+  it(
+    'keeps the balancing state of routes whose pods did not change, not of others, as the proxy',
+    keepsBalancingStateOfUnchangedRoutes,
+  );
 
-  it('tries a failed pod again after fail_timeout (whole seconds), cleared by its answer, as nginx', retriesFailedPodAfterFailTimeout);
+  it(
+    'tries a failed pod again after fail_timeout (whole seconds), cleared by its answer, as nginx',
+    retriesFailedPodAfterFailTimeout,
+  );
 
   it('runs Lua the workers could not read: the master loads it all before they start', runsLuaWorkersCouldNotRead);
 
-  it('takes tables only from the router: the control socket is in a directory no other user may enter', takesTablesOnlyFromTheRouter);
+  it(
+    'takes tables only from the router: the control socket is in a directory no other user may enter',
+    takesTablesOnlyFromTheRouter,
+  );
 });

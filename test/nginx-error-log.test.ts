@@ -12,14 +12,19 @@ const line = (level: string, message: string): string => `2026/12/06 07:11:12 [$
 
 describe('parseErrorLogLine', () => {
   it('reads the level, the pid and the message of a line nginx wrote', () => {
-    assert.deepEqual(parseErrorLogLine(line('crit', '*5 open() "/p/temp/proxy/1/00/0000000001" failed (13: Permission denied)').trim()), {
-      level: 'crit',
-      pid: 13524,
-      message: '*5 open() "/p/temp/proxy/1/00/0000000001" failed (13: Permission denied)',
-    });
+    assert.deepEqual(
+      parseErrorLogLine(
+        line('crit', '*5 open() "/p/temp/proxy/1/00/0000000001" failed (13: Permission denied)').trim(),
+      ),
+      {
+        level: 'crit',
+        pid: 13524,
+        message: '*5 open() "/p/temp/proxy/1/00/0000000001" failed (13: Permission denied)',
+      },
+    );
   });
 
-  it('is null for what is not one of nginx\'s lines', () => {
+  it("is null for what is not one of nginx's lines", () => {
     assert.equal(parseErrorLogLine('nginx: [emerg] unknown directive "x"'), null);
     assert.equal(parseErrorLogLine('2026/12/06 07:11:12 [loud] 1#1: x'), null);
   });
@@ -39,7 +44,11 @@ describe('followErrorLog', () => {
     const follower = await followErrorLog(path, { onFault: (f) => seen.push(f), intervalMs: 60_000 });
     try {
       await appendFile(path, line('error', 'connect() failed (111: Connection refused) while connecting to upstream'));
-      await appendFile(path, line('crit', 'write() failed (28: No space left on device)') + line('alert', 'worker process 7 exited on signal 9'));
+      await appendFile(
+        path,
+        line('crit', 'write() failed (28: No space left on device)') +
+          line('alert', 'worker process 7 exited on signal 9'),
+      );
       await appendFile(path, line('emerg', 'bind() to 127.0.0.1:80 failed').slice(0, 20));
       await follower.poll();
       await follower.poll();
@@ -61,22 +70,25 @@ describe('followErrorLog', () => {
     }
   });
 
-  it('reads a log that was replaced (rotated) or truncated (now ' + 'shorter than what was read) from its start', async () => {
-    const path = join(dir, 'rotated.log');
-    await writeFile(path, line('crit', 'old'));
-    const seen: string[] = [];
-    const follower = await followErrorLog(path, { onFault: (f) => seen.push(f.message), intervalMs: 60_000 });
-    try {
-      await rename(path, `${path}.1`);
-      await writeFile(path, line('crit', 'after rotation'));
-      await follower.poll();
-      await writeFile(path, line('alert', 'cut'));
-      await follower.poll();
-      assert.deepEqual(seen, ['after rotation', 'cut']);
-    } finally {
-      follower.stop();
-    }
-  });
+  it(
+    'reads a log that was replaced (rotated) or truncated (now ' + 'shorter than what was read) from its start',
+    async () => {
+      const path = join(dir, 'rotated.log');
+      await writeFile(path, line('crit', 'old'));
+      const seen: string[] = [];
+      const follower = await followErrorLog(path, { onFault: (f) => seen.push(f.message), intervalMs: 60_000 });
+      try {
+        await rename(path, `${path}.1`);
+        await writeFile(path, line('crit', 'after rotation'));
+        await follower.poll();
+        await writeFile(path, line('alert', 'cut'));
+        await follower.poll();
+        assert.deepEqual(seen, ['after rotation', 'cut']);
+      } finally {
+        follower.stop();
+      }
+    },
+  );
 
   it('follows a log that does not exist yet from its first line', async () => {
     const path = join(dir, 'later.log');

@@ -5,7 +5,15 @@ import { readConfigVersion } from '../nginx/status.js';
 import { childrenOf, parentOf, processTitle, type ProcessIdentity } from '../nginx/workers.js';
 import { eventually } from './support/eventually.js';
 import { renderNginxConf } from '../nginx/render.js';
-import { Cleanups, get, isAlive, startManager, startNamedPod, statusPortOf, tableFor } from './support/nginx-manager.js';
+import {
+  Cleanups,
+  get,
+  isAlive,
+  startManager,
+  startNamedPod,
+  statusPortOf,
+  tableFor,
+} from './support/nginx-manager.js';
 import { createNginxWrapper, nginxMasters, type NginxWrapper } from './support/nginx-wrapper.js';
 
 // nginx misbehaving under the manager: masters killed outright, also while they are being
@@ -68,7 +76,11 @@ async function masterKilledBeforeItsRestartIsConfirmed(t: TestContext): Promise<
   assert.equal(outcome.unexpectedExits, 1, 'only the confirmed master counts as an unexpected exit');
   assert.ok(outcome.pid !== null && !killed.includes(outcome.pid) && isAlive(outcome.pid));
   // Every worker of a killed master was ended: none serves (or holds a port) any more.
-  await eventually(async () => (await Promise.all(leftBehind.map(stillWorking))).every((w) => !w), 'the workers of the killed masters to be ended', 10_000);
+  await eventually(
+    async () => (await Promise.all(leftBehind.map(stillWorking))).every((w) => !w),
+    'the workers of the killed masters to be ended',
+    10_000,
+  );
   const answer = await readConfigVersion(statusPortOf(await readFile(nginx.files.conf, 'utf8')));
   assert.equal(await parentOf(answer?.workerPid ?? 0), outcome.pid, 'the status port is answered by the new master');
   assert.deepEqual(await get(port), { status: 200, body: 'pod-a' });
@@ -76,13 +88,16 @@ async function masterKilledBeforeItsRestartIsConfirmed(t: TestContext): Promise<
   // New tables are served: no leftover worker answers with an older config.
   await nginx.apply(tableFor(config, [b]));
   for (let i = 0; i < 20; i++) assert.deepEqual(await get(port), { status: 200, body: 'pod-b' });
-  t.diagnostic(`restarted ${recoveredMs} ms after the last kill; ${leftBehind.length} workers of ${killed.length} killed masters ended`);
+  t.diagnostic(
+    `restarted ${recoveredMs} ms after the last kill; ${leftBehind.length} workers of ${killed.length} killed masters ended`,
+  );
 
   // Closing leaves nothing running.
   const live = nginx.lastOutcome().pid as number;
   const liveWorkers = await childrenOf(live);
   await nginx.close();
-  for (const p of [live, ...liveWorkers.map((w) => w.pid)]) assert.equal(isAlive(p), false, `process ${p} still runs after close`);
+  for (const p of [live, ...liveWorkers.map((w) => w.pid)])
+    assert.equal(isAlive(p), false, `process ${p} still runs after close`);
   await assert.rejects(get(port), /ECONNREFUSED/);
 }
 
@@ -140,7 +155,10 @@ async function refusedTableRetriedWithBackoff(t: TestContext): Promise<void> {
   const allowedAt = Date.now();
   await eventually(() => nginx.lastOutcome().ok === true, 'the retry to succeed', 5_000);
   outcome = nginx.lastOutcome();
-  assert.deepEqual({ behind: outcome.behind, retry: outcome.retry, error: outcome.error, reloads: outcome.reloads }, { behind: false, retry: null, error: null, reloads: 1 });
+  assert.deepEqual(
+    { behind: outcome.behind, retry: outcome.retry, error: outcome.error, reloads: outcome.reloads },
+    { behind: false, retry: null, error: null, reloads: 1 },
+  );
   assert.ok((outcome.since ?? 0) >= allowedAt);
   assert.equal(outcome.lastError?.code, 'KR_NGINX_CONFIG_REFUSED', 'the last error stays for diagnosis');
   assert.ok((outcome.lastLoadedAt ?? 0) >= allowedAt);
@@ -172,7 +190,8 @@ async function reloadIsTheCheckWithoutNginxT(): Promise<void> {
     assert.match(String(err), /unknown directive "no_such_directive"/);
     return true;
   });
-  for (let i = 0; i < 5; i++) assert.deepEqual(await get(port), { status: 200, body: 'pod-b' }, 'the previous config keeps serving');
+  for (let i = 0; i < 5; i++)
+    assert.deepEqual(await get(port), { status: 200, body: 'pod-b' }, 'the previous config keeps serving');
   assert.equal(await readFile(nginx.files.conf, 'utf8'), liveConf, 'the last good config is back on disk');
   const failures = nginx.lastOutcome().failures;
   await eventually(() => nginx.lastOutcome().failures >= failures + 2, 'the table to be tried again', 5_000);
@@ -186,28 +205,47 @@ async function reloadIsTheCheckWithoutNginxT(): Promise<void> {
 describe('nginx faults', { timeout: 120_000 }, () => {
   after(() => cleanups.run());
 
-  it('a master killed before its restart is confirmed leaves no worker behind, also when it happens twice in a row', masterKilledBeforeItsRestartIsConfirmed);
+  it(
+    'a master killed before its restart is confirmed leaves no worker behind, also when it happens twice in a row',
+    masterKilledBeforeItsRestartIsConfirmed,
+  );
 
-  it('tries a refused table again on a timer with backoff, the old config serving meanwhile, and says why', refusedTableRetriedWithBackoff);
+  it(
+    'tries a refused table again on a timer with backoff, the old config serving meanwhile, and says why',
+    refusedTableRetriedWithBackoff,
+  );
 
-  it('without nginx -t the reload is the check: a config nginx cannot load is never served, the last good ' + 'file is put back, and the table is retried', reloadIsTheCheckWithoutNginxT);
+  it(
+    'without nginx -t the reload is the check: a config nginx cannot load is never served, the last good ' +
+      'file is put back, and the table is retried',
+    reloadIsTheCheckWithoutNginxT,
+  );
 
   it('drops the retry of a refused table when a newer table is served', async () => {
     const a = await startNamedPod(cleanups, 'pod-a', '127.0.0.2');
     const b = await startNamedPod(cleanups, 'pod-b', '127.0.0.3');
     let brokenFor: string | null = null;
-    const { nginx, config, port } = await startManager(cleanups, { retryBackoffMs: { initialMs: 100, maxMs: 100 } }, (config) => (table, runtime) => {
-      const text = renderNginxConf(table, { ...config, runtime });
-      // nginx itself refuses the config of one particular table.
-      return table.routes[0]?.backends[0]?.pod === brokenFor ? text.replace('http {', 'http {\nno_such_directive on;') : text;
-    });
+    const { nginx, config, port } = await startManager(
+      cleanups,
+      { retryBackoffMs: { initialMs: 100, maxMs: 100 } },
+      (config) => (table, runtime) => {
+        const text = renderNginxConf(table, { ...config, runtime });
+        // nginx itself refuses the config of one particular table.
+        return table.routes[0]?.backends[0]?.pod === brokenFor
+          ? text.replace('http {', 'http {\nno_such_directive on;')
+          : text;
+      },
+    );
     await nginx.apply(tableFor(config, [a]));
     brokenFor = 'pod-b';
     await assert.rejects(nginx.apply(tableFor(config, [b])), /no_such_directive/);
     assert.equal(nginx.lastOutcome().retry?.attempt, 1);
     await nginx.apply(tableFor(config, [a, b]));
     const outcome = nginx.lastOutcome();
-    assert.deepEqual({ ok: outcome.ok, behind: outcome.behind, retry: outcome.retry }, { ok: true, behind: false, retry: null });
+    assert.deepEqual(
+      { ok: outcome.ok, behind: outcome.behind, retry: outcome.retry },
+      { ok: true, behind: false, retry: null },
+    );
     const failures = outcome.failures;
     await new Promise((resolve) => setTimeout(resolve, 400));
     assert.equal(nginx.lastOutcome().failures, failures, 'the replaced table is not tried again');

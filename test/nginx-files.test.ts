@@ -57,8 +57,21 @@ describe('files that hold API keys', () => {
     const shared = join(dir, 'prefix-shared');
     await mkdir(shared);
     await chmod(shared, 0o777);
-    const result = await runCli(['run', '--backend', 'nginx', '--manifest', 'examples/seed-empty.yaml', '--port', '18999', '--nginx-prefix', shared]);
+    const result = await runCli([
+      'run',
+      '--backend',
+      'nginx',
+      '--manifest',
+      'examples/seed-empty.yaml',
+      '--port',
+      '18999',
+      '--nginx-prefix',
+      shared,
+    ]);
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /^k8s-router: invalid NGINX_PREFIX=".*prefix-shared": the directory is writable by group or others \(mode 777\); it will hold API keys \[KR_INVALID_NGINX_PREFIX\]\n$/);
+    assert.match(
+      result.stderr,
+      /^k8s-router: invalid NGINX_PREFIX=".*prefix-shared": the directory is writable by group or others \(mode 777\); it will hold API keys \[KR_INVALID_NGINX_PREFIX\]\n$/,
+    );
   });
 });

@@ -30,7 +30,11 @@ test("nginx's name hash takes the low byte of each char code of the lower-cased 
     for (const byte of Buffer.from(name.toLowerCase(), 'latin1')) key = (key * 31n + BigInt(byte)) & ((1n << 64n) - 1n);
     return Number(key % BigInt(size));
   };
-  fc.assert(fc.property(text, fc.integer({ min: 1, max: 2 ** 26 }), (name, size) => assert.equal(nginxHashBucket(name, size), reference(name, size))));
+  fc.assert(
+    fc.property(text, fc.integer({ min: 1, max: 2 ** 26 }), (name, size) =>
+      assert.equal(nginxHashBucket(name, size), reference(name, size)),
+    ),
+  );
 });
 
 test('hash sizes do not depend on the order of the names', () => {

@@ -12,7 +12,16 @@ import { readConfigVersion } from '../nginx/status.js';
 import { childrenOf, parentOf, processTitle, waitForRetirement } from '../nginx/workers.js';
 import { eventually } from './support/eventually.js';
 import { NGINX_BINARY } from './support/nginx-check.js';
-import { Cleanups, get, isAlive, startManager as startManagerIn, startNamedPod, statusPortOf, tableFor, type Render } from './support/nginx-manager.js';
+import {
+  Cleanups,
+  get,
+  isAlive,
+  startManager as startManagerIn,
+  startNamedPod,
+  statusPortOf,
+  tableFor,
+  type Render,
+} from './support/nginx-manager.js';
 import type { NginxDataPlaneOptions } from '../nginx/process.js';
 import type { RouterConfig } from '../src/core/config.js';
 import { pod } from './support/objects.js';
@@ -94,7 +103,10 @@ async function neverLoadsARefusedConfig(): Promise<void> {
   });
   assert.deepEqual(await get(port), { status: 200, body: 'pod-a' });
   assert.equal(await readFile(nginx.files.conf, 'utf8'), liveConf);
-  assert.deepEqual((await readdir(prefix)).filter((f) => f.includes('candidate')), []);
+  assert.deepEqual(
+    (await readdir(prefix)).filter((f) => f.includes('candidate')),
+    [],
+  );
   const outcome = nginx.lastOutcome();
   assert.equal(outcome.ok, false);
   assert.equal(outcome.error?.code, 'KR_NGINX_CONFIG_REFUSED');
@@ -111,8 +123,9 @@ async function keepsOldConfigWhenReloadFails(): Promise<void> {
   const a = await startPod('pod-a', '127.0.0.2');
   const b = await startPod('pod-b', '127.0.0.3');
   let takenPort: number | null = null;
-  const { nginx, config, port } = await startManager({ confirmTimeoutMs: 2_000 }, (config) => (table, runtime) =>
-    renderNginxConf(table, { ...config, port: takenPort ?? config.port, runtime }),
+  const { nginx, config, port } = await startManager(
+    { confirmTimeoutMs: 2_000 },
+    (config) => (table, runtime) => renderNginxConf(table, { ...config, port: takenPort ?? config.port, runtime }),
   );
   await nginx.apply(tableFor(config, [a]));
   const liveConf = await readFile(nginx.files.conf, 'utf8');
@@ -155,8 +168,13 @@ async function restartsWhenKilled(): Promise<void> {
   assert.ok(outcome.pid !== null && outcome.pid !== killed && isAlive(outcome.pid));
   assert.equal(isAlive(killed), false);
   // They were told to quit (no init may reap them here, so "gone" includes zombies).
-  await eventually(async () => (await waitForRetirement(orphans, 0)).length === 0, 'the orphaned workers to exit', 10_000);
-  for (const orphan of orphans) assert.ok(!/worker process$/.test((await processTitle(orphan)) ?? ''), `worker ${orphan.pid} still runs`);
+  await eventually(
+    async () => (await waitForRetirement(orphans, 0)).length === 0,
+    'the orphaned workers to exit',
+    10_000,
+  );
+  for (const orphan of orphans)
+    assert.ok(!/worker process$/.test((await processTitle(orphan)) ?? ''), `worker ${orphan.pid} still runs`);
   const answer = await readConfigVersion(statusPortOf(await readFile(nginx.files.conf, 'utf8')));
   assert.equal(await parentOf(answer?.workerPid ?? 0), outcome.pid);
   assert.deepEqual(await get(port), { status: 200, body: 'pod-a' });
@@ -213,11 +231,20 @@ async function retiresALeftoverNginx(): Promise<void> {
   await mkdir(dirname(files.errorLog), { recursive: true });
   const runtime = { pidFile: files.pid, errorLog: files.errorLog, accessLog: files.accessLog, tempDir: files.tempDir };
   await writeFile(files.conf, renderNginxConf(tableFor(config, [a]), { ...config, runtime }));
-  const leftover = spawnNginxMaster({ nginxBinary: NGINX_BINARY, prefix, confPath: files.conf, errorLog: files.errorLog });
+  const leftover = spawnNginxMaster({
+    nginxBinary: NGINX_BINARY,
+    prefix,
+    confPath: files.conf,
+    errorLog: files.errorLog,
+  });
   cleanups.add(async () => {
     await leftover.stop({ gracefulMs: 2_000, fastMs: 1_000 });
   });
-  await eventually(async () => (await get(port).catch(() => null))?.body === 'pod-a', 'the leftover nginx to serve', 10_000);
+  await eventually(
+    async () => (await get(port).catch(() => null))?.body === 'pod-a',
+    'the leftover nginx to serve',
+    10_000,
+  );
 
   await nginx.apply(tableFor(config, [b]));
   assert.deepEqual(await get(port), { status: 200, body: 'pod-b' });
@@ -234,7 +261,9 @@ async function servesVersionOnLoopbackOnly(): Promise<void> {
   const answer = await readConfigVersion(statusPort);
   assert.equal(answer?.version, nginx.lastOutcome().configVersion);
   const master = nginx.lastOutcome().pid as number;
-  assert.ok((await readFile(`/proc/${master}/task/${master}/children`, 'utf8')).split(' ').includes(String(answer?.workerPid)));
+  assert.ok(
+    (await readFile(`/proc/${master}/task/${master}/children`, 'utf8')).split(' ').includes(String(answer?.workerPid)),
+  );
   // The status server listens on 127.0.0.1 only, not on the other loopback addresses.
   await assert.rejects(
     new Promise((resolve, reject) => {
@@ -274,7 +303,10 @@ async function closeStopsNginx(): Promise<void> {
   for (const worker of workers) assert.equal(isAlive(worker), false, `worker ${worker} still runs`);
   assert.equal(nginx.lastOutcome().pid, null);
   await assert.rejects(get(port), /ECONNREFUSED/);
-  await assert.rejects(nginx.apply(tableFor(config, [a])), (err: unknown) => err instanceof NginxApplyError && err.code === 'KR_NGINX_CLOSED');
+  await assert.rejects(
+    nginx.apply(tableFor(config, [a])),
+    (err: unknown) => err instanceof NginxApplyError && err.code === 'KR_NGINX_CLOSED',
+  );
 }
 
 describe('nginx process manager', { timeout: 120_000 }, () => {
@@ -288,13 +320,18 @@ describe('nginx process manager', { timeout: 120_000 }, () => {
 
   it('never loads a config nginx -t refuses: the old one keeps serving and apply says why', neverLoadsARefusedConfig);
 
-  it('keeps the old config when nginx -t passes but the reload fails (a port taken by someone else)', keepsOldConfigWhenReloadFails);
+  it(
+    'keeps the old config when nginx -t passes but the reload fails (a port taken by someone else)',
+    keepsOldConfigWhenReloadFails,
+  );
 
   it('restarts nginx with the last good config when it is killed', restartsWhenKilled);
 
   it('loses no request while reloading: concurrent requests on fresh connections', async (t) => {
     const result = await loadDuringReloads(undefined, 400);
-    t.diagnostic(`${result.sent} requests, ${result.failures.length} failed, reloads took ${result.reloadMs.join(', ')} ms`);
+    t.diagnostic(
+      `${result.sent} requests, ${result.failures.length} failed, reloads took ${result.reloadMs.join(', ')} ms`,
+    );
     assert.equal(result.reloads, 6);
     assert.deepEqual(result.failures, []);
     assert.deepEqual([...result.bodies].sort(), ['pod-a', 'pod-b']);
@@ -304,7 +341,9 @@ describe('nginx process manager', { timeout: 120_000 }, () => {
     const agent = new Agent({ keepAlive: true, maxSockets: 8 });
     cleanups.add(async () => agent.destroy());
     const result = await loadDuringReloads(agent, 400);
-    t.diagnostic(`${result.sent} requests, ${result.failures.length} failed, ${result.retried} re-sent after nginx closed an idle kept-alive connection`);
+    t.diagnostic(
+      `${result.sent} requests, ${result.failures.length} failed, ${result.retried} re-sent after nginx closed an idle kept-alive connection`,
+    );
     assert.equal(result.reloads, 6);
     assert.deepEqual(result.failures, []);
     assert.deepEqual([...result.bodies].sort(), ['pod-a', 'pod-b']);
@@ -333,7 +372,10 @@ describe('status server in the rendered config', () => {
   it('is rendered only when asked for, on 127.0.0.1, and never as a default server', () => {
     assert.ok(!renderNginxConf(table, { ...config, runtime }).includes(CONFIG_VERSION_PATH));
     for (const routes of [table, buildRouteTable(config, [], [])]) {
-      const conf = renderNginxConf(routes, { ...config, runtime: { ...runtime, status: { port: 18081, configVersion: 'abc123' } } });
+      const conf = renderNginxConf(routes, {
+        ...config,
+        runtime: { ...runtime, status: { port: 18081, configVersion: 'abc123' } },
+      });
       assert.ok(conf.includes(`\nlisten 127.0.0.1:18081;\n`));
       assert.ok(conf.includes(`\nreturn 200 "abc123 $pid";\n`));
       assert.equal(conf.match(/^listen .*:18081.*$/gm)?.length, 1);
@@ -343,9 +385,16 @@ describe('status server in the rendered config', () => {
   });
 
   it('refuses a status port equal to the routing port and a version that is not a plain word', () => {
-    assert.throws(() => renderNginxConf(table, { ...config, runtime: { ...runtime, status: { port: 18080, configVersion: 'v1' } } }), /must differ/);
+    assert.throws(
+      () =>
+        renderNginxConf(table, { ...config, runtime: { ...runtime, status: { port: 18080, configVersion: 'v1' } } }),
+      /must differ/,
+    );
     for (const configVersion of ['', 'a b', 'v$pid', 'v";']) {
-      assert.throws(() => renderNginxConf(table, { ...config, runtime: { ...runtime, status: { port: 18081, configVersion } } }), /not a plain word/);
+      assert.throws(
+        () => renderNginxConf(table, { ...config, runtime: { ...runtime, status: { port: 18081, configVersion } } }),
+        /not a plain word/,
+      );
     }
   });
 });

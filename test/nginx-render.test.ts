@@ -19,7 +19,11 @@ const rendered = new Map<string, string>();
 const dir = mkdtempSync(join(tmpdir(), 'k8s-router-render-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function render(table: RouteTable, config: RouterConfig = defaultConfig(), label = `config ${rendered.size + 1}`): string {
+function render(
+  table: RouteTable,
+  config: RouterConfig = defaultConfig(),
+  label = `config ${rendered.size + 1}`,
+): string {
   const text = renderNginxConf(table, config);
   rendered.set(label, text);
   return text;
@@ -32,7 +36,10 @@ function renderObjects(pods: Pod[], secrets: Secret[] = [], config = defaultConf
 const golden = (name: string): string => readFileSync(new URL(`golden/${name}`, import.meta.url), 'utf8');
 
 function renderManifest(example: string): string {
-  const { pods, secrets } = parseManifest(readFileSync(new URL(`../examples/${example}`, import.meta.url), 'utf8'), example);
+  const { pods, secrets } = parseManifest(
+    readFileSync(new URL(`../examples/${example}`, import.meta.url), 'utf8'),
+    example,
+  );
   return render(buildRouteTable(defaultConfig(), pods, secrets), defaultConfig(), example);
 }
 
@@ -89,9 +96,10 @@ describe('the documented examples of the seed', () => {
 
 describe('nginx.conf rendering: API keys, 404 and IPv6', () => {
   it('checks the API key of the namespace in each of its locations', () => {
-    const conf = renderObjects([pod('web', { namespace: 'my-namespace', ip: '10.0.0.9', hosts: 'test.k8s.local', paths: '80:/' })], [
-      apiKeySecret('my-namespace', 'supersecret'),
-    ]);
+    const conf = renderObjects(
+      [pod('web', { namespace: 'my-namespace', ip: '10.0.0.9', hosts: 'test.k8s.local', paths: '80:/' })],
+      [apiKeySecret('my-namespace', 'supersecret')],
+    );
     assert.ok(
       conf.includes(
         [
@@ -111,7 +119,11 @@ describe('nginx.conf rendering: API keys, 404 and IPv6', () => {
 
   it('reads the API key from the header the configuration names', () => {
     const config = defaultConfig({ apiKeyHeader: 'X-Tenant-Key' });
-    const conf = renderObjects([pod('web', { namespace: 'ns', hosts: 'h.example.com', paths: '80:/' })], [apiKeySecret('ns', 'k')], config);
+    const conf = renderObjects(
+      [pod('web', { namespace: 'ns', hosts: 'h.example.com', paths: '80:/' })],
+      [apiKeySecret('ns', 'k')],
+      config,
+    );
     assert.match(conf, /^if \(\$http_x_tenant_key != "aw=="\) \{$/m);
   });
 
@@ -139,7 +151,11 @@ describe('nginx.conf rendering: API keys, 404 and IPv6', () => {
 
 describe('nginx.conf rendering: listening, quoting and upstream names', () => {
   it('listens on the configured port and address', () => {
-    const conf = renderObjects([pod('a', { hosts: 'h.example.com', paths: '80:/' })], [], defaultConfig({ port: '8081', listenAddress: '127.0.0.1' }));
+    const conf = renderObjects(
+      [pod('a', { hosts: 'h.example.com', paths: '80:/' })],
+      [],
+      defaultConfig({ port: '8081', listenAddress: '127.0.0.1' }),
+    );
     assert.match(conf, /^listen 127\.0\.0\.1:8081;$/m);
     assert.match(conf, /^listen 127\.0\.0\.1:8081 default_server;$/m);
     const v6 = render(buildRouteTable(defaultConfig(), [], []), defaultConfig({ port: '8081', listenAddress: '::1' }));
@@ -166,7 +182,10 @@ describe('nginx.conf rendering: listening, quoting and upstream names', () => {
 });
 
 const seedThreePods = (): RouteTable => {
-  const { pods, secrets } = parseManifest(readFileSync(new URL('../examples/seed-demo-three-pods.yaml', import.meta.url), 'utf8'), 'three');
+  const { pods, secrets } = parseManifest(
+    readFileSync(new URL('../examples/seed-demo-three-pods.yaml', import.meta.url), 'utf8'),
+    'three',
+  );
   return buildRouteTable(defaultConfig(), pods, secrets);
 };
 
@@ -198,33 +217,40 @@ describe('upstream keep-alive and client limits', () => {
       'keepalive_requests 100;',
       'client_max_body_size 0;',
     ]);
-    const empty = render(buildRouteTable(config, [], []), defaultConfig({ clientMaxBodySize: '10m' }), 'empty, a client limit changed');
+    const empty = render(
+      buildRouteTable(config, [], []),
+      defaultConfig({ clientMaxBodySize: '10m' }),
+      'empty, a client limit changed',
+    );
     assert.match(empty, /^client_max_body_size 10485760;$/m);
   });
 
-  it('sends every route through an upstream with keepalive N, and no Connection header to the pod but for ' + 'upgrades', () => {
-    const config = defaultConfig({ upstreamKeepalive: '16' });
-    const pods = [
-      pod('one', { ip: '10.0.0.1', hosts: 'a.example.com', paths: '80:/ 3000:/api' }),
-      pod('two-a', { ip: '10.0.0.2', hosts: 'b.example.com', paths: '3000:/x' }),
-      pod('two-b', { ip: '10.0.0.3', hosts: 'b.example.com', paths: '3000:/x' }),
-    ];
-    const conf = renderObjects(pods, [], config);
-    const table = buildRouteTable(config, pods, []);
-    const names = upstreamNames(table.routes, true);
-    assert.equal(names.size, 3);
-    for (const name of names.values()) {
-      assert.match(conf, new RegExp(`^upstream ${name} \\{\\n(?:#.*\\n|server .*\\n)+keepalive 16;\\n\\}$`, 'm'));
-      assert.match(conf, new RegExp(`^proxy_pass http://${name};$`, 'm'));
-    }
-    // No pod is proxied to directly: a connection kept alive belongs to an upstream block.
-    assert.doesNotMatch(conf, /^proxy_pass http:\/\/10\./m);
-    assert.ok(conf.includes("map $http_upgrade $p_connection {\ndefault upgrade;\n'' '';\n}\n"));
-    assert.doesNotMatch(conf, /\$http_connection/);
-    assert.match(conf, /^proxy_set_header Connection \$p_connection;$/m);
-    assert.match(conf, /^proxy_set_header Upgrade \$http_upgrade;$/m);
-    assert.match(conf, /^proxy_http_version 1\.1;$/m);
-  });
+  it(
+    'sends every route through an upstream with keepalive N, and no Connection header to the pod but for ' + 'upgrades',
+    () => {
+      const config = defaultConfig({ upstreamKeepalive: '16' });
+      const pods = [
+        pod('one', { ip: '10.0.0.1', hosts: 'a.example.com', paths: '80:/ 3000:/api' }),
+        pod('two-a', { ip: '10.0.0.2', hosts: 'b.example.com', paths: '3000:/x' }),
+        pod('two-b', { ip: '10.0.0.3', hosts: 'b.example.com', paths: '3000:/x' }),
+      ];
+      const conf = renderObjects(pods, [], config);
+      const table = buildRouteTable(config, pods, []);
+      const names = upstreamNames(table.routes, true);
+      assert.equal(names.size, 3);
+      for (const name of names.values()) {
+        assert.match(conf, new RegExp(`^upstream ${name} \\{\\n(?:#.*\\n|server .*\\n)+keepalive 16;\\n\\}$`, 'm'));
+        assert.match(conf, new RegExp(`^proxy_pass http://${name};$`, 'm'));
+      }
+      // No pod is proxied to directly: a connection kept alive belongs to an upstream block.
+      assert.doesNotMatch(conf, /^proxy_pass http:\/\/10\./m);
+      assert.ok(conf.includes("map $http_upgrade $p_connection {\ndefault upgrade;\n'' '';\n}\n"));
+      assert.doesNotMatch(conf, /\$http_connection/);
+      assert.match(conf, /^proxy_set_header Connection \$p_connection;$/m);
+      assert.match(conf, /^proxy_set_header Upgrade \$http_upgrade;$/m);
+      assert.match(conf, /^proxy_http_version 1\.1;$/m);
+    },
+  );
 });
 
 describe('upstream keep-alive and worker processes', () => {
@@ -232,7 +258,10 @@ describe('upstream keep-alive and worker processes', () => {
     const conf = render(seedThreePods(), defaultConfig({ upstreamKeepalive: '32' }), 'three pods, keepalive 32');
     const documented = golden('three-pods.conf').split('\n');
     // The documented Connection map and its comment: from after proxy_http_version to the map's closing brace.
-    const documentedMap = documented.slice(documented.indexOf('proxy_http_version 1.1;') + 1, documented.indexOf('# Pass through the appropriate headers') - 1);
+    const documentedMap = documented.slice(
+      documented.indexOf('proxy_http_version 1.1;') + 1,
+      documented.indexOf('# Pass through the appropriate headers') - 1,
+    );
     assert.equal(documentedMap.at(-1), "'' close;");
     const { removed, added } = lineDiff(golden('three-pods.conf'), conf);
     assert.deepEqual(removed, documentedMap);
@@ -268,7 +297,10 @@ describe('upstream keep-alive and worker processes', () => {
 describe('session affinity', () => {
   /** The Go router's three pods, each with `routingAffinity` set to `value`. */
   const threePodsWith = (value: string): RouteTable => {
-    const { pods, secrets } = parseManifest(readFileSync(new URL('../examples/seed-demo-three-pods.yaml', import.meta.url), 'utf8'), 'three');
+    const { pods, secrets } = parseManifest(
+      readFileSync(new URL('../examples/seed-demo-three-pods.yaml', import.meta.url), 'utf8'),
+      'three',
+    );
     for (const p of pods) (p.metadata ??= {}).annotations = { ...p.metadata?.annotations, routingAffinity: value };
     return buildRouteTable(defaultConfig(), pods, secrets);
   };
@@ -277,17 +309,32 @@ describe('session affinity', () => {
     const conf = render(threePodsWith('ip'), defaultConfig(), 'three pods, affinity ip');
     const { removed, added } = lineDiff(golden('three-pods.conf'), conf);
     assert.deepEqual(removed, []);
-    assert.deepEqual(added, ['# Session affinity: each client address keeps to one pod (consistent hashing)', 'hash $remote_addr consistent;']);
-    assert.match(conf, /^upstream upstream1866206336 \{\n# Session affinity.*\nhash \$remote_addr consistent;\n# Pod /m);
+    assert.deepEqual(added, [
+      '# Session affinity: each client address keeps to one pod (consistent hashing)',
+      'hash $remote_addr consistent;',
+    ]);
+    assert.match(
+      conf,
+      /^upstream upstream1866206336 \{\n# Session affinity.*\nhash \$remote_addr consistent;\n# Pod /m,
+    );
   });
 
   it('keeps keepalive last, after the hash and the servers (it wraps the balancer defined before it)', () => {
-    const conf = render(threePodsWith('ip'), defaultConfig({ upstreamKeepalive: '8' }), 'three pods, affinity ip, keepalive 8');
-    assert.match(conf, /^upstream upstream1866206336 \{\n#.*\nhash \$remote_addr consistent;\n(?:# Pod .*\nserver .*;\n){3}keepalive 8;\n\}$/m);
+    const conf = render(
+      threePodsWith('ip'),
+      defaultConfig({ upstreamKeepalive: '8' }),
+      'three pods, affinity ip, keepalive 8',
+    );
+    assert.match(
+      conf,
+      /^upstream upstream1866206336 \{\n#.*\nhash \$remote_addr consistent;\n(?:# Pod .*\nserver .*;\n){3}keepalive 8;\n\}$/m,
+    );
   });
 
   it('writes nothing for a route of one pod, whose only choice is that pod', () => {
-    const one = (annotations: Record<string, string>): Pod[] => [pod('solo', { ip: '10.0.0.1', hosts: 'h', paths: '3000:/', annotations })];
+    const one = (annotations: Record<string, string>): Pod[] => [
+      pod('solo', { ip: '10.0.0.1', hosts: 'h', paths: '3000:/', annotations }),
+    ];
     assert.equal(renderObjects(one({ routingAffinity: 'ip' })), renderObjects(one({})));
     const keepalive = defaultConfig({ upstreamKeepalive: '4' });
     assert.equal(renderObjects(one({ routingAffinity: 'ip' }), [], keepalive), renderObjects(one({}), [], keepalive));
@@ -295,7 +342,10 @@ describe('session affinity', () => {
 
   it('renders a refused value as no affinity, and no text of it', () => {
     const hostile = 'ip;}\nhash $http_x consistent;';
-    assert.equal(render(threePodsWith(hostile), defaultConfig(), 'three pods, hostile affinity'), golden('three-pods.conf'));
+    assert.equal(
+      render(threePodsWith(hostile), defaultConfig(), 'three pods, hostile affinity'),
+      golden('three-pods.conf'),
+    );
   });
 });
 
@@ -303,7 +353,8 @@ describe('server names hash', () => {
   it("places names in the buckets nginx's ngx_hash_key does (key * 31 + byte, unsigned 64-bit)", () => {
     const reference = (name: string, size: number): number => {
       let key = 0n;
-      for (const byte of Buffer.from(name.toLowerCase(), 'latin1')) key = (key * 31n + BigInt(byte)) & ((1n << 64n) - 1n);
+      for (const byte of Buffer.from(name.toLowerCase(), 'latin1'))
+        key = (key * 31n + BigInt(byte)) & ((1n << 64n) - 1n);
       return Number(key % BigInt(size));
     };
     fc.assert(
@@ -329,9 +380,14 @@ describe('server names hash', () => {
     const hosts = Array.from({ length: 20_000 }, (_, i) => `service-${i}.tenant-${i % 17}.example.com`);
     const sizes = serverNamesHashSizes(hosts);
     // Above 10000 and below 100 per name, nginx starts its search at max_size - 1000.
-    assert.ok(sizes.maxSize > 10_000 && sizes.maxSize / hosts.length < 100, `max size ${sizes.maxSize} for 20000 names`);
+    assert.ok(
+      sizes.maxSize > 10_000 && sizes.maxSize / hosts.length < 100,
+      `max size ${sizes.maxSize} for 20000 names`,
+    );
     // 200 pods of 100 hosts each: MAX_HOSTS_PER_POD caps a single pod at 100.
-    const pods = Array.from({ length: 200 }, (_, p) => pod(`p${p}`, { hosts: hosts.slice(p * 100, p * 100 + 100).join(' '), paths: '80:/' }));
+    const pods = Array.from({ length: 200 }, (_, p) =>
+      pod(`p${p}`, { hosts: hosts.slice(p * 100, p * 100 + 100).join(' '), paths: '80:/' }),
+    );
     const conf = renderObjects(pods);
     assert.equal(conf.match(/^server_name /gm)?.length, 20_000);
     assert.match(conf, new RegExp(`^server_names_hash_max_size ${sizes.maxSize};$`, 'm'));
@@ -340,7 +396,11 @@ describe('server names hash', () => {
   it('sizes a few hundred names with the search nginx itself runs', () => {
     const hosts = Array.from({ length: 400 }, (_, i) => `svc-${i}.example.com`);
     assert.ok(serverNamesHashSizes(hosts).maxSize >= 512);
-    renderObjects(Array.from({ length: 4 }, (_, p) => pod(`q${p}`, { hosts: hosts.slice(p * 100, p * 100 + 100).join(' '), paths: '80:/' })));
+    renderObjects(
+      Array.from({ length: 4 }, (_, p) =>
+        pod(`q${p}`, { hosts: hosts.slice(p * 100, p * 100 + 100).join(' '), paths: '80:/' }),
+      ),
+    );
   });
 });
 
@@ -354,16 +414,28 @@ describe('nginx.conf rendering: order, managed nginx and nginx -t', () => {
     const secrets = [apiKeySecret('x', 'kx'), apiKeySecret('y', 'ky')];
     const expected = renderObjects(pods, secrets);
     fc.assert(
-      fc.property(fc.shuffledSubarray(pods, { minLength: 3 }), fc.shuffledSubarray(secrets, { minLength: 2 }), (p, s) => {
-        assert.equal(renderNginxConf(buildRouteTable(defaultConfig(), p, s), defaultConfig()), expected);
-      }),
+      fc.property(
+        fc.shuffledSubarray(pods, { minLength: 3 }),
+        fc.shuffledSubarray(secrets, { minLength: 2 }),
+        (p, s) => {
+          assert.equal(renderNginxConf(buildRouteTable(defaultConfig(), p, s), defaultConfig()), expected);
+        },
+      ),
     );
   });
 
   it('renders a config for a managed nginx with its own files and in the foreground', () => {
     const config = defaultConfig({ port: '18080', listenAddress: '127.0.0.1' });
-    const runtime = { pidFile: `${dir}/nginx.pid`, errorLog: `${dir}/error.log`, accessLog: `${dir}/access.log`, tempDir: dir };
-    for (const table of [buildRouteTable(config, [], []), buildRouteTable(config, [pod('a', { hosts: 'h.example.com', paths: '80:/' })], [])]) {
+    const runtime = {
+      pidFile: `${dir}/nginx.pid`,
+      errorLog: `${dir}/error.log`,
+      accessLog: `${dir}/access.log`,
+      tempDir: dir,
+    };
+    for (const table of [
+      buildRouteTable(config, [], []),
+      buildRouteTable(config, [pod('a', { hosts: 'h.example.com', paths: '80:/' })], []),
+    ]) {
       const conf = renderNginxConf(table, { ...config, runtime });
       rendered.set(`managed ${table.routes.length}`, conf);
       assert.match(conf, /^daemon off;$/m);

@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { canSearch, directoryChain, planWorkerAccess, workerIdentityFrom, type DirectoryFacts } from '../nginx/worker-user.js';
+import {
+  canSearch,
+  directoryChain,
+  planWorkerAccess,
+  workerIdentityFrom,
+  type DirectoryFacts,
+} from '../nginx/worker-user.js';
 
 // As root, nginx's workers run as nobody: the router names that user and its group for
 // nginx, and makes sure the workers can reach their temporary directory.
@@ -9,8 +15,8 @@ const PASSWD = 'root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/no
 const GROUP = 'root:x:0:\nnogroup:x:65534:\n';
 const nobody = { uid: 65534, gid: 65534 };
 
-describe('the workers\' identity', () => {
-  it('is nobody with its primary group, by name, as nginx\'s user directive takes them', () => {
+describe("the workers' identity", () => {
+  it("is nobody with its primary group, by name, as nginx's user directive takes them", () => {
     assert.deepEqual(workerIdentityFrom(PASSWD, GROUP), { user: 'nobody', group: 'nogroup', uid: 65534, gid: 65534 });
   });
 
@@ -38,8 +44,14 @@ describe('the way to the temporary directory', () => {
   it('opens the prefix the router owns (search only) and names what above it shuts the workers out', () => {
     const chain = [dir('/', 0o755), dir('/root', 0o700), dir('/root/p', 0o700), dir('/root/p/temp', 0o755)];
     const plan = planWorkerAccess(chain, '/root/p', nobody);
-    assert.deepEqual(plan.open.map((d) => d.path), ['/root/p']);
-    assert.deepEqual(plan.blocked.map((d) => d.path), ['/root']);
+    assert.deepEqual(
+      plan.open.map((d) => d.path),
+      ['/root/p'],
+    );
+    assert.deepEqual(
+      plan.blocked.map((d) => d.path),
+      ['/root'],
+    );
   });
 
   it('needs nothing where the workers can pass already', () => {

@@ -4,7 +4,8 @@ import fc from 'fast-check';
 import { Balancers, PeerGroup } from '../proxy/balancer.js';
 import type { PodEndpoint, Route } from '../src/core/route-table.js';
 
-const backends = (n: number): PodEndpoint[] => Array.from({ length: n }, (_, i) => ({ pod: `p${i}`, namespace: 'ns', ip: `10.0.0.${i + 1}`, port: 80 }));
+const backends = (n: number): PodEndpoint[] =>
+  Array.from({ length: n }, (_, i) => ({ pod: `p${i}`, namespace: 'ns', ip: `10.0.0.${i + 1}`, port: 80 }));
 
 function clock(): { now: () => number; advance(ms: number): void } {
   let t = 1_000_000;
@@ -84,7 +85,14 @@ test('a single pod is never marked failed and gets one try', () => {
 });
 
 test('positions survive a table swap for routes whose pods did not change', () => {
-  const route = (path: string, n: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, affinity: null, backends: backends(n) });
+  const route = (path: string, n: number): Route => ({
+    host: 'h',
+    path,
+    namespace: 'ns',
+    apiKey: null,
+    affinity: null,
+    backends: backends(n),
+  });
   const options = { failTimeoutMs: 10_000 };
   const [a1, b1] = [route('/a', 3), route('/b', 3)];
   const first = Balancers.empty().next([a1, b1], options);
@@ -97,38 +105,63 @@ test('positions survive a table swap for routes whose pods did not change', () =
   assert.deepEqual(firstPicks(second.groupFor(b2), 1), ['p0']);
 });
 
-test('a route that is the very object of the table before keeps its group, and one whose pods changed starts ' + 'afresh', () => {
-  const route = (path: string, n: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, affinity: null, backends: backends(n) });
-  const options = { failTimeoutMs: 10_000 };
-  const kept = route('/kept', 3);
-  const changedBefore = route('/changed', 3);
-  const first = Balancers.empty().next([kept, changedBefore], options);
-  firstPicks(first.groupFor(kept), 2);
-  firstPicks(first.groupFor(changedBefore), 2);
-  const keptGroup = first.groupFor(kept);
-  // Groups are looked up by the table's own Route objects, as the proxy does.
-  const changedAfter = route('/changed', 4);
-  const second = first.next([kept, changedAfter], options);
-  assert.equal(second.groupFor(kept), keptGroup);
-  assert.deepEqual(firstPicks(second.groupFor(kept), 1), ['p2']);
-  assert.deepEqual(firstPicks(second.groupFor(changedAfter), 1), ['p0']);
-  // Prepared in steps (as the proxy does), nothing changes until the switch.
-  const steps = second.preparing([kept], options);
-  let step = steps.next();
-  while (!step.done) step = steps.next();
-  assert.deepEqual(second.groupFor(changedAfter).backends, backends(4));
-  const third = step.value();
-  assert.equal(third.groupFor(kept), keptGroup);
-  assert.throws(() => third.groupFor(changedAfter), /no balancer/);
-});
+test(
+  'a route that is the very object of the table before keeps its group, and one whose pods changed starts ' + 'afresh',
+  () => {
+    const route = (path: string, n: number): Route => ({
+      host: 'h',
+      path,
+      namespace: 'ns',
+      apiKey: null,
+      affinity: null,
+      backends: backends(n),
+    });
+    const options = { failTimeoutMs: 10_000 };
+    const kept = route('/kept', 3);
+    const changedBefore = route('/changed', 3);
+    const first = Balancers.empty().next([kept, changedBefore], options);
+    firstPicks(first.groupFor(kept), 2);
+    firstPicks(first.groupFor(changedBefore), 2);
+    const keptGroup = first.groupFor(kept);
+    // Groups are looked up by the table's own Route objects, as the proxy does.
+    const changedAfter = route('/changed', 4);
+    const second = first.next([kept, changedAfter], options);
+    assert.equal(second.groupFor(kept), keptGroup);
+    assert.deepEqual(firstPicks(second.groupFor(kept), 1), ['p2']);
+    assert.deepEqual(firstPicks(second.groupFor(changedAfter), 1), ['p0']);
+    // Prepared in steps (as the proxy does), nothing changes until the switch.
+    const steps = second.preparing([kept], options);
+    let step = steps.next();
+    while (!step.done) step = steps.next();
+    assert.deepEqual(second.groupFor(changedAfter).backends, backends(4));
+    const third = step.value();
+    assert.equal(third.groupFor(kept), keptGroup);
+    assert.throws(() => third.groupFor(changedAfter), /no balancer/);
+  },
+);
 
 test('a table differing in a few routes updates the groups in place with the same result as building them anew', () => {
   const options = { failTimeoutMs: 10_000 };
   const paths = ['/a', '/b', '/c', '/d', '/e', '/f'];
-  const make = (path: string, pods: number): Route => ({ host: 'h', path, namespace: 'ns', apiKey: null, affinity: null, backends: backends(pods) });
+  const make = (path: string, pods: number): Route => ({
+    host: 'h',
+    path,
+    namespace: 'ns',
+    apiKey: null,
+    affinity: null,
+    backends: backends(pods),
+  });
   fc.assert(
     fc.property(
-      fc.array(fc.tuple(fc.subarray(paths), fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 6, maxLength: 6 }), fc.boolean(), fc.boolean()), { minLength: 1, maxLength: 8 }),
+      fc.array(
+        fc.tuple(
+          fc.subarray(paths),
+          fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 6, maxLength: 6 }),
+          fc.boolean(),
+          fc.boolean(),
+        ),
+        { minLength: 1, maxLength: 8 },
+      ),
       (steps) => {
         let balancers = Balancers.empty();
         let before: Route[] = [];
@@ -148,11 +181,13 @@ test('a table differing in a few routes updates the groups in place with the sam
             assert.deepEqual(group.backends, route.backends);
             // The same pods as before on the same path: the same group, its state kept.
             const old = before.find((r) => r.path === route.path);
-            if (old !== undefined && old.backends.length === route.backends.length) assert.equal(group, groups.get(route.path));
+            if (old !== undefined && old.backends.length === route.backends.length)
+              assert.equal(group, groups.get(route.path));
             else assert.notEqual(group, groups.get(route.path));
             next.set(route.path, group);
           }
-          for (const path of paths.filter((p) => !chosen.includes(p))) assert.throws(() => balancers.groupFor(make(path, 1)), /no balancer/);
+          for (const path of paths.filter((p) => !chosen.includes(p)))
+            assert.throws(() => balancers.groupFor(make(path, 1)), /no balancer/);
           before = routes;
           groups = next;
         }
@@ -170,7 +205,14 @@ test('balancers updated in place refuse to be built from again', () => {
 
 test('a route whose affinity changes gets a new group, one whose affinity and pods stay keeps its own', () => {
   const options = { failTimeoutMs: 10_000 };
-  const route = (affinity: 'ip' | null): Route => ({ host: 'h', path: '/', namespace: 'ns', apiKey: null, affinity, backends: backends(3) });
+  const route = (affinity: 'ip' | null): Route => ({
+    host: 'h',
+    path: '/',
+    namespace: 'ns',
+    apiKey: null,
+    affinity,
+    backends: backends(3),
+  });
   const sticky = route('ip');
   const one = Balancers.empty().next([sticky], options);
   const stickyGroup = one.groupFor(sticky);
@@ -187,7 +229,9 @@ test('a route whose affinity changes gets a new group, one whose affinity and po
 test('with affinity, a client address gets the same pod on every request, and another pod once its own failed', () => {
   const route: Route = { host: 'h', path: '/', namespace: 'ns', apiKey: null, affinity: 'ip', backends: backends(3) };
   let now = 1_000_000;
-  const group = Balancers.empty().next([route], { failTimeoutMs: 10_000, now: () => now }).groupFor(route);
+  const group = Balancers.empty()
+    .next([route], { failTimeoutMs: 10_000, now: () => now })
+    .groupFor(route);
   const picks = Array.from({ length: 5 }, () => group.begin('203.0.113.7').next()?.backend.pod);
   assert.equal(new Set(picks).size, 1, `always one pod: ${picks.join(' ')}`);
   const own = picks[0];

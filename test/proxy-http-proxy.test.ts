@@ -13,7 +13,9 @@ import { proxyLibraryUnderTest } from './support/proxy-library.js';
 // no listener build-up when one request tries many pods.
 
 /** A pod that records the raw bytes of each request head and answers 200. */
-async function startRawPod(ip: string): Promise<{ name: string; ip: string; port: number; heads: string[]; close(): Promise<void> }> {
+async function startRawPod(
+  ip: string,
+): Promise<{ name: string; ip: string; port: number; heads: string[]; close(): Promise<void> }> {
   const heads: string[] = [];
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
@@ -54,8 +56,18 @@ const onWarning = (w: Error): void => {
 before(async () => {
   raw = await startRawPod('127.0.0.101');
   echo = await startPod('echo-0', '127.0.0.102');
-  const dead = await Promise.all(Array.from({ length: 12 }, async (_, i) => ({ name: `dead-${String(i).padStart(2, '0')}`, ...(await deadAddress('127.0.0.103')) })));
-  proxy = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', ...proxyLibraryUnderTest() });
+  const dead = await Promise.all(
+    Array.from({ length: 12 }, async (_, i) => ({
+      name: `dead-${String(i).padStart(2, '0')}`,
+      ...(await deadAddress('127.0.0.103')),
+    })),
+  );
+  proxy = await startProxy({
+    port: 0,
+    host: '127.0.0.1',
+    apiKeyHeader: 'X-ROUTING-API-KEY',
+    ...proxyLibraryUnderTest(),
+  });
   await proxy.apply(
     tableOf([
       { host: 'raw.test', path: '/', pods: [raw] },
@@ -94,7 +106,10 @@ test('the pod receives the request line and header lines exactly as nginx sends 
   raw.heads.length = 0;
   await exchange('GET /a? HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n');
   await exchange('GET /a/../b//c?x=%2e%2e HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n');
-  await exchange('GET /m HTTP/1.1\r\nHost: raw.test\r\nX-Multi: a\r\nCookie: c=1\r\nx-multi: b\r\nX_Under: ' + '1\r\nConnection: close\r\n\r\n');
+  await exchange(
+    'GET /m HTTP/1.1\r\nHost: raw.test\r\nX-Multi: a\r\nCookie: c=1\r\nx-multi: b\r\nX_Under: ' +
+      '1\r\nConnection: close\r\n\r\n',
+  );
   await exchange('DELETE /d HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n');
   assert.deepStrictEqual(raw.heads, [
     'GET /a? HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n',
@@ -149,7 +164,9 @@ test('an upgrade that is not a WebSocket GET still reaches the pod, as with ngin
   raw.heads.length = 0;
   const answer = await exchange('POST /up HTTP/1.1\r\nHost: raw.test\r\nConnection: upgrade\r\nUpgrade: foo\r\n\r\n');
   assert.match(answer, /^HTTP\/1\.1 200 OK\r\n/);
-  assert.deepStrictEqual(raw.heads, ['POST /up HTTP/1.1\r\nHost: raw.test\r\nConnection: upgrade\r\nUpgrade: foo\r\n\r\n']);
+  assert.deepStrictEqual(raw.heads, [
+    'POST /up HTTP/1.1\r\nHost: raw.test\r\nConnection: upgrade\r\nUpgrade: foo\r\n\r\n',
+  ]);
 });
 
 test('a request Node cannot send upstream is a 502 that leaves the pods usable', async () => {
@@ -164,7 +181,9 @@ test('trying many pods, and many requests on one connection, add no listeners th
   warnings.length = 0;
   const refused = await exchange('GET / HTTP/1.1\r\nHost: dead.test\r\nConnection: close\r\n\r\n');
   assert.match(refused, /^HTTP\/1\.1 502 /);
-  const upgrade = await exchange('GET / HTTP/1.1\r\nHost: dead.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+  const upgrade = await exchange(
+    'GET / HTTP/1.1\r\nHost: dead.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
+  );
   assert.match(upgrade, /^HTTP\/1\.1 502 /);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   try {

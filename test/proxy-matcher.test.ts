@@ -14,7 +14,13 @@ const route = (host: string, path: string): Route => ({
 });
 
 const matcher = new RouteMatcher({
-  routes: [route('a.test', '/'), route('a.test', '/nodejs'), route('a.test', '/nodejs/api'), route('a.test', '/dir/'), route('b.test', '/only')],
+  routes: [
+    route('a.test', '/'),
+    route('a.test', '/nodejs'),
+    route('a.test', '/nodejs/api'),
+    route('a.test', '/dir/'),
+    route('b.test', '/only'),
+  ],
   rejections: [],
 });
 
@@ -50,7 +56,10 @@ test('a matcher built from the one before answers as one built from scratch, wha
   const hosts = ['a.test', 'b.test', 'c.test'];
   const paths = ['/', '/x', '/x/', '/x/y', '/z'];
   const arbitraryTable = fc
-    .uniqueArray(fc.tuple(fc.constantFrom(...hosts), fc.constantFrom(...paths)), { selector: ([h, p]) => `${h} ${p}`, maxLength: 12 })
+    .uniqueArray(fc.tuple(fc.constantFrom(...hosts), fc.constantFrom(...paths)), {
+      selector: ([h, p]) => `${h} ${p}`,
+      maxLength: 12,
+    })
     .chain((pairs) => fc.constantFrom(pairs, [...pairs].sort(), [...pairs].sort().reverse()))
     .map((pairs) => pairs.map(([h, p]) => route(h, p)));
   fc.assert(
@@ -64,7 +73,8 @@ test('a matcher built from the one before answers as one built from scratch, wha
         const reused = previous === undefined ? new RouteMatcher(table) : previous.next(table);
         const scratch = new RouteMatcher(table);
         for (const host of [...hosts, 'd.test']) {
-          for (const path of ['/', '/x', '/x/', '/x/y', '/x/yz', '/z', '/q']) assert.deepEqual(reused.match(host, path), scratch.match(host, path), `${host}${path}`);
+          for (const path of ['/', '/x', '/x/', '/x/y', '/x/yz', '/z', '/q'])
+            assert.deepEqual(reused.match(host, path), scratch.match(host, path), `${host}${path}`);
         }
         previous = reused;
       }
@@ -72,22 +82,29 @@ test('a matcher built from the one before answers as one built from scratch, wha
   );
 });
 
-test('a matcher being prepared for a new table keeps matching the ' + 'old one until it switches, and is not used after', () => {
-  const before = new RouteMatcher({ routes: [route('a.test', '/'), route('b.test', '/')], rejections: [] });
-  const steps = before.preparing({ routes: [route('a.test', '/'), route('c.test', '/')], rejections: [] });
-  let step = steps.next();
-  while (!step.done) step = steps.next();
-  assert.equal(before.match('b.test', '/').kind, 'route');
-  assert.equal(before.match('c.test', '/').kind, 'unknownHost');
-  const after = step.value();
-  assert.equal(after.match('b.test', '/').kind, 'unknownHost');
-  assert.equal(after.match('c.test', '/').kind, 'route');
-  assert.throws(() => before.next({ routes: [], rejections: [] }), /updated in place/);
-});
+test(
+  'a matcher being prepared for a new table keeps matching the ' + 'old one until it switches, and is not used after',
+  () => {
+    const before = new RouteMatcher({ routes: [route('a.test', '/'), route('b.test', '/')], rejections: [] });
+    const steps = before.preparing({ routes: [route('a.test', '/'), route('c.test', '/')], rejections: [] });
+    let step = steps.next();
+    while (!step.done) step = steps.next();
+    assert.equal(before.match('b.test', '/').kind, 'route');
+    assert.equal(before.match('c.test', '/').kind, 'unknownHost');
+    const after = step.value();
+    assert.equal(after.match('b.test', '/').kind, 'unknownHost');
+    assert.equal(after.match('c.test', '/').kind, 'route');
+    assert.throws(() => before.next({ routes: [], rejections: [] }), /updated in place/);
+  },
+);
 
 test('a table with thousands of changed routes gives a new matcher that answers as one built from scratch', () => {
   const table = (n: number, path: string, changed: (i: number) => boolean, old?: Route[]): Route[] =>
-    Array.from({ length: n }, (_, i) => (old !== undefined && !changed(i) ? (old[i] as Route) : route(`h${String(i).padStart(5, '0')}.test`, i % 3 === 0 ? '/' : path)));
+    Array.from({ length: n }, (_, i) =>
+      old !== undefined && !changed(i)
+        ? (old[i] as Route)
+        : route(`h${String(i).padStart(5, '0')}.test`, i % 3 === 0 ? '/' : path),
+    );
   const first = table(5_000, '/x', () => true);
   const second = table(5_000, '/y', (i) => i % 2 === 0, first);
   const reused = new RouteMatcher({ routes: first, rejections: [] }).next({ routes: second, rejections: [] });
@@ -103,14 +120,21 @@ test('a table with thousands of changed routes gives a new matcher that answers 
 test('a host with many paths finds the same longest prefix as a plain search', () => {
   const paths = ['/', '/a', '/ab', '/a/', '/a/b', '/abc/d', '/b', '/b/c/', '/api', '/api/v1', '/api/v1/', '/x/y/z'];
   fc.assert(
-    fc.property(fc.uniqueArray(fc.constantFrom(...paths), { minLength: 1 }), fc.constantFrom('/', '/a', '/ab', '/a/b/c', '/abc/de', '/b/c', '/api/v1', '/api/v1/x', '/x/y/zz', '/q'), (chosen, path) => {
-      const many = new RouteMatcher({ routes: chosen.map((p) => route('m.test', p)), rejections: [] });
-      const got = many.match('m.test', path);
-      const longest = chosen.filter((p) => path.startsWith(p)).sort((a, b) => b.length - a.length)[0];
-      const redirect = !chosen.includes(path) && chosen.includes(`${path}/`);
-      const expected = redirect ? `301 ${path}/` : longest ?? 'notFound';
-      assert.equal(got.kind === 'route' ? got.route.path : got.kind === 'redirect' ? `301 ${got.location}` : got.kind, expected);
-    }),
+    fc.property(
+      fc.uniqueArray(fc.constantFrom(...paths), { minLength: 1 }),
+      fc.constantFrom('/', '/a', '/ab', '/a/b/c', '/abc/de', '/b/c', '/api/v1', '/api/v1/x', '/x/y/zz', '/q'),
+      (chosen, path) => {
+        const many = new RouteMatcher({ routes: chosen.map((p) => route('m.test', p)), rejections: [] });
+        const got = many.match('m.test', path);
+        const longest = chosen.filter((p) => path.startsWith(p)).sort((a, b) => b.length - a.length)[0];
+        const redirect = !chosen.includes(path) && chosen.includes(`${path}/`);
+        const expected = redirect ? `301 ${path}/` : (longest ?? 'notFound');
+        assert.equal(
+          got.kind === 'route' ? got.route.path : got.kind === 'redirect' ? `301 ${got.location}` : got.kind,
+          expected,
+        );
+      },
+    ),
     { numRuns: 1000 },
   );
 });

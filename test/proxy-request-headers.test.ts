@@ -4,7 +4,20 @@ import { NGINX_UNIQUE_HEADERS, requestHasBody, scanRequestHeaders } from '../pro
 
 test('the first of repeated headers is the one read, whatever the case of its name', () => {
   const headers = scanRequestHeaders(
-    ['HOST', 'a.test', 'Connection', 'keep-alive', 'connection', 'close', 'Upgrade', 'websocket', 'X-Routing-Api-Key', 'k1', 'x-routing-api-key', 'k2'],
+    [
+      'HOST',
+      'a.test',
+      'Connection',
+      'keep-alive',
+      'connection',
+      'close',
+      'Upgrade',
+      'websocket',
+      'X-Routing-Api-Key',
+      'k1',
+      'x-routing-api-key',
+      'k2',
+    ],
     'x-routing-api-key',
   );
   assert.equal(headers.host, 'a.test');

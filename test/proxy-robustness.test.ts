@@ -23,7 +23,13 @@ before(async () => {
   resetter = await startPod('reset-0', '127.0.0.92', { behaviour: 'reset-mid-response' });
   hanging = await startPod('hang-0', '127.0.0.93', { behaviour: 'hang' });
   wsResetter = await startPod('wsreset-0', '127.0.0.94', { behaviour: 'reset-mid-response' });
-  proxy = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', upstreamTimeoutMs: 300, ...proxyLibraryUnderTest() });
+  proxy = await startProxy({
+    port: 0,
+    host: '127.0.0.1',
+    apiKeyHeader: 'X-ROUTING-API-KEY',
+    upstreamTimeoutMs: 300,
+    ...proxyLibraryUnderTest(),
+  });
   await proxy.apply(
     tableOf([
       { host: 'r.test', path: '/', pods: [healthy] },
@@ -41,14 +47,17 @@ after(async () => {
 
 function get(path: string): Promise<{ status: number; body: string; complete: boolean }> {
   return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port: proxy.port, path, headers: { Host: 'r.test' }, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('latin1');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, complete: res.complete }));
-      res.on('error', () => resolve({ status: res.statusCode ?? 0, body, complete: false }));
-      res.on('aborted', () => resolve({ status: res.statusCode ?? 0, body, complete: false }));
-    });
+    const req = http.get(
+      { host: '127.0.0.1', port: proxy.port, path, headers: { Host: 'r.test' }, agent: false },
+      (res) => {
+        let body = '';
+        res.setEncoding('latin1');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, complete: res.complete }));
+        res.on('error', () => resolve({ status: res.statusCode ?? 0, body, complete: false }));
+        res.on('aborted', () => resolve({ status: res.statusCode ?? 0, body, complete: false }));
+      },
+    );
     req.on('error', () => resolve({ status: 0, body: '', complete: false }));
   });
 }
@@ -100,7 +109,13 @@ test('a pod that never answers: 504 after the upstream timeout, and clients that
   const r = await get('/hang');
   assert.equal(r.status, 504);
   await new Promise<void>((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port: proxy.port, path: '/hang', headers: { Host: 'r.test' }, agent: false });
+    const req = http.get({
+      host: '127.0.0.1',
+      port: proxy.port,
+      path: '/hang',
+      headers: { Host: 'r.test' },
+      agent: false,
+    });
     req.on('error', () => resolve());
     setTimeout(() => req.destroy(), 50);
   });
@@ -108,7 +123,11 @@ test('a pod that never answers: 504 after the upstream timeout, and clients that
 });
 
 test('garbage on the client connection is answered or dropped, never fatal', async () => {
-  for (const junk of ['\x00\x01\x02\r\n\r\n', 'GET / HTTP/1.1\r\nHost: r.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n', 'NOT HTTP AT ALL\r\n\r\n']) {
+  for (const junk of [
+    '\x00\x01\x02\r\n\r\n',
+    'GET / HTTP/1.1\r\nHost: r.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n',
+    'NOT HTTP AT ALL\r\n\r\n',
+  ]) {
     await new Promise<void>((resolve) => {
       const socket = net.connect(proxy.port, '127.0.0.1', () => socket.write(junk));
       socket.on('data', () => {});

@@ -4,7 +4,14 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { startProxy, type ProxyDataPlane } from '../proxy/server.js';
-import { deadAddress, startPod, STREAM_FIRST_CHUNK, STREAM_REST, type ReceivedRequest, type TestPod } from './support/pods.js';
+import {
+  deadAddress,
+  startPod,
+  STREAM_FIRST_CHUNK,
+  STREAM_REST,
+  type ReceivedRequest,
+  type TestPod,
+} from './support/pods.js';
 import { tableOf } from './conformance/harness.js';
 import { proxyLibraryUnderTest } from './support/proxy-library.js';
 
@@ -15,8 +22,18 @@ let pods: TestPod[] = [];
 let proxy: ProxyDataPlane;
 
 before(async () => {
-  pods = [await startPod('srv-0', '127.0.0.81'), await startPod('srv-1', '127.0.0.82'), await startPod('srv-2', '127.0.0.83')];
-  proxy = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', upstreamTimeoutMs: 300, ...proxyLibraryUnderTest() });
+  pods = [
+    await startPod('srv-0', '127.0.0.81'),
+    await startPod('srv-1', '127.0.0.82'),
+    await startPod('srv-2', '127.0.0.83'),
+  ];
+  proxy = await startProxy({
+    port: 0,
+    host: '127.0.0.1',
+    apiKeyHeader: 'X-ROUTING-API-KEY',
+    upstreamTimeoutMs: 300,
+    ...proxyLibraryUnderTest(),
+  });
 });
 
 after(async () => {
@@ -24,10 +41,16 @@ after(async () => {
   await Promise.all(pods.map((p) => p.close()));
 });
 
-
 function request(
   path: string,
-  options: { host?: string; method?: string; headers?: Record<string, string>; body?: string; agent?: http.Agent | false; port?: number } = {},
+  options: {
+    host?: string;
+    method?: string;
+    headers?: Record<string, string>;
+    body?: string;
+    agent?: http.Agent | false;
+    port?: number;
+  } = {},
 ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request(
@@ -62,7 +85,12 @@ test('apply swaps the table; an unchanged route keeps its round-robin position',
   const [a, b, c] = pods as [TestPod, TestPod, TestPod];
   await proxy.apply(tableOf([{ host: 'srv.test', path: '/', pods: [a, b] }]));
   assert.equal(await podOf('/'), 'srv-0');
-  await proxy.apply(tableOf([{ host: 'srv.test', path: '/', pods: [a, b] }, { host: 'srv.test', path: '/c', pods: [c] }]));
+  await proxy.apply(
+    tableOf([
+      { host: 'srv.test', path: '/', pods: [a, b] },
+      { host: 'srv.test', path: '/c', pods: [c] },
+    ]),
+  );
   assert.equal(await podOf('/'), 'srv-1');
   assert.equal(await podOf('/c'), 'srv-2');
   // Other pods: a new rotation from the first one.
@@ -78,23 +106,26 @@ test('a request in flight keeps the route it started with when the table changes
     await proxy.apply(tableOf([{ host: 'srv.test', path: '/', pods: [streamer] }]));
     const body = await new Promise<string>((resolve, reject) => {
       http
-        .get({ host: '127.0.0.1', port: proxy.port, path: '/s', headers: { Host: 'srv.test' }, agent: false }, (res) => {
-          let text = '';
-          res.setEncoding('latin1');
-          res.on('data', (chunk: string) => {
-            text += chunk;
-            if (text === STREAM_FIRST_CHUNK) {
-              proxy
-                .apply(tableOf([{ host: 'srv.test', path: '/', pods: [pods[0] as TestPod] }]))
-                .then(async () => {
-                  assert.equal(await podOf('/'), 'srv-0');
-                  streamer.releaseStreams();
-                })
-                .catch(reject);
-            }
-          });
-          res.on('end', () => resolve(text));
-        })
+        .get(
+          { host: '127.0.0.1', port: proxy.port, path: '/s', headers: { Host: 'srv.test' }, agent: false },
+          (res) => {
+            let text = '';
+            res.setEncoding('latin1');
+            res.on('data', (chunk: string) => {
+              text += chunk;
+              if (text === STREAM_FIRST_CHUNK) {
+                proxy
+                  .apply(tableOf([{ host: 'srv.test', path: '/', pods: [pods[0] as TestPod] }]))
+                  .then(async () => {
+                    assert.equal(await podOf('/'), 'srv-0');
+                    streamer.releaseStreams();
+                  })
+                  .catch(reject);
+              }
+            });
+            res.on('end', () => resolve(text));
+          },
+        )
         .on('error', reject);
     });
     assert.equal(body, STREAM_FIRST_CHUNK + STREAM_REST);
@@ -115,16 +146,26 @@ test('with upstream keep-alive, a kept connection the pod closed is replaced wit
         socket.resetAndDestroy();
         return;
       }
-      socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok');
+      socket.write(
+        'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok',
+      );
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.85', () => resolve()));
-  const keeping = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', upstreamKeepalive: 4, ...proxyLibraryUnderTest() });
+  const keeping = await startProxy({
+    port: 0,
+    host: '127.0.0.1',
+    apiKeyHeader: 'X-ROUTING-API-KEY',
+    upstreamKeepalive: 4,
+    ...proxyLibraryUnderTest(),
+  });
   const connections: number[] = [];
   server.on('connection', (socket) => connections.push(socket.remotePort ?? 0));
   try {
     const { port } = server.address() as AddressInfo;
-    await keeping.apply(tableOf([{ host: 'srv.test', path: '/', pods: [{ name: 'stale-0', ip: '127.0.0.85', port }] }]));
+    await keeping.apply(
+      tableOf([{ host: 'srv.test', path: '/', pods: [{ name: 'stale-0', ip: '127.0.0.85', port }] }]),
+    );
     for (let i = 0; i < 3; i++) {
       const r = await request('/', { port: keeping.port });
       assert.equal(r.status, 200, `request ${i}`);
@@ -165,7 +206,14 @@ test('the upload streams to the pod before the client has sent all of it', async
     await proxy.apply(tableOf([{ host: 'srv.test', path: '/', pods: [{ name: 'upload-0', ip: '127.0.0.87', port }] }]));
     const answer = await new Promise<string>((resolve, reject) => {
       const req = http.request(
-        { host: '127.0.0.1', port: proxy.port, method: 'POST', path: '/up', headers: { Host: 'srv.test', 'Transfer-Encoding': 'chunked' }, agent: false },
+        {
+          host: '127.0.0.1',
+          port: proxy.port,
+          method: 'POST',
+          path: '/up',
+          headers: { Host: 'srv.test', 'Transfer-Encoding': 'chunked' },
+          agent: false,
+        },
         (res) => {
           let body = '';
           res.setEncoding('latin1');
@@ -186,60 +234,87 @@ test('the upload streams to the pod before the client has sent all of it', async
   }
 });
 
-test('with no body size limit, a body far larger than what the proxy keeps for a retry streams through in bounded ' + 'memory', async () => {
-  const BODY = 256 * 1024 * 1024;
-  const unlimited = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', clientMaxBodySize: 0, ...proxyLibraryUnderTest() });
-  // A pod that counts what it gets and keeps none of it.
-  const server = http.createServer((req, res) => {
-    let bytes = 0;
-    req.on('data', (chunk: Buffer) => (bytes += chunk.length));
-    req.on('end', () => res.end(String(bytes)));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.88', () => resolve()));
-  const before = process.memoryUsage().rss;
-  let peak = before;
-  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10);
-  try {
-    const { port } = server.address() as AddressInfo;
-    await unlimited.apply(tableOf([{ host: 'big.test', path: '/', pods: [{ name: 'big-0', ip: '127.0.0.88', port }] }]));
-    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = http.request(
-        { host: '127.0.0.1', port: unlimited.port, method: 'POST', path: '/up', headers: { Host: 'big.test', 'Content-Length': String(BODY) }, agent: false },
-        (res) => {
-          let body = '';
-          res.setEncoding('latin1');
-          res.on('data', (c: string) => (body += c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        },
-      );
-      req.on('error', reject);
-      const chunk = Buffer.alloc(64 * 1024, 'x');
-      let sent = 0;
-      const write = (): void => {
-        while (sent < BODY) {
-          sent += chunk.length;
-          if (!req.write(chunk)) {
-            req.once('drain', write);
-            return;
-          }
-        }
-        req.end();
-      };
-      write();
+test(
+  'with no body size limit, a body far larger than what the proxy keeps for a retry streams through in bounded ' +
+    'memory',
+  async () => {
+    const BODY = 256 * 1024 * 1024;
+    const unlimited = await startProxy({
+      port: 0,
+      host: '127.0.0.1',
+      apiKeyHeader: 'X-ROUTING-API-KEY',
+      clientMaxBodySize: 0,
+      ...proxyLibraryUnderTest(),
     });
-    assert.deepEqual(answer, { status: 200, body: String(BODY) });
-    const grew = peak - before;
-    assert.ok(grew < 96 * 1024 * 1024, `RSS grew by ${(grew / 2 ** 20).toFixed(0)} MiB while a ${BODY / 2 ** 20} MiB body passed`);
-  } finally {
-    clearInterval(sampler);
-    server.closeAllConnections();
-    server.close();
-    await unlimited.close();
-  }
-});
+    // A pod that counts what it gets and keeps none of it.
+    const server = http.createServer((req, res) => {
+      let bytes = 0;
+      req.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      req.on('end', () => res.end(String(bytes)));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.88', () => resolve()));
+    const before = process.memoryUsage().rss;
+    let peak = before;
+    const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10);
+    try {
+      const { port } = server.address() as AddressInfo;
+      await unlimited.apply(
+        tableOf([{ host: 'big.test', path: '/', pods: [{ name: 'big-0', ip: '127.0.0.88', port }] }]),
+      );
+      const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.request(
+          {
+            host: '127.0.0.1',
+            port: unlimited.port,
+            method: 'POST',
+            path: '/up',
+            headers: { Host: 'big.test', 'Content-Length': String(BODY) },
+            agent: false,
+          },
+          (res) => {
+            let body = '';
+            res.setEncoding('latin1');
+            res.on('data', (c: string) => (body += c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          },
+        );
+        req.on('error', reject);
+        const chunk = Buffer.alloc(64 * 1024, 'x');
+        let sent = 0;
+        const write = (): void => {
+          while (sent < BODY) {
+            sent += chunk.length;
+            if (!req.write(chunk)) {
+              req.once('drain', write);
+              return;
+            }
+          }
+          req.end();
+        };
+        write();
+      });
+      assert.deepEqual(answer, { status: 200, body: String(BODY) });
+      const grew = peak - before;
+      assert.ok(
+        grew < 96 * 1024 * 1024,
+        `RSS grew by ${(grew / 2 ** 20).toFixed(0)} MiB while a ${BODY / 2 ** 20} MiB body passed`,
+      );
+    } finally {
+      clearInterval(sampler);
+      server.closeAllConnections();
+      server.close();
+      await unlimited.close();
+    }
+  },
+);
 
 test('stats() counts each request once, by the class of its answer, and every failed try on a pod', async () => {
-  const counting = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', ...proxyLibraryUnderTest() });
+  const counting = await startProxy({
+    port: 0,
+    host: '127.0.0.1',
+    apiKeyHeader: 'X-ROUTING-API-KEY',
+    ...proxyLibraryUnderTest(),
+  });
   try {
     const [a] = pods as [TestPod];
     const dead = [
@@ -261,7 +336,9 @@ test('stats() counts each request once, by the class of its answer, and every fa
     assert.equal((await request('/dead', { port })).status, 502);
     await assert.rejects(request('/', { port, host: 'unknown.test' }), /socket hang up/);
     const bad = await new Promise<string>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1', () => socket.write('GET / HTTP/1.1\r\nHost: srv.test\r\nBad Header\r\n\r\n'));
+      const socket = net.connect(port, '127.0.0.1', () =>
+        socket.write('GET / HTTP/1.1\r\nHost: srv.test\r\nBad Header\r\n\r\n'),
+      );
       let got = '';
       socket.on('data', (d) => (got += d.toString('latin1')));
       socket.on('close', () => resolve(got));

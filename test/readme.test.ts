@@ -66,11 +66,16 @@ describe('README: settings and codes', () => {
     assert.ok(claim, 'the Settings section says which rows render and routes read');
     const count = Number(claim[1]);
     const everyCommand = SETTINGS.filter((s) => s.scope === 'all').map((s) => s.env);
-    assert.deepEqual(everyCommand, SETTINGS.slice(0, count).map((s) => s.env), 'those settings come first in SETTINGS');
+    assert.deepEqual(
+      everyCommand,
+      SETTINGS.slice(0, count).map((s) => s.env),
+      'those settings come first in SETTINGS',
+    );
     assert.equal(everyCommand.at(-1), claim[2]);
     const rows = text.split('\n').flatMap((line) => /^\| `([A-Z_]+)` \|/.exec(line)?.[1] ?? []);
     assert.deepEqual(rows.slice(0, count), everyCommand, `the first ${count} rows are those settings`);
-    for (const [name, value] of Object.entries(DEMO_DEFAULTS)) assert.ok(text.includes(`\`${name}=${value}\``), `README gives the demo default ${name}=${value}`);
+    for (const [name, value] of Object.entries(DEMO_DEFAULTS))
+      assert.ok(text.includes(`\`${name}=${value}\``), `README gives the demo default ${name}=${value}`);
   });
 
   it('explains every rejection code the route table can give', () => {
@@ -138,7 +143,10 @@ describe('README: commands, demo and nginx.conf', () => {
   it('shows what the demo prints, line for line', () => {
     const config = loadConfig(withDemoDefaults({}));
     const manifest = join(ROOT, 'examples/demo/demo.yaml');
-    const pods = demoPodSpecs(parseManifest(read('examples/demo/demo.yaml'), manifest).pods, config.pathsAnnotation).length;
+    const pods = demoPodSpecs(
+      parseManifest(read('examples/demo/demo.yaml'), manifest).pods,
+      config.pathsAnnotation,
+    ).length;
     const printed = demoCommands({
       config,
       port: config.port,
@@ -149,12 +157,16 @@ describe('README: commands, demo and nginx.conf', () => {
       pods,
       cwd: ROOT,
     });
-    for (const line of printed.split('\n').filter((l) => l !== '')) assert.ok(lines.includes(line), `README shows the demo's line ${JSON.stringify(line)}`);
+    for (const line of printed.split('\n').filter((l) => l !== ''))
+      assert.ok(lines.includes(line), `README shows the demo's line ${JSON.stringify(line)}`);
   });
 
   it('shows the documented nginx.conf exactly as the renderer writes it', () => {
     const golden = read('test/golden/three-pods.conf');
-    assert.ok(readme.includes(`\`\`\`nginx\n${golden}\`\`\``), 'README holds test/golden/three-pods.conf in an nginx block');
+    assert.ok(
+      readme.includes(`\`\`\`nginx\n${golden}\`\`\``),
+      'README holds test/golden/three-pods.conf in an nginx block',
+    );
   });
 });
 
@@ -162,26 +174,39 @@ describe('README: metrics, endpoints, commands and links', () => {
   it('lists every metric the admin server registers', () => {
     const names = [...read('src/admin/metrics.ts').matchAll(/'(k8s_router_[a-z_]+)'/g)].map((m) => m[1]);
     assert.ok(names.length >= 25);
-    for (const name of names) assert.match(readme, new RegExp(`^\\| \`${name}\` \\| (counter|gauge) \\|`, 'm'), `README lists ${name}`);
+    for (const name of names)
+      assert.match(readme, new RegExp(`^\\| \`${name}\` \\| (counter|gauge) \\|`, 'm'), `README lists ${name}`);
   });
 
   it('lists every admin endpoint', () => {
     const paths = [...read('src/admin/server.ts').matchAll(/app\.get\('([^']+)'/g)].map((m) => m[1] as string);
     assert.ok(paths.length >= 7);
     const table = section('Admin server');
-    for (const path of paths) assert.match(table, new RegExp(`^\\| [^\\n]*\`${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\``, 'm'), `README lists ${path}`);
+    for (const path of paths)
+      assert.match(
+        table,
+        new RegExp(`^\\| [^\\n]*\`${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\``, 'm'),
+        `README lists ${path}`,
+      );
   });
 
   it('lists every command of the CLI', () => {
     const commands = [...read('src/cli.ts').matchAll(/\.command\('([a-z]+)'\)/g)].map((m) => m[1] as string);
     assert.ok(commands.length >= 4);
-    for (const command of commands) assert.match(section('Running it'), new RegExp(`^k8s-router ${command} `, 'm'), `README lists ${command}`);
+    for (const command of commands)
+      assert.match(section('Running it'), new RegExp(`^k8s-router ${command} `, 'm'), `README lists ${command}`);
   });
 
   it('names every example manifest', () => {
-    const manifests = readdirSync(join(ROOT, 'examples'), { recursive: true, encoding: 'utf8' }).filter((f) => /\.ya?ml$/.test(f));
+    const manifests = readdirSync(join(ROOT, 'examples'), { recursive: true, encoding: 'utf8' }).filter((f) =>
+      /\.ya?ml$/.test(f),
+    );
     assert.ok(manifests.length >= 5);
-    for (const file of manifests) assert.ok(readme.includes(`examples/${file}`) || readme.includes(`(examples/${file})`), `README names examples/${file}`);
+    for (const file of manifests)
+      assert.ok(
+        readme.includes(`examples/${file}`) || readme.includes(`(examples/${file})`),
+        `README names examples/${file}`,
+      );
   });
 
   it('names only files that exist, and links only to files and headings that exist', () => {

@@ -4,7 +4,13 @@ import fc from 'fast-check';
 import { defaultConfig } from '../src/core/config.js';
 import type { Pod, Secret } from '../src/core/kube-objects.js';
 import { buildRouteTable, type Rejection } from '../src/core/route-table.js';
-import { eventName, eventNote, microTime, rejectionEvent, reportableRejections } from '../src/events/rejection-event.js';
+import {
+  eventName,
+  eventNote,
+  microTime,
+  rejectionEvent,
+  reportableRejections,
+} from '../src/events/rejection-event.js';
 import { eventProblems } from './support/fake-api-store.js';
 import { apiKeySecret, pod } from './support/objects.js';
 
@@ -56,7 +62,11 @@ describe('the RouteRejected Event', () => {
   it('names the Event after the pod and a digest of (uid, code, field, value): the same for every router', () => {
     const name = eventName('web-0', 'uid-1', rejection());
     assert.match(name, /^web-0\.[0-9a-f]{16}$/);
-    assert.equal(eventName('web-0', 'uid-1', rejection({ reason: 'another wording' })), name, 'the reason is not part of the identity');
+    assert.equal(
+      eventName('web-0', 'uid-1', rejection({ reason: 'another wording' })),
+      name,
+      'the reason is not part of the identity',
+    );
     const others = [
       eventName('web-0', 'uid-2', rejection()),
       eventName('web-0', 'uid-1', rejection({ code: 'BAD_PORT' })),
@@ -68,11 +78,20 @@ describe('the RouteRejected Event', () => {
 
   it('gives valid names, notes and instances whatever the pod name, value and reason', () => {
     fc.assert(
-      fc.property(fc.string({ maxLength: 300 }), fc.string({ maxLength: 3000, unit: 'grapheme' }), fc.string({ maxLength: 200 }), (name, value, instance) => {
-        const r = rejection({ pod: name, value, reason: `host ${JSON.stringify(value)} is not a DNS hostname` });
-        const event = rejectionEvent({ name: eventName(name, 'uid', r), uid: 'uid', rejection: r }, instance === '' ? 'x' : instance, 0);
-        assert.deepEqual(eventProblems('shop', event as unknown as Record<string, unknown>), []);
-      }),
+      fc.property(
+        fc.string({ maxLength: 300 }),
+        fc.string({ maxLength: 3000, unit: 'grapheme' }),
+        fc.string({ maxLength: 200 }),
+        (name, value, instance) => {
+          const r = rejection({ pod: name, value, reason: `host ${JSON.stringify(value)} is not a DNS hostname` });
+          const event = rejectionEvent(
+            { name: eventName(name, 'uid', r), uid: 'uid', rejection: r },
+            instance === '' ? 'x' : instance,
+            0,
+          );
+          assert.deepEqual(eventProblems('shop', event as unknown as Record<string, unknown>), []);
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -91,19 +110,37 @@ describe('which rejections get an Event', () => {
     assert.deepEqual(reportedCodes(pods), ['typo PORT_NOT_DECLARED', 'unready NOT_READY']);
   });
 
-  it('an affinity value not understood, and each pod whose affinity lost to the oldest pod\'s, while they stay routed', () => {
+  it("an affinity value not understood, and each pod whose affinity lost to the oldest pod's, while they stay routed", () => {
     const pods = [
       pod('old', { ip: '10.0.0.1', hosts: 'h.test', paths: '80:/', created: '2024-01-01T00:00:00Z', uid: 'u1' }),
-      pod('sticky', { ip: '10.0.0.2', hosts: 'h.test', paths: '80:/', created: '2024-02-01T00:00:00Z', uid: 'u2', annotations: { routingAffinity: 'ip' } }),
-      pod('typo', { ip: '10.0.0.3', hosts: 'h.test', paths: '80:/', created: '2024-03-01T00:00:00Z', uid: 'u3', annotations: { routingAffinity: 'IP' } }),
+      pod('sticky', {
+        ip: '10.0.0.2',
+        hosts: 'h.test',
+        paths: '80:/',
+        created: '2024-02-01T00:00:00Z',
+        uid: 'u2',
+        annotations: { routingAffinity: 'ip' },
+      }),
+      pod('typo', {
+        ip: '10.0.0.3',
+        hosts: 'h.test',
+        paths: '80:/',
+        created: '2024-03-01T00:00:00Z',
+        uid: 'u3',
+        annotations: { routingAffinity: 'IP' },
+      }),
     ];
     assert.deepEqual(reportedCodes(pods), ['sticky AFFINITY_CONFLICT', 'typo BAD_AFFINITY']);
     const table = buildRouteTable(config, pods, []);
-    assert.deepEqual(table.routes[0]?.backends.map((b) => b.pod), ['old', 'sticky', 'typo']);
+    assert.deepEqual(
+      table.routes[0]?.backends.map((b) => b.pod),
+      ['old', 'sticky', 'typo'],
+    );
     const conflict = reportableRejections(table, pods).find((r) => r.rejection.code === 'AFFINITY_CONFLICT');
     assert.equal(
       eventNote((conflict as { rejection: Rejection }).rejection),
-      "AFFINITY_CONFLICT: h.test/: host h.test path / has no affinity (round robin), as its oldest pod old " + "asks; this pod asks for affinity ip and is routed with the route's",
+      'AFFINITY_CONFLICT: h.test/: host h.test path / has no affinity (round robin), as its oldest pod old ' +
+        "asks; this pod asks for affinity ip and is routed with the route's",
     );
   });
 
@@ -118,7 +155,7 @@ describe('which rejections get an Event', () => {
 });
 
 describe('which rejections get an Event: missing annotations, names and API keys', () => {
-  it("a missing annotation when the pod has the other one, not when it has neither (it addresses another router)", () => {
+  it('a missing annotation when the pod has the other one, not when it has neither (it addresses another router)', () => {
     const publicRouter = defaultConfig({ hostsAnnotation: 'publicHosts', pathsAnnotation: 'publicPaths' });
     const pods = [
       pod('private-only', { annotations: { privateHosts: 'h.test', privatePaths: '80:/' }, uid: 'u1' }),
@@ -138,17 +175,25 @@ describe('which rejections get an Event: missing annotations, names and API keys
   });
 
   it('a BAD_API_KEY Event says the Secret is broken without its value, and no Event holds a working key', () => {
-    const broken: Secret = { kind: 'Secret', metadata: { name: 'routing', namespace: 'locked' }, data: { 'api-key': 'c2VjcmV0!not-base64' } };
+    const broken: Secret = {
+      kind: 'Secret',
+      metadata: { name: 'routing', namespace: 'locked' },
+      data: { 'api-key': 'c2VjcmV0!not-base64' },
+    };
     const pods = [
       pod('web', { namespace: 'locked', hosts: 'h.test', paths: '80:/', uid: 'u1' }),
       pod('api', { namespace: 'keyed', hosts: 'k.test', paths: '80:/ 8080:/x', uid: 'u2' }),
     ];
     const table = buildRouteTable(config, pods, [broken, apiKeySecret('keyed', 'supersecret')]);
     const events = reportableRejections(table, pods).map((r) => rejectionEvent(r, 'router', 0));
-    assert.deepEqual(events.map((e) => e.note), [
-      'PORT_NOT_DECLARED: 8080:/x: port 8080 is not a containerPort of the pod',
-      "BAD_API_KEY: h.test/: field api-key of Secret routing is not base64; the namespace's routes are " + "withheld rather than left open",
-    ]);
+    assert.deepEqual(
+      events.map((e) => e.note),
+      [
+        'PORT_NOT_DECLARED: 8080:/x: port 8080 is not a containerPort of the pod',
+        "BAD_API_KEY: h.test/: field api-key of Secret routing is not base64; the namespace's routes are " +
+          'withheld rather than left open',
+      ],
+    );
     const text = JSON.stringify(events);
     for (const secret of ['c2VjcmV0', 'not-base64', Buffer.from('supersecret').toString('base64'), 'supersecret']) {
       assert.ok(!text.includes(secret), `no Event holds ${secret}`);

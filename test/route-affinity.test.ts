@@ -75,33 +75,37 @@ describe('route affinity', () => {
     );
   });
 
-  it('follows the oldest pod when pods disagree; the others stay routed with AFFINITY_CONFLICT naming the route ' + 'and the winner', () => {
-    const table = buildRouteTable(
-      config,
-      [
-        web('young', '2024-03-01T00:00:00Z', 'ip'),
-        web('old', '2024-01-01T00:00:00Z'),
-        web('mid', '2024-02-01T00:00:00Z', 'ip'),
-      ],
-      [],
-    );
-    assert.deepEqual(
-      table.routes.map((r) => [r.affinity, r.backends.map((b) => b.pod)]),
-      [[null, ['mid', 'old', 'young']]],
-    );
-    assert.deepEqual(
-      table.rejections.map((r) => [r.pod, r.field, r.value, r.code]),
-      [
-        ['mid', 'route', 'h/', 'AFFINITY_CONFLICT'],
-        ['young', 'route', 'h/', 'AFFINITY_CONFLICT'],
-      ],
-    );
-    assert.equal(
-      table.rejections[0]?.reason,
-      'host h path / has no affinity (round robin), as its oldest pod old asks; ' +
-        "this pod asks for affinity ip and is routed with the route's",
-    );
-  });
+  it(
+    'follows the oldest pod when pods disagree; the others stay routed with AFFINITY_CONFLICT naming the route ' +
+      'and the winner',
+    () => {
+      const table = buildRouteTable(
+        config,
+        [
+          web('young', '2024-03-01T00:00:00Z', 'ip'),
+          web('old', '2024-01-01T00:00:00Z'),
+          web('mid', '2024-02-01T00:00:00Z', 'ip'),
+        ],
+        [],
+      );
+      assert.deepEqual(
+        table.routes.map((r) => [r.affinity, r.backends.map((b) => b.pod)]),
+        [[null, ['mid', 'old', 'young']]],
+      );
+      assert.deepEqual(
+        table.rejections.map((r) => [r.pod, r.field, r.value, r.code]),
+        [
+          ['mid', 'route', 'h/', 'AFFINITY_CONFLICT'],
+          ['young', 'route', 'h/', 'AFFINITY_CONFLICT'],
+        ],
+      );
+      assert.equal(
+        table.rejections[0]?.reason,
+        'host h path / has no affinity (round robin), as its oldest pod old asks; ' +
+          "this pod asks for affinity ip and is routed with the route's",
+      );
+    },
+  );
 });
 
 describe('route affinity: ties, refusals and owners', () => {

@@ -16,7 +16,9 @@ import { apiKeySecret, pod } from './support/objects.js';
 
 const config = defaultConfig();
 const routesOf = (pods: Pod[], secrets: Secret[] = []) =>
-  buildRouteTable(config, pods, secrets).routes.map((r) => `${r.host}${r.path} -> ${r.backends.map((b) => `${b.pod}@${b.ip}:${b.port}`).join(',')}`);
+  buildRouteTable(config, pods, secrets).routes.map(
+    (r) => `${r.host}${r.path} -> ${r.backends.map((b) => `${b.pod}@${b.ip}:${b.port}`).join(',')}`,
+  );
 const codesOf = (rejections: Rejection[]) => rejections.map((r) => `${r.namespace}/${r.pod} ${r.code}`);
 
 // Arbitraries for the properties below.
@@ -63,15 +65,21 @@ describe('route table', () => {
   });
 
   it('orders the pods of a route by name, whatever their creation order', () => {
-    const pods = ['c', 'a', 'b'].map((name, i) => pod(`web-${name}`, { ip: `10.0.0.${i + 1}`, hosts: 'h', paths: '80:/' }));
+    const pods = ['c', 'a', 'b'].map((name, i) =>
+      pod(`web-${name}`, { ip: `10.0.0.${i + 1}`, hosts: 'h', paths: '80:/' }),
+    );
     assert.deepEqual(routesOf(pods), ['h/ -> web-a@10.0.0.2:80,web-b@10.0.0.3:80,web-c@10.0.0.1:80']);
   });
 
   it('keys pods by namespace and name, so same-named pods in two namespaces both count', () => {
-    const table = buildRouteTable(config, [
-      pod('web', { namespace: 'a', ip: '10.0.0.1', hosts: 'a.example.com', paths: '80:/' }),
-      pod('web', { namespace: 'b', ip: '10.0.0.2', hosts: 'b.example.com', paths: '80:/' }),
-    ], []);
+    const table = buildRouteTable(
+      config,
+      [
+        pod('web', { namespace: 'a', ip: '10.0.0.1', hosts: 'a.example.com', paths: '80:/' }),
+        pod('web', { namespace: 'b', ip: '10.0.0.2', hosts: 'b.example.com', paths: '80:/' }),
+      ],
+      [],
+    );
     assert.deepEqual(
       table.routes.map((r) => [r.host, r.namespace, r.backends[0]?.ip]),
       [
@@ -95,15 +103,19 @@ describe('route table', () => {
 
 describe('route table: which pods count', () => {
   it('routes only running, ready, addressed pods that are not terminating, saying why for the others', () => {
-    const table = buildRouteTable(config, [
-      pod('pending', { hosts: 'h', paths: '80:/', phase: 'Pending' }),
-      pod('no-ip', { hosts: 'h', paths: '80:/', ip: '' }),
-      pod('bad-ip', { hosts: 'h', paths: '80:/', ip: '10.0.0.300' }),
-      pod('unready', { hosts: 'h', paths: '80:/', ready: false }),
-      pod('leaving', { hosts: 'h', paths: '80:/', deleting: true }),
-      pod('unlabelled', { hosts: 'h', paths: '80:/', labels: { app: 'x' } }),
-      pod('no-annotations'),
-    ], []);
+    const table = buildRouteTable(
+      config,
+      [
+        pod('pending', { hosts: 'h', paths: '80:/', phase: 'Pending' }),
+        pod('no-ip', { hosts: 'h', paths: '80:/', ip: '' }),
+        pod('bad-ip', { hosts: 'h', paths: '80:/', ip: '10.0.0.300' }),
+        pod('unready', { hosts: 'h', paths: '80:/', ready: false }),
+        pod('leaving', { hosts: 'h', paths: '80:/', deleting: true }),
+        pod('unlabelled', { hosts: 'h', paths: '80:/', labels: { app: 'x' } }),
+        pod('no-annotations'),
+      ],
+      [],
+    );
     assert.deepEqual(table.routes, []);
     assert.deepEqual(codesOf(table.rejections), [
       'default/bad-ip BAD_IP',
@@ -128,7 +140,10 @@ describe('route table: which pods count', () => {
 
   it('routes pods that are not ready when the setting turns the check off', () => {
     const lenient = defaultConfig({ requireReady: 'false' });
-    assert.equal(buildRouteTable(lenient, [pod('unready', { hosts: 'h', paths: '80:/', ready: false })], []).routes.length, 1);
+    assert.equal(
+      buildRouteTable(lenient, [pod('unready', { hosts: 'h', paths: '80:/', ready: false })], []).routes.length,
+      1,
+    );
   });
 });
 
@@ -136,9 +151,7 @@ describe('route table: which hosts and paths count', () => {
   it('keeps the valid hosts and paths of a pod and records each dropped one', () => {
     const web = pod('web', { hosts: 'good.example.com bad_host', paths: '80:/ok 8080:/nope 80:/a;b' });
     const table = buildRouteTable(config, [web], []);
-    assert.deepEqual(routesOf([web]), [
-      'good.example.com/ok -> web@10.0.0.1:80',
-    ]);
+    assert.deepEqual(routesOf([web]), ['good.example.com/ok -> web@10.0.0.1:80']);
     assert.deepEqual(
       table.rejections.map((r) => [r.field, r.value, r.code]),
       [
@@ -151,23 +164,40 @@ describe('route table: which hosts and paths count', () => {
 
   it('routes a real `kubectl get pods -o json` pod that declares no container ports', () => {
     // A minikube pod as kubectl prints it: agnhost listening on 8080 without a ports list.
-    const fromKubectl = JSON.parse(readFileSync(new URL('./fixtures/minikube-pod-no-ports.json', import.meta.url), 'utf8')) as Pod;
+    const fromKubectl = JSON.parse(
+      readFileSync(new URL('./fixtures/minikube-pod-no-ports.json', import.meta.url), 'utf8'),
+    ) as Pod;
     assert.equal(fromKubectl.spec?.containers?.[0]?.ports, undefined, 'the fixture declares no ports');
     const table = buildRouteTable(config, [fromKubectl], []);
     assert.deepEqual(table.rejections, []);
-    assert.deepEqual(routesOf([fromKubectl]), ['queue.k8s.local/queue -> queue-worker-6d5f9c7b8d-x7k2p@10.244.0.12:8080']);
+    assert.deepEqual(routesOf([fromKubectl]), [
+      'queue.k8s.local/queue -> queue-worker-6d5f9c7b8d-x7k2p@10.244.0.12:8080',
+    ]);
   });
 
   it('routes nothing for a pod without a valid host or path, and says so', () => {
-    const table = buildRouteTable(config, [pod('web', { hosts: 'bad_host', paths: '80:/' }), pod('api', { hosts: 'h', paths: '  ' })], []);
+    const table = buildRouteTable(
+      config,
+      [pod('web', { hosts: 'bad_host', paths: '80:/' }), pod('api', { hosts: 'h', paths: '  ' })],
+      [],
+    );
     assert.deepEqual(table.routes, []);
-    assert.deepEqual(codesOf(table.rejections), ['default/api NO_PATHS', 'default/web BAD_HOST', 'default/web NO_HOSTS']);
+    assert.deepEqual(codesOf(table.rejections), [
+      'default/api NO_PATHS',
+      'default/web BAD_HOST',
+      'default/web NO_HOSTS',
+    ]);
   });
 
   it('reads the annotations the configuration names', () => {
     const publicRouter = defaultConfig({ hostsAnnotation: 'publicHosts', pathsAnnotation: 'publicPaths' });
     const both = pod('web', {
-      annotations: { publicHosts: 'test.k8s.com', publicPaths: '3000:/public', privateHosts: 'test.k8s.local', privatePaths: '3000:/internal' },
+      annotations: {
+        publicHosts: 'test.k8s.com',
+        publicPaths: '3000:/public',
+        privateHosts: 'test.k8s.local',
+        privatePaths: '3000:/internal',
+      },
     });
     assert.deepEqual(
       buildRouteTable(publicRouter, [both], []).routes.map((r) => r.host + r.path),
@@ -178,31 +208,42 @@ describe('route table: which hosts and paths count', () => {
 
 describe('API keys', () => {
   it('locks every route of a namespace with the base64 text of its Secret', () => {
-    const table = buildRouteTable(config, [pod('web', { namespace: 'my-namespace', hosts: 'h', paths: '80:/' })], [
-      apiKeySecret('my-namespace', 'supersecret'),
-      apiKeySecret('other', 'unrelated'),
-    ]);
+    const table = buildRouteTable(
+      config,
+      [pod('web', { namespace: 'my-namespace', hosts: 'h', paths: '80:/' })],
+      [apiKeySecret('my-namespace', 'supersecret'), apiKeySecret('other', 'unrelated')],
+    );
     assert.equal(table.routes[0]?.apiKey, 'c3VwZXJzZWNyZXQ=');
   });
 
   it('leaves routes open without the Secret, with a Secret of another name, or without the data field', () => {
     const pods = [pod('web', { namespace: 'ns', hosts: 'h', paths: '80:/' })];
-    for (const secrets of [[], [apiKeySecret('ns', 'k', 'other-name')], [apiKeySecret('ns', 'k', 'routing', 'other-field')]]) {
+    for (const secrets of [
+      [],
+      [apiKeySecret('ns', 'k', 'other-name')],
+      [apiKeySecret('ns', 'k', 'routing', 'other-field')],
+    ]) {
       assert.equal(buildRouteTable(config, pods, secrets).routes[0]?.apiKey, null);
     }
   });
 
   it('uses the secret location the configuration names', () => {
     const custom = defaultConfig({ apiKeySecret: 'routing:public-api-key' });
-    const table = buildRouteTable(custom, [pod('web', { namespace: 'ns', hosts: 'h', paths: '80:/' })], [
-      apiKeySecret('ns', 'public', 'routing', 'public-api-key'),
-    ]);
+    const table = buildRouteTable(
+      custom,
+      [pod('web', { namespace: 'ns', hosts: 'h', paths: '80:/' })],
+      [apiKeySecret('ns', 'public', 'routing', 'public-api-key')],
+    );
     assert.equal(table.routes[0]?.apiKey, Buffer.from('public').toString('base64'));
   });
 
   it('withholds the routes of a namespace whose key is not base64 or empty, rather than leaving them open', () => {
     for (const value of ['not base64!', '']) {
-      const secret: Secret = { kind: 'Secret', metadata: { name: 'routing', namespace: 'ns' }, data: { 'api-key': value } };
+      const secret: Secret = {
+        kind: 'Secret',
+        metadata: { name: 'routing', namespace: 'ns' },
+        data: { 'api-key': value },
+      };
       const table = buildRouteTable(config, [pod('web', { namespace: 'ns', hosts: 'h', paths: '80:/' })], [secret]);
       assert.deepEqual(table.routes, []);
       assert.deepEqual(codesOf(table.rejections), ['ns/web BAD_API_KEY']);
@@ -212,16 +253,39 @@ describe('API keys', () => {
 });
 
 describe('two namespaces claiming one host and path', () => {
-  const older = pod('owner-pod', { namespace: 'tenant-a', ip: '10.0.0.1', hosts: 'shared.example.com', paths: '80:/api 80:/a-only', created: '2024-01-01T00:00:00Z' });
-  const younger = pod('intruder', { namespace: 'tenant-b', ip: '10.0.0.2', hosts: 'shared.example.com', paths: '80:/api 80:/b-only', created: '2024-06-01T00:00:00Z' });
+  const older = pod('owner-pod', {
+    namespace: 'tenant-a',
+    ip: '10.0.0.1',
+    hosts: 'shared.example.com',
+    paths: '80:/api 80:/a-only',
+    created: '2024-01-01T00:00:00Z',
+  });
+  const younger = pod('intruder', {
+    namespace: 'tenant-b',
+    ip: '10.0.0.2',
+    hosts: 'shared.example.com',
+    paths: '80:/api 80:/b-only',
+    created: '2024-06-01T00:00:00Z',
+  });
 
   it('gives the route to the namespace whose oldest pod there was created first, with its own key', () => {
-    const table = buildRouteTable(config, [younger, older], [apiKeySecret('tenant-a', 'a-key'), apiKeySecret('tenant-b', 'b-key')]);
+    const table = buildRouteTable(
+      config,
+      [younger, older],
+      [apiKeySecret('tenant-a', 'a-key'), apiKeySecret('tenant-b', 'b-key')],
+    );
     const api = table.routes.find((r) => r.path === '/api');
     assert.equal(api?.namespace, 'tenant-a');
-    assert.deepEqual(api?.backends.map((b) => b.pod), ['owner-pod']);
+    assert.deepEqual(
+      api?.backends.map((b) => b.pod),
+      ['owner-pod'],
+    );
     assert.equal(api?.apiKey, Buffer.from('a-key').toString('base64'));
-    assert.deepEqual(table.routes.map((r) => r.path), ['/a-only', '/api', '/b-only'], 'unclaimed paths stay with each tenant');
+    assert.deepEqual(
+      table.routes.map((r) => r.path),
+      ['/a-only', '/api', '/b-only'],
+      'unclaimed paths stay with each tenant',
+    );
   });
 
   it('rejects the other namespace for that route, naming the owner', () => {
@@ -239,9 +303,16 @@ describe('two namespaces claiming one host and path', () => {
   });
 
   it('keeps the route withheld, not handed over, when the owner has a broken key', () => {
-    const broken: Secret = { kind: 'Secret', metadata: { name: 'routing', namespace: 'tenant-a' }, data: { 'api-key': '!!' } };
+    const broken: Secret = {
+      kind: 'Secret',
+      metadata: { name: 'routing', namespace: 'tenant-a' },
+      data: { 'api-key': '!!' },
+    };
     const table = buildRouteTable(config, [younger, older], [broken]);
-    assert.equal(table.routes.find((r) => r.path === '/api'), undefined);
+    assert.equal(
+      table.routes.find((r) => r.path === '/api'),
+      undefined,
+    );
   });
 });
 
@@ -288,7 +359,9 @@ describe('properties: order and rejections', () => {
           for (const entry of pathEntries) {
             const port = Number(entry.slice(0, entry.indexOf(':')));
             const path = entry.slice(entry.indexOf(':') + 1);
-            const kept = routed.some((r) => r.path === path && r.backends.some((b) => b.pod === name && b.port === port));
+            const kept = routed.some(
+              (r) => r.path === path && r.backends.some((b) => b.pod === name && b.port === port),
+            );
             const dropped = own.some((r) => r.field.endsWith('routingPaths') && r.value === entry);
             // Lost to another namespace on every host it was asked for (or some of them, when kept on others).
             const lost = hostEntries.some((h) => claimed(`${h.toLowerCase()}${path}`));
@@ -347,8 +420,16 @@ describe('route table limits', () => {
     assert.deepEqual(
       table.rejections.map((r) => [r.code, r.value, r.reason]),
       [
-        ['TOO_MANY_HOSTS', '4 hosts', 'only the first 2 valid hosts are routed (MAX_HOSTS_PER_POD); 2 dropped, the first being c.test'],
-        ['TOO_MANY_PATHS', '5 paths', 'only the first 3 valid paths are routed (MAX_PATHS_PER_POD); 2 dropped, the first being 80:/4'],
+        [
+          'TOO_MANY_HOSTS',
+          '4 hosts',
+          'only the first 2 valid hosts are routed (MAX_HOSTS_PER_POD); 2 dropped, the first being c.test',
+        ],
+        [
+          'TOO_MANY_PATHS',
+          '5 paths',
+          'only the first 3 valid paths are routed (MAX_PATHS_PER_POD); 2 dropped, the first being 80:/4',
+        ],
       ],
     );
   });
@@ -358,7 +439,10 @@ describe('route table limits', () => {
     const paths = Array.from({ length: 30_000 }, (_, i) => `80:/p${i}`).join(' ');
     const table = buildRouteTable(config, [pod('greedy', { hosts, paths })], []);
     assert.equal(table.routes.length, 100 * 100);
-    assert.deepEqual(table.rejections.map((r) => r.code), ['TOO_MANY_HOSTS', 'TOO_MANY_PATHS']);
+    assert.deepEqual(
+      table.rejections.map((r) => r.code),
+      ['TOO_MANY_HOSTS', 'TOO_MANY_PATHS'],
+    );
   });
 });
 
@@ -376,7 +460,12 @@ const variant = fc.record({
   ip: fc.constantFrom('10.0.0.1', '10.0.0.2', ''),
   created: fc.constantFrom('2024-01-01T00:00:00Z', '2024-01-02T00:00:00Z'),
   deleting: fc.boolean(),
-  labels: fc.constantFrom<Record<string, string>>({ routable: 'true' }, { routable: 'true', x: '1' }, { x: '1', routable: 'true' }, { routable: 'no' }),
+  labels: fc.constantFrom<Record<string, string>>(
+    { routable: 'true' },
+    { routable: 'true', x: '1' },
+    { x: '1', routable: 'true' },
+    { routable: 'no' },
+  ),
   unrelated: fc.constantFrom('1', '2'),
   uid: fc.constantFrom('u1', 'u2'),
 });
@@ -390,7 +479,28 @@ const normalized = (p: Pod): string => {
 
 /** Two pods: the second differs from the first in a few fields (often only in ones routing ignores). */
 const pair = fc
-  .tuple(variant, variant, fc.subarray(['name', 'namespace', 'hosts', 'paths', 'ports', 'phase', 'ready', 'ip', 'created', 'deleting', 'labels', 'unrelated', 'uid'] as const, { maxLength: 3 }))
+  .tuple(
+    variant,
+    variant,
+    fc.subarray(
+      [
+        'name',
+        'namespace',
+        'hosts',
+        'paths',
+        'ports',
+        'phase',
+        'ready',
+        'ip',
+        'created',
+        'deleting',
+        'labels',
+        'unrelated',
+        'uid',
+      ] as const,
+      { maxLength: 3 },
+    ),
+  )
   .map(([x, y, taken]) => [x, { ...x, ...Object.fromEntries(taken.map((k) => [k, y[k]])) }] as const);
 
 describe('routing facts', () => {

@@ -13,7 +13,9 @@ const SCRIPT = fileURLToPath(new URL('../scripts/setup.mjs', import.meta.url));
 
 function check(root: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [SCRIPT, '--check', '--root', root], (err: Error | null, stdout: string) => (err ? reject(err) : resolve(stdout)));
+    execFile(process.execPath, [SCRIPT, '--check', '--root', root], (err: Error | null, stdout: string) =>
+      err ? reject(err) : resolve(stdout),
+    );
   });
 }
 

@@ -122,7 +122,10 @@ describe('events sink transitions: delays and rate', () => {
   it('a pod state waits out its delay, then is written with the time it was first seen', () => {
     const m = new Machine().table(T0, [unready('slow')]);
     assert.deepEqual(m.writes(), []);
-    assert.deepEqual(m.snapshot().rejections.map((r) => [r.state, r.until]), [['delayed', T0 + 60 * SECOND]]);
+    assert.deepEqual(
+      m.snapshot().rejections.map((r) => [r.state, r.until]),
+      [['delayed', T0 + 60 * SECOND]],
+    );
     assert.equal(m.wakeAt(), T0 + 60 * SECOND, 'the timer is set for the end of the delay');
 
     m.tick(T0 + 60 * SECOND);
@@ -231,7 +234,10 @@ describe('events sink transitions: 429, 422 and logged failures', () => {
       m.written(T0 + 10, 'odd', failure(cause));
       assert.deepEqual(m.states(), ['odd reported'], cause);
       assert.deepEqual([m.snapshot().pauseAll, m.snapshot().namespacePauses], [null, {}], `${cause}: nothing paused`);
-      assert.deepEqual(m.warnings().map((w) => [w.cause, 'retryInMs' in w]), [[cause, false]]);
+      assert.deepEqual(
+        m.warnings().map((w) => [w.cause, 'retryInMs' in w]),
+        [[cause, false]],
+      );
       assert.equal(m.snapshot().failed[cause], 1);
     }
   });

@@ -38,14 +38,43 @@ async function startRouterAndBrowser(): Promise<void> {
     `Chromium is not at ${CHROMIUM}: install it (Debian: apt-get install -y chromium; npm test does it when run as root) or set CHROMIUM_BINARY`,
   );
   dir = await mkdtemp(join(tmpdir(), 'k8s-router-status-page-'));
-  const hostile = demoPodItem({ name: 'hostile-0', namespace: 'mallory', ip: '127.0.106.61', port: 3000, hosts: `${HOSTILE_HOST} mallory.k8s.local`, paths: `3000:/ 3000:${HOSTILE_PATH}` });
+  const hostile = demoPodItem({
+    name: 'hostile-0',
+    namespace: 'mallory',
+    ip: '127.0.106.61',
+    port: 3000,
+    hosts: `${HOSTILE_HOST} mallory.k8s.local`,
+    paths: `3000:/ 3000:${HOSTILE_PATH}`,
+  });
   manifest = await demoManifestCopy(dir, 106, (text) => `${text}${hostile}`);
-  demo = await startRouterProcess(['--manifest', manifest, '--port', String(await pickFreeLoopbackPort()), '--admin-port', '0', '--hold-off-ms', '20'], {}, { command: 'demo', startTimeoutMs: DEMO_START_TIMEOUT_MS });
+  demo = await startRouterProcess(
+    [
+      '--manifest',
+      manifest,
+      '--port',
+      String(await pickFreeLoopbackPort()),
+      '--admin-port',
+      '0',
+      '--hold-off-ms',
+      '20',
+    ],
+    {},
+    { command: 'demo', startTimeoutMs: DEMO_START_TIMEOUT_MS },
+  );
   server = await chromium.launchServer({
     executablePath: CHROMIUM,
     headless: true,
     // A fresh profile in a temporary directory each run (launchServer makes one and removes it).
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   browser = await chromium.connect(server.wsEndpoint());
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
@@ -65,34 +94,64 @@ async function stopRouterAndBrowser(): Promise<void> {
 async function showsHostsPathsAndPods(): Promise<void> {
   await page.waitForSelector('section[data-host="shop.k8s.local"]', { timeout: 15_000 });
   const shop = await page.locator('section[data-host="shop.k8s.local"]').innerText();
-  for (const pod of ['shop/shop-web-7d9f-a1', 'shop/shop-web-7d9f-b2', 'shop/shop-web-7d9f-c3']) assert.ok(shop.includes(pod), `${pod} in ${shop}`);
+  for (const pod of ['shop/shop-web-7d9f-a1', 'shop/shop-web-7d9f-b2', 'shop/shop-web-7d9f-c3'])
+    assert.ok(shop.includes(pod), `${pod} in ${shop}`);
   assert.ok(shop.includes('127.0.106.11:3000'));
   assert.ok(shop.includes('open'));
   const billing = await page.locator('section[data-host="billing.k8s.local"]').innerText();
-  assert.match(billing, /\/api\s+billing\s+API key required\s+round robin\s+billing\/billing-api-0 127\.0\.106\.21:8080/);
+  assert.match(
+    billing,
+    /\/api\s+billing\s+API key required\s+round robin\s+billing\/billing-api-0 127\.0\.106\.21:8080/,
+  );
   const chat = await page.locator('section[data-host="chat.k8s.local"]').innerText();
-  assert.match(chat, /\/\s+chat\s+open\s+affinity ip\s+chat\/chat-0 127\.0\.106\.41:3000\s+chat\/chat-1 127\.0\.106\.42:3000/);
+  assert.match(
+    chat,
+    /\/\s+chat\s+open\s+affinity ip\s+chat\/chat-0 127\.0\.106\.41:3000\s+chat\/chat-1 127\.0\.106\.42:3000/,
+  );
   assert.match(await page.locator('#readiness').innerText(), /^ready$/);
-  assert.match(await page.locator('#last-change').innerText(), /^Route table v1, last changed .+: \d+ routes, \d+ rejections\.$/);
+  assert.match(
+    await page.locator('#last-change').innerText(),
+    /^Route table v1, last changed .+: \d+ routes, \d+ rejections\.$/,
+  );
 }
 
 async function showsAddedRouteWithoutReload(): Promise<void> {
   await page.evaluate(() => ((globalThis as { __sameDocument?: boolean }).__sameDocument = true));
-  const added = demoPodItem({ name: 'added-0', namespace: 'newcomer', ip: '127.0.106.51', port: 3000, hosts: 'added.k8s.local', paths: '3000:/hello' });
+  const added = demoPodItem({
+    name: 'added-0',
+    namespace: 'newcomer',
+    ip: '127.0.106.51',
+    port: 3000,
+    hosts: 'added.k8s.local',
+    paths: '3000:/hello',
+  });
   await writeFile(manifest, `${await readFile(manifest, 'utf8')}${added}`);
   await page.waitForSelector('section[data-host="added.k8s.local"]', { timeout: 20_000 });
-  assert.match(await page.locator('section[data-host="added.k8s.local"]').innerText(), /\/hello\s+newcomer\s+open\s+round robin\s+newcomer\/added-0 127\.0\.106\.51:3000/);
-  assert.equal(await page.evaluate(() => (globalThis as { __sameDocument?: boolean }).__sameDocument), true, 'the same document: no reload');
-  await eventually(async () => /^Route table v2,/.test(await page.locator('#last-change').innerText()), 'the new version to be shown', 10_000);
+  assert.match(
+    await page.locator('section[data-host="added.k8s.local"]').innerText(),
+    /\/hello\s+newcomer\s+open\s+round robin\s+newcomer\/added-0 127\.0\.106\.51:3000/,
+  );
+  assert.equal(
+    await page.evaluate(() => (globalThis as { __sameDocument?: boolean }).__sameDocument),
+    true,
+    'the same document: no reload',
+  );
+  await eventually(
+    async () => /^Route table v2,/.test(await page.locator('#last-change').innerText()),
+    'the new version to be shown',
+    10_000,
+  );
 }
 
 describe('status page in headless Chromium', { concurrency: 1 }, () => {
-
   before(startRouterAndBrowser);
 
   after(stopRouterAndBrowser);
 
-  it('shows hosts, paths and pods, and marks routes locked by an API key or sticky by client address', showsHostsPathsAndPods);
+  it(
+    'shows hosts, paths and pods, and marks routes locked by an API key or sticky by client address',
+    showsHostsPathsAndPods,
+  );
 
   it('shows every rejected pod with its code and reason', async () => {
     const rows = await page.locator('tr.rejection').allInnerTexts();
@@ -105,9 +164,19 @@ describe('status page in headless Chromium', { concurrency: 1 }, () => {
 
   it('shows hostile annotation values as text and runs none of them', async () => {
     const rows = await page.locator('tr.rejection').allInnerTexts();
-    assert.ok(rows.some((row) => row.includes(HOSTILE_HOST) && row.includes('BAD_HOST')), 'the <script> host is shown as text');
-    assert.ok(rows.some((row) => row.includes(HOSTILE_PATH) && row.includes('BAD_PATH')), 'the <img> path is shown as text');
-    assert.equal(await page.evaluate(() => (globalThis as { __pwned?: number }).__pwned), undefined, 'nothing from an annotation ran');
+    assert.ok(
+      rows.some((row) => row.includes(HOSTILE_HOST) && row.includes('BAD_HOST')),
+      'the <script> host is shown as text',
+    );
+    assert.ok(
+      rows.some((row) => row.includes(HOSTILE_PATH) && row.includes('BAD_PATH')),
+      'the <img> path is shown as text',
+    );
+    assert.equal(
+      await page.evaluate(() => (globalThis as { __pwned?: number }).__pwned),
+      undefined,
+      'nothing from an annotation ran',
+    );
     assert.equal(await page.locator('script').count(), 1, 'the page’s own script only');
     assert.equal(await page.locator('img').count(), 0);
   });

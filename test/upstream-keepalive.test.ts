@@ -28,7 +28,13 @@ before(async () => {
     const dynamic = await startDynamic(table, { upstreamKeepalive });
     const close = (): Promise<void> => dynamic.close();
     planes.push({ backend: 'dynamic nginx', keepalive: upstreamKeepalive, port: dynamic.port, close });
-    const proxy: ProxyDataPlane = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-ROUTING-API-KEY', upstreamKeepalive, ...proxyLibraryUnderTest() });
+    const proxy: ProxyDataPlane = await startProxy({
+      port: 0,
+      host: '127.0.0.1',
+      apiKeyHeader: 'X-ROUTING-API-KEY',
+      upstreamKeepalive,
+      ...proxyLibraryUnderTest(),
+    });
     await proxy.apply(table);
     planes.push({ backend: 'proxy', keepalive: upstreamKeepalive, port: proxy.port, close: () => proxy.close() });
   }
@@ -46,19 +52,32 @@ function get(port: number, agent: http.Agent | false): Promise<ReceivedRequest> 
         let body = '';
         res.setEncoding('latin1');
         res.on('data', (chunk: string) => (body += chunk));
-        res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(body) as ReceivedRequest) : reject(new Error(`status ${res.statusCode}: ${body}`))));
+        res.on('end', () =>
+          res.statusCode === 200
+            ? resolve(JSON.parse(body) as ReceivedRequest)
+            : reject(new Error(`status ${res.statusCode}: ${body}`)),
+        );
       })
       .on('error', reject);
   });
 }
 
 /** The pod-side connections (by the router's port) that `REQUESTS` sequential requests came on. */
-async function podConnections(port: number, clientKeepsAlive: boolean): Promise<{ connections: number; connectionHeaders: string[] }> {
+async function podConnections(
+  port: number,
+  clientKeepsAlive: boolean,
+): Promise<{ connections: number; connectionHeaders: string[] }> {
   const agent = clientKeepsAlive ? new http.Agent({ keepAlive: true, maxSockets: 1 }) : false;
   try {
     const seen: ReceivedRequest[] = [];
     for (let i = 0; i < REQUESTS; i++) seen.push(await get(port, agent));
-    const connectionHeaders = seen.map((r) => r.headers.filter(([k]) => k.toLowerCase() === 'connection').map(([, v]) => v).join(',') || '(none)');
+    const connectionHeaders = seen.map(
+      (r) =>
+        r.headers
+          .filter(([k]) => k.toLowerCase() === 'connection')
+          .map(([, v]) => v)
+          .join(',') || '(none)',
+    );
     return { connections: new Set(seen.map((r) => r.remotePort)).size, connectionHeaders };
   } finally {
     if (agent !== false) agent.destroy();
@@ -84,7 +103,10 @@ for (const backend of ['nginx', 'dynamic nginx', 'proxy']) {
       const { connections, connectionHeaders } = await podConnections(plane.port, clientKeepsAlive);
       // Sequential requests: one kept connection serves them all (a second one is allowed
       // for a connection the pod closed while idle).
-      assert.ok(connections <= 2, `${connections} pod connections for ${REQUESTS} requests (client keeps alive: ${clientKeepsAlive})`);
+      assert.ok(
+        connections <= 2,
+        `${connections} pod connections for ${REQUESTS} requests (client keeps alive: ${clientKeepsAlive})`,
+      );
       assert.deepStrictEqual(new Set(connectionHeaders), new Set(['(none)']));
     }
   });

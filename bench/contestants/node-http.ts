@@ -8,10 +8,13 @@ import { failed, keepAliveAgent, serveRoutes } from './routes.js';
 
 const agent = keepAliveAgent();
 serveRoutes((req, res, pod) => {
-  const upstream = http.request({ host: pod.ip, port: pod.port, method: req.method, path: req.url, headers: req.headers, agent }, (pres) => {
-    res.writeHead(pres.statusCode ?? 502, pres.rawHeaders);
-    pres.pipe(res);
-  });
+  const upstream = http.request(
+    { host: pod.ip, port: pod.port, method: req.method, path: req.url, headers: req.headers, agent },
+    (pres) => {
+      res.writeHead(pres.statusCode ?? 502, pres.rawHeaders);
+      pres.pipe(res);
+    },
+  );
   upstream.on('error', () => failed(res));
   req.pipe(upstream);
 });

@@ -58,7 +58,11 @@ export const keepAliveAgent = (): http.Agent => new http.Agent({ keepAlive: true
 
 /** A proxy library's ProxyServer, as the bare contestants use it (http-proxy and http-proxy-3 alike). */
 interface LibraryProxy {
-  web(req: http.IncomingMessage, res: http.ServerResponse, options: { target: { host: string; port: number; protocol: string } }): void;
+  web(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    options: { target: { host: string; port: number; protocol: string } },
+  ): void;
   /** Its error listener's arguments: (err, req, res or the client socket). */
   on(event: 'error', listener: never): unknown;
 }
@@ -83,6 +87,7 @@ export function failed(res: http.ServerResponse | { destroy(): void }): void {
 
 /** Serves the arguments' port: each request to its pod through `proxy`, 404 without one, 502 on errors. */
 export function serveThrough(proxy: LibraryProxy): void {
-  proxy.on('error', ((_err: Error, _req: unknown, res: http.ServerResponse | { destroy(): void }) => failed(res)) as never);
+  proxy.on('error', ((_err: Error, _req: unknown, res: http.ServerResponse | { destroy(): void }) =>
+    failed(res)) as never);
   serveRoutes((req, res, pod) => proxy.web(req, res, { target: { host: pod.ip, port: pod.port, protocol: 'http:' } }));
 }

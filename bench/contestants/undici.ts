@@ -24,7 +24,11 @@ serveRoutes((req, res, pod) => {
   const handler: Dispatcher.DispatchHandler = {
     onConnect() {},
     onHeaders(status: number, rawHeaders: Buffer[], resume: () => void, statusText: string) {
-      res.writeHead(status, statusText, rawHeaders.map((h) => h.toString('latin1')));
+      res.writeHead(
+        status,
+        statusText,
+        rawHeaders.map((h) => h.toString('latin1')),
+      );
       res.on('drain', resume);
       return true;
     },
@@ -44,5 +48,8 @@ serveRoutes((req, res, pod) => {
     const name = req.rawHeaders[i] as string;
     if (!HOP_BY_HOP.has(name.toLowerCase())) headers.push(name, req.rawHeaders[i + 1] as string);
   }
-  poolOf(pod).dispatch({ method: req.method as Dispatcher.HttpMethod, path: req.url as string, headers, body: hasBody ? req : null }, handler);
+  poolOf(pod).dispatch(
+    { method: req.method as Dispatcher.HttpMethod, path: req.url as string, headers, body: hasBody ? req : null },
+    handler,
+  );
 });

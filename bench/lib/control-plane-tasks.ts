@@ -70,10 +70,17 @@ function changedPod(kind: ChangeKind, pod: Pod, n: number): Pod {
     case 'pod replaced (new name and hosts)':
       return {
         ...pod,
-        metadata: { ...metadata, name: `replacement-${n}`, annotations: { ...metadata.annotations, routingHosts: `new-${n}.example.com www-new-${n}.example.org` } },
+        metadata: {
+          ...metadata,
+          name: `replacement-${n}`,
+          annotations: { ...metadata.annotations, routingHosts: `new-${n}.example.com www-new-${n}.example.org` },
+        },
       };
     case 'pod turns not ready':
-      return { ...pod, status: { ...pod.status, conditions: [{ type: 'Ready', status: n % 2 === 0 ? 'False' : 'True' }] } };
+      return {
+        ...pod,
+        status: { ...pod.status, conditions: [{ type: 'Ready', status: n % 2 === 0 ? 'False' : 'True' }] },
+      };
     case 'nothing changes':
       return pod;
   }
@@ -151,7 +158,12 @@ async function buildTask(pods: number, changes: boolean, repeats: number, full: 
     // The manager's state before the first change: the first table rendered and versioned.
     withVersion(renderer.pieces(table, options), placeholder, hashes);
     let current = objects;
-    const kinds: ChangeKind[] = ['pod IP changes', 'pod replaced (new name and hosts)', 'pod turns not ready', 'nothing changes'];
+    const kinds: ChangeKind[] = [
+      'pod IP changes',
+      'pod replaced (new name and hosts)',
+      'pod turns not ready',
+      'nothing changes',
+    ];
     try {
       for (const kind of kinds) {
         const result: BuildResult['changes'][number] = { kind, tableMs: [], renderMs: [], hashMs: [], writeMs: [] };
@@ -217,7 +229,12 @@ function yamlText(list: object): string {
 }
 
 async function parseTask(pods: number, withYaml: boolean): Promise<ParseResult> {
-  const list = { apiVersion: 'v1', kind: 'List', items: [...benchPods(pods), ...benchSecrets(pods)], metadata: { resourceVersion: '' } };
+  const list = {
+    apiVersion: 'v1',
+    kind: 'List',
+    items: [...benchPods(pods), ...benchSecrets(pods)],
+    metadata: { resourceVersion: '' },
+  };
   const json = JSON.stringify(list, null, 4);
   const yaml = withYaml ? yamlText(list) : null;
   const runs = 3;
@@ -243,7 +260,12 @@ async function parseTask(pods: number, withYaml: boolean): Promise<ParseResult> 
 function nginxTable(routes: number, variant: number): RouteTable {
   const list: Route[] = [];
   for (let i = 0; i < routes; i++) {
-    const backends = ['a', 'b'].map((x, j) => ({ pod: `r${i}-${x}`, namespace: 'bench', ip: `127.0.0.${2 + j}`, port: 9000 + variant }));
+    const backends = ['a', 'b'].map((x, j) => ({
+      pod: `r${i}-${x}`,
+      namespace: 'bench',
+      ip: `127.0.0.${2 + j}`,
+      port: 9000 + variant,
+    }));
     list.push({ host: `r${i}.bench.test`, path: '/', namespace: 'bench', apiKey: null, affinity: null, backends });
   }
   return { routes: list.sort(compareRoutes), rejections: [] };
@@ -259,7 +281,8 @@ export interface NginxResult {
 
 async function nginxTask(routes: number, repeats: number): Promise<NginxResult> {
   const binary = findNginxBinary('nginx');
-  if (binary === null) return { routes, skipped: 'nginx not found (apt-get install -y nginx)', confBytes: 0, applyMs: [], checkMs: [] };
+  if (binary === null)
+    return { routes, skipped: 'nginx not found (apt-get install -y nginx)', confBytes: 0, applyMs: [], checkMs: [] };
   const prefix = await mkdtemp(join(tmpdir(), 'k8s-router-bench-nginx-'));
   // nginx's workers run as another user and must reach their temp directories.
   await chmod(prefix, 0o755);
@@ -283,7 +306,12 @@ async function nginxTask(routes: number, repeats: number): Promise<NginxResult> 
       const [, ms] = await timedAsync(() => plane.apply(table));
       applyMs.push(ms);
       const started = performance.now();
-      const verdict = await checkNginxConfig({ nginxBinary: binary, prefix, confPath: plane.files.conf, timeoutMs: 120_000 });
+      const verdict = await checkNginxConfig({
+        nginxBinary: binary,
+        prefix,
+        confPath: plane.files.conf,
+        timeoutMs: 120_000,
+      });
       checkMs.push(performance.now() - started);
       if (!verdict.ok) throw new Error(`nginx -t refused the config: ${verdict.output}`);
       confBytes = renderNginxConf(table, config).length;
@@ -372,15 +400,27 @@ function manifestText(format: 'json' | 'yaml', pods: Pod[], secrets: Secret[]): 
   return format === 'json' ? JSON.stringify(list, null, 4) : yamlText(list);
 }
 
-async function stallTask(pods: number, podPort: number, scenarios: string[], manifest: 'json' | 'yaml' | null): Promise<unknown> {
+async function stallTask(
+  pods: number,
+  podPort: number,
+  scenarios: string[],
+  manifest: 'json' | 'yaml' | null,
+): Promise<unknown> {
   const config = defaultConfig({ listenAddress: '127.0.0.1' });
   // Pod 0 is the one the load goes to: it is the pod server of the benchmark. The cluster
   // source's pods are slim, a manifest's are whole.
   const podsAt = (generation: number, ipOf: (i: number) => string): Pod[] =>
-    Array.from({ length: pods }, (_, i) => (manifest === null ? slimBenchPod : benchPod)(i, i === 0 ? { ip: () => '127.0.0.1', port: podPort } : { ip: ipOf, generation }));
+    Array.from({ length: pods }, (_, i) =>
+      (manifest === null ? slimBenchPod : benchPod)(
+        i,
+        i === 0 ? { ip: () => '127.0.0.1', port: podPort } : { ip: ipOf, generation },
+      ),
+    );
   const memory = new MemorySource();
   memory.secrets = benchSecrets(pods);
-  memory.pods = scenarios.includes('first list') ? podsAt(0, () => '10.0.0.1').slice(0, 1) : podsAt(0, (i) => `10.1.${(i >> 8) & 255}.${i & 255}`);
+  memory.pods = scenarios.includes('first list')
+    ? podsAt(0, () => '10.0.0.1').slice(0, 1)
+    : podsAt(0, (i) => `10.1.${(i >> 8) & 255}.${i & 255}`);
   let manifestDir: string | null = null;
   let manifestFile = '';
   let source: ObjectSource & { snapshotMs: number } = memory;
@@ -405,7 +445,8 @@ async function stallTask(pods: number, podPort: number, scenarios: string[], man
   // GC pauses stop the loop too, and no slicing shortens them: counted apart.
   const pauses: Array<{ at: number; ms: number }> = [];
   const gc = new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) pauses.push({ at: performance.timeOrigin + entry.startTime, ms: entry.duration });
+    for (const entry of list.getEntries())
+      pauses.push({ at: performance.timeOrigin + entry.startTime, ms: entry.duration });
   });
   gc.observe({ entryTypes: ['gc'] });
   const measure = async (scenario: string, act: () => Promise<void>): Promise<void> => {
@@ -486,7 +527,9 @@ async function stallTask(pods: number, podPort: number, scenarios: string[], man
       generation++;
       const next = every
         ? podsAt(generation, (i) => `10.${2 + (generation % 200)}.${(i >> 8) & 255}.${i & 255}`)
-        : memory.pods.map((p, i) => (i === 1 + ((generation * 7919) % (pods - 1)) ? changedPod('pod IP changes', p, generation) : p));
+        : memory.pods.map((p, i) =>
+            i === 1 + ((generation * 7919) % (pods - 1)) ? changedPod('pod IP changes', p, generation) : p,
+          );
       memory.pods = next;
       const text = await prepared(manifestText(manifest as 'json' | 'yaml', next, memory.secrets));
       await measure(scenario, async () => {
@@ -542,7 +585,12 @@ async function main(): Promise<unknown> {
     case 'nginx':
       return nginxTask(Number(values.routes), repeats);
     case 'stall':
-      return stallTask(Number(values.pods), Number(values['pod-port']), values.scenarios.split(';'), (values.manifest as 'json' | 'yaml' | undefined) ?? null);
+      return stallTask(
+        Number(values.pods),
+        Number(values['pod-port']),
+        values.scenarios.split(';'),
+        (values.manifest as 'json' | 'yaml' | undefined) ?? null,
+      );
     default:
       throw new Error(`unknown task ${String(positionals[0])}`);
   }

@@ -53,7 +53,9 @@ export function describeMachine(): Machine {
 function commitMeasured(): string | null {
   const head = firstLine('git', ['rev-parse', '--short', 'HEAD']);
   if (head === null) return null;
-  const status = spawnSync('git', ['status', '--porcelain', '--', '.', ':(exclude)bench/results'], { encoding: 'utf8' });
+  const status = spawnSync('git', ['status', '--porcelain', '--', '.', ':(exclude)bench/results'], {
+    encoding: 'utf8',
+  });
   return status.status === 0 && status.stdout.trim() !== '' ? `${head} with uncommitted changes` : head;
 }
 
@@ -130,7 +132,10 @@ export function writeReport(report: Report, machine: Machine = describeMachine()
     writeFileSync(path, text);
     written.push(path);
   };
-  write(`${report.name}.json`, `${JSON.stringify({ title: report.title, command: report.command, machine, results: report.results }, null, 2)}\n`);
+  write(
+    `${report.name}.json`,
+    `${JSON.stringify({ title: report.title, command: report.command, machine, results: report.results }, null, 2)}\n`,
+  );
   const machineLine =
     `${machine.date.slice(0, 10)}, ${machine.cores} × ${machine.cpu}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, ` +
     `Node ${machine.node}, ${machine.nginx ?? 'no nginx'}, ${machine.wrk ?? 'no wrk'}, commit ${machine.commit ?? 'unknown'}`;
@@ -140,7 +145,18 @@ export function writeReport(report: Report, machine: Machine = describeMachine()
   const images = svgNames.map((file, i) => `![${charts[i]?.title ?? ''}](${file})`).join('\n\n');
   write(
     `${report.name}.md`,
-    [`# ${report.title}`, '', `Command: \`${report.command}\``, '', `Machine: ${machineLine}`, '', report.markdown.trim(), '', images, '']
+    [
+      `# ${report.title}`,
+      '',
+      `Command: \`${report.command}\``,
+      '',
+      `Machine: ${machineLine}`,
+      '',
+      report.markdown.trim(),
+      '',
+      images,
+      '',
+    ]
       .join('\n')
       .replace(/\n{3,}/g, '\n\n'),
   );

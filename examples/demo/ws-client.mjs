@@ -33,7 +33,9 @@ function fail(why) {
   process.exit(1);
 }
 
-socket.on('unexpected-response', (_req, res) => fail(`the server answered HTTP ${res.statusCode} instead of switching to WebSocket`));
+socket.on('unexpected-response', (_req, res) =>
+  fail(`the server answered HTTP ${res.statusCode} instead of switching to WebSocket`),
+);
 socket.on('error', (err) => fail(err.message));
 socket.on('close', () => fail('the connection closed before the echo'));
 socket.on('open', () => {

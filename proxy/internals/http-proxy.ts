@@ -211,7 +211,7 @@ function codeAndCtor(args: EmitWarningArgs): { code: unknown; ctor: unknown } {
 /** The first stack frame outside Node's own modules, above `ctor` when it is given. */
 function callerFrame(ctor: unknown): string | undefined {
   const site: { stack?: string } = {};
-  Error.captureStackTrace(site, typeof ctor === 'function' ? (ctor) : callerFrame);
+  Error.captureStackTrace(site, typeof ctor === 'function' ? ctor : callerFrame);
   return site.stack
     ?.split('\n')
     .slice(1)

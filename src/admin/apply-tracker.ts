@@ -80,7 +80,11 @@ function reporter<K extends DataPlaneKind>(kind: K, plane: PlaneOf<K>): () => Pl
  * version of the table being applied: the controller publishes a table before it hands
  * it to the data planes, so at apply time its latest version is that table's.
  */
-export function trackApplies<K extends DataPlaneKind>(name: K, plane: PlaneOf<K>, currentVersion: () => number | null): TrackedPlane {
+export function trackApplies<K extends DataPlaneKind>(
+  name: K,
+  plane: PlaneOf<K>,
+  currentVersion: () => number | null,
+): TrackedPlane {
   const report = reporter(name, plane);
   const outcomeOf = (): NginxOutcome | null => {
     const r = report();
@@ -92,7 +96,13 @@ export function trackApplies<K extends DataPlaneKind>(name: K, plane: PlaneOf<K>
   /** nginx took the refused table on a retry of its own, after the apply the controller awaited had failed. */
   const caughtUpOnItsOwn = (): boolean => {
     const outcome = outcomeOf();
-    return state.lastError !== null && outcome !== null && outcome.ok === true && !outcome.behind && (outcome.since ?? 0) >= state.lastError.at;
+    return (
+      state.lastError !== null &&
+      outcome !== null &&
+      outcome.ok === true &&
+      !outcome.behind &&
+      (outcome.since ?? 0) >= state.lastError.at
+    );
   };
   const tracked: DataPlane = {
     async apply(table: RouteTable) {

@@ -31,7 +31,9 @@ export function decideReadiness(reports: readonly PlaneReport[], stopping: boole
   if (stopping) return { ready: false, status: 'not ready', reason: 'the router is shutting down' };
   const waiting = reports.filter((r) => r.state.servedVersion === null);
   if (waiting.length > 0) {
-    const refused = waiting.filter((r) => r.state.lastError !== null).map((r) => `${r.state.name} refused it: ${r.state.lastError?.message}`);
+    const refused = waiting
+      .filter((r) => r.state.lastError !== null)
+      .map((r) => `${r.state.name} refused it: ${r.state.lastError?.message}`);
     return {
       ready: false,
       status: 'not ready',
@@ -40,7 +42,11 @@ export function decideReadiness(reports: readonly PlaneReport[], stopping: boole
   }
   const down = reports.filter((r) => r.running === false);
   if (down.length > 0) {
-    return { ready: false, status: 'not ready', reason: `${names(down)} is not running (it exited; a restart is pending)` };
+    return {
+      ready: false,
+      status: 'not ready',
+      reason: `${names(down)} is not running (it exited; a restart is pending)`,
+    };
   }
   const refused = reports.filter((r) => r.state.lastError !== null);
   if (refused.length > 0) {

@@ -57,14 +57,24 @@ function addPageRoutes(app: FastifyInstance): void {
   app.get('/', async (_request, reply) =>
     reply
       .type('text/html; charset=utf-8')
-      .header('Content-Security-Policy', "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'")
+      .header(
+        'Content-Security-Policy',
+        "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'",
+      )
       .send(STATUS_PAGE_HTML),
   );
-  app.get('/status-page.js', async (_request, reply) => reply.type('text/javascript; charset=utf-8').send(STATUS_PAGE_SCRIPT));
+  app.get('/status-page.js', async (_request, reply) =>
+    reply.type('text/javascript; charset=utf-8').send(STATUS_PAGE_SCRIPT),
+  );
 }
 
 /** /healthz, /readyz and /metrics: how the router itself is. */
-function addHealthRoutes(app: FastifyInstance, loopDelay: IntervalHistogram, readiness: () => Readiness, registry: Registry): void {
+function addHealthRoutes(
+  app: FastifyInstance,
+  loopDelay: IntervalHistogram,
+  readiness: () => Readiness,
+  registry: Registry,
+): void {
   app.get('/healthz', async (_request, reply) => {
     // Answering at all proves the event loop turns; the delays (since the last /healthz) say how freely.
     const ms = (ns: number): number => Math.max(0, Math.round((ns / 1e6 - LOOP_SAMPLE_MS) * 100) / 100);
@@ -79,7 +89,10 @@ function addHealthRoutes(app: FastifyInstance, loopDelay: IntervalHistogram, rea
 
   app.get('/readyz', async (_request, reply) => {
     const verdict = readiness();
-    return reply.code(verdict.ready ? 200 : 503).type(JSON_TYPE).send(JSON.stringify(verdict));
+    return reply
+      .code(verdict.ready ? 200 : 503)
+      .type(JSON_TYPE)
+      .send(JSON.stringify(verdict));
   });
 
   app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
@@ -89,15 +102,22 @@ function addHealthRoutes(app: FastifyInstance, loopDelay: IntervalHistogram, rea
 function addTableRoutes(app: FastifyInstance, view: AdminView, readiness: () => Readiness): void {
   app.get('/routes', async (_request, reply) => {
     const table = view.controller.currentTable();
-    if (table === null) return reply.code(503).type(JSON_TYPE).send(JSON.stringify({ error: 'no route table yet' }));
+    if (table === null)
+      return reply
+        .code(503)
+        .type(JSON_TYPE)
+        .send(JSON.stringify({ error: 'no route table yet' }));
     return reply.type(JSON_TYPE).send(routesText(table));
   });
 
-  app.get('/status', async (_request, reply) => reply.type(JSON_TYPE).send(`${JSON.stringify(statusReport(view, readiness()), null, 2)}\n`));
+  app.get('/status', async (_request, reply) =>
+    reply.type(JSON_TYPE).send(`${JSON.stringify(statusReport(view, readiness()), null, 2)}\n`),
+  );
 
   app.get('/nginx.conf', async (_request, reply) => {
     const conf = await nginxConfText(view);
-    if (conf === null) return reply.code(503).type(TEXT_TYPE).send('no nginx.conf yet: no route table has been applied\n');
+    if (conf === null)
+      return reply.code(503).type(TEXT_TYPE).send('no nginx.conf yet: no route table has been applied\n');
     return reply.type(TEXT_TYPE).send(conf);
   });
 }
@@ -130,7 +150,10 @@ export async function startAdminServer(view: AdminView, options: AdminServerOpti
 
   app.setErrorHandler(async (err, _request, reply) => {
     options.logger?.error({ err: (err as Error).message }, 'admin request failed');
-    return reply.code(500).type(JSON_TYPE).send(JSON.stringify({ error: 'internal error' }));
+    return reply
+      .code(500)
+      .type(JSON_TYPE)
+      .send(JSON.stringify({ error: 'internal error' }));
   });
 
   try {

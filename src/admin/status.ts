@@ -64,7 +64,10 @@ export function statusReport(view: AdminView, readiness: Readiness): StatusRepor
         name: state.name,
         servedVersion: state.servedVersion,
         servedAt: iso(state.servedAt),
-        lastError: state.lastError && { message: state.lastError.message, at: new Date(state.lastError.at).toISOString() },
+        lastError: state.lastError && {
+          message: state.lastError.message,
+          at: new Date(state.lastError.at).toISOString(),
+        },
         ...(outcome === null ? {} : { nginx: { ...outcome, lastReloadAt: iso(state.lastReloadAt) } }),
       };
     }),

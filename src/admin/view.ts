@@ -23,8 +23,7 @@ export interface AdminView {
 }
 
 export type SourceState =
-  | { kind: 'manifest'; file: string; ok: boolean; lastError: string | null }
-  | ({ kind: 'cluster' } & KubeSourceStatus);
+  { kind: 'manifest'; file: string; ok: boolean; lastError: string | null } | ({ kind: 'cluster' } & KubeSourceStatus);
 
 /** The source's own report: the manifest's last read problem, or the watches' status. */
 export function sourceState(view: Pick<AdminView, 'source' | 'manifest'>): SourceState {

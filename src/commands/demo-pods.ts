@@ -42,10 +42,18 @@ const START_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 5_000;
 
 function portsOf(pod: Pod, pathsAnnotation: string): number[] {
-  const valid = (ports: Array<number | undefined>): number[] => ports.filter((p): p is number => Number.isInteger(p) && (p as number) >= 1 && (p as number) <= 65535);
+  const valid = (ports: Array<number | undefined>): number[] =>
+    ports.filter((p): p is number => Number.isInteger(p) && (p as number) >= 1 && (p as number) <= 65535);
   const declared = valid((pod.spec?.containers ?? []).flatMap((c) => (c.ports ?? []).map((p) => p.containerPort)));
   // A pod that declares no ports listens where its paths say, as such pods do in a cluster.
-  const named = declared.length > 0 ? declared : valid((pod.metadata?.annotations?.[pathsAnnotation] ?? '').split(/\s+/).map((entry) => Number(/^(\d+):/.exec(entry)?.[1])));
+  const named =
+    declared.length > 0
+      ? declared
+      : valid(
+          (pod.metadata?.annotations?.[pathsAnnotation] ?? '')
+            .split(/\s+/)
+            .map((entry) => Number(/^(\d+):/.exec(entry)?.[1])),
+        );
   return [...new Set(named)].sort((a, b) => a - b);
 }
 
@@ -57,7 +65,8 @@ export function demoPodSpecs(pods: readonly Pod[], pathsAnnotation: string): Dem
     const namespace = pod.metadata?.namespace ?? 'default';
     const name = pod.metadata?.name ?? '';
     const ports = portsOf(pod, pathsAnnotation);
-    if (pod.status?.phase !== 'Running' || !isIPv4(ip) || !ip.startsWith('127.') || name === '' || ports.length === 0) continue;
+    if (pod.status?.phase !== 'Running' || !isIPv4(ip) || !ip.startsWith('127.') || name === '' || ports.length === 0)
+      continue;
     specs.push({ key: `${namespace}/${name}`, namespace, name, ip, ports });
   }
   return specs.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -106,7 +115,8 @@ function startDemoPod(
   const pod: RunningPod = { spec, child, exited };
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (text: string) => {
-    for (const line of text.split('\n').filter(Boolean)) logger.warn({ pod: spec.key, output: line }, 'demo pod output');
+    for (const line of text.split('\n').filter(Boolean))
+      logger.warn({ pod: spec.key, output: line }, 'demo pod output');
   });
   return new Promise((resolve) => {
     const fail = (code: string, port: number | null, message: string): void => {
@@ -114,7 +124,10 @@ function startDemoPod(
       void stopProcess(pod);
       resolve({ spec, code, port, message });
     };
-    const timer = setTimeout(() => fail('TIMEOUT', null, `did not listen within ${START_TIMEOUT_MS / 1000} s`), START_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => fail('TIMEOUT', null, `did not listen within ${START_TIMEOUT_MS / 1000} s`),
+      START_TIMEOUT_MS,
+    );
     const earlyExit = (code: number | null, signal: NodeJS.Signals | null): void =>
       fail('EXITED', null, `exited (${signal ?? `status ${code}`}) before it listened`);
     child.once('exit', earlyExit);
@@ -144,7 +157,8 @@ export function createDemoPods(options: { app: string; logger: Logger }): DemoPo
       if (!stopped) logger.error({ pod: pod.spec.key, code, signal }, 'demo pod exited');
     }
   };
-  const start = (spec: DemoPodSpec): Promise<RunningPod | DemoPodFailure> => startDemoPod(app, spec, logger, exitedLater);
+  const start = (spec: DemoPodSpec): Promise<RunningPod | DemoPodFailure> =>
+    startDemoPod(app, spec, logger, exitedLater);
 
   async function syncNow(specs: readonly DemoPodSpec[]): Promise<DemoPodFailure[]> {
     if (stopped) return [];
@@ -165,7 +179,10 @@ export function createDemoPods(options: { app: string; logger: Logger }): DemoPo
     for (const result of results) {
       if ('child' in result) {
         running.set(result.spec.key, result);
-        logger.info({ pod: result.spec.key, ip: result.spec.ip, ports: result.spec.ports, pid: result.child.pid }, 'demo pod started');
+        logger.info(
+          { pod: result.spec.key, ip: result.spec.ip, ports: result.spec.ports, pid: result.child.pid },
+          'demo pod started',
+        );
       } else {
         failures.push(result);
       }

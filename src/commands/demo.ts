@@ -12,12 +12,19 @@ import { listenProblem, startRouter, StartError, type RunningRouter } from './ru
 // commands that show what it does. Everything the demo starts, it stops.
 
 /** Settings the demo defaults differently from `run`: a local port, loopback only, the in-process proxy. */
-export const DEMO_DEFAULTS: Readonly<Record<string, string>> = { PORT: '8080', LISTEN_ADDRESS: '127.0.0.1', BACKEND: 'proxy' };
+export const DEMO_DEFAULTS: Readonly<Record<string, string>> = {
+  PORT: '8080',
+  LISTEN_ADDRESS: '127.0.0.1',
+  BACKEND: 'proxy',
+};
 
 /** The environment with the demo's defaults where a variable is unset (or empty, which counts as unset). */
-export function withDemoDefaults(env: Readonly<Record<string, string | undefined>>): Record<string, string | undefined> {
+export function withDemoDefaults(
+  env: Readonly<Record<string, string | undefined>>,
+): Record<string, string | undefined> {
   const out = { ...env };
-  for (const [name, value] of Object.entries(DEMO_DEFAULTS)) if (out[name] === undefined || out[name] === '') out[name] = value;
+  for (const [name, value] of Object.entries(DEMO_DEFAULTS))
+    if (out[name] === undefined || out[name] === '') out[name] = value;
   return out;
 }
 
@@ -32,7 +39,11 @@ export function demoFiles(): DemoFiles | null {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let up = 0; up < 4; up++, dir = dirname(dir)) {
     const demo = join(dir, 'examples', 'demo');
-    const files = { manifest: join(demo, 'demo.yaml'), app: join(demo, 'app', 'server.mjs'), wsClient: join(demo, 'ws-client.mjs') };
+    const files = {
+      manifest: join(demo, 'demo.yaml'),
+      app: join(demo, 'app', 'server.mjs'),
+      wsClient: join(demo, 'ws-client.mjs'),
+    };
     if (Object.values(files).every((f) => existsSync(f))) return files;
   }
   return null;
@@ -98,7 +109,7 @@ export function demoCommands(input: DemoCommandsInput): string {
     `  curl -i -H 'Host: billing.k8s.local' ${base}/nothing-here`,
     'An unknown host: the connection is closed without an answer (curl: Empty reply from server)',
     `  curl -i -H 'Host: unknown.k8s.local' ${base}/`,
-    'A route locked by the billing namespace\'s API key: 403 without it, 200 with it (the base64 text of the Secret)',
+    "A route locked by the billing namespace's API key: 403 without it, 200 with it (the base64 text of the Secret)",
     `  curl -i -H 'Host: billing.k8s.local' ${base}/api`,
     `  curl -i -H 'Host: billing.k8s.local' -H '${key}: ZGVtby1zZWNyZXQ=' ${base}/api`,
     'A WebSocket through the router, echoed by a shop pod',
@@ -106,7 +117,10 @@ export function demoCommands(input: DemoCommandsInput): string {
     ...affinityCommands(base, input.config.listenAddress),
   ];
   if (input.adminPort !== null) {
-    lines.push('Status page: routes, pods, and why a pod is not routed', `  http://${urlHost(input.config.adminAddress)}:${input.adminPort}/`);
+    lines.push(
+      'Status page: routes, pods, and why a pod is not routed',
+      `  http://${urlHost(input.config.adminAddress)}:${input.adminPort}/`,
+    );
   }
   lines.push('', 'Ctrl-C stops the demo and everything it started.', '');
   return lines.join('\n');
@@ -117,14 +131,21 @@ async function checkPortFree(address: string, port: number, what: string): Promi
   const host = address === '*' ? '0.0.0.0' : address;
   await new Promise<void>((resolve, reject) => {
     const probe = createServer();
-    probe.once('error', (err) => reject(new StartError('KR_LISTEN_FAILED', `cannot listen on ${address}:${port} (${what}): ${listenProblem(err)}`)));
+    probe.once('error', (err) =>
+      reject(
+        new StartError('KR_LISTEN_FAILED', `cannot listen on ${address}:${port} (${what}): ${listenProblem(err)}`),
+      ),
+    );
     probe.listen({ port, host, exclusive: true }, () => probe.close(() => resolve()));
   });
 }
 
 function podFailureError(failure: DemoPodFailure): StartError {
   const where = `${failure.spec.ip}:${failure.port ?? failure.spec.ports.join(',')}`;
-  const why = failure.code === 'EXITED' || failure.code === 'TIMEOUT' ? failure.message : listenProblem(Object.assign(new Error(failure.message), { code: failure.code }));
+  const why =
+    failure.code === 'EXITED' || failure.code === 'TIMEOUT'
+      ? failure.message
+      : listenProblem(Object.assign(new Error(failure.message), { code: failure.code }));
   return new StartError('KR_LISTEN_FAILED', `cannot listen on ${where} (demo pod ${failure.spec.key}): ${why}`);
 }
 
@@ -147,11 +168,13 @@ export interface RunningDemo {
 export async function startDemo(config: RouterConfig, options: DemoOptions): Promise<RunningDemo> {
   const { logger } = options;
   const files = demoFiles();
-  if (files === null) throw new StartError('KR_NO_DEMO', 'the demo needs examples/demo/ of a k8s-router checkout, and it is not here');
+  if (files === null)
+    throw new StartError('KR_NO_DEMO', 'the demo needs examples/demo/ of a k8s-router checkout, and it is not here');
   const manifest = options.manifest ?? files.manifest;
 
   await checkPortFree(config.listenAddress, config.port, 'PORT');
-  if (typeof config.adminPort === 'number' && config.adminPort !== 0) await checkPortFree(config.adminAddress, config.adminPort, 'admin server, ADMIN_PORT');
+  if (typeof config.adminPort === 'number' && config.adminPort !== 0)
+    await checkPortFree(config.adminAddress, config.adminPort, 'admin server, ADMIN_PORT');
 
   // The pods follow the manifest on their own watch of it, beside the router's.
   const pods = createDemoPods({ app: files.app, logger });
@@ -175,7 +198,12 @@ export async function startDemo(config: RouterConfig, options: DemoOptions): Pro
     const failures = await pods.sync(specs());
     const first = failures[0];
     if (first !== undefined) throw podFailureError(first);
-    router = await startRouter(config, { manifest, logger, print: options.print, ...(options.signal ? { signal: options.signal } : {}) });
+    router = await startRouter(config, {
+      manifest,
+      logger,
+      print: options.print,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
   } catch (err) {
     await stopPods();
     throw err;

@@ -43,7 +43,10 @@ export function createLogger(level?: LogLevel, options: LoggerOptions = {}): Log
   const destination = options.destination ?? 2;
   const settings = { level: resolved.level, base: { name: 'k8s-router' } };
   if (resolveLogFormat(resolved.format, isTTY) === 'json') {
-    return pino(settings, typeof destination === 'number' ? pino.destination({ fd: destination, sync: true }) : destination);
+    return pino(
+      settings,
+      typeof destination === 'number' ? pino.destination({ fd: destination, sync: true }) : destination,
+    );
   }
   const stream = pretty({
     destination,

@@ -10,7 +10,13 @@ import { createConfigPreview } from '../../nginx/preview.js';
 import type { TableDelivery } from '../../nginx/delivery.js';
 import { dynamicDelivery } from '../../nginx/dynamic-delivery.js';
 import { bundledLuaDir, findLuaModules } from '../../nginx/lua-modules.js';
-import { createNginxDataPlane, nginxManagerOptionsFrom, resolveFiles, type NginxDataPlane, type NginxFiles } from '../../nginx/process.js';
+import {
+  createNginxDataPlane,
+  nginxManagerOptionsFrom,
+  resolveFiles,
+  type NginxDataPlane,
+  type NginxFiles,
+} from '../../nginx/process.js';
 import { nginxWorkerIdentity, prepareWorkerAccess } from '../../nginx/worker-user.js';
 import { IncrementalNginxRenderer } from '../../nginx/incremental-render.js';
 import { proxyOptionsFrom } from '../../proxy/proxy-options.js';
@@ -83,7 +89,10 @@ function settingError(key: keyof RouterConfig, value: string, problem: string): 
 }
 
 /** The source, and the cluster's configuration when it is a cluster (for the events sink). */
-function objectSource(config: RouterConfig, options: RunOptions): { source: ObjectSource; kubeConfig: KubeConfig | null } {
+function objectSource(
+  config: RouterConfig,
+  options: RunOptions,
+): { source: ObjectSource; kubeConfig: KubeConfig | null } {
   if (options.manifest !== undefined) {
     // Read (in a worker) only once the planes are up: a file that is not there is said now,
     // before a port that is taken or an nginx that cannot start hides it.
@@ -96,9 +105,14 @@ function objectSource(config: RouterConfig, options: RunOptions): { source: Obje
   }
   let kubeConfig;
   try {
-    kubeConfig = loadKubeConfig(options.serviceAccountToken === undefined ? {} : { serviceAccountToken: options.serviceAccountToken });
+    kubeConfig = loadKubeConfig(
+      options.serviceAccountToken === undefined ? {} : { serviceAccountToken: options.serviceAccountToken },
+    );
   } catch (err) {
-    throw new StartError('KR_NO_CLUSTER', `${(err as Error).message}; give a cluster with KUBECONFIG, or objects with --manifest FILE`);
+    throw new StartError(
+      'KR_NO_CLUSTER',
+      `${(err as Error).message}; give a cluster with KUBECONFIG, or objects with --manifest FILE`,
+    );
   }
   const source = createKubeSource({ ...kubeSourceOptionsFrom(config), kubeConfig, logger: options.logger });
   return { source, kubeConfig };
@@ -106,7 +120,12 @@ function objectSource(config: RouterConfig, options: RunOptions): { source: Obje
 
 async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<NginxDataPlane> {
   const binary = findNginxBinary(config.nginxBinary);
-  if (binary === null) throw settingError('nginxBinary', config.nginxBinary, 'no executable nginx there (looked in PATH, /usr/sbin and /usr/local/sbin)');
+  if (binary === null)
+    throw settingError(
+      'nginxBinary',
+      config.nginxBinary,
+      'no executable nginx there (looked in PATH, /usr/sbin and /usr/local/sbin)',
+    );
   const prefix = config.nginxPrefix === 'auto' ? join(tmpdir(), `k8s-router-${config.port}`) : config.nginxPrefix;
   await mkdir(prefix, { recursive: true, mode: 0o755 });
   const problem = await unsafeDirectoryProblem(prefix);
@@ -122,7 +141,11 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Ngi
     const opened = await prepareWorkerAccess(prefix, files.tempDir, workerIdentity).catch((err: Error) => {
       throw settingError('nginxPrefix', prefix, err.message);
     });
-    if (opened.length > 0) logger.info({ user: workerIdentity.user, directories: opened }, "let nginx's workers through to their temporary directory");
+    if (opened.length > 0)
+      logger.info(
+        { user: workerIdentity.user, directories: opened },
+        "let nginx's workers through to their temporary directory",
+      );
   }
   const delivery = config.nginxMode === 'dynamic' ? await dynamicTableDelivery(config, binary, prefix, files) : null;
   // Keeps the blocks of unchanged hosts between tables: a change costs what it touches.
@@ -130,7 +153,9 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Ngi
   return createNginxDataPlane({
     nginxBinary: binary,
     prefix,
-    ...(delivery === null ? { render: (table, runtime) => renderer.pieces(table, { ...config, runtime }) } : { delivery }),
+    ...(delivery === null
+      ? { render: (table, runtime) => renderer.pieces(table, { ...config, runtime }) }
+      : { delivery }),
     files: config.nginxConfig === 'auto' ? {} : { conf: config.nginxConfig },
     workerIdentity,
     ...(config.nginxStatusPort === 'auto' ? {} : { statusPort: config.nginxStatusPort }),
@@ -144,7 +169,12 @@ async function nginxDataPlane(config: RouterConfig, logger: Logger): Promise<Ngi
  * over a unix socket in the prefix. Refuses to start, with the reason, when nginx has no
  * Lua module or the prefix cannot hold the socket.
  */
-async function dynamicTableDelivery(config: RouterConfig, binary: string, prefix: string, files: NginxFiles): Promise<TableDelivery> {
+async function dynamicTableDelivery(
+  config: RouterConfig,
+  binary: string,
+  prefix: string,
+  files: NginxFiles,
+): Promise<TableDelivery> {
   const lua = await findLuaModules(binary);
   if (!lua.found) throw settingError('nginxMode', config.nginxMode, lua.problem);
   const controlSocket = join(prefix, 'control', 'table.sock');
@@ -157,7 +187,10 @@ async function dynamicTableDelivery(config: RouterConfig, binary: string, prefix
   });
   try {
     // The config is the same for every table: rendered once here, so a prefix it cannot use is said at start.
-    delivery.config({ routes: [], rejections: [] }, { pidFile: files.pid, errorLog: files.errorLog, accessLog: files.accessLog, tempDir: files.tempDir });
+    delivery.config(
+      { routes: [], rejections: [] },
+      { pidFile: files.pid, errorLog: files.errorLog, accessLog: files.accessLog, tempDir: files.tempDir },
+    );
   } catch (err) {
     throw settingError('nginxPrefix', prefix, `dynamic mode cannot use it: ${(err as Error).message}`);
   }
@@ -169,17 +202,27 @@ async function proxyDataPlane(config: RouterConfig, logger: Logger): Promise<Pro
     return await startProxy({ ...proxyOptionsFrom(config), logger });
   } catch (err) {
     if (err instanceof CodedError) throw err;
-    throw new StartError('KR_LISTEN_FAILED', `cannot listen on ${config.listenAddress}:${config.port}: ${listenProblem(err)}`);
+    throw new StartError(
+      'KR_LISTEN_FAILED',
+      `cannot listen on ${config.listenAddress}:${config.port}: ${listenProblem(err)}`,
+    );
   }
 }
 
-async function adminServer(config: RouterConfig, view: Parameters<typeof startAdminServer>[0], logger: Logger): Promise<AdminServer | null> {
+async function adminServer(
+  config: RouterConfig,
+  view: Parameters<typeof startAdminServer>[0],
+  logger: Logger,
+): Promise<AdminServer | null> {
   const settings = adminServerOptionsFrom(config);
   if (settings === null) return null;
   try {
     return await startAdminServer(view, { ...settings, logger });
   } catch (err) {
-    throw new StartError('KR_LISTEN_FAILED', `cannot listen on ${config.adminAddress}:${config.adminPort} (admin server, ADMIN_PORT): ${listenProblem(err)}`);
+    throw new StartError(
+      'KR_LISTEN_FAILED',
+      `cannot listen on ${config.adminAddress}:${config.adminPort} (admin server, ADMIN_PORT): ${listenProblem(err)}`,
+    );
   }
 }
 
@@ -224,7 +267,11 @@ export async function startRouter(config: RouterConfig, options: RunOptions): Pr
   let admin: AdminServer | null;
   try {
     // Up before the first list, so probes get answers (503 until the table serves).
-    admin = await adminServer(config, { config, backend, port, controller, source, manifest: options.manifest ?? null, planes, events }, logger);
+    admin = await adminServer(
+      config,
+      { config, backend, port, controller, source, manifest: options.manifest ?? null, planes, events },
+      logger,
+    );
   } catch (err) {
     await Promise.all([events.stop(), closePlanes()]);
     throw err;
@@ -251,6 +298,9 @@ export async function startRouter(config: RouterConfig, options: RunOptions): Pr
   } finally {
     options.signal?.removeEventListener('abort', abort);
   }
-  logger.info({ backend, port, source: options.manifest ?? 'cluster', adminPort: admin?.port ?? 'off' }, 'k8s-router is serving');
+  logger.info(
+    { backend, port, source: options.manifest ?? 'cluster', adminPort: admin?.port ?? 'off' },
+    'k8s-router is serving',
+  );
   return { backend, port, controller, admin, events, stop: closeAll };
 }

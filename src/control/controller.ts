@@ -173,7 +173,11 @@ function* tableChanges(before: RouteTable | null, now: RouteTable): Steps<Record
   const rejections = yield* changesInSteps(before?.rejections ?? [], now.rejections, compareRejections);
   const routes = yield* changesInSteps(before?.routes ?? [], now.routes, compareRoutes, sameRoute);
   const visible = yield* visibleRouteChanges(routes.removed, routes.added);
-  const counts = { routesAdded: visible.added.length, routesRemoved: visible.removed.length, rejectionsAdded: rejections.added.length };
+  const counts = {
+    routesAdded: visible.added.length,
+    routesRemoved: visible.removed.length,
+    rejectionsAdded: rejections.added.length,
+  };
   const truncated = Object.fromEntries(Object.entries(counts).filter(([, n]) => n > LOGGED_PER_LIST));
   return {
     routesAdded: describeRoutes(visible.added.slice(0, LOGGED_PER_LIST)),
@@ -243,7 +247,17 @@ function publishTo(listeners: Set<TableListener>, update: TableUpdate, logger: L
 async function applyToPlanes(
   behind: DataPlane[],
   table: RouteTable,
-  { served, stats, logger, dataPlanes }: { served: Map<DataPlane, RouteTable>; stats: ControllerStats; logger: Logger | undefined; dataPlanes: DataPlane[] },
+  {
+    served,
+    stats,
+    logger,
+    dataPlanes,
+  }: {
+    served: Map<DataPlane, RouteTable>;
+    stats: ControllerStats;
+    logger: Logger | undefined;
+    dataPlanes: DataPlane[];
+  },
 ): Promise<void> {
   stats.applies++;
   const started = Date.now();
@@ -355,9 +369,16 @@ export function createController(options: ControllerOptions): Controller {
     if (built === null) return;
     const { table } = built;
     if (lastBuilt !== table) {
-      if (logger !== undefined) logger.info((await runInSlices(tableChanges(lastBuilt, table), buildSliceMs)).value, 'route table changed');
+      if (logger !== undefined)
+        logger.info((await runInSlices(tableChanges(lastBuilt, table), buildSliceMs)).value, 'route table changed');
       lastBuilt = table;
-      latest = { version: (latest?.version ?? 0) + 1, table, builtAt: built.builtAt, buildMs: built.buildMs, pods: built.pods };
+      latest = {
+        version: (latest?.version ?? 0) + 1,
+        table,
+        builtAt: built.builtAt,
+        buildMs: built.buildMs,
+        pods: built.pods,
+      };
       publishTo(listeners, latest, logger);
     }
     const behind = dataPlanes.filter((plane) => served.get(plane) !== table);

@@ -49,7 +49,8 @@ function ipv4Problem(host: string): string | null {
   const parts = host.split('.');
   if (parts.length !== 4) return 'is neither a DNS hostname nor an IPv4 address (numeric last label)';
   for (const p of parts) {
-    if (!IPV4_OCTET.test(p) || Number(p) > 255) return 'is not a valid IPv4 address (octets are 0 to 255, no leading zeros)';
+    if (!IPV4_OCTET.test(p) || Number(p) > 255)
+      return 'is not a valid IPv4 address (octets are 0 to 255, no leading zeros)';
   }
   return null;
 }
@@ -117,7 +118,9 @@ export function pathProblem(path: string): string | null {
   if (path.length > MAX_PATH_LENGTH) return `is longer than ${MAX_PATH_LENGTH} characters`;
   if (!PATH_CHARS.test(path)) {
     const bad = [...path].find((c) => !PATH_CHARS.test(c)) ?? '';
-    const shown = /^[\x21-\x7e]$/.test(bad) ? `"${bad}"` : `U+${(bad.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
+    const shown = /^[\x21-\x7e]$/.test(bad)
+      ? `"${bad}"`
+      : `U+${(bad.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
     return `contains ${shown}: only letters, digits and - . _ ~ ! & ( ) * + , = : @ / are allowed`;
   }
   // nginx merges slashes and resolves dot segments before it matches a location, so a

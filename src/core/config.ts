@@ -123,7 +123,9 @@ function headerName(raw: string): string {
   // nginx reads the header through $http_<name>, with "-" turned into "_"; it ignores
   // request headers that contain "_" by default, so such a header could never match.
   if (!/^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$/.test(raw)) {
-    throw new InvalidValue('must be letters and digits in words joined by single "-" (no "_": nginx ignores such headers)');
+    throw new InvalidValue(
+      'must be letters and digits in words joined by single "-" (no "_": nginx ignores such headers)',
+    );
   }
   return raw;
 }
@@ -164,7 +166,10 @@ function autoOrCount(raw: string): number | 'auto' {
 /** nginx's size syntax: bytes, or a number of kilobytes, megabytes or gigabytes (`k`, `m`, `g`). */
 function byteSize(raw: string): number {
   const m = /^([0-9]+)([kKmMgG]?)$/.exec(raw);
-  if (m === null) throw new InvalidValue('must be a whole number of bytes, optionally with k, m or g (as nginx writes sizes: 1m, 512k)');
+  if (m === null)
+    throw new InvalidValue(
+      'must be a whole number of bytes, optionally with k, m or g (as nginx writes sizes: 1m, 512k)',
+    );
   const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] as string).toLowerCase() as '' | 'k' | 'm' | 'g'];
   const bytes = Number(m[1]) * unit;
   if (!Number.isSafeInteger(bytes)) throw new InvalidValue('out of range: too large');
@@ -214,7 +219,8 @@ function positiveMilliseconds(raw: string): number {
 
 function filePath(raw: string): string {
   // eslint-disable-next-line no-control-regex -- control characters are exactly what this rejects
-  if (raw.length === 0 || /[\x00-\x1f\x7f]/.test(raw)) throw new InvalidValue('must be a path without control characters');
+  if (raw.length === 0 || /[\x00-\x1f\x7f]/.test(raw))
+    throw new InvalidValue('must be a path without control characters');
   return raw;
 }
 
@@ -255,12 +261,12 @@ function logFormat(raw: string): LogFormat {
 }
 
 function eventsPerSecond(raw: string): number {
-  if (!/^[0-9]+(\.[0-9]+)?$/.test(raw)) throw new InvalidValue('not a number: must be a number of writes per second, such as 5 or 0.5');
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(raw))
+    throw new InvalidValue('not a number: must be a number of writes per second, such as 5 or 0.5');
   const qps = Number(raw);
   if (qps < 0.01 || qps > 1000) throw new InvalidValue('out of range: must be from 0.01 to 1000');
   return qps;
 }
-
 
 /** "auto" (the host name) or a pod name, as the downward API gives it. */
 function podName(raw: string): string {
@@ -382,7 +388,9 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--upstream-keepalive',
     metavar: 'N',
     default: '0',
-    description: 'idle connections kept open to each pod for reuse (nginx upstream keepalive); 0 opens one per request, ' + 'as documented',
+    description:
+      'idle connections kept open to each pod for reuse (nginx upstream keepalive); 0 opens one per request, ' +
+      'as documented',
     parse: (raw) => wholeNumber(raw, 0, 10_000),
   }),
   setting({
@@ -401,7 +409,8 @@ export const SETTINGS: readonly Setting[] = [
     metavar: 'MS',
     default: 'off',
     description:
-      "nginx's worker_shutdown_timeout: how long old workers may keep serving their open connections " + "(WebSockets) after a reload; off: as long as those last",
+      "nginx's worker_shutdown_timeout: how long old workers may keep serving their open connections " +
+      '(WebSockets) after a reload; off: as long as those last',
     parse: offOrPositiveMilliseconds,
   }),
   setting({
@@ -410,7 +419,9 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--client-header-timeout-ms',
     metavar: 'MS',
     default: '60000',
-    description: "nginx's client_header_timeout: a client must send a request's line and headers within this long, or " + "the connection is closed without an answer",
+    description:
+      "nginx's client_header_timeout: a client must send a request's line and headers within this long, or " +
+      'the connection is closed without an answer',
     parse: positiveMilliseconds,
   }),
   setting({
@@ -419,7 +430,8 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--client-body-timeout-ms',
     metavar: 'MS',
     default: '60000',
-    description: "nginx's client_body_timeout: longest pause between two reads of a request body before the request is abandoned",
+    description:
+      "nginx's client_body_timeout: longest pause between two reads of a request body before the request is abandoned",
     parse: positiveMilliseconds,
   }),
   setting({
@@ -428,7 +440,9 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--keepalive-timeout-ms',
     metavar: 'MS',
     default: '75000',
-    description: "nginx's keepalive_timeout: how long an idle client connection is kept open for its next request; 0 " + "closes every connection after one request",
+    description:
+      "nginx's keepalive_timeout: how long an idle client connection is kept open for its next request; 0 " +
+      'closes every connection after one request',
     parse: millisecondsUpTo(3_600_000),
   }),
   setting({
@@ -437,7 +451,9 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--keepalive-requests',
     metavar: 'N',
     default: '1000',
-    description: "nginx's keepalive_requests: requests one client connection may carry; the last is answered with " + "Connection: close",
+    description:
+      "nginx's keepalive_requests: requests one client connection may carry; the last is answered with " +
+      'Connection: close',
     parse: (raw) => wholeNumber(raw, 0, 1_000_000_000),
   }),
   setting({
@@ -446,7 +462,9 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--client-max-body-size',
     metavar: 'SIZE',
     default: '1m',
-    description: "nginx's client_max_body_size: a larger request body is refused with 413; bytes, or with k, m or g; 0 " + "for no limit",
+    description:
+      "nginx's client_max_body_size: a larger request body is refused with 413; bytes, or with k, m or g; 0 " +
+      'for no limit',
     parse: byteSize,
   }),
   setting({
@@ -486,7 +504,8 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--watch-backoff-max-ms',
     metavar: 'MS',
     default: '30000',
-    description: 'longest wait between attempts to reach the API server after failures (the wait starts at 500 ms and doubles)',
+    description:
+      'longest wait between attempts to reach the API server after failures (the wait starts at 500 ms and doubles)',
     parse: (raw) => {
       const ms = milliseconds(raw);
       if (ms < 100) throw new InvalidValue('out of range: must be at least 100 milliseconds');
@@ -501,7 +520,8 @@ export const SETTINGS: readonly Setting[] = [
     metavar: 'MODE',
     default: 'documented',
     description:
-      'how a route table reaches nginx: documented (rendered into nginx.conf, nginx reloads) or dynamic ' + '(sent as data to Lua in nginx: no reload for a route change)',
+      'how a route table reaches nginx: documented (rendered into nginx.conf, nginx reloads) or dynamic ' +
+      '(sent as data to Lua in nginx: no reload for a route change)',
     parse: nginxMode,
   }),
   setting({
@@ -551,7 +571,9 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--nginx-test-config',
     metavar: 'BOOL',
     default: 'true',
-    description: 'check each new config with nginx -t before nginx loads it; false lets the reload be the check (one ' + 'parse instead of two)',
+    description:
+      'check each new config with nginx -t before nginx loads it; false lets the reload be the check (one ' +
+      'parse instead of two)',
     parse: bool,
   }),
   setting({
@@ -561,7 +583,9 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--nginx-reload-timeout-ms',
     metavar: 'MS',
     default: '30000',
-    description: 'how long nginx may take to start, or to load a new config, before the attempt counts as failed (a ' + 'config of tens of thousands of routes takes nginx seconds to parse)',
+    description:
+      'how long nginx may take to start, or to load a new config, before the attempt counts as failed (a ' +
+      'config of tens of thousands of routes takes nginx seconds to parse)',
     parse: (raw) => {
       const ms = millisecondsUpTo(600_000)(raw);
       if (ms < 1000) throw new InvalidValue('out of range: must be at least 1000 milliseconds');
@@ -595,7 +619,8 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--admin-port',
     metavar: 'PORT',
     default: '9180',
-    description: 'port of the admin server (health, readiness, metrics, status page); 0: any free port; off: no admin server',
+    description:
+      'port of the admin server (health, readiness, metrics, status page); 0: any free port; off: no admin server',
     parse: adminPort,
   }),
   setting({
@@ -615,7 +640,8 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--log-format',
     metavar: 'FORMAT',
     default: 'auto',
-    description: 'json (one JSON object a line), pretty (readable lines), or auto (pretty when standard error is a terminal)',
+    description:
+      'json (one JSON object a line), pretty (readable lines), or auto (pretty when standard error is a terminal)',
     parse: logFormat,
   }),
   setting({
@@ -625,7 +651,9 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--events',
     metavar: 'BOOL',
     default: 'true',
-    description: 'write a Kubernetes Event (Warning, RouteRejected) on each pod that is not routed, saying why (cluster ' + 'source only)',
+    description:
+      'write a Kubernetes Event (Warning, RouteRejected) on each pod that is not routed, saying why (cluster ' +
+      'source only)',
     parse: bool,
   }),
   setting({
@@ -655,7 +683,9 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--events-state-delay-ms',
     metavar: 'MS',
     default: '60000',
-    description: 'a pod that is not running, not ready or has no IP gets its Event only after it stayed so this long ' + '(start-ups and rollouts leave none)',
+    description:
+      'a pod that is not running, not ready or has no IP gets its Event only after it stayed so this long ' +
+      '(start-ups and rollouts leave none)',
     parse: millisecondsUpTo(3_600_000),
   }),
   setting({
@@ -665,7 +695,8 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--pod-name',
     metavar: 'NAME',
     default: 'auto',
-    description: "the router's name in its Events (reportingInstance): its pod name from the downward API; auto: the host name",
+    description:
+      "the router's name in its Events (reportingInstance): its pod name from the downward API; auto: the host name",
     parse: podName,
   }),
   setting({
@@ -675,7 +706,9 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--shutdown-grace-ms',
     metavar: 'MS',
     default: '25000',
-    description: "on SIGTERM, how long requests and WebSockets in flight may take to finish; keep it below the pod's " + "terminationGracePeriodSeconds",
+    description:
+      "on SIGTERM, how long requests and WebSockets in flight may take to finish; keep it below the pod's " +
+      'terminationGracePeriodSeconds',
     parse: millisecondsUpTo(3_600_000),
   }),
 ];

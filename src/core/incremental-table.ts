@@ -104,7 +104,12 @@ function changedNamespaces(before: ReadonlyMap<string, ApiKey>, after: ReadonlyM
 }
 
 /** Moves a pod's claims and rejections to the ones given. */
-type Replace = (entry: PodEntry, hosts: readonly string[], candidates: readonly Candidate[], rejections: readonly Rejection[]) => void;
+type Replace = (
+  entry: PodEntry,
+  hosts: readonly string[],
+  candidates: readonly Candidate[],
+  rejections: readonly Rejection[],
+) => void;
 
 export class IncrementalRouteTable {
   private readonly pods = new Map<string, PodEntry>();
@@ -178,7 +183,13 @@ export class IncrementalRouteTable {
     if (slots === undefined && candidates.length <= MANY_PATHS) {
       // A host no other pod names (the common case): its slots at once. A pod's paths differ.
       // ([c], not [] and a push: an array that grows from empty reserves room for 17.)
-      slots = candidates.map((c): RouteSlot => ({ host, path: c.path, candidates: [c], route: null, rejections: NONE }));
+      slots = candidates.map((c): RouteSlot => ({
+        host,
+        path: c.path,
+        candidates: [c],
+        route: null,
+        rejections: NONE,
+      }));
       this.hosts.set(host, slots);
       if (dirty !== null) for (const slot of slots) dirty.add(slot);
       return;
@@ -232,7 +243,13 @@ export class IncrementalRouteTable {
   /**
    * The entry of `pod`: where the last snapshot had it (`cursor.j`, moved past it), else by its key, new if unknown.
    */
-  private entryOf(pod: Pod, cursor: { j: number }, lastPods: readonly Pod[], lastEntries: readonly PodEntry[], generation: number): PodEntry {
+  private entryOf(
+    pod: Pod,
+    cursor: { j: number },
+    lastPods: readonly Pod[],
+    lastEntries: readonly PodEntry[],
+    generation: number,
+  ): PodEntry {
     let entry: PodEntry | undefined;
     if (lastPods[cursor.j] === pod) entry = lastEntries[cursor.j++];
     else if (lastPods[cursor.j + 1] === pod) {
@@ -348,7 +365,10 @@ export class IncrementalRouteTable {
    * The route of a slot worked out again: the one it has when nothing changed, null when
    * it has none (an empty slot is dropped); its rejections are updated through `swap`.
    */
-  private resolve(slot: RouteSlot, swap: (before: readonly Rejection[], after: readonly Rejection[]) => void): Route | null {
+  private resolve(
+    slot: RouteSlot,
+    swap: (before: readonly Rejection[], after: readonly Rejection[]) => void,
+  ): Route | null {
     let route: Route | null = null;
     let rejections = NONE;
     if (slot.candidates.length === 0) {
@@ -397,7 +417,11 @@ export class IncrementalRouteTable {
   }
 
   /** The last table with the routes and rejections of the dirty slots changed. */
-  private *patched(dirty: Set<RouteSlot>, rejectionsRemoved: Rejection[], rejectionsAdded: Set<Rejection>): Steps<RouteTable> {
+  private *patched(
+    dirty: Set<RouteSlot>,
+    rejectionsRemoved: Rejection[],
+    rejectionsAdded: Set<Rejection>,
+  ): Steps<RouteTable> {
     const swapRejections = (before: readonly Rejection[], after: readonly Rejection[]): void => {
       for (const r of before) if (!rejectionsAdded.delete(r)) rejectionsRemoved.push(r);
       for (const r of after) rejectionsAdded.add(r);
@@ -427,7 +451,9 @@ export class IncrementalRouteTable {
       const added = (yield* sortingInSteps(routesAdded, compareSlots)).map((slot) => slot.route as Route);
       routes = yield* patchingSorted(routes, routesRemoved, added, compareRoutes, { addedSorted: true });
     }
-    const rejections = rejectionsSame ? previous.rejections : yield* patchingSorted(previous.rejections, rejectionsRemoved, [...rejectionsAdded], compareRejections);
+    const rejections = rejectionsSame
+      ? previous.rejections
+      : yield* patchingSorted(previous.rejections, rejectionsRemoved, [...rejectionsAdded], compareRejections);
     this.table = { routes, rejections };
     return this.table;
   }

@@ -10,7 +10,10 @@ export function dnsSubdomainProblem(value: string): string | null {
   if (value.length === 0) return 'must not be empty';
   if (value.length > 253) return 'must be at most 253 characters';
   if (!DNS1123_SUBDOMAIN.test(value)) {
-    return 'must consist of lower case alphanumeric characters, "-" or ".", and start and end with an alphanumeric ' + 'character';
+    return (
+      'must consist of lower case alphanumeric characters, "-" or ".", and start and end with an alphanumeric ' +
+      'character'
+    );
   }
   return null;
 }
@@ -20,7 +23,9 @@ export function dnsLabelProblem(value: string): string | null {
   if (value.length === 0) return 'must not be empty';
   if (value.length > 63) return 'must be at most 63 characters';
   if (!DNS1123_LABEL.test(value)) {
-    return 'must consist of lower case alphanumeric characters or "-", and start and end with an alphanumeric ' + 'character';
+    return (
+      'must consist of lower case alphanumeric characters or "-", and start and end with an alphanumeric ' + 'character'
+    );
   }
   return null;
 }
@@ -40,7 +45,10 @@ export function qualifiedNameProblem(value: string): string | null {
   if (name.length === 0) return 'name part must not be empty';
   if (name.length > 63) return 'name part must be at most 63 characters';
   if (!QUALIFIED_NAME_PART.test(name)) {
-    return 'name part must consist of alphanumeric characters, "-", "_" or ".", and start and end with an ' + 'alphanumeric character';
+    return (
+      'name part must consist of alphanumeric characters, "-", "_" or ".", and start and end with an ' +
+      'alphanumeric character'
+    );
   }
   return null;
 }

@@ -7,8 +7,7 @@ import { labelValueProblem, qualifiedNameProblem } from './kube-names.js';
 // exactly as the API server would.
 
 export type Requirement =
-  | { key: string; op: 'exists' | 'notexists' }
-  | { key: string; op: 'in' | 'notin'; values: string[] };
+  { key: string; op: 'exists' | 'notexists' } | { key: string; op: 'in' | 'notin'; values: string[] };
 
 export interface LabelSelector {
   readonly text: string;
@@ -17,9 +16,7 @@ export interface LabelSelector {
 
 export class SelectorSyntaxError extends Error {}
 
-type Token =
-  | { kind: 'word'; text: string }
-  | { kind: 'op'; text: '=' | '==' | '!=' | '!' | ',' | '(' | ')' };
+type Token = { kind: 'word'; text: string } | { kind: 'op'; text: '=' | '==' | '!=' | '!' | ',' | '(' | ')' };
 
 function tokenize(text: string): Token[] {
   const tokens: Token[] = [];
@@ -68,7 +65,8 @@ export function parseLabelSelector(text: string): LabelSelector {
   const next = (): Token | undefined => tokens[pos++];
   const expectWord = (what: string): string => {
     const t = next();
-    if (t?.kind !== 'word') throw new SelectorSyntaxError(`expected ${what}${t ? ` but found "${t.text}"` : ' at the end'}`);
+    if (t?.kind !== 'word')
+      throw new SelectorSyntaxError(`expected ${what}${t ? ` but found "${t.text}"` : ' at the end'}`);
     return t.text;
   };
 

@@ -49,7 +49,8 @@ function normalizeSecret(secret: Secret & { stringData?: Record<string, unknown>
   const { stringData, ...rest } = secret;
   if (!isObject(stringData)) return rest;
   const data = { ...(rest.data ?? {}) };
-  for (const [key, value] of Object.entries(stringData)) data[key] = Buffer.from(String(value), 'utf8').toString('base64');
+  for (const [key, value] of Object.entries(stringData))
+    data[key] = Buffer.from(String(value), 'utf8').toString('base64');
   return { ...rest, data };
 }
 
@@ -79,7 +80,8 @@ function yamlDocuments(text: string, file: string): Documents {
   function* values(): Generator<unknown> {
     for (const [i, doc] of documents.entries()) {
       const error = doc.errors[0];
-      if (error !== undefined) throw new ManifestError(file, `${whereIs(i, documents.length)}: ${error.message.split('\n')[0]}`);
+      if (error !== undefined)
+        throw new ManifestError(file, `${whereIs(i, documents.length)}: ${error.message.split('\n')[0]}`);
       yield doc.toJS({ maxAliasCount: 100 });
     }
   }
@@ -117,7 +119,8 @@ function manifestObjects(documents: Documents, file: string): ManifestObjects {
       throw new ManifestError(file, `${where} (${kind}) has no metadata.name`);
     }
     // Objects without a namespace live in "default", as kubectl would create them.
-    const namespace = typeof metadata.namespace === 'string' && metadata.namespace !== '' ? metadata.namespace : 'default';
+    const namespace =
+      typeof metadata.namespace === 'string' && metadata.namespace !== '' ? metadata.namespace : 'default';
     const object = { ...item, kind, metadata: { ...metadata, namespace } };
     const key = `${kind} ${objectKey(object)}`;
     if (seen.has(key)) throw new ManifestError(file, `${where}: ${kind} ${namespace}/${metadata.name} appears twice`);

@@ -156,7 +156,16 @@ Object.freeze(NO_REJECTIONS);
 function podStateRejections(config: RouterConfig, pod: Pod, namespace: string, name: string): Rejection[] {
   const metadata = pod.metadata;
   if (!matchesLabels(config.labelSelector, metadata?.labels)) {
-    return [rejection(namespace, name, 'metadata.labels', describeLabels(metadata?.labels), 'NOT_SELECTED', `labels do not match the selector "${config.labelSelector.text}"`)];
+    return [
+      rejection(
+        namespace,
+        name,
+        'metadata.labels',
+        describeLabels(metadata?.labels),
+        'NOT_SELECTED',
+        `labels do not match the selector "${config.labelSelector.text}"`,
+      ),
+    ];
   }
   let out = NO_REJECTIONS;
   const reject = (field: string, value: string, code: RejectionCode, reason: string): void => {
@@ -174,10 +183,12 @@ function podStateRejections(config: RouterConfig, pod: Pod, namespace: string, n
   }
   const status = pod.status;
   const phase = status?.phase ?? '';
-  if (phase !== 'Running') reject('status.phase', phase, 'NOT_RUNNING', `pod is not running (phase ${JSON.stringify(phase)})`);
+  if (phase !== 'Running')
+    reject('status.phase', phase, 'NOT_RUNNING', `pod is not running (phase ${JSON.stringify(phase)})`);
   const ip = status?.podIP ?? '';
   if (ip === '') reject('status.podIP', '', 'NO_IP', 'pod has no IP address yet');
-  else if (isIP(ip) === 0) reject('status.podIP', ip, 'BAD_IP', `pod IP ${JSON.stringify(ip)} is not an IPv4 or IPv6 address`);
+  else if (isIP(ip) === 0)
+    reject('status.podIP', ip, 'BAD_IP', `pod IP ${JSON.stringify(ip)} is not an IPv4 or IPv6 address`);
   if (config.requireReady) {
     const ready = readyStatus(status?.conditions) ?? 'missing';
     if (ready !== 'True') {
@@ -193,7 +204,14 @@ function readyStatus(conditions: ReadonlyArray<{ type?: string; status?: string 
   return undefined;
 }
 
-function rejection(namespace: string, pod: string, field: string, value: string, code: RejectionCode, reason: string): Rejection {
+function rejection(
+  namespace: string,
+  pod: string,
+  field: string,
+  value: string,
+  code: RejectionCode,
+  reason: string,
+): Rejection {
   return { namespace, pod, field, value, code, reason };
 }
 
@@ -227,16 +245,25 @@ export function routingFacts(config: RouterConfig, pod: Pod): Pod {
       labels: metadata.labels,
       annotations: picked,
     },
-    spec: { containers: (pod.spec?.containers ?? []).map((c) => ({ ports: (c.ports ?? []).map((p) => ({ containerPort: p.containerPort })) })) },
+    spec: {
+      containers: (pod.spec?.containers ?? []).map((c) => ({
+        ports: (c.ports ?? []).map((p) => ({ containerPort: p.containerPort })),
+      })),
+    },
     status: {
       phase: status.phase,
       podIP: status.podIP,
-      conditions: (status.conditions ?? []).filter((c) => c.type === 'Ready').map((c) => ({ type: c.type, status: c.status })),
+      conditions: (status.conditions ?? [])
+        .filter((c) => c.type === 'Ready')
+        .map((c) => ({ type: c.type, status: c.status })),
     },
   };
 }
 
-function sameLabels(a: Readonly<Record<string, string>> | undefined, b: Readonly<Record<string, string>> | undefined): boolean {
+function sameLabels(
+  a: Readonly<Record<string, string>> | undefined,
+  b: Readonly<Record<string, string>> | undefined,
+): boolean {
   if (a === b) return true;
   if (a === undefined || b === undefined) return false;
   const keys = Object.keys(a);
@@ -328,8 +355,10 @@ export function podCandidates(config: RouterConfig, pod: Pod): PodClaims {
   const { hostsField, pathsField, affinityField } = annotationFields(config);
   const hostsText = annotations[config.hostsAnnotation];
   const pathsText = annotations[config.pathsAnnotation];
-  if (hostsText === undefined) reject(hostsField, '', 'MISSING_ANNOTATION', `annotation ${config.hostsAnnotation} is missing`);
-  if (pathsText === undefined) reject(pathsField, '', 'MISSING_ANNOTATION', `annotation ${config.pathsAnnotation} is missing`);
+  if (hostsText === undefined)
+    reject(hostsField, '', 'MISSING_ANNOTATION', `annotation ${config.hostsAnnotation} is missing`);
+  if (pathsText === undefined)
+    reject(pathsField, '', 'MISSING_ANNOTATION', `annotation ${config.pathsAnnotation} is missing`);
   if (hostsText === undefined || pathsText === undefined) return refused(rejections);
 
   const { hosts: validHosts, rejected: badHosts } = parseHosts(hostsText);
@@ -340,11 +369,21 @@ export function podCandidates(config: RouterConfig, pod: Pod): PodClaims {
   const hosts = validHosts.length > config.maxHostsPerPod ? validHosts.slice(0, config.maxHostsPerPod) : validHosts;
   const paths = validPaths.length > config.maxPathsPerPod ? validPaths.slice(0, config.maxPathsPerPod) : validPaths;
   if (validHosts.length > hosts.length) {
-    reject(hostsField, `${validHosts.length} hosts`, 'TOO_MANY_HOSTS', `only the first ${hosts.length} valid hosts are routed (MAX_HOSTS_PER_POD); ${validHosts.length - hosts.length} dropped, the first being ${validHosts[hosts.length]}`);
+    reject(
+      hostsField,
+      `${validHosts.length} hosts`,
+      'TOO_MANY_HOSTS',
+      `only the first ${hosts.length} valid hosts are routed (MAX_HOSTS_PER_POD); ${validHosts.length - hosts.length} dropped, the first being ${validHosts[hosts.length]}`,
+    );
   }
   if (validPaths.length > paths.length) {
     const first = validPaths[paths.length] as { port: number; path: string };
-    reject(pathsField, `${validPaths.length} paths`, 'TOO_MANY_PATHS', `only the first ${paths.length} valid paths are routed (MAX_PATHS_PER_POD); ${validPaths.length - paths.length} dropped, the first being ${first.port}:${first.path}`);
+    reject(
+      pathsField,
+      `${validPaths.length} paths`,
+      'TOO_MANY_PATHS',
+      `only the first ${paths.length} valid paths are routed (MAX_PATHS_PER_POD); ${validPaths.length - paths.length} dropped, the first being ${first.port}:${first.path}`,
+    );
   }
   if (hosts.length === 0) reject(hostsField, hostsText, 'NO_HOSTS', 'no valid host in the annotation');
   if (paths.length === 0) reject(pathsField, pathsText, 'NO_PATHS', 'no valid PORT:PATH entry in the annotation');
@@ -366,7 +405,8 @@ export function podCandidates(config: RouterConfig, pod: Pod): PodClaims {
   for (let i = 0; i < paths.length; i++) {
     const { path, port } = paths[i] as { path: string; port: number };
     let alone: PodEndpoint[] | undefined;
-    for (let j = 0; j < i && alone === undefined; j++) if ((candidates[j] as Candidate).backend.port === port) alone = (candidates[j] as Candidate).alone;
+    for (let j = 0; j < i && alone === undefined; j++)
+      if ((candidates[j] as Candidate).backend.port === port) alone = (candidates[j] as Candidate).alone;
     alone ??= [{ pod: name, namespace, ip, port }];
     candidates[i] = { path, backend: alone[0] as PodEndpoint, created, affinity, alone };
   }
@@ -429,7 +469,11 @@ export function resolveRoute(
   // creationTimestamp) sorts last and equals itself.
   let first = candidates[0] as Candidate;
   for (const c of candidates) {
-    if (c.created < first.created || (c.created === first.created && compareText(c.backend.namespace, first.backend.namespace) < 0)) first = c;
+    if (
+      c.created < first.created ||
+      (c.created === first.created && compareText(c.backend.namespace, first.backend.namespace) < 0)
+    )
+      first = c;
   }
   const owner = first.backend.namespace;
   const routeText = `${host}${path}`;
@@ -466,7 +510,10 @@ export function resolveRoute(
     namespace: owner,
     apiKey: apiKey.state === 'key' ? apiKey.key : null,
     affinity: settleAffinity(host, path, owned, rejections),
-    backends: owned.length === 1 ? (owned[0] as Candidate).alone : owned.map((c) => c.backend).sort((a, b) => compareText(a.pod, b.pod)),
+    backends:
+      owned.length === 1
+        ? (owned[0] as Candidate).alone
+        : owned.map((c) => c.backend).sort((a, b) => compareText(a.pod, b.pod)),
   };
   return { route, rejections };
 }

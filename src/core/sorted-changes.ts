@@ -76,7 +76,12 @@ export function* sortingInSteps<T>(items: readonly T[], compare: Compare<T>): St
  * A new sorted array: `sorted` without the items of `removed` (found by identity, each
  * must be there) and with those of `added`. `sorted` itself is left as it was.
  */
-export function patchSorted<T>(sorted: readonly T[], removed: readonly T[], added: readonly T[], compare: Compare<T>): T[] {
+export function patchSorted<T>(
+  sorted: readonly T[],
+  removed: readonly T[],
+  added: readonly T[],
+  compare: Compare<T>,
+): T[] {
   return runNow(patchingSorted(sorted, removed, added, compare));
 }
 

@@ -36,8 +36,7 @@ export const FAILURE_CAUSES: readonly FailureCause[] = [
 ];
 
 export type WriteOutcome =
-  | { ok: true; created: boolean }
-  | { ok: false; cause: FailureCause; status?: number; message: string };
+  { ok: true; created: boolean } | { ok: false; cause: FailureCause; status?: number; message: string };
 
 /** Writes an Event; resolves with the outcome, never rejects. */
 export type EventWriter = (event: RouteRejectedEvent, signal: AbortSignal) => Promise<WriteOutcome>;

@@ -27,7 +27,12 @@ export function eventSinkFor(config: RouterConfig, kubeConfig: KubeConfig | null
   if (kubeConfig === null) return off('the source is a manifest file: there is no API server to write Events to');
   const instance = reportingInstance(config);
   logger.info(
-    { reportingInstance: instance, qps: config.eventsQps, burst: config.eventsBurst, stateDelayMs: config.eventsStateDelayMs },
+    {
+      reportingInstance: instance,
+      qps: config.eventsQps,
+      burst: config.eventsBurst,
+      stateDelayMs: config.eventsStateDelayMs,
+    },
     'rejected pods get a Kubernetes Event (Warning, RouteRejected)',
   );
   return createEventSink({

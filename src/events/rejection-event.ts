@@ -27,7 +27,11 @@ const NOT_REPORTED: ReadonlySet<RejectionCode> = new Set<RejectionCode>(['NOT_SE
  * A pod's passing state: every pod goes through it when it starts, so these are reported
  * only once they have lasted (EVENTS_STATE_DELAY_MS), or every rollout would leave Warnings.
  */
-export const POD_STATE_CODES: ReadonlySet<RejectionCode> = new Set<RejectionCode>(['NOT_RUNNING', 'NOT_READY', 'NO_IP']);
+export const POD_STATE_CODES: ReadonlySet<RejectionCode> = new Set<RejectionCode>([
+  'NOT_RUNNING',
+  'NOT_READY',
+  'NO_IP',
+]);
 
 /** A rejection worth an Event, with the pod's uid. */
 export interface RejectionReport {
@@ -79,7 +83,11 @@ function identityOf(uid: string, rejection: Rejection): string {
  * identities to the names computed for an earlier table: a digest per rejection on every
  * table would cost tens of milliseconds for 10,000 rejections.
  */
-export function reportableRejections(table: RouteTable, pods: readonly Pod[], known: ReadonlyMap<string, string> = new Map()): RejectionReport[] {
+export function reportableRejections(
+  table: RouteTable,
+  pods: readonly Pod[],
+  known: ReadonlyMap<string, string> = new Map(),
+): RejectionReport[] {
   const uids = new Map<string, string>();
   for (const pod of pods) {
     const uid = pod.metadata?.uid;
@@ -89,7 +97,8 @@ export function reportableRejections(table: RouteTable, pods: readonly Pod[], kn
   // the label (the seed's public/private pair): its missing annotations are not news.
   const missing = new Map<string, number>();
   for (const r of table.rejections) {
-    if (r.code === 'MISSING_ANNOTATION') missing.set(`${r.namespace}/${r.pod}`, (missing.get(`${r.namespace}/${r.pod}`) ?? 0) + 1);
+    if (r.code === 'MISSING_ANNOTATION')
+      missing.set(`${r.namespace}/${r.pod}`, (missing.get(`${r.namespace}/${r.pod}`) ?? 0) + 1);
   }
   const reports: RejectionReport[] = [];
   for (const rejection of table.rejections) {
@@ -126,12 +135,19 @@ function truncateBytes(text: string, maxBytes: number): string {
 
 /** `CODE: VALUE: REASON`, as a tenant reads it in `kubectl describe pod`. */
 export function eventNote(rejection: Rejection): string {
-  const text = rejection.value === '' ? `${rejection.code}: ${rejection.reason}` : `${rejection.code}: ${rejection.value}: ${rejection.reason}`;
+  const text =
+    rejection.value === ''
+      ? `${rejection.code}: ${rejection.reason}`
+      : `${rejection.code}: ${rejection.value}: ${rejection.reason}`;
   return truncateBytes(text, NOTE_MAX_BYTES);
 }
 
 /** The Event for a report, first observed at `observedAt` (ms since the epoch). */
-export function rejectionEvent(report: Pick<RejectionReport, 'name' | 'uid' | 'rejection'>, reportingInstance: string, observedAt: number): RouteRejectedEvent {
+export function rejectionEvent(
+  report: Pick<RejectionReport, 'name' | 'uid' | 'rejection'>,
+  reportingInstance: string,
+  observedAt: number,
+): RouteRejectedEvent {
   const { rejection } = report;
   return {
     apiVersion: 'events.k8s.io/v1',

@@ -3,7 +3,14 @@ import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { CoreV1Api, KubeConfig, ResponseContext, Watch, wrapHttpLibrary, type HttpLibrary } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  KubeConfig,
+  ResponseContext,
+  Watch,
+  wrapHttpLibrary,
+  type HttpLibrary,
+} from '@kubernetes/client-node';
 import { configHandingOverAgents, type RequestAgent } from './internals/kubernetes-client.js';
 import { ListItemReader } from './list-items.js';
 
@@ -49,7 +56,9 @@ export function loadKubeConfig(where: KubeConfigLocation = {}): KubeConfig {
     kc.loadFromFile(home);
     return kc;
   }
-  throw new Error(`no Kubernetes configuration: no service account token, KUBECONFIG is not set and ${home} does not exist`);
+  throw new Error(
+    `no Kubernetes configuration: no service account token, KUBECONFIG is not set and ${home} does not exist`,
+  );
 }
 
 /** An error the API server answered with an HTTP status (403, 410, 500 ...). */
@@ -128,45 +137,63 @@ interface Page<T> {
  * pods) and builds no model objects for it. The request (URL, query, authentication
  * headers, TLS agent) is the client's own. Error bodies reach the client untouched.
  */
-function streamingTransport<T>(keep: (raw: unknown) => T, page: Page<T>, signal: AbortSignal, connection: ListConnection): HttpLibrary {
+function streamingTransport<T>(
+  keep: (raw: unknown) => T,
+  page: Page<T>,
+  signal: AbortSignal,
+  connection: ListConnection,
+): HttpLibrary {
   return wrapHttpLibrary({
     send: (request) =>
       new Promise<ResponseContext>((resolve, reject) => {
         const url = new URL(request.getUrl());
         const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
         const agent = connection.agentFor(request.getAgent());
-        const req = send(url, { method: request.getHttpMethod().toString(), headers: request.getHeaders(), signal, ...(agent ? { agent } : {}) }, (res) => {
-          const status = res.statusCode ?? 0;
-          const headers = Object.fromEntries(Object.entries(res.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : (v ?? '')]));
-          const answer = (text: string): void =>
-            resolve(new ResponseContext(status, headers, { text: async () => text, binary: async () => Buffer.from(text) }));
-          res.setEncoding('utf8');
-          // A connection cut in the middle of the body ends here too ("aborted").
-          res.on('error', reject);
-          if (status < 200 || status > 299) {
-            let text = '';
-            res.on('data', (chunk: string) => (text += chunk));
-            res.on('end', () => answer(text));
-            return;
-          }
-          const reader = new ListItemReader((item) => void page.items.push(keep(item)));
-          res.on('data', (chunk: string) => {
-            try {
-              reader.write(chunk);
-            } catch (err) {
-              req.destroy(err as Error);
+        const req = send(
+          url,
+          {
+            method: request.getHttpMethod().toString(),
+            headers: request.getHeaders(),
+            signal,
+            ...(agent ? { agent } : {}),
+          },
+          (res) => {
+            const status = res.statusCode ?? 0;
+            const headers = Object.fromEntries(
+              Object.entries(res.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : (v ?? '')]),
+            );
+            const answer = (text: string): void =>
+              resolve(
+                new ResponseContext(status, headers, { text: async () => text, binary: async () => Buffer.from(text) }),
+              );
+            res.setEncoding('utf8');
+            // A connection cut in the middle of the body ends here too ("aborted").
+            res.on('error', reject);
+            if (status < 200 || status > 299) {
+              let text = '';
+              res.on('data', (chunk: string) => (text += chunk));
+              res.on('end', () => answer(text));
+              return;
             }
-          });
-          res.on('end', () => {
-            try {
-              Object.assign(page, reader.end());
-              // The client parses what it gets into model classes; it gets nothing to parse.
-              answer('{"items":[]}');
-            } catch (err) {
-              reject(err);
-            }
-          });
-        });
+            const reader = new ListItemReader((item) => void page.items.push(keep(item)));
+            res.on('data', (chunk: string) => {
+              try {
+                reader.write(chunk);
+              } catch (err) {
+                req.destroy(err as Error);
+              }
+            });
+            res.on('end', () => {
+              try {
+                Object.assign(page, reader.end());
+                // The client parses what it gets into model classes; it gets nothing to parse.
+                answer('{"items":[]}');
+              } catch (err) {
+                reject(err);
+              }
+            });
+          },
+        );
         req.on('error', reject);
         req.end();
       }),
@@ -221,7 +248,12 @@ async function listPage<T>(
  * never older than anything a watch delivered before it. A token that expired midway
  * (410) starts the list over once; a second expiry is an error for the caller's backoff.
  */
-export async function listAllNamespaces<T>(api: CoreV1Api, collection: Collection, selectors: Selectors, options: ListOptions<T>): Promise<ListedCollection<T>> {
+export async function listAllNamespaces<T>(
+  api: CoreV1Api,
+  collection: Collection,
+  selectors: Selectors,
+  options: ListOptions<T>,
+): Promise<ListedCollection<T>> {
   const connection = new ListConnection();
   let pages = 0;
   const listOnce = async (): Promise<{ items: T[]; resourceVersion: string | undefined }> => {
@@ -232,9 +264,11 @@ export async function listAllNamespaces<T>(api: CoreV1Api, collection: Collectio
       // List items come without kind and apiVersion, watch objects with them; keep()
       // makes both alike, whichever way an object arrived.
       const request = { ...selectors, limit: options.pageSize, ...(token ? { _continue: token } : {}) };
-      const page = await listPage(api, collection, request, options.keep, options.signal, connection).catch((err: unknown) => {
-        throw token !== undefined && statusCodeOf(err) === 410 ? new ContinueExpired(err) : err;
-      });
+      const page = await listPage(api, collection, request, options.keep, options.signal, connection).catch(
+        (err: unknown) => {
+          throw token !== undefined && statusCodeOf(err) === 410 ? new ContinueExpired(err) : err;
+        },
+      );
       pages += 1;
       for (const item of page.items) items.push(item);
       resourceVersion ??= page.metadata?.resourceVersion;
@@ -309,7 +343,12 @@ export function openWatch(
     if (aborted) agent?.destroy?.();
   });
   const answered = new Watch(capturing)
-    .watch(path, query, (type, object) => onEvent({ type, object }), (err) => finish(err ?? null))
+    .watch(
+      path,
+      query,
+      (type, object) => onEvent({ type, object }),
+      (err) => finish(err ?? null),
+    )
     .then(
       (c) => {
         controller = c;

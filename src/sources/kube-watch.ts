@@ -74,7 +74,8 @@ export interface CollectionWatchOptions<T> {
   onChange: () => void;
 }
 
-type Ending = { kind: 'ended' } | { kind: 'gone' } | { kind: 'failed'; err: unknown } | { kind: 'quiet' } | { kind: 'stopped' };
+type Ending =
+  { kind: 'ended' } | { kind: 'gone' } | { kind: 'failed'; err: unknown } | { kind: 'quiet' } | { kind: 'stopped' };
 
 /** How a watch ended, and whether it worked for a while before (which resets the backoff). */
 type Outcome = Ending & { healthy: boolean };
@@ -160,7 +161,8 @@ export class CollectionWatch<T extends Meta> {
     let failures = 0;
     let watches = 0;
     let lastAttemptAt = -Infinity;
-    const wait = (ms: number): Promise<unknown> => sleep(ms, undefined, { signal: this.stopper.signal }).catch(() => undefined);
+    const wait = (ms: number): Promise<unknown> =>
+      sleep(ms, undefined, { signal: this.stopper.signal }).catch(() => undefined);
     const backOff = async (): Promise<void> => {
       failures += 1;
       const delay = jitteredBackoffDelay(failures, this.options.backoff);
@@ -345,7 +347,10 @@ export class CollectionWatch<T extends Meta> {
       this.options.onChange();
     } catch (err) {
       // A listener's bug must not look like an API failure nor stop the watch.
-      this.options.logger?.error({ collection: this.options.collection, err: describeError(err) }, 'change listener threw');
+      this.options.logger?.error(
+        { collection: this.options.collection, err: describeError(err) },
+        'change listener threw',
+      );
     }
   }
 
@@ -353,6 +358,9 @@ export class CollectionWatch<T extends Meta> {
     this.lastError = `${what}: ${describeError(err)}`;
     this.lastErrorAt = new Date().toISOString();
     this.degraded = true;
-    this.options.logger?.warn({ collection: this.options.collection, err: describeError(err) }, `${this.options.collection} ${what}`);
+    this.options.logger?.warn(
+      { collection: this.options.collection, err: describeError(err) },
+      `${this.options.collection} ${what}`,
+    );
   }
 }

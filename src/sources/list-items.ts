@@ -140,7 +140,12 @@ export class ListItemReader<T> {
   private endValue(chunk: string, start: number, at: number, closed: boolean): number {
     if (this.state === 'value') {
       // Defined, not assigned: a field named __proto__ must stay a field.
-      Object.defineProperty(this.rest, this.key, { value: JSON.parse(this.buffer + chunk.slice(start, at)), enumerable: true, writable: true, configurable: true });
+      Object.defineProperty(this.rest, this.key, {
+        value: JSON.parse(this.buffer + chunk.slice(start, at)),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     }
     this.buffer = '';
     if (closed) {

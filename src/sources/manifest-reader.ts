@@ -138,6 +138,8 @@ export class ManifestReader {
     // A full read (a new thread) always comes with its order.
     place(this.pods, done.podOrder, 'Pod ');
     place(this.secrets, done.secretOrder, 'Secret ');
-    return done.full || changed.length > 0 || done.removed.length > 0 || done.podOrder !== null || done.secretOrder !== null;
+    return (
+      done.full || changed.length > 0 || done.removed.length > 0 || done.podOrder !== null || done.secretOrder !== null
+    );
   }
 }

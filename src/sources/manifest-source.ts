@@ -55,7 +55,9 @@ export function createManifestSource(options: ManifestSourceOptions): ManifestSo
 
   return {
     async start(onChange) {
-      const first = await reader.read(file, options.file).catch((err: Error) => ({ kind: 'error' as const, message: err.message }));
+      const first = await reader
+        .read(file, options.file)
+        .catch((err: Error) => ({ kind: 'error' as const, message: err.message }));
       if (first.kind === 'error') {
         await reader.close();
         // The worker's message names the file and the problem: the one line the CLI prints.

@@ -27,7 +27,11 @@ let acked: (() => void) | null = null;
 
 /** JSON, with the numbers JSON cannot tell apart (NaN, ±Infinity, -0) kept apart. */
 function fingerprint(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0)) ? `\u0000${Object.is(v, -0) ? '-0' : String(v)}` : v));
+  return JSON.stringify(value, (_key, v: unknown) =>
+    typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0))
+      ? `\u0000${Object.is(v, -0) ? '-0' : String(v)}`
+      : v,
+  );
 }
 
 function send(reply: ReaderReply): void {
@@ -75,8 +79,10 @@ async function read(request: Extract<ReaderRequest, { kind: 'read' }>): Promise<
   const podOrder = order('Pod', objects.pods);
   const secretOrder = order('Secret', objects.secrets);
   const removed = full ? [] : [...(known as Known).prints.keys()].filter((key) => !prints.has(key));
-  const same = (a: readonly string[], b: readonly string[] | undefined): boolean => b !== undefined && a.length === b.length && a.every((k, i) => k === b[i]);
-  for (let i = 0; i < changed.length; i += BATCH) await sendBatch({ kind: 'objects', objects: changed.slice(i, i + BATCH) });
+  const same = (a: readonly string[], b: readonly string[] | undefined): boolean =>
+    b !== undefined && a.length === b.length && a.every((k, i) => k === b[i]);
+  for (let i = 0; i < changed.length; i += BATCH)
+    await sendBatch({ kind: 'objects', objects: changed.slice(i, i + BATCH) });
   send({
     kind: 'done',
     full,
@@ -95,5 +101,7 @@ parentPort?.on('message', (request: ReaderRequest) => {
     resolve?.();
     return;
   }
-  queue = queue.then(() => read(request)).catch((err: unknown) => send({ kind: 'error', message: `reading the manifest failed: ${String(err)}` }));
+  queue = queue
+    .then(() => read(request))
+    .catch((err: unknown) => send({ kind: 'error', message: `reading the manifest failed: ${String(err)}` }));
 });

@@ -27,7 +27,11 @@ function text(value: unknown): string | undefined {
 }
 
 /** Copies the listed keys that hold a value of the right type, and nothing else. */
-function pick<T extends object>(from: Json | undefined, keys: ReadonlyArray<keyof T & string>, accept: (v: unknown) => boolean): T | undefined {
+function pick<T extends object>(
+  from: Json | undefined,
+  keys: ReadonlyArray<keyof T & string>,
+  accept: (v: unknown) => boolean,
+): T | undefined {
   if (from === undefined) return undefined;
   const out: Json = {};
   let any = false;
@@ -111,7 +115,8 @@ export function slimPod(raw: unknown, kept: KeptFields): Pod {
     if (podIP !== undefined) out.podIP = podIP;
     if (Array.isArray(status.conditions)) {
       const ready = status.conditions.map(record).find((c) => c?.type === 'Ready');
-      if (ready !== undefined) out.conditions = [{ type: 'Ready', ...(typeof ready.status === 'string' ? { status: ready.status } : {}) }];
+      if (ready !== undefined)
+        out.conditions = [{ type: 'Ready', ...(typeof ready.status === 'string' ? { status: ready.status } : {}) }];
     }
     pod.status = out;
   }

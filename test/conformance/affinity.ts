@@ -291,7 +291,12 @@ async function serveFresh(planes: RunningPlane[], table: RouteTable): Promise<vo
   for (const plane of planes) await plane.applyFresh(table);
 }
 
-async function firstPicksAgree(rig: AffinityRig, firstPickTables: number, addressesPerRoute: number, t: TestContext): Promise<void> {
+async function firstPicksAgree(
+  rig: AffinityRig,
+  firstPickTables: number,
+  addressesPerRoute: number,
+  t: TestContext,
+): Promise<void> {
   const random = seededRandom(SEED);
   let compared = 0;
   for (let t = 0; t < firstPickTables; t++) {
@@ -317,9 +322,7 @@ async function firstPicksAgree(rig: AffinityRig, firstPickTables: number, addres
       for (const [i, picks] of others.entries()) {
         const name = (rig.planes[i + 1] as RunningPlane).name;
         const differing = clients.flatMap((c, k) =>
-          picks[k]?.pod === reference?.[k]?.pod
-            ? []
-            : [`${c}: nginx ${reference?.[k]?.pod}, ${name} ${picks[k]?.pod}`],
+          picks[k]?.pod === reference?.[k]?.pod ? [] : [`${c}: nginx ${reference?.[k]?.pod}, ${name} ${picks[k]?.pod}`],
         );
         assert.deepEqual(
           differing,
@@ -370,11 +373,7 @@ async function onlyClientsOfAGonePodMove(rig: AffinityRig): Promise<void> {
         assert.equal(c?.[k]?.pod, newcomer[0]?.name, `${client} moves only to the newcomer`);
     });
     const moved = clients.filter((_, k) => a?.[k]?.pod !== b?.[k]?.pod).length;
-    assert.equal(
-      moved,
-      a?.filter((p) => p.pod === gone.name).length,
-      'exactly the clients of the pod that went moved',
-    );
+    assert.equal(moved, a?.filter((p) => p.pod === gone.name).length, 'exactly the clients of the pod that went moved');
   }
 }
 
@@ -448,9 +447,7 @@ async function requestPathAgrees(rig: AffinityRig, pathTables: number, t: TestCo
       const seen: string[] = [];
       for (const { route, client } of order) {
         const outcome = await sendTo(plane.port, route, [], client);
-        seen.push(
-          `${route.path} from ${client}: ${answerOf(outcome)}`,
-        );
+        seen.push(`${route.path} from ${client}: ${answerOf(outcome)}`);
       }
       results.push(seen);
     }
@@ -493,10 +490,13 @@ export function affinityConformance(
   const label = (what: string): string => `${what} (seed ${SEED})${mode.label}`;
 
   describe(label('session affinity: every data plane picks the pod nginx picks'), () => {
-    it(`for generated client addresses on generated pod sets (${firstPickTables} tables of 8 routes, ${addressesPerRoute} addresses each)`, (t) => firstPicksAgree(rig, firstPickTables, addressesPerRoute, t));
+    it(`for generated client addresses on generated pod sets (${firstPickTables} tables of 8 routes, ${addressesPerRoute} addresses each)`, (t) =>
+      firstPicksAgree(rig, firstPickTables, addressesPerRoute, t));
 
-    it('when pods come and go: only the clients of a pod that goes move, and only to a pod that comes', () => onlyClientsOfAGonePodMove(rig));
+    it('when pods come and go: only the clients of a pod that goes move, and only to a pod that comes', () =>
+      onlyClientsOfAGonePodMove(rig));
 
-    it(`through the request path from real client addresses, with dead pods: the same pod, retry for retry (${pathTables} tables)`, (t) => requestPathAgrees(rig, pathTables, t));
+    it(`through the request path from real client addresses, with dead pods: the same pod, retry for retry (${pathTables} tables)`, (t) =>
+      requestPathAgrees(rig, pathTables, t));
   });
 }

@@ -74,12 +74,17 @@ export function converse(port: number, parts: readonly Part[], options: Converse
     const limit = setTimeout(() => {
       done = true;
       socket.destroy();
-      reject(new Error(`no end within ${LIMIT_MS} ms; answers ${answers.map((a) => a.status).join(',')}, rest ${JSON.stringify(data.toString('latin1').slice(0, 200))}`));
+      reject(
+        new Error(
+          `no end within ${LIMIT_MS} ms; answers ${answers.map((a) => a.status).join(',')}, rest ${JSON.stringify(data.toString('latin1').slice(0, 200))}`,
+        ),
+      );
     }, LIMIT_MS);
     const wait = (): void => {
       if (!sent || done) return;
       clearTimeout(quiet);
-      const closing = answers.at(-1)?.headers.some(([k, v]) => k.toLowerCase() === 'connection' && /close/i.test(v)) === true;
+      const closing =
+        answers.at(-1)?.headers.some(([k, v]) => k.toLowerCase() === 'connection' && /close/i.test(v)) === true;
       const ms = closing ? CLOSE_WAIT_MS : answers.length >= requests ? (options.settleMs ?? SETTLE_MS) : STUCK_MS;
       quiet = setTimeout(() => finish(false), ms);
     };

@@ -79,7 +79,9 @@ function podView(r: ReceivedRequest, host: string): PodView {
     headers: r.headers
       .filter(([k]) => !FRAMING.has(k.toLowerCase()))
       .map(([k, v]): [string, string] => [k, k.toLowerCase() === 'host' && v === host ? 'HOST' : v])
-      .sort(([a, va], [b, vb]) => (a.toLowerCase() < b.toLowerCase() ? -1 : a.toLowerCase() > b.toLowerCase() ? 1 : va < vb ? -1 : va > vb ? 1 : 0)),
+      .sort(([a, va], [b, vb]) =>
+        a.toLowerCase() < b.toLowerCase() ? -1 : a.toLowerCase() > b.toLowerCase() ? 1 : va < vb ? -1 : va > vb ? 1 : 0,
+      ),
     body: r.body,
   };
 }
@@ -137,9 +139,13 @@ export class EdgeBench {
       // Documented nginx and the proxy at once, then dynamic nginx: three data planes at
       // once would be more connections than the raw pod and the proxy (in this process)
       // answer within a conversation's patience on a busy machine.
-      const [nginx, proxy] = await Promise.all([this.converse(this.nginx.port, 'n', batch), this.converse(this.proxy.port, 'p', batch)]);
+      const [nginx, proxy] = await Promise.all([
+        this.converse(this.nginx.port, 'n', batch),
+        this.converse(this.proxy.port, 'p', batch),
+      ]);
       const dynamic = await this.converse(this.dynamic.port, 'd', batch);
-      if (batch.some((edge) => edge.bytes('').includes(VANISH))) await new Promise((r) => setTimeout(r, VANISH_SETTLE_MS));
+      if (batch.some((edge) => edge.bytes('').includes(VANISH)))
+        await new Promise((r) => setTimeout(r, VANISH_SETTLE_MS));
       const received = [...this.pod.received];
       const cut = [...this.pod.cut];
       const observe = (side: Side, conversations: Conversation[]): EdgeObservation[] =>
@@ -148,7 +154,9 @@ export class EdgeBench {
           return {
             answers: c.answers.map((a) => `${a.status} ${a.reason}`),
             closed: c.closed,
-            reached: received.filter((r) => r.headers.some(([k, v]) => k.toLowerCase() === 'host' && v === host)).map((r) => podView(r, host)),
+            reached: received
+              .filter((r) => r.headers.some(([k, v]) => k.toLowerCase() === 'host' && v === host))
+              .map((r) => podView(r, host)),
             cut: cut.filter((h) => h === host).length,
           };
         });
@@ -193,12 +201,15 @@ export function problems(results: readonly EdgeResult[]): string[] {
     }
     if (edge.differs !== undefined) {
       if (summary(nginx) !== edge.differs.nginx || summary(proxy) !== edge.differs.proxy) {
-        out.push(`${edge.name}: intended difference changed: expected nginx "${edge.differs.nginx}" and proxy "${edge.differs.proxy}", got "${summary(nginx)}" and "${summary(proxy)}"${both}`);
+        out.push(
+          `${edge.name}: intended difference changed: expected nginx "${edge.differs.nginx}" and proxy "${edge.differs.proxy}", got "${summary(nginx)}" and "${summary(proxy)}"${both}`,
+        );
       }
       continue;
     }
     if (JSON.stringify(proxy) !== JSON.stringify(nginx)) out.push(`${edge.name}: the proxy differs from nginx${both}`);
-    else if (edge.expect !== undefined && summary(nginx) !== edge.expect) out.push(`${edge.name}: nginx gave "${summary(nginx)}", expected "${edge.expect}"${both}`);
+    else if (edge.expect !== undefined && summary(nginx) !== edge.expect)
+      out.push(`${edge.name}: nginx gave "${summary(nginx)}", expected "${edge.expect}"${both}`);
   }
   return out;
 }

@@ -32,7 +32,8 @@ function fromSpec(spec: EdgeSpec, index: number): EdgeCase {
  * generator stumbles on does not turn one CI run red and the next green; `EDGE_SEED=random`
  * (or a number) explores further, and a failure prints the seed that replays it.
  */
-const EDGE_SEED: { seed?: number } = process.env.EDGE_SEED === 'random' ? {} : { seed: Number(process.env.EDGE_SEED ?? 20261125) };
+const EDGE_SEED: { seed?: number } =
+  process.env.EDGE_SEED === 'random' ? {} : { seed: Number(process.env.EDGE_SEED ?? 20261125) };
 
 const plain = (text: string, requests = 1, heads: number[] = []): EdgeSpec => ({ text, requests, heads });
 
@@ -58,16 +59,47 @@ const sizeArb: fc.Arbitrary<EdgeSpec> = fc
  */
 const versionArb: fc.Arbitrary<string> = fc
   .oneof(
-    fc.tuple(fc.stringMatching(/^[0-9]{1,3}$/), fc.option(fc.stringMatching(/^[0-9]{0,3}$/), { nil: undefined })).map(([major, minor]) => `HTTP/${major}${minor === undefined ? '' : `.${minor}`}`),
-    fc.constantFrom('HTTP/1.1', 'HTTP/1.0', 'http/1.1', 'HTTP/1.1x', 'HTTP1.1', 'HTTP/-1.1', 'HTTP/1.1.1', 'HTTPS/2.0', 'HTTP/ 1.1'),
+    fc
+      .tuple(fc.stringMatching(/^[0-9]{1,3}$/), fc.option(fc.stringMatching(/^[0-9]{0,3}$/), { nil: undefined }))
+      .map(([major, minor]) => `HTTP/${major}${minor === undefined ? '' : `.${minor}`}`),
+    fc.constantFrom(
+      'HTTP/1.1',
+      'HTTP/1.0',
+      'http/1.1',
+      'HTTP/1.1x',
+      'HTTP1.1',
+      'HTTP/-1.1',
+      'HTTP/1.1.1',
+      'HTTPS/2.0',
+      'HTTP/ 1.1',
+    ),
   )
   .filter((v) => !/^HTTP\/1\.[0-9]+$/.test(v) || v === 'HTTP/1.0' || v === 'HTTP/1.1');
 
 const versionSpecArb: fc.Arbitrary<EdgeSpec> = fc
-  .record({ version: versionArb, host: fc.constantFrom('{HOST}', 'unknown.test'), path: fc.constantFrom('/', '/a/../b', '/..') })
+  .record({
+    version: versionArb,
+    host: fc.constantFrom('{HOST}', 'unknown.test'),
+    path: fc.constantFrom('/', '/a/../b', '/..'),
+  })
   .map(({ version, host, path }) => plain(`GET ${path} ${version}\r\nHost: ${host}\r\n\r\n`));
 
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE', 'CONNECT', 'PROPFIND', 'MKCOL', 'LOCK', 'PURGE', 'SEARCH'];
+const METHODS = [
+  'GET',
+  'HEAD',
+  'POST',
+  'PUT',
+  'DELETE',
+  'OPTIONS',
+  'PATCH',
+  'TRACE',
+  'CONNECT',
+  'PROPFIND',
+  'MKCOL',
+  'LOCK',
+  'PURGE',
+  'SEARCH',
+];
 const CODINGS = ['chunked', 'Chunked', 'gzip', 'gzip, chunked', 'chunked, gzip', 'identity', ''];
 // No length past client_max_body_size: nginx reads such a body before it closes, and each
 // run would wait for it (the hand-written cases have those).
@@ -81,11 +113,30 @@ const framingArb: fc.Arbitrary<EdgeSpec> = fc
     codings: fc.array(fc.constantFrom(...CODINGS), { maxLength: 2 }),
     lengths: fc.array(fc.constantFrom(...LENGTHS), { maxLength: 2 }),
     body: fc.constantFrom('', 'hello', '5\r\nhello\r\n0\r\n\r\n'),
-    extra: fc.array(fc.constantFrom('Expect: 100-continue', 'Expect: 100-continue', 'Authorization: a', 'X_Under: 1', 'Connection: close', 'Connection: keep-alive'), { maxLength: 2 }),
+    extra: fc.array(
+      fc.constantFrom(
+        'Expect: 100-continue',
+        'Expect: 100-continue',
+        'Authorization: a',
+        'X_Under: 1',
+        'Connection: close',
+        'Connection: keep-alive',
+      ),
+      { maxLength: 2 },
+    ),
   })
   .map(({ method, version, host, codings, lengths, body, extra }) => {
-    const lines = [...(host === null ? [] : [`Host: ${host}`]), ...codings.map((c) => `Transfer-Encoding: ${c}`), ...lengths.map((l) => `Content-Length: ${l}`), ...extra];
-    return plain(`${method} / ${version}\r\n${lines.map((l) => `${l}\r\n`).join('')}\r\n${body}`, 1, method === 'HEAD' ? [0] : []);
+    const lines = [
+      ...(host === null ? [] : [`Host: ${host}`]),
+      ...codings.map((c) => `Transfer-Encoding: ${c}`),
+      ...lengths.map((l) => `Content-Length: ${l}`),
+      ...extra,
+    ];
+    return plain(
+      `${method} / ${version}\r\n${lines.map((l) => `${l}\r\n`).join('')}\r\n${body}`,
+      1,
+      method === 'HEAD' ? [0] : [],
+    );
   })
   // Nor CONNECT with a chunked body (an intended difference when the body is still to come).
   .filter((spec) => !/^CONNECT .*\r\nTransfer-Encoding: chunked\r\n/is.test(spec.text))
@@ -108,7 +159,12 @@ const HEADER_LINE_ENDS = LINE_ENDS.filter((end) => end !== '\r\r\n');
 
 const lineEndingArb: fc.Arbitrary<EdgeSpec> = fc
   .record({
-    ends: fc.tuple(fc.constantFrom(...LINE_ENDS), fc.constantFrom(...HEADER_LINE_ENDS), fc.constantFrom(...HEADER_LINE_ENDS), fc.constantFrom(...HEADER_LINE_ENDS)),
+    ends: fc.tuple(
+      fc.constantFrom(...LINE_ENDS),
+      fc.constantFrom(...HEADER_LINE_ENDS),
+      fc.constantFrom(...HEADER_LINE_ENDS),
+      fc.constantFrom(...HEADER_LINE_ENDS),
+    ),
     fold: fc.constantFrom('', ' folded', '\tfolded'),
     leading: fc.constantFrom('', '\r\n'),
   })

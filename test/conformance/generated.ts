@@ -16,7 +16,25 @@ const KEY = 'a2V5LXZhbHVl';
 
 const HOSTS = ['a.test', 'b.test', 'x.example.org'];
 const ROUTE_PATHS = ['/', '/a', '/ab', '/a/', '/a/b', '/abc/d', '/b', '/b/c/'];
-const SEGMENTS = ['a', 'ab', 'abc', 'b', 'c', 'd', '.', '..', '', '%61', '%2e%2e', '%2e', '%2F', '%62', 'A', 'x', 'a%2Fb'];
+const SEGMENTS = [
+  'a',
+  'ab',
+  'abc',
+  'b',
+  'c',
+  'd',
+  '.',
+  '..',
+  '',
+  '%61',
+  '%2e%2e',
+  '%2e',
+  '%2F',
+  '%62',
+  'A',
+  'x',
+  'a%2Fb',
+];
 const METHODS = ['GET', 'GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'PATCH', 'OPTIONS'];
 
 const routeArb = (pods: readonly { name: string; ip: string; port: number }[]): fc.Arbitrary<RouteSpec> =>
@@ -28,13 +46,22 @@ const routeArb = (pods: readonly { name: string; ip: string; port: number }[]): 
   });
 
 const hostArb: fc.Arbitrary<string | null> = fc.oneof(
-  { weight: 8, arbitrary: fc.tuple(fc.constantFrom(...HOSTS), fc.boolean(), fc.constantFrom('', ':80', ':8080'), fc.constantFrom('', '', '.')).map(([h, upper, port, dot]) => `${upper ? h.toUpperCase() : h}${dot}${port}`) },
+  {
+    weight: 8,
+    arbitrary: fc
+      .tuple(fc.constantFrom(...HOSTS), fc.boolean(), fc.constantFrom('', ':80', ':8080'), fc.constantFrom('', '', '.'))
+      .map(([h, upper, port, dot]) => `${upper ? h.toUpperCase() : h}${dot}${port}`),
+  },
   { weight: 1, arbitrary: fc.constantFrom('unknown.test', 'a..test') },
   { weight: 1, arbitrary: fc.constant(null) },
 );
 
 const targetArb: fc.Arbitrary<string> = fc
-  .tuple(fc.array(fc.constantFrom(...SEGMENTS), { minLength: 0, maxLength: 5 }), fc.boolean(), fc.constantFrom('', '', '?q=1', '?x=/../%2e'))
+  .tuple(
+    fc.array(fc.constantFrom(...SEGMENTS), { minLength: 0, maxLength: 5 }),
+    fc.boolean(),
+    fc.constantFrom('', '', '?q=1', '?x=/../%2e'),
+  )
   .map(([segments, leadingDouble, query]) => `${leadingDouble ? '//' : '/'}${segments.join('/')}${query}`);
 
 const requestArb: fc.Arbitrary<RawRequest> = fc

@@ -14,7 +14,11 @@ const KEY = 'c3VwZXJzZWNyZXQ=';
 const TIMEOUT_SECONDS = 1;
 
 /** Runs requests through every plane, asserts they agree, and pins nginx's statuses when given. */
-type Agree = (name: string, requests: (RawRequest | Buffer)[], expectStatuses?: (number | 'dropped')[]) => Promise<void>;
+type Agree = (
+  name: string,
+  requests: (RawRequest | Buffer)[],
+  expectStatuses?: (number | 'dropped')[],
+) => Promise<void>;
 
 const get = (host: string | null, target: string, headers: [string, string][] = [], method = 'GET'): RawRequest => ({
   method,
@@ -23,7 +27,10 @@ const get = (host: string | null, target: string, headers: [string, string][] = 
 });
 
 /** Starts the pods of the cases (each pushed to `pods` at once, to be closed however start ends) and the planes. */
-async function startPlanes(mode: Mode, pods: TestPod[]): Promise<{ diff: Differential; table: ReturnType<typeof tableOf> }> {
+async function startPlanes(
+  mode: Mode,
+  pods: TestPod[],
+): Promise<{ diff: Differential; table: ReturnType<typeof tableOf> }> {
   const live = async (name: string, ip: string, behaviour: TestPod['behaviour'] = 'echo'): Promise<TestPod> => {
     const pod = await startPod(name, ip, { behaviour });
     pods.push(pod);
@@ -67,7 +74,10 @@ async function startPlanes(mode: Mode, pods: TestPod[]): Promise<{ diff: Differe
     { host: 'b.test', path: '/hang', pods: [h0, h1] },
     { host: 'b.test', path: '/single-hang', pods: [hs] },
   ]);
-  const diff = await Differential.start(table, { upstreamTimeoutSeconds: TIMEOUT_SECONDS, upstreamKeepalive: mode.upstreamKeepalive });
+  const diff = await Differential.start(table, {
+    upstreamTimeoutSeconds: TIMEOUT_SECONDS,
+    upstreamKeepalive: mode.upstreamKeepalive,
+  });
   return { diff, table };
 }
 
@@ -86,7 +96,11 @@ export function handWrittenConformance(mode: Mode): void {
     await Promise.all(pods.map((p) => p.close()));
   });
 
-  async function agree(name: string, requests: (RawRequest | Buffer)[], expectStatuses?: (number | 'dropped')[]): Promise<void> {
+  async function agree(
+    name: string,
+    requests: (RawRequest | Buffer)[],
+    expectStatuses?: (number | 'dropped')[],
+  ): Promise<void> {
     const observed = await diff.run(table, requests);
     assertThreeWay(name, observed);
     const { nginx } = observed;
@@ -120,7 +134,15 @@ function hostCases(mode: Mode, agree: Agree): void {
   test(`host: malformed hosts are 400, unknown hosts are dropped${mode.label}`, async () => {
     await agree(
       'bad hosts',
-      [get('a..test', '/'), get('', '/'), get('a.test/x', '/'), get('a.test..', '/'), get('a.:1.', '/'), get('c.test', '/'), get('a.test.x', '/')],
+      [
+        get('a..test', '/'),
+        get('', '/'),
+        get('a.test/x', '/'),
+        get('a.test..', '/'),
+        get('a.:1.', '/'),
+        get('c.test', '/'),
+        get('a.test.x', '/'),
+      ],
       [400, 400, 400, 400, 'dropped', 'dropped', 'dropped'],
     );
   });
@@ -140,7 +162,11 @@ function hostCases(mode: Mode, agree: Agree): void {
   });
 
   test(`host: an absolute request-target names the host and the pod gets the path only${mode.label}`, async () => {
-    await agree('absolute form', [get('c.test', 'http://A.test:99/nodejs/x?q=1'), get(null, 'http://a.test/nodejs', [], 'GET')], [200, 400]);
+    await agree(
+      'absolute form',
+      [get('c.test', 'http://A.test:99/nodejs/x?q=1'), get(null, 'http://a.test/nodejs', [], 'GET')],
+      [200, 400],
+    );
   });
 }
 
@@ -168,26 +194,47 @@ function pathCases(mode: Mode, agree: Agree): void {
   });
 
   test(`path: above the root, bad escapes and NUL are 400${mode.label}`, async () => {
-    await agree('bad paths', ['/..', '/a/../..', '/%2e%2e/x', '/%', '/a%2', '/%zz', '/a%00b', '/nodejs/../../x'].map((p) => get('a.test', p)), [
-      400, 400, 400, 400, 400, 400, 400, 400,
-    ]);
+    await agree(
+      'bad paths',
+      ['/..', '/a/../..', '/%2e%2e/x', '/%', '/a%2', '/%zz', '/a%00b', '/nodejs/../../x'].map((p) => get('a.test', p)),
+      [400, 400, 400, 400, 400, 400, 400, 400],
+    );
   });
 
   test(`path: a known host without a matching path is 404${mode.label}`, async () => {
-    await agree('404', [get('b.test', '/'), get('b.test', '/onl'), get('b.test', '/onlyx'), get('b.test', '/ONLY')], [404, 404, 200, 404]);
+    await agree(
+      '404',
+      [get('b.test', '/'), get('b.test', '/onl'), get('b.test', '/onlyx'), get('b.test', '/ONLY')],
+      [404, 404, 200, 404],
+    );
   });
 
   test(`path: a route ending in "/" redirects its path without the slash (301, query kept)${mode.label}`, async () => {
-    await agree('redirect', [get('a.test', '/api'), get('A.test:5', '/api?x=1&y'), get('a.test', '/api/'), get('a.test', '/api%2F'), get('a.test', '/api', [], 'HEAD'), get('a.test', '/apix')], [
-      301, 301, 200, 200, 301, 200,
-    ]);
+    await agree(
+      'redirect',
+      [
+        get('a.test', '/api'),
+        get('A.test:5', '/api?x=1&y'),
+        get('a.test', '/api/'),
+        get('a.test', '/api%2F'),
+        get('a.test', '/api', [], 'HEAD'),
+        get('a.test', '/apix'),
+      ],
+      [301, 301, 200, 200, 301, 200],
+    );
   });
 }
 
 /** Round robin and API keys. */
 function balancingAndKeyCases(mode: Mode, agree: Agree): void {
   test(`round robin: pods in name order, per route${mode.label}`, async () => {
-    await agree('round robin', [get('a.test', '/'), get('a.test', '/x'), get('a.test', '/nodejs'), get('a.test', '/y'), get('a.test', '/z')]);
+    await agree('round robin', [
+      get('a.test', '/'),
+      get('a.test', '/x'),
+      get('a.test', '/nodejs'),
+      get('a.test', '/y'),
+      get('a.test', '/z'),
+    ]);
   });
 
   test(`API key: missing, wrong, empty, right, sent twice${mode.label}`, async () => {
@@ -199,8 +246,14 @@ function balancingAndKeyCases(mode: Mode, agree: Agree): void {
         get('a.test', '/key', [['X-ROUTING-API-KEY', '']]),
         get('a.test', '/key', [['X-ROUTING-API-KEY', KEY.toLowerCase()]]),
         get('a.test', '/key', [['x-routing-api-key', KEY]]),
-        get('a.test', '/key', [['X-ROUTING-API-KEY', KEY], ['X-ROUTING-API-KEY', 'wrong']]),
-        get('a.test', '/key', [['X-ROUTING-API-KEY', 'wrong'], ['X-ROUTING-API-KEY', KEY]]),
+        get('a.test', '/key', [
+          ['X-ROUTING-API-KEY', KEY],
+          ['X-ROUTING-API-KEY', 'wrong'],
+        ]),
+        get('a.test', '/key', [
+          ['X-ROUTING-API-KEY', 'wrong'],
+          ['X-ROUTING-API-KEY', KEY],
+        ]),
         get('a.test', '/key', [['X_ROUTING_API_KEY', KEY]]),
         get('a.test', '/keyx/y', [['X-ROUTING-API-KEY', KEY]]),
         get('a.test', '/nodejs', [['X-ROUTING-API-KEY', 'anything']]),
@@ -213,8 +266,16 @@ function balancingAndKeyCases(mode: Mode, agree: Agree): void {
 /** Retries, failures and timeouts towards the pods. */
 function upstreamCases(mode: Mode, agree: Agree): void {
   test(`upstream: refused pods are skipped, all refused is 502, and failed pods stay out${mode.label}`, async () => {
-    await agree('dead', [get('b.test', '/dead'), get('b.test', '/dead'), get('b.test', '/single-dead'), get('b.test', '/single-dead')], [502, 502, 502, 502]);
-    await agree('mix', [get('b.test', '/mix'), get('b.test', '/mix'), get('b.test', '/mix'), get('b.test', '/mix', [], 'POST')], [200, 200, 200, 200]);
+    await agree(
+      'dead',
+      [get('b.test', '/dead'), get('b.test', '/dead'), get('b.test', '/single-dead'), get('b.test', '/single-dead')],
+      [502, 502, 502, 502],
+    );
+    await agree(
+      'mix',
+      [get('b.test', '/mix'), get('b.test', '/mix'), get('b.test', '/mix'), get('b.test', '/mix', [], 'POST')],
+      [200, 200, 200, 200],
+    );
   });
 
   test(`upstream: a request tries every pod once, four refusing before the one that answers${mode.label}`, async () => {
@@ -234,7 +295,11 @@ function upstreamCases(mode: Mode, agree: Agree): void {
   for (const method of ['GET', 'PUT', 'DELETE', 'POST', 'PATCH', 'LOCK']) {
     test(`upstream: a pod that resets after the request, ${method}${mode.label}`, async () => {
       const expected = ['POST', 'PATCH', 'LOCK'].includes(method) ? 502 : 200;
-      await agree(`reset ${method}`, [get('b.test', '/flaky', [], method), get('b.test', '/flaky', [], method)], [expected, 200]);
+      await agree(
+        `reset ${method}`,
+        [get('b.test', '/flaky', [], method), get('b.test', '/flaky', [], method)],
+        [expected, 200],
+      );
     });
   }
 
@@ -248,7 +313,11 @@ function upstreamCases(mode: Mode, agree: Agree): void {
   });
 
   test(`upstream: a timeout moves GET on, ends POST with 504, and a single pod times out with 504${mode.label}`, async () => {
-    await agree('timeouts', [get('b.test', '/hang'), get('b.test', '/single-hang'), get('b.test', '/hang')], [200, 504, 200]);
+    await agree(
+      'timeouts',
+      [get('b.test', '/hang'), get('b.test', '/single-hang'), get('b.test', '/hang')],
+      [200, 504, 200],
+    );
     await agree('timeout POST', [get('b.test', '/hang', [], 'POST')], [504]);
   });
 }
@@ -279,12 +348,26 @@ function requestCases(mode: Mode, agree: Agree): void {
   });
 
   test(`methods and bodies: the pod gets the method and body as sent${mode.label}`, async () => {
-    const chunked = Buffer.from('POST /nodejs HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n', 'latin1');
+    const chunked = Buffer.from(
+      'POST /nodejs HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n',
+      'latin1',
+    );
     await agree('bodies', [
       { ...get('a.test', '/nodejs', [['Content-Length', '5']], 'POST'), body: 'hello' },
       { ...get('a.test', '/nodejs', [['Content-Length', '4']], 'PUT'), body: 'data' },
       { ...get('a.test', '/nodejs', [['Content-Length', '4']], 'GET'), body: 'body' },
-      { ...get('a.test', '/nodejs', [['Content-Length', '2'], ['Expect', '100-continue']], 'POST'), body: 'hi' },
+      {
+        ...get(
+          'a.test',
+          '/nodejs',
+          [
+            ['Content-Length', '2'],
+            ['Expect', '100-continue'],
+          ],
+          'POST',
+        ),
+        body: 'hi',
+      },
       get('a.test', '/nodejs', [], 'POST'),
       get('a.test', '/nodejs', [], 'HEAD'),
       get('a.test', '/nodejs', [], 'OPTIONS'),
@@ -299,8 +382,15 @@ function requestCases(mode: Mode, agree: Agree): void {
 
   test(`a body over 1 MiB is 413, before the location answers 404 or 301, but after the unknown-host drop${mode.label}`, async () => {
     const big: [string, string][] = [['Content-Length', String(1024 * 1024 + 1)]];
-    await agree('413', [get('a.test', '/nodejs', big, 'POST'), get('b.test', '/', big, 'POST'), get('a.test', '/api', big, 'POST'), get('c.test', '/', big, 'POST')], [
-      413, 413, 413, 'dropped',
-    ]);
+    await agree(
+      '413',
+      [
+        get('a.test', '/nodejs', big, 'POST'),
+        get('b.test', '/', big, 'POST'),
+        get('a.test', '/api', big, 'POST'),
+        get('c.test', '/', big, 'POST'),
+      ],
+      [413, 413, 413, 'dropped'],
+    );
   });
 }

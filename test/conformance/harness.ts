@@ -87,7 +87,17 @@ export function observe(outcome: RawOutcome, port: number): Observation {
         httpVersion: r.httpVersion,
         headers: r.headers
           .filter(([k]) => !FRAMING.has(k.toLowerCase()))
-          .sort(([a, va], [b, vb]) => (a.toLowerCase() < b.toLowerCase() ? -1 : a.toLowerCase() > b.toLowerCase() ? 1 : va < vb ? -1 : va > vb ? 1 : 0)),
+          .sort(([a, va], [b, vb]) =>
+            a.toLowerCase() < b.toLowerCase()
+              ? -1
+              : a.toLowerCase() > b.toLowerCase()
+                ? 1
+                : va < vb
+                  ? -1
+                  : va > vb
+                    ? 1
+                    : 0,
+          ),
         body: r.body,
       };
     } else {
@@ -157,7 +167,8 @@ const RETIREMENT_WARNING = 'old nginx workers still accept connections';
  */
 function upstreamTimeouts(options: PairOptions): string[] {
   const s = options.upstreamTimeoutSeconds;
-  const timeouts = s === undefined ? [] : [`proxy_connect_timeout ${s}s;`, `proxy_send_timeout ${s}s;`, `proxy_read_timeout ${s}s;`];
+  const timeouts =
+    s === undefined ? [] : [`proxy_connect_timeout ${s}s;`, `proxy_send_timeout ${s}s;`, `proxy_read_timeout ${s}s;`];
   return [...timeouts, ...(options.nginxHttpDirectives ?? [])];
 }
 
@@ -196,7 +207,10 @@ async function startManagedNginx(mode: NginxMode, table: RouteTable, options: Pa
     ...options.clientLimits,
   };
   const forTests = (text: string): string => {
-    const withDirectives = httpDirectives.length === 0 ? text : text.replace(/^http \{\n/m, (open) => `${open}${httpDirectives.join('\n')}\n`);
+    const withDirectives =
+      httpDirectives.length === 0
+        ? text
+        : text.replace(/^http \{\n/m, (open) => `${open}${httpDirectives.join('\n')}\n`);
     return `${withDirectives}# conformance: fresh state ${generation}\n`;
   };
   const delivery = await deliveryFor(mode, prefix, settings);
@@ -259,7 +273,9 @@ export function startProxyFor(options: PairOptions): Promise<ProxyDataPlane> {
     upstreamKeepalive: options.upstreamKeepalive ?? 0,
     ...options.clientLimits,
     ...proxyLibraryUnderTest(),
-    ...(options.upstreamTimeoutSeconds !== undefined ? { upstreamTimeoutMs: options.upstreamTimeoutSeconds * 1000 } : {}),
+    ...(options.upstreamTimeoutSeconds !== undefined
+      ? { upstreamTimeoutMs: options.upstreamTimeoutSeconds * 1000 }
+      : {}),
   });
 }
 

@@ -5,8 +5,7 @@ import net from 'node:net';
 // telling a closed-without-answer connection from an answer.
 
 export type RawOutcome =
-  | { kind: 'dropped'; bytes: number }
-  | { kind: 'response'; status: number; headers: [string, string][]; body: Buffer };
+  { kind: 'dropped'; bytes: number } | { kind: 'response'; status: number; headers: [string, string][]; body: Buffer };
 
 export interface RawRequest {
   method: string;
@@ -17,7 +16,9 @@ export interface RawRequest {
 }
 
 export function serializeRequest(r: RawRequest): Buffer {
-  const head = [`${r.method} ${r.target} HTTP/${r.version ?? '1.1'}`, ...r.headers.map(([k, v]) => `${k}: ${v}`)].join('\r\n');
+  const head = [`${r.method} ${r.target} HTTP/${r.version ?? '1.1'}`, ...r.headers.map(([k, v]) => `${k}: ${v}`)].join(
+    '\r\n',
+  );
   const body = r.body === undefined ? Buffer.alloc(0) : Buffer.from(r.body);
   return Buffer.concat([Buffer.from(`${head}\r\n\r\n`, 'latin1'), body]);
 }
@@ -49,7 +50,12 @@ export function readChunked(data: Buffer): { body: Buffer; used: number } | null
 }
 
 /** The body of a complete response at the start of `rest` and the bytes it took, or null when more bytes are needed. */
-function completeBody(headers: [string, string][], rest: Buffer, noBody: boolean, closed: boolean): { body: Buffer; used: number } | null {
+function completeBody(
+  headers: [string, string][],
+  rest: Buffer,
+  noBody: boolean,
+  closed: boolean,
+): { body: Buffer; used: number } | null {
   if (noBody) return { body: Buffer.alloc(0), used: 0 };
   const te = headers.find(([k]) => k.toLowerCase() === 'transfer-encoding')?.[1];
   if (te !== undefined && /chunked/i.test(te)) return readChunked(rest);
@@ -99,7 +105,12 @@ export function parseResponse(data: Buffer, noBody: boolean, closed: boolean): R
  * Sends one request on a new connection and reads one response (or the close); from
  * `localAddress` when given (any 127.x.y.z on Linux), as a client at that address.
  */
-export function sendRaw(port: number, request: RawRequest | Buffer, timeoutMs = 10_000, localAddress?: string): Promise<RawOutcome> {
+export function sendRaw(
+  port: number,
+  request: RawRequest | Buffer,
+  timeoutMs = 10_000,
+  localAddress?: string,
+): Promise<RawOutcome> {
   const bytes = Buffer.isBuffer(request) ? request : serializeRequest(request);
   const noBody = !Buffer.isBuffer(request) && request.method === 'HEAD';
   return new Promise((resolve, reject) => {
@@ -114,7 +125,11 @@ export function sendRaw(port: number, request: RawRequest | Buffer, timeoutMs = 
       if (outcome instanceof Error) reject(outcome);
       else resolve(outcome);
     };
-    const timer = setTimeout(() => finish(new Error(`no complete answer within ${timeoutMs} ms; got ${JSON.stringify(data.toString('latin1'))}`)), timeoutMs);
+    const timer = setTimeout(
+      () =>
+        finish(new Error(`no complete answer within ${timeoutMs} ms; got ${JSON.stringify(data.toString('latin1'))}`)),
+      timeoutMs,
+    );
     socket.on('connect', () => socket.write(bytes));
     socket.on('data', (chunk: Buffer) => {
       data = Buffer.concat([data, chunk]);

@@ -33,7 +33,12 @@ after(async () => {
 });
 
 /** One WebSocket conversation: the echo of each message, or the refusal status. */
-function converse(port: number, path: string, messages: string[], headers: Record<string, string> = {}): Promise<string[]> {
+function converse(
+  port: number,
+  path: string,
+  messages: string[],
+  headers: Record<string, string> = {},
+): Promise<string[]> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { headers: { Host: 'ws.test', ...headers } });
     const replies: string[] = [];
@@ -81,7 +86,12 @@ MODES.forEach((mode, m) => {
     const proxy = await diff.freshProxy(table);
     try {
       assertThreeWay('websocket', { nginx, dynamic, proxy: await conversations(proxy.port) });
-      assert.deepStrictEqual(nginx, [['ws-0:hello', 'ws-0:again'], ['ws-1:second'], ['refused 403'], ['ws-0:with key']]);
+      assert.deepStrictEqual(nginx, [
+        ['ws-0:hello', 'ws-0:again'],
+        ['ws-1:second'],
+        ['refused 403'],
+        ['ws-0:with key'],
+      ]);
     } finally {
       await proxy.close();
     }
@@ -91,22 +101,25 @@ MODES.forEach((mode, m) => {
 /** Reads a streamed response; records whether the first chunk came while the pod held the rest. */
 function readStream(port: number): Promise<{ firstChunk: string; podWasHolding: boolean; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/stream', headers: { Host: 'ws.test' }, agent: false }, (res) => {
-      let body = '';
-      let firstChunk: string | null = null;
-      let podWasHolding = false;
-      res.setEncoding('latin1');
-      res.on('data', (chunk: string) => {
-        body += chunk;
-        if (firstChunk === null) {
-          firstChunk = chunk;
-          podWasHolding = streamer.streamsWaiting === 1;
-          streamer.releaseStreams();
-        }
-      });
-      res.on('end', () => resolve({ firstChunk: firstChunk ?? '', podWasHolding, body }));
-      res.on('error', reject);
-    });
+    const req = http.get(
+      { host: '127.0.0.1', port, path: '/stream', headers: { Host: 'ws.test' }, agent: false },
+      (res) => {
+        let body = '';
+        let firstChunk: string | null = null;
+        let podWasHolding = false;
+        res.setEncoding('latin1');
+        res.on('data', (chunk: string) => {
+          body += chunk;
+          if (firstChunk === null) {
+            firstChunk = chunk;
+            podWasHolding = streamer.streamsWaiting === 1;
+            streamer.releaseStreams();
+          }
+        });
+        res.on('end', () => resolve({ firstChunk: firstChunk ?? '', podWasHolding, body }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
   });
 }

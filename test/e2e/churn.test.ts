@@ -9,8 +9,10 @@ import { checkChurn } from '../support/churn-checks.js';
 // may fail; documented nginx reloads for the changes, dynamic nginx never does.
 
 describe('load on stable routes while pods churn (short)', { concurrency: 3, timeout: 120_000 }, () => {
-  it('--backend proxy', async (t) => checkChurn(t, await runChurn({ backend: 'proxy', durationMs: 6_000, firstIp: 160, seed: 11 })));
-  it('--backend nginx', async (t) => checkChurn(t, await runChurn({ backend: 'nginx', durationMs: 6_000, firstIp: 170, seed: 12 })));
+  it('--backend proxy', async (t) =>
+    checkChurn(t, await runChurn({ backend: 'proxy', durationMs: 6_000, firstIp: 160, seed: 11 })));
+  it('--backend nginx', async (t) =>
+    checkChurn(t, await runChurn({ backend: 'nginx', durationMs: 6_000, firstIp: 170, seed: 12 })));
   it('--backend nginx --nginx-mode dynamic', async (t) =>
     checkChurn(
       t,

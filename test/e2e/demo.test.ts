@@ -7,7 +7,16 @@ import { after, before, describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import { crc32Long, findChashPoint, initChashPoints } from '../../proxy/consistent-hash.js';
-import { adminPortOf, DEMO_START_TIMEOUT_MS, demoManifestCopy, demoPodItem, demoPodPids, isAlive, printedCommands, runShell } from '../support/demo.js';
+import {
+  adminPortOf,
+  DEMO_START_TIMEOUT_MS,
+  demoManifestCopy,
+  demoPodItem,
+  demoPodPids,
+  isAlive,
+  printedCommands,
+  runShell,
+} from '../support/demo.js';
 import { eventually } from '../support/eventually.js';
 import { runCli } from '../support/run-cli.js';
 import { startRouterProcess, type RouterProcess } from '../support/router-process.js';
@@ -25,10 +34,27 @@ const podsAnswering = (curlOutput: string): string[] =>
     .filter((line) => line.startsWith('{'))
     .map((line) => (JSON.parse(line) as { pod: string }).pod);
 
-async function startDemo(dir: string, manifest: string, extraArgs: string[] = [], env: Record<string, string> = {}): Promise<RouterProcess> {
+async function startDemo(
+  dir: string,
+  manifest: string,
+  extraArgs: string[] = [],
+  env: Record<string, string> = {},
+): Promise<RouterProcess> {
   const port = await pickFreeLoopbackPort();
   const demo = await startRouterProcess(
-    ['--manifest', manifest, '--port', String(port), '--admin-port', '0', '--hold-off-ms', '20', '--nginx-prefix', join(dir, 'nginx'), ...extraArgs],
+    [
+      '--manifest',
+      manifest,
+      '--port',
+      String(port),
+      '--admin-port',
+      '0',
+      '--hold-off-ms',
+      '20',
+      '--nginx-prefix',
+      join(dir, 'nginx'),
+      ...extraArgs,
+    ],
     env,
     { command: 'demo', startTimeoutMs: DEMO_START_TIMEOUT_MS },
   );
@@ -58,7 +84,11 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
     let commands: string[];
 
     before(async () => {
-      assert.equal((await runShell('curl --version')).code, 0, 'this test pastes the curl commands the demo prints: install curl (Debian: apt-get install -y curl)');
+      assert.equal(
+        (await runShell('curl --version')).code,
+        0,
+        'this test pastes the curl commands the demo prints: install curl (Debian: apt-get install -y curl)',
+      );
       dir = await workDir('k8s-router-demo-');
       manifest = await demoManifestCopy(dir, 101);
       demo = await startDemo(dir, manifest);
@@ -72,8 +102,20 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
 
     it('starts a process of the demo app for every running pod of the manifest', () => {
       assert.deepEqual(
-        demo.logs.filter((l) => l.msg === 'demo pod started').map((l) => l.pod).sort(),
-        ['billing/billing-api-0', 'chat/chat-0', 'chat/chat-1', 'intruder/intruder-0', 'shop/shop-web-7d9f-a1', 'shop/shop-web-7d9f-b2', 'shop/shop-web-7d9f-c3', 'shop/shop-web-7d9f-d4'],
+        demo.logs
+          .filter((l) => l.msg === 'demo pod started')
+          .map((l) => l.pod)
+          .sort(),
+        [
+          'billing/billing-api-0',
+          'chat/chat-0',
+          'chat/chat-1',
+          'intruder/intruder-0',
+          'shop/shop-web-7d9f-a1',
+          'shop/shop-web-7d9f-b2',
+          'shop/shop-web-7d9f-c3',
+          'shop/shop-web-7d9f-d4',
+        ],
       );
     });
 
@@ -86,8 +128,17 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
       assert.equal(pods.length, 3, result.stdout);
       const start = SHOP_PODS.indexOf(pods[0] as string);
       assert.ok(start >= 0, `answered by a demo pod: ${result.stdout}`);
-      assert.deepEqual(pods, [0, 1, 2].map((n) => SHOP_PODS[(start + n) % 3]), 'round robin in pod-name order');
-      const answer = JSON.parse(result.stdout.split('\n')[0] as string) as { namespace: string; method: string; uri: string; headers: Record<string, string> };
+      assert.deepEqual(
+        pods,
+        [0, 1, 2].map((n) => SHOP_PODS[(start + n) % 3]),
+        'round robin in pod-name order',
+      );
+      const answer = JSON.parse(result.stdout.split('\n')[0] as string) as {
+        namespace: string;
+        method: string;
+        uri: string;
+        headers: Record<string, string>;
+      };
       assert.equal(answer.namespace, 'shop');
       assert.equal(answer.method, 'GET');
       assert.equal(answer.uri, '/?n=1');
@@ -115,7 +166,10 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
 
     it('prints a WebSocket command that needs only Node, and a shop pod echoes the message', async () => {
       const command = commands[5] ?? '';
-      assert.match(command, /^node examples\/demo\/ws-client\.mjs ws:\/\/127\.0\.0\.1:\d+\/ws --host shop\.k8s\.local hello$/);
+      assert.match(
+        command,
+        /^node examples\/demo\/ws-client\.mjs ws:\/\/127\.0\.0\.1:\d+\/ws --host shop\.k8s\.local hello$/,
+      );
       const result = await runShell(command);
       assert.equal(result.code, 0, result.stderr);
       const lines = result.stdout.trim().split('\n');
@@ -126,11 +180,18 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
     it('prints two curls from two client addresses, each answered three times by the chat pod its address hashes to', async () => {
       // The demo's copy moved the chat pods to 127.0.101.41 and .42, port 3000.
       const points = initChashPoints(['127.0.101.41:3000', '127.0.101.42:3000']);
-      for (const [i, client] of [[6, '127.0.0.2'], [7, '127.0.0.4']] as const) {
+      for (const [i, client] of [
+        [6, '127.0.0.2'],
+        [7, '127.0.0.4'],
+      ] as const) {
         const command = commands[i] ?? '';
-        assert.equal(command, `curl -s --interface ${client} -H 'Host: chat.k8s.local' 'http://127.0.0.1:${command.match(/:(\d+)\//)?.[1]}/?n=[1-3]'`);
+        assert.equal(
+          command,
+          `curl -s --interface ${client} -H 'Host: chat.k8s.local' 'http://127.0.0.1:${command.match(/:(\d+)\//)?.[1]}/?n=[1-3]'`,
+        );
         const at = findChashPoint(points, crc32Long(client));
-        const expected = points.servers[points.server[at % points.number] as number] === '127.0.101.41:3000' ? 'chat-0' : 'chat-1';
+        const expected =
+          points.servers[points.server[at % points.number] as number] === '127.0.101.41:3000' ? 'chat-0' : 'chat-1';
         const result = await runShell(command);
         assert.deepEqual(podsAnswering(result.stdout), [expected, expected, expected], result.stdout + result.stderr);
       }
@@ -145,11 +206,24 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
     });
 
     it('applies an edit of the manifest live: a pod added to the file gets a process and joins the round robin', async () => {
-      const added = demoPodItem({ name: 'shop-web-7d9f-e5', namespace: 'shop', ip: '127.0.101.15', port: 3000, hosts: 'shop.k8s.local fresh.k8s.local', paths: '3000:/' });
+      const added = demoPodItem({
+        name: 'shop-web-7d9f-e5',
+        namespace: 'shop',
+        ip: '127.0.101.15',
+        port: 3000,
+        hosts: 'shop.k8s.local fresh.k8s.local',
+        paths: '3000:/',
+      });
       await writeFile(manifest, `${await readFile(manifest, 'utf8')}${added}`);
-      await demo.waitForLog((l) => l.msg === 'demo pod started' && l.pod === 'shop/shop-web-7d9f-e5', 'a process for the added pod');
+      await demo.waitForLog(
+        (l) => l.msg === 'demo pod started' && l.pod === 'shop/shop-web-7d9f-e5',
+        'a process for the added pod',
+      );
       await eventually(
-        async () => podsAnswering((await runShell(commands[0]?.replace('shop.k8s.local', 'fresh.k8s.local') ?? '')).stdout).includes('shop-web-7d9f-e5'),
+        async () =>
+          podsAnswering(
+            (await runShell(commands[0]?.replace('shop.k8s.local', 'fresh.k8s.local') ?? '')).stdout,
+          ).includes('shop-web-7d9f-e5'),
         'the new host to be answered by the added pod',
         10_000,
       );
@@ -166,7 +240,11 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
       const list = parse(await readFile(manifest, 'utf8')) as { items: Array<{ metadata: { name: string } }> };
       list.items = list.items.filter((item) => item.metadata.name !== 'intruder-0');
       await writeFile(manifest, stringify(list));
-      await demo.waitForLog((l) => l.msg === 'demo pod stopped' && l.pod === 'intruder/intruder-0', 'the removed pod to be stopped', 10_000);
+      await demo.waitForLog(
+        (l) => l.msg === 'demo pod stopped' && l.pod === 'intruder/intruder-0',
+        'the removed pod to be stopped',
+        10_000,
+      );
       assert.equal(isAlive(pid), false);
     });
 
@@ -195,7 +273,9 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
       const result = await runShell(commands[0] ?? '');
       assert.equal(podsAnswering(result.stdout).length, 3, result.stdout + result.stderr);
       assert.ok(podsAnswering(result.stdout).every((pod) => SHOP_PODS.includes(pod)));
-      const status = (await (await fetch(`http://127.0.0.1:${adminPortOf(demo)}/status`)).json()) as { dataPlanes: Array<{ nginx?: { pid: number } }> };
+      const status = (await (await fetch(`http://127.0.0.1:${adminPortOf(demo)}/status`)).json()) as {
+        dataPlanes: Array<{ nginx?: { pid: number } }>;
+      };
       const nginxPid = status.dataPlanes[0]?.nginx?.pid;
       assert.equal(typeof nginxPid, 'number', 'the status names the nginx master');
       await stopAndCheckNothingLeft(demo, [nginxPid as number]);
@@ -239,16 +319,30 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
       const manifest = await demoManifestCopy(dir, 103);
       const result = await runCli(['demo', '--manifest', manifest, '--port', String(busyPort()), '--admin-port', '0']);
       assert.equal(result.code, 1);
-      assert.equal(result.stderr, `k8s-router: cannot listen on 127.0.0.1:${busyPort()} (PORT): the port is in use [KR_LISTEN_FAILED]\n`);
+      assert.equal(
+        result.stderr,
+        `k8s-router: cannot listen on 127.0.0.1:${busyPort()} (PORT): the port is in use [KR_LISTEN_FAILED]\n`,
+      );
       assert.equal(result.stdout, '');
     });
 
     it('for the admin server: one line naming ADMIN_PORT, exit 1', async () => {
       const manifest = await demoManifestCopy(dir, 103);
       const port = await pickFreeLoopbackPort();
-      const result = await runCli(['demo', '--manifest', manifest, '--port', String(port), '--admin-port', String(busyPort())]);
+      const result = await runCli([
+        'demo',
+        '--manifest',
+        manifest,
+        '--port',
+        String(port),
+        '--admin-port',
+        String(busyPort()),
+      ]);
       assert.equal(result.code, 1);
-      assert.equal(result.stderr, `k8s-router: cannot listen on 127.0.0.1:${busyPort()} (admin server, ADMIN_PORT): the port is in use [KR_LISTEN_FAILED]\n`);
+      assert.equal(
+        result.stderr,
+        `k8s-router: cannot listen on 127.0.0.1:${busyPort()} (admin server, ADMIN_PORT): the port is in use [KR_LISTEN_FAILED]\n`,
+      );
     });
 
     it('for a demo pod: one line naming the pod and its address, exit 1', async () => {
@@ -258,9 +352,22 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
       try {
         const manifest = await demoManifestCopy(dir, 103);
         const port = await pickFreeLoopbackPort();
-        const result = await runCli(['demo', '--manifest', manifest, '--port', String(port), '--admin-port', '0', '--log-level', 'silent']);
+        const result = await runCli([
+          'demo',
+          '--manifest',
+          manifest,
+          '--port',
+          String(port),
+          '--admin-port',
+          '0',
+          '--log-level',
+          'silent',
+        ]);
         assert.equal(result.code, 1);
-        assert.equal(result.stderr, 'k8s-router: cannot listen on 127.0.103.21:8080 (demo pod billing/billing-api-0): the port is in use [KR_LISTEN_FAILED]\n');
+        assert.equal(
+          result.stderr,
+          'k8s-router: cannot listen on 127.0.103.21:8080 (demo pod billing/billing-api-0): the port is in use [KR_LISTEN_FAILED]\n',
+        );
       } finally {
         await new Promise((resolve) => pod.close(resolve));
       }

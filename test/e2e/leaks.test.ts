@@ -7,13 +7,19 @@ import { runLeaks } from '../support/leaks.js';
 // descriptors must come back to their level after warm-up, give or take a few, which a
 // leak of one per connection or per change would overshoot a hundredfold. RSS is printed.
 
-describe('the router leaks no file descriptor over connections and changes (short)', { concurrency: 2, timeout: 180_000 }, () => {
-  for (const [backend, firstIp] of [
-    ['proxy', 180],
-    ['nginx', 190],
-  ] as const) {
-    it(`--backend ${backend}`, async (t) => {
-      checkLeaks(t, await runLeaks({ backend, connections: 1_000, changes: 1_000, warmUp: 200, firstIp }), { fdSlack: 4 });
-    });
-  }
-});
+describe(
+  'the router leaks no file descriptor over connections and changes (short)',
+  { concurrency: 2, timeout: 180_000 },
+  () => {
+    for (const [backend, firstIp] of [
+      ['proxy', 180],
+      ['nginx', 190],
+    ] as const) {
+      it(`--backend ${backend}`, async (t) => {
+        checkLeaks(t, await runLeaks({ backend, connections: 1_000, changes: 1_000, warmUp: 200, firstIp }), {
+          fdSlack: 4,
+        });
+      });
+    }
+  },
+);

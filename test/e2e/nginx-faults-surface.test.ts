@@ -40,13 +40,25 @@ interface Answer {
 
 function send(port: number, method: string, path: string, body?: Buffer): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, agent: false, headers: { host: 'faults.test', ...(body ? { 'content-length': body.length } : {}) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), complete: res.complete }));
-      res.on('error', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), complete: false }));
-      res.on('aborted', () => undefined);
-    });
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path,
+        agent: false,
+        headers: { host: 'faults.test', ...(body ? { 'content-length': body.length } : {}) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), complete: res.complete }),
+        );
+        res.on('error', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), complete: false }));
+        res.on('aborted', () => undefined);
+      },
+    );
     req.setTimeout(30_000, () => req.destroy(new Error('timed out')));
     req.on('error', reject);
     req.end(body);
@@ -88,7 +100,18 @@ describe('nginx faults through its temporary files are never silent', { timeout:
     await new Promise<void>((resolve) => pod.listen(0, POD_IP, resolve));
     const podPort = (pod.address() as { port: number }).port;
     const manifest = join(dir, 'cluster.yaml');
-    await writeFile(manifest, manifestText([podObject('faults-0', { namespace: 'faults', ip: POD_IP, ports: [podPort], hosts: 'faults.test', paths: `${podPort}:/` })]));
+    await writeFile(
+      manifest,
+      manifestText([
+        podObject('faults-0', {
+          namespace: 'faults',
+          ip: POD_IP,
+          ports: [podPort],
+          hosts: 'faults.test',
+          paths: `${podPort}:/`,
+        }),
+      ]),
+    );
     port = await pickFreeLoopbackPort();
     router = await startRouterProcess(['--backend', 'nginx', '--manifest', manifest], {
       PORT: String(port),
@@ -115,32 +138,56 @@ describe('nginx faults through its temporary files are never silent', { timeout:
     for (let i = 0; i < 6; i++) {
       const answer = await send(port, 'GET', '/download');
       assert.equal(answer.status, 200);
-      assert.equal(answer.body.length, DOWNLOAD_BYTES, `download ${i} came back with ${answer.body.length} of ${DOWNLOAD_BYTES} bytes`);
+      assert.equal(
+        answer.body.length,
+        DOWNLOAD_BYTES,
+        `download ${i} came back with ${answer.body.length} of ${DOWNLOAD_BYTES} bytes`,
+      );
       assert.equal(sha(answer.body), sha(download), `download ${i} differs`);
     }
-    const status = JSON.parse(await adminGet(adminPort, '/status')) as { dataPlanes: Array<{ nginx?: { errors: Record<string, number> } }> };
+    const status = JSON.parse(await adminGet(adminPort, '/status')) as {
+      dataPlanes: Array<{ nginx?: { errors: Record<string, number> } }>;
+    };
     assert.deepEqual(status.dataPlanes[0]?.nginx?.errors, { crit: 0, alert: 0, emerg: 0 });
   });
 
-  it('a temporary directory nginx cannot use shows in the router\'s log, its metrics and /status', async () => {
+  it("a temporary directory nginx cannot use shows in the router's log, its metrics and /status", async () => {
     const proxyTemp = join(prefix, 'temp', 'proxy');
     const mark = router.logs.length;
     await chmod(proxyTemp, 0o000);
     try {
       const answer = await send(port, 'GET', '/download');
       // What nginx does then is nginx's (a short 200, here); what matters is that it is told.
-      assert.ok(!answer.complete || answer.body.length < DOWNLOAD_BYTES || answer.status >= 500, `nginx served the download whole (${answer.status}, ${answer.body.length} bytes) although it could not write its temporary file`);
+      assert.ok(
+        !answer.complete || answer.body.length < DOWNLOAD_BYTES || answer.status >= 500,
+        `nginx served the download whole (${answer.status}, ${answer.body.length} bytes) although it could not write its temporary file`,
+      );
     } finally {
       await chmod(proxyTemp, 0o700);
     }
-    const logged = await router.waitForLog((l) => l.msg === 'nginx reported a fault in its error log', 'the crit line in the router log', 10_000, mark);
+    const logged = await router.waitForLog(
+      (l) => l.msg === 'nginx reported a fault in its error log',
+      'the crit line in the router log',
+      10_000,
+      mark,
+    );
     assert.equal(logged.level, 50, 'logged at error');
     assert.equal(logged.nginxLevel, 'crit');
     assert.match(String(logged.nginx), /Permission denied/);
     const metrics = await adminGet(adminPort, '/metrics');
     const crit = /^k8s_router_nginx_errors_total\{level="crit"\} (\d+)$/m.exec(metrics);
-    assert.ok(crit !== null && Number(crit[1]) >= 1, `metrics:\n${metrics.split('\n').filter((l) => l.includes('nginx_errors')).join('\n')}`);
-    const status = JSON.parse(await adminGet(adminPort, '/status')) as { dataPlanes: Array<{ nginx?: { errors: Record<string, number>; recentErrors: Array<{ level: string; message: string }> } }> };
+    assert.ok(
+      crit !== null && Number(crit[1]) >= 1,
+      `metrics:\n${metrics
+        .split('\n')
+        .filter((l) => l.includes('nginx_errors'))
+        .join('\n')}`,
+    );
+    const status = JSON.parse(await adminGet(adminPort, '/status')) as {
+      dataPlanes: Array<{
+        nginx?: { errors: Record<string, number>; recentErrors: Array<{ level: string; message: string }> };
+      }>;
+    };
     const nginx = status.dataPlanes[0]?.nginx;
     assert.ok((nginx?.errors.crit ?? 0) >= 1, JSON.stringify(nginx?.errors));
     assert.match(nginx?.recentErrors.at(-1)?.message ?? '', /Permission denied/);

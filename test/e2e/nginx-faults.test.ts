@@ -7,7 +7,17 @@ import { childrenOf, groupMembers, identify, type ProcessIdentity } from '../../
 import { delay, eventually } from '../support/eventually.js';
 import { LoadClient, type Outcome } from '../support/load-client.js';
 import { nginxMasters } from '../support/nginx-wrapper.js';
-import { adminGet, answeredBy, metric, nginxStatus, outage, probe, routeTo, serving, startRouter } from '../support/nginx-router.js';
+import {
+  adminGet,
+  answeredBy,
+  metric,
+  nginxStatus,
+  outage,
+  probe,
+  routeTo,
+  serving,
+  startRouter,
+} from '../support/nginx-router.js';
 
 // `k8s-router run --backend nginx` while nginx fails under it, and while the router itself
 // is killed outright, in both nginx modes: documented (each table rendered into nginx.conf
@@ -47,14 +57,22 @@ async function nginxKilled(mode: NginxMode, t: TestContext): Promise<void> {
     process.kill(hidden.pid, 'SIGKILL');
   }
   const lastKill = Date.now();
-  const restarted = await router.waitForLog((l) => l.msg === 'nginx restarted on the last good config', 'nginx to be restarted', 20_000);
+  const restarted = await router.waitForLog(
+    (l) => l.msg === 'nginx restarted on the last good config',
+    'nginx to be restarted',
+    20_000,
+  );
   const restartedMs = Number(restarted.time) - lastKill;
   await delay(300);
   const during = await probes.stop();
 
   // A new table is served: nothing left behind holds the port with an older config.
   await routeTo(setup, host, 1);
-  await eventually(async () => (await answeredBy(setup.port, host)) === setup.pods[1]?.name, 'the new table to be served', 10_000);
+  await eventually(
+    async () => (await answeredBy(setup.port, host)) === setup.pods[1]?.name,
+    'the new table to be served',
+    10_000,
+  );
   const [live] = await nginxMasters(setup.prefix);
   assert.ok(live !== undefined && !killed.includes(live));
   const { failed, longestMs } = outage(during);
@@ -86,12 +104,20 @@ async function routerKilled(mode: NginxMode, t: TestContext): Promise<void> {
 
   const restartAt = Date.now();
   const second = await startRouter(setup);
-  await eventually(async () => (await answeredBy(setup.port, host)) === setup.pods[1]?.name, 'the new router to serve the new table', 10_000);
+  await eventually(
+    async () => (await answeredBy(setup.port, host)) === setup.pods[1]?.name,
+    'the new router to serve the new table',
+    10_000,
+  );
   const servedMs = Date.now() - restartAt;
   const during = await probes.stop();
   const { failed, longestMs } = outage(during);
-  const stale = second.logs.find((l) => String(l.msg).startsWith('stopping nginx processes that no running master manages'));
-  t.diagnostic(`${mode}: new table served ${servedMs} ms after the new router was asked to start (routers start one at a time); ${during.length} probes, ${failed} failed, longest outage ${longestMs} ms`);
+  const stale = second.logs.find((l) =>
+    String(l.msg).startsWith('stopping nginx processes that no running master manages'),
+  );
+  t.diagnostic(
+    `${mode}: new table served ${servedMs} ms after the new router was asked to start (routers start one at a time); ${during.length} probes, ${failed} failed, longest outage ${longestMs} ms`,
+  );
   assert.ok(stale !== undefined, 'the new router says it stopped the leftover nginx');
   await eventually(async () => (await groupMembers(master)).length === 0, 'the leftover nginx to be gone', 10_000);
   assert.equal(await identify(master), null, 'the leftover master is gone (or a zombie nobody reaps)');
@@ -129,7 +155,11 @@ async function readyOnlyWithTheTable(mode: NginxMode, t: TestContext): Promise<v
     `${mode}: /readyz 503 for ${readyAgainAt - (notReady[0]?.at ?? killedAt)} ms (${notReady.length} answers); ` +
       `${afterReady.length} requests after it said 200 again, ${wrong.length} not answered by the table`,
   );
-  assert.deepEqual(wrong.slice(0, 5), [], `${wrong.length} of ${afterReady.length} requests after /readyz said 200 were not answered by the pod`);
+  assert.deepEqual(
+    wrong.slice(0, 5),
+    [],
+    `${wrong.length} of ${afterReady.length} requests after /readyz said 200 were not answered by the pod`,
+  );
   assert.ok(afterReady.length >= 10, `only ${afterReady.length} requests after /readyz said 200`);
   const [fresh] = await nginxMasters(setup.prefix);
   assert.ok(fresh !== undefined && fresh !== master, 'a fresh master serves');
@@ -152,11 +182,21 @@ describe('nginx faults under a running router, in both nginx modes', { concurren
     await setup.wrapper.refuseChecks('nginx: [emerg] refused by the test');
     const mark = router.logs.length;
     await routeTo(setup, host, 1);
-    const refusal = await router.waitForLog((l) => l.msg === 'nginx kept its previous config', 'the refusal', 10_000, mark);
+    const refusal = await router.waitForLog(
+      (l) => l.msg === 'nginx kept its previous config',
+      'the refusal',
+      10_000,
+      mark,
+    );
     assert.equal(refusal.code, 'KR_NGINX_CONFIG_REFUSED');
     assert.match(String(refusal.err), /refused by the test/);
     // Nobody touches the manifest again: the router tries again by itself.
-    await router.waitForLog((l) => l.msg === 'trying the table nginx did not take again later' && Number(l.attempt) >= 2, 'a second retry', 15_000, mark);
+    await router.waitForLog(
+      (l) => l.msg === 'trying the table nginx did not take again later' && Number(l.attempt) >= 2,
+      'a second retry',
+      15_000,
+      mark,
+    );
     assert.equal(await answeredBy(setup.port, host), setup.pods[0]?.name, 'the previous table serves meanwhile');
     await setup.wrapper.allowChecks();
     const allowedAt = Date.now();
@@ -183,8 +223,17 @@ describe('nginx faults under a running router, in both nginx modes', { concurren
     const probes = probe(setup.port, host);
     mark = router.logs.length;
     await routeTo(setup, host, 0);
-    const failure = await router.waitForLog((l) => l.msg === 'nginx kept its previous config', 'the failed send', 10_000, mark);
-    const [status, readyz, failures] = await Promise.all([nginxStatus(router), adminGet(router, '/readyz'), metric(router, 'k8s_router_nginx_reload_failures_total')]);
+    const failure = await router.waitForLog(
+      (l) => l.msg === 'nginx kept its previous config',
+      'the failed send',
+      10_000,
+      mark,
+    );
+    const [status, readyz, failures] = await Promise.all([
+      nginxStatus(router),
+      adminGet(router, '/readyz'),
+      metric(router, 'k8s_router_nginx_reload_failures_total'),
+    ]);
     assert.equal(failure.code, 'KR_NGINX_IO_FAILED');
     assert.match(String(failure.err), /control socket cannot be reached.*ENOENT/);
     const lastError = status.lastError as { code: string; message: string } | null;
@@ -199,19 +248,34 @@ describe('nginx faults under a running router, in both nginx modes', { concurren
     assert.equal(await answeredBy(setup.port, host), setup.pods[1]?.name, 'the previous table serves meanwhile');
 
     // Nobody touches the manifest again: the retry finds the socket still gone and starts a fresh nginx.
-    const replaced = await router.waitForLog((l) => String(l.msg).startsWith("nginx's control socket is still gone"), 'the fresh nginx', 15_000, mark);
+    const replaced = await router.waitForLog(
+      (l) => String(l.msg).startsWith("nginx's control socket is still gone"),
+      'the fresh nginx',
+      15_000,
+      mark,
+    );
     await router.waitForLog((l) => l.msg === 'nginx serves the new config', 'the retry to succeed', 15_000, mark);
-    await eventually(async () => (await answeredBy(setup.port, host)) === setup.pods[0]?.name, 'the new table to be served', 10_000);
+    await eventually(
+      async () => (await answeredBy(setup.port, host)) === setup.pods[0]?.name,
+      'the new table to be served',
+      10_000,
+    );
     const during = await probes.stop();
     const [fresh] = await nginxMasters(setup.prefix);
     assert.ok(fresh !== undefined && fresh !== master, 'a fresh master serves');
     assert.equal(replaced.pid, master);
-    await eventually(async () => (await identify(master)) === null && (await groupMembers(master)).length === 0, 'the old nginx to be gone', 10_000);
+    await eventually(
+      async () => (await identify(master)) === null && (await groupMembers(master)).length === 0,
+      'the old nginx to be gone',
+      10_000,
+    );
     const after = JSON.parse((await adminGet(router, '/readyz')).body) as { status: string };
     assert.equal(after.status, 'ready');
     assert.equal(await metric(router, 'k8s_router_nginx_reloads_total'), 0, 'nor was the repair a reload');
     const { failed, longestMs } = outage(during);
-    t.diagnostic(`dynamic: replaced ${Number(replaced.time) - Number(failure.time)} ms after the failed send; ${during.length} probes, ${failed} failed, longest outage ${longestMs} ms`);
+    t.diagnostic(
+      `dynamic: replaced ${Number(replaced.time) - Number(failure.time)} ms after the failed send; ${during.length} probes, ${failed} failed, longest outage ${longestMs} ms`,
+    );
     router.kill('SIGTERM');
     assert.equal(await router.exited, 0);
     assert.deepEqual(await nginxMasters(setup.prefix), []);

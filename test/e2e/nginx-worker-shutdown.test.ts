@@ -29,7 +29,12 @@ interface Run {
   lastReloadAt: number;
 }
 
-async function openThenReload(name: string, firstIp: number, t: TestContext, env: Record<string, string>): Promise<Run> {
+async function openThenReload(
+  name: string,
+  firstIp: number,
+  t: TestContext,
+  env: Record<string, string>,
+): Promise<Run> {
   const dir = await workDir(`k8s-router-e2e-${name}-`);
   const manifest = join(dir, 'cluster.yaml');
   const pods = await startPods(name, 2, firstIp);
@@ -46,7 +51,10 @@ async function openThenReload(name: string, firstIp: number, t: TestContext, env
   });
   const write = async (i: number): Promise<void> => {
     // The WebSockets' route stays; another route changes, and documented nginx reloads for it.
-    const objects = [podFor(pods[0] as TestPod, { hosts: 'ws.test', paths: ['/'] }), podFor(pods[1] as TestPod, { hosts: `other-${i}.test`, paths: ['/'] })];
+    const objects = [
+      podFor(pods[0] as TestPod, { hosts: 'ws.test', paths: ['/'] }),
+      podFor(pods[1] as TestPod, { hosts: `other-${i}.test`, paths: ['/'] }),
+    ];
     await writeFile(`${manifest}.tmp`, manifestText(objects));
     await rename(`${manifest}.tmp`, manifest);
   };
@@ -81,12 +89,17 @@ async function openThenReload(name: string, firstIp: number, t: TestContext, env
 
 /** The old workers, as the metric and /status count them (both sampled about once a second). */
 async function shuttingDown(router: RouterProcess): Promise<{ metric: number; status: number }> {
-  return { metric: await metric(router, 'k8s_router_nginx_workers_shutting_down'), status: Number((await nginxStatus(router)).workersShuttingDown) };
+  return {
+    metric: await metric(router, 'k8s_router_nginx_workers_shutting_down'),
+    status: Number((await nginxStatus(router)).workersShuttingDown),
+  };
 }
 
 describe('old nginx workers after reloads, with WebSockets open', { concurrency: 2, timeout: 120_000 }, () => {
   it(`WORKER_SHUTDOWN_TIMEOUT_MS=${TIMEOUT_MS}: they are counted, then gone about a second after the reload, their WebSockets closed by nginx`, async (t) => {
-    const { router, sockets, lastWriteAt, lastReloadAt } = await openThenReload('wst-on', 248, t, { WORKER_SHUTDOWN_TIMEOUT_MS: String(TIMEOUT_MS) });
+    const { router, sockets, lastWriteAt, lastReloadAt } = await openThenReload('wst-on', 248, t, {
+      WORKER_SHUTDOWN_TIMEOUT_MS: String(TIMEOUT_MS),
+    });
     // Sampled within the second the last reload's workers have left.
     const counted = await shuttingDown(router);
     assert.ok(counted.metric >= 1 && counted.status >= 1, `old workers counted: ${JSON.stringify(counted)}`);
@@ -95,14 +108,26 @@ describe('old nginx workers after reloads, with WebSockets open', { concurrency:
     // The last WebSocket's worker was told to stop after the last change was written: it
     // got the whole timeout from then (nginx's timers may fire a few ms early); none outlived it by much.
     const sinceWrite = (sockets.at(-1)?.closedAt as number) - lastWriteAt;
-    t.diagnostic(`old workers counted ${JSON.stringify(counted)}; WebSockets closed ${after.join(', ')} ms after the last reload was served, ` +
-      `the last ${sinceWrite} ms after its change was written`);
-    assert.ok(sinceWrite >= TIMEOUT_MS - 20, `the last reload's WebSocket was closed ${sinceWrite} ms after its change was written`);
-    assert.ok(Math.max(...after) < TIMEOUT_MS + 4_000, `a WebSocket outlived the timeout by seconds: ${after.join(', ')} ms`);
-    await eventually(async () => {
-      const now = await shuttingDown(router);
-      return now.metric === 0 && now.status === 0;
-    }, 'no old worker to be counted', 10_000);
+    t.diagnostic(
+      `old workers counted ${JSON.stringify(counted)}; WebSockets closed ${after.join(', ')} ms after the last reload was served, ` +
+        `the last ${sinceWrite} ms after its change was written`,
+    );
+    assert.ok(
+      sinceWrite >= TIMEOUT_MS - 20,
+      `the last reload's WebSocket was closed ${sinceWrite} ms after its change was written`,
+    );
+    assert.ok(
+      Math.max(...after) < TIMEOUT_MS + 4_000,
+      `a WebSocket outlived the timeout by seconds: ${after.join(', ')} ms`,
+    );
+    await eventually(
+      async () => {
+        const now = await shuttingDown(router);
+        return now.metric === 0 && now.status === 0;
+      },
+      'no old worker to be counted',
+      10_000,
+    );
     assert.equal(await router.stop(), 0);
   });
 
@@ -111,16 +136,26 @@ describe('old nginx workers after reloads, with WebSockets open', { concurrency:
     const counted = await shuttingDown(router);
     assert.ok(counted.metric >= 1 && counted.status >= 1, `old workers counted: ${JSON.stringify(counted)}`);
     await delay(Math.max(0, lastReloadAt + TIMEOUT_MS + 2_000 - Date.now()));
-    assert.deepEqual(sockets.map((s) => s.closedAt), sockets.map(() => null), 'every WebSocket is open');
+    assert.deepEqual(
+      sockets.map((s) => s.closedAt),
+      sockets.map(() => null),
+      'every WebSocket is open',
+    );
     for (const [i, s] of sockets.entries()) assert.match(await echo(s.ws, `later ${i}`), new RegExp(`:later ${i}$`));
     const still = await shuttingDown(router);
     assert.ok(still.metric >= 1 && still.status >= 1, `old workers still counted: ${JSON.stringify(still)}`);
     for (const s of sockets) s.ws.close();
-    await eventually(async () => {
-      const now = await shuttingDown(router);
-      return now.metric === 0 && now.status === 0;
-    }, 'the old workers to go with their WebSockets', 10_000);
-    t.diagnostic(`old workers counted ${JSON.stringify(counted)}, still ${JSON.stringify(still)} ${TIMEOUT_MS + 2_000} ms after the last reload`);
+    await eventually(
+      async () => {
+        const now = await shuttingDown(router);
+        return now.metric === 0 && now.status === 0;
+      },
+      'the old workers to go with their WebSockets',
+      10_000,
+    );
+    t.diagnostic(
+      `old workers counted ${JSON.stringify(counted)}, still ${JSON.stringify(still)} ${TIMEOUT_MS + 2_000} ms after the last reload`,
+    );
     assert.equal(await router.stop(), 0);
   });
 });

@@ -24,7 +24,8 @@ let port: number;
 
 const podOf = (outcome: RawOutcome): string | undefined =>
   outcome.kind === 'response' ? outcome.headers.find(([k]) => k.toLowerCase() === 'x-pod')?.[1] : undefined;
-const get = (host: string): Promise<RawOutcome> => sendRaw(port, { method: 'GET', target: '/', headers: [['Host', host]] }, 5_000);
+const get = (host: string): Promise<RawOutcome> =>
+  sendRaw(port, { method: 'GET', target: '/', headers: [['Host', host]] }, 5_000);
 
 async function writeManifest(text: string): Promise<void> {
   await writeFile(`${manifest}.tmp`, text);
@@ -82,12 +83,17 @@ test(`nginx runs ${WORKERS} workers and reuses pod connections across client con
 test('a change reloads nginx onto new workers, and only they serve once it is applied', async () => {
   const before = await nginxWorkers();
   const mark = router.logs.length;
-  await writeManifest(manifestText(pods.map((p, i) => podFor(p, { hosts: i === 0 ? 'a.test' : 'b.test', paths: ['/'] }))));
+  await writeManifest(
+    manifestText(pods.map((p, i) => podFor(p, { hosts: i === 0 ? 'a.test' : 'b.test', paths: ['/'] }))),
+  );
   await router.waitForLog((l) => l.msg === 'route table served', 'the new table to be served', 15_000, mark);
   assert.equal(podOf(await get('b.test')), pods[1]?.name);
   const afterReload = await nginxWorkers();
   assert.equal(afterReload.master.pid, before.master.pid, 'the same master, reloaded');
   assert.equal(afterReload.workers.length, WORKERS);
   const old = new Set(before.workers.map((w) => w.pid));
-  assert.ok(afterReload.workers.every((w) => !old.has(w.pid)), 'every accepting worker is a new one');
+  assert.ok(
+    afterReload.workers.every((w) => !old.has(w.pid)),
+    'every accepting worker is a new one',
+  );
 });

@@ -61,7 +61,10 @@ describe('a pod removed while a request to it is in flight', { concurrency: 2, t
         let data = Buffer.alloc(0);
         s.on('data', (chunk: Buffer) => (data = Buffer.concat([data, chunk])));
         s.write(serializeRequest({ method: 'GET', target: '/download', headers: [['Host', HOST]] }));
-        await eventually(() => data.includes(STREAM_FIRST_CHUNK) || parseResponse(data, false, false) !== null, 'an answer to start');
+        await eventually(
+          () => data.includes(STREAM_FIRST_CHUNK) || parseResponse(data, false, false) !== null,
+          'an answer to start',
+        );
         if (data.includes(STREAM_FIRST_CHUNK) && !parseResponse(data, false, false)) {
           socket = s;
           s.removeAllListeners('data');
@@ -73,11 +76,20 @@ describe('a pod removed while a request to it is in flight', { concurrency: 2, t
 
       const mark = router.logs.length;
       api.remove('Pod', 'removal', leaving.name);
-      await router.waitForLog((l) => l.msg === 'route table served' && Number(l.routes) === 1, 'the table without the pod to be served', 10_000, mark);
+      await router.waitForLog(
+        (l) => l.msg === 'route table served' && Number(l.routes) === 1,
+        'the table without the pod to be served',
+        10_000,
+        mark,
+      );
       const client = new LoadClient({ port, host: HOST }, { keepAlive: false, idPrefix: 'after' });
       for (let i = 0; i < 6; i++) {
         const { outcome } = await client.send();
-        assert.deepEqual(outcome, { kind: 'response', status: 200, pod: staying.name }, 'new requests go to the pod that stays');
+        assert.deepEqual(
+          outcome,
+          { kind: 'response', status: 200, pod: staying.name },
+          'new requests go to the pod that stays',
+        );
       }
       assert.equal(leaving.streamsWaiting, 1, 'the request in flight is still held by the leaving pod');
 
@@ -88,7 +100,9 @@ describe('a pod removed while a request to it is in flight', { concurrency: 2, t
       assert.equal(response?.kind, 'response');
       assert.ok(response?.kind === 'response' && response.status === 200);
       assert.equal(response.body.toString('latin1'), STREAM_FIRST_CHUNK + STREAM_REST, 'the whole response arrived');
-      t.diagnostic(`${backend}: the request in flight finished after the pod was removed; 6 new requests went to ${staying.name}`);
+      t.diagnostic(
+        `${backend}: the request in flight finished after the pod was removed; 6 new requests went to ${staying.name}`,
+      );
     });
   }
 });

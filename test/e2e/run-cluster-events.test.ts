@@ -17,7 +17,12 @@ import { startRouterProcess, type RouterProcess } from '../support/router-proces
 // never waits for it, whether the events API answers, refuses or hangs.
 
 /** The test pod that answered a request through the router on `port`, if one did. */
-async function answeredBy(port: number, host: string, path = '/', headers: [string, string][] = []): Promise<string | undefined> {
+async function answeredBy(
+  port: number,
+  host: string,
+  path = '/',
+  headers: [string, string][] = [],
+): Promise<string | undefined> {
   const outcome = await sendRaw(port, { method: 'GET', target: path, headers: [['Host', host], ...headers] }, 5_000);
   return outcome.kind === 'response' ? outcome.headers.find(([k]) => k.toLowerCase() === 'x-pod')?.[1] : undefined;
 }
@@ -27,7 +32,13 @@ const MICRO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 const base64 = (text: string): string => Buffer.from(text, 'utf8').toString('base64');
 
 /** Every code the route table can give, read from its source as the README test does. */
-const ALL_CODES = [...(/export type RejectionCode =([^;]+);/.exec(readFileSync(new URL('../../src/core/route-table.ts', import.meta.url), 'utf8'))?.[1] ?? '').matchAll(/'([A-Z_]+)'/g)].map((m) => m[1] as string);
+const ALL_CODES = [
+  ...(
+    /export type RejectionCode =([^;]+);/.exec(
+      readFileSync(new URL('../../src/core/route-table.ts', import.meta.url), 'utf8'),
+    )?.[1] ?? ''
+  ).matchAll(/'([A-Z_]+)'/g),
+].map((m) => m[1] as string);
 /** Codes that never get an Event, and why. */
 const NEVER_REPORTED: Record<string, string> = {
   NOT_SELECTED: 'the API server sends only selected pods: the others are not this router’s business',
@@ -55,17 +66,25 @@ describe('k8s-router run writes a Kubernetes Event on each rejected pod', { conc
   let port: number;
 
   const testPod = (i: number): TestPod => pods[i] as TestPod;
-  const answersFrom = async (host: string, expected: string, path = '/', headers: [string, string][] = []): Promise<boolean> =>
-    (await answeredBy(port, host, path, headers)) === expected;
+  const answersFrom = async (
+    host: string,
+    expected: string,
+    path = '/',
+    headers: [string, string][] = [],
+  ): Promise<boolean> => (await answeredBy(port, host, path, headers)) === expected;
   const eventsIn = (namespace: string): StoredEvent[] => api.events.filter((e) => e.namespace === namespace);
-  const regarding = (e: StoredEvent): { name: string; uid: string } => e.body.regarding as { name: string; uid: string };
+  const regarding = (e: StoredEvent): { name: string; uid: string } =>
+    e.body.regarding as { name: string; uid: string };
   const note = (e: StoredEvent): string => String(e.body.note);
 
   before(async () => {
     api = await FakeApiServer.start();
     pods = await startPods('events', 4, 81);
     port = await pickFreeLoopbackPort();
-    router = await startRouterProcess(['--backend', 'proxy'], routerEnv(api, port, { MAX_HOSTS_PER_POD: '3', MAX_PATHS_PER_POD: '3' }));
+    router = await startRouterProcess(
+      ['--backend', 'proxy'],
+      routerEnv(api, port, { MAX_HOSTS_PER_POD: '3', MAX_PATHS_PER_POD: '3' }),
+    );
   });
 
   after(async () => {
@@ -95,26 +114,59 @@ describe('k8s-router run writes a Kubernetes Event on each rejected pod', { conc
       ['claimant', { hosts: 'claimed.test', paths: '80:/', created: '2024-06-01T00:00:00Z' }, ['ROUTE_CLAIMED']],
       ['leaving', { hosts: 'leaving.test', paths: '80:/', deleting: true }, []],
       // The affinity annotation reaches the router from the cluster, and a value it cannot take is reported.
-      ['bad-affinity', { hosts: 'bad-affinity.test', paths: '80:/', annotations: { routingAffinity: 'sticky' } }, ['BAD_AFFINITY']],
+      [
+        'bad-affinity',
+        { hosts: 'bad-affinity.test', paths: '80:/', annotations: { routingAffinity: 'sticky' } },
+        ['BAD_AFFINITY'],
+      ],
       // Pods of one route asking for different affinities: the oldest decides, the other is told.
       ['round-robin-first', { hosts: 'conflict.test', paths: '80:/', created: '2024-01-01T00:00:00Z' }, []],
-      ['sticky-later', { hosts: 'conflict.test', paths: '80:/', created: '2024-06-01T00:00:00Z', annotations: { routingAffinity: 'ip' } }, ['AFFINITY_CONFLICT']],
+      [
+        'sticky-later',
+        {
+          hosts: 'conflict.test',
+          paths: '80:/',
+          created: '2024-06-01T00:00:00Z',
+          annotations: { routingAffinity: 'ip' },
+        },
+        ['AFFINITY_CONFLICT'],
+      ],
     ];
-    api.upsert(pod('owner', { namespace: 'owner', hosts: 'claimed.test', paths: '80:/', created: '2024-01-01T00:00:00Z' }));
+    api.upsert(
+      pod('owner', { namespace: 'owner', hosts: 'claimed.test', paths: '80:/', created: '2024-01-01T00:00:00Z' }),
+    );
     for (const [name, spec] of kinds) api.upsert(pod(name, { namespace: 'kinds', ...spec }));
-    const broken: Secret = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'routing', namespace: 'badkey' }, data: { 'api-key': 'not base64!' } };
+    const broken: Secret = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'routing', namespace: 'badkey' },
+      data: { 'api-key': 'not base64!' },
+    };
     api.upsert(broken);
     api.upsert(pod('locked-out', { namespace: 'badkey', hosts: 'badkey.test', paths: '80:/' }));
-    api.upsert(pod('unselected', { namespace: 'kinds', hosts: 'unselected.test', paths: '9:/nope', labels: { app: 'other' } }));
+    api.upsert(
+      pod('unselected', { namespace: 'kinds', hosts: 'unselected.test', paths: '9:/nope', labels: { app: 'other' } }),
+    );
 
-    const expected = [...kinds.flatMap(([name, , codes]) => codes.map((code) => `kinds/${name} ${code}`)), 'badkey/locked-out BAD_API_KEY'].sort();
+    const expected = [
+      ...kinds.flatMap(([name, , codes]) => codes.map((code) => `kinds/${name} ${code}`)),
+      'badkey/locked-out BAD_API_KEY',
+    ].sort();
     const seen = (): string[] =>
-      [...eventsIn('kinds'), ...eventsIn('badkey'), ...eventsIn('owner')].map((e) => `${e.namespace}/${regarding(e).name} ${note(e).split(':')[0]}`).sort();
-    await eventually(() => seen().length >= expected.length, `${expected.length} Events`, 15_000).catch(() => undefined);
+      [...eventsIn('kinds'), ...eventsIn('badkey'), ...eventsIn('owner')]
+        .map((e) => `${e.namespace}/${regarding(e).name} ${note(e).split(':')[0]}`)
+        .sort();
+    await eventually(() => seen().length >= expected.length, `${expected.length} Events`, 15_000).catch(
+      () => undefined,
+    );
     assert.deepEqual(seen(), expected);
 
     const covered = new Set([...expected.map((e) => e.split(' ')[1] as string), ...Object.keys(NEVER_REPORTED)]);
-    assert.deepEqual(ALL_CODES.filter((code) => !covered.has(code)), [], 'every rejection code is either reported here or never reported, with a reason');
+    assert.deepEqual(
+      ALL_CODES.filter((code) => !covered.has(code)),
+      [],
+      'every rejection code is either reported here or never reported, with a reason',
+    );
 
     for (const event of [...eventsIn('kinds'), ...eventsIn('badkey')]) {
       const stored = api.store.get('Pod', event.namespace, regarding(event).name);
@@ -128,7 +180,13 @@ describe('k8s-router run writes a Kubernetes Event on each rejected pod', { conc
           action: 'Route',
           reason: 'RouteRejected',
           type: 'Warning',
-          regarding: { apiVersion: 'v1', kind: 'Pod', namespace: event.namespace, name: regarding(event).name, uid: stored?.metadata?.uid },
+          regarding: {
+            apiVersion: 'v1',
+            kind: 'Pod',
+            namespace: event.namespace,
+            name: regarding(event).name,
+            uid: stored?.metadata?.uid,
+          },
           note: undefined,
           eventTime: undefined,
           metadata: undefined,
@@ -153,7 +211,11 @@ describe('k8s-router run writes a Kubernetes Event on each rejected pod', { conc
     for (const w of api.eventWrites) writesByName.set(w.name, (writesByName.get(w.name) ?? 0) + 1);
     const repeated = [...writesByName].filter(([, n]) => n > 1);
     assert.deepEqual(repeated, [], 'no Event was written twice');
-    assert.deepEqual(eventsIn('storm').map((e) => regarding(e).name), ['stormy'], 'none for the routed pod');
+    assert.deepEqual(
+      eventsIn('storm').map((e) => regarding(e).name),
+      ['stormy'],
+      'none for the routed pod',
+    );
     const stats = router.logs.filter((l) => l.msg === 'route table changed').length;
     assert.ok(stats >= 20, `${stats} tables were built`);
   });
@@ -162,7 +224,10 @@ describe('k8s-router run writes a Kubernetes Event on each rejected pod', { conc
     const declared = podFor(testPod(1), { namespace: 'noports', hosts: 'noports.test', paths: ['/queue'] });
     const noPorts: Pod = { ...declared, spec: { containers: [{ name: 'app' }] } };
     api.upsert(noPorts);
-    await eventually(() => answersFrom('noports.test', testPod(1).name, '/queue'), 'the pod without declared ports to be routed');
+    await eventually(
+      () => answersFrom('noports.test', testPod(1).name, '/queue'),
+      'the pod without declared ports to be routed',
+    );
     await delay(500);
     assert.deepEqual(eventsIn('noports'), []);
   });
@@ -171,7 +236,10 @@ describe('k8s-router run writes a Kubernetes Event on each rejected pod', { conc
     api.upsert(apiKeySecret('keyed', 'supersecret'));
     api.upsert(podFor(testPod(2), { namespace: 'keyed', hosts: 'keyed.test', paths: ['/'] }));
     api.upsert(pod('keyed-typo', { namespace: 'keyed', hosts: 'keyed.test', paths: '80:/other 9:/nope' }));
-    await eventually(() => answersFrom('keyed.test', testPod(2).name, '/', [['X-ROUTING-API-KEY', base64('supersecret')]]), 'the locked route');
+    await eventually(
+      () => answersFrom('keyed.test', testPod(2).name, '/', [['X-ROUTING-API-KEY', base64('supersecret')]]),
+      'the locked route',
+    );
     await eventually(() => eventsIn('keyed').length === 1, 'the Event in the keyed namespace');
     const everything = JSON.stringify([api.events, api.eventWrites]);
     for (const secret of ['supersecret', base64('supersecret'), 'not base64!']) {
@@ -184,9 +252,16 @@ describe('k8s-router run writes a Kubernetes Event on each rejected pod', { conc
     const mark = router.logs.length;
     api.upsert(pod('refused-a', { namespace: 'refused', hosts: 'refused-a.test', paths: '80:/ 9:/nope' }));
     api.upsert(pod('refused-b', { namespace: 'refused', hosts: 'refused-b.test', paths: '80:/ 9:/nope' }));
-    await eventually(() => api.eventWrites.filter((w) => w.namespace === 'refused' && w.status === 403).length >= 3, 'several refused writes', 15_000);
+    await eventually(
+      () => api.eventWrites.filter((w) => w.namespace === 'refused' && w.status === 403).length >= 3,
+      'several refused writes',
+      15_000,
+    );
     api.upsert(podFor(testPod(3), { namespace: 'refused', hosts: 'refused.test', paths: ['/'] }));
-    await eventually(() => answersFrom('refused.test', testPod(3).name), 'a new pod in the refused namespace to be routed');
+    await eventually(
+      () => answersFrom('refused.test', testPod(3).name),
+      'a new pod in the refused namespace to be routed',
+    );
     const warnings = router.logs.slice(mark).filter((l) => l.cause === 'forbidden');
     assert.equal(warnings.length, 1, `one log line for the cause, not one per attempt: ${JSON.stringify(warnings)}`);
     assert.match(String(warnings[0]?.err), /403/);
@@ -198,7 +273,10 @@ describe('k8s-router run writes a Kubernetes Event on each rejected pod', { conc
   it('keeps routing while the events API hangs', async () => {
     api.stallEvents(true);
     api.upsert(pod('stalled-typo', { namespace: 'stalled', hosts: 'stalled-typo.test', paths: '80:/ 9:/nope' }));
-    await eventually(() => api.eventWrites.some((w) => w.namespace === 'stalled' && w.status === 'stalled'), 'a write that hangs');
+    await eventually(
+      () => api.eventWrites.some((w) => w.namespace === 'stalled' && w.status === 'stalled'),
+      'a write that hangs',
+    );
     api.upsert(podFor(testPod(0), { namespace: 'stalled', hosts: 'stalled.test', paths: ['/'] }));
     await eventually(() => answersFrom('stalled.test', testPod(0).name), 'a new pod routed while the write hangs');
     assert.deepEqual(eventsIn('stalled'), []);
@@ -232,11 +310,22 @@ describe('two routers in one pod (public and private) write one Event per reject
   });
 
   it('each reports its own annotations; a rejection both see is one Event; a pod for the other router is not news', async () => {
-    const annotations = { publicHosts: 'test.k8s.com', publicPaths: '3000:/public 9:/pub', privateHosts: 'test.k8s.local', privatePaths: '3000:/internal 9:/priv' };
+    const annotations = {
+      publicHosts: 'test.k8s.com',
+      publicPaths: '3000:/public 9:/pub',
+      privateHosts: 'test.k8s.local',
+      privatePaths: '3000:/internal 9:/priv',
+    };
     api.upsert(pod('both-typo', { namespace: 'mp', annotations }));
     api.upsert(pod('both-unready', { namespace: 'mp', annotations, ready: false }));
-    api.upsert(pod('private-only', { namespace: 'mp', annotations: { privateHosts: 'only.k8s.local', privatePaths: '3000:/only' } }));
-    const notes = (): string[] => api.events.map((e) => `${(e.body.regarding as { name: string }).name} ${String(e.body.note)}`).sort();
+    api.upsert(
+      pod('private-only', {
+        namespace: 'mp',
+        annotations: { privateHosts: 'only.k8s.local', privatePaths: '3000:/only' },
+      }),
+    );
+    const notes = (): string[] =>
+      api.events.map((e) => `${(e.body.regarding as { name: string }).name} ${String(e.body.note)}`).sort();
     await eventually(() => notes().length >= 3, 'the Events of both routers', 15_000).catch(() => undefined);
     await delay(1_000);
     assert.deepEqual(notes(), [
@@ -244,7 +333,10 @@ describe('two routers in one pod (public and private) write one Event per reject
       'both-typo PORT_NOT_DECLARED: 9:/pub: port 9 is not a containerPort of the pod',
       'both-unready NOT_READY: Ready=False: pod is not ready (Ready condition is False)',
     ]);
-    const unready = api.eventWrites.filter((w) => w.name.startsWith('both-unready.')).map((w) => w.status).sort();
+    const unready = api.eventWrites
+      .filter((w) => w.name.startsWith('both-unready.'))
+      .map((w) => w.status)
+      .sort();
     assert.deepEqual(unready, [201, 409], 'both routers tried; the API server kept one');
   });
 });

@@ -6,7 +6,12 @@ import { delay, eventually } from '../support/eventually.js';
 import type { FakeApiServer } from '../support/fake-api-server.js';
 import { lineDiff } from '../support/line-diff.js';
 import { apiKeySecret, pod } from '../support/objects.js';
-import { lastPrintedConfig, printedConfigs, startPrintingRouter, type PrintingRouter } from '../support/printed-configs.js';
+import {
+  lastPrintedConfig,
+  printedConfigs,
+  startPrintingRouter,
+  type PrintingRouter,
+} from '../support/printed-configs.js';
 import type { RouterProcess } from '../support/router-process.js';
 
 // The property behind "watches end all the time": whatever the API server does to the
@@ -42,7 +47,12 @@ const podArb: fc.Arbitrary<Pod> = fc
     hosts: fc.subarray(['a.test', 'B.test', 'c.test', 'bad_host'], { minLength: 1 }).map((h) => h.join(' ')),
     paths: fc.subarray(['80:/', '80:/api', '8080:/api/', '9999:/undeclared'], { minLength: 1 }).map((p) => p.join(' ')),
     // Mostly routable, so that most runs end with routes to compare.
-    labels: fc.constantFrom<Record<string, string>>({ routable: 'true' }, { routable: 'true' }, { routable: 'true', app: 'web' }, { routable: 'false' }),
+    labels: fc.constantFrom<Record<string, string>>(
+      { routable: 'true' },
+      { routable: 'true' },
+      { routable: 'true', app: 'web' },
+      { routable: 'false' },
+    ),
     ready: fc.constantFrom(true, true, true, false),
     phase: fc.constantFrom('Running', 'Running', 'Running', 'Pending'),
     // Only applies to a pod's creation: the API server keeps the first timestamp.
@@ -62,14 +72,23 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 5, arbitrary: podArb.map((p): Step => ({ kind: 'upsert-pod', pod: p })) },
   {
     weight: 2,
-    arbitrary: fc.record({ namespace: fc.constantFrom(...NAMESPACES), name: fc.constantFrom(...POD_NAMES) }).map((r): Step => ({ kind: 'delete-pod', ...r })),
+    arbitrary: fc
+      .record({ namespace: fc.constantFrom(...NAMESPACES), name: fc.constantFrom(...POD_NAMES) })
+      .map((r): Step => ({ kind: 'delete-pod', ...r })),
   },
   { weight: 2, arbitrary: secretArb.map((s): Step => ({ kind: 'upsert-secret', secret: s })) },
   {
     weight: 1,
-    arbitrary: fc.record({ namespace: fc.constantFrom(...NAMESPACES), name: fc.constantFrom(...SECRET_NAMES) }).map((r): Step => ({ kind: 'delete-secret', ...r })),
+    arbitrary: fc
+      .record({ namespace: fc.constantFrom(...NAMESPACES), name: fc.constantFrom(...SECRET_NAMES) })
+      .map((r): Step => ({ kind: 'delete-secret', ...r })),
   },
-  { weight: 2, arbitrary: fc.constantFrom<Fault>('drop', 'compact-and-drop', '500-burst', 'stall').map((f): Step => ({ kind: 'fault', fault: f })) },
+  {
+    weight: 2,
+    arbitrary: fc
+      .constantFrom<Fault>('drop', 'compact-and-drop', '500-burst', 'stall')
+      .map((f): Step => ({ kind: 'fault', fault: f })),
+  },
 );
 
 /**
@@ -134,7 +153,7 @@ class PropertyFailure extends Error {
         'steps:',
         ...seen.steps.map((s, i) => `  ${i + 1}. ${describeStep(s)}`),
         `  then the fence: pod ns-fence/fence for fence-${seen.fence}.test, Secret ns-fence/routing with key fence-${seen.fence}`,
-        'expected config (built from the API server\'s final objects):',
+        "expected config (built from the API server's final objects):",
         seen.expected,
         `configs printed since the first step (${seen.printed.length}), each against the expected one:`,
         ...seen.printed.map((c, i) => `--- printed #${i + 1}:\n${describeConfigAgainst(seen.expected, c)}`),
@@ -146,7 +165,6 @@ class PropertyFailure extends Error {
   }
 }
 
-
 /** Whether the last table the router built was served by every data plane, as its logs say. */
 function lastServedAfterLastChange(router: RouterProcess): boolean {
   const last = (msg: string): number => router.logs.map((l) => l.msg).lastIndexOf(msg);
@@ -156,146 +174,176 @@ function lastServedAfterLastChange(router: RouterProcess): boolean {
 describe('k8s-router run against a faulty API server', { concurrency: 2 }, () => {
   for (const backend of ['proxy', 'nginx'] as const) {
     describe(`--backend ${backend}`, () => {
-    let printing: PrintingRouter;
-    let api: FakeApiServer;
-    let router: RouterProcess;
+      let printing: PrintingRouter;
+      let api: FakeApiServer;
+      let router: RouterProcess;
 
-    before(async () => {
-      // Frequent bookmarks make a reconnected watch count as healthy quickly, so the router's
-      // backoff starts from its first step again at the next fault, as after a real incident.
-      printing = await startPrintingRouter(backend, {}, { bookmarkIntervalMs: 100 });
-      ({ api, router } = printing);
-    });
+      before(async () => {
+        // Frequent bookmarks make a reconnected watch count as healthy quickly, so the router's
+        // backoff starts from its first step again at the next fault, as after a real incident.
+        printing = await startPrintingRouter(backend, {}, { bookmarkIntervalMs: 100 });
+        ({ api, router } = printing);
+      });
 
-    after(async () => {
-      const exit = await printing?.close();
-      assert.equal(exit, 0, 'the router exits 0 on SIGTERM');
-    });
+      after(async () => {
+        const exit = await printing?.close();
+        assert.equal(exit, 0, 'the router exits 0 on SIGTERM');
+      });
 
-    /** The config the router should print for the objects the API server holds now. */
-    const expectedConfig = (): string => printing.expected();
+      /** The config the router should print for the objects the API server holds now. */
+      const expectedConfig = (): string => printing.expected();
 
-    /** Whether both of the router's watches were answered and are streaming again since request `since`. */
-    function watchingAgain(since: number): boolean {
-      const fresh = api.requests.slice(since);
-      const ok = (path: string): boolean => fresh.some((r) => r.path === path && r.watch && r.status === 200 && r.watchErrorCode === undefined);
-      return ok('/api/v1/pods') && ok('/api/v1/secrets') && api.openWatchCount >= 2;
-    }
-
-    let lastFaultAt = 0;
-
-    /**
-     * One fault, after the router recovered from the previous one: faults stacked faster than
-     * the router reconnects only grow its backoff (up to 30 s), which is not what is tested here.
-     * Changes that follow a fault happen while the router is still away.
-     */
-    async function inject(fault: Fault): Promise<void> {
-      await eventually(() => watchingAgain(lastFaultAt), 'the router to watch again after the previous fault');
-      await delay(150); // a bookmark arrives: the reconnected watch counts as healthy
-      switch (fault) {
-        case 'drop':
-          api.dropStreams();
-          break;
-        case 'compact-and-drop':
-          api.compact();
-          api.dropStreams();
-          break;
-        case '500-burst':
-          api.failRequests(500, { count: 2 });
-          api.dropStreams();
-          break;
-        case 'stall':
-          // New watches hang after their headers; the next reconnect of the router runs into
-          // that until the connection is reset, as a broken proxy in between would do.
-          api.stallWatches('after-headers');
-          api.dropStreams();
-          await delay(600);
-          api.stallWatches(false);
-          api.dropStreams();
-          break;
+      /** Whether both of the router's watches were answered and are streaming again since request `since`. */
+      function watchingAgain(since: number): boolean {
+        const fresh = api.requests.slice(since);
+        const ok = (path: string): boolean =>
+          fresh.some((r) => r.path === path && r.watch && r.status === 200 && r.watchErrorCode === undefined);
+        return ok('/api/v1/pods') && ok('/api/v1/secrets') && api.openWatchCount >= 2;
       }
-      lastFaultAt = api.requests.length;
-    }
 
-    async function play(step: Step): Promise<void> {
-      switch (step.kind) {
-        case 'upsert-pod':
-          api.upsert(step.pod);
-          return;
-        case 'delete-pod':
-          api.remove('Pod', step.namespace, step.name);
-          return;
-        case 'upsert-secret':
-          api.upsert(step.secret);
-          return;
-        case 'delete-secret':
-          api.remove('Secret', step.namespace, step.name);
-          return;
-        case 'fault':
-          await inject(step.fault);
-          return;
+      let lastFaultAt = 0;
+
+      /**
+       * One fault, after the router recovered from the previous one: faults stacked faster than
+       * the router reconnects only grow its backoff (up to 30 s), which is not what is tested here.
+       * Changes that follow a fault happen while the router is still away.
+       */
+      async function inject(fault: Fault): Promise<void> {
+        await eventually(() => watchingAgain(lastFaultAt), 'the router to watch again after the previous fault');
+        await delay(150); // a bookmark arrives: the reconnected watch counts as healthy
+        switch (fault) {
+          case 'drop':
+            api.dropStreams();
+            break;
+          case 'compact-and-drop':
+            api.compact();
+            api.dropStreams();
+            break;
+          case '500-burst':
+            api.failRequests(500, { count: 2 });
+            api.dropStreams();
+            break;
+          case 'stall':
+            // New watches hang after their headers; the next reconnect of the router runs into
+            // that until the connection is reset, as a broken proxy in between would do.
+            api.stallWatches('after-headers');
+            api.dropStreams();
+            await delay(600);
+            api.stallWatches(false);
+            api.dropStreams();
+            break;
+        }
+        lastFaultAt = api.requests.length;
       }
-    }
 
-    /** Back to no objects and no faults, with the router serving that. */
-    async function reset(): Promise<void> {
-      api.clearFaults();
-      api.stallWatches(false);
-      for (const kind of ['Pod', 'Secret'] as const) {
-        for (const obj of api.store.list({ kind, fields: [] })) api.remove(kind, obj.metadata?.namespace ?? '', obj.metadata?.name ?? '');
+      async function play(step: Step): Promise<void> {
+        switch (step.kind) {
+          case 'upsert-pod':
+            api.upsert(step.pod);
+            return;
+          case 'delete-pod':
+            api.remove('Pod', step.namespace, step.name);
+            return;
+          case 'upsert-secret':
+            api.upsert(step.secret);
+            return;
+          case 'delete-secret':
+            api.remove('Secret', step.namespace, step.name);
+            return;
+          case 'fault':
+            await inject(step.fault);
+            return;
+        }
       }
-      await eventually(() => watchingAgain(lastFaultAt), 'the router to watch again', CONVERGE_MS);
-      await eventually(() => lastPrintedConfig(router.stdout()) === expectedConfig(), 'the router to serve no routes', CONVERGE_MS);
-    }
 
-    /** Every config printed from stdout offset `from` on, in order. */
-    const printedSince = (from: number): string[] => printedConfigs(router.stdout().slice(from));
+      /** Back to no objects and no faults, with the router serving that. */
+      async function reset(): Promise<void> {
+        api.clearFaults();
+        api.stallWatches(false);
+        for (const kind of ['Pod', 'Secret'] as const) {
+          for (const obj of api.store.list({ kind, fields: [] }))
+            api.remove(kind, obj.metadata?.namespace ?? '', obj.metadata?.name ?? '');
+        }
+        await eventually(() => watchingAgain(lastFaultAt), 'the router to watch again', CONVERGE_MS);
+        await eventually(
+          () => lastPrintedConfig(router.stdout()) === expectedConfig(),
+          'the router to serve no routes',
+          CONVERGE_MS,
+        );
+      }
 
-    let fences = 0;
-    /**
-     * After the steps, a change of its own in each collection: a pod with a host and a Secret
-     * with a key that no earlier case used. A printed config with both was built from a
-     * snapshot taken after every step (each watch delivers changes in order, a list shows
-     * them all), so it cannot be an older config that happens to equal the final one (see
-     * run-cluster-slow-apply.test.ts for how that once passed for convergence).
-     */
-    function fence(): void {
-      fences += 1;
-      api.upsert(pod('fence', { namespace: 'ns-fence', ip: '10.0.0.99', hosts: `fence-${fences}.test`, paths: '80:/', ports: [80] }));
-      api.upsert(apiKeySecret('ns-fence', `fence-${fences}`));
-    }
+      /** Every config printed from stdout offset `from` on, in order. */
+      const printedSince = (from: number): string[] => printedConfigs(router.stdout().slice(from));
 
-    it('after any changes interleaved with watch faults, the router serves the table of the final objects within 5 s', async () => {
-      await fc.assert(
-        fc.asyncProperty(fc.array(stepArb, { minLength: 2, maxLength: 10 }), async (steps) => {
-          await reset();
-          const stepsFrom = router.stdout().length;
-          const logsFrom = router.logs.length;
-          const startedAt = Date.now();
-          if (replay.seed !== undefined) console.log(`replaying:\n${steps.map(describeStep).join('\n')}`);
-          for (const step of steps) await play(step);
-          fence();
-          const expected = expectedConfig();
-          const check = async (what: string, ok: () => boolean | Promise<boolean>): Promise<void> => {
-            if (await ok()) return;
-            throw new PropertyFailure(what, { steps, fence: fences, expected, printed: printedSince(stepsFrom), logs: router.logs.slice(logsFrom), startedAt });
-          };
-          await check('the last printed config matches the final objects (fence included) within 5 s', () =>
-            eventually(() => lastPrintedConfig(router.stdout()) === expected, 'a match', CONVERGE_MS).then(() => true, () => false),
-          );
-          // Not a passing state on the way: after a further hold-off and maximum delay, still the same.
-          await delay(300);
-          await check('the printed config stays the final one', () => lastPrintedConfig(router.stdout()) === expected);
-          // Printed is not served: the data plane (nginx: written, checked, reloaded and
-          // confirmed) must have taken the last table too.
-          await check('the data plane serves the last table within 5 s', () =>
-            eventually(() => lastServedAfterLastChange(router), 'served', CONVERGE_MS).then(() => true, () => false),
-          );
-        }),
-        // The report then carries the PropertyFailure message, not only the counterexample.
-        { numRuns: 20, endOnFailure: true, includeErrorInReport: true, ...replay },
-      );
-    });
+      let fences = 0;
+      /**
+       * After the steps, a change of its own in each collection: a pod with a host and a Secret
+       * with a key that no earlier case used. A printed config with both was built from a
+       * snapshot taken after every step (each watch delivers changes in order, a list shows
+       * them all), so it cannot be an older config that happens to equal the final one (see
+       * run-cluster-slow-apply.test.ts for how that once passed for convergence).
+       */
+      function fence(): void {
+        fences += 1;
+        api.upsert(
+          pod('fence', {
+            namespace: 'ns-fence',
+            ip: '10.0.0.99',
+            hosts: `fence-${fences}.test`,
+            paths: '80:/',
+            ports: [80],
+          }),
+        );
+        api.upsert(apiKeySecret('ns-fence', `fence-${fences}`));
+      }
+
+      it('after any changes interleaved with watch faults, the router serves the table of the final objects within 5 s', async () => {
+        await fc.assert(
+          fc.asyncProperty(fc.array(stepArb, { minLength: 2, maxLength: 10 }), async (steps) => {
+            await reset();
+            const stepsFrom = router.stdout().length;
+            const logsFrom = router.logs.length;
+            const startedAt = Date.now();
+            if (replay.seed !== undefined) console.log(`replaying:\n${steps.map(describeStep).join('\n')}`);
+            for (const step of steps) await play(step);
+            fence();
+            const expected = expectedConfig();
+            const check = async (what: string, ok: () => boolean | Promise<boolean>): Promise<void> => {
+              if (await ok()) return;
+              throw new PropertyFailure(what, {
+                steps,
+                fence: fences,
+                expected,
+                printed: printedSince(stepsFrom),
+                logs: router.logs.slice(logsFrom),
+                startedAt,
+              });
+            };
+            await check('the last printed config matches the final objects (fence included) within 5 s', () =>
+              eventually(() => lastPrintedConfig(router.stdout()) === expected, 'a match', CONVERGE_MS).then(
+                () => true,
+                () => false,
+              ),
+            );
+            // Not a passing state on the way: after a further hold-off and maximum delay, still the same.
+            await delay(300);
+            await check(
+              'the printed config stays the final one',
+              () => lastPrintedConfig(router.stdout()) === expected,
+            );
+            // Printed is not served: the data plane (nginx: written, checked, reloaded and
+            // confirmed) must have taken the last table too.
+            await check('the data plane serves the last table within 5 s', () =>
+              eventually(() => lastServedAfterLastChange(router), 'served', CONVERGE_MS).then(
+                () => true,
+                () => false,
+              ),
+            );
+          }),
+          // The report then carries the PropertyFailure message, not only the counterexample.
+          { numRuns: 20, endOnFailure: true, includeErrorInReport: true, ...replay },
+        );
+      });
     });
   }
 });

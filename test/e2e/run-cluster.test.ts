@@ -25,7 +25,8 @@ import { workDir } from '../support/work-dir.js';
 
 const podOf = (outcome: RawOutcome): string | undefined =>
   outcome.kind === 'response' ? outcome.headers.find(([k]) => k.toLowerCase() === 'x-pod')?.[1] : undefined;
-const statusOf = (outcome: RawOutcome): number | 'dropped' => (outcome.kind === 'response' ? outcome.status : 'dropped');
+const statusOf = (outcome: RawOutcome): number | 'dropped' =>
+  outcome.kind === 'response' ? outcome.status : 'dropped';
 
 const KEY_HEADER = 'X-ROUTING-API-KEY';
 
@@ -42,7 +43,8 @@ const base64 = (text: string): string => Buffer.from(text, 'utf8').toString('bas
 const tableChange =
   (field: 'routesAdded' | 'routesRemoved' | 'rejectionsAdded', ...parts: string[]) =>
   (line: Record<string, unknown>): boolean =>
-    Array.isArray(line[field]) && (line[field] as unknown[]).some((entry) => parts.every((p) => String(entry).includes(p)));
+    Array.isArray(line[field]) &&
+    (line[field] as unknown[]).some((entry) => parts.every((p) => String(entry).includes(p)));
 
 describe('k8s-router run following a Kubernetes API server', { concurrency: 2 }, () => {
   for (const backend of ['proxy', 'nginx'] as const) {
@@ -57,9 +59,15 @@ describe('k8s-router run following a Kubernetes API server', { concurrency: 2 },
         sendRaw(port, { method: 'GET', target: path, headers: [['Host', host], ...headers] }, 5_000);
       const testPod = (i: number): TestPod => pods[i] as TestPod;
       /** The Pod object for test pod `i`, with `routingHosts: host` and `routingPaths: PORT:path`. */
-      const podObject = (i: number, namespace: string, host: string, paths = ['/'], extra: { ready?: boolean; labels?: Record<string, string>; created?: string } = {}): Pod =>
-        podFor(testPod(i), { namespace, hosts: host, paths, ...extra });
-      const answersFrom = async (host: string, expected: string, path = '/'): Promise<boolean> => podOf(await get(host, path)) === expected;
+      const podObject = (
+        i: number,
+        namespace: string,
+        host: string,
+        paths = ['/'],
+        extra: { ready?: boolean; labels?: Record<string, string>; created?: string } = {},
+      ): Pod => podFor(testPod(i), { namespace, hosts: host, paths, ...extra });
+      const answersFrom = async (host: string, expected: string, path = '/'): Promise<boolean> =>
+        podOf(await get(host, path)) === expected;
       /**
        * Waits until `check` holds, then until the data plane finished applying. A graceful
        * nginx reload has a moment where new workers answer with the new config while old
@@ -71,13 +79,19 @@ describe('k8s-router run following a Kubernetes API server', { concurrency: 2 },
         if (backend !== 'nginx') return;
         const from = router.logs.map((l) => l.msg).lastIndexOf('route table changed');
         await router.waitForLog(
-          (l) => (l.msg === 'nginx serves the new config' || l.msg === 'nginx config unchanged: no reload') && router.logs.indexOf(l) > from,
+          (l) =>
+            (l.msg === 'nginx serves the new config' || l.msg === 'nginx config unchanged: no reload') &&
+            router.logs.indexOf(l) > from,
           `nginx to finish applying the table for ${what}`,
           5_000,
         );
       };
-      const statusIs = async (host: string, expected: number | 'dropped', path = '/', headers: [string, string][] = []): Promise<boolean> =>
-        statusOf(await get(host, path, headers)) === expected;
+      const statusIs = async (
+        host: string,
+        expected: number | 'dropped',
+        path = '/',
+        headers: [string, string][] = [],
+      ): Promise<boolean> => statusOf(await get(host, path, headers)) === expected;
 
       before(async () => {
         dir = await workDir(`k8s-router-e2e-cluster-${backend}-`);
@@ -109,7 +123,10 @@ describe('k8s-router run following a Kubernetes API server', { concurrency: 2 },
         api.upsert(podObject(0, 'shop', 'added.test'));
         await until(() => answersFrom('added.test', testPod(0).name, '/cart?id=1'), 'the new pod to be routed');
         assert.equal(testPod(0).received.at(-1)?.uri, '/cart?id=1');
-        await router.waitForLog(tableChange('routesAdded', 'added.test/', `shop/${testPod(0).name}`), 'the route to be logged');
+        await router.waitForLog(
+          tableChange('routesAdded', 'added.test/', `shop/${testPod(0).name}`),
+          'the route to be logged',
+        );
       });
 
       it('scaled to three pods, it round-robins across the three in pod-name order', async () => {
@@ -145,12 +162,18 @@ describe('k8s-router run following a Kubernetes API server', { concurrency: 2 },
         api.upsert(podObject(1, 'labels', 'label.test', ['/'], { labels: { app: 'web' } }));
         await until(() => statusIs('label.test', 'dropped'), 'the host to be unknown');
         // The API server filters by label, so to the router the pod is simply gone.
-        await router.waitForLog(tableChange('routesRemoved', 'label.test/', `labels/${testPod(1).name}`), 'the removed route to be logged');
+        await router.waitForLog(
+          tableChange('routesRemoved', 'label.test/', `labels/${testPod(1).name}`),
+          'the removed route to be logged',
+        );
       });
 
       it('does not route a pod that is not ready, says why, and routes it once it is Ready', async () => {
         api.upsert(podObject(2, 'ready', 'ready.test', ['/'], { ready: false }));
-        await router.waitForLog(tableChange('rejectionsAdded', `ready/${testPod(2).name}`, 'NOT_READY'), 'the NOT_READY reason to be logged');
+        await router.waitForLog(
+          tableChange('rejectionsAdded', `ready/${testPod(2).name}`, 'NOT_READY'),
+          'the NOT_READY reason to be logged',
+        );
         assert.equal(statusOf(await get('ready.test')), 'dropped');
         api.upsert(podObject(2, 'ready', 'ready.test', ['/'], { ready: true }));
         await until(() => answersFrom('ready.test', testPod(2).name), 'the ready pod to be routed');
@@ -169,18 +192,39 @@ describe('k8s-router run following a Kubernetes API server', { concurrency: 2 },
 
         api.upsert(apiKeySecret('locked', 'supersecret'));
         await until(() => statusIs('locked.test', 403), 'the route to require the key');
-        assert.equal(statusOf(await get('locked.test', '/', [[KEY_HEADER, base64('supersecret')]])), 200, 'the base64 text is the key');
-        assert.equal(statusOf(await get('locked.test', '/', [[KEY_HEADER, 'supersecret']])), 403, 'the plain text is not');
+        assert.equal(
+          statusOf(await get('locked.test', '/', [[KEY_HEADER, base64('supersecret')]])),
+          200,
+          'the base64 text is the key',
+        );
+        assert.equal(
+          statusOf(await get('locked.test', '/', [[KEY_HEADER, 'supersecret']])),
+          403,
+          'the plain text is not',
+        );
 
         api.upsert(apiKeySecret('locked', 'rotated'));
-        await until(() => statusIs('locked.test', 200, '/', [[KEY_HEADER, base64('rotated')]]), 'the new key to open the route');
-        assert.equal(statusOf(await get('locked.test', '/', [[KEY_HEADER, base64('supersecret')]])), 403, 'the old key no longer works');
+        await until(
+          () => statusIs('locked.test', 200, '/', [[KEY_HEADER, base64('rotated')]]),
+          'the new key to open the route',
+        );
+        assert.equal(
+          statusOf(await get('locked.test', '/', [[KEY_HEADER, base64('supersecret')]])),
+          403,
+          'the old key no longer works',
+        );
         assert.equal(statusOf(await get('locked.test')), 403);
 
         api.remove('Secret', 'locked', 'routing');
         await until(() => statusIs('locked.test', 200), 'the route to be open again');
-        assert.ok(!router.logs.some((l) => JSON.stringify(l).includes(base64('supersecret'))), 'no API key in any log line');
-        assert.ok(!router.logs.some((l) => JSON.stringify(l).includes(base64('rotated'))), 'no API key in any log line');
+        assert.ok(
+          !router.logs.some((l) => JSON.stringify(l).includes(base64('supersecret'))),
+          'no API key in any log line',
+        );
+        assert.ok(
+          !router.logs.some((l) => JSON.stringify(l).includes(base64('rotated'))),
+          'no API key in any log line',
+        );
       });
 
       it('keeps a route with the namespace that claimed it first, and rejects the younger claim with ROUTE_CLAIMED', async () => {
@@ -192,16 +236,23 @@ describe('k8s-router run following a Kubernetes API server', { concurrency: 2 },
           tableChange('rejectionsAdded', `second/${testPod(5).name}`, 'ROUTE_CLAIMED', 'namespace first'),
           'the younger claim to be rejected',
         );
-        for (let n = 0; n < 4; n++) assert.equal(podOf(await get('claimed.test')), testPod(0).name, 'only the owner answers');
+        for (let n = 0; n < 4; n++)
+          assert.equal(podOf(await get('claimed.test')), testPod(0).name, 'only the owner answers');
       });
 
       it('after every watch stream is dropped, a change made afterwards is still routed', async () => {
         const watchesBefore = api.requestsTo('/api/v1/pods', 'watch').length;
         api.dropStreams();
         api.upsert(podObject(1, 'dropped', 'after-drop.test'));
-        await until(() => answersFrom('after-drop.test', testPod(1).name), 'the change made after the drop to be routed');
+        await until(
+          () => answersFrom('after-drop.test', testPod(1).name),
+          'the change made after the drop to be routed',
+        );
         const resumed = api.requestsTo('/api/v1/pods', 'watch').slice(watchesBefore);
-        assert.ok(resumed.length >= 1 && resumed.every((r) => r.query.resourceVersion !== undefined), 'the watch resumed from a version');
+        assert.ok(
+          resumed.length >= 1 && resumed.every((r) => r.query.resourceVersion !== undefined),
+          'the watch resumed from a version',
+        );
       });
 
       it('on 410 Gone it lists again: a pod deleted during the gap disappears, one added appears', async () => {
@@ -217,7 +268,10 @@ describe('k8s-router run following a Kubernetes API server', { concurrency: 2 },
 
         await until(() => answersFrom('gap-added.test', testPod(3).name), 'the pod added during the gap to be routed');
         await until(() => statusIs('gap-deleted.test', 'dropped'), 'the pod deleted during the gap to be gone');
-        await router.waitForLog((l) => l.msg === 'watch expired (410 Gone), listing again' && l.collection === 'pods', 'the relist to be logged');
+        await router.waitForLog(
+          (l) => l.msg === 'watch expired (410 Gone), listing again' && l.collection === 'pods',
+          'the relist to be logged',
+        );
         assert.ok(api.requestsTo('/api/v1/pods', 'list').length > listsBefore, 'the pods were listed again');
       });
 
@@ -231,12 +285,20 @@ describe('k8s-router run following a Kubernetes API server', { concurrency: 2 },
           await delay(1_000);
         }
         await router.waitForLog((l) => String(l.err ?? '').includes('ECONNREFUSED'), 'the router to notice the outage');
-        assert.equal(router.logs.filter((l) => l.msg === 'k8s-router is serving').length, 1, 'the router did not restart');
+        assert.equal(
+          router.logs.filter((l) => l.msg === 'k8s-router is serving').length,
+          1,
+          'the router did not restart',
+        );
 
         await api.restart();
         const back = Date.now();
         api.upsert(podObject(5, 'outage', 'after-outage.test'));
-        await until(() => answersFrom('after-outage.test', testPod(5).name), 'the change made after the outage to be routed', RECONNECT_AFTER_OUTAGE_MS);
+        await until(
+          () => answersFrom('after-outage.test', testPod(5).name),
+          'the change made after the outage to be routed',
+          RECONNECT_AFTER_OUTAGE_MS,
+        );
         t.diagnostic(`routed ${Date.now() - back} ms after the API server came back (watch backoff)`);
         assert.equal(podOf(await get('outage.test')), testPod(4).name);
       });

@@ -16,7 +16,8 @@ import { workDir } from '../support/work-dir.js';
 
 const podOf = (outcome: RawOutcome): string | undefined =>
   outcome.kind === 'response' ? outcome.headers.find(([k]) => k.toLowerCase() === 'x-pod')?.[1] : undefined;
-const statusOf = (outcome: RawOutcome): number | 'dropped' => (outcome.kind === 'response' ? outcome.status : 'dropped');
+const statusOf = (outcome: RawOutcome): number | 'dropped' =>
+  outcome.kind === 'response' ? outcome.status : 'dropped';
 
 for (const backend of ['proxy', 'nginx'] as const) {
   describe(`k8s-router run --backend ${backend} --manifest`, () => {
@@ -46,7 +47,9 @@ for (const backend of ['proxy', 'nginx'] as const) {
       manifest = join(dir, 'cluster.yaml');
       pods = await startPods(`web-${backend}`, 3, backend === 'proxy' ? 41 : 51);
       port = await pickFreeLoopbackPort();
-      await writeManifest(manifestText([podFor(pods[0] as TestPod, { namespace: 'shop', hosts: 'shop.test', paths: ['/'] })]));
+      await writeManifest(
+        manifestText([podFor(pods[0] as TestPod, { namespace: 'shop', hosts: 'shop.test', paths: ['/'] })]),
+      );
       router = await startRouterProcess(['--backend', backend, '--manifest', manifest], {
         PORT: String(port),
         LISTEN_ADDRESS: '127.0.0.1',
@@ -104,13 +107,18 @@ for (const backend of ['proxy', 'nginx'] as const) {
 
     it('keeps serving the last good objects while the file is broken, and logs why', async () => {
       await writeManifest('kind: List\nitems: [unclosed\n');
-      await router.waitForLog((l) => l.msg === 'manifest unusable, still serving its last good objects', 'the broken file to be reported');
+      await router.waitForLog(
+        (l) => l.msg === 'manifest unusable, still serving its last good objects',
+        'the broken file to be reported',
+      );
       assert.equal(statusOf(await get('shop.test', '/', [['X-ROUTING-API-KEY', 'c3VwZXJzZWNyZXQ=']])), 200);
     });
 
     it('stops routing a pod whose label is removed, and says why', async () => {
       await applyManifest(
-        manifestText([podFor(pods[0] as TestPod, { namespace: 'shop', hosts: 'shop.test', paths: ['/'], labels: { app: 'web' } })]),
+        manifestText([
+          podFor(pods[0] as TestPod, { namespace: 'shop', hosts: 'shop.test', paths: ['/'], labels: { app: 'web' } }),
+        ]),
       );
       assert.equal(statusOf(await get('shop.test')), 'dropped');
       const line = await router.waitForLog(

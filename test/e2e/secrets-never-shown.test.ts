@@ -22,13 +22,24 @@ import { workDir } from '../support/work-dir.js';
 
 const base64 = (text: string): string => Buffer.from(text, 'utf8').toString('base64');
 const KEY_HEADER = 'X-ROUTING-API-KEY';
-const ADMIN_PATHS = ['/', '/status-page.js', '/healthz', '/readyz', '/metrics', '/routes', '/status', '/nginx.conf', '/no-such-page'];
+const ADMIN_PATHS = [
+  '/',
+  '/status-page.js',
+  '/healthz',
+  '/readyz',
+  '/metrics',
+  '/routes',
+  '/status',
+  '/nginx.conf',
+  '/no-such-page',
+];
 
 /** Every form in which `secrets` could leak. */
 const forms = (secrets: string[]): string[] => secrets.flatMap((s) => [s, base64(s)]);
 
 function assertAbsent(text: string, secrets: string[], where: string): void {
-  for (const form of forms(secrets)) assert.ok(!text.includes(form), `${where} does not contain ${JSON.stringify(form)}`);
+  for (const form of forms(secrets))
+    assert.ok(!text.includes(form), `${where} does not contain ${JSON.stringify(form)}`);
 }
 
 /** Reads every admin endpoint and checks none holds a secret; returns the bodies. */
@@ -47,13 +58,16 @@ async function checkAdmin(adminPort: number, secrets: string[]): Promise<Record<
 
 function checkLogs(router: RouterProcess, secrets: string[], tableChanges: number): void {
   // Not vacuous: the lines most at risk were written, for the first key and for each rotation.
-  const changes = router.logs.filter((l) => l.msg === 'route table changed' || String(l.text ?? '').includes(' route table changed '));
+  const changes = router.logs.filter(
+    (l) => l.msg === 'route table changed' || String(l.text ?? '').includes(' route table changed '),
+  );
   assert.ok(changes.length >= tableChanges, `${changes.length} "route table changed" lines, at least ${tableChanges}`);
   router.logs.forEach((line, i) => assertAbsent(JSON.stringify(line), secrets, `log line ${i + 1}`));
   assertAbsent(router.stdout(), secrets, 'standard output');
 }
 
-const statusOf = (outcome: RawOutcome): number | 'dropped' => (outcome.kind === 'response' ? outcome.status : 'dropped');
+const statusOf = (outcome: RawOutcome): number | 'dropped' =>
+  outcome.kind === 'response' ? outcome.status : 'dropped';
 
 describe('no Secret value in any log line or admin answer', { concurrency: 1 }, () => {
   describe('k8s-router demo, pretty logs at debug level', () => {
@@ -66,7 +80,9 @@ describe('no Secret value in any log line or admin answer', { concurrency: 1 }, 
 
     before(async () => {
       dir = await workDir('k8s-router-secrets-demo-');
-      manifest = await demoManifestCopy(dir, 104, (text) => text.replace('api-key: ZGVtby1zZWNyZXQ=', `api-key: ${base64(first)}`));
+      manifest = await demoManifestCopy(dir, 104, (text) =>
+        text.replace('api-key: ZGVtby1zZWNyZXQ=', `api-key: ${base64(first)}`),
+      );
       adminPort = await pickFreeLoopbackPort();
       const port = await pickFreeLoopbackPort();
       demo = await startRouterProcess(
@@ -83,18 +99,41 @@ describe('no Secret value in any log line or admin answer', { concurrency: 1 }, 
     });
 
     it('uses and rotates the key, and shows it nowhere', async () => {
-      assert.ok(demo.logs.every((l) => typeof l.text === 'string' && !l.text.startsWith('{')), 'pretty lines, not JSON');
+      assert.ok(
+        demo.logs.every((l) => typeof l.text === 'string' && !l.text.startsWith('{')),
+        'pretty lines, not JSON',
+      );
       const port = Number(/http:\/\/127\.0\.0\.1:(\d+)/.exec(demo.stdout())?.[1]);
       const api = (key?: string): Promise<RawOutcome> =>
-        sendRaw(port, { method: 'GET', target: '/api', headers: [['Host', 'billing.k8s.local'], ...(key === undefined ? [] : [[KEY_HEADER, key] as [string, string]])] }, 5_000);
+        sendRaw(
+          port,
+          {
+            method: 'GET',
+            target: '/api',
+            headers: [
+              ['Host', 'billing.k8s.local'],
+              ...(key === undefined ? [] : [[KEY_HEADER, key] as [string, string]]),
+            ],
+          },
+          5_000,
+        );
       assert.equal(statusOf(await api(base64(first))), 200);
       assert.equal(statusOf(await api(first)), 403);
-      const ws = await runShell(`node examples/demo/ws-client.mjs ws://127.0.0.1:${port}/ws --host shop.k8s.local --header '${KEY_HEADER}: ${base64(first)}' ${first}`);
+      const ws = await runShell(
+        `node examples/demo/ws-client.mjs ws://127.0.0.1:${port}/ws --host shop.k8s.local --header '${KEY_HEADER}: ${base64(first)}' ${first}`,
+      );
       assert.equal(ws.code, 0, ws.stderr);
       await checkAdmin(adminPort, [first, second]);
 
-      await writeFile(manifest, (await readFile(manifest, 'utf8')).replace(`api-key: ${base64(first)}`, `api-key: ${base64(second)}`));
-      await eventually(async () => statusOf(await api(base64(second))) === 200, 'the rotated key to open the route', 10_000);
+      await writeFile(
+        manifest,
+        (await readFile(manifest, 'utf8')).replace(`api-key: ${base64(first)}`, `api-key: ${base64(second)}`),
+      );
+      await eventually(
+        async () => statusOf(await api(base64(second))) === 200,
+        'the rotated key to open the route',
+        10_000,
+      );
       assert.equal(statusOf(await api(base64(first))), 403, 'the old key no longer works');
       await checkAdmin(adminPort, [first, second]);
 
@@ -131,7 +170,15 @@ describe('no Secret value in any log line or admin answer', { concurrency: 1 }, 
 
     it('uses and rotates the key, and shows it nowhere', async () => {
       const get = (key?: string): Promise<RawOutcome> =>
-        sendRaw(port, { method: 'GET', target: '/', headers: [['Host', 'vault.test'], ...(key === undefined ? [] : [[KEY_HEADER, key] as [string, string]])] }, 5_000);
+        sendRaw(
+          port,
+          {
+            method: 'GET',
+            target: '/',
+            headers: [['Host', 'vault.test'], ...(key === undefined ? [] : [[KEY_HEADER, key] as [string, string]])],
+          },
+          5_000,
+        );
       api.upsert(podFor(pod, { namespace: 'vault', hosts: 'vault.test', paths: ['/'] }));
       api.upsert(apiKeySecret('vault', first));
       await eventually(async () => statusOf(await get(base64(first))) === 200, 'the key to open the route', 10_000);
@@ -141,7 +188,11 @@ describe('no Secret value in any log line or admin answer', { concurrency: 1 }, 
       assert.match(bodies['/status'] as string, /"kind": "cluster"/);
 
       api.upsert(apiKeySecret('vault', second));
-      await eventually(async () => statusOf(await get(base64(second))) === 200, 'the rotated key to open the route', 10_000);
+      await eventually(
+        async () => statusOf(await get(base64(second))) === 200,
+        'the rotated key to open the route',
+        10_000,
+      );
       await checkAdmin(adminPort, [first, second]);
       assert.equal(await router.stop(), 0);
       checkLogs(router, [first, second], 3);
@@ -157,7 +208,13 @@ describe('no Secret value in any log line or admin answer', { concurrency: 1 }, 
       dir = await workDir('k8s-router-secrets-nginx-');
       const manifest = join(dir, 'objects.yaml');
       const pod = { name: 'locked-0', ip: '127.0.105.21', port: 8080 } as TestPod;
-      await writeFile(`${manifest}.tmp`, manifestText([podFor(pod, { namespace: 'locked', hosts: 'locked.test', paths: ['/'] }), apiKeySecret('locked', secret)]));
+      await writeFile(
+        `${manifest}.tmp`,
+        manifestText([
+          podFor(pod, { namespace: 'locked', hosts: 'locked.test', paths: ['/'] }),
+          apiKeySecret('locked', secret),
+        ]),
+      );
       await rename(`${manifest}.tmp`, manifest);
       router = await startRouterProcess(['--backend', 'nginx', '--manifest', manifest], {
         PORT: String(await pickFreeLoopbackPort()),
@@ -172,7 +229,7 @@ describe('no Secret value in any log line or admin answer', { concurrency: 1 }, 
     });
 
     it('keeps the key in the nginx.conf nginx reads, and shows it nowhere else', async () => {
-      const confFile = (await readFile(join(dir, 'nginx', 'nginx.conf'), 'utf8'));
+      const confFile = await readFile(join(dir, 'nginx', 'nginx.conf'), 'utf8');
       assert.ok(confFile.includes(base64(secret)), 'nginx itself gets the key');
       const bodies = await checkAdmin(adminPortOf(router), [secret]);
       assert.match(bodies['/nginx.conf'] as string, /^daemon off;$/m);

@@ -37,7 +37,10 @@ async function start(backend: 'proxy' | 'nginx', firstIp: number, graceMs: numbe
   const pods = await startPods(`drain-${backend}`, 2, firstIp);
   for (const p of pods) Object.assign(p, { behaviour: 'slow', slowMs: POD_MS });
   const manifest = join(dir, 'cluster.yaml');
-  await writeFile(`${manifest}.tmp`, manifestText(pods.map((p) => podFor(p, { namespace: 'drain', hosts: HOST, paths: ['/'] }))));
+  await writeFile(
+    `${manifest}.tmp`,
+    manifestText(pods.map((p) => podFor(p, { namespace: 'drain', hosts: HOST, paths: ['/'] }))),
+  );
   await rename(`${manifest}.tmp`, manifest);
   const port = await pickFreeLoopbackPort();
   try {
@@ -68,7 +71,10 @@ async function cleanUp(setup: Setup): Promise<void> {
 const openWebSocket = (port: number): Promise<WebSocket> => openWs(port, HOST);
 
 /** Tries new connections every few ms: when the first was refused, and whether one was accepted after that. */
-function probeConnections(port: number, running: () => boolean): Promise<{ firstRefusedAt: number | null; acceptedAfterRefusal: number }> {
+function probeConnections(
+  port: number,
+  running: () => boolean,
+): Promise<{ firstRefusedAt: number | null; acceptedAfterRefusal: number }> {
   return (async () => {
     let firstRefusedAt: number | null = null;
     let acceptedAfterRefusal = 0;
@@ -132,7 +138,11 @@ describe('k8s-router run stopped with SIGTERM', { concurrency: 2, timeout: 120_0
       void router.exited.then(() => (exited = true));
 
       // The WebSocket open before SIGTERM still works within the grace, then ends normally.
-      await router.waitForLog((l) => String(l.msg).startsWith('stopping: no new connections'), 'the router to start draining', 5_000);
+      await router.waitForLog(
+        (l) => String(l.msg).startsWith('stopping: no new connections'),
+        'the router to start draining',
+        5_000,
+      );
       await delay(300);
       const after = await echo(ws, 'after');
       const wsClosedAt = Date.now();
@@ -146,7 +156,9 @@ describe('k8s-router run stopped with SIGTERM', { concurrency: 2, timeout: 120_0
 
       const summary = summarize(records);
       const reached = reachedPods(pods);
-      const inFlightAtTerm = records.filter((r) => r.sentAt < termAt && r.doneAt > termAt && r.outcome.kind === 'response').length;
+      const inFlightAtTerm = records.filter(
+        (r) => r.sentAt < termAt && r.doneAt > termAt && r.outcome.kind === 'response',
+      ).length;
       t.diagnostic(
         `${summary.requests} requests: ${summary.ok} answered 2xx (${inFlightAtTerm} of them in flight at SIGTERM), ${summary.refused} refused, ` +
           `${summary.droppedBeforeAnyByte} closed before any byte, ${summary.droppedMidResponse} cut mid-response, ${summary.resent} resent; ` +
@@ -159,12 +171,15 @@ describe('k8s-router run stopped with SIGTERM', { concurrency: 2, timeout: 120_0
       assert.match(before, /^drain-.*:before$/);
       assert.match(after, /^drain-.*:after$/, 'the WebSocket opened before SIGTERM exchanged a message after it');
       // Every request the router accepted (it reached a pod) got its whole answer.
-      const unanswered = records.filter((r) => reached.has(r.id) && !(r.outcome.kind === 'response' && r.outcome.status === 200));
+      const unanswered = records.filter(
+        (r) => reached.has(r.id) && !(r.outcome.kind === 'response' && r.outcome.status === 200),
+      );
       assert.deepEqual(unanswered, [], 'requests that reached a pod but got no answer');
       assert.deepEqual(summary.non2xx, {}, 'no answer other than 2xx');
       assert.equal(summary.droppedMidResponse, 0, 'no response cut short');
       // What failed was never accepted: no connection, or one closed before any byte.
-      for (const r of records) if (r.outcome.kind !== 'response') assert.ok(!reached.has(r.id), `${r.id} reached a pod yet failed`);
+      for (const r of records)
+        if (r.outcome.kind !== 'response') assert.ok(!reached.has(r.id), `${r.id} reached a pod yet failed`);
       assert.ok(inFlightAtTerm > 0, 'requests were in flight when SIGTERM came');
       assert.ok(firstRefusedAt !== null, 'new connections were refused after SIGTERM');
       assert.equal(acceptedAfterRefusal, 0, 'no connection was accepted once they were refused');
@@ -189,9 +204,14 @@ describe('k8s-router run stopped with SIGTERM', { concurrency: 2, timeout: 120_0
       const exit = await router.exited;
       const exitAt = Date.now();
       const closedAt = await closed;
-      t.diagnostic(`WebSocket cut ${closedAt - termAt} ms after SIGTERM (grace ${graceMs} ms); exit ${exit} after ${exitAt - termAt} ms`);
+      t.diagnostic(
+        `WebSocket cut ${closedAt - termAt} ms after SIGTERM (grace ${graceMs} ms); exit ${exit} after ${exitAt - termAt} ms`,
+      );
       assert.equal(exit, 0);
-      assert.ok(closedAt - termAt >= graceMs - 50, `the WebSocket was cut after ${closedAt - termAt} ms, before the grace of ${graceMs} ms`);
+      assert.ok(
+        closedAt - termAt >= graceMs - 50,
+        `the WebSocket was cut after ${closedAt - termAt} ms, before the grace of ${graceMs} ms`,
+      );
     });
   }
 });

@@ -53,12 +53,21 @@ describe('a signal while the router starts', () => {
       });
       let stderr = '';
       child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
+      const exited = new Promise<number | string>((resolve) =>
+        child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')),
+      );
       try {
-        await eventually(() => api.requests.filter((r) => !r.watch && r.status === 500).length >= 2, 'the router to have tried to list twice', 30_000);
+        await eventually(
+          () => api.requests.filter((r) => !r.watch && r.status === 500).length >= 2,
+          'the router to have tried to list twice',
+          30_000,
+        );
         assert.doesNotMatch(stderr, /k8s-router is serving/, 'no table can be served while every list fails');
         child.kill('SIGTERM');
-        const exit = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve('still running 20 s after SIGTERM'), 20_000))]);
+        const exit = await Promise.race([
+          exited,
+          new Promise((resolve) => setTimeout(() => resolve('still running 20 s after SIGTERM'), 20_000)),
+        ]);
         assert.equal(exit, 0, `exit ${String(exit)}; stderr:\n${stderr}`);
         assert.match(stderr, /stopped before serving/);
         assert.ok(await refused(port), `port ${port} is free again`);

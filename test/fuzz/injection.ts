@@ -26,13 +26,17 @@ async function runAll(): Promise<void> {
       const runs = Math.floor(total / workers) + (i < total % workers ? 1 : 0);
       const seed = baseSeed + i;
       process.stdout.write(`worker ${i + 1}/${workers}: seed=${seed} runs=${runs}\n`);
-      const child = fork(new URL(import.meta.url), ['worker', String(seed), String(runs)], { execArgv: ['--import', 'tsx'] });
+      const child = fork(new URL(import.meta.url), ['worker', String(seed), String(runs)], {
+        execArgv: ['--import', 'tsx'],
+      });
       return new Promise<boolean>((resolve) => child.on('exit', (code) => resolve(code === 0)));
     }),
   );
   const seconds = ((Date.now() - started) / 1000).toFixed(0);
   const passed = results.every(Boolean);
-  process.stdout.write(`${passed ? total : 0} cases passed in ${seconds} s${passed ? '' : ' (a worker failed: see its ' + 'counterexample above)'}\n`);
+  process.stdout.write(
+    `${passed ? total : 0} cases passed in ${seconds} s${passed ? '' : ' (a worker failed: see its ' + 'counterexample above)'}\n`,
+  );
   process.exitCode = passed ? 0 : 1;
 }
 

@@ -28,7 +28,6 @@ import { NGINX_MODES } from '../../src/core/config.js';
 // machine's loopback, so the container shares the host's network instead of getting
 // the pod network and hostPort of a cluster. Without podman it fails, saying so.
 
-
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const IMAGE = 'localhost/k8s-router:image-test';
 const DAEMON_SET = 'examples/k8s-router-daemonset.yaml';
@@ -330,7 +329,9 @@ describe('the image: built from the Dockerfile, run as the example DaemonSet run
             ws.once('open', resolve);
             ws.once('error', reject);
           });
-          const echoed = new Promise<string>((resolve) => ws.once('message', (data) => resolve((data as Buffer).toString())));
+          const echoed = new Promise<string>((resolve) =>
+            ws.once('message', (data) => resolve((data as Buffer).toString())),
+          );
           ws.send('hello through the image');
           assert.match(await echoed, /^shop-[01]:hello through the image$/);
         } finally {

@@ -10,9 +10,25 @@ import { checkChurn } from '../support/churn-checks.js';
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 60);
 
-describe(`load on stable routes while pods churn (${SECONDS} s)`, { concurrency: 1, timeout: (SECONDS * 2 + 120) * 1000 }, () => {
-  it('--backend proxy', async (t) => checkChurn(t, await runChurn({ backend: 'proxy', durationMs: SECONDS * 1000, firstIp: 160, seed: 21 })));
-  it('--backend nginx', async (t) => checkChurn(t, await runChurn({ backend: 'nginx', durationMs: SECONDS * 1000, firstIp: 170, seed: 22 })));
-  it('--backend nginx --nginx-mode dynamic', async (t) =>
-    checkChurn(t, await runChurn({ backend: 'nginx', nginxMode: 'dynamic', durationMs: SECONDS * 1000, firstIp: 245, ipCount: 6, seed: 23 })));
-});
+describe(
+  `load on stable routes while pods churn (${SECONDS} s)`,
+  { concurrency: 1, timeout: (SECONDS * 2 + 120) * 1000 },
+  () => {
+    it('--backend proxy', async (t) =>
+      checkChurn(t, await runChurn({ backend: 'proxy', durationMs: SECONDS * 1000, firstIp: 160, seed: 21 })));
+    it('--backend nginx', async (t) =>
+      checkChurn(t, await runChurn({ backend: 'nginx', durationMs: SECONDS * 1000, firstIp: 170, seed: 22 })));
+    it('--backend nginx --nginx-mode dynamic', async (t) =>
+      checkChurn(
+        t,
+        await runChurn({
+          backend: 'nginx',
+          nginxMode: 'dynamic',
+          durationMs: SECONDS * 1000,
+          firstIp: 245,
+          ipCount: 6,
+          seed: 23,
+        }),
+      ));
+  },
+);

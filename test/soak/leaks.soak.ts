@@ -8,13 +8,21 @@ import { runLeaks } from '../support/leaks.js';
 
 const COUNT = Number(process.env.LEAK_COUNT ?? 10_000);
 
-describe(`the router leaks nothing over ${COUNT} connections and ${COUNT} changes`, { concurrency: 1, timeout: 1_800_000 }, () => {
-  for (const [backend, firstIp] of [
-    ['proxy', 180],
-    ['nginx', 190],
-  ] as const) {
-    it(`--backend ${backend}`, async (t) => {
-      checkLeaks(t, await runLeaks({ backend, connections: COUNT, changes: COUNT, warmUp: 2_000, firstIp }), { fdSlack: 4, fdTolerance: 0.1, rssTolerance: 0.1 });
-    });
-  }
-});
+describe(
+  `the router leaks nothing over ${COUNT} connections and ${COUNT} changes`,
+  { concurrency: 1, timeout: 1_800_000 },
+  () => {
+    for (const [backend, firstIp] of [
+      ['proxy', 180],
+      ['nginx', 190],
+    ] as const) {
+      it(`--backend ${backend}`, async (t) => {
+        checkLeaks(t, await runLeaks({ backend, connections: COUNT, changes: COUNT, warmUp: 2_000, firstIp }), {
+          fdSlack: 4,
+          fdTolerance: 0.1,
+          rssTolerance: 0.1,
+        });
+      });
+    }
+  },
+);

@@ -12,10 +12,17 @@ import { chaosSeed, chaosViolations, describeChaos, runWatchChaos, type FaultKin
 const MINUTES = Number(process.env.WATCH_CHAOS_MINUTES ?? 5);
 
 test(`watch chaos soak: ${MINUTES} minutes`, { timeout: (MINUTES * 60 + 120) * 1000 }, async (t) => {
-  const report = await runWatchChaos({ durationMs: MINUTES * 60_000, burstMs: [2_000, 6_000], holdMs: 1_000, seed: chaosSeed() });
+  const report = await runWatchChaos({
+    durationMs: MINUTES * 60_000,
+    burstMs: [2_000, 6_000],
+    holdMs: 1_000,
+    seed: chaosSeed(),
+  });
   const lines = describeChaos(report);
   for (const line of lines) t.diagnostic(line);
-  const missing = (Object.entries(report.faults) as Array<[FaultKind, number]>).filter(([, n]) => n === 0).map(([k]) => k);
+  const missing = (Object.entries(report.faults) as Array<[FaultKind, number]>)
+    .filter(([, n]) => n === 0)
+    .map(([k]) => k);
   assert.deepEqual(missing, [], 'every kind of fault was injected');
   assert.deepEqual(chaosViolations(report), [], lines.join('\n'));
 });

@@ -19,13 +19,20 @@ export function checkChurn(t: TestContext, report: ChurnReport): void {
   for (const [name, s] of Object.entries(report.load)) {
     assert.ok(s.requests > 0, `${name}: no request was sent`);
     assert.deepEqual(
-      { non2xx: s.non2xx, refused: s.refused, dropped: s.droppedBeforeAnyByte, droppedMidResponse: s.droppedMidResponse },
+      {
+        non2xx: s.non2xx,
+        refused: s.refused,
+        dropped: s.droppedBeforeAnyByte,
+        droppedMidResponse: s.droppedMidResponse,
+      },
       { non2xx: {}, refused: 0, dropped: 0, droppedMidResponse: 0 },
       `${name}: every request answered 2xx`,
     );
-    if (name.includes('new connection')) assert.equal(s.resent, 0, `${name}: nothing to resend without kept-alive connections`);
+    if (name.includes('new connection'))
+      assert.equal(s.resent, 0, `${name}: nothing to resend without kept-alive connections`);
   }
-  for (const [host, { served, expected }] of Object.entries(report.final)) assert.deepEqual(served, expected, `${host} is served by its ready pods once quiet`);
+  for (const [host, { served, expected }] of Object.entries(report.final))
+    assert.deepEqual(served, expected, `${host} is served by its ready pods once quiet`);
   assert.ok(report.tableChanges > 0, 'the table changed');
   if (report.plane === 'nginx documented') assert.ok(report.reloads > 0, 'nginx reloaded');
   if (report.plane === 'nginx dynamic') {

@@ -12,7 +12,6 @@ import { startRouterProcess, type RouterProcess } from './router-process.js';
 import { seededRandom } from './seeded-random.js';
 import { workDir } from './work-dir.js';
 
-
 // Load on stable routes while pods come and go, through `k8s-router run` following the
 // fake Kubernetes API server, with real pods on 127.0.0.x.
 //
@@ -170,7 +169,12 @@ function planeOf(options: ChurnOptions): string {
 }
 
 /** Load on the stable hosts while `pods` changes every `everyMs`, and what the router did meanwhile. */
-async function measureChurn(options: ChurnOptions, pods: ChurnPods, router: RouterProcess, port: number): Promise<ChurnReport> {
+async function measureChurn(
+  options: ChurnOptions,
+  pods: ChurnPods,
+  router: RouterProcess,
+  port: number,
+): Promise<ChurnReport> {
   const { backend, durationMs } = options;
   const everyMs = options.everyMs ?? 200;
   const clients = options.clients ?? { fresh: 4, keptAlive: 4 };
@@ -181,8 +185,14 @@ async function measureChurn(options: ChurnOptions, pods: ChurnPods, router: Rout
   let loading = true;
   const load = Object.fromEntries(
     [STEADY, SHARED].flatMap((host) => [
-      [`${host} new connection per request`, runLoad({ port, host }, clients.fresh, { keepAlive: false, idPrefix: `${host}-fresh` }, () => loading)],
-      [`${host} kept alive`, runLoad({ port, host }, clients.keptAlive, { keepAlive: true, idPrefix: `${host}-kept` }, () => loading)],
+      [
+        `${host} new connection per request`,
+        runLoad({ port, host }, clients.fresh, { keepAlive: false, idPrefix: `${host}-fresh` }, () => loading),
+      ],
+      [
+        `${host} kept alive`,
+        runLoad({ port, host }, clients.keptAlive, { keepAlive: true, idPrefix: `${host}-kept` }, () => loading),
+      ],
     ]),
   );
   const startedAt = Date.now();
@@ -215,7 +225,10 @@ async function measureChurn(options: ChurnOptions, pods: ChurnPods, router: Rout
     tableChanges: logs.filter((l) => l.msg === 'route table changed').length,
     reloads: reloadTimes.length,
     sends: logs.filter((l) => l.msg === 'nginx serves the new table').length,
-    reloadMs: reloadTimes.length === 0 ? null : { median: percentile(reloadTimes, 50), p95: percentile(reloadTimes, 95), max: Math.max(...reloadTimes) },
+    reloadMs:
+      reloadTimes.length === 0
+        ? null
+        : { median: percentile(reloadTimes, 50), p95: percentile(reloadTimes, 95), max: Math.max(...reloadTimes) },
     final,
   };
 }

@@ -17,7 +17,11 @@ export const DEMO_START_TIMEOUT_MS = 60_000;
  * Writes the demo manifest to `dir`, its pods moved from 127.0.0.x to 127.0.`subnet`.x,
  * with `edit` applied to the text; returns the file's path.
  */
-export async function demoManifestCopy(dir: string, subnet: number, edit: (text: string) => string = (t) => t): Promise<string> {
+export async function demoManifestCopy(
+  dir: string,
+  subnet: number,
+  edit: (text: string) => string = (t) => t,
+): Promise<string> {
   const text = (await readFile(DEMO_MANIFEST, 'utf8')).replaceAll('podIP: 127.0.0.', `podIP: 127.0.${subnet}.`);
   const file = join(dir, 'demo.yaml');
   await writeFile(file, edit(text));
@@ -25,7 +29,15 @@ export async function demoManifestCopy(dir: string, subnet: number, edit: (text:
 }
 
 /** A Pod for the demo manifest, as a list item (indented as the file's items are). */
-export function demoPodItem(options: { name: string; namespace: string; ip: string; port: number; hosts: string; paths: string; ready?: boolean }): string {
+export function demoPodItem(options: {
+  name: string;
+  namespace: string;
+  ip: string;
+  port: number;
+  hosts: string;
+  paths: string;
+  ready?: boolean;
+}): string {
   return [
     '  - apiVersion: v1',
     '    kind: Pod',
@@ -64,10 +76,15 @@ export interface ShellResult {
 /** Runs a printed command with sh, from the checkout's root, as pasted into a terminal. */
 export function runShell(command: string, timeoutMs = 20_000): Promise<ShellResult> {
   return new Promise((resolve) => {
-    execFile('sh', ['-c', command], { cwd: ROOT, timeout: timeoutMs, env: { PATH: process.env.PATH ?? '' } }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
-      resolve({ code, stdout, stderr });
-    });
+    execFile(
+      'sh',
+      ['-c', command],
+      { cwd: ROOT, timeout: timeoutMs, env: { PATH: process.env.PATH ?? '' } },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
 

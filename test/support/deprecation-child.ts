@@ -10,7 +10,11 @@ import util from 'node:util';
 const scenario = process.argv[2];
 if (Number(process.versions.node.split('.')[0]) < 22) {
   const extend = (util as unknown as { _extend: (a: object, b: object) => object })._extend;
-  (util as unknown as { _extend: unknown })._extend = util.deprecate(extend, 'The `util._extend` API is deprecated. Please use Object.assign() instead.', 'DEP0060');
+  (util as unknown as { _extend: unknown })._extend = util.deprecate(
+    extend,
+    'The `util._extend` API is deprecated. Please use Object.assign() instead.',
+    'DEP0060',
+  );
 }
 
 const pod = http.createServer((_req, res) => res.end('ok')).listen(0, '127.0.0.1');
@@ -19,7 +23,11 @@ const podPort = (pod.address() as AddressInfo).port;
 
 function get(port: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, headers: { Host: 'a.test' }, agent: false }, (res) => res.resume().on('end', resolve)).on('error', reject);
+    http
+      .get({ host: '127.0.0.1', port, headers: { Host: 'a.test' }, agent: false }, (res) =>
+        res.resume().on('end', resolve),
+      )
+      .on('error', reject);
   });
 }
 
@@ -27,17 +35,33 @@ if (scenario === 'bare') {
   // http-proxy without the router: the warning it causes.
   const { default: httpProxy } = await import('http-proxy');
   const proxy = httpProxy.createProxyServer({});
-  const server = http.createServer((req, res) => proxy.web(req, res, { target: `http://127.0.0.1:${podPort}` })).listen(0, '127.0.0.1');
+  const server = http
+    .createServer((req, res) => proxy.web(req, res, { target: `http://127.0.0.1:${podPort}` }))
+    .listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
   await get((server.address() as AddressInfo).port);
   server.close();
 } else {
-  if (scenario === 'extend-elsewhere-first') (util as unknown as { _extend: (a: object, b: object) => object })._extend({}, {});
+  if (scenario === 'extend-elsewhere-first')
+    (util as unknown as { _extend: (a: object, b: object) => object })._extend({}, {});
   const { startProxy } = await import('../../proxy/server.js');
   const proxy = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: 'X-K' });
-  await proxy.apply({ routes: [{ host: 'a.test', path: '/', namespace: 'ns', apiKey: null, affinity: null, backends: [{ pod: 'p', namespace: 'ns', ip: '127.0.0.1', port: podPort }] }], rejections: [] });
+  await proxy.apply({
+    routes: [
+      {
+        host: 'a.test',
+        path: '/',
+        namespace: 'ns',
+        apiKey: null,
+        affinity: null,
+        backends: [{ pod: 'p', namespace: 'ns', ip: '127.0.0.1', port: podPort }],
+      },
+    ],
+    rejections: [],
+  });
   await get(proxy.port);
-  if (scenario === 'other-warning') process.emitWarning('something else is deprecated', 'DeprecationWarning', 'DEP0999');
+  if (scenario === 'other-warning')
+    process.emitWarning('something else is deprecated', 'DeprecationWarning', 'DEP0999');
   await proxy.close();
 }
 pod.close();

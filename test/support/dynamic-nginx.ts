@@ -134,7 +134,11 @@ async function prepareDynamicNginx(options: DynamicNginxOptions, luaModules: Lua
  * Stops nginx, then removes its prefix; throws when its error log shows that the router's Lua failed, wherever it
  * happened: the Lua never fails silently.
  */
-export async function closeCheckingLua(stop: () => Promise<unknown>, errorLog: () => Promise<string>, prefix: string): Promise<void> {
+export async function closeCheckingLua(
+  stop: () => Promise<unknown>,
+  errorLog: () => Promise<string>,
+  prefix: string,
+): Promise<void> {
   let log = '';
   try {
     await stop();

@@ -295,7 +295,10 @@ export class FakeApiServer {
       clusters: [
         {
           name: 'fake',
-          cluster: { server: this.url, 'certificate-authority-data': Buffer.from(testCertificates().caCert).toString('base64') },
+          cluster: {
+            server: this.url,
+            'certificate-authority-data': Buffer.from(testCertificates().caCert).toString('base64'),
+          },
         },
       ],
       users: [{ name: 'tester', user: { token: this.token } }],
@@ -348,7 +351,9 @@ export class FakeApiServer {
 
   /** List requests (pages included) answered so far, optionally only those that asked for a limit. */
   listRequests(options: { limited?: boolean } = {}): RecordedRequest[] {
-    return this.requests.filter((r) => !r.watch && parseResourcePath(r.path) !== undefined && (!options.limited || r.query.limit !== undefined));
+    return this.requests.filter(
+      (r) => !r.watch && parseResourcePath(r.path) !== undefined && (!options.limited || r.query.limit !== undefined),
+    );
   }
 
   /** Stored objects never change (an update stores a new one), so their list JSON is kept. */
@@ -365,20 +370,26 @@ export class FakeApiServer {
 
   private continueToken(revision: number, lastKey: string): string {
     this.continueGeneration += 1;
-    return Buffer.from(JSON.stringify({ rv: revision, after: lastKey, gen: this.continueGeneration })).toString('base64url');
+    return Buffer.from(JSON.stringify({ rv: revision, after: lastKey, gen: this.continueGeneration })).toString(
+      'base64url',
+    );
   }
 
   /** What a list request asks for, or the error the real API server would answer. */
-  private planList(params: URLSearchParams): { revision?: number; after?: string; limit?: number } | { error: number; message: string } {
+  private planList(
+    params: URLSearchParams,
+  ): { revision?: number; after?: string; limit?: number } | { error: number; message: string } {
     const limitText = params.get('limit');
     const limit = limitText === null || limitText === '' ? undefined : Number(limitText);
-    if (limit !== undefined && !(Number.isInteger(limit) && limit >= 0)) return { error: 400, message: `invalid limit: ${limitText}` };
+    if (limit !== undefined && !(Number.isInteger(limit) && limit >= 0))
+      return { error: 400, message: `invalid limit: ${limitText}` };
     const paging = limit !== undefined && limit > 0 ? { limit } : {};
     const rv = params.get('resourceVersion') ?? '';
     const match = params.get('resourceVersionMatch') ?? '';
     const token = params.get('continue') ?? '';
     if (token !== '') {
-      if (rv !== '' && rv !== '0') return { error: 400, message: 'specifying resource version is not allowed when using continue' };
+      if (rv !== '' && rv !== '0')
+        return { error: 400, message: 'specifying resource version is not allowed when using continue' };
       if (match !== '') return { error: 400, message: 'resourceVersionMatch is forbidden when continue is provided' };
       let decoded: { rv?: unknown; after?: unknown; gen?: unknown };
       try {
@@ -396,12 +407,15 @@ export class FakeApiServer {
     if (match !== '' && match !== 'Exact' && match !== 'NotOlderThan') {
       return { error: 400, message: `resourceVersionMatch: Unsupported value: "${match}"` };
     }
-    if (match !== '' && rv === '') return { error: 400, message: 'resourceVersionMatch is forbidden unless resourceVersion is provided' };
-    if (match === 'Exact' && rv === '0') return { error: 400, message: 'resourceVersionMatch "exact" is forbidden for resourceVersion "0"' };
+    if (match !== '' && rv === '')
+      return { error: 400, message: 'resourceVersionMatch is forbidden unless resourceVersion is provided' };
+    if (match === 'Exact' && rv === '0')
+      return { error: 400, message: 'resourceVersionMatch "exact" is forbidden for resourceVersion "0"' };
     if (rv === '' || rv === '0') return paging;
     const revision = Number(rv);
     if (!Number.isInteger(revision) || revision < 0) return { error: 400, message: `invalid resource version: ${rv}` };
-    if (revision > this.store.resourceVersion) return { error: 504, message: `Too large resource version: ${revision}, current: ${this.store.resourceVersion}` };
+    if (revision > this.store.resourceVersion)
+      return { error: 504, message: `Too large resource version: ${revision}, current: ${this.store.resourceVersion}` };
     const exact = match === 'Exact' || (match === '' && limit !== undefined && limit > 0);
     return exact ? { revision, ...paging } : paging;
   }
@@ -435,13 +449,17 @@ export class FakeApiServer {
     if (req.headers.authorization !== `Bearer ${this.token}`) return answer(401, 'Unauthorized');
     if (url.pathname.startsWith(EVENTS_PATH_PREFIX)) return this.handleEventWrite(req, url.pathname, record, res);
     const target = parseResourcePath(url.pathname);
-    if (target === undefined || req.method !== 'GET') return answer(404, 'the server could not find the requested resource');
+    if (target === undefined || req.method !== 'GET')
+      return answer(404, 'the server could not find the requested resource');
 
     const fault = this.takeFault(watch);
     if (fault !== undefined) {
-      return answer(fault, fault === 403
-        ? `${url.pathname.split('/').pop()} is forbidden: User "system:serviceaccount:router:router" cannot ${watch ? 'watch' : 'list'} resource`
-        : 'fault injected by the test');
+      return answer(
+        fault,
+        fault === 403
+          ? `${url.pathname.split('/').pop()} is forbidden: User "system:serviceaccount:router:router" cannot ${watch ? 'watch' : 'list'} resource`
+          : 'fault injected by the test',
+      );
     }
 
     let filter: ObjectFilter;
@@ -472,7 +490,12 @@ export class FakeApiServer {
     return fault.code;
   }
 
-  private answerList(filter: ObjectFilter, record: RecordedRequest, res: ServerResponse, params: URLSearchParams): void {
+  private answerList(
+    filter: ObjectFilter,
+    record: RecordedRequest,
+    res: ServerResponse,
+    params: URLSearchParams,
+  ): void {
     const answer = (code: number, reason: string, message: string): void => {
       record.status = code;
       res.writeHead(code, { 'Content-Type': 'application/json' });
@@ -487,7 +510,8 @@ export class FakeApiServer {
         'Expired',
         plan.after === undefined
           ? `too old resource version: ${plan.revision} (${this.store.oldestWatchableVersion})`
-          : 'The provided continue parameter is too old to display a consistent list result. You can start a ' + 'new list without the continue parameter.',
+          : 'The provided continue parameter is too old to display a consistent list result. You can start a ' +
+              'new list without the continue parameter.',
       );
     }
     const more = page.more && page.lastKey !== undefined;
@@ -519,7 +543,12 @@ export class FakeApiServer {
   }
 
   // eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
-  private startWatch(params: URLSearchParams, filter: ObjectFilter, record: RecordedRequest, res: ServerResponse): void {
+  private startWatch(
+    params: URLSearchParams,
+    filter: ObjectFilter,
+    record: RecordedRequest,
+    res: ServerResponse,
+  ): void {
     if (this.stall === 'before-headers') {
       this.pendingWatches.add(res);
       res.on('close', () => this.pendingWatches.delete(res));
@@ -562,7 +591,10 @@ export class FakeApiServer {
     if (this.goneWatchesLeft > 0) {
       this.goneWatchesLeft -= 1;
       record.watchErrorCode = 410;
-      send({ type: 'ERROR', object: JSON.parse(statusBody(410, 'Expired', `too old resource version: ${from ?? ''}`)) });
+      send({
+        type: 'ERROR',
+        object: JSON.parse(statusBody(410, 'Expired', `too old resource version: ${from ?? ''}`)),
+      });
       if (!res.writableEnded) res.end();
       return;
     }
@@ -575,7 +607,9 @@ export class FakeApiServer {
         record.watchErrorCode = 410;
         send({
           type: 'ERROR',
-          object: JSON.parse(statusBody(410, 'Expired', `too old resource version: ${from} (${this.store.oldestWatchableVersion})`)),
+          object: JSON.parse(
+            statusBody(410, 'Expired', `too old resource version: ${from} (${this.store.oldestWatchableVersion})`),
+          ),
         });
         if (this.holdOpenAfterGone) this.watchers.add(watcher);
         else if (!res.writableEnded) res.end();
@@ -592,7 +626,10 @@ export class FakeApiServer {
     if (isTrue(params.get('allowWatchBookmarks'))) {
       timers.push(
         setInterval(() => {
-          send({ type: 'BOOKMARK', object: { kind: filter.kind, apiVersion: 'v1', metadata: { resourceVersion: this.resourceVersion } } });
+          send({
+            type: 'BOOKMARK',
+            object: { kind: filter.kind, apiVersion: 'v1', metadata: { resourceVersion: this.resourceVersion } },
+          });
         }, this.bookmarkIntervalMs),
       );
     }
@@ -663,7 +700,8 @@ export class FakeApiServer {
         res.writeHead(code, { 'Content-Type': 'application/json' });
         res.end(body ?? statusBody(code, reason, message));
       };
-      if (match === null || req.method !== 'POST') return answer(404, 'NotFound', 'the server could not find the requested resource');
+      if (match === null || req.method !== 'POST')
+        return answer(404, 'NotFound', 'the server could not find the requested resource');
       const namespace = match[1] as string;
       let body: Record<string, unknown>;
       try {
@@ -680,9 +718,13 @@ export class FakeApiServer {
       }
       const refused = this.refusedEventNamespaces.get(namespace);
       if (refused !== undefined) {
-        return answer(refused, REASONS[refused] ?? 'Unknown', refused === 403
-          ? `events.events.k8s.io is forbidden: User "system:serviceaccount:router:router" cannot create resource "events" in API group "events.k8s.io" in the namespace "${namespace}"`
-          : 'fault injected by the test');
+        return answer(
+          refused,
+          REASONS[refused] ?? 'Unknown',
+          refused === 403
+            ? `events.events.k8s.io is forbidden: User "system:serviceaccount:router:router" cannot create resource "events" in API group "events.k8s.io" in the namespace "${namespace}"`
+            : 'fault injected by the test',
+        );
       }
       if (this.eventFault !== null) {
         const { code } = this.eventFault;

@@ -80,7 +80,10 @@ export function matchesFilter(filter: ObjectFilter, obj: KubeObject): boolean {
  * server, an object that stops matching is reported DELETED and one that starts matching
  * ADDED, so a client never keeps an object it was not asked for.
  */
-export function eventForChange(filter: ObjectFilter, change: Change): { type: WatchEventType; object: KubeObject } | undefined {
+export function eventForChange(
+  filter: ObjectFilter,
+  change: Change,
+): { type: WatchEventType; object: KubeObject } | undefined {
   if (change.kind !== filter.kind) return undefined;
   const wasIn = change.before !== undefined && matchesFilter(filter, change.before);
   if (change.after === undefined) {
@@ -135,7 +138,8 @@ export class FakeStore {
   /** Creates or replaces an object, stamping it as the API server would. */
   upsert<T extends KubeObject>(input: T): T {
     const kind = input.kind;
-    if (kind !== 'Pod' && kind !== 'Secret') throw new Error(`fake API server stores Pods and Secrets, not ${String(kind)}`);
+    if (kind !== 'Pod' && kind !== 'Secret')
+      throw new Error(`fake API server stores Pods and Secrets, not ${String(kind)}`);
     const name = input.metadata?.name;
     const namespace = input.metadata?.namespace ?? 'default';
     if (!name) throw new Error('object needs metadata.name');
@@ -150,8 +154,14 @@ export class FakeStore {
         ...input.metadata,
         name,
         namespace,
-        uid: before?.metadata?.uid ?? input.metadata?.uid ?? `00000000-0000-4000-8000-${String(this.nextUid++).padStart(12, '0')}`,
-        creationTimestamp: before?.metadata?.creationTimestamp ?? input.metadata?.creationTimestamp ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+        uid:
+          before?.metadata?.uid ??
+          input.metadata?.uid ??
+          `00000000-0000-4000-8000-${String(this.nextUid++).padStart(12, '0')}`,
+        creationTimestamp:
+          before?.metadata?.creationTimestamp ??
+          input.metadata?.creationTimestamp ??
+          new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
         resourceVersion: String(rv),
       },
     });
@@ -281,7 +291,6 @@ export class FakeStore {
     }
     return { items, revision, ...(lastKey !== undefined ? { lastKey } : {}), more };
   }
-
 }
 
 // ---- Events (events.k8s.io/v1) ---------------------------------------------------------
@@ -312,13 +321,21 @@ export function eventProblems(namespace: string, body: Record<string, unknown>):
   const regarding = (body.regarding ?? {}) as Record<string, unknown>;
   const nameProblem = dnsSubdomainProblem(text(metadata.name));
   if (nameProblem !== null) problems.push(`metadata.name: ${nameProblem}`);
-  if (regarding.namespace !== undefined && regarding.namespace !== namespace) problems.push('regarding.namespace: does not match event.namespace');
+  if (regarding.namespace !== undefined && regarding.namespace !== namespace)
+    problems.push('regarding.namespace: does not match event.namespace');
   const required = ['reportingController', 'reportingInstance', 'action', 'reason'] as const;
   for (const field of required) if (text(body[field]) === '') problems.push(`${field}: Required value`);
   const controllerProblem = qualifiedNameProblem(text(body.reportingController));
-  if (text(body.reportingController) !== '' && controllerProblem !== null) problems.push(`reportingController: ${controllerProblem}`);
-  for (const [field, max] of [['reportingInstance', 128], ['action', 128], ['reason', 128], ['note', 1024]] as const) {
-    if (Buffer.byteLength(text(body[field]), 'utf8') > max) problems.push(`${field}: can have at most ${max} characters`);
+  if (text(body.reportingController) !== '' && controllerProblem !== null)
+    problems.push(`reportingController: ${controllerProblem}`);
+  for (const [field, max] of [
+    ['reportingInstance', 128],
+    ['action', 128],
+    ['reason', 128],
+    ['note', 1024],
+  ] as const) {
+    if (Buffer.byteLength(text(body[field]), 'utf8') > max)
+      problems.push(`${field}: can have at most ${max} characters`);
   }
   if (body.type !== 'Normal' && body.type !== 'Warning') problems.push(`type: has invalid value: ${String(body.type)}`);
   for (const field of ['deprecatedFirstTimestamp', 'deprecatedLastTimestamp', 'deprecatedCount', 'deprecatedSource']) {
@@ -334,11 +351,17 @@ export class FakeEventStore {
   create(namespace: string, body: Record<string, unknown>): EventCreateResult {
     const metadata = (body.metadata ?? {}) as Record<string, unknown>;
     if (metadata.namespace !== undefined && metadata.namespace !== namespace) {
-      return { status: 400, message: 'the namespace of the provided object does not match the namespace sent on the request' };
+      return {
+        status: 400,
+        message: 'the namespace of the provided object does not match the namespace sent on the request',
+      };
     }
     // MicroTime fails to decode before validation runs: a 400, as from the real server.
     if (!MICRO_TIME.test(text(body.eventTime))) {
-      return { status: 400, message: `unable to parse eventTime ${JSON.stringify(body.eventTime)} as MicroTime (RFC 3339 with six fractional digits)` };
+      return {
+        status: 400,
+        message: `unable to parse eventTime ${JSON.stringify(body.eventTime)} as MicroTime (RFC 3339 with six fractional digits)`,
+      };
     }
     const problems = eventProblems(namespace, body);
     if (problems.length > 0) return { status: 422, message: `Event.events.k8s.io is invalid: ${problems.join(', ')}` };

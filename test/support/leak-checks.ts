@@ -4,7 +4,8 @@ import type { LeakReport, RouterUsage, Usage } from './leaks.js';
 
 const mib = (kib: number): string => `${(kib / 1024).toFixed(1)} MiB`;
 const show = (u: Usage): string => `${u.fds} fds, RSS ${mib(u.rssKiB)}`;
-const showRouter = (u: RouterUsage): string => `${show(u)}; after a full GC: RSS ${mib(u.afterGc.rssKiB)}, JS heap in use ${mib(u.afterGc.heapUsedKiB)}`;
+const showRouter = (u: RouterUsage): string =>
+  `${show(u)}; after a full GC: RSS ${mib(u.afterGc.rssKiB)}, JS heap in use ${mib(u.afterGc.heapUsedKiB)}`;
 
 /**
  * Prints the figures and asserts that the router's open file descriptors came back to
@@ -13,7 +14,11 @@ const showRouter = (u: RouterUsage): string => `${show(u)}; after a full GC: RSS
  * within that fraction of it. (Without the collection V8 may hold on to garbage for a
  * while: RSS as found is printed, not judged.)
  */
-export function checkLeaks(t: TestContext, report: LeakReport, limits: { fdSlack: number; fdTolerance?: number; rssTolerance?: number }): void {
+export function checkLeaks(
+  t: TestContext,
+  report: LeakReport,
+  limits: { fdSlack: number; fdTolerance?: number; rssTolerance?: number },
+): void {
   t.diagnostic(
     `${report.backend}: ${report.connections} WebSocket connects and disconnects (${report.failedConnections} failed) and ${report.changes} object changes ` +
       `in ${report.seconds.toFixed(1)} s (${report.tableChanges} table changes, ${report.reloads} nginx reloads)`,
@@ -21,8 +26,15 @@ export function checkLeaks(t: TestContext, report: LeakReport, limits: { fdSlack
   t.diagnostic(`  router after warm-up: ${showRouter(report.afterWarmUp)}`);
   t.diagnostic(`  router at the end:     ${showRouter(report.atEnd)}`);
   for (const line of report.routerTrouble.slice(0, 20)) t.diagnostic(`  router said: ${line}`);
-  if (report.nginx) t.diagnostic(`  nginx (master and workers) after warm-up: ${show(report.nginx.afterWarmUp)}; at the end: ${show(report.nginx.atEnd)}`);
-  assert.equal(report.failedConnections, 0, `every WebSocket exchanged its message; failed: ${JSON.stringify(report.failures)}`);
+  if (report.nginx)
+    t.diagnostic(
+      `  nginx (master and workers) after warm-up: ${show(report.nginx.afterWarmUp)}; at the end: ${show(report.nginx.atEnd)}`,
+    );
+  assert.equal(
+    report.failedConnections,
+    0,
+    `every WebSocket exchanged its message; failed: ${JSON.stringify(report.failures)}`,
+  );
   const { afterWarmUp: before, atEnd: after } = report;
   const fdLimit = Math.max(before.fds + limits.fdSlack, Math.floor(before.fds * (1 + (limits.fdTolerance ?? 0))));
   assert.ok(after.fds <= fdLimit, `open fds grew from ${before.fds} to ${after.fds} (limit ${fdLimit})`);

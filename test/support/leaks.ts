@@ -75,7 +75,10 @@ export async function usageOf(pid: number): Promise<Usage> {
 async function nginxUsage(prefix: string): Promise<Usage | null> {
   const master = Number((await readFile(join(prefix, 'nginx.pid'), 'utf8').catch(() => '')).trim());
   if (!(master > 0)) return null;
-  const children = (await readFile(`/proc/${master}/task/${master}/children`, 'utf8').catch(() => '')).split(' ').filter(Boolean).map(Number);
+  const children = (await readFile(`/proc/${master}/task/${master}/children`, 'utf8').catch(() => ''))
+    .split(' ')
+    .filter(Boolean)
+    .map(Number);
   const total: Usage = { fds: 0, rssKiB: 0 };
   for (const pid of [master, ...children]) {
     const u = await usageOf(pid).catch(() => ({ fds: 0, rssKiB: 0 }));
@@ -140,7 +143,14 @@ async function churn(api: FakeApiServer, count: number, from: number): Promise<v
     if (i % 7 === 3) api.remove('Pod', NAMESPACE, name);
     else {
       api.upsert(
-        podObject(name, { namespace: NAMESPACE, ip: `10.9.${k}.${1 + (i % 200)}`, hosts: `churn-${k % 10}.test`, paths: `80:/p${i % 3}`, ports: [80], ready: i % 5 !== 0 }),
+        podObject(name, {
+          namespace: NAMESPACE,
+          ip: `10.9.${k}.${1 + (i % 200)}`,
+          hosts: `churn-${k % 10}.test`,
+          paths: `80:/p${i % 3}`,
+          ports: [80],
+          ready: i % 5 !== 0,
+        }),
       );
     }
     // A steady stream (about 500 changes a second), not one burst the controller folds into one table.
@@ -159,7 +169,7 @@ async function routerUsage(pid: number, inspector: Inspector): Promise<RouterUsa
 /** Waits until the router has been quiet for a moment, so samples are not taken mid-change. */
 async function settle(router: RouterProcess): Promise<void> {
   let seen = router.logs.length;
-  for (let quiet = 0; quiet < 10; ) {
+  for (let quiet = 0; quiet < 10;) {
     await delay(100);
     quiet = router.logs.length === seen ? quiet + 1 : 0;
     seen = router.logs.length;
@@ -181,13 +191,17 @@ export async function runLeaks(options: LeakOptions): Promise<LeakReport> {
     pods = await startPods(`leaks-${backend}`, 2, firstIp);
     for (const p of pods) api.upsert(podFor(p, { namespace: NAMESPACE, hosts: HOST, paths: ['/'] }));
     const port = await pickFreeLoopbackPort();
-    router = await startRouterProcess(['--backend', backend], {
-      PORT: String(port),
-      LISTEN_ADDRESS: '127.0.0.1',
-      NGINX_PREFIX: prefix,
-      KUBECONFIG: api.kubeConfigFile(),
-      LOG_LEVEL: 'info',
-    }, { nodeArgs: ['--inspect=127.0.0.1:0'] });
+    router = await startRouterProcess(
+      ['--backend', backend],
+      {
+        PORT: String(port),
+        LISTEN_ADDRESS: '127.0.0.1',
+        NGINX_PREFIX: prefix,
+        KUBECONFIG: api.kubeConfigFile(),
+        LOG_LEVEL: 'info',
+      },
+      { nodeArgs: ['--inspect=127.0.0.1:0'] },
+    );
     const r = router;
     const url = inspectorUrl(r.logs);
     if (url === null) throw new Error('the router did not print its inspector URL');
@@ -201,7 +215,10 @@ export async function runLeaks(options: LeakOptions): Promise<LeakReport> {
     const logsBefore = r.logs.length;
 
     const startedAt = Date.now();
-    await Promise.all([cycles(port, options.connections, concurrency, failures), churn(api, options.changes, options.warmUp)]);
+    await Promise.all([
+      cycles(port, options.connections, concurrency, failures),
+      churn(api, options.changes, options.warmUp),
+    ]);
     const seconds = (Date.now() - startedAt) / 1000;
     await settle(r);
     const atEnd = await routerUsage(r.pid, inspector);
@@ -219,7 +236,9 @@ export async function runLeaks(options: LeakOptions): Promise<LeakReport> {
       nginx: nginxAfterWarmUp && nginxAtEnd && { afterWarmUp: nginxAfterWarmUp, atEnd: nginxAtEnd },
       tableChanges: logs.filter((l) => l.msg === 'route table changed').length,
       reloads: logs.filter((l) => l.msg === 'nginx serves the new config').length,
-      routerTrouble: r.logs.filter((l) => Number(l.level) >= 40).map((l) => `${String(l.msg)} ${JSON.stringify({ ...l, msg: undefined, time: undefined })}`.slice(0, 300)),
+      routerTrouble: r.logs
+        .filter((l) => Number(l.level) >= 40)
+        .map((l) => `${String(l.msg)} ${JSON.stringify({ ...l, msg: undefined, time: undefined })}`.slice(0, 300)),
     };
   } finally {
     inspector?.close();

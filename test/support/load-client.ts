@@ -36,7 +36,12 @@ export interface RequestRecord {
 const HEADER_POD = 'x-pod';
 
 /** One HTTP exchange on `socket`: resolves with the response, or how the connection ended. */
-function exchange(socket: net.Socket, request: Buffer, reused: boolean, timeoutMs: number): Promise<Outcome & { keepAlive: boolean }> {
+function exchange(
+  socket: net.Socket,
+  request: Buffer,
+  reused: boolean,
+  timeoutMs: number,
+): Promise<Outcome & { keepAlive: boolean }> {
   return new Promise((resolve) => {
     let data = Buffer.alloc(0);
     let done = false;
@@ -54,8 +59,12 @@ function exchange(socket: net.Socket, request: Buffer, reused: boolean, timeoutM
     const settle = (closed: boolean): boolean => {
       const response = parseResponse(data, false, closed);
       if (response === null || response.kind !== 'response') return false;
-      const header = (name: string): string | undefined => response.headers.find(([k]) => k.toLowerCase() === name)?.[1];
-      finish({ kind: 'response', status: response.status, pod: header(HEADER_POD) }, !closed && !/close/i.test(header('connection') ?? ''));
+      const header = (name: string): string | undefined =>
+        response.headers.find(([k]) => k.toLowerCase() === name)?.[1];
+      finish(
+        { kind: 'response', status: response.status, pod: header(HEADER_POD) },
+        !closed && !/close/i.test(header('connection') ?? ''),
+      );
       return true;
     };
     const onData = (chunk: Buffer): void => {
@@ -65,8 +74,12 @@ function exchange(socket: net.Socket, request: Buffer, reused: boolean, timeoutM
     const onEnd = (): void => {
       if (!settle(true)) finish({ kind: 'dropped', bytes: data.length, reused, error: 'connection closed' });
     };
-    const onError = (err: NodeJS.ErrnoException): void => finish({ kind: 'dropped', bytes: data.length, reused, error: err.code ?? err.message });
-    const timer = setTimeout(() => finish({ kind: 'dropped', bytes: data.length, reused, error: `no response in ${timeoutMs} ms` }), timeoutMs);
+    const onError = (err: NodeJS.ErrnoException): void =>
+      finish({ kind: 'dropped', bytes: data.length, reused, error: err.code ?? err.message });
+    const timer = setTimeout(
+      () => finish({ kind: 'dropped', bytes: data.length, reused, error: `no response in ${timeoutMs} ms` }),
+      timeoutMs,
+    );
     socket.on('data', onData);
     socket.on('end', onEnd);
     socket.on('close', onEnd);
@@ -111,7 +124,12 @@ export class LoadClient {
     return serializeRequest({
       method: 'GET',
       target: this.target.path ?? '/',
-      headers: [['Host', this.target.host], ['X-Request-Id', id], ...(this.options.keepAlive ? [] : [['Connection', 'close'] as [string, string]]), ...(this.options.headers ?? [])],
+      headers: [
+        ['Host', this.target.host],
+        ['X-Request-Id', id],
+        ...(this.options.keepAlive ? [] : [['Connection', 'close'] as [string, string]]),
+        ...(this.options.headers ?? []),
+      ],
     });
   }
 
@@ -170,7 +188,17 @@ export interface LoadSummary {
 }
 
 export function summarize(records: readonly RequestRecord[]): LoadSummary {
-  const summary: LoadSummary = { requests: records.length, ok: 0, non2xx: {}, refused: 0, droppedBeforeAnyByte: 0, droppedMidResponse: 0, resent: 0, pods: {}, samples: [] };
+  const summary: LoadSummary = {
+    requests: records.length,
+    ok: 0,
+    non2xx: {},
+    refused: 0,
+    droppedBeforeAnyByte: 0,
+    droppedMidResponse: 0,
+    resent: 0,
+    pods: {},
+    samples: [],
+  };
   for (const r of records) {
     if (r.resent) summary.resent++;
     const o = r.outcome;
@@ -178,7 +206,8 @@ export function summarize(records: readonly RequestRecord[]): LoadSummary {
       if (o.status >= 200 && o.status < 300) summary.ok++;
       else summary.non2xx[o.status] = (summary.non2xx[o.status] ?? 0) + 1;
       summary.pods[o.pod ?? '?'] = (summary.pods[o.pod ?? '?'] ?? 0) + 1;
-      if (o.status >= 300 && summary.samples.length < 10) summary.samples.push(`${r.id}: status ${o.status} at ${new Date(r.doneAt).toISOString()}`);
+      if (o.status >= 300 && summary.samples.length < 10)
+        summary.samples.push(`${r.id}: status ${o.status} at ${new Date(r.doneAt).toISOString()}`);
       continue;
     }
     if (o.kind === 'refused') {
@@ -187,13 +216,19 @@ export function summarize(records: readonly RequestRecord[]): LoadSummary {
     }
     if (o.bytes === 0) summary.droppedBeforeAnyByte++;
     else summary.droppedMidResponse++;
-    if (summary.samples.length < 10) summary.samples.push(`${r.id}: ${JSON.stringify(o)} at ${new Date(r.doneAt).toISOString()}`);
+    if (summary.samples.length < 10)
+      summary.samples.push(`${r.id}: ${JSON.stringify(o)} at ${new Date(r.doneAt).toISOString()}`);
   }
   return summary;
 }
 
 /** Runs `clients` loops of requests until `running()` turns false; returns every record. */
-export async function runLoad(target: LoadTarget, clients: number, options: Omit<ClientOptions, 'idPrefix'> & { idPrefix: string }, running: () => boolean): Promise<RequestRecord[]> {
+export async function runLoad(
+  target: LoadTarget,
+  clients: number,
+  options: Omit<ClientOptions, 'idPrefix'> & { idPrefix: string },
+  running: () => boolean,
+): Promise<RequestRecord[]> {
   const loops = Array.from({ length: clients }, async (_, i) => {
     const client = new LoadClient(target, { ...options, idPrefix: `${options.idPrefix}${i}` });
     try {

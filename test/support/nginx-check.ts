@@ -8,7 +8,10 @@ import { join } from 'node:path';
 // /var/log or /run is read or written. nginx is a hard requirement of the suite: CI
 // installs it, and a missing nginx fails the tests rather than skipping them.
 
-export const NGINX_BINARY = process.env.NGINX_BINARY ?? ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx'].find(existsSync) ?? 'nginx';
+export const NGINX_BINARY =
+  process.env.NGINX_BINARY ??
+  ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx'].find(existsSync) ??
+  'nginx';
 
 export interface NginxVerdict {
   ok: boolean;
@@ -30,7 +33,11 @@ export async function nginxTest(config: string): Promise<NginxVerdict> {
         { timeout: 20_000 },
         (err, stdout, stderr) => {
           if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') {
-            reject(new Error(`nginx not found at ${NGINX_BINARY}: install it (apt-get install -y nginx) or set NGINX_BINARY`));
+            reject(
+              new Error(
+                `nginx not found at ${NGINX_BINARY}: install it (apt-get install -y nginx) or set NGINX_BINARY`,
+              ),
+            );
             return;
           }
           resolve({ ok: err === null, output: `${stdout}${stderr}`.trim() });

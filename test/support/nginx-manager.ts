@@ -103,7 +103,14 @@ class ClosedIdleConnection extends Error {}
 function getOnce(port: number, options: { host?: string; path?: string; agent?: Agent }): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: '127.0.0.1', port, path: options.path ?? '/', headers: { host: options.host ?? HOST }, agent: options.agent ?? false, timeout: 5_000 },
+      {
+        host: '127.0.0.1',
+        port,
+        path: options.path ?? '/',
+        headers: { host: options.host ?? HOST },
+        agent: options.agent ?? false,
+        timeout: 5_000,
+      },
       (res) => {
         let body = '';
         res.setEncoding('utf8');

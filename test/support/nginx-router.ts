@@ -28,12 +28,26 @@ export interface Setup {
   routers: RouterProcess[];
 }
 
-export async function setUp(name: string, firstIp: number, t: TestContext, mode: NginxMode = 'documented'): Promise<Setup> {
+export async function setUp(
+  name: string,
+  firstIp: number,
+  t: TestContext,
+  mode: NginxMode = 'documented',
+): Promise<Setup> {
   const dir = await workDir(`k8s-router-nginx-faults-${name}-`);
   const pods = await startPods(`${name}`, 2, firstIp);
   const wrapper = await createNginxWrapper();
   const port = await pickFreeLoopbackPort();
-  const setup: Setup = { mode, dir, prefix: join(dir, 'nginx'), manifest: join(dir, 'cluster.yaml'), port, pods, wrapper, routers: [] };
+  const setup: Setup = {
+    mode,
+    dir,
+    prefix: join(dir, 'nginx'),
+    manifest: join(dir, 'cluster.yaml'),
+    port,
+    pods,
+    wrapper,
+    routers: [],
+  };
   t.after(async () => {
     for (const router of setup.routers) router.kill('SIGKILL');
     await Promise.all(setup.routers.map((r) => r.exited));
@@ -49,7 +63,10 @@ export async function setUp(name: string, firstIp: number, t: TestContext, mode:
 /** Serves `host` from test pod `i` alone. */
 export async function routeTo(setup: Setup, host: string, i: number): Promise<void> {
   const pod = setup.pods[i] as TestPod;
-  await writeFile(`${setup.manifest}.tmp`, manifestText([podFor(pod, { namespace: 'faults', hosts: host, paths: ['/'] })]));
+  await writeFile(
+    `${setup.manifest}.tmp`,
+    manifestText([podFor(pod, { namespace: 'faults', hosts: host, paths: ['/'] })]),
+  );
   await rename(`${setup.manifest}.tmp`, setup.manifest);
 }
 
@@ -95,7 +112,10 @@ export function probe(port: number, host: string): { stop(): Promise<Probe[]> } 
   const loop = (async () => {
     while (running) {
       const { outcome, doneAt } = await client.send();
-      probes.push({ at: doneAt, pod: outcome.kind === 'response' && outcome.status === 200 ? (outcome.pod ?? null) : null });
+      probes.push({
+        at: doneAt,
+        pod: outcome.kind === 'response' && outcome.status === 200 ? (outcome.pod ?? null) : null,
+      });
       await delay(10);
     }
   })();
@@ -156,7 +176,9 @@ export async function adminGet(router: RouterProcess, path: string): Promise<Adm
 
 /** The nginx part of /status. */
 export async function nginxStatus(router: RouterProcess): Promise<Record<string, unknown>> {
-  const status = JSON.parse((await adminGet(router, '/status')).body) as { dataPlanes: Array<{ nginx?: Record<string, unknown> }> };
+  const status = JSON.parse((await adminGet(router, '/status')).body) as {
+    dataPlanes: Array<{ nginx?: Record<string, unknown> }>;
+  };
   const nginx = status.dataPlanes[0]?.nginx;
   assert.ok(nginx !== undefined, 'the status has an nginx data plane');
   return nginx;

@@ -63,15 +63,18 @@ export async function createNginxWrapper(nginx = NGINX_BINARY): Promise<NginxWra
   await chmod(path, 0o755);
   // Others must reach the script (nginx's workers run as nobody when the tests run as root).
   await chmod(dir, 0o755);
-  const counter = async (name: string): Promise<number> => Number((await readFile(join(state, name), 'utf8').catch(() => '0')).trim());
+  const counter = async (name: string): Promise<number> =>
+    Number((await readFile(join(state, name), 'utf8').catch(() => '0')).trim());
   return {
     path,
-    refuseChecks: (reason = 'nginx: [emerg] refused by the test wrapper') => writeFile(join(state, 'refuse'), `${reason}\n`),
+    refuseChecks: (reason = 'nginx: [emerg] refused by the test wrapper') =>
+      writeFile(join(state, 'refuse'), `${reason}\n`),
     allowChecks: () => rm(join(state, 'refuse'), { force: true }),
     hideNextStarts: (count) => writeFile(join(state, 'hide'), String(count)),
     starts: () => counter('starts'),
     checks: () => counter('checks'),
-    checkTimes: async () => (await readFile(join(state, 'check-times'), 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number),
+    checkTimes: async () =>
+      (await readFile(join(state, 'check-times'), 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number),
     remove: () => rm(dir, { recursive: true, force: true }),
   };
 }
@@ -82,7 +85,8 @@ export async function nginxMasters(prefix: string, suffix = ''): Promise<number[
   for (const entry of await readdir('/proc')) {
     if (!/^[0-9]+$/.test(entry)) continue;
     const title = await commandLine(Number(entry));
-    if (title?.startsWith('nginx: master process ') && title.includes(` -p ${prefix} `) && title.includes(`${suffix} `)) found.push(Number(entry));
+    if (title?.startsWith('nginx: master process ') && title.includes(` -p ${prefix} `) && title.includes(`${suffix} `))
+      found.push(Number(entry));
   }
   return found;
 }

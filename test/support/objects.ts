@@ -35,7 +35,9 @@ export function pod(name: string, spec: PodSpec = {}): Pod {
       annotations,
       ...(spec.deleting ? { deletionTimestamp: '2024-01-02T00:00:00Z' } : {}),
     },
-    spec: { containers: [{ name: 'app', ports: (spec.ports ?? [80, 3000]).map((containerPort) => ({ containerPort })) }] },
+    spec: {
+      containers: [{ name: 'app', ports: (spec.ports ?? [80, 3000]).map((containerPort) => ({ containerPort })) }],
+    },
     status: {
       phase: spec.phase ?? 'Running',
       ...(spec.ip === '' ? {} : { podIP: spec.ip ?? '10.0.0.1' }),

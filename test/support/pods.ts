@@ -74,7 +74,12 @@ function pairs(raw: readonly string[]): [string, string][] {
 }
 
 /** Answers as `pod` behaves (or as the request's X-Test-Behaviour asks), noting what it received. */
-async function answerAs(pod: TestPod, waitingStreams: Set<() => void>, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function answerAs(
+  pod: TestPod,
+  waitingStreams: Set<() => void>,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
   const name = pod.name;
   const body = await readBody(req);
   const description: ReceivedRequest = {
@@ -147,7 +152,11 @@ function echoWebSockets(server: http.Server, pod: TestPod): WebSocketServer {
   return wss;
 }
 
-export async function startPod(name: string, ip: string, options: { behaviour?: PodBehaviour; port?: number } = {}): Promise<TestPod> {
+export async function startPod(
+  name: string,
+  ip: string,
+  options: { behaviour?: PodBehaviour; port?: number } = {},
+): Promise<TestPod> {
   const sockets = new Set<Socket>();
   const waitingStreams = new Set<() => void>();
   const received: ReceivedRequest[] = [];

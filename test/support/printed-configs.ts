@@ -48,7 +48,11 @@ export interface PrintingRouter {
  * loopback port, with short batching windows (HOLD_OFF_MS 20, MAX_DELAY_MS 100) unless
  * `env` says otherwise.
  */
-export async function startPrintingRouter(backend: 'proxy' | 'nginx', env: Record<string, string> = {}, server: FakeApiServerOptions = {}): Promise<PrintingRouter> {
+export async function startPrintingRouter(
+  backend: 'proxy' | 'nginx',
+  env: Record<string, string> = {},
+  server: FakeApiServerOptions = {},
+): Promise<PrintingRouter> {
   const dir = await workDir(`k8s-router-printing-${backend}-`);
   const api = await FakeApiServer.start(server);
   const port = await pickFreeLoopbackPort();

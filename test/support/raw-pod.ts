@@ -44,7 +44,8 @@ function parseHead(text: string): Head {
   return { method, uri, httpVersion: version.replace(/^HTTP\//, ''), headers };
 }
 
-const header = (head: Head, name: string): string | undefined => head.headers.find(([k]) => k.toLowerCase() === name)?.[1];
+const header = (head: Head, name: string): string | undefined =>
+  head.headers.find(([k]) => k.toLowerCase() === name)?.[1];
 
 /** The body at the start of `data` (de-chunked), and the bytes it took; null when incomplete. */
 function readBody(head: Head, data: Buffer): { body: Buffer; used: number } | null {
@@ -68,7 +69,9 @@ export async function startRawPod(name: string, ip: string): Promise<RawPod> {
     const answer = (h: Head, description: ReceivedRequest): boolean => {
       const json = Buffer.from(JSON.stringify(description), 'latin1');
       const close = /close/i.test(header(h, 'connection') ?? '');
-      socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pod: ${name}\r\nContent-Length: ${json.length}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`);
+      socket.write(
+        `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pod: ${name}\r\nContent-Length: ${json.length}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`,
+      );
       // An answer to HEAD has no body (a kept pod connection would otherwise carry it into the next answer).
       if (h.method !== 'HEAD') socket.write(json);
       if (close) socket.end();
@@ -104,7 +107,12 @@ export async function startRawPod(name: string, ip: string): Promise<RawPod> {
         data = data.subarray(body.used);
         const h = head;
         head = null;
-        const description: ReceivedRequest = { pod: name, ...h, body: body.body.toString('latin1'), remotePort: socket.remotePort ?? 0 };
+        const description: ReceivedRequest = {
+          pod: name,
+          ...h,
+          body: body.body.toString('latin1'),
+          remotePort: socket.remotePort ?? 0,
+        };
         received.push(description);
         if (h.uri === '/endless') {
           socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n');

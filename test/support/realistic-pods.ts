@@ -41,7 +41,13 @@ export function clusterPod(i: number, shape: ClusterShape = {}): Pod {
   const created = '2024-05-01T10:00:00Z';
   const labels = { app: `app-${app}`, 'pod-template-hash': templateHash, routable: 'true', tier: 'web' };
   const f: PodFacts = { i, namespaces, app, namespace, templateHash, name, ip, created, labels };
-  return { apiVersion: 'v1', kind: 'Pod', metadata: metadataOf(f), spec: specOf(f), status: statusOf(f) } as unknown as Pod;
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: metadataOf(f),
+    spec: specOf(f),
+    status: statusOf(f),
+  } as unknown as Pod;
 }
 
 /** Metadata as the API server keeps it, managed fields included. */
@@ -62,7 +68,14 @@ function metadataOf(f: PodFacts): Record<string, unknown> {
       'prometheus.io/port': '9090',
     },
     ownerReferences: [
-      { apiVersion: 'apps/v1', kind: 'ReplicaSet', name: `app-${app}-${templateHash}`, uid: `rs-${hex(app, 8)}-0000-4000-8000-000000000000`, controller: true, blockOwnerDeletion: true },
+      {
+        apiVersion: 'apps/v1',
+        kind: 'ReplicaSet',
+        name: `app-${app}-${templateHash}`,
+        uid: `rs-${hex(app, 8)}-0000-4000-8000-000000000000`,
+        controller: true,
+        blockOwnerDeletion: true,
+      },
     ],
     managedFields: [
       {
@@ -72,8 +85,32 @@ function metadataOf(f: PodFacts): Record<string, unknown> {
         time: created,
         fieldsType: 'FieldsV1',
         fieldsV1: {
-          'f:metadata': { 'f:annotations': { '.': {}, 'f:routingHosts': {}, 'f:routingPaths': {} }, 'f:generateName': {}, 'f:labels': { '.': {}, 'f:app': {}, 'f:pod-template-hash': {}, 'f:routable': {}, 'f:tier': {} }, 'f:ownerReferences': { '.': {}, [`k:{"uid":"rs-${hex(app, 8)}"}`]: {} } },
-          'f:spec': { 'f:containers': { 'k:{"name":"app"}': { '.': {}, 'f:env': {}, 'f:image': {}, 'f:imagePullPolicy': {}, 'f:livenessProbe': {}, 'f:name': {}, 'f:ports': {}, 'f:readinessProbe': {}, 'f:resources': {} } }, 'f:dnsPolicy': {}, 'f:restartPolicy': {}, 'f:schedulerName': {}, 'f:securityContext': {}, 'f:terminationGracePeriodSeconds': {} },
+          'f:metadata': {
+            'f:annotations': { '.': {}, 'f:routingHosts': {}, 'f:routingPaths': {} },
+            'f:generateName': {},
+            'f:labels': { '.': {}, 'f:app': {}, 'f:pod-template-hash': {}, 'f:routable': {}, 'f:tier': {} },
+            'f:ownerReferences': { '.': {}, [`k:{"uid":"rs-${hex(app, 8)}"}`]: {} },
+          },
+          'f:spec': {
+            'f:containers': {
+              'k:{"name":"app"}': {
+                '.': {},
+                'f:env': {},
+                'f:image': {},
+                'f:imagePullPolicy': {},
+                'f:livenessProbe': {},
+                'f:name': {},
+                'f:ports': {},
+                'f:readinessProbe': {},
+                'f:resources': {},
+              },
+            },
+            'f:dnsPolicy': {},
+            'f:restartPolicy': {},
+            'f:schedulerName': {},
+            'f:securityContext': {},
+            'f:terminationGracePeriodSeconds': {},
+          },
         },
       },
       {
@@ -83,7 +120,21 @@ function metadataOf(f: PodFacts): Record<string, unknown> {
         time: created,
         fieldsType: 'FieldsV1',
         subresource: 'status',
-        fieldsV1: { 'f:status': { 'f:conditions': { 'k:{"type":"ContainersReady"}': {}, 'k:{"type":"Initialized"}': {}, 'k:{"type":"Ready"}': {} }, 'f:containerStatuses': {}, 'f:hostIP': {}, 'f:phase': {}, 'f:podIP': {}, 'f:podIPs': {}, 'f:startTime': {} } },
+        fieldsV1: {
+          'f:status': {
+            'f:conditions': {
+              'k:{"type":"ContainersReady"}': {},
+              'k:{"type":"Initialized"}': {},
+              'k:{"type":"Ready"}': {},
+            },
+            'f:containerStatuses': {},
+            'f:hostIP': {},
+            'f:phase': {},
+            'f:podIP': {},
+            'f:podIPs': {},
+            'f:startTime': {},
+          },
+        },
       },
     ],
   };
@@ -101,7 +152,11 @@ function specOf(f: PodFacts): Record<string, unknown> {
           sources: [
             { serviceAccountToken: { expirationSeconds: 3607, path: 'token' } },
             { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
-            { downwardAPI: { items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }] } },
+            {
+              downwardAPI: {
+                items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }],
+              },
+            },
           ],
           defaultMode: 420,
         },
@@ -125,10 +180,27 @@ function specOf(f: PodFacts): Record<string, unknown> {
         resources: { limits: { cpu: '500m', memory: '256Mi' }, requests: { cpu: '100m', memory: '128Mi' } },
         volumeMounts: [
           { name: 'config', mountPath: '/etc/app' },
-          { name: `kube-api-access-${hex(i, 5)}`, readOnly: true, mountPath: '/var/run/secrets/kubernetes.io/serviceaccount' },
+          {
+            name: `kube-api-access-${hex(i, 5)}`,
+            readOnly: true,
+            mountPath: '/var/run/secrets/kubernetes.io/serviceaccount',
+          },
         ],
-        livenessProbe: { httpGet: { path: '/healthz', port: 8080, scheme: 'HTTP' }, initialDelaySeconds: 5, timeoutSeconds: 1, periodSeconds: 10, successThreshold: 1, failureThreshold: 3 },
-        readinessProbe: { httpGet: { path: '/ready', port: 8080, scheme: 'HTTP' }, timeoutSeconds: 1, periodSeconds: 5, successThreshold: 1, failureThreshold: 3 },
+        livenessProbe: {
+          httpGet: { path: '/healthz', port: 8080, scheme: 'HTTP' },
+          initialDelaySeconds: 5,
+          timeoutSeconds: 1,
+          periodSeconds: 10,
+          successThreshold: 1,
+          failureThreshold: 3,
+        },
+        readinessProbe: {
+          httpGet: { path: '/ready', port: 8080, scheme: 'HTTP' },
+          timeoutSeconds: 1,
+          periodSeconds: 5,
+          successThreshold: 1,
+          failureThreshold: 3,
+        },
         terminationMessagePath: '/dev/termination-log',
         terminationMessagePolicy: 'File',
         imagePullPolicy: 'IfNotPresent',
@@ -186,4 +258,3 @@ function statusOf(f: PodFacts): Record<string, unknown> {
     qosClass: 'Burstable',
   };
 }
-

@@ -18,7 +18,12 @@ export interface RouterProcess {
    * Resolves with the first log line that satisfies `match`, among those from index
    * `since` on (default: every line, already seen or to come).
    */
-  waitForLog(match: (line: Record<string, unknown>) => boolean, what: string, timeoutMs?: number, since?: number): Promise<Record<string, unknown>>;
+  waitForLog(
+    match: (line: Record<string, unknown>) => boolean,
+    what: string,
+    timeoutMs?: number,
+    since?: number,
+  ): Promise<Record<string, unknown>>;
   /** SIGTERM, then the exit code (or the signal that ended it). */
   stop(): Promise<number | NodeJS.Signals>;
   /** Sends `signal` to the router process (not to its nginx). */
@@ -47,7 +52,9 @@ export function followRouter(child: ChildProcess): RouterProcess {
   const waiters = new Set<() => void>();
   let out = '';
   let errText = '';
-  const exit: Promise<number | NodeJS.Signals> = new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  const exit: Promise<number | NodeJS.Signals> = new Promise((resolve) =>
+    child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)),
+  );
   child.stdout?.on('data', (chunk: Buffer) => {
     out += chunk.toString('utf8');
   });
@@ -77,11 +84,17 @@ export function followRouter(child: ChildProcess): RouterProcess {
       };
       const timer = setTimeout(() => {
         cleanup();
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; logs:\n${logs.map((l) => JSON.stringify(l)).join('\n')}`));
+        reject(
+          new Error(
+            `timed out after ${timeoutMs} ms waiting for ${what}; logs:\n${logs.map((l) => JSON.stringify(l)).join('\n')}`,
+          ),
+        );
       }, timeoutMs);
       const onExit = (): void => {
         cleanup();
-        reject(new Error(`router exited while waiting for ${what}; logs:\n${logs.map((l) => JSON.stringify(l)).join('\n')}`));
+        reject(
+          new Error(`router exited while waiting for ${what}; logs:\n${logs.map((l) => JSON.stringify(l)).join('\n')}`),
+        );
       };
       const cleanup = (): void => {
         clearTimeout(timer);
@@ -117,17 +130,35 @@ export function followRouter(child: ChildProcess): RouterProcess {
   return router;
 }
 
-export async function startRouterProcess(args: string[], env: Record<string, string> = {}, options: RouterProcessOptions = {}): Promise<RouterProcess> {
+export async function startRouterProcess(
+  args: string[],
+  env: Record<string, string> = {},
+  options: RouterProcessOptions = {},
+): Promise<RouterProcess> {
   const { command = 'run', startTimeoutMs = 15_000, nodeArgs = [] } = options;
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/cli.ts', command, ...args], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', LOG_LEVEL: 'debug', ADMIN_PORT: '0', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [...nodeArgs, '--import', 'tsx', 'src/cli.ts', command, ...args],
+    {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '/root',
+        LOG_LEVEL: 'debug',
+        ADMIN_PORT: '0',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const router = followRouter(child);
   try {
     // JSON lines, or with LOG_FORMAT=pretty text lines.
-    await router.waitForLog((l) => l.msg === 'k8s-router is serving' || String(l.text ?? '').includes(' k8s-router is serving '), 'the router to serve', startTimeoutMs);
+    await router.waitForLog(
+      (l) => l.msg === 'k8s-router is serving' || String(l.text ?? '').includes(' k8s-router is serving '),
+      'the router to serve',
+      startTimeoutMs,
+    );
   } catch (err) {
     // Left running, it would keep the test process alive for good (and hold its ports).
     router.kill('SIGKILL');

@@ -10,7 +10,11 @@ export interface CliResult {
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** Runs `k8s-router ARGS` from the sources (through tsx) with only the given environment. */
-export function runCli(args: string[], env: Record<string, string> = {}, entry = ['--import', 'tsx', 'src/cli.ts']): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+  entry = ['--import', 'tsx', 'src/cli.ts'],
+): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,

@@ -29,10 +29,30 @@ const BACKOFF_INITIAL_MS = Math.min(500, BACKOFF_MAX_MS);
 const COLLECTIONS = 2;
 const REQUESTS_PER_ATTEMPT = 2;
 /** The most requests the backoff lets the router send in any one second. */
-export const REQUEST_RATE_BOUND = COLLECTIONS * REQUESTS_PER_ATTEMPT * (Math.floor(1000 / (BACKOFF_INITIAL_MS / 2)) + 1);
+export const REQUEST_RATE_BOUND =
+  COLLECTIONS * REQUESTS_PER_ATTEMPT * (Math.floor(1000 / (BACKOFF_INITIAL_MS / 2)) + 1);
 
-export type FaultKind = 'drop' | 'compact' | '500' | '403' | 'stall-after-headers' | 'stall-before-headers' | 'gone-watches' | 'short-watches' | 'outage';
-const FAULTS: readonly FaultKind[] = ['drop', 'compact', '500', '403', 'stall-after-headers', 'stall-before-headers', 'gone-watches', 'short-watches', 'outage'];
+export type FaultKind =
+  | 'drop'
+  | 'compact'
+  | '500'
+  | '403'
+  | 'stall-after-headers'
+  | 'stall-before-headers'
+  | 'gone-watches'
+  | 'short-watches'
+  | 'outage';
+const FAULTS: readonly FaultKind[] = [
+  'drop',
+  'compact',
+  '500',
+  '403',
+  'stall-after-headers',
+  'stall-before-headers',
+  'gone-watches',
+  'short-watches',
+  'outage',
+];
 /** Faults that last a while; one at a time. */
 const LASTING = new Set<FaultKind>(['stall-after-headers', 'stall-before-headers', 'short-watches', 'outage']);
 
@@ -187,7 +207,12 @@ function percentile(sorted: number[], p: number): number | null {
 }
 
 /** One burst: changes every 20..120 ms, and a fault every 150..600 ms. */
-async function burst(api: FakeApiServer, random: () => number, lengthMs: number, counts: { changes: number; faults: Record<FaultKind, number> }): Promise<void> {
+async function burst(
+  api: FakeApiServer,
+  random: () => number,
+  lengthMs: number,
+  counts: { changes: number; faults: Record<FaultKind, number> },
+): Promise<void> {
   const until = Date.now() + lengthMs;
   let lasting: Promise<void> | null = null;
   let nextFaultAt = Date.now() + 150 + random() * 450;
@@ -214,11 +239,23 @@ async function quietPeriod(printing: PrintingRouter, holdMs: number): Promise<Qu
   const { api, router } = printing;
   clearFaults(api);
   fences += 1;
-  api.upsert(pod('fence', { namespace: 'chaos-fence', ip: '10.1.1.1', hosts: `fence-${fences}.chaos`, paths: '80:/', ports: [80] }));
+  api.upsert(
+    pod('fence', {
+      namespace: 'chaos-fence',
+      ip: '10.1.1.1',
+      hosts: `fence-${fences}.chaos`,
+      paths: '80:/',
+      ports: [80],
+    }),
+  );
   api.upsert(apiKeySecret('chaos-fence', `fence-${fences}`));
   const expected = printing.expected();
   const fencedAt = Date.now();
-  const converged = await eventually(() => lastPrintedConfig(router.stdout()) === expected, 'the expected table', 30_000).then(
+  const converged = await eventually(
+    () => lastPrintedConfig(router.stdout()) === expected,
+    'the expected table',
+    30_000,
+  ).then(
     () => Date.now() - fencedAt,
     () => null,
   );
@@ -261,7 +298,10 @@ export async function runWatchChaos(options: ChaosOptions): Promise<ChaosReport>
     alive = !router.hasExited();
     routerExit = await printing.close();
   }
-  const times = quiet.map((q) => q.convergedMs).filter((ms): ms is number => ms !== null).sort((a, b) => a - b);
+  const times = quiet
+    .map((q) => q.convergedMs)
+    .filter((ms): ms is number => ms !== null)
+    .sort((a, b) => a - b);
   const requests = api.requests.filter((r) => r.path === '/api/v1/pods' || r.path === '/api/v1/secrets');
   const lists = requests.filter((r) => !r.watch);
   const watches = requests.filter((r) => r.watch);
@@ -274,7 +314,14 @@ export async function runWatchChaos(options: ChaosOptions): Promise<ChaosReport>
     faults: counts.faults,
     quiet,
     convergence: { maxMs: times.at(-1) ?? null, p99Ms: percentile(times, 99), medianMs: percentile(times, 50) },
-    requests: { total: requests.length, lists: lists.length, watches: watches.length, peakPerSecond: rate.peak, peakAt: Math.max(0, rate.at - started), bound: REQUEST_RATE_BOUND },
+    requests: {
+      total: requests.length,
+      lists: lists.length,
+      watches: watches.length,
+      peakPerSecond: rate.peak,
+      peakAt: Math.max(0, rate.at - started),
+      bound: REQUEST_RATE_BOUND,
+    },
     relists: Math.max(0, lists.filter((r) => r.status === 200).length - COLLECTIONS),
     watchRestarts: Math.max(0, watches.length - COLLECTIONS),
     servingLines: router.logs.filter((l) => l.msg === 'k8s-router is serving').length,
@@ -285,8 +332,12 @@ export async function runWatchChaos(options: ChaosOptions): Promise<ChaosReport>
 
 /** The report as lines for a test's diagnostics. */
 export function describeChaos(report: ChaosReport): string[] {
-  const faults = Object.entries(report.faults).map(([k, n]) => `${k} ${n}`).join(', ');
-  const slow = report.quiet.map((q, i) => ({ i, ...q })).filter((q) => q.convergedMs === null || q.convergedMs > CONVERGE_WITHIN_MS || q.printedAfter > 0 || !q.served);
+  const faults = Object.entries(report.faults)
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ');
+  const slow = report.quiet
+    .map((q, i) => ({ i, ...q }))
+    .filter((q) => q.convergedMs === null || q.convergedMs > CONVERGE_WITHIN_MS || q.printedAfter > 0 || !q.served);
   return [
     `seed ${report.seed} (replay with WATCH_CHAOS_SEED=${report.seed}), ${Math.round(report.durationMs / 1000)} s, ${report.bursts} bursts, ${report.changes} object changes`,
     `faults injected: ${faults} (${Object.values(report.faults).reduce((a, b) => a + b, 0)} in all)`,
@@ -294,7 +345,10 @@ export function describeChaos(report: ChaosReport): string[] {
     `requests at the API server: ${report.requests.total} (${report.requests.lists} lists, ${report.requests.watches} watches); relists ${report.relists}, watch restarts ${report.watchRestarts}`,
     `peak request rate: ${report.requests.peakPerSecond} in one second (from ${(report.requests.peakAt / 1000).toFixed(1)} s into the run), bound from the backoff ${report.requests.bound}`,
     `router: "serving" logged ${report.servingLines} time(s), alive at the end: ${report.alive}, exit on SIGTERM: ${String(report.routerExit)}`,
-    ...slow.map((q) => `quiet period ${q.i + 1}: converged ${q.convergedMs ?? 'never'} ms, ${q.printedAfter} config(s) printed after the right one, served ${q.served}`),
+    ...slow.map(
+      (q) =>
+        `quiet period ${q.i + 1}: converged ${q.convergedMs ?? 'never'} ms, ${q.printedAfter} config(s) printed after the right one, served ${q.served}`,
+    ),
   ];
 }
 
@@ -302,12 +356,16 @@ export function describeChaos(report: ChaosReport): string[] {
 export function chaosViolations(report: ChaosReport): string[] {
   const out: string[] = [];
   report.quiet.forEach((q, i) => {
-    if (q.convergedMs === null || q.convergedMs > CONVERGE_WITHIN_MS) out.push(`quiet period ${i + 1}: the table was right after ${q.convergedMs ?? 'more than 30,000'} ms`);
-    if (q.printedAfter > 0) out.push(`quiet period ${i + 1}: ${q.printedAfter} other table(s) printed after the right one`);
+    if (q.convergedMs === null || q.convergedMs > CONVERGE_WITHIN_MS)
+      out.push(`quiet period ${i + 1}: the table was right after ${q.convergedMs ?? 'more than 30,000'} ms`);
+    if (q.printedAfter > 0)
+      out.push(`quiet period ${i + 1}: ${q.printedAfter} other table(s) printed after the right one`);
     if (!q.served) out.push(`quiet period ${i + 1}: the data plane did not confirm the last table`);
   });
-  if (report.requests.peakPerSecond > report.requests.bound) out.push(`${report.requests.peakPerSecond} requests in one second, above the bound of ${report.requests.bound}`);
-  if (report.servingLines !== 1 || !report.alive) out.push(`the router restarted or exited (serving lines ${report.servingLines}, alive ${report.alive})`);
+  if (report.requests.peakPerSecond > report.requests.bound)
+    out.push(`${report.requests.peakPerSecond} requests in one second, above the bound of ${report.requests.bound}`);
+  if (report.servingLines !== 1 || !report.alive)
+    out.push(`the router restarted or exited (serving lines ${report.servingLines}, alive ${report.alive})`);
   if (report.routerExit !== 0) out.push(`the router exited with ${String(report.routerExit)} on SIGTERM`);
   return out;
 }
