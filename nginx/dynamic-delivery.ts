@@ -50,6 +50,7 @@ function describeVersions(versions: TableVersions, live: ReadonlySet<number>): s
 /** Errors of a connect() to a unix socket that no retry repairs: no file there, or nobody listening on it. */
 const LOST_SOCKET = new Set(['ENOENT', 'ECONNREFUSED', 'ENOTSOCK']);
 
+// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
 export function dynamicDelivery(options: DynamicDeliveryOptions): TableDelivery {
   const { controlSocket, timeoutMs } = options;
   /** The version every worker of the running nginx serves; null after a start. */

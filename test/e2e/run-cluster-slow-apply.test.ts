@@ -33,6 +33,7 @@ import type { RouterProcess } from '../support/router-process.js';
 
 const NGINX_CHECK_SECONDS = 2;
 
+// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
 describe('k8s-router run with a data plane slower than the changes', () => {
   let dir: string;
   let printing: PrintingRouter;

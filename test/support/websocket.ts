@@ -16,7 +16,7 @@ export function echo(ws: WebSocket, text: string): Promise<string> {
     const onClose = (): void => reject(new Error('the WebSocket closed before its answer'));
     ws.once('message', (data) => {
       ws.off('close', onClose);
-      resolve(String(data));
+      resolve((data as Buffer).toString());
     });
     ws.once('close', onClose);
     ws.send(text);
