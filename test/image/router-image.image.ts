@@ -293,14 +293,15 @@ describe('the image: built from the Dockerfile, run as the example DaemonSet run
       });
 
       it('routes through nginx to the pods of the route', async () => {
-        const first = await get('shop.image.test', '/shop/cart?n=1');
-        const second = await get('shop.image.test', '/shop/cart?n=2');
+        // The pods serve every mode in turn: this mode's requests are the ones that name it.
+        const first = await get('shop.image.test', `/shop/cart?n=1&mode=${mode}`);
+        const second = await get('shop.image.test', `/shop/cart?n=2&mode=${mode}`);
         assert.deepEqual([statusOf(first), statusOf(second)], [200, 200], logsSoFar());
         // Which pod answers which is the balancer's business (and with several workers, each has its own turn).
         for (const answer of [first, second]) assert.match(String(header(answer, 'x-pod')), /^shop-[01]$/);
         assert.deepEqual(
-          pods.flatMap((p) => p.received.filter((r) => r.uri.startsWith('/shop/cart')).map((r) => r.uri)).sort(),
-          ['/shop/cart?n=1', '/shop/cart?n=2'],
+          pods.flatMap((p) => p.received.filter((r) => r.uri.endsWith(`&mode=${mode}`)).map((r) => r.uri)).sort(),
+          [`/shop/cart?n=1&mode=${mode}`, `/shop/cart?n=2&mode=${mode}`],
         );
       });
 
