@@ -54,20 +54,27 @@ local function host_entry(list)
     return entry
 end
 
-local function full_build(parsed)
-    local routes = parsed.routes
+-- The routes of each host, in table order; of the hosts in `only` when given.
+local function routes_by_host(routes, only)
     local lists = {}
     for i = 1, #routes do
         local r = routes[i]
-        local list = lists[r.host]
-        if not list then
-            list = {}
-            lists[r.host] = list
+        if not only or only[r.host] then
+            local list = lists[r.host]
+            if not list then
+                list = {}
+                lists[r.host] = list
+            end
+            list[#list + 1] = r
         end
-        list[#list + 1] = r
     end
+    return lists
+end
+
+local function full_build(parsed)
+    local routes = parsed.routes
     local hosts = {}
-    for host, list in pairs(lists) do
+    for host, list in pairs(routes_by_host(routes)) do
         hosts[host] = host_entry(list)
     end
     return { version = parsed.version, hosts = hosts, groups = new_tab(0, #routes) }
@@ -107,19 +114,7 @@ function _M.build(parsed, previous_parsed, previous)
         groups[r.id] = r.group
     end
     if next(changed) then
-        local lists = {}
-        local routes = parsed.routes
-        for i = 1, #routes do
-            local r = routes[i]
-            if changed[r.host] then
-                local list = lists[r.host]
-                if not list then
-                    list = {}
-                    lists[r.host] = list
-                end
-                list[#list + 1] = r
-            end
-        end
+        local lists = routes_by_host(parsed.routes, changed)
         for host in pairs(changed) do
             hosts[host] = lists[host] and host_entry(lists[host]) or nil
         end
