@@ -266,15 +266,13 @@ async function takesTablesOnlyFromTheRouter(t: TestContext): Promise<void> {
       t.skip('only root can run a process as another user to try');
       return;
     }
-    // nobody tries to put a table.
+    // nobody tries to put a table. The child starts as root and becomes nobody itself: this
+    // Node may live where nobody cannot run it from (a home or a mktemp directory of 0700).
     const target = JSON.stringify({ socketPath: nginx.controlSocket, method: 'PUT', path: '/table' });
     const onError = "on('error', (e) => process.stdout.write(e.code))";
-    const script = `require('node:http').request(${target}).${onError}.end('x')`;
-    const child = spawn(process.execPath, ['-e', script], {
-      uid: 65534,
-      gid: 65534,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const becomeNobody = 'process.setgroups([]); process.setgid(65534); process.setuid(65534);';
+    const script = `${becomeNobody} require('node:http').request(${target}).${onError}.end('x')`;
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += String(d)));
     await once(child, 'exit');

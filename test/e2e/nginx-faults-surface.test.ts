@@ -38,7 +38,12 @@ interface Answer {
   complete: boolean;
 }
 
-function send(port: number, method: string, path: string, body?: Buffer): Promise<Answer> {
+/**
+ * One request. With `holdMs`, the answer is not read for that long: nginx then has more of
+ * it than its memory buffers and the client's socket take, and must spill to its temporary
+ * file (a client that reads at once may take a 20 MB answer from memory alone).
+ */
+function send(port: number, method: string, path: string, body?: Buffer, holdMs = 0): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
@@ -51,6 +56,10 @@ function send(port: number, method: string, path: string, body?: Buffer): Promis
       },
       (res) => {
         const chunks: Buffer[] = [];
+        if (holdMs > 0) {
+          res.pause();
+          setTimeout(() => res.resume(), holdMs);
+        }
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () =>
           resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), complete: res.complete }),
@@ -137,7 +146,8 @@ describe('nginx faults through its temporary files are never silent', { timeout:
       assert.deepEqual(JSON.parse(answer.body.toString('utf8')), { bytes: BODY_BYTES, sha: sha(body) });
     }
     for (let i = 0; i < 6; i++) {
-      const answer = await send(port, 'GET', '/download');
+      // Every other download is held, so that some go through nginx's temporary file.
+      const answer = await send(port, 'GET', '/download', undefined, i % 2 === 0 ? 1_000 : 0);
       assert.equal(answer.status, 200);
       assert.equal(
         answer.body.length,
@@ -157,7 +167,7 @@ describe('nginx faults through its temporary files are never silent', { timeout:
     const mark = router.logs.length;
     await chmod(proxyTemp, 0o000);
     try {
-      const answer = await send(port, 'GET', '/download');
+      const answer = await send(port, 'GET', '/download', undefined, 1_000);
       // What nginx does then is nginx's (a short 200, here); what matters is that it is told.
       assert.ok(
         !answer.complete || answer.body.length < DOWNLOAD_BYTES || answer.status >= 500,
