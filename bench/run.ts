@@ -13,7 +13,8 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { findNginxBinary } from '../nginx/binary.js';
-import { describeMachine, RESULTS_DIR } from './lib/report.js';
+import { metCell, tableHeader, tableRow } from './lib/markdown.js';
+import { describeMachine, machineLine, RESULTS_DIR, type Target } from './lib/report.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -57,13 +58,6 @@ const BENCHMARKS: Benchmark[] = [
   { name: 'big-cluster', script: 'bench/big-cluster.ts', needs: [], fullOnly: true },
   { name: 'nginx-reload', script: 'bench/nginx-reload.ts', needs: [nginx], fullOnly: true },
 ];
-
-interface Target {
-  target: string;
-  goal: string;
-  measured: string;
-  met: boolean;
-}
 
 interface Outcome {
   name: string;
@@ -131,7 +125,8 @@ function targetRows(name: string, targets: unknown): Target[] | null {
   const bad = targets.filter((row) => !isTarget(row));
   if (bad.length > 0) {
     say(
-      `${name}: ${bad.length} of its targets are not rows of { target, goal, measured, met }, e.g. ${JSON.stringify(bad[0])}: left out of the summary`,
+      `${name}: ${bad.length} of its targets are not rows of { target, goal, measured, met }, ` +
+        `e.g. ${JSON.stringify(bad[0])}: left out of the summary`,
     );
     return null;
   }
@@ -163,7 +158,8 @@ function recordedEarlier(benchmark: Benchmark): Outcome {
     machine?: { date?: string; commit?: string };
     results?: { targets?: unknown };
   };
-  const when = `${recorded.machine?.date?.slice(0, 16) ?? 'unknown date'}, commit ${recorded.machine?.commit ?? 'unknown'}`;
+  const date = recorded.machine?.date?.slice(0, 16) ?? 'unknown date';
+  const when = `${date}, commit ${recorded.machine?.commit ?? 'unknown'}`;
   return {
     ...base,
     status: 'recorded earlier',
@@ -185,24 +181,25 @@ function command(): string {
 function targetsTable(outcomes: Outcome[]): string {
   const rows = outcomes.flatMap((o) => {
     if (o.targets !== null)
-      return o.targets.map(
-        (t) => `| ${o.name} | ${t.target} | ${t.goal} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`,
-      );
+      return o.targets.map((t) => tableRow([o.name, t.target, t.goal, t.measured, metCell(t.met)]));
     if (o.status === 'ran' || o.status === 'recorded earlier')
       return [`| ${o.name} | see [${o.name}.md](bench/results/${o.name}.md) | | | |`];
     return [`| ${o.name} | ${o.status}: ${o.detail} | | | |`];
   });
-  return ['| benchmark | target | goal | measured | met |', '|---|---|---|---|---|', ...rows].join('\n');
+  return [...tableHeader(['benchmark', 'target', 'goal', 'measured', 'met']), ...rows].join('\n');
 }
 
 function summary(outcomes: Outcome[], seconds: number): string {
   const machine = describeMachine();
+  const how = args.summarize
+    ? 'nothing run: the results recorded in bench/results/'
+    : `${args.quick ? 'quick' : 'full'}; ${seconds.toFixed(0)} s`;
   return [
     '# Benchmark summary',
     '',
-    `Command: \`${command()}\` (${args.summarize ? 'nothing run: the results recorded in bench/results/' : `${args.quick ? 'quick' : 'full'}; ${seconds.toFixed(0)} s`})`,
+    `Command: \`${command()}\` (${how})`,
     '',
-    `Machine: ${machine.date.slice(0, 10)}, ${machine.cores} × ${machine.cpu}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}, ${machine.nginx ?? 'no nginx'}, ${machine.wrk ?? 'no wrk'}, commit ${machine.commit ?? 'unknown'}`,
+    `Machine: ${machineLine(machine)}`,
     '',
     '## Against the targets',
     '',
@@ -225,11 +222,16 @@ function updateReadme(outcomes: Outcome[]): boolean {
   const end = text.indexOf(END_MARKER);
   if (start < 0 || end < start) return false;
   const machine = describeMachine();
+  const day = machine.date.slice(0, 10);
   const section = [
     START_MARKER,
     args.summarize
-      ? `The results recorded in bench/results/, put together with \`${command()}\` on ${machine.date.slice(0, 10)}; each benchmark's command, date, machine and commit are in [bench/results/summary.md](bench/results/summary.md) and its own report.`
-      : `Recorded with \`${command()}\` on ${machine.date.slice(0, 10)} (${machine.cores} × ${machine.cpu}, Node ${machine.node}, commit ${machine.commit ?? 'unknown'}); all figures in [bench/results/summary.md](bench/results/summary.md).`,
+      ? `The results recorded in bench/results/, put together with \`${command()}\` on ${day}; ` +
+        "each benchmark's command, date, machine and commit are in " +
+        `[bench/results/summary.md](bench/results/summary.md) and its own report.`
+      : `Recorded with \`${command()}\` on ${day} ` +
+        `(${machine.cores} × ${machine.cpu}, Node ${machine.node}, commit ${machine.commit ?? 'unknown'}); ` +
+        'all figures in [bench/results/summary.md](bench/results/summary.md).',
     '',
     targetsTable(outcomes),
     END_MARKER,
@@ -249,9 +251,8 @@ function chosen(): Set<string> {
     .filter((n) => n.length > 0);
   const unknown = names.filter((n) => !all.includes(n));
   if (names.length === 0 || unknown.length > 0) {
-    say(
-      `--only takes benchmark names separated by commas, from: ${all.join(', ')}${unknown.length > 0 ? ` (not one: ${unknown.join(', ')})` : ''}`,
-    );
+    const notOne = unknown.length > 0 ? ` (not one: ${unknown.join(', ')})` : '';
+    say(`--only takes benchmark names separated by commas, from: ${all.join(', ')}${notOne}`);
     process.exit(2);
   }
   return new Set(names);
@@ -264,9 +265,9 @@ async function main(): Promise<void> {
   for (const benchmark of BENCHMARKS) {
     if (!only.has(benchmark.name)) {
       const outcome = recordedEarlier(benchmark);
-      say(
-        `${benchmark.name}: ${LEFT_OUT}; ${outcome.status === 'not run' ? outcome.detail : `its recorded results (${outcome.detail}) go into the summary`}`,
-      );
+      const what =
+        outcome.status === 'not run' ? outcome.detail : `its recorded results (${outcome.detail}) go into the summary`;
+      say(`${benchmark.name}: ${LEFT_OUT}; ${what}`);
       outcomes.push(outcome);
       continue;
     }

@@ -65,6 +65,23 @@ export function invocation(script: string): string {
   return ['node --import tsx', script, ...args].join(' ');
 }
 
+/** A row of `results.targets`: what bench/run.ts puts in the summary and the README, against its goal. */
+export interface Target {
+  target: string;
+  goal: string;
+  measured: string;
+  met: boolean;
+}
+
+/** The machine in one line, as every report and the summary print it under the command. */
+export function machineLine(machine: Machine): string {
+  return (
+    `${machine.date.slice(0, 10)}, ${machine.cores} × ${machine.cpu}, ${machine.memoryGiB} GiB, ` +
+    `Linux ${machine.kernel}, Node ${machine.node}, ${machine.nginx ?? 'no nginx'}, ` +
+    `${machine.wrk ?? 'no wrk'}, commit ${machine.commit ?? 'unknown'}`
+  );
+}
+
 export interface Bar {
   label: string;
   value: number;
@@ -100,7 +117,8 @@ export function barChartSvg(chart: Chart, footer: string): string {
     ].join('');
   });
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="13">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
+      'font-family="sans-serif" font-size="13">',
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="10" y="24" font-size="15" font-weight="bold">${escapeXml(chart.title)}</text>`,
     ...rows,
@@ -136,12 +154,10 @@ export function writeReport(report: Report, machine: Machine = describeMachine()
     `${report.name}.json`,
     `${JSON.stringify({ title: report.title, command: report.command, machine, results: report.results }, null, 2)}\n`,
   );
-  const machineLine =
-    `${machine.date.slice(0, 10)}, ${machine.cores} × ${machine.cpu}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, ` +
-    `Node ${machine.node}, ${machine.nginx ?? 'no nginx'}, ${machine.wrk ?? 'no wrk'}, commit ${machine.commit ?? 'unknown'}`;
+  const machineText = machineLine(machine);
   const charts = report.charts ?? [];
   const svgNames = charts.map((_, i) => (charts.length === 1 ? `${report.name}.svg` : `${report.name}-${i + 1}.svg`));
-  charts.forEach((chart, i) => write(svgNames[i] as string, barChartSvg(chart, machineLine)));
+  charts.forEach((chart, i) => write(svgNames[i] as string, barChartSvg(chart, machineText)));
   const images = svgNames.map((file, i) => `![${charts[i]?.title ?? ''}](${file})`).join('\n\n');
   write(
     `${report.name}.md`,
@@ -150,7 +166,7 @@ export function writeReport(report: Report, machine: Machine = describeMachine()
       '',
       `Command: \`${report.command}\``,
       '',
-      `Machine: ${machineLine}`,
+      `Machine: ${machineText}`,
       '',
       report.markdown.trim(),
       '',
