@@ -34,7 +34,9 @@ import { FakeApiServer } from '../test/support/fake-api-server.js';
 import { podFor } from '../test/support/manifests.js';
 import { startPod, type TestPod } from '../test/support/pods.js';
 import { startRouterProcess, type RouterProcess } from '../test/support/router-process.js';
-import { invocation, writeReport } from './lib/report.js';
+import { tableHeader, tableRow, targetsTable } from './lib/markdown.js';
+import { invocation, writeReport, type Target } from './lib/report.js';
+import { percentile } from './lib/stats.js';
 import { workDir } from '../test/support/work-dir.js';
 
 type BackendName = 'proxy' | 'nginx' | 'nginx-dynamic';
@@ -140,12 +142,6 @@ async function untilServed(setup: Setup, host: string, since: number): Promise<n
   }
 }
 
-function percentile(sorted: number[], p: number): number {
-  // Nearest rank: the smallest value with at least p% of the samples at or below it.
-  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
-  return sorted[rank - 1] as number;
-}
-
 interface LatencyResult {
   backend: BackendName;
   timing: Timing;
@@ -241,95 +237,116 @@ function lastReloads(logs: Array<Record<string, unknown>>): number {
 
 const fmt = (ms: number): string => ms.toFixed(1);
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
-async function main(): Promise<void> {
+/** Each backend's pod address: the backends run one after the other, each with a pod of its own. */
+const POD_IPS: Record<BackendName, string> = {
+  proxy: '127.0.0.201',
+  nginx: '127.0.0.202',
+  'nginx-dynamic': '127.0.0.203',
+};
+
+async function measureLatencies(): Promise<LatencyResult[]> {
   const rows: LatencyResult[] = [];
-  const ips: Record<BackendName, string> = {
-    proxy: '127.0.0.201',
-    nginx: '127.0.0.202',
-    'nginx-dynamic': '127.0.0.203',
-  };
   // --quick: the default batching window only, and only the burst as fast as possible.
   for (const timing of args.quick ? [DEFAULT_TIMING] : [DEFAULT_TIMING, NO_BATCHING]) {
     for (const backend of BACKENDS) {
       process.stderr.write(`latency: ${backend}, HOLD_OFF_MS=${timing.holdOffMs} MAX_DELAY_MS=${timing.maxDelayMs}\n`);
-      rows.push(await measureLatency(backend, timing, ips[backend]));
+      rows.push(await measureLatency(backend, timing, POD_IPS[backend]));
     }
   }
+  return rows;
+}
+
+async function measureBursts(): Promise<BurstResult[]> {
   const bursts: BurstResult[] = [];
   for (const paceMs of args.quick ? [0] : [0, 2]) {
     for (const backend of BACKENDS) {
       process.stderr.write(`burst: ${backend}, one upsert every ${paceMs} ms\n`);
-      bursts.push(await measureBurst(backend, ips[backend], paceMs));
+      bursts.push(await measureBurst(backend, POD_IPS[backend], paceMs));
     }
   }
+  return bursts;
+}
 
-  const out: string[] = [];
-  const fastBurst = bursts.filter((b) => b.paceMs === 0);
-  const targets = fastBurst.map((b) => {
-    const reloads = RELOADS_PER_BURST[b.backend];
-    return {
+/** One target per backend: the burst as fast as it comes causes one rebuild, and the reloads its mode allows. */
+function burstTargets(bursts: BurstResult[]): Target[] {
+  return bursts
+    .filter((b) => b.paceMs === 0)
+    .map((b) => ({
       target: `${b.backend}: ${b.events} pod events as fast as they come`,
       goal: BURST_GOALS[b.backend],
       // A burst longer than MAX_DELAY_MS is cut into several rebuilds by design: say how long it took.
       measured:
         `${b.tableChanges} rebuild(s)${b.nginxReloads === null ? '' : `, ${b.nginxReloads} reload(s)`}` +
         ` (the upserts took ${Math.round(b.emitMs)} ms; MAX_DELAY_MS ${DEFAULT_TIMING.maxDelayMs})`,
-      met: b.tableChanges === 1 && b.nginxReloads === reloads,
-    };
-  });
-  out.push('## Targets');
-  out.push('');
-  out.push('| target | goal | measured | met |');
-  out.push('|---|---|---|---|');
-  for (const t of targets) out.push(`| ${t.target} | ${t.goal} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`);
-  out.push('');
-  out.push('## 1. Event-to-routed latency');
-  out.push('');
-  out.push(
-    `From the fake API server emitting a pod ADDED (a new host) to the first request through the router that the pod answers, polled every ~${POLL_EVERY_MS} ms on new connections. ` +
-      `${EVENTS} sequential events per row, ${QUIET_GAP_MS} ms apart; after each, the pod is deleted and its host waited out.`,
-  );
-  out.push('');
-  out.push('| backend | HOLD_OFF_MS / MAX_DELAY_MS | events | min ms | median ms | p99 ms | max ms |');
-  out.push('|---|---|---|---|---|---|---|');
-  for (const r of rows) {
+      met: b.tableChanges === 1 && b.nginxReloads === RELOADS_PER_BURST[b.backend],
+    }));
+}
+
+function latencySection(rows: LatencyResult[]): string[] {
+  const latencyRow = (r: LatencyResult): string => {
     const s = r.samples;
-    out.push(
-      `| ${r.backend} | ${r.timing.holdOffMs} / ${r.timing.maxDelayMs} | ${s.length} | ${fmt(s[0] as number)} | ${fmt(percentile(s, 50))} | ${fmt(percentile(s, 99))} | ${fmt(s.at(-1) as number)} |`,
-    );
-  }
-  out.push('');
-  out.push('## 2. A burst of pod events');
-  out.push('');
-  out.push(
-    `${BURST} pod upserts (each a new pod with its own host), default HOLD_OFF_MS/MAX_DELAY_MS (100/250): as fast as the fake server takes them` +
+    const timing = `${r.timing.holdOffMs} / ${r.timing.maxDelayMs}`;
+    const quantiles = [s[0] as number, percentile(s, 50), percentile(s, 99), s.at(-1) as number].map(fmt);
+    return tableRow([r.backend, timing, s.length, ...quantiles]);
+  };
+  return [
+    '## 1. Event-to-routed latency',
+    '',
+    'From the fake API server emitting a pod ADDED (a new host) to the first request through the router ' +
+      `that the pod answers, polled every ~${POLL_EVERY_MS} ms on new connections. ` +
+      `${EVENTS} sequential events per row, ${QUIET_GAP_MS} ms apart; ` +
+      'after each, the pod is deleted and its host waited out.',
+    '',
+    ...tableHeader(['backend', 'HOLD_OFF_MS / MAX_DELAY_MS', 'events', 'min ms', 'median ms', 'p99 ms', 'max ms']),
+    ...rows.map(latencyRow),
+    '',
+  ];
+}
+
+function burstSection(bursts: BurstResult[]): string[] {
+  const burstRow = (b: BurstResult): string =>
+    tableRow([
+      b.backend,
+      b.events,
+      b.paceMs === 0 ? 'as fast as possible' : `every ${b.paceMs} ms`,
+      fmt(b.emitMs),
+      fmt(b.servedMs),
+      b.tableChanges,
+      b.nginxReloads ?? 'n/a',
+      b.nginxServesLines ?? 'n/a',
+    ]);
+  return [
+    '## 2. A burst of pod events',
+    '',
+    `${BURST} pod upserts (each a new pod with its own host), default HOLD_OFF_MS/MAX_DELAY_MS (100/250): ` +
+      'as fast as the fake server takes them' +
       (args.quick
         ? '. '
-        : ', then paced at one upsert every 2 ms (a burst longer than MAX_DELAY_MS, so the maximum delay cuts it into several rebuilds). ') +
+        : ', then paced at one upsert every 2 ms ' +
+          '(a burst longer than MAX_DELAY_MS, so the maximum delay cuts it into several rebuilds). ') +
       'Counted from the router logs from the first upsert until 2 s after the last pod was served.',
-  );
-  out.push('');
-  out.push(
+    '',
     [
       '| backend | events | pace | upserts took ms | last pod served after ms',
       '| table rebuilds logged ("route table changed") | nginx reloads (`reloads` delta)',
       '| "nginx serves the new config/table" lines |',
     ].join(' '),
-  );
-  out.push('|---|---|---|---|---|---|---|---|');
-  for (const b of bursts) {
-    out.push(
-      `| ${b.backend} | ${b.events} | ${b.paceMs === 0 ? 'as fast as possible' : `every ${b.paceMs} ms`} | ${fmt(b.emitMs)} | ${fmt(b.servedMs)} | ${b.tableChanges} | ${b.nginxReloads ?? 'n/a'} | ${b.nginxServesLines ?? 'n/a'} |`,
-    );
-  }
-  out.push('');
-  const summary = (r: LatencyResult): { backend: BackendName; timing: Timing; medianMs: number; p99Ms: number } => ({
-    backend: r.backend,
-    timing: r.timing,
-    medianMs: percentile(r.samples, 50),
-    p99Ms: percentile(r.samples, 99),
-  });
+    '|---|---|---|---|---|---|---|---|',
+    ...bursts.map(burstRow),
+    '',
+  ];
+}
+
+const summaryOf = (r: LatencyResult): { backend: BackendName; timing: Timing; medianMs: number; p99Ms: number } => ({
+  backend: r.backend,
+  timing: r.timing,
+  medianMs: percentile(r.samples, 50),
+  p99Ms: percentile(r.samples, 99),
+});
+
+function report(rows: LatencyResult[], bursts: BurstResult[]): void {
+  const targets = burstTargets(bursts);
+  const markdown = ['## Targets', '', ...targetsTable(targets), '', ...latencySection(rows), ...burstSection(bursts)];
   writeReport({
     name: 'event-latency',
     title: 'Event-to-routed latency and reloads per burst',
@@ -339,17 +356,17 @@ async function main(): Promise<void> {
       events: EVENTS,
       burst: BURST,
       targets,
-      latency: rows.map((r) => ({ ...summary(r), samples: r.samples })),
+      latency: rows.map((r) => ({ ...summaryOf(r), samples: r.samples })),
       bursts,
     },
-    markdown: out.join('\n'),
+    markdown: markdown.join('\n'),
     charts: [
       {
         title: 'Event-to-routed latency, median (ms)',
         unit: 'ms',
         bars: rows.map((r) => ({
           label: `${r.backend}, HOLD_OFF_MS ${r.timing.holdOffMs} / MAX_DELAY_MS ${r.timing.maxDelayMs}`,
-          value: summary(r).medianMs,
+          value: summaryOf(r).medianMs,
         })),
       },
     ],
@@ -357,4 +374,5 @@ async function main(): Promise<void> {
   process.stderr.write('event-latency: wrote bench/results/event-latency.{json,md,svg}\n');
 }
 
-await main();
+const latencies = await measureLatencies();
+report(latencies, await measureBursts());
