@@ -28,7 +28,7 @@ import { writeSynced } from '../../nginx/files.js';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import { startProxy } from '../../proxy/server.js';
 import { createController } from '../../src/control/controller.js';
-import { defaultConfig } from '../../src/core/config.js';
+import { defaultConfig, type RouterConfig } from '../../src/core/config.js';
 import { IncrementalRouteTable } from '../../src/core/incremental-table.js';
 import { type Pod, type Secret } from '../../src/core/kube-objects.js';
 import { parseManifest } from '../../src/core/manifest.js';
@@ -113,7 +113,99 @@ export interface BuildResult {
   changes: Array<{ kind: ChangeKind; tableMs: number[]; renderMs: number[]; hashMs: number[]; writeMs: number[] }>;
 }
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
+/** The same build again in fresh builders (a relist that changed everything), JIT warm, and the reference. */
+interface WarmBuilds {
+  warmTableMs: number[];
+  warmRenderMs: number[];
+  referenceTableMs: number[];
+  referenceRenderMs: number[];
+  /** The reference renderNginxConf's config, to check the incremental one against. */
+  referenceText: string;
+}
+
+function warmBuilds(config: RouterConfig, objects: Pod[], secrets: Secret[], repeats: number): WarmBuilds {
+  const warm: WarmBuilds = {
+    warmTableMs: [],
+    warmRenderMs: [],
+    referenceTableMs: [],
+    referenceRenderMs: [],
+    referenceText: '',
+  };
+  for (let r = 0; r < repeats; r++) {
+    const [t, tableMs] = timed(() => new IncrementalRouteTable(config).update(objects, secrets));
+    warm.warmTableMs.push(tableMs);
+    warm.warmRenderMs.push(timed(() => new IncrementalNginxRenderer().pieces(t, config))[1]);
+    const [reference, refTableMs] = timed(() => buildRouteTable(config, objects, secrets));
+    warm.referenceTableMs.push(refTableMs);
+    const [conf, refRenderMs] = timed(() => renderNginxConf(reference, config));
+    warm.referenceRenderMs.push(refRenderMs);
+    warm.referenceText = conf;
+  }
+  return warm;
+}
+
+type ChangeResult = BuildResult['changes'][number];
+
+/** The builder and renderer of the first build, and the nginx manager's state after it. */
+interface FirstBuild {
+  config: RouterConfig;
+  builder: IncrementalRouteTable;
+  renderer: IncrementalNginxRenderer;
+  secrets: Secret[];
+  hashes: PieceHashes;
+  /** The pods as the last change left them. */
+  current: Pod[];
+}
+
+const CHANGE_KINDS: ChangeKind[] = [
+  'pod IP changes',
+  'pod replaced (new name and hosts)',
+  'pod turns not ready',
+  'nothing changes',
+];
+
+/** 30 changes of one kind, one after the other, each handled as the manager handles a table. */
+async function measureChangeKind(kind: ChangeKind, first: FirstBuild, dir: string): Promise<ChangeResult> {
+  const options = { ...first.config, runtime: RUNTIME };
+  const placeholder = RUNTIME.status?.configVersion as string;
+  const result: ChangeResult = { kind, tableMs: [], renderMs: [], hashMs: [], writeMs: [] };
+  for (let n = 0; n < 30; n++) {
+    const at = (n * 7919 + 13) % first.current.length;
+    const next = first.current.slice();
+    next[at] = changedPod(kind, first.current[at] as Pod, n);
+    first.current = next;
+    const [t, ms] = timed(() => first.builder.update(first.current, first.secrets));
+    result.tableMs.push(ms);
+    const [draft, renderMs] = timed(() => first.renderer.pieces(t, options));
+    result.renderMs.push(renderMs);
+    const [versioned, hashMs] = timed(() => withVersion(draft, placeholder, first.hashes));
+    result.hashMs.push(hashMs);
+    const started = performance.now();
+    await writeSynced(join(dir, `nginx.conf.${n}`), versioned?.text ?? []);
+    result.writeMs.push(performance.now() - started);
+    await rm(join(dir, `nginx.conf.${n}`));
+  }
+  return result;
+}
+
+/**
+ * One changed pod at a time, in the builder of the first build, and as the nginx manager
+ * handles each table: render with its runtime, version, write.
+ */
+async function measureChanges(first: FirstBuild, table: RouteTable): Promise<ChangeResult[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'k8s-router-bench-conf-'));
+  const placeholder = RUNTIME.status?.configVersion as string;
+  // The manager's state before the first change: the first table rendered and versioned.
+  withVersion(first.renderer.pieces(table, { ...first.config, runtime: RUNTIME }), placeholder, first.hashes);
+  const changeResults: ChangeResult[] = [];
+  try {
+    for (const kind of CHANGE_KINDS) changeResults.push(await measureChangeKind(kind, first, dir));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return changeResults;
+}
+
 async function buildTask(pods: number, changes: boolean, repeats: number, full: boolean): Promise<BuildResult> {
   const config = defaultConfig();
   const objects = full ? benchPods(pods) : slimBenchPods(pods);
@@ -130,67 +222,10 @@ async function buildTask(pods: number, changes: boolean, repeats: number, full: 
   const rssAfterMiB = process.memoryUsage().rss / MiB;
   const text = textOf(pieces);
 
-  // The same again in fresh builders (a relist that changed everything), JIT warm.
-  const warmTableMs: number[] = [];
-  const warmRenderMs: number[] = [];
-  const referenceTableMs: number[] = [];
-  const referenceRenderMs: number[] = [];
-  let referenceText = '';
-  for (let r = 0; r < repeats; r++) {
-    const [t, tableMs] = timed(() => new IncrementalRouteTable(config).update(objects, secrets));
-    warmTableMs.push(tableMs);
-    warmRenderMs.push(timed(() => new IncrementalNginxRenderer().pieces(t, config))[1]);
-    const [reference, refTableMs] = timed(() => buildRouteTable(config, objects, secrets));
-    referenceTableMs.push(refTableMs);
-    const [conf, refRenderMs] = timed(() => renderNginxConf(reference, config));
-    referenceRenderMs.push(refRenderMs);
-    referenceText = conf;
-  }
+  const { referenceText, ...warm } = warmBuilds(config, objects, secrets, repeats);
   if (referenceText !== text) throw new Error('the incremental nginx.conf differs from the reference');
-
-  // One changed pod at a time, in the builder of the first build, and as the nginx manager
-  // handles each table: render with its runtime, version, write.
-  const changeResults: BuildResult['changes'] = [];
-  if (changes) {
-    const dir = await mkdtemp(join(tmpdir(), 'k8s-router-bench-conf-'));
-    const options = { ...config, runtime: RUNTIME };
-    const hashes = new PieceHashes();
-    const placeholder = RUNTIME.status?.configVersion as string;
-    // The manager's state before the first change: the first table rendered and versioned.
-    withVersion(renderer.pieces(table, options), placeholder, hashes);
-    let current = objects;
-    const kinds: ChangeKind[] = [
-      'pod IP changes',
-      'pod replaced (new name and hosts)',
-      'pod turns not ready',
-      'nothing changes',
-    ];
-    try {
-      for (const kind of kinds) {
-        const result: BuildResult['changes'][number] = { kind, tableMs: [], renderMs: [], hashMs: [], writeMs: [] };
-        for (let n = 0; n < 30; n++) {
-          const at = (n * 7919 + 13) % current.length;
-          const next = current.slice();
-          next[at] = changedPod(kind, current[at] as Pod, n);
-          current = next;
-          const [t, ms] = timed(() => builder.update(current, secrets));
-          result.tableMs.push(ms);
-          const [draft, renderMs] = timed(() => renderer.pieces(t, options));
-          result.renderMs.push(renderMs);
-          const [versioned, hashMs] = timed(() => withVersion(draft, placeholder, hashes));
-          result.hashMs.push(hashMs);
-          const started = performance.now();
-          await writeSynced(join(dir, `nginx.conf.${n}`), versioned?.text ?? []);
-          result.writeMs.push(performance.now() - started);
-          await rm(join(dir, `nginx.conf.${n}`));
-        }
-        changeResults.push(result);
-      }
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  }
-
+  const first: FirstBuild = { config, builder, renderer, secrets, hashes: new PieceHashes(), current: objects };
+  const changeResults = changes ? await measureChanges(first, table) : [];
   return {
     pods,
     podObjects: full ? 'full' : 'slim',
@@ -204,10 +239,7 @@ async function buildTask(pods: number, changes: boolean, repeats: number, full: 
     coldTableMs,
     coldRenderMs,
     coldHashMs,
-    warmTableMs,
-    warmRenderMs,
-    referenceTableMs,
-    referenceRenderMs,
+    ...warm,
     changes: changeResults,
   };
 }
@@ -401,7 +433,164 @@ function manifestText(format: 'json' | 'yaml', pods: Pod[], secrets: Secret[]): 
   return format === 'json' ? JSON.stringify(list, null, 4) : yamlText(list);
 }
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
+type Controller = ReturnType<typeof createController>;
+
+/**
+ * Measures windows on the event loop: from an act until the controller is idle again, the
+ * loop's delay, the controller's work and the garbage-collection pauses in between.
+ */
+class WindowMeter {
+  readonly windows: StallWindow[] = [];
+  // GC pauses stop the loop too, and no slicing shortens them: counted apart.
+  private readonly pauses: Array<{ at: number; ms: number }> = [];
+  private readonly gc = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries())
+      this.pauses.push({ at: performance.timeOrigin + entry.startTime, ms: entry.duration });
+  });
+
+  constructor(
+    private readonly controller: Controller,
+    private readonly source: ObjectSource & { snapshotMs: number },
+  ) {
+    this.gc.observe({ entryTypes: ['gc'] });
+  }
+
+  async measure(scenario: string, act: () => Promise<void>): Promise<void> {
+    await sleep(300);
+    const before = this.controller.stats();
+    const snapshotBefore = this.source.snapshotMs;
+    const histogram = monitorEventLoopDelay({ resolution: 1 });
+    histogram.enable();
+    const startedAt = epochNow();
+    await act();
+    await this.controller.idle();
+    const endedAt = epochNow();
+    histogram.disable();
+    await sleep(50); // GC entries arrive asynchronously
+    const during = this.pauses.filter((p) => p.at >= startedAt && p.at <= endedAt).map((p) => p.ms);
+    const after = this.controller.stats();
+    this.windows.push({
+      scenario,
+      startedAt,
+      endedAt,
+      loopDelayMaxMs: histogram.max / 1e6,
+      loopDelayP99Ms: histogram.percentile(99) / 1e6,
+      rebuilds: after.tablesBuilt - before.tablesBuilt,
+      buildMs: after.buildMsTotal - before.buildMsTotal,
+      snapshotMs: this.source.snapshotMs - snapshotBefore,
+      buildPauses: after.buildPauses - before.buildPauses,
+      gcMaxMs: Math.max(0, ...during),
+      gcTotalMs: during.reduce((a, b) => a + b, 0),
+    });
+  }
+
+  stop(): void {
+    this.gc.disconnect();
+  }
+}
+
+/** Gives the loop a moment after making the next objects, so that making them is not counted. */
+async function prepared<T>(next: T): Promise<T> {
+  await sleep(200);
+  return next;
+}
+
+/** What the scenarios of one stall task act on. */
+interface StallRun {
+  pods: number;
+  /** The pods of a generation, pod 0 the benchmark's pod server, the others at ipOf(i). */
+  podsAt(generation: number, ipOf: (i: number) => string): Pod[];
+  memory: MemorySource;
+  manifest: 'json' | 'yaml' | null;
+  manifestFile: string;
+  controller: Controller;
+  meter: WindowMeter;
+  /** How many times the manifest has been written. */
+  generation: number;
+}
+
+const addressIn = (network: string) => (i: number) => `${network}.${(i >> 8) & 255}.${i & 255}`;
+
+/** Hands the memory source's next pods to the controller, measured. */
+function relistTo(run: StallRun, scenario: string, next: Pod[]): Promise<void> {
+  return run.meter.measure(scenario, async () => {
+    run.memory.pods = next;
+    run.memory.changed();
+  });
+}
+
+async function onePodChanges(run: StallRun, scenario: string): Promise<void> {
+  await run.meter.measure(scenario, async () => {
+    for (let n = 0; n < 10; n++) {
+      const at = 1 + ((n * 7919) % (run.pods - 1));
+      run.memory.pods = run.memory.pods.slice();
+      run.memory.pods[at] = changedPod('pod IP changes', run.memory.pods[at] as Pod, n);
+      run.memory.changed();
+      await run.controller.idle();
+      await sleep(100);
+    }
+  });
+}
+
+async function firstList(run: StallRun, scenario: string): Promise<void> {
+  // From the probe pod alone (where the task starts, or put back now, unmeasured).
+  run.memory.pods = run.memory.pods.slice(0, 1);
+  run.memory.changed();
+  await run.controller.idle();
+  await relistTo(run, scenario, await prepared(run.podsAt(0, addressIn('10.1'))));
+}
+
+/**
+ * The file as an editor or `kubectl get ... > file` leaves it; the window runs from the
+ * write until the proxy serves the table it gives.
+ */
+async function manifestWritten(run: StallRun, scenario: string): Promise<void> {
+  const every = scenario.startsWith('manifest rewritten');
+  const generation = ++run.generation;
+  const next = every
+    ? run.podsAt(generation, addressIn(`10.${2 + (generation % 200)}`))
+    : run.memory.pods.map((p, i) =>
+        i === 1 + ((generation * 7919) % (run.pods - 1)) ? changedPod('pod IP changes', p, generation) : p,
+      );
+  run.memory.pods = next;
+  const text = await prepared(manifestText(run.manifest as 'json' | 'yaml', next, run.memory.secrets));
+  await run.meter.measure(scenario, async () => {
+    const served = new Promise<void>((resolve) => {
+      const off = run.controller.subscribe(() => {
+        off();
+        resolve();
+      });
+    });
+    await writeFile(run.manifestFile, text);
+    await served;
+  });
+}
+
+/** What each scenario does, by the name the parent gives it. */
+const SCENARIOS: Record<string, (run: StallRun, scenario: string) => Promise<void>> = {
+  idle: (run, scenario) => run.meter.measure(scenario, () => sleep(1_000)),
+  'one pod changes': onePodChanges,
+  'first list': firstList,
+  'relist, nothing changed': async (run, scenario) =>
+    relistTo(run, scenario, await prepared(run.memory.pods.map((p) => structuredClone(p)))),
+  'relist, every pod changed': async (run, scenario) =>
+    relistTo(run, scenario, await prepared(run.podsAt(1, addressIn('10.2')))),
+  'manifest edit, one pod changes': manifestWritten,
+  'manifest rewritten, every pod changed': manifestWritten,
+};
+
+/** The source the controller follows: the pods in memory, or a manifest file of them. */
+async function stallSource(
+  memory: MemorySource,
+  manifest: 'json' | 'yaml' | null,
+): Promise<{ source: ObjectSource & { snapshotMs: number }; manifestDir: string | null; manifestFile: string }> {
+  if (manifest === null) return { source: memory, manifestDir: null, manifestFile: '' };
+  const manifestDir = await mkdtemp(join(tmpdir(), 'k8s-router-bench-manifest-'));
+  const manifestFile = join(manifestDir, `pods.${manifest}`);
+  await writeFile(manifestFile, manifestText(manifest, memory.pods, memory.secrets));
+  return { source: timedSource(createManifestSource({ file: manifestFile })), manifestDir, manifestFile };
+}
+
 async function stallTask(
   pods: number,
   podPort: number,
@@ -422,16 +611,8 @@ async function stallTask(
   memory.secrets = benchSecrets(pods);
   memory.pods = scenarios.includes('first list')
     ? podsAt(0, () => '10.0.0.1').slice(0, 1)
-    : podsAt(0, (i) => `10.1.${(i >> 8) & 255}.${i & 255}`);
-  let manifestDir: string | null = null;
-  let manifestFile = '';
-  let source: ObjectSource & { snapshotMs: number } = memory;
-  if (manifest !== null) {
-    manifestDir = await mkdtemp(join(tmpdir(), 'k8s-router-bench-manifest-'));
-    manifestFile = join(manifestDir, `pods.${manifest}`);
-    await writeFile(manifestFile, manifestText(manifest, memory.pods, memory.secrets));
-    source = timedSource(createManifestSource({ file: manifestFile }));
-  }
+    : podsAt(0, addressIn('10.1'));
+  const { source, manifestDir, manifestFile } = await stallSource(memory, manifest);
   const proxy = await startProxy({ port: 0, host: '127.0.0.1', apiKeyHeader: config.apiKeyHeader });
   // Logging at info as `run` does (what a new table logs is part of the work), to nowhere.
   const logger = pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: true }));
@@ -443,114 +624,16 @@ async function stallTask(
   await new Promise<void>((resolve) => lines.once('line', () => resolve()));
   await sleep(500);
 
-  const windows: StallWindow[] = [];
-  // GC pauses stop the loop too, and no slicing shortens them: counted apart.
-  const pauses: Array<{ at: number; ms: number }> = [];
-  const gc = new PerformanceObserver((list) => {
-    for (const entry of list.getEntries())
-      pauses.push({ at: performance.timeOrigin + entry.startTime, ms: entry.duration });
-  });
-  gc.observe({ entryTypes: ['gc'] });
-  const measure = async (scenario: string, act: () => Promise<void>): Promise<void> => {
-    await sleep(300);
-    const before = controller.stats();
-    const snapshotBefore = source.snapshotMs;
-    const histogram = monitorEventLoopDelay({ resolution: 1 });
-    histogram.enable();
-    const startedAt = epochNow();
-    await act();
-    await controller.idle();
-    const endedAt = epochNow();
-    histogram.disable();
-    await sleep(50); // GC entries arrive asynchronously
-    const during = pauses.filter((p) => p.at >= startedAt && p.at <= endedAt).map((p) => p.ms);
-    const after = controller.stats();
-    windows.push({
-      scenario,
-      startedAt,
-      endedAt,
-      loopDelayMaxMs: histogram.max / 1e6,
-      loopDelayP99Ms: histogram.percentile(99) / 1e6,
-      rebuilds: after.tablesBuilt - before.tablesBuilt,
-      buildMs: after.buildMsTotal - before.buildMsTotal,
-      snapshotMs: source.snapshotMs - snapshotBefore,
-      buildPauses: after.buildPauses - before.buildPauses,
-      gcMaxMs: Math.max(0, ...during),
-      gcTotalMs: during.reduce((a, b) => a + b, 0),
-    });
-  };
-  /** Gives the loop a moment after making the next objects, so that making them is not counted. */
-  const prepared = async <T>(next: T): Promise<T> => {
-    await sleep(200);
-    return next;
-  };
-  let generation = 0;
-
+  const meter = new WindowMeter(controller, source);
+  const run: StallRun = { pods, podsAt, memory, manifest, manifestFile, controller, meter, generation: 0 };
   for (const scenario of scenarios) {
-    if (scenario === 'idle') {
-      await measure(scenario, () => sleep(1_000));
-    } else if (scenario === 'one pod changes') {
-      await measure(scenario, async () => {
-        for (let n = 0; n < 10; n++) {
-          const at = 1 + ((n * 7919) % (pods - 1));
-          memory.pods = memory.pods.slice();
-          memory.pods[at] = changedPod('pod IP changes', memory.pods[at] as Pod, n);
-          memory.changed();
-          await controller.idle();
-          await sleep(100);
-        }
-      });
-    } else if (scenario === 'first list') {
-      // From the probe pod alone (where the task starts, or put back now, unmeasured).
-      memory.pods = memory.pods.slice(0, 1);
-      memory.changed();
-      await controller.idle();
-      const next = await prepared(podsAt(0, (i) => `10.1.${(i >> 8) & 255}.${i & 255}`));
-      await measure(scenario, async () => {
-        memory.pods = next;
-        memory.changed();
-      });
-    } else if (scenario === 'relist, nothing changed') {
-      const next = await prepared(memory.pods.map((p) => structuredClone(p)));
-      await measure(scenario, async () => {
-        memory.pods = next;
-        memory.changed();
-      });
-    } else if (scenario === 'relist, every pod changed') {
-      const next = await prepared(podsAt(1, (i) => `10.2.${(i >> 8) & 255}.${i & 255}`));
-      await measure(scenario, async () => {
-        memory.pods = next;
-        memory.changed();
-      });
-    } else if (scenario === 'manifest edit, one pod changes' || scenario === 'manifest rewritten, every pod changed') {
-      // The file as an editor or `kubectl get ... > file` leaves it; the window runs from
-      // the write until the proxy serves the table it gives.
-      const every = scenario.startsWith('manifest rewritten');
-      generation++;
-      const next = every
-        ? podsAt(generation, (i) => `10.${2 + (generation % 200)}.${(i >> 8) & 255}.${i & 255}`)
-        : memory.pods.map((p, i) =>
-            i === 1 + ((generation * 7919) % (pods - 1)) ? changedPod('pod IP changes', p, generation) : p,
-          );
-      memory.pods = next;
-      const text = await prepared(manifestText(manifest as 'json' | 'yaml', next, memory.secrets));
-      await measure(scenario, async () => {
-        const served = new Promise<void>((resolve) => {
-          const off = controller.subscribe(() => {
-            off();
-            resolve();
-          });
-        });
-        await writeFile(manifestFile, text);
-        await served;
-      });
-    } else {
-      throw new Error(`no scenario ${scenario}`);
-    }
+    const act = Object.hasOwn(SCENARIOS, scenario) ? SCENARIOS[scenario] : undefined;
+    if (act === undefined) throw new Error(`no scenario ${scenario}`);
+    await act(run, scenario);
   }
-  gc.disconnect();
+  meter.stop();
   const routes = controller.currentTable()?.routes.length ?? 0;
-  process.stdout.write(`RESULT ${JSON.stringify({ pods, routes, windows })}\n`);
+  process.stdout.write(`RESULT ${JSON.stringify({ pods, routes, windows: meter.windows })}\n`);
   // Serving until the load has stopped, so that its last requests are answered.
   await new Promise<void>((resolve) => lines.once('line', () => resolve()));
   await controller.stop();
