@@ -43,7 +43,9 @@ import { pickFreeLoopbackPort } from '../nginx/status.js';
 import { manifestText } from '../test/support/manifests.js';
 import { pod } from '../test/support/objects.js';
 import { KEEPALIVE } from './contestants/routes.js';
+import { metCell, tableHeader, tableRow } from './lib/markdown.js';
 import { invocation, writeReport, type Chart } from './lib/report.js';
+import { median } from './lib/stats.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const NGINX =
@@ -448,14 +450,6 @@ async function warmUp(server: Running, pinned: boolean, script?: string): Promis
 
 type Rounds = Map<string, Sample[]>;
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
-
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
 }
@@ -479,8 +473,10 @@ async function interleave(
     for (const name of order) {
       const sample = await wrk(running.get(name) as Running, SECONDS, pinned, script);
       (samples.get(name) as Sample[]).push(sample);
+      const errors = sample.errors > 0 ? `, ${sample.errors} errors` : '';
       log(
-        `round ${round + 1}/${rounds} ${name}: ${Math.round(sample.rps)} req/s, p50 ${sample.p50} ms, p99 ${sample.p99} ms${sample.errors > 0 ? `, ${sample.errors} errors` : ''}`,
+        `round ${round + 1}/${rounds} ${name}: ${Math.round(sample.rps)} req/s, ` +
+          `p50 ${sample.p50} ms, p99 ${sample.p99} ms${errors}`,
       );
     }
   }
@@ -549,9 +545,8 @@ async function startAll(
   suffix = '',
 ): Promise<Map<string, Running>> {
   if (contestants.length === 0) return new Map();
-  log(
-    `starting ${contestants.map((c) => c.name).join(', ')} (${tables.count} routes${pinned ? ', pinned' : ''}, nginx workers ${workers})`,
-  );
+  const names = contestants.map((c) => c.name).join(', ');
+  log(`starting ${names} (${tables.count} routes${pinned ? ', pinned' : ''}, nginx workers ${workers})`);
   const started = await Promise.all(
     contestants.map(async (c) => [`${c.name}${suffix}`, await c.start(tables, pinned, workers)] as const),
   );
@@ -568,13 +563,31 @@ async function stopAll(running: Map<string, Running>): Promise<void> {
 const fmt = (n: number | null, digits = 2): string => (n === null ? '–' : n.toFixed(digits));
 
 function contestantTable(rows: Summary[]): string {
+  const row = (r: Summary): string =>
+    tableRow([
+      r.label,
+      Math.round(r.rps),
+      fmt(r.p50),
+      fmt(r.p99),
+      fmt(r.vsNginx),
+      fmt(r.vsDirect),
+      Math.round(r.cpuUs),
+      fmt(r.vsNginxCpu),
+      r.errors,
+    ]);
   return [
-    '| contestant | req/s | p50 ms | p99 ms | × documented nginx | × direct | CPU µs per request | × documented nginx, per CPU second | errors |',
-    '|---|---|---|---|---|---|---|---|---|',
-    ...rows.map(
-      (r) =>
-        `| ${r.label} | ${Math.round(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.vsNginx)} | ${fmt(r.vsDirect)} | ${Math.round(r.cpuUs)} | ${fmt(r.vsNginxCpu)} | ${r.errors} |`,
-    ),
+    ...tableHeader([
+      'contestant',
+      'req/s',
+      'p50 ms',
+      'p99 ms',
+      '× documented nginx',
+      '× direct',
+      'CPU µs per request',
+      '× documented nginx, per CPU second',
+      'errors',
+    ]),
+    ...rows.map(row),
   ].join('\n');
 }
 
@@ -608,14 +621,15 @@ interface HeadToHead {
   cpuRatio: number;
 }
 
-interface Target {
+/** A ratio against its bound: `met` is null when the ratio was not measured (--only, --quick). */
+interface RatioTarget {
   what: string;
   value: number | null;
   target: string;
   met: boolean | null;
 }
 
-function target(what: string, value: number | null, bound: number, atLeast: boolean): Target {
+function target(what: string, value: number | null, bound: number, atLeast: boolean): RatioTarget {
   return {
     what,
     value,
@@ -624,12 +638,133 @@ function target(what: string, value: number | null, bound: number, atLeast: bool
   };
 }
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
-async function main(): Promise<void> {
+function checkTools(): void {
   for (const tool of ['wrk', 'taskset']) {
     if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0)
       throw new Error(`${tool} is needed (apt-get install -y ${tool === 'taskset' ? 'util-linux' : tool})`);
   }
+}
+
+/** The delay a wrk script waits before each next request on a connection, for about `rate` req/s in all. */
+const pacedDelayMs = (rate: number): number => Math.round((CONNECTIONS * 1000) / rate);
+
+/**
+ * Latency at the same load: the backends on both wires, paced to one rate all of them
+ * sustain (half of what the slowest, our proxy on the documented wire, reached).
+ */
+async function measurePaced(
+  running: Map<string, Running>,
+  pinned: Summary[],
+): Promise<{ pacedRate: number; pacedSamples: Rounds }> {
+  const pacedNames = PACED.filter((n) => running.has(n));
+  const slowest = Math.min(...pacedNames.map((n) => pinned.find((s) => s.name === n)?.rps ?? Infinity));
+  const pacedRate = Number.isFinite(slowest) ? Math.max(100, Math.round(slowest / 2 / 100) * 100) : 0;
+  if (pacedNames.length === 0) return { pacedRate, pacedSamples: new Map() };
+  const script = join(work, 'paced.lua');
+  // wrk waits delay() ms before each next request on a connection: CONNECTIONS connections, each
+  // one request per delay, give about pacedRate requests per second while replies are quick.
+  writeFileSync(script, `function delay()\n  return ${pacedDelayMs(pacedRate)}\nend\n`);
+  log(`paced: about ${pacedRate} req/s`);
+  const paced = new Map(pacedNames.map((n) => [n, running.get(n) as Running]));
+  return { pacedRate, pacedSamples: await interleave(paced, ROUNDS, true, { warm: true, script }) };
+}
+
+/**
+ * Head to head: two servers of one kind at once on the server core, each loaded by its own
+ * wrk, so whatever else runs on the machine weighs on both alike and the ratio of their
+ * req/s is the ratio of their costs per request.
+ */
+async function measureHeadToHead(running: Map<string, Running>): Promise<HeadToHead[]> {
+  const headToHead: HeadToHead[] = [];
+  for (const [a, b] of HEAD_TO_HEAD) {
+    const x = running.get(a);
+    const y = running.get(b);
+    if (x === undefined || y === undefined) continue;
+    await Promise.all([warmUp(x, true), warmUp(y, true)]);
+    const ratios: number[] = [];
+    const cpuRatios: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const [sx, sy] = await Promise.all([wrk(x, SECONDS, true), wrk(y, SECONDS, true)]);
+      ratios.push(sx.rps / sy.rps);
+      cpuRatios.push(sy.cpuUs / sx.cpuUs);
+      log(
+        `head to head ${round + 1}/${ROUNDS} ${a} ${Math.round(sx.rps)} (${Math.round(sx.cpuUs)} µs) : ` +
+          `${b} ${Math.round(sy.rps)} (${Math.round(sy.cpuUs)} µs) req/s`,
+      );
+    }
+    headToHead.push({ a, b, ratio: median(ratios), ratios, cpuRatio: median(cpuRatios) });
+  }
+  return headToHead;
+}
+
+interface RouteCount {
+  backend: string;
+  routes10: number;
+  routes10000: number;
+  ratio: number;
+  cpuRatio: number;
+}
+
+/**
+ * Route count: 10 against 10,000 routes, each backend with upstream keep-alive (the servers
+ * of the pinned phase for 10 routes, warm already; the others warmed now).
+ */
+async function measureRouteCount(
+  countContestants: Contestant[],
+  main10: Map<string, Running>,
+  routes10000: Map<string, Running>,
+  tables: { small: Tables; large: Tables },
+): Promise<RouteCount[]> {
+  const { small, large } = tables;
+  const routeCount: RouteCount[] = [];
+  if (countContestants.length === 0) return routeCount;
+  for (const server of routes10000.values()) await warmUp(server, true);
+  const counting = new Map([
+    ...countContestants.map((c) => [`${c.name}@${small.count}`, main10.get(c.name) as Running] as const),
+    ...routes10000,
+  ]);
+  const counted = await interleave(counting, ROUNDS, true, { warm: true });
+  for (const c of countContestants) {
+    const a = counted.get(`${c.name}@${small.count}`) as Sample[];
+    const b = counted.get(`${c.name}@${large.count}`) as Sample[];
+    routeCount.push({
+      backend: c.label,
+      routes10: median(a.map((s) => s.rps)),
+      routes10000: median(b.map((s) => s.rps)),
+      ratio: median(b.map((s, i) => s.rps / (a[i] as Sample).rps)),
+      cpuRatio: median(b.map((s, i) => (a[i] as Sample).cpuUs / s.cpuUs)),
+    });
+  }
+  return routeCount;
+}
+
+/** One unpinned round, nginx with one worker per core (full runs only). */
+async function measureUnpinned(contestants: Contestant[], small: Tables): Promise<Summary[]> {
+  const unpinnedContestants = QUICK ? [] : contestants;
+  if (unpinnedContestants.length === 0) return [];
+  const running = await startAll(unpinnedContestants, small, false, 'auto');
+  const unpinnedSamples = await interleave(running, 1, false);
+  await stopAll(running);
+  return summarize(unpinnedContestants, unpinnedSamples);
+}
+
+/** Everything the phases measured, and what the report needs to name it. */
+interface Measured {
+  podPort: number;
+  small: Tables;
+  large: Tables;
+  pinnedSamples: Rounds;
+  pinned: Summary[];
+  pacedRate: number;
+  pacedSamples: Rounds;
+  paced: Summary[];
+  headToHead: HeadToHead[];
+  routeCount: RouteCount[];
+  unpinned: Summary[];
+}
+
+async function measureAll(): Promise<Measured> {
+  checkTools();
   const pods = await startPods();
   const small = writeTables('routes-10', pods.port, 2, 5);
   const large = writeTables('routes-10000', pods.port, 100, 100);
@@ -646,233 +781,229 @@ async function main(): Promise<void> {
     startAll(countContestants, large, true, '1', `@${large.count}`),
     startAll(QUICK ? [] : LIBRARY_COMPARISON, small, true, '1'),
   ]);
-  let running = new Map([...main10, ...routes10000, ...libraries]);
+  const running = new Map([...main10, ...routes10000, ...libraries]);
 
   // 1. The contestants, pinned, as fast as each goes.
   const pinnedSamples = await interleave(main10, ROUNDS, true);
   const pinned = summarize(contestants, pinnedSamples);
-
-  // 2. Latency at the same load: the backends on both wires, paced to one rate all of
-  // them sustain (half of what the slowest, our proxy on the documented wire, reached).
-  const pacedNames = PACED.filter((n) => running.has(n));
-  const slowest = Math.min(...pacedNames.map((n) => pinned.find((s) => s.name === n)?.rps ?? Infinity));
-  const pacedRate = Number.isFinite(slowest) ? Math.max(100, Math.round(slowest / 2 / 100) * 100) : 0;
-  let pacedSamples: Rounds = new Map();
-  if (pacedNames.length > 0) {
-    const script = join(work, 'paced.lua');
-    // wrk waits delay() ms before each next request on a connection: CONNECTIONS connections, each
-    // one request per delay, give about pacedRate requests per second while replies are quick.
-    writeFileSync(script, `function delay()\n  return ${Math.round((CONNECTIONS * 1000) / pacedRate)}\nend\n`);
-    log(`paced: about ${pacedRate} req/s`);
-    pacedSamples = await interleave(new Map(pacedNames.map((n) => [n, running.get(n) as Running])), ROUNDS, true, {
-      warm: true,
-      script,
-    });
-  }
+  const { pacedRate, pacedSamples } = await measurePaced(running, pinned);
   const paced = summarize(contestants, pacedSamples);
-
-  // 3. Head to head (full runs only): two servers of one kind at once on the server core,
-  // each loaded by its own wrk, so whatever else runs on the machine weighs on both alike
-  // and the ratio of their req/s is the ratio of their costs per request.
-  const headToHead: HeadToHead[] = [];
-  if (!QUICK) {
-    for (const [a, b] of HEAD_TO_HEAD) {
-      const x = running.get(a);
-      const y = running.get(b);
-      if (x === undefined || y === undefined) continue;
-      await Promise.all([warmUp(x, true), warmUp(y, true)]);
-      const ratios: number[] = [];
-      const cpuRatios: number[] = [];
-      for (let round = 0; round < ROUNDS; round++) {
-        const [sx, sy] = await Promise.all([wrk(x, SECONDS, true), wrk(y, SECONDS, true)]);
-        ratios.push(sx.rps / sy.rps);
-        cpuRatios.push(sy.cpuUs / sx.cpuUs);
-        log(
-          `head to head ${round + 1}/${ROUNDS} ${a} ${Math.round(sx.rps)} (${Math.round(sx.cpuUs)} µs) : ${b} ${Math.round(sy.rps)} (${Math.round(sy.cpuUs)} µs) req/s`,
-        );
-      }
-      headToHead.push({ a, b, ratio: median(ratios), ratios, cpuRatio: median(cpuRatios) });
-    }
-  }
-  // 4. Route count: 10 against 10,000 routes, each backend with upstream keep-alive (the
-  // servers of phase 1 for 10 routes, warm already; the others warmed now).
-  const routeCount: { backend: string; routes10: number; routes10000: number; ratio: number; cpuRatio: number }[] = [];
-  if (countContestants.length > 0) {
-    for (const server of routes10000.values()) await warmUp(server, true);
-    const counting = new Map([
-      ...countContestants.map((c) => [`${c.name}@${small.count}`, main10.get(c.name) as Running] as const),
-      ...routes10000,
-    ]);
-    const counted = await interleave(counting, ROUNDS, true, { warm: true });
-    for (const c of countContestants) {
-      const a = counted.get(`${c.name}@${small.count}`) as Sample[];
-      const b = counted.get(`${c.name}@${large.count}`) as Sample[];
-      routeCount.push({
-        backend: c.label,
-        routes10: median(a.map((s) => s.rps)),
-        routes10000: median(b.map((s) => s.rps)),
-        ratio: median(b.map((s, i) => s.rps / (a[i] as Sample).rps)),
-        cpuRatio: median(b.map((s, i) => (a[i] as Sample).cpuUs / s.cpuUs)),
-      });
-    }
-  }
+  const headToHead = QUICK ? [] : await measureHeadToHead(running);
+  const routeCount = await measureRouteCount(countContestants, main10, routes10000, { small, large });
   await stopAll(running);
+  const unpinned = await measureUnpinned(contestants, small);
+  await stop(pods.child);
+  const podPort = pods.port;
+  return {
+    podPort,
+    small,
+    large,
+    pinnedSamples,
+    pinned,
+    pacedRate,
+    pacedSamples,
+    paced,
+    headToHead,
+    routeCount,
+    unpinned,
+  };
+}
 
-  // 5. One unpinned round, nginx with one worker per core (full runs only).
-  const unpinnedContestants = QUICK ? [] : contestants;
-  let unpinned: Summary[] = [];
-  if (unpinnedContestants.length > 0) {
-    running = await startAll(unpinnedContestants, small, false, 'auto');
-    const unpinnedSamples = await interleave(running, 1, false);
-    await stopAll(running);
-    unpinned = summarize(unpinnedContestants, unpinnedSamples);
+/** The ratios the targets are set on, each taken within a round or a run. */
+class Ratios {
+  constructor(private readonly m: Measured) {}
+
+  /** req/s of `a` ÷ req/s of `b`, pinned, median per round. */
+  rps(a: string, b: string): number | null {
+    return perRoundRatio(this.m.pinnedSamples, a, b);
   }
 
-  await stop(pods.child);
+  /** Requests per CPU second of `a` ÷ of `b`, pinned, median per round. */
+  cpu(a: string, b: string): number | null {
+    return perRoundCpuRatio(this.m.pinnedSamples, a, b);
+  }
 
-  const ratioOf = (a: string, b: string): number | null => perRoundRatio(pinnedSamples, a, b);
-  const cpuRatioOf = (a: string, b: string): number | null => perRoundCpuRatio(pinnedSamples, a, b);
-  const labelOf = (key: string): string => {
-    const [name, routes] = key.split('@');
-    const label = [...CONTESTANTS(pods.port, -1), ...LIBRARY_COMPARISON].find((c) => c.name === name)?.label ?? key;
-    return routes === undefined ? label : `${label}, ${Number(routes).toLocaleString('en-US')} routes`;
-  };
-  const headToHeadOf = (a: string, b: string): number | null =>
-    headToHead.find((h) => h.a === a && h.b === b)?.ratio ?? null;
+  headToHead(a: string, b: string): number | null {
+    return this.m.headToHead.find((h) => h.a === a && h.b === b)?.ratio ?? null;
+  }
+
   /** p99 of `a` ÷ p99 of `b` at the paced rate, median of the per-round ratios. */
-  const p99Of = (a: string, b: string): number | null => {
-    const x = pacedSamples.get(a);
-    const y = pacedSamples.get(b);
+  p99(a: string, b: string): number | null {
+    const x = this.m.pacedSamples.get(a);
+    const y = this.m.pacedSamples.get(b);
     return x === undefined || y === undefined ? null : median(x.map((s, i) => s.p99 / (y[i] as Sample).p99));
-  };
-  const dynamic = dynamicComparisons(pinned, ratioOf, cpuRatioOf);
-  const targets: Target[] = [
-    target('our proxy with keep-alive × documented nginx', ratioOf('proxy-keepalive', 'nginx'), 0.75, true),
+  }
+}
+
+function proxyTargets(r: Ratios): RatioTarget[] {
+  return [
+    target('our proxy with keep-alive × documented nginx', r.rps('proxy-keepalive', 'nginx'), 0.75, true),
     target(
       'our proxy with keep-alive × documented nginx, per CPU second',
-      cpuRatioOf('proxy-keepalive', 'nginx'),
+      r.cpu('proxy-keepalive', 'nginx'),
       0.75,
       true,
     ),
-    target('our proxy with keep-alive × bare http-proxy', ratioOf('proxy-keepalive', 'http-proxy'), 0.9, true),
+    target('our proxy with keep-alive × bare http-proxy', r.rps('proxy-keepalive', 'http-proxy'), 0.9, true),
     target(
       'our proxy with keep-alive × bare http-proxy, per CPU second',
-      cpuRatioOf('proxy-keepalive', 'http-proxy'),
+      r.cpu('proxy-keepalive', 'http-proxy'),
       0.9,
       true,
     ),
     target(
       'our proxy with keep-alive × bare http-proxy, head to head',
-      headToHeadOf('proxy-keepalive', 'http-proxy'),
+      r.headToHead('proxy-keepalive', 'http-proxy'),
       0.9,
       true,
     ),
-    target('our proxy with keep-alive × fastify + reply-from', ratioOf('proxy-keepalive', 'fastify'), 1, true),
+    target('our proxy with keep-alive × fastify + reply-from', r.rps('proxy-keepalive', 'fastify'), 1, true),
     target(
       'our proxy with keep-alive × fastify + reply-from, per CPU second',
-      cpuRatioOf('proxy-keepalive', 'fastify'),
+      r.cpu('proxy-keepalive', 'fastify'),
       1,
       true,
     ),
     target(
       'our proxy with keep-alive × fastify + reply-from, head to head',
-      headToHeadOf('proxy-keepalive', 'fastify'),
+      r.headToHead('proxy-keepalive', 'fastify'),
       1,
       true,
     ),
-    target('our proxy, documented wire × documented nginx', ratioOf('proxy', 'nginx'), 0.25, true),
-    target('our proxy, documented wire × documented nginx, per CPU second', cpuRatioOf('proxy', 'nginx'), 0.25, true),
-    target('nginx with keep-alive × documented nginx', ratioOf('nginx-keepalive', 'nginx'), 2, true),
-    target('nginx with keep-alive × documented nginx, per CPU second', cpuRatioOf('nginx-keepalive', 'nginx'), 2, true),
-    target('dynamic nginx, documented wire × documented nginx', ratioOf('nginx-dynamic', 'nginx'), 0.9, true),
+    target('our proxy, documented wire × documented nginx', r.rps('proxy', 'nginx'), 0.25, true),
+    target('our proxy, documented wire × documented nginx, per CPU second', r.cpu('proxy', 'nginx'), 0.25, true),
+  ];
+}
+
+function nginxTargets(r: Ratios): RatioTarget[] {
+  return [
+    target('nginx with keep-alive × documented nginx', r.rps('nginx-keepalive', 'nginx'), 2, true),
+    target('nginx with keep-alive × documented nginx, per CPU second', r.cpu('nginx-keepalive', 'nginx'), 2, true),
+    target('dynamic nginx, documented wire × documented nginx', r.rps('nginx-dynamic', 'nginx'), 0.9, true),
     target(
       'dynamic nginx, documented wire × documented nginx, per CPU second',
-      cpuRatioOf('nginx-dynamic', 'nginx'),
+      r.cpu('nginx-dynamic', 'nginx'),
       0.9,
       true,
     ),
-    target('dynamic nginx with keep-alive × documented nginx', ratioOf('nginx-dynamic-keepalive', 'nginx'), 2.5, true),
+    target('dynamic nginx with keep-alive × documented nginx', r.rps('nginx-dynamic-keepalive', 'nginx'), 2.5, true),
     target(
       'dynamic nginx with keep-alive × documented nginx, per CPU second',
-      cpuRatioOf('nginx-dynamic-keepalive', 'nginx'),
+      r.cpu('nginx-dynamic-keepalive', 'nginx'),
       2.5,
       true,
     ),
+  ];
+}
+
+function latencyTargets(r: Ratios, pacedRate: number): RatioTarget[] {
+  return [
     target(
       `p99 of our proxy ÷ p99 of nginx, documented wire, at ${pacedRate} req/s`,
-      p99Of('proxy', 'nginx'),
+      r.p99('proxy', 'nginx'),
       3,
       false,
     ),
     target(
       `p99 of our proxy ÷ p99 of nginx, both with keep-alive, at ${pacedRate} req/s`,
-      p99Of('proxy-keepalive', 'nginx-keepalive'),
+      r.p99('proxy-keepalive', 'nginx-keepalive'),
       3,
       false,
     ),
     target(
       `p99 of our proxy with keep-alive ÷ p99 of documented nginx, at ${pacedRate} req/s`,
-      p99Of('proxy-keepalive', 'nginx'),
+      r.p99('proxy-keepalive', 'nginx'),
       3,
       false,
     ),
-    ...routeCount.flatMap((r) => [
-      target(`${r.backend}: 10,000 routes × 10 routes`, r.ratio, 0.95, true),
-      target(`${r.backend}: 10,000 routes × 10 routes, per CPU second`, r.cpuRatio, 0.95, true),
+  ];
+}
+
+function routeCountTargets(r: Ratios, routeCount: RouteCount[]): RatioTarget[] {
+  return [
+    ...routeCount.flatMap((c) => [
+      target(`${c.backend}: 10,000 routes × 10 routes`, c.ratio, 0.95, true),
+      target(`${c.backend}: 10,000 routes × 10 routes, per CPU second`, c.cpuRatio, 0.95, true),
     ]),
     target(
       'our proxy: 10,000 routes × 10 routes, head to head',
-      headToHeadOf('proxy-keepalive@10000', 'proxy-keepalive'),
+      r.headToHead('proxy-keepalive@10000', 'proxy-keepalive'),
       0.95,
       true,
     ),
     target(
       'nginx: 10,000 routes × 10 routes, head to head',
-      headToHeadOf('nginx-keepalive@10000', 'nginx-keepalive'),
+      r.headToHead('nginx-keepalive@10000', 'nginx-keepalive'),
       0.95,
       true,
     ),
     target(
       'dynamic nginx: 10,000 routes × 10 routes, head to head',
-      headToHeadOf('nginx-dynamic-keepalive@10000', 'nginx-dynamic-keepalive'),
+      r.headToHead('nginx-dynamic-keepalive@10000', 'nginx-dynamic-keepalive'),
       0.95,
       true,
     ),
   ];
+}
 
-  const markdown = [
-    `wrk \`-t1 -c${CONNECTIONS} -d${SECONDS}s --latency\`, \`GET ${REQUEST_PATH}\` with \`Host: ${HOST}\`, ${ROUNDS} round(s), contestants interleaved with the order rotated each round (after a ${WARMUP_SECONDS} s warm-up each${QUICK ? '; a smoke run' : ''}).`,
-    `Three pods: one separate nginx answering \`return 200\` on ${POD_IPS.join(', ')}. The route table: ${small.count} routes (2 hosts × 5 paths, each route on the three pods).`,
+function targetsOf(m: Measured): RatioTarget[] {
+  const r = new Ratios(m);
+  return [
+    ...proxyTargets(r),
+    ...nginxTargets(r),
+    ...latencyTargets(r, m.pacedRate),
+    ...routeCountTargets(r, m.routeCount),
+  ];
+}
+
+/** How the figures were taken: the load, the pods, the pinning, the ratios and the CPU time. */
+function methodSection(small: Tables): string[] {
+  return [
+    `wrk \`-t1 -c${CONNECTIONS} -d${SECONDS}s --latency\`, \`GET ${REQUEST_PATH}\` with \`Host: ${HOST}\`, ` +
+      `${ROUNDS} round(s), contestants interleaved with the order rotated each round ` +
+      `(after a ${WARMUP_SECONDS} s warm-up each${QUICK ? '; a smoke run' : ''}).`,
+    `Three pods: one separate nginx answering \`return 200\` on ${POD_IPS.join(', ')}. ` +
+      `The route table: ${small.count} routes (2 hosts × 5 paths, each route on the three pods).`,
     '',
-    `Pinning: every server under test runs on cpu ${SERVER_CPU} (\`taskset -c ${SERVER_CPU}\`, nginx's workers and the router's children inherit it), wrk and the pods on cpu ${CLIENT_CPU}. The machine has two cores: left unpinned, wrk would take cycles from the server it measures, and the figures would depend on the scheduler more than on the server.`,
+    `Pinning: every server under test runs on cpu ${SERVER_CPU} (\`taskset -c ${SERVER_CPU}\`, nginx's workers ` +
+      `and the router's children inherit it), wrk and the pods on cpu ${CLIENT_CPU}. The machine has two cores: ` +
+      'left unpinned, wrk would take cycles from the server it measures, and the figures would depend on the ' +
+      'scheduler more than on the server.',
     '',
-    'Ratios are computed in each round (against documented nginx and against direct, measured minutes apart at most) and the table gives their median; req/s, p50 and p99 are medians over the rounds.',
+    'Ratios are computed in each round (against documented nginx and against direct, measured minutes apart at ' +
+      'most) and the table gives their median; req/s, p50 and p99 are medians over the rounds.',
     '',
-    "CPU µs per request: the user and system CPU time of the server's processes (nginx's workers included, read from /proc) over the requests wrk counted. When other work takes the server's core, req/s drops but the CPU time per request hardly moves, so the \"per CPU second\" ratios (documented nginx's CPU per request ÷ the contestant's) compare costs on a busy machine; on a quiet one they say what each would serve with a core to itself, where req/s may be held back by the other core (wrk and the pods).",
+    "CPU µs per request: the user and system CPU time of the server's processes (nginx's workers included, read " +
+      "from /proc) over the requests wrk counted. When other work takes the server's core, req/s drops but the " +
+      'CPU time per request hardly moves, so the "per CPU second" ratios (documented nginx\'s CPU per request ÷ ' +
+      "the contestant's) compare costs on a busy machine; on a quiet one they say what each would serve with a " +
+      'core to itself, where req/s may be held back by the other core (wrk and the pods).',
     '',
-    '## Contestants (pinned)',
-    '',
-    contestantTable(pinned),
-    '',
-    ...floorNote(pinned, headToHead),
-    ...dynamicSection(dynamic),
+  ];
+}
+
+function pacedSection(pacedRate: number, paced: Summary[]): string[] {
+  return [
     `## Latency at the same load: about ${pacedRate} req/s (pinned)`,
     '',
     [
       'Documented nginx, dynamic nginx and our proxy, each on the documented wire and with upstream keep-alive,',
       `each of the ${CONNECTIONS} connections sending its next request`,
-      `${Math.round((CONNECTIONS * 1000) / pacedRate)} ms after the last one (a wrk script's delay()),`,
+      `${pacedDelayMs(pacedRate)} ms after the last one (a wrk script's delay()),`,
       'so all of them serve about the same rate: half of what the slowest of them reached above.',
       'The p99 ratios in the targets are taken per round and summarized by their median.',
     ].join(' '),
     '',
-    '| contestant | req/s | p50 ms | p99 ms | CPU µs per request | errors |',
-    '|---|---|---|---|---|---|',
-    ...paced.map(
-      (r) =>
-        `| ${r.label} | ${Math.round(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${Math.round(r.cpuUs)} | ${r.errors} |`,
-    ),
+    ...tableHeader(['contestant', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs per request', 'errors']),
+    ...paced.map((r) => tableRow([r.label, Math.round(r.rps), fmt(r.p50), fmt(r.p99), Math.round(r.cpuUs), r.errors])),
     '',
+  ];
+}
+
+function headToHeadSection(headToHead: HeadToHead[], labelOf: (key: string) => string): string[] {
+  const headToHeadRow = (h: HeadToHead): string =>
+    tableRow([labelOf(h.a), labelOf(h.b), fmt(h.ratio), h.ratios.map((r) => fmt(r)).join(', '), fmt(h.cpuRatio)]);
+  return [
     '## Head to head (pinned, upstream keep-alive)',
     '',
     ...(headToHead.length === 0
@@ -888,49 +1019,98 @@ async function main(): Promise<void> {
             'The last three are the route count of each backend.',
           ].join(' '),
           '',
-          '| first | second | req/s, first ÷ second (median) | per run | per CPU second, first ÷ second (median) |',
-          '|---|---|---|---|---|',
-          ...headToHead.map(
-            (h) =>
-              `| ${labelOf(h.a)} | ${labelOf(h.b)} | ${fmt(h.ratio)} | ${h.ratios.map((r) => fmt(r)).join(', ')} | ${fmt(h.cpuRatio)} |`,
-          ),
+          ...tableHeader([
+            'first',
+            'second',
+            'req/s, first ÷ second (median)',
+            'per run',
+            'per CPU second, first ÷ second (median)',
+          ]),
+          ...headToHead.map(headToHeadRow),
         ]),
     '',
+  ];
+}
+
+function routeCountSection(m: Measured): string[] {
+  return [
     '## Route count (pinned, upstream keep-alive)',
     '',
-    `The same traffic through ${small.count} routes and through ${large.count} (100 hosts × 100 paths): the request matches only \`/\` on its host, so a lookup that walks the host's paths walks all 100.`,
+    `The same traffic through ${m.small.count} routes and through ${m.large.count} (100 hosts × 100 paths): ` +
+      "the request matches only `/` on its host, so a lookup that walks the host's paths walks all 100.",
     '',
-    '| backend | req/s, 10 routes | req/s, 10,000 routes | 10,000 ÷ 10 (median per round) | 10,000 ÷ 10, per CPU second |',
-    '|---|---|---|---|---|',
-    ...routeCount.map(
-      (r) =>
-        `| ${r.backend} | ${Math.round(r.routes10)} | ${Math.round(r.routes10000)} | ${fmt(r.ratio)} | ${fmt(r.cpuRatio)} |`,
+    ...tableHeader([
+      'backend',
+      'req/s, 10 routes',
+      'req/s, 10,000 routes',
+      '10,000 ÷ 10 (median per round)',
+      '10,000 ÷ 10, per CPU second',
+    ]),
+    ...m.routeCount.map((r) =>
+      tableRow([r.backend, Math.round(r.routes10), Math.round(r.routes10000), fmt(r.ratio), fmt(r.cpuRatio)]),
     ),
     '',
+  ];
+}
+
+function unpinnedSection(unpinned: Summary[]): string[] {
+  return [
     '## One unpinned round, nginx with `worker_processes auto`',
     '',
     ...(unpinned.length === 0
       ? ['Not run with --quick.']
       : [
-          'Nothing pinned: wrk, the pods and the server share both cores; nginx runs one worker per core, the Node servers one process.',
+          'Nothing pinned: wrk, the pods and the server share both cores; nginx runs one worker per core, ' +
+            'the Node servers one process.',
           '',
           contestantTable(unpinned),
         ]),
     '',
+  ];
+}
+
+function targetsSection(targets: RatioTarget[]): string[] {
+  return [
     '## Targets',
     '',
-    '| what | value | target | met |',
-    '|---|---|---|---|',
-    ...targets.map(
-      (t) => `| ${t.what} | ${fmt(t.value)} | ${t.target} | ${t.met === null ? '–' : t.met ? 'yes' : '**no**'} |`,
-    ),
-  ].join('\n');
+    ...tableHeader(['what', 'value', 'target', 'met']),
+    ...targets.map((t) => tableRow([t.what, fmt(t.value), t.target, t.met === null ? '–' : metCell(t.met)])),
+  ];
+}
 
+function markdownOf(m: Measured, targets: RatioTarget[], dynamic: ReturnType<typeof dynamicComparisons>): string {
+  const labelOf = (key: string): string => {
+    const [name, routes] = key.split('@');
+    const label = [...CONTESTANTS(m.podPort, -1), ...LIBRARY_COMPARISON].find((c) => c.name === name)?.label ?? key;
+    return routes === undefined ? label : `${label}, ${Number(routes).toLocaleString('en-US')} routes`;
+  };
+  return [
+    ...methodSection(m.small),
+    '## Contestants (pinned)',
+    '',
+    contestantTable(m.pinned),
+    '',
+    ...floorNote(m.pinned, m.headToHead),
+    ...dynamicSection(dynamic),
+    ...pacedSection(m.pacedRate, m.paced),
+    ...headToHeadSection(m.headToHead, labelOf),
+    ...routeCountSection(m),
+    ...unpinnedSection(m.unpinned),
+    ...targetsSection(targets),
+  ].join('\n');
+}
+
+async function main(): Promise<void> {
+  const m = await measureAll();
+  const ratios = new Ratios(m);
+  const dynamic = dynamicComparisons(m.pinned, ratios.rps.bind(ratios), ratios.cpu.bind(ratios));
+  const targets = targetsOf(m);
+  const markdown = markdownOf(m, targets, dynamic);
   const charts: Chart[] = [
     {
       title: `Data plane, req/s × documented nginx (pinned, median of ${ROUNDS} round(s))`,
       unit: '×',
-      bars: pinned.filter((s) => s.vsNginx !== null).map((s) => ({ label: s.label, value: s.vsNginx as number })),
+      bars: m.pinned.filter((s) => s.vsNginx !== null).map((s) => ({ label: s.label, value: s.vsNginx as number })),
     },
   ];
   const written = writeReport({
@@ -942,12 +1122,12 @@ async function main(): Promise<void> {
       rounds: ROUNDS,
       seconds: SECONDS,
       connections: CONNECTIONS,
-      pinned,
+      pinned: m.pinned,
       dynamic,
-      paced: { rate: pacedRate, contestants: paced },
-      headToHead,
-      routeCount,
-      unpinned,
+      paced: { rate: m.pacedRate, contestants: m.paced },
+      headToHead: m.headToHead,
+      routeCount: m.routeCount,
+      unpinned: m.unpinned,
       // The rows bench/run.ts puts in the summary; a figure not measured (--only, --quick) is left out.
       targets: targets
         .filter((t) => t.value !== null)
@@ -969,13 +1149,18 @@ function floorNote(pinned: Summary[], headToHead: HeadToHead[]): string[] {
   if (ours === undefined || nodeHttp === undefined || nginx === undefined) return [];
   const vsFloor = headToHead.find((h) => h.a === 'proxy-keepalive' && h.b === 'node-http');
   const lines = [
-    `The floor: bare node:http, its client and server with no library and no routing rules, cost ${Math.round(nodeHttp)} µs of CPU per request in these rounds and our proxy with keep-alive ${Math.round(ours)} µs (documented nginx: ${Math.round(nginx)} µs).`,
+    'The floor: bare node:http, its client and server with no library and no routing rules, ' +
+      `cost ${Math.round(nodeHttp)} µs of CPU per request in these rounds ` +
+      `and our proxy with keep-alive ${Math.round(ours)} µs (documented nginx: ${Math.round(nginx)} µs).`,
     vsFloor === undefined
       ? ''
-      : `Head to head on one core, our proxy served ${fmt(vsFloor.ratio)} times what bare node:http served: host and path matching, nginx's answers, API keys and retries cost next to nothing beside node:http's own work, so a proxy on node:http's client (http-proxy's kind) stays about where ours is.`,
+      : `Head to head on one core, our proxy served ${fmt(vsFloor.ratio)} times what bare node:http served: ` +
+        "host and path matching, nginx's answers, API keys and retries cost next to nothing beside node:http's " +
+        "own work, so a proxy on node:http's client (http-proxy's kind) stays about where ours is.",
     undici === undefined
       ? ''
-      : `Bare undici, whose client costs far less, took ${Math.round(undici)} µs per request (${fmt(nginx / undici)}× documented nginx per CPU second).`,
+      : `Bare undici, whose client costs far less, took ${Math.round(undici)} µs per request ` +
+        `(${fmt(nginx / undici)}× documented nginx per CPU second).`,
   ];
   return [lines.filter(Boolean).join(' '), ''];
 }
@@ -1041,7 +1226,7 @@ function dynamicSection(dynamic: ReturnType<typeof dynamicComparisons>): string[
     '',
     '| comparison | req/s ratio (median per round) | per CPU second (median per round) | target |',
     '|---|---|---|---|',
-    ...dynamic.comparisons.map((c) => `| ${c.what} | ${fmt(c.ratio)} | ${fmt(c.cpuRatio)} | ${c.goal} |`),
+    ...dynamic.comparisons.map((c) => tableRow([c.what, fmt(c.ratio), fmt(c.cpuRatio), c.goal])),
     '',
     '| nginx | CPU µs per request (master and workers, median of the rounds) |',
     '|---|---|',
