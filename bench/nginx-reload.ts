@@ -28,6 +28,7 @@ import { renderNginxConf } from '../nginx/render.js';
 import { pickFreeLoopbackPort } from '../nginx/status.js';
 import { pod } from '../test/support/objects.js';
 import { NGINX_BINARY } from '../test/support/nginx-check.js';
+import { tableHeader, tableRow } from './lib/markdown.js';
 import { invocation, writeReport } from './lib/report.js';
 
 const { values: args } = parseArgs({
@@ -122,9 +123,8 @@ async function reloadSeries(
       const masterCpuMs = cpuMsOf(master) - cpuBefore;
       const t = nginx.lastOutcome().lastApplyTimings as ApplyTimings;
       reloads.push({ ...t, liveMs: t.renderMs + t.writeMs + t.checkMs + t.loadMs, wallMs, masterCpuMs });
-      process.stderr.write(
-        `${checkBeforeLoad ? 'with' : 'without'} nginx -t, reload ${i}: ${JSON.stringify(reloads.at(-1), (_, v: unknown) => (typeof v === 'number' ? Math.round(v) : v))}\n`,
-      );
+      const rounded = JSON.stringify(reloads.at(-1), (_, v: unknown) => (typeof v === 'number' ? Math.round(v) : v));
+      process.stderr.write(`${checkBeforeLoad ? 'with' : 'without'} nginx -t, reload ${i}: ${rounded}\n`);
     }
     return { startMs, reloads };
   } finally {
@@ -135,6 +135,63 @@ async function reloadSeries(
 const medians = (reloads: Reload[]): Record<string, number> =>
   Object.fromEntries(KEYS.map((k) => [k, Math.round(median(reloads.map((r) => r[k])))]));
 
+type CheckTime = Awaited<ReturnType<typeof timeCheck>>;
+
+/** A bare `nginx -t` of the first table's config, and of the same servers without upstream blocks. */
+async function checkTimes(
+  dir: string,
+  table: RouteTable,
+  config: ReturnType<typeof defaultConfig>,
+): Promise<{ whole: CheckTime; bare: CheckTime }> {
+  const text = renderNginxConf(table, {
+    ...config,
+    runtime: {
+      pidFile: join(dir, 'check.pid'),
+      errorLog: join(dir, 'check.log'),
+      accessLog: join(dir, 'access.log'),
+      tempDir: dir,
+    },
+  });
+  const whole = await timeCheck(dir, 'whole.conf', text);
+  // The same servers without upstream blocks: each location answers itself.
+  const noUpstreams = text
+    .replace(/^# Upstream for [^\n]*\nupstream [^\n]* \{\n(?:[^\n]*\n)*?\}\n/gm, '')
+    .replace(/^# Upstream (upstream[0-9_]+)\nproxy_pass http:\/\/\1;$/gm, 'return 200;');
+  const bare = await timeCheck(dir, 'no-upstreams.conf', noUpstreams);
+  return { whole, bare };
+}
+
+type Series = Awaited<ReturnType<typeof reloadSeries>>;
+
+function markdownOf(rows: Record<string, Series>, whole: CheckTime, bare: CheckTime): string {
+  return [
+    `${ROUTES.toLocaleString('en-US')} routes (one host, one path and two pods each: ` +
+      `one server block and one upstream per route), ${RELOADS} reloads per mode, medians in ms. ` +
+      '"live" is when new connections get the new config (render + write + nginx -t + load); ' +
+      '"total" also waits for the old workers to stop accepting.',
+    '',
+    ...tableHeader([
+      'mode',
+      'render',
+      'write',
+      'nginx -t',
+      'load (SIGHUP → a new worker answers)',
+      '**live**',
+      'retire old workers',
+      'total apply',
+      'CPU of the nginx master during the reload',
+    ]),
+    ...Object.entries(rows).map(([name, r]) => {
+      const m = medians(r.reloads);
+      return tableRow([name, ...KEYS.map((k) => (k === 'liveMs' ? `**${m[k]}**` : String(m[k])))]);
+    }),
+    '',
+    `A bare \`nginx -t\` of the same config: ${Math.round(whole.wallMs)} ms wall, ` +
+      `${Math.round(whole.cpuMs)} ms CPU; with the upstream blocks taken out (locations answer themselves): ` +
+      `${Math.round(bare.wallMs)} ms wall, ${Math.round(bare.cpuMs)} ms CPU.`,
+  ].join('\n');
+}
+
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'k8s-router-bench-reload-'));
   await chmod(dir, 0o755);
@@ -144,21 +201,7 @@ async function main(): Promise<void> {
   try {
     const checked = await reloadSeries(dir, tables, config, true);
     const unchecked = await reloadSeries(dir, tables, config, false);
-    const text = renderNginxConf(tables[0] as RouteTable, {
-      ...config,
-      runtime: {
-        pidFile: join(dir, 'check.pid'),
-        errorLog: join(dir, 'check.log'),
-        accessLog: join(dir, 'access.log'),
-        tempDir: dir,
-      },
-    });
-    const whole = await timeCheck(dir, 'whole.conf', text);
-    // The same servers without upstream blocks: each location answers itself.
-    const noUpstreams = text
-      .replace(/^# Upstream for [^\n]*\nupstream [^\n]* \{\n(?:[^\n]*\n)*?\}\n/gm, '')
-      .replace(/^# Upstream (upstream[0-9_]+)\nproxy_pass http:\/\/\1;$/gm, 'return 200;');
-    const bare = await timeCheck(dir, 'no-upstreams.conf', noUpstreams);
+    const { whole, bare } = await checkTimes(dir, tables[0] as RouteTable, config);
     const rows = {
       'with nginx -t (NGINX_TEST_CONFIG=true, the default)': checked,
       'without (NGINX_TEST_CONFIG=false)': unchecked,
@@ -174,20 +217,7 @@ async function main(): Promise<void> {
       ),
       nginxCheck: { whole, withoutUpstreams: bare },
     };
-    const markdown = [
-      `${ROUTES.toLocaleString('en-US')} routes (one host, one path and two pods each: one server block and one upstream per route), ${RELOADS} reloads per mode, medians in ms. ` +
-        '"live" is when new connections get the new config (render + write + nginx -t + load); "total" also waits for the old workers to stop accepting.',
-      '',
-      '| mode | render | write | nginx -t | load (SIGHUP → a new worker answers) | **live** | retire old workers | total apply | CPU of the nginx master during the reload |',
-      '|---|---|---|---|---|---|---|---|---|',
-      ...Object.entries(rows).map(([name, r]) => {
-        const m = medians(r.reloads);
-        return `| ${name} | ${KEYS.map((k) => (k === 'liveMs' ? `**${m[k]}**` : m[k])).join(' | ')} |`;
-      }),
-      '',
-      `A bare \`nginx -t\` of the same config: ${Math.round(whole.wallMs)} ms wall, ${Math.round(whole.cpuMs)} ms CPU; ` +
-        `with the upstream blocks taken out (locations answer themselves): ${Math.round(bare.wallMs)} ms wall, ${Math.round(bare.cpuMs)} ms CPU.`,
-    ].join('\n');
+    const markdown = markdownOf(rows, whole, bare);
     const written = writeReport({
       name: 'nginx-reload',
       title: 'nginx reload time by phase',
