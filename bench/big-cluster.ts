@@ -32,6 +32,7 @@ import { FakeApiServer } from '../test/support/fake-api-server.js';
 import { apiKeySecret } from '../test/support/objects.js';
 import { clusterPod } from '../test/support/realistic-pods.js';
 import { testCertificates } from '../test/support/tls.js';
+import { tableRow } from './lib/markdown.js';
 import { invocation, writeReport } from './lib/report.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -235,28 +236,71 @@ async function measureSize(pods: number): Promise<SizeResult> {
   }
 }
 
-const f0 = (n: number | null): string => (n === null || Number.isNaN(n) ? '–' : Math.round(n).toLocaleString('en-US'));
+/** A whole number with thousands separators, or a dash for one not measured. */
+function f0(n: number | null): string {
+  return n === null || Number.isNaN(n) ? '–' : Math.round(n).toLocaleString('en-US');
+}
 const f1 = (n: number): string => n.toFixed(1);
 
+/** A right-aligned separator line for a table of `columns` columns. */
+const rightAligned = (columns: number): string => `|${Array.from({ length: columns }, () => '---:').join('|')}|`;
+
+function routerRow({ router: r }: SizeResult): string {
+  return tableRow([
+    f0(r.pods),
+    `${f0(r.firstRequestMs)} ms`,
+    `${f0(r.lastListRequestMs)} ms`,
+    `**${f0(r.firstTableMs)} ms**`,
+    `${f0(r.cpuAtFirstTableMs)} ms`,
+    r.listRequests,
+    f0(r.routes),
+    `${f0(r.rssAtFirstTableMB)} MB`,
+    `${f0(r.rssSettledMB)} MB`,
+    `**${f0(r.peakRssMB)} MB**`,
+  ]);
+}
+
+function serverRow({ pods, seedMs, server: s }: SizeResult): string {
+  return tableRow([
+    f0(pods),
+    `${f0(seedMs)} ms`,
+    `${f0(s.pagedMs)} ms`,
+    s.pages,
+    `${f0(s.singleMs)} ms`,
+    `${f1(s.megabytes)} MiB`,
+  ]);
+}
+
 function markdown(results: SizeResult[]): string {
+  const routerColumns = [
+    'pods',
+    'first request',
+    'last list request',
+    'first table served',
+    'router CPU until then',
+    'list requests',
+    'routes',
+    'RSS at first table',
+    'RSS 3 s later',
+    'peak RSS (VmHWM)',
+  ];
+  const serverColumns = ['pods', 'seeding', 'every pod in pages of 500', 'pages', 'in one response', 'response size'];
   return [
-    `The router (built with tsc${args['router-root'] ? ` from ${ROOT}` : ''}, run with node, proxy backend) starting against the fake API server with N routable pods of about 5 KB of JSON each (10 replicas per host, 50 namespaces).`,
+    `The router (built with tsc${args['router-root'] ? ` from ${ROOT}` : ''}, run with node, proxy backend) ` +
+      'starting against the fake API server with N routable pods of about 5 KB of JSON each ' +
+      '(10 replicas per host, 50 namespaces).',
     '',
-    '| pods | first request | last list request | first table served | router CPU until then | list requests | routes | RSS at first table | RSS 3 s later | peak RSS (VmHWM) |',
-    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...results.map(
-      ({ router: r }) =>
-        `| ${f0(r.pods)} | ${f0(r.firstRequestMs)} ms | ${f0(r.lastListRequestMs)} ms | **${f0(r.firstTableMs)} ms** | ${f0(r.cpuAtFirstTableMs)} ms | ${r.listRequests} | ${f0(r.routes)} | ${f0(r.rssAtFirstTableMB)} MB | ${f0(r.rssSettledMB)} MB | **${f0(r.peakRssMB)} MB** |`,
-    ),
+    tableRow(routerColumns),
+    rightAligned(routerColumns.length),
+    ...results.map(routerRow),
     '',
-    "Times are from the router process start. The fake API server alone (same process as this script, a plain HTTPS client reading and parsing every pod; this first list also fills the fake's cache of serialized objects, which the router's list then uses):",
+    'Times are from the router process start. The fake API server alone (same process as this script, ' +
+      "a plain HTTPS client reading and parsing every pod; this first list also fills the fake's cache of " +
+      "serialized objects, which the router's list then uses):",
     '',
-    '| pods | seeding | every pod in pages of 500 | pages | in one response | response size |',
-    '|---:|---:|---:|---:|---:|---:|',
-    ...results.map(
-      ({ pods, seedMs, server: s }) =>
-        `| ${f0(pods)} | ${f0(seedMs)} ms | ${f0(s.pagedMs)} ms | ${s.pages} | ${f0(s.singleMs)} ms | ${f1(s.megabytes)} MiB |`,
-    ),
+    tableRow(serverColumns),
+    rightAligned(serverColumns.length),
+    ...results.map(serverRow),
   ].join('\n');
 }
 
