@@ -835,64 +835,37 @@ class Ratios {
   }
 }
 
+/** A ratio of `a` to `b` by req/s and per CPU second, against the same bound (at least). */
+function byRpsAndCpu(r: Ratios, what: string, a: string, b: string, bound: number): RatioTarget[] {
+  return [target(what, r.rps(a, b), bound, true), target(`${what}, per CPU second`, r.cpu(a, b), bound, true)];
+}
+
 function proxyTargets(r: Ratios): RatioTarget[] {
   return [
-    target('our proxy with keep-alive × documented nginx', r.rps('proxy-keepalive', 'nginx'), 0.75, true),
-    target(
-      'our proxy with keep-alive × documented nginx, per CPU second',
-      r.cpu('proxy-keepalive', 'nginx'),
-      0.75,
-      true,
-    ),
-    target('our proxy with keep-alive × bare http-proxy', r.rps('proxy-keepalive', 'http-proxy'), 0.9, true),
-    target(
-      'our proxy with keep-alive × bare http-proxy, per CPU second',
-      r.cpu('proxy-keepalive', 'http-proxy'),
-      0.9,
-      true,
-    ),
+    ...byRpsAndCpu(r, 'our proxy with keep-alive × documented nginx', 'proxy-keepalive', 'nginx', 0.75),
+    ...byRpsAndCpu(r, 'our proxy with keep-alive × bare http-proxy', 'proxy-keepalive', 'http-proxy', 0.9),
     target(
       'our proxy with keep-alive × bare http-proxy, head to head',
       r.headToHead('proxy-keepalive', 'http-proxy'),
       0.9,
       true,
     ),
-    target('our proxy with keep-alive × fastify + reply-from', r.rps('proxy-keepalive', 'fastify'), 1, true),
-    target(
-      'our proxy with keep-alive × fastify + reply-from, per CPU second',
-      r.cpu('proxy-keepalive', 'fastify'),
-      1,
-      true,
-    ),
+    ...byRpsAndCpu(r, 'our proxy with keep-alive × fastify + reply-from', 'proxy-keepalive', 'fastify', 1),
     target(
       'our proxy with keep-alive × fastify + reply-from, head to head',
       r.headToHead('proxy-keepalive', 'fastify'),
       1,
       true,
     ),
-    target('our proxy, documented wire × documented nginx', r.rps('proxy', 'nginx'), 0.25, true),
-    target('our proxy, documented wire × documented nginx, per CPU second', r.cpu('proxy', 'nginx'), 0.25, true),
+    ...byRpsAndCpu(r, 'our proxy, documented wire × documented nginx', 'proxy', 'nginx', 0.25),
   ];
 }
 
 function nginxTargets(r: Ratios): RatioTarget[] {
   return [
-    target('nginx with keep-alive × documented nginx', r.rps('nginx-keepalive', 'nginx'), 2, true),
-    target('nginx with keep-alive × documented nginx, per CPU second', r.cpu('nginx-keepalive', 'nginx'), 2, true),
-    target('dynamic nginx, documented wire × documented nginx', r.rps('nginx-dynamic', 'nginx'), 0.9, true),
-    target(
-      'dynamic nginx, documented wire × documented nginx, per CPU second',
-      r.cpu('nginx-dynamic', 'nginx'),
-      0.9,
-      true,
-    ),
-    target('dynamic nginx with keep-alive × documented nginx', r.rps('nginx-dynamic-keepalive', 'nginx'), 2.5, true),
-    target(
-      'dynamic nginx with keep-alive × documented nginx, per CPU second',
-      r.cpu('nginx-dynamic-keepalive', 'nginx'),
-      2.5,
-      true,
-    ),
+    ...byRpsAndCpu(r, 'nginx with keep-alive × documented nginx', 'nginx-keepalive', 'nginx', 2),
+    ...byRpsAndCpu(r, 'dynamic nginx, documented wire × documented nginx', 'nginx-dynamic', 'nginx', 0.9),
+    ...byRpsAndCpu(r, 'dynamic nginx with keep-alive × documented nginx', 'nginx-dynamic-keepalive', 'nginx', 2.5),
   ];
 }
 
