@@ -75,9 +75,7 @@ async function stopAndCheckNothingLeft(demo: RouterProcess, others: number[] = [
   );
 }
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
 describe('k8s-router demo', { concurrency: 1 }, () => {
-  // eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
   describe('with the in-process proxy', { concurrency: 1 }, () => {
     let dir: string;
     let manifest: string;

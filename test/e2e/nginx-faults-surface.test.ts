@@ -79,7 +79,6 @@ async function adminGet(port: number, path: string): Promise<string> {
   return res.text();
 }
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
 describe('nginx faults through its temporary files are never silent', { timeout: 240_000 }, () => {
   let dir: string;
   let prefix: string;

@@ -167,7 +167,6 @@ async function readyOnlyWithTheTable(mode: NginxMode, t: TestContext): Promise<v
   assert.equal(await router.exited, 0);
 }
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
 describe('nginx faults under a running router, in both nginx modes', { concurrency: 3, timeout: 180_000 }, () => {
   for (const mode of ['documented', 'dynamic'] as const) {
     it(`${mode}: nginx killed, and each replacement killed before it is confirmed: serving goes on, new tables are served, SIGTERM exits 0 and leaves no nginx`, (t) =>

@@ -59,7 +59,6 @@ const routerEnv = (api: FakeApiServer, port: number, extra: Record<string, strin
   ...extra,
 });
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
 describe('k8s-router run writes a Kubernetes Event on each rejected pod', { concurrency: 1 }, () => {
   let api: FakeApiServer;
   let pods: TestPod[];
@@ -95,7 +94,6 @@ describe('k8s-router run writes a Kubernetes Event on each rejected pod', { conc
     assert.equal(exit, 0, 'the router exits 0 on SIGTERM');
   });
 
-  // eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
   it('writes an Event for each kind of rejection that concerns a pod, with the note tenants read', async () => {
     const kinds: Array<[name: string, spec: PodSpec, codes: string[]]> = [
       ['pending', { hosts: 'pending.test', paths: '80:/', phase: 'Pending' }, ['NOT_RUNNING']],

@@ -171,10 +171,8 @@ function lastServedAfterLastChange(router: RouterProcess): boolean {
   return last('route table served') > last('route table changed');
 }
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
 describe('k8s-router run against a faulty API server', { concurrency: 2 }, () => {
   for (const backend of ['proxy', 'nginx'] as const) {
-    // eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
     describe(`--backend ${backend}`, () => {
       let printing: PrintingRouter;
       let api: FakeApiServer;

@@ -45,10 +45,8 @@ const tableChange =
     Array.isArray(line[field]) &&
     (line[field] as unknown[]).some((entry) => parts.every((p) => String(entry).includes(p)));
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
 describe('k8s-router run following a Kubernetes API server', { concurrency: 2 }, () => {
   for (const backend of ['proxy', 'nginx'] as const) {
-    // eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
     describe(`--backend ${backend}`, { concurrency: 1 }, () => {
       let dir: string;
       let api: FakeApiServer;

@@ -68,7 +68,6 @@ function checkLogs(router: RouterProcess, secrets: string[], tableChanges: numbe
 const statusOf = (outcome: RawOutcome): number | 'dropped' =>
   outcome.kind === 'response' ? outcome.status : 'dropped';
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
 describe('no Secret value in any log line or admin answer', { concurrency: 1 }, () => {
   describe('k8s-router demo, pretty logs at debug level', () => {
     const first = 'Quokka-Demo-Plain-71';

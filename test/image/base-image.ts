@@ -73,7 +73,6 @@ const SLIM_DPKG_OPTIONS = [
   'path-include=/usr/share/locale/locale.alias',
 ];
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
 async function bootstrapBaseImage(base: BaseImage, log: (line: string) => void): Promise<void> {
   const mmdebstrap = await runCommand('mmdebstrap', ['--version'], { timeoutMs: 30_000 });
   if (mmdebstrap.exit !== 0)

@@ -71,7 +71,6 @@ function luaNginxConf(port: number): string {
   ].join('\n');
 }
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
 describe('the image: built from the Dockerfile, run as the example DaemonSet runs it', () => {
   let work: string;
   let ulimits: string[];
@@ -224,7 +223,6 @@ describe('the image: built from the Dockerfile, run as the example DaemonSet run
   });
 
   for (const mode of NGINX_MODES) {
-    // eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
     describe(`NGINX_MODE=${mode}, on the nginx backend`, () => {
       const name = `k8s-router-image-test-${mode}-${process.pid}`;
       let router: RouterProcess;

@@ -542,7 +542,6 @@ export class FakeApiServer {
     this.listPageHook?.({ items: page.items.length, continued: plan.after !== undefined, more });
   }
 
-  // eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
   private startWatch(
     params: URLSearchParams,
     filter: ObjectFilter,

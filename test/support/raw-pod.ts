@@ -54,7 +54,6 @@ function readBody(head: Head, data: Buffer): { body: Buffer; used: number } | nu
   return data.length < length ? null : { body: data.subarray(0, length), used: length };
 }
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
 export async function startRawPod(name: string, ip: string): Promise<RawPod> {
   const received: ReceivedRequest[] = [];
   const cut: string[] = [];
