@@ -63,7 +63,10 @@ describe('k8s-router CLI: bad settings, options and manifests', () => {
     assert.equal(result.code, 2);
     assert.match(
       result.stderr,
-      /^k8s-router: invalid --label-selector="a in \(b": not a label selector: .* \[KR_INVALID_ROUTABLE_LABEL_SELECTOR\]\n$/,
+      new RegExp(
+        String.raw`^k8s-router: invalid --label-selector="a in \(b": not a label selector: .* ` +
+          String.raw`\[KR_INVALID_ROUTABLE_LABEL_SELECTOR\]\n$`,
+      ),
     );
   });
 

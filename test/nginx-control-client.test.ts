@@ -98,24 +98,28 @@ describe('the control client: the socket', () => {
     assert.equal((await stat(join(dir, 'control'))).mode & 0o777, 0o700);
   });
 
-  it("waits for the socket of an nginx still quitting to go (it removes its file itself, which would be the new one's)", async () => {
-    const socket = join(await tempDir(), 'control', 'table.sock');
-    await prepareControlSocket(socket);
-    const quitting = createServer();
-    await new Promise<void>((resolve) => quitting.listen(socket, resolve));
-    const goneAt = Date.now() + 300;
-    // As a quitting master does: it stops accepting and removes the file (net's close does both).
-    setTimeout(() => quitting.close(), 300);
-    await prepareControlSocket(socket, 5_000);
-    assert.ok(Date.now() >= goneAt - 5, 'returned before the listener went away');
-    await assert.rejects(stat(socket), { code: 'ENOENT' });
-    // One still accepting after the wait is removed all the same: the new nginx must bind.
-    const stuck = createServer();
-    await new Promise<void>((resolve) => stuck.listen(socket, resolve));
-    await prepareControlSocket(socket, 100);
-    await assert.rejects(stat(socket), { code: 'ENOENT' });
-    stuck.close();
-  });
+  it(
+    'waits for the socket of an nginx still quitting to go ' +
+      "(it removes its file itself, which would be the new one's)",
+    async () => {
+      const socket = join(await tempDir(), 'control', 'table.sock');
+      await prepareControlSocket(socket);
+      const quitting = createServer();
+      await new Promise<void>((resolve) => quitting.listen(socket, resolve));
+      const goneAt = Date.now() + 300;
+      // As a quitting master does: it stops accepting and removes the file (net's close does both).
+      setTimeout(() => quitting.close(), 300);
+      await prepareControlSocket(socket, 5_000);
+      assert.ok(Date.now() >= goneAt - 5, 'returned before the listener went away');
+      await assert.rejects(stat(socket), { code: 'ENOENT' });
+      // One still accepting after the wait is removed all the same: the new nginx must bind.
+      const stuck = createServer();
+      await new Promise<void>((resolve) => stuck.listen(socket, resolve));
+      await prepareControlSocket(socket, 100);
+      await assert.rejects(stat(socket), { code: 'ENOENT' });
+      stuck.close();
+    },
+  );
 
   it('leaves alone a file at the socket path that is no socket', async () => {
     const dir = await tempDir();

@@ -89,7 +89,8 @@ async function masterKilledBeforeItsRestartIsConfirmed(t: TestContext): Promise<
   await nginx.apply(tableFor(config, [b]));
   for (let i = 0; i < 20; i++) assert.deepEqual(await get(port), { status: 200, body: 'pod-b' });
   t.diagnostic(
-    `restarted ${recoveredMs} ms after the last kill; ${leftBehind.length} workers of ${killed.length} killed masters ended`,
+    `restarted ${recoveredMs} ms after the last kill; ` +
+      `${leftBehind.length} workers of ${killed.length} killed masters ended`,
   );
 
   // Closing leaves nothing running.

@@ -71,7 +71,11 @@ describe('files that hold API keys', () => {
     assert.equal(result.code, 2);
     assert.match(
       result.stderr,
-      /^k8s-router: invalid NGINX_PREFIX=".*prefix-shared": the directory is writable by group or others \(mode 777\); it will hold API keys \[KR_INVALID_NGINX_PREFIX\]\n$/,
+      new RegExp(
+        String.raw`^k8s-router: invalid NGINX_PREFIX=".*prefix-shared": ` +
+          String.raw`the directory is writable by group or others \(mode 777\); ` +
+          String.raw`it will hold API keys \[KR_INVALID_NGINX_PREFIX\]\n$`,
+      ),
     );
   });
 });

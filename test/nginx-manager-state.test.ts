@@ -158,7 +158,48 @@ describe('nginx manager state: exits and restarts', () => {
   });
 });
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
+function controlLostUntilAFreshMasterServes(): void {
+  const lost = (table: number, at: number): ManagerEvent => ({
+    type: 'apply-failed',
+    table,
+    error: { code: 'KR_NGINX_IO_FAILED', message: "nginx's control socket cannot be reached" },
+    doubt: false,
+    running: true,
+    controlLost: true,
+    at,
+  });
+  const serving = run([{ type: 'apply', table: 1 }, started(1)]).state;
+  const first = run([{ type: 'apply', table: 2 }, lost(2, 2_000)], serving);
+  assert.equal(first.state.controlLost, true, 'the edge reads this on the retry: found gone twice, nginx is replaced');
+  assert.equal(first.state.phase, 'serving', 'the old master still serves the old table meanwhile');
+  assert.equal(first.state.pid, 42);
+  assert.deepEqual(first.state.retry, { attempt: 1, nextAt: 3_000 });
+
+  const due = run(
+    [
+      { type: 'retry-due', at: 3_000 },
+      { type: 'job-started', job: 'apply' },
+    ],
+    first.state,
+  );
+  assert.equal(due.state.controlLost, true, 'still known when the retry runs');
+  const replaced = run(
+    [{ type: 'applied', table: 2, result: { kind: 'started', pid: 43, configVersion: 'v1', timings }, at: 3_100 }],
+    due.state,
+  );
+  assert.equal(replaced.state.controlLost, false);
+  assert.equal(replaced.state.pid, 43);
+  assert.equal(replaced.state.served, 2);
+  assert.equal(replaced.state.retry, null);
+
+  assert.equal(run([refused(2, 3_100)], due.state).state.controlLost, false, 'a refusal is not a lost socket');
+  assert.equal(
+    run([{ type: 'exited', pid: 42, ranMs: 1, at: 3_100 }], first.state).state.controlLost,
+    false,
+    'a restart binds it anew',
+  );
+}
+
 describe('nginx manager state: reloads, close and counts', () => {
   it('a reload that failed in doubt makes the next apply load the config even if unchanged', () => {
     const doubt: ManagerEvent = {
@@ -187,51 +228,10 @@ describe('nginx manager state: reloads, close and counts', () => {
     assert.notEqual(state.retry, null);
   });
 
-  it("a control socket found gone is remembered until the retry's fresh master serves; other outcomes forget it", () => {
-    const lost = (table: number, at: number): ManagerEvent => ({
-      type: 'apply-failed',
-      table,
-      error: { code: 'KR_NGINX_IO_FAILED', message: "nginx's control socket cannot be reached" },
-      doubt: false,
-      running: true,
-      controlLost: true,
-      at,
-    });
-    const serving = run([{ type: 'apply', table: 1 }, started(1)]).state;
-    const first = run([{ type: 'apply', table: 2 }, lost(2, 2_000)], serving);
-    assert.equal(
-      first.state.controlLost,
-      true,
-      'the edge reads this on the retry: found gone twice, nginx is replaced',
-    );
-    assert.equal(first.state.phase, 'serving', 'the old master still serves the old table meanwhile');
-    assert.equal(first.state.pid, 42);
-    assert.deepEqual(first.state.retry, { attempt: 1, nextAt: 3_000 });
-
-    const due = run(
-      [
-        { type: 'retry-due', at: 3_000 },
-        { type: 'job-started', job: 'apply' },
-      ],
-      first.state,
-    );
-    assert.equal(due.state.controlLost, true, 'still known when the retry runs');
-    const replaced = run(
-      [{ type: 'applied', table: 2, result: { kind: 'started', pid: 43, configVersion: 'v1', timings }, at: 3_100 }],
-      due.state,
-    );
-    assert.equal(replaced.state.controlLost, false);
-    assert.equal(replaced.state.pid, 43);
-    assert.equal(replaced.state.served, 2);
-    assert.equal(replaced.state.retry, null);
-
-    assert.equal(run([refused(2, 3_100)], due.state).state.controlLost, false, 'a refusal is not a lost socket');
-    assert.equal(
-      run([{ type: 'exited', pid: 42, ranMs: 1, at: 3_100 }], first.state).state.controlLost,
-      false,
-      'a restart binds it anew',
-    );
-  });
+  it(
+    "a control socket found gone is remembered until the retry's fresh master serves; " + 'other outcomes forget it',
+    controlLostUntilAFreshMasterServes,
+  );
 
   it('close cancels the timers and stops nginx; nothing is scheduled after', () => {
     const down = run([{ type: 'apply', table: 1 }, started(1), { type: 'exited', pid: 42, ranMs: 1, at: 2_000 }]).state;

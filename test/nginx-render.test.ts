@@ -327,7 +327,11 @@ describe('session affinity', () => {
     );
     assert.match(
       conf,
-      /^upstream upstream1866206336 \{\n#.*\nhash \$remote_addr consistent;\n(?:# Pod .*\nserver .*;\n){3}keepalive 8;\n\}$/m,
+      new RegExp(
+        String.raw`^upstream upstream1866206336 \{\n#.*\nhash \$remote_addr consistent;\n` +
+          String.raw`(?:# Pod .*\nserver .*;\n){3}keepalive 8;\n\}$`,
+        'm',
+      ),
     );
   });
 

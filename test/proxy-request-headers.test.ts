@@ -36,7 +36,8 @@ test('two Host headers are counted, for the 400 nginx gives them', () => {
 
 test('every header nginx takes once is noticed when it comes twice (Host counted, Content-Length left to Node)', () => {
   for (const name of NGINX_UNIQUE_HEADERS) {
-    if (name === 'content-length') continue; // Node's parser refuses a second Content-Length before the router sees the request.
+    // Node's parser refuses a second Content-Length before the router sees the request.
+    if (name === 'content-length') continue;
     const mixedCase = name.replace(/(^|-)([a-z])/g, (m) => m.toUpperCase());
     const headers = scanRequestHeaders([mixedCase, 'x', name, 'y'], 'x-routing-api-key');
     const noticed = name === 'host' ? headers.hostCount === 2 : headers.repeatedUnique;

@@ -110,39 +110,43 @@ describe('which rejections get an Event', () => {
     assert.deepEqual(reportedCodes(pods), ['typo PORT_NOT_DECLARED', 'unready NOT_READY']);
   });
 
-  it("an affinity value not understood, and each pod whose affinity lost to the oldest pod's, while they stay routed", () => {
-    const pods = [
-      pod('old', { ip: '10.0.0.1', hosts: 'h.test', paths: '80:/', created: '2024-01-01T00:00:00Z', uid: 'u1' }),
-      pod('sticky', {
-        ip: '10.0.0.2',
-        hosts: 'h.test',
-        paths: '80:/',
-        created: '2024-02-01T00:00:00Z',
-        uid: 'u2',
-        annotations: { routingAffinity: 'ip' },
-      }),
-      pod('typo', {
-        ip: '10.0.0.3',
-        hosts: 'h.test',
-        paths: '80:/',
-        created: '2024-03-01T00:00:00Z',
-        uid: 'u3',
-        annotations: { routingAffinity: 'IP' },
-      }),
-    ];
-    assert.deepEqual(reportedCodes(pods), ['sticky AFFINITY_CONFLICT', 'typo BAD_AFFINITY']);
-    const table = buildRouteTable(config, pods, []);
-    assert.deepEqual(
-      table.routes[0]?.backends.map((b) => b.pod),
-      ['old', 'sticky', 'typo'],
-    );
-    const conflict = reportableRejections(table, pods).find((r) => r.rejection.code === 'AFFINITY_CONFLICT');
-    assert.equal(
-      eventNote((conflict as { rejection: Rejection }).rejection),
-      'AFFINITY_CONFLICT: h.test/: host h.test path / has no affinity (round robin), as its oldest pod old ' +
-        "asks; this pod asks for affinity ip and is routed with the route's",
-    );
-  });
+  it(
+    "an affinity value not understood, and each pod whose affinity lost to the oldest pod's, " +
+      'while they stay routed',
+    () => {
+      const pods = [
+        pod('old', { ip: '10.0.0.1', hosts: 'h.test', paths: '80:/', created: '2024-01-01T00:00:00Z', uid: 'u1' }),
+        pod('sticky', {
+          ip: '10.0.0.2',
+          hosts: 'h.test',
+          paths: '80:/',
+          created: '2024-02-01T00:00:00Z',
+          uid: 'u2',
+          annotations: { routingAffinity: 'ip' },
+        }),
+        pod('typo', {
+          ip: '10.0.0.3',
+          hosts: 'h.test',
+          paths: '80:/',
+          created: '2024-03-01T00:00:00Z',
+          uid: 'u3',
+          annotations: { routingAffinity: 'IP' },
+        }),
+      ];
+      assert.deepEqual(reportedCodes(pods), ['sticky AFFINITY_CONFLICT', 'typo BAD_AFFINITY']);
+      const table = buildRouteTable(config, pods, []);
+      assert.deepEqual(
+        table.routes[0]?.backends.map((b) => b.pod),
+        ['old', 'sticky', 'typo'],
+      );
+      const conflict = reportableRejections(table, pods).find((r) => r.rejection.code === 'AFFINITY_CONFLICT');
+      assert.equal(
+        eventNote((conflict as { rejection: Rejection }).rejection),
+        'AFFINITY_CONFLICT: h.test/: host h.test path / has no affinity (round robin), as its oldest pod old ' +
+          "asks; this pod asks for affinity ip and is routed with the route's",
+      );
+    },
+  );
 
   it('none for a pod without a uid (a manifest object), a terminating pod or one the selector leaves out', () => {
     const pods = [
@@ -155,14 +159,17 @@ describe('which rejections get an Event', () => {
 });
 
 describe('which rejections get an Event: missing annotations, names and API keys', () => {
-  it('a missing annotation when the pod has the other one, not when it has neither (it addresses another router)', () => {
-    const publicRouter = defaultConfig({ hostsAnnotation: 'publicHosts', pathsAnnotation: 'publicPaths' });
-    const pods = [
-      pod('private-only', { annotations: { privateHosts: 'h.test', privatePaths: '80:/' }, uid: 'u1' }),
-      pod('half', { annotations: { publicHosts: 'h.test' }, uid: 'u2' }),
-    ];
-    assert.deepEqual(reportedCodes(pods, [], publicRouter), ['half MISSING_ANNOTATION']);
-  });
+  it(
+    'a missing annotation when the pod has the other one, ' + 'not when it has neither (it addresses another router)',
+    () => {
+      const publicRouter = defaultConfig({ hostsAnnotation: 'publicHosts', pathsAnnotation: 'publicPaths' });
+      const pods = [
+        pod('private-only', { annotations: { privateHosts: 'h.test', privatePaths: '80:/' }, uid: 'u1' }),
+        pod('half', { annotations: { publicHosts: 'h.test' }, uid: 'u2' }),
+      ];
+      assert.deepEqual(reportedCodes(pods, [], publicRouter), ['half MISSING_ANNOTATION']);
+    },
+  );
 
   it('reuses the names it is given for known rejections instead of computing them again', () => {
     const pods = [pod('typo', { hosts: 'h.test', paths: '80:/ 9:/nope', uid: 'u1' })];

@@ -35,7 +35,8 @@ let page: Page;
 async function startRouterAndBrowser(): Promise<void> {
   assert.ok(
     existsSync(CHROMIUM),
-    `Chromium is not at ${CHROMIUM}: install it (Debian: apt-get install -y chromium; npm test does it when run as root) or set CHROMIUM_BINARY`,
+    `Chromium is not at ${CHROMIUM}: install it ` +
+      '(Debian: apt-get install -y chromium; npm test does it when run as root) or set CHROMIUM_BINARY',
   );
   dir = await mkdtemp(join(tmpdir(), 'k8s-router-status-page-'));
   const hostile = demoPodItem({

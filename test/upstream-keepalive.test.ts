@@ -85,29 +85,36 @@ async function podConnections(
 }
 
 for (const backend of ['nginx', 'dynamic nginx', 'proxy']) {
-  test(`${backend}, UPSTREAM_KEEPALIVE=0: a new pod connection per request, "Connection: close" to the pod`, async () => {
-    const plane = planes.find((p) => p.backend === backend && p.keepalive === MODE_OFF.upstreamKeepalive);
-    assert.ok(plane);
-    for (const clientKeepsAlive of [false, true]) {
-      const { connections, connectionHeaders } = await podConnections(plane.port, clientKeepsAlive);
-      assert.equal(connections, REQUESTS, `client keeps alive: ${clientKeepsAlive}`);
-      // Node's client says "keep-alive" when it keeps its connection: nginx passes it on, and still closes.
-      assert.deepStrictEqual(new Set(connectionHeaders), new Set([clientKeepsAlive ? 'keep-alive' : 'close']));
-    }
-  });
+  test(
+    `${backend}, UPSTREAM_KEEPALIVE=0: a new pod connection per request, ` + '"Connection: close" to the pod',
+    async () => {
+      const plane = planes.find((p) => p.backend === backend && p.keepalive === MODE_OFF.upstreamKeepalive);
+      assert.ok(plane);
+      for (const clientKeepsAlive of [false, true]) {
+        const { connections, connectionHeaders } = await podConnections(plane.port, clientKeepsAlive);
+        assert.equal(connections, REQUESTS, `client keeps alive: ${clientKeepsAlive}`);
+        // Node's client says "keep-alive" when it keeps its connection: nginx passes it on, and still closes.
+        assert.deepStrictEqual(new Set(connectionHeaders), new Set([clientKeepsAlive ? 'keep-alive' : 'close']));
+      }
+    },
+  );
 
-  test(`${backend}, UPSTREAM_KEEPALIVE=${MODE_ON.upstreamKeepalive}: pod connections are reused, no Connection header to the pod`, async () => {
-    const plane = planes.find((p) => p.backend === backend && p.keepalive === MODE_ON.upstreamKeepalive);
-    assert.ok(plane);
-    for (const clientKeepsAlive of [false, true]) {
-      const { connections, connectionHeaders } = await podConnections(plane.port, clientKeepsAlive);
-      // Sequential requests: one kept connection serves them all (a second one is allowed
-      // for a connection the pod closed while idle).
-      assert.ok(
-        connections <= 2,
-        `${connections} pod connections for ${REQUESTS} requests (client keeps alive: ${clientKeepsAlive})`,
-      );
-      assert.deepStrictEqual(new Set(connectionHeaders), new Set(['(none)']));
-    }
-  });
+  test(
+    `${backend}, UPSTREAM_KEEPALIVE=${MODE_ON.upstreamKeepalive}: pod connections are reused, ` +
+      'no Connection header to the pod',
+    async () => {
+      const plane = planes.find((p) => p.backend === backend && p.keepalive === MODE_ON.upstreamKeepalive);
+      assert.ok(plane);
+      for (const clientKeepsAlive of [false, true]) {
+        const { connections, connectionHeaders } = await podConnections(plane.port, clientKeepsAlive);
+        // Sequential requests: one kept connection serves them all (a second one is allowed
+        // for a connection the pod closed while idle).
+        assert.ok(
+          connections <= 2,
+          `${connections} pod connections for ${REQUESTS} requests (client keeps alive: ${clientKeepsAlive})`,
+        );
+        assert.deepStrictEqual(new Set(connectionHeaders), new Set(['(none)']));
+      }
+    },
+  );
 }

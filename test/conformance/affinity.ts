@@ -490,13 +490,19 @@ export function affinityConformance(
   const label = (what: string): string => `${what} (seed ${SEED})${mode.label}`;
 
   describe(label('session affinity: every data plane picks the pod nginx picks'), () => {
-    it(`for generated client addresses on generated pod sets (${firstPickTables} tables of 8 routes, ${addressesPerRoute} addresses each)`, (t) =>
-      firstPicksAgree(rig, firstPickTables, addressesPerRoute, t));
+    it(
+      'for generated client addresses on generated pod sets ' +
+        `(${firstPickTables} tables of 8 routes, ${addressesPerRoute} addresses each)`,
+      (t) => firstPicksAgree(rig, firstPickTables, addressesPerRoute, t),
+    );
 
     it('when pods come and go: only the clients of a pod that goes move, and only to a pod that comes', () =>
       onlyClientsOfAGonePodMove(rig));
 
-    it(`through the request path from real client addresses, with dead pods: the same pod, retry for retry (${pathTables} tables)`, (t) =>
-      requestPathAgrees(rig, pathTables, t));
+    it(
+      'through the request path from real client addresses, with dead pods: ' +
+        `the same pod, retry for retry (${pathTables} tables)`,
+      (t) => requestPathAgrees(rig, pathTables, t),
+    );
   });
 }

@@ -76,7 +76,8 @@ export function converse(port: number, parts: readonly Part[], options: Converse
       socket.destroy();
       reject(
         new Error(
-          `no end within ${LIMIT_MS} ms; answers ${answers.map((a) => a.status).join(',')}, rest ${JSON.stringify(data.toString('latin1').slice(0, 200))}`,
+          `no end within ${LIMIT_MS} ms; answers ${answers.map((a) => a.status).join(',')}, ` +
+            `rest ${JSON.stringify(data.toString('latin1').slice(0, 200))}`,
         ),
       );
     }, LIMIT_MS);

@@ -62,7 +62,8 @@ export interface EdgeObservation {
  * pod:1".
  */
 export function summary(o: EdgeObservation): string {
-  return `${o.answers.map((a) => a.split(' ')[0]).join(',') || '-'} ${o.closed ? 'closed' : 'open'} pod:${o.reached.length}${o.cut > 0 ? ` cut:${o.cut}` : ''}`;
+  const statuses = o.answers.map((a) => a.split(' ')[0]).join(',') || '-';
+  return `${statuses} ${o.closed ? 'closed' : 'open'} pod:${o.reached.length}${o.cut > 0 ? ` cut:${o.cut}` : ''}`;
 }
 
 /** After a client vanished, how long the data planes get to give up on the pod. */
@@ -205,7 +206,9 @@ export function problems(results: readonly EdgeResult[]): string[] {
     if (edge.differs !== undefined) {
       if (summary(nginx) !== edge.differs.nginx || summary(proxy) !== edge.differs.proxy) {
         out.push(
-          `${edge.name}: intended difference changed: expected nginx "${edge.differs.nginx}" and proxy "${edge.differs.proxy}", got "${summary(nginx)}" and "${summary(proxy)}"${both}`,
+          `${edge.name}: intended difference changed: ` +
+            `expected nginx "${edge.differs.nginx}" and proxy "${edge.differs.proxy}", ` +
+            `got "${summary(nginx)}" and "${summary(proxy)}"${both}`,
         );
       }
       continue;

@@ -19,8 +19,9 @@ interface EdgeSpec {
 }
 
 function fromSpec(spec: EdgeSpec, index: number): EdgeCase {
+  const shown = spec.text.length > 300 ? `${spec.text.slice(0, 300)}...` : spec.text;
   return {
-    name: `generated #${index}: ${JSON.stringify(spec.text.length > 300 ? `${spec.text.slice(0, 300)}...` : spec.text)}`,
+    name: `generated #${index}: ${JSON.stringify(shown)}`,
     bytes: (host) => [spec.text.replaceAll('{HOST}', host)],
     requests: spec.requests,
     heads: spec.heads,
@@ -228,24 +229,32 @@ export function edgeConformance(mode: Mode): void {
   };
 
   for (const { family, cases } of EDGE_FAMILIES) {
-    test(`edges, ${family}: ${cases.length} cases answered as nginx answers them, or as the README says they differ${mode.label}`, async () => {
-      const results = await resultsOf(cases);
-      assert.equal(results.length, cases.length, 'every case ran');
-      const found = problems(results);
-      assert.deepEqual(found, [], found.join('\n\n'));
-    });
+    test(
+      `edges, ${family}: ${cases.length} cases answered as nginx answers them, ` +
+        `or as the README says they differ${mode.label}`,
+      async () => {
+        const results = await resultsOf(cases);
+        assert.equal(results.length, cases.length, 'every case ran');
+        const found = problems(results);
+        assert.deepEqual(found, [], found.join('\n\n'));
+      },
+    );
   }
 
-  test(`edges, client timeouts, keep-alive limits, a big body and clients that vanish: ${LIMIT_CASES.length} cases answered as nginx answers them${mode.label}`, async () => {
-    // A bench of their own: the limits set short, on both sides.
-    const limited = await EdgeBench.start(mode, SHORT_LIMITS);
-    try {
-      const found = problems(await limited.run(LIMIT_CASES, undefined, true));
-      assert.deepEqual(found, [], found.join('\n\n'));
-    } finally {
-      await limited.close();
-    }
-  });
+  test(
+    'edges, client timeouts, keep-alive limits, a big body and clients that vanish: ' +
+      `${LIMIT_CASES.length} cases answered as nginx answers them${mode.label}`,
+    async () => {
+      // A bench of their own: the limits set short, on both sides.
+      const limited = await EdgeBench.start(mode, SHORT_LIMITS);
+      try {
+        const found = problems(await limited.run(LIMIT_CASES, undefined, true));
+        assert.deepEqual(found, [], found.join('\n\n'));
+      } finally {
+        await limited.close();
+      }
+    },
+  );
 
   for (const { family, arb, runs } of GENERATED) {
     const title = `edges, generated ${family}: documented nginx, dynamic nginx and the proxy agree`;

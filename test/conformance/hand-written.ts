@@ -312,40 +312,47 @@ function upstreamCases(mode: Mode, agree: Agree): void {
     await agree('single reset', [get('b.test', '/single-flaky'), get('b.test', '/single-flaky')], [502, 502]);
   });
 
-  test(`upstream: a timeout moves GET on, ends POST with 504, and a single pod times out with 504${mode.label}`, async () => {
-    await agree(
-      'timeouts',
-      [get('b.test', '/hang'), get('b.test', '/single-hang'), get('b.test', '/hang')],
-      [200, 504, 200],
-    );
-    await agree('timeout POST', [get('b.test', '/hang', [], 'POST')], [504]);
-  });
+  test(
+    'upstream: a timeout moves GET on, ends POST with 504, ' + `and a single pod times out with 504${mode.label}`,
+    async () => {
+      await agree(
+        'timeouts',
+        [get('b.test', '/hang'), get('b.test', '/single-hang'), get('b.test', '/hang')],
+        [200, 504, 200],
+      );
+      await agree('timeout POST', [get('b.test', '/hang', [], 'POST')], [504]);
+    },
+  );
 }
 
 /** Headers, methods and bodies. */
 function requestCases(mode: Mode, agree: Agree): void {
-  test(`headers: Host, Connection and Upgrade as set by the config; hop-by-hop and invalid headers dropped${mode.label}`, async () => {
-    await agree('headers', [
-      get('A.test:81', '/nodejs'),
-      get('a.test', '/nodejs', [['Connection', 'keep-alive']]),
-      get('a.test', '/nodejs', [['Connection', '']]),
-      get('a.test', '/nodejs', [['Upgrade', 'foo']]),
-      get('a.test', '/nodejs', [['Upgrade', '']]),
-      get('a.test', '/nodejs', [
-        ['Keep-Alive', 'timeout=5'],
-        ['TE', 'trailers'],
-        ['Expect', 'something'],
-        ['X_Under', '1'],
-        ['X.Dot', '1'],
-        ['Proxy-Connection', 'keep-alive'],
-        ['X-Multi', 'a'],
-        ['x-multi', 'b'],
-        ['X-Forwarded-For', '1.2.3.4'],
-        ['Cookie', 'a=1'],
-        ['Cookie', 'b=2'],
-      ]),
-    ]);
-  });
+  test(
+    'headers: Host, Connection and Upgrade as set by the config; ' +
+      `hop-by-hop and invalid headers dropped${mode.label}`,
+    async () => {
+      await agree('headers', [
+        get('A.test:81', '/nodejs'),
+        get('a.test', '/nodejs', [['Connection', 'keep-alive']]),
+        get('a.test', '/nodejs', [['Connection', '']]),
+        get('a.test', '/nodejs', [['Upgrade', 'foo']]),
+        get('a.test', '/nodejs', [['Upgrade', '']]),
+        get('a.test', '/nodejs', [
+          ['Keep-Alive', 'timeout=5'],
+          ['TE', 'trailers'],
+          ['Expect', 'something'],
+          ['X_Under', '1'],
+          ['X.Dot', '1'],
+          ['Proxy-Connection', 'keep-alive'],
+          ['X-Multi', 'a'],
+          ['x-multi', 'b'],
+          ['X-Forwarded-For', '1.2.3.4'],
+          ['Cookie', 'a=1'],
+          ['Cookie', 'b=2'],
+        ]),
+      ]);
+    },
+  );
 
   test(`methods and bodies: the pod gets the method and body as sent${mode.label}`, async () => {
     const chunked = Buffer.from(
@@ -380,17 +387,21 @@ function requestCases(mode: Mode, agree: Agree): void {
     await agree('trace', [get('a.test', '/nodejs', [], 'TRACE'), get('c.test', '/', [], 'TRACE')], [405, 405]);
   });
 
-  test(`a body over 1 MiB is 413, before the location answers 404 or 301, but after the unknown-host drop${mode.label}`, async () => {
-    const big: [string, string][] = [['Content-Length', String(1024 * 1024 + 1)]];
-    await agree(
-      '413',
-      [
-        get('a.test', '/nodejs', big, 'POST'),
-        get('b.test', '/', big, 'POST'),
-        get('a.test', '/api', big, 'POST'),
-        get('c.test', '/', big, 'POST'),
-      ],
-      [413, 413, 413, 'dropped'],
-    );
-  });
+  test(
+    'a body over 1 MiB is 413, before the location answers 404 or 301, ' +
+      `but after the unknown-host drop${mode.label}`,
+    async () => {
+      const big: [string, string][] = [['Content-Length', String(1024 * 1024 + 1)]];
+      await agree(
+        '413',
+        [
+          get('a.test', '/nodejs', big, 'POST'),
+          get('b.test', '/', big, 'POST'),
+          get('a.test', '/api', big, 'POST'),
+          get('c.test', '/', big, 'POST'),
+        ],
+        [413, 413, 413, 'dropped'],
+      );
+    },
+  );
 }

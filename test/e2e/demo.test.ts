@@ -75,9 +75,167 @@ async function stopAndCheckNothingLeft(demo: RouterProcess, others: number[] = [
   );
 }
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
-describe('k8s-router demo', { concurrency: 1 }, () => {
-  // eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
+/** What the proxy demo's checks use: the process, its manifest and the commands it printed. */
+interface ProxyDemo {
+  demo: RouterProcess;
+  manifest: string;
+  commands: string[];
+}
+
+function startsAPodProcessPerPod({ demo }: ProxyDemo): void {
+  assert.deepEqual(
+    demo.logs
+      .filter((l) => l.msg === 'demo pod started')
+      .map((l) => l.pod)
+      .sort(),
+    [
+      'billing/billing-api-0',
+      'chat/chat-0',
+      'chat/chat-1',
+      'intruder/intruder-0',
+      'shop/shop-web-7d9f-a1',
+      'shop/shop-web-7d9f-b2',
+      'shop/shop-web-7d9f-c3',
+      'shop/shop-web-7d9f-d4',
+    ],
+  );
+}
+
+async function roundRobinCurl({ commands }: ProxyDemo): Promise<void> {
+  const first = commands[0] ?? '';
+  assert.match(first, /^curl -s -H 'Host: shop\.k8s\.local' 'http:\/\/127\.0\.0\.1:\d+\/\?n=\[1-3\]'$/);
+  const result = await runShell(first);
+  assert.equal(result.code, 0, result.stderr);
+  const pods = podsAnswering(result.stdout);
+  assert.equal(pods.length, 3, result.stdout);
+  const start = SHOP_PODS.indexOf(pods[0] as string);
+  assert.ok(start >= 0, `answered by a demo pod: ${result.stdout}`);
+  assert.deepEqual(
+    pods,
+    [0, 1, 2].map((n) => SHOP_PODS[(start + n) % 3]),
+    'round robin in pod-name order',
+  );
+  const answer = JSON.parse(result.stdout.split('\n')[0] as string) as {
+    namespace: string;
+    method: string;
+    uri: string;
+    headers: Record<string, string>;
+  };
+  assert.equal(answer.namespace, 'shop');
+  assert.equal(answer.method, 'GET');
+  assert.equal(answer.uri, '/?n=1');
+  assert.equal(answer.headers.host, 'shop.k8s.local');
+}
+
+async function notFoundCurl({ commands }: ProxyDemo): Promise<void> {
+  const result = await runShell(commands[1] ?? '');
+  assert.match(statusLine(result.stdout), /^HTTP\/1\.1 404 /);
+}
+
+async function unknownHostCurl({ commands }: ProxyDemo): Promise<void> {
+  const result = await runShell(commands[2] ?? '');
+  assert.equal(result.code, 52, `curl reports an empty reply: ${result.stderr}`);
+  assert.equal(result.stdout, '');
+}
+
+async function apiKeyCurls({ commands }: ProxyDemo): Promise<void> {
+  const without = await runShell(commands[3] ?? '');
+  assert.match(statusLine(without.stdout), /^HTTP\/1\.1 403 /);
+  const withKey = await runShell(commands[4] ?? '');
+  assert.match(statusLine(withKey.stdout), /^HTTP\/1\.1 200 /);
+  assert.deepEqual(podsAnswering(withKey.stdout), ['billing-api-0']);
+}
+
+async function webSocketCommand({ commands }: ProxyDemo): Promise<void> {
+  const command = commands[5] ?? '';
+  assert.match(
+    command,
+    /^node examples\/demo\/ws-client\.mjs ws:\/\/127\.0\.0\.1:\d+\/ws --host shop\.k8s\.local hello$/,
+  );
+  const result = await runShell(command);
+  assert.equal(result.code, 0, result.stderr);
+  const lines = result.stdout.trim().split('\n');
+  assert.match(lines[1] ?? '', /^< \{"pod":"shop-web-7d9f-[abc][123]","namespace":"shop",.*"uri":"\/ws"/);
+  assert.equal(lines.at(-1), '< hello', 'the message comes back');
+}
+
+async function hashedChatCurls({ commands }: ProxyDemo): Promise<void> {
+  // The demo's copy moved the chat pods to 127.0.101.41 and .42, port 3000.
+  const points = initChashPoints(['127.0.101.41:3000', '127.0.101.42:3000']);
+  for (const [i, client] of [
+    [6, '127.0.0.2'],
+    [7, '127.0.0.4'],
+  ] as const) {
+    const command = commands[i] ?? '';
+    assert.equal(
+      command,
+      `curl -s --interface ${client} -H 'Host: chat.k8s.local' ` +
+        `'http://127.0.0.1:${command.match(/:(\d+)\//)?.[1]}/?n=[1-3]'`,
+    );
+    const at = findChashPoint(points, crc32Long(client));
+    const expected =
+      points.servers[points.server[at % points.number] as number] === '127.0.101.41:3000' ? 'chat-0' : 'chat-1';
+    const result = await runShell(command);
+    assert.deepEqual(podsAnswering(result.stdout), [expected, expected, expected], result.stdout + result.stderr);
+  }
+}
+
+async function statusPageAddress({ demo, commands }: ProxyDemo): Promise<void> {
+  const url = commands[8] ?? '';
+  assert.equal(url, `http://127.0.0.1:${adminPortOf(demo)}/`);
+  const page = await fetch(url);
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /<title>k8s-router status<\/title>/);
+}
+
+async function appliesAnAddedPod({ demo, manifest, commands }: ProxyDemo): Promise<void> {
+  const added = demoPodItem({
+    name: 'shop-web-7d9f-e5',
+    namespace: 'shop',
+    ip: '127.0.101.15',
+    port: 3000,
+    hosts: 'shop.k8s.local fresh.k8s.local',
+    paths: '3000:/',
+  });
+  await writeFile(manifest, `${await readFile(manifest, 'utf8')}${added}`);
+  await demo.waitForLog(
+    (l) => l.msg === 'demo pod started' && l.pod === 'shop/shop-web-7d9f-e5',
+    'a process for the added pod',
+  );
+  await eventually(
+    async () =>
+      podsAnswering((await runShell(commands[0]?.replace('shop.k8s.local', 'fresh.k8s.local') ?? '')).stdout).includes(
+        'shop-web-7d9f-e5',
+      ),
+    'the new host to be answered by the added pod',
+    10_000,
+  );
+  const [aRound, another] = [await runShell(commands[0] ?? ''), await runShell(commands[0] ?? '')];
+  assert.ok(
+    [...podsAnswering(aRound.stdout), ...podsAnswering(another.stdout)].includes('shop-web-7d9f-e5'),
+    'the added pod shares shop.k8s.local/ with the others',
+  );
+}
+
+async function stopsARemovedPod({ demo, manifest }: ProxyDemo): Promise<void> {
+  const pid = demo.logs.find((l) => l.msg === 'demo pod started' && l.pod === 'intruder/intruder-0')?.pid as number;
+  assert.ok(isAlive(pid));
+  const list = parse(await readFile(manifest, 'utf8')) as { items: Array<{ metadata: { name: string } }> };
+  list.items = list.items.filter((item) => item.metadata.name !== 'intruder-0');
+  await writeFile(manifest, stringify(list));
+  await demo.waitForLog(
+    (l) => l.msg === 'demo pod stopped' && l.pod === 'intruder/intruder-0',
+    'the removed pod to be stopped',
+    10_000,
+  );
+  assert.equal(isAlive(pid), false);
+}
+
+async function stopsEverythingOnSigterm({ demo }: ProxyDemo): Promise<void> {
+  await stopAndCheckNothingLeft(demo);
+}
+
+function withTheProxy(): void {
   describe('with the in-process proxy', { concurrency: 1 }, () => {
     let dir: string;
     let manifest: string;
@@ -101,159 +259,43 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
       await rm(dir, { recursive: true, force: true });
     });
 
-    it('starts a process of the demo app for every running pod of the manifest', () => {
-      assert.deepEqual(
-        demo.logs
-          .filter((l) => l.msg === 'demo pod started')
-          .map((l) => l.pod)
-          .sort(),
-        [
-          'billing/billing-api-0',
-          'chat/chat-0',
-          'chat/chat-1',
-          'intruder/intruder-0',
-          'shop/shop-web-7d9f-a1',
-          'shop/shop-web-7d9f-b2',
-          'shop/shop-web-7d9f-c3',
-          'shop/shop-web-7d9f-d4',
-        ],
-      );
-    });
+    const proxyDemo = (): ProxyDemo => ({ demo, manifest, commands });
 
-    it('prints first a plain curl whose three requests are answered by the three shop pods in turn', async () => {
-      const first = commands[0] ?? '';
-      assert.match(first, /^curl -s -H 'Host: shop\.k8s\.local' 'http:\/\/127\.0\.0\.1:\d+\/\?n=\[1-3\]'$/);
-      const result = await runShell(first);
-      assert.equal(result.code, 0, result.stderr);
-      const pods = podsAnswering(result.stdout);
-      assert.equal(pods.length, 3, result.stdout);
-      const start = SHOP_PODS.indexOf(pods[0] as string);
-      assert.ok(start >= 0, `answered by a demo pod: ${result.stdout}`);
-      assert.deepEqual(
-        pods,
-        [0, 1, 2].map((n) => SHOP_PODS[(start + n) % 3]),
-        'round robin in pod-name order',
-      );
-      const answer = JSON.parse(result.stdout.split('\n')[0] as string) as {
-        namespace: string;
-        method: string;
-        uri: string;
-        headers: Record<string, string>;
-      };
-      assert.equal(answer.namespace, 'shop');
-      assert.equal(answer.method, 'GET');
-      assert.equal(answer.uri, '/?n=1');
-      assert.equal(answer.headers.host, 'shop.k8s.local');
-    });
+    it('starts a process of the demo app for every running pod of the manifest', () =>
+      startsAPodProcessPerPod(proxyDemo()));
 
-    it('prints a command that gets 404 for a path the host does not route', async () => {
-      const result = await runShell(commands[1] ?? '');
-      assert.match(statusLine(result.stdout), /^HTTP\/1\.1 404 /);
-    });
+    it('prints first a plain curl whose three requests are answered by the three shop pods in turn', () =>
+      roundRobinCurl(proxyDemo()));
 
-    it('prints a command whose connection is closed without an answer, for an unknown host', async () => {
-      const result = await runShell(commands[2] ?? '');
-      assert.equal(result.code, 52, `curl reports an empty reply: ${result.stderr}`);
-      assert.equal(result.stdout, '');
-    });
+    it('prints a command that gets 404 for a path the host does not route', () => notFoundCurl(proxyDemo()));
 
-    it('prints the API-key commands: 403 without the key, 200 from the billing pod with it', async () => {
-      const without = await runShell(commands[3] ?? '');
-      assert.match(statusLine(without.stdout), /^HTTP\/1\.1 403 /);
-      const withKey = await runShell(commands[4] ?? '');
-      assert.match(statusLine(withKey.stdout), /^HTTP\/1\.1 200 /);
-      assert.deepEqual(podsAnswering(withKey.stdout), ['billing-api-0']);
-    });
+    it('prints a command whose connection is closed without an answer, for an unknown host', () =>
+      unknownHostCurl(proxyDemo()));
 
-    it('prints a WebSocket command that needs only Node, and a shop pod echoes the message', async () => {
-      const command = commands[5] ?? '';
-      assert.match(
-        command,
-        /^node examples\/demo\/ws-client\.mjs ws:\/\/127\.0\.0\.1:\d+\/ws --host shop\.k8s\.local hello$/,
-      );
-      const result = await runShell(command);
-      assert.equal(result.code, 0, result.stderr);
-      const lines = result.stdout.trim().split('\n');
-      assert.match(lines[1] ?? '', /^< \{"pod":"shop-web-7d9f-[abc][123]","namespace":"shop",.*"uri":"\/ws"/);
-      assert.equal(lines.at(-1), '< hello', 'the message comes back');
-    });
+    it('prints the API-key commands: 403 without the key, 200 from the billing pod with it', () =>
+      apiKeyCurls(proxyDemo()));
 
-    it('prints two curls from two client addresses, each answered three times by the chat pod its address hashes to', async () => {
-      // The demo's copy moved the chat pods to 127.0.101.41 and .42, port 3000.
-      const points = initChashPoints(['127.0.101.41:3000', '127.0.101.42:3000']);
-      for (const [i, client] of [
-        [6, '127.0.0.2'],
-        [7, '127.0.0.4'],
-      ] as const) {
-        const command = commands[i] ?? '';
-        assert.equal(
-          command,
-          `curl -s --interface ${client} -H 'Host: chat.k8s.local' 'http://127.0.0.1:${command.match(/:(\d+)\//)?.[1]}/?n=[1-3]'`,
-        );
-        const at = findChashPoint(points, crc32Long(client));
-        const expected =
-          points.servers[points.server[at % points.number] as number] === '127.0.101.41:3000' ? 'chat-0' : 'chat-1';
-        const result = await runShell(command);
-        assert.deepEqual(podsAnswering(result.stdout), [expected, expected, expected], result.stdout + result.stderr);
-      }
-    });
+    it('prints a WebSocket command that needs only Node, and a shop pod echoes the message', () =>
+      webSocketCommand(proxyDemo()));
 
-    it('prints the status page address, and it answers', async () => {
-      const url = commands[8] ?? '';
-      assert.equal(url, `http://127.0.0.1:${adminPortOf(demo)}/`);
-      const page = await fetch(url);
-      assert.equal(page.status, 200);
-      assert.match(await page.text(), /<title>k8s-router status<\/title>/);
-    });
+    it(
+      'prints two curls from two client addresses, ' +
+        'each answered three times by the chat pod its address hashes to',
+      () => hashedChatCurls(proxyDemo()),
+    );
 
-    it('applies an edit of the manifest live: a pod added to the file gets a process and joins the round robin', async () => {
-      const added = demoPodItem({
-        name: 'shop-web-7d9f-e5',
-        namespace: 'shop',
-        ip: '127.0.101.15',
-        port: 3000,
-        hosts: 'shop.k8s.local fresh.k8s.local',
-        paths: '3000:/',
-      });
-      await writeFile(manifest, `${await readFile(manifest, 'utf8')}${added}`);
-      await demo.waitForLog(
-        (l) => l.msg === 'demo pod started' && l.pod === 'shop/shop-web-7d9f-e5',
-        'a process for the added pod',
-      );
-      await eventually(
-        async () =>
-          podsAnswering(
-            (await runShell(commands[0]?.replace('shop.k8s.local', 'fresh.k8s.local') ?? '')).stdout,
-          ).includes('shop-web-7d9f-e5'),
-        'the new host to be answered by the added pod',
-        10_000,
-      );
-      const [aRound, another] = [await runShell(commands[0] ?? ''), await runShell(commands[0] ?? '')];
-      assert.ok(
-        [...podsAnswering(aRound.stdout), ...podsAnswering(another.stdout)].includes('shop-web-7d9f-e5'),
-        'the added pod shares shop.k8s.local/ with the others',
-      );
-    });
+    it('prints the status page address, and it answers', () => statusPageAddress(proxyDemo()));
 
-    it('stops the process of a pod removed from the manifest', async () => {
-      const pid = demo.logs.find((l) => l.msg === 'demo pod started' && l.pod === 'intruder/intruder-0')?.pid as number;
-      assert.ok(isAlive(pid));
-      const list = parse(await readFile(manifest, 'utf8')) as { items: Array<{ metadata: { name: string } }> };
-      list.items = list.items.filter((item) => item.metadata.name !== 'intruder-0');
-      await writeFile(manifest, stringify(list));
-      await demo.waitForLog(
-        (l) => l.msg === 'demo pod stopped' && l.pod === 'intruder/intruder-0',
-        'the removed pod to be stopped',
-        10_000,
-      );
-      assert.equal(isAlive(pid), false);
-    });
+    it('applies an edit of the manifest live: a pod added to the file gets a process and joins the round robin', () =>
+      appliesAnAddedPod(proxyDemo()));
 
-    it('stops every process it started on SIGTERM', async () => {
-      await stopAndCheckNothingLeft(demo);
-    });
+    it('stops the process of a pod removed from the manifest', () => stopsARemovedPod(proxyDemo()));
+
+    it('stops every process it started on SIGTERM', () => stopsEverythingOnSigterm(proxyDemo()));
   });
+}
 
+function withNginx(): void {
   describe('with --backend nginx', { concurrency: 1 }, () => {
     let dir: string;
     let demo: RouterProcess;
@@ -282,7 +324,9 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
       await stopAndCheckNothingLeft(demo, [nginxPid as number]);
     });
   });
+}
 
+function killedOutright(): void {
   describe('killed outright', () => {
     let dir: string;
 
@@ -298,7 +342,9 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
       await eventually(() => pids.every((pid) => !isAlive(pid)), `the pods (${pids.join(', ')}) to exit`, 10_000);
     });
   });
+}
 
+function aPortInUse(): void {
   describe('a port in use', () => {
     let busy: Server;
     let dir: string;
@@ -342,7 +388,8 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
       assert.equal(result.code, 1);
       assert.equal(
         result.stderr,
-        `k8s-router: cannot listen on 127.0.0.1:${busyPort()} (admin server, ADMIN_PORT): the port is in use [KR_LISTEN_FAILED]\n`,
+        `k8s-router: cannot listen on 127.0.0.1:${busyPort()} (admin server, ADMIN_PORT): ` +
+          'the port is in use [KR_LISTEN_FAILED]\n',
       );
     });
 
@@ -367,11 +414,19 @@ describe('k8s-router demo', { concurrency: 1 }, () => {
         assert.equal(result.code, 1);
         assert.equal(
           result.stderr,
-          'k8s-router: cannot listen on 127.0.103.21:8080 (demo pod billing/billing-api-0): the port is in use [KR_LISTEN_FAILED]\n',
+          'k8s-router: cannot listen on 127.0.103.21:8080 (demo pod billing/billing-api-0): ' +
+            'the port is in use [KR_LISTEN_FAILED]\n',
         );
       } finally {
         await new Promise((resolve) => pod.close(resolve));
       }
     });
   });
+}
+
+describe('k8s-router demo', { concurrency: 1 }, () => {
+  withTheProxy();
+  withNginx();
+  killedOutright();
+  aPortInUse();
 });

@@ -77,7 +77,8 @@ async function nginxKilled(mode: NginxMode, t: TestContext): Promise<void> {
   assert.ok(live !== undefined && !killed.includes(live));
   const { failed, longestMs } = outage(during);
   t.diagnostic(
-    `${mode}: ${killed.length} masters killed over ${lastKill - firstKill} ms; restarted ${restartedMs} ms after the last kill; ` +
+    `${mode}: ${killed.length} masters killed over ${lastKill - firstKill} ms; ` +
+      `restarted ${restartedMs} ms after the last kill; ` +
       `${during.length} probes, ${failed} failed, longest outage ${longestMs} ms`,
   );
 
@@ -116,7 +117,8 @@ async function routerKilled(mode: NginxMode, t: TestContext): Promise<void> {
     String(l.msg).startsWith('stopping nginx processes that no running master manages'),
   );
   t.diagnostic(
-    `${mode}: new table served ${servedMs} ms after the new router was asked to start (routers start one at a time); ${during.length} probes, ${failed} failed, longest outage ${longestMs} ms`,
+    `${mode}: new table served ${servedMs} ms after the new router was asked to start ` +
+      `(routers start one at a time); ${during.length} probes, ${failed} failed, longest outage ${longestMs} ms`,
   );
   assert.ok(stale !== undefined, 'the new router says it stopped the leftover nginx');
   await eventually(async () => (await groupMembers(master)).length === 0, 'the leftover nginx to be gone', 10_000);
@@ -167,118 +169,139 @@ async function readyOnlyWithTheTable(mode: NginxMode, t: TestContext): Promise<v
   assert.equal(await router.exited, 0);
 }
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
+async function refusedTableRetried(t: TestContext): Promise<void> {
+  const { setup, host, router } = await serving('refused', FIRST_IP.documented.refused as number, t);
+  await setup.wrapper.refuseChecks('nginx: [emerg] refused by the test');
+  const mark = router.logs.length;
+  await routeTo(setup, host, 1);
+  const refusal = await router.waitForLog(
+    (l) => l.msg === 'nginx kept its previous config',
+    'the refusal',
+    10_000,
+    mark,
+  );
+  assert.equal(refusal.code, 'KR_NGINX_CONFIG_REFUSED');
+  assert.match(String(refusal.err), /refused by the test/);
+  // Nobody touches the manifest again: the router tries again by itself.
+  await router.waitForLog(
+    (l) => l.msg === 'trying the table nginx did not take again later' && Number(l.attempt) >= 2,
+    'a second retry',
+    15_000,
+    mark,
+  );
+  assert.equal(await answeredBy(setup.port, host), setup.pods[0]?.name, 'the previous table serves meanwhile');
+  await setup.wrapper.allowChecks();
+  const allowedAt = Date.now();
+  await router.waitForLog((l) => l.msg === 'nginx serves the new config', 'the retry to succeed', 15_000, mark);
+  t.diagnostic(`documented: served ${Date.now() - allowedAt} ms after nginx accepted configs again`);
+  assert.equal(await answeredBy(setup.port, host), setup.pods[1]?.name);
+  router.kill('SIGTERM');
+  assert.equal(await router.exited, 0);
+}
+
+async function controlSocketGoneIsRepaired(t: TestContext): Promise<void> {
+  const { setup, host, router, master } = await serving('refused', FIRST_IP.dynamic.refused as number, t, 'dynamic');
+  const workers = (await childrenOf(master)).map((w) => w.pid).sort();
+  let mark = router.logs.length;
+  await routeTo(setup, host, 1);
+  await router.waitForLog((l) => l.msg === 'nginx serves the new table', 'the change to be sent', 10_000, mark);
+  assert.equal(await answeredBy(setup.port, host), setup.pods[1]?.name);
+  assert.equal(await metric(router, 'k8s_router_nginx_reloads_total'), 0, 'a table change does not reload nginx');
+  assert.deepEqual(await nginxMasters(setup.prefix), [master]);
+  assert.deepEqual((await childrenOf(master)).map((w) => w.pid).sort(), workers, 'nor start a worker');
+
+  // The fault: the socket file is removed under the running nginx (which will never bind it again).
+  await rm(join(setup.prefix, 'control', 'table.sock'));
+  const probes = probe(setup.port, host);
+  mark = router.logs.length;
+  await routeTo(setup, host, 0);
+  const failure = await router.waitForLog(
+    (l) => l.msg === 'nginx kept its previous config',
+    'the failed send',
+    10_000,
+    mark,
+  );
+  const [status, readyz, failures] = await Promise.all([
+    nginxStatus(router),
+    adminGet(router, '/readyz'),
+    metric(router, 'k8s_router_nginx_reload_failures_total'),
+  ]);
+  assert.equal(failure.code, 'KR_NGINX_IO_FAILED');
+  assert.match(String(failure.err), /control socket cannot be reached.*ENOENT/);
+  const lastError = status.lastError as { code: string; message: string } | null;
+  assert.equal(lastError?.code, 'KR_NGINX_IO_FAILED', JSON.stringify(status));
+  assert.equal(status.behind, true);
+  assert.notEqual(status.retry, null, `a retry is pending: ${JSON.stringify(status)}`);
+  assert.equal(readyz.status, 200, readyz.body);
+  const verdict = JSON.parse(readyz.body) as { status: string; reason: string };
+  assert.equal(verdict.status, 'degraded');
+  assert.match(verdict.reason, /control socket/);
+  assert.equal(failures, 1);
+  assert.equal(await answeredBy(setup.port, host), setup.pods[1]?.name, 'the previous table serves meanwhile');
+
+  // Nobody touches the manifest again: the retry finds the socket still gone and starts a fresh nginx.
+  const replaced = await router.waitForLog(
+    (l) => String(l.msg).startsWith("nginx's control socket is still gone"),
+    'the fresh nginx',
+    15_000,
+    mark,
+  );
+  await router.waitForLog((l) => l.msg === 'nginx serves the new config', 'the retry to succeed', 15_000, mark);
+  await eventually(
+    async () => (await answeredBy(setup.port, host)) === setup.pods[0]?.name,
+    'the new table to be served',
+    10_000,
+  );
+  const during = await probes.stop();
+  const [fresh] = await nginxMasters(setup.prefix);
+  assert.ok(fresh !== undefined && fresh !== master, 'a fresh master serves');
+  assert.equal(replaced.pid, master);
+  await eventually(
+    async () => (await identify(master)) === null && (await groupMembers(master)).length === 0,
+    'the old nginx to be gone',
+    10_000,
+  );
+  const after = JSON.parse((await adminGet(router, '/readyz')).body) as { status: string };
+  assert.equal(after.status, 'ready');
+  assert.equal(await metric(router, 'k8s_router_nginx_reloads_total'), 0, 'nor was the repair a reload');
+  const { failed, longestMs } = outage(during);
+  t.diagnostic(
+    `dynamic: replaced ${Number(replaced.time) - Number(failure.time)} ms after the failed send; ` +
+      `${during.length} probes, ${failed} failed, longest outage ${longestMs} ms`,
+  );
+  router.kill('SIGTERM');
+  assert.equal(await router.exited, 0);
+  assert.deepEqual(await nginxMasters(setup.prefix), []);
+}
+
 describe('nginx faults under a running router, in both nginx modes', { concurrency: 3, timeout: 180_000 }, () => {
   for (const mode of ['documented', 'dynamic'] as const) {
-    it(`${mode}: nginx killed, and each replacement killed before it is confirmed: serving goes on, new tables are served, SIGTERM exits 0 and leaves no nginx`, (t) =>
-      nginxKilled(mode, t));
-    it(`${mode}: the router killed outright: its nginx keeps serving the last table; the next router on the prefix retires it and serves`, (t) =>
-      routerKilled(mode, t));
-    it(`${mode}: nginx's master killed: /readyz says 503 until the fresh nginx serves the table, and every request after its 200 is answered from it`, (t) =>
-      readyOnlyWithTheTable(mode, t));
+    it(
+      `${mode}: nginx killed, and each replacement killed before it is confirmed: serving goes on, ` +
+        'new tables are served, SIGTERM exits 0 and leaves no nginx',
+      (t) => nginxKilled(mode, t),
+    );
+    it(
+      `${mode}: the router killed outright: its nginx keeps serving the last table; ` +
+        'the next router on the prefix retires it and serves',
+      (t) => routerKilled(mode, t),
+    );
+    it(
+      `${mode}: nginx's master killed: /readyz says 503 until the fresh nginx serves the table, ` +
+        'and every request after its 200 is answered from it',
+      (t) => readyOnlyWithTheTable(mode, t),
+    );
   }
 
-  it('documented: a table nginx refuses is retried by the router on a timer; the old table serves meanwhile, the new one once nginx takes it', async (t) => {
-    const { setup, host, router } = await serving('refused', FIRST_IP.documented.refused as number, t);
-    await setup.wrapper.refuseChecks('nginx: [emerg] refused by the test');
-    const mark = router.logs.length;
-    await routeTo(setup, host, 1);
-    const refusal = await router.waitForLog(
-      (l) => l.msg === 'nginx kept its previous config',
-      'the refusal',
-      10_000,
-      mark,
-    );
-    assert.equal(refusal.code, 'KR_NGINX_CONFIG_REFUSED');
-    assert.match(String(refusal.err), /refused by the test/);
-    // Nobody touches the manifest again: the router tries again by itself.
-    await router.waitForLog(
-      (l) => l.msg === 'trying the table nginx did not take again later' && Number(l.attempt) >= 2,
-      'a second retry',
-      15_000,
-      mark,
-    );
-    assert.equal(await answeredBy(setup.port, host), setup.pods[0]?.name, 'the previous table serves meanwhile');
-    await setup.wrapper.allowChecks();
-    const allowedAt = Date.now();
-    await router.waitForLog((l) => l.msg === 'nginx serves the new config', 'the retry to succeed', 15_000, mark);
-    t.diagnostic(`documented: served ${Date.now() - allowedAt} ms after nginx accepted configs again`);
-    assert.equal(await answeredBy(setup.port, host), setup.pods[1]?.name);
-    router.kill('SIGTERM');
-    assert.equal(await router.exited, 0);
-  });
+  it(
+    'documented: a table nginx refuses is retried by the router on a timer; the old table serves meanwhile, ' +
+      'the new one once nginx takes it',
+    (t) => refusedTableRetried(t),
+  );
 
-  it("dynamic: a table change is sent without a reload; with nginx's control socket gone, the change fails, shows, is retried, and a fresh nginx serves it", async (t) => {
-    const { setup, host, router, master } = await serving('refused', FIRST_IP.dynamic.refused as number, t, 'dynamic');
-    const workers = (await childrenOf(master)).map((w) => w.pid).sort();
-    let mark = router.logs.length;
-    await routeTo(setup, host, 1);
-    await router.waitForLog((l) => l.msg === 'nginx serves the new table', 'the change to be sent', 10_000, mark);
-    assert.equal(await answeredBy(setup.port, host), setup.pods[1]?.name);
-    assert.equal(await metric(router, 'k8s_router_nginx_reloads_total'), 0, 'a table change does not reload nginx');
-    assert.deepEqual(await nginxMasters(setup.prefix), [master]);
-    assert.deepEqual((await childrenOf(master)).map((w) => w.pid).sort(), workers, 'nor start a worker');
-
-    // The fault: the socket file is removed under the running nginx (which will never bind it again).
-    await rm(join(setup.prefix, 'control', 'table.sock'));
-    const probes = probe(setup.port, host);
-    mark = router.logs.length;
-    await routeTo(setup, host, 0);
-    const failure = await router.waitForLog(
-      (l) => l.msg === 'nginx kept its previous config',
-      'the failed send',
-      10_000,
-      mark,
-    );
-    const [status, readyz, failures] = await Promise.all([
-      nginxStatus(router),
-      adminGet(router, '/readyz'),
-      metric(router, 'k8s_router_nginx_reload_failures_total'),
-    ]);
-    assert.equal(failure.code, 'KR_NGINX_IO_FAILED');
-    assert.match(String(failure.err), /control socket cannot be reached.*ENOENT/);
-    const lastError = status.lastError as { code: string; message: string } | null;
-    assert.equal(lastError?.code, 'KR_NGINX_IO_FAILED', JSON.stringify(status));
-    assert.equal(status.behind, true);
-    assert.notEqual(status.retry, null, `a retry is pending: ${JSON.stringify(status)}`);
-    assert.equal(readyz.status, 200, readyz.body);
-    const verdict = JSON.parse(readyz.body) as { status: string; reason: string };
-    assert.equal(verdict.status, 'degraded');
-    assert.match(verdict.reason, /control socket/);
-    assert.equal(failures, 1);
-    assert.equal(await answeredBy(setup.port, host), setup.pods[1]?.name, 'the previous table serves meanwhile');
-
-    // Nobody touches the manifest again: the retry finds the socket still gone and starts a fresh nginx.
-    const replaced = await router.waitForLog(
-      (l) => String(l.msg).startsWith("nginx's control socket is still gone"),
-      'the fresh nginx',
-      15_000,
-      mark,
-    );
-    await router.waitForLog((l) => l.msg === 'nginx serves the new config', 'the retry to succeed', 15_000, mark);
-    await eventually(
-      async () => (await answeredBy(setup.port, host)) === setup.pods[0]?.name,
-      'the new table to be served',
-      10_000,
-    );
-    const during = await probes.stop();
-    const [fresh] = await nginxMasters(setup.prefix);
-    assert.ok(fresh !== undefined && fresh !== master, 'a fresh master serves');
-    assert.equal(replaced.pid, master);
-    await eventually(
-      async () => (await identify(master)) === null && (await groupMembers(master)).length === 0,
-      'the old nginx to be gone',
-      10_000,
-    );
-    const after = JSON.parse((await adminGet(router, '/readyz')).body) as { status: string };
-    assert.equal(after.status, 'ready');
-    assert.equal(await metric(router, 'k8s_router_nginx_reloads_total'), 0, 'nor was the repair a reload');
-    const { failed, longestMs } = outage(during);
-    t.diagnostic(
-      `dynamic: replaced ${Number(replaced.time) - Number(failure.time)} ms after the failed send; ${during.length} probes, ${failed} failed, longest outage ${longestMs} ms`,
-    );
-    router.kill('SIGTERM');
-    assert.equal(await router.exited, 0);
-    assert.deepEqual(await nginxMasters(setup.prefix), []);
-  });
+  it(
+    "dynamic: a table change is sent without a reload; with nginx's control socket gone, the change fails, shows, " +
+      'is retried, and a fresh nginx serves it',
+    (t) => controlSocketGoneIsRepaired(t),
+  );
 });

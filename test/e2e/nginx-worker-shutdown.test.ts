@@ -96,40 +96,45 @@ async function shuttingDown(router: RouterProcess): Promise<{ metric: number; st
 }
 
 describe('old nginx workers after reloads, with WebSockets open', { concurrency: 2, timeout: 120_000 }, () => {
-  it(`WORKER_SHUTDOWN_TIMEOUT_MS=${TIMEOUT_MS}: they are counted, then gone about a second after the reload, their WebSockets closed by nginx`, async (t) => {
-    const { router, sockets, lastWriteAt, lastReloadAt } = await openThenReload('wst-on', 248, t, {
-      WORKER_SHUTDOWN_TIMEOUT_MS: String(TIMEOUT_MS),
-    });
-    // Sampled within the second the last reload's workers have left.
-    const counted = await shuttingDown(router);
-    assert.ok(counted.metric >= 1 && counted.status >= 1, `old workers counted: ${JSON.stringify(counted)}`);
-    await eventually(async () => sockets.every((s) => s.closedAt !== null), 'nginx to close every WebSocket', 10_000);
-    const after = sockets.map((s) => (s.closedAt as number) - lastReloadAt);
-    // The last WebSocket's worker was told to stop after the last change was written: it
-    // got the whole timeout from then (nginx's timers may fire a few ms early); none outlived it by much.
-    const sinceWrite = (sockets.at(-1)?.closedAt as number) - lastWriteAt;
-    t.diagnostic(
-      `old workers counted ${JSON.stringify(counted)}; WebSockets closed ${after.join(', ')} ms after the last reload was served, ` +
-        `the last ${sinceWrite} ms after its change was written`,
-    );
-    assert.ok(
-      sinceWrite >= TIMEOUT_MS - 20,
-      `the last reload's WebSocket was closed ${sinceWrite} ms after its change was written`,
-    );
-    assert.ok(
-      Math.max(...after) < TIMEOUT_MS + 4_000,
-      `a WebSocket outlived the timeout by seconds: ${after.join(', ')} ms`,
-    );
-    await eventually(
-      async () => {
-        const now = await shuttingDown(router);
-        return now.metric === 0 && now.status === 0;
-      },
-      'no old worker to be counted',
-      10_000,
-    );
-    assert.equal(await router.stop(), 0);
-  });
+  it(
+    `WORKER_SHUTDOWN_TIMEOUT_MS=${TIMEOUT_MS}: they are counted, then gone about a second after the reload, ` +
+      'their WebSockets closed by nginx',
+    async (t) => {
+      const { router, sockets, lastWriteAt, lastReloadAt } = await openThenReload('wst-on', 248, t, {
+        WORKER_SHUTDOWN_TIMEOUT_MS: String(TIMEOUT_MS),
+      });
+      // Sampled within the second the last reload's workers have left.
+      const counted = await shuttingDown(router);
+      assert.ok(counted.metric >= 1 && counted.status >= 1, `old workers counted: ${JSON.stringify(counted)}`);
+      await eventually(async () => sockets.every((s) => s.closedAt !== null), 'nginx to close every WebSocket', 10_000);
+      const after = sockets.map((s) => (s.closedAt as number) - lastReloadAt);
+      // The last WebSocket's worker was told to stop after the last change was written: it
+      // got the whole timeout from then (nginx's timers may fire a few ms early); none outlived it by much.
+      const sinceWrite = (sockets.at(-1)?.closedAt as number) - lastWriteAt;
+      t.diagnostic(
+        `old workers counted ${JSON.stringify(counted)}; ` +
+          `WebSockets closed ${after.join(', ')} ms after the last reload was served, ` +
+          `the last ${sinceWrite} ms after its change was written`,
+      );
+      assert.ok(
+        sinceWrite >= TIMEOUT_MS - 20,
+        `the last reload's WebSocket was closed ${sinceWrite} ms after its change was written`,
+      );
+      assert.ok(
+        Math.max(...after) < TIMEOUT_MS + 4_000,
+        `a WebSocket outlived the timeout by seconds: ${after.join(', ')} ms`,
+      );
+      await eventually(
+        async () => {
+          const now = await shuttingDown(router);
+          return now.metric === 0 && now.status === 0;
+        },
+        'no old worker to be counted',
+        10_000,
+      );
+      assert.equal(await router.stop(), 0);
+    },
+  );
 
   it('without it (as documented), old workers live as long as their WebSockets, which keep echoing', async (t) => {
     const { router, sockets, lastReloadAt } = await openThenReload('wst-off', 249, t, {});
@@ -154,7 +159,8 @@ describe('old nginx workers after reloads, with WebSockets open', { concurrency:
       10_000,
     );
     t.diagnostic(
-      `old workers counted ${JSON.stringify(counted)}, still ${JSON.stringify(still)} ${TIMEOUT_MS + 2_000} ms after the last reload`,
+      `old workers counted ${JSON.stringify(counted)}, ` +
+        `still ${JSON.stringify(still)} ${TIMEOUT_MS + 2_000} ms after the last reload`,
     );
     assert.equal(await router.stop(), 0);
   });

@@ -20,7 +20,37 @@ import { workDir } from '../support/work-dir.js';
 
 const HOST = 'leaving.test';
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
+/** A request in flight on its own connection, and what has come back on it so far. */
+interface HeldRequest {
+  socket: net.Socket;
+  received: () => Buffer;
+}
+
+/**
+ * Round robin: requests on new connections until one is held by the pod that streams (its
+ * first chunk came, the rest has not); null when six tries found none.
+ */
+async function requestHeldByStreamingPod(port: number): Promise<HeldRequest | null> {
+  for (let i = 0; i < 6; i++) {
+    const s = net.connect(port, '127.0.0.1');
+    let data = Buffer.alloc(0);
+    s.on('data', (chunk: Buffer) => (data = Buffer.concat([data, chunk])));
+    s.write(serializeRequest({ method: 'GET', target: '/download', headers: [['Host', HOST]] }));
+    await eventually(
+      () => data.includes(STREAM_FIRST_CHUNK) || parseResponse(data, false, false) !== null,
+      'an answer to start',
+    );
+    if (data.includes(STREAM_FIRST_CHUNK) && !parseResponse(data, false, false)) {
+      s.removeAllListeners('data');
+      let received = data;
+      s.on('data', (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
+      return { socket: s, received: () => received };
+    }
+    s.destroy();
+  }
+  return null;
+}
+
 describe('a pod removed while a request to it is in flight', { concurrency: 2, timeout: 120_000 }, () => {
   for (const [backend, firstIp] of [
     ['proxy', 151],
@@ -53,26 +83,9 @@ describe('a pod removed while a request to it is in flight', { concurrency: 2, t
       });
       cleanups.push(() => router.stop());
 
-      // Round robin: requests on new connections until one is held by the leaving pod.
-      let socket: net.Socket | null = null;
-      let received = Buffer.alloc(0);
-      for (let i = 0; i < 6 && socket === null; i++) {
-        const s = net.connect(port, '127.0.0.1');
-        let data = Buffer.alloc(0);
-        s.on('data', (chunk: Buffer) => (data = Buffer.concat([data, chunk])));
-        s.write(serializeRequest({ method: 'GET', target: '/download', headers: [['Host', HOST]] }));
-        await eventually(
-          () => data.includes(STREAM_FIRST_CHUNK) || parseResponse(data, false, false) !== null,
-          'an answer to start',
-        );
-        if (data.includes(STREAM_FIRST_CHUNK) && !parseResponse(data, false, false)) {
-          socket = s;
-          s.removeAllListeners('data');
-          received = data;
-          s.on('data', (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
-        } else s.destroy();
-      }
-      assert.ok(socket !== null && leaving.streamsWaiting === 1, 'a request is in flight at the leaving pod');
+      const held = await requestHeldByStreamingPod(port);
+      assert.ok(held !== null && leaving.streamsWaiting === 1, 'a request is in flight at the leaving pod');
+      const { socket } = held;
 
       const mark = router.logs.length;
       api.remove('Pod', 'removal', leaving.name);
@@ -95,7 +108,11 @@ describe('a pod removed while a request to it is in flight', { concurrency: 2, t
 
       leaving.releaseStreams();
       // The connection may stay open (kept alive): the response is whole once its last chunk came.
-      const response = await eventually(() => parseResponse(received, false, false), 'the rest of the response', 5_000);
+      const response = await eventually(
+        () => parseResponse(held.received(), false, false),
+        'the rest of the response',
+        5_000,
+      );
       socket.destroy();
       assert.equal(response?.kind, 'response');
       assert.ok(response?.kind === 'response' && response.status === 200);

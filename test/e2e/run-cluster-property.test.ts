@@ -108,10 +108,16 @@ function describeStep(step: Step): string {
     case 'upsert-pod': {
       const { metadata, status } = step.pod;
       const ready = status?.conditions?.find((c) => c.type === 'Ready')?.status;
-      return `upsert-pod ${metadata?.namespace}/${metadata?.name} labels=${JSON.stringify(metadata?.labels)} ${status?.phase} ready=${ready} ip=${status?.podIP} annotations=${JSON.stringify(metadata?.annotations)}`;
+      return (
+        `upsert-pod ${metadata?.namespace}/${metadata?.name} labels=${JSON.stringify(metadata?.labels)} ` +
+        `${status?.phase} ready=${ready} ip=${status?.podIP} annotations=${JSON.stringify(metadata?.annotations)}`
+      );
     }
     case 'upsert-secret':
-      return `upsert-secret ${step.secret.metadata?.namespace}/${step.secret.metadata?.name} data=${JSON.stringify(step.secret.data)}`;
+      return (
+        `upsert-secret ${step.secret.metadata?.namespace}/${step.secret.metadata?.name} ` +
+        `data=${JSON.stringify(step.secret.data)}`
+      );
     case 'delete-pod':
     case 'delete-secret':
       return `${step.kind} ${step.namespace}/${step.name}`;
@@ -152,7 +158,8 @@ class PropertyFailure extends Error {
         `failed: ${check} (${Date.now() - seen.startedAt} ms after the first step)`,
         'steps:',
         ...seen.steps.map((s, i) => `  ${i + 1}. ${describeStep(s)}`),
-        `  then the fence: pod ns-fence/fence for fence-${seen.fence}.test, Secret ns-fence/routing with key fence-${seen.fence}`,
+        `  then the fence: pod ns-fence/fence for fence-${seen.fence}.test, ` +
+          `Secret ns-fence/routing with key fence-${seen.fence}`,
         "expected config (built from the API server's final objects):",
         seen.expected,
         `configs printed since the first step (${seen.printed.length}), each against the expected one:`,
@@ -171,181 +178,196 @@ function lastServedAfterLastChange(router: RouterProcess): boolean {
   return last('route table served') > last('route table changed');
 }
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
+/** One router against the fake API server, and the steps, faults and fences a case plays on it. */
+class PropertyRun {
+  readonly api: FakeApiServer;
+  readonly router: RouterProcess;
+  private lastFaultAt = 0;
+  private fences = 0;
+
+  constructor(readonly printing: PrintingRouter) {
+    ({ api: this.api, router: this.router } = printing);
+  }
+
+  /** The config the router should print for the objects the API server holds now. */
+  expectedConfig(): string {
+    return this.printing.expected();
+  }
+
+  /** Whether both of the router's watches were answered and are streaming again since request `since`. */
+  private watchingAgain(since: number): boolean {
+    const fresh = this.api.requests.slice(since);
+    const ok = (path: string): boolean =>
+      fresh.some((r) => r.path === path && r.watch && r.status === 200 && r.watchErrorCode === undefined);
+    return ok('/api/v1/pods') && ok('/api/v1/secrets') && this.api.openWatchCount >= 2;
+  }
+
+  /**
+   * One fault, after the router recovered from the previous one: faults stacked faster than
+   * the router reconnects only grow its backoff (up to 30 s), which is not what is tested here.
+   * Changes that follow a fault happen while the router is still away.
+   */
+  private async inject(fault: Fault): Promise<void> {
+    const { api } = this;
+    await eventually(() => this.watchingAgain(this.lastFaultAt), 'the router to watch again after the previous fault');
+    await delay(150); // a bookmark arrives: the reconnected watch counts as healthy
+    switch (fault) {
+      case 'drop':
+        api.dropStreams();
+        break;
+      case 'compact-and-drop':
+        api.compact();
+        api.dropStreams();
+        break;
+      case '500-burst':
+        api.failRequests(500, { count: 2 });
+        api.dropStreams();
+        break;
+      case 'stall':
+        // New watches hang after their headers; the next reconnect of the router runs into
+        // that until the connection is reset, as a broken proxy in between would do.
+        api.stallWatches('after-headers');
+        api.dropStreams();
+        await delay(600);
+        api.stallWatches(false);
+        api.dropStreams();
+        break;
+    }
+    this.lastFaultAt = api.requests.length;
+  }
+
+  private async play(step: Step): Promise<void> {
+    switch (step.kind) {
+      case 'upsert-pod':
+        this.api.upsert(step.pod);
+        return;
+      case 'delete-pod':
+        this.api.remove('Pod', step.namespace, step.name);
+        return;
+      case 'upsert-secret':
+        this.api.upsert(step.secret);
+        return;
+      case 'delete-secret':
+        this.api.remove('Secret', step.namespace, step.name);
+        return;
+      case 'fault':
+        await this.inject(step.fault);
+        return;
+    }
+  }
+
+  /** Back to no objects and no faults, with the router serving that. */
+  private async reset(): Promise<void> {
+    const { api } = this;
+    api.clearFaults();
+    api.stallWatches(false);
+    for (const kind of ['Pod', 'Secret'] as const) {
+      for (const obj of api.store.list({ kind, fields: [] }))
+        api.remove(kind, obj.metadata?.namespace ?? '', obj.metadata?.name ?? '');
+    }
+    await eventually(() => this.watchingAgain(this.lastFaultAt), 'the router to watch again', CONVERGE_MS);
+    await eventually(
+      () => lastPrintedConfig(this.router.stdout()) === this.expectedConfig(),
+      'the router to serve no routes',
+      CONVERGE_MS,
+    );
+  }
+
+  /** Every config printed from stdout offset `from` on, in order. */
+  private printedSince(from: number): string[] {
+    return printedConfigs(this.router.stdout().slice(from));
+  }
+
+  /**
+   * After the steps, a change of its own in each collection: a pod with a host and a Secret
+   * with a key that no earlier case used. A printed config with both was built from a
+   * snapshot taken after every step (each watch delivers changes in order, a list shows
+   * them all), so it cannot be an older config that happens to equal the final one (see
+   * run-cluster-slow-apply.test.ts for how that once passed for convergence).
+   */
+  private fence(): void {
+    this.fences += 1;
+    this.api.upsert(
+      pod('fence', {
+        namespace: 'ns-fence',
+        ip: '10.0.0.99',
+        hosts: `fence-${this.fences}.test`,
+        paths: '80:/',
+        ports: [80],
+      }),
+    );
+    this.api.upsert(apiKeySecret('ns-fence', `fence-${this.fences}`));
+  }
+
+  /** One case: the steps, then the fence; the router must print and serve the final objects' config. */
+  async runCase(steps: Step[]): Promise<void> {
+    const { router } = this;
+    await this.reset();
+    const stepsFrom = router.stdout().length;
+    const logsFrom = router.logs.length;
+    const startedAt = Date.now();
+    if (replay.seed !== undefined) console.log(`replaying:\n${steps.map(describeStep).join('\n')}`);
+    for (const step of steps) await this.play(step);
+    this.fence();
+    const expected = this.expectedConfig();
+    const check = async (what: string, ok: () => boolean | Promise<boolean>): Promise<void> => {
+      if (await ok()) return;
+      throw new PropertyFailure(what, {
+        steps,
+        fence: this.fences,
+        expected,
+        printed: this.printedSince(stepsFrom),
+        logs: router.logs.slice(logsFrom),
+        startedAt,
+      });
+    };
+    await check('the last printed config matches the final objects (fence included) within 5 s', () =>
+      eventually(() => lastPrintedConfig(router.stdout()) === expected, 'a match', CONVERGE_MS).then(
+        () => true,
+        () => false,
+      ),
+    );
+    // Not a passing state on the way: after a further hold-off and maximum delay, still the same.
+    await delay(300);
+    await check('the printed config stays the final one', () => lastPrintedConfig(router.stdout()) === expected);
+    // Printed is not served: the data plane (nginx: written, checked, reloaded and
+    // confirmed) must have taken the last table too.
+    await check('the data plane serves the last table within 5 s', () =>
+      eventually(() => lastServedAfterLastChange(router), 'served', CONVERGE_MS).then(
+        () => true,
+        () => false,
+      ),
+    );
+  }
+}
+
 describe('k8s-router run against a faulty API server', { concurrency: 2 }, () => {
   for (const backend of ['proxy', 'nginx'] as const) {
-    // eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
     describe(`--backend ${backend}`, () => {
-      let printing: PrintingRouter;
-      let api: FakeApiServer;
-      let router: RouterProcess;
+      let run: PropertyRun;
 
       before(async () => {
         // Frequent bookmarks make a reconnected watch count as healthy quickly, so the router's
         // backoff starts from its first step again at the next fault, as after a real incident.
-        printing = await startPrintingRouter(backend, {}, { bookmarkIntervalMs: 100 });
-        ({ api, router } = printing);
+        run = new PropertyRun(await startPrintingRouter(backend, {}, { bookmarkIntervalMs: 100 }));
       });
 
       after(async () => {
-        const exit = await printing?.close();
+        const exit = await run?.printing.close();
         assert.equal(exit, 0, 'the router exits 0 on SIGTERM');
       });
 
-      /** The config the router should print for the objects the API server holds now. */
-      const expectedConfig = (): string => printing.expected();
-
-      /** Whether both of the router's watches were answered and are streaming again since request `since`. */
-      function watchingAgain(since: number): boolean {
-        const fresh = api.requests.slice(since);
-        const ok = (path: string): boolean =>
-          fresh.some((r) => r.path === path && r.watch && r.status === 200 && r.watchErrorCode === undefined);
-        return ok('/api/v1/pods') && ok('/api/v1/secrets') && api.openWatchCount >= 2;
-      }
-
-      let lastFaultAt = 0;
-
-      /**
-       * One fault, after the router recovered from the previous one: faults stacked faster than
-       * the router reconnects only grow its backoff (up to 30 s), which is not what is tested here.
-       * Changes that follow a fault happen while the router is still away.
-       */
-      async function inject(fault: Fault): Promise<void> {
-        await eventually(() => watchingAgain(lastFaultAt), 'the router to watch again after the previous fault');
-        await delay(150); // a bookmark arrives: the reconnected watch counts as healthy
-        switch (fault) {
-          case 'drop':
-            api.dropStreams();
-            break;
-          case 'compact-and-drop':
-            api.compact();
-            api.dropStreams();
-            break;
-          case '500-burst':
-            api.failRequests(500, { count: 2 });
-            api.dropStreams();
-            break;
-          case 'stall':
-            // New watches hang after their headers; the next reconnect of the router runs into
-            // that until the connection is reset, as a broken proxy in between would do.
-            api.stallWatches('after-headers');
-            api.dropStreams();
-            await delay(600);
-            api.stallWatches(false);
-            api.dropStreams();
-            break;
-        }
-        lastFaultAt = api.requests.length;
-      }
-
-      async function play(step: Step): Promise<void> {
-        switch (step.kind) {
-          case 'upsert-pod':
-            api.upsert(step.pod);
-            return;
-          case 'delete-pod':
-            api.remove('Pod', step.namespace, step.name);
-            return;
-          case 'upsert-secret':
-            api.upsert(step.secret);
-            return;
-          case 'delete-secret':
-            api.remove('Secret', step.namespace, step.name);
-            return;
-          case 'fault':
-            await inject(step.fault);
-            return;
-        }
-      }
-
-      /** Back to no objects and no faults, with the router serving that. */
-      async function reset(): Promise<void> {
-        api.clearFaults();
-        api.stallWatches(false);
-        for (const kind of ['Pod', 'Secret'] as const) {
-          for (const obj of api.store.list({ kind, fields: [] }))
-            api.remove(kind, obj.metadata?.namespace ?? '', obj.metadata?.name ?? '');
-        }
-        await eventually(() => watchingAgain(lastFaultAt), 'the router to watch again', CONVERGE_MS);
-        await eventually(
-          () => lastPrintedConfig(router.stdout()) === expectedConfig(),
-          'the router to serve no routes',
-          CONVERGE_MS,
-        );
-      }
-
-      /** Every config printed from stdout offset `from` on, in order. */
-      const printedSince = (from: number): string[] => printedConfigs(router.stdout().slice(from));
-
-      let fences = 0;
-      /**
-       * After the steps, a change of its own in each collection: a pod with a host and a Secret
-       * with a key that no earlier case used. A printed config with both was built from a
-       * snapshot taken after every step (each watch delivers changes in order, a list shows
-       * them all), so it cannot be an older config that happens to equal the final one (see
-       * run-cluster-slow-apply.test.ts for how that once passed for convergence).
-       */
-      function fence(): void {
-        fences += 1;
-        api.upsert(
-          pod('fence', {
-            namespace: 'ns-fence',
-            ip: '10.0.0.99',
-            hosts: `fence-${fences}.test`,
-            paths: '80:/',
-            ports: [80],
-          }),
-        );
-        api.upsert(apiKeySecret('ns-fence', `fence-${fences}`));
-      }
-
-      it('after any changes interleaved with watch faults, the router serves the table of the final objects within 5 s', async () => {
-        await fc.assert(
-          fc.asyncProperty(fc.array(stepArb, { minLength: 2, maxLength: 10 }), async (steps) => {
-            await reset();
-            const stepsFrom = router.stdout().length;
-            const logsFrom = router.logs.length;
-            const startedAt = Date.now();
-            if (replay.seed !== undefined) console.log(`replaying:\n${steps.map(describeStep).join('\n')}`);
-            for (const step of steps) await play(step);
-            fence();
-            const expected = expectedConfig();
-            const check = async (what: string, ok: () => boolean | Promise<boolean>): Promise<void> => {
-              if (await ok()) return;
-              throw new PropertyFailure(what, {
-                steps,
-                fence: fences,
-                expected,
-                printed: printedSince(stepsFrom),
-                logs: router.logs.slice(logsFrom),
-                startedAt,
-              });
-            };
-            await check('the last printed config matches the final objects (fence included) within 5 s', () =>
-              eventually(() => lastPrintedConfig(router.stdout()) === expected, 'a match', CONVERGE_MS).then(
-                () => true,
-                () => false,
-              ),
-            );
-            // Not a passing state on the way: after a further hold-off and maximum delay, still the same.
-            await delay(300);
-            await check(
-              'the printed config stays the final one',
-              () => lastPrintedConfig(router.stdout()) === expected,
-            );
-            // Printed is not served: the data plane (nginx: written, checked, reloaded and
-            // confirmed) must have taken the last table too.
-            await check('the data plane serves the last table within 5 s', () =>
-              eventually(() => lastServedAfterLastChange(router), 'served', CONVERGE_MS).then(
-                () => true,
-                () => false,
-              ),
-            );
-          }),
-          // The report then carries the PropertyFailure message, not only the counterexample.
-          { numRuns: 20, endOnFailure: true, includeErrorInReport: true, ...replay },
-        );
-      });
+      it(
+        'after any changes interleaved with watch faults, the router serves the table of the final objects ' +
+          'within 5 s',
+        async () => {
+          await fc.assert(
+            fc.asyncProperty(fc.array(stepArb, { minLength: 2, maxLength: 10 }), (steps) => run.runCase(steps)),
+            // The report then carries the PropertyFailure message, not only the counterexample.
+            { numRuns: 20, endOnFailure: true, includeErrorInReport: true, ...replay },
+          );
+        },
+      );
     });
   }
 });

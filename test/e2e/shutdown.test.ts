@@ -110,108 +110,144 @@ async function nginxMasterPid(dir: string): Promise<number> {
   return Number((await readFile(join(dir, 'nginx', 'nginx.pid'), 'utf8')).trim());
 }
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
+/** What a SIGTERM under load saw: the requests, the WebSocket's answers, the probe of new connections, the exit. */
+interface DrainRun {
+  records: RequestRecord[];
+  before: string;
+  after: string;
+  exit: number | NodeJS.Signals;
+  termAt: number;
+  exitAt: number;
+  wsClosedAt: number;
+  firstRefusedAt: number | null;
+  acceptedAfterRefusal: number;
+}
+
+/** Sends load and holds a WebSocket open, sends SIGTERM, and records everything until the router exits. */
+async function sigtermUnderLoad(setup: Setup): Promise<DrainRun> {
+  const { router, port } = setup;
+  const ws = await openWebSocket(port);
+  const before = await echo(ws, 'before');
+
+  let loading = true;
+  let exited = false;
+  const target = { port, host: HOST };
+  const load = Promise.all([
+    runLoad(target, 6, { keepAlive: false, idPrefix: 'fresh' }, () => loading),
+    runLoad(target, 4, { keepAlive: true, idPrefix: 'kept' }, () => loading),
+  ]);
+  await delay(1_500);
+  const termAt = Date.now();
+  router.kill('SIGTERM');
+  const probe = probeConnections(port, () => !exited);
+  void router.exited.then(() => (exited = true));
+
+  // The WebSocket open before SIGTERM still works within the grace, then ends normally.
+  await router.waitForLog(
+    (l) => String(l.msg).startsWith('stopping: no new connections'),
+    'the router to start draining',
+    5_000,
+  );
+  await delay(300);
+  const after = await echo(ws, 'after');
+  const wsClosedAt = Date.now();
+  ws.close();
+  await delay(200);
+  loading = false;
+  const exit = await router.exited;
+  const exitAt = Date.now();
+  const records: RequestRecord[] = (await load).flat();
+  const { firstRefusedAt, acceptedAfterRefusal } = await probe;
+  return { records, before, after, exit, termAt, exitAt, wsClosedAt, firstRefusedAt, acceptedAfterRefusal };
+}
+
+async function answersEveryAcceptedRequest(t: TestContext, backend: 'proxy' | 'nginx', firstIp: number): Promise<void> {
+  const setup = await start(backend, firstIp, 10_000);
+  t.after(() => cleanUp(setup));
+  const master = backend === 'nginx' ? await nginxMasterPid(setup.dir) : null;
+  const run = await sigtermUnderLoad(setup);
+  const { records, before, after, exit, termAt, exitAt, wsClosedAt, firstRefusedAt, acceptedAfterRefusal } = run;
+
+  const summary = summarize(records);
+  const reached = reachedPods(setup.pods);
+  const inFlightAtTerm = records.filter(
+    (r) => r.sentAt < termAt && r.doneAt > termAt && r.outcome.kind === 'response',
+  ).length;
+  const refusal = firstRefusedAt === null ? 'never' : `${firstRefusedAt - termAt} ms`;
+  t.diagnostic(
+    `${summary.requests} requests: ${summary.ok} answered 2xx (${inFlightAtTerm} of them in flight at SIGTERM), ` +
+      `${summary.refused} refused, ` +
+      `${summary.droppedBeforeAnyByte} closed before any byte, ${summary.droppedMidResponse} cut mid-response, ` +
+      `${summary.resent} resent; ` +
+      `non-2xx ${JSON.stringify(summary.non2xx)}; first refusal ${refusal} after SIGTERM; ` +
+      `exit ${exit} ${exitAt - termAt} ms after SIGTERM, ${exitAt - wsClosedAt} ms after the WebSocket closed`,
+  );
+  for (const sample of summary.samples) t.diagnostic(sample);
+
+  assert.equal(exit, 0, 'exit status 0');
+  assert.match(before, /^drain-.*:before$/);
+  assert.match(after, /^drain-.*:after$/, 'the WebSocket opened before SIGTERM exchanged a message after it');
+  // Every request the router accepted (it reached a pod) got its whole answer.
+  const unanswered = records.filter(
+    (r) => reached.has(r.id) && !(r.outcome.kind === 'response' && r.outcome.status === 200),
+  );
+  assert.deepEqual(unanswered, [], 'requests that reached a pod but got no answer');
+  assert.deepEqual(summary.non2xx, {}, 'no answer other than 2xx');
+  assert.equal(summary.droppedMidResponse, 0, 'no response cut short');
+  // What failed was never accepted: no connection, or one closed before any byte.
+  for (const r of records)
+    if (r.outcome.kind !== 'response') assert.ok(!reached.has(r.id), `${r.id} reached a pod yet failed`);
+  assert.ok(inFlightAtTerm > 0, 'requests were in flight when SIGTERM came');
+  assert.ok(firstRefusedAt !== null, 'new connections were refused after SIGTERM');
+  assert.equal(acceptedAfterRefusal, 0, 'no connection was accepted once they were refused');
+  assert.ok(summary.refused > 0, 'clients saw refused connections');
+  if (master !== null) {
+    assert.throws(() => process.kill(master, 0), 'the nginx master is gone');
+    assert.deepEqual(await groupMembers(master), [], 'no nginx worker is left');
+  }
+}
+
+async function cutsAWebSocketOpenPastTheGrace(
+  t: TestContext,
+  backend: 'proxy' | 'nginx',
+  firstIp: number,
+): Promise<void> {
+  const graceMs = 1_500;
+  const setup = await start(backend, firstIp + 5, graceMs);
+  t.after(() => cleanUp(setup));
+  const { router, port } = setup;
+  const ws = await openWebSocket(port);
+  await echo(ws, 'hello');
+  const closed = new Promise<number>((resolve) => ws.once('close', () => resolve(Date.now())));
+  ws.on('error', () => {});
+  const termAt = Date.now();
+  router.kill('SIGTERM');
+  const exit = await router.exited;
+  const exitAt = Date.now();
+  const closedAt = await closed;
+  t.diagnostic(
+    `WebSocket cut ${closedAt - termAt} ms after SIGTERM (grace ${graceMs} ms); ` +
+      `exit ${exit} after ${exitAt - termAt} ms`,
+  );
+  assert.equal(exit, 0);
+  assert.ok(
+    closedAt - termAt >= graceMs - 50,
+    `the WebSocket was cut after ${closedAt - termAt} ms, before the grace of ${graceMs} ms`,
+  );
+}
+
 describe('k8s-router run stopped with SIGTERM', { concurrency: 2, timeout: 120_000 }, () => {
   for (const [backend, firstIp] of [
     ['proxy', 101],
     ['nginx', 111],
   ] as const) {
-    it(`--backend ${backend}: under load, every request it accepted is answered, new connections are refused, a WebSocket finishes, exit 0`, async (t: TestContext) => {
-      const setup = await start(backend, firstIp, 10_000);
-      t.after(() => cleanUp(setup));
-      const { router, pods, port } = setup;
-      const master = backend === 'nginx' ? await nginxMasterPid(setup.dir) : null;
-      const ws = await openWebSocket(port);
-      const before = await echo(ws, 'before');
+    it(
+      `--backend ${backend}: under load, every request it accepted is answered, new connections are refused, ` +
+        'a WebSocket finishes, exit 0',
+      (t: TestContext) => answersEveryAcceptedRequest(t, backend, firstIp),
+    );
 
-      let loading = true;
-      let exited = false;
-      const target = { port, host: HOST };
-      const load = Promise.all([
-        runLoad(target, 6, { keepAlive: false, idPrefix: 'fresh' }, () => loading),
-        runLoad(target, 4, { keepAlive: true, idPrefix: 'kept' }, () => loading),
-      ]);
-      await delay(1_500);
-      const termAt = Date.now();
-      router.kill('SIGTERM');
-      const probe = probeConnections(port, () => !exited);
-      void router.exited.then(() => (exited = true));
-
-      // The WebSocket open before SIGTERM still works within the grace, then ends normally.
-      await router.waitForLog(
-        (l) => String(l.msg).startsWith('stopping: no new connections'),
-        'the router to start draining',
-        5_000,
-      );
-      await delay(300);
-      const after = await echo(ws, 'after');
-      const wsClosedAt = Date.now();
-      ws.close();
-      await delay(200);
-      loading = false;
-      const exit = await router.exited;
-      const exitAt = Date.now();
-      const records: RequestRecord[] = (await load).flat();
-      const { firstRefusedAt, acceptedAfterRefusal } = await probe;
-
-      const summary = summarize(records);
-      const reached = reachedPods(pods);
-      const inFlightAtTerm = records.filter(
-        (r) => r.sentAt < termAt && r.doneAt > termAt && r.outcome.kind === 'response',
-      ).length;
-      t.diagnostic(
-        `${summary.requests} requests: ${summary.ok} answered 2xx (${inFlightAtTerm} of them in flight at SIGTERM), ${summary.refused} refused, ` +
-          `${summary.droppedBeforeAnyByte} closed before any byte, ${summary.droppedMidResponse} cut mid-response, ${summary.resent} resent; ` +
-          `non-2xx ${JSON.stringify(summary.non2xx)}; first refusal ${firstRefusedAt === null ? 'never' : `${firstRefusedAt - termAt} ms`} after SIGTERM; ` +
-          `exit ${exit} ${exitAt - termAt} ms after SIGTERM, ${exitAt - wsClosedAt} ms after the WebSocket closed`,
-      );
-      for (const sample of summary.samples) t.diagnostic(sample);
-
-      assert.equal(exit, 0, 'exit status 0');
-      assert.match(before, /^drain-.*:before$/);
-      assert.match(after, /^drain-.*:after$/, 'the WebSocket opened before SIGTERM exchanged a message after it');
-      // Every request the router accepted (it reached a pod) got its whole answer.
-      const unanswered = records.filter(
-        (r) => reached.has(r.id) && !(r.outcome.kind === 'response' && r.outcome.status === 200),
-      );
-      assert.deepEqual(unanswered, [], 'requests that reached a pod but got no answer');
-      assert.deepEqual(summary.non2xx, {}, 'no answer other than 2xx');
-      assert.equal(summary.droppedMidResponse, 0, 'no response cut short');
-      // What failed was never accepted: no connection, or one closed before any byte.
-      for (const r of records)
-        if (r.outcome.kind !== 'response') assert.ok(!reached.has(r.id), `${r.id} reached a pod yet failed`);
-      assert.ok(inFlightAtTerm > 0, 'requests were in flight when SIGTERM came');
-      assert.ok(firstRefusedAt !== null, 'new connections were refused after SIGTERM');
-      assert.equal(acceptedAfterRefusal, 0, 'no connection was accepted once they were refused');
-      assert.ok(summary.refused > 0, 'clients saw refused connections');
-      if (master !== null) {
-        assert.throws(() => process.kill(master, 0), 'the nginx master is gone');
-        assert.deepEqual(await groupMembers(master), [], 'no nginx worker is left');
-      }
-    });
-
-    it(`--backend ${backend}: a WebSocket still open when the grace ends is cut, and the router exits 0`, async (t: TestContext) => {
-      const graceMs = 1_500;
-      const setup = await start(backend, firstIp + 5, graceMs);
-      t.after(() => cleanUp(setup));
-      const { router, port } = setup;
-      const ws = await openWebSocket(port);
-      await echo(ws, 'hello');
-      const closed = new Promise<number>((resolve) => ws.once('close', () => resolve(Date.now())));
-      ws.on('error', () => {});
-      const termAt = Date.now();
-      router.kill('SIGTERM');
-      const exit = await router.exited;
-      const exitAt = Date.now();
-      const closedAt = await closed;
-      t.diagnostic(
-        `WebSocket cut ${closedAt - termAt} ms after SIGTERM (grace ${graceMs} ms); exit ${exit} after ${exitAt - termAt} ms`,
-      );
-      assert.equal(exit, 0);
-      assert.ok(
-        closedAt - termAt >= graceMs - 50,
-        `the WebSocket was cut after ${closedAt - termAt} ms, before the grace of ${graceMs} ms`,
-      );
-    });
+    it(`--backend ${backend}: a WebSocket still open when the grace ends is cut, and the router exits 0`, (t) =>
+      cutsAWebSocketOpenPastTheGrace(t, backend, firstIp));
   }
 });

@@ -34,9 +34,8 @@ async function runAll(): Promise<void> {
   );
   const seconds = ((Date.now() - started) / 1000).toFixed(0);
   const passed = results.every(Boolean);
-  process.stdout.write(
-    `${passed ? total : 0} cases passed in ${seconds} s${passed ? '' : ' (a worker failed: see its ' + 'counterexample above)'}\n`,
-  );
+  const why = passed ? '' : ' (a worker failed: see its ' + 'counterexample above)';
+  process.stdout.write(`${passed ? total : 0} cases passed in ${seconds} s${why}\n`);
   process.exitCode = passed ? 0 : 1;
 }
 

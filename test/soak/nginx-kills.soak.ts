@@ -56,7 +56,9 @@ describe(
         const { failed, longestMs } = outage(await probes.stop());
         current = Number(restarted.pid);
         rounds.push(
-          `round ${round}: ${1 + replacements} kills, restarted ${Number(restarted.time) - lastKill} ms after the last, ${failed} requests failed, longest outage ${longestMs} ms`,
+          `round ${round}: ${1 + replacements} kills, ` +
+            `restarted ${Number(restarted.time) - lastKill} ms after the last, ` +
+            `${failed} requests failed, longest outage ${longestMs} ms`,
         );
         t.diagnostic(rounds.at(-1) as string);
         // Long enough for the restart delay to start over.

@@ -4,15 +4,20 @@ import type { ChurnReport } from './churn.js';
 
 /** Prints a churn run's figures and asserts what must hold: not one request lost on the stable hosts. */
 export function checkChurn(t: TestContext, report: ChurnReport): void {
+  const { reloadMs } = report;
+  const reloadTimes = reloadMs ? ` (ms: median ${reloadMs.median}, p95 ${reloadMs.p95}, max ${reloadMs.max})` : '';
   t.diagnostic(
-    `${report.plane}: ${report.changes} pod changes in ${report.seconds.toFixed(1)} s, ${report.tableChanges} table changes, ` +
-      `${report.reloads} nginx reloads${report.reloadMs ? ` (ms: median ${report.reloadMs.median}, p95 ${report.reloadMs.p95}, max ${report.reloadMs.max})` : ''}` +
+    `${report.plane}: ${report.changes} pod changes in ${report.seconds.toFixed(1)} s, ` +
+      `${report.tableChanges} table changes, ` +
+      `${report.reloads} nginx reloads${reloadTimes}` +
       `, ${report.sends} tables sent to dynamic nginx`,
   );
   for (const [name, s] of Object.entries(report.load)) {
     t.diagnostic(
-      `  ${name}: ${s.requests} requests (${s.perSecond}/s), ${s.ok} 2xx, non-2xx ${JSON.stringify(s.non2xx)}, refused ${s.refused}, ` +
-        `dropped ${s.droppedBeforeAnyByte} + ${s.droppedMidResponse} mid-response, resent ${s.resent}; pods ${Object.keys(s.pods).length}`,
+      `  ${name}: ${s.requests} requests (${s.perSecond}/s), ${s.ok} 2xx, ` +
+        `non-2xx ${JSON.stringify(s.non2xx)}, refused ${s.refused}, ` +
+        `dropped ${s.droppedBeforeAnyByte} + ${s.droppedMidResponse} mid-response, resent ${s.resent}; ` +
+        `pods ${Object.keys(s.pods).length}`,
     );
     for (const sample of s.samples) t.diagnostic(`    ${sample}`);
   }

@@ -457,7 +457,8 @@ export class FakeApiServer {
       return answer(
         fault,
         fault === 403
-          ? `${url.pathname.split('/').pop()} is forbidden: User "system:serviceaccount:router:router" cannot ${watch ? 'watch' : 'list'} resource`
+          ? `${url.pathname.split('/').pop()} is forbidden: ` +
+              `User "system:serviceaccount:router:router" cannot ${watch ? 'watch' : 'list'} resource`
           : 'fault injected by the test',
       );
     }
@@ -542,7 +543,6 @@ export class FakeApiServer {
     this.listPageHook?.({ items: page.items.length, continued: plan.after !== undefined, more });
   }
 
-  // eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
   private startWatch(
     params: URLSearchParams,
     filter: ObjectFilter,
@@ -587,7 +587,25 @@ export class FakeApiServer {
         res.end();
       }
     };
-    const from = params.get('resourceVersion');
+    if (!this.replayFrom(params.get('resourceVersion'), filter, record, watcher, send)) return;
+    watcher.live = true;
+    this.watchers.add(watcher);
+    this.startWatchTimers(params, filter, watcher, timers, send);
+  }
+
+  /**
+   * What a new watch gets before live changes: the objects now for "any version", the changes
+   * since `from` otherwise, or 410 Gone (when asked to, or when `from` was compacted away).
+   * False when the watch ended there.
+   */
+  private replayFrom(
+    from: string | null,
+    filter: ObjectFilter,
+    record: RecordedRequest,
+    watcher: Watcher,
+    send: (event: object) => void,
+  ): boolean {
+    const { res } = watcher;
     if (this.goneWatchesLeft > 0) {
       this.goneWatchesLeft -= 1;
       record.watchErrorCode = 410;
@@ -596,33 +614,41 @@ export class FakeApiServer {
         object: JSON.parse(statusBody(410, 'Expired', `too old resource version: ${from ?? ''}`)),
       });
       if (!res.writableEnded) res.end();
-      return;
+      return false;
     }
     if (from === null || from === '' || from === '0') {
       // "Any version": the current state as synthetic ADDED events, then changes.
       for (const obj of this.store.list(filter)) send({ type: 'ADDED', object: obj });
-    } else {
-      const changes = this.store.changesSince(Number(from));
-      if (changes === 'gone') {
-        record.watchErrorCode = 410;
-        send({
-          type: 'ERROR',
-          object: JSON.parse(
-            statusBody(410, 'Expired', `too old resource version: ${from} (${this.store.oldestWatchableVersion})`),
-          ),
-        });
-        if (this.holdOpenAfterGone) this.watchers.add(watcher);
-        else if (!res.writableEnded) res.end();
-        return;
-      }
-      for (const change of changes) {
-        const event = eventForChange(filter, change);
-        if (event) send(event);
-      }
+      return true;
     }
-    watcher.live = true;
-    this.watchers.add(watcher);
+    const changes = this.store.changesSince(Number(from));
+    if (changes === 'gone') {
+      record.watchErrorCode = 410;
+      send({
+        type: 'ERROR',
+        object: JSON.parse(
+          statusBody(410, 'Expired', `too old resource version: ${from} (${this.store.oldestWatchableVersion})`),
+        ),
+      });
+      if (this.holdOpenAfterGone) this.watchers.add(watcher);
+      else if (!res.writableEnded) res.end();
+      return false;
+    }
+    for (const change of changes) {
+      const event = eventForChange(filter, change);
+      if (event) send(event);
+    }
+    return true;
+  }
 
+  /** Bookmarks when the watch allows them, and its end after `timeoutSeconds`. */
+  private startWatchTimers(
+    params: URLSearchParams,
+    filter: ObjectFilter,
+    watcher: Watcher,
+    timers: NodeJS.Timeout[],
+    send: (event: object) => void,
+  ): void {
     if (isTrue(params.get('allowWatchBookmarks'))) {
       timers.push(
         setInterval(() => {
@@ -638,7 +664,7 @@ export class FakeApiServer {
       timers.push(
         setTimeout(() => {
           watcher.close();
-          res.end();
+          watcher.res.end();
         }, timeoutSeconds * 1000),
       );
     }
@@ -722,7 +748,8 @@ export class FakeApiServer {
           refused,
           REASONS[refused] ?? 'Unknown',
           refused === 403
-            ? `events.events.k8s.io is forbidden: User "system:serviceaccount:router:router" cannot create resource "events" in API group "events.k8s.io" in the namespace "${namespace}"`
+            ? 'events.events.k8s.io is forbidden: User "system:serviceaccount:router:router" ' +
+                `cannot create resource "events" in API group "events.k8s.io" in the namespace "${namespace}"`
             : 'fault injected by the test',
         );
       }

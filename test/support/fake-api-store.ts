@@ -214,7 +214,8 @@ export class FakeStore {
   }
 
   private record(change: Change): void {
-    if (change.before === undefined || change.after === undefined) this.sortedKeys[change.kind] = null; // a key came or went
+    // A key came or went: the sorted keys are made again when next needed.
+    if (change.before === undefined || change.after === undefined) this.sortedKeys[change.kind] = null;
     this.history.push(change);
     for (const listener of [...this.listeners]) listener(change);
   }
@@ -360,7 +361,9 @@ export class FakeEventStore {
     if (!MICRO_TIME.test(text(body.eventTime))) {
       return {
         status: 400,
-        message: `unable to parse eventTime ${JSON.stringify(body.eventTime)} as MicroTime (RFC 3339 with six fractional digits)`,
+        message:
+          `unable to parse eventTime ${JSON.stringify(body.eventTime)} as MicroTime ` +
+          '(RFC 3339 with six fractional digits)',
       };
     }
     const problems = eventProblems(namespace, body);

@@ -20,7 +20,8 @@ export function checkLeaks(
   limits: { fdSlack: number; fdTolerance?: number; rssTolerance?: number },
 ): void {
   t.diagnostic(
-    `${report.backend}: ${report.connections} WebSocket connects and disconnects (${report.failedConnections} failed) and ${report.changes} object changes ` +
+    `${report.backend}: ${report.connections} WebSocket connects and disconnects ` +
+      `(${report.failedConnections} failed) and ${report.changes} object changes ` +
       `in ${report.seconds.toFixed(1)} s (${report.tableChanges} table changes, ${report.reloads} nginx reloads)`,
   );
   t.diagnostic(`  router after warm-up: ${showRouter(report.afterWarmUp)}`);
@@ -28,7 +29,8 @@ export function checkLeaks(
   for (const line of report.routerTrouble.slice(0, 20)) t.diagnostic(`  router said: ${line}`);
   if (report.nginx)
     t.diagnostic(
-      `  nginx (master and workers) after warm-up: ${show(report.nginx.afterWarmUp)}; at the end: ${show(report.nginx.atEnd)}`,
+      `  nginx (master and workers) after warm-up: ${show(report.nginx.afterWarmUp)}; ` +
+        `at the end: ${show(report.nginx.atEnd)}`,
     );
   assert.equal(
     report.failedConnections,

@@ -50,7 +50,10 @@ export interface LeakReport {
   failedConnections: number;
   /** The failed ones by what went wrong (an error code, a status, a missing echo). */
   failures: Failures;
-  /** The router's warnings and errors during the run (nginx exits, restarts, failed applies), for a failure to be read. */
+  /**
+   * The router's warnings and errors during the run (nginx exits, restarts, failed applies),
+   * for a failure to be read.
+   */
   routerTrouble: string[];
   afterWarmUp: RouterUsage;
   atEnd: RouterUsage;

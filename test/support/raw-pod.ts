@@ -54,7 +54,59 @@ function readBody(head: Head, data: Buffer): { body: Buffer; used: number } | nu
   return data.length < length ? null : { body: data.subarray(0, length), used: length };
 }
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
+/**
+ * How the pod answers on one connection: a JSON description of each request, except
+ * /endless (chunks until the client leaves) and /slow (after SLOW_MS). What returns false
+ * ends the reading of requests on the connection.
+ */
+function responder(socket: Socket, name: string, cut: string[]): (h: Head, description: ReceivedRequest) => boolean {
+  /** Answers `h`; false when the connection is to close after it. */
+  const answer = (h: Head, description: ReceivedRequest): boolean => {
+    const json = Buffer.from(JSON.stringify(description), 'latin1');
+    const close = /close/i.test(header(h, 'connection') ?? '');
+    socket.write(
+      `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pod: ${name}\r\nContent-Length: ${json.length}\r\n` +
+        `${close ? 'Connection: close\r\n' : ''}\r\n`,
+    );
+    // An answer to HEAD has no body (a kept pod connection would otherwise carry it into the next
+    // answer).
+    if (h.method !== 'HEAD') socket.write(json);
+    if (close) socket.end();
+    return !close;
+  };
+  /** Answers after `answering` unless the connection closes first, which is logged in `cut`. */
+  const answerLater = (h: Head, answering: (done: () => void) => void): void => {
+    let done = false;
+    const host = header(h, 'host') ?? '';
+    socket.once('close', () => {
+      if (!done) cut.push(host);
+    });
+    answering(() => (done = true));
+  };
+  return (h, description) => {
+    if (h.uri === '/endless') {
+      socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n');
+      answerLater(h, () => {
+        const timer = setInterval(() => socket.write('5\r\nmore\n\r\n'), ENDLESS_CHUNK_MS);
+        socket.once('close', () => clearInterval(timer));
+      });
+      return false;
+    }
+    if (h.uri === '/slow') {
+      answerLater(h, (done) => {
+        const timer = setTimeout(() => {
+          done();
+          answer(h, description);
+        }, SLOW_MS);
+        socket.once('close', () => clearTimeout(timer));
+      });
+      // Requests pipelined behind it are not read: a data plane sends none.
+      return false;
+    }
+    return answer(h, description);
+  };
+}
+
 export async function startRawPod(name: string, ip: string): Promise<RawPod> {
   const received: ReceivedRequest[] = [];
   const cut: string[] = [];
@@ -65,27 +117,7 @@ export async function startRawPod(name: string, ip: string): Promise<RawPod> {
     socket.on('error', () => {});
     let data = Buffer.alloc(0);
     let head: Head | null = null;
-    /** Answers `h`; false when the connection is to close after it. */
-    const answer = (h: Head, description: ReceivedRequest): boolean => {
-      const json = Buffer.from(JSON.stringify(description), 'latin1');
-      const close = /close/i.test(header(h, 'connection') ?? '');
-      socket.write(
-        `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pod: ${name}\r\nContent-Length: ${json.length}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`,
-      );
-      // An answer to HEAD has no body (a kept pod connection would otherwise carry it into the next answer).
-      if (h.method !== 'HEAD') socket.write(json);
-      if (close) socket.end();
-      return !close;
-    };
-    /** Answers after `answering` unless the connection closes first, which is logged in `cut`. */
-    const answerLater = (h: Head, answering: (done: () => void) => void): void => {
-      let done = false;
-      const host = header(h, 'host') ?? '';
-      socket.once('close', () => {
-        if (!done) cut.push(host);
-      });
-      answering(() => (done = true));
-    };
+    const respond = responder(socket, name, cut);
     socket.on('data', (chunk: Buffer) => {
       data = Buffer.concat([data, chunk]);
       for (;;) {
@@ -114,26 +146,7 @@ export async function startRawPod(name: string, ip: string): Promise<RawPod> {
           remotePort: socket.remotePort ?? 0,
         };
         received.push(description);
-        if (h.uri === '/endless') {
-          socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n');
-          answerLater(h, () => {
-            const timer = setInterval(() => socket.write('5\r\nmore\n\r\n'), ENDLESS_CHUNK_MS);
-            socket.once('close', () => clearInterval(timer));
-          });
-          return;
-        }
-        if (h.uri === '/slow') {
-          answerLater(h, (done) => {
-            const timer = setTimeout(() => {
-              done();
-              answer(h, description);
-            }, SLOW_MS);
-            socket.once('close', () => clearTimeout(timer));
-          });
-          // Requests pipelined behind it are not read: a data plane sends none.
-          return;
-        }
-        if (!answer(h, description)) return;
+        if (!respond(h, description)) return;
       }
     });
   };

@@ -44,10 +44,48 @@ export interface RouterProcessOptions {
 }
 
 /**
+ * Waits for a log line of the child that matches, failing with every line seen when it
+ * times out or the child exits.
+ */
+function logWaiter(
+  child: ChildProcess,
+  logs: Array<Record<string, unknown>>,
+  waiters: Set<() => void>,
+): RouterProcess['waitForLog'] {
+  return (match, what, timeoutMs = 15_000, since = 0) =>
+    new Promise((resolve, reject) => {
+      const seen = (): string => logs.map((l) => JSON.stringify(l)).join('\n');
+      const check = (): boolean => {
+        const found = logs.slice(since).find(match);
+        if (found === undefined) return false;
+        cleanup();
+        resolve(found);
+        return true;
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; logs:\n${seen()}`));
+      }, timeoutMs);
+      const onExit = (): void => {
+        cleanup();
+        reject(new Error(`router exited while waiting for ${what}; logs:\n${seen()}`));
+      };
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        waiters.delete(wake);
+        child.off('exit', onExit);
+      };
+      const wake = (): void => void check();
+      if (check()) return;
+      waiters.add(wake);
+      child.once('exit', onExit);
+    });
+}
+
+/**
  * Follows a child that runs the router (directly, or in a container whose output it
  * relays): its log lines on standard error, its standard output and its exit.
  */
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
 export function followRouter(child: ChildProcess): RouterProcess {
   const logs: Array<Record<string, unknown>> = [];
   const waiters = new Set<() => void>();
@@ -74,39 +112,7 @@ export function followRouter(child: ChildProcess): RouterProcess {
     for (const wake of waiters) wake();
   });
 
-  const waitForLog: RouterProcess['waitForLog'] = (match, what, timeoutMs = 15_000, since = 0) =>
-    new Promise((resolve, reject) => {
-      const check = (): boolean => {
-        const found = logs.slice(since).find(match);
-        if (found === undefined) return false;
-        cleanup();
-        resolve(found);
-        return true;
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(
-          new Error(
-            `timed out after ${timeoutMs} ms waiting for ${what}; logs:\n${logs.map((l) => JSON.stringify(l)).join('\n')}`,
-          ),
-        );
-      }, timeoutMs);
-      const onExit = (): void => {
-        cleanup();
-        reject(
-          new Error(`router exited while waiting for ${what}; logs:\n${logs.map((l) => JSON.stringify(l)).join('\n')}`),
-        );
-      };
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        waiters.delete(wake);
-        child.off('exit', onExit);
-      };
-      const wake = (): void => void check();
-      if (check()) return;
-      waiters.add(wake);
-      child.once('exit', onExit);
-    });
+  const waitForLog = logWaiter(child, logs, waiters);
 
   const router: RouterProcess = {
     pid: child.pid ?? -1,

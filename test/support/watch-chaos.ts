@@ -338,16 +338,23 @@ export function describeChaos(report: ChaosReport): string[] {
   const slow = report.quiet
     .map((q, i) => ({ i, ...q }))
     .filter((q) => q.convergedMs === null || q.convergedMs > CONVERGE_WITHIN_MS || q.printedAfter > 0 || !q.served);
+  const { convergence, requests } = report;
   return [
-    `seed ${report.seed} (replay with WATCH_CHAOS_SEED=${report.seed}), ${Math.round(report.durationMs / 1000)} s, ${report.bursts} bursts, ${report.changes} object changes`,
+    `seed ${report.seed} (replay with WATCH_CHAOS_SEED=${report.seed}), ${Math.round(report.durationMs / 1000)} s, ` +
+      `${report.bursts} bursts, ${report.changes} object changes`,
     `faults injected: ${faults} (${Object.values(report.faults).reduce((a, b) => a + b, 0)} in all)`,
-    `quiet periods: ${report.quiet.length}; converged in median ${report.convergence.medianMs} ms, p99 ${report.convergence.p99Ms} ms, max ${report.convergence.maxMs} ms (bound ${CONVERGE_WITHIN_MS} ms)`,
-    `requests at the API server: ${report.requests.total} (${report.requests.lists} lists, ${report.requests.watches} watches); relists ${report.relists}, watch restarts ${report.watchRestarts}`,
-    `peak request rate: ${report.requests.peakPerSecond} in one second (from ${(report.requests.peakAt / 1000).toFixed(1)} s into the run), bound from the backoff ${report.requests.bound}`,
-    `router: "serving" logged ${report.servingLines} time(s), alive at the end: ${report.alive}, exit on SIGTERM: ${String(report.routerExit)}`,
+    `quiet periods: ${report.quiet.length}; converged in median ${convergence.medianMs} ms, ` +
+      `p99 ${convergence.p99Ms} ms, max ${convergence.maxMs} ms (bound ${CONVERGE_WITHIN_MS} ms)`,
+    `requests at the API server: ${requests.total} (${requests.lists} lists, ${requests.watches} watches); ` +
+      `relists ${report.relists}, watch restarts ${report.watchRestarts}`,
+    `peak request rate: ${requests.peakPerSecond} in one second ` +
+      `(from ${(requests.peakAt / 1000).toFixed(1)} s into the run), bound from the backoff ${requests.bound}`,
+    `router: "serving" logged ${report.servingLines} time(s), alive at the end: ${report.alive}, ` +
+      `exit on SIGTERM: ${String(report.routerExit)}`,
     ...slow.map(
       (q) =>
-        `quiet period ${q.i + 1}: converged ${q.convergedMs ?? 'never'} ms, ${q.printedAfter} config(s) printed after the right one, served ${q.served}`,
+        `quiet period ${q.i + 1}: converged ${q.convergedMs ?? 'never'} ms, ` +
+        `${q.printedAfter} config(s) printed after the right one, served ${q.served}`,
     ),
   ];
 }
