@@ -6,7 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CONTROL_PATHS } from './render-dynamic.js';
 
 // The router's side of dynamic nginx's control server (nginx/lua/k8s_router/control.lua),
-// over its unix socket: put a table, read which table each worker serves.
+// over its unix socket: put a whole table, patch one with a delta, read which table each
+// worker serves.
 
 export class ControlError extends Error {
   constructor(
@@ -28,7 +29,7 @@ interface Answer {
 
 function exchange(
   socketPath: string,
-  method: 'GET' | 'PUT',
+  method: 'GET' | 'PUT' | 'PATCH',
   path: string,
   body: string | null,
   timeoutMs: number,
@@ -76,6 +77,30 @@ function exchange(
 export async function putTable(socketPath: string, text: string, timeoutMs: number): Promise<void> {
   const { status, body } = await exchange(socketPath, 'PUT', CONTROL_PATHS.table, text, timeoutMs);
   if (status !== 200) throw new ControlError(`nginx refused the table (${status}): ${body}`, status);
+}
+
+/**
+ * nginx's answers to a delta that ask for the whole table instead: it does not hold the
+ * table the delta is for (412: restarted, or another table stored since), or the delta is
+ * larger than it takes (413).
+ */
+const WHOLE_TABLE_WANTED = new Set([412, 413]);
+
+/**
+ * Applies `text` (table-wire.ts's deltaText) to the table nginx holds, for every worker:
+ * 'stored', or 'whole-table-wanted' when nginx does not hold the delta's base (or will not
+ * take a delta that large); rejects with nginx's reason (a ControlError with its status)
+ * when it refused it otherwise, or when the socket does not answer.
+ */
+export async function patchTable(
+  socketPath: string,
+  text: string,
+  timeoutMs: number,
+): Promise<'stored' | 'whole-table-wanted'> {
+  const { status, body } = await exchange(socketPath, 'PATCH', CONTROL_PATHS.table, text, timeoutMs);
+  if (status === 200) return 'stored';
+  if (WHOLE_TABLE_WANTED.has(status)) return 'whole-table-wanted';
+  throw new ControlError(`nginx refused the delta (${status}): ${body}`, status);
 }
 
 /** What one worker serves. */

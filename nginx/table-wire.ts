@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { hostProblem, pathProblem } from '../src/core/annotations.js';
 import { dnsLabelProblem, dnsSubdomainProblem } from '../src/core/kube-names.js';
-import { compareRoutes, type PodEndpoint, type Route, type RouteTable } from '../src/core/route-table.js';
+import type { PodEndpoint, Route, RouteTable } from '../src/core/route-table.js';
 
 // The route table as the text dynamic nginx reads (nginx/lua/k8s_router/wire.lua parses
 // it with plain string searches: no JSON library ships with Debian's Lua module, and data
@@ -11,11 +11,21 @@ import { compareRoutes, type PodEndpoint, type Route, type RouteTable } from '..
 //   HOST <tab> PATH <tab> KEY or - <tab> rr or ip <tab> IP,PORT,NAMESPACE,POD IP,PORT,...
 //   end VERSION
 //
+// A table that differs from one nginx holds (BASE) can go as a delta, which nginx applies
+// to that table: the lines of the routes added or changed, as above, and one line per route
+// removed. ROUTES counts the routes of the table it leaves.
+//
+//   k8s-router-delta 1 BASE VERSION ROUTES
+//   HOST <tab> PATH <tab> KEY or - <tab> rr or ip <tab> IP,PORT,NAMESPACE,POD IP,PORT,...
+//   - <tab> HOST <tab> PATH
+//   end VERSION
+//
 // Everything written is checked first, with the rules the route table applies to what it
 // accepts, so that a value Lua would misread, or nginx could not serve, never leaves the
 // router: a mistake upstream of here throws TableWireError instead of reaching nginx.
 
 export const WIRE_HEADER = 'k8s-router-table 1';
+export const DELTA_HEADER = 'k8s-router-delta 1';
 
 /**
  * The largest table text sent. The shared dict holds the new text beside the old one
@@ -24,7 +34,13 @@ export const WIRE_HEADER = 'k8s-router-table 1';
  */
 export const MAX_TABLE_BYTES = 24 * 1024 * 1024;
 
-/** The size of the shared dict that holds the table: two tables and the workers' reports. */
+/**
+ * The largest delta sent: nginx refuses a bigger one (413) and keeps the last 16 for
+ * workers that are behind (nginx/lua/k8s_router/state.lua's MAX_DELTA_BYTES).
+ */
+export const MAX_DELTA_BYTES = 256 * 1024;
+
+/** The size of the shared dict that holds the table: two tables, 16 deltas and the workers' reports. */
 export const TABLE_DICT_BYTES = 64 * 1024 * 1024;
 
 /** A version names a table on the wire and in the workers' reports: a plain word. */
@@ -130,40 +146,89 @@ function routeLine(route: Route): string {
   return line;
 }
 
-/**
- * The wire text of `table`, named `version`. Throws TableWireError for anything dynamic
- * nginx could not use: a value outside the route table's grammar, a route twice, a route
- * without pods, or a text over MAX_TABLE_BYTES.
- */
-export function serializeTable(table: RouteTable, version: string): string {
+/** A table's checked wire lines (each ending in a newline) by route id (host and path), in the table's order. */
+export type WireLines = ReadonlyMap<string, string>;
+
+function routeId(route: Route): string {
+  return `${route.host}\n${route.path}`;
+}
+
+function checkVersion(version: string): void {
   if (!VERSION.test(version))
     throw new TableWireError('BAD_VERSION', `table version ${JSON.stringify(version)} is not a plain word`);
-  let text = `${WIRE_HEADER} ${version} ${table.routes.length}\n`;
-  // A route table comes sorted by host, then path: a route twice is then next to itself, and
-  // no set of every route is needed. Another order is checked with one.
-  let seen: Set<string> | null = null;
-  let previous: Route | null = null;
+}
+
+/** Bytes of the whole text of a table of `lineBytes` bytes of lines, named `version`. */
+function textBytes(lineBytes: number, routes: number, version: string): number {
+  return `${WIRE_HEADER} ${version} ${routes}\n`.length + lineBytes + `end ${version}\n`.length;
+}
+
+/**
+ * The lines of `table`, checked. Throws TableWireError for anything dynamic nginx could
+ * not use: a value outside the route table's grammar, a route twice, a route without pods,
+ * or a table whose text would be over MAX_TABLE_BYTES.
+ */
+export function wireLines(table: RouteTable): WireLines {
+  const lines = new Map<string, string>();
+  let bytes = 0;
   for (const [i, route] of table.routes.entries()) {
-    if (seen === null && previous !== null && compareRoutes(previous, route) >= 0) {
-      seen = new Set(table.routes.slice(0, i).map((r) => `${r.host}\n${r.path}`));
-    }
-    if (seen !== null) {
-      const id = `${route.host}\n${route.path}`;
-      if (seen.has(id)) throw new TableWireError('DUPLICATE_ROUTE', `route ${describe(route)} is in the table twice`);
-      seen.add(id);
-    }
-    previous = route;
-    text += routeLine(route);
-    // Counted as it grows: ASCII only (every field was checked), so characters are bytes.
-    if (text.length > MAX_TABLE_BYTES) {
+    const id = routeId(route);
+    if (lines.has(id)) throw new TableWireError('DUPLICATE_ROUTE', `route ${describe(route)} is in the table twice`);
+    const line = routeLine(route);
+    lines.set(id, line);
+    // ASCII only (every field was checked), so characters are bytes.
+    bytes += line.length;
+    if (bytes > MAX_TABLE_BYTES) {
       throw new TableWireError(
         'TOO_LARGE',
         `the table is over ${MAX_TABLE_BYTES} bytes at route ${i + 1} of ${table.routes.length}`,
       );
     }
   }
+  return lines;
+}
+
+/** The whole text of the table of `lines` (wireLines'), named `version`. */
+export function wholeText(lines: WireLines, version: string): string {
+  checkVersion(version);
+  let text = `${WIRE_HEADER} ${version} ${lines.size}\n`;
+  for (const line of lines.values()) text += line;
   text += `end ${version}\n`;
   if (text.length > MAX_TABLE_BYTES)
     throw new TableWireError('TOO_LARGE', `the table is over ${MAX_TABLE_BYTES} bytes`);
   return text;
+}
+
+/**
+ * The wire text of `table`, named `version`. Throws TableWireError for anything dynamic
+ * nginx could not use (wireLines), or a version that is not a plain word.
+ */
+export function serializeTable(table: RouteTable, version: string): string {
+  checkVersion(version);
+  return wholeText(wireLines(table), version);
+}
+
+/**
+ * The delta that turns the table of `base` (named `baseVersion`) into that of `next`
+ * (named `version`), both wireLines'; null when it would be larger than the whole text, or
+ * over MAX_DELTA_BYTES: the whole table is then the better send.
+ */
+export function deltaText(base: WireLines, baseVersion: string, next: WireLines, version: string): string | null {
+  checkVersion(baseVersion);
+  checkVersion(version);
+  if (baseVersion === version) throw new TableWireError('BAD_VERSION', `a delta's version is its base's, ${version}`);
+  let lineBytes = 0;
+  let body = '';
+  const limit = (): number => Math.min(MAX_DELTA_BYTES, textBytes(lineBytes, next.size, version));
+  for (const [id, line] of next) {
+    lineBytes += line.length;
+    if (base.get(id) !== line) body += line;
+    if (body.length > MAX_DELTA_BYTES) return null;
+  }
+  for (const id of base.keys()) {
+    if (!next.has(id)) body += `-\t${id.replace('\n', '\t')}\n`;
+    if (body.length > MAX_DELTA_BYTES) return null;
+  }
+  const text = `${DELTA_HEADER} ${baseVersion} ${version} ${next.size}\n${body}end ${version}\n`;
+  return text.length <= limit() ? text : null;
 }

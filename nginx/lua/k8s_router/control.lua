@@ -1,6 +1,9 @@
--- The control server, on a unix socket only the router can reach: PUT /table stores a
--- table (checked whole first: 400 and the reason when it is not usable), GET /versions
--- says which table each worker serves.
+-- The control server, on a unix socket only the router can reach. At /table, PUT stores a
+-- whole table and PATCH a delta (wire.lua has both texts), each checked whole first: 400
+-- and the reason when it is not usable, 409 while another store is under way, 412 when a
+-- delta is not for the table nginx holds (the router then puts the whole table), 413 for a
+-- delta over MAX_DELTA_BYTES, 507 when the shared dict cannot hold it. GET /versions says
+-- which table each worker serves:
 --
 --   k8s-router-versions 1
 --   workers COUNT
@@ -8,6 +11,7 @@
 --   worker ID PID VERSION or -      (one line per worker id that reported)
 
 local state = require "k8s_router.state"
+local wire = require "k8s_router.wire"
 
 local _M = {}
 
@@ -37,11 +41,9 @@ local function body()
     return text
 end
 
-function _M.table()
-    if ngx.req.get_method() ~= "PUT" then
-        ngx.header["Allow"] = "PUT"
-        return respond(405, "PUT a table here")
-    end
+local STATUS = { [state.BUSY] = 409, [state.NOT_BASE] = 412, [state.NO_ROOM] = 507 }
+
+local function put()
     local text = body()
     if not text then
         return respond(400, "no table in the request body")
@@ -50,11 +52,41 @@ function _M.table()
     if not parsed then
         return respond(400, err)
     end
-    local ok, store_err = state.store(text, parsed)
+    local ok, store_err, why = state.store(text, parsed)
     if not ok then
-        return respond(store_err == "another table is being stored" and 409 or 507, store_err)
+        return respond(STATUS[why] or 500, store_err)
     end
     return respond(200, "stored " .. parsed.version)
+end
+
+local function patch()
+    local text = body()
+    if not text then
+        return respond(400, "no delta in the request body")
+    end
+    if #text > state.MAX_DELTA_BYTES then
+        return respond(413, "a delta is at most " .. state.MAX_DELTA_BYTES .. " bytes: put the whole table")
+    end
+    local delta, err = wire.parse_delta(text)
+    if not delta then
+        return respond(400, err)
+    end
+    local ok, store_err, why = state.patch(text, delta)
+    if not ok then
+        return respond(STATUS[why] or 500, store_err)
+    end
+    return respond(200, "stored " .. delta.version)
+end
+
+function _M.table()
+    local method = ngx.req.get_method()
+    if method == "PUT" then
+        return put()
+    elseif method == "PATCH" then
+        return patch()
+    end
+    ngx.header["Allow"] = "PUT, PATCH"
+    return respond(405, "PUT a table or PATCH a delta here")
 end
 
 function _M.versions()

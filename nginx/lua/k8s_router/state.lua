@@ -1,9 +1,12 @@
--- The table each worker serves. The control server stores a table in the shared dict
--- (which survives a reload of nginx, not a restart) under a new serial; every worker
--- compares the serial with its own at each request and on a short timer, and builds the
--- new table when it changed, so no request that arrives after a PUT was answered is routed
--- by an older table. Each worker writes which version it serves into the dict, for the
--- router to read back (control.lua).
+-- The table each worker serves. The control server stores each table in the shared dict
+-- (which survives a reload of nginx, not a restart) under a new serial: its whole text
+-- always, and the delta too when the table came as one. Every worker compares the serial
+-- with its own at each request and on a short timer. When it changed, a worker that serves
+-- the table just before applies the deltas since, in proportion to what changed; a worker
+-- without that table (started by a reload or in place of one that died, or too far behind)
+-- loads the whole text. So no request that arrives after a PUT or PATCH was answered is
+-- routed by an older table. Each worker writes which version it serves into the dict, for
+-- the router to read back (control.lua).
 
 local wire = require "k8s_router.wire"
 local routes = require "k8s_router.routes"
@@ -16,15 +19,33 @@ local NEXT_SERIAL = "next-serial"
 local STORED_VERSION = "stored-version"
 local PUT_LOCK = "put-lock"
 local PUT_LOCK_SECONDS = 10
+-- The lowest serial whose delta may still be in the dict.
+local DELTA_FLOOR = "delta-floor"
+
+-- The deltas of the last DELTAS_KEPT tables stay for workers that are behind; each is at
+-- most MAX_DELTA_BYTES (nginx/table-wire.ts has the same figure), so that beside two whole
+-- tables (the one served and the one replacing it) they take a bounded part of the dict.
+_M.DELTAS_KEPT = 16
+_M.MAX_DELTA_BYTES = 256 * 1024
+
+-- What keeps a store from being made, as control.lua answers it.
+_M.BUSY = "busy"
+_M.NOT_BASE = "not the base"
+_M.NO_ROOM = "no room"
 
 local dict
 local current = routes.empty()
--- The parse of the table installed: the next parse reuses its routes line by line.
+-- The parse of the table installed (advanced by each delta since): the next whole table's
+-- parse reuses its routes line by line, and the next delta applies to it.
 local parsed_last = nil
 local serial = 0
 
 local function table_key(n)
     return "table:" .. n
+end
+
+local function delta_key(n)
+    return "delta:" .. n
 end
 
 function _M.worker_key(id)
@@ -50,15 +71,55 @@ local function install(parsed, n)
     report()
 end
 
+local function install_delta(delta, changes, n)
+    wire.advance(parsed_last, delta, changes)
+    current = routes.apply(current, changes, delta.version)
+    serial = n
+    report()
+end
+
 -- `text` parsed and checked, reusing what this worker parsed before; nil and the reason.
 function _M.parse(text)
     return wire.parse(text, parsed_last)
 end
 
--- Loads the table the dict holds now, if it is not the one this worker has.
+-- Applies the stored deltas from this worker's table up to table `n`; false when one is
+-- not there (a whole table came between, or it is too old to be kept).
+local function catch_up(n)
+    if not parsed_last or serial == 0 or n <= serial or n - serial > _M.DELTAS_KEPT then
+        return false
+    end
+    -- All read first: a delta trimmed meanwhile leaves this worker's table as it was.
+    local texts = {}
+    for k = serial + 1, n do
+        texts[#texts + 1] = dict:get(delta_key(k))
+        if not texts[#texts] then
+            return false
+        end
+    end
+    for i = 1, #texts do
+        local delta, err = wire.parse_delta(texts[i])
+        local changes
+        if delta then
+            changes, err = wire.changes(parsed_last, delta)
+        end
+        if not changes then
+            -- The control server stores only deltas that fit the table before: a bug.
+            ngx.log(ngx.CRIT, "k8s-router: stored delta ", serial + 1, " does not apply: ", err)
+            return false
+        end
+        install_delta(delta, changes, serial + 1)
+    end
+    return true
+end
+
+-- Loads table `n` (the dict's serial just read), if it is not the one this worker has.
 local function refresh(n)
-    -- A PUT may replace the table between the serial and the text: read the serial again.
+    -- A store may replace the table between the serial and the text: read the serial again.
     for _ = 1, 3 do
+        if catch_up(n) then
+            return
+        end
         local text = dict:get(table_key(n))
         if text then
             local parsed, err = _M.parse(text)
@@ -107,34 +168,100 @@ function _M.start_worker(poll_seconds)
     end
 end
 
--- Stores a parsed and checked table for every worker; nil and the reason when the dict
--- cannot take it, or another store is under way.
-function _M.store(text, parsed)
-    local locked, lock_err = dict:add(PUT_LOCK, true, PUT_LOCK_SECONDS)
-    if not locked then
-        return nil, lock_err == "exists" and "another table is being stored" or ("cannot lock: " .. tostring(lock_err))
+-- Runs `fn` holding the store lock (kept at most PUT_LOCK_SECONDS should this worker die);
+-- returns what it returns, or nil, the reason and BUSY when another store holds the lock.
+local function locked(fn)
+    local ok, err = dict:add(PUT_LOCK, true, PUT_LOCK_SECONDS)
+    if not ok then
+        if err == "exists" then
+            return nil, "another table is being stored", _M.BUSY
+        end
+        return nil, "cannot lock: " .. tostring(err), _M.NO_ROOM
     end
+    local done, a, b, c = pcall(fn)
+    dict:delete(PUT_LOCK)
+    if not done then
+        error(a, 0)
+    end
+    return a, b, c
+end
+
+-- Deletes the deltas too old to be kept once table `n` is stored.
+local function trim_deltas(n)
+    local floor = dict:get(DELTA_FLOOR) or 1
+    local keep_from = n - _M.DELTAS_KEPT + 1
+    for k = floor, keep_from - 1 do
+        dict:delete(delta_key(k))
+    end
+    if keep_from > floor then
+        dict:set(DELTA_FLOOR, keep_from)
+    end
+end
+
+-- Makes `text` (a whole table named `version`, and `delta_text`, the delta that led to it,
+-- if any) the stored table under a new serial: the serial, or nil, the reason and NO_ROOM.
+local function commit(text, delta_text, version)
     local n, err = dict:incr(NEXT_SERIAL, 1, 0)
-    if n then
-        -- safe_set evicts nothing: the table in use stays until the new one is in.
-        local ok, set_err = dict:safe_set(table_key(n), text)
-        if ok then
-            local previous = dict:get(SERIAL)
-            dict:set(STORED_VERSION, parsed.version)
-            dict:set(SERIAL, n)
-            if previous then
-                dict:delete(table_key(previous))
-            end
-        else
-            err = "the shared dict cannot hold the table: " .. tostring(set_err)
-            n = nil
+    if not n then
+        return nil, "cannot count tables: " .. tostring(err), _M.NO_ROOM
+    end
+    -- safe_set evicts nothing: the table in use stays until the new one is in.
+    if delta_text then
+        local ok, set_err = dict:safe_set(delta_key(n), delta_text)
+        if not ok then
+            return nil, "the shared dict cannot hold the delta: " .. tostring(set_err), _M.NO_ROOM
         end
     end
-    dict:delete(PUT_LOCK)
+    local ok, set_err = dict:safe_set(table_key(n), text)
+    if not ok then
+        dict:delete(delta_key(n))
+        return nil, "the shared dict cannot hold the table: " .. tostring(set_err), _M.NO_ROOM
+    end
+    local previous = dict:get(SERIAL)
+    dict:set(STORED_VERSION, version)
+    dict:set(SERIAL, n)
+    if previous then
+        dict:delete(table_key(previous))
+    end
+    trim_deltas(n)
+    return n
+end
+
+-- Stores a parsed and checked whole table for every worker; nil, the reason and BUSY or
+-- NO_ROOM when it cannot.
+function _M.store(text, parsed)
+    local n, err, why = locked(function()
+        return commit(text, nil, parsed.version)
+    end)
     if not n then
-        return nil, err
+        return nil, err, why
     end
     install(parsed, n)
+    return true
+end
+
+-- Applies a delta (`text`, parsed as `delta`) to the stored table, for every worker; nil,
+-- the reason and BUSY, NOT_BASE (nginx does not hold the table it is for) or NO_ROOM.
+function _M.patch(text, delta)
+    local changes
+    local n, err, why = locked(function()
+        -- This worker applies the delta to the stored table: it serves that one first.
+        _M.current()
+        local stored = dict:get(STORED_VERSION)
+        if not parsed_last or stored ~= parsed_last.version or stored ~= delta.base then
+            return nil, "nginx holds table " .. tostring(stored or "none") .. ", not " .. delta.base, _M.NOT_BASE
+        end
+        local changes_err
+        changes, changes_err = wire.changes(parsed_last, delta)
+        if not changes then
+            return nil, changes_err, _M.NOT_BASE
+        end
+        return commit(wire.text_after(parsed_last, delta, changes), text, delta.version)
+    end)
+    if not n then
+        return nil, err, why
+    end
+    install_delta(delta, changes, n)
     return true
 end
 
