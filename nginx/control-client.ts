@@ -70,13 +70,25 @@ function exchange(
 }
 
 /**
- * Stores `text` (table-wire.ts's serializeTable) in nginx for every worker; resolves once
- * nginx stored it, rejects with nginx's reason (a ControlError with its status) when it
- * refused it, or when the socket does not answer.
+ * What a store's answer says of the workers: nginx answers once every worker serves the
+ * table, or after a short wait, with GET /versions' report after its first line; null when
+ * the answer has none.
  */
-export async function putTable(socketPath: string, text: string, timeoutMs: number): Promise<void> {
+function reportOf(body: string): TableVersions | null {
+  const newline = body.indexOf('\n');
+  return newline < 0 ? null : parseVersions(body.slice(newline + 1));
+}
+
+/**
+ * Stores `text` (table-wire.ts's wholeText) in nginx for every worker; resolves once nginx
+ * stored it, with which table each worker served then (null when nginx did not say), and
+ * rejects with nginx's reason (a ControlError with its status) when it refused it, or when
+ * the socket does not answer.
+ */
+export async function putTable(socketPath: string, text: string, timeoutMs: number): Promise<TableVersions | null> {
   const { status, body } = await exchange(socketPath, 'PUT', CONTROL_PATHS.table, text, timeoutMs);
   if (status !== 200) throw new ControlError(`nginx refused the table (${status}): ${body}`, status);
+  return reportOf(body);
 }
 
 /**
@@ -88,17 +100,18 @@ const WHOLE_TABLE_WANTED = new Set([412, 413]);
 
 /**
  * Applies `text` (table-wire.ts's deltaText) to the table nginx holds, for every worker:
- * 'stored', or 'whole-table-wanted' when nginx does not hold the delta's base (or will not
- * take a delta that large); rejects with nginx's reason (a ControlError with its status)
- * when it refused it otherwise, or when the socket does not answer.
+ * resolves as putTable does once nginx stored it, or with 'whole-table-wanted' when nginx
+ * does not hold the delta's base (or will not take a delta that large); rejects with
+ * nginx's reason (a ControlError with its status) when it refused it otherwise, or when the
+ * socket does not answer.
  */
 export async function patchTable(
   socketPath: string,
   text: string,
   timeoutMs: number,
-): Promise<'stored' | 'whole-table-wanted'> {
+): Promise<TableVersions | null | 'whole-table-wanted'> {
   const { status, body } = await exchange(socketPath, 'PATCH', CONTROL_PATHS.table, text, timeoutMs);
-  if (status === 200) return 'stored';
+  if (status === 200) return reportOf(body);
   if (WHOLE_TABLE_WANTED.has(status)) return 'whole-table-wanted';
   throw new ControlError(`nginx refused the delta (${status}): ${body}`, status);
 }

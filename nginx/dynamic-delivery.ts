@@ -94,6 +94,12 @@ function controlFailure(err: unknown): Error {
   return new NginxApplyError(answered ? 'KR_NGINX_TABLE_REFUSED' : 'KR_NGINX_IO_FAILED', (err as Error).message);
 }
 
+/** A table stored in nginx: how it went, and which table each worker served when nginx answered (if it said). */
+interface Stored {
+  kind: SendKind;
+  report: TableVersions | null;
+}
+
 /**
  * Stores the table of `lines` as `version` in nginx: as a delta to `served` when nginx
  * holds that table and the delta is the smaller send, else whole.
@@ -104,37 +110,46 @@ async function store(
   lines: WireLines,
   version: string,
   timeoutMs: number,
-): Promise<SendKind> {
+): Promise<Stored> {
   try {
     const delta = served === null ? null : deltaText(served.lines, served.version, lines, version);
-    if (delta !== null && (await patchTable(socket, delta, timeoutMs)) === 'stored') return 'delta';
-    await putTable(socket, wholeText(lines, version), timeoutMs);
-    return 'whole';
+    const patched = delta === null ? null : await patchTable(socket, delta, timeoutMs);
+    if (patched !== null && patched !== 'whole-table-wanted') return { kind: 'delta', report: patched };
+    return { kind: 'whole', report: await putTable(socket, wholeText(lines, version), timeoutMs) };
   } catch (err) {
     throw err instanceof TableWireError ? refusal(err) : controlFailure(err);
   }
 }
 
-/** Resolves once every live worker of `nginx` reports `version`; an NginxApplyError after `timeoutMs`. */
+/**
+ * Resolves once every live worker of `nginx` reports `version`, as `first` (the store's
+ * answer) says or, when it does not, as nginx says asked again; an NginxApplyError after
+ * `timeoutMs`.
+ */
 async function everyWorkerServes(
   socket: string,
   nginx: RunningNginx,
   version: string,
   timeoutMs: number,
+  first: TableVersions | null,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let seen = 'no answer';
+  let known = first;
   for (let wait = 1; ; wait = Math.min(20, wait * 2)) {
     try {
-      const versions = await tableVersions(socket, Math.max(1, Math.min(1_000, deadline - Date.now())));
-      const live = await currentWorkers(nginx.pid);
+      const [versions, live] = await Promise.all([
+        known ?? tableVersions(socket, Math.max(1, Math.min(1_000, deadline - Date.now()))),
+        currentWorkers(nginx.pid),
+      ]);
       if (servedByEveryWorker(versions, version, live)) return;
       seen = describeVersions(versions, live);
     } catch (err) {
       seen = (err as Error).message;
     }
     if (Date.now() >= deadline) break;
-    await sleep(wait);
+    if (known === null) await sleep(wait);
+    known = null;
   }
   throw new NginxApplyError(
     'KR_NGINX_TABLE_NOT_SERVED',
@@ -169,8 +184,9 @@ export function dynamicDelivery(options: DynamicDeliveryOptions): DynamicDeliver
       if (served !== null && table === served.table) return 'unchanged';
       const lines = checkedLines(table);
       const version = `${origin}-${++sent}`;
-      last = await store(controlSocket, served, lines, version, timeoutMs);
-      await everyWorkerServes(controlSocket, nginx, version, timeoutMs);
+      const stored = await store(controlSocket, served, lines, version, timeoutMs);
+      last = stored.kind;
+      await everyWorkerServes(controlSocket, nginx, version, timeoutMs, stored.report);
       served = { version, table, lines };
       return 'sent';
     },

@@ -98,7 +98,9 @@ async function deltaServedAfterPatchInEveryWorker(): Promise<void> {
       assert.ok(delta !== null, `table ${i} goes as a delta`);
       assert.equal((delta.match(/\n/g) ?? []).length, 3, `table ${i}: a header, one route line, the end line`);
       // No waiting for the workers' reports: each checks the table at every request.
-      assert.equal(await patchTable(nginx.controlSocket, delta, 5_000), 'stored');
+      const stored = await patchTable(nginx.controlSocket, delta, 5_000);
+      assert.ok(stored !== null && stored !== 'whole-table-wanted', `table ${i} stored: ${JSON.stringify(stored)}`);
+      assert.equal(stored.stored, `d${i}`);
       assert.equal(await answer(nginx.port, 'x.test'), `200 ${expected.name}`, `table ${i}`);
       assert.equal(await answer(nginx.port, `o${i}.test`), '200 delta-3', `table ${i}: an unchanged host`);
       previous = next;

@@ -9,11 +9,19 @@
 --   workers COUNT
 --   stored VERSION or -
 --   worker ID PID VERSION or -      (one line per worker id that reported)
+--
+-- A store answers 200 "stored VERSION" and, on the next lines, the same report, made once
+-- every worker serves the table or after CONFIRM_WAIT_SECONDS: the router, which must
+-- know that every worker serves it, most often needs no other question.
 
 local state = require "k8s_router.state"
 local wire = require "k8s_router.wire"
 
 local _M = {}
+
+-- The other workers look for a new table every few ms (main.lua's poll): a store waits
+-- about that long for them, no longer than this.
+local CONFIRM_WAIT_SECONDS = 0.05
 
 local function respond(status, text)
     ngx.status = status
@@ -41,6 +49,42 @@ local function body()
     return text
 end
 
+-- What each worker serves, as GET /versions says it.
+local function report_text()
+    local dict = state.dict()
+    local count = ngx.worker.count()
+    local lines = { "k8s-router-versions 1", "workers " .. count, "stored " .. (state.stored_version() or "-") }
+    for id = 0, count - 1 do
+        local report = dict:get(state.worker_key(id))
+        if report then
+            lines[#lines + 1] = "worker " .. id .. " " .. report
+        end
+    end
+    return table.concat(lines, "\n")
+end
+
+-- Whether every worker id's last report names `version`.
+local function all_serve(version)
+    local dict = state.dict()
+    local tail = " " .. version
+    for id = 0, ngx.worker.count() - 1 do
+        local report = dict:get(state.worker_key(id))
+        if not report or string.sub(report, -#tail) ~= tail then
+            return false
+        end
+    end
+    return true
+end
+
+-- Answers a store of `version`: once every worker serves it, or CONFIRM_WAIT_SECONDS passed.
+local function stored(version)
+    local deadline = ngx.now() + CONFIRM_WAIT_SECONDS
+    while not all_serve(version) and ngx.now() < deadline do
+        ngx.sleep(0.001)
+    end
+    return respond(200, "stored " .. version .. "\n" .. report_text())
+end
+
 local STATUS = { [state.BUSY] = 409, [state.NOT_BASE] = 412, [state.NO_ROOM] = 507 }
 
 local function put()
@@ -56,7 +100,7 @@ local function put()
     if not ok then
         return respond(STATUS[why] or 500, store_err)
     end
-    return respond(200, "stored " .. parsed.version)
+    return stored(parsed.version)
 end
 
 local function patch()
@@ -75,7 +119,7 @@ local function patch()
     if not ok then
         return respond(STATUS[why] or 500, store_err)
     end
-    return respond(200, "stored " .. delta.version)
+    return stored(delta.version)
 end
 
 function _M.table()
@@ -94,16 +138,7 @@ function _M.versions()
         ngx.header["Allow"] = "GET"
         return respond(405, "GET the versions here")
     end
-    local dict = state.dict()
-    local count = ngx.worker.count()
-    local lines = { "k8s-router-versions 1", "workers " .. count, "stored " .. (state.stored_version() or "-") }
-    for id = 0, count - 1 do
-        local report = dict:get(state.worker_key(id))
-        if report then
-            lines[#lines + 1] = "worker " .. id .. " " .. report
-        end
-    end
-    return respond(200, table.concat(lines, "\n"))
+    return respond(200, report_text())
 end
 
 return _M
