@@ -1,11 +1,12 @@
 -- The table each worker serves. The control server stores each table in the shared dict
--- (which survives a reload of nginx, not a restart) under a new serial: its whole text
--- always, and the delta too when the table came as one. Every worker compares the serial
--- with its own at each request and on a short timer. When it changed, a worker that serves
--- the table just before applies the deltas since, in proportion to what changed; a worker
--- without that table (started by a reload or in place of one that died, or too far behind)
--- loads the whole text. So no request that arrives after a PUT or PATCH was answered is
--- routed by an older table. Each worker writes which version it serves into the dict, for
+-- (which survives a reload of nginx, not a restart) under the next serial: a whole table
+-- as the snapshot, a delta as the delta from the table before. Every worker compares the
+-- serial with its own at each request and on a short timer. When it changed, a worker that
+-- serves a table since the snapshot applies the deltas after it, in proportion to what
+-- changed; a worker without such a table (started by a reload or in place of one that died)
+-- loads the snapshot and the deltas after it. Every DELTAS_KEPT deltas the control server
+-- writes the whole table as the snapshot again. So no request that arrives after a PUT or
+-- PATCH was answered is routed by an older table. Each worker writes which version it serves into the dict, for
 -- the router to read back (control.lua).
 
 local wire = require "k8s_router.wire"
@@ -15,16 +16,18 @@ local _M = {}
 
 local DICT = "k8s_router"
 local SERIAL = "serial"
-local NEXT_SERIAL = "next-serial"
+-- The serial of the snapshot: table:SERIAL is its whole text.
+local SNAPSHOT = "snapshot"
 local STORED_VERSION = "stored-version"
 local PUT_LOCK = "put-lock"
 local PUT_LOCK_SECONDS = 10
 -- The lowest serial whose delta may still be in the dict.
 local DELTA_FLOOR = "delta-floor"
 
--- The deltas of the last DELTAS_KEPT tables stay for workers that are behind; each is at
--- most MAX_DELTA_BYTES (nginx/table-wire.ts has the same figure), so that beside two whole
--- tables (the one served and the one replacing it) they take a bounded part of the dict.
+-- The deltas of the last DELTAS_KEPT tables stay, for the workers that are behind and
+-- those that load the snapshot; each is at most MAX_DELTA_BYTES (nginx/table-wire.ts has
+-- the same figure), so that beside two snapshots (while one replaces the other) they take
+-- a bounded part of the dict.
 _M.DELTAS_KEPT = 16
 _M.MAX_DELTA_BYTES = 256 * 1024
 
@@ -113,23 +116,40 @@ local function catch_up(n)
     return true
 end
 
--- Loads table `n` (the dict's serial just read), if it is not the one this worker has.
+-- Loads the snapshot, unless this worker serves it; the snapshot's serial, or nil when it
+-- changed as it was read.
+local function load_snapshot()
+    local n = dict:get(SNAPSHOT)
+    if not n then
+        return nil
+    end
+    if n == serial then
+        return n
+    end
+    local text = dict:get(table_key(n))
+    if not text then
+        return nil
+    end
+    local parsed, err = _M.parse(text)
+    if not parsed then
+        -- The control server stores only what parses: this is a bug, said loudly.
+        ngx.log(ngx.CRIT, "k8s-router: stored table ", n, " does not parse: ", err)
+        return nil
+    end
+    install(parsed, n)
+    return n
+end
+
+-- Brings this worker to table `n` (the dict's serial just read), if it is not there.
 local function refresh(n)
-    -- A store may replace the table between the serial and the text: read the serial again.
+    -- A store may replace the snapshot or trim deltas meanwhile: read the serial again.
     for _ = 1, 3 do
         if catch_up(n) then
             return
         end
-        local text = dict:get(table_key(n))
-        if text then
-            local parsed, err = _M.parse(text)
-            if not parsed then
-                -- The control server stores only what parses: this is a bug, said loudly.
-                ngx.log(ngx.CRIT, "k8s-router: stored table ", n, " does not parse: ", err)
-                serial = n
-                return
-            end
-            return install(parsed, n)
+        local snapshot = load_snapshot()
+        if snapshot and (snapshot == n or catch_up(n)) then
+            return
         end
         n = dict:get(SERIAL) or 0
         if n == serial then
@@ -198,30 +218,31 @@ local function trim_deltas(n)
     end
 end
 
--- Makes `text` (a whole table named `version`, and `delta_text`, the delta that led to it,
--- if any) the stored table under a new serial: the serial, or nil, the reason and NO_ROOM.
-local function commit(text, delta_text, version)
-    local n, err = dict:incr(NEXT_SERIAL, 1, 0)
-    if not n then
-        return nil, "cannot count tables: " .. tostring(err), _M.NO_ROOM
-    end
-    -- safe_set evicts nothing: the table in use stays until the new one is in.
-    if delta_text then
-        local ok, set_err = dict:safe_set(delta_key(n), delta_text)
-        if not ok then
-            return nil, "the shared dict cannot hold the delta: " .. tostring(set_err), _M.NO_ROOM
-        end
-    end
-    local ok, set_err = dict:safe_set(table_key(n), text)
+-- Makes the next serial the stored table, named `version`: `delta_text` when given (the
+-- delta from the table stored now), and `whole()`'s text as the snapshot when there is no
+-- delta or the snapshot is DELTAS_KEPT tables old. Returns the serial, or nil, the reason
+-- and NO_ROOM. Under the lock: no other store runs meanwhile.
+local function commit(version, delta_text, whole)
+    local n = (dict:get(SERIAL) or 0) + 1
+    -- safe_set evicts nothing: the tables in use stay until the new one is in.
+    local ok, err = dict:safe_set(delta_key(n), delta_text)
     if not ok then
-        dict:delete(delta_key(n))
-        return nil, "the shared dict cannot hold the table: " .. tostring(set_err), _M.NO_ROOM
+        return nil, "the shared dict cannot hold the delta: " .. tostring(err), _M.NO_ROOM
     end
-    local previous = dict:get(SERIAL)
+    local snapshot = dict:get(SNAPSHOT)
+    local snapshot_now = not delta_text or not snapshot or n - snapshot >= _M.DELTAS_KEPT
+    if snapshot_now then
+        ok, err = dict:safe_set(table_key(n), whole())
+        if not ok then
+            dict:delete(delta_key(n))
+            return nil, "the shared dict cannot hold the table: " .. tostring(err), _M.NO_ROOM
+        end
+        dict:set(SNAPSHOT, n)
+    end
     dict:set(STORED_VERSION, version)
     dict:set(SERIAL, n)
-    if previous then
-        dict:delete(table_key(previous))
+    if snapshot_now and snapshot then
+        dict:delete(table_key(snapshot))
     end
     trim_deltas(n)
     return n
@@ -231,7 +252,9 @@ end
 -- NO_ROOM when it cannot.
 function _M.store(text, parsed)
     local n, err, why = locked(function()
-        return commit(text, nil, parsed.version)
+        return commit(parsed.version, nil, function()
+            return text
+        end)
     end)
     if not n then
         return nil, err, why
@@ -256,7 +279,9 @@ function _M.patch(text, delta)
         if not changes then
             return nil, changes_err, _M.NOT_BASE
         end
-        return commit(wire.text_after(parsed_last, delta, changes), text, delta.version)
+        return commit(delta.version, text, function()
+            return wire.text_after(parsed_last, delta, changes)
+        end)
     end)
     if not n then
         return nil, err, why
