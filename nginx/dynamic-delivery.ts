@@ -16,7 +16,7 @@ import { NginxApplyError } from './load.js';
 import type { LuaModules } from './lua-modules.js';
 import { renderDynamicConf } from './render-dynamic.js';
 import type { NginxRuntime, RenderOptions } from './render.js';
-import { deltaText, TableWireError, wholeText, wireLines, type WireLines } from './table-wire.js';
+import { deltaTo, TableWireError, wholeTable, type SentTable } from './table-wire.js';
 import { shuttingDownWorkers, childrenOf } from './workers.js';
 
 // Dynamic mode's delivery: nginx.conf is the same for every table, and each table goes to
@@ -51,18 +51,6 @@ function describeVersions(versions: TableVersions, live: ReadonlySet<number>): s
 /** Errors of a connect() to a unix socket that no retry repairs: no file there, or nobody listening on it. */
 const LOST_SOCKET = new Set(['ENOENT', 'ECONNREFUSED', 'ENOTSOCK']);
 
-/** What every worker of the running nginx serves, as far as this delivery knows. */
-interface Served {
-  version: string;
-  /**
-   * The controller hands over a new table object only when the table changed, so the same
-   * object is the same table: recognised without reading it.
-   */
-  table: RouteTable;
-  /** Its lines, which the next table's delta is made against. */
-  lines: WireLines;
-}
-
 /** How a table went to nginx: as a delta to the one every worker served, or whole. */
 export type SendKind = 'delta' | 'whole';
 
@@ -73,15 +61,6 @@ export interface DynamicDelivery extends TableDelivery {
 
 function refusal(err: TableWireError): NginxApplyError {
   return new NginxApplyError('KR_NGINX_TABLE_REFUSED', `the table cannot be sent to nginx: ${err.message}`);
-}
-
-/** The lines of `table`, or an NginxApplyError saying why nginx must not have it. */
-function checkedLines(table: RouteTable): WireLines {
-  try {
-    return wireLines(table);
-  } catch (err) {
-    throw err instanceof TableWireError ? refusal(err) : err;
-  }
 }
 
 /** A failed exchange on the control socket, as the manager handles it. */
@@ -97,41 +76,52 @@ function controlFailure(err: unknown): Error {
 /** A table stored in nginx: how it went, and which table each worker served when nginx answered (if it said). */
 interface Stored {
   kind: SendKind;
+  sent: SentTable;
   report: TableVersions | null;
 }
 
 /**
- * Stores the table of `lines` as `version` in nginx: as a delta to `served` when nginx
- * holds that table and the delta is the smaller send, else whole.
+ * Stores `table` as `version` in nginx: as a delta to `served` when nginx holds that table
+ * and the delta is the smaller send, else whole. Every line sent is checked first.
  */
 async function store(
   socket: string,
-  served: Served | null,
-  lines: WireLines,
+  served: SentTable | null,
+  table: RouteTable,
   version: string,
   timeoutMs: number,
 ): Promise<Stored> {
   try {
-    const delta = served === null ? null : deltaText(served.lines, served.version, lines, version);
-    const patched = delta === null ? null : await patchTable(socket, delta, timeoutMs);
-    if (patched !== null && patched !== 'whole-table-wanted') return { kind: 'delta', report: patched };
-    return { kind: 'whole', report: await putTable(socket, wholeText(lines, version), timeoutMs) };
+    const delta = served === null ? null : deltaTo(served, table, version);
+    const patched = delta === null ? null : await patchTable(socket, delta.text, timeoutMs);
+    if (delta !== null && patched !== 'whole-table-wanted') return { kind: 'delta', sent: delta.sent, report: patched };
+    const whole = wholeTable(table, version);
+    return { kind: 'whole', sent: whole.sent, report: await putTable(socket, whole.text, timeoutMs) };
   } catch (err) {
     throw err instanceof TableWireError ? refusal(err) : controlFailure(err);
   }
 }
 
 /**
- * Resolves once every live worker of `nginx` reports `version`, as `first` (the store's
- * answer) says or, when it does not, as nginx says asked again; an NginxApplyError after
- * `timeoutMs`.
+ * What a store's answer says: which table each worker served, and the workers that took
+ * connections as the store began (read meanwhile). A report of the new version comes from a
+ * worker that served it after the store; that worker was a current one just before.
+ */
+interface FirstLook {
+  versions: TableVersions;
+  live: Promise<Set<number>>;
+}
+
+/**
+ * Resolves once every live worker of `nginx` reports `version`, as `first` says or, when it
+ * does not, as nginx says asked again; an NginxApplyError after `timeoutMs`.
  */
 async function everyWorkerServes(
   socket: string,
   nginx: RunningNginx,
   version: string,
   timeoutMs: number,
-  first: TableVersions | null,
+  first: FirstLook | null,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let seen = 'no answer';
@@ -139,8 +129,8 @@ async function everyWorkerServes(
   for (let wait = 1; ; wait = Math.min(20, wait * 2)) {
     try {
       const [versions, live] = await Promise.all([
-        known ?? tableVersions(socket, Math.max(1, Math.min(1_000, deadline - Date.now()))),
-        currentWorkers(nginx.pid),
+        known?.versions ?? tableVersions(socket, Math.max(1, Math.min(1_000, deadline - Date.now()))),
+        known?.live ?? currentWorkers(nginx.pid),
       ]);
       if (servedByEveryWorker(versions, version, live)) return;
       seen = describeVersions(versions, live);
@@ -159,8 +149,8 @@ async function everyWorkerServes(
 
 export function dynamicDelivery(options: DynamicDeliveryOptions): DynamicDelivery {
   const { controlSocket, timeoutMs } = options;
-  /** What the running nginx serves; null after a start. */
-  let served: Served | null = null;
+  /** What every worker of the running nginx serves, as far as this delivery knows; null after a start. */
+  let served: SentTable | null = null;
   let last: SendKind | null = null;
   // Versions are this manager's: a word of its own and a count, never reused by another.
   const origin = randomBytes(4).toString('hex');
@@ -181,13 +171,18 @@ export function dynamicDelivery(options: DynamicDeliveryOptions): DynamicDeliver
     // A socket file left by an nginx that was killed would stop the new one from binding.
     beforeStart: () => prepareControlSocket(controlSocket),
     async send(table, nginx) {
+      // The controller hands over a new table object only when the table changed, so the same
+      // object is the same table: recognised without reading it.
       if (served !== null && table === served.table) return 'unchanged';
-      const lines = checkedLines(table);
       const version = `${origin}-${++sent}`;
-      const stored = await store(controlSocket, served, lines, version, timeoutMs);
+      // Read from /proc while nginx takes the table.
+      const live = currentWorkers(nginx.pid);
+      live.catch(() => {});
+      const stored = await store(controlSocket, served, table, version, timeoutMs);
       last = stored.kind;
-      await everyWorkerServes(controlSocket, nginx, version, timeoutMs, stored.report);
-      served = { version, table, lines };
+      const first = stored.report === null ? null : { versions: stored.report, live };
+      await everyWorkerServes(controlSocket, nginx, version, timeoutMs, first);
+      served = stored.sent;
       return 'sent';
     },
     forget() {

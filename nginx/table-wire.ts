@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { hostProblem, pathProblem } from '../src/core/annotations.js';
 import { dnsLabelProblem, dnsSubdomainProblem } from '../src/core/kube-names.js';
-import type { PodEndpoint, Route, RouteTable } from '../src/core/route-table.js';
+import { compareRoutes, type PodEndpoint, type Route, type RouteTable } from '../src/core/route-table.js';
 
 // The route table as the text dynamic nginx reads (nginx/lua/k8s_router/wire.lua parses
 // it with plain string searches: no JSON library ships with Debian's Lua module, and data
@@ -146,13 +146,6 @@ function routeLine(route: Route): string {
   return line;
 }
 
-/** A table's checked wire lines (each ending in a newline) by route id (host and path), in the table's order. */
-export type WireLines = ReadonlyMap<string, string>;
-
-function routeId(route: Route): string {
-  return `${route.host}\n${route.path}`;
-}
-
 function checkVersion(version: string): void {
   if (!VERSION.test(version))
     throw new TableWireError('BAD_VERSION', `table version ${JSON.stringify(version)} is not a plain word`);
@@ -163,72 +156,118 @@ function textBytes(lineBytes: number, routes: number, version: string): number {
   return `${WIRE_HEADER} ${version} ${routes}\n`.length + lineBytes + `end ${version}\n`.length;
 }
 
+/** A table as it went to nginx: what the next table's delta is made against. */
+export interface SentTable {
+  readonly table: RouteTable;
+  readonly version: string;
+  /** The bytes of its route lines. */
+  readonly lineBytes: number;
+  /** Whether its routes are in compareRoutes order (host, then path), each once, as a route table has them. */
+  readonly sorted: boolean;
+}
+
+/** A text for nginx, and the table it leaves nginx with. */
+export interface WireText {
+  text: string;
+  sent: SentTable;
+}
+
 /**
- * The lines of `table`, checked. Throws TableWireError for anything dynamic nginx could
- * not use: a value outside the route table's grammar, a route twice, a route without pods,
- * or a table whose text would be over MAX_TABLE_BYTES.
+ * The whole text of `table`, named `version`. Throws TableWireError for anything dynamic
+ * nginx could not use: a value outside the route table's grammar, a route twice, a route
+ * without pods, or a text over MAX_TABLE_BYTES.
  */
-export function wireLines(table: RouteTable): WireLines {
-  const lines = new Map<string, string>();
-  let bytes = 0;
+export function wholeTable(table: RouteTable, version: string): WireText {
+  checkVersion(version);
+  let text = `${WIRE_HEADER} ${version} ${table.routes.length}\n`;
+  const start = text.length;
+  // A route table comes sorted by host, then path: a route twice is then next to itself, and
+  // no set of every route is needed. Another order is checked with one.
+  let seen: Set<string> | null = null;
+  let previous: Route | null = null;
   for (const [i, route] of table.routes.entries()) {
-    const id = routeId(route);
-    if (lines.has(id)) throw new TableWireError('DUPLICATE_ROUTE', `route ${describe(route)} is in the table twice`);
-    const line = routeLine(route);
-    lines.set(id, line);
-    // ASCII only (every field was checked), so characters are bytes.
-    bytes += line.length;
-    if (bytes > MAX_TABLE_BYTES) {
+    if (seen === null && previous !== null && compareRoutes(previous, route) >= 0) {
+      seen = new Set(table.routes.slice(0, i).map((r) => `${r.host}\n${r.path}`));
+    }
+    if (seen !== null) {
+      const id = `${route.host}\n${route.path}`;
+      if (seen.has(id)) throw new TableWireError('DUPLICATE_ROUTE', `route ${describe(route)} is in the table twice`);
+      seen.add(id);
+    }
+    previous = route;
+    text += routeLine(route);
+    // Counted as it grows: ASCII only (every field was checked), so characters are bytes.
+    if (text.length > MAX_TABLE_BYTES) {
       throw new TableWireError(
         'TOO_LARGE',
         `the table is over ${MAX_TABLE_BYTES} bytes at route ${i + 1} of ${table.routes.length}`,
       );
     }
   }
-  return lines;
-}
-
-/** The whole text of the table of `lines` (wireLines'), named `version`. */
-export function wholeText(lines: WireLines, version: string): string {
-  checkVersion(version);
-  let text = `${WIRE_HEADER} ${version} ${lines.size}\n`;
-  for (const line of lines.values()) text += line;
+  const lineBytes = text.length - start;
   text += `end ${version}\n`;
   if (text.length > MAX_TABLE_BYTES)
     throw new TableWireError('TOO_LARGE', `the table is over ${MAX_TABLE_BYTES} bytes`);
-  return text;
+  return { text, sent: { table, version, lineBytes, sorted: seen === null } };
 }
 
-/**
- * The wire text of `table`, named `version`. Throws TableWireError for anything dynamic
- * nginx could not use (wireLines), or a version that is not a plain word.
- */
+/** The wire text of `table`, named `version` (wholeTable's). */
 export function serializeTable(table: RouteTable, version: string): string {
-  checkVersion(version);
-  return wholeText(wireLines(table), version);
+  return wholeTable(table, version).text;
+}
+
+/** The line of a delta that removes `route`. */
+function removal(route: Route): string {
+  return `-\t${route.host}\t${route.path}\n`;
 }
 
 /**
- * The delta that turns the table of `base` (named `baseVersion`) into that of `next`
- * (named `version`), both wireLines'; null when it would be larger than the whole text, or
- * over MAX_DELTA_BYTES: the whole table is then the better send.
+ * The delta that turns the table `base` holds into `next`, named `version`, with every line
+ * it writes checked as wholeTable checks it. Made by walking both tables in step: the routes
+ * of an incremental build that did not change are the very objects of the last table, so the
+ * work beyond a comparison of references is in proportion to the change. Null when the
+ * whole table is the better send, or the only one: `next` is not in route table order (the
+ * whole text's checks then say what is wrong), the delta would be larger than the whole
+ * text or MAX_DELTA_BYTES, or the table over MAX_TABLE_BYTES.
  */
-export function deltaText(base: WireLines, baseVersion: string, next: WireLines, version: string): string | null {
-  checkVersion(baseVersion);
+export function deltaTo(base: SentTable, next: RouteTable, version: string): WireText | null {
   checkVersion(version);
-  if (baseVersion === version) throw new TableWireError('BAD_VERSION', `a delta's version is its base's, ${version}`);
-  let lineBytes = 0;
+  if (!base.sorted || base.version === version) return null;
+  const before = base.table.routes;
+  const after = next.routes;
   let body = '';
-  const limit = (): number => Math.min(MAX_DELTA_BYTES, textBytes(lineBytes, next.size, version));
-  for (const [id, line] of next) {
-    lineBytes += line.length;
-    if (base.get(id) !== line) body += line;
+  let lineBytes = base.lineBytes;
+  let i = 0;
+  let j = 0;
+  // The last route of `next` walked, and whether it was new: two routes of `base` in step
+  // are in order already, any other pair is compared.
+  let previous: Route | null = null;
+  let previousNew = false;
+  while (i < before.length || j < after.length) {
+    const a = before[i];
+    const b = after[j];
+    const order = a === undefined ? 1 : b === undefined ? -1 : a === b ? 0 : compareRoutes(a, b);
+    if (order < 0) {
+      body += removal(a as Route);
+      lineBytes -= routeLine(a as Route).length;
+      i++;
+      continue;
+    }
+    const route = b as Route;
+    if (previous !== null && (previousNew || a !== b) && compareRoutes(previous, route) >= 0) return null;
+    previousNew = a !== b;
+    previous = route;
+    j++;
+    if (order === 0) i++;
+    if (a === b) continue;
+    const line = routeLine(route);
+    const old = order === 0 ? routeLine(a as Route) : '';
+    if (line !== old) body += line;
+    lineBytes += line.length - old.length;
     if (body.length > MAX_DELTA_BYTES) return null;
   }
-  for (const id of base.keys()) {
-    if (!next.has(id)) body += `-\t${id.replace('\n', '\t')}\n`;
-    if (body.length > MAX_DELTA_BYTES) return null;
-  }
-  const text = `${DELTA_HEADER} ${baseVersion} ${version} ${next.size}\n${body}end ${version}\n`;
-  return text.length <= limit() ? text : null;
+  const wholeBytes = textBytes(lineBytes, after.length, version);
+  const text = `${DELTA_HEADER} ${base.version} ${version} ${after.length}\n${body}end ${version}\n`;
+  if (wholeBytes > MAX_TABLE_BYTES || text.length > Math.min(MAX_DELTA_BYTES, wholeBytes)) return null;
+  return { text, sent: { table: next, version, lineBytes, sorted: true } };
 }

@@ -6,7 +6,7 @@ import type { RouteTable } from '../src/core/route-table.js';
 import { patchTable, putTable } from '../nginx/control-client.js';
 import { dynamicDelivery, type DynamicDelivery } from '../nginx/dynamic-delivery.js';
 import { bundledLuaDir, findLuaModules } from '../nginx/lua-modules.js';
-import { deltaText, serializeTable, wireLines } from '../nginx/table-wire.js';
+import { deltaTo, wholeTable } from '../nginx/table-wire.js';
 import { childrenOf } from '../nginx/workers.js';
 import { startProxy } from '../proxy/server.js';
 import { tableOf, type RouteSpec } from './conformance/harness.js';
@@ -89,21 +89,21 @@ async function deltaServedAfterPatchInEveryWorker(): Promise<void> {
       path: '/',
       pods: [pod(3)],
     }));
-    let previous = tableOf(others);
-    await putTable(nginx.controlSocket, serializeTable(previous, 'd0'), 5_000);
+    let previous = wholeTable(tableOf(others), 'd0');
+    await putTable(nginx.controlSocket, previous.text, 5_000);
     for (let i = 1; i <= 40; i++) {
       const expected = pod(i % 2);
       const next = tableOf([...others, { host: 'x.test', path: '/', pods: [expected] }]);
-      const delta = deltaText(wireLines(previous), `d${i - 1}`, wireLines(next), `d${i}`);
+      const delta = deltaTo(previous.sent, next, `d${i}`);
       assert.ok(delta !== null, `table ${i} goes as a delta`);
-      assert.equal((delta.match(/\n/g) ?? []).length, 3, `table ${i}: a header, one route line, the end line`);
+      assert.equal((delta.text.match(/\n/g) ?? []).length, 3, `table ${i}: a header, one route line, the end line`);
       // No waiting for the workers' reports: each checks the table at every request.
-      const stored = await patchTable(nginx.controlSocket, delta, 5_000);
+      const stored = await patchTable(nginx.controlSocket, delta.text, 5_000);
       assert.ok(stored !== null && stored !== 'whole-table-wanted', `table ${i} stored: ${JSON.stringify(stored)}`);
       assert.equal(stored.stored, `d${i}`);
       assert.equal(await answer(nginx.port, 'x.test'), `200 ${expected.name}`, `table ${i}`);
       assert.equal(await answer(nginx.port, `o${i}.test`), '200 delta-3', `table ${i}: an unchanged host`);
-      previous = next;
+      previous = delta;
     }
     await everyWorkerServes(nginx, 'd40');
   } finally {
