@@ -119,7 +119,8 @@ end
 -- Loads the snapshot, unless this worker serves it; the snapshot's serial, or nil when it
 -- changed as it was read.
 local function load_snapshot()
-    local n = dict:get(SNAPSHOT)
+    -- A dict kept across a reload from Lua before snapshots has the whole table at SERIAL.
+    local n = dict:get(SNAPSHOT) or dict:get(SERIAL)
     if not n then
         return nil
     end
@@ -134,6 +135,8 @@ local function load_snapshot()
     if not parsed then
         -- The control server stores only what parses: this is a bug, said loudly.
         ngx.log(ngx.CRIT, "k8s-router: stored table ", n, " does not parse: ", err)
+        -- Not parsed again at every request: the next store replaces it.
+        serial = n
         return nil
     end
     install(parsed, n)
