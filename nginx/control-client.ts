@@ -6,7 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CONTROL_PATHS } from './render-dynamic.js';
 
 // The router's side of dynamic nginx's control server (nginx/lua/k8s_router/control.lua),
-// over its unix socket: put a table, read which table each worker serves.
+// over its unix socket: put a whole table, patch one with a delta, read which table each
+// worker serves.
 
 export class ControlError extends Error {
   constructor(
@@ -28,7 +29,7 @@ interface Answer {
 
 function exchange(
   socketPath: string,
-  method: 'GET' | 'PUT',
+  method: 'GET' | 'PUT' | 'PATCH',
   path: string,
   body: string | null,
   timeoutMs: number,
@@ -69,13 +70,50 @@ function exchange(
 }
 
 /**
- * Stores `text` (table-wire.ts's serializeTable) in nginx for every worker; resolves once
- * nginx stored it, rejects with nginx's reason (a ControlError with its status) when it
- * refused it, or when the socket does not answer.
+ * What a store's answer says of the workers: nginx answers once every worker serves the
+ * table, or after a short wait, with GET /versions' report after its first line; null when
+ * the answer has none.
  */
-export async function putTable(socketPath: string, text: string, timeoutMs: number): Promise<void> {
+function reportOf(body: string): TableVersions | null {
+  const newline = body.indexOf('\n');
+  return newline < 0 ? null : parseVersions(body.slice(newline + 1));
+}
+
+/**
+ * Stores `text` (table-wire.ts's wholeText) in nginx for every worker; resolves once nginx
+ * stored it, with which table each worker served then (null when nginx did not say), and
+ * rejects with nginx's reason (a ControlError with its status) when it refused it, or when
+ * the socket does not answer.
+ */
+export async function putTable(socketPath: string, text: string, timeoutMs: number): Promise<TableVersions | null> {
   const { status, body } = await exchange(socketPath, 'PUT', CONTROL_PATHS.table, text, timeoutMs);
   if (status !== 200) throw new ControlError(`nginx refused the table (${status}): ${body}`, status);
+  return reportOf(body);
+}
+
+/**
+ * nginx's answers to a delta that ask for the whole table instead: it does not hold the
+ * table the delta is for (412: restarted, or another table stored since), or the delta is
+ * larger than it takes (413).
+ */
+const WHOLE_TABLE_WANTED = new Set([412, 413]);
+
+/**
+ * Applies `text` (table-wire.ts's deltaText) to the table nginx holds, for every worker:
+ * resolves as putTable does once nginx stored it, or with 'whole-table-wanted' when nginx
+ * does not hold the delta's base (or will not take a delta that large); rejects with
+ * nginx's reason (a ControlError with its status) when it refused it otherwise, or when the
+ * socket does not answer.
+ */
+export async function patchTable(
+  socketPath: string,
+  text: string,
+  timeoutMs: number,
+): Promise<TableVersions | null | 'whole-table-wanted'> {
+  const { status, body } = await exchange(socketPath, 'PATCH', CONTROL_PATHS.table, text, timeoutMs);
+  if (status === 200) return reportOf(body);
+  if (WHOLE_TABLE_WANTED.has(status)) return 'whole-table-wanted';
+  throw new ControlError(`nginx refused the delta (${status}): ${body}`, status);
 }
 
 /** What one worker serves. */

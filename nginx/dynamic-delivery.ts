@@ -5,6 +5,7 @@ import {
   ControlError,
   prepareControlSocket,
   prepareControlSocketDir,
+  patchTable,
   putTable,
   servedByEveryWorker,
   tableVersions,
@@ -15,7 +16,7 @@ import { NginxApplyError } from './load.js';
 import type { LuaModules } from './lua-modules.js';
 import { renderDynamicConf } from './render-dynamic.js';
 import type { NginxRuntime, RenderOptions } from './render.js';
-import { serializeTable, TableWireError } from './table-wire.js';
+import { deltaTo, TableWireError, wholeTable, type SentTable } from './table-wire.js';
 import { shuttingDownWorkers, childrenOf } from './workers.js';
 
 // Dynamic mode's delivery: nginx.conf is the same for every table, and each table goes to
@@ -50,51 +51,110 @@ function describeVersions(versions: TableVersions, live: ReadonlySet<number>): s
 /** Errors of a connect() to a unix socket that no retry repairs: no file there, or nobody listening on it. */
 const LOST_SOCKET = new Set(['ENOENT', 'ECONNREFUSED', 'ENOTSOCK']);
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
-export function dynamicDelivery(options: DynamicDeliveryOptions): TableDelivery {
+/** How a table went to nginx: as a delta to the one every worker served, or whole. */
+export type SendKind = 'delta' | 'whole';
+
+export interface DynamicDelivery extends TableDelivery {
+  /** How the last table that reached nginx went; null before one did. */
+  lastSend(): SendKind | null;
+}
+
+function refusal(err: TableWireError): NginxApplyError {
+  return new NginxApplyError('KR_NGINX_TABLE_REFUSED', `the table cannot be sent to nginx: ${err.message}`);
+}
+
+/** A failed exchange on the control socket, as the manager handles it. */
+function controlFailure(err: unknown): Error {
+  if (err instanceof ControlError && err.errno !== null && LOST_SOCKET.has(err.errno)) {
+    const why = `nginx's control socket cannot be reached (${err.message})`;
+    return new ControlLostError(`${why}: only a fresh nginx binds it again`);
+  }
+  const answered = err instanceof ControlError && err.status !== null;
+  return new NginxApplyError(answered ? 'KR_NGINX_TABLE_REFUSED' : 'KR_NGINX_IO_FAILED', (err as Error).message);
+}
+
+/** A table stored in nginx: how it went, and which table each worker served when nginx answered (if it said). */
+interface Stored {
+  kind: SendKind;
+  sent: SentTable;
+  report: TableVersions | null;
+}
+
+/**
+ * Stores `table` as `version` in nginx: as a delta to `served` when nginx holds that table
+ * and the delta is the smaller send, else whole. Every line sent is checked first.
+ */
+async function store(
+  socket: string,
+  served: SentTable | null,
+  table: RouteTable,
+  version: string,
+  timeoutMs: number,
+): Promise<Stored> {
+  try {
+    const delta = served === null ? null : deltaTo(served, table, version);
+    const patched = delta === null ? null : await patchTable(socket, delta.text, timeoutMs);
+    if (delta !== null && patched !== 'whole-table-wanted') return { kind: 'delta', sent: delta.sent, report: patched };
+    const whole = wholeTable(table, version);
+    return { kind: 'whole', sent: whole.sent, report: await putTable(socket, whole.text, timeoutMs) };
+  } catch (err) {
+    throw err instanceof TableWireError ? refusal(err) : controlFailure(err);
+  }
+}
+
+/**
+ * What a store's answer says: which table each worker served, and the workers that took
+ * connections as the store began (read meanwhile). A report of the new version comes from a
+ * worker that served it after the store; that worker was a current one just before.
+ */
+interface FirstLook {
+  versions: TableVersions;
+  live: Promise<Set<number>>;
+}
+
+/**
+ * Resolves once every live worker of `nginx` reports `version`, as `first` says or, when it
+ * does not, as nginx says asked again; an NginxApplyError after `timeoutMs`.
+ */
+async function everyWorkerServes(
+  socket: string,
+  nginx: RunningNginx,
+  version: string,
+  timeoutMs: number,
+  first: FirstLook | null,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let seen = 'no answer';
+  let known = first;
+  for (let wait = 1; ; wait = Math.min(20, wait * 2)) {
+    try {
+      const [versions, live] = await Promise.all([
+        known?.versions ?? tableVersions(socket, Math.max(1, Math.min(1_000, deadline - Date.now()))),
+        known?.live ?? currentWorkers(nginx.pid),
+      ]);
+      if (servedByEveryWorker(versions, version, live)) return;
+      seen = describeVersions(versions, live);
+    } catch (err) {
+      seen = (err as Error).message;
+    }
+    if (Date.now() >= deadline) break;
+    if (known === null) await sleep(wait);
+    known = null;
+  }
+  throw new NginxApplyError(
+    'KR_NGINX_TABLE_NOT_SERVED',
+    `nginx's workers did not all serve table ${version} within ${timeoutMs} ms: ${seen}`,
+  );
+}
+
+export function dynamicDelivery(options: DynamicDeliveryOptions): DynamicDelivery {
   const { controlSocket, timeoutMs } = options;
-  /** The version every worker of the running nginx serves; null after a start. */
-  let served: string | null = null;
-  /**
-   * The table of that version. The controller hands over a new table object only when the
-   * table changed, so the same object is the same table: recognised without reading it.
-   */
-  let servedTable: RouteTable | null = null;
+  /** What every worker of the running nginx serves, as far as this delivery knows; null after a start. */
+  let served: SentTable | null = null;
+  let last: SendKind | null = null;
   // Versions are this manager's: a word of its own and a count, never reused by another.
   const origin = randomBytes(4).toString('hex');
   let sent = 0;
-
-  function encode(table: RouteTable): { text: string; version: string } {
-    const version = `${origin}-${++sent}`;
-    try {
-      return { text: serializeTable(table, version), version };
-    } catch (err) {
-      if (err instanceof TableWireError)
-        throw new NginxApplyError('KR_NGINX_TABLE_REFUSED', `the table cannot be sent to nginx: ${err.message}`);
-      throw err;
-    }
-  }
-
-  async function everyWorkerServes(nginx: RunningNginx, version: string): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let seen = 'no answer';
-    for (let wait = 1; ; wait = Math.min(20, wait * 2)) {
-      try {
-        const versions = await tableVersions(controlSocket, Math.max(1, Math.min(1_000, deadline - Date.now())));
-        const live = await currentWorkers(nginx.pid);
-        if (servedByEveryWorker(versions, version, live)) return;
-        seen = describeVersions(versions, live);
-      } catch (err) {
-        seen = (err as Error).message;
-      }
-      if (Date.now() >= deadline) break;
-      await sleep(wait);
-    }
-    throw new NginxApplyError(
-      'KR_NGINX_TABLE_NOT_SERVED',
-      `nginx's workers did not all serve table ${version} within ${timeoutMs} ms: ${seen}`,
-    );
-  }
 
   return {
     mode: 'dynamic',
@@ -111,27 +171,24 @@ export function dynamicDelivery(options: DynamicDeliveryOptions): TableDelivery 
     // A socket file left by an nginx that was killed would stop the new one from binding.
     beforeStart: () => prepareControlSocket(controlSocket),
     async send(table, nginx) {
-      if (table === servedTable && served !== null) return 'unchanged';
-      const { text, version } = encode(table);
-      try {
-        await putTable(controlSocket, text, timeoutMs);
-      } catch (err) {
-        if (err instanceof ControlError && err.errno !== null && LOST_SOCKET.has(err.errno)) {
-          const why = `nginx's control socket cannot be reached (${err.message})`;
-          throw new ControlLostError(`${why}: only a fresh nginx binds it again`);
-        }
-        const answered = err instanceof ControlError && err.status !== null;
-        throw new NginxApplyError(answered ? 'KR_NGINX_TABLE_REFUSED' : 'KR_NGINX_IO_FAILED', (err as Error).message);
-      }
-      await everyWorkerServes(nginx, version);
-      served = version;
-      servedTable = table;
+      // The controller hands over a new table object only when the table changed, so the same
+      // object is the same table: recognised without reading it.
+      if (served !== null && table === served.table) return 'unchanged';
+      const version = `${origin}-${++sent}`;
+      // Read from /proc while nginx takes the table.
+      const live = currentWorkers(nginx.pid);
+      live.catch(() => {});
+      const stored = await store(controlSocket, served, table, version, timeoutMs);
+      last = stored.kind;
+      const first = stored.report === null ? null : { versions: stored.report, live };
+      await everyWorkerServes(controlSocket, nginx, version, timeoutMs, first);
+      served = stored.sent;
       return 'sent';
     },
     forget() {
       served = null;
-      servedTable = null;
     },
-    report: (): DeliveryReport => ({ mode: 'dynamic', tableVersion: served }),
+    lastSend: () => last,
+    report: (): DeliveryReport => ({ mode: 'dynamic', tableVersion: served?.version ?? null }),
   };
 }

@@ -11,11 +11,21 @@ import { compareRoutes, type PodEndpoint, type Route, type RouteTable } from '..
 //   HOST <tab> PATH <tab> KEY or - <tab> rr or ip <tab> IP,PORT,NAMESPACE,POD IP,PORT,...
 //   end VERSION
 //
+// A table that differs from one nginx holds (BASE) can go as a delta, which nginx applies
+// to that table: the lines of the routes added or changed, as above, and one line per route
+// removed. ROUTES counts the routes of the table it leaves.
+//
+//   k8s-router-delta 1 BASE VERSION ROUTES
+//   HOST <tab> PATH <tab> KEY or - <tab> rr or ip <tab> IP,PORT,NAMESPACE,POD IP,PORT,...
+//   - <tab> HOST <tab> PATH
+//   end VERSION
+//
 // Everything written is checked first, with the rules the route table applies to what it
 // accepts, so that a value Lua would misread, or nginx could not serve, never leaves the
 // router: a mistake upstream of here throws TableWireError instead of reaching nginx.
 
 export const WIRE_HEADER = 'k8s-router-table 1';
+export const DELTA_HEADER = 'k8s-router-delta 1';
 
 /**
  * The largest table text sent. The shared dict holds the new text beside the old one
@@ -24,7 +34,13 @@ export const WIRE_HEADER = 'k8s-router-table 1';
  */
 export const MAX_TABLE_BYTES = 24 * 1024 * 1024;
 
-/** The size of the shared dict that holds the table: two tables and the workers' reports. */
+/**
+ * The largest delta sent: nginx refuses a bigger one (413) and keeps the last 16 for
+ * workers that are behind (nginx/lua/k8s_router/state.lua's MAX_DELTA_BYTES).
+ */
+export const MAX_DELTA_BYTES = 256 * 1024;
+
+/** The size of the shared dict that holds the table: two tables, 16 deltas and the workers' reports. */
 export const TABLE_DICT_BYTES = 64 * 1024 * 1024;
 
 /** A version names a table on the wire and in the workers' reports: a plain word. */
@@ -130,15 +146,41 @@ function routeLine(route: Route): string {
   return line;
 }
 
+function checkVersion(version: string): void {
+  if (!VERSION.test(version))
+    throw new TableWireError('BAD_VERSION', `table version ${JSON.stringify(version)} is not a plain word`);
+}
+
+/** Bytes of the whole text of a table of `lineBytes` bytes of lines, named `version`. */
+function textBytes(lineBytes: number, routes: number, version: string): number {
+  return `${WIRE_HEADER} ${version} ${routes}\n`.length + lineBytes + `end ${version}\n`.length;
+}
+
+/** A table as it went to nginx: what the next table's delta is made against. */
+export interface SentTable {
+  readonly table: RouteTable;
+  readonly version: string;
+  /** The bytes of its route lines. */
+  readonly lineBytes: number;
+  /** Whether its routes are in compareRoutes order (host, then path), each once, as a route table has them. */
+  readonly sorted: boolean;
+}
+
+/** A text for nginx, and the table it leaves nginx with. */
+export interface WireText {
+  text: string;
+  sent: SentTable;
+}
+
 /**
- * The wire text of `table`, named `version`. Throws TableWireError for anything dynamic
+ * The whole text of `table`, named `version`. Throws TableWireError for anything dynamic
  * nginx could not use: a value outside the route table's grammar, a route twice, a route
  * without pods, or a text over MAX_TABLE_BYTES.
  */
-export function serializeTable(table: RouteTable, version: string): string {
-  if (!VERSION.test(version))
-    throw new TableWireError('BAD_VERSION', `table version ${JSON.stringify(version)} is not a plain word`);
+export function wholeTable(table: RouteTable, version: string): WireText {
+  checkVersion(version);
   let text = `${WIRE_HEADER} ${version} ${table.routes.length}\n`;
+  const start = text.length;
   // A route table comes sorted by host, then path: a route twice is then next to itself, and
   // no set of every route is needed. Another order is checked with one.
   let seen: Set<string> | null = null;
@@ -162,8 +204,70 @@ export function serializeTable(table: RouteTable, version: string): string {
       );
     }
   }
+  const lineBytes = text.length - start;
   text += `end ${version}\n`;
   if (text.length > MAX_TABLE_BYTES)
     throw new TableWireError('TOO_LARGE', `the table is over ${MAX_TABLE_BYTES} bytes`);
-  return text;
+  return { text, sent: { table, version, lineBytes, sorted: seen === null } };
+}
+
+/** The wire text of `table`, named `version` (wholeTable's). */
+export function serializeTable(table: RouteTable, version: string): string {
+  return wholeTable(table, version).text;
+}
+
+/** The line of a delta that removes `route`. */
+function removal(route: Route): string {
+  return `-\t${route.host}\t${route.path}\n`;
+}
+
+/**
+ * The delta that turns the table `base` holds into `next`, named `version`, with every line
+ * it writes checked as wholeTable checks it. Made by walking both tables in step: the routes
+ * of an incremental build that did not change are the very objects of the last table, so the
+ * work beyond a comparison of references is in proportion to the change. Null when the
+ * whole table is the better send, or the only one: `next` is not in route table order (the
+ * whole text's checks then say what is wrong), the delta would be larger than the whole
+ * text or MAX_DELTA_BYTES, or the table over MAX_TABLE_BYTES.
+ */
+export function deltaTo(base: SentTable, next: RouteTable, version: string): WireText | null {
+  checkVersion(version);
+  if (!base.sorted || base.version === version) return null;
+  const before = base.table.routes;
+  const after = next.routes;
+  let body = '';
+  let lineBytes = base.lineBytes;
+  let i = 0;
+  let j = 0;
+  // The last route of `next` walked, and whether it was new: two routes of `base` in step
+  // are in order already, any other pair is compared.
+  let previous: Route | null = null;
+  let previousNew = false;
+  while (i < before.length || j < after.length) {
+    const a = before[i];
+    const b = after[j];
+    const order = a === undefined ? 1 : b === undefined ? -1 : a === b ? 0 : compareRoutes(a, b);
+    if (order < 0) {
+      body += removal(a as Route);
+      lineBytes -= routeLine(a as Route).length;
+      i++;
+      continue;
+    }
+    const route = b as Route;
+    if (previous !== null && (previousNew || a !== b) && compareRoutes(previous, route) >= 0) return null;
+    previousNew = a !== b;
+    previous = route;
+    j++;
+    if (order === 0) i++;
+    if (a === b) continue;
+    const line = routeLine(route);
+    const old = order === 0 ? routeLine(a as Route) : '';
+    if (line !== old) body += line;
+    lineBytes += line.length - old.length;
+    if (body.length > MAX_DELTA_BYTES) return null;
+  }
+  const wholeBytes = textBytes(lineBytes, after.length, version);
+  const text = `${DELTA_HEADER} ${base.version} ${version} ${after.length}\n${body}end ${version}\n`;
+  if (wholeBytes > MAX_TABLE_BYTES || text.length > Math.min(MAX_DELTA_BYTES, wholeBytes)) return null;
+  return { text, sent: { table: next, version, lineBytes, sorted: true } };
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import http from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import { after, describe, it } from 'node:test';
 import {
   ControlError,
   parseVersions,
+  patchTable,
   prepareControlSocket,
   putTable,
   servedByEveryWorker,
@@ -139,5 +141,47 @@ describe('the control client: the socket', () => {
       tableVersions(socket, 1_000),
       (err: unknown) => err instanceof ControlError && err.status === null,
     );
+  });
+});
+
+describe('the control client: stores', () => {
+  /** A control server on a unix socket that answers every request with `status` and `body`. */
+  async function answering(status: number, body: string): Promise<{ socket: string; methods: string[] }> {
+    const socket = join(await tempDir(), 'table.sock');
+    const methods: string[] = [];
+    const server = http.createServer((req, res) => {
+      methods.push(req.method ?? '');
+      req.resume();
+      req.on('end', () => res.writeHead(status).end(body));
+    });
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+    after(() => server.close());
+    return { socket, methods };
+  }
+
+  const report = 'k8s-router-versions 1\nworkers 1\nstored v2\nworker 0 7 v2';
+
+  it('reads which table each worker served from the answer to a store', async () => {
+    const { socket, methods } = await answering(200, `stored v2\n${report}\n`);
+    const expected = { workers: 1, stored: 'v2', reports: [{ id: 0, pid: 7, version: 'v2' }] };
+    assert.deepEqual(await putTable(socket, 'x', 1_000), expected);
+    assert.deepEqual(await patchTable(socket, 'x', 1_000), expected);
+    assert.deepEqual(methods, ['PUT', 'PATCH']);
+    const bare = await answering(200, 'stored v2\n');
+    assert.equal(await putTable(bare.socket, 'x', 1_000), null, 'an answer without a report');
+  });
+
+  it('asks for the whole table when nginx does not hold the base (412) or takes no delta that large (413)', async () => {
+    for (const status of [412, 413]) {
+      const { socket } = await answering(status, 'nginx holds table v1, not v0');
+      assert.equal(await patchTable(socket, 'x', 1_000), 'whole-table-wanted', `status ${status}`);
+    }
+    for (const status of [400, 409, 507]) {
+      const { socket } = await answering(status, 'no');
+      await assert.rejects(
+        patchTable(socket, 'x', 1_000),
+        (err: unknown) => err instanceof ControlError && err.status === status && /refused the delta/.test(err.message),
+      );
+    }
   });
 });

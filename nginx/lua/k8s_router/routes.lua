@@ -122,6 +122,49 @@ function _M.build(parsed, previous_parsed, previous)
     return { version = parsed.version, hosts = hosts, groups = groups }
 end
 
+-- The routing table `previous` becomes with `changes` (wire.lua's changes(): { old, new }
+-- pairs), named `version`: the work is in proportion to the change. The hosts of the
+-- routes changed get new entries, made from their old entry's routes; the others keep
+-- theirs. Balancing state carries over as build() carries it. `previous` is taken apart.
+function _M.apply(previous, changes, version)
+    local hosts, groups = previous.hosts, previous.groups
+    local gone = {}
+    local lists = {}
+    for i = 1, #changes do
+        local old, r = changes[i].old, changes[i].new
+        if old then
+            gone[old.id] = true
+            lists[old.host] = lists[old.host] or {}
+            if not r then
+                groups[old.id] = nil
+            end
+        end
+        if r then
+            local list = lists[r.host] or {}
+            lists[r.host] = list
+            list[#list + 1] = r
+            local group = groups[r.id]
+            if group and group.pods == r.pods and group.affinity == r.affinity then
+                r.group = group
+            end
+            groups[r.id] = r.group
+        end
+    end
+    for host, list in pairs(lists) do
+        local entry = hosts[host]
+        if entry then
+            local kept = entry.list
+            for i = 1, #kept do
+                if not gone[kept[i].id] then
+                    list[#list + 1] = kept[i]
+                end
+            end
+        end
+        hosts[host] = #list > 0 and host_entry(list) or nil
+    end
+    return { version = version, hosts = hosts, groups = groups }
+end
+
 -- The balancing state of `route` in `tbl` (the table that routed the request), made on
 -- first use.
 function _M.group_of(route, tbl)
