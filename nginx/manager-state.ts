@@ -3,7 +3,7 @@ import { backoffDelay, type Retry } from '../src/core/backoff.js';
 
 // The nginx manager's state as data, and the one function that changes it. Everything
 // the manager does that takes time (start nginx, load a config, send a table, stop) runs
-// at the edge (process.ts) and comes back here as an event; timers too. So what the
+// at the edge (dispatch.ts and the jobs) and comes back here as an event; timers too. So what the
 // manager is doing, and why, can be read at any moment (`state()`), and a test can walk
 // the transitions without an nginx.
 //
