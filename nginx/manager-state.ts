@@ -3,7 +3,7 @@ import { backoffDelay, type Retry } from '../src/core/backoff.js';
 
 // The nginx manager's state as data, and the one function that changes it. Everything
 // the manager does that takes time (start nginx, load a config, send a table, stop) runs
-// at the edge (process.ts) and comes back here as an event; timers too. So what the
+// at the edge (dispatch.ts and the jobs) and comes back here as an event; timers too. So what the
 // manager is doing, and why, can be read at any moment (`state()`), and a test can walk
 // the transitions without an nginx.
 //
@@ -156,13 +156,16 @@ export type AppliedResult =
   /** The config was already live; only the table was sent (dynamic mode). */
   | { kind: 'sent'; timings: ApplyTimings };
 
+/** The manager's two timers: a table to try again, an nginx to start again. */
+export type ManagerTimer = 'retry' | 'restart';
+
 /** What the edge must do after a transition. */
 export type Effect =
   | { type: 'run-apply'; table: number }
   | { type: 'run-restart' }
   | { type: 'run-stop' }
-  | { type: 'set-timer'; timer: 'retry' | 'restart'; delayMs: number }
-  | { type: 'cancel-timer'; timer: 'retry' | 'restart' }
+  | { type: 'set-timer'; timer: ManagerTimer; delayMs: number }
+  | { type: 'cancel-timer'; timer: ManagerTimer }
   | { type: 'log'; level: 'info' | 'warn' | 'error'; message: string; fields: Record<string, unknown> };
 
 export interface Transition {
@@ -201,7 +204,8 @@ export function initialState(): ManagerState {
   };
 }
 
-const open = (state: ManagerState): boolean => state.phase !== 'closing' && state.phase !== 'closed';
+/** Whether the manager still takes tables: not closing or closed. */
+export const isOpen = (state: ManagerState): boolean => state.phase !== 'closing' && state.phase !== 'closed';
 
 function succeeded(state: ManagerState, at: number): ManagerState {
   return { ...state, ok: true, error: null, since: state.ok === true ? state.since : at, controlLost: false };
@@ -220,7 +224,7 @@ function failed(state: ManagerState, error: NginxFailure, at: number): ManagerSt
 
 /** A timer due after the next backoff delay of `attempts` failures so far. */
 function schedule(
-  timer: 'retry' | 'restart',
+  timer: ManagerTimer,
   attempts: number,
   backoff: Backoff,
   at: number,
@@ -231,7 +235,7 @@ function schedule(
 }
 
 function scheduleRetry(state: ManagerState, settings: ManagerSettings, at: number): Transition {
-  if (!open(state) || state.retry !== null) return { state, effects: [] };
+  if (!isOpen(state) || state.retry !== null) return { state, effects: [] };
   const { retry, effect } = schedule('retry', state.retryAttempts, settings.retry, at);
   const log: Effect = {
     type: 'log',
@@ -243,7 +247,7 @@ function scheduleRetry(state: ManagerState, settings: ManagerSettings, at: numbe
 }
 
 function scheduleRestart(state: ManagerState, settings: ManagerSettings, at: number): Transition {
-  if (!open(state) || state.restart !== null || state.liveConfig === null) return { state, effects: [] };
+  if (!isOpen(state) || state.restart !== null || state.liveConfig === null) return { state, effects: [] };
   const { retry, effect } = schedule('restart', state.restartAttempts, settings.restart, at);
   const log: Effect = {
     type: 'log',
@@ -320,7 +324,7 @@ function onApplyFailed(
 export function transition(state: ManagerState, event: ManagerEvent, settings: ManagerSettings): Transition {
   switch (event.type) {
     case 'apply': {
-      if (!open(state)) return { state, effects: [{ type: 'run-apply', table: event.table }] };
+      if (!isOpen(state)) return { state, effects: [{ type: 'run-apply', table: event.table }] };
       const effects: Effect[] = [{ type: 'run-apply', table: event.table }];
       if (state.retry !== null) effects.unshift({ type: 'cancel-timer', timer: 'retry' });
       return { state: { ...state, desired: event.table, retry: null }, effects };
@@ -334,7 +338,7 @@ export function transition(state: ManagerState, event: ManagerEvent, settings: M
     case 'apply-failed':
       return onApplyFailed(state, event, settings);
     case 'exited': {
-      if (!open(state) || state.phase !== 'serving') return { state, effects: [] };
+      if (!isOpen(state) || state.phase !== 'serving') return { state, effects: [] };
       const stable = event.ranMs > settings.restartStableMs;
       const down: ManagerState = {
         ...state,
@@ -348,7 +352,7 @@ export function transition(state: ManagerState, event: ManagerEvent, settings: M
       return scheduleRestart(down, settings, event.at);
     }
     case 'restart-due':
-      if (!open(state)) return { state, effects: [] };
+      if (!isOpen(state)) return { state, effects: [] };
       return { state: { ...state, restart: null }, effects: [{ type: 'run-restart' }] };
     case 'restarted':
       return {
@@ -366,14 +370,14 @@ export function transition(state: ManagerState, event: ManagerEvent, settings: M
         effects: [],
       };
     case 'restart-failed':
-      return scheduleRestart({ ...state, job: null, phase: open(state) ? 'down' : state.phase }, settings, event.at);
+      return scheduleRestart({ ...state, job: null, phase: isOpen(state) ? 'down' : state.phase }, settings, event.at);
     case 'retry-due':
-      if (!open(state) || state.desired === null) return { state: { ...state, retry: null }, effects: [] };
+      if (!isOpen(state) || state.desired === null) return { state: { ...state, retry: null }, effects: [] };
       return { state: { ...state, retry: null }, effects: [{ type: 'run-apply', table: state.desired }] };
     case 'leftovers-ended':
       return { state: { ...state, leftoversEnded: state.leftoversEnded + event.count }, effects: [] };
     case 'close': {
-      if (!open(state)) return { state, effects: [] };
+      if (!isOpen(state)) return { state, effects: [] };
       const effects: Effect[] = [
         { type: 'cancel-timer', timer: 'retry' },
         { type: 'cancel-timer', timer: 'restart' },

@@ -305,7 +305,8 @@ function upstreamBlock({ name, route }: Upstream, keepaliveConnections: number):
 
 /** The directives that check a request's API key, from the header it is in. */
 function keyCheck(header: string, route: Route & { apiKey: string }): string {
-  return `${nginxComment(`# API key required by Secret of namespace ${route.namespace}`)}\nif (${header} != ${nginxQuoted(route.apiKey)}) {\nreturn 403;\n}\n`;
+  const comment = nginxComment(`# API key required by Secret of namespace ${route.namespace}`);
+  return `${comment}\nif (${header} != ${nginxQuoted(route.apiKey)}) {\nreturn 403;\n}\n`;
 }
 
 function locationBlock(route: Route, upstream: string | undefined, header: string): string {

@@ -130,8 +130,9 @@ export async function prepareWorkerAccess(prefix: string, tempDir: string, who: 
   if (plan.blocked.length > 0) {
     const first = plan.blocked[0] as DirectoryFacts;
     throw new Error(
-      `nginx's workers run as ${who.user} (uid ${who.uid}) and could not reach ${tempDir}: ${first.path} (mode ${first.mode.toString(8)}, ` +
-        `owner uid ${first.uid}) does not let them through; use an NGINX_PREFIX they can reach, or run the router as a user other than root`,
+      `nginx's workers run as ${who.user} (uid ${who.uid}) and could not reach ${tempDir}: ` +
+        `${first.path} (mode ${first.mode.toString(8)}, owner uid ${first.uid}) does not let them through; ` +
+        'use an NGINX_PREFIX they can reach, or run the router as a user other than root',
     );
   }
   for (const dir of plan.open) await chmod(dir.path, dir.mode | 0o001);

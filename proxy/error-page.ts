@@ -22,7 +22,10 @@ export function reasonPhrase(status: number): string {
 
 export function errorPage(status: number): string {
   const title = `${status} ${reasonPhrase(status)}`.trim();
-  return `<html>\r\n<head><title>${title}</title></head>\r\n<body>\r\n<center><h1>${title}</h1></center>\r\n<hr><center>k8s-router</center>\r\n</body>\r\n</html>\r\n`;
+  return (
+    `<html>\r\n<head><title>${title}</title></head>\r\n<body>\r\n` +
+    `<center><h1>${title}</h1></center>\r\n<hr><center>k8s-router</center>\r\n</body>\r\n</html>\r\n`
+  );
 }
 
 /** A complete response, for a socket that is no longer managed by the HTTP server (upgrades). */

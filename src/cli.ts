@@ -8,7 +8,7 @@ import { parseManifest, unreadableManifest, type ManifestObjects } from './core/
 import { dropOutputOnceClosed } from './commands/closed-output.js';
 import { createLogger, loggerOptionsFrom } from './commands/logger.js';
 import { redactTable } from './core/redact.js';
-import { buildRouteTable } from './core/route-table.js';
+import { buildRouteTable, type RouteTable } from './core/route-table.js';
 import { startRouter } from './commands/run.js';
 import { DEMO_DEFAULTS, startDemo, withDemoDefaults } from './commands/demo.js';
 import { renderNginxConf } from '../nginx/render.js';
@@ -145,30 +145,36 @@ function readManifest(file: string): ManifestObjects {
 
 /** `render` and `routes`: what a manifest becomes, printed. */
 function addManifestCommands(program: Command): void {
-  withSettings(
-    program
-      .command('render')
-      .description('print the nginx.conf for the Pods and Secrets of a manifest')
-      .requiredOption('--manifest <FILE>', 'YAML or JSON file of Pods and Secrets (a v1 List or several documents)')
-      .addHelpText('after', '\nExample:\n  k8s-router render --manifest examples/demo/demo.yaml --port 8080'),
-  ).action((options: Record<string, unknown>) => {
-    const config = configFrom(options);
-    const { pods, secrets } = readManifest(options.manifest as string);
-    const table = buildRouteTable(config, pods, secrets);
-    process.stdout.write(renderNginxConf(table, config));
+  manifestCommand(program.command('render'), {
+    description: 'print the nginx.conf for the Pods and Secrets of a manifest',
+    example: 'k8s-router render --manifest examples/demo/demo.yaml --port 8080',
+    print: (table, config) => renderNginxConf(table, config),
   });
+  manifestCommand(program.command('routes'), {
+    description: 'print, as JSON, the routes and the reasons anything was not routed (API keys redacted)',
+    example: 'k8s-router routes --manifest examples/demo/demo.yaml',
+    print: (table) => `${JSON.stringify(redactTable(table), null, 2)}\n`,
+  });
+}
 
+/** `command` reads the Pods and Secrets of `--manifest` and prints what their route table becomes. */
+function manifestCommand(
+  command: Command,
+  what: {
+    description: string;
+    example: string;
+    print: (table: RouteTable, config: RouterConfig) => string;
+  },
+): void {
   withSettings(
-    program
-      .command('routes')
-      .description('print, as JSON, the routes and the reasons anything was not routed (API keys redacted)')
+    command
+      .description(what.description)
       .requiredOption('--manifest <FILE>', 'YAML or JSON file of Pods and Secrets (a v1 List or several documents)')
-      .addHelpText('after', '\nExample:\n  k8s-router routes --manifest examples/demo/demo.yaml'),
+      .addHelpText('after', `\nExample:\n  ${what.example}`),
   ).action((options: Record<string, unknown>) => {
     const config = configFrom(options);
     const { pods, secrets } = readManifest(options.manifest as string);
-    const table = redactTable(buildRouteTable(config, pods, secrets));
-    process.stdout.write(`${JSON.stringify(table, null, 2)}\n`);
+    process.stdout.write(what.print(buildRouteTable(config, pods, secrets), config));
   });
 }
 

@@ -51,10 +51,11 @@ export function decideReadiness(reports: readonly PlaneReport[], stopping: boole
   const refused = reports.filter((r) => r.state.lastError !== null);
   if (refused.length > 0) {
     const versions = refused.map((r) => `v${r.state.servedVersion}`).join(', ');
+    const refusers = refused.map((r) => `${r.state.name} (${r.state.lastError?.message})`).join(', ');
     return {
       ready: true,
       status: 'degraded',
-      reason: `the last route table was refused by ${refused.map((r) => `${r.state.name} (${r.state.lastError?.message})`).join(', ')}; the previous table (${versions}) still serves`,
+      reason: `the last route table was refused by ${refusers}; the previous table (${versions}) still serves`,
     };
   }
   const versions = [...new Set(reports.map((r) => r.state.servedVersion))].map((v) => `v${v}`).join(', ');

@@ -16,7 +16,9 @@ h1 { font-size: 1.4rem; margin: 0 0 .4rem; }
 h2 { font-size: 1.1rem; margin: 1.6rem 0 .5rem; border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; }
 h3 { font-size: 1rem; margin: 1rem 0 .3rem; font-family: ui-monospace, monospace; }
 table { border-collapse: collapse; width: 100%; background: #fff; }
-th, td { text-align: left; vertical-align: top; padding: .3rem .5rem; border: 1px solid #d0d7de; overflow-wrap: anywhere; }
+th, td {
+  text-align: left; vertical-align: top; padding: .3rem .5rem; border: 1px solid #d0d7de; overflow-wrap: anywhere;
+}
 th { background: #f0f3f6; font-weight: 600; }
 code, .mono { font-family: ui-monospace, monospace; font-size: 13px; }
 ul.pods { margin: 0; padding-left: 1.1rem; }
@@ -42,7 +44,8 @@ share it round-robin, in this order, or by client address (affinity ip).</p>
 <div id="rejections"></div>
 <h2>Data planes and source</h2>
 <div id="planes"></div>
-<p class="muted">Refreshes every 2 seconds. Machine-readable: <a href="status">status</a>, <a href="routes">routes</a>, <a href="nginx.conf">nginx.conf</a>, <a href="metrics">metrics</a>, <a href="readyz">readyz</a>.</p>
+<p class="muted">Refreshes every 2 seconds. Machine-readable: <a href="status">status</a>, <a href="routes">routes</a>,
+<a href="nginx.conf">nginx.conf</a>, <a href="metrics">metrics</a>, <a href="readyz">readyz</a>.</p>
 <script src="status-page.js"></script>
 </body>
 </html>
@@ -57,7 +60,8 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
     var node = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (name) { node.setAttribute(name, attrs[name]); });
     (children || []).forEach(function (child) {
-      node.appendChild(typeof child === 'string' || typeof child === 'number' ? document.createTextNode(String(child)) : child);
+      var text = typeof child === 'string' || typeof child === 'number';
+      node.appendChild(text ? document.createTextNode(String(child)) : child);
     });
     return node;
   }
@@ -86,16 +90,24 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
     var t = status.table;
     return [
       el('p', {}, [el('span', { 'class': 'badge ' + cls, id: 'readiness' }, [r.status]), ' ', r.reason]),
-      el('p', {}, ['Backend ', el('code', {}, [status.backend]), ' listening on ', el('code', {}, [status.listen.address + ':' + status.listen.port])]),
+      el('p', {}, [
+        'Backend ', el('code', {}, [status.backend]),
+        ' listening on ', el('code', {}, [status.listen.address + ':' + status.listen.port])
+      ]),
       el('p', { id: 'last-change' }, t === null
         ? ['No route table yet.']
-        : ['Route table v' + t.version + ', last changed ' + when(t.changedAt) + ': ' + t.routes + ' routes, ' + t.rejections + ' rejections.'])
+        : ['Route table v' + t.version + ', last changed ' + when(t.changedAt) + ': ' +
+          t.routes + ' routes, ' + t.rejections + ' rejections.'])
     ];
   }
 
   function pods(route) {
     return el('ul', { 'class': 'pods' }, route.backends.map(function (b) {
-      return el('li', {}, [el('span', { 'class': 'mono' }, [b.namespace + '/' + b.pod]), ' ', el('span', { 'class': 'mono muted' }, [b.ip.indexOf(':') >= 0 ? '[' + b.ip + ']:' + b.port : b.ip + ':' + b.port])]);
+      var address = b.ip.indexOf(':') >= 0 ? '[' + b.ip + ']:' + b.port : b.ip + ':' + b.port;
+      return el('li', {}, [
+        el('span', { 'class': 'mono' }, [b.namespace + '/' + b.pod]), ' ',
+        el('span', { 'class': 'mono muted' }, [address])
+      ]);
     }));
   }
 
@@ -103,7 +115,10 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
     var hosts = [];
     var byHost = {};
     data.routes.forEach(function (route) {
-      if (!Object.prototype.hasOwnProperty.call(byHost, route.host)) { byHost[route.host] = []; hosts.push(route.host); }
+      if (!Object.prototype.hasOwnProperty.call(byHost, route.host)) {
+        byHost[route.host] = [];
+        hosts.push(route.host);
+      }
       byHost[route.host].push(route);
     });
     if (hosts.length === 0) return [el('p', { 'class': 'muted' }, ['No routes.'])];
@@ -114,10 +129,11 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
         table(columns, byHost[host].map(function (route) {
           var access = route.apiKey === null
             ? el('span', { 'class': 'muted' }, ['open'])
-            : el('span', { 'class': 'badge locked', title: 'requests need the namespace ' + 'API key header' }, ['API key required']);
+            : el('span', { 'class': 'badge locked', title: 'requests need the namespace ' + 'API key header' },
+              ['API key required']);
           var balancing = route.affinity === 'ip'
-            ? el('span', { 'class': 'badge sticky', title: 'each client address keeps to one ' + 'pod (consistent hashing)' },
-              ['affinity ip'])
+            ? el('span', { 'class': 'badge sticky', title: 'each client address keeps to one ' +
+              'pod (consistent hashing)' }, ['affinity ip'])
             : el('span', { 'class': 'muted' }, ['round robin']);
           return el('tr', { 'class': 'route' }, [
             el('td', { 'class': 'mono' }, [route.path]),
@@ -156,10 +172,13 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
         var faults = p.nginx.errors.crit + p.nginx.errors.alert + p.nginx.errors.emerg;
         details.push('nginx faults (crit, alert, emerg in its error log): ' + (faults === 0 ? 'none' :
           p.nginx.errors.crit + ' crit, ' + p.nginx.errors.alert + ' alert, ' + p.nginx.errors.emerg + ' emerg'));
-        p.nginx.recentErrors.slice(-3).forEach(function (f) { details.push('  [' + f.level + '] ' + when(f.at) + ': ' + f.message); });
+        p.nginx.recentErrors.slice(-3).forEach(function (f) {
+          details.push('  [' + f.level + '] ' + when(f.at) + ': ' + f.message);
+        });
         if (p.nginx.error) details.push('last error ' + p.nginx.error.code + ': ' + p.nginx.error.message);
       }
-      if (!p.nginx) details.push(p.name === 'proxy' ? 'serves in the router process' : 'prints the config nginx would get');
+      if (!p.nginx)
+        details.push(p.name === 'proxy' ? 'serves in the router process' : 'prints the config nginx would get');
       if (p.lastError) details.push('refused the last table ' + when(p.lastError.at) + ': ' + p.lastError.message);
       return el('tr', {}, [
         el('td', { 'class': 'mono' }, [p.name]),
@@ -169,9 +188,12 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
     });
     var s = status.source;
     var source = s.kind === 'manifest'
-      ? ['manifest ', el('code', {}, [s.file]), s.ok ? ': read' : ': unusable, its last good ' + 'objects are kept: ' + s.lastError]
-      : ['cluster: pods watch ' + (s.pods.connected ? 'open' : 'closed') + ' (' + s.pods.objects + ' pods, ' + s.pods.restarts + ' restarts), secrets watch ' +
-          (s.secrets.connected ? 'open' : 'closed') + ' (' + s.secrets.objects + ' secrets)' + (s.pods.lastError ? '; last error: ' + s.pods.lastError : '')];
+      ? ['manifest ', el('code', {}, [s.file]),
+        s.ok ? ': read' : ': unusable, its last good ' + 'objects are kept: ' + s.lastError]
+      : ['cluster: pods watch ' + (s.pods.connected ? 'open' : 'closed') +
+          ' (' + s.pods.objects + ' pods, ' + s.pods.restarts + ' restarts), secrets watch ' +
+          (s.secrets.connected ? 'open' : 'closed') + ' (' + s.secrets.objects + ' secrets)' +
+          (s.pods.lastError ? '; last error: ' + s.pods.lastError : '')];
     return [table(['Data plane', 'Serves', 'Details'], rows), el('p', { id: 'source' }, ['Source: '].concat(source))];
   }
 
@@ -196,7 +218,10 @@ export const STATUS_PAGE_SCRIPT = `'use strict';
         show('routes', [el('p', { 'class': 'muted' }, [answers[1].body.error || 'No route table yet.'])]);
       }
     } catch (err) {
-      show('summary', [el('p', {}, [el('span', { 'class': 'badge not-ready' }, ['unreachable']), ' ', 'The admin server did not answer: ' + err.message])]);
+      show('summary', [el('p', {}, [
+        el('span', { 'class': 'badge not-ready' }, ['unreachable']), ' ',
+        'The admin server did not answer: ' + err.message
+      ])]);
     } finally {
       setTimeout(refresh, REFRESH_MS);
     }

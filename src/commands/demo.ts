@@ -98,9 +98,10 @@ export function demoCommands(input: DemoCommandsInput): string {
   const base = `http://${urlHost(input.config.listenAddress)}:${input.port}`;
   const ws = `ws://${urlHost(input.config.listenAddress)}:${input.port}/ws`;
   const key = input.config.apiKeyHeader;
+  const plane = input.backend === 'nginx' ? 'managed nginx' : 'in-process proxy';
   const lines = [
     '',
-    `k8s-router demo: ${input.pods} demo pods run on 127.0.0.x, and the ${input.backend === 'nginx' ? 'managed nginx' : 'in-process proxy'} routes to them on ${base}`,
+    `k8s-router demo: ${input.pods} demo pods run on 127.0.0.x, and the ${plane} routes to them on ${base}`,
     `following ${shortPath(input.manifest, input.cwd)}: edit and save it, the routes (and the pods) follow.`,
     '',
     'Round robin: three requests in one command, each answered by the next shop pod',

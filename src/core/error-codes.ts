@@ -48,7 +48,8 @@ export const ERROR_CODES = [
     code: 'KR_NGINX_IO_FAILED',
     exit: null,
     meaning:
-      "the config files could not be written or read; in dynamic mode, also: nginx's control socket could not be reached",
+      'the config files could not be written or read; ' +
+      "in dynamic mode, also: nginx's control socket could not be reached",
   },
   { code: 'KR_NGINX_CLOSED', exit: null, meaning: 'a table came after the nginx data plane was closed' },
   {

@@ -1,33 +1,46 @@
 // Kubernetes name grammars (apimachinery validation), used for annotation names,
 // label selectors and the names of the objects we read from untrusted manifests.
 
-const QUALIFIED_NAME_PART = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
-const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** A name grammar: how long a name may be, and what it consists of (it starts and ends with an alphanumeric). */
+interface NameGrammar {
+  maxLength: number;
+  pattern: RegExp;
+  consistsOf: string;
+}
+
+const QUALIFIED_NAME_PART: NameGrammar = {
+  maxLength: 63,
+  pattern: /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/,
+  consistsOf: 'alphanumeric characters, "-", "_" or "."',
+};
+const DNS1123_LABEL: NameGrammar = {
+  maxLength: 63,
+  pattern: /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/,
+  consistsOf: 'lower case alphanumeric characters or "-"',
+};
+const DNS1123_SUBDOMAIN: NameGrammar = {
+  maxLength: 253,
+  pattern: /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/,
+  consistsOf: 'lower case alphanumeric characters, "-" or "."',
+};
+
+/** Why `value` does not follow `grammar`, or null when it does; `emptyOk` for values that may be empty. */
+function grammarProblem(value: string, grammar: NameGrammar, emptyOk = false): string | null {
+  if (value.length === 0) return emptyOk ? null : 'must not be empty';
+  if (value.length > grammar.maxLength) return `must be at most ${grammar.maxLength} characters`;
+  if (!grammar.pattern.test(value))
+    return `must consist of ${grammar.consistsOf}, and start and end with an alphanumeric character`;
+  return null;
+}
 
 /** Why `value` is not a DNS-1123 subdomain, or null when it is one. */
 export function dnsSubdomainProblem(value: string): string | null {
-  if (value.length === 0) return 'must not be empty';
-  if (value.length > 253) return 'must be at most 253 characters';
-  if (!DNS1123_SUBDOMAIN.test(value)) {
-    return (
-      'must consist of lower case alphanumeric characters, "-" or ".", and start and end with an alphanumeric ' +
-      'character'
-    );
-  }
-  return null;
+  return grammarProblem(value, DNS1123_SUBDOMAIN);
 }
 
 /** Why `value` is not a DNS-1123 label (namespace names), or null when it is one. */
 export function dnsLabelProblem(value: string): string | null {
-  if (value.length === 0) return 'must not be empty';
-  if (value.length > 63) return 'must be at most 63 characters';
-  if (!DNS1123_LABEL.test(value)) {
-    return (
-      'must consist of lower case alphanumeric characters or "-", and start and end with an alphanumeric ' + 'character'
-    );
-  }
-  return null;
+  return grammarProblem(value, DNS1123_LABEL);
 }
 
 /**
@@ -42,23 +55,11 @@ export function qualifiedNameProblem(value: string): string | null {
     const prefixProblem = dnsSubdomainProblem(parts[0] ?? '');
     if (prefixProblem !== null) return `prefix ${prefixProblem}`;
   }
-  if (name.length === 0) return 'name part must not be empty';
-  if (name.length > 63) return 'name part must be at most 63 characters';
-  if (!QUALIFIED_NAME_PART.test(name)) {
-    return (
-      'name part must consist of alphanumeric characters, "-", "_" or ".", and start and end with an ' +
-      'alphanumeric character'
-    );
-  }
-  return null;
+  const nameProblem = grammarProblem(name, QUALIFIED_NAME_PART);
+  return nameProblem === null ? null : `name part ${nameProblem}`;
 }
 
 /** Why `value` is not a valid label value, or null when it is one (empty is valid). */
 export function labelValueProblem(value: string): string | null {
-  if (value.length === 0) return null;
-  if (value.length > 63) return 'must be at most 63 characters';
-  if (!QUALIFIED_NAME_PART.test(value)) {
-    return 'must consist of alphanumeric characters, "-", "_" or ".", and start and end with an alphanumeric character';
-  }
-  return null;
+  return grammarProblem(value, QUALIFIED_NAME_PART, true);
 }

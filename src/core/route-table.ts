@@ -373,7 +373,8 @@ export function podCandidates(config: RouterConfig, pod: Pod): PodClaims {
       hostsField,
       `${validHosts.length} hosts`,
       'TOO_MANY_HOSTS',
-      `only the first ${hosts.length} valid hosts are routed (MAX_HOSTS_PER_POD); ${validHosts.length - hosts.length} dropped, the first being ${validHosts[hosts.length]}`,
+      `only the first ${hosts.length} valid hosts are routed (MAX_HOSTS_PER_POD); ` +
+        `${validHosts.length - hosts.length} dropped, the first being ${validHosts[hosts.length]}`,
     );
   }
   if (validPaths.length > paths.length) {
@@ -382,7 +383,8 @@ export function podCandidates(config: RouterConfig, pod: Pod): PodClaims {
       pathsField,
       `${validPaths.length} paths`,
       'TOO_MANY_PATHS',
-      `only the first ${paths.length} valid paths are routed (MAX_PATHS_PER_POD); ${validPaths.length - paths.length} dropped, the first being ${first.port}:${first.path}`,
+      `only the first ${paths.length} valid paths are routed (MAX_PATHS_PER_POD); ` +
+        `${validPaths.length - paths.length} dropped, the first being ${first.port}:${first.path}`,
     );
   }
   if (hosts.length === 0) reject(hostsField, hostsText, 'NO_HOSTS', 'no valid host in the annotation');
