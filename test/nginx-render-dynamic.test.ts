@@ -62,6 +62,11 @@ describe('the dynamic nginx.conf', () => {
       text,
     );
     assert.match(text, new RegExp(`^lua_package_path "${bundledLuaDir()}/\\?\\.lua;;";$`, 'm'));
+    assert.match(
+      text,
+      /^lua_malloc_trim 0;$/m,
+      'the C heap is kept as nginx keeps it, not trimmed every 1000 requests',
+    );
   });
 
   it('sends the headers of the documented config, and upstream keep-alive after the balancer', () => {
