@@ -715,11 +715,9 @@ function table(header: readonly string[], rows: readonly (readonly (string | num
   return [line(header), line(header.map(() => '---')), ...rows.map(line)];
 }
 
-// eslint-disable-next-line max-lines-per-function -- TODO split: it predates the 80-line rule
-function markdownOf(runs: WorkerRun[], targets: Target[]): string {
+function introOf(): string[] {
   const thousands = (n: number): string => n.toLocaleString('en-US');
-  const sum = (of: (run: WorkerRun) => number): number => runs.reduce((n, run) => n + of(run), 0);
-  const out: string[] = [
+  return [
     [
       "The router's nginx manager in dynamic mode",
       '(as `k8s-router run --backend nginx --nginx-mode dynamic` builds it),',
@@ -730,6 +728,11 @@ function markdownOf(runs: WorkerRun[], targets: Target[]): string {
       'p99 is the nearest rank, so with fewer than 100 samples it is the slowest.',
     ].join(' '),
     '',
+  ];
+}
+
+function targetsSection(targets: Target[]): string[] {
+  return [
     '## Targets',
     '',
     ...table(
@@ -737,6 +740,11 @@ function markdownOf(runs: WorkerRun[], targets: Target[]): string {
       targets.map((t) => [t.target, t.goal, t.measured, t.met ? 'yes' : '**no**']),
     ),
     '',
+  ];
+}
+
+function changeSection(runs: WorkerRun[]): string[] {
+  return [
     '## A change, from the table built to every worker serving it',
     '',
     [
@@ -772,6 +780,11 @@ function markdownOf(runs: WorkerRun[], targets: Target[]): string {
       runs.map((run) => [run.workers, describeProcesses(run.applyProcesses)]),
     ),
     '',
+  ];
+}
+
+function startSection(runs: WorkerRun[]): string[] {
+  return [
     '## Start with 10,000 routes',
     '',
     [
@@ -798,6 +811,11 @@ function markdownOf(runs: WorkerRun[], targets: Target[]): string {
       ]),
     ),
     '',
+  ];
+}
+
+function memorySection(runs: WorkerRun[]): string[] {
+  return [
     '## nginx memory at 10,000 routes',
     '',
     [
@@ -824,6 +842,11 @@ function markdownOf(runs: WorkerRun[], targets: Target[]): string {
       ]),
     ),
     '',
+  ];
+}
+
+function webSocketSection(runs: WorkerRun[]): string[] {
+  return [
     '## A WebSocket across route changes',
     '',
     [
@@ -854,13 +877,30 @@ function markdownOf(runs: WorkerRun[], targets: Target[]): string {
       ]),
     ),
     '',
+  ];
+}
+
+function failuresLine(runs: WorkerRun[]): string[] {
+  const sum = (of: (run: WorkerRun) => number): number => runs.reduce((n, run) => n + of(run), 0);
+  return [
     [
       `Lua failures in nginx's error logs: ${sum((run) => run.luaFailures.length)};`,
       `nginx errors at crit and worse (dynamic): ${sum((run) => run.nginxErrors)};`,
       `warnings the manager logged: ${warnings.length}.`,
     ].join(' '),
   ];
-  return out.join('\n');
+}
+
+function markdownOf(runs: WorkerRun[], targets: Target[]): string {
+  return [
+    ...introOf(),
+    ...targetsSection(targets),
+    ...changeSection(runs),
+    ...startSection(runs),
+    ...memorySection(runs),
+    ...webSocketSection(runs),
+    ...failuresLine(runs),
+  ].join('\n');
 }
 
 async function main(): Promise<void> {

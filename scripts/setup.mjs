@@ -67,7 +67,8 @@ function npm(root, args) {
   const result = spawnSync(command, argv, { cwd: root, stdio: 'inherit', shell: process.platform === 'win32' });
   if (result.status !== 0) {
     console.error(
-      `setup: npm ${args.join(' ')} failed${result.error ? `: ${result.error.message}` : ` with status ${result.status}`}`,
+      `setup: npm ${args.join(' ')} failed` +
+        (result.error ? `: ${result.error.message}` : ` with status ${result.status}`),
     );
     process.exit(result.status || 1);
   }

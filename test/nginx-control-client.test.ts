@@ -171,7 +171,9 @@ describe('the control client: stores', () => {
     assert.equal(await putTable(bare.socket, 'x', 1_000), null, 'an answer without a report');
   });
 
-  it('asks for the whole table when nginx does not hold the base (412) or takes no delta that large (413)', async () => {
+  const asksForWholeTable =
+    'asks for the whole table when nginx does not hold the base (412) or takes no delta that large (413)';
+  it(asksForWholeTable, async () => {
     for (const status of [412, 413]) {
       const { socket } = await answering(status, 'nginx holds table v1, not v0');
       assert.equal(await patchTable(socket, 'x', 1_000), 'whole-table-wanted', `status ${status}`);

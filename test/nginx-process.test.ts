@@ -342,7 +342,8 @@ describe('nginx process manager', { timeout: 120_000 }, () => {
     cleanups.add(async () => agent.destroy());
     const result = await loadDuringReloads(agent, 400);
     t.diagnostic(
-      `${result.sent} requests, ${result.failures.length} failed, ${result.retried} re-sent after nginx closed an idle kept-alive connection`,
+      `${result.sent} requests, ${result.failures.length} failed, ` +
+        `${result.retried} re-sent after nginx closed an idle kept-alive connection`,
     );
     assert.equal(result.reloads, 6);
     assert.deepEqual(result.failures, []);

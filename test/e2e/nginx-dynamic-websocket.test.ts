@@ -20,7 +20,8 @@ import { workDir } from '../support/work-dir.js';
 const CHANGES = 100;
 
 test(
-  `a WebSocket through dynamic nginx stays open and echoes across ${CHANGES} route changes, with the same nginx processes`,
+  `a WebSocket through dynamic nginx stays open and echoes across ${CHANGES} route changes, ` +
+    'with the same nginx processes',
   { timeout: 180_000 },
   async (t) => {
     const dir = await workDir('k8s-router-e2e-dynamic-ws-');
