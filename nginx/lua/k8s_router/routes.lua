@@ -71,6 +71,16 @@ local function routes_by_host(routes, only)
     return lists
 end
 
+-- A route takes the balancing state of the route it replaces when its pods and affinity
+-- are the same (the balancer would be the same), as the in-process proxy's balancers do.
+local function keep_group(groups, r)
+    local old = groups[r.id]
+    if old and old.pods == r.pods and old.affinity == r.affinity then
+        r.group = old
+    end
+    groups[r.id] = r.group
+end
+
 local function full_build(parsed)
     local routes = parsed.routes
     local hosts = {}
@@ -107,11 +117,7 @@ function _M.build(parsed, previous_parsed, previous)
     for i = 1, #fresh do
         local r = fresh[i]
         changed[r.host] = true
-        local old = groups[r.id]
-        if old and old.pods == r.pods and old.affinity == r.affinity then
-            r.group = old
-        end
-        groups[r.id] = r.group
+        keep_group(groups, r)
     end
     if next(changed) then
         local lists = routes_by_host(parsed.routes, changed)
@@ -143,11 +149,7 @@ function _M.apply(previous, changes, version)
             local list = lists[r.host] or {}
             lists[r.host] = list
             list[#list + 1] = r
-            local group = groups[r.id]
-            if group and group.pods == r.pods and group.affinity == r.affinity then
-                r.group = group
-            end
-            groups[r.id] = r.group
+            keep_group(groups, r)
         end
     end
     for host, list in pairs(lists) do
