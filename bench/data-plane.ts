@@ -390,8 +390,9 @@ function ms(value: string, unit: string): number {
 
 export function parseWrk(out: string): Omit<Sample, 'cpuUs'> & { requests: number } {
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
-  const p50 = /^\s+50%\s+([\d.]+)(us|ms|s)$/m.exec(out);
-  const p99 = /^\s+99%\s+([\d.]+)(us|ms|s)$/m.exec(out);
+  // wrk pads a latency of whole seconds ("1.24s ") to the width of "1.24ms".
+  const p50 = /^\s+50%\s+([\d.]+)(us|ms|s)\s*$/m.exec(out);
+  const p99 = /^\s+99%\s+([\d.]+)(us|ms|s)\s*$/m.exec(out);
   if (rps === null || p50 === null || p99 === null) throw new Error(`unexpected wrk output:\n${out}`);
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
