@@ -69,8 +69,21 @@ after(async () => {
   assert.equal(exit, 0, 'the router exits 0 on SIGTERM');
 });
 
+/**
+ * The workers nginx runs. A worker forked a moment ago still bears the master's title until
+ * it names itself, so the count is read again for a while before it is believed.
+ */
+async function settledWorkerCount(): Promise<number> {
+  let count = (await nginxWorkers()).workers.length;
+  for (let tries = 0; count !== WORKERS && tries < 50; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    count = (await nginxWorkers()).workers.length;
+  }
+  return count;
+}
+
 test(`nginx runs ${WORKERS} workers and reuses pod connections across client connections`, async () => {
-  assert.equal((await nginxWorkers()).workers.length, WORKERS);
+  assert.equal(await settledWorkerCount(), WORKERS, 'worker processes under the master');
   const pod = pods[0] as TestPod;
   pod.received.length = 0;
   for (let i = 0; i < 20; i++) assert.equal(podOf(await get('a.test')), pod.name);
