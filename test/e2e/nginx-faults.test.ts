@@ -34,7 +34,7 @@ async function nginxKilled(mode: NginxMode, t: TestContext): Promise<void> {
   const { setup, host, router, master: first } = await serving('killed', FIRST_IP[mode].killed as number, t, mode);
   const killed = [first];
   const leftBehind: ProcessIdentity[] = await childrenOf(first);
-  const probes = probe(setup.port, host);
+  const probes = probe(setup, host);
   await delay(200);
 
   await setup.wrapper.hideNextStarts(2);
@@ -93,7 +93,7 @@ async function nginxKilled(mode: NginxMode, t: TestContext): Promise<void> {
 
 async function routerKilled(mode: NginxMode, t: TestContext): Promise<void> {
   const { setup, host, router: first, master } = await serving('orphaned', FIRST_IP[mode].orphaned as number, t, mode);
-  const probes = probe(setup.port, host);
+  const probes = probe(setup, host);
 
   first.kill('SIGKILL');
   assert.equal(await first.exited, 'SIGKILL');
@@ -212,7 +212,7 @@ async function controlSocketGoneIsRepaired(t: TestContext): Promise<void> {
 
   // The fault: the socket file is removed under the running nginx (which will never bind it again).
   await rm(join(setup.prefix, 'control', 'table.sock'));
-  const probes = probe(setup.port, host);
+  const probes = probe(setup, host);
   mark = router.logs.length;
   await routeTo(setup, host, 0);
   const failure = await router.waitForLog(

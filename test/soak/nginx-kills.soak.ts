@@ -26,7 +26,7 @@ describe(
       let current = first;
       const rounds: string[] = [];
       for (let round = 1; round <= ROUNDS; round++) {
-        const probes = probe(setup.port, host);
+        const probes = probe(setup, host);
         await delay(300);
         const mark = router.logs.length;
         const replacements = Math.floor(random() * 3);

@@ -26,6 +26,8 @@ export interface Setup {
   wrapper: NginxWrapper;
   /** Every router started on it, ended (with their nginx) when the test ends. */
   routers: RouterProcess[];
+  /** Probes still sending: a test that fails before it stops its probe would otherwise never end. */
+  probes: Set<{ stop(): Promise<Probe[]> }>;
 }
 
 export async function setUp(
@@ -47,8 +49,10 @@ export async function setUp(
     pods,
     wrapper,
     routers: [],
+    probes: new Set(),
   };
   t.after(async () => {
+    await Promise.all([...setup.probes].map((p) => p.stop()));
     for (const router of setup.routers) router.kill('SIGKILL');
     await Promise.all(setup.routers.map((r) => r.exited));
     // A router killed outright leaves its nginx (and a test that failed half-way, perhaps workers).
@@ -104,10 +108,10 @@ export interface Probe {
   pod: string | null;
 }
 
-/** One request on a new connection every ~10 ms until stopped: who answered, when. */
-export function probe(port: number, host: string): { stop(): Promise<Probe[]> } {
+/** One request on a new connection every ~10 ms until stopped (or the test ends): who answered, when. */
+export function probe(setup: Setup, host: string): { stop(): Promise<Probe[]> } {
   let running = true;
-  const client = new LoadClient({ port, host }, { keepAlive: false, idPrefix: 'probe', timeoutMs: 5_000 });
+  const client = new LoadClient({ port: setup.port, host }, { keepAlive: false, idPrefix: 'probe', timeoutMs: 5_000 });
   const probes: Probe[] = [];
   const loop = (async () => {
     while (running) {
@@ -119,13 +123,16 @@ export function probe(port: number, host: string): { stop(): Promise<Probe[]> } 
       await delay(10);
     }
   })();
-  return {
+  const handle = {
     async stop() {
       running = false;
+      setup.probes.delete(handle);
       await loop;
       return probes;
     },
   };
+  setup.probes.add(handle);
+  return handle;
 }
 
 /** The longest run of failed probes, in ms, and how many failed. */
