@@ -430,7 +430,9 @@ function wrk(server: Running, seconds: number, pinned: boolean, script?: string)
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     child.on('error', reject);
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': 'exit' can come before the last of wrk's output is read, which
+    // left a run with status 0 and no output at all ("unexpected wrk output", seen twice).
+    child.on('close', (code, signal) => {
       try {
         if (code !== 0) throw new Error(`wrk ended with ${signal ?? `status ${code}`} against ${url}:\n${out}`);
         const { requests, ...sample } = parseWrk(out);
