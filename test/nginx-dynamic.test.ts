@@ -166,6 +166,50 @@ async function keepsTableAcrossReloadAndKill(): Promise<void> {
   }
 }
 
+/**
+ * Tables put while the old workers of a reload still run (the master tells them to quit
+ * some 100 ms after the new ones start, and meanwhile they load each new table too): once
+ * they are gone, the report under each worker id is the new worker's, serving the last table.
+ */
+async function reportsOfNewWorkersAfterReload(): Promise<void> {
+  const nginx = await startDynamicNginx(tableOf([]), { workerProcesses: 2 });
+  const master = nginx.master.pid as number;
+  try {
+    for (let i = 1; i <= 10; i++) {
+      const before = new Set((await childrenOf(master)).map((c) => c.pid));
+      nginx.master.signal('SIGHUP');
+      await eventually(async () => {
+        const v = await nginx.versions();
+        return v.reports.length === 2 && v.reports.every((r) => !before.has(r.pid));
+      }, `the new workers of reload ${i} to report`);
+      const version = `during-reload-${i}`;
+      await putTable(
+        nginx.controlSocket,
+        serializeTable(tableOf([{ host: 'x.test', path: '/', pods: [pod(i % 2)] }]), version),
+        5_000,
+      );
+      await eventually(async () => {
+        const live = new Set((await childrenOf(master)).map((c) => c.pid));
+        return [...before].every((pid) => !live.has(pid));
+      }, `the old workers of reload ${i} to exit`);
+      let seen = '';
+      try {
+        await eventually(async () => {
+          const [v, children] = await Promise.all([nginx.versions(), childrenOf(master)]);
+          const live = new Set(children.map((c) => c.pid));
+          seen = `live workers ${[...live].join(', ')}; reports ${JSON.stringify(v.reports)}`;
+          return v.reports.length === 2 && v.reports.every((r) => live.has(r.pid) && r.version === version);
+        }, `every worker id to be reported by a live worker serving ${version}`);
+      } catch (err) {
+        throw new Error(`reload ${i}: ${(err as Error).message}: ${seen}`);
+      }
+      assert.equal(await answeredBy(nginx.port, 'x.test'), pod(i % 2).name, `reload ${i}`);
+    }
+  } finally {
+    await nginx.close();
+  }
+}
+
 async function keepsBalancingStateOfUnchangedRoutes(): Promise<void> {
   const first = tableOf([
     { host: 'same.test', path: '/', pods: [pod(0), pod(1)] },
@@ -296,6 +340,11 @@ describe('dynamic nginx', { timeout: 120_000 }, () => {
   it(
     'keeps its table across a reload and a worker killed, and starts without one after a restart',
     keepsTableAcrossReloadAndKill,
+  );
+
+  it(
+    'reports every worker id by its new worker after a reload, tables put meanwhile included',
+    reportsOfNewWorkersAfterReload,
   );
 
   it(

@@ -55,15 +55,38 @@ function _M.worker_key(id)
     return "worker:" .. id
 end
 
--- Tells the router which version this worker serves. A worker that shuts down after a
--- reload says nothing: its id belongs to a new worker now.
+-- The load of nginx.conf whose workers report (its id, set by its first worker to start).
+-- A reload starts the new workers some 100 ms before the master tells the old ones to
+-- quit, and meanwhile an old worker still loads each new table: it must not write over
+-- the report of the new worker that has its id.
+local REPORTING_LOAD = "reporting-load"
+-- This load of nginx.conf (init_by_lua runs in the master at each start and reload).
+local load_id = nil
+
+-- Tells the router which version this worker serves: not from a worker of an older load
+-- of nginx.conf, nor from one shutting down, since its id belongs to a new worker now.
+-- Should the dict lose the load's id, every worker reports, as the new ones do again.
 local function report()
     if ngx.worker.exiting() then
+        return
+    end
+    local reporting = dict:get(REPORTING_LOAD)
+    if reporting and reporting ~= load_id then
         return
     end
     local id = ngx.worker.id()
     if id then
         dict:set(_M.worker_key(id), ngx.worker.pid() .. " " .. (current.version or "-"))
+    end
+end
+
+-- Reports again when the report under this worker's id is another's: an old worker may
+-- write between its check of the load and the write, just after the new worker reported.
+local function keep_report()
+    local id = ngx.worker.id()
+    local reported = id and dict:get(_M.worker_key(id))
+    if not reported or tonumber(string.match(reported, "^%d+")) ~= ngx.worker.pid() then
+        report()
     end
 end
 
@@ -175,15 +198,21 @@ function _M.init(dict_name)
     if not dict then
         error("no lua_shared_dict " .. (dict_name or DICT))
     end
+    -- Unique across loads: a count kept in the dict (which a reload keeps), and the time.
+    ngx.update_time()
+    load_id = (dict:incr("loads", 1, 0) or 0) .. "@" .. ngx.now()
 end
 
 -- In each worker as it starts: the table stored before (a reload keeps it), and its report.
 function _M.start_worker(poll_seconds)
+    -- Only a load whose workers run reports: a reload that fails after init_by_lua starts none.
+    dict:set(REPORTING_LOAD, load_id)
     _M.current()
     report()
     local ok, err = ngx.timer.every(poll_seconds, function(premature)
         if not premature then
             _M.current()
+            keep_report()
         end
     end)
     if not ok then
