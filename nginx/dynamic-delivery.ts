@@ -124,7 +124,10 @@ async function everyWorkerServes(
   first: FirstLook | null,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  let seen = 'no answer';
+  // What nginx last answered, and what went wrong since: the last ask before the deadline
+  // has little time, and its timeout alone would hide what the workers said before.
+  let answered: string | null = null;
+  let failed: string | null = null;
   let known = first;
   for (let wait = 1; ; wait = Math.min(20, wait * 2)) {
     try {
@@ -133,14 +136,16 @@ async function everyWorkerServes(
         known?.live ?? currentWorkers(nginx.pid),
       ]);
       if (servedByEveryWorker(versions, version, live)) return;
-      seen = describeVersions(versions, live);
+      answered = describeVersions(versions, live);
+      failed = null;
     } catch (err) {
-      seen = (err as Error).message;
+      failed = (err as Error).message;
     }
     if (Date.now() >= deadline) break;
     if (known === null) await sleep(wait);
     known = null;
   }
+  const seen = [answered ?? 'no answer', ...(failed === null ? [] : [`then ${failed}`])].join('; ');
   throw new NginxApplyError(
     'KR_NGINX_TABLE_NOT_SERVED',
     `nginx's workers did not all serve table ${version} within ${timeoutMs} ms: ${seen}`,
