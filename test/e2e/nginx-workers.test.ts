@@ -5,6 +5,7 @@ import { after, before, test } from 'node:test';
 import { pickFreeLoopbackPort } from '../../nginx/status.js';
 import { childrenOf, processTitle, type ProcessIdentity } from '../../nginx/workers.js';
 import { sendRaw, type RawOutcome } from '../conformance/raw-http.js';
+import { delay } from '../support/eventually.js';
 import { manifestText, podFor } from '../support/manifests.js';
 import { startPods, type TestPod } from '../support/pods.js';
 import { startRouterProcess, type RouterProcess } from '../support/router-process.js';
@@ -76,7 +77,7 @@ after(async () => {
 async function settledWorkerCount(): Promise<number> {
   let count = (await nginxWorkers()).workers.length;
   for (let tries = 0; count !== WORKERS && tries < 50; tries++) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await delay(100);
     count = (await nginxWorkers()).workers.length;
   }
   return count;

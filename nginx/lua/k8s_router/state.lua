@@ -60,6 +60,8 @@ end
 -- quit, and meanwhile an old worker still loads each new table: it must not write over
 -- the report of the new worker that has its id.
 local REPORTING_LOAD = "reporting-load"
+-- How many times nginx.conf was loaded since nginx started: part of a load's id.
+local LOADS = "loads"
 -- This load of nginx.conf (init_by_lua runs in the master at each start and reload).
 local load_id = nil
 
@@ -200,7 +202,7 @@ function _M.init(dict_name)
     end
     -- Unique across loads: a count kept in the dict (which a reload keeps), and the time.
     ngx.update_time()
-    load_id = (dict:incr("loads", 1, 0) or 0) .. "@" .. ngx.now()
+    load_id = (dict:incr(LOADS, 1, 0) or 0) .. "@" .. ngx.now()
 end
 
 -- In each worker as it starts: the table stored before (a reload keeps it), and its report.
